@@ -1,0 +1,13 @@
+import { invalid } from './errors.ts';
+
+/**
+ * Accounts are identified by email compared case-insensitively: `Foo@X.org` and `foo@x.org` are one
+ * account. The canonical form (trimmed, lower case) is what projections store and lookups use.
+ */
+export function canonicalEmail(text: string): string {
+  const email = text.trim().toLowerCase();
+  if (email.length > 254 || !/^[^\s@<>()",;:\\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(email)) {
+    throw invalid(`"${text}" is not an email address`);
+  }
+  return email;
+}

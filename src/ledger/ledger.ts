@@ -1,0 +1,183 @@
+// The ledger's commands and queries, shared by the CLI, the hub and the jobs: each loads state, calls
+// the domain, appends. No business rule lives here; lookups (email → account, catalogue) do.
+import { randomInt, randomUUID } from 'node:crypto';
+import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
+import type pg from 'pg';
+import { accountDecider } from '../domain/account/decider.ts';
+import { accountStream, type Provider } from '../domain/account/events.ts';
+import { balanceCentsAt, evolveAccount, initialAccount } from '../domain/account/state.ts';
+import { canonicalEmail } from '../domain/shared/email.ts';
+import { invalid, notFound, refused } from '../domain/shared/errors.ts';
+import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
+import { loadStream } from '../projections/read.ts';
+import { handleCommand, type Cause } from './handle.ts';
+
+export type LedgerDeps = { pool: pg.Pool; store: PostgresEventStore; now?: () => Date };
+
+const uniqueViolation = '23505';
+const maxAccountOpenAttempts = 3;
+
+export class Ledger {
+  private readonly now: () => Date;
+
+  constructor(private readonly deps: LedgerDeps) {
+    this.now = deps.now ?? (() => new Date());
+  }
+
+  async recordPayment(input: {
+    email: string;
+    amountCents: Cents;
+    reference?: string | null;
+    receivedAt?: Date;
+    provider?: Provider;
+    cause: Cause;
+  }): Promise<{ paymentId: number; duplicate: boolean }> {
+    const email = canonicalEmail(input.email);
+    const reference = input.reference ?? null;
+    if (reference !== null) {
+      const { rows } = await this.deps.pool.query('SELECT id, account_id, email FROM payments WHERE reference = $1', [reference]);
+      if (rows[0] && rows[0].email !== email) {
+        throw refused(`reference ${reference} is already recorded as payment ${rows[0].id} for another account`);
+      }
+    }
+    for (let attempt = 1; ; attempt++) {
+      const accountId = (await this.accountIdFor(email)) ?? randomUUID();
+      const paymentId = await this.nextPaymentId();
+      const now = this.now();
+      try {
+        const { events, state } = await handleCommand(
+          this.deps, accountStream(accountId), accountDecider,
+          {
+            type: 'RecordPayment',
+            data: {
+              accountId, email, paymentId, amountCents: input.amountCents, provider: input.provider ?? 'manual',
+              reference, receivedAt: input.receivedAt ?? now,
+            },
+            metadata: { now },
+          },
+          input.cause,
+        );
+        if (events.length === 0) return { paymentId: state.references.get(reference!)!, duplicate: true };
+        return { paymentId, duplicate: false };
+      } catch (error) {
+        // Two first payments for one new email raced: the other opened the account; use it.
+        if (isUniqueViolation(error, 'accounts_email_key') && attempt < maxAccountOpenAttempts) continue;
+        if (isUniqueViolation(error, 'payments_reference_key')) {
+          throw refused(`reference ${reference} is already recorded for another payment`);
+        }
+        throw error;
+      }
+    }
+  }
+
+  async invalidatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+    const accountId = await this.accountOfPayment(paymentId);
+    const now = this.now();
+    const { events } = await handleCommand(
+      this.deps, accountStream(accountId), accountDecider,
+      { type: 'InvalidatePayment', data: { paymentId, reason }, metadata: { now } }, { ...cause, reason },
+    );
+    return { changed: events.length > 0 };
+  }
+
+  async reinstatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+    const accountId = await this.accountOfPayment(paymentId);
+    const now = this.now();
+    const { events } = await handleCommand(
+      this.deps, accountStream(accountId), accountDecider,
+      { type: 'ReinstatePayment', data: { paymentId, reason }, metadata: { now } }, { ...cause, reason },
+    );
+    return { changed: events.length > 0 };
+  }
+
+  async createVm(input: { email: string; size: string; os: string; sshPublicKeys: string[]; cause: Cause }): Promise<{ vmId: string }> {
+    const email = canonicalEmail(input.email);
+    const priceCentsPerMonth = await this.priceOf(input.size);
+    await this.requireOs(input.os);
+    const accountId = await this.accountIdFor(email);
+    if (!accountId) throw refused(`there is no account for ${email}: record a payment first`);
+    const vmId = newVmId();
+    const now = this.now();
+    await handleCommand(
+      this.deps, accountStream(accountId), accountDecider,
+      {
+        type: 'RequestVmCreation',
+        data: { vmId, size: input.size, os: input.os, sshPublicKeys: input.sshPublicKeys, priceCentsPerMonth },
+        metadata: { now },
+      },
+      input.cause,
+    );
+    return { vmId };
+  }
+
+  async deleteVm(vmId: string, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+    const { rows } = await this.deps.pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
+    if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
+    const now = this.now();
+    const { events } = await handleCommand(
+      this.deps, accountStream(rows[0].account_id), accountDecider,
+      { type: 'RequestVmDeletion', data: { vmId, reason }, metadata: { now } }, { ...cause, reason },
+    );
+    return { changed: events.length > 0 };
+  }
+
+  /** The balance at any instant, past or future, folded from the account's events. */
+  async balanceCents(emailText: string, at: Date = this.now()): Promise<Cents> {
+    const email = canonicalEmail(emailText);
+    const accountId = await this.accountIdFor(email);
+    if (!accountId) throw notFound(`there is no account for ${email}`);
+    const { events } = await loadStream(this.deps.pool, accountStream(accountId));
+    const state = events.reduce((s, stored) => evolveAccount(s, stored.event as never), initialAccount());
+    return balanceCentsAt(state, at.getTime());
+  }
+
+  async accountIdFor(email: string): Promise<string | null> {
+    const { rows } = await this.deps.pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
+    return rows[0]?.id ?? null;
+  }
+
+  private async accountOfPayment(paymentId: number): Promise<string> {
+    if (!Number.isSafeInteger(paymentId) || paymentId <= 0) throw invalid(`"${paymentId}" is not a payment id`);
+    const { rows } = await this.deps.pool.query('SELECT account_id FROM payments WHERE id = $1', [paymentId]);
+    if (!rows[0]) throw notFound(`there is no payment ${paymentId}`);
+    return rows[0].account_id;
+  }
+
+  private async nextPaymentId(): Promise<number> {
+    const { rows } = await this.deps.pool.query(`SELECT nextval('payment_ids')::int AS id`);
+    return rows[0].id;
+  }
+
+  private async priceOf(size: string): Promise<Cents> {
+    const { rows } = await this.deps.pool.query('SELECT dollars_per_month::text AS price FROM vm_sizes WHERE id = $1', [size]);
+    if (!rows[0]) {
+      const sizes = await this.deps.pool.query('SELECT id FROM vm_sizes ORDER BY dollars_per_month');
+      throw invalid(`"${size}" is not a capsul size: choose one of ${sizes.rows.map((r) => r.id).join(', ')}`);
+    }
+    return centsFromNumeric(rows[0].price);
+  }
+
+  private async requireOs(os: string): Promise<void> {
+    const { rows } = await this.deps.pool.query('SELECT deprecated FROM os_images WHERE id = $1', [os]);
+    if (!rows[0] || rows[0].deprecated) {
+      const images = await this.deps.pool.query('SELECT id FROM os_images WHERE NOT deprecated ORDER BY id');
+      const why = rows[0] ? 'is deprecated' : 'is not an OS image';
+      throw invalid(`"${os}" ${why}: choose one of ${images.rows.map((r) => r.id).join(', ')}`);
+    }
+  }
+}
+
+const idAlphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** capsul-flask's form: `capsul-` and 10 random lowercase letters or digits. */
+export function newVmId(): string {
+  let id = 'capsul-';
+  for (let i = 0; i < 10; i++) id += idAlphabet[randomInt(idAlphabet.length)];
+  return id;
+}
+
+function isUniqueViolation(error: unknown, constraint: string): boolean {
+  const e = error as { code?: string; constraint?: string; cause?: unknown };
+  if (e?.code === uniqueViolation && e.constraint === constraint) return true;
+  return e?.cause !== undefined && e.cause !== error && isUniqueViolation(e.cause, constraint);
+}

@@ -1,0 +1,84 @@
+// Reading events back in the order they committed: (transaction_id, global_position). global_position
+// alone is a sequence handed out before commit, so it is not commit order (DESIGN.md).
+import type pg from 'pg';
+import type { Actor, LedgerEvent } from '../domain/events.ts';
+import { upcast } from '../domain/upcast.ts';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export type StoredEvent = {
+  event: LedgerEvent;
+  streamId: string;
+  streamPosition: number;
+  globalPosition: string;
+  transactionId: string;
+  recordedAt: string;
+  metadata: EventMetadata;
+};
+
+/** What capsul keeps in every event's metadata. */
+export type EventMetadata = { by?: Actor; reason?: string; eventVersion?: number; [key: string]: unknown };
+
+// Every column as text: the parsing stays ours whatever type parsers emmett installed process-wide.
+const columns = `stream_id, stream_position::text AS stream_position, global_position::text AS global_position,
+  transaction_id::text AS transaction_id, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created,
+  message_type, message_data::text AS message_data, message_metadata::text AS message_metadata`;
+
+export function toStoredEvent(row: Record<string, string>): StoredEvent {
+  const metadata = JSON.parse(row.message_metadata!) as EventMetadata;
+  return {
+    event: upcast(row.message_type!, JSON.parse(row.message_data!), Number(metadata.eventVersion ?? 1)),
+    streamId: row.stream_id!,
+    streamPosition: Number(row.stream_position),
+    globalPosition: row.global_position!,
+    transactionId: row.transaction_id!,
+    recordedAt: row.created!,
+    metadata,
+  };
+}
+
+/** One stream's events in order, and its version (0 when it does not exist). */
+export async function loadStream(db: Queryable, streamId: string): Promise<{ events: StoredEvent[]; version: bigint }> {
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages
+     WHERE stream_id = $1 AND partition = 'emt:default' AND NOT is_archived ORDER BY stream_position`,
+    [streamId],
+  );
+  const events = rows.map(toStoredEvent);
+  return { events, version: BigInt(events.at(-1)?.streamPosition ?? 0) };
+}
+
+export type ReadAllOptions = {
+  batchSize?: number;
+  /** extra condition on emt_messages (our own SQL, values as $n parameters after the cursor's two) */
+  where?: string;
+  params?: unknown[];
+};
+
+/** Every event in commit order, in keyset-paged batches (bounded memory per batch). */
+export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}): AsyncGenerator<StoredEvent[]> {
+  const batchSize = options.batchSize ?? 5000;
+  let cursor: [string, string] = ['0', '0'];
+  while (true) {
+    const { rows } = await db.query(
+      `SELECT ${columns} FROM emt_messages
+       WHERE partition = 'emt:default' AND NOT is_archived
+         AND (transaction_id, global_position) > ($1::xid8, $2::bigint)
+         ${options.where ? `AND (${options.where})` : ''}
+       ORDER BY transaction_id, global_position LIMIT ${batchSize}`,
+      [...cursor, ...(options.params ?? [])],
+    );
+    if (rows.length === 0) return;
+    const batch = rows.map(toStoredEvent);
+    yield batch;
+    const last = batch.at(-1)!;
+    cursor = [last.transactionId, last.globalPosition];
+    if (rows.length < batchSize) return;
+  }
+}
+
+/** How many events there are (for progress). */
+export async function countEvents(db: Queryable): Promise<number> {
+  const { rows } = await db.query(`SELECT count(*)::int AS n FROM emt_messages WHERE partition = 'emt:default' AND NOT is_archived`);
+  return rows[0].n;
+}

@@ -1,0 +1,46 @@
+// The projection tables: column lists in table order, and their keys. Projection code writes rows only
+// through these definitions, so SQL identifiers never come from data.
+export const projectionTables = {
+  accounts: { key: ['id'], columns: ['id', 'email', 'created'] },
+  payments: {
+    key: ['id'],
+    columns: [
+      'id', 'created', 'email', 'dollars', 'invalidated', 'account_id', 'provider', 'reference', 'recorded',
+      'invalidated_at', 'invalidation_reason',
+    ],
+  },
+  vms: {
+    key: ['id'],
+    columns: [
+      'id', 'email', 'os', 'size', 'created', 'deleted', 'last_seen_ipv4', 'last_seen_ipv6', 'host', 'state',
+      'account_id', 'dollars_per_month', 'ssh_public_keys', 'ssh_host_key_fingerprints', 'state_observed',
+      'deletion_reason', 'failure',
+    ],
+  },
+} as const;
+
+export type TableName = keyof typeof projectionTables;
+export const tableNames = Object.keys(projectionTables) as TableName[];
+
+/** A row as JSON values: timestamps as ISO strings, money as decimal strings, arrays and objects as JSON. */
+export type Row = Record<string, unknown>;
+
+/** What a projection does to a table; the same ops run in SQL (inline) and in memory (rebuild, as-of). */
+export type RowOp =
+  | { kind: 'insert'; table: TableName; row: Row }
+  | { kind: 'update'; table: TableName; key: Row; set: Row };
+
+export function keyOf(table: TableName, row: Row): string {
+  return projectionTables[table].key.map((column) => String(row[column])).join('\u0000');
+}
+
+/** Every insert names every column: a missing one is a projection bug, caught in tests and in rebuild. */
+export function assertCompleteRow(table: TableName, row: Row): void {
+  const columns: readonly string[] = projectionTables[table].columns;
+  for (const column of columns) {
+    if (!(column in row)) throw new Error(`projection bug: ${table} row lacks column ${column}`);
+  }
+  for (const column of Object.keys(row)) {
+    if (!columns.includes(column)) throw new Error(`projection bug: ${table} has no column ${column}`);
+  }
+}

@@ -1,8 +1,6 @@
 // Configuration from the environment (and an optional `.env`), validated once at start.
 import { existsSync } from 'node:fs';
 
-export type Mode = 'hub' | 'spoke' | 'both';
-
 export type Config = {
   /** unset → the embedded development database in `dataDir/pg` */
   databaseUrl: string | undefined;
@@ -10,7 +8,6 @@ export type Config = {
   port: number;
   host: string;
   baseUrl: string;
-  mode: Mode;
 };
 
 export class ConfigError extends Error {}
@@ -22,17 +19,13 @@ export function loadDotEnv(file = '.env'): void {
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = parsePort(env.PORT ?? '3000');
   const host = env.HOST ?? '127.0.0.1';
-  const mode = (env.CAPSUL_MODE ?? 'both') as Mode;
-  if (!['hub', 'spoke', 'both'].includes(mode)) {
-    throw new ConfigError(`CAPSUL_MODE must be hub, spoke or both, not "${env.CAPSUL_MODE}"`);
-  }
   const databaseUrl = env.DATABASE_URL?.trim() || undefined;
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// or postgresql://');
   }
   const baseUrl = (env.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(baseUrl)) throw new ConfigError(`BASE_URL must be an http(s) URL, not "${baseUrl}"`);
-  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode };
+  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl };
 }
 
 function parsePort(text: string): number {

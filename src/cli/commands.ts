@@ -1,0 +1,267 @@
+// The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
+// and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
+import { readFileSync } from 'node:fs';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { accountStream } from '../domain/account/events.ts';
+import { describeActor } from '../domain/events.ts';
+import { canonicalEmail } from '../domain/shared/email.ts';
+import { formatCents, parseDollars } from '../domain/shared/money.ts';
+import { vmStream } from '../domain/vm/events.ts';
+import { latestVersion, migrate, schemaVersion } from '../db/migrate.ts';
+import { readAllEvents, type StoredEvent } from '../projections/read.ts';
+import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
+import { CliContext, CliError, UsageError } from './context.ts';
+import { parseId, parseInstant, required } from './parse.ts';
+import { runStatements, splitStatements } from './sql.ts';
+
+export type CommandSpec = {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: number;
+  run(ctx: CliContext, values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number | void>;
+};
+
+const by = { by: { type: 'string' } } as const;
+const str = (v: unknown) => v as string | undefined;
+
+export const commands: Record<string, CommandSpec> = {
+  sql: {
+    summary: 'query the projections (read-only unless --write)',
+    usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--write] [--as-of <ISO>]
+
+  Statements are separated by ;. Each row prints on one line, values joined by ", "
+  (timestamps in UTC as 2020-05-05T00:00:00, booleans TRUE/FALSE, NULL empty).
+  A statement that returns no rows prints "N rows affected.".
+  --header       print the column names first
+  --write        allow writes, except to event and projection tables
+  --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)`,
+    options: { command: { type: 'string', short: 'c' }, file: { type: 'string', short: 'f' }, header: { type: 'boolean' }, write: { type: 'boolean' }, 'as-of': { type: 'string' } },
+    async run(ctx, v) {
+      if ((v.command === undefined) === (v.file === undefined)) throw new UsageError('give the SQL with either -c "<SQL>" or -f <file>');
+      let text: string;
+      if (v.file !== undefined) {
+        try {
+          text = readFileSync(str(v.file)!, 'utf8');
+        } catch (error) {
+          throw new CliError(`cannot read ${str(v.file)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        }
+      } else {
+        text = str(v.command)!;
+      }
+      const statements = splitStatements(text);
+      const asOf = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
+      if (asOf && v.write) throw new UsageError('--as-of queries a replay: it cannot be combined with --write');
+      const { pool } = await ctx.connect();
+      const client = await pool.connect();
+      let discard = asOf !== undefined;
+      try {
+        if (asOf) await shadowProjectionsAsOf(client, asOf, { onProgress: ctx.progress('replaying') });
+        await runStatements(client, statements, { header: Boolean(v.header), write: Boolean(v.write), out: (line) => ctx.out(line) });
+      } catch (error) {
+        discard = true;
+        throw error;
+      } finally {
+        client.release(discard);
+      }
+    },
+  },
+
+  'record-payment': {
+    summary: 'record money received; prints the new payment id',
+    usage: `capsul record-payment --email <email> --dollars <amount> [--reference <ref>] [--at <ISO>] [--by <name>] [--reason <text>]
+
+  --dollars    the amount, e.g. 20 or 20.05 (positive, at most two decimals)
+  --reference  the provider's id for the payment: recording it again changes nothing and prints the same id
+  --at         when the money was received (default now); it becomes payments.created
+  --by         who records it (default: the operating-system user)`,
+    options: { email: { type: 'string' }, dollars: { type: 'string' }, reference: { type: 'string' }, at: { type: 'string' }, reason: { type: 'string' }, ...by },
+    async run(ctx, v) {
+      const email = canonicalEmail(required(str(v.email), '--email'));
+      const amountCents = parseDollars(required(str(v.dollars), '--dollars'));
+      const receivedAt = v.at !== undefined ? parseInstant(str(v.at)!, '--at') : undefined;
+      const cause = { by: ctx.actor(str(v.by)), reason: str(v.reason) };
+      const { ledger } = await ctx.connect();
+      const result = await ledger.recordPayment({ email, amountCents, reference: str(v.reference) ?? null, receivedAt, cause });
+      if (result.duplicate) ctx.note(`reference ${str(v.reference)} was already recorded: payment ${result.paymentId}, nothing added`);
+      ctx.out(String(result.paymentId));
+    },
+  },
+
+  'invalidate-payment': {
+    summary: 'mark a payment invalid (a chargeback): it no longer counts toward the balance',
+    usage: `capsul invalidate-payment <payment id> --reason <text> [--by <name>]`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [id]) {
+      const paymentId = parseId(id, 'payment');
+      const reason = required(str(v.reason), '--reason');
+      const { ledger } = await ctx.connect();
+      const { changed } = await ledger.invalidatePayment(paymentId, reason, { by: ctx.actor(str(v.by)) });
+      ctx.note(changed ? `payment ${paymentId} invalidated` : `payment ${paymentId} is already invalidated: nothing changed`);
+    },
+  },
+
+  'reinstate-payment': {
+    summary: 'make an invalidated payment count again (a dispute won)',
+    usage: `capsul reinstate-payment <payment id> --reason <text> [--by <name>]`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [id]) {
+      const paymentId = parseId(id, 'payment');
+      const reason = required(str(v.reason), '--reason');
+      const { ledger } = await ctx.connect();
+      const { changed } = await ledger.reinstatePayment(paymentId, reason, { by: ctx.actor(str(v.by)) });
+      ctx.note(changed ? `payment ${paymentId} reinstated` : `payment ${paymentId} is valid already: nothing changed`);
+    },
+  },
+
+  'create-vm': {
+    summary: 'create a capsul for an account; prints its id',
+    usage: `capsul create-vm --email <email> --size <size> --os <os> --ssh-key <public key> [--ssh-key …] [--by <name>] [--reason <text>]
+
+  The balance must cover a month of the new capsul on top of a month of the account's running capsuls.
+  Sizes and OS images: capsul sql -c "SELECT * FROM vm_sizes" / "SELECT * FROM os_images"`,
+    options: { email: { type: 'string' }, size: { type: 'string' }, os: { type: 'string' }, 'ssh-key': { type: 'string', multiple: true }, reason: { type: 'string' }, ...by },
+    async run(ctx, v) {
+      const email = canonicalEmail(required(str(v.email), '--email'));
+      const size = required(str(v.size), '--size');
+      const os = required(str(v.os), '--os');
+      const sshPublicKeys = (v['ssh-key'] as string[] | undefined) ?? [];
+      if (sshPublicKeys.length === 0) throw new UsageError('--ssh-key is required (at least one public key)');
+      const cause = { by: ctx.actor(str(v.by)), reason: str(v.reason) };
+      const { ledger } = await ctx.connect();
+      const { vmId } = await ledger.createVm({ email, size, os, sshPublicKeys, cause });
+      ctx.out(vmId);
+    },
+  },
+
+  'delete-vm': {
+    summary: 'delete a capsul: billing stops now, its host deletes it',
+    usage: `capsul delete-vm <capsul id> [--reason <text>] [--by <name>]`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [vmId]) {
+      if (!vmId) throw new UsageError('which capsul? give its id (capsul-xxxxxxxxxx)');
+      const { ledger } = await ctx.connect();
+      const { changed } = await ledger.deleteVm(vmId, str(v.reason) ?? 'deleted by an operator', { by: ctx.actor(str(v.by)) });
+      ctx.note(changed ? `capsul ${vmId}: deletion requested` : `capsul ${vmId} is already being deleted: nothing changed`);
+    },
+  },
+
+  history: {
+    summary: 'the events behind a payment, a capsul, an account, or everything',
+    usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json]
+
+  One line per event: time recorded, stream, type, data, who. --json prints one JSON object per line.`,
+    options: { payment: { type: 'string' }, vm: { type: 'string' }, email: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' } },
+    async run(ctx, v) {
+      const chosen = ['payment', 'vm', 'email', 'all'].filter((k) => v[k] !== undefined);
+      if (chosen.length !== 1) throw new UsageError('choose one of --payment <id>, --vm <id>, --email <email> or --all');
+      const { pool } = await ctx.connect();
+      const filter = await historyFilter(pool, v);
+      for await (const batch of readAllEvents(pool, { batchSize: 1000, ...filter })) {
+        for (const stored of batch) ctx.out(v.json ? JSON.stringify(historyJson(stored)) : historyLine(stored));
+      }
+    },
+  },
+
+  balance: {
+    summary: 'an account\'s balance in dollars, now or at any instant (past or future)',
+    usage: `capsul balance --email <email> [--as-of <ISO>]`,
+    options: { email: { type: 'string' }, 'as-of': { type: 'string' } },
+    async run(ctx, v) {
+      const email = required(str(v.email), '--email');
+      const at = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
+      const { ledger } = await ctx.connect();
+      ctx.out(formatCents(await ledger.balanceCents(email, at)));
+    },
+  },
+
+  'rebuild-projections': {
+    summary: 'rebuild the projection tables from the events (--verify: compare only)',
+    usage: `capsul rebuild-projections [--verify]
+
+  Replaces accounts, payments and vms with a replay of every event, in one transaction; readers keep
+  reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes
+  nothing, and exits 1 when they differ.`,
+    options: { verify: { type: 'boolean' } },
+    async run(ctx, v) {
+      const { pool } = await ctx.connect();
+      if (v.verify) {
+        const { matches, differences } = await verifyProjections(pool, { onProgress: ctx.progress('verifying') });
+        const detail = Object.entries(differences).map(([table, n]) => `${table} ${n}`).join(', ');
+        ctx.out(matches ? 'projections match the events' : `projections DIFFER from the events (rows differing: ${detail})`);
+        return matches ? 0 : 1;
+      }
+      const { rows } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding') });
+      ctx.out(`rebuilt: ${Object.entries(rows).map(([table, n]) => `${table} ${n} rows`).join(', ')}`);
+    },
+  },
+
+  migrate: {
+    summary: 'move the database schema to this code\'s version (or --to N)',
+    usage: `capsul migrate [--to <version>]`,
+    options: { to: { type: 'string' } },
+    async run(ctx, v) {
+      const target = v.to !== undefined ? Number(str(v.to)) : undefined;
+      if (target !== undefined && !/^\d+$/.test(str(v.to)!)) throw new UsageError('--to takes a schema version number');
+      const { pool } = await ctx.connect({ migrate: false });
+      const { from, to } = await migrate(pool, { target, log: (line) => ctx.note(line) });
+      ctx.note(from === to ? `schema already at version ${to}` : `schema moved from version ${from} to ${to}`);
+    },
+  },
+
+  'schema-version': {
+    summary: 'print the database\'s schema version',
+    usage: `capsul schema-version`,
+    options: {},
+    async run(ctx) {
+      const { pool } = await ctx.connect({ migrate: false });
+      const version = await schemaVersion(pool);
+      ctx.out(String(version));
+      if (version !== latestVersion()) ctx.note(`this code's schema version is ${latestVersion()}`);
+    },
+  },
+};
+
+async function historyFilter(pool: import('pg').Pool, v: Record<string, unknown>): Promise<{ where?: string; params?: unknown[] }> {
+  if (v.all) return {};
+  if (v.payment !== undefined) {
+    const paymentId = parseId(str(v.payment), 'payment');
+    const { rows } = await pool.query('SELECT account_id FROM payments WHERE id = $1', [paymentId]);
+    if (!rows[0]) throw new CliError(`there is no payment ${paymentId}`);
+    return { where: `stream_id = $3 AND message_data->>'paymentId' = $4`, params: [accountStream(rows[0].account_id), String(paymentId)] };
+  }
+  if (v.vm !== undefined) {
+    const vmId = str(v.vm)!;
+    const { rows } = await pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
+    if (!rows[0]) throw new CliError(`there is no capsul ${vmId}`);
+    return {
+      where: `(stream_id = $3 AND message_data->>'vmId' = $4) OR stream_id = $5`,
+      params: [accountStream(rows[0].account_id), vmId, vmStream(vmId)],
+    };
+  }
+  const email = canonicalEmail(str(v.email)!);
+  const { rows } = await pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
+  if (!rows[0]) throw new CliError(`there is no account for ${email}`);
+  const vms = await pool.query('SELECT id FROM vms WHERE account_id = $1', [rows[0].id]);
+  return { where: `stream_id = ANY($3::text[])`, params: [[accountStream(rows[0].id), ...vms.rows.map((r) => vmStream(r.id))]] };
+}
+
+function historyJson(stored: StoredEvent) {
+  return {
+    time: stored.recordedAt,
+    stream: stored.streamId,
+    position: stored.streamPosition,
+    type: stored.event.type,
+    data: stored.event.data,
+    by: stored.metadata.by ? describeActor(stored.metadata.by) : null,
+    ...(stored.metadata.reason ? { reason: stored.metadata.reason } : {}),
+  };
+}
+
+function historyLine(stored: StoredEvent): string {
+  const who = stored.metadata.by ? describeActor(stored.metadata.by) : '-';
+  return `${stored.recordedAt}  ${stored.streamId}  ${stored.event.type}  ${JSON.stringify(stored.event.data)}  ${who}`;
+}

@@ -1,0 +1,104 @@
+// `capsul <command>`: the operator's and auditor's tool. Exit codes: 0 done, 1 refused or failed,
+// 2 bad usage. Errors are one line on stderr; unexpected ones leave their detail in the log file.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config.ts';
+import { DatabaseConnectError } from '../db/database.ts';
+import { DatabaseStartError } from '../db/embedded.ts';
+import { MigrationError, SchemaTooNewError } from '../db/migrate.ts';
+import { DomainError } from '../domain/shared/errors.ts';
+import { ConcurrencyError } from '../ledger/handle.ts';
+import { commands } from './commands.ts';
+import { CliContext, CliError, UsageError, type CliIo } from './context.ts';
+
+const extraCommands: Record<string, string> = {
+  serve: 'run the hub (what npm start does)',
+};
+
+function topHelp(): string {
+  const width = Math.max(...Object.keys(commands).map((name) => name.length)) + 2;
+  const lines = Object.entries(commands).map(([name, spec]) => `  ${name.padEnd(width)}${spec.summary}`);
+  for (const [name, summary] of Object.entries(extraCommands)) lines.push(`  ${name.padEnd(width)}${summary}`);
+  return `usage: capsul <command> [options]
+
+${lines.join('\n')}
+
+Run "capsul <command> --help" for a command's options. The database is DATABASE_URL, or the
+embedded one in .data/pg when it is unset.`;
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout.write(`${topHelp()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === 'serve') {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write('usage: capsul serve\n\n  Runs the hub (and, with CAPSUL_MODE=both, a simulated spoke); see docs/configuration.md.\n');
+      return 0;
+    }
+    const { serve } = await import('../server.ts');
+    return serve(io);
+  }
+  const spec = commands[name];
+  if (!spec) {
+    io.stderr.write(`capsul: unknown command "${name}" (run "capsul --help" for the list)\n`);
+    return 2;
+  }
+  const ctx = new CliContext(io);
+  try {
+    const parsed = parseArgs({
+      args: rest,
+      options: { ...spec.options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (parsed.values.help) {
+      io.stdout.write(`usage: ${spec.usage}\n`);
+      return 0;
+    }
+    if (parsed.positionals.length > (spec.positionals ?? 0)) {
+      throw new UsageError(`unexpected argument "${parsed.positionals[spec.positionals ?? 0]}"`);
+    }
+    const code = await spec.run(ctx, parsed.values as Record<string, string | boolean | string[] | undefined>, parsed.positionals);
+    return code ?? 0;
+  } catch (error) {
+    return report(error, name, io);
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+}
+
+function report(error: unknown, command: string, io: CliIo): number {
+  const e = error as Error & { code?: string };
+  if (error instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
+    io.stderr.write(`capsul ${command}: ${e.message.split('\n')[0]} (see capsul ${command} --help)\n`);
+    return 2;
+  }
+  const known = error instanceof CliError || error instanceof DomainError || error instanceof ConcurrencyError
+    || error instanceof ConfigError || error instanceof DatabaseConnectError || error instanceof DatabaseStartError
+    || error instanceof SchemaTooNewError || error instanceof MigrationError;
+  if (known) {
+    io.stderr.write(`capsul ${command}: ${e.message}\n`);
+    return 1;
+  }
+  const logFile = logDetail(error, command, io.env);
+  io.stderr.write(`capsul ${command}: failed: ${e?.message?.split('\n')[0] ?? String(error)}${logFile ? ` (details in ${logFile})` : ''}\n`);
+  return 1;
+}
+
+/** The full error goes to a log file, never to the operator's terminal. */
+function logDetail(error: unknown, command: string, env: NodeJS.ProcessEnv): string | undefined {
+  try {
+    const dir = path.join(env.CAPSUL_DATA_DIR ?? '.data', 'log');
+    mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, 'capsul-cli.log');
+    const detail = error instanceof Error ? error.stack ?? error.message : String(error);
+    appendFileSync(file, `${new Date().toISOString()} capsul ${command}: ${detail}\n`);
+    return file;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,79 @@
+// A database of the test's own, copied from the run's migrated template (see test/run.ts).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
+import { createPool } from '../../src/db/database.ts';
+import { createEventStore } from '../../src/ledger/event-store.ts';
+import { Ledger } from '../../src/ledger/ledger.ts';
+
+export type TestDatabase = {
+  name: string;
+  url: string;
+  pool: pg.Pool;
+  store: PostgresEventStore;
+  ledger: Ledger;
+  close(): Promise<void>;
+};
+
+function server(): { url: string; runId: string } {
+  const url = process.env.CAPSUL_TEST_SERVER_URL;
+  const runId = process.env.CAPSUL_TEST_RUN_ID;
+  if (!url || !runId) throw new Error('database tests run through npm test (test/run.ts), which provides the server');
+  return { url, runId };
+}
+
+export function urlFor(name: string): string {
+  const url = new URL(server().url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: server().url });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** An empty database (no schema at all), for migration tests. */
+export async function emptyDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `${server().runId}_${process.pid}_${randomBytes(3).toString('hex')}`;
+  await admin((c) => c.query(`CREATE DATABASE ${name}`));
+  return { name, url: urlFor(name), drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}) };
+}
+
+/** A migrated database with a pool, an event store and the ledger, all of the test's own. */
+export async function testDatabase(options: { now?: () => Date; poolSize?: number } = {}): Promise<TestDatabase> {
+  const { runId } = server();
+  const name = `${runId}_${process.pid}_${randomBytes(3).toString('hex')}`;
+  // CREATE DATABASE … TEMPLATE needs the template to be idle: retry briefly if another file is copying it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${runId}_template`));
+      break;
+    } catch (error) {
+      if (attempt >= 50 || (error as { code?: string }).code !== '55006') throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 + Math.random() * 100));
+    }
+  }
+  const url = urlFor(name);
+  const pool = createPool(url, options.poolSize ?? 10);
+  const store = createEventStore(pool, url);
+  const ledger = new Ledger({ pool, store, now: options.now });
+  return {
+    name, url, pool, store, ledger,
+    async close() {
+      await store.close().catch(() => {});
+      await pool.end().catch(() => {});
+      await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch(() => {});
+    },
+  };
+}
+
+export const operator = { by: { kind: 'operator' as const, id: 'test' } };
+
+export const sshKey =
+  'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';

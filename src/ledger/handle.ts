@@ -17,7 +17,7 @@ export type Cause = { by: Actor; reason?: string };
 
 export class ConcurrencyError extends Error {}
 
-const maxAttempts = 8;
+const defaultMaxAttempts = 8;
 
 export async function handleCommand<S, C, E extends LedgerEvent>(
   deps: { pool: pg.Pool; store: PostgresEventStore },
@@ -25,8 +25,13 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
   decider: Decider<S, C, E>,
   command: C,
   cause: Cause,
-  options: { expectedVersion?: bigint } = {},
+  options: {
+    /** the version the user saw (a form): a change since then is reported, not retried */
+    expectedVersion?: bigint;
+    maxAttempts?: number;
+  } = {},
 ): Promise<{ events: E[]; state: S; version: bigint }> {
+  const maxAttempts = options.expectedVersion !== undefined ? 1 : options.maxAttempts ?? defaultMaxAttempts;
   for (let attempt = 1; ; attempt++) {
     const stream = await loadStream(deps.pool, streamId);
     if (options.expectedVersion !== undefined && options.expectedVersion !== stream.version) {
@@ -44,9 +49,11 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
       );
       return { events, state: events.reduce(decider.evolve, state), version: result.nextExpectedStreamVersion };
     } catch (error) {
+      // emmett 0.42 also reports any unique violation inside the append (e.g. a projection's unique
+      // email) as a version conflict: callers that can cause one pass maxAttempts and re-resolve.
       if (!isExpectedVersionConflictError(error)) throw error;
-      if (options.expectedVersion !== undefined || attempt >= maxAttempts) {
-        throw new ConcurrencyError('this changed meanwhile: reload and try again');
+      if (attempt >= maxAttempts) {
+        throw new ConcurrencyError('this changed meanwhile: reload and try again', { cause: error });
       }
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
     }

@@ -10,12 +10,11 @@ import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { loadStream } from '../projections/read.ts';
-import { handleCommand, type Cause } from './handle.ts';
+import { ConcurrencyError, handleCommand, type Cause } from './handle.ts';
 
 export type LedgerDeps = { pool: pg.Pool; store: PostgresEventStore; now?: () => Date };
 
-const uniqueViolation = '23505';
-const maxAccountOpenAttempts = 3;
+const maxResolveAttempts = 3;
 
 export class Ledger {
   private readonly now: () => Date;
@@ -34,14 +33,15 @@ export class Ledger {
   }): Promise<{ paymentId: number; duplicate: boolean }> {
     const email = canonicalEmail(input.email);
     const reference = input.reference ?? null;
-    if (reference !== null) {
-      const { rows } = await this.deps.pool.query('SELECT id, account_id, email FROM payments WHERE reference = $1', [reference]);
-      if (rows[0] && rows[0].email !== email) {
-        throw refused(`reference ${reference} is already recorded as payment ${rows[0].id} for another account`);
-      }
-    }
     for (let attempt = 1; ; attempt++) {
-      const accountId = (await this.accountIdFor(email)) ?? randomUUID();
+      if (reference !== null) {
+        const { rows } = await this.deps.pool.query('SELECT id, email FROM payments WHERE reference = $1', [reference]);
+        if (rows[0] && rows[0].email !== email) {
+          throw refused(`reference ${reference} is already recorded as payment ${rows[0].id} for another account`);
+        }
+      }
+      const existingAccountId = await this.accountIdFor(email);
+      const accountId = existingAccountId ?? randomUUID();
       const paymentId = await this.nextPaymentId();
       const now = this.now();
       try {
@@ -56,15 +56,14 @@ export class Ledger {
             metadata: { now },
           },
           input.cause,
+          // A new account conflicts only when another process opened one for this email (its unique
+          // email) or took the reference meanwhile: look both up again rather than retry blindly.
+          { maxAttempts: existingAccountId ? undefined : 1 },
         );
         if (events.length === 0) return { paymentId: state.references.get(reference!)!, duplicate: true };
         return { paymentId, duplicate: false };
       } catch (error) {
-        // Two first payments for one new email raced: the other opened the account; use it.
-        if (isUniqueViolation(error, 'accounts_email_key') && attempt < maxAccountOpenAttempts) continue;
-        if (isUniqueViolation(error, 'payments_reference_key')) {
-          throw refused(`reference ${reference} is already recorded for another payment`);
-        }
+        if (error instanceof ConcurrencyError && attempt < maxResolveAttempts) continue;
         throw error;
       }
     }
@@ -174,10 +173,4 @@ export function newVmId(): string {
   let id = 'capsul-';
   for (let i = 0; i < 10; i++) id += idAlphabet[randomInt(idAlphabet.length)];
   return id;
-}
-
-function isUniqueViolation(error: unknown, constraint: string): boolean {
-  const e = error as { code?: string; constraint?: string; cause?: unknown };
-  if (e?.code === uniqueViolation && e.constraint === constraint) return true;
-  return e?.cause !== undefined && e.cause !== error && isUniqueViolation(e.cause, constraint);
 }

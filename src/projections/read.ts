@@ -20,19 +20,20 @@ export type StoredEvent = {
 export type EventMetadata = { by?: Actor; reason?: string; eventVersion?: number; [key: string]: unknown };
 
 // Every column as text: the parsing stays ours whatever type parsers emmett installed process-wide.
-const columns = `stream_id, stream_position::text AS stream_position, global_position::text AS global_position,
-  transaction_id::text AS transaction_id, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created,
-  message_type, message_data::text AS message_data, message_metadata::text AS message_metadata`;
+// The aliases differ from the column names so that ORDER BY sorts the numbers, not their text.
+const columns = `stream_id, stream_position::text AS position_text, global_position::text AS global_text,
+  transaction_id::text AS transaction_text, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_text,
+  message_type, message_data::text AS data_text, message_metadata::text AS metadata_text`;
 
 export function toStoredEvent(row: Record<string, string>): StoredEvent {
-  const metadata = JSON.parse(row.message_metadata!) as EventMetadata;
+  const metadata = JSON.parse(row.metadata_text!) as EventMetadata;
   return {
-    event: upcast(row.message_type!, JSON.parse(row.message_data!), Number(metadata.eventVersion ?? 1)),
+    event: upcast(row.message_type!, JSON.parse(row.data_text!), Number(metadata.eventVersion ?? 1)),
     streamId: row.stream_id!,
-    streamPosition: Number(row.stream_position),
-    globalPosition: row.global_position!,
-    transactionId: row.transaction_id!,
-    recordedAt: row.created!,
+    streamPosition: Number(row.position_text),
+    globalPosition: row.global_text!,
+    transactionId: row.transaction_text!,
+    recordedAt: row.created_text!,
     metadata,
   };
 }

@@ -16,7 +16,9 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
   let done = 0;
   for await (const batch of readAllEvents(client)) {
     for (const stored of batch) {
-      if (options.atMs !== undefined && Date.parse(effectiveAt(stored.event)) > options.atMs) continue;
+      // An account is an identity, not a fact in time: it is there for any payment received before it opened.
+      const timeless = stored.event.type === 'AccountOpened';
+      if (options.atMs !== undefined && !timeless && Date.parse(effectiveAt(stored.event)) > options.atMs) continue;
       await memory.apply(stored.event);
     }
     done += batch.length;

@@ -1,0 +1,120 @@
+// Every projection, fed through real appends, equals a full replay of the events.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { accountStream } from '../../src/domain/account/events.ts';
+import { MemoryTables } from '../../src/projections/memory.ts';
+import { readAllEvents } from '../../src/projections/read.ts';
+import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
+import { tableNames, projectionTables } from '../../src/projections/tables.ts';
+import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { lifeOnHost } from '../support/scenario.ts';
+
+let db: TestDatabase;
+let clock = Date.parse('2026-01-01T00:00:00Z');
+const tick = () => new Date((clock += 60_000));
+
+/** The live tables, every column as text, in key order. */
+async function tableText(table: string): Promise<string[][]> {
+  const columns = (projectionTables as Record<string, { columns: readonly string[] }>)[table]!.columns;
+  const { rows } = await db.pool.query(`SELECT ${columns.map((c) => `${c}::text`).join(', ')} FROM ${table} ORDER BY 1`);
+  return rows.map((row) => Object.values(row) as string[]);
+}
+
+before(async () => {
+  db = await testDatabase({ now: tick });
+  const cause = operator;
+  const alice = await db.ledger.recordPayment({ email: 'Alice@Example.org', amountCents: 5000, reference: 'bank-1', cause });
+  await db.ledger.recordPayment({ email: 'alice@example.org', amountCents: 2500, receivedAt: new Date('2025-12-30T12:00:00Z'), cause });
+  const bob = await db.ledger.recordPayment({ email: 'bob@example.org', amountCents: 1000, cause });
+  await db.ledger.invalidatePayment(bob.paymentId, 'chargeback', cause);
+  await db.ledger.invalidatePayment(alice.paymentId, 'chargeback', cause);
+  await db.ledger.reinstatePayment(alice.paymentId, 'dispute won', cause);
+  const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
+  const vms = [];
+  for (const size of ['f1-xs', 'f1-s', 'f1-m']) {
+    vms.push((await db.ledger.createVm({ email: 'alice@example.org', size, os: 'debian12', sshPublicKeys: [sshKey], cause })).vmId);
+  }
+  await lifeOnHost(db, vms[0]!, accountId, tick, 'running');
+  await lifeOnHost(db, vms[1]!, accountId, tick, 'failed');
+  await db.ledger.deleteVm(vms[2]!, 'no longer needed', cause);
+  await lifeOnHost(db, vms[2]!, accountId, tick, 'deleted');
+});
+after(() => db.close());
+
+describe('projections', () => {
+  it('writes accounts, payments and vms rows as the events say', async () => {
+    const payments = await db.pool.query(`SELECT email, dollars::text, invalidated, invalidation_reason FROM payments ORDER BY id`);
+    assert.deepEqual(payments.rows, [
+      { email: 'alice@example.org', dollars: '50.00', invalidated: false, invalidation_reason: null },
+      { email: 'alice@example.org', dollars: '25.00', invalidated: false, invalidation_reason: null },
+      { email: 'bob@example.org', dollars: '10.00', invalidated: true, invalidation_reason: 'chargeback' },
+    ]);
+    const vms = await db.pool.query(`SELECT size, state, host, last_seen_ipv4, dollars_per_month::text, deleted IS NOT NULL AS deleted, failure FROM vms ORDER BY created`);
+    assert.deepEqual(vms.rows, [
+      { size: 'f1-xs', state: 'running', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '5.33', deleted: false, failure: null },
+      { size: 'f1-s', state: 'failed', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '7.16', deleted: false, failure: 'disk full' },
+      { size: 'f1-m', state: 'deleted', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '12.50', deleted: true, failure: null },
+    ]);
+    const accounts = await db.pool.query('SELECT email FROM accounts ORDER BY email');
+    assert.deepEqual(accounts.rows.map((r) => r.email), ['alice@example.org', 'bob@example.org']);
+  });
+
+  it('a payment received before its account was recorded counts, as of then, from when it was received', async () => {
+    const { rows } = await db.pool.query(`SELECT to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS created FROM payments WHERE dollars = 25`);
+    assert.equal(rows[0].created, '2025-12-30 12:00');
+    const client = await db.pool.connect();
+    try {
+      await shadowProjectionsAsOf(client, new Date('2025-12-31T00:00:00Z'));
+      const asOf = await client.query(`SELECT p.dollars::text, a.email FROM payments p JOIN accounts a ON a.id = p.account_id`);
+      assert.deepEqual(asOf.rows, [{ dollars: '25.00', email: 'alice@example.org' }]);
+      assert.equal((await client.query('SELECT count(*)::int AS n FROM vms')).rows[0].n, 0);
+    } finally {
+      client.release(true);
+    }
+  });
+
+  it('equals an in-memory replay of every event, row for row', async () => {
+    const memory = new MemoryTables();
+    for await (const batch of readAllEvents(db.pool)) for (const stored of batch) await memory.apply(stored.event);
+    for (const table of tableNames) {
+      const replayed = memory.rows(table).length;
+      assert.equal((await tableText(table)).length, replayed, `${table} row count`);
+    }
+    assert.deepEqual(await verifyProjections(db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0 } });
+  });
+
+  it('a rebuild gives identical tables', async () => {
+    const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
+    const { rows } = await rebuildProjections(db.pool);
+    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3 });
+    for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
+  });
+
+  it('verify notices a projection changed behind the projector\'s back', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('ALTER TABLE payments DISABLE TRIGGER capsul_projection_guard');
+      await client.query(`UPDATE payments SET dollars = 1 WHERE email = 'bob@example.org'`);
+      await client.query('ALTER TABLE payments ENABLE TRIGGER capsul_projection_guard');
+    } finally {
+      client.release();
+    }
+    const result = await verifyProjections(db.pool);
+    assert.equal(result.matches, false);
+    assert.equal(result.differences.payments, 2); // the live row and the replayed row each lack a partner
+    await rebuildProjections(db.pool);
+    assert.equal((await verifyProjections(db.pool)).matches, true);
+  });
+
+  it('keeps every event of the account stream in order', async () => {
+    const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
+    const types: string[] = [];
+    for await (const batch of readAllEvents(db.pool, { where: 'stream_id = $3', params: [accountStream(accountId)] })) {
+      types.push(...batch.map((s) => s.event.type));
+    }
+    assert.deepEqual(types, [
+      'AccountOpened', 'PaymentRecorded', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated',
+      'VmCreationRequested', 'VmCreationRequested', 'VmCreationRequested', 'VmDeletionRequested',
+    ]);
+  });
+});

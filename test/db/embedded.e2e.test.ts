@@ -1,0 +1,91 @@
+// The embedded development database, driven through the real binary: cold start, attaching to the
+// server another capsul process runs, recovering from an orphan, and one-line errors.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { freePort } from '../../src/db/embedded.ts';
+import { latestVersion } from '../../src/db/migrate.ts';
+import { isAlive, runCapsul, startServe } from '../support/processes.ts';
+
+let dataDir: string;
+let env: NodeJS.ProcessEnv;
+
+before(() => {
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-embedded-'));
+  chmodSync(dataDir, 0o755); // as root the server runs as the postgres user
+  env = { DATABASE_URL: '', CAPSUL_DATA_DIR: dataDir };
+});
+after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const postmasterPid = () => Number(readFileSync(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+
+describe('the embedded database', () => {
+  it('starts cold, migrates, and stops again when the command ends', async () => {
+    const fresh = await runCapsul(['schema-version'], env);
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(fresh.stdout, '0\n');
+    const migrated = await runCapsul(['migrate'], env);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.match(migrated.stderr, new RegExp(`schema moved from version 0 to ${latestVersion()}`));
+    const again = await runCapsul(['schema-version'], env);
+    assert.equal(again.stdout, `${latestVersion()}\n`);
+    const version = readFileSync(path.join(dataDir, 'pg', 'PG_VERSION'), 'utf8').trim();
+    assert.match(version, /^\d+$/);
+    assert.throws(() => postmasterPid(), 'no server is left running');
+  });
+
+  it('joins the server that a running hub owns, without stopping it', async () => {
+    const port = await freePort();
+    const hub = await startServe({ ...env, PORT: String(port) });
+    try {
+      const pid = postmasterPid();
+      const paid = await runCapsul(['record-payment', '--email', 'attach@example.org', '--dollars', '5'], env);
+      assert.equal(paid.code, 0, paid.stderr);
+      assert.match(paid.stdout, /^\d+\n$/);
+      assert.equal(postmasterPid(), pid, 'the CLI used the hub\'s server');
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(health.status, 200);
+      assert.deepEqual(await health.json(), { status: 'ok', database: 'ok', schemaVersion: latestVersion(), expectedSchemaVersion: latestVersion() });
+    } finally {
+      hub.child.kill('SIGTERM');
+    }
+    assert.equal(await hub.exited, 0);
+  });
+
+  it('recovers from an orphaned server left by a killed process', async () => {
+    const hub = await startServe({ ...env, PORT: String(await freePort()) });
+    const orphan = postmasterPid();
+    hub.child.kill('SIGKILL');
+    await hub.exited;
+    assert.ok(isAlive(orphan), 'postgres outlives a kill -9 of its parent');
+    const run = await runCapsul(['balance', '--email', 'attach@example.org'], env);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '5.00\n', 'the data survived');
+    assert.ok(!isAlive(orphan), 'the orphan was stopped');
+  });
+
+  it('says in one line why it cannot start', async () => {
+    const broken = mkdtempSync(path.join(os.tmpdir(), 'capsul-broken-'));
+    chmodSync(broken, 0o755);
+    mkdirSync(path.join(broken, 'pg'), { mode: 0o700 });
+    writeFileSync(path.join(broken, 'pg', 'PG_VERSION'), '9\n');
+    try {
+      const run = await runCapsul(['schema-version'], { DATABASE_URL: '', CAPSUL_DATA_DIR: broken });
+      assert.equal(run.code, 1);
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+      assert.match(run.stderr, /^capsul schema-version: could not start the embedded database in .*pg: /);
+    } finally {
+      rmSync(broken, { recursive: true, force: true });
+    }
+  });
+
+  it('says in one line why it cannot connect to DATABASE_URL', async () => {
+    const port = await freePort();
+    const run = await runCapsul(['schema-version'], { DATABASE_URL: `postgres://capsul:secret@127.0.0.1:${port}/capsul` });
+    assert.equal(run.code, 1);
+    assert.equal(run.stderr, `capsul schema-version: cannot connect to the database at postgres://capsul:***@127.0.0.1:${port}/capsul: connection refused (is PostgreSQL running there?)\n`);
+    assert.doesNotMatch(run.stderr, /secret/);
+  });
+});

@@ -76,6 +76,7 @@ function recordPayment(data: RecordPayment['data'], state: Account, now: Date): 
     throw invalid(`a payment must be between 0.01 and ${formatCents(maxPaymentCents)} dollars`);
   }
   if (!Number.isSafeInteger(data.paymentId) || data.paymentId <= 0) throw invalid('a payment id is a positive whole number');
+  if (state.payments.has(data.paymentId)) throw refused(`payment ${data.paymentId} is already recorded`);
   const receivedAtMs = data.receivedAt.getTime();
   if (Number.isNaN(receivedAtMs)) throw invalid('the time the payment was received is not a valid time');
   if (receivedAtMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot be received in the future');

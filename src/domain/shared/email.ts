@@ -6,8 +6,9 @@ import { invalid } from './errors.ts';
  */
 export function canonicalEmail(text: string): string {
   const email = text.trim().toLowerCase();
-  if (email.length > 254 || !/^[^\s@<>()",;:\\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(email)) {
-    throw invalid(`"${text}" is not an email address`);
+  // Control characters are refused outright: PostgreSQL text cannot hold NUL, and none belongs in an address.
+  if (email.length > 254 || !/^[^\s\x00-\x1f\x7f@<>()",;:\\[\]]+@[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(email)) {
+    throw invalid(`${JSON.stringify(text)} is not an email address`);
   }
   return email;
 }

@@ -8,13 +8,15 @@ export const maxPaymentCents: Cents = 100_000_000; // $1,000,000.00
 
 /** Parses a positive dollar amount with at most two decimals: "20", "20.5", "20.05". */
 export function parseDollars(text: string): Cents {
-  const match = /^(\d{1,9})(?:\.(\d{1,2}))?$/.exec(text.trim());
+  const trimmed = text.trim();
+  const match = /^(\d{1,9})(?:\.(\d{1,2}))?$/.exec(trimmed);
   if (!match) {
-    throw invalid(`"${text}" is not an amount in dollars: use digits with at most two decimals, like 20 or 20.05`);
+    // JSON quoting keeps the message on one line whatever was typed (newlines, control characters).
+    throw invalid(`${JSON.stringify(text)} is not an amount in dollars: use digits with at most two decimals, like 20 or 20.05`);
   }
   const cents = Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
-  if (cents <= 0) throw invalid(`the amount must be more than zero, not "${text}"`);
-  if (cents > maxPaymentCents) throw invalid(`the amount ${text} is more than the ${formatCents(maxPaymentCents)} limit`);
+  if (cents <= 0) throw invalid(`the amount must be more than zero, not "${trimmed}"`);
+  if (cents > maxPaymentCents) throw invalid(`the amount ${trimmed} is more than the ${formatCents(maxPaymentCents)} limit`);
   return cents;
 }
 

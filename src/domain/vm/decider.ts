@@ -8,10 +8,12 @@ export type Vm = {
   host: string | null;
   provisioned: boolean;
   state: ObservedState | 'pending' | 'creating' | 'deleted' | 'failed';
+  /** when the host last reported a state: older or equally old reports are stale */
   lastObservedAtMs: number;
+  provisionedAtMs: number;
 };
 
-export const initialVm = (): Vm => ({ host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0 });
+export const initialVm = (): Vm => ({ host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0 });
 
 /** What the account stream says about the capsul, loaded by the adapter. */
 export type VmContext = { accountId: string; deletionRequested: boolean };
@@ -36,7 +38,7 @@ export function evolveVm(state: Vm, event: VmEvent): Vm {
     case 'VmPlaced':
       return { ...state, host: event.data.host, state: 'creating' };
     case 'VmProvisioned':
-      return { ...state, provisioned: true, lastObservedAtMs: Math.max(state.lastObservedAtMs, Date.parse(event.data.at)) };
+      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at) };
     case 'VmStateObserved':
       return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at) };
     case 'VmStartRequested':
@@ -45,7 +47,7 @@ export function evolveVm(state: Vm, event: VmEvent): Vm {
     case 'VmDeleted':
       return { ...state, state: 'deleted' };
     case 'VmFailed':
-      return { ...state, state: 'failed', lastObservedAtMs: Math.max(state.lastObservedAtMs, Date.parse(event.data.at)) };
+      return { ...state, state: 'failed' };
     default: {
       const unknown: never = event;
       return unknown;
@@ -76,9 +78,12 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
     case 'ObserveState': {
       const d = command.data;
       requireHost(state, vmId, d.host);
-      if (!observedStates.includes(d.state)) throw invalid(`"${d.state}" is not a capsul state`);
+      if (!observedStates.includes(d.state)) throw invalid(`${JSON.stringify(d.state)} is not a capsul state`);
       const observedAtMs = d.observedAt.getTime();
-      if (state.state === 'deleted' || observedAtMs <= state.lastObservedAtMs || state.state === d.state) return [];
+      // Not newer than the last state report, or older than the provisioning report: stale. A state
+      // reported at the very instant of provisioning counts; a repeat of the current state changes nothing.
+      const stale = observedAtMs <= state.lastObservedAtMs || observedAtMs < state.provisionedAtMs;
+      if (state.state === 'deleted' || stale || state.state === d.state) return [];
       return [{ type: 'VmStateObserved', data: { vmId, host: d.host, state: d.state, at: d.observedAt.toISOString() } }];
     }
     case 'RequestStart':
@@ -92,7 +97,9 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
     }
     case 'ConfirmDeleted': {
       if (state.state === 'deleted') return [];
+      // Without a host only a capsul that never reached one can be confirmed deleted.
       if (command.data.host !== null) requireHost(state, vmId, command.data.host);
+      else if (state.host !== null) throw refused(`capsul ${vmId} is on host ${state.host}: only that host can confirm its deletion`);
       return [{ type: 'VmDeleted', data: { vmId, host: command.data.host, at: command.data.observedAt.toISOString() } }];
     }
     case 'RecordFailure': {

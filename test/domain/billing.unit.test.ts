@@ -1,0 +1,118 @@
+// Billing math: a capsul accrues its monthly price prorated by the millisecond, from its creation until
+// its deletion is requested; an account's total is kept exact and rounded once, half up.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { chargeCents, monthMs, totalChargesCents, type Accrual } from '../../src/domain/shared/billing.ts';
+
+const dayMs = 86_400_000;
+const f1xsCentsPerMonth = 533;
+const createdAtMs = Date.parse('2026-01-01T00:00:00.000Z');
+const f1xs: Accrual = { priceCentsPerMonth: f1xsCentsPerMonth, createdAtMs, deletionRequestedAtMs: null };
+
+describe('billing', () => {
+  it('counts a month as 30.44 days', () => {
+    assert.equal(monthMs, 30.44 * dayMs);
+  });
+
+  it('charges an f1-xs its price for exactly one month', () => {
+    assert.equal(totalChargesCents([f1xs], createdAtMs + monthMs), 533);
+  });
+
+  it('rounds half a month of an f1-xs (266.5 cents) half up', () => {
+    assert.equal(totalChargesCents([f1xs], createdAtMs + monthMs / 2), 267);
+  });
+
+  it('rounds just under half a cent down', () => {
+    // 100 cents a month for a two-hundredth of a month is half a cent; a millisecond less is under it.
+    const cheap: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null };
+    assert.equal(totalChargesCents([cheap], createdAtMs + monthMs / 200), 1);
+    assert.equal(totalChargesCents([cheap], createdAtMs + monthMs / 200 - 1), 0);
+  });
+
+  it('rounds once, on the total, not capsul by capsul', () => {
+    // Three capsuls at 0.4 cents each: 1.2 cents in all rounds to 1, though each on its own rounds to 0.
+    const atMs = createdAtMs + (monthMs * 4) / 1000; // 0.4 cents of a 100-cent capsul
+    const capsuls: Accrual[] = [1, 2, 3].map(() => ({ priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null }));
+    const roundedOneByOne = capsuls.reduce((sum, capsul) => sum + chargeCents(capsul, atMs), 0);
+    assert.equal(roundedOneByOne, 0);
+    assert.equal(totalChargesCents(capsuls, atMs), 1);
+  });
+
+  it('charges nothing before the capsul was created', () => {
+    assert.equal(totalChargesCents([f1xs], createdAtMs - dayMs), 0);
+  });
+
+  it('charges nothing at the instant the capsul is created', () => {
+    assert.equal(totalChargesCents([f1xs], createdAtMs), 0);
+  });
+
+  it('charges nothing after the deletion was requested', () => {
+    const deleted: Accrual = { ...f1xs, deletionRequestedAtMs: createdAtMs + monthMs / 2 };
+    assert.equal(totalChargesCents([deleted], createdAtMs + monthMs / 2), 267);
+    assert.equal(totalChargesCents([deleted], createdAtMs + 12 * monthMs), 267);
+  });
+
+  it('charges nothing for a capsul whose deletion was requested as it was created', () => {
+    assert.equal(totalChargesCents([{ ...f1xs, deletionRequestedAtMs: createdAtMs }], createdAtMs + monthMs), 0);
+  });
+
+  it('charges nothing without capsuls', () => {
+    assert.equal(totalChargesCents([], createdAtMs + monthMs), 0);
+  });
+});
+
+describe('billing properties', () => {
+  const yearsMs = 10 * 12 * monthMs;
+  const accrual: fc.Arbitrary<Accrual> = fc
+    .record({
+      priceCentsPerMonth: fc.integer({ min: 1, max: 1_000_000 }),
+      createdAtMs: fc.integer({ min: createdAtMs, max: createdAtMs + yearsMs }),
+      runMs: fc.option(fc.integer({ min: 0, max: yearsMs }), { nil: null }),
+    })
+    .map(({ priceCentsPerMonth, createdAtMs: start, runMs }) => ({
+      priceCentsPerMonth,
+      createdAtMs: start,
+      deletionRequestedAtMs: runMs === null ? null : start + runMs,
+    }));
+  const instant = fc.integer({ min: createdAtMs - monthMs, max: createdAtMs + 2 * yearsMs });
+
+  /** The exact charge, as an independent oracle: Σ price × billed ms, in cent·ms (1/monthMs of a cent). */
+  const exactCentMs = (accruals: Accrual[], atMs: number): bigint =>
+    accruals.reduce((sum, a) => {
+      const endMs = a.deletionRequestedAtMs === null ? atMs : Math.min(atMs, a.deletionRequestedAtMs);
+      return endMs > a.createdAtMs ? sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs) : sum;
+    }, 0n);
+
+  it('never decreases as time goes on', () => {
+    fc.assert(
+      fc.property(fc.array(accrual, { maxLength: 20 }), instant, instant, (accruals, a, b) => {
+        const [earlier, later] = a <= b ? [a, b] : [b, a];
+        return totalChargesCents(accruals, earlier) <= totalChargesCents(accruals, later);
+      }),
+    );
+  });
+
+  it('is never more than half a cent from the exact charge', () => {
+    fc.assert(
+      fc.property(fc.array(accrual, { maxLength: 20 }), instant, (accruals, atMs) => {
+        const total = BigInt(totalChargesCents(accruals, atMs));
+        const exact = exactCentMs(accruals, atMs);
+        // |total − exact / monthMs| ≤ ½  ⇔  |2·total·monthMs − 2·exact| ≤ monthMs
+        const difference = 2n * total * BigInt(monthMs) - 2n * exact;
+        return (difference < 0n ? -difference : difference) <= BigInt(monthMs);
+      }),
+    );
+  });
+
+  it('rounds exactly half a cent up', () => {
+    // An odd number of cents for half a month: the exact charge ends in .5, and the total rounds it up.
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 1_000_000 }), (halfPrice) => {
+        const priceCentsPerMonth = 2 * halfPrice + 1;
+        const capsul: Accrual = { priceCentsPerMonth, createdAtMs, deletionRequestedAtMs: null };
+        return totalChargesCents([capsul], createdAtMs + monthMs / 2) === halfPrice + 1;
+      }),
+    );
+  });
+});

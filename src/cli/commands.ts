@@ -32,7 +32,7 @@ export const commands: Record<string, CommandSpec> = {
 
   Statements are separated by ;. Each row prints on one line, values joined by ", "
   (timestamps in UTC as 2020-05-05T00:00:00, booleans TRUE/FALSE, NULL empty).
-  A statement that returns no rows prints "N rows affected.".
+  A statement that returns no result set (INSERT, UPDATE, DELETE …) prints "N rows affected."
   --header       print the column names first
   --write        allow writes, except to event and projection tables
   --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)`,

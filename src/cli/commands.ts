@@ -9,6 +9,8 @@ import { formatCents, parseDollars } from '../domain/shared/money.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { latestVersion, migrate, schemaVersion } from '../db/migrate.ts';
 import { readAllEvents, type StoredEvent } from '../projections/read.ts';
+import type { Cause } from '../ledger/handle.ts';
+import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { CliContext, CliError, UsageError } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
@@ -88,33 +90,21 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 
-  'invalidate-payment': {
+  'invalidate-payment': paymentCorrection({
     summary: 'mark a payment invalid (a chargeback): it no longer counts toward the balance',
     usage: `capsul invalidate-payment <payment id> --reason <text> [--by <name>]`,
-    options: { reason: { type: 'string' }, ...by },
-    positionals: 1,
-    async run(ctx, v, [id]) {
-      const paymentId = parseId(id, 'payment');
-      const reason = required(str(v.reason), '--reason');
-      const { ledger } = await ctx.connect();
-      const { changed } = await ledger.invalidatePayment(paymentId, reason, { by: ctx.actor(str(v.by)) });
-      ctx.note(changed ? `payment ${paymentId} invalidated` : `payment ${paymentId} is already invalidated: nothing changed`);
-    },
-  },
+    apply: (ledger, paymentId, reason, cause) => ledger.invalidatePayment(paymentId, reason, cause),
+    done: (id) => `payment ${id} invalidated`,
+    already: (id) => `payment ${id} is already invalidated: nothing changed`,
+  }),
 
-  'reinstate-payment': {
+  'reinstate-payment': paymentCorrection({
     summary: 'make an invalidated payment count again (a dispute won)',
     usage: `capsul reinstate-payment <payment id> --reason <text> [--by <name>]`,
-    options: { reason: { type: 'string' }, ...by },
-    positionals: 1,
-    async run(ctx, v, [id]) {
-      const paymentId = parseId(id, 'payment');
-      const reason = required(str(v.reason), '--reason');
-      const { ledger } = await ctx.connect();
-      const { changed } = await ledger.reinstatePayment(paymentId, reason, { by: ctx.actor(str(v.by)) });
-      ctx.note(changed ? `payment ${paymentId} reinstated` : `payment ${paymentId} is valid already: nothing changed`);
-    },
-  },
+    apply: (ledger, paymentId, reason, cause) => ledger.reinstatePayment(paymentId, reason, cause),
+    done: (id) => `payment ${id} reinstated`,
+    already: (id) => `payment ${id} is valid already: nothing changed`,
+  }),
 
   'create-vm': {
     summary: 'create a capsul for an account; prints its id',
@@ -224,6 +214,29 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 };
+
+/** invalidate-payment and reinstate-payment: the same shape, opposite corrections. */
+function paymentCorrection(spec: {
+  summary: string;
+  usage: string;
+  apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
+  done: (paymentId: number) => string;
+  already: (paymentId: number) => string;
+}): CommandSpec {
+  return {
+    summary: spec.summary,
+    usage: spec.usage,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [id]) {
+      const paymentId = parseId(id, 'payment');
+      const reason = required(str(v.reason), '--reason');
+      const { ledger } = await ctx.connect();
+      const { changed } = await spec.apply(ledger, paymentId, reason, { by: ctx.actor(str(v.by)) });
+      ctx.note(changed ? spec.done(paymentId) : spec.already(paymentId));
+    },
+  };
+}
 
 async function historyFilter(pool: import('pg').Pool, v: Record<string, unknown>): Promise<{ where?: string; params?: unknown[] }> {
   if (v.all) return {};

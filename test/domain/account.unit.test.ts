@@ -25,9 +25,9 @@ import type {
 } from '../../src/domain/account/events.ts';
 import { balanceCentsAt, evolveAccount, initialAccount } from '../../src/domain/account/state.ts';
 import { monthMs } from '../../src/domain/shared/billing.ts';
-import { DomainError } from '../../src/domain/shared/errors.ts';
 import { maxPaymentCents } from '../../src/domain/shared/money.ts';
 import { maxSshKeysPerCapsul } from '../../src/domain/shared/ssh.ts';
+import { failsWith } from '../support/domain-error.ts';
 
 const given = DeciderSpecification.for({ decide: decideAccount, evolve: evolveAccount, initialState: initialAccount });
 
@@ -35,15 +35,6 @@ const given = DeciderSpecification.for({ decide: decideAccount, evolve: evolveAc
 // field, nor that an array holds nothing more. The few tests about those compare whole events instead.
 const decideAfter = (events: AccountEvent[], command: AccountCommand) =>
   decideAccount(command, events.reduce(evolveAccount, initialAccount()));
-
-/** A check for thenThrows / assert.throws: the domain error `code`, with one helpful line as message. */
-const failsWith = (code: DomainError['code'], about: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof DomainError, `expected a DomainError, got ${String(error)}`);
-  assert.equal(error.code, code, `code of "${error.message}"`);
-  assert.match(error.message, about);
-  assert.doesNotMatch(error.message, /[\r\n]/, 'the message is a single line');
-  return true;
-};
 
 const accountId = '5b1c7e0a-0000-4000-8000-00000000a11c';
 const email = 'alice@example.org';

@@ -3,17 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { canonicalEmail } from '../../src/domain/shared/email.ts';
-import { DomainError } from '../../src/domain/shared/errors.ts';
 import { maxSshKeyLength, parseSshPublicKey } from '../../src/domain/shared/ssh.ts';
-
-/** A check for assert.throws: the domain error `code`, with one helpful line as message. */
-const failsWith = (code: DomainError['code'], about: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof DomainError, `expected a DomainError, got ${String(error)}`);
-  assert.equal(error.code, code, `code of "${error.message}"`);
-  assert.match(error.message, about);
-  assert.doesNotMatch(error.message, /[\r\n]/, 'the message is a single line');
-  return true;
-};
+import { failsWith } from '../support/domain-error.ts';
 
 describe('canonicalEmail', () => {
   it('compares addresses case-insensitively', () => {

@@ -2,17 +2,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DomainError } from '../../src/domain/shared/errors.ts';
 import { centsFromNumeric, formatCents, maxPaymentCents, parseDollars } from '../../src/domain/shared/money.ts';
-
-/** A check for assert.throws: the domain error `code`, with one helpful line as message. */
-const failsWith = (code: DomainError['code'], about: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof DomainError, `expected a DomainError, got ${String(error)}`);
-  assert.equal(error.code, code, `code of "${error.message}"`);
-  assert.match(error.message, about);
-  assert.doesNotMatch(error.message, /[\r\n]/, 'the message is a single line');
-  return true;
-};
+import { failsWith } from '../support/domain-error.ts';
 
 describe('parseDollars', () => {
   for (const [text, cents] of [['20', 2000], ['20.5', 2050], ['20.05', 2005], [' 7 ', 700], ['0.01', 1], ['1000000', maxPaymentCents]] as const) {

@@ -25,18 +25,9 @@ import type {
   VmProvisioned,
   VmStateObserved,
 } from '../../src/domain/vm/events.ts';
-import { DomainError } from '../../src/domain/shared/errors.ts';
+import { failsWith } from '../support/domain-error.ts';
 
 const given = DeciderSpecification.for({ decide: decideVm, evolve: evolveVm, initialState: initialVm });
-
-/** A check for thenThrows: the domain error `code`, with one helpful line as message. */
-const failsWith = (code: DomainError['code'], about: RegExp) => (error: unknown) => {
-  assert.ok(error instanceof DomainError, `expected a DomainError, got ${String(error)}`);
-  assert.equal(error.code, code, `code of "${error.message}"`);
-  assert.match(error.message, about);
-  assert.doesNotMatch(error.message, /[\r\n]/, 'the message is a single line');
-  return true;
-};
 
 const vmId = 'capsul-a1b2c3d4e5';
 const accountId = '5b1c7e0a-0000-4000-8000-00000000a11c';

@@ -1,0 +1,360 @@
+// `npm run bench`: how much our ledger costs on top of emmett, measured in one run on one database.
+//
+//   1. Commands/s through our whole command path (Ledger.recordPayment: look-ups, load the account
+//      stream, decide, append with the expected version, inline projections in the same transaction)
+//      on existing accounts, versus emmett's raw `appendToStream` of the same event (PaymentRecorded)
+//      to fresh streams with no read and no projections. Sequential, then with concurrent workers;
+//      the two sides alternate in one-second slices so background load hits both alike.
+//      Target: ours ≥ 0.6 × raw.
+//   2. Rebuild of the projections (`rebuildProjections`) over a realistic seeded ledger, versus a plain
+//      read of the same events (`readAllEvents`, draining every batch, nothing else), passes
+//      alternating. Target ≥ 0.5. `verifyProjections` runs before the rebuild (inline tables vs a
+//      replay) and after it; a mismatch fails the bench.
+//   3. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
+//      the server runs on this machine), and every statement of one command, one raw append and one
+//      rebuild, counted and timed from the client.
+//
+// A ratio below target is a finding, not an error: the exit code is 0 unless something fails.
+//
+// Environment:
+//   DATABASE_URL    a PostgreSQL server: the bench creates a fresh database `capsul_bench_<random>` on
+//                   it, migrates it and drops it at the end. Unset: a throwaway embedded PostgreSQL in a
+//                   temp dir (fsync off), stopped and deleted at the end.
+//   BENCH_EVENTS    how many events to seed for the rebuild measurement (default 100000, at least 1000)
+//   BENCH_SECONDS   seconds each side of a comparison is measured (default 5, at least 1), after a
+//                   warm-up of 30% of that (at least 1 s); rebuild and read repeat whole passes until
+//                   each has run this long.
+//   BENCH_WORKERS   concurrent workers for the concurrent command line (default 4)
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
+import type pg from 'pg';
+import { createPool } from '../db/database.ts';
+import { migrate } from '../db/migrate.ts';
+import type { Actor } from '../domain/events.ts';
+import { currentEventVersion } from '../domain/upcast.ts';
+import { createEventStore } from '../ledger/event-store.ts';
+import { Ledger } from '../ledger/ledger.ts';
+import { countEvents, readAllEvents } from '../projections/read.ts';
+import { rebuildProjections, verifyProjections } from '../projections/rebuild.ts';
+import { benchDatabase, type BenchDatabase } from './database.ts';
+import { alternatePasses, comparePair, type Op, type Tally } from './measure.ts';
+import { fmtInt, fmtRate, Progress, table } from './progress.ts';
+import { seedLedger, type SeededAccount } from './seed.ts';
+import { StatementTrace } from './trace.ts';
+
+const targets = { commands: 0.6, rebuild: 0.5 };
+const operator: Actor = { kind: 'operator', id: 'bench' };
+const commandAccounts = 1000;
+const traceOperations = 300;
+
+type Config = { events: number; seconds: number; warmupSeconds: number; workers: number };
+type ResultRow = { metric: string; ours: Tally; baseline: Tally; unit: string; target: number };
+type Traced = { label: string; operations: number; msPerOp: number; statements: ReturnType<StatementTrace['perOperation']> };
+
+function readConfig(env: NodeJS.ProcessEnv): Config {
+  const number = (name: string, fallback: number, min: number) => {
+    const text = env[name]?.trim();
+    if (!text) return fallback;
+    const value = Number(text);
+    if (!Number.isFinite(value) || value < min) throw new ConfigError(`${name} must be a number ≥ ${min}, not "${text}"`);
+    return value;
+  };
+  const seconds = number('BENCH_SECONDS', 5, 1);
+  return {
+    events: Math.round(number('BENCH_EVENTS', 100_000, 1000)),
+    seconds,
+    warmupSeconds: Math.max(1, seconds * 0.3),
+    workers: Math.round(number('BENCH_WORKERS', 4, 2)),
+  };
+}
+
+const progress = new Progress();
+const note = (line: string) => progress.note(line);
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  let db: BenchDatabase | undefined;
+  let pool: pg.Pool | undefined;
+  let tracePool: pg.Pool | undefined;
+  const stores: PostgresEventStore[] = [];
+  let interrupted = false;
+  const cleanup = once(async () => {
+    progress.clear();
+    for (const store of stores) await store.close().catch(() => {});
+    await pool?.end().catch(() => {});
+    await tracePool?.end().catch(() => {});
+    await db?.drop().catch((error) => note(`could not clean up the bench database: ${(error as Error).message}`));
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      interrupted = true;
+      note(`\n${signal}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+
+  try {
+    const config = readConfig(process.env);
+    note(
+      `capsul bench: ${fmtInt(config.events)} events to seed, ${config.seconds}s per measured side ` +
+        `(+${config.warmupSeconds.toFixed(1)}s warm-up), ${config.workers} concurrent workers`,
+    );
+    db = await benchDatabase(process.env.DATABASE_URL || undefined, note);
+    pool = createPool(db.url, 10);
+    const migrated = await migrate(pool);
+    note(`schema migrated to version ${migrated.to}`);
+    // Creating a store switches pg's int8 parsing to BigInt process-wide: our own queries cast to int/text.
+    const store = createEventStore(pool, db.url);
+    const rawStore = getPostgreSQLEventStore(db.url, { connectionOptions: { pool }, schema: { autoMigration: 'None' } });
+    stores.push(store, rawStore);
+    const ledger = new Ledger({ pool, store });
+
+    // ── Seed ───────────────────────────────────────────────────────────────────────────────────────
+    const seedStarted = performance.now();
+    const seeded = await seedLedger({
+      pool, store, targetEvents: config.events, workers: config.workers,
+      onProgress: (done) => {
+        const s = (performance.now() - seedStarted) / 1000;
+        const percent = Math.min(100, Math.floor((done / config.events) * 100));
+        progress.update(`seeding: ${fmtInt(done)} / ${fmtInt(config.events)} events (${percent}%), ${fmtInt(done / s)} events/s`);
+      },
+    });
+    const seedS = (performance.now() - seedStarted) / 1000;
+    const totalEvents = await countEvents(pool);
+    note(
+      `seeded ${fmtInt(seeded.events)} events in ${fmtInt(seeded.appends)} appends (${fmtInt(seeded.accounts.length)} accounts) ` +
+        `in ${seedS.toFixed(1)}s, ${fmtInt(seeded.events / seedS)} events/s, inline projections on`,
+    );
+    note(`  mix: ${[...seeded.byType].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} ${fmtInt(n)}`).join(', ')}`);
+    if (totalEvents !== seeded.events) throw new Error(`the store holds ${totalEvents} events, the seed appended ${seeded.events}`);
+    // A live database has been analysed by autovacuum. Right after a bulk load it has no statistics, and
+    // the keyset read then plans a bitmap scan + sort of the whole table for every batch (2–3× slower,
+    // and depending on when autovacuum happens to run). Measure the steady state.
+    const vacuumStarted = performance.now();
+    await pool.query('VACUUM ANALYZE');
+    note(`VACUUM ANALYZE after the bulk load (as autovacuum would do): ${((performance.now() - vacuumStarted) / 1000).toFixed(1)}s`);
+
+    // ── Rebuild vs plain read ──────────────────────────────────────────────────────────────────────
+    const verifiedBefore = await verify(pool, 'inline projections after seeding');
+    if (!verifiedBefore.matches) throw new VerificationError('after seeding', verifiedBefore.differences);
+    note('warming up: one plain read, one rebuild');
+    await plainRead(pool);
+    await rebuildProjections(pool);
+
+    let rebuiltRows = '';
+    const [rebuild, read] = await alternatePasses({
+      pool,
+      seconds: config.seconds,
+      a: {
+        label: 'rebuildProjections',
+        // No onProgress inside a measured pass: it would add a count(*) the plain read does not do.
+        run: async () => {
+          const { rows } = await rebuildProjections(pool!);
+          rebuiltRows = Object.entries(rows).map(([t, n]) => `${t} ${fmtInt(n)}`).join(', ');
+          return totalEvents;
+        },
+      },
+      b: { label: 'readAllEvents', run: () => plainRead(pool!) },
+      onPass: (tally, items, s) => progress.update(`${tally.label} pass ${tally.rounds}: ${fmtInt(items / s)} events/s`),
+    });
+    note(`rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes); rows: ${rebuiltRows}`);
+    note(`readAllEvents:      ${fmtInt(read.perSecond)} events/s (${read.rounds} passes)`);
+
+    // Every statement of one more rebuild, counted and timed (before the raw appends below, which
+    // leave streams a replay cannot project). A separate pool whose connections report statements.
+    const trace = new StatementTrace();
+    tracePool = trace.pool(db.url, 4);
+    const traceStore = createEventStore(tracePool, db.url);
+    const traceRaw = getPostgreSQLEventStore(db.url, { connectionOptions: { pool: tracePool }, schema: { autoMigration: 'None' } });
+    stores.push(traceStore, traceRaw);
+    const traceLedger = new Ledger({ pool: tracePool, store: traceStore });
+    const traced = [await traceOps(trace, `rebuildProjections (${fmtInt(totalEvents)} events)`, () => rebuildProjections(tracePool!), 1, 0)];
+
+    const verifiedAfter = await verify(pool, 'rebuilt projections');
+    if (!verifiedAfter.matches) throw new VerificationError('after the rebuild', verifiedAfter.differences);
+
+    // ── Commands vs raw appends ────────────────────────────────────────────────────────────────────
+    // Raw appends leave unprojected streams behind (no AccountOpened, no rows), so they come after the
+    // rebuild and its verification; the database is thrown away at the end.
+    const accounts = seeded.accounts.slice(0, commandAccounts);
+    const rows: ResultRow[] = [];
+    for (const workers of [1, config.workers]) {
+      const label = workers === 1 ? 'sequential' : `${workers} workers`;
+      const [ours, raw] = await comparePair({
+        pool, workers, seconds: config.seconds, warmupSeconds: config.warmupSeconds,
+        a: { label: `recordPayment, ${label}`, op: recordPaymentOp(ledger, accounts, workers) },
+        b: { label: `raw appendToStream, ${label}`, op: rawAppendOp(rawStore) },
+        onProgress: (text) => progress.update(text),
+      });
+      for (const t of [ours, raw]) note(`${t.label}: ${fmtRate(t.perSecond)}/s (${fmtInt(t.operations)} in ${t.seconds.toFixed(1)}s)`);
+      rows.push({ metric: `commands/s, ${label}`, ours, baseline: raw, unit: 'cmd/s', target: targets.commands });
+    }
+    rows.push({ metric: `rebuild, events/s (${fmtInt(totalEvents)} events)`, ours: rebuild, baseline: read, unit: 'events/s', target: targets.rebuild });
+
+    // ── Where a command's time goes ────────────────────────────────────────────────────────────────
+    traced.unshift(
+      await traceOps(trace, 'recordPayment (sequential)', recordPaymentOp(traceLedger, accounts.slice(-200), 1), traceOperations),
+      await traceOps(trace, 'raw appendToStream (sequential)', rawAppendOp(traceRaw), traceOperations),
+    );
+
+    printSummary(db, config, rows, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000);
+    return 0;
+  } catch (error) {
+    progress.clear();
+    if (interrupted) return 130;
+    const plain = error instanceof VerificationError || error instanceof ConfigError;
+    const message = plain ? (error as Error).message : ((error as Error)?.stack ?? String(error));
+    process.stderr.write(`\nBENCH FAILED: ${message}\n`);
+    return 1;
+  } finally {
+    await cleanup();
+  }
+}
+
+// ── Operations ───────────────────────────────────────────────────────────────────────────────────
+
+/** Ledger.recordPayment on existing accounts; each worker keeps to its own accounts (no conflicts). */
+function recordPaymentOp(ledger: Ledger, accounts: SeededAccount[], workers: number): Op {
+  const usable = Math.floor(accounts.length / workers) * workers;
+  if (usable === 0) throw new Error('not enough seeded accounts for the command bench: raise BENCH_EVENTS');
+  let cents = 0;
+  return async (worker, iteration) => {
+    const account = accounts[(worker + iteration * workers) % usable]!;
+    await ledger.recordPayment({ email: account.email, amountCents: 500 + (cents++ % 9500), provider: 'manual', cause: { by: operator } });
+  };
+}
+
+/** emmett's appendToStream of one PaymentRecorded to a fresh stream: no read, no projections. */
+function rawAppendOp(rawStore: PostgresEventStore): Op {
+  let paymentId = 1_000_000_000;
+  let cents = 0;
+  const metadata = { by: operator, eventVersion: currentEventVersion };
+  return async () => {
+    const accountId = randomUUID();
+    const now = new Date().toISOString();
+    await rawStore.appendToStream(
+      `account-${accountId}`,
+      [{
+        type: 'PaymentRecorded',
+        data: { accountId, paymentId: paymentId++, amountCents: 500 + (cents++ % 9500), provider: 'manual', reference: null, at: now, recordedAt: now },
+        metadata,
+      }],
+      { expectedStreamVersion: 0n },
+    );
+  };
+}
+
+async function plainRead(pool: pg.Pool): Promise<number> {
+  const client = await pool.connect();
+  try {
+    let events = 0;
+    for await (const batch of readAllEvents(client)) events += batch.length;
+    return events;
+  } finally {
+    client.release();
+  }
+}
+
+async function verify(pool: pg.Pool, what: string) {
+  const result = await verifyProjections(pool, {
+    onProgress: (done, total) => progress.update(`verifying the ${what}: ${fmtInt(done)} / ${fmtInt(total)} events`),
+  });
+  note(`verifyProjections, ${what}: ${result.matches ? 'match' : `MISMATCH ${JSON.stringify(result.differences)}`}`);
+  return { what, ...result };
+}
+
+/** Runs `op` sequentially with every statement counted and timed (after a short warm-up). */
+async function traceOps(trace: StatementTrace, label: string, op: Op, operations: number, warmup = 30): Promise<Traced> {
+  for (let i = 0; i < warmup; i++) await op(0, i);
+  trace.reset();
+  trace.recording = true;
+  const started = performance.now();
+  for (let i = 0; i < operations; i++) {
+    await op(0, warmup + i);
+    progress.update(`tracing ${label}: ${i + 1} / ${operations}`);
+  }
+  const msPerOp = (performance.now() - started) / operations;
+  trace.recording = false;
+  return { label, operations, msPerOp, statements: trace.perOperation(operations) };
+}
+
+// ── Output ───────────────────────────────────────────────────────────────────────────────────────
+
+function printSummary(
+  db: BenchDatabase,
+  config: Config,
+  rows: ResultRow[],
+  verifications: { what: string; matches: boolean }[],
+  traced: Traced[],
+  totalS: number,
+): void {
+  progress.clear();
+  const out: string[] = [];
+  out.push('', `capsul bench — ${db.description}`);
+  out.push(`node ${process.version}, ${config.seconds}s measured per side, ${config.workers} workers, whole run ${totalS.toFixed(0)}s`, '');
+  out.push(
+    table(
+      ['metric', 'ours', 'baseline', 'ratio', 'target', 'result'],
+      rows.map((r) => {
+        const ratio = r.ours.perSecond / r.baseline.perSecond;
+        return [
+          r.metric, `${fmtRate(r.ours.perSecond)} ${r.unit}`, `${fmtRate(r.baseline.perSecond)} ${r.unit}`, ratio.toFixed(2),
+          `≥ ${r.target.toFixed(2)}`, ratio >= r.target ? 'PASS' : 'BELOW TARGET',
+        ];
+      }),
+    ),
+  );
+  out.push('');
+  out.push('ours:     Ledger.recordPayment on existing accounts (look-ups, load stream, decide, append with expected');
+  out.push('          version, inline projections); rebuildProjections (one transaction: lock, fold, delete, bulk insert).');
+  out.push('baseline: emmett appendToStream of one PaymentRecorded to a fresh stream, no read, no projections;');
+  out.push('          readAllEvents draining every batch, nothing else.');
+  out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
+
+  out.push('', 'Cost per operation (a command, an append, or one event of a rebuild/read), µs:');
+  const us = (ms: number | undefined) => (ms === undefined ? 'n/a' : fmtInt(ms * 1000));
+  out.push(
+    table(
+      ['loop', 'ops/s', 'wall µs/op', 'node CPU µs/op', 'postgres CPU µs/op'],
+      rows.flatMap((r) => [r.ours, r.baseline]).map((t) => [
+        t.label, fmtRate(t.perSecond), us(1000 / t.perSecond), us(t.nodeCpuMsPerOp), us(t.pgCpuMsPerOp),
+      ]),
+    ),
+  );
+  out.push('wall µs/op = elapsed / operations (with N workers: 1 / throughput). postgres CPU: the backends of the');
+  out.push('bench database, from /proc (n/a when the server is not on this machine). 2 cores serve both sides.');
+
+  for (const t of traced) {
+    const roundTrips = t.statements.reduce((sum, s) => sum + s.perOp, 0);
+    const waitMs = t.statements.reduce((sum, s) => sum + s.msPerOp, 0);
+    const per = t.operations === 1 ? 'in total' : 'per operation';
+    out.push(
+      '',
+      `${t.label}: ${fmtRate(roundTrips)} round trips, ${t.msPerOp.toFixed(3)} ms ${per} ` +
+        `(${waitMs.toFixed(3)} ms waiting for statements, ${(t.msPerOp - waitMs).toFixed(3)} ms elsewhere: node CPU, pool checkouts)`,
+    );
+    out.push(
+      table(
+        ['statement (client view: send → result)', t.operations === 1 ? 'count' : 'per op', 'ms'],
+        t.statements.map((s) => [s.label, t.operations === 1 ? fmtInt(s.perOp) : s.perOp.toFixed(2), s.msPerOp.toFixed(3)]),
+      ),
+    );
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+class ConfigError extends Error {}
+
+class VerificationError extends Error {
+  constructor(when: string, differences: Record<string, number>) {
+    super(`verifyProjections ${when}: the projection tables differ from a replay of the events ${JSON.stringify(differences)}`);
+  }
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}
+
+process.exit(await main());

@@ -172,8 +172,8 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'rebuild the projection tables from the events (--verify: compare only)',
     usage: `capsul rebuild-projections [--verify]
 
-  Replaces accounts, payments and vms with a replay of every event, in one transaction; readers keep
-  reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes
+  Makes accounts, payments and vms equal to a replay of every event, in one transaction, rewriting only
+  the rows that differ; readers keep reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes
   nothing, and exits 1 when they differ.`,
     options: { verify: { type: 'boolean' } },
     async run(ctx, v) {
@@ -184,8 +184,9 @@ export const commands: Record<string, CommandSpec> = {
         ctx.out(matches ? 'projections match the events' : `projections DIFFER from the events (rows differing: ${detail})`);
         return matches ? 0 : 1;
       }
-      const { rows } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding') });
-      ctx.out(`rebuilt: ${Object.entries(rows).map(([table, n]) => `${table} ${n} rows`).join(', ')}`);
+      const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding') });
+      const summary = (Object.keys(rows) as (keyof typeof rows)[]).map((table) => `${table} ${rows[table]} rows (${changed[table]} rewritten)`);
+      ctx.out(`rebuilt: ${summary.join(', ')}`);
     },
   },
 

@@ -6,6 +6,7 @@ import type pg from 'pg';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { loadStream } from '../projections/read.ts';
+import type { StreamCache } from './cache.ts';
 
 export type Decider<S, C, E extends LedgerEvent> = {
   decide: (command: C, state: S) => E[];
@@ -14,13 +15,14 @@ export type Decider<S, C, E extends LedgerEvent> = {
 };
 
 export type Cause = { by: Actor; reason?: string };
+export type CommandDeps = { pool: pg.Pool; store: PostgresEventStore; cache?: StreamCache };
 
 export class ConcurrencyError extends Error {}
 
 const defaultMaxAttempts = 8;
 
 export async function handleCommand<S, C, E extends LedgerEvent>(
-  deps: { pool: pg.Pool; store: PostgresEventStore },
+  deps: CommandDeps,
   streamId: string,
   decider: Decider<S, C, E>,
   command: C,
@@ -32,23 +34,46 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
   } = {},
 ): Promise<{ events: E[]; state: S; version: bigint }> {
   const maxAttempts = options.expectedVersion !== undefined ? 1 : options.maxAttempts ?? defaultMaxAttempts;
+  // A cached state is only trusted to append: the version check proves it current. A refusal or a
+  // no-op decided on it is decided again on the stream as it is now.
+  let cached = options.expectedVersion === undefined ? (deps.cache?.get(streamId) as { version: bigint; state: S } | undefined) : undefined;
   for (let attempt = 1; ; attempt++) {
-    const stream = await loadStream(deps.pool, streamId);
-    if (options.expectedVersion !== undefined && options.expectedVersion !== stream.version) {
+    const current = cached ?? (await load(deps.pool, streamId, decider));
+    if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
       throw new ConcurrencyError('this changed meanwhile: reload and try again');
     }
-    const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
-    const events = decider.decide(command, state);
-    if (events.length === 0) return { events, state, version: stream.version };
+    let events: E[];
+    try {
+      events = decider.decide(command, current.state);
+    } catch (error) {
+      if (cached) {
+        cached = undefined;
+        attempt--;
+        continue;
+      }
+      throw error;
+    }
+    if (events.length === 0) {
+      if (cached) {
+        cached = undefined;
+        attempt--;
+        continue;
+      }
+      return { events, state: current.state, version: current.version };
+    }
     const metadata = { by: cause.by, ...(cause.reason ? { reason: cause.reason } : {}), eventVersion: currentEventVersion };
     try {
       const result = await deps.store.appendToStream(
         streamId,
         events.map((event) => ({ type: event.type, data: event.data as Record<string, unknown>, metadata })),
-        { expectedStreamVersion: stream.version }, // 0n means "must be new", and emmett enforces it
+        { expectedStreamVersion: current.version }, // 0n means "must be new", and emmett enforces it
       );
-      return { events, state: events.reduce(decider.evolve, state), version: result.nextExpectedStreamVersion };
+      const state = events.reduce(decider.evolve, current.state);
+      deps.cache?.set(streamId, { version: result.nextExpectedStreamVersion, state });
+      return { events, state, version: result.nextExpectedStreamVersion };
     } catch (error) {
+      cached = undefined;
+      deps.cache?.delete(streamId);
       // emmett 0.42 also reports any unique violation inside the append (e.g. a projection's unique
       // email) as a version conflict: callers that can cause one pass maxAttempts and re-resolve.
       if (!isExpectedVersionConflictError(error)) throw error;
@@ -58,4 +83,10 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
     }
   }
+}
+
+async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>) {
+  const stream = await loadStream(pool, streamId);
+  const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
+  return { version: stream.version, state };
 }

@@ -10,17 +10,27 @@ import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { loadStream } from '../projections/read.ts';
-import { ConcurrencyError, handleCommand, type Cause } from './handle.ts';
+import { createStreamCache, LruMap } from './cache.ts';
+import { ConcurrencyError, handleCommand, type Cause, type CommandDeps } from './handle.ts';
 
 export type LedgerDeps = { pool: pg.Pool; store: PostgresEventStore; now?: () => Date };
+
+const maxPaymentIdBlock = 32;
 
 const maxResolveAttempts = 3;
 
 export class Ledger {
   private readonly now: () => Date;
+  private readonly deps: CommandDeps;
+  /** email → account id: an account, once opened, keeps its id */
+  private readonly accountIds = new LruMap<string, string>(10_000);
+  /** payment ids taken from the sequence ahead of use, in blocks that grow while the process is busy */
+  private paymentIds: number[] = [];
+  private paymentIdBlock = 1;
 
-  constructor(private readonly deps: LedgerDeps) {
+  constructor(deps: LedgerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.deps = { pool: deps.pool, store: deps.store, cache: createStreamCache() };
   }
 
   async recordPayment(input: {
@@ -131,7 +141,10 @@ export class Ledger {
   }
 
   async accountIdFor(email: string): Promise<string | null> {
+    const known = this.accountIds.get(email);
+    if (known) return known;
     const { rows } = await this.deps.pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
+    if (rows[0]) this.accountIds.set(email, rows[0].id);
     return rows[0]?.id ?? null;
   }
 
@@ -142,9 +155,16 @@ export class Ledger {
     return rows[0].account_id;
   }
 
+  /** Payment ids are unique and increasing per process; across processes they are not in time order. */
   private async nextPaymentId(): Promise<number> {
-    const { rows } = await this.deps.pool.query(`SELECT nextval('payment_ids')::int AS id`);
-    return rows[0].id;
+    if (this.paymentIds.length === 0) {
+      const { rows } = await this.deps.pool.query(
+        `SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [this.paymentIdBlock],
+      );
+      this.paymentIds = rows.map((row) => row.id as number).sort((a, b) => a - b);
+      this.paymentIdBlock = Math.min(this.paymentIdBlock * 2, maxPaymentIdBlock);
+    }
+    return this.paymentIds.shift()!;
   }
 
   private async priceOf(size: string): Promise<Cents> {

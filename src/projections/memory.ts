@@ -1,17 +1,13 @@
 // Projection rows folded in memory: the fast path of rebuild, verify and as-of.
 import type { LedgerEvent } from '../domain/events.ts';
 import { project } from './project.ts';
-import { assertCompleteRow, keyOf, tableNames, type Row, type RowOp, type TableName } from './tables.ts';
+import { assertCompleteRow, isLookup, keyOf, tableNames, type Row, type RowOp, type TableName } from './tables.ts';
 
 export class MemoryTables {
   readonly tables = new Map<TableName, Map<string, Row>>(tableNames.map((name) => [name, new Map()]));
 
-  async apply(event: LedgerEvent): Promise<void> {
-    const ops = await project(event, async (table, id, column) => {
-      const value = this.tables.get(table)!.get(keyOf(table, { id }))?.[column];
-      return value === undefined || value === null ? null : String(value);
-    });
-    for (const op of ops) this.applyOp(op);
+  apply(event: LedgerEvent): void {
+    for (const op of project(event)) this.applyOp(op);
   }
 
   applyOp(op: RowOp): void {
@@ -19,12 +15,28 @@ export class MemoryTables {
     if (op.kind === 'insert') {
       assertCompleteRow(op.table, op.row);
       const key = keyOf(op.table, op.row);
-      if (!rows.has(key)) rows.set(key, { ...op.row });
+      if (!rows.has(key)) rows.set(key, this.resolve(op.row));
       return;
     }
     const key = keyOf(op.table, op.key);
     const row = rows.get(key);
-    if (row) rows.set(key, { ...row, ...op.set });
+    if (row) rows.set(key, { ...row, ...this.resolve(op.set) });
+  }
+
+  /** Lookups read the rows folded so far, as capsul_apply_projection reads the tables. */
+  private resolve(values: Row): Row {
+    const resolved: Row = {};
+    for (const [column, value] of Object.entries(values)) {
+      if (!isLookup(value)) {
+        resolved[column] = value;
+        continue;
+      }
+      const { table, id, column: from } = value.$lookup;
+      const found = this.tables.get(table)!.get(keyOf(table, { id }))?.[from];
+      if (found === undefined || found === null) throw new Error(`projection: no ${table} row ${id} to read ${from} from`);
+      resolved[column] = found;
+    }
+    return resolved;
   }
 
   rows(table: TableName): Row[] {

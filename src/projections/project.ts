@@ -1,12 +1,11 @@
-// The projection: each event becomes row operations on accounts, payments and vms. Pure apart from
-// `lookup`, which reads a row already projected (the account's email) from wherever the rows live.
+// The projection: each event becomes row operations on accounts, payments and vms. Pure: a value taken
+// from a row already projected (the account's email) is a `lookup`, resolved where the rows live —
+// in memory for rebuild and as-of, in SQL by capsul_apply_projection for the inline path.
 import { formatCents } from '../domain/shared/money.ts';
 import type { LedgerEvent } from '../domain/events.ts';
-import type { RowOp, TableName } from './tables.ts';
+import { lookup, type RowOp } from './tables.ts';
 
-export type Lookup = (table: TableName, id: string, column: string) => Promise<string | null>;
-
-export async function project(event: LedgerEvent, lookup: Lookup): Promise<RowOp[]> {
+export function project(event: LedgerEvent): RowOp[] {
   switch (event.type) {
     case 'AccountOpened':
       return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
@@ -16,7 +15,7 @@ export async function project(event: LedgerEvent, lookup: Lookup): Promise<RowOp
         kind: 'insert',
         table: 'payments',
         row: {
-          id: d.paymentId, created: d.at, email: await accountEmail(lookup, d.accountId), dollars: formatCents(d.amountCents),
+          id: d.paymentId, created: d.at, email: accountEmail(d.accountId), dollars: formatCents(d.amountCents),
           invalidated: false, account_id: d.accountId, provider: d.provider, reference: d.reference, recorded: d.recordedAt,
           invalidated_at: null, invalidation_reason: null,
         },
@@ -38,7 +37,7 @@ export async function project(event: LedgerEvent, lookup: Lookup): Promise<RowOp
         kind: 'insert',
         table: 'vms',
         row: {
-          id: d.vmId, email: await accountEmail(lookup, d.accountId), os: d.os, size: d.size, created: d.at, deleted: null,
+          id: d.vmId, email: accountEmail(d.accountId), os: d.os, size: d.size, created: d.at, deleted: null,
           last_seen_ipv4: null, last_seen_ipv6: null, host: null, state: 'pending', account_id: d.accountId,
           dollars_per_month: formatCents(d.priceCentsPerMonth), ssh_public_keys: d.sshPublicKeys,
           ssh_host_key_fingerprints: null, state_observed: null, deletion_reason: null, failure: null,
@@ -71,8 +70,4 @@ export async function project(event: LedgerEvent, lookup: Lookup): Promise<RowOp
 
 const vmUpdate = (vmId: string, set: Record<string, unknown>): RowOp => ({ kind: 'update', table: 'vms', key: { id: vmId }, set });
 
-async function accountEmail(lookup: Lookup, accountId: string): Promise<string> {
-  const email = await lookup('accounts', accountId, 'email');
-  if (email === null) throw new Error(`projection: account ${accountId} has no accounts row (events out of order?)`);
-  return email;
-}
+const accountEmail = (accountId: string) => lookup('accounts', accountId, 'email');

@@ -56,12 +56,14 @@ export type ReadAllOptions = {
   params?: unknown[];
 };
 
-/** Every event in commit order, in keyset-paged batches (bounded memory per batch). */
+/**
+ * Every event in commit order, in keyset-paged batches (bounded memory per batch). The next batch is
+ * requested before this one is handed out, so the database reads while the caller works.
+ */
 export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}): AsyncGenerator<StoredEvent[]> {
   const batchSize = options.batchSize ?? 5000;
-  let cursor: [string, string] = ['0', '0'];
-  while (true) {
-    const { rows } = await db.query(
+  const fetch = (cursor: [string, string]) =>
+    db.query(
       `SELECT ${columns} FROM emt_messages
        WHERE partition = 'emt:default' AND NOT is_archived
          AND (transaction_id, global_position) > ($1::xid8, $2::bigint)
@@ -69,12 +71,15 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
        ORDER BY transaction_id, global_position LIMIT ${batchSize}`,
       [...cursor, ...(options.params ?? [])],
     );
-    if (rows.length === 0) return;
-    const batch = rows.map(toStoredEvent);
-    yield batch;
-    const last = batch.at(-1)!;
-    cursor = [last.transactionId, last.globalPosition];
-    if (rows.length < batchSize) return;
+  let pending: Promise<pg.QueryResult> | undefined = fetch(['0', '0']);
+  while (pending) {
+    const { rows }: pg.QueryResult = await pending;
+    const batch: StoredEvent[] = rows.map(toStoredEvent);
+    const last = batch.at(-1);
+    pending = last && rows.length === batchSize ? fetch([last.transactionId, last.globalPosition]) : undefined;
+    // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
+    pending?.catch(() => {});
+    if (batch.length > 0) yield batch;
   }
 }
 

@@ -1,14 +1,14 @@
 // Rebuild, verify and as-of: the events folded in memory through the same projection code as the
-// inline path, then bulk-inserted.
+// inline path, then written in bulk.
 import type pg from 'pg';
 import { effectiveAt } from '../domain/events.ts';
 import { MemoryTables } from './memory.ts';
 import { countEvents, readAllEvents } from './read.ts';
 import { enableProjectorSQL } from './sql.ts';
-import { tableNames, type Row, type TableName } from './tables.ts';
+import { projectionTables, tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
-const insertChunkRows = 2000;
+const insertChunkRows = 5000;
 
 async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?: Progress }): Promise<MemoryTables> {
   const total = options.onProgress ? await countEvents(client) : 0;
@@ -19,7 +19,7 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
       // An account is an identity, not a fact in time: it is there for any payment received before it opened.
       const timeless = stored.event.type === 'AccountOpened';
       if (options.atMs !== undefined && !timeless && Date.parse(effectiveAt(stored.event)) > options.atMs) continue;
-      await memory.apply(stored.event);
+      memory.apply(stored.event);
     }
     done += batch.length;
     options.onProgress?.(done, total);
@@ -36,10 +36,18 @@ async function bulkInsert(client: pg.PoolClient, target: string, typeName: strin
   }
 }
 
+/** The replayed rows of each projection, in temporary tables `rebuilt_<table>` dropped at commit. */
+async function writeAside(client: pg.PoolClient, memory: MemoryTables): Promise<void> {
+  for (const table of tableNames) {
+    await client.query(`CREATE TEMP TABLE rebuilt_${table} (LIKE public.${table}) ON COMMIT DROP`);
+    await bulkInsert(client, `rebuilt_${table}`, `rebuilt_${table}`, memory.rows(table));
+  }
+}
+
 /**
- * Replaces the projection tables with a replay of every event, in one transaction. The EXCLUSIVE
- * lock lets readers keep reading the old rows; appends wait at their projection write and apply on
- * top after commit, so nothing is lost or doubled while appends keep arriving.
+ * Makes the projection tables equal to a replay of every event, in one transaction, writing only the
+ * rows that differ. The EXCLUSIVE lock lets readers keep reading the old rows; appends wait at their
+ * projection write and apply on top after commit, so nothing is lost or doubled while appends arrive.
  */
 export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: Progress } = {}) {
   const client = await pool.connect();
@@ -47,15 +55,21 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
     await client.query('BEGIN');
     await client.query(`LOCK TABLE ${tableNames.join(', ')} IN EXCLUSIVE MODE`);
     const memory = await fold(client, options);
+    await writeAside(client, memory);
     await client.query(enableProjectorSQL);
-    const rows: Partial<Record<TableName, number>> = {};
+    const rows = {} as Record<TableName, number>;
+    const changed = {} as Record<TableName, number>;
     for (const table of tableNames) {
-      await client.query(`DELETE FROM ${table}`);
-      await bulkInsert(client, table, table, memory.rows(table));
+      const keyMatch = projectionTables[table].key.map((k) => `${table}.${k} = gone.${k}`).join(' AND ');
+      const removed = await client.query(
+        `DELETE FROM ${table} USING (TABLE ${table} EXCEPT ALL TABLE rebuilt_${table}) gone WHERE ${keyMatch}`,
+      );
+      const added = await client.query(`INSERT INTO ${table} TABLE rebuilt_${table} EXCEPT ALL TABLE ${table}`);
       rows[table] = memory.rows(table).length;
+      changed[table] = Math.max(removed.rowCount ?? 0, added.rowCount ?? 0);
     }
     await client.query('COMMIT');
-    return { rows: rows as Record<TableName, number> };
+    return { rows, changed };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
@@ -72,15 +86,12 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    const memory = await fold(client, options);
+    await writeAside(client, await fold(client, options));
     const differences = {} as Record<TableName, number>;
     for (const table of tableNames) {
-      const aside = `rebuilt_${table}`;
-      await client.query(`CREATE TEMP TABLE ${aside} (LIKE public.${table}) ON COMMIT DROP`);
-      await bulkInsert(client, aside, aside, memory.rows(table));
       const { rows } = await client.query(
-        `SELECT (SELECT count(*) FROM (TABLE public.${table} EXCEPT ALL TABLE ${aside}) a)::int
-              + (SELECT count(*) FROM (TABLE ${aside} EXCEPT ALL TABLE public.${table}) b)::int AS n`,
+        `SELECT (SELECT count(*) FROM (TABLE public.${table} EXCEPT ALL TABLE rebuilt_${table}) a)::int
+              + (SELECT count(*) FROM (TABLE rebuilt_${table} EXCEPT ALL TABLE public.${table}) b)::int AS n`,
       );
       differences[table] = rows[0].n;
     }
@@ -110,4 +121,3 @@ export async function shadowProjectionsAsOf(client: pg.PoolClient, at: Date, opt
     throw error;
   }
 }
-

@@ -1,8 +1,10 @@
-// Projection row operations applied in SQL, inside the transaction that appends the events.
+// Projection row operations applied in SQL, inside the transaction that appends the events: one round
+// trip per append, through capsul_apply_projection (schema_migrations/04_up_projector.sql), which also
+// sets the transaction-local capsul.projector that the projection tables' guards require.
 import type pg from 'pg';
 import type { LedgerEvent } from '../domain/events.ts';
 import { project } from './project.ts';
-import { assertCompleteRow, projectionTables, type RowOp, type TableName } from './tables.ts';
+import { assertCompleteRow, isLookup, projectionTables, type Lookup, type RowOp } from './tables.ts';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -10,39 +12,21 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export const enableProjectorSQL = `SELECT set_config('capsul.projector', 'on', true)`;
 
 export async function projectInSQL(client: Queryable, events: LedgerEvent[]): Promise<void> {
-  await client.query(enableProjectorSQL);
-  const lookup = async (table: TableName, id: string, column: string) => {
-    assertColumn(table, column);
-    const { rows } = await client.query(`SELECT ${column}::text AS value FROM ${table} WHERE id = $1`, [id]);
-    return (rows[0]?.value as string | undefined) ?? null;
-  };
-  for (const event of events) {
-    for (const op of await project(event, lookup)) await applyOpInSQL(client, op);
-  }
+  const ops = events.flatMap(project);
+  if (ops.length === 0) return;
+  // Named: parsed and planned once per connection, not on every append.
+  await client.query({ name: 'capsul_apply_projection', text: 'SELECT capsul_apply_projection($1::jsonb)', values: [JSON.stringify(ops.map(toWire))] });
 }
 
-export async function applyOpInSQL(client: Queryable, op: RowOp): Promise<void> {
-  const { key } = projectionTables[op.table];
-  if (op.kind === 'insert') {
-    assertCompleteRow(op.table, op.row);
-    await client.query(
-      `INSERT INTO ${op.table} SELECT * FROM jsonb_populate_record(NULL::${op.table}, $1::jsonb) ON CONFLICT (${key.join(', ')}) DO NOTHING`,
-      [JSON.stringify(op.row)],
-    );
-    return;
+/** The function's input: the values to write (an update's id included) and the columns to look up. */
+function toWire(op: RowOp) {
+  if (op.kind === 'insert') assertCompleteRow(op.table, op.row);
+  const values = op.kind === 'insert' ? op.row : { ...op.set, ...op.key };
+  const columns: readonly string[] = projectionTables[op.table].columns;
+  const lookups: Record<string, Lookup['$lookup']> = {};
+  for (const [column, value] of Object.entries(values)) {
+    if (!columns.includes(column)) throw new Error(`projection bug: ${op.table} has no column ${column}`);
+    if (isLookup(value)) lookups[column] = value.$lookup;
   }
-  const columns = Object.keys(op.set);
-  columns.forEach((column) => assertColumn(op.table, column));
-  await client.query(
-    `UPDATE ${op.table} SET ${columns.map((c) => `${c} = s.${c}`).join(', ')}
-     FROM jsonb_populate_record(NULL::${op.table}, $1::jsonb) s
-     WHERE ${key.map((k) => `${op.table}.${k} = s.${k}`).join(' AND ')}`,
-    [JSON.stringify({ ...op.set, ...op.key })],
-  );
-}
-
-function assertColumn(table: TableName, column: string): void {
-  if (!(projectionTables[table].columns as readonly string[]).includes(column)) {
-    throw new Error(`projection bug: ${table} has no column ${column}`);
-  }
+  return { kind: op.kind, table: op.table, values, lookups };
 }

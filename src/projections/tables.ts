@@ -1,5 +1,6 @@
-// The projection tables: column lists in table order, and their keys. Projection code writes rows only
-// through these definitions, so SQL identifiers never come from data.
+// The projection tables: column lists in table order, and their keys (every one is `id`, which
+// capsul_apply_projection relies on). Projection code writes rows only through these definitions,
+// so SQL identifiers never come from data.
 export const projectionTables = {
   accounts: { key: ['id'], columns: ['id', 'email', 'created'] },
   payments: {
@@ -24,6 +25,12 @@ export const tableNames = Object.keys(projectionTables) as TableName[];
 
 /** A row as JSON values: timestamps as ISO strings, money as decimal strings, arrays and objects as JSON. */
 export type Row = Record<string, unknown>;
+
+/** A value read from a row already projected, e.g. the account's email for a new payment row. */
+export type Lookup = { $lookup: { table: TableName; id: string; column: string } };
+export const lookup = (table: TableName, id: string, column: string): Lookup => ({ $lookup: { table, id, column } });
+export const isLookup = (value: unknown): value is Lookup =>
+  typeof value === 'object' && value !== null && '$lookup' in value;
 
 /** What a projection does to a table; the same ops run in SQL (inline) and in memory (rebuild, as-of). */
 export type RowOp =

@@ -1,15 +1,16 @@
 // Seeds a realistic ledger quickly: accounts with payments, invalidations and reinstatements, capsul
 // creations and deletion requests on the account stream, and each capsul's operational life
 // (placement, provisioning, observed states, start/stop requests, deletion) on its own stream.
-// Appends carry several events each and go through the projecting store, so the live projection
-// tables are written inline exactly as in production. Every stream's events are valid in order
-// (a capsul's stream starts after its account asked for it; only recorded payments are invalidated,
-// only invalidated ones reinstated), and each append names the stream version it expects.
+// Appends carry several events each and go through the ledger's append (events and projection in one
+// statement), so the live projection tables are written exactly as in production. Every stream's
+// events are valid in order (a capsul's stream starts after its account asked for it; only recorded
+// payments are invalidated, only invalidated ones reinstated), and each append names the stream
+// version it expects.
 import { randomUUID } from 'node:crypto';
-import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type pg from 'pg';
 import { accountStream, type AccountEvent, type Provider } from '../domain/account/events.ts';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
+import { appendEvents } from '../ledger/append.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { vmStream, type ObservedState, type VmEvent } from '../domain/vm/events.ts';
 import { newVmId } from '../ledger/ledger.ts';
@@ -48,12 +49,11 @@ export class Rng {
 
 export async function seedLedger(options: {
   pool: pg.Pool;
-  store: PostgresEventStore;
   targetEvents: number;
   workers: number;
   onProgress?: (events: number) => void;
 }): Promise<SeedResult> {
-  const { pool, store, targetEvents } = options;
+  const { pool, targetEvents } = options;
   const catalogue = await readCatalogue(pool);
   const rng = new Rng(20261126);
   const startMs = Date.now() - 730 * dayMs;
@@ -82,12 +82,9 @@ export async function seedLedger(options: {
       for (const append of plan) {
         const expected = versions.get(append.streamId) ?? 0n;
         const metadata = { by: append.by, eventVersion: currentEventVersion };
-        const result = await store.appendToStream(
-          append.streamId,
-          append.events.map((event) => ({ type: event.type, data: event.data as Record<string, unknown>, metadata })),
-          { expectedStreamVersion: expected },
-        );
-        versions.set(append.streamId, result.nextExpectedStreamVersion);
+        const result = await appendEvents(pool, append.streamId, append.events, metadata, expected);
+        if (!result.ok) throw new Error(`seed: unexpected version conflict on ${append.streamId}`);
+        versions.set(append.streamId, result.nextVersion);
         appended += append.events.length;
         appends++;
         options.onProgress?.(appended);

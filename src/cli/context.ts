@@ -1,12 +1,10 @@
 // What every CLI command gets: output streams, the environment, and the database on demand.
 import os from 'node:os';
-import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type pg from 'pg';
 import { readConfig } from '../config.ts';
 import { checkConnection, createPool, resolveDatabase, type Database } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import type { Actor } from '../domain/events.ts';
-import { createEventStore } from '../ledger/event-store.ts';
 import { Ledger } from '../ledger/ledger.ts';
 
 export type Output = { write(text: string): unknown };
@@ -25,7 +23,7 @@ export class UsageError extends Error {}
 /** An error whose message is the whole story for the operator: printed as one line. */
 export class CliError extends Error {}
 
-export type Connection = { pool: pg.Pool; store: PostgresEventStore; ledger: Ledger; connectionString: string };
+export type Connection = { pool: pg.Pool; ledger: Ledger; connectionString: string };
 
 export class CliContext {
   private database?: Database;
@@ -68,14 +66,12 @@ export class CliContext {
     const pool = createPool(this.database.connectionString, 4);
     await checkConnection(pool, this.database.connectionString);
     if (options.migrate !== false) await migrate(pool);
-    const store = createEventStore(pool, this.database.connectionString);
-    this.connection = { pool, store, ledger: new Ledger({ pool, store }), connectionString: this.database.connectionString };
+    this.connection = { pool, ledger: new Ledger({ pool }), connectionString: this.database.connectionString };
     return this.connection;
   }
 
   async close(): Promise<void> {
     if (this.connection) {
-      await this.connection.store.close().catch(() => {});
       await this.connection.pool.end().catch(() => {});
     }
     await this.database?.stop();

@@ -1,11 +1,10 @@
 // The command path every adapter uses: load the stream, decide, append with the version we loaded.
 // A concurrent append to the same stream makes ours fail; we then decide again on the new state.
-import { isExpectedVersionConflictError } from '@event-driven-io/emmett';
-import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type pg from 'pg';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { loadStream } from '../projections/read.ts';
+import { appendEvents } from './append.ts';
 import type { StreamCache } from './cache.ts';
 
 export type Decider<S, C, E extends LedgerEvent> = {
@@ -15,7 +14,7 @@ export type Decider<S, C, E extends LedgerEvent> = {
 };
 
 export type Cause = { by: Actor; reason?: string };
-export type CommandDeps = { pool: pg.Pool; store: PostgresEventStore; cache?: StreamCache };
+export type CommandDeps = { pool: pg.Pool; cache?: StreamCache };
 
 export class ConcurrencyError extends Error {}
 
@@ -62,26 +61,19 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
       return { events, state: current.state, version: current.version };
     }
     const metadata = { by: cause.by, ...(cause.reason ? { reason: cause.reason } : {}), eventVersion: currentEventVersion };
-    try {
-      const result = await deps.store.appendToStream(
-        streamId,
-        events.map((event) => ({ type: event.type, data: event.data as Record<string, unknown>, metadata })),
-        { expectedStreamVersion: current.version }, // 0n means "must be new", and emmett enforces it
-      );
-      const state = events.reduce(decider.evolve, current.state);
-      deps.cache?.set(streamId, { version: result.nextExpectedStreamVersion, state });
-      return { events, state, version: result.nextExpectedStreamVersion };
-    } catch (error) {
-      cached = undefined;
+    const result = await appendEvents(deps.pool, streamId, events, metadata, current.version).catch((error) => {
       deps.cache?.delete(streamId);
-      // emmett 0.42 also reports any unique violation inside the append (e.g. a projection's unique
-      // email) as a version conflict: callers that can cause one pass maxAttempts and re-resolve.
-      if (!isExpectedVersionConflictError(error)) throw error;
-      if (attempt >= maxAttempts) {
-        throw new ConcurrencyError('this changed meanwhile: reload and try again', { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+      throw error;
+    });
+    if (result.ok) {
+      const state = events.reduce(decider.evolve, current.state);
+      deps.cache?.set(streamId, { version: result.nextVersion, state });
+      return { events, state, version: result.nextVersion };
     }
+    cached = undefined;
+    deps.cache?.delete(streamId);
+    if (attempt >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
   }
 }
 

@@ -1,7 +1,6 @@
 // The ledger's commands and queries, shared by the CLI, the hub and the jobs: each loads state, calls
 // the domain, appends. No business rule lives here; lookups (email → account, catalogue) do.
 import { randomInt, randomUUID } from 'node:crypto';
-import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type pg from 'pg';
 import { accountDecider } from '../domain/account/decider.ts';
 import { accountStream, type Provider } from '../domain/account/events.ts';
@@ -11,9 +10,9 @@ import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { loadStream } from '../projections/read.ts';
 import { createStreamCache, LruMap } from './cache.ts';
-import { ConcurrencyError, handleCommand, type Cause, type CommandDeps } from './handle.ts';
+import { handleCommand, type Cause, type CommandDeps } from './handle.ts';
 
-export type LedgerDeps = { pool: pg.Pool; store: PostgresEventStore; now?: () => Date };
+export type LedgerDeps = { pool: pg.Pool; now?: () => Date };
 
 const maxPaymentIdBlock = 32;
 
@@ -30,7 +29,7 @@ export class Ledger {
 
   constructor(deps: LedgerDeps) {
     this.now = deps.now ?? (() => new Date());
-    this.deps = { pool: deps.pool, store: deps.store, cache: createStreamCache() };
+    this.deps = { pool: deps.pool, cache: createStreamCache() };
   }
 
   async recordPayment(input: {
@@ -50,8 +49,7 @@ export class Ledger {
           throw refused(`reference ${reference} is already recorded as payment ${rows[0].id} for another account`);
         }
       }
-      const existingAccountId = await this.accountIdFor(email);
-      const accountId = existingAccountId ?? randomUUID();
+      const accountId = (await this.accountIdFor(email)) ?? randomUUID();
       const paymentId = await this.nextPaymentId();
       const now = this.now();
       try {
@@ -66,14 +64,15 @@ export class Ledger {
             metadata: { now },
           },
           input.cause,
-          // A new account conflicts only when another process opened one for this email (its unique
-          // email) or took the reference meanwhile: look both up again rather than retry blindly.
-          { maxAttempts: existingAccountId ? undefined : 1 },
         );
         if (events.length === 0) return { paymentId: state.references.get(reference!)!, duplicate: true };
         return { paymentId, duplicate: false };
       } catch (error) {
-        if (error instanceof ConcurrencyError && attempt < maxResolveAttempts) continue;
+        // Another process opened an account for this email meanwhile, or took the reference: look
+        // both up again.
+        const constraint = (error as { code?: string; constraint?: string }).code === '23505' ? (error as { constraint?: string }).constraint : undefined;
+        if (constraint === 'accounts_email_key' && attempt < maxResolveAttempts) continue;
+        if (constraint === 'payments_reference_key') throw refused(`reference ${reference} is already recorded for another payment`);
         throw error;
       }
     }

@@ -1,6 +1,6 @@
 // The projection: each event becomes row operations on accounts, payments and vms. Pure: a value taken
 // from a row already projected (the account's email) is a `lookup`, resolved where the rows live —
-// in memory for rebuild and as-of, in SQL by capsul_apply_projection for the inline path.
+// in memory for rebuild and as-of, in SQL by capsul_apply_projection with each append.
 import { formatCents } from '../domain/shared/money.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { lookup, type RowOp } from './tables.ts';

@@ -1,5 +1,5 @@
 // Rebuild, verify and as-of: the events folded in memory through the same projection code as the
-// inline path, then written in bulk.
+// append path, then written in bulk.
 import type pg from 'pg';
 import { effectiveAt } from '../domain/events.ts';
 import { MemoryTables } from './memory.ts';

@@ -1,21 +1,16 @@
-// Projection row operations applied in SQL, inside the transaction that appends the events: one round
-// trip per append, through capsul_apply_projection (schema_migrations/04_up_projector.sql), which also
-// sets the transaction-local capsul.projector that the projection tables' guards require.
-import type pg from 'pg';
+// Projection row operations applied in SQL, in the statement that appends the events (src/ledger/
+// append.ts), through capsul_apply_projection (schema_migrations/04_up_projector.sql), which also sets
+// the transaction-local capsul.projector that the projection tables' guards require.
 import type { LedgerEvent } from '../domain/events.ts';
 import { project } from './project.ts';
 import { assertCompleteRow, isLookup, projectionTables, type Lookup, type RowOp } from './tables.ts';
 
-type Queryable = Pick<pg.ClientBase, 'query'>;
-
 /** Only the projector may write projections: the guard trigger checks this transaction-local setting. */
 export const enableProjectorSQL = `SELECT set_config('capsul.projector', 'on', true)`;
 
-export async function projectInSQL(client: Queryable, events: LedgerEvent[]): Promise<void> {
-  const ops = events.flatMap(project);
-  if (ops.length === 0) return;
-  // Named: parsed and planned once per connection, not on every append.
-  await client.query({ name: 'capsul_apply_projection', text: 'SELECT capsul_apply_projection($1::jsonb)', values: [JSON.stringify(ops.map(toWire))] });
+/** The projection of `events`, as capsul_apply_projection takes it. */
+export function projectionOps(events: LedgerEvent[]) {
+  return events.flatMap(project).map(toWire);
 }
 
 /** The function's input: the values to write (an update's id included) and the columns to look up. */

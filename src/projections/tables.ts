@@ -32,7 +32,7 @@ export const lookup = (table: TableName, id: string, column: string): Lookup => 
 export const isLookup = (value: unknown): value is Lookup =>
   typeof value === 'object' && value !== null && '$lookup' in value;
 
-/** What a projection does to a table; the same ops run in SQL (inline) and in memory (rebuild, as-of). */
+/** What a projection does to a table; the same ops run in SQL (with each append) and in memory (rebuild, as-of). */
 export type RowOp =
   | { kind: 'insert'; table: TableName; row: Row }
   | { kind: 'update'; table: TableName; key: Row; set: Row };

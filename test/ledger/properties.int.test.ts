@@ -43,7 +43,7 @@ describe('money invariants (property tests)', () => {
         const email = `prop${run}-${process.pid}@example.org`;
         const startMs = Date.parse('2026-03-01T00:00:00Z') + run * 1000 * hourMs;
         let clockMs = startMs;
-        const ledger = new Ledger({ pool: db.pool, store: db.store, now: () => new Date(clockMs) });
+        const ledger = new Ledger({ pool: db.pool, now: () => new Date(clockMs) });
         const payments: number[] = [];
         const vms: string[] = [];
         for (const s of steps) {
@@ -107,7 +107,7 @@ describe('money invariants (property tests)', () => {
           run++;
           const email = `spend${run}-${process.pid}@example.org`;
           const nowMs = Date.parse('2026-06-01T00:00:00Z');
-          const ledger = new Ledger({ pool: db.pool, store: db.store, now: () => new Date(nowMs) });
+          const ledger = new Ledger({ pool: db.pool, now: () => new Date(nowMs) });
           await ledger.recordPayment({ email, amountCents: covered * prices[size]! + Math.min(spareCents, prices[size]! - 1) + (covered === 0 ? 1 : 0), cause: operator });
           const results = await Promise.allSettled(
             Array.from({ length: concurrency }, () => ledger.createVm({ email, size, os: 'debian12', sshPublicKeys: [sshKey], cause: operator })),

@@ -1,16 +1,13 @@
 // A database of the test's own, copied from the run's migrated template (see test/run.ts).
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import { createPool } from '../../src/db/database.ts';
-import { createEventStore } from '../../src/ledger/event-store.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 
 export type TestDatabase = {
   name: string;
   url: string;
   pool: pg.Pool;
-  store: PostgresEventStore;
   ledger: Ledger;
   close(): Promise<void>;
 };
@@ -45,7 +42,7 @@ export async function emptyDatabase(): Promise<{ name: string; url: string; drop
   return { name, url: urlFor(name), drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => {}) };
 }
 
-/** A migrated database with a pool, an event store and the ledger, all of the test's own. */
+/** A migrated database with a pool and the ledger, all of the test's own. */
 export async function testDatabase(options: { now?: () => Date; poolSize?: number } = {}): Promise<TestDatabase> {
   const { runId } = server();
   const name = `${runId}_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -61,12 +58,10 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
   }
   const url = urlFor(name);
   const pool = createPool(url, options.poolSize ?? 10);
-  const store = createEventStore(pool, url);
-  const ledger = new Ledger({ pool, store, now: options.now });
+  const ledger = new Ledger({ pool, now: options.now });
   return {
-    name, url, pool, store, ledger,
+    name, url, pool, ledger,
     async close() {
-      await store.close().catch(() => {});
       await pool.end().catch(() => {});
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch(() => {});
     },

@@ -35,9 +35,12 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
   const maxAttempts = options.expectedVersion !== undefined ? 1 : options.maxAttempts ?? defaultMaxAttempts;
   // A cached state is only trusted to append: the version check proves it current. A refusal or a
   // no-op decided on it is decided again on the stream as it is now.
-  let cached = options.expectedVersion === undefined ? (deps.cache?.get(streamId) as { version: bigint; state: S } | undefined) : undefined;
-  for (let attempt = 1; ; attempt++) {
+  let cached = options.expectedVersion === undefined ? (deps.cache?.get(streamId) as Loaded<S> | undefined) : undefined;
+  let conflicts = 0;
+  while (true) {
+    const fromCache = cached !== undefined;
     const current = cached ?? (await load(deps.pool, streamId, decider));
+    cached = undefined;
     if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
       throw new ConcurrencyError('this changed meanwhile: reload and try again');
     }
@@ -45,19 +48,11 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
     try {
       events = decider.decide(command, current.state);
     } catch (error) {
-      if (cached) {
-        cached = undefined;
-        attempt--;
-        continue;
-      }
+      if (fromCache) continue;
       throw error;
     }
     if (events.length === 0) {
-      if (cached) {
-        cached = undefined;
-        attempt--;
-        continue;
-      }
+      if (fromCache) continue;
       return { events, state: current.state, version: current.version };
     }
     const metadata = { by: cause.by, ...(cause.reason ? { reason: cause.reason } : {}), eventVersion: currentEventVersion };
@@ -70,14 +65,15 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
       deps.cache?.set(streamId, { version: result.nextVersion, state });
       return { events, state, version: result.nextVersion };
     }
-    cached = undefined;
     deps.cache?.delete(streamId);
-    if (attempt >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt));
+    if (++conflicts >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * conflicts));
   }
 }
 
-async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>) {
+type Loaded<S> = { version: bigint; state: S };
+
+async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
   const stream = await loadStream(pool, streamId);
   const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
   return { version: stream.version, state };

@@ -4,6 +4,8 @@ import { checkConnection, createPool, redact, resolveDatabase } from './db/datab
 import { migrate } from './db/migrate.ts';
 import type { CliIo } from './cli/context.ts';
 import { buildHub } from './hub/app.ts';
+import { ReactorLoop } from './hub/reactor-loop.ts';
+import { createStreamCache } from './ledger/cache.ts';
 
 export async function serve(io: CliIo): Promise<number> {
   const say = (line: string) => io.stderr.write(`capsul: ${line}\n`);
@@ -33,7 +35,12 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const hub = await buildHub({ pool, logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] } });
+  const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: (line) => say(line) });
+  const hub = await buildHub({
+    pool,
+    logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
+    afterReports: () => reactions.poke(),
+  });
   try {
     await hub.listen({ port: config.port, host: config.host });
   } catch (error) {
@@ -42,6 +49,7 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
+  reactions.start();
   say(`database: ${database.embedded ? 'embedded PostgreSQL' : redact(database.connectionString)}`);
   io.stdout.write(`capsul hub running at ${config.baseUrl} (listening on http://${config.host}:${config.port})\n`);
 
@@ -52,6 +60,7 @@ export async function serve(io: CliIo): Promise<number> {
       stopping = true;
       say(`${signal}: shutting down`);
       await hub.close().catch(() => {});
+      await reactions.stop();
       await pool.end().catch(() => {});
       await database.stop().catch(() => {});
       resolve(0);

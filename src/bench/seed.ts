@@ -164,10 +164,10 @@ function planAccount(
 
   // Phase 2: each capsul's life on its host.
   for (const vm of vms) {
-    const events: VmEvent[] = [{ type: 'VmPlaced', data: { vmId: vm.vmId, accountId, host: vm.host, at: at(10_000) } }];
+    const events: VmEvent[] = [{ type: 'VmPlaced', data: { vmId: vm.vmId, accountId, host: vm.host, operationId: randomUUID(), at: at(10_000) } }];
     vm.placed = true;
     if (rng.chance(0.04)) {
-      events.push({ type: 'VmFailed', data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', at: at(60_000) } });
+      events.push({ type: 'VmFailed', data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', ...report(), at: at(60_000) } });
     } else {
       const octet = () => rng.int(1, 254);
       events.push({
@@ -175,16 +175,16 @@ function planAccount(
         data: {
           vmId: vm.vmId, host: vm.host, ipv4: `10.${octet()}.${octet()}.${octet()}`,
           ipv6: rng.chance(0.6) ? `2001:db8::${octet().toString(16)}:${octet().toString(16)}` : null,
-          sshHostKeys: [{ type: 'ssh-ed25519', sha256: `SHA256:${randomUUID().replaceAll('-', '')}` }], at: at(120_000),
+          sshHostKeys: [{ type: 'ssh-ed25519', sha256: `SHA256:${randomUUID().replaceAll('-', '')}` }], ...report(), at: at(120_000),
         },
       });
       events.push(observed(vm, 'running'));
       for (let n = rng.int(0, 4); n > 0; n--) {
         const stopped = rng.chance(0.5);
-        if (stopped) events.push({ type: 'VmStopRequested', data: { vmId: vm.vmId, force: rng.chance(0.2), at: at(30 * dayMs) } });
+        if (stopped) events.push({ type: 'VmStopRequested', data: { vmId: vm.vmId, host: vm.host, force: rng.chance(0.2), operationId: randomUUID(), at: at(30 * dayMs) } });
         events.push(observed(vm, stopped ? 'stopped' : rng.pick<ObservedState>(['running', 'running', 'crashed', 'paused'])));
         if (stopped && rng.chance(0.7)) {
-          events.push({ type: 'VmStartRequested', data: { vmId: vm.vmId, at: at(5 * dayMs) } });
+          events.push({ type: 'VmStartRequested', data: { vmId: vm.vmId, host: vm.host, operationId: randomUUID(), at: at(5 * dayMs) } });
           events.push(observed(vm, 'running'));
         }
       }
@@ -211,11 +211,15 @@ function planAccount(
 
   // Phase 4: the hosts report the deletions.
   for (const vm of vms.filter((v) => v.deleted && v.placed)) {
-    pushChunked(vmStream(vm.vmId), [{ type: 'VmDeleted', data: { vmId: vm.vmId, host: vm.host, at: at(hourMs) } }], spoke);
+    pushChunked(vmStream(vm.vmId), [{ type: 'VmDeleted', data: { vmId: vm.vmId, host: vm.host, ...report(), at: at(hourMs) } }], spoke);
   }
   return { account: { accountId, email }, appends };
 
   function observed(vm: { vmId: string; host: string }, state: ObservedState): VmEvent {
-    return { type: 'VmStateObserved', data: { vmId: vm.vmId, host: vm.host, state, at: at(3 * dayMs) } };
+    return { type: 'VmStateObserved', data: { vmId: vm.vmId, host: vm.host, state, ...report(), at: at(3 * dayMs) } };
+  }
+
+  function report() {
+    return { reportId: randomUUID(), operationId: null };
   }
 }

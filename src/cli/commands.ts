@@ -190,6 +190,66 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 
+  'add-host': {
+    summary: 'register a VM host; prints its spoke token once',
+    usage: `capsul add-host --id <host id> --memory-mb <MiB> --vcpus <n> [--by <name>] [--reason <text>]
+
+  Prints the host's token alone on stdout, once: give it to the spoke as SPOKE_HOST_TOKEN. capsul
+  keeps only its hash.`,
+    options: { id: { type: 'string' }, 'memory-mb': { type: 'string' }, vcpus: { type: 'string' }, reason: { type: 'string' }, ...by },
+    async run(ctx, v) {
+      const hostId = required(str(v.id), '--id');
+      const memoryMb = wholeNumber(str(v['memory-mb']), '--memory-mb');
+      const vcpus = wholeNumber(str(v.vcpus), '--vcpus');
+      const { hosts } = await ctx.connect();
+      const { token } = await hosts.add({ hostId, memoryMb, vcpus, cause: { by: ctx.actor(str(v.by)), reason: str(v.reason) } });
+      ctx.note(`host ${hostId} registered; its token follows (shown once)`);
+      ctx.out(token);
+    },
+  },
+
+  'rotate-host-token': {
+    summary: 'give a host a new spoke token (the old one stops working); prints it once',
+    usage: `capsul rotate-host-token <host id> [--by <name>] [--reason <text>]`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [hostId]) {
+      if (!hostId) throw new UsageError('which host? give its id');
+      const { hosts } = await ctx.connect();
+      const { token } = await hosts.rotateToken(hostId, { by: ctx.actor(str(v.by)), reason: str(v.reason) });
+      ctx.note(`host ${hostId}: new token follows (shown once); the old one no longer works`);
+      ctx.out(token);
+    },
+  },
+
+  'remove-host': {
+    summary: 'retire a VM host (refused while it has capsuls)',
+    usage: `capsul remove-host <host id> [--by <name>] [--reason <text>]`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [hostId]) {
+      if (!hostId) throw new UsageError('which host? give its id');
+      const { hosts } = await ctx.connect();
+      await hosts.remove(hostId, { by: ctx.actor(str(v.by)), reason: str(v.reason) });
+      ctx.note(`host ${hostId} removed`);
+    },
+  },
+
+  hosts: {
+    summary: 'the VM hosts: online or offline, memory used and free, capsul count',
+    usage: `capsul hosts [--header]
+
+  One line per host: id, online/offline, last heartbeat (UTC), memory used/total MiB, free MiB, vcpus, capsuls.`,
+    options: { header: { type: 'boolean' } },
+    async run(ctx, v) {
+      const { hosts } = await ctx.connect();
+      if (v.header) ctx.out('id, status, last_seen, memory_used_mb, memory_mb, memory_free_mb, vcpus, capsuls');
+      for (const h of await hosts.list()) {
+        ctx.out([h.id, h.online ? 'online' : 'offline', h.lastSeen ?? '', h.usedMemoryMb, h.memoryMb, h.freeMemoryMb, h.vcpus, h.capsuls].join(', '));
+      }
+    },
+  },
+
   migrate: {
     summary: 'move the database schema to this code\'s version (or --to N)',
     usage: `capsul migrate [--to <version>]`,
@@ -215,6 +275,12 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 };
+
+function wholeNumber(text: string | undefined, flag: string): number {
+  const value = required(text, flag);
+  if (!/^\d{1,9}$/.test(value) || Number(value) <= 0) throw new UsageError(`${flag} takes a positive whole number, not "${value}"`);
+  return Number(value);
+}
 
 /** invalidate-payment and reinstate-payment: the same shape, opposite corrections. */
 function paymentCorrection(spec: {

@@ -5,6 +5,7 @@ import { readConfig } from '../config.ts';
 import { checkConnection, createPool, resolveDatabase, type Database } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import type { Actor } from '../domain/events.ts';
+import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
 
 export type Output = { write(text: string): unknown };
@@ -23,7 +24,7 @@ export class UsageError extends Error {}
 /** An error whose message is the whole story for the operator: printed as one line. */
 export class CliError extends Error {}
 
-export type Connection = { pool: pg.Pool; ledger: Ledger; connectionString: string };
+export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; connectionString: string };
 
 export class CliContext {
   private database?: Database;
@@ -66,7 +67,7 @@ export class CliContext {
     const pool = createPool(this.database.connectionString, 4);
     await checkConnection(pool, this.database.connectionString);
     if (options.migrate !== false) await migrate(pool);
-    this.connection = { pool, ledger: new Ledger({ pool }), connectionString: this.database.connectionString };
+    this.connection = { pool, ledger: new Ledger({ pool }), hosts: new Hosts({ pool }), connectionString: this.database.connectionString };
     return this.connection;
   }
 

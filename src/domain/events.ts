@@ -1,11 +1,10 @@
-import type { AccountEvent } from './account/events.ts';
-import type { VmEvent } from './vm/events.ts';
-import { accountEventTypes } from './account/events.ts';
-import { vmEventTypes } from './vm/events.ts';
+import { accountEventTypes, type AccountEvent } from './account/events.ts';
+import { hostEventTypes, type HostEvent } from './host/events.ts';
+import { vmEventTypes, type VmEvent } from './vm/events.ts';
 
 /** Every event of the ledger. */
-export type LedgerEvent = AccountEvent | VmEvent;
-export const ledgerEventTypes: LedgerEvent['type'][] = [...accountEventTypes, ...vmEventTypes];
+export type LedgerEvent = AccountEvent | VmEvent | HostEvent;
+export const ledgerEventTypes: LedgerEvent['type'][] = [...accountEventTypes, ...vmEventTypes, ...hostEventTypes];
 
 /** When the fact took effect: as-of queries and balances look at this, not at when it was recorded. */
 export const effectiveAt = (event: LedgerEvent): string => event.data.at;

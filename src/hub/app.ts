@@ -1,9 +1,12 @@
-// The hub's HTTP application. Issue 2 serves /health; pages and the spoke API build on this.
+// The hub's HTTP application: /health and the spoke API; the web pages build on this.
 import Fastify, { type FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
+import { createStreamCache } from '../ledger/cache.ts';
+import { Hosts } from '../ledger/hosts.ts';
+import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 
-export type HubDeps = { pool: pg.Pool; logger?: boolean | object };
+export type HubDeps = { pool: pg.Pool; logger?: boolean | object; now?: () => Date; afterReports?: () => void };
 
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -29,9 +32,14 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     }
   });
 
+  const cache = createStreamCache();
+  const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
+  await app.register(spokeApi, { prefix: spokeApiPrefix, pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
+
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ err: error.message }, 'request refused');
     return reply.code(status).send({ error: status === 500 ? 'something went wrong on our side' : error.message });
   });
   app.setNotFoundHandler((_request, reply) => reply.code(404).send({ error: 'not found' }));

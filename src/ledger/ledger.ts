@@ -11,6 +11,7 @@ import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { loadStream } from '../projections/read.ts';
 import { createStreamCache, LruMap } from './cache.ts';
 import { handleCommand, type Cause, type CommandDeps } from './handle.ts';
+import { hostWithRoom } from './reactor.ts';
 
 export type LedgerDeps = { pool: pg.Pool; now?: () => Date };
 
@@ -100,12 +101,16 @@ export class Ledger {
 
   async createVm(input: { email: string; size: string; os: string; sshPublicKeys: string[]; cause: Cause }): Promise<{ vmId: string }> {
     const email = canonicalEmail(input.email);
-    const priceCentsPerMonth = await this.priceOf(input.size);
+    const { priceCentsPerMonth, memoryMb } = await this.sizeOf(input.size);
     await this.requireOs(input.os);
     const accountId = await this.accountIdFor(email);
     if (!accountId) throw refused(`there is no account for ${email}: record a payment first`);
-    const vmId = newVmId();
     const now = this.now();
+    // capsul-flask's capacity_avaliable: refuse up front rather than leave a billed capsul waiting.
+    if (!(await hostWithRoom(this.deps.pool, memoryMb, now, { onlineOnly: false }))) {
+      throw refused(`no host has room for a ${input.size} (${memoryMb} MiB) right now: choose a smaller size or try again later`);
+    }
+    const vmId = newVmId();
     await handleCommand(
       this.deps, accountStream(accountId), accountDecider,
       {
@@ -166,13 +171,13 @@ export class Ledger {
     return this.paymentIds.shift()!;
   }
 
-  private async priceOf(size: string): Promise<Cents> {
-    const { rows } = await this.deps.pool.query('SELECT dollars_per_month::text AS price FROM vm_sizes WHERE id = $1', [size]);
+  private async sizeOf(size: string): Promise<{ priceCentsPerMonth: Cents; memoryMb: number }> {
+    const { rows } = await this.deps.pool.query('SELECT dollars_per_month::text AS price, memory_mb FROM vm_sizes WHERE id = $1', [size]);
     if (!rows[0]) {
       const sizes = await this.deps.pool.query('SELECT id FROM vm_sizes ORDER BY dollars_per_month');
       throw invalid(`"${size}" is not a capsul size: choose one of ${sizes.rows.map((r) => r.id).join(', ')}`);
     }
-    return centsFromNumeric(rows[0].price);
+    return { priceCentsPerMonth: centsFromNumeric(rows[0].price), memoryMb: rows[0].memory_mb };
   }
 
   private async requireOs(os: string): Promise<void> {

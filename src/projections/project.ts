@@ -46,21 +46,44 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'VmDeletionRequested':
       return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: event.data.reason })];
-    case 'VmPlaced':
-      return [vmUpdate(event.data.vmId, { host: event.data.host, state: 'creating' })];
-    case 'VmProvisioned':
-      return [vmUpdate(event.data.vmId, {
-        last_seen_ipv4: event.data.ipv4, last_seen_ipv6: event.data.ipv6, ssh_host_key_fingerprints: event.data.sshHostKeys,
-      })];
-    case 'VmStateObserved':
-      return [vmUpdate(event.data.vmId, { state: event.data.state, state_observed: event.data.at })];
-    case 'VmDeleted':
-      return [vmUpdate(event.data.vmId, { state: 'deleted', state_observed: event.data.at })];
-    case 'VmFailed':
-      return [vmUpdate(event.data.vmId, { state: 'failed', failure: event.data.error, state_observed: event.data.at })];
+    case 'VmPlaced': {
+      const d = event.data;
+      return [vmUpdate(d.vmId, { host: d.host, state: 'creating' }), operation(d.operationId, d.vmId, d.host, 'create', d.at)];
+    }
     case 'VmStartRequested':
-    case 'VmStopRequested':
-      return [];
+      return [operation(event.data.operationId, event.data.vmId, event.data.host, 'start', event.data.at)];
+    case 'VmStopRequested': {
+      const d = event.data;
+      return [operation(d.operationId, d.vmId, d.host, d.force ? 'force-stop' : 'stop', d.at)];
+    }
+    case 'VmDeletionScheduled':
+      return [operation(event.data.operationId, event.data.vmId, event.data.host, 'delete', event.data.at)];
+    case 'VmProvisioned': {
+      const d = event.data;
+      return [
+        vmUpdate(d.vmId, { last_seen_ipv4: d.ipv4, last_seen_ipv6: d.ipv6, ssh_host_key_fingerprints: d.sshHostKeys }),
+        ...completes(d.operationId, d.at, 'provisioned'),
+      ];
+    }
+    case 'VmStateObserved':
+      return [vmUpdate(event.data.vmId, { state: event.data.state, state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, event.data.state)];
+    case 'VmDeleted':
+      return [vmUpdate(event.data.vmId, { state: 'deleted', state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, 'deleted')];
+    case 'VmFailed': {
+      const d = event.data;
+      return [vmUpdate(d.vmId, { state: 'failed', failure: d.error, state_observed: d.at }), ...completes(d.operationId, d.at, 'failed')];
+    }
+    case 'HostRegistered': {
+      const d = event.data;
+      return [{
+        kind: 'insert', table: 'hosts',
+        row: { id: d.hostId, memory_mb: d.memoryMb, vcpus: d.vcpus, token_hash: d.tokenHash, registered: d.at, removed: null },
+      }];
+    }
+    case 'HostTokenRotated':
+      return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: event.data.tokenHash } }];
+    case 'HostRemoved':
+      return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: null, removed: event.data.at } }];
     default: {
       const unknown: never = event;
       throw new Error(`no projection for event ${(unknown as { type: string }).type}`);
@@ -69,5 +92,13 @@ export function project(event: LedgerEvent): RowOp[] {
 }
 
 const vmUpdate = (vmId: string, set: Record<string, unknown>): RowOp => ({ kind: 'update', table: 'vms', key: { id: vmId }, set });
+
+const operation = (id: string, vmId: string, host: string, kind: string, at: string): RowOp => ({
+  kind: 'insert', table: 'operations', row: { id, vm_id: vmId, host, kind, created: at, completed: null, outcome: null },
+});
+
+/** A report that names its operation completes it. */
+const completes = (operationId: string | null, at: string, outcome: string): RowOp[] =>
+  operationId === null ? [] : [{ kind: 'update', table: 'operations', key: { id: operationId }, set: { completed: at, outcome } }];
 
 const accountEmail = (accountId: string) => lookup('accounts', accountId, 'email');

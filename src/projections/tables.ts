@@ -18,6 +18,8 @@ export const projectionTables = {
       'deletion_reason', 'failure',
     ],
   },
+  hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },
+  operations: { key: ['id'], columns: ['id', 'vm_id', 'host', 'kind', 'created', 'completed', 'outcome'] },
 } as const;
 
 export type TableName = keyof typeof projectionTables;

@@ -1,5 +1,7 @@
 // The capsul's operational stream as Given / When / Then: placement on a host, what that host reports
-// (provisioned, states, deletion, failure) and the start/stop requests.
+// (provisioned, states, deletion, failure), the start/stop requests and the scheduled deletion; the
+// operation ids that tie a request to the report completing it, and the report ids that make the same
+// report sent twice change nothing.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@event-driven-io/emmett';
@@ -14,20 +16,29 @@ import {
   type RecordProvisioned,
   type RequestStart,
   type RequestStop,
+  type ScheduleDeletion,
+  type VmCommand,
   type VmContext,
 } from '../../src/domain/vm/decider.ts';
 import type {
   ObservedState,
   VmDeleted,
+  VmDeletionScheduled,
   VmEvent,
   VmFailed,
   VmPlaced,
   VmProvisioned,
+  VmStartRequested,
   VmStateObserved,
+  VmStopRequested,
 } from '../../src/domain/vm/events.ts';
 import { failsWith } from '../support/domain-error.ts';
 
 const given = DeciderSpecification.for({ decide: decideVm, evolve: evolveVm, initialState: initialVm });
+
+// emmett's `then` matches each expected event as a subset of an actual one and crashes on an expected
+// null field: tests whose events hold a null (a report completing no operation) compare whole events.
+const decideAfter = (events: VmEvent[], command: VmCommand) => decideVm(command, events.reduce(evolveVm, initialVm()));
 
 const vmId = 'capsul-a1b2c3d4e5';
 const accountId = '5b1c7e0a-0000-4000-8000-00000000a11c';
@@ -41,55 +52,86 @@ const live: VmContext = { accountId, deletionRequested: false };
 const beingDeleted: VmContext = { accountId, deletionRequested: true };
 const hostKeys = [{ type: 'ssh-ed25519', sha256: 'SHA256:3q2+7w0000000000000000000000000000000000000' }];
 
+// Operations asked of the host; each report that completes one carries its id.
+const placement = 'op-place-0001';
+const startOp = 'op-start-0002';
+const stopOp = 'op-stop-0003';
+const deletionOp = 'op-delete-0004';
+
+type ReportIds = { reportId: string | null; operationId: string | null };
+const ids = (reportId: string | null, operationId: string | null = null): ReportIds => ({ reportId, operationId });
+/** By default a report is known by its kind and instant: two helpers agree on a report id only when they describe the same report. */
+const reportOf = (kind: string, at: Date, operationId: string | null = null) => ids(`${kind}@${iso(at)}`, operationId);
+
 // Commands: time always arrives in the metadata; what a host saw carries its own observedAt.
 
-const placeVm = (onHost = host, context = live, now = t0): PlaceVm => ({
-  type: 'PlaceVm', data: { vmId, host: onHost, context }, metadata: { now },
+const placeVm = (onHost = host, context = live, now = t0, operationId = placement): PlaceVm => ({
+  type: 'PlaceVm', data: { vmId, host: onHost, operationId, context }, metadata: { now },
 });
-const recordProvisioned = (byHost = host, observedAt = after(60)): RecordProvisioned => ({
+const recordProvisioned = (byHost = host, observedAt = after(60), report = reportOf('provisioned', observedAt, placement)): RecordProvisioned => ({
   type: 'RecordProvisioned',
-  data: { vmId, host: byHost, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, observedAt },
+  data: { vmId, host: byHost, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, observedAt, ...report },
   metadata: { now: observedAt },
 });
-const observeState = (state: ObservedState, observedAt: Date, byHost = host): ObserveState => ({
-  type: 'ObserveState', data: { vmId, host: byHost, state, observedAt }, metadata: { now: observedAt },
+const observeState = (state: ObservedState, observedAt: Date, byHost = host, report = reportOf(`state-${state}`, observedAt)): ObserveState => ({
+  type: 'ObserveState', data: { vmId, host: byHost, state, observedAt, ...report }, metadata: { now: observedAt },
 });
-const requestStart = (context = live, now = after(600)): RequestStart => ({
-  type: 'RequestStart', data: { vmId, context }, metadata: { now },
+const requestStart = (context = live, now = after(600), operationId = startOp): RequestStart => ({
+  type: 'RequestStart', data: { vmId, operationId, context }, metadata: { now },
 });
-const requestStop = (force: boolean, context = live, now = after(600)): RequestStop => ({
-  type: 'RequestStop', data: { vmId, force, context }, metadata: { now },
+const requestStop = (force: boolean, context = live, now = after(600), operationId = stopOp): RequestStop => ({
+  type: 'RequestStop', data: { vmId, force, operationId, context }, metadata: { now },
 });
-const confirmDeleted = (byHost: string | null = host, observedAt = after(900)): ConfirmDeleted => ({
-  type: 'ConfirmDeleted', data: { vmId, host: byHost, observedAt }, metadata: { now: observedAt },
+const scheduleDeletion = (context = beingDeleted, now = after(800), operationId = deletionOp): ScheduleDeletion => ({
+  type: 'ScheduleDeletion', data: { vmId, operationId, context }, metadata: { now },
 });
-const recordFailure = (error: string, byHost = host, observedAt = after(120)): RecordFailure => ({
-  type: 'RecordFailure', data: { vmId, host: byHost, error, observedAt }, metadata: { now: observedAt },
+const confirmDeleted = (byHost: string | null = host, observedAt = after(900), report = reportOf('deleted', observedAt, deletionOp)): ConfirmDeleted => ({
+  type: 'ConfirmDeleted', data: { vmId, host: byHost, observedAt, ...report }, metadata: { now: observedAt },
+});
+const recordFailure = (error: string, byHost = host, observedAt = after(120), report = reportOf('failure', observedAt)): RecordFailure => ({
+  type: 'RecordFailure', data: { vmId, host: byHost, error, observedAt, ...report }, metadata: { now: observedAt },
 });
 
 // Events, as the decider writes them.
 
-const vmPlaced = (onHost = host): VmPlaced => ({ type: 'VmPlaced', data: { vmId, accountId, host: onHost, at: iso(t0) } });
-const vmProvisioned = (at = after(60)): VmProvisioned => ({
+const vmPlaced = (onHost = host, operationId = placement): VmPlaced => ({
+  type: 'VmPlaced', data: { vmId, accountId, host: onHost, operationId, at: iso(t0) },
+});
+const vmProvisioned = (at = after(60), report = reportOf('provisioned', at, placement)): VmProvisioned => ({
   type: 'VmProvisioned',
-  data: { vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, at: iso(at) },
+  data: { vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, ...report, at: iso(at) },
 });
-const vmStateObserved = (state: ObservedState, at: Date): VmStateObserved => ({
-  type: 'VmStateObserved', data: { vmId, host, state, at: iso(at) },
+const vmStateObserved = (state: ObservedState, at: Date, report = reportOf(`state-${state}`, at)): VmStateObserved => ({
+  type: 'VmStateObserved', data: { vmId, host, state, ...report, at: iso(at) },
 });
-const vmDeleted = (at = after(900)): VmDeleted => ({ type: 'VmDeleted', data: { vmId, host, at: iso(at) } });
-const vmFailed = (error: string, at = after(120)): VmFailed => ({ type: 'VmFailed', data: { vmId, host, error, at: iso(at) } });
+const vmStartRequested = (at = after(600), onHost = host, operationId = startOp): VmStartRequested => ({
+  type: 'VmStartRequested', data: { vmId, host: onHost, operationId, at: iso(at) },
+});
+const vmStopRequested = (force: boolean, at = after(600), onHost = host, operationId = stopOp): VmStopRequested => ({
+  type: 'VmStopRequested', data: { vmId, host: onHost, force, operationId, at: iso(at) },
+});
+const vmDeletionScheduled = (at = after(800), operationId = deletionOp): VmDeletionScheduled => ({
+  type: 'VmDeletionScheduled', data: { vmId, host, operationId, at: iso(at) },
+});
+const vmDeleted = (at = after(900), report = reportOf('deleted', at, deletionOp)): VmDeleted => ({
+  type: 'VmDeleted', data: { vmId, host, ...report, at: iso(at) },
+});
+const vmFailed = (error: string, at = after(120), report = reportOf('failure', at)): VmFailed => ({
+  type: 'VmFailed', data: { vmId, host, error, ...report, at: iso(at) },
+});
 
 /** Placed on spoke-a, provisioned a minute later, seen running at two minutes. */
 const runningOnHost = (): VmEvent[] => [vmPlaced(), vmProvisioned(after(60)), vmStateObserved('running', after(120))];
 
 describe('placing a capsul', () => {
-  it('places a new capsul on a host', () => {
-    given([]).when(placeVm(host)).then([{ type: 'VmPlaced', data: { vmId, accountId, host, at: iso(t0) } }]);
+  it('places a new capsul on a host, with the operation asked of that host', () => {
+    given([])
+      .when(placeVm(host))
+      .then([{ type: 'VmPlaced', data: { vmId, accountId, host, operationId: placement, at: iso(t0) } }]);
   });
 
   it('changes nothing when placed again on the same host', () => {
-    given([vmPlaced(host)]).when(placeVm(host, live, after(30))).thenNothingHappened();
+    given([vmPlaced(host)]).when(placeVm(host, live, after(30), 'op-place-retry')).thenNothingHappened();
   });
 
   it('refuses to move a placed capsul to another host', () => {
@@ -104,12 +146,15 @@ describe('placing a capsul', () => {
 });
 
 describe('recording that a capsul was provisioned', () => {
-  it('records what its host reported, at the time it was observed', () => {
+  it('records what its host reported, at the time it was observed, with the report and the placement it completes', () => {
     given([vmPlaced()])
-      .when(recordProvisioned(host, after(60)))
+      .when(recordProvisioned(host, after(60), ids('report-prov-1', placement)))
       .then([{
         type: 'VmProvisioned',
-        data: { vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, at: iso(after(60)) },
+        data: {
+          vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys,
+          reportId: 'report-prov-1', operationId: placement, at: iso(after(60)),
+        },
       }]);
   });
 
@@ -136,19 +181,39 @@ describe('recording that a capsul was provisioned', () => {
 
 describe('observing a capsul state', () => {
   it('records a newer, different state', () => {
-    given(runningOnHost())
-      .when(observeState('stopped', after(300)))
-      .then([{ type: 'VmStateObserved', data: { vmId, host, state: 'stopped', at: iso(after(300)) } }]);
+    const events = decideAfter(runningOnHost(), observeState('stopped', after(300), host, ids('report-state-9')));
+    assert.deepEqual(events, [{
+      type: 'VmStateObserved',
+      data: { vmId, host, state: 'stopped', reportId: 'report-state-9', operationId: null, at: iso(after(300)) },
+    }]);
   });
 
   it('records the first state seen after provisioning', () => {
-    given([vmPlaced(), vmProvisioned(after(60))])
-      .when(observeState('running', after(61)))
-      .then([vmStateObserved('running', after(61))]);
+    const events = decideAfter([vmPlaced(), vmProvisioned(after(60))], observeState('running', after(61)));
+    assert.deepEqual(events, [vmStateObserved('running', after(61))]);
+  });
+
+  it('records a new state with the operation it completes', () => {
+    given([...runningOnHost(), vmStopRequested(false)])
+      .when(observeState('stopped', after(660), host, ids('report-state-10', stopOp)))
+      .then([vmStateObserved('stopped', after(660), ids('report-state-10', stopOp))]);
   });
 
   it('changes nothing when the state is the same as last seen', () => {
     given(runningOnHost()).when(observeState('running', after(300))).thenNothingHappened();
+  });
+
+  it('records the same state as last seen when it completes an operation', () => {
+    // A start asked of a running capsul: the host answers "running", and the operation is done.
+    given([...runningOnHost(), vmStartRequested()])
+      .when(observeState('running', after(660), host, ids('report-state-11', startOp)))
+      .then([vmStateObserved('running', after(660), ids('report-state-11', startOp))]);
+  });
+
+  it('changes nothing for an observation completing an operation but older than the last one', () => {
+    given([...runningOnHost(), vmStartRequested()])
+      .when(observeState('running', after(119), host, ids('report-state-12', startOp)))
+      .thenNothingHappened();
   });
 
   it('changes nothing for an observation older than the last one', () => {
@@ -160,9 +225,8 @@ describe('observing a capsul state', () => {
   });
 
   it('records a state reported at the very instant of provisioning', () => {
-    given([vmPlaced(), vmProvisioned(after(60))])
-      .when(observeState('running', after(60)))
-      .then([vmStateObserved('running', after(60))]);
+    const events = decideAfter([vmPlaced(), vmProvisioned(after(60))], observeState('running', after(60)));
+    assert.deepEqual(events, [vmStateObserved('running', after(60))]);
   });
 
   it('changes nothing for an observation older than the provisioning report', () => {
@@ -184,23 +248,39 @@ describe('observing a capsul state', () => {
   it('changes nothing once the capsul is deleted', () => {
     given([...runningOnHost(), vmDeleted(after(200))]).when(observeState('running', after(300))).thenNothingHappened();
   });
+
+  it('changes nothing once the capsul is deleted, even for a report completing an operation', () => {
+    given([...runningOnHost(), vmStartRequested(), vmDeleted(after(700))])
+      .when(observeState('running', after(800), host, ids('report-state-13', startOp)))
+      .thenNothingHappened();
+  });
 });
 
 describe('requesting a start or a stop', () => {
-  it('requests a start, now', () => {
-    given(runningOnHost()).when(requestStart(live, after(600))).then([{ type: 'VmStartRequested', data: { vmId, at: iso(after(600)) } }]);
+  it('requests a start of its host, now, as an operation', () => {
+    given(runningOnHost())
+      .when(requestStart(live, after(600), startOp))
+      .then([{ type: 'VmStartRequested', data: { vmId, host, operationId: startOp, at: iso(after(600)) } }]);
   });
 
-  it('requests a stop, now', () => {
+  it('requests a stop of its host, now, as an operation', () => {
     given(runningOnHost())
-      .when(requestStop(false, live, after(600)))
-      .then([{ type: 'VmStopRequested', data: { vmId, force: false, at: iso(after(600)) } }]);
+      .when(requestStop(false, live, after(600), stopOp))
+      .then([{ type: 'VmStopRequested', data: { vmId, host, force: false, operationId: stopOp, at: iso(after(600)) } }]);
   });
 
   it('carries a forced stop', () => {
     given(runningOnHost())
       .when(requestStop(true, live, after(600)))
-      .then([{ type: 'VmStopRequested', data: { vmId, force: true, at: iso(after(600)) } }]);
+      .then([{ type: 'VmStopRequested', data: { vmId, host, force: true, operationId: stopOp, at: iso(after(600)) } }]);
+  });
+
+  it('asks the start of the host the capsul is placed on', () => {
+    given([vmPlaced(otherHost)]).when(requestStart(live, after(600))).then([vmStartRequested(after(600), otherHost)]);
+  });
+
+  it('asks the stop of the host the capsul is placed on', () => {
+    given([vmPlaced(otherHost)]).when(requestStop(false, live, after(600))).then([vmStopRequested(false, after(600), otherHost)]);
   });
 
   it('refuses a start before the capsul is on a host', () => {
@@ -220,11 +300,50 @@ describe('requesting a start or a stop', () => {
   });
 });
 
-describe('confirming a deletion', () => {
-  it('records the deletion its host confirmed, at the time it was observed', () => {
+describe('scheduling a deletion', () => {
+  it('asks the deletion of its host, now, as an operation', () => {
     given(runningOnHost())
-      .when(confirmDeleted(host, after(900)))
-      .then([{ type: 'VmDeleted', data: { vmId, host, at: iso(after(900)) } }]);
+      .when(scheduleDeletion(beingDeleted, after(800), deletionOp))
+      .then([{ type: 'VmDeletionScheduled', data: { vmId, host, operationId: deletionOp, at: iso(after(800)) } }]);
+  });
+
+  it('asks the deletion of a failed capsul too', () => {
+    given([vmPlaced(), vmFailed('qemu: could not allocate memory')]).when(scheduleDeletion()).then([vmDeletionScheduled()]);
+  });
+
+  it('refuses when the account has not requested the deletion', () => {
+    given(runningOnHost())
+      .when(scheduleDeletion(live))
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5: its deletion was not requested$/));
+  });
+
+  it('changes nothing the second time, whatever its operation id', () => {
+    given([...runningOnHost(), vmDeletionScheduled()])
+      .when(scheduleDeletion(beingDeleted, after(860), 'op-delete-again'))
+      .thenNothingHappened();
+  });
+
+  it('refuses a capsul on no host: there is nobody to ask', () => {
+    given([])
+      .when(scheduleDeletion())
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is on no host: confirm its deletion instead$/));
+  });
+
+  it('changes nothing once the capsul is deleted', () => {
+    given([...runningOnHost(), vmDeleted(after(700))]).when(scheduleDeletion()).thenNothingHappened();
+  });
+
+  it('changes nothing once a capsul that never reached a host is deleted', () => {
+    const deletedOffHost: VmDeleted = { type: 'VmDeleted', data: { vmId, host: null, reportId: null, operationId: null, at: iso(after(30)) } };
+    given([deletedOffHost]).when(scheduleDeletion()).thenNothingHappened();
+  });
+});
+
+describe('confirming a deletion', () => {
+  it('records the deletion its host confirmed, at the time it was observed, with the deletion it completes', () => {
+    given([...runningOnHost(), vmDeletionScheduled()])
+      .when(confirmDeleted(host, after(900), ids('report-del-1', deletionOp)))
+      .then([{ type: 'VmDeleted', data: { vmId, host, reportId: 'report-del-1', operationId: deletionOp, at: iso(after(900)) } }]);
   });
 
   it('changes nothing the second time', () => {
@@ -246,34 +365,133 @@ describe('confirming a deletion', () => {
   });
 
   it('deletes a capsul never placed on any host without a host', () => {
-    // emmett's `then` cannot expect a null field: compare the whole event.
-    const events = decideVm(confirmDeleted(null, after(900)), initialVm());
-    assert.deepEqual(events, [{ type: 'VmDeleted', data: { vmId, host: null, at: iso(after(900)) } }]);
+    const events = decideVm(confirmDeleted(null, after(900), ids(null)), initialVm());
+    assert.deepEqual(events, [{ type: 'VmDeleted', data: { vmId, host: null, reportId: null, operationId: null, at: iso(after(900)) } }]);
   });
 });
 
 describe('recording a failure', () => {
   it('records the failure its host reported', () => {
+    const events = decideAfter([vmPlaced()], recordFailure('qemu: could not allocate memory', host, after(120), ids('report-fail-1')));
+    assert.deepEqual(events, [{
+      type: 'VmFailed',
+      data: { vmId, host, error: 'qemu: could not allocate memory', reportId: 'report-fail-1', operationId: null, at: iso(after(120)) },
+    }]);
+  });
+
+  it('records the operation the failure ends', () => {
     given([vmPlaced()])
-      .when(recordFailure('qemu: could not allocate memory', host, after(120)))
-      .then([vmFailed('qemu: could not allocate memory', after(120))]);
+      .when(recordFailure('qemu: could not allocate memory', host, after(120), ids('report-fail-2', placement)))
+      .then([vmFailed('qemu: could not allocate memory', after(120), ids('report-fail-2', placement))]);
   });
 
   it('keeps at most 2000 characters of the error', () => {
-    given([vmPlaced()]).when(recordFailure('e'.repeat(5000))).then([vmFailed('e'.repeat(2000))]);
+    assert.deepEqual(decideAfter([vmPlaced()], recordFailure('e'.repeat(5000))), [vmFailed('e'.repeat(2000))]);
   });
 
   it('changes nothing when the capsul has already failed', () => {
     given([vmPlaced(), vmFailed('first')]).when(recordFailure('second', host, after(180))).thenNothingHappened();
   });
 
+  it('records a failure ending an operation even when the capsul has already failed', () => {
+    // A start asked of a failed capsul must hear back, or it would wait forever.
+    given([vmPlaced(), vmFailed('disk full'), vmStartRequested()])
+      .when(recordFailure('could not start: disk full', host, after(660), ids('report-fail-3', startOp)))
+      .then([vmFailed('could not start: disk full', after(660), ids('report-fail-3', startOp))]);
+  });
+
   it('changes nothing once the capsul is deleted', () => {
     given([...runningOnHost(), vmDeleted()]).when(recordFailure('late', host, after(1000))).thenNothingHappened();
+  });
+
+  it('changes nothing once the capsul is deleted, even for a failure ending an operation', () => {
+    given([...runningOnHost(), vmDeleted()])
+      .when(recordFailure('late', host, after(1000), ids('report-fail-4', startOp)))
+      .thenNothingHappened();
   });
 
   it('refuses a failure from a host the capsul is not placed on', () => {
     given([vmPlaced()])
       .when(recordFailure('boom', otherHost))
       .thenThrows(failsWith('refused', /is placed on host spoke-a, not spoke-b$/));
+  });
+});
+
+describe('receiving the same report again', () => {
+  // The host resends a report it is not sure arrived: the second copy must change nothing.
+
+  it('changes nothing for a provisioning report already recorded', () => {
+    const report = ids('report-prov-7', placement);
+    given([vmPlaced(), vmProvisioned(after(60), report)]).when(recordProvisioned(host, after(60), report)).thenNothingHappened();
+  });
+
+  it('changes nothing for a state report already recorded', () => {
+    const report = ids('report-state-7', startOp);
+    given([...runningOnHost(), vmStartRequested(), vmStateObserved('running', after(660), report)])
+      .when(observeState('running', after(660), host, report))
+      .thenNothingHappened();
+  });
+
+  it('changes nothing for a deletion report already recorded', () => {
+    const report = ids('report-del-7', deletionOp);
+    given([...runningOnHost(), vmDeletionScheduled(), vmDeleted(after(900), report)])
+      .when(confirmDeleted(host, after(900), report))
+      .thenNothingHappened();
+  });
+
+  it('changes nothing for a failure report already recorded, though it ends an operation', () => {
+    const report = ids('report-fail-7', startOp);
+    given([vmPlaced(), vmStartRequested(), vmFailed('disk full', after(660), report)])
+      .when(recordFailure('disk full', host, after(660), report))
+      .thenNothingHappened();
+  });
+
+  it('remembers every report, not only the last one', () => {
+    given([
+      vmPlaced(),
+      vmFailed('disk full', after(120), ids('report-fail-8', placement)),
+      vmStartRequested(),
+      vmFailed('could not start: disk full', after(660), ids('report-fail-9', startOp)),
+    ])
+      .when(recordFailure('disk full', host, after(120), ids('report-fail-8', placement)))
+      .thenNothingHappened();
+  });
+
+  it('judges reports without an id on what they say alone', () => {
+    const anonymous = ids(null);
+    const events = decideAfter(
+      [vmPlaced(), vmProvisioned(), vmStateObserved('running', after(120), anonymous)],
+      observeState('stopped', after(300), host, anonymous),
+    );
+    assert.deepEqual(events, [vmStateObserved('stopped', after(300), anonymous)]);
+  });
+});
+
+describe('operations and reports that do not belong', () => {
+  it('refuses a report from another host even when it reuses a recorded report id', () => {
+    const report = reportOf('failure', after(120));
+    given([...runningOnHost(), vmFailed('disk full', after(120), report)])
+      .when(recordFailure('disk full', otherHost, after(120), report))
+      .thenThrows(failsWith('refused', /is placed on host spoke-a, not spoke-b$/));
+  });
+
+  it('changes nothing for a repeat of the current state naming an operation never asked for', () => {
+    given(runningOnHost()).when(observeState('running', after(300), host, reportOf('state-running', after(300), 'never-asked'))).thenNothingHappened();
+  });
+
+  it('changes nothing for a repeat of the current state naming an operation already completed', () => {
+    given([...runningOnHost(), vmStopRequested(false), vmStateObserved('stopped', after(700), reportOf('state-stopped', after(700), stopOp))])
+      .when(observeState('stopped', after(800), host, reportOf('state-stopped', after(800), stopOp)))
+      .thenNothingHappened();
+  });
+
+  it('changes nothing when the same start request arrives twice', () => {
+    given([...runningOnHost(), vmStartRequested()]).when(requestStart()).thenNothingHappened();
+  });
+
+  it('keeps recording failures only for operations still open', () => {
+    given([...runningOnHost(), vmFailed('disk full', after(200), reportOf('failure', after(200)))])
+      .when(recordFailure('disk still full', host, after(300), reportOf('failure', after(300), 'never-asked')))
+      .thenNothingHappened();
   });
 });

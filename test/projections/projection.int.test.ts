@@ -59,6 +59,21 @@ describe('projections', () => {
     assert.deepEqual(accounts.rows.map((r) => r.email), ['alice@example.org', 'bob@example.org']);
   });
 
+  it('records each operation asked of a host and the report that completed it', async () => {
+    const { rows } = await db.pool.query(
+      `SELECT o.kind, o.host, o.outcome, o.completed IS NOT NULL AS completed FROM operations o
+       JOIN vms v ON v.id = o.vm_id WHERE v.size = 'f1-m' ORDER BY o.created`,
+    );
+    assert.deepEqual(rows, [
+      { kind: 'create', host: 'host-a', outcome: 'provisioned', completed: true },
+      { kind: 'stop', host: 'host-a', outcome: 'stopped', completed: true },
+      { kind: 'start', host: 'host-a', outcome: 'running', completed: true },
+      { kind: 'delete', host: 'host-a', outcome: 'deleted', completed: true },
+    ]);
+    const hosts = await db.pool.query('SELECT id, memory_mb, token_hash IS NOT NULL AS has_token, removed FROM hosts');
+    assert.deepEqual(hosts.rows, [{ id: 'test-host', memory_mb: 1_000_000, has_token: true, removed: null }]);
+  });
+
   it('a payment received before its account was recorded counts, as of then, from when it was received', async () => {
     const { rows } = await db.pool.query(`SELECT to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS created FROM payments WHERE dollars = 25`);
     assert.equal(rows[0].created, '2025-12-30 12:00');
@@ -80,13 +95,13 @@ describe('projections', () => {
       const replayed = memory.rows(table).length;
       assert.equal((await tableText(table)).length, replayed, `${table} row count`);
     }
-    assert.deepEqual(await verifyProjections(db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0 } });
+    assert.deepEqual(await verifyProjections(db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0 } });
   });
 
   it('a rebuild gives identical tables', async () => {
     const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
     const { rows } = await rebuildProjections(db.pool);
-    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3 });
+    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3, hosts: 1, operations: 10 });
     for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
   });
 

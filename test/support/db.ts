@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createPool } from '../../src/db/database.ts';
+import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 
 export type TestDatabase = {
@@ -43,7 +44,7 @@ export async function emptyDatabase(): Promise<{ name: string; url: string; drop
 }
 
 /** A migrated database with a pool and the ledger, all of the test's own. */
-export async function testDatabase(options: { now?: () => Date; poolSize?: number } = {}): Promise<TestDatabase> {
+export async function testDatabase(options: { now?: () => Date; poolSize?: number; host?: boolean } = {}): Promise<TestDatabase> {
   const { runId } = server();
   const name = `${runId}_${process.pid}_${randomBytes(3).toString('hex')}`;
   // CREATE DATABASE … TEMPLATE needs the template to be idle: retry briefly if another file is copying it.
@@ -59,6 +60,9 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
   const url = urlFor(name);
   const pool = createPool(url, options.poolSize ?? 10);
   const ledger = new Ledger({ pool, now: options.now });
+  // A registered host with plenty of room (it never heartbeats, so nothing is placed on it): capsul
+  // creation checks that some host could take the capsul.
+  if (options.host !== false) await new Hosts({ pool }).add({ hostId: 'test-host', memoryMb: 1_000_000, vcpus: 1000, cause: operator });
   return {
     name, url, pool, ledger,
     async close() {

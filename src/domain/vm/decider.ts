@@ -1,5 +1,6 @@
 // Pure decisions over a capsul's operational stream. What the account stream knows (the capsul was
-// requested, its deletion was requested) arrives in the command, loaded by the adapter.
+// requested, its deletion was requested) arrives in the command, loaded by the adapter; so do the
+// ids of new operations and of reports.
 import type { Command } from '@event-driven-io/emmett';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import { observedStates, type HostKeyFingerprint, type ObservedState, type VmEvent } from './events.ts';
@@ -11,43 +12,61 @@ export type Vm = {
   /** when the host last reported a state: older or equally old reports are stale */
   lastObservedAtMs: number;
   provisionedAtMs: number;
+  deletionScheduled: boolean;
+  /** reports already recorded: the same report again changes nothing */
+  reportIds: ReadonlySet<string>;
+  /** every operation asked of the host, and those still waiting for their outcome */
+  operationIds: ReadonlySet<string>;
+  openOperationIds: ReadonlySet<string>;
 };
 
-export const initialVm = (): Vm => ({ host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0 });
+export const initialVm = (): Vm => ({
+  host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0, deletionScheduled: false,
+  reportIds: new Set(), operationIds: new Set(), openOperationIds: new Set(),
+});
 
 /** What the account stream says about the capsul, loaded by the adapter. */
 export type VmContext = { accountId: string; deletionRequested: boolean };
 type Meta = { now: Date };
+type ReportIds = { reportId: string | null; operationId: string | null };
 
-export type PlaceVm = Command<'PlaceVm', { vmId: string; host: string; context: VmContext }, Meta>;
+export type PlaceVm = Command<'PlaceVm', { vmId: string; host: string; operationId: string; context: VmContext }, Meta>;
 export type RecordProvisioned = Command<
   'RecordProvisioned',
-  { vmId: string; host: string; ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[]; observedAt: Date },
+  { vmId: string; host: string; ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[]; observedAt: Date } & ReportIds,
   Meta
 >;
-export type ObserveState = Command<'ObserveState', { vmId: string; host: string; state: ObservedState; observedAt: Date }, Meta>;
-export type RequestStart = Command<'RequestStart', { vmId: string; context: VmContext }, Meta>;
-export type RequestStop = Command<'RequestStop', { vmId: string; force: boolean; context: VmContext }, Meta>;
-export type ConfirmDeleted = Command<'ConfirmDeleted', { vmId: string; host: string | null; observedAt: Date }, Meta>;
-export type RecordFailure = Command<'RecordFailure', { vmId: string; host: string; error: string; observedAt: Date }, Meta>;
+export type ObserveState = Command<'ObserveState', { vmId: string; host: string; state: ObservedState; observedAt: Date } & ReportIds, Meta>;
+export type RequestStart = Command<'RequestStart', { vmId: string; operationId: string; context: VmContext }, Meta>;
+export type RequestStop = Command<'RequestStop', { vmId: string; force: boolean; operationId: string; context: VmContext }, Meta>;
+export type ScheduleDeletion = Command<'ScheduleDeletion', { vmId: string; operationId: string; context: VmContext }, Meta>;
+export type ConfirmDeleted = Command<'ConfirmDeleted', { vmId: string; host: string | null; observedAt: Date } & ReportIds, Meta>;
+export type RecordFailure = Command<'RecordFailure', { vmId: string; host: string; error: string; observedAt: Date } & ReportIds, Meta>;
 
-export type VmCommand = PlaceVm | RecordProvisioned | ObserveState | RequestStart | RequestStop | ConfirmDeleted | RecordFailure;
+export type VmCommand =
+  | PlaceVm | RecordProvisioned | ObserveState | RequestStart | RequestStop | ScheduleDeletion | ConfirmDeleted | RecordFailure;
 
-export function evolveVm(state: Vm, event: VmEvent): Vm {
+export const maxFailureLength = 2000;
+
+export function evolveVm(current: Vm, event: VmEvent): Vm {
+  const state = trackOperations(current, event);
+  const reported = 'reportId' in event.data && event.data.reportId ? new Set(state.reportIds).add(event.data.reportId) : state.reportIds;
   switch (event.type) {
     case 'VmPlaced':
       return { ...state, host: event.data.host, state: 'creating' };
     case 'VmProvisioned':
-      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at) };
+      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at), reportIds: reported };
     case 'VmStateObserved':
-      return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at) };
+      return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at), reportIds: reported };
     case 'VmStartRequested':
     case 'VmStopRequested':
       return state;
+    case 'VmDeletionScheduled':
+      return { ...state, deletionScheduled: true };
     case 'VmDeleted':
-      return { ...state, state: 'deleted' };
+      return { ...state, state: 'deleted', reportIds: reported };
     case 'VmFailed':
-      return { ...state, state: 'failed' };
+      return { ...state, state: 'failed', reportIds: reported };
     default: {
       const unknown: never = event;
       return unknown;
@@ -55,58 +74,106 @@ export function evolveVm(state: Vm, event: VmEvent): Vm {
   }
 }
 
+/** Requests open operations; a report naming an open operation completes it. */
+function trackOperations(state: Vm, event: VmEvent): Vm {
+  const { operationId } = event.data as { operationId?: string | null };
+  if (!operationId) return state;
+  if ('reportId' in event.data) {
+    if (!state.openOperationIds.has(operationId)) return state;
+    const open = new Set(state.openOperationIds);
+    open.delete(operationId);
+    return { ...state, openOperationIds: open };
+  }
+  return {
+    ...state,
+    operationIds: new Set(state.operationIds).add(operationId),
+    openOperationIds: new Set(state.openOperationIds).add(operationId),
+  };
+}
+
+/** A report already recorded, checked once the reporting host is known to be the capsul's. */
+const alreadyReported = (state: Vm, reportId: string | null) => reportId !== null && state.reportIds.has(reportId);
+/** Whether a report completes an operation still waiting for its outcome. */
+const completesOperation = (state: Vm, operationId: string | null) => operationId !== null && state.openOperationIds.has(operationId);
+
 export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
   const at = command.metadata!.now.toISOString();
   const { vmId } = command.data;
   switch (command.type) {
     case 'PlaceVm': {
-      const { host, context } = command.data;
+      const { host, context, operationId } = command.data;
       if (state.host === host) return []; // placement repeated after a crash: already done
       if (state.host !== null) throw refused(`capsul ${vmId} is already placed on host ${state.host}`);
-      if (context.deletionRequested) throw refused(`capsul ${vmId} is being deleted`);
-      return [{ type: 'VmPlaced', data: { vmId, accountId: context.accountId, host, at } }];
+      if (context.deletionRequested || state.state === 'deleted') throw refused(`capsul ${vmId} is being deleted`);
+      return [{ type: 'VmPlaced', data: { vmId, accountId: context.accountId, host, operationId, at } }];
     }
     case 'RecordProvisioned': {
       const d = command.data;
       requireHost(state, vmId, d.host);
-      if (state.provisioned || state.state === 'deleted') return [];
+      if (alreadyReported(state, d.reportId) || state.provisioned || state.state === 'deleted') return [];
       return [{
         type: 'VmProvisioned',
-        data: { vmId, host: d.host, ipv4: d.ipv4, ipv6: d.ipv6, sshHostKeys: d.sshHostKeys, at: d.observedAt.toISOString() },
+        data: {
+          vmId, host: d.host, ipv4: d.ipv4, ipv6: d.ipv6, sshHostKeys: d.sshHostKeys, reportId: d.reportId, operationId: d.operationId,
+          at: d.observedAt.toISOString(),
+        },
       }];
     }
     case 'ObserveState': {
       const d = command.data;
       requireHost(state, vmId, d.host);
       if (!observedStates.includes(d.state)) throw invalid(`${JSON.stringify(d.state)} is not a capsul state`);
+      if (alreadyReported(state, d.reportId)) return [];
       const observedAtMs = d.observedAt.getTime();
       // Not newer than the last state report, or older than the provisioning report: stale. A state
-      // reported at the very instant of provisioning counts; a repeat of the current state changes nothing.
+      // reported at the very instant of provisioning counts; a repeat of the current state changes
+      // nothing, unless it completes an operation.
       const stale = observedAtMs <= state.lastObservedAtMs || observedAtMs < state.provisionedAtMs;
-      if (state.state === 'deleted' || stale || state.state === d.state) return [];
-      return [{ type: 'VmStateObserved', data: { vmId, host: d.host, state: d.state, at: d.observedAt.toISOString() } }];
+      if (state.state === 'deleted' || stale || (state.state === d.state && !completesOperation(state, d.operationId))) return [];
+      return [{
+        type: 'VmStateObserved',
+        data: { vmId, host: d.host, state: d.state, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() },
+      }];
     }
     case 'RequestStart':
     case 'RequestStop': {
-      const { context } = command.data;
+      const { context, operationId } = command.data;
+      if (state.operationIds.has(operationId)) return []; // the same request again
       if (state.host === null) throw refused(`capsul ${vmId} is not on a host yet`);
       if (context.deletionRequested || state.state === 'deleted') throw refused(`capsul ${vmId} is deleted`);
+      const host = state.host;
       return command.type === 'RequestStart'
-        ? [{ type: 'VmStartRequested', data: { vmId, at } }]
-        : [{ type: 'VmStopRequested', data: { vmId, force: command.data.force, at } }];
+        ? [{ type: 'VmStartRequested', data: { vmId, host, operationId, at } }]
+        : [{ type: 'VmStopRequested', data: { vmId, host, force: command.data.force, operationId, at } }];
+    }
+    case 'ScheduleDeletion': {
+      if (!command.data.context.deletionRequested) throw refused(`capsul ${vmId}: its deletion was not requested`);
+      if (state.deletionScheduled || state.state === 'deleted') return [];
+      if (state.host === null) throw refused(`capsul ${vmId} is on no host: confirm its deletion instead`);
+      return [{ type: 'VmDeletionScheduled', data: { vmId, host: state.host, operationId: command.data.operationId, at } }];
     }
     case 'ConfirmDeleted': {
-      if (state.state === 'deleted') return [];
+      const d = command.data;
       // Without a host only a capsul that never reached one can be confirmed deleted.
-      if (command.data.host !== null) requireHost(state, vmId, command.data.host);
-      else if (state.host !== null) throw refused(`capsul ${vmId} is on host ${state.host}: only that host can confirm its deletion`);
-      return [{ type: 'VmDeleted', data: { vmId, host: command.data.host, at: command.data.observedAt.toISOString() } }];
+      if (d.host !== null) requireHost(state, vmId, d.host);
+      else if (state.host !== null && state.state !== 'deleted') {
+        throw refused(`capsul ${vmId} is on host ${state.host}: only that host can confirm its deletion`);
+      }
+      if (state.state === 'deleted' || alreadyReported(state, d.reportId)) return [];
+      return [{ type: 'VmDeleted', data: { vmId, host: d.host, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() } }];
     }
     case 'RecordFailure': {
       const d = command.data;
       requireHost(state, vmId, d.host);
-      if (state.state === 'deleted' || state.state === 'failed') return [];
-      return [{ type: 'VmFailed', data: { vmId, host: d.host, error: d.error.slice(0, 2000), at: d.observedAt.toISOString() } }];
+      if (alreadyReported(state, d.reportId)) return [];
+      if (state.state === 'deleted' || (state.state === 'failed' && !completesOperation(state, d.operationId))) return [];
+      return [{
+        type: 'VmFailed',
+        data: {
+          vmId, host: d.host, error: d.error.slice(0, maxFailureLength), reportId: d.reportId, operationId: d.operationId,
+          at: d.observedAt.toISOString(),
+        },
+      }];
     }
     default: {
       const unknown: never = command;

@@ -1,26 +1,32 @@
-// The capsul stream (`vm-<id>`) holds its operational life: placement, what its host observes, and the
-// start/stop requests. Money facts (creation with its price, deletion request) live on the account stream.
+// The capsul stream (`vm-<id>`) holds its operational life: placement, the operations asked of its host,
+// and what the host reports. Money facts (creation with its price, deletion request) live on the
+// account stream. An operation's id ties the request to the report that completes it; a report's id
+// makes the same report sent twice change nothing.
 import type { Event } from '@event-driven-io/emmett';
 
 export type HostKeyFingerprint = { type: string; sha256: string };
 export type ObservedState = 'running' | 'stopped' | 'crashed' | 'paused';
 export const observedStates: ObservedState[] = ['running', 'stopped', 'crashed', 'paused'];
 
-export type VmPlaced = Event<'VmPlaced', { vmId: string; accountId: string; host: string; at: string }>;
+type Report = { reportId: string | null; operationId: string | null };
+
+export type VmPlaced = Event<'VmPlaced', { vmId: string; accountId: string; host: string; operationId: string; at: string }>;
 export type VmProvisioned = Event<
   'VmProvisioned',
-  { vmId: string; host: string; ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[]; at: string }
+  { vmId: string; host: string; ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[]; at: string } & Report
 >;
-export type VmStateObserved = Event<'VmStateObserved', { vmId: string; host: string; state: ObservedState; at: string }>;
-export type VmStartRequested = Event<'VmStartRequested', { vmId: string; at: string }>;
-export type VmStopRequested = Event<'VmStopRequested', { vmId: string; force: boolean; at: string }>;
-export type VmDeleted = Event<'VmDeleted', { vmId: string; host: string | null; at: string }>;
-export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; at: string }>;
+export type VmStateObserved = Event<'VmStateObserved', { vmId: string; host: string; state: ObservedState; at: string } & Report>;
+export type VmStartRequested = Event<'VmStartRequested', { vmId: string; host: string; operationId: string; at: string }>;
+export type VmStopRequested = Event<'VmStopRequested', { vmId: string; host: string; force: boolean; operationId: string; at: string }>;
+export type VmDeletionScheduled = Event<'VmDeletionScheduled', { vmId: string; host: string; operationId: string; at: string }>;
+export type VmDeleted = Event<'VmDeleted', { vmId: string; host: string | null; at: string } & Report>;
+export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; at: string } & Report>;
 
-export type VmEvent = VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeleted | VmFailed;
+export type VmEvent =
+  | VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeletionScheduled | VmDeleted | VmFailed;
 
 export const vmEventTypes: VmEvent['type'][] = [
-  'VmPlaced', 'VmProvisioned', 'VmStateObserved', 'VmStartRequested', 'VmStopRequested', 'VmDeleted', 'VmFailed',
+  'VmPlaced', 'VmProvisioned', 'VmStateObserved', 'VmStartRequested', 'VmStopRequested', 'VmDeletionScheduled', 'VmDeleted', 'VmFailed',
 ];
 
 export const vmStream = (vmId: string) => `vm-${vmId}`;

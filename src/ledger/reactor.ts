@@ -1,0 +1,112 @@
+// Reactions the hub runs after facts on the account stream: placing a requested capsul on a host, and
+// turning a deletion request into a delete operation for its host. Each reads what is still to do
+// from the projections and appends to the capsul's stream, so running it again (after a crash between
+// the two appends, or on several hubs at once) does nothing more.
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { vmDecider } from '../domain/vm/decider.ts';
+import { vmStream } from '../domain/vm/events.ts';
+import { DomainError } from '../domain/shared/errors.ts';
+import { handleCommand, type CommandDeps } from './handle.ts';
+import { onlineWithinMs } from './hosts.ts';
+
+const hub = { by: { kind: 'job' as const, id: 'placement' } };
+/** pg_advisory_lock key that serializes placements across hub processes ("placemnt"). */
+const placementLockKey = 0x706c6163656d;
+const maxPerRound = 100;
+
+export type ReactorDeps = CommandDeps & { now?: () => Date; log?: (line: string) => void };
+
+/** Places pending capsuls on online hosts with room; returns how many it placed. */
+export async function placePending(deps: ReactorDeps): Promise<number> {
+  const lock = await deps.pool.connect();
+  try {
+    // One placer at a time, so two placements never both take a host's last free memory.
+    const { rows: got } = await lock.query('SELECT pg_try_advisory_lock($1) AS ok', [placementLockKey]);
+    if (!got[0].ok) return 0;
+    try {
+      return await placeUnderLock(deps);
+    } finally {
+      await lock.query('SELECT pg_advisory_unlock($1)', [placementLockKey]);
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+async function placeUnderLock(deps: ReactorDeps): Promise<number> {
+  const now = deps.now?.() ?? new Date();
+  const { rows: pending } = await deps.pool.query(
+    `SELECT v.id, v.account_id, s.memory_mb FROM vms v JOIN vm_sizes s ON s.id = v.size
+     WHERE v.host IS NULL AND v.deleted IS NULL AND v.state = 'pending' ORDER BY v.created LIMIT ${maxPerRound}`,
+  );
+  let placed = 0;
+  for (const vm of pending) {
+    const host = await hostWithRoom(deps.pool, vm.memory_mb, now);
+    if (!host) {
+      deps.log?.(`capsul ${vm.id} waits: no online host has ${vm.memory_mb} MiB free`);
+      break;
+    }
+    try {
+      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, {
+        type: 'PlaceVm',
+        data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
+        metadata: { now },
+      }, hub);
+      if (events.length > 0) placed++;
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      deps.log?.(`capsul ${vm.id} not placed: ${error.message}`);
+    }
+  }
+  return placed;
+}
+
+/** The online host with the most free memory that fits `memoryMb`, or null. */
+export async function hostWithRoom(pool: pg.Pool, memoryMb: number, now: Date, options: { onlineOnly?: boolean } = {}): Promise<string | null> {
+  const { rows } = await pool.query(
+    `SELECT h.id, h.memory_mb - coalesce(sum(s.memory_mb), 0) AS free
+     FROM hosts h
+     LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
+     LEFT JOIN vms v ON v.host = h.id AND v.state <> 'deleted'
+     LEFT JOIN vm_sizes s ON s.id = v.size
+     WHERE h.removed IS NULL AND ($2::boolean IS FALSE OR hb.last_seen > $1::timestamptz)
+     GROUP BY h.id
+     HAVING h.memory_mb - coalesce(sum(s.memory_mb), 0) >= $3
+     ORDER BY free DESC, h.id LIMIT 1`,
+    [new Date(now.getTime() - onlineWithinMs).toISOString(), options.onlineOnly ?? true, memoryMb],
+  );
+  return rows[0]?.id ?? null;
+}
+
+/** Turns deletion requests into delete operations (or, for a capsul on no host, into its deletion). */
+export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
+  const now = deps.now?.() ?? new Date();
+  const { rows } = await deps.pool.query(
+    `SELECT v.id, v.account_id, v.host FROM vms v
+     WHERE v.deleted IS NOT NULL AND v.state <> 'deleted'
+       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete')
+     ORDER BY v.deleted LIMIT ${maxPerRound}`,
+  );
+  let scheduled = 0;
+  for (const vm of rows) {
+    const context = { accountId: vm.account_id, deletionRequested: true };
+    const command = vm.host === null
+      ? { type: 'ConfirmDeleted' as const, data: { vmId: vm.id, host: null, observedAt: now, reportId: null, operationId: null }, metadata: { now } }
+      : { type: 'ScheduleDeletion' as const, data: { vmId: vm.id, operationId: randomUUID(), context }, metadata: { now } };
+    try {
+      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, command, hub);
+      if (events.length > 0) scheduled++;
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      deps.log?.(`capsul ${vm.id}: deletion not scheduled: ${error.message}`);
+    }
+  }
+  return scheduled;
+}
+
+/** One round of every reaction. */
+export async function react(deps: ReactorDeps): Promise<void> {
+  await scheduleDeletions(deps);
+  await placePending(deps);
+}

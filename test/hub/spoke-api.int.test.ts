@@ -1,0 +1,170 @@
+// The spoke API over HTTP against a real database: authentication, heartbeats, placement, operations,
+// and reports (accepted, duplicate, stale, refused, malformed).
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { buildHub } from '../../src/hub/app.ts';
+import { Hosts } from '../../src/ledger/hosts.ts';
+import { placePending, scheduleDeletions } from '../../src/ledger/reactor.ts';
+import type { Heartbeat, Operation, Report } from '../../src/spoke/protocol.ts';
+import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+
+let db: TestDatabase;
+let hub: FastifyInstance;
+let hosts: Hosts;
+const tokens: Record<string, string> = {};
+
+before(async () => {
+  db = await testDatabase({ host: false });
+  hosts = new Hosts({ pool: db.pool });
+  tokens.alpha = (await hosts.add({ hostId: 'alpha', memoryMb: 4096, vcpus: 4, cause: operator })).token;
+  tokens.beta = (await hosts.add({ hostId: 'beta', memoryMb: 1024, vcpus: 2, cause: operator })).token;
+  hub = await buildHub({ pool: db.pool });
+});
+after(async () => {
+  await hub.close();
+  await db.close();
+});
+
+const headers = (host: string, token = tokens[host]!) => ({ 'x-capsul-host': host, authorization: `Bearer ${token}` });
+const beat = (vms: Heartbeat['vms'] = []): Heartbeat => ({ capacity: { memoryMb: 4096, vcpus: 4 }, vms, agentVersion: 'test' });
+const heartbeat = (host: string) => hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers(host), payload: beat() });
+const operations = async (host: string) =>
+  (await hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers(host) })).json().operations as Operation[];
+const report = (host: string, reports: Report[]) =>
+  hub.inject({ method: 'POST', url: '/spoke/v1/reports', headers: headers(host), payload: { reports } });
+const reportBase = (vmId: string, operationId: string | null, observedAt = new Date()) =>
+  ({ id: randomUUID(), vmId, operationId, observedAt: observedAt.toISOString() });
+
+async function newCapsul(email: string): Promise<string> {
+  await db.ledger.recordPayment({ email, amountCents: 10_000, cause: operator });
+  return (await db.ledger.createVm({ email, size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator })).vmId;
+}
+
+describe('spoke API authentication', () => {
+  it('refuses a missing, wrong or other host\'s token with 401', async () => {
+    for (const h of [{}, headers('alpha', 'x'.repeat(43)), { 'x-capsul-host': 'alpha', authorization: `Bearer ${tokens.beta}` }, headers('nosuchhost', tokens.alpha)]) {
+      const response = await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: h, payload: beat() });
+      assert.equal(response.statusCode, 401);
+      assert.deepEqual(response.json(), { error: 'unknown host or wrong token' });
+    }
+  });
+
+  it('refuses the old token after a rotation', async () => {
+    const { token } = await hosts.add({ hostId: 'gamma', memoryMb: 512, vcpus: 1, cause: operator });
+    const rotated = await hosts.rotateToken('gamma', operator);
+    assert.equal((await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', token), payload: beat() })).statusCode, 401);
+    assert.equal((await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', rotated.token), payload: beat() })).statusCode, 200);
+  });
+});
+
+describe('heartbeats and placement', () => {
+  it('records a heartbeat and shows the host online', async () => {
+    const response = await heartbeat('alpha');
+    assert.equal(response.statusCode, 200);
+    assert.ok(Date.parse(response.json().serverTime));
+    const alpha = (await hosts.list()).find((h) => h.id === 'alpha')!;
+    assert.equal(alpha.online, true);
+    assert.equal((await hosts.list()).find((h) => h.id === 'beta')!.online, false);
+  });
+
+  it('refuses a malformed heartbeat with 400 and stores nothing new', async () => {
+    const response = await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('alpha'), payload: { capacity: 'lots' } });
+    assert.equal(response.statusCode, 400);
+  });
+
+  it('places a requested capsul on an online host with room, and hands it the create operation', async () => {
+    const vmId = await newCapsul('placed@example.org');
+    assert.equal(await placePending({ pool: db.pool }), 1);
+    const { rows } = await db.pool.query('SELECT host, state FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(rows[0], { host: 'alpha', state: 'creating' });
+    const ops = await operations('alpha');
+    const create = ops.find((op) => op.vmId === vmId)!;
+    assert.equal(create.kind, 'create');
+    assert.deepEqual(create.spec, { memoryMb: 1024, vcpus: 1, imageFile: 'debian/debian-12-genericcloud-amd64.qcow2', sshPublicKeys: [sshKey] });
+    assert.deepEqual(await operations('beta'), []);
+    assert.equal(await placePending({ pool: db.pool }), 0, 'placing again does nothing');
+  });
+
+  it('refuses a capsul up front when no host has room', async () => {
+    await db.ledger.recordPayment({ email: 'big@example.org', amountCents: 100_000, cause: operator });
+    await assert.rejects(
+      db.ledger.createVm({ email: 'big@example.org', size: 'f1-xx', os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
+      /no host has room for a f1-xx \(8192 MiB\) right now/,
+    );
+  });
+});
+
+describe('reports', () => {
+  it('records provisioning and state, completes the operation, and shows IPs in vms', async () => {
+    await heartbeat('alpha');
+    const vmId = await newCapsul('reports@example.org');
+    await placePending({ pool: db.pool });
+    const create = (await operations('alpha')).find((op) => op.vmId === vmId)!;
+    const provisioned: Report = { ...reportBase(vmId, create.id), type: 'provisioned', ipv4: '192.0.2.7', ipv6: '2001:db8::7', sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x' }] };
+    const running: Report = { ...reportBase(vmId, create.id), type: 'state', state: 'running' };
+    const response = await report('alpha', [provisioned, running]);
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json().results.map((r: { status: string }) => r.status), ['accepted', 'accepted']);
+    const { rows } = await db.pool.query('SELECT state, last_seen_ipv4, last_seen_ipv6 FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(rows[0], { state: 'running', last_seen_ipv4: '192.0.2.7', last_seen_ipv6: '2001:db8::7' });
+    assert.equal((await operations('alpha')).some((op) => op.id === create.id), false, 'completed operations are no longer delivered');
+
+    const again = await report('alpha', [provisioned, running]);
+    assert.deepEqual(again.json().results.map((r: { status: string }) => r.status), ['duplicate', 'duplicate']);
+    const stale: Report = { ...reportBase(vmId, null, new Date(Date.now() - 3_600_000)), type: 'state', state: 'stopped' };
+    assert.deepEqual((await report('alpha', [stale])).json().results[0].status, 'stale');
+    assert.equal((await db.pool.query('SELECT state FROM vms WHERE id = $1', [vmId])).rows[0].state, 'running');
+  });
+
+  it('refuses a report about a capsul on another host, or an unknown capsul, and logs nothing into the ledger', async () => {
+    await heartbeat('alpha');
+    const vmId = await newCapsul('other-host@example.org');
+    await placePending({ pool: db.pool });
+    const before = (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n;
+    const wrongHost = await report('beta', [{ ...reportBase(vmId, null), type: 'state', state: 'stopped' }]);
+    assert.equal(wrongHost.statusCode, 200);
+    assert.equal(wrongHost.json().results[0].status, 'refused');
+    assert.match(wrongHost.json().results[0].error, /is placed on host alpha, not beta/);
+    const unknown = await report('alpha', [{ ...reportBase('capsul-zzzzzzzzzz', null), type: 'deleted' }]);
+    assert.equal(unknown.json().results[0].status, 'refused');
+    assert.equal((await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n, before);
+  });
+
+  it('refuses malformed reports with 400', async () => {
+    for (const payload of [
+      { reports: [] },
+      { reports: [{ id: 'x', vmId: 'nope', type: 'state' }] },
+      { reports: [{ ...reportBase('capsul-aaaaaaaaaa', null), type: 'exploded' }] },
+      { reports: Array.from({ length: 101 }, () => ({ ...reportBase('capsul-aaaaaaaaaa', null), type: 'deleted' })) },
+      'not json at all',
+    ]) {
+      const response = await hub.inject({ method: 'POST', url: '/spoke/v1/reports', headers: { ...headers('alpha'), 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });
+      assert.equal(response.statusCode, 400, JSON.stringify(payload).slice(0, 80));
+    }
+  });
+
+  it('turns a deletion request into a delete operation for the host, and its report into the deletion', async () => {
+    await heartbeat('alpha');
+    const vmId = await newCapsul('delete@example.org');
+    await placePending({ pool: db.pool });
+    await db.ledger.deleteVm(vmId, 'customer request', operator);
+    assert.equal(await scheduleDeletions({ pool: db.pool }), 1);
+    assert.equal(await scheduleDeletions({ pool: db.pool }), 0, 'scheduled once');
+    const remove = (await operations('alpha')).find((op) => op.vmId === vmId && op.kind === 'delete')!;
+    assert.ok(remove);
+    const response = await report('alpha', [{ ...reportBase(vmId, remove.id), type: 'deleted' }]);
+    assert.equal(response.json().results[0].status, 'accepted');
+    const { rows } = await db.pool.query('SELECT state, deleted IS NOT NULL AS billed_until FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(rows[0], { state: 'deleted', billed_until: true });
+  });
+
+  it('deletes a capsul that never reached a host without troubling any host', async () => {
+    const vmId = await newCapsul('never-placed@example.org'); // no placement round runs before its deletion
+    await db.ledger.deleteVm(vmId, 'changed my mind', operator);
+    await scheduleDeletions({ pool: db.pool });
+    const { rows } = await db.pool.query('SELECT state, host FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(rows[0], { state: 'deleted', host: null });
+  });
+});

@@ -250,6 +250,23 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 
+  drift: {
+    summary: 'disagreements between hosts and the ledger, still open',
+    usage: `capsul drift [--header]
+
+  One line per open incident: host, capsul, kind, detected (UTC). unexpected-on-host: the host runs a
+  capsul the ledger has deleted or never placed there. missing-from-host: the ledger has a capsul
+  running on the host that the host does not list. See docs/operations.md.`,
+    options: { header: { type: 'boolean' } },
+    async run(ctx, v) {
+      const { hosts } = await ctx.connect();
+      const open = await hosts.drift();
+      if (v.header) ctx.out('host, capsul, kind, detected');
+      for (const d of open) ctx.out(`${d.host}, ${d.vmId}, ${d.kind}, ${d.detected}`);
+      if (open.length === 0 && !v.header) ctx.note('no drift: every host agrees with the ledger');
+    },
+  },
+
   migrate: {
     summary: 'move the database schema to this code\'s version (or --to N)',
     usage: `capsul migrate [--to <version>]`,

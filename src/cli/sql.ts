@@ -73,7 +73,7 @@ export function formatValue(value: string | null, typeOid: number): string {
   }
 }
 
-const protectedTables = /\b(emt_[a-z_]+|payments|vms|accounts|hosts|operations|schemaversion)\b/i;
+const protectedTables = /\b(emt_[a-z_]+|payments|vms|accounts|hosts|operations|drift|schemaversion)\b/i;
 const leadingComments = /^(\s|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/)+/;
 const ledgerCommands = 'capsul record-payment, capsul invalidate-payment, capsul create-vm, …';
 
@@ -120,7 +120,7 @@ function refuseGuardBypass(statement: string, write: boolean): void {
 // The transaction's counters may include earlier unflushed work, so they are compared before and after.
 const guardStateSQL = `SELECT
   (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables
-    WHERE relname IN ('accounts', 'payments', 'vms', 'hosts', 'operations', 'schemaversion') OR relname LIKE 'emt\\_%')::text AS writes,
+    WHERE relname IN ('accounts', 'payments', 'vms', 'hosts', 'operations', 'drift', 'schemaversion') OR relname LIKE 'emt\\_%')::text AS writes,
   (SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_trigger WHERE tgname LIKE 'capsul\\_%' AND tgenabled = 'O') AS guards`;
 
 async function guardState(client: pg.PoolClient): Promise<string> {

@@ -83,6 +83,7 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
        ON CONFLICT (host_id) DO UPDATE SET last_seen = $2, memory_mb = $3, vcpus = $4, vms = $5, agent_version = $6`,
       [request.hostId, now().toISOString(), beat.capacity.memoryMb, beat.capacity.vcpus, JSON.stringify(beat.vms), beat.agentVersion],
     );
+    await deps.hosts.checkDrift(request.hostId!, beat.vms.map((vm) => vm.vmId));
     return { serverTime: now().toISOString() };
   });
 

@@ -64,6 +64,35 @@ export class Hosts {
     return timingSafeEqual(presented, expected) && stored !== undefined;
   }
 
+  /**
+   * Compares what a host lists with the ledger and records each new disagreement once (and its end).
+   * A capsul with a delete operation under way is not missed; one being created is not unexpected.
+   */
+  async checkDrift(hostId: string, seen: string[]): Promise<void> {
+    const { rows: expected } = await this.deps.pool.query(
+      `SELECT v.id FROM vms v WHERE v.host = $1 AND v.state IN ('running', 'stopped', 'crashed', 'paused')
+         AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete')`,
+      [hostId],
+    );
+    const { rows: known } = await this.deps.pool.query(
+      `SELECT id FROM vms WHERE id = ANY($2::text[]) AND host = $1 AND state <> 'deleted'`, [hostId, seen],
+    );
+    await handleCommand(this.deps, hostStream(hostId), hostDecider, {
+      type: 'CheckDrift',
+      data: { hostId, seen, expected: expected.map((r) => r.id), known: known.map((r) => r.id) },
+      metadata: { now: this.now() },
+    }, { by: { kind: 'spoke', id: hostId } });
+  }
+
+  /** Open drift incidents, oldest first. */
+  async drift(): Promise<{ host: string; vmId: string; kind: string; detected: string }[]> {
+    const { rows } = await this.deps.pool.query(
+      `SELECT host, vm_id, kind, to_char(detected AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS detected
+       FROM drift WHERE resolved IS NULL ORDER BY detected, host, vm_id`,
+    );
+    return rows.map((row) => ({ host: row.host, vmId: row.vm_id, kind: row.kind, detected: row.detected }));
+  }
+
   async list(): Promise<HostRow[]> {
     const { rows } = await this.deps.pool.query(
       `SELECT h.id, h.memory_mb, h.vcpus,

@@ -82,6 +82,17 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'HostTokenRotated':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: event.data.tokenHash } }];
+    case 'DriftDetected': {
+      const d = event.data;
+      return [{
+        kind: 'insert', table: 'drift',
+        row: { id: driftId(d.hostId, d.kind, d.vmId, d.at), host: d.hostId, vm_id: d.vmId, kind: d.kind, detected: d.at, resolved: null },
+      }];
+    }
+    case 'DriftResolved': {
+      const d = event.data;
+      return [{ kind: 'update', table: 'drift', key: { id: driftId(d.hostId, d.kind, d.vmId, d.detectedAt) }, set: { resolved: d.at } }];
+    }
     case 'HostRemoved':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: null, removed: event.data.at } }];
     default: {
@@ -96,6 +107,8 @@ const vmUpdate = (vmId: string, set: Record<string, unknown>): RowOp => ({ kind:
 const operation = (id: string, vmId: string, host: string, kind: string, at: string): RowOp => ({
   kind: 'insert', table: 'operations', row: { id, vm_id: vmId, host, kind, created: at, completed: null, outcome: null },
 });
+
+const driftId = (hostId: string, kind: string, vmId: string, detectedAt: string) => `${hostId}/${kind}/${vmId}/${detectedAt}`;
 
 /** A report that names its operation completes it. */
 const completes = (operationId: string | null, at: string, outcome: string): RowOp[] =>

@@ -20,6 +20,7 @@ export const projectionTables = {
   },
   hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },
   operations: { key: ['id'], columns: ['id', 'vm_id', 'host', 'kind', 'created', 'completed', 'outcome'] },
+  drift: { key: ['id'], columns: ['id', 'host', 'vm_id', 'kind', 'detected', 'resolved'] },
 } as const;
 
 export type TableName = keyof typeof projectionTables;

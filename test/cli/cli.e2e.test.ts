@@ -764,14 +764,14 @@ describe('capsul balance', () => {
 
 describe('capsul rebuild-projections', () => {
   it('rebuilds the projections from the events and says how many rows', async () => {
-    const counts = await query<{ a: string; p: string; v: string; h: string; o: string }>(
+    const counts = await query<{ a: string; p: string; v: string; h: string; o: string; d: string }>(
       `SELECT (SELECT count(*) FROM accounts)::text AS a, (SELECT count(*) FROM payments)::text AS p, (SELECT count(*) FROM vms)::text AS v,
-              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o`);
-    const { a, p, v, h, o } = counts[0]!;
+              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d`);
+    const { a, p, v, h, o, d } = counts[0]!;
     assertPrints(
       await capsul(['rebuild-projections']),
       `rebuilt: accounts ${a} rows (0 rewritten), payments ${p} rows (0 rewritten), vms ${v} rows (0 rewritten), `
-        + `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten)\n`,
+        + `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten)\n`,
     );
   });
 
@@ -795,7 +795,7 @@ describe('capsul rebuild-projections', () => {
     }
     const differ = await capsul(['rebuild-projections', '--verify']);
     assert.equal(differ.code, 1);
-    assert.equal(differ.stdout, 'projections DIFFER from the events (rows differing: accounts 0, payments 2, vms 0, hosts 0, operations 0)\n');
+    assert.equal(differ.stdout, 'projections DIFFER from the events (rows differing: accounts 0, payments 2, vms 0, hosts 0, operations 0, drift 0)\n');
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
     const rebuilt = await capsul(['rebuild-projections']);
     assert.equal(rebuilt.code, 0);

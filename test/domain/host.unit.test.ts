@@ -184,11 +184,11 @@ describe('folding a host stream', () => {
   const fold = (events: HostEvent[]) => events.reduce(evolveHost, initialHost());
 
   it('knows nothing of a host never registered', () => {
-    assert.deepEqual(fold([]), { registered: false, removed: false, memoryMb: 0, vcpus: 0, tokenHash: null });
+    assert.deepEqual(fold([]), { registered: false, removed: false, memoryMb: 0, vcpus: 0, tokenHash: null, drift: new Map() });
   });
 
   it('keeps the size and the token hash of a registered host', () => {
-    assert.deepEqual(fold([hostRegistered()]), { registered: true, removed: false, memoryMb, vcpus, tokenHash: firstHash });
+    assert.deepEqual(fold([hostRegistered()]), { registered: true, removed: false, memoryMb, vcpus, tokenHash: firstHash, drift: new Map() });
   });
 
   it('keeps only the newest token hash', () => {
@@ -197,7 +197,7 @@ describe('folding a host stream', () => {
 
   it('forgets the token of a removed host, so that no token lets it in', () => {
     assert.deepEqual(fold([hostRegistered(), hostTokenRotated(), hostRemoved()]), {
-      registered: true, removed: true, memoryMb, vcpus, tokenHash: null,
+      registered: true, removed: true, memoryMb, vcpus, tokenHash: null, drift: new Map(),
     });
   });
 });
@@ -210,5 +210,41 @@ describe('what the adapter hands the host decider', () => {
 
   it('refuses a negative capsul count', () => {
     given([hostRegistered()]).when(removeHost(-1)).thenThrows(failsWith('invalid', /^a capsul count is a whole number$/));
+  });
+});
+
+describe('checking drift', () => {
+  const check = (seen: string[], expected: string[], known: string[] = seen.filter((id) => expected.includes(id)), now = after(60)) =>
+    ({ type: 'CheckDrift' as const, data: { hostId, seen, expected, known }, metadata: { now } });
+  const a = 'capsul-aaaaaaaaaa';
+  const b = 'capsul-bbbbbbbbbb';
+
+  it('records nothing when the host and the ledger agree', () => {
+    given([hostRegistered()]).when(check([a, b], [a, b])).thenNothingHappened();
+  });
+
+  it('records a capsul the host runs but the ledger does not have there', () => {
+    given([hostRegistered()]).when(check([a, b], [a], [a]))
+      .then([{ type: 'DriftDetected', data: { hostId, vmId: b, kind: 'unexpected-on-host', at: iso(after(60)) } }]);
+  });
+
+  it('records a capsul the ledger has running there but the host does not list', () => {
+    given([hostRegistered()]).when(check([a], [a, b], [a]))
+      .then([{ type: 'DriftDetected', data: { hostId, vmId: b, kind: 'missing-from-host', at: iso(after(60)) } }]);
+  });
+
+  it('records an incident once, however often it is seen', () => {
+    const detected = { type: 'DriftDetected' as const, data: { hostId, vmId: b, kind: 'missing-from-host' as const, at: iso(after(60)) } };
+    given([hostRegistered(), detected]).when(check([a], [a, b], [a], after(120))).thenNothingHappened();
+  });
+
+  it('records the end of an incident when they agree again', () => {
+    const detected = { type: 'DriftDetected' as const, data: { hostId, vmId: b, kind: 'missing-from-host' as const, at: iso(after(60)) } };
+    given([hostRegistered(), detected]).when(check([a, b], [a, b], [a, b], after(120)))
+      .then([{ type: 'DriftResolved', data: { hostId, vmId: b, kind: 'missing-from-host', detectedAt: iso(after(60)), at: iso(after(120)) } }]);
+  });
+
+  it('does not check a host that is not registered', () => {
+    given([]).when(check([a], [])).thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
   });
 });

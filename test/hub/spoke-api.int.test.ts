@@ -29,7 +29,8 @@ after(async () => {
 
 const headers = (host: string, token = tokens[host]!) => ({ 'x-capsul-host': host, authorization: `Bearer ${token}` });
 const beat = (vms: Heartbeat['vms'] = []): Heartbeat => ({ capacity: { memoryMb: 4096, vcpus: 4 }, vms, agentVersion: 'test' });
-const heartbeat = (host: string) => hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers(host), payload: beat() });
+const heartbeat = (host: string, vms: Heartbeat['vms'] = []) =>
+  hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers(host), payload: beat(vms) });
 const operations = async (host: string) =>
   (await hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers(host) })).json().operations as Operation[];
 const report = (host: string, reports: Report[]) =>
@@ -166,5 +167,37 @@ describe('reports', () => {
     await scheduleDeletions({ pool: db.pool });
     const { rows } = await db.pool.query('SELECT state, host FROM vms WHERE id = $1', [vmId]);
     assert.deepEqual(rows[0], { state: 'deleted', host: null });
+  });
+});
+
+describe('drift', () => {
+  const openDrift = async (host?: string) =>
+    (await hosts.drift()).filter((d) => !host || d.host === host).map((d) => `${d.host} ${d.vmId} ${d.kind}`);
+  const driftEvents = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'DriftDetected'`)).rows[0].n;
+
+  it('records a capsul the ledger does not know on a host once per incident, and its end', async () => {
+    await heartbeat('beta', [{ vmId: 'capsul-stray00001', state: 'running' }]);
+    assert.deepEqual(await openDrift('beta'), ['beta capsul-stray00001 unexpected-on-host']);
+    const detected = await driftEvents();
+    await heartbeat('beta', [{ vmId: 'capsul-stray00001', state: 'running' }]);
+    assert.equal(await driftEvents(), detected, 'the same incident is recorded once');
+    await heartbeat('beta', []);
+    assert.deepEqual(await openDrift('beta'), []);
+    const { rows } = await db.pool.query(`SELECT resolved IS NOT NULL AS resolved FROM drift WHERE vm_id = 'capsul-stray00001'`);
+    assert.deepEqual(rows, [{ resolved: true }]);
+  });
+
+  it('records a running capsul its host no longer lists', async () => {
+    await heartbeat('alpha');
+    const vmId = await newCapsul('missing@example.org');
+    await placePending({ pool: db.pool });
+    const create = (await operations('alpha')).find((op) => op.vmId === vmId)!;
+    await report('alpha', [{ ...reportBase(vmId, create.id), type: 'state', state: 'running' }]);
+    const listed = (await db.pool.query(`SELECT id FROM vms WHERE host = 'alpha' AND state = 'running'`)).rows
+      .map((r) => ({ vmId: r.id as string, state: 'running' as const }));
+    await heartbeat('alpha', listed.filter((vm) => vm.vmId !== vmId));
+    assert.ok((await openDrift()).includes(`alpha ${vmId} missing-from-host`));
+    await heartbeat('alpha', listed);
+    assert.ok(!(await openDrift()).includes(`alpha ${vmId} missing-from-host`));
   });
 });

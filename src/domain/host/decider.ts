@@ -1,17 +1,30 @@
 // Pure decisions over a host's stream. The token arrives hashed: the domain never sees a secret.
 import type { Command } from '@event-driven-io/emmett';
 import { invalid, notFound, refused } from '../shared/errors.ts';
-import { hostIdPattern, type HostEvent } from './events.ts';
+import { hostIdPattern, type DriftKind, type HostEvent } from './events.ts';
 
-export type Host = { registered: boolean; removed: boolean; memoryMb: number; vcpus: number; tokenHash: string | null };
-export const initialHost = (): Host => ({ registered: false, removed: false, memoryMb: 0, vcpus: 0, tokenHash: null });
+export type Host = {
+  registered: boolean;
+  removed: boolean;
+  memoryMb: number;
+  vcpus: number;
+  tokenHash: string | null;
+  /** open drift incidents, keyed `<kind> <vmId>` */
+  drift: ReadonlyMap<string, { vmId: string; kind: DriftKind; detectedAt: string }>;
+};
+export const initialHost = (): Host => ({ registered: false, removed: false, memoryMb: 0, vcpus: 0, tokenHash: null, drift: new Map() });
 
 type Meta = { now: Date };
 export type RegisterHost = Command<'RegisterHost', { hostId: string; memoryMb: number; vcpus: number; tokenHash: string }, Meta>;
 export type RotateHostToken = Command<'RotateHostToken', { hostId: string; tokenHash: string }, Meta>;
 /** `capsulCount`: capsuls placed on the host and not yet deleted, counted by the adapter. */
 export type RemoveHost = Command<'RemoveHost', { hostId: string; capsulCount: number }, Meta>;
-export type HostCommand = RegisterHost | RotateHostToken | RemoveHost;
+/**
+ * `seen`: the capsuls the host lists. `expected`: the capsuls the ledger has running on this host.
+ * `known`: of the seen ones, those the ledger has on this host and not deleted.
+ */
+export type CheckDrift = Command<'CheckDrift', { hostId: string; seen: string[]; expected: string[]; known: string[] }, Meta>;
+export type HostCommand = RegisterHost | RotateHostToken | RemoveHost | CheckDrift;
 
 const maxMemoryMb = 64 * 1024 * 1024; // 64 TiB: a typo guard
 const maxVcpus = 100_000;
@@ -19,11 +32,21 @@ const maxVcpus = 100_000;
 export function evolveHost(state: Host, event: HostEvent): Host {
   switch (event.type) {
     case 'HostRegistered':
-      return { registered: true, removed: false, memoryMb: event.data.memoryMb, vcpus: event.data.vcpus, tokenHash: event.data.tokenHash };
+      return { ...state, registered: true, removed: false, memoryMb: event.data.memoryMb, vcpus: event.data.vcpus, tokenHash: event.data.tokenHash };
     case 'HostTokenRotated':
       return { ...state, tokenHash: event.data.tokenHash };
     case 'HostRemoved':
       return { ...state, removed: true, tokenHash: null };
+    case 'DriftDetected':
+      return {
+        ...state,
+        drift: new Map(state.drift).set(driftKey(event.data.kind, event.data.vmId), { vmId: event.data.vmId, kind: event.data.kind, detectedAt: event.data.at }),
+      };
+    case 'DriftResolved': {
+      const drift = new Map(state.drift);
+      drift.delete(driftKey(event.data.kind, event.data.vmId));
+      return { ...state, drift };
+    }
     default: {
       const unknown: never = event;
       return unknown;
@@ -61,12 +84,28 @@ export function decideHost(command: HostCommand, state: Host): HostEvent[] {
         throw refused(`host ${hostId} still has ${count === 1 ? '1 capsul: delete or move it' : `${count} capsuls: delete or move them`} first`);
       }
       return [{ type: 'HostRemoved', data: { hostId, at } }];
+    case 'CheckDrift': {
+      requireActive(state, hostId);
+      const seen = new Set(command.data.seen);
+      const known = new Set(command.data.known);
+      const now = new Map<string, { vmId: string; kind: DriftKind }>();
+      for (const vmId of seen) if (!known.has(vmId)) now.set(driftKey('unexpected-on-host', vmId), { vmId, kind: 'unexpected-on-host' });
+      for (const vmId of command.data.expected) if (!seen.has(vmId)) now.set(driftKey('missing-from-host', vmId), { vmId, kind: 'missing-from-host' });
+      const events: HostEvent[] = [];
+      for (const [key, incident] of now) if (!state.drift.has(key)) events.push({ type: 'DriftDetected', data: { hostId, ...incident, at } });
+      for (const [key, open] of state.drift) {
+        if (!now.has(key)) events.push({ type: 'DriftResolved', data: { hostId, vmId: open.vmId, kind: open.kind, detectedAt: open.detectedAt, at } });
+      }
+      return events;
+    }
     default: {
       const unknown: never = command;
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);
     }
   }
 }
+
+const driftKey = (kind: DriftKind, vmId: string) => `${kind} ${vmId}`;
 
 /** The SHA-256 of the token, as 64 hex digits: the domain never sees the token itself. */
 function requireTokenHash(tokenHash: string): void {

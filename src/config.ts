@@ -1,6 +1,8 @@
 // Configuration from the environment (and an optional `.env`), validated once at start.
 import { existsSync } from 'node:fs';
 
+export type Mode = 'hub' | 'spoke' | 'both';
+
 export type Config = {
   /** unset → the embedded development database in `dataDir/pg` */
   databaseUrl: string | undefined;
@@ -8,6 +10,8 @@ export type Config = {
   port: number;
   host: string;
   baseUrl: string;
+  /** hub: the hub alone (production); spoke: a host agent alone; both: hub + simulated spoke (development) */
+  mode: Mode;
 };
 
 export class ConfigError extends Error {}
@@ -23,9 +27,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must start with postgres:// or postgresql://');
   }
+  const mode = (env.CAPSUL_MODE?.trim() || 'both') as Mode;
+  if (!['hub', 'spoke', 'both'].includes(mode)) throw new ConfigError(`CAPSUL_MODE must be hub, spoke or both, not "${env.CAPSUL_MODE}"`);
   const baseUrl = (env.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(baseUrl)) throw new ConfigError(`BASE_URL must be an http(s) URL, not "${baseUrl}"`);
-  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl };
+  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode };
 }
 
 function parsePort(text: string): number {

@@ -1,15 +1,24 @@
-// `npm start` / `capsul serve`: the database (embedded unless DATABASE_URL), migrations, the hub.
-import { loadDotEnv, readConfig } from './config.ts';
+// `npm start` / `capsul serve`. CAPSUL_MODE picks what runs: `hub` (production: the database,
+// migrations, the HTTP app and the reactions), `spoke` (a host agent alone, see src/spoke/main.ts), or
+// `both` (the default for development: the hub plus an in-process spoke with the simulated driver on
+// a host it registers for itself).
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type pg from 'pg';
+import type { CliIo } from './cli/context.ts';
+import { loadDotEnv, readConfig, type Config } from './config.ts';
 import { checkConnection, createPool, redact, resolveDatabase } from './db/database.ts';
 import { migrate } from './db/migrate.ts';
-import type { CliIo } from './cli/context.ts';
 import { buildHub } from './hub/app.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
 import { createStreamCache } from './ledger/cache.ts';
+import { Hosts } from './ledger/hosts.ts';
+
+const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
 
 export async function serve(io: CliIo): Promise<number> {
   const say = (line: string) => io.stderr.write(`capsul: ${line}\n`);
-  let config;
+  let config: Config;
   try {
     loadDotEnv();
     config = readConfig(io.env);
@@ -17,6 +26,11 @@ export async function serve(io: CliIo): Promise<number> {
     say(`configuration error: ${(error as Error).message}`);
     return 1;
   }
+  if (config.mode === 'spoke') {
+    const { runSpoke } = await import('./spoke/main.ts');
+    return runSpoke(io.env, (line) => say(line));
+  }
+
   let database;
   try {
     database = await resolveDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (line) => say(line) });
@@ -35,7 +49,7 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: (line) => say(line) });
+  const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: onceEach(say) });
   const hub = await buildHub({
     pool,
     logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
@@ -51,6 +65,24 @@ export async function serve(io: CliIo): Promise<number> {
   }
   reactions.start();
   say(`database: ${database.embedded ? 'embedded PostgreSQL' : redact(database.connectionString)}`);
+
+  const stopSpoke = new AbortController();
+  let spoke: Promise<number> | undefined;
+  if (config.mode === 'both') {
+    const token = await localHostToken(pool, config, say);
+    const { runSpoke } = await import('./spoke/main.ts');
+    spoke = runSpoke(
+      {
+        HUB_URL: `http://127.0.0.1:${config.port}`,
+        SPOKE_HOST_ID: localHost.id,
+        SPOKE_HOST_TOKEN: token,
+        SPOKE_DRIVER: 'simulated',
+        SPOKE_DATA_DIR: path.join(config.dataDir, `spoke-${localHost.id}`),
+      },
+      (line) => say(`spoke ${localHost.id}: ${line}`),
+      { signal: stopSpoke.signal, handleSignals: false },
+    );
+  }
   io.stdout.write(`capsul hub running at ${config.baseUrl} (listening on http://${config.host}:${config.port})\n`);
 
   return new Promise<number>((resolve) => {
@@ -59,6 +91,8 @@ export async function serve(io: CliIo): Promise<number> {
       if (stopping) return;
       stopping = true;
       say(`${signal}: shutting down`);
+      stopSpoke.abort();
+      await spoke?.catch(() => 1);
       await hub.close().catch(() => {});
       await reactions.stop();
       await pool.end().catch(() => {});
@@ -68,4 +102,38 @@ export async function serve(io: CliIo): Promise<number> {
     process.once('SIGINT', () => void stop('SIGINT'));
     process.once('SIGTERM', () => void stop('SIGTERM'));
   });
+}
+
+/**
+ * The in-process spoke's host: registered on first start, its token kept in the data dir (mode 0600).
+ * A lost token file gets a new token.
+ */
+async function localHostToken(pool: pg.Pool, config: Config, say: (line: string) => void): Promise<string> {
+  const hosts = new Hosts({ pool });
+  const cause = { by: { kind: 'job' as const, id: 'serve' }, reason: 'the development spoke of npm start' };
+  const tokenFile = path.join(config.dataDir, `spoke-${localHost.id}.token`);
+  const registered = (await pool.query('SELECT 1 FROM hosts WHERE id = $1 AND removed IS NULL', [localHost.id])).rowCount === 1;
+  if (registered) {
+    const saved = await readFile(tokenFile, 'utf8').then((text) => text.trim()).catch(() => '');
+    if (saved && (await hosts.authenticate(localHost.id, saved))) return saved;
+  }
+  const { token } = registered
+    ? await hosts.rotateToken(localHost.id, cause)
+    : await hosts.add({ hostId: localHost.id, memoryMb: localHost.memoryMb, vcpus: localHost.vcpus, cause });
+  if (!registered) say(`registered host "${localHost.id}" (${localHost.memoryMb} MiB, ${localHost.vcpus} vCPUs) for the simulated spoke`);
+  await mkdir(config.dataDir, { recursive: true });
+  await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+  await chmod(tokenFile, 0o600);
+  return token;
+}
+
+/** The same line again and again (a capsul waiting for a host) is said once. */
+function onceEach(say: (line: string) => void): (line: string) => void {
+  const said = new Set<string>();
+  return (line) => {
+    if (said.has(line)) return;
+    if (said.size > 1000) said.clear();
+    said.add(line);
+    say(line);
+  };
 }

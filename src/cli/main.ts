@@ -13,7 +13,8 @@ import { commands } from './commands.ts';
 import { CliContext, CliError, UsageError, type CliIo } from './context.ts';
 
 const extraCommands: Record<string, string> = {
-  serve: 'run the hub (what npm start does)',
+  serve: 'run the hub, a spoke, or both (what npm start does; CAPSUL_MODE)',
+  spoke: 'run the agent of a VM host (HUB_URL, SPOKE_HOST_ID, SPOKE_HOST_TOKEN, SPOKE_DRIVER)',
 };
 
 function topHelp(): string {
@@ -36,11 +37,24 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (name === 'serve') {
     if (rest.includes('--help') || rest.includes('-h')) {
-      io.stdout.write('usage: capsul serve\n\n  Runs the hub (and, with CAPSUL_MODE=both, a simulated spoke); see docs/configuration.md.\n');
+      io.stdout.write('usage: capsul serve\n\n  CAPSUL_MODE=hub runs the hub; spoke, a host agent; both (the default), the hub and a simulated spoke.\n  See docs/configuration.md.\n');
       return 0;
     }
     const { serve } = await import('../server.ts');
     return serve(io);
+  }
+  if (name === 'spoke') {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.stdout.write(`usage: capsul spoke
+
+  Runs the agent of a VM host: it dials the hub (HUB_URL, https except on loopback), long-polls the
+  operations for its host, runs them through its driver and reports what it sees. Configured by
+  HUB_URL, SPOKE_HOST_ID, SPOKE_HOST_TOKEN (from capsul add-host), SPOKE_DRIVER (libvirt or
+  simulated), SPOKE_DATA_DIR; see docs/spoke-protocol.md and docs/operations.md.\n`);
+      return 0;
+    }
+    const { runSpoke } = await import('../spoke/main.ts');
+    return runSpoke(io.env, (line) => io.stderr.write(`capsul spoke: ${line}\n`));
   }
   const spec = commands[name];
   if (!spec) {

@@ -1,0 +1,242 @@
+// The spoke's side of the wire: the three endpoints of protocol.ts over HTTPS, with the host's token,
+// a timeout on every request, and every answer validated before the agent believes it.
+import {
+  limits,
+  protocolPrefix,
+  type CapsulSpec,
+  type Heartbeat,
+  type HeartbeatResponse,
+  type Operation,
+  type OperationKind,
+  type Report,
+  type ReportResult,
+  type ReportStatus,
+} from './protocol.ts';
+
+/** The hub answered 401 or 403: this host's token is wrong, rotated or revoked. Retrying will not help. */
+export class TokenRefusedError extends Error {
+  constructor(readonly status: number) {
+    super(`the hub refused this host's token (HTTP ${status})`);
+  }
+}
+
+/** HUB_URL is not one the spoke may talk to. */
+export class HubUrlError extends Error {}
+
+/** The hub could not be reached, timed out, or answered something the spoke cannot use; worth retrying. */
+export class HubUnavailableError extends Error {
+  constructor(message: string, readonly status: number | null = null) {
+    super(message);
+  }
+}
+
+/** The hub rejected the request itself (4xx other than auth): sending the same body again will not help. */
+export class HubRejectedError extends Error {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
+/** An operation the hub sent that the spoke cannot run as it stands; it is reported as failed. */
+export type MalformedOperation = { id: string; vmId: string; problem: string };
+
+export type HubClientOptions = {
+  hubUrl: string;
+  hostId: string;
+  token: string;
+  /** for heartbeats and reports; a long poll gets its wait on top */
+  requestTimeoutMs?: number;
+  fetch?: typeof fetch;
+};
+
+const operationKinds: readonly OperationKind[] = ['create', 'start', 'stop', 'force-stop', 'delete'];
+const reportStatuses: readonly ReportStatus[] = ['accepted', 'duplicate', 'stale', 'refused'];
+const maxResponseBytes = 4 * 1024 * 1024;
+const maxIdLength = 200;
+
+export class HubClient {
+  private readonly base: URL;
+  private readonly requestTimeoutMs: number;
+  private readonly fetch: typeof fetch;
+
+  constructor(private readonly options: HubClientOptions) {
+    this.base = parseHubUrl(options.hubUrl);
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** Where this client sends its requests, for the log (never with the token). */
+  get hubUrl(): string {
+    return this.base.href;
+  }
+
+  async heartbeat(heartbeat: Heartbeat, signal?: AbortSignal): Promise<HeartbeatResponse> {
+    const body = await this.request('POST', 'heartbeat', heartbeat, this.requestTimeoutMs, signal);
+    if (!isObject(body) || typeof body.serverTime !== 'string' || Number.isNaN(Date.parse(body.serverTime))) {
+      throw new HubUnavailableError('the hub answered the heartbeat without a valid serverTime');
+    }
+    return { serverTime: body.serverTime };
+  }
+
+  /** Long-polls for this host's operations; ones the spoke cannot run come back apart, to be reported. */
+  async operations(waitMs: number, signal?: AbortSignal): Promise<{ operations: Operation[]; malformed: MalformedOperation[] }> {
+    const boundedWaitMs = Math.max(0, Math.min(limits.maxLongPollMs, Math.round(waitMs)));
+    const body = await this.request('GET', `operations?waitMs=${boundedWaitMs}`, undefined, boundedWaitMs + this.requestTimeoutMs, signal);
+    if (!isObject(body) || !Array.isArray(body.operations)) {
+      throw new HubUnavailableError('the hub answered the operations poll without an operations list');
+    }
+    const operations: Operation[] = [];
+    const malformed: MalformedOperation[] = [];
+    for (const item of body.operations) {
+      const checked = checkOperation(item);
+      if ('problem' in checked) {
+        if (checked.id !== null && checked.vmId !== null) malformed.push({ id: checked.id, vmId: checked.vmId, problem: checked.problem });
+        else throw new HubUnavailableError(`the hub sent an operation without a usable id and capsul id: ${checked.problem}`);
+      } else {
+        operations.push(checked);
+      }
+    }
+    return { operations, malformed };
+  }
+
+  async postReports(reports: Report[], signal?: AbortSignal): Promise<ReportResult[]> {
+    if (reports.length === 0) return [];
+    if (reports.length > limits.maxReportsPerRequest) throw new Error(`at most ${limits.maxReportsPerRequest} reports per request`);
+    const body = await this.request('POST', 'reports', { reports }, this.requestTimeoutMs, signal);
+    if (!isObject(body) || !Array.isArray(body.results)) {
+      throw new HubUnavailableError('the hub answered the reports without a results list');
+    }
+    return body.results.map((result) => {
+      if (!isObject(result) || typeof result.id !== 'string' || !reportStatuses.includes(result.status as ReportStatus)) {
+        throw new HubUnavailableError('the hub answered the reports with a malformed result');
+      }
+      const error = typeof result.error === 'string' ? result.error.slice(0, limits.maxErrorLength) : undefined;
+      return { id: result.id, status: result.status as ReportStatus, ...(error === undefined ? {} : { error }) };
+    });
+  }
+
+  private async request(method: 'GET' | 'POST', endpoint: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+    const url = new URL(`${protocolPrefix.slice(1)}/${endpoint}`, this.base);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    let response: Response;
+    try {
+      response = await this.fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          'x-capsul-host': this.options.hostId,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
+        redirect: 'error', // a redirect could carry the token somewhere else
+      });
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      if (timeout.aborted) throw new HubUnavailableError(`${method} ${url.pathname}: no answer within ${timeoutMs} ms`);
+      throw new HubUnavailableError(`${method} ${url.pathname}: ${describeFetchError(error)}`);
+    }
+    const text = await readBody(response, maxResponseBytes).catch((error: Error) => {
+      throw new HubUnavailableError(`${method} ${url.pathname}: ${error.message}`, response.status);
+    });
+    if (response.status === 401 || response.status === 403) throw new TokenRefusedError(response.status);
+    if (!response.ok) {
+      const detail = `${method} ${url.pathname}: HTTP ${response.status}${describeErrorBody(text)}`;
+      const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
+      throw retryable ? new HubUnavailableError(detail, response.status) : new HubRejectedError(detail, response.status);
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new HubUnavailableError(`${method} ${url.pathname}: the answer is not JSON`, response.status);
+    }
+  }
+}
+
+/** Checks HUB_URL: https, or plain http only to this machine (127.0.0.0/8, ::1, localhost). */
+export function parseHubUrl(text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new HubUrlError(`HUB_URL must be a URL like https://hub.example.org, not "${text}"`);
+  }
+  if (url.username || url.password) throw new HubUrlError('HUB_URL must not contain a user name or password');
+  if (url.search || url.hash) throw new HubUrlError('HUB_URL must not have a query or fragment');
+  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+    throw new HubUrlError(`HUB_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost), not ${url.origin}`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new HubUrlError(`HUB_URL must be an https URL, not ${url.protocol}`);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return url;
+}
+
+export function isLoopback(hostname: string): boolean {
+  if (hostname === 'localhost' || hostname === '[::1]') return true;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+type Checked = Operation | { id: string | null; vmId: string | null; problem: string };
+
+function checkOperation(item: unknown): Checked {
+  if (!isObject(item)) return { id: null, vmId: null, problem: 'not an object' };
+  const id = isId(item.id) ? item.id : null;
+  const vmId = isId(item.vmId) ? item.vmId : null;
+  const fail = (problem: string) => ({ id, vmId, problem });
+  if (id === null) return fail('no id');
+  if (vmId === null) return fail('no capsul id');
+  if (!operationKinds.includes(item.kind as OperationKind)) return fail(`unknown kind ${JSON.stringify(item.kind)}`);
+  if (typeof item.createdAt !== 'string' || Number.isNaN(Date.parse(item.createdAt))) return fail('no valid createdAt');
+  const kind = item.kind as OperationKind;
+  if (kind !== 'create') return { id, vmId, kind, createdAt: item.createdAt };
+  const spec = checkSpec(item.spec);
+  if (typeof spec === 'string') return fail(spec);
+  return { id, vmId, kind, createdAt: item.createdAt, spec };
+}
+
+function checkSpec(spec: unknown): CapsulSpec | string {
+  if (!isObject(spec)) return 'a create without a spec';
+  const { memoryMb, vcpus, imageFile, sshPublicKeys } = spec;
+  if (!Number.isSafeInteger(memoryMb) || (memoryMb as number) <= 0) return 'spec.memoryMb must be a positive integer';
+  if (!Number.isSafeInteger(vcpus) || (vcpus as number) <= 0) return 'spec.vcpus must be a positive integer';
+  if (typeof imageFile !== 'string' || imageFile === '') return 'spec.imageFile must be a file name';
+  if (!Array.isArray(sshPublicKeys) || !sshPublicKeys.every((key) => typeof key === 'string')) return 'spec.sshPublicKeys must be a list of strings';
+  return { memoryMb: memoryMb as number, vcpus: vcpus as number, imageFile, sshPublicKeys: [...sshPublicKeys] as string[] };
+}
+
+function isId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= maxIdLength;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+async function readBody(response: Response, maxBytes: number): Promise<string> {
+  if (!response.body) return '';
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) throw new Error(`the answer is larger than ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function describeErrorBody(text: string): string {
+  try {
+    const body = JSON.parse(text) as unknown;
+    if (isObject(body) && typeof body.message === 'string') return ` (${body.message.slice(0, 300)})`;
+    if (isObject(body) && typeof body.error === 'string') return ` (${body.error.slice(0, 300)})`;
+  } catch {
+    // not JSON: the status says enough
+  }
+  return '';
+}
+
+function describeFetchError(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+  return cause?.code ?? cause?.message ?? (error as Error).message ?? String(error);
+}

@@ -1,0 +1,4 @@
+#!/bin/sh
+# force-stop.sh <vm id>: pulls the plug.
+. "$(dirname "$0")/common.sh"
+virsh_unless "not running" destroy "$1"

@@ -167,7 +167,7 @@ function planAccount(
     const events: VmEvent[] = [{ type: 'VmPlaced', data: { vmId: vm.vmId, accountId, host: vm.host, operationId: randomUUID(), at: at(10_000) } }];
     vm.placed = true;
     if (rng.chance(0.04)) {
-      events.push({ type: 'VmFailed', data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', ...report(), at: at(60_000) } });
+      events.push({ type: 'VmFailed', data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', operation: 'create', ...report(), at: at(60_000) } });
     } else {
       const octet = () => rng.int(1, 254);
       events.push({

@@ -85,8 +85,11 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
   const { rows } = await deps.pool.query(
     `SELECT v.id, v.account_id, v.host FROM vms v
      WHERE v.deleted IS NOT NULL AND v.state <> 'deleted'
-       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete')
+       -- a delete under way or done; a failed one is scheduled again after a minute
+       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete'
+                         AND (o.completed IS NULL OR o.outcome <> 'failed' OR o.completed > $1::timestamptz - interval '1 minute'))
      ORDER BY v.deleted LIMIT ${maxPerRound}`,
+    [now.toISOString()],
   );
   let scheduled = 0;
   for (const vm of rows) {

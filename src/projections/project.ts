@@ -71,7 +71,9 @@ export function project(event: LedgerEvent): RowOp[] {
       return [vmUpdate(event.data.vmId, { state: 'deleted', state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, 'deleted')];
     case 'VmFailed': {
       const d = event.data;
-      return [vmUpdate(d.vmId, { state: 'failed', failure: d.error, state_observed: d.at }), ...completes(d.operationId, d.at, 'failed')];
+      // As the decider: only a failed create (or a failure outside any operation) fails the capsul.
+      const failed = d.operation === null || d.operation === 'create' ? { state: 'failed', state_observed: d.at } : {};
+      return [vmUpdate(d.vmId, { ...failed, failure: d.error }), ...completes(d.operationId, d.at, 'failed')];
     }
     case 'HostRegistered': {
       const d = event.data;

@@ -116,8 +116,8 @@ const vmDeletionScheduled = (at = after(800), operationId = deletionOp): VmDelet
 const vmDeleted = (at = after(900), report = reportOf('deleted', at, deletionOp)): VmDeleted => ({
   type: 'VmDeleted', data: { vmId, host, ...report, at: iso(at) },
 });
-const vmFailed = (error: string, at = after(120), report = reportOf('failure', at)): VmFailed => ({
-  type: 'VmFailed', data: { vmId, host, error, ...report, at: iso(at) },
+const vmFailed = (error: string, at = after(120), report = reportOf('failure', at), operation: VmFailed['data']['operation'] = null): VmFailed => ({
+  type: 'VmFailed', data: { vmId, host, error, operation, ...report, at: iso(at) },
 });
 
 /** Placed on spoke-a, provisioned a minute later, seen running at two minutes. */
@@ -375,14 +375,14 @@ describe('recording a failure', () => {
     const events = decideAfter([vmPlaced()], recordFailure('qemu: could not allocate memory', host, after(120), ids('report-fail-1')));
     assert.deepEqual(events, [{
       type: 'VmFailed',
-      data: { vmId, host, error: 'qemu: could not allocate memory', reportId: 'report-fail-1', operationId: null, at: iso(after(120)) },
+      data: { vmId, host, error: 'qemu: could not allocate memory', operation: null, reportId: 'report-fail-1', operationId: null, at: iso(after(120)) },
     }]);
   });
 
   it('records the operation the failure ends', () => {
     given([vmPlaced()])
       .when(recordFailure('qemu: could not allocate memory', host, after(120), ids('report-fail-2', placement)))
-      .then([vmFailed('qemu: could not allocate memory', after(120), ids('report-fail-2', placement))]);
+      .then([vmFailed('qemu: could not allocate memory', after(120), ids('report-fail-2', placement), 'create')]);
   });
 
   it('keeps at most 2000 characters of the error', () => {
@@ -397,7 +397,7 @@ describe('recording a failure', () => {
     // A start asked of a failed capsul must hear back, or it would wait forever.
     given([vmPlaced(), vmFailed('disk full'), vmStartRequested()])
       .when(recordFailure('could not start: disk full', host, after(660), ids('report-fail-3', startOp)))
-      .then([vmFailed('could not start: disk full', after(660), ids('report-fail-3', startOp))]);
+      .then([vmFailed('could not start: disk full', after(660), ids('report-fail-3', startOp), 'start')]);
   });
 
   it('changes nothing once the capsul is deleted', () => {
@@ -493,5 +493,35 @@ describe('operations and reports that do not belong', () => {
     given([...runningOnHost(), vmFailed('disk full', after(200), reportOf('failure', after(200)))])
       .when(recordFailure('disk still full', host, after(300), reportOf('failure', after(300), 'never-asked')))
       .thenNothingHappened();
+  });
+});
+
+describe('what a failed operation leaves behind', () => {
+  const fold = (events: VmEvent[]) => events.reduce(evolveVm, initialVm());
+
+  it('a failed create fails the capsul', () => {
+    assert.equal(fold([vmPlaced(), vmFailed('no disk', after(120), ids('f1', placement), 'create')]).state, 'failed');
+  });
+
+  it('a failed stop leaves the capsul running', () => {
+    const state = fold([...runningOnHost(), vmStopRequested(false), vmFailed('acpi timeout', after(700), ids('f2', stopOp), 'stop')]);
+    assert.equal(state.state, 'running');
+  });
+
+  it('a failed delete lets the deletion be scheduled again', () => {
+    const events = [...runningOnHost(), vmDeletionScheduled(), vmFailed('virsh: busy', after(850), ids('f3', deletionOp), 'delete')];
+    given(events).when(scheduleDeletion(beingDeleted, after(900), 'op-delete-again'))
+      .then([{ type: 'VmDeletionScheduled', data: { vmId, host, operationId: 'op-delete-again', at: iso(after(900)) } }]);
+  });
+
+  it('records new addresses when a capsul comes back with others', () => {
+    const moved = recordProvisioned(host, after(700), reportOf('provisioned', after(700), null));
+    const events = decideAfter(runningOnHost(), { ...moved, data: { ...moved.data, ipv4: '192.0.2.99' } });
+    assert.equal(events.length, 1);
+    assert.equal((events[0] as VmProvisioned).data.ipv4, '192.0.2.99');
+  });
+
+  it('changes nothing when a capsul comes back with the same addresses', () => {
+    given(runningOnHost()).when(recordProvisioned(host, after(700), reportOf('provisioned', after(700), null))).thenNothingHappened();
   });
 });

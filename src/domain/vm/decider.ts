@@ -3,7 +3,7 @@
 // ids of new operations and of reports.
 import type { Command } from '@event-driven-io/emmett';
 import { invalid, notFound, refused } from '../shared/errors.ts';
-import { observedStates, type HostKeyFingerprint, type ObservedState, type VmEvent } from './events.ts';
+import { observedStates, type HostKeyFingerprint, type ObservedState, type OperationKind, type VmEvent } from './events.ts';
 
 export type Vm = {
   host: string | null;
@@ -15,14 +15,16 @@ export type Vm = {
   deletionScheduled: boolean;
   /** reports already recorded: the same report again changes nothing */
   reportIds: ReadonlySet<string>;
-  /** every operation asked of the host, and those still waiting for their outcome */
+  /** the addresses and host keys last reported, as one comparable text */
+  addresses: string | null;
+  /** every operation asked of the host, and those still waiting for their outcome (with their kind) */
   operationIds: ReadonlySet<string>;
-  openOperationIds: ReadonlySet<string>;
+  openOperations: ReadonlyMap<string, OperationKind>;
 };
 
 export const initialVm = (): Vm => ({
   host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0, deletionScheduled: false,
-  reportIds: new Set(), operationIds: new Set(), openOperationIds: new Set(),
+  addresses: null, reportIds: new Set(), operationIds: new Set(), openOperations: new Map(),
 });
 
 /** What the account stream says about the capsul, loaded by the adapter. */
@@ -55,7 +57,7 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
     case 'VmPlaced':
       return { ...state, host: event.data.host, state: 'creating' };
     case 'VmProvisioned':
-      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at), reportIds: reported };
+      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at), addresses: addressesOf(event.data), reportIds: reported };
     case 'VmStateObserved':
       return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at), reportIds: reported };
     case 'VmStartRequested':
@@ -65,8 +67,17 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
       return { ...state, deletionScheduled: true };
     case 'VmDeleted':
       return { ...state, state: 'deleted', reportIds: reported };
-    case 'VmFailed':
-      return { ...state, state: 'failed', reportIds: reported };
+    case 'VmFailed': {
+      // A failed create leaves no capsul; a failed stop or start leaves it as it was; a failed delete
+      // leaves it to be scheduled again.
+      const failedCapsul = event.data.operation === null || event.data.operation === 'create';
+      return {
+        ...state,
+        state: failedCapsul ? 'failed' : state.state,
+        deletionScheduled: event.data.operation === 'delete' ? false : state.deletionScheduled,
+        reportIds: reported,
+      };
+    }
     default: {
       const unknown: never = event;
       return unknown;
@@ -74,27 +85,41 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
   }
 }
 
+const requestedKind = (event: VmEvent): OperationKind | null => {
+  switch (event.type) {
+    case 'VmPlaced': return 'create';
+    case 'VmStartRequested': return 'start';
+    case 'VmStopRequested': return event.data.force ? 'force-stop' : 'stop';
+    case 'VmDeletionScheduled': return 'delete';
+    default: return null;
+  }
+};
+
 /** Requests open operations; a report naming an open operation completes it. */
 function trackOperations(state: Vm, event: VmEvent): Vm {
   const { operationId } = event.data as { operationId?: string | null };
   if (!operationId) return state;
-  if ('reportId' in event.data) {
-    if (!state.openOperationIds.has(operationId)) return state;
-    const open = new Set(state.openOperationIds);
+  const kind = requestedKind(event);
+  if (kind === null) {
+    if (!state.openOperations.has(operationId)) return state;
+    const open = new Map(state.openOperations);
     open.delete(operationId);
-    return { ...state, openOperationIds: open };
+    return { ...state, openOperations: open };
   }
   return {
     ...state,
     operationIds: new Set(state.operationIds).add(operationId),
-    openOperationIds: new Set(state.openOperationIds).add(operationId),
+    openOperations: new Map(state.openOperations).set(operationId, kind),
   };
 }
+
+const addressesOf = (d: { ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[] }) =>
+  JSON.stringify([d.ipv4, d.ipv6, d.sshHostKeys]);
 
 /** A report already recorded, checked once the reporting host is known to be the capsul's. */
 const alreadyReported = (state: Vm, reportId: string | null) => reportId !== null && state.reportIds.has(reportId);
 /** Whether a report completes an operation still waiting for its outcome. */
-const completesOperation = (state: Vm, operationId: string | null) => operationId !== null && state.openOperationIds.has(operationId);
+const completesOperation = (state: Vm, operationId: string | null) => operationId !== null && state.openOperations.has(operationId);
 
 export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
   const at = command.metadata!.now.toISOString();
@@ -110,7 +135,9 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
     case 'RecordProvisioned': {
       const d = command.data;
       requireHost(state, vmId, d.host);
-      if (alreadyReported(state, d.reportId) || state.provisioned || state.state === 'deleted') return [];
+      // Provisioned again with the same addresses and keys (a restart): nothing new.
+      const same = state.provisioned && state.addresses === addressesOf(d);
+      if (alreadyReported(state, d.reportId) || same || state.state === 'deleted') return [];
       return [{
         type: 'VmProvisioned',
         data: {
@@ -170,8 +197,9 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       return [{
         type: 'VmFailed',
         data: {
-          vmId, host: d.host, error: d.error.slice(0, maxFailureLength), reportId: d.reportId, operationId: d.operationId,
-          at: d.observedAt.toISOString(),
+          vmId, host: d.host, error: d.error.slice(0, maxFailureLength),
+          operation: d.operationId === null ? null : state.openOperations.get(d.operationId) ?? null,
+          reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString(),
         },
       }];
     }

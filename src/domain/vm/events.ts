@@ -20,7 +20,9 @@ export type VmStartRequested = Event<'VmStartRequested', { vmId: string; host: s
 export type VmStopRequested = Event<'VmStopRequested', { vmId: string; host: string; force: boolean; operationId: string; at: string }>;
 export type VmDeletionScheduled = Event<'VmDeletionScheduled', { vmId: string; host: string; operationId: string; at: string }>;
 export type VmDeleted = Event<'VmDeleted', { vmId: string; host: string | null; at: string } & Report>;
-export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; at: string } & Report>;
+export type OperationKind = 'create' | 'start' | 'stop' | 'force-stop' | 'delete';
+/** `operation`: the kind of operation that failed (null: a failure seen outside any operation). */
+export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; operation: OperationKind | null; at: string } & Report>;
 
 export type VmEvent =
   | VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeletionScheduled | VmDeleted | VmFailed;

@@ -22,6 +22,8 @@ declare module 'fastify' {
 }
 
 const pollIntervalMs = 500;
+/** A heartbeat lists every capsul of a host; a batch of reports may carry long errors. */
+const bodyLimit = 1024 * 1024;
 const maxOperationsPerPoll = 50;
 
 const isoTime = { type: 'string', format: 'date-time', maxLength: 40 } as const;
@@ -59,6 +61,7 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
   });
 
   app.post('/heartbeat', {
+    bodyLimit,
     schema: {
       body: {
         type: 'object',
@@ -102,6 +105,7 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
   });
 
   app.post('/reports', {
+    bodyLimit,
     schema: {
       body: {
         type: 'object', required: ['reports'],

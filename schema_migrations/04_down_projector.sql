@@ -1,5 +1,6 @@
 -- Version 4 → 3: back to one statement per projection change, and to guards without WHEN clauses.
 DROP FUNCTION IF EXISTS capsul_apply_projection(jsonb);
+DROP FUNCTION IF EXISTS capsul_is_projection(text);
 
 DROP TRIGGER capsul_stream_forward_only ON emt_streams;
 CREATE TRIGGER capsul_stream_forward_only BEFORE UPDATE ON emt_streams

@@ -86,6 +86,12 @@ describe('projections are written only by the projector', () => {
     }
   });
 
+  it('lets the projector write only projection tables', async () => {
+    const op = { kind: 'insert', table: 'vm_sizes', values: { id: 'f9-evil', dollars_per_month: '0.01', vcpus: 64, memory_mb: 1, bandwidth_gb_per_month: 0 }, lookups: {} };
+    await assert.rejects(db.pool.query('SELECT capsul_apply_projection($1::jsonb)', [JSON.stringify([op])]), /"vm_sizes" is not a projection table/);
+    assert.equal(await count(`SELECT count(*)::int AS n FROM vm_sizes WHERE id = 'f9-evil'`), 0);
+  });
+
   it('lets an operator change a projection only by disabling its guard on purpose', async () => {
     const client = await db.pool.connect();
     try {

@@ -5,10 +5,12 @@
 -- (those with the capsul_projection_guard trigger) are accepted; every one is keyed by `id`.
 -- A projection table is one that carries the projector's guard: adding a projection in a later version
 -- needs no change here.
-CREATE FUNCTION capsul_is_projection(tbl text) RETURNS boolean LANGUAGE sql STABLE AS $$
-  SELECT EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                 WHERE c.relname = tbl AND c.relnamespace = 'public'::regnamespace AND t.tgname = 'capsul_projection_guard')
-$$;
+-- (plpgsql, so its query plan is cached per session.)
+CREATE FUNCTION capsul_is_projection(tbl text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  RETURN EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                 WHERE c.relname = tbl AND c.relnamespace = 'public'::regnamespace AND t.tgname = 'capsul_projection_guard');
+END $$;
 
 CREATE FUNCTION capsul_apply_projection(ops jsonb) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE

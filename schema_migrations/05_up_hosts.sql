@@ -21,6 +21,9 @@ CREATE TABLE operations (
 CREATE INDEX operations_pending ON operations (host, created) WHERE completed IS NULL;
 CREATE INDEX operations_vm_id ON operations (vm_id);
 CREATE INDEX vms_host ON vms (host);
+-- What the hub's reactions look for every few seconds: capsuls waiting for a host, or for deletion.
+CREATE INDEX vms_waiting_for_host ON vms (created) WHERE host IS NULL AND deleted IS NULL;
+CREATE INDEX vms_being_deleted ON vms (deleted) WHERE deleted IS NOT NULL AND state <> 'deleted';
 
 CREATE TRIGGER capsul_projection_guard BEFORE INSERT OR UPDATE OR DELETE ON hosts FOR EACH STATEMENT
   WHEN (current_setting('capsul.projector', true) IS DISTINCT FROM 'on')

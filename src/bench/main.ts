@@ -10,9 +10,16 @@
 //      read of the same events (`readAllEvents`, draining every batch, nothing else), passes
 //      alternating. Target ≥ 0.5. `verifyProjections` runs before the rebuild (inline tables vs a
 //      replay) and after it; a mismatch fails the bench.
-//   3. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
-//      the server runs on this machine), and every statement of one command, one raw append and one
-//      rebuild, counted and timed from the client.
+//   3. Spoke reports ingested by the hub: the hub (buildHub, wired as server.ts wires it) on a free
+//      loopback port in this process, one registered and heartbeating host per worker, capsuls created
+//      through the Ledger and placed by the reactor; each spoke posts batches of `state` reports with
+//      the real HubClient, every one accepted as one VmStateObserved. Versus emmett's raw
+//      `appendToStream` of one VmStateObserved to fresh streams, the same number of workers, alternating
+//      slices. Target: reports/s ≥ 0.5 × raw appends/s. A report not accepted, or an accepted count that
+//      differs from the VmStateObserved events in the store, fails the bench.
+//   4. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
+//      the server runs on this machine), and every statement of one command, one raw append, one
+//      spoke report through the hub and one rebuild, counted and timed from the client.
 //
 // A ratio below target is a finding, not an error: the exit code is 0 unless something fails.
 //
@@ -24,7 +31,7 @@
 //   BENCH_SECONDS   seconds each side of a comparison is measured (default 5, at least 1), after a
 //                   warm-up of 30% of that (at least 1 s); rebuild and read repeat whole passes until
 //                   each has run this long.
-//   BENCH_WORKERS   concurrent workers for the concurrent command line (default 4)
+//   BENCH_WORKERS   concurrent workers for the concurrent command line, and spokes for the report line (default 4)
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
@@ -36,20 +43,25 @@ import { currentEventVersion } from '../domain/upcast.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { countEvents, readAllEvents } from '../projections/read.ts';
 import { rebuildProjections, verifyProjections } from '../projections/rebuild.ts';
+import { HubClient } from '../spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';
+import {
+  capsulsPerHost, IngestionCount, IngestionError, postReportsOp, prepareSpokes, rawObservedOp, reportsPerRequest, startHub,
+  verifyIngestion,
+} from './hub.ts';
 import { alternatePasses, comparePair, type Op, type Tally } from './measure.ts';
 import { fmtInt, fmtRate, Progress, table } from './progress.ts';
 import { seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
 
-const targets = { commands: 0.6, rebuild: 0.5 };
+const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
 const traceOperations = 300;
 
 type Config = { events: number; seconds: number; warmupSeconds: number; workers: number };
-type ResultRow = { metric: string; ours: Tally; baseline: Tally; unit: string; target: number };
-type Traced = { label: string; operations: number; msPerOp: number; statements: ReturnType<StatementTrace['perOperation']> };
+type ResultRow = { metric: string; ours: Tally; baseline: Tally; unit: string; baselineUnit?: string; target: number };
+type Traced = { label: string; operations: number; msPerOp: number; statements: ReturnType<StatementTrace['perOperation']>; note?: string };
 
 function readConfig(env: NodeJS.ProcessEnv): Config {
   const number = (name: string, fallback: number, min: number) => {
@@ -77,9 +89,11 @@ async function main(): Promise<number> {
   let pool: pg.Pool | undefined;
   let tracePool: pg.Pool | undefined;
   const stores: PostgresEventStore[] = [];
+  const hubs: { close(): Promise<void> }[] = [];
   let interrupted = false;
   const cleanup = once(async () => {
     progress.clear();
+    for (const hub of hubs) await hub.close().catch(() => {});
     for (const store of stores) await store.close().catch(() => {});
     await pool?.end().catch(() => {});
     await tracePool?.end().catch(() => {});
@@ -189,18 +203,65 @@ async function main(): Promise<number> {
     }
     rows.push({ metric: `rebuild, events/s (${fmtInt(totalEvents)} events)`, ours: rebuild, baseline: read, unit: 'events/s', target: targets.rebuild });
 
+    // ── Spoke reports through the hub vs raw appends ───────────────────────────────────────────────
+    const hubSetupStarted = performance.now();
+    const hub = await startHub(pool);
+    hubs.push(hub);
+    const spokes = await prepareSpokes({ pool, hubUrl: hub.url, count: config.workers, onProgress: (text) => progress.update(text) });
+    note(
+      `hub listening on ${hub.url}: ${spokes.length} hosts registered and heartbeating, ` +
+        `${fmtInt(spokes.reduce((n, s) => n + s.vmIds.length, 0))} capsuls created and placed ` +
+        `(${spokes.map((s) => s.vmIds.length).join(' / ')} per host) in ${((performance.now() - hubSetupStarted) / 1000).toFixed(1)}s`,
+    );
+    const ingestion = new IngestionCount();
+    const spokesLabel = `${spokes.length} spokes`;
+    const [reports, rawObserved] = await comparePair({
+      pool, workers: spokes.length, seconds: config.seconds, warmupSeconds: config.warmupSeconds,
+      a: { label: `spoke reports via the hub, ${spokesLabel}`, op: postReportsOp(spokes, ingestion), itemsPerOp: reportsPerRequest },
+      b: { label: `raw appendToStream VmStateObserved, ${spokes.length} workers`, op: rawObservedOp(rawStore) },
+      onProgress: (text) => progress.update(text),
+    });
+    await hub.close();
+    const ingested = await verifyIngestion(pool, spokes, ingestion);
+    for (const t of [reports, rawObserved]) note(`${t.label}: ${fmtRate(t.perSecond)}/s (${fmtInt(t.operations)} in ${t.seconds.toFixed(1)}s)`);
+    note(
+      `  ${fmtInt(ingestion.accepted)} reports in ${fmtInt(ingestion.requests)} requests (warm-up included), all accepted; ` +
+        `${fmtInt(ingested.events)} VmStateObserved events in the store; vms projection matches the last reports`,
+    );
+    rows.push({
+      metric: `reports/s, ${spokesLabel} (${reportsPerRequest}/request)`, ours: reports, baseline: rawObserved,
+      unit: 'reports/s', baselineUnit: 'appends/s', target: targets.reports,
+    });
+
     // ── Where a command's time goes ────────────────────────────────────────────────────────────────
     traced.unshift(
       await traceOps(trace, 'recordPayment (sequential)', recordPaymentOp(traceLedger, accounts.slice(-200), 1), traceOperations),
       await traceOps(trace, 'raw appendToStream (sequential)', rawAppendOp(traceRaw), traceOperations),
     );
+    // One spoke's reports through a second hub on the traced pool (its own stream cache and reaction
+    // loop, warmed by the first requests); statements per report, the reactions' included.
+    const traceHub = await startHub(tracePool);
+    hubs.push(traceHub);
+    const traceSpoke = spokes[0]!;
+    traceSpoke.client = new HubClient({ hubUrl: traceHub.url, hostId: traceSpoke.hostId, token: traceSpoke.token });
+    const traceRequests = Math.ceil(traceOperations / reportsPerRequest);
+    const tracedReports = await traceOps(
+      trace, `spoke reports via the hub (one spoke, ${reportsPerRequest} per request, figures per report)`,
+      postReportsOp([traceSpoke], ingestion), traceRequests, Math.ceil(capsulsPerHost / reportsPerRequest), reportsPerRequest,
+    );
+    tracedReports.note =
+      'per request: the token check, and a round of the reaction loop (poked after every report request) on another connection,\n' +
+      'alongside the next request: statement time can exceed the wall time.';
+    traced.splice(2, 0, tracedReports);
+    await traceHub.close();
+    await verifyIngestion(pool, spokes, ingestion);
 
     printSummary(db, config, rows, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000);
     return 0;
   } catch (error) {
     progress.clear();
     if (interrupted) return 130;
-    const plain = error instanceof VerificationError || error instanceof ConfigError;
+    const plain = error instanceof VerificationError || error instanceof ConfigError || error instanceof IngestionError;
     const message = plain ? (error as Error).message : ((error as Error)?.stack ?? String(error));
     process.stderr.write(`\nBENCH FAILED: ${message}\n`);
     return 1;
@@ -261,8 +322,11 @@ async function verify(pool: pg.Pool, what: string) {
   return { what, ...result };
 }
 
-/** Runs `op` sequentially with every statement counted and timed (after a short warm-up). */
-async function traceOps(trace: StatementTrace, label: string, op: Op, operations: number, warmup = 30): Promise<Traced> {
+/**
+ * Runs `op` sequentially with every statement counted and timed (after a short warm-up). With
+ * `itemsPerOp` (the reports of one request) the figures are per item.
+ */
+async function traceOps(trace: StatementTrace, label: string, op: Op, operations: number, warmup = 30, itemsPerOp = 1): Promise<Traced> {
   for (let i = 0; i < warmup; i++) await op(0, i);
   trace.reset();
   trace.recording = true;
@@ -271,9 +335,10 @@ async function traceOps(trace: StatementTrace, label: string, op: Op, operations
     await op(0, warmup + i);
     progress.update(`tracing ${label}: ${i + 1} / ${operations}`);
   }
-  const msPerOp = (performance.now() - started) / operations;
+  const items = operations * itemsPerOp;
+  const msPerOp = (performance.now() - started) / items;
   trace.recording = false;
-  return { label, operations, msPerOp, statements: trace.perOperation(operations) };
+  return { label, operations: items, msPerOp, statements: trace.perOperation(items) };
 }
 
 // ── Output ───────────────────────────────────────────────────────────────────────────────────────
@@ -296,7 +361,7 @@ function printSummary(
       rows.map((r) => {
         const ratio = r.ours.perSecond / r.baseline.perSecond;
         return [
-          r.metric, `${fmtRate(r.ours.perSecond)} ${r.unit}`, `${fmtRate(r.baseline.perSecond)} ${r.unit}`, ratio.toFixed(2),
+          r.metric, `${fmtRate(r.ours.perSecond)} ${r.unit}`, `${fmtRate(r.baseline.perSecond)} ${r.baselineUnit ?? r.unit}`, ratio.toFixed(2),
           `≥ ${r.target.toFixed(2)}`, ratio >= r.target ? 'PASS' : 'BELOW TARGET',
         ];
       }),
@@ -304,9 +369,12 @@ function printSummary(
   );
   out.push('');
   out.push('ours:     Ledger.recordPayment on existing accounts (look-ups, load stream, decide, append with expected');
-  out.push('          version and projection in one statement); rebuildProjections (one transaction: lock, fold, write the rows that differ).');
-  out.push('baseline: emmett appendToStream of one PaymentRecorded to a fresh stream, no read, no projections;');
-  out.push('          readAllEvents draining every batch, nothing else.');
+  out.push('          version and projection in one statement); rebuildProjections (one transaction: lock, fold, write the rows that differ);');
+  out.push(`          state reports posted by ${config.workers} in-process spokes (HubClient over loopback HTTP, ${reportsPerRequest} per request, one`);
+  out.push('          request at a time each) to the hub in this process (token check, validation, per report: cached stream state,');
+  out.push('          decide, append + projection), every report accepted as one VmStateObserved.');
+  out.push('baseline: emmett appendToStream of one PaymentRecorded (reports: one VmStateObserved) to a fresh stream, no read,');
+  out.push('          no projections; readAllEvents draining every batch, nothing else.');
   out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
 
   out.push('', 'Cost per operation (a command, an append, or one event of a rebuild/read), µs:');
@@ -321,6 +389,7 @@ function printSummary(
   );
   out.push('wall µs/op = elapsed / operations (with N workers: 1 / throughput). postgres CPU: the backends of the');
   out.push('bench database, from /proc (n/a when the server is not on this machine). 2 cores serve both sides.');
+  out.push('For spoke reports, node CPU is the hub and the spokes\' HTTP clients together (one process).');
 
   for (const t of traced) {
     const roundTrips = t.statements.reduce((sum, s) => sum + s.perOp, 0);
@@ -331,6 +400,7 @@ function printSummary(
       `${t.label}: ${fmtRate(roundTrips)} round trips, ${t.msPerOp.toFixed(3)} ms ${per} ` +
         `(${waitMs.toFixed(3)} ms waiting for statements, ${(t.msPerOp - waitMs).toFixed(3)} ms elsewhere: node CPU, pool checkouts)`,
     );
+    if (t.note) out.push(t.note);
     out.push(
       table(
         ['statement (client view: send → result)', t.operations === 1 ? 'count' : 'per op', 'ms'],

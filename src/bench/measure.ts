@@ -51,14 +51,17 @@ export type Op = (worker: number, iteration: number) => Promise<unknown>;
  * Runs `op` on `workers` concurrent loops for `seconds` and returns how many finished (an operation in
  * flight at the deadline is finished and counted; the caller's clock stops when the last one is done).
  * `iterations` carries each worker's iteration count across calls, so slices continue where they left.
+ * `itemsPerOp` (default 1): what one operation counts for, e.g. the reports of one request.
  */
 export async function timedLoop(options: {
   seconds: number;
   workers: number;
   op: Op;
   iterations: number[];
+  itemsPerOp?: number;
   onProgress?: (done: number) => void;
 }): Promise<number> {
+  const items = options.itemsPerOp ?? 1;
   const deadline = performance.now() + options.seconds * 1000;
   let done = 0;
   const loop = async (worker: number) => {
@@ -66,7 +69,7 @@ export async function timedLoop(options: {
       const iteration = options.iterations[worker] ?? 0;
       options.iterations[worker] = iteration + 1;
       await options.op(worker, iteration);
-      done++;
+      done += items;
       options.onProgress?.(done);
     }
   };
@@ -83,14 +86,14 @@ export async function comparePair(options: {
   workers: number;
   seconds: number;
   warmupSeconds: number;
-  a: { label: string; op: Op };
-  b: { label: string; op: Op };
+  a: { label: string; op: Op; itemsPerOp?: number };
+  b: { label: string; op: Op; itemsPerOp?: number };
   onProgress?: (text: string) => void;
 }): Promise<[Tally, Tally]> {
   const sides = [options.a, options.b].map((side) => ({ ...side, tally: new Tally(side.label), iterations: [] as number[] }));
   for (const side of sides) {
     await timedLoop({
-      seconds: options.warmupSeconds, workers: options.workers, op: side.op, iterations: side.iterations,
+      seconds: options.warmupSeconds, workers: options.workers, op: side.op, iterations: side.iterations, itemsPerOp: side.itemsPerOp,
       onProgress: (done) => options.onProgress?.(`${side.label} (warm-up): ${done} ops`),
     });
   }
@@ -100,7 +103,7 @@ export async function comparePair(options: {
     for (const side of sides) {
       await side.tally.measure(options.pool, () =>
         timedLoop({
-          seconds: sliceSeconds, workers: options.workers, op: side.op, iterations: side.iterations,
+          seconds: sliceSeconds, workers: options.workers, op: side.op, iterations: side.iterations, itemsPerOp: side.itemsPerOp,
           onProgress: (done) => options.onProgress?.(
             `${side.label}: slice ${slice}/${slices}, ${done} ops` +
               (side.tally.operations ? `, ${Math.round(side.tally.perSecond).toLocaleString('en-US')}/s so far` : ''),

@@ -116,7 +116,9 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     const { reports } = request.body as ReportsRequest;
     const results: ReportResult[] = [];
     for (const report of reports) results.push(await recordReport(deps, request.hostId!, report, now(), request.log));
-    deps.afterReports?.();
+    // A deletion or a failure frees room on the host: capsuls waiting for one may be placed now.
+    const freesRoom = reports.some((report, i) => results[i]!.status === 'accepted' && (report.type === 'deleted' || report.type === 'failed'));
+    if (freesRoom) deps.afterReports?.();
     return { results };
   });
 }

@@ -18,13 +18,14 @@ export class MemoryTables {
       if (!rows.has(key)) rows.set(key, this.resolve(op.row));
       return;
     }
-    const key = keyOf(op.table, op.key);
-    const row = rows.get(key);
-    if (row) rows.set(key, { ...row, ...this.resolve(op.set) });
+    // Rows belong to this fold alone: an update changes them in place.
+    const row = rows.get(keyOf(op.table, op.key));
+    if (row) Object.assign(row, this.resolve(op.set));
   }
 
   /** Lookups read the rows folded so far, as capsul_apply_projection reads the tables. */
   private resolve(values: Row): Row {
+    if (!Object.values(values).some(isLookup)) return values; // the ops are fresh objects, ours to keep
     const resolved: Row = {};
     for (const [column, value] of Object.entries(values)) {
       if (!isLookup(value)) {

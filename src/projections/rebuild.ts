@@ -30,7 +30,7 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
 async function bulkInsert(client: pg.PoolClient, target: string, typeName: string, rows: Row[]): Promise<void> {
   for (let i = 0; i < rows.length; i += insertChunkRows) {
     await client.query(
-      `INSERT INTO ${target} SELECT * FROM jsonb_populate_recordset(NULL::${typeName}, $1::jsonb)`,
+      `INSERT INTO ${target} SELECT * FROM json_populate_recordset(NULL::${typeName}, $1::json)`,
       [JSON.stringify(rows.slice(i, i + insertChunkRows))],
     );
   }

@@ -4,6 +4,7 @@
 //               seen outside operations (a crash, an operator's virsh) become `state` reports;
 //   poll      — long-polls for operations and runs each new one, at most once per operation id;
 //   flush     — sends the outbox to the hub, oldest first, backing off while the hub is away.
+import { setMaxListeners } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -98,6 +99,8 @@ export class SpokeAgent {
 
   constructor(private readonly options: SpokeAgentOptions) {
     this.settings = { ...defaults, ...stripUndefined(options) } as Settings;
+    // Every running operation and hub request listens for the stop: more than node's default of 10.
+    setMaxListeners(this.settings.maxConcurrentOperations * 4 + 16, this.abort.signal);
     this.freeSlots = this.settings.maxConcurrentOperations;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }

@@ -76,11 +76,26 @@ function absoluteDir(env: NodeJS.ProcessEnv, name: string, what: string): string
   return value;
 }
 
+/**
+ * SPOKE_SIMULATED_PROVISION_MS: the simulated driver's delay from create to running, in milliseconds
+ * (default 2000). For development and tests only: end-to-end tests set a short one. Unset → undefined.
+ */
+export function readSimulatedProvisionMs(env: NodeJS.ProcessEnv): number | undefined {
+  const text = env.SPOKE_SIMULATED_PROVISION_MS?.trim();
+  if (!text) return undefined;
+  if (!/^\d{1,6}$/.test(text) || Number(text) > 600_000) {
+    throw new SpokeConfigError(`SPOKE_SIMULATED_PROVISION_MS must be whole milliseconds from 0 to 600000, not ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
 /** Loads the driver module only when asked for, so a libvirt host never loads the simulation and vice versa. */
-export async function loadDriver(config: SpokeConfig, log: (line: string) => void): Promise<Driver> {
+export async function loadDriver(
+  config: SpokeConfig, log: (line: string) => void, simulated: { provisionMs?: number } = {},
+): Promise<Driver> {
   const [file, className, options] =
     config.driver === 'simulated'
-      ? ['./drivers/simulated.ts', 'SimulatedDriver', { log }]
+      ? ['./drivers/simulated.ts', 'SimulatedDriver', { log, provisionMs: simulated.provisionMs }]
       : ['./drivers/libvirt.ts', 'LibvirtDriver', { imageDir: config.imageDir, diskDir: config.diskDir }];
   let module: Record<string, unknown>;
   try {
@@ -99,7 +114,8 @@ export async function runSpoke(env: NodeJS.ProcessEnv, log: (line: string) => vo
   let agent: SpokeAgent;
   try {
     config = readSpokeConfig(env);
-    driver = options.driver ?? (await loadDriver(config, log));
+    const simulated = config.driver === 'simulated' ? { provisionMs: readSimulatedProvisionMs(env) } : {};
+    driver = options.driver ?? (await loadDriver(config, log, simulated));
     const hub = new HubClient({ hubUrl: config.hubUrl, hostId: config.hostId, token: config.token });
     log(`spoke for host ${config.hostId}: hub ${hub.hubUrl}, driver ${driver.name}`);
     agent = new SpokeAgent({ agentVersion: agentVersion(), ...options.agent, hub, driver, dataDir: config.dataDir, log });

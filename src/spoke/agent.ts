@@ -68,6 +68,8 @@ type Mode = 'new' | 'resume';
 export class SpokeAgent {
   private readonly settings: Settings;
   private readonly abort = new AbortController();
+  /** cuts the report sender's backoff short once another loop reaches the hub */
+  private wakeReports: (() => void) | undefined;
   private journal?: Journal;
   private outbox?: Outbox;
   private releaseLock?: () => void;
@@ -476,7 +478,14 @@ export class SpokeAgent {
       } catch (error) {
         if (this.signal.aborted) break;
         this.loopFailed('reports', error);
-        await this.settings.clock.sleep(this.backoff(attempt++), this.signal);
+        // Waits out the backoff, unless a heartbeat or poll shows the hub is back first.
+        const retry = new AbortController();
+        const onAbort = () => retry.abort();
+        this.signal.addEventListener('abort', onAbort, { once: true });
+        this.wakeReports = () => retry.abort();
+        await this.settings.clock.sleep(this.backoff(attempt++), retry.signal);
+        this.wakeReports = undefined;
+        this.signal.removeEventListener('abort', onAbort);
       }
     }
   }
@@ -530,6 +539,7 @@ export class SpokeAgent {
 
   private loopSucceeded(loop: string): void {
     this.lastLoopError.delete(loop);
+    if (loop !== 'reports') this.wakeReports?.();
   }
 
   /** Logs a loop's failure once per distinct cause; a refused token stops the agent. */

@@ -95,7 +95,7 @@ export async function loadDriver(
 ): Promise<Driver> {
   const [file, className, options] =
     config.driver === 'simulated'
-      ? ['./drivers/simulated.ts', 'SimulatedDriver', { log, provisionMs: simulated.provisionMs }]
+      ? ['./drivers/simulated.ts', 'SimulatedDriver', { log, provisionMs: simulated.provisionMs, stateFile: path.join(config.dataDir, 'simulated-capsuls.json') }]
       : ['./drivers/libvirt.ts', 'LibvirtDriver', { imageDir: config.imageDir, diskDir: config.diskDir }];
   let module: Record<string, unknown>;
   try {

@@ -2,7 +2,8 @@
 // `node bin/capsul.js spoke` twice, simulated driver) over HTTP on loopback, against a database of the
 // test's own. The tests run in order on the same processes, each starting from where the last one left
 // the hosts: spread by capacity, full hosts refused, a wrong token, a spoke killed with SIGKILL while
-// the hub has not heard how its operations ended, the hub restarted while spokes report. Beta reaches
+// the hub has not heard how its operations ended, a spoke killed with SIGKILL while its (simulated,
+// but durable) driver is still provisioning, the hub restarted while spokes report. Beta reaches
 // the hub through a gate in this process that can hold its reports back, so "not heard yet" is a fact
 // the test arranges rather than a race it hopes to win.
 // Duplicated, reordered, stale and malformed reports, and a host reporting another host's capsul, are
@@ -25,6 +26,8 @@ import { isAlive, projectRoot, runCapsul } from '../support/processes.ts';
 const waitLimitMs = 90_000;
 /** The simulated driver's create-to-running delay (2 s by default): shorter keeps the file quick. */
 const provisionMs = 500;
+/** For the test that kills a spoke while its driver provisions: long enough that the kill lands first. */
+const slowProvisionMs = 8_000;
 const sizeId = 'f1-s'; // 1024 MiB
 // 14 + 6 slots of f1-s: 20 capsuls fill both hosts exactly, so the spread is forced to 14 and 6.
 const hostSpecs = { alpha: { memoryMb: 14 * 1024, vcpus: 8 }, beta: { memoryMb: 6 * 1024, vcpus: 4 } } as const;
@@ -180,8 +183,8 @@ describe('hub and two spokes as separate processes', () => {
       assert.equal(driverCalls.length, 1, `operation ${id} reached the driver once over both beta processes`);
     }
     await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
-    // No capsul twice on a host. (The simulated driver keeps its capsuls in the process's memory, so the
-    // restarted beta lists none of the earlier ones: a rerun create would show here.)
+    // No capsul twice on a host. (The simulated driver keeps its capsuls in the data dir, so a rerun create
+    // would be refused as already existing and show above as a VmFailed.)
     const listed = await waitFor('a heartbeat from the restarted beta', async () => {
       const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
       return rows.length === 1 && heartbeats();
@@ -190,9 +193,78 @@ describe('hub and two spokes as separate processes', () => {
     assert.equal(new Set(listed.beta ?? []).size, (listed.beta ?? []).length, 'beta lists no capsul twice');
   }));
 
-  // The simulated driver keeps its capsuls in the spoke's memory: a spoke killed while a create is in
-  // the driver's hands finds no capsul after its restart and watches it for watchTimeoutMs (300 s).
-  it.todo('SIGKILL of a spoke while its driver is still provisioning (needs simulated capsuls that outlive the process)');
+  it('SIGKILL of a spoke while its driver is still provisioning: the capsuls outlive it and each create completes once', withOutput(async () => {
+    requireRunning();
+    // Room on beta again: three of its capsuls go.
+    const freed = (await capsulsOn('beta')).slice(0, 3);
+    for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
+    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(freed)).every((row) => row.state === 'deleted'));
+
+    // A beta whose capsuls take long enough to provision that the kill certainly lands while they do.
+    await killHard(spokes.beta);
+    const slowBeta = await startSpoke('beta', { SPOKE_SIMULATED_PROVISION_MS: String(slowProvisionMs) });
+    spokes.beta = slowBeta;
+    const vmIds = await createCapsuls('provisioning@example.org', 3);
+    const creates = await waitFor('the three create operations assigned', async () => {
+      const ops = await operationsOf(vmIds, 'create');
+      return ops.length === vmIds.length && ops;
+    });
+    assert.deepEqual(creates.map((op) => op.host), ['beta', 'beta', 'beta'], 'alpha is full');
+    const createIds = creates.map((op) => op.id);
+    const driverCall = (i: number) => `capsul spoke: operation ${createIds[i]}: create capsul ${creates[i]!.vmId}`;
+    // In the driver's hands: beta called it for each, and the driver saved each capsul as provisioning.
+    await waitFor('beta to hand the three creates to its driver', async () => {
+      const lines = slowBeta.output().split('\n');
+      const saved = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
+      return createIds.every((_, i) => lines.includes(driverCall(i))) && saved.length === vmIds.length;
+    });
+    const provisioning = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
+    const killedAt = Date.now();
+    assert.ok(
+      provisioning.every((capsul) => capsul.readyAtMs !== undefined && capsul.readyAtMs > killedAt),
+      `all three still provisioning at the kill: ${JSON.stringify(provisioning)}`,
+    );
+    await killHard(slowBeta);
+    assert.deepEqual(createIds.filter((id) => readJournal(dataDirs.beta).finished.includes(id)), [], 'none finished before the kill');
+    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => op.completed), [false, false, false], 'the hub has not heard');
+
+    // The same data dir and token; the provisioning delay left is the driver's to keep, not the new process's.
+    const restartedAt = new Date();
+    spokes.beta = await startSpoke('beta');
+    const restarted = spokes.beta;
+
+    const facts = await waitFor('the three capsuls running with an IPv4', async () => {
+      const rows = await capsulFacts(vmIds);
+      return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
+    });
+    for (const row of facts) {
+      assert.equal(row.host, 'beta');
+      assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
+    }
+    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]), Array(3).fill([true, 'running']));
+
+    // Run once: started once in the journal, handed to the driver once, and watched to its end after the restart.
+    const journal = readJournal(dataDirs.beta);
+    const restartedLines = restarted.output().split('\n');
+    for (const [i, id] of createIds.entries()) {
+      assert.equal(journal.started.filter((started) => started === id).length, 1, `operation ${id} started once`);
+      assert.equal(slowBeta.output().split('\n').filter((line) => line === driverCall(i)).length, 1, `operation ${id} reached the driver once`);
+      assert.ok(!restartedLines.includes(driverCall(i)), `operation ${id} did not reach the driver again after the restart`);
+      assert.ok(
+        restartedLines.some((line) => line.startsWith(`capsul spoke: operation ${id}: create capsul ${creates[i]!.vmId}`) && line.endsWith('watching it')),
+        `operation ${id} watched after the restart`,
+      );
+    }
+    await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
+
+    // The restarted beta lists what the killed one had made, each capsul once: no create ran twice.
+    const listed = await waitFor('a heartbeat from the restarted beta', async () => {
+      const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
+      return rows.length === 1 && heartbeats();
+    });
+    for (const vmId of vmIds) assert.deepEqual(hostsListing(listed, vmId), ['beta'], `${vmId} is listed by beta only, once`);
+    assert.deepEqual([...(listed.beta ?? [])].sort(), (await capsulsOn('beta')).sort(), 'beta lists exactly the capsuls the ledger placed on it');
+  }));
 
   it('restarting the hub while spokes report deletions loses and doubles no report', withOutput(async () => {
     requireRunning();
@@ -297,9 +369,9 @@ async function startHub(): Promise<Launched> {
 }
 
 /** Starts a spoke and waits for its first heartbeat. */
-async function startSpoke(hostId: HostId): Promise<Launched> {
+async function startSpoke(hostId: HostId, extra: Record<string, string> = {}): Promise<Launched> {
   const startedAt = new Date();
-  const proc = launch(`spoke ${hostId}`, ['spoke'], spokeEnv(hostId));
+  const proc = launch(`spoke ${hostId}`, ['spoke'], spokeEnv(hostId, extra));
   await waitFor(`spoke ${hostId}'s first heartbeat`, async () => {
     if (proc.child.exitCode !== null) throw new Error(`spoke ${hostId} exited with ${proc.child.exitCode}:\n${proc.output()}`);
     const { rows } = await db.pool.query('SELECT 1 FROM host_heartbeats WHERE host_id = $1 AND last_seen >= $2', [hostId, startedAt]);
@@ -446,6 +518,13 @@ function readJournal(dataDir: string): { started: string[]; finished: string[] }
     started: parsed.filter((line) => line.type === 'started').map((line) => line.operation!.id),
     finished: parsed.filter((line) => line.type === 'finished').map((line) => line.operationId!),
   };
+}
+
+/** What the simulated driver saved in a spoke's data dir (it rewrites the file whole, by rename). */
+function simulatedCapsuls(dataDir: string): { vmId: string; state: string; readyAtMs?: number }[] {
+  const file = path.join(dataDir, 'simulated-capsuls.json');
+  if (!existsSync(file)) return [];
+  return (JSON.parse(readFileSync(file, 'utf8')) as { capsuls: { vmId: string; state: string; readyAtMs?: number }[] }).capsuls;
 }
 
 function outboxReports(dataDir: string): Report[] {

@@ -1,8 +1,11 @@
 // The simulated driver under a manual clock: capsuls become running after the provisioning delay with
 // documentation-range addresses, stop and start like real ones, and what must be refused is refused.
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-import { describe, it } from 'node:test';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
 import { DriverError } from '../../src/spoke/driver.ts';
 import { ManualClock } from '../../src/spoke/drivers/manual-clock.ts';
 import { SimulatedDriver, simulatedAnnouncement } from '../../src/spoke/drivers/simulated.ts';
@@ -259,5 +262,167 @@ describe('SimulatedDriver', () => {
     await assert.rejects(driver.create(vmId, { ...spec, sshPublicKeys: [] }), refusal(/1 to 20 SSH public keys/));
     await assert.rejects(driver.create(vmId, { ...spec, memoryMb: 0 }), refusal(/is not between 1 and/));
     assert.deepEqual(await driver.list(), []);
+  });
+});
+
+describe('SimulatedDriver with a state file', () => {
+  const dirs: string[] = [];
+  after(() => {
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /**
+   * A driver on its own state file. `crash()` abandons the driver with its clock, as kill -9 takes the
+   * old process's timers with it, and builds the next one on a new clock that starts at the same time.
+   */
+  function durable(options: { memoryMb?: number } = {}) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'capsul-simulated-'));
+    dirs.push(dir);
+    const stateFile = path.join(dir, 'simulated-capsuls.json');
+    const build = (clock: ManualClock) =>
+      new SimulatedDriver({ clock, provisionMs, stopMs, capacity: { memoryMb: options.memoryMb ?? 8192, vcpus: 4 }, stateFile });
+    const world = {
+      stateFile,
+      clock: new ManualClock(1_700_000_000_000),
+      driver: undefined as unknown as SimulatedDriver,
+      stored: () => JSON.parse(readFileSync(stateFile, 'utf8')) as { capsuls: Record<string, unknown>[] },
+      crash(downMs = 0) {
+        world.clock = new ManualClock(world.clock.now() + downMs);
+        world.driver = build(world.clock);
+        return world.driver;
+      },
+    };
+    world.driver = build(world.clock);
+    return world;
+  }
+
+  it('starts empty when the state file is not there yet, and writes none until something changes', async () => {
+    const { driver, stateFile } = durable();
+    assert.deepEqual(await driver.list(), []);
+    assert.equal(existsSync(stateFile), false);
+  });
+
+  it('keeps running capsuls, their addresses and host keys over a reload', async () => {
+    const world = durable();
+    await world.driver.create(vmId, spec);
+    await world.driver.create(otherVmId, spec);
+    world.clock.advance(provisionMs);
+    const before = [await world.driver.inspect(vmId), await world.driver.inspect(otherVmId)];
+    assert.equal(before[0]?.state, 'running');
+
+    const reloaded = world.crash();
+    assert.deepEqual([await reloaded.inspect(vmId), await reloaded.inspect(otherVmId)], before);
+    assert.deepEqual(await reloaded.list(), [{ vmId, state: 'running' }, { vmId: otherVmId, state: 'running' }]);
+    assert.equal(world.clock.pendingTimers, 0, 'nothing under way, nothing re-armed');
+  });
+
+  it('runs a capsul still provisioning at the crash at its original ready time after a reload', async () => {
+    const world = durable();
+    const createdAt = world.clock.now();
+    await world.driver.create(vmId, spec);
+    world.clock.advance(provisionMs / 4);
+    assert.equal(world.stored().capsuls[0]!.readyAtMs, createdAt + provisionMs, 'the absolute time it will be ready');
+
+    const reloaded = world.crash(provisionMs / 4);
+    assert.equal((await reloaded.inspect(vmId))?.state, 'stopped', 'still provisioning after the reload');
+    world.clock.advance(provisionMs / 2 - 1);
+    assert.equal((await reloaded.inspect(vmId))?.state, 'stopped', 'not a moment early');
+    world.clock.advance(1);
+    assert.equal(world.clock.now(), createdAt + provisionMs);
+    const info = await reloaded.inspect(vmId);
+    assert.equal(info?.state, 'running');
+    assert.ok(info.ipv4?.startsWith('192.0.2.'), `ipv4 ${info.ipv4}`);
+    assert.equal(world.stored().capsuls[0]!.state, 'running', 'the timed transition is saved too');
+    assert.equal(world.stored().capsuls[0]!.readyAtMs, undefined);
+  });
+
+  it('applies a transition that fell due while no driver was running at once on reload', async () => {
+    const world = durable();
+    await world.driver.create(vmId, spec);
+    await world.driver.create(otherVmId, spec);
+    world.clock.advance(provisionMs);
+    await world.driver.stop(otherVmId); // a clean shutdown under way
+    await world.driver.create(nthVmId(3), spec);
+    const reloaded = world.crash(provisionMs + stopMs);
+    assert.deepEqual(await reloaded.list(), [
+      { vmId: nthVmId(3), state: 'running' },
+      { vmId, state: 'running' },
+      { vmId: otherVmId, state: 'stopped' },
+    ]);
+    assert.equal(world.clock.pendingTimers, 0);
+    assert.deepEqual(world.stored().capsuls.map((capsul) => capsul.state), ['running', 'running', 'stopped'], 'and saved');
+  });
+
+  it('re-arms a pending clean shutdown with the delay that was left', async () => {
+    const world = durable();
+    await world.driver.create(vmId, spec);
+    world.clock.advance(provisionMs);
+    await world.driver.stop(vmId);
+    world.clock.advance(stopMs / 4);
+    const reloaded = world.crash(stopMs / 4);
+    world.clock.advance(stopMs / 2 - 1);
+    assert.equal((await reloaded.inspect(vmId))?.state, 'running');
+    world.clock.advance(1);
+    assert.equal((await reloaded.inspect(vmId))?.state, 'stopped');
+  });
+
+  it('keeps deleted capsuls deleted, and force-stopped, started and crashed ones as they were', async () => {
+    const world = durable();
+    await world.driver.create(vmId, spec);
+    await world.driver.create(otherVmId, spec);
+    await world.driver.create(nthVmId(3), spec);
+    world.clock.advance(provisionMs);
+    await world.driver.delete(vmId);
+    await world.driver.forceStop(otherVmId);
+    world.driver.crash(nthVmId(3));
+    const reloaded = world.crash();
+    assert.equal(await reloaded.inspect(vmId), null);
+    assert.deepEqual(await reloaded.list(), [{ vmId: nthVmId(3), state: 'crashed' }, { vmId: otherVmId, state: 'stopped' }]);
+    await reloaded.start(otherVmId);
+    assert.deepEqual(await world.crash().list(), [{ vmId: nthVmId(3), state: 'crashed' }, { vmId: otherVmId, state: 'running' }]);
+  });
+
+  it('keeps a capsul deleted while provisioning deleted, with no timer left to revive it', async () => {
+    const world = durable();
+    await world.driver.create(vmId, spec);
+    await world.driver.delete(vmId);
+    const reloaded = world.crash();
+    world.clock.advance(provisionMs);
+    assert.deepEqual(await reloaded.list(), []);
+    assert.equal(world.clock.pendingTimers, 0);
+  });
+
+  it('keeps addresses unique across a reload, reusing only a deleted capsul’s', async () => {
+    const world = durable({ memoryMb: 64 * 1024 });
+    for (let n = 0; n < 5; n++) await world.driver.create(nthVmId(n), spec);
+    await world.driver.delete(nthVmId(1));
+    world.clock.advance(provisionMs);
+    const reloaded = world.crash();
+    for (let n = 5; n < 8; n++) await reloaded.create(nthVmId(n), spec);
+    world.clock.advance(provisionMs);
+    const ids = [0, 2, 3, 4, 5, 6, 7].map(nthVmId);
+    const infos = await Promise.all(ids.map((id) => reloaded.inspect(id)));
+    const ipv4s = infos.map((info) => info?.ipv4);
+    const ipv6s = infos.map((info) => info?.ipv6);
+    assert.equal(new Set(ipv4s).size, ids.length, `unique IPv4s: ${ipv4s.join(' ')}`);
+    assert.equal(new Set(ipv6s).size, ids.length, `unique IPv6s: ${ipv6s.join(' ')}`);
+    assert.deepEqual(ipv4s, ['192.0.2.2', '192.0.2.4', '192.0.2.5', '192.0.2.6', '192.0.2.3', '192.0.2.7', '192.0.2.8']);
+    await assert.rejects(reloaded.create(nthVmId(0), spec), refusal(/already exists/));
+  });
+
+  it('counts reloaded capsuls’ memory as used', async () => {
+    const world = durable({ memoryMb: 2048 });
+    await world.driver.create(vmId, spec);
+    await world.driver.create(otherVmId, spec);
+    await assert.rejects(world.crash().create(nthVmId(3), spec), refusal(/not enough memory/));
+  });
+
+  it('refuses a state file it cannot read, naming it', () => {
+    const { stateFile } = durable();
+    const refusesFile = (error: unknown) => error instanceof DriverError && error.message.includes(stateFile);
+    writeFileSync(stateFile, '{"version":1,"capsuls":[{"vmId":"nonsense"}]}');
+    assert.throws(() => new SimulatedDriver({ clock: new ManualClock(), stateFile }), refusesFile);
+    writeFileSync(stateFile, 'not json');
+    assert.throws(() => new SimulatedDriver({ clock: new ManualClock(), stateFile }), refusesFile);
   });
 });

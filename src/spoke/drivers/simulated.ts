@@ -1,9 +1,13 @@
 // Capsuls kept in memory, for development, demos and tests. They move like real ones: defined at once,
 // running after a provisioning delay, shut down after a short delay; addresses come from the
 // documentation ranges (RFC 5737, RFC 3849) so a simulated capsul can never be mistaken for a real one.
+// Given a state file, they also outlive the process, as a real host's VMs outlive the agent that made them.
 import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { DriverError, type CapsulInfo, type Driver } from '../driver.ts';
-import type { CapsulSpec, HostKeyFingerprint, ObservedState } from '../protocol.ts';
+import { observedStates, type CapsulSpec, type HostKeyFingerprint, type ObservedState } from '../protocol.ts';
+import { writeFileAtomic } from '../files.ts';
 import { checkSpec, checkVmId } from './arguments.ts';
 import { systemTimerClock, type TimerClock } from './manual-clock.ts';
 
@@ -16,6 +20,11 @@ export type SimulatedDriverOptions = {
   capacity?: { memoryMb: number; vcpus: number };
   /** called once, at construction, to announce that nothing here is real */
   log?: (line: string) => void;
+  /**
+   * Where the capsuls are kept between processes: loaded at construction, rewritten atomically after
+   * every change. Without it they live in this process's memory only.
+   */
+  stateFile?: string;
 };
 
 export const simulatedAnnouncement = 'simulated driver: capsuls are not real virtual machines';
@@ -33,8 +42,28 @@ type SimulatedCapsul = {
   addressSlot: number;
   state: ObservedState;
   /** the provisioning or clean shutdown under way, if any */
-  pending: { kind: 'provisioning' | 'shutdown'; timer: unknown } | null;
+  pending: { kind: PendingKind; timer: unknown; dueMs: number } | null;
+  sshHostKeys: HostKeyFingerprint[];
 };
+
+type PendingKind = 'provisioning' | 'shutdown';
+
+/** One capsul in the state file. */
+type StoredCapsul = {
+  vmId: string;
+  spec: CapsulSpec;
+  state: ObservedState;
+  addressSlot: number;
+  ipv4: string;
+  ipv6: string;
+  sshHostKeys: HostKeyFingerprint[];
+  /** when a provisioning under way completes (clock time, ms) */
+  readyAtMs?: number;
+  /** when a clean shutdown under way completes (clock time, ms) */
+  stoppedAtMs?: number;
+};
+
+type StateFileContents = { version: 1; capsuls: StoredCapsul[] };
 
 export class SimulatedDriver implements Driver {
   readonly name = 'simulated';
@@ -43,13 +72,17 @@ export class SimulatedDriver implements Driver {
   private readonly stopMs: number;
   private readonly totalCapacity: { memoryMb: number; vcpus: number };
   private readonly capsuls = new Map<string, SimulatedCapsul>();
+  private readonly stateFile: string | undefined;
+  private stateDirMade = false;
 
   constructor(options: SimulatedDriverOptions = {}) {
     this.clock = options.clock ?? systemTimerClock;
     this.provisionMs = options.provisionMs ?? 2_000;
     this.stopMs = options.stopMs ?? 1_000;
     this.totalCapacity = { ...(options.capacity ?? { memoryMb: 16_384, vcpus: 8 }) };
+    this.stateFile = options.stateFile;
     options.log?.(simulatedAnnouncement);
+    if (this.stateFile) this.load(this.stateFile);
   }
 
   async create(vmId: string, spec: CapsulSpec): Promise<void> {
@@ -64,9 +97,10 @@ export class SimulatedDriver implements Driver {
     }
     const addressSlot = this.freeAddressSlot();
     if (addressSlot === null) throw new DriverError(`no free address for capsul ${vmId}: all ${addressSlots} are in use`);
-    const capsul: SimulatedCapsul = { spec: structuredClone(spec), addressSlot, state: 'stopped', pending: null };
+    const capsul: SimulatedCapsul = { spec: structuredClone(spec), addressSlot, state: 'stopped', pending: null, sshHostKeys: simulatedHostKeys(vmId) };
     this.capsuls.set(vmId, capsul);
-    this.schedule(capsul, 'provisioning', this.provisionMs, 'running');
+    this.schedule(capsul, 'provisioning', this.clock.now() + this.provisionMs, 'running');
+    this.save();
   }
 
   async start(vmId: string): Promise<void> {
@@ -74,6 +108,7 @@ export class SimulatedDriver implements Driver {
     if (capsul.pending?.kind === 'provisioning') return; // it is about to run anyway
     this.cancelPending(capsul);
     capsul.state = 'running';
+    this.save();
   }
 
   async stop(vmId: string): Promise<void> {
@@ -81,15 +116,18 @@ export class SimulatedDriver implements Driver {
     if (capsul.pending?.kind === 'shutdown') return;
     if (capsul.state !== 'running') {
       this.cancelPending(capsul); // a shutdown request during boot: it never comes up
+      this.save();
       return;
     }
-    this.schedule(capsul, 'shutdown', this.stopMs, 'stopped');
+    this.schedule(capsul, 'shutdown', this.clock.now() + this.stopMs, 'stopped');
+    this.save();
   }
 
   async forceStop(vmId: string): Promise<void> {
     const capsul = this.existing(vmId);
     this.cancelPending(capsul);
     capsul.state = 'stopped';
+    this.save();
   }
 
   async delete(vmId: string): Promise<void> {
@@ -98,6 +136,7 @@ export class SimulatedDriver implements Driver {
     if (!capsul) return;
     this.cancelPending(capsul);
     this.capsuls.delete(vmId);
+    this.save();
   }
 
   async list(): Promise<{ vmId: string; state: ObservedState }[]> {
@@ -110,7 +149,7 @@ export class SimulatedDriver implements Driver {
     if (!capsul) return null;
     // As with a real guest: no lease to read and no SSH server to scan unless it runs.
     if (capsul.state !== 'running') return { vmId, state: capsul.state, ipv4: null, ipv6: null, sshHostKeys: [] };
-    return { vmId, state: capsul.state, ...addresses(capsul.addressSlot), sshHostKeys: simulatedHostKeys(vmId) };
+    return { vmId, state: capsul.state, ...addresses(capsul.addressSlot), sshHostKeys: capsul.sshHostKeys.map((key) => ({ ...key })) };
   }
 
   async capacity(): Promise<{ memoryMb: number; vcpus: number }> {
@@ -122,6 +161,7 @@ export class SimulatedDriver implements Driver {
     const capsul = this.existing(vmId);
     this.cancelPending(capsul);
     capsul.state = 'crashed';
+    this.save();
   }
 
   private existing(vmId: string): SimulatedCapsul {
@@ -130,13 +170,15 @@ export class SimulatedDriver implements Driver {
     return capsul;
   }
 
-  private schedule(capsul: SimulatedCapsul, kind: 'provisioning' | 'shutdown', delayMs: number, then: ObservedState): void {
+  /** Moves `capsul` to `then` at clock time `dueMs`; the caller saves. */
+  private schedule(capsul: SimulatedCapsul, kind: PendingKind, dueMs: number, then: ObservedState): void {
     this.cancelPending(capsul);
     const timer = this.clock.setTimeout(() => {
       capsul.pending = null;
       capsul.state = then;
-    }, delayMs);
-    capsul.pending = { kind, timer };
+      this.save();
+    }, Math.max(0, dueMs - this.clock.now()));
+    capsul.pending = { kind, timer, dueMs };
   }
 
   private cancelPending(capsul: SimulatedCapsul): void {
@@ -149,6 +191,83 @@ export class SimulatedDriver implements Driver {
     let usedMb = 0;
     for (const capsul of this.capsuls.values()) usedMb += capsul.spec.memoryMb;
     return usedMb;
+  }
+
+  /** Rewrites the state file, if there is one, with every capsul as it is now. */
+  private save(): void {
+    if (!this.stateFile) return;
+    const capsuls: StoredCapsul[] = [...this.capsuls]
+      .map(([vmId, capsul]): StoredCapsul => ({
+        vmId,
+        spec: capsul.spec,
+        state: capsul.state,
+        addressSlot: capsul.addressSlot,
+        ...addresses(capsul.addressSlot),
+        sshHostKeys: capsul.sshHostKeys,
+        ...(capsul.pending?.kind === 'provisioning' ? { readyAtMs: capsul.pending.dueMs } : {}),
+        ...(capsul.pending?.kind === 'shutdown' ? { stoppedAtMs: capsul.pending.dueMs } : {}),
+      }))
+      .sort(byVmId);
+    const contents: StateFileContents = { version: 1, capsuls };
+    if (!this.stateDirMade) {
+      mkdirSync(path.dirname(this.stateFile), { recursive: true, mode: 0o700 });
+      this.stateDirMade = true;
+    }
+    writeFileAtomic(this.stateFile, `${JSON.stringify(contents, null, 2)}\n`);
+  }
+
+  /** Reads the state file (none yet: no capsuls) and re-arms the transitions under way; those past due happen at once. */
+  private load(file: string): void {
+    if (!existsSync(file)) return;
+    let contents: StateFileContents;
+    try {
+      contents = JSON.parse(readFileSync(file, 'utf8')) as StateFileContents;
+    } catch (error) {
+      throw new DriverError(`cannot read the simulated driver's state file ${file}: ${(error as Error).message}`);
+    }
+    if (contents?.version !== 1 || !Array.isArray(contents.capsuls)) {
+      throw new DriverError(`the simulated driver's state file ${file} is not one it wrote (version 1 with a list of capsuls)`);
+    }
+    const usedSlots = new Set<number>();
+    let changed = false;
+    for (const stored of contents.capsuls) {
+      const where = `the simulated driver's state file ${file}, capsul ${JSON.stringify(stored?.vmId)}`;
+      try {
+        checkVmId(stored.vmId);
+        checkSpec(stored.spec);
+      } catch (error) {
+        throw new DriverError(`${where}: ${(error as Error).message}`);
+      }
+      if (this.capsuls.has(stored.vmId)) throw new DriverError(`${where}: listed twice`);
+      if (!observedStates.includes(stored.state)) throw new DriverError(`${where}: unknown state ${JSON.stringify(stored.state)}`);
+      const slot = stored.addressSlot;
+      if (!Number.isInteger(slot) || slot < 0 || slot >= addressSlots || usedSlots.has(slot)) {
+        throw new DriverError(`${where}: address slot ${JSON.stringify(slot)} is not a free simulated address`);
+      }
+      usedSlots.add(slot);
+      const capsul: SimulatedCapsul = {
+        spec: structuredClone(stored.spec),
+        addressSlot: slot,
+        state: stored.state,
+        pending: null,
+        sshHostKeys: Array.isArray(stored.sshHostKeys) && stored.sshHostKeys.length > 0 ? structuredClone(stored.sshHostKeys) : simulatedHostKeys(stored.vmId),
+      };
+      this.capsuls.set(stored.vmId, capsul);
+      const pending: [PendingKind, unknown, ObservedState] | null =
+        stored.readyAtMs !== undefined ? ['provisioning', stored.readyAtMs, 'running']
+        : stored.stoppedAtMs !== undefined ? ['shutdown', stored.stoppedAtMs, 'stopped']
+        : null;
+      if (!pending) continue;
+      const [kind, dueMs, then] = pending;
+      if (typeof dueMs !== 'number' || !Number.isFinite(dueMs)) throw new DriverError(`${where}: ${kind} ends at ${JSON.stringify(dueMs)}, not a time`);
+      if (dueMs > this.clock.now()) {
+        this.schedule(capsul, kind, dueMs, then);
+      } else {
+        capsul.state = then; // it was due while no process was watching: it happened meanwhile
+        changed = true;
+      }
+    }
+    if (changed) this.save();
   }
 
   private freeAddressSlot(): number | null {

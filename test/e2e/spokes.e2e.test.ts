@@ -71,6 +71,20 @@ process.once('exit', () => {
   for (const proc of launched) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
 });
 
+
+/** Each capsul runs on `host` with an IPv4, placed, created and provisioned exactly once, never failed. */
+async function assertCreatedOnce(vmIds: string[], host: string): Promise<void> {
+  const facts = await waitFor(`the ${vmIds.length} capsuls running with an IPv4`, async () => {
+    const rows = await capsulFacts(vmIds);
+    return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
+  });
+  for (const row of facts) {
+    assert.equal(row.host, host);
+    assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
+  }
+  assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]), Array(vmIds.length).fill([true, 'running']));
+}
+
 describe('hub and two spokes as separate processes', () => {
   it('spreads 20 capsuls by capacity over two hosts; each is placed and created once and runs with an IPv4', withOutput(async () => {
     const vmIds = await createCapsuls('spread@example.org', 20);
@@ -162,15 +176,7 @@ describe('hub and two spokes as separate processes', () => {
     const restartedAt = new Date();
     spokes.beta = await startSpoke('beta');
 
-    const facts = await waitFor('the three capsuls running with an IPv4', async () => {
-      const rows = await capsulFacts(vmIds);
-      return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
-    });
-    for (const row of facts) {
-      assert.equal(row.host, 'beta');
-      assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
-    }
-    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]), Array(3).fill([true, 'running']));
+    await assertCreatedOnce(vmIds, 'beta');
 
     // Ran once: the journal, which both beta processes share, started each operation once and never
     // again after the restart, although the hub delivered them again.
@@ -233,15 +239,7 @@ describe('hub and two spokes as separate processes', () => {
     spokes.beta = await startSpoke('beta');
     const restarted = spokes.beta;
 
-    const facts = await waitFor('the three capsuls running with an IPv4', async () => {
-      const rows = await capsulFacts(vmIds);
-      return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
-    });
-    for (const row of facts) {
-      assert.equal(row.host, 'beta');
-      assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
-    }
-    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]), Array(3).fill([true, 'running']));
+    await assertCreatedOnce(vmIds, 'beta');
 
     // Run once: started once in the journal, handed to the driver once, and watched to its end after the restart.
     const journal = readJournal(dataDirs.beta);

@@ -34,7 +34,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
 
   const cache = createStreamCache();
   const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
-  await app.register(spokeApi, { prefix: spokeApiPrefix, pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
+  // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
+  await app.register(spokeApi, { prefix: spokeApiPrefix, logLevel: 'warn', pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
 
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;

@@ -172,9 +172,10 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'rebuild the projection tables from the events (--verify: compare only)',
     usage: `capsul rebuild-projections [--verify]
 
-  Makes accounts, payments and vms equal to a replay of every event, in one transaction, rewriting only
-  the rows that differ; readers keep reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes
-  nothing, and exits 1 when they differ.`,
+  Makes the projection tables (accounts, payments, vms, hosts, operations, drift) equal to a replay of
+  every event, in one transaction, rewriting only the rows that differ; readers keep reading and
+  appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
+  exits 1 when they differ, naming how many rows differ per table.`,
     options: { verify: { type: 'boolean' } },
     async run(ctx, v) {
       const { pool } = await ctx.connect();

@@ -5,7 +5,7 @@ import { effectiveAt } from '../domain/events.ts';
 import { MemoryTables } from './memory.ts';
 import { countEvents, readAllEvents } from './read.ts';
 import { enableProjectorSQL } from './sql.ts';
-import { projectionTables, tableNames, type Row, type TableName } from './tables.ts';
+import { tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
 const insertChunkRows = 5000;
@@ -60,13 +60,16 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
     const rows = {} as Record<TableName, number>;
     const changed = {} as Record<TableName, number>;
     for (const table of tableNames) {
-      const keyMatch = projectionTables[table].key.map((k) => `${table}.${k} = gone.${k}`).join(' AND ');
-      const removed = await client.query(
-        `DELETE FROM ${table} USING (TABLE ${table} EXCEPT ALL TABLE rebuilt_${table}) gone WHERE ${keyMatch}`,
+      // Every projection is keyed by id: a row whose replay differs is deleted and inserted again.
+      await client.query(
+        `DELETE FROM ${table} USING rebuilt_${table} r WHERE r.id = ${table}.id AND ROW(${table}.*) IS DISTINCT FROM ROW(r.*)`,
       );
-      const added = await client.query(`INSERT INTO ${table} TABLE rebuilt_${table} EXCEPT ALL TABLE ${table}`);
+      const gone = await client.query(`DELETE FROM ${table} WHERE NOT EXISTS (SELECT 1 FROM rebuilt_${table} r WHERE r.id = ${table}.id)`);
+      const added = await client.query(
+        `INSERT INTO ${table} SELECT r.* FROM rebuilt_${table} r WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.id = r.id)`,
+      );
       rows[table] = memory.rows(table).length;
-      changed[table] = Math.max(removed.rowCount ?? 0, added.rowCount ?? 0);
+      changed[table] = (gone.rowCount ?? 0) + (added.rowCount ?? 0);
     }
     await client.query('COMMIT');
     return { rows, changed };
@@ -80,7 +83,7 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
 
 /**
  * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
- * Returns, per table, how many rows differ (in either direction).
+ * Returns, per table, how many rows (by id) differ, are missing or are extra.
  */
 export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress } = {}) {
   const client = await pool.connect();
@@ -90,8 +93,8 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
     const differences = {} as Record<TableName, number>;
     for (const table of tableNames) {
       const { rows } = await client.query(
-        `SELECT (SELECT count(*) FROM (TABLE public.${table} EXCEPT ALL TABLE rebuilt_${table}) a)::int
-              + (SELECT count(*) FROM (TABLE rebuilt_${table} EXCEPT ALL TABLE public.${table}) b)::int AS n`,
+        `SELECT count(*)::int AS n FROM public.${table} l FULL JOIN rebuilt_${table} r ON r.id = l.id
+         WHERE l.id IS NULL OR r.id IS NULL OR ROW(l.*) IS DISTINCT FROM ROW(r.*)`,
       );
       differences[table] = rows[0].n;
     }

@@ -12,6 +12,8 @@ export type Config = {
   baseUrl: string;
   /** hub: the hub alone (production); spoke: a host agent alone; both: hub + simulated spoke (development) */
   mode: Mode;
+  /** shown on the support page */
+  supportEmail: string;
 };
 
 export class ConfigError extends Error {}
@@ -31,7 +33,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!['hub', 'spoke', 'both'].includes(mode)) throw new ConfigError(`CAPSUL_MODE must be hub, spoke or both, not "${env.CAPSUL_MODE}"`);
   const baseUrl = (env.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(baseUrl)) throw new ConfigError(`BASE_URL must be an http(s) URL, not "${baseUrl}"`);
-  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode };
+    const supportEmail = env.SUPPORT_EMAIL?.trim() || `support@${new URL(baseUrl).hostname}`;
+  if (!/^[^\s@<>"]+@[^\s@<>"]+$/.test(supportEmail)) throw new ConfigError(`SUPPORT_EMAIL must be an email address, not "${supportEmail}"`);
+  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail };
 }
 
 function parsePort(text: string): number {

@@ -54,6 +54,7 @@ export async function serve(io: CliIo): Promise<number> {
     pool,
     logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
     afterReports: () => reactions.poke(),
+    supportEmail: config.supportEmail,
   });
   try {
     await hub.listen({ port: config.port, host: config.host });

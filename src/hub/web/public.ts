@@ -1,0 +1,34 @@
+// The public pages (no login): the start page with the price table, pricing, FAQ, support, and the
+// one stylesheet. Server-rendered with Eta, no JavaScript, nothing loaded from other sites.
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
+
+const stylesheet = readFileSync(new URL('./static/capsul.css', import.meta.url));
+
+export type PublicPagesDeps = { pool: pg.Pool; supportEmail: string };
+
+type SizeRow = { id: string; dollarsPerMonth: string; vcpus: number; memory: string; bandwidthGb: number };
+
+export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): Promise<void> {
+  const catalogue = async () => {
+    const sizes = await deps.pool.query(
+      `SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month`,
+    );
+    const images = await deps.pool.query('SELECT description FROM os_images WHERE NOT deprecated ORDER BY description');
+    return {
+      sizes: sizes.rows.map((row): SizeRow => ({
+        id: row.id, dollarsPerMonth: row.price, vcpus: row.vcpus,
+        memory: row.memory_mb >= 1024 ? `${row.memory_mb / 1024} GiB` : `${row.memory_mb} MiB`, bandwidthGb: row.bandwidth_gb_per_month,
+      })),
+      images: images.rows.map((row) => row.description as string),
+    };
+  };
+
+  app.get('/', async (_request, reply) => reply.view('index.eta', await catalogue()));
+  app.get('/pricing', async (_request, reply) => reply.view('pricing.eta', await catalogue()));
+  app.get('/faq', async (_request, reply) => reply.view('faq.eta', {}));
+  app.get('/support', async (_request, reply) => reply.view('support.eta', { supportEmail: deps.supportEmail }));
+  app.get('/static/capsul.css', async (_request, reply) =>
+    reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(stylesheet));
+}

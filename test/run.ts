@@ -4,7 +4,7 @@
 // Usage: node --import tsx test/run.ts [unit|int|e2e] [file filter]
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -45,7 +45,6 @@ if (needsDatabase) {
     console.error(`tests: using the PostgreSQL server of DATABASE_URL (databases ${runId}_*)`);
   } else {
     const tempDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-test-'));
-    chmodSync(tempDir, 0o755); // as root, the server runs as the postgres user, which must enter it
     const dataDir = path.join(tempDir, 'pg');
     const started = Date.now();
     const db = await startEmbedded({ dataDir, ephemeral: true });

@@ -148,8 +148,8 @@ export const commands: Record<string, CommandSpec> = {
     async run(ctx, v) {
       const chosen = ['payment', 'vm', 'email', 'all'].filter((k) => v[k] !== undefined);
       if (chosen.length !== 1) throw new UsageError('choose one of --payment <id>, --vm <id>, --email <email> or --all');
-      const { pool } = await ctx.connect();
-      const filter = await historyFilter(pool, v);
+      const { pool, ledger } = await ctx.connect();
+      const filter = await historyFilter({ pool, ledger }, v);
       for await (const batch of readAllEvents(pool, { batchSize: 1000, ...filter })) {
         for (const stored of batch) ctx.out(v.json ? JSON.stringify(historyJson(stored)) : historyLine(stored));
       }
@@ -323,7 +323,7 @@ function paymentCorrection(spec: {
   };
 }
 
-async function historyFilter(pool: import('pg').Pool, v: Record<string, unknown>): Promise<{ where?: string; params?: unknown[] }> {
+async function historyFilter({ pool, ledger }: { pool: import('pg').Pool; ledger: Ledger }, v: Record<string, unknown>): Promise<{ where?: string; params?: unknown[] }> {
   if (v.all) return {};
   if (v.payment !== undefined) {
     const paymentId = parseId(str(v.payment), 'payment');
@@ -341,10 +341,10 @@ async function historyFilter(pool: import('pg').Pool, v: Record<string, unknown>
     };
   }
   const email = canonicalEmail(str(v.email)!);
-  const { rows } = await pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
-  if (!rows[0]) throw new CliError(`there is no account for ${email}`);
-  const vms = await pool.query('SELECT id FROM vms WHERE account_id = $1', [rows[0].id]);
-  return { where: `stream_id = ANY($3::text[])`, params: [[accountStream(rows[0].id), ...vms.rows.map((r) => vmStream(r.id))]] };
+  const accountId = await ledger.accountIdFor(email);
+  if (!accountId) throw new CliError(`there is no account for ${email}`);
+  const vms = await pool.query('SELECT id FROM vms WHERE account_id = $1', [accountId]);
+  return { where: `stream_id = ANY($3::text[])`, params: [[accountStream(accountId), ...vms.rows.map((r) => vmStream(r.id))]] };
 }
 
 function historyJson(stored: StoredEvent) {

@@ -73,7 +73,8 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
 
 type Loaded<S> = { version: bigint; state: S };
 
-async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
+/** A stream's events folded with the decider's `evolve`, and the stream's version. */
+export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
   const stream = await loadStream(pool, streamId);
   const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
   return { version: stream.version, state };

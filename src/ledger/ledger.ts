@@ -4,13 +4,12 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { accountDecider } from '../domain/account/decider.ts';
 import { accountStream, type Provider } from '../domain/account/events.ts';
-import { balanceCentsAt, evolveAccount, initialAccount } from '../domain/account/state.ts';
+import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
-import { loadStream } from '../projections/read.ts';
 import { createStreamCache, LruMap } from './cache.ts';
-import { handleCommand, type Cause, type CommandDeps } from './handle.ts';
+import { handleCommand, load, type Cause, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 
 export type LedgerDeps = { pool: pg.Pool; now?: () => Date };
@@ -79,22 +78,21 @@ export class Ledger {
     }
   }
 
-  async invalidatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
-    const accountId = await this.accountOfPayment(paymentId);
-    const now = this.now();
-    const { events } = await handleCommand(
-      this.deps, accountStream(accountId), accountDecider,
-      { type: 'InvalidatePayment', data: { paymentId, reason }, metadata: { now } }, { ...cause, reason },
-    );
-    return { changed: events.length > 0 };
+  invalidatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+    return this.correctPayment('InvalidatePayment', paymentId, reason, cause);
   }
 
-  async reinstatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+  reinstatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+    return this.correctPayment('ReinstatePayment', paymentId, reason, cause);
+  }
+
+  private async correctPayment(
+    type: 'InvalidatePayment' | 'ReinstatePayment', paymentId: number, reason: string, cause: Cause,
+  ): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(paymentId);
-    const now = this.now();
     const { events } = await handleCommand(
       this.deps, accountStream(accountId), accountDecider,
-      { type: 'ReinstatePayment', data: { paymentId, reason }, metadata: { now } }, { ...cause, reason },
+      { type, data: { paymentId, reason }, metadata: { now: this.now() } }, { ...cause, reason },
     );
     return { changed: events.length > 0 };
   }
@@ -139,8 +137,7 @@ export class Ledger {
     const email = canonicalEmail(emailText);
     const accountId = await this.accountIdFor(email);
     if (!accountId) throw notFound(`there is no account for ${email}`);
-    const { events } = await loadStream(this.deps.pool, accountStream(accountId));
-    const state = events.reduce((s, stored) => evolveAccount(s, stored.event as never), initialAccount());
+    const { state } = await load(this.deps.pool, accountStream(accountId), accountDecider);
     return balanceCentsAt(state, at.getTime());
   }
 

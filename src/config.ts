@@ -1,5 +1,6 @@
 // Configuration from the environment (and an optional `.env`), validated once at start.
 import { existsSync } from 'node:fs';
+import { canonicalEmail } from './domain/shared/email.ts';
 
 export type Mode = 'hub' | 'spoke' | 'both';
 
@@ -14,7 +15,18 @@ export type Config = {
   mode: Mode;
   /** shown on the support page */
   supportEmail: string;
+  /** signs session and CSRF cookies; unset → a random key kept in `dataDir/secret-key` (refused when BASE_URL is https) */
+  secretKey: string | undefined;
+  /** canonical emails of the operators who may use /admin */
+  adminEmails: string[];
+  /** unset → no SMTP: each message is written to `dataDir/outbox/` as an .eml file */
+  mail: MailConfig | undefined;
+  mailFrom: string;
+  /** fastify's trustProxy: false, true, or a list of proxy addresses/CIDRs whose X-Forwarded-For is believed */
+  trustProxy: boolean | string;
 };
+
+export type MailConfig = { host: string; port: number; secure: boolean; user: string | undefined; password: string | undefined };
 
 export class ConfigError extends Error {}
 
@@ -33,15 +45,50 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!['hub', 'spoke', 'both'].includes(mode)) throw new ConfigError(`CAPSUL_MODE must be hub, spoke or both, not "${env.CAPSUL_MODE}"`);
   const baseUrl = (env.BASE_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
   if (!/^https?:\/\/[^/]+/.test(baseUrl)) throw new ConfigError(`BASE_URL must be an http(s) URL, not "${baseUrl}"`);
-    const supportEmail = env.SUPPORT_EMAIL?.trim() || `support@${new URL(baseUrl).hostname}`;
+  const supportEmail = env.SUPPORT_EMAIL?.trim() || `support@${new URL(baseUrl).hostname}`;
   if (!/^[^\s@<>"]+@[^\s@<>"]+$/.test(supportEmail)) throw new ConfigError(`SUPPORT_EMAIL must be an email address, not "${supportEmail}"`);
-  return { databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail };
+  const secretKey = env.SECRET_KEY?.trim() || undefined;
+  if (secretKey !== undefined && secretKey.length < 32) throw new ConfigError('SECRET_KEY must be at least 32 characters (e.g. openssl rand -hex 32)');
+  if (secretKey === undefined && baseUrl.startsWith('https:') && mode !== 'spoke') {
+    throw new ConfigError('SECRET_KEY is required when BASE_URL is https (a production hub): set it to a long random text, e.g. openssl rand -hex 32');
+  }
+  const adminEmails = (env.ADMIN_EMAILS ?? '').split(',').map((email) => email.trim()).filter(Boolean).map((email) => {
+    try {
+      return canonicalEmail(email);
+    } catch {
+      throw new ConfigError(`ADMIN_EMAILS must be a comma-separated list of email addresses; "${email}" is not one`);
+    }
+  });
+  const mailFrom = env.MAIL_DEFAULT_SENDER?.trim() || `capsul <no-reply@${new URL(baseUrl).hostname}>`;
+  return {
+    databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail,
+    secretKey, adminEmails, mail: readMailConfig(env), mailFrom, trustProxy: readTrustProxy(env.TRUST_PROXY),
+  };
 }
 
-function parsePort(text: string): number {
+function readTrustProxy(text: string | undefined): boolean | string {
+  const value = text?.trim() ?? '';
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (!/^[0-9a-fA-F.:/, ]+$|^(loopback|linklocal|uniquelocal)(,\s*(loopback|linklocal|uniquelocal))*$/.test(value)) {
+    throw new ConfigError(`TRUST_PROXY must be true, false, loopback or a comma-separated list of proxy addresses, not "${value}"`);
+  }
+  return value;
+}
+
+function readMailConfig(env: NodeJS.ProcessEnv): MailConfig | undefined {
+  const host = env.MAIL_SERVER?.trim();
+  if (!host) return undefined;
+  const useTls = (env.MAIL_USE_TLS ?? 'starttls').trim().toLowerCase();
+  if (!['starttls', 'tls', 'none'].includes(useTls)) throw new ConfigError(`MAIL_USE_TLS must be starttls, tls or none, not "${env.MAIL_USE_TLS}"`);
+  const port = env.MAIL_PORT ? parsePort(env.MAIL_PORT, 'MAIL_PORT') : useTls === 'tls' ? 465 : 587;
+  return { host, port, secure: useTls === 'tls', user: env.MAIL_USERNAME?.trim() || undefined, password: env.MAIL_PASSWORD || undefined };
+}
+
+function parsePort(text: string, name = 'PORT'): number {
   const port = Number(text);
   if (!/^\d+$/.test(text) || port < 1 || port > 65535) {
-    throw new ConfigError(`PORT must be a number from 1 to 65535, not "${text}"`);
+    throw new ConfigError(`${name} must be a number from 1 to 65535, not "${text}"`);
   }
   return port;
 }

@@ -2,6 +2,7 @@
 // migrations, the HTTP app and the reactions), `spoke` (a host agent alone, see src/spoke/main.ts), or
 // `both` (the default for development: the hub plus an in-process spoke with the simulated driver on
 // a host it registers for itself).
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
@@ -13,6 +14,7 @@ import { buildHub } from './hub/app.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
 import { createStreamCache } from './ledger/cache.ts';
 import { Hosts } from './ledger/hosts.ts';
+import { createMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
 
@@ -54,7 +56,16 @@ export async function serve(io: CliIo): Promise<number> {
     pool,
     logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
     afterReports: () => reactions.poke(),
+    afterCommands: () => reactions.poke(),
     supportEmail: config.supportEmail,
+    baseUrl: config.baseUrl,
+    secretKey: config.secretKey ?? (await developmentSecretKey(config)),
+    adminEmails: config.adminEmails,
+    mailer: createMailer({
+      from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => say(line),
+    }),
+    announce: (line) => say(line),
+    trustProxy: config.trustProxy,
   });
   try {
     await hub.listen({ port: config.port, host: config.host });
@@ -126,6 +137,17 @@ async function localHostToken(pool: pg.Pool, config: Config, say: (line: string)
   await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
   await chmod(tokenFile, 0o600);
   return token;
+}
+
+/** Without SECRET_KEY (development only: config refuses it for https): a random key kept in the data dir. */
+async function developmentSecretKey(config: Config): Promise<string> {
+  const file = path.join(config.dataDir, 'secret-key');
+  const saved = await readFile(file, 'utf8').then((text) => text.trim()).catch(() => '');
+  if (saved.length >= 32) return saved;
+  const key = randomBytes(32).toString('hex');
+  await mkdir(config.dataDir, { recursive: true });
+  await writeFile(file, `${key}\n`, { mode: 0o600 });
+  return key;
 }
 
 /** The same line again and again (a capsul waiting for a host) is said once. */

@@ -1,0 +1,137 @@
+// Logging in by email: the form sends a one-time link; opening the link shows a page whose button
+// logs in (a GET never consumes the token, so mail scanners that follow links cannot burn it).
+// Tokens have 256 random bits, are stored only as SHA-256, work once, expire after 20 minutes, and
+// a login voids every other open token of that email.
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { canonicalEmail } from '../../domain/shared/email.ts';
+import { DomainError } from '../../domain/shared/errors.ts';
+import type { Mailer } from '../../mail/mailer.ts';
+import { endSession, safeReturnPath, sha256, startSession, type SessionDeps } from './session.ts';
+
+export const loginTokenLifetimeMs = 20 * 60_000;
+/** Login links one email may be sent per hour, and one IP may ask for per hour. */
+export const loginLinksPerEmailPerHour = 5;
+export const loginLinksPerIpPerHour = 30;
+
+export type AuthDeps = SessionDeps & {
+  baseUrl: string;
+  mailer: Mailer;
+  /** development: the link is also printed here (no SMTP configured) */
+  announce?: (line: string) => void;
+};
+
+type LoginBody = { email?: unknown; next?: unknown };
+
+export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<void> {
+  // A flood guard per IP in front of the auth forms; the hourly limits below are kept in the database.
+  const flood = { rateLimit: { max: 20, timeWindow: 60_000 } };
+
+  app.get<{ Querystring: { next?: string } }>('/auth/login', async (request, reply) => {
+    if (request.customer) return reply.redirect(safeReturnPath(request.query.next), 303);
+    return reply.view('login.eta', { email: '', next: safeReturnPath(request.query.next), error: null });
+  });
+
+  app.post<{ Body: LoginBody }>('/auth/login', { config: flood }, async (request, reply) => {
+    const next = safeReturnPath(request.body?.next);
+    const typed = typeof request.body?.email === 'string' ? request.body.email.slice(0, 300) : '';
+    let email: string;
+    try {
+      email = canonicalEmail(typed);
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      return reply.code(400).view('login.eta', { email: typed, next, error: 'That is not an email address: check it and try again.' });
+    }
+    const now = deps.now();
+    const hourAgo = new Date(now.getTime() - 3600_000).toISOString();
+    const { rows } = await deps.pool.query(
+      `SELECT count(*) FILTER (WHERE email = $1)::int AS by_email, count(*) FILTER (WHERE requested_by = $2)::int AS by_ip
+       FROM login_tokens WHERE created > $3 AND (email = $1 OR requested_by = $2)`,
+      [email, request.ip, hourAgo],
+    );
+    if (rows[0].by_email >= loginLinksPerEmailPerHour || rows[0].by_ip >= loginLinksPerIpPerHour) {
+      request.log.info({ byEmail: rows[0].by_email, byIp: rows[0].by_ip }, 'login link refused: hourly limit');
+      return reply.code(429).view('login.eta', {
+        email: typed, next,
+        error: 'Too many login links were asked for in the last hour. Use the newest link you received, or try again later.',
+      });
+    }
+    const token = randomBytes(32).toString('base64url');
+    await deps.pool.query(
+      `INSERT INTO login_tokens (token_hash, email, created, expires, return_to, requested_by) VALUES ($1, $2, $3, $4, $5, $6)`,
+      [sha256(token), email, now.toISOString(), new Date(now.getTime() + loginTokenLifetimeMs).toISOString(), next, request.ip],
+    );
+    const link = `${deps.baseUrl}/auth/magic/${token}`;
+    await deps.mailer.send({
+      to: email,
+      subject: 'Your capsul login link',
+      text: [
+        'Hello,',
+        '',
+        `Someone (hopefully you) asked to log in to capsul as ${email}.`,
+        'Open this link within 20 minutes and press the button to log in:',
+        '',
+        link,
+        '',
+        'The link works once. If you did not ask for it, ignore this email: nothing happens without the button.',
+        '',
+      ].join('\n'),
+    });
+    if (deps.mailer.outboxDir !== null) deps.announce?.(`login link for ${email}: ${link}`);
+    return reply.view('login-sent.eta', { email });
+  });
+
+  app.get<{ Params: { token: string } }>('/auth/magic/:token', async (request, reply) => {
+    const row = await openToken(request.params.token);
+    if (!row) return expired(reply);
+    return reply.header('referrer-policy', 'no-referrer').view('magic.eta', { email: row.email, token: request.params.token });
+  });
+
+  app.post<{ Params: { token: string } }>('/auth/magic/:token', { config: flood }, async (request, reply) => {
+    const now = deps.now().toISOString();
+    const client = await deps.pool.connect();
+    let used: { email: string; return_to: string | null } | undefined;
+    try {
+      await client.query('BEGIN');
+      // Consumed once: a second press (or a second tab) finds it used.
+      ({ rows: [used] } = await client.query<{ email: string; return_to: string | null }>(
+        `UPDATE login_tokens SET used = $2 WHERE token_hash = $1 AND used IS NULL AND expires > $2 RETURNING email, return_to`,
+        [sha256(request.params.token), now],
+      ));
+      if (used) await client.query('UPDATE login_tokens SET used = $2 WHERE email = $1 AND used IS NULL', [used.email, now]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+    if (!used) return expired(reply);
+    await endSession(request, reply, deps);
+    await startSession(reply, deps, used.email);
+    request.log.info('logged in');
+    return reply.redirect(safeReturnPath(used.return_to), 303);
+  });
+
+  app.post('/auth/logout', async (request, reply) => {
+    await endSession(request, reply, deps);
+    return reply.redirect('/', 303);
+  });
+
+  async function openToken(token: string): Promise<{ email: string } | null> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return null;
+    const { rows } = await deps.pool.query(
+      'SELECT email FROM login_tokens WHERE token_hash = $1 AND used IS NULL AND expires > $2',
+      [sha256(token), deps.now().toISOString()],
+    );
+    return rows[0] ?? null;
+  }
+}
+
+function expired(reply: FastifyReply) {
+  return reply.code(410).view('error.eta', {
+    title: 'This login link no longer works',
+    message: 'Login links work once and only for 20 minutes, and a login voids older links. Ask for a new one on the login page.',
+    action: { href: '/auth/login', label: 'Log in' },
+  });
+}

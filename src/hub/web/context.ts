@@ -1,0 +1,16 @@
+// What the customer and admin pages share: the database (projections for reading), the ledger for
+// commands, the hosts, the clock, and the nudge that runs the reactions after a command.
+import type pg from 'pg';
+import type { Hosts } from '../../ledger/hosts.ts';
+import type { Ledger } from '../../ledger/ledger.ts';
+
+export type WebContext = {
+  pool: pg.Pool;
+  ledger: Ledger;
+  hosts: Hosts;
+  now: () => Date;
+  /** the site's public address, no trailing slash */
+  baseUrl: string;
+  /** call after a command that the reactions act on (a capsul requested or deleted) */
+  afterCommands: () => void;
+};

@@ -1,0 +1,144 @@
+// The web app's cross-cutting layer, installed on the hub's root: form bodies, signed cookies, a
+// CSRF token checked on every POST, the logged-in customer read from the session cookie, and what
+// every page's template gets (`it.customer`, `it.csrf()`).
+import { createHash, randomBytes } from 'node:crypto';
+import cookie from '@fastify/cookie';
+import csrf from '@fastify/csrf-protection';
+import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type pg from 'pg';
+
+export type Customer = { email: string; isAdmin: boolean };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** the logged-in customer, or null */
+    customer: Customer | null;
+  }
+  interface FastifyReply {
+    /** the CSRF token for this page's forms (one per response; sets the CSRF cookie when needed) */
+    csrfToken(): string;
+    /** merged into every template's data by @fastify/view */
+    locals: Record<string, unknown>;
+  }
+}
+
+export type SessionDeps = {
+  pool: pg.Pool;
+  secretKey: string;
+  adminEmails: readonly string[];
+  /** Secure cookies: BASE_URL is https */
+  secureCookies: boolean;
+  now: () => Date;
+  /** URL prefixes whose POSTs carry no CSRF token (the spoke API, provider webhooks): they authenticate otherwise */
+  csrfExempt: readonly string[];
+};
+
+export const sessionCookie = 'capsul_session';
+const csrfCookie = 'capsul_csrf';
+/** A session ends after this long unused, and after `sessionMaxMs` whatever happens. */
+export const sessionIdleMs = 14 * 24 * 3600_000;
+export const sessionMaxMs = 90 * 24 * 3600_000;
+/** last_seen is written at most this often per session. */
+const touchEveryMs = 3600_000;
+
+export const sha256 = (text: string) => createHash('sha256').update(text).digest();
+
+const csrfTokenKey = Symbol('csrfToken');
+
+export async function installSessions(app: FastifyInstance, deps: SessionDeps): Promise<void> {
+  const cookieOptions = { path: '/', httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies };
+  await app.register(formbody);
+  await app.register(cookie, { secret: deps.secretKey, hook: 'onRequest' });
+  await app.register(csrf, { cookieKey: csrfCookie, cookieOpts: { ...cookieOptions, signed: true } });
+  await app.register(rateLimit, { global: false });
+
+  app.decorateRequest('customer', null);
+  app.decorateReply('csrfToken', function csrfToken(this: FastifyReply & { [csrfTokenKey]?: string }) {
+    this[csrfTokenKey] ??= this.generateCsrf();
+    return this[csrfTokenKey];
+  });
+
+  const isExempt = (url: string) => deps.csrfExempt.some((prefix) => url.startsWith(prefix));
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (isExempt(request.url) || request.url.startsWith('/static/') || request.url === '/health') return;
+    request.customer = await customerOf(request, reply, deps, cookieOptions);
+    reply.locals = { ...reply.locals, customer: request.customer, csrf: () => reply.csrfToken() };
+  });
+
+  // Every POST from a page carries the token of the form it came from (double submit against the signed cookie).
+  app.addHook('preHandler', (request, reply, done) => {
+    if (request.method === 'GET' || request.method === 'HEAD' || isExempt(request.url)) return done();
+    app.csrfProtection(request, reply, done);
+  });
+}
+
+async function customerOf(
+  request: FastifyRequest, reply: FastifyReply, deps: SessionDeps, cookieOptions: object,
+): Promise<Customer | null> {
+  const raw = request.cookies[sessionCookie];
+  if (!raw) return null;
+  const unsigned = request.unsignCookie(raw);
+  const now = deps.now();
+  const { rows } = unsigned.valid && unsigned.value
+    ? await deps.pool.query(
+      `SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3`,
+      [sha256(unsigned.value), now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
+    )
+    : { rows: [] };
+  if (!rows[0]) {
+    reply.clearCookie(sessionCookie, cookieOptions);
+    return null;
+  }
+  if (now.getTime() - rows[0].last_seen.getTime() > touchEveryMs) {
+    await deps.pool.query('UPDATE sessions SET last_seen = $2, expires = $3 WHERE id_hash = $1', [
+      sha256(unsigned.value!), now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString(),
+    ]);
+  }
+  return { email: rows[0].email, isAdmin: deps.adminEmails.includes(rows[0].email) };
+}
+
+/** Starts a session for `email` (a new random id each login) and sets its cookie. */
+export async function startSession(reply: FastifyReply, deps: SessionDeps, email: string): Promise<void> {
+  const id = randomBytes(32).toString('base64url');
+  const now = deps.now();
+  await deps.pool.query(
+    'INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)',
+    [sha256(id), email, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString()],
+  );
+  reply.setCookie(sessionCookie, id, {
+    path: '/', httpOnly: true, sameSite: 'lax', secure: deps.secureCookies, signed: true, maxAge: sessionMaxMs / 1000,
+  });
+}
+
+export async function endSession(request: FastifyRequest, reply: FastifyReply, deps: SessionDeps): Promise<void> {
+  const raw = request.cookies[sessionCookie];
+  const unsigned = raw ? request.unsignCookie(raw) : null;
+  if (unsigned?.valid && unsigned.value) await deps.pool.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(unsigned.value)]);
+  reply.clearCookie(sessionCookie, { path: '/', httpOnly: true, sameSite: 'lax', secure: deps.secureCookies });
+}
+
+/** preHandler for customer pages: no session → to the login page, and back here after it. */
+export async function requireCustomer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.customer) return;
+  const back = request.method === 'GET' ? request.url : new URL(request.headers.referer ?? '/console', 'http://x').pathname;
+  return reply.redirect(`/auth/login?next=${encodeURIComponent(back)}`, 303);
+}
+
+/** preHandler for /admin: operators only; anyone else is told there is no such page. */
+export async function requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (!request.customer) return requireCustomer(request, reply);
+  if (!request.customer.isAdmin) {
+    return reply.code(404).view('error.eta', { title: 'Page not found', message: 'There is no page at this address.' });
+  }
+}
+
+/** A page on this site to return to after logging in; anything else (other sites, `//x`) → the console. */
+export function safeReturnPath(next: unknown): string {
+  if (typeof next !== 'string' || next.length > 500 || !next.startsWith('/') || next.startsWith('//') || /[\\\x00-\x1f]/.test(next)) {
+    return '/console';
+  }
+  return next.startsWith('/auth/') ? '/console' : next;
+}

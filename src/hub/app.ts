@@ -117,7 +117,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const cache = createStreamCache();
   const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
   const web: WebContext = {
-    pool: deps.pool, ledger: new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl,
+    pool: deps.pool, ledger: new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl, supportEmail: deps.supportEmail ?? 'support@localhost',
     afterCommands: deps.afterCommands ?? (() => {}),
   };
   const mailer = deps.mailer ?? createMailer({ from: 'capsul <no-reply@localhost>', outboxDir: path.join(os.tmpdir(), 'capsul-outbox') });

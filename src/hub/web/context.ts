@@ -11,6 +11,8 @@ export type WebContext = {
   now: () => Date;
   /** the site's public address, no trailing slash */
   baseUrl: string;
+  /** shown where customers are told how to reach the operators */
+  supportEmail: string;
   /** call after a command that the reactions act on (a capsul requested or deleted) */
   afterCommands: () => void;
 };

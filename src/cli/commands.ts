@@ -1,7 +1,7 @@
 // The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';

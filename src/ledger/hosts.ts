@@ -1,7 +1,6 @@
 // VM hosts: registration with a token shown once and stored hashed, rotation, removal, the list with
 // online/offline and capacity, and the spoke's authentication.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type pg from 'pg';
 import { hostDecider } from '../domain/host/decider.ts';
 import { hostStream } from '../domain/host/events.ts';
 import { handleCommand, type Cause, type CommandDeps } from './handle.ts';

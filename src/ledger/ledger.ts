@@ -8,13 +8,24 @@ import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
+import { vmDecider, type VmCommand, type VmContext } from '../domain/vm/decider.ts';
+import { vmStream } from '../domain/vm/events.ts';
 import { createStreamCache, LruMap } from './cache.ts';
-import { handleCommand, load, type Cause, type CommandDeps } from './handle.ts';
+import { ConcurrencyError, handleCommand, load, type Cause, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 
 export type LedgerDeps = { pool: pg.Pool; now?: () => Date };
 
 const maxPaymentIdBlock = 32;
+
+export type VmRequestOptions = {
+  /** the request's id: the same id again (a retry) changes nothing; default: a new one */
+  operationId?: string;
+  /** the capsul's stream version the user saw (a confirm form): a change since then is a ConcurrencyError */
+  expectedVersion?: bigint;
+};
+
+const changedMeanwhile = () => new ConcurrencyError('this changed meanwhile: reload and try again');
 
 const maxResolveAttempts = 3;
 
@@ -121,15 +132,66 @@ export class Ledger {
     return { vmId };
   }
 
-  async deleteVm(vmId: string, reason: string, cause: Cause): Promise<{ changed: boolean }> {
+  /**
+   * Requests the capsul's deletion (on the account stream: billing stops now). With
+   * `expectedVmVersion` (the capsul's stream version a confirm form was rendered from), a capsul that
+   * changed since, or whose deletion someone else requested meanwhile, is a ConcurrencyError rather
+   * than a silent success. (A capsul report landing between the check and the request goes unnoticed:
+   * harmless, as a deletion outranks whatever the capsul was doing.)
+   */
+  async deleteVm(vmId: string, reason: string, cause: Cause, options: { expectedVmVersion?: bigint } = {}): Promise<{ changed: boolean }> {
     const { rows } = await this.deps.pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
     if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
+    const asSeen = options.expectedVmVersion !== undefined;
+    if (asSeen && (await this.streamVersion(vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
     const now = this.now();
     const { events } = await handleCommand(
       this.deps, accountStream(rows[0].account_id), accountDecider,
       { type: 'RequestVmDeletion', data: { vmId, reason }, metadata: { now } }, { ...cause, reason },
     );
+    // Two deletes racing both pass the version check (the request lands on the account stream, not the
+    // capsul's): the one that finds the deletion already requested is the one that lost.
+    if (asSeen && events.length === 0) throw changedMeanwhile();
     return { changed: events.length > 0 };
+  }
+
+  /** Asks the capsul's host to start it. The same `operationId` again changes nothing. */
+  startVm(vmId: string, cause: Cause, options: VmRequestOptions = {}): Promise<{ operationId: string; changed: boolean }> {
+    return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
+      type: 'RequestStart', data: { vmId, operationId, context }, metadata: { now },
+    }));
+  }
+
+  /** Asks the capsul's host to shut it down (`force`: cut the power). The same `operationId` again changes nothing. */
+  stopVm(vmId: string, cause: Cause, options: VmRequestOptions & { force?: boolean } = {}): Promise<{ operationId: string; changed: boolean }> {
+    return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
+      type: 'RequestStop', data: { vmId, force: options.force ?? false, operationId, context }, metadata: { now },
+    }));
+  }
+
+  /** An operation for the capsul's host, decided on its stream with what the account knows of it (from the vms projection). */
+  private async requestOnVm(
+    vmId: string, cause: Cause, options: VmRequestOptions,
+    command: (context: VmContext, operationId: string, now: Date) => VmCommand,
+  ): Promise<{ operationId: string; changed: boolean }> {
+    const { rows } = await this.deps.pool.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [vmId]);
+    if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
+    const context = { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested };
+    const operationId = options.operationId ?? randomUUID();
+    const { events } = await handleCommand(
+      this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), cause,
+      { expectedVersion: options.expectedVersion },
+    );
+    return { operationId, changed: events.length > 0 };
+  }
+
+  /** A stream's version (0 when it does not exist yet), without reading its events. */
+  private async streamVersion(streamId: string): Promise<bigint> {
+    const { rows } = await this.deps.pool.query(
+      `SELECT stream_position::text AS version FROM emt_streams WHERE stream_id = $1 AND partition = 'emt:default' AND NOT is_archived`,
+      [streamId],
+    );
+    return BigInt(rows[0]?.version ?? 0);
   }
 
   /** The balance at any instant, past or future, folded from the account's events. */

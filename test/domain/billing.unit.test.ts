@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { chargeCents, monthMs, totalChargesCents, type Accrual } from '../../src/domain/shared/billing.ts';
+import { chargeCents, creditRunsOutAtMs, monthMs, totalChargesCents, type Accrual } from '../../src/domain/shared/billing.ts';
 
 const dayMs = 86_400_000;
 const f1xsCentsPerMonth = 533;
@@ -112,6 +112,102 @@ describe('billing properties', () => {
         const priceCentsPerMonth = 2 * halfPrice + 1;
         const capsul: Accrual = { priceCentsPerMonth, createdAtMs, deletionRequestedAtMs: null };
         return totalChargesCents([capsul], createdAtMs + monthMs / 2) === halfPrice + 1;
+      }),
+    );
+  });
+});
+
+describe('runway: when the credit runs out', () => {
+  const nowMs = createdAtMs + 10 * dayMs;
+  const running = (priceCentsPerMonth: number, fromMs = createdAtMs): Accrual => ({ priceCentsPerMonth, createdAtMs: fromMs, deletionRequestedAtMs: null });
+  /** The balance at `atMs` of an account with `balanceCents` now: the fold the page shows. */
+  const balanceAt = (balanceCents: number, accruals: Accrual[], atMs: number) =>
+    balanceCents + totalChargesCents(accruals, nowMs) - totalChargesCents(accruals, atMs);
+
+  it('given a balance of zero, when asked, then it has run out now', () => {
+    assert.equal(creditRunsOutAtMs(0, [running(533)], nowMs), nowMs);
+  });
+
+  it('given a negative balance and nothing running, when asked, then it has run out now', () => {
+    assert.equal(creditRunsOutAtMs(-51, [], nowMs), nowMs);
+  });
+
+  it('given credit and no capsuls, when asked, then it never runs out', () => {
+    assert.equal(creditRunsOutAtMs(2000, [], nowMs), null);
+  });
+
+  it('given credit and only deleted capsuls, when asked, then it never runs out', () => {
+    assert.equal(creditRunsOutAtMs(2000, [{ ...f1xs, deletionRequestedAtMs: createdAtMs + dayMs }], nowMs), null);
+  });
+
+  it('given one month of an f1-xs created now, when asked, then it runs out as the charge rounds to 533 cents', () => {
+    // 533 cents are charged once 532.5 are accrued: 532.5/533 of a month, to the next millisecond.
+    const expectedMs = nowMs + Math.ceil((532.5 / 533) * monthMs);
+    const outMs = creditRunsOutAtMs(533, [running(533, nowMs)], nowMs)!;
+    assert.equal(outMs, expectedMs);
+    assert.equal(balanceAt(533, [running(533, nowMs)], outMs), 0);
+    assert.equal(balanceAt(533, [running(533, nowMs)], outMs - 1), 1);
+  });
+
+  it('given a deleted capsul\'s fraction of a cent, when asked, then the rounding it settles moves the answer', () => {
+    // 0.4 cents accrued by a deleted capsul make the running one's 0.1 cents round the total up a cent.
+    const deleted: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: createdAtMs + (monthMs * 4) / 1000 };
+    const cheap = running(100, nowMs);
+    const withDeleted = creditRunsOutAtMs(1, [deleted, cheap], nowMs);
+    const alone = creditRunsOutAtMs(1, [cheap], nowMs);
+    assert.equal(withDeleted, nowMs + (monthMs * 1) / 1000);
+    assert.equal(alone, nowMs + (monthMs * 5) / 1000);
+  });
+
+  it('given credit for longer than dates go, when asked, then it lasts until the last date', () => {
+    assert.equal(creditRunsOutAtMs(Number.MAX_SAFE_INTEGER, [running(1)], nowMs), 8.64e15);
+  });
+});
+
+describe('runway properties', () => {
+  const nowMs = createdAtMs + 5 * 12 * monthMs;
+  // Capsuls as a page sees them: created by now, deleted by now or still running.
+  const pastAccrual: fc.Arbitrary<Accrual> = fc
+    .record({
+      priceCentsPerMonth: fc.integer({ min: 1, max: 100_000 }),
+      createdAtMs: fc.integer({ min: createdAtMs, max: nowMs }),
+      deleted: fc.boolean(),
+      deletedFraction: fc.double({ min: 0, max: 1, noNaN: true }),
+    })
+    .map(({ priceCentsPerMonth, createdAtMs: start, deleted, deletedFraction }) => ({
+      priceCentsPerMonth,
+      createdAtMs: start,
+      deletionRequestedAtMs: deleted ? start + Math.floor((nowMs - start) * deletedFraction) : null,
+    }));
+  const balance = fc.integer({ min: -100_000, max: 10_000_000 });
+
+  it('is the first millisecond at which the balance the page shows is zero or less', () => {
+    fc.assert(
+      fc.property(fc.array(pastAccrual, { maxLength: 10 }), balance, (accruals, balanceCents) => {
+        const outMs = creditRunsOutAtMs(balanceCents, accruals, nowMs);
+        const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
+        const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
+        if (balanceCents <= 0) return outMs === nowMs;
+        if (!accruals.some((a) => a.deletionRequestedAtMs === null)) return outMs === null;
+        return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
+      }),
+    );
+  });
+
+  it('agrees with the closed form: charges reach what was paid less half a cent', () => {
+    fc.assert(
+      fc.property(fc.array(pastAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
+        const rate = accruals.reduce((sum, a) => sum + (a.deletionRequestedAtMs === null ? BigInt(a.priceCentsPerMonth) : 0n), 0n);
+        fc.pre(rate > 0n);
+        const exactNow = accruals.reduce((sum, a) => {
+          const endMs = a.deletionRequestedAtMs ?? nowMs;
+          return sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs);
+        }, 0n);
+        const paidCents = BigInt(balanceCents + totalChargesCents(accruals, nowMs));
+        // Rounded half up, the charge reaches paid cents once the exact charge reaches paid − ½ cent.
+        const neededCentMs = (2n * paidCents - 1n) * BigInt(monthMs) - 2n * exactNow;
+        const waitMs = (neededCentMs + 2n * rate - 1n) / (2n * rate);
+        return creditRunsOutAtMs(balanceCents, accruals, nowMs) === nowMs + Number(waitMs);
       }),
     );
   });

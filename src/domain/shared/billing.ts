@@ -35,3 +35,36 @@ export function totalChargesCents(accruals: Iterable<Accrual>, atMs: number): Ce
 export function chargeCents(accrual: Accrual, atMs: number): Cents {
   return roundCents(accruedExact(accrual, atMs));
 }
+
+/** Dates end here (year 275760): credit that outlasts it is reported as lasting until then. */
+const maxDateMs = 8.64e15;
+
+/**
+ * The first millisecond at or after `nowMs` at which the balance is zero or less, if the capsuls
+ * go on as they are: `nowMs` when it already is, null when nothing accrues any more. `accruals` are
+ * all the account's capsuls: the deleted ones accrue nothing more, but their exact charges settle
+ * the rounding, so the answer is exact to the same rounding as the balance itself.
+ */
+export function creditRunsOutAtMs(balanceCents: Cents, accruals: readonly Accrual[], nowMs: number): number | null {
+  if (balanceCents <= 0) return nowMs;
+  if (!accruals.some((accrual) => accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0)) return null;
+  // The balance at any instant is what was paid minus the charges then, rounded once: the very fold
+  // of the balance, searched rather than solved so both can never disagree by a rounding.
+  const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
+  const isOut = (atMs: number) => paidCents - totalChargesCents(accruals, atMs) <= 0;
+  // Charges never decrease as time goes on: double a step until it runs out, then halve back to the millisecond.
+  let inCreditMs = nowMs;
+  let stepMs = monthMs;
+  while (!isOut(inCreditMs + stepMs)) {
+    if (inCreditMs + stepMs >= maxDateMs) return maxDateMs;
+    inCreditMs += stepMs;
+    stepMs *= 2;
+  }
+  let outMs = inCreditMs + stepMs;
+  while (outMs - inCreditMs > 1) {
+    const middleMs = inCreditMs + Math.floor((outMs - inCreditMs) / 2);
+    if (isOut(middleMs)) outMs = middleMs;
+    else inCreditMs = middleMs;
+  }
+  return outMs;
+}

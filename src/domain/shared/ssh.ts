@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { invalid } from './errors.ts';
 
 const keyTypes = [
@@ -28,4 +29,9 @@ export function parseSshPublicKey(text: string): { type: string; blob: string; c
   const comment = rest.join(' ');
   if (!/^[\x20-\x7e]*$/.test(comment)) throw invalid('an SSH key comment may only hold printable ASCII');
   return { type, blob, comment, line: comment ? `${type} ${blob} ${comment}` : `${type} ${blob}` };
+}
+
+/** OpenSSH's SHA256 fingerprint of a key's base64 blob, as `ssh-keygen -lf` prints it. */
+export function sshFingerprint(blob: string): string {
+  return `SHA256:${createHash('sha256').update(Buffer.from(blob, 'base64')).digest('base64').replace(/=+$/, '')}`;
 }

@@ -1,4 +1,289 @@
+// The customer's money and timeline: the account balance (/console/account-balance) with payments,
+// charges per capsul, the runway and how to add funds; and the history (/console/history) of what
+// happened to their money and capsuls. Balances come from the projections (no replay per request);
+// the history reads the customer's own streams only.
 import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
+import type { Provider } from '../../domain/account/events.ts';
+import { accountStream } from '../../domain/account/events.ts';
+import type { Actor, LedgerEvent } from '../../domain/events.ts';
+import { chargeCents, creditRunsOutAtMs, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
+import { invalid } from '../../domain/shared/errors.ts';
+import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
+import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
+import { upcast } from '../../domain/upcast.ts';
+import { balanceFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
+import { requireCustomer } from './session.ts';
+import { inSnapshot } from '../../db/snapshot.ts';
+import { dollars, utcMinute } from './format.ts';
 
-export async function accountPages(_app: FastifyInstance, _deps: WebContext): Promise<void> {}
+/** Credit that runs out sooner than this gets a warning. */
+export const lowCreditWarningMs = 7 * 86_400_000;
+/** Events on one history page; older ones are a link away. */
+export const historyPageSize = 100;
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export async function accountPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+  app.addHook('preHandler', requireCustomer);
+
+  app.get('/console/account-balance', async (request, reply) => {
+    const email = request.customer!.email;
+    const now = deps.now();
+    const accountId = await deps.ledger.accountIdFor(email);
+    const statement = accountId ? await inSnapshot(deps.pool, (db) => statementOf(db, accountId, now)) : emptyStatement;
+    const subject = encodeURIComponent(`Adding funds to ${email}`);
+    return reply.view('balance.eta', {
+      ...presentStatement(statement, now), email, supportEmail: deps.supportEmail,
+      mailto: `mailto:${deps.supportEmail}?subject=${subject}`,
+    });
+  });
+
+  app.get<{ Querystring: { before?: unknown } }>('/console/history', async (request, reply) => {
+    const before = cursorOf(request.query.before);
+    const accountId = await deps.ledger.accountIdFor(request.customer!.email);
+    const page = accountId ? await historyOf(deps.pool, accountId, before) : { entries: [], older: null };
+    return reply.view('history.eta', { ...page, isFirstPage: before === null });
+  });
+}
+
+// ---- Balance ----------------------------------------------------------------------------------
+
+type PaymentRow = {
+  id: number; receivedAtMs: number; amountCents: Cents; provider: Provider; reference: string | null;
+  invalidatedAtMs: number | null; invalidationReason: string | null;
+};
+type CapsulRow = { id: string; size: string; accrual: Accrual };
+type Statement = { payments: PaymentRow[]; capsuls: CapsulRow[]; balanceCents: Cents };
+
+const emptyStatement: Statement = { payments: [], capsuls: [], balanceCents: 0 };
+
+/** The account's payments and capsuls and its balance, read in one snapshot so they agree. */
+async function statementOf(db: Queryable, accountId: string, now: Date): Promise<Statement> {
+  const payments = await db.query(
+    `SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
+            ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason
+     FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC`,
+    [accountId],
+  );
+  const vms = await db.query(
+    `SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
+     FROM vms WHERE account_id = $1 ORDER BY created DESC, id`,
+    [accountId],
+  );
+  const statement: Statement = {
+    payments: payments.rows.map((row) => ({
+      id: Number(row.id), receivedAtMs: Number(row.received_ms), amountCents: centsFromNumeric(row.dollars),
+      provider: row.provider, reference: row.reference,
+      invalidatedAtMs: msOrNull(row.invalidated_ms), invalidationReason: row.invalidation_reason,
+    })),
+    capsuls: vms.rows.map((row) => ({
+      id: row.id, size: row.size,
+      accrual: {
+        priceCentsPerMonth: centsFromNumeric(row.price), createdAtMs: Number(row.created_ms), deletionRequestedAtMs: msOrNull(row.deleted_ms),
+      },
+    })),
+    balanceCents: await balanceFromProjections(db, accountId, now),
+  };
+  // The page shows payments − charges = balance: a page that cannot show that must not show anything.
+  const { paidCents, chargesCents } = totals(statement, now.getTime());
+  if (paidCents - chargesCents !== statement.balanceCents) {
+    throw new Error(
+      `balance of account ${accountId}: ${statement.balanceCents} cents, but its payments and charges shown make ${paidCents - chargesCents}`,
+    );
+  }
+  return statement;
+}
+
+/** Exactly as balanceFromProjections counts: valid payments received by now, charges rounded once. */
+function totals(statement: Statement, nowMs: number): { paidCents: Cents; chargesCents: Cents } {
+  const paidCents = statement.payments
+    .filter((payment) => payment.invalidatedAtMs === null && payment.receivedAtMs <= nowMs)
+    .reduce((sum, payment) => sum + payment.amountCents, 0);
+  return { paidCents, chargesCents: totalChargesCents(statement.capsuls.map((capsul) => capsul.accrual), nowMs) };
+}
+
+/** The statement as the page shows it: every figure formatted, every warning decided here. */
+function presentStatement(statement: Statement, now: Date) {
+  const nowMs = now.getTime();
+  const { paidCents, chargesCents } = totals(statement, nowMs);
+  const accruals = statement.capsuls.map((capsul) => capsul.accrual);
+  const running = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null);
+  const ratePerMonthCents = running.reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
+  // With nothing running the balance stays put: there is no runway to speak of, whatever the balance.
+  const runsOutAtMs = running.length > 0 ? creditRunsOutAtMs(statement.balanceCents, accruals, nowMs) : null;
+  return {
+    now: utcMinute(nowMs),
+    hasAccount: statement.payments.length > 0,
+    balance: dollars(statement.balanceCents),
+    paid: dollars(paidCents),
+    charges: dollars(chargesCents),
+    rate: running.length > 0 ? dollars(ratePerMonthCents) : null,
+    // Credit already gone is the alert's to say, not a date in the past.
+    runsOut: runsOutAtMs === null || statement.balanceCents <= 0 ? null : utcMinute(runsOutAtMs),
+    alert: alertOf(statement.balanceCents, running.length > 0, runsOutAtMs, nowMs),
+    payments: statement.payments.map((payment) => ({
+      received: utcMinute(payment.receivedAtMs),
+      amount: dollars(payment.amountCents),
+      provider: providerNames[payment.provider] ?? payment.provider,
+      reference: payment.reference,
+      invalidated: payment.invalidatedAtMs !== null,
+      status: paymentStatus(payment, nowMs),
+    })),
+    capsuls: statement.capsuls.map((capsul) => ({
+      id: capsul.id,
+      size: capsul.size,
+      created: utcMinute(capsul.accrual.createdAtMs),
+      deletionRequested: capsul.accrual.deletionRequestedAtMs === null ? null : utcMinute(capsul.accrual.deletionRequestedAtMs),
+      perMonth: dollars(capsul.accrual.priceCentsPerMonth),
+      cost: dollars(chargeCents(capsul.accrual, nowMs)),
+    })),
+  };
+}
+
+type Alert = { level: 'error' | 'warning'; message: string };
+
+function alertOf(balanceCents: Cents, isRunning: boolean, runsOutAtMs: number | null, nowMs: number): Alert | null {
+  if (balanceCents < 0 || (balanceCents === 0 && isRunning)) {
+    return {
+      level: 'error',
+      message: isRunning
+        ? `Your credit has run out (balance ${dollars(balanceCents)}): your capsuls are running on credit. Add funds now, or they may be deleted.`
+        : `Your balance is negative (${dollars(balanceCents)}): add funds to settle it before creating a capsul.`,
+    };
+  }
+  if (runsOutAtMs !== null && runsOutAtMs - nowMs <= lowCreditWarningMs) {
+    return { level: 'warning', message: `Your credit runs out within a week, on ${utcMinute(runsOutAtMs)}. Add funds to keep your capsuls.` };
+  }
+  return null;
+}
+
+const providerNames: Record<Provider, string> = { manual: 'manual (bank transfer or cash)', stripe: 'Stripe', btcpay: 'BTCPay' };
+
+function paymentStatus(payment: PaymentRow, nowMs: number): string {
+  if (payment.invalidatedAtMs !== null) {
+    return `Invalidated ${utcMinute(payment.invalidatedAtMs)}: ${payment.invalidationReason ?? 'no reason given'}. It does not count.`;
+  }
+  return payment.receivedAtMs > nowMs ? `Counts from ${utcMinute(payment.receivedAtMs)}` : 'Counted';
+}
+
+// ---- History ----------------------------------------------------------------------------------
+
+/** Where a history page starts: just older than this event, in commit order. */
+type Cursor = { transactionId: string; globalPosition: string };
+type HistoryEntry = { at: string; atIso: string; what: string; by: string };
+
+function cursorOf(value: unknown): Cursor | null {
+  if (value === undefined || value === '') return null;
+  const match = typeof value === 'string' ? /^(\d{1,20})\.(\d{1,20})$/.exec(value) : null;
+  if (!match) throw invalid('that history page does not exist: start again from the newest events');
+  return { transactionId: match[1]!, globalPosition: match[2]! };
+}
+
+/** One page of the account's and its capsuls' events, newest first (the reverse of commit order). */
+async function historyOf(pool: pg.Pool, accountId: string, before: Cursor | null) {
+  const vms = await pool.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
+  const streams = [accountStream(accountId), ...vms.rows.map((row) => vmStream(row.id))];
+  const { rows } = await pool.query(
+    `SELECT message_type, message_data::text AS data_text, message_metadata::text AS metadata_text,
+            transaction_id::text AS transaction_text, global_position::text AS global_text
+     FROM emt_messages
+     WHERE partition = 'emt:default' AND NOT is_archived AND stream_id = ANY($1)
+       AND ($2::xid8 IS NULL OR (transaction_id, global_position) < ($2::xid8, $3::bigint))
+     ORDER BY transaction_id DESC, global_position DESC
+     LIMIT $4`,
+    [streams, before?.transactionId ?? null, before?.globalPosition ?? null, historyPageSize + 1],
+  );
+  const shown = rows.slice(0, historyPageSize);
+  const last = shown.at(-1);
+  const entries = shown.flatMap((row): HistoryEntry[] => {
+    const metadata = JSON.parse(row.metadata_text) as { by?: Actor; eventVersion?: number };
+    const event = upcast(row.message_type, JSON.parse(row.data_text), Number(metadata.eventVersion ?? 1));
+    const what = describe(event);
+    return what === null ? [] : [{ at: utcMinute(Date.parse(event.data.at)), atIso: event.data.at, what, by: actorName(metadata.by) }];
+  });
+  return { entries, older: rows.length > historyPageSize && last ? `${last.transaction_text}.${last.global_text}` : null };
+}
+
+/** A plain sentence for the customer. Hosts' names stay out: they are the operators' business. */
+function describe(event: LedgerEvent): string | null {
+  switch (event.type) {
+    case 'AccountOpened':
+      return 'Your account was opened.';
+    case 'PaymentRecorded': {
+      const d = event.data;
+      const reference = d.reference ? `, reference ${d.reference}` : '';
+      const late = d.recordedAt.slice(0, 16) !== d.at.slice(0, 16) ? ` It was recorded on ${utcMinute(Date.parse(d.recordedAt))}.` : '';
+      return `Payment ${d.paymentId} of ${dollars(d.amountCents)} was received (${providerNames[d.provider] ?? d.provider}${reference}).${late}`;
+    }
+    case 'PaymentInvalidated':
+      return `Payment ${event.data.paymentId} was invalidated: ${event.data.reason}. It no longer counts towards your balance.`;
+    case 'PaymentReinstated':
+      return `Payment ${event.data.paymentId} was reinstated: ${event.data.reason}. It counts towards your balance again.`;
+    case 'VmCreationRequested': {
+      const d = event.data;
+      return `Capsul ${d.vmId} was requested: size ${d.size}, ${d.os}, ${dollars(d.priceCentsPerMonth)} a month. Billing started.`;
+    }
+    case 'VmDeletionRequested':
+      return `Deletion of capsul ${event.data.vmId} was requested: ${event.data.reason}. Billing stopped.`;
+    case 'VmPlaced':
+      return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
+    case 'VmProvisioned': {
+      const d = event.data;
+      const addresses = [d.ipv4 && `IPv4 ${d.ipv4}`, d.ipv6 && `IPv6 ${d.ipv6}`].filter(Boolean).join(', ');
+      return `Capsul ${d.vmId} was provisioned${addresses ? `: ${addresses}` : ''}.`;
+    }
+    case 'VmStateObserved':
+      return `Capsul ${event.data.vmId} was seen ${event.data.state}.`;
+    case 'VmStartRequested':
+      return `A start of capsul ${event.data.vmId} was requested.`;
+    case 'VmStopRequested':
+      return event.data.force
+        ? `A forced stop (power off) of capsul ${event.data.vmId} was requested.`
+        : `A stop (shut down) of capsul ${event.data.vmId} was requested.`;
+    case 'VmDeletionScheduled':
+      return `Capsul ${event.data.vmId} is being deleted from its host.`;
+    case 'VmDeleted':
+      return `Capsul ${event.data.vmId} was deleted.`;
+    case 'VmFailed': {
+      const d = event.data;
+      return `Capsul ${d.vmId} failed${d.operation ? ` (${operationNames[d.operation]})` : ''}: ${d.error}`;
+    }
+    // Hosts' own streams are never read here.
+    case 'HostRegistered':
+    case 'HostTokenRotated':
+    case 'HostRemoved':
+    case 'DriftDetected':
+    case 'DriftResolved':
+      return null;
+    default: {
+      const unknown: never = event;
+      return unknown;
+    }
+  }
+}
+
+const operationNames: Record<OperationKind, string> = {
+  create: 'while being created', start: 'while starting', stop: 'while stopping', 'force-stop': 'while being powered off',
+  delete: 'while being deleted',
+};
+
+function actorName(actor: Actor | undefined): string {
+  switch (actor?.kind) {
+    case 'customer': return 'you';
+    case 'operator': return 'an operator';
+    case 'spoke': return 'its host';
+    case 'job': return 'capsul, automatically';
+    default: return '';
+  }
+}
+
+// ---- Shared helpers ---------------------------------------------------------------------------
+
+
+
+/** Milliseconds since the epoch, as text: the same conversion balanceFromProjections makes. */
+const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::bigint::text`;
+const msOrNull = (text: string | null) => (text === null ? null : Number(text));
+

@@ -1,4 +1,288 @@
-import type { FastifyInstance } from 'fastify';
+// The operators' pages (/admin, ADMIN_EMAILS only): accounts with their balances, payments with
+// invalidate/reinstate, capsuls, hosts with open drift, and the most recent events. Lists read the
+// projections; corrections go through the ledger's commands, the same ones the CLI calls.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type pg from 'pg';
+import { accountStream } from '../../domain/account/events.ts';
+import { maxReasonLength } from '../../domain/account/decider.ts';
+import { describeActor } from '../../domain/events.ts';
+import { totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
+import { DomainError, notFound } from '../../domain/shared/errors.ts';
+import { centsFromNumeric } from '../../domain/shared/money.ts';
+import type { Cause } from '../../ledger/handle.ts';
+import type { Ledger } from '../../ledger/ledger.ts';
+import { readAllEvents, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
 import type { WebContext } from './context.ts';
+import { requireAdmin } from './session.ts';
+import { inSnapshot } from '../../db/snapshot.ts';
+import { dollars } from './format.ts';
 
-export async function adminPages(_app: FastifyInstance, _deps: WebContext): Promise<void> {}
+/** Each list shows at most this many rows, newest first: a page must stay readable and quick. */
+const maxRows = 500;
+const recentEventCount = 100;
+/** Events shown on one payment's page (a payment has a handful: recorded, then corrections). */
+const maxPaymentEvents = 200;
+
+/** Times are shown in UTC, to the second, the same on every admin page. */
+const utc = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`;
+/** ISO 8601 text from the ledger ("2026-11-01T12:00:00.000000Z") in the same form. */
+const utcText = (iso: string | null) => (iso === null ? null : iso.slice(0, 19).replace('T', ' '));
+
+type Query = Record<string, unknown>;
+type PaymentParams = { id: string };
+
+export async function adminPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+  app.addHook('preHandler', requireAdmin);
+
+  app.get('/admin', async (_request, reply) =>
+    reply.view('admin.eta', { section: 'accounts', ...(await accountsWithBalances(deps.pool, deps.now())) }));
+
+  app.get<{ Querystring: Query }>('/admin/payments', async (request, reply) => {
+    const email = emailFilter(request.query);
+    return reply.view('admin-payments.eta', { section: 'payments', email, ...(await listPayments(deps.pool, email)) });
+  });
+
+  app.get<{ Params: PaymentParams; Querystring: Query }>('/admin/payments/:id', async (request, reply) => {
+    const payment = await findPayment(deps.pool, request.params.id);
+    const notice = typeof request.query.done === 'string' ? notices.get(request.query.done) ?? null : null;
+    return renderPayment(reply, deps.pool, payment, { notice });
+  });
+
+  for (const [action, correction] of Object.entries(corrections)) {
+    app.post<{ Params: PaymentParams; Body: Query }>(`/admin/payments/:id/${action}`, async (request, reply) => {
+      const payment = await findPayment(deps.pool, request.params.id);
+      const reason = typeof request.body?.reason === 'string' ? request.body.reason.trim() : '';
+      const cause: Cause = { by: { kind: 'operator', id: request.customer!.email } };
+      try {
+        const { changed } = await correction.apply(deps.ledger, payment.id, reason, cause);
+        // Post/redirect/get: reloading the page afterwards does not send the form again.
+        return reply.redirect(`/admin/payments/${payment.id}?done=${changed ? correction.done : correction.already}`, 303);
+      } catch (error) {
+        // The domain's refusal of the reason (missing, too long): the form again, with what was typed.
+        if (!(error instanceof DomainError) || error.code !== 'invalid') throw error;
+        return renderPayment(reply.code(400), deps.pool, payment, { error: error.message, reason });
+      }
+    });
+  }
+
+  app.get<{ Querystring: Query }>('/admin/capsuls', async (request, reply) => {
+    const email = emailFilter(request.query);
+    return reply.view('admin-capsuls.eta', { section: 'capsuls', email, ...(await listCapsuls(deps.pool, email)) });
+  });
+
+  app.get('/admin/hosts', async (_request, reply) => {
+    const [hosts, drift] = await Promise.all([deps.hosts.list(), deps.hosts.drift()]);
+    const openDrift = (hostId: string) => drift.filter((d) => d.host === hostId).length;
+    return reply.view('admin-hosts.eta', {
+      section: 'hosts',
+      hosts: hosts.map((h) => ({ ...h, lastSeen: utcText(h.lastSeen), openDrift: openDrift(h.id) })),
+      drift: drift.map((d) => ({ ...d, detected: utcText(d.detected) })),
+    });
+  });
+
+  app.get('/admin/events', async (_request, reply) => {
+    const events = await recentEvents(deps.pool);
+    return reply.view('admin-events.eta', { section: 'events', events: events.map(eventRow), count: recentEventCount });
+  });
+}
+
+// ---- accounts
+
+type AccountRow = { email: string; created: string; balance: string; capsuls: number };
+
+/**
+ * Every account's balance now, from three queries in one snapshot (not one fold per account): the
+ * same sums and billing functions as balanceFromProjections, so both always agree.
+ */
+async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ accounts: AccountRow[]; truncated: boolean }> {
+  return inSnapshot(pool, async (db) => {
+    const { rows, truncated } = limited((await db.query(
+      `SELECT id, email, ${utc('created')} AS created FROM accounts ORDER BY accounts.created DESC, id LIMIT $1`, [maxRows + 1],
+    )).rows);
+    const ids = rows.map((row) => row.id as string);
+    const paid = await db.query(
+      `SELECT account_id, sum(dollars)::text AS paid FROM payments
+       WHERE account_id = ANY($1::text[]) AND NOT invalidated AND created <= $2 GROUP BY account_id`,
+      [ids, now.toISOString()],
+    );
+    const vms = await db.query(
+      `SELECT account_id, dollars_per_month::text AS price,
+              (extract(epoch FROM created) * 1000)::bigint::text AS created_ms,
+              (extract(epoch FROM deleted) * 1000)::bigint::text AS deleted_ms
+       FROM vms WHERE account_id = ANY($1::text[])`,
+      [ids],
+    );
+    const paidCents = new Map(paid.rows.map((row) => [row.account_id as string, centsFromNumeric(row.paid)]));
+    const accruals = groupBy(vms.rows.map((row) => ({
+      accountId: row.account_id as string,
+      priceCentsPerMonth: centsFromNumeric(row.price),
+      createdAtMs: Number(row.created_ms),
+      deletionRequestedAtMs: row.deleted_ms === null ? null : Number(row.deleted_ms),
+    })), (accrual) => accrual.accountId);
+    const accounts = rows.map((row): AccountRow => {
+      const own: Accrual[] = accruals.get(row.id) ?? [];
+      const balanceCents = (paidCents.get(row.id) ?? 0) - totalChargesCents(own, now.getTime());
+      return {
+        email: row.email, created: row.created, balance: dollars(balanceCents),
+        capsuls: own.filter((accrual) => accrual.deletionRequestedAtMs === null).length,
+      };
+    });
+    return { accounts, truncated };
+  });
+}
+
+// ---- payments
+
+type Payment = {
+  id: number;
+  accountId: string;
+  email: string;
+  dollars: string;
+  provider: string;
+  reference: string | null;
+  received: string;
+  recorded: string;
+  invalidated: boolean;
+  invalidatedAt: string | null;
+  invalidationReason: string | null;
+};
+
+const paymentColumns = `id::text AS id, account_id, email, dollars::text AS dollars, provider, reference,
+  ${utc('created')} AS received, ${utc('recorded')} AS recorded, invalidated,
+  ${utc('invalidated_at')} AS invalidated_at, invalidation_reason`;
+
+function toPayment(row: Record<string, unknown>): Payment {
+  return {
+    id: Number(row.id), accountId: row.account_id as string, email: row.email as string, dollars: row.dollars as string,
+    provider: row.provider as string, reference: row.reference as string | null, received: row.received as string,
+    recorded: row.recorded as string, invalidated: row.invalidated as boolean,
+    invalidatedAt: row.invalidated_at as string | null, invalidationReason: row.invalidation_reason as string | null,
+  };
+}
+
+async function listPayments(pool: pg.Pool, email: string): Promise<{ payments: Payment[]; truncated: boolean }> {
+  const { rows } = await pool.query(
+    `SELECT ${paymentColumns} FROM payments WHERE ($1 = '' OR email = $1) ORDER BY payments.created DESC, payments.id DESC LIMIT $2`,
+    [email, maxRows + 1],
+  );
+  const { rows: shown, truncated } = limited(rows);
+  return { payments: shown.map(toPayment), truncated };
+}
+
+/** The payment a URL names; anything that is not a payment id is simply not found. */
+async function findPayment(pool: pg.Pool, idText: string): Promise<Payment> {
+  if (!/^\d{1,15}$/.test(idText) || Number(idText) <= 0) throw notFound('there is no such payment');
+  const { rows } = await pool.query(`SELECT ${paymentColumns} FROM payments WHERE id = $1`, [idText]);
+  if (!rows[0]) throw notFound(`there is no payment ${idText}`);
+  return toPayment(rows[0]);
+}
+
+/** The two corrections the CLI also offers, each with the outcome shown after it. */
+const corrections: Record<string, {
+  apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
+  done: string;
+  already: string;
+}> = {
+  invalidate: { apply: (ledger, id, reason, cause) => ledger.invalidatePayment(id, reason, cause), done: 'invalidated', already: 'already-invalid' },
+  reinstate: { apply: (ledger, id, reason, cause) => ledger.reinstatePayment(id, reason, cause), done: 'reinstated', already: 'already-valid' },
+};
+
+/** What a correction's redirect may announce: only these texts, whatever the query string says. */
+const notices = new Map([
+  ['invalidated', 'Payment invalidated: it no longer counts toward the balance.'],
+  ['already-invalid', 'This payment was already invalid: nothing changed.'],
+  ['reinstated', 'Payment reinstated: it counts toward the balance again.'],
+  ['already-valid', 'This payment was already valid: nothing changed.'],
+]);
+
+async function renderPayment(
+  reply: FastifyReply, pool: pg.Pool, payment: Payment,
+  form: { notice?: string | null; error?: string; reason?: string },
+) {
+  const events = await paymentEvents(pool, payment);
+  return reply.view('admin-payment.eta', {
+    section: 'payments', payment, events: events.map(eventRow), maxReasonLength,
+    notice: form.notice ?? null, error: form.error ?? null, reason: form.reason ?? '',
+  });
+}
+
+async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEvent[]> {
+  return collect(pool, {
+    where: `stream_id = $3 AND message_data->>'paymentId' = $4`,
+    params: [accountStream(payment.accountId), String(payment.id)],
+  }, maxPaymentEvents);
+}
+
+// ---- capsuls
+
+async function listCapsuls(pool: pg.Pool, email: string) {
+  const { rows } = await pool.query(
+    `SELECT id, email, size, state, host, last_seen_ipv4 AS ipv4, ${utc('created')} AS created, ${utc('deleted')} AS deleted
+     FROM vms WHERE ($1 = '' OR email = $1) ORDER BY vms.created DESC, id LIMIT $2`,
+    [email, maxRows + 1],
+  );
+  const { rows: capsuls, truncated } = limited(rows);
+  return { capsuls, truncated };
+}
+
+// ---- events
+
+/** The newest events, newest first (commit order, as every reader of the ledger uses). */
+async function recentEvents(pool: pg.Pool): Promise<StoredEvent[]> {
+  const events = await collect(pool, {
+    where: `global_position IN (SELECT global_position FROM emt_messages WHERE partition = 'emt:default' AND NOT is_archived
+                                ORDER BY transaction_id DESC, global_position DESC LIMIT $3)`,
+    params: [recentEventCount],
+  }, recentEventCount);
+  return events.reverse();
+}
+
+type EventRow = { time: string; stream: string; type: string; who: string; reason: string | null; paymentId: number | null; vmId: string | null };
+
+function eventRow(stored: StoredEvent): EventRow {
+  const data = stored.event.data as { reason?: unknown; paymentId?: unknown; vmId?: unknown };
+  return {
+    time: utcText(stored.recordedAt)!,
+    stream: stored.streamId,
+    type: stored.event.type,
+    who: stored.metadata.by ? describeActor(stored.metadata.by) : '',
+    reason: stored.metadata.reason ?? (typeof data.reason === 'string' ? data.reason : null),
+    paymentId: typeof data.paymentId === 'number' ? data.paymentId : null,
+    vmId: typeof data.vmId === 'string' ? data.vmId : null,
+  };
+}
+
+async function collect(pool: pg.Pool, filter: ReadAllOptions, max: number): Promise<StoredEvent[]> {
+  const events: StoredEvent[] = [];
+  for await (const batch of readAllEvents(pool, { ...filter, batchSize: max })) {
+    events.push(...batch.slice(0, max - events.length));
+    if (events.length >= max) break;
+  }
+  return events;
+}
+
+// ---- helpers
+
+/** 2050 → "$20.50", -51 → "-$0.51". */
+
+/** ?email=… narrows a list to one account; anything else (absent, repeated) shows all. */
+function emailFilter(query: Query): string {
+  return typeof query.email === 'string' ? query.email.trim().toLowerCase().slice(0, 254) : '';
+}
+
+/** Rows fetched with a LIMIT one past `maxRows`: the page says when there were more. */
+function limited<T>(rows: T[]): { rows: T[]; truncated: boolean } {
+  return { rows: rows.slice(0, maxRows), truncated: rows.length > maxRows };
+}
+
+function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+

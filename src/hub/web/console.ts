@@ -1,16 +1,345 @@
-// The customer's capsuls: the list, creating one, and each capsul's page with its actions.
-import type { FastifyInstance } from 'fastify';
+// The customer's capsuls: the list, creating one, and each capsul's page with its actions (start, stop,
+// force-stop, delete), each behind a confirm page. Reads come from the projections; commands go through
+// the ledger. A capsul that is not the customer's (or does not exist) is a page that does not exist.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type pg from 'pg';
+import { vmIdPattern } from '../../domain/account/decider.ts';
+import { chargeCents } from '../../domain/shared/billing.ts';
+import { DomainError, invalid } from '../../domain/shared/errors.ts';
+import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
+import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
+import { vmStream } from '../../domain/vm/events.ts';
+import { ConcurrencyError, type Cause } from '../../ledger/handle.ts';
+import { balanceFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
+import { sshFingerprint } from '../../domain/shared/ssh.ts';
+import { dollars, formatMemory, utcMinute } from './format.ts';
+
+const actions = ['start', 'stop', 'force-stop', 'delete'] as const;
+type Action = (typeof actions)[number];
+
+/** What each confirm page says will happen. */
+const actionCopy: Record<Action, { title: string; done: string; button: string; explain: string; danger: boolean }> = {
+  start: {
+    title: 'Start', done: 'started', button: 'Start it',
+    explain: 'The capsul boots, as if you pressed its power button. It is charged the same whether it runs or not.', danger: false,
+  },
+  stop: {
+    title: 'Stop', done: 'stopped', button: 'Stop it',
+    explain: 'The operating system is asked to shut down cleanly. The capsul keeps its disk and addresses, and is still charged while stopped.',
+    danger: false,
+  },
+  'force-stop': {
+    title: 'Force-stop', done: 'force-stopped', button: 'Cut the power',
+    explain: 'The power is cut at once, without shutting down: unsaved data may be lost. Use it when a normal stop does not work. The capsul is still charged while stopped.',
+    danger: true,
+  },
+  delete: {
+    title: 'Delete', done: 'deleted', button: 'Delete it for good',
+    explain: 'The capsul and its disk are destroyed. This cannot be undone. Charges stop now.', danger: true,
+  },
+};
+
+/** Seconds between reloads of a capsul's page while something is under way (no JavaScript). */
+const refreshSeconds = 5;
+/** Limits on what a page lists and a form may carry. */
+const maxCapsulsListed = 500;
+const maxKeysOffered = 100;
+const deletionReason = 'deleted by the customer';
+
+// Fastify validates bodies before the CSRF and login checks run (preHandlers): the routes only attach a
+// failure (attachValidation) and answer it in the handler, after both.
+const createBodySchema = {
+  type: 'object',
+  properties: {
+    size: { type: 'string', maxLength: 64 },
+    os: { type: 'string', maxLength: 64 },
+    // One ticked checkbox arrives as a string: fastify's validator turns it into a list of one.
+    keys: { type: 'array', maxItems: maxKeysOffered, items: { type: 'string', maxLength: 500 } },
+  },
+} as const;
+type CreateForm = { size?: string; os?: string; keys?: string[] };
+
+const actionBodySchema = {
+  type: 'object',
+  required: ['version'],
+  properties: { version: { type: 'string', pattern: '^[0-9]{1,18}$' } },
+} as const;
 
 export async function consolePages(app: FastifyInstance, deps: WebContext): Promise<void> {
   app.addHook('preHandler', requireCustomer);
 
   app.get('/console', async (request, reply) => {
-    const { rows } = await deps.pool.query(
-      `SELECT id, size, os, last_seen_ipv4 AS ipv4, state, created FROM vms WHERE email = $1 AND state <> 'deleted' ORDER BY created DESC`,
-      [request.customer!.email],
-    );
-    return reply.view('console.eta', { vms: rows });
+    const email = request.customer!.email;
+    const vms = await listCapsuls(deps.pool, email);
+    return reply.view('console.eta', { vms, steps: vms.length === 0 ? await firstSteps(deps, email) : null });
+  });
+
+  app.get('/console/create', async (request, reply) => {
+    const email = request.customer!.email;
+    return reply.view('console-create.eta', await createPage(deps, email, { keys: await onlyKeyName(deps.pool, email) }));
+  });
+
+  app.post<{ Body: CreateForm }>('/console/create', { schema: { body: createBodySchema }, attachValidation: true }, async (request, reply) => {
+    if (request.validationError) return malformedPage(reply);
+    const email = request.customer!.email;
+    const form = request.body;
+    try {
+      if (!form.size) throw invalid('choose a size');
+      if (!form.os) throw invalid('choose an operating system');
+      const sshPublicKeys = await chosenKeys(deps.pool, email, form.keys ?? []);
+      const { vmId } = await deps.ledger.createVm({ email, size: form.size, os: form.os, sshPublicKeys, cause: customer(email) });
+      deps.afterCommands();
+      return reply.redirect(`/console/${vmId}`, 303);
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      const page = await createPage(deps, email, form, error.message);
+      return reply.code(statusOf(error)).view('console-create.eta', page);
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/console/:id', async (request, reply) => {
+    const vm = await ownCapsul(deps.pool, request.customer!.email, request.params.id);
+    if (!vm) return notFoundPage(reply);
+    return reply.view('console-capsul.eta', {
+      vm, actions: allowedActions(vm).map((action) => ({ action, ...actionCopy[action] })), refreshSeconds: underWay(vm) ? refreshSeconds : 0,
+      price: dollars(vm.priceCentsPerMonth), charges: dollars(chargesSoFar(vm, deps.now())),
+    });
+  });
+
+  app.get<{ Params: { id: string; action: string } }>('/console/:id/:action', async (request, reply) => {
+    const action = actionNamed(request.params.action);
+    const vm = action && (await ownCapsul(deps.pool, request.customer!.email, request.params.id));
+    if (!action || !vm) return notFoundPage(reply);
+    if (!allowedActions(vm).includes(action)) {
+      return reply.code(409).view('error.eta', {
+        title: `${actionCopy[action].title}: not now`,
+        message: `The capsul is ${vm.stateLabel}: it cannot be ${actionCopy[action].done} now.`,
+        action: { href: `/console/${vm.id}`, label: 'Back to the capsul' },
+      });
+    }
+    return reply.view('console-confirm.eta', { vm, action, copy: actionCopy[action], version: vm.version.toString() });
+  });
+
+  app.post<{ Params: { id: string; action: string }; Body: { version: string } }>(
+    '/console/:id/:action', { schema: { body: actionBodySchema }, attachValidation: true }, async (request, reply) => {
+      if (request.validationError) return malformedPage(reply);
+      const email = request.customer!.email;
+      const action = actionNamed(request.params.action);
+      const vm = action && (await ownCapsul(deps.pool, email, request.params.id));
+      if (!action || !vm) return notFoundPage(reply);
+      // The confirm form was rendered from this version, and only for an action allowed then: anything
+      // else means the capsul changed since (another tab, the host, a job).
+      const seenVersion = BigInt(request.body.version);
+      if (seenVersion !== vm.version || !allowedActions(vm).includes(action)) return changedMeanwhilePage(reply, vm.id);
+      try {
+        await perform(deps, action, vm.id, seenVersion, customer(email));
+      } catch (error) {
+        if (error instanceof ConcurrencyError) return changedMeanwhilePage(reply, vm.id);
+        throw error;
+      }
+      return reply.redirect(`/console/${vm.id}`, 303);
+    },
+  );
+}
+
+async function perform(deps: WebContext, action: Action, vmId: string, expectedVersion: bigint, cause: Cause): Promise<void> {
+  switch (action) {
+    case 'start':
+      await deps.ledger.startVm(vmId, cause, { expectedVersion });
+      return;
+    case 'stop':
+    case 'force-stop':
+      await deps.ledger.stopVm(vmId, cause, { force: action === 'force-stop', expectedVersion });
+      return;
+    case 'delete':
+      await deps.ledger.deleteVm(vmId, deletionReason, cause, { expectedVmVersion: expectedVersion });
+      deps.afterCommands(); // the reaction turns the request into a delete operation for the host
+      return;
+    default: {
+      const unknown: never = action;
+      throw new Error(`unknown action ${String(unknown)}`);
+    }
+  }
+}
+
+const customer = (email: string): Cause => ({ by: { kind: 'customer', id: email } });
+
+const actionNamed = (name: string): Action | null => (actions as readonly string[]).includes(name) ? (name as Action) : null;
+
+/** What the capsul's state allows: offered on its page, and checked again when a confirm form comes back. */
+function allowedActions(vm: Capsul): Action[] {
+  if (vm.deleting || vm.state === 'deleted') return [];
+  const power: Action[] = ['stopped', 'crashed'].includes(vm.state) ? ['start'] : ['running', 'paused'].includes(vm.state) ? ['stop', 'force-stop'] : [];
+  return [...power, 'delete'];
+}
+
+/** The same status the central error handler gives a domain refusal. */
+const statusOf = (error: DomainError) => ({ invalid: 400, not_found: 404, refused: 409, insufficient_funds: 409 })[error.code];
+
+function notFoundPage(reply: FastifyReply) {
+  return reply.code(404).view('error.eta', { title: 'Page not found', message: 'There is no page at this address.' });
+}
+
+/** A form no page of ours sends (lists for single fields, oversized values): no detail to fix by hand. */
+function malformedPage(reply: FastifyReply) {
+  return reply.code(400).view('error.eta', {
+    title: 'That form did not arrive whole',
+    message: 'Some of its fields were missing or not what this page sends: go back, reload the page and try again.',
+    action: { href: '/console', label: 'Back to your capsuls' },
   });
 }
+
+function changedMeanwhilePage(reply: FastifyReply, vmId: string) {
+  return reply.code(409).view('error.eta', {
+    title: 'This capsul changed meanwhile',
+    message: 'It changed after this page was shown (perhaps from another tab): nothing was done. Have a look at it as it is now, and try again if you still want to.',
+    action: { href: `/console/${vmId}`, label: 'See the capsul now' },
+  });
+}
+
+// ---- the list ----
+
+async function listCapsuls(pool: pg.Pool, email: string) {
+  const { rows } = await pool.query(
+    `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created
+     FROM vms v LEFT JOIN os_images o ON o.id = v.os
+     WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${maxCapsulsListed}`,
+    [email],
+  );
+  return rows.map((row) => ({
+    id: row.id as string, size: row.size as string, os: row.os as string, ipv4: row.ipv4 as string | null,
+    state: stateLabel(row.state, row.deleting), created: utcMinute(row.created),
+  }));
+}
+
+/** For the empty list: which of the steps before a first capsul are still to do. */
+async function firstSteps(deps: WebContext, email: string): Promise<{ hasKey: boolean; funded: boolean }> {
+  const { rows } = await deps.pool.query('SELECT 1 FROM ssh_public_keys WHERE email = $1 LIMIT 1', [email]);
+  const funds = await fundsOf(deps, email);
+  return { hasKey: rows.length > 0, funded: funds !== null && funds.balanceCents > 0 };
+}
+
+// ---- creating ----
+
+type Funds = { balanceCents: Cents; committedCents: Cents };
+
+/** The balance now and what the undeleted capsuls take a month: what the account decider weighs a creation by. */
+async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
+  const accountId = await deps.ledger.accountIdFor(email);
+  if (!accountId) return null;
+  const balanceCents = await balanceFromProjections(deps.pool, accountId, deps.now());
+  const { rows } = await deps.pool.query(
+    'SELECT coalesce(sum(dollars_per_month), 0)::text AS committed FROM vms WHERE account_id = $1 AND deleted IS NULL', [accountId],
+  );
+  return { balanceCents, committedCents: centsFromNumeric(rows[0].committed) };
+}
+
+/** The form's choices: sizes the balance covers (as the decider rules), current images, saved keys. */
+async function createPage(deps: WebContext, email: string, chosen: CreateForm, error: string | null = null) {
+  const [funds, sizes, images, keys] = await Promise.all([
+    fundsOf(deps, email),
+    deps.pool.query(`SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month, id`),
+    deps.pool.query('SELECT id, description FROM os_images WHERE NOT deprecated ORDER BY description'),
+    deps.pool.query(`SELECT name FROM ssh_public_keys WHERE email = $1 ORDER BY name LIMIT ${maxKeysOffered}`, [email]),
+  ]);
+  const affordable = (priceCents: Cents) => funds !== null && funds.balanceCents >= funds.committedCents + priceCents;
+  const offered = sizes.rows
+    .map((row) => ({ id: row.id as string, priceCents: centsFromNumeric(row.price), vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number }))
+    .filter((size) => affordable(size.priceCents))
+    .map((size) => ({ ...size, price: dollars(size.priceCents) }));
+  return {
+    error,
+    chosen: { size: chosen.size ?? offered[0]?.id ?? '', os: chosen.os ?? '', keys: chosen.keys ?? [] },
+    sizes: offered,
+    hiddenSizes: sizes.rows.length - offered.length,
+    images: images.rows as { id: string; description: string }[],
+    keys: keys.rows.map((row) => row.name as string),
+    funds: funds && { balance: dollars(funds.balanceCents), committed: dollars(funds.committedCents), hasCapsuls: funds.committedCents > 0 },
+  };
+}
+
+/** A customer with a single saved key most likely wants that one: it is ticked to begin with. */
+async function onlyKeyName(pool: pg.Pool, email: string): Promise<string[]> {
+  const { rows } = await pool.query('SELECT name FROM ssh_public_keys WHERE email = $1 LIMIT 2', [email]);
+  return rows.length === 1 ? [rows[0].name] : [];
+}
+
+/** The saved keys the customer ticked, by name: a name that is not one of theirs is refused, not ignored. */
+async function chosenKeys(pool: pg.Pool, email: string, names: string[]): Promise<string[]> {
+  if (names.length === 0) throw invalid('choose at least one SSH key to install on the capsul');
+  const { rows } = await pool.query('SELECT name, content FROM ssh_public_keys WHERE email = $1 AND name = ANY($2::text[])', [email, names]);
+  const unknown = names.find((name) => !rows.some((row) => row.name === name));
+  if (unknown !== undefined) throw invalid(`${JSON.stringify(unknown)} is not one of your saved SSH keys`);
+  return rows.map((row) => row.content as string);
+}
+
+// ---- one capsul ----
+
+type Capsul = ReturnType<typeof toCapsul>;
+
+// One statement, so the page (and the version its confirm forms carry) shows one moment of the capsul:
+// the projections commit with the events they follow.
+const capsulSql = `
+  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, v.state, v.created, v.deleted,
+         v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
+         v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
+         ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
+         coalesce((SELECT stream_position FROM emt_streams WHERE stream_id = $3 AND partition = 'emt:default' AND NOT is_archived), 0)::text AS version
+  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os
+  WHERE v.id = $1 AND v.email = $2`;
+
+/** The customer's capsul `id`, or null: unknown, malformed and someone else's all look the same. */
+async function ownCapsul(pool: pg.Pool, email: string, id: string): Promise<Capsul | null> {
+  if (!vmIdPattern.test(id)) return null;
+  const { rows } = await pool.query(capsulSql, [id, email, vmStream(id)]);
+  return rows[0] ? toCapsul(rows[0]) : null;
+}
+
+function toCapsul(row: pg.QueryResultRow) {
+  const deleting = row.deleted !== null && row.state !== 'deleted';
+  return {
+    id: row.id as string,
+    size: row.size as string,
+    os: row.os_description as string,
+    state: row.state as string,
+    deleting,
+    stateLabel: stateLabel(row.state, row.deleted !== null),
+    ipv4: row.ipv4 as string | null,
+    ipv6: row.ipv6 as string | null,
+    createdAt: new Date(row.created),
+    created: utcMinute(row.created),
+    deletedAt: row.deleted === null ? null : new Date(row.deleted),
+    priceCentsPerMonth: centsFromNumeric(row.price),
+    specs: row.vcpus === null ? null : { vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number },
+    hostKeys: (row.ssh_host_key_fingerprints ?? []) as HostKeyFingerprint[],
+    installedKeys: (row.ssh_public_keys as string[]).map(describeKey),
+    failure: row.failure as string | null,
+    openOperations: row.open_operations as string[],
+    version: BigInt(row.version),
+  };
+}
+
+/** What the capsul has cost so far, at the price captured at its creation, until its deletion was requested. */
+const chargesSoFar = (vm: Capsul, now: Date) => chargeCents(
+  { priceCentsPerMonth: vm.priceCentsPerMonth, createdAtMs: vm.createdAt.getTime(), deletionRequestedAtMs: vm.deletedAt?.getTime() ?? null },
+  now.getTime(),
+);
+
+/** Something the page should follow as it happens: the page reloads itself meanwhile. */
+const underWay = (vm: Capsul) => vm.state === 'pending' || vm.state === 'creating' || vm.openOperations.length > 0 || vm.deleting;
+
+/** "deleting" while a requested deletion is under way; otherwise the state the host last reported. */
+const stateLabel = (state: string, deletionRequested: boolean) => (deletionRequested && state !== 'deleted' ? 'deleting' : state);
+
+/** An OpenSSH public key line as `ssh-keygen -lf` shows it: type, comment and the SHA256 of the key's blob. */
+function describeKey(line: string): { type: string; comment: string; fingerprint: string } {
+  const [type = '', blob = '', ...comment] = line.split(' ');
+  return { type, comment: comment.join(' '), fingerprint: sshFingerprint(blob) };
+}
+
+// ---- formatting ----
+
+
+

@@ -1,4 +1,132 @@
-import type { FastifyInstance } from 'fastify';
+// The customer's saved SSH public keys (/console/ssh): list, add, delete. They are web state, not
+// ledger facts: a capsul copies the keys it is created with, so deleting one here changes no capsul.
+// Customers are known by email from their first login, so keys work before any payment.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type pg from 'pg';
+import { DomainError, invalid, notFound, refused } from '../../domain/shared/errors.ts';
+import { maxSshKeyLength, parseSshPublicKey } from '../../domain/shared/ssh.ts';
 import type { WebContext } from './context.ts';
+import { requireCustomer } from './session.ts';
+import { sshFingerprint } from '../../domain/shared/ssh.ts';
+import { utcDay } from './format.ts';
 
-export async function keyPages(_app: FastifyInstance, _deps: WebContext): Promise<void> {}
+export const maxKeysPerCustomer = 50;
+export const maxKeyNameLength = 100;
+
+type KeyForm = { key: string; name: string };
+type Body = Record<string, unknown> | undefined;
+type PageState = { form: KeyForm; error: string | null; notice: string | null };
+
+const blankForm: KeyForm = { key: '', name: '' };
+
+/** After a redirect: what the last form did (fixed texts, never echoed from the address). */
+const notices = new Map([
+  ['added', 'The key was saved. New capsuls can now be given it.'],
+  ['deleted', 'The key was deleted. Capsuls that already have it keep it: remove it from ~/.ssh/authorized_keys '
+    + 'on those capsuls if it should no longer log in.'],
+]);
+
+export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+  app.addHook('preHandler', requireCustomer);
+
+  app.get<{ Querystring: { done?: unknown } }>('/console/ssh', async (request, reply) => {
+    const notice = typeof request.query.done === 'string' ? notices.get(request.query.done) ?? null : null;
+    return showKeys(reply, deps.pool, request.customer!.email, { form: blankForm, error: null, notice });
+  });
+
+  app.post<{ Body: Body }>('/console/ssh', async (request, reply) => {
+    const email = request.customer!.email;
+    const form = { key: field(request.body, 'key'), name: field(request.body, 'name') };
+    try {
+      await addKey(deps.pool, email, form, deps.now());
+    } catch (error) {
+      // A refusal shows the form again with what was typed; anything else is ours (500).
+      if (!(error instanceof DomainError)) throw error;
+      // A private key pasted by mistake is not sent back into the page.
+      const key = isPrivateKey(form.key) ? '' : form.key.slice(0, maxSshKeyLength);
+      const typed = { key, name: form.name.slice(0, 2 * maxKeyNameLength) };
+      const status = error.code === 'invalid' ? 400 : 409;
+      return showKeys(reply.code(status), deps.pool, email, { form: typed, error: error.message, notice: null });
+    }
+    // Post/redirect/get: reloading the page afterwards does not send the form again.
+    return reply.redirect('/console/ssh?done=added', 303);
+  });
+
+  app.post<{ Body: Body }>('/console/ssh/delete', async (request, reply) => {
+    const name = field(request.body, 'name');
+    const { rowCount } = await deps.pool.query(
+      'DELETE FROM ssh_public_keys WHERE email = $1 AND name = $2', [request.customer!.email, name],
+    );
+    if (rowCount === 0) {
+      throw notFound(`you have no saved key named ${JSON.stringify(name.slice(0, maxKeyNameLength))}: it may have been deleted already`);
+    }
+    return reply.redirect('/console/ssh?done=deleted', 303);
+  });
+}
+
+async function showKeys(reply: FastifyReply, pool: pg.Pool, email: string, state: PageState) {
+  const { rows } = await pool.query<{ name: string; content: string; created: Date }>(
+    'SELECT name, content, created FROM ssh_public_keys WHERE email = $1 ORDER BY created, name', [email],
+  );
+  const keys = rows.map((row) => {
+    const [type = '', blob = '', ...comment] = row.content.split(' ');
+    const added = utcDay(row.created);
+    return { name: row.name, type, fingerprint: sshFingerprint(blob), comment: comment.join(' '), added };
+  });
+  return reply.view('keys.eta', { keys, maxKeys: maxKeysPerCustomer, maxNameLength: maxKeyNameLength, ...state });
+}
+
+/** Validates and saves one key; throws the refusal the customer should read. */
+async function addKey(pool: pg.Pool, email: string, form: KeyForm, now: Date): Promise<void> {
+  if (isPrivateKey(form.key)) throw invalid('that is a private key: keep it secret and paste the public key (the .pub file) instead');
+  const key = parseSshPublicKey(form.key);
+  const name = keyName(form.name, key.comment);
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    // One customer's adds take turns, so the cap and the same-key check hold against concurrent posts.
+    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`ssh_public_keys:${email}`]);
+    const { rows } = await client.query<{ name: string; content: string }>(
+      'SELECT name, content FROM ssh_public_keys WHERE email = $1', [email],
+    );
+    if (rows.length >= maxKeysPerCustomer) {
+      throw refused(`you can save at most ${maxKeysPerCustomer} keys: delete one you no longer use first`);
+    }
+    const same = rows.find((row) => row.content.split(' ')[1] === key.blob);
+    if (same) throw refused(`this key is already saved, named ${JSON.stringify(same.name)}`);
+    await client.query(
+      'INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [email, name, key.line, now.toISOString()],
+    );
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => { broken = true; });
+    // The primary key (email, name) is the one arbiter of unique names, whoever inserted first.
+    if ((error as { code?: string }).code === '23505') {
+      throw refused(`you already have a key named ${JSON.stringify(name)}: choose another name`);
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** The name typed, else the key's comment; 1–100 printable characters. */
+export function keyName(typed: string, comment: string): string {
+  const name = typed.trim() || comment.trim();
+  if (name === '') throw invalid('this key has no comment to name it by: give it a name');
+  if ([...name].length > maxKeyNameLength) throw invalid(`a key's name may be at most ${maxKeyNameLength} characters`);
+  // Format characters count as unprintable too: a right-to-left override could disguise a name.
+  if (/\p{C}/u.test(name)) throw invalid("a key's name may only hold printable characters (no tabs, line breaks or control characters)");
+  return name;
+}
+
+const isPrivateKey = (text: string) => /PRIVATE KEY/.test(text);
+
+/** A form field as typed: absent → empty; repeated or not text → refused (no page sends that). */
+function field(body: Body, name: string): string {
+  const value = body?.[name];
+  if (value === undefined) return '';
+  if (typeof value !== 'string') throw invalid(`the form's ${name} field is not what this page sends: reload the page and try again`);
+  return value;
+}

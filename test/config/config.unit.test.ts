@@ -1,0 +1,49 @@
+// The hub's configuration: defaults, and one clear refusal per bad value.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, readConfig } from '../../src/config.ts';
+
+describe('hub configuration', () => {
+  it('given nothing set, runs a development hub on port 3000 with the outbox instead of SMTP', () => {
+    const config = readConfig({});
+    assert.equal(config.port, 3000);
+    assert.equal(config.baseUrl, 'http://localhost:3000');
+    assert.equal(config.mode, 'both');
+    assert.equal(config.secretKey, undefined);
+    assert.deepEqual(config.adminEmails, []);
+    assert.equal(config.mail, undefined);
+    assert.equal(config.mailFrom, 'capsul <no-reply@localhost>');
+    assert.equal(config.trustProxy, false);
+    assert.equal(config.supportEmail, 'support@localhost');
+  });
+
+  it('reads admins case-insensitively and SMTP with its port from the TLS mode', () => {
+    const config = readConfig({
+      ADMIN_EMAILS: ' Boss@Capsul.org, ops@capsul.org ', MAIL_SERVER: 'smtp.capsul.org', MAIL_USE_TLS: 'tls',
+      MAIL_USERNAME: 'capsul', MAIL_PASSWORD: 'pw', SECRET_KEY: 's'.repeat(32), BASE_URL: 'https://capsul.org/',
+      TRUST_PROXY: 'loopback',
+    });
+    assert.deepEqual(config.adminEmails, ['boss@capsul.org', 'ops@capsul.org']);
+    assert.deepEqual(config.mail, { host: 'smtp.capsul.org', port: 465, secure: true, user: 'capsul', password: 'pw' });
+    assert.equal(config.baseUrl, 'https://capsul.org');
+    assert.equal(config.mailFrom, 'capsul <no-reply@capsul.org>');
+    assert.equal(config.trustProxy, 'loopback');
+    assert.equal(readConfig({ MAIL_SERVER: 'smtp.x.org' }).mail?.port, 587);
+    assert.equal(readConfig({ MAIL_SERVER: 'smtp.x.org', MAIL_PORT: '2525' }).mail?.port, 2525);
+  });
+
+  const refusals: [Record<string, string>, RegExp][] = [
+    [{ BASE_URL: 'https://capsul.org' }, /SECRET_KEY is required when BASE_URL is https/],
+    [{ SECRET_KEY: 'short' }, /SECRET_KEY must be at least 32 characters/],
+    [{ ADMIN_EMAILS: 'boss@capsul.org, not-an-email' }, /ADMIN_EMAILS .* "not-an-email" is not one/],
+    [{ MAIL_SERVER: 'smtp.x.org', MAIL_USE_TLS: 'yes' }, /MAIL_USE_TLS must be starttls, tls or none/],
+    [{ MAIL_SERVER: 'smtp.x.org', MAIL_PORT: '99999' }, /MAIL_PORT must be a number from 1 to 65535/],
+    [{ TRUST_PROXY: 'everyone; rm -rf' }, /TRUST_PROXY must be/],
+    [{ PORT: 'http' }, /PORT must be a number/],
+  ];
+  for (const [env, message] of refusals) {
+    it(`refuses ${JSON.stringify(env)} with one line naming the variable`, () => {
+      assert.throws(() => readConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+    });
+  }
+});

@@ -1,0 +1,148 @@
+// The customer's history over real HTTP against a real database: their account's and capsuls' events
+// as plain sentences, newest first, paged; hosts' names hidden; other customers' events never shown.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { operator, sshKey } from '../support/db.ts';
+import { lifeOnHost } from '../support/scenario.ts';
+import { webHarness, type WebHarness } from '../support/web.ts';
+
+const start = new Date('2026-11-01T12:00:00Z');
+const minutes = (n: number) => new Date(start.getTime() + n * 60_000);
+
+let web: WebHarness;
+before(async () => {
+  web = await webHarness({ start });
+});
+after(() => web.close());
+
+const createF1xs = (email: string) =>
+  web.db.ledger.createVm({ email, size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
+
+/** The page's text with tags dropped and white space folded, for reading sentences across markup. */
+const text = (html: string) => html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+
+describe('history', () => {
+  it('sends a visitor to the login page and back', async () => {
+    const response = await web.client().get('/console/history');
+    assert.equal(response.statusCode, 303);
+    assert.equal(response.headers.location, '/auth/login?next=%2Fconsole%2Fhistory');
+  });
+
+  it('tells a customer without an account that nothing has happened yet', async () => {
+    const page = await (await web.loggedIn('quiet@example.org')).get('/console/history');
+    assert.equal(page.statusCode, 200);
+    assert.match(page.body, /<h1>History<\/h1>/);
+    assert.match(page.body, /Nothing has happened yet/);
+    assert.doesNotMatch(page.body, /Older events/);
+  });
+
+  it('tells what happened to the money and the capsuls, newest first, without hosts\' names', async () => {
+    web.clock.set(start);
+    const email = 'story@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 5000, reference: 'wire-42', cause: operator });
+    const accountId = (await web.db.ledger.accountIdFor(email))!;
+    const { vmId: running } = await createF1xs(email);
+    await lifeOnHost(web.db, running, accountId, (n) => minutes(n), 'running');
+    const { vmId: broken } = await createF1xs(email);
+    await lifeOnHost(web.db, broken, accountId, (n) => minutes(20 + n), 'failed');
+    web.clock.set(minutes(40));
+    await web.db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
+    web.clock.set(minutes(41));
+    await web.db.ledger.reinstatePayment(paymentId, 'the bank reversed the chargeback', operator);
+    const { vmId: gone } = await createF1xs(email);
+    await web.db.ledger.deleteVm(gone, 'not needed after all', operator);
+    await lifeOnHost(web.db, gone, accountId, (n) => minutes(50 + n), 'deleted');
+
+    const page = await (await web.loggedIn(email)).get('/console/history');
+    assert.equal(page.statusCode, 200);
+    const body = text(page.body);
+    const sentences = [
+      'Your account was opened.',
+      `Payment ${paymentId} of $50.00 was received (manual (bank transfer or cash), reference wire-42).`,
+      `Capsul ${running} was requested: size f1-xs, debian12, $5.33 a month. Billing started.`,
+      `Capsul ${running} was placed on a host and is being created.`,
+      `Capsul ${running} was provisioned: IPv4 192.0.2.10, IPv6 2001:db8::10.`,
+      `Capsul ${running} was seen running.`,
+      `A stop (shut down) of capsul ${running} was requested.`,
+      `Capsul ${running} was seen stopped.`,
+      `A start of capsul ${running} was requested.`,
+      `Capsul ${broken} failed: disk full`,
+      `Payment ${paymentId} was invalidated: chargeback. It no longer counts towards your balance.`,
+      `Payment ${paymentId} was reinstated: the bank reversed the chargeback. It counts towards your balance again.`,
+      `Deletion of capsul ${gone} was requested: not needed after all. Billing stopped.`,
+      `Capsul ${gone} is being deleted from its host.`,
+      `Capsul ${gone} was deleted.`,
+    ];
+    for (const sentence of sentences) assert.ok(body.includes(sentence), sentence);
+    // Newest first: the order the facts were committed, reversed.
+    const positions = ['Your account was opened.', `Capsul ${running} was requested`, `Capsul ${broken} failed`, 'was invalidated', 'was reinstated', `Capsul ${gone} was deleted.`]
+      .map((sentence) => body.indexOf(sentence));
+    assert.deepEqual(positions, [...positions].sort((a, b) => b - a));
+    assert.ok(!page.body.includes('host-a') && !page.body.includes('test-host'), 'hosts are the operators\' business');
+    assert.match(page.body, /<caption>Events<\/caption>/);
+    assert.match(page.body, /<th scope="col">When \(UTC\)<\/th>/);
+    assert.match(page.body, /<th scope="row"><time datetime="2026-11-01T12:00:00.000Z">2026-11-01 12:00 UTC<\/time><\/th>/);
+    assert.match(body, /2026-11-01 12:03 UTC Capsul capsul-[a-z0-9]{10} was seen running\. its host/, 'when, what, and by whom');
+    assert.match(body, /was reinstated: the bank reversed the chargeback\. It counts towards your balance again\. an operator/);
+    assert.doesNotMatch(page.body, /Older events/);
+  });
+
+  it("never shows another customer's events", async () => {
+    web.clock.set(start);
+    await web.db.ledger.recordPayment({ email: 'mine@example.org', amountCents: 1111, cause: operator });
+    const { vmId: mine } = await createF1xs('mine@example.org');
+    await web.db.ledger.recordPayment({ email: 'theirs@example.org', amountCents: 7777, reference: 'their-secret', cause: operator });
+    const { vmId: theirs } = await createF1xs('theirs@example.org');
+    await web.db.ledger.deleteVm(theirs, 'their reason', operator);
+    const page = await (await web.loggedIn('mine@example.org')).get('/console/history');
+    assert.ok(page.body.includes(mine));
+    assert.ok(page.body.includes('$11.11'));
+    for (const secret of [theirs, '$77.77', 'their-secret', 'their reason']) assert.ok(!page.body.includes(secret), secret);
+  });
+
+  it('shows reasons and references with script in them escaped', async () => {
+    web.clock.set(start);
+    const email = 'escape-history@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 2000, reference: '<b>ref</b>', cause: operator });
+    await web.db.ledger.invalidatePayment(paymentId, '<script>alert(1)</script>', operator);
+    const page = await (await web.loggedIn(email)).get('/console/history');
+    assert.doesNotMatch(page.body, /<script>alert|<b>ref/);
+    assert.ok(page.body.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));
+    assert.ok(page.body.includes('&lt;b&gt;ref&lt;/b&gt;'));
+  });
+
+  it('pages 100 events at a time through an "older" link, with none lost or repeated', async () => {
+    web.clock.set(start);
+    const email = 'pages@example.org';
+    const recorded: number[] = [];
+    for (let i = 0; i < 104; i++) recorded.push((await web.db.ledger.recordPayment({ email, amountCents: 100 + i, cause: operator })).paymentId);
+    const client = await web.loggedIn(email);
+    const paymentsOn = (html: string) => [...html.matchAll(/Payment (\d+) of/g)].map((match) => Number(match[1]));
+
+    const first = await client.get('/console/history');
+    assert.equal(paymentsOn(first.body).length, 100);
+    assert.doesNotMatch(first.body, /Your account was opened/);
+    assert.deepEqual(paymentsOn(first.body), recorded.slice(4).reverse(), 'the newest 100, newest first');
+    const older = /<a href="(\/console\/history\?before=\d+\.\d+)">Older events<\/a>/.exec(first.body)?.[1];
+    assert.ok(older, 'a link to older events');
+
+    const second = await client.get(older);
+    assert.equal(second.statusCode, 200);
+    assert.deepEqual(paymentsOn(second.body), recorded.slice(0, 4).reverse());
+    assert.match(second.body, /Your account was opened/);
+    assert.doesNotMatch(second.body, /Older events/);
+    assert.match(second.body, /<a href="\/console\/history">Newest events<\/a>/);
+  });
+
+  it('refuses a malformed page address with 400', async () => {
+    const client = await web.loggedIn('cursor@example.org');
+    for (const query of ['before=abc', 'before=1.2.3', 'before=%3Cscript%3E', 'before=1.1&before=2.2', `before=${'9'.repeat(30)}.1`]) {
+      const response = await client.get(`/console/history?${query}`);
+      assert.equal(response.statusCode, 400, query);
+      assert.doesNotMatch(response.body, /<script>/);
+    }
+    const past = await client.get('/console/history?before=1.1');
+    assert.equal(past.statusCode, 200);
+    assert.match(past.body, /There is nothing older/);
+  });
+});

@@ -3,7 +3,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { accountDecider } from '../domain/account/decider.ts';
-import { accountStream, type Provider } from '../domain/account/events.ts';
+import { accountStream, type Provider, type WarningLevel } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
@@ -89,23 +89,51 @@ export class Ledger {
     }
   }
 
-  invalidatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
-    return this.correctPayment('InvalidatePayment', paymentId, reason, cause);
+  /** `effectiveAt`: a provider's correction, taking effect at the provider's time (see the decider). */
+  invalidatePayment(paymentId: number, reason: string, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('InvalidatePayment', paymentId, reason, cause, options.effectiveAt);
   }
 
-  reinstatePayment(paymentId: number, reason: string, cause: Cause): Promise<{ changed: boolean }> {
-    return this.correctPayment('ReinstatePayment', paymentId, reason, cause);
+  reinstatePayment(paymentId: number, reason: string, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('ReinstatePayment', paymentId, reason, cause, options.effectiveAt);
   }
 
   private async correctPayment(
-    type: 'InvalidatePayment' | 'ReinstatePayment', paymentId: number, reason: string, cause: Cause,
+    type: 'InvalidatePayment' | 'ReinstatePayment', paymentId: number, reason: string, cause: Cause, effectiveAt?: Date,
   ): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(paymentId);
+    const data = effectiveAt === undefined ? { paymentId, reason } : { paymentId, reason, effectiveAt };
     const { events } = await handleCommand(
-      this.deps, accountStream(accountId), accountDecider,
-      { type, data: { paymentId, reason }, metadata: { now: this.now() } }, { ...cause, reason },
+      this.deps, accountStream(accountId), accountDecider, { type, data, metadata: { now: this.now() } }, { ...cause, reason },
     );
     return { changed: events.length > 0 };
+  }
+
+  /** A provider's refund, as the payment's refunded total so far: a total already recorded changes nothing. */
+  async recordRefund(input: {
+    paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date; cause: Cause;
+  }): Promise<{ changed: boolean }> {
+    const accountId = await this.accountOfPayment(input.paymentId);
+    const { cause, ...data } = input;
+    const { events } = await handleCommand(
+      this.deps, accountStream(accountId), accountDecider, { type: 'RecordRefund', data, metadata: { now: this.now() } }, cause,
+    );
+    return { changed: events.length > 0 };
+  }
+
+  /** Issues a balance warning unless that level was issued already since the last top-up. */
+  async issueBalanceWarning(accountId: string, level: WarningLevel, balanceCents: Cents, cause: Cause): Promise<{ issued: boolean }> {
+    const { events } = await handleCommand(
+      this.deps, accountStream(accountId), accountDecider,
+      { type: 'IssueBalanceWarning', data: { level, balanceCents }, metadata: { now: this.now() } }, cause,
+    );
+    return { issued: events.length > 0 };
+  }
+
+  /** The payment recorded under a provider's reference, or null. */
+  async paymentIdFor(reference: string): Promise<number | null> {
+    const { rows } = await this.deps.pool.query('SELECT id FROM payments WHERE reference = $1', [reference]);
+    return rows[0] ? Number(rows[0].id) : null;
   }
 
   async createVm(input: { email: string; size: string; os: string; sshPublicKeys: string[]; cause: Cause }): Promise<{ vmId: string }> {

@@ -9,7 +9,7 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export async function balanceFromProjections(db: Queryable, accountId: string, at: Date): Promise<Cents> {
   const payments = await db.query(
-    `SELECT coalesce(sum(dollars), 0)::text AS paid FROM payments
+    `SELECT coalesce(sum(dollars - refunded_dollars), 0)::text AS paid FROM payments
      WHERE account_id = $1 AND NOT invalidated AND created <= $2`,
     [accountId, at.toISOString()],
   );

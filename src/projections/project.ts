@@ -17,7 +17,7 @@ export function project(event: LedgerEvent): RowOp[] {
         row: {
           id: d.paymentId, created: d.at, email: accountEmail(d.accountId), dollars: formatCents(d.amountCents),
           invalidated: false, account_id: d.accountId, provider: d.provider, reference: d.reference, recorded: d.recordedAt,
-          invalidated_at: null, invalidation_reason: null,
+          invalidated_at: null, invalidation_reason: null, refunded_dollars: '0.00', refunded_at: null,
         },
       }];
     }
@@ -31,6 +31,13 @@ export function project(event: LedgerEvent): RowOp[] {
         kind: 'update', table: 'payments', key: { id: event.data.paymentId },
         set: { invalidated: false, invalidated_at: null, invalidation_reason: null },
       }];
+    case 'PaymentRefunded':
+      return [{
+        kind: 'update', table: 'payments', key: { id: event.data.paymentId },
+        set: { refunded_dollars: formatCents(event.data.totalRefundedCents), refunded_at: event.data.at },
+      }];
+    case 'BalanceWarningIssued':
+      return []; // read from the account's stream (history, the warning job), not from a table
     case 'VmCreationRequested': {
       const d = event.data;
       return [{

@@ -7,7 +7,7 @@ export const projectionTables = {
     key: ['id'],
     columns: [
       'id', 'created', 'email', 'dollars', 'invalidated', 'account_id', 'provider', 'reference', 'recorded',
-      'invalidated_at', 'invalidation_reason',
+      'invalidated_at', 'invalidation_reason', 'refunded_dollars', 'refunded_at',
     ],
   },
   vms: {

@@ -29,7 +29,10 @@ before(async () => {
   await db.ledger.invalidatePayment(bob.paymentId, 'chargeback', cause);
   await db.ledger.invalidatePayment(alice.paymentId, 'chargeback', cause);
   await db.ledger.reinstatePayment(alice.paymentId, 'dispute won', cause);
+  await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 700, reference: 'ch_1', cause });
+  await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 1200, reference: 'ch_1', cause });
   const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
+  await db.ledger.issueBalanceWarning(accountId, 'runs-out-within-week', 4500, cause);
   const vms = [];
   for (const size of ['f1-xs', 'f1-s', 'f1-m']) {
     vms.push((await db.ledger.createVm({ email: 'alice@example.org', size, os: 'debian12', sshPublicKeys: [sshKey], cause })).vmId);
@@ -43,11 +46,13 @@ after(() => db.close());
 
 describe('projections', () => {
   it('writes accounts, payments and vms rows as the events say', async () => {
-    const payments = await db.pool.query(`SELECT email, dollars::text, invalidated, invalidation_reason FROM payments ORDER BY id`);
+    const payments = await db.pool.query(
+      `SELECT email, dollars::text, invalidated, invalidation_reason, refunded_dollars::text AS refunded FROM payments ORDER BY id`,
+    );
     assert.deepEqual(payments.rows, [
-      { email: 'alice@example.org', dollars: '50.00', invalidated: false, invalidation_reason: null },
-      { email: 'alice@example.org', dollars: '25.00', invalidated: false, invalidation_reason: null },
-      { email: 'bob@example.org', dollars: '10.00', invalidated: true, invalidation_reason: 'chargeback' },
+      { email: 'alice@example.org', dollars: '50.00', invalidated: false, invalidation_reason: null, refunded: '12.00' },
+      { email: 'alice@example.org', dollars: '25.00', invalidated: false, invalidation_reason: null, refunded: '0.00' },
+      { email: 'bob@example.org', dollars: '10.00', invalidated: true, invalidation_reason: 'chargeback', refunded: '0.00' },
     ]);
     const vms = await db.pool.query(`SELECT size, state, host, last_seen_ipv4, dollars_per_month::text, deleted IS NOT NULL AS deleted, failure FROM vms ORDER BY created`);
     assert.deepEqual(vms.rows, [
@@ -129,7 +134,7 @@ describe('projections', () => {
     }
     assert.deepEqual(types, [
       'AccountOpened', 'PaymentRecorded', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated',
-      'VmCreationRequested', 'VmCreationRequested', 'VmCreationRequested', 'VmDeletionRequested',
+      'PaymentRefunded', 'PaymentRefunded', 'BalanceWarningIssued', 'VmCreationRequested', 'VmCreationRequested', 'VmCreationRequested', 'VmDeletionRequested',
     ]);
   });
 });

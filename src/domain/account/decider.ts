@@ -3,8 +3,10 @@ import type { Command } from '@event-driven-io/emmett';
 import { DomainError, invalid, notFound, refused } from '../shared/errors.ts';
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
-import type { AccountEvent, Provider } from './events.ts';
-import { activeVms, balanceCentsAt, evolveAccount, initialAccount, isPaymentValid, type Account } from './state.ts';
+import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
+import {
+  activeVms, balanceCentsAt, evolveAccount, initialAccount, isPaymentValid, refundedCents, type Account, type PaymentState,
+} from './state.ts';
 
 export type CommandMetadata = { now: Date };
 
@@ -21,8 +23,21 @@ export type RecordPayment = Command<
   },
   CommandMetadata
 >;
-export type InvalidatePayment = Command<'InvalidatePayment', { paymentId: number; reason: string }, CommandMetadata>;
-export type ReinstatePayment = Command<'ReinstatePayment', { paymentId: number; reason: string }, CommandMetadata>;
+/**
+ * `effectiveAt`: a payment provider's correction (a dispute's funds withdrawn or reinstated) takes
+ * effect at the provider's time, and one older than the payment's latest change is stale. Without it
+ * (an operator), the correction takes effect now and one that changes nothing records nothing.
+ */
+type Correction = { paymentId: number; reason: string; effectiveAt?: Date };
+export type InvalidatePayment = Command<'InvalidatePayment', Correction, CommandMetadata>;
+export type ReinstatePayment = Command<'ReinstatePayment', Correction, CommandMetadata>;
+/** A provider's refund: the payment's refunded total so far, and when the provider made it. */
+export type RecordRefund = Command<
+  'RecordRefund',
+  { paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date },
+  CommandMetadata
+>;
+export type IssueBalanceWarning = Command<'IssueBalanceWarning', { level: WarningLevel; balanceCents: Cents }, CommandMetadata>;
 export type RequestVmCreation = Command<
   'RequestVmCreation',
   { vmId: string; size: string; os: string; sshPublicKeys: string[]; priceCentsPerMonth: Cents },
@@ -30,7 +45,8 @@ export type RequestVmCreation = Command<
 >;
 export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string; reason: string }, CommandMetadata>;
 
-export type AccountCommand = RecordPayment | InvalidatePayment | ReinstatePayment | RequestVmCreation | RequestVmDeletion;
+export type AccountCommand =
+  | RecordPayment | InvalidatePayment | ReinstatePayment | RecordRefund | IssueBalanceWarning | RequestVmCreation | RequestVmDeletion;
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
 const clockSkewMs = 5 * 60_000;
@@ -43,17 +59,17 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
   switch (command.type) {
     case 'RecordPayment':
       return recordPayment(command.data, state, now);
-    case 'InvalidatePayment': {
-      const payment = existingPayment(state, command.data.paymentId);
-      const reason = requireReason(command.data.reason);
-      if (!isPaymentValid(payment)) return [];
-      return [{ type: 'PaymentInvalidated', data: { accountId: state.accountId!, paymentId: payment.paymentId, reason, at } }];
-    }
-    case 'ReinstatePayment': {
-      const payment = existingPayment(state, command.data.paymentId);
-      const reason = requireReason(command.data.reason);
-      if (isPaymentValid(payment)) return [];
-      return [{ type: 'PaymentReinstated', data: { accountId: state.accountId!, paymentId: payment.paymentId, reason, at } }];
+    case 'InvalidatePayment':
+    case 'ReinstatePayment':
+      return correctPayment(command.type === 'ReinstatePayment', command.data, state, now);
+    case 'RecordRefund':
+      return recordRefund(command.data, state, now);
+    case 'IssueBalanceWarning': {
+      const { level, balanceCents } = command.data;
+      if (!warningLevels.includes(level)) throw invalid(`${JSON.stringify(level)} is not a warning level`);
+      if (state.accountId === null) throw notFound('there is no account to warn');
+      if (state.warningsIssued.has(level)) return []; // issued already in this episode
+      return [{ type: 'BalanceWarningIssued', data: { accountId: state.accountId, level, balanceCents, at } }];
     }
     case 'RequestVmCreation':
       return requestVmCreation(command.data, state, now);
@@ -138,6 +154,46 @@ function requestVmCreation(data: RequestVmCreation['data'], state: Account, now:
       priceCentsPerMonth: data.priceCentsPerMonth, at: now.toISOString(),
     },
   }];
+}
+
+function correctPayment(valid: boolean, data: Correction, state: Account, now: Date): AccountEvent[] {
+  const payment = existingPayment(state, data.paymentId);
+  const reason = requireReason(data.reason);
+  const event = (at: string): AccountEvent[] => {
+    const fields = { accountId: state.accountId!, paymentId: payment.paymentId, reason, at };
+    return [valid ? { type: 'PaymentReinstated', data: fields } : { type: 'PaymentInvalidated', data: fields }];
+  };
+  if (data.effectiveAt === undefined) return isPaymentValid(payment) === valid ? [] : event(now.toISOString());
+  const atMs = providerTime(data.effectiveAt, payment, now);
+  const latest = payment.validity.at(-1);
+  // Providers deliver out of order: a change older than the latest one recorded is stale, and the same
+  // change again is a redelivery. A newer one is recorded even when the payment's validity stays as it
+  // is, so that an older change arriving after it is recognised as stale.
+  if (latest && (latest.atMs > atMs || (latest.atMs === atMs && latest.valid === valid))) return [];
+  return event(new Date(atMs).toISOString());
+}
+
+function recordRefund(data: RecordRefund['data'], state: Account, now: Date): AccountEvent[] {
+  const payment = existingPayment(state, data.paymentId);
+  const total = data.totalRefundedCents;
+  if (!Number.isSafeInteger(total) || total <= 0) throw invalid('a refunded total is a positive number of cents');
+  if (total > payment.amountCents) {
+    throw invalid(`a refund of ${formatCents(total)} exceeds payment ${payment.paymentId} of ${formatCents(payment.amountCents)}`);
+  }
+  if (total <= refundedCents(payment)) return []; // this total, or a larger one, is recorded already
+  const atMs = data.effectiveAt === undefined ? now.getTime() : providerTime(data.effectiveAt, payment, now);
+  return [{
+    type: 'PaymentRefunded',
+    data: { accountId: state.accountId!, paymentId: payment.paymentId, totalRefundedCents: total, reference: data.reference, at: new Date(atMs).toISOString() },
+  }];
+}
+
+/** A provider's time for a change to a payment: valid, not in the future, and not before the payment. */
+function providerTime(at: Date, payment: PaymentState, now: Date): number {
+  const atMs = at.getTime();
+  if (Number.isNaN(atMs)) throw invalid('the provider\'s time of the change is not a valid time');
+  if (atMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot change in the future');
+  return Math.max(atMs, payment.receivedAtMs);
 }
 
 function existingPayment(state: Account, paymentId: number) {

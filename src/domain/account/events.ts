@@ -34,6 +34,28 @@ export type PaymentReinstated = Event<
   { accountId: string; paymentId: number; reason: string; at: string }
 >;
 
+/**
+ * A refund by the provider. `totalRefundedCents` is the payment's refunded total so far (providers
+ * report it so), which makes a partial refund delivered twice or out of order harmless: only a larger
+ * total changes anything. The payment then counts for its amount less that total.
+ */
+export type PaymentRefunded = Event<
+  'PaymentRefunded',
+  { accountId: string; paymentId: number; totalRefundedCents: Cents; reference: string | null; at: string }
+>;
+
+/** capsul-flask's warning levels, in escalating order; each is issued once per episode. */
+export const warningLevels = [
+  'runs-out-within-week', 'runs-out-within-day', 'out-of-funds', 'deletion-within-week', 'deletion-now',
+] as const;
+export type WarningLevel = (typeof warningLevels)[number];
+
+/** A balance warning was issued (and emailed): the same level is not issued again until a top-up. */
+export type BalanceWarningIssued = Event<
+  'BalanceWarningIssued',
+  { accountId: string; level: WarningLevel; balanceCents: Cents; at: string }
+>;
+
 export type VmCreationRequested = Event<
   'VmCreationRequested',
   {
@@ -58,12 +80,14 @@ export type AccountEvent =
   | PaymentRecorded
   | PaymentInvalidated
   | PaymentReinstated
+  | PaymentRefunded
+  | BalanceWarningIssued
   | VmCreationRequested
   | VmDeletionRequested;
 
 export const accountEventTypes: AccountEvent['type'][] = [
-  'AccountOpened', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated',
-  'VmCreationRequested', 'VmDeletionRequested',
+  'AccountOpened', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated', 'PaymentRefunded',
+  'BalanceWarningIssued', 'VmCreationRequested', 'VmDeletionRequested',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

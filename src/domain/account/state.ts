@@ -1,7 +1,7 @@
 // The account's state folded from its events: enough to decide, and to compute the balance at any instant.
 import { totalChargesCents, type Accrual } from '../shared/billing.ts';
 import type { Cents } from '../shared/money.ts';
-import type { AccountEvent, Provider } from './events.ts';
+import type { AccountEvent, Provider, WarningLevel } from './events.ts';
 
 export type PaymentState = {
   paymentId: number;
@@ -11,6 +11,8 @@ export type PaymentState = {
   receivedAtMs: number;
   /** validity changes in order: [atMs, valid]; the payment is valid until the first invalidation */
   validity: { atMs: number; valid: boolean }[];
+  /** refunded totals in order: [atMs, total]; each larger than the one before */
+  refunds: { atMs: number; totalRefundedCents: Cents }[];
 };
 
 export type VmState = Accrual & { vmId: string; size: string; os: string };
@@ -21,6 +23,8 @@ export type Account = {
   payments: Map<number, PaymentState>;
   references: Map<string, number>;
   vms: Map<string, VmState>;
+  /** warning levels issued since the last top-up (a payment recorded or reinstated re-arms them all) */
+  warningsIssued: ReadonlySet<WarningLevel>;
 };
 
 export const initialAccount = (): Account => ({
@@ -29,6 +33,7 @@ export const initialAccount = (): Account => ({
   payments: new Map(),
   references: new Map(),
   vms: new Map(),
+  warningsIssued: new Set(),
 });
 
 const ms = (iso: string) => Date.parse(iso);
@@ -41,19 +46,30 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
       const d = event.data;
       const payments = new Map(state.payments).set(d.paymentId, {
         paymentId: d.paymentId, amountCents: d.amountCents, provider: d.provider, reference: d.reference,
-        receivedAtMs: ms(d.at), validity: [],
+        receivedAtMs: ms(d.at), validity: [], refunds: [],
       });
       const references = d.reference ? new Map(state.references).set(d.reference, d.paymentId) : state.references;
-      return { ...state, payments, references };
+      return { ...state, payments, references, warningsIssued: new Set() };
     }
     case 'PaymentInvalidated':
     case 'PaymentReinstated': {
       const payment = state.payments.get(event.data.paymentId);
       if (!payment) return state;
       const change = { atMs: ms(event.data.at), valid: event.type === 'PaymentReinstated' };
-      const payments = new Map(state.payments).set(payment.paymentId, { ...payment, validity: [...payment.validity, change] });
-      return { ...state, payments };
+      // Kept in time order: a provider's correction may take effect before one already recorded.
+      const validity = [...payment.validity, change].sort((a, b) => a.atMs - b.atMs);
+      const payments = new Map(state.payments).set(payment.paymentId, { ...payment, validity });
+      const warningsIssued = event.type === 'PaymentReinstated' ? new Set<WarningLevel>() : state.warningsIssued;
+      return { ...state, payments, warningsIssued };
     }
+    case 'PaymentRefunded': {
+      const payment = state.payments.get(event.data.paymentId);
+      if (!payment) return state;
+      const refunds = [...payment.refunds, { atMs: ms(event.data.at), totalRefundedCents: event.data.totalRefundedCents }];
+      return { ...state, payments: new Map(state.payments).set(payment.paymentId, { ...payment, refunds }) };
+    }
+    case 'BalanceWarningIssued':
+      return { ...state, warningsIssued: new Set(state.warningsIssued).add(event.data.level) };
     case 'VmCreationRequested': {
       const d = event.data;
       const vms = new Map(state.vms).set(d.vmId, {
@@ -85,10 +101,24 @@ export function isPaymentValid(payment: PaymentState): boolean {
   return payment.validity.at(-1)?.valid ?? true;
 }
 
-/** Valid payments received by `atMs` minus every capsul's charges up to `atMs` (past or future). */
+/** The refunded total as of `atMs` (the largest reported by then). */
+export function refundedCentsAt(payment: PaymentState, atMs: number): Cents {
+  let total = 0;
+  for (const refund of payment.refunds) if (refund.atMs <= atMs) total = Math.max(total, refund.totalRefundedCents);
+  return total;
+}
+
+export const refundedCents = (payment: PaymentState): Cents => refundedCentsAt(payment, Number.POSITIVE_INFINITY);
+
+/** What a payment credits at `atMs`: nothing unless valid then; its amount less what was refunded by then. */
+export function creditCentsAt(payment: PaymentState, atMs: number): Cents {
+  return isPaymentValidAt(payment, atMs) ? payment.amountCents - refundedCentsAt(payment, atMs) : 0;
+}
+
+/** Valid payments received by `atMs`, less refunds, minus every capsul's charges up to `atMs` (past or future). */
 export function balanceCentsAt(state: Account, atMs: number): Cents {
   let paid = 0;
-  for (const payment of state.payments.values()) if (isPaymentValidAt(payment, atMs)) paid += payment.amountCents;
+  for (const payment of state.payments.values()) paid += creditCentsAt(payment, atMs);
   const accruals = [...state.vms.values()].filter((vm) => vm.createdAtMs <= atMs);
   return paid - totalChargesCents(accruals, atMs);
 }

@@ -17,7 +17,13 @@
 //      `appendToStream` of one VmStateObserved to fresh streams, the same number of workers, alternating
 //      slices. Target: reports/s ≥ 0.5 × raw appends/s. A report not accepted, or an accepted count that
 //      differs from the VmStateObserved events in the store, fails the bench.
-//   4. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
+//   4. Customer pages under load: one account with 50 capsuls and 500 payments seeded into the ledger,
+//      a session for its email, the hub (buildHub, logger off) on a free loopback port in this process,
+//      and autocannon in a worker thread: GET /console and GET /console/account-balance with the
+//      session cookie and `accept: text/html`, versus GET /health, alternating slices; requests/s and
+//      latencies (p50, p99). Target: each page ≥ 0.3 × /health's requests/s. Any response but a 200
+//      (a redirect to the login page measures nothing) fails the bench.
+//   5. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
 //      the server runs on this machine), and every statement of one command, one raw append, one
 //      spoke report through the hub and one rebuild, counted and timed from the client.
 //
@@ -32,6 +38,7 @@
 //                   warm-up of 30% of that (at least 1 s); rebuild and read repeat whole passes until
 //                   each has run this long.
 //   BENCH_WORKERS   concurrent workers for the concurrent command line, and spokes for the report line (default 4)
+//   BENCH_CONNECTIONS  concurrent connections of the page load (default 10)
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
@@ -39,6 +46,7 @@ import type pg from 'pg';
 import { createPool } from '../db/database.ts';
 import { migrate } from '../db/migrate.ts';
 import type { Actor } from '../domain/events.ts';
+import { formatCents } from '../domain/shared/money.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { countEvents, readAllEvents } from '../projections/read.ts';
@@ -53,13 +61,14 @@ import { alternatePasses, comparePair, type Op, type Tally } from './measure.ts'
 import { fmtInt, fmtRate, Progress, table } from './progress.ts';
 import { seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
+import { loadEndpoints, seedWebAccount, sessionFor, startWebHub, webCapsuls, webPayments, WebBenchError, type EndpointLoad } from './web.ts';
 
-const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5 };
+const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
 const traceOperations = 300;
 
-type Config = { events: number; seconds: number; warmupSeconds: number; workers: number };
+type Config = { events: number; seconds: number; warmupSeconds: number; workers: number; connections: number };
 type ResultRow = { metric: string; ours: Tally; baseline: Tally; unit: string; baselineUnit?: string; target: number };
 type Traced = { label: string; operations: number; msPerOp: number; statements: ReturnType<StatementTrace['perOperation']>; note?: string };
 
@@ -77,6 +86,7 @@ function readConfig(env: NodeJS.ProcessEnv): Config {
     seconds,
     warmupSeconds: Math.max(1, seconds * 0.3),
     workers: Math.round(number('BENCH_WORKERS', 4, 2)),
+    connections: Math.round(number('BENCH_CONNECTIONS', 10, 1)),
   };
 }
 
@@ -111,7 +121,7 @@ async function main(): Promise<number> {
     const config = readConfig(process.env);
     note(
       `capsul bench: ${fmtInt(config.events)} events to seed, ${config.seconds}s per measured side ` +
-        `(+${config.warmupSeconds.toFixed(1)}s warm-up), ${config.workers} concurrent workers`,
+        `(+${config.warmupSeconds.toFixed(1)}s warm-up), ${config.workers} concurrent workers, ${config.connections} connections for the pages`,
     );
     db = await benchDatabase(process.env.DATABASE_URL || undefined, note);
     pool = createPool(db.url, 10);
@@ -233,6 +243,29 @@ async function main(): Promise<number> {
       unit: 'reports/s', baselineUnit: 'appends/s', target: targets.reports,
     });
 
+    // ── Customer pages vs /health ──────────────────────────────────────────────────────────────────
+    const webSetupStarted = performance.now();
+    const webAccount = await seedWebAccount(pool);
+    const webHub = await startWebHub(pool);
+    hubs.push(webHub);
+    const cookie = await sessionFor(webHub, pool, webAccount.email);
+    note(
+      `web hub listening on ${webHub.url}: ${webAccount.email} seeded with ${webCapsuls} capsuls and ${webPayments} payments ` +
+        `(${fmtInt(webAccount.events)} events, balance $${formatCents(webAccount.balanceCents)}), logged in, ` +
+        `in ${((performance.now() - webSetupStarted) / 1000).toFixed(1)}s`,
+    );
+    const web = await loadEndpoints({
+      pool, hub: webHub, account: webAccount, cookie, seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections,
+      onProgress: (text) => progress.update(text),
+    });
+    await webHub.close();
+    for (const load of [web.health, ...web.pages]) {
+      note(`${load.label}: ${fmtRate(load.tally.perSecond)}/s, p99 ${load.p99Ms.toFixed(1)} ms (${fmtInt(load.tally.operations)} in ${load.tally.seconds.toFixed(1)}s)`);
+    }
+    for (const page of web.pages) {
+      rows.push({ metric: `${page.label}, requests/s`, ours: page.tally, baseline: web.health.tally, unit: 'req/s', target: targets.pages });
+    }
+
     // ── Where a command's time goes ────────────────────────────────────────────────────────────────
     traced.unshift(
       await traceOps(trace, 'recordPayment (sequential)', recordPaymentOp(traceLedger, accounts.slice(-200), 1), traceOperations),
@@ -256,12 +289,12 @@ async function main(): Promise<number> {
     await traceHub.close();
     await verifyIngestion(pool, spokes, ingestion);
 
-    printSummary(db, config, rows, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000);
+    printSummary(db, config, rows, web, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000);
     return 0;
   } catch (error) {
     progress.clear();
     if (interrupted) return 130;
-    const plain = error instanceof VerificationError || error instanceof ConfigError || error instanceof IngestionError;
+    const plain = error instanceof VerificationError || error instanceof ConfigError || error instanceof IngestionError || error instanceof WebBenchError;
     const message = plain ? (error as Error).message : ((error as Error)?.stack ?? String(error));
     process.stderr.write(`\nBENCH FAILED: ${message}\n`);
     return 1;
@@ -347,6 +380,7 @@ function printSummary(
   db: BenchDatabase,
   config: Config,
   rows: ResultRow[],
+  web: { health: EndpointLoad; pages: EndpointLoad[] },
   verifications: { what: string; matches: boolean }[],
   traced: Traced[],
   totalS: number,
@@ -373,23 +407,43 @@ function printSummary(
   out.push(`          state reports posted by ${config.workers} in-process spokes (HubClient over loopback HTTP, ${reportsPerRequest} per request, one`);
   out.push('          request at a time each) to the hub in this process (token check, validation, per report: cached stream state,');
   out.push('          decide, append + projection), every report accepted as one VmStateObserved.');
+  out.push(`          GET of a customer page by ${config.connections} connections (autocannon in a worker thread) logged in as an account with`);
+  out.push(`          ${webCapsuls} capsuls and ${webPayments} payments, every response a 200.`);
   out.push('baseline: emmett appendToStream of one PaymentRecorded (reports: one VmStateObserved) to a fresh stream, no read,');
-  out.push('          no projections; readAllEvents draining every batch, nothing else.');
+  out.push('          no projections; readAllEvents draining every batch, nothing else; GET /health (the schema version) under the');
+  out.push('          same load, alternating slices with the pages.');
   out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
 
-  out.push('', 'Cost per operation (a command, an append, or one event of a rebuild/read), µs:');
+  out.push('', `Customer pages under load: ${config.connections} connections, ${config.seconds}s each in alternating slices, latencies in ms:`);
+  out.push(
+    table(
+      ['endpoint', 'requests/s', 'p50 ms', 'p99 ms', 'max ms', 'vs /health', 'target', 'result'],
+      [web.health, ...web.pages].map((load) => {
+        const ratio = load.tally.perSecond / web.health.tally.perSecond;
+        const isBaseline = load === web.health;
+        return [
+          load.label, fmtRate(load.tally.perSecond), load.p50Ms.toFixed(1), load.p99Ms.toFixed(1), load.maxMs.toFixed(1),
+          isBaseline ? 'baseline' : ratio.toFixed(2), isBaseline ? '' : `≥ ${targets.pages.toFixed(2)}`,
+          isBaseline ? '' : ratio >= targets.pages ? 'PASS' : 'BELOW TARGET',
+        ];
+      }),
+    ),
+  );
+
+  out.push('', 'Cost per operation (a command, an append, a request, or one event of a rebuild/read), µs:');
   const us = (ms: number | undefined) => (ms === undefined ? 'n/a' : fmtInt(ms * 1000));
   out.push(
     table(
       ['loop', 'ops/s', 'wall µs/op', 'node CPU µs/op', 'postgres CPU µs/op'],
-      rows.flatMap((r) => [r.ours, r.baseline]).map((t) => [
+      [...new Set(rows.flatMap((r) => [r.ours, r.baseline]))].map((t) => [
         t.label, fmtRate(t.perSecond), us(1000 / t.perSecond), us(t.nodeCpuMsPerOp), us(t.pgCpuMsPerOp),
       ]),
     ),
   );
   out.push('wall µs/op = elapsed / operations (with N workers: 1 / throughput). postgres CPU: the backends of the');
   out.push('bench database, from /proc (n/a when the server is not on this machine). 2 cores serve both sides.');
-  out.push('For spoke reports, node CPU is the hub and the spokes\' HTTP clients together (one process).');
+  out.push('For spoke reports, node CPU is the hub and the spokes\' HTTP clients together (one process); for pages, the hub');
+  out.push('thread\'s event-loop busy time (the load generator has its own thread; on a busy machine it includes time descheduled).');
 
   for (const t of traced) {
     const roundTrips = t.statements.reduce((sum, s) => sum + s.perOp, 0);

@@ -73,7 +73,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       },
     },
   });
-  await app.register(view, { engine: { eta: new Eta({ views: viewsDir, autoEscape: true }) }, templates: viewsDir });
+  // Templates compiled once and cached (NODE_ENV=development: read again on every request, for editing them).
+  const cacheTemplates = process.env.NODE_ENV !== 'development';
+  await app.register(view, {
+    engine: { eta: new Eta({ views: viewsDir, autoEscape: true, cache: cacheTemplates }) }, templates: viewsDir, production: cacheTemplates,
+  });
   const sessionDeps: SessionDeps = {
     pool: deps.pool, secretKey: deps.secretKey ?? randomBytes(32).toString('hex'), adminEmails: deps.adminEmails ?? [],
     secureCookies: baseUrl.startsWith('https:'), now, csrfExempt,

@@ -162,6 +162,14 @@ describe('runway: when the credit runs out', () => {
   it('given credit for longer than dates go, when asked, then it lasts until the last date', () => {
     assert.equal(creditRunsOutAtMs(Number.MAX_SAFE_INTEGER, [running(1)], nowMs), 8.64e15);
   });
+
+  it('given credit that runs out past the last date but within doubling reach, when asked, then it lasts until the last date', () => {
+    // The doubling probe overshoots to where milliseconds are no longer exact (past 2^53): the search
+    // there once never ended. Probes now stop at the last date.
+    const balanceCents = Number((BigInt(9.5e15 - nowMs) * 100_000n) / BigInt(monthMs));
+    assert.equal(creditRunsOutAtMs(balanceCents, [running(100_000)], nowMs), 8.64e15, 'solved');
+    assert.equal(creditRunsOutAtMs(balanceCents, [running(100_000, nowMs + 1)], nowMs), 8.64e15, 'searched');
+  });
 });
 
 describe('runway properties', () => {
@@ -189,6 +197,22 @@ describe('runway properties', () => {
         const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
         if (balanceCents <= 0) return outMs === nowMs;
         if (!accruals.some((a) => a.deletionRequestedAtMs === null)) return outMs === null;
+        return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
+      }),
+    );
+  });
+
+  it('with capsuls that start later (searched, not solved), is still the first millisecond at which the balance is zero or less', () => {
+    const laterAccrual = fc.record({
+      priceCentsPerMonth: fc.integer({ min: 1, max: 100_000 }),
+      createdAtMs: fc.integer({ min: createdAtMs, max: nowMs + 3 * monthMs }),
+      deletionRequestedAtMs: fc.constant(null),
+    });
+    fc.assert(
+      fc.property(fc.array(laterAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
+        const outMs = creditRunsOutAtMs(balanceCents, accruals, nowMs);
+        const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
+        const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
         return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
       }),
     );

@@ -142,6 +142,30 @@ describe('account balance', () => {
     assert.doesNotMatch(page.body, /lasts until/, 'no runway once the credit is gone');
   });
 
+  it('lists the newest 25 payments, counts them all, and shows all on request; a refund counts off', async () => {
+    at(0);
+    const email = 'many-payments@example.org';
+    const ids: number[] = [];
+    for (let i = 1; i <= 30; i++) {
+      ids.push((await web.db.ledger.recordPayment({ email, amountCents: 100 * i, reference: `many-${i}`, cause: operator })).paymentId);
+      web.clock.advance(1000);
+    }
+    await web.db.ledger.recordRefund({ paymentId: ids[29]!, totalRefundedCents: 1000, reference: 'ch_many', cause: operator });
+    const client = await web.loggedIn(email);
+    const page = text((await client.get('/console/account-balance')).body);
+    // 1 + 2 + … + 30 dollars = $465.00, less the $10.00 refunded.
+    assert.match(page, /Balance now \$455\.00/);
+    assert.match(page, /Counted, all 30 payments \$455\.00/);
+    assert.match(page, /\$10\.00 refunded: \$20\.00 counts\./);
+    assert.match(page, /newest 25 of your 30 payments/);
+    assert.equal((page.match(/many-\d+/g) ?? []).length, 25);
+    assert.doesNotMatch(page, /many-5 /, 'the oldest are a link away');
+    const all = text((await client.get('/console/account-balance?payments=all')).body);
+    assert.equal((all.match(/many-\d+/g) ?? []).length, 30);
+    assert.doesNotMatch(all, /Show all payments/);
+    assert.equal(await web.db.ledger.balanceCents(email), 45_500);
+  });
+
   it('says the balance stays put when nothing runs', async () => {
     at(0);
     const email = 'idle@example.org';

@@ -47,24 +47,46 @@ const maxDateMs = 8.64e15;
  */
 export function creditRunsOutAtMs(balanceCents: Cents, accruals: readonly Accrual[], nowMs: number): number | null {
   if (balanceCents <= 0) return nowMs;
-  if (!accruals.some((accrual) => accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0)) return null;
-  // The balance at any instant is what was paid minus the charges then, rounded once: the very fold
-  // of the balance, searched rather than solved so both can never disagree by a rounding.
+  const running = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0);
+  if (running.length === 0) return null;
+  if (running.every((accrual) => accrual.createdAtMs <= nowMs)) return runsOutLinearly(balanceCents, accruals, running, nowMs);
+  // A capsul starting later makes the charges bend: search the fold of the balance itself.
   const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
   const isOut = (atMs: number) => paidCents - totalChargesCents(accruals, atMs) <= 0;
-  // Charges never decrease as time goes on: double a step until it runs out, then halve back to the millisecond.
+  // Charges never decrease as time goes on: double a step until it runs out, then halve back to the
+  // millisecond. Probes stay at or below maxDateMs, below 2^53, where every millisecond is exact.
   let inCreditMs = nowMs;
   let stepMs = monthMs;
-  while (!isOut(inCreditMs + stepMs)) {
-    if (inCreditMs + stepMs >= maxDateMs) return maxDateMs;
-    inCreditMs += stepMs;
+  let outMs: number;
+  for (;;) {
+    const probeMs = Math.min(inCreditMs + stepMs, maxDateMs);
+    if (isOut(probeMs)) {
+      outMs = probeMs;
+      break;
+    }
+    if (probeMs === maxDateMs) return maxDateMs;
+    inCreditMs = probeMs;
     stepMs *= 2;
   }
-  let outMs = inCreditMs + stepMs;
   while (outMs - inCreditMs > 1) {
     const middleMs = inCreditMs + Math.floor((outMs - inCreditMs) / 2);
     if (isOut(middleMs)) outMs = middleMs;
     else inCreditMs = middleMs;
   }
   return outMs;
+}
+
+/**
+ * When every running capsul already exists, charges grow linearly from now: the exact charge is
+ * exactNow + rate·d, and rounded half up it reaches what was paid once 2·exact ≥ monthMs·(2·paid − 1).
+ * Solved in whole cent·ms, so it is the same millisecond the search over the rounded fold finds.
+ */
+function runsOutLinearly(balanceCents: Cents, accruals: readonly Accrual[], running: readonly Accrual[], nowMs: number): number {
+  let exactNow = 0n;
+  for (const accrual of accruals) exactNow += accruedExact(accrual, nowMs);
+  const paidCents = BigInt(balanceCents) + BigInt(roundCents(exactNow));
+  const rate = running.reduce((sum, accrual) => sum + BigInt(accrual.priceCentsPerMonth), 0n);
+  const needed = monthMsBig * (2n * paidCents - 1n) - 2n * exactNow;
+  const waitMs = needed <= 0n ? 0n : (needed + 2n * rate - 1n) / (2n * rate);
+  return waitMs >= BigInt(maxDateMs - nowMs) ? maxDateMs : nowMs + Number(waitMs);
 }

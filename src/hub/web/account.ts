@@ -5,17 +5,15 @@
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
-import { accountStream } from '../../domain/account/events.ts';
+import { accountStream, type WarningLevel } from '../../domain/account/events.ts';
 import type { Actor, LedgerEvent } from '../../domain/events.ts';
 import { chargeCents, creditRunsOutAtMs, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import { invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
 import { upcast } from '../../domain/upcast.ts';
-import { balanceFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
-import { inSnapshot } from '../../db/snapshot.ts';
 import { dollars, utcMinute } from './format.ts';
 
 /** Credit that runs out sooner than this gets a warning. */
@@ -28,11 +26,12 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export async function accountPages(app: FastifyInstance, deps: WebContext): Promise<void> {
   app.addHook('preHandler', requireCustomer);
 
-  app.get('/console/account-balance', async (request, reply) => {
+  app.get<{ Querystring: { payments?: unknown } }>('/console/account-balance', async (request, reply) => {
     const email = request.customer!.email;
     const now = deps.now();
     const accountId = await deps.ledger.accountIdFor(email);
-    const statement = accountId ? await inSnapshot(deps.pool, (db) => statementOf(db, accountId, now)) : emptyStatement;
+    const allPayments = request.query.payments === 'all';
+    const statement = accountId ? await statementOf(deps.pool, accountId, now, allPayments) : emptyStatement;
     const subject = encodeURIComponent(`Adding funds to ${email}`);
     return reply.view('balance.eta', {
       ...presentStatement(statement, now), email, supportEmail: deps.supportEmail,
@@ -52,56 +51,65 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
 
 type PaymentRow = {
   id: number; receivedAtMs: number; amountCents: Cents; provider: Provider; reference: string | null;
-  invalidatedAtMs: number | null; invalidationReason: string | null;
+  invalidatedAtMs: number | null; invalidationReason: string | null; refundedCents: Cents;
 };
 type CapsulRow = { id: string; size: string; accrual: Accrual };
-type Statement = { payments: PaymentRow[]; capsuls: CapsulRow[]; balanceCents: Cents };
+type Statement = { payments: PaymentRow[]; paymentCount: number; capsuls: CapsulRow[]; balanceCents: Cents };
 
-const emptyStatement: Statement = { payments: [], capsuls: [], balanceCents: 0 };
+const emptyStatement: Statement = { payments: [], paymentCount: 0, capsuls: [], balanceCents: 0 };
 
-/** The account's payments and capsuls and its balance, read in one snapshot so they agree. */
-async function statementOf(db: Queryable, accountId: string, now: Date): Promise<Statement> {
-  const payments = await db.query(
-    `SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
-            ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason
-     FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC`,
-    [accountId],
-  );
-  const vms = await db.query(
-    `SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
-     FROM vms WHERE account_id = $1 ORDER BY created DESC, id`,
-    [accountId],
-  );
-  const statement: Statement = {
-    payments: payments.rows.map((row) => ({
-      id: Number(row.id), receivedAtMs: Number(row.received_ms), amountCents: centsFromNumeric(row.dollars),
-      provider: row.provider, reference: row.reference,
-      invalidatedAtMs: msOrNull(row.invalidated_ms), invalidationReason: row.invalidation_reason,
+/** Payments listed unless the customer asks for all of them: the page stays quick for old accounts. */
+export const paymentsListed = 25;
+
+/** Milliseconds since the epoch, as text: the same conversion balanceFromProjections makes. */
+const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::bigint::text`;
+
+// A named (prepared) statement: planned once per connection, not on every page view.
+const statementSql = `
+  SELECT
+    (SELECT coalesce(json_agg(p), '[]') FROM (
+       SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
+              ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason, refunded_dollars::text AS refunded
+       FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC LIMIT $2) p) AS payments,
+    totals.payment_count, totals.paid,
+    (SELECT coalesce(json_agg(v), '[]') FROM (
+       SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
+       FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
+  FROM (SELECT count(*)::int AS payment_count,
+               (coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= $3), 0))::text AS paid
+        FROM payments WHERE account_id = $1) totals`;
+
+/**
+ * The account's payments (the newest, or all), its capsuls and its balance, in one statement: one
+ * snapshot, one round trip. The balance is balanceFromProjections' own arithmetic on the same rows:
+ * valid payments received by now less refunds, minus the capsuls' charges rounded once.
+ */
+async function statementOf(db: Queryable, accountId: string, now: Date, allPayments: boolean): Promise<Statement> {
+  const { rows: [row] } = await db.query({ name: 'balance-page', text: statementSql, values: [accountId, allPayments ? null : paymentsListed, now.toISOString()] });
+  const capsuls: CapsulRow[] = row.vms.map((vm: Record<string, string | null>) => ({
+    id: vm.id, size: vm.size,
+    accrual: { priceCentsPerMonth: centsFromNumeric(vm.price!), createdAtMs: Number(vm.created_ms), deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null) },
+  }));
+  return {
+    payments: row.payments.map((payment: Record<string, string | null>) => ({
+      id: Number(payment.id), receivedAtMs: Number(payment.received_ms), amountCents: centsFromNumeric(payment.dollars!),
+      provider: payment.provider, reference: payment.reference,
+      invalidatedAtMs: msOrNull(payment.invalidated_ms ?? null), invalidationReason: payment.invalidation_reason ?? null,
+      refundedCents: centsFromNumeric(payment.refunded!),
     })),
-    capsuls: vms.rows.map((row) => ({
-      id: row.id, size: row.size,
-      accrual: {
-        priceCentsPerMonth: centsFromNumeric(row.price), createdAtMs: Number(row.created_ms), deletionRequestedAtMs: msOrNull(row.deleted_ms),
-      },
-    })),
-    balanceCents: await balanceFromProjections(db, accountId, now),
+    paymentCount: row.payment_count,
+    capsuls,
+    balanceCents: centsFromNumeric(row.paid) - totalChargesCents(capsuls.map((capsul) => capsul.accrual), now.getTime()),
   };
-  // The page shows payments − charges = balance: a page that cannot show that must not show anything.
-  const { paidCents, chargesCents } = totals(statement, now.getTime());
-  if (paidCents - chargesCents !== statement.balanceCents) {
-    throw new Error(
-      `balance of account ${accountId}: ${statement.balanceCents} cents, but its payments and charges shown make ${paidCents - chargesCents}`,
-    );
-  }
-  return statement;
 }
 
-/** Exactly as balanceFromProjections counts: valid payments received by now, charges rounded once. */
+/**
+ * Payments counted and charges so far, as the page shows them: charges rounded once, as the balance
+ * rounds them, and the payments counted are what makes balance = payments − charges, exactly.
+ */
 function totals(statement: Statement, nowMs: number): { paidCents: Cents; chargesCents: Cents } {
-  const paidCents = statement.payments
-    .filter((payment) => payment.invalidatedAtMs === null && payment.receivedAtMs <= nowMs)
-    .reduce((sum, payment) => sum + payment.amountCents, 0);
-  return { paidCents, chargesCents: totalChargesCents(statement.capsuls.map((capsul) => capsul.accrual), nowMs) };
+  const chargesCents = totalChargesCents(statement.capsuls.map((capsul) => capsul.accrual), nowMs);
+  return { paidCents: statement.balanceCents + chargesCents, chargesCents };
 }
 
 /** The statement as the page shows it: every figure formatted, every warning decided here. */
@@ -115,7 +123,9 @@ function presentStatement(statement: Statement, now: Date) {
   const runsOutAtMs = running.length > 0 ? creditRunsOutAtMs(statement.balanceCents, accruals, nowMs) : null;
   return {
     now: utcMinute(nowMs),
-    hasAccount: statement.payments.length > 0,
+    hasAccount: statement.paymentCount > 0,
+    paymentCount: statement.paymentCount,
+    allPaymentsShown: statement.payments.length === statement.paymentCount,
     balance: dollars(statement.balanceCents),
     paid: dollars(paidCents),
     charges: dollars(chargesCents),
@@ -165,7 +175,10 @@ function paymentStatus(payment: PaymentRow, nowMs: number): string {
   if (payment.invalidatedAtMs !== null) {
     return `Invalidated ${utcMinute(payment.invalidatedAtMs)}: ${payment.invalidationReason ?? 'no reason given'}. It does not count.`;
   }
-  return payment.receivedAtMs > nowMs ? `Counts from ${utcMinute(payment.receivedAtMs)}` : 'Counted';
+  if (payment.receivedAtMs > nowMs) return `Counts from ${utcMinute(payment.receivedAtMs)}`;
+  if (payment.refundedCents === payment.amountCents) return 'Refunded in full: it does not count.';
+  if (payment.refundedCents > 0) return `${dollars(payment.refundedCents)} refunded: ${dollars(payment.amountCents - payment.refundedCents)} counts.`;
+  return 'Counted';
 }
 
 // ---- History ----------------------------------------------------------------------------------
@@ -221,6 +234,11 @@ function describe(event: LedgerEvent): string | null {
       return `Payment ${event.data.paymentId} was invalidated: ${event.data.reason}. It no longer counts towards your balance.`;
     case 'PaymentReinstated':
       return `Payment ${event.data.paymentId} was reinstated: ${event.data.reason}. It counts towards your balance again.`;
+    case 'PaymentRefunded':
+      return `Payment ${event.data.paymentId} was refunded: ${dollars(event.data.totalRefundedCents)} in all so far. `
+        + 'The refunded amount no longer counts towards your balance.';
+    case 'BalanceWarningIssued':
+      return `We emailed you a balance warning: ${warningText[event.data.level]} (balance ${dollars(event.data.balanceCents)}).`;
     case 'VmCreationRequested': {
       const d = event.data;
       return `Capsul ${d.vmId} was requested: size ${d.size}, ${d.os}, ${dollars(d.priceCentsPerMonth)} a month. Billing started.`;
@@ -281,9 +299,13 @@ function actorName(actor: Actor | undefined): string {
 
 // ---- Shared helpers ---------------------------------------------------------------------------
 
-
-
-/** Milliseconds since the epoch, as text: the same conversion balanceFromProjections makes. */
-const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::bigint::text`;
 const msOrNull = (text: string | null) => (text === null ? null : Number(text));
 
+/** Each warning level as the history tells it. */
+const warningText: Record<WarningLevel, string> = {
+  'runs-out-within-week': 'your credit runs out within a week',
+  'runs-out-within-day': 'your credit runs out within a day',
+  'out-of-funds': 'you are out of funds',
+  'deletion-within-week': 'your capsuls will be deleted within a week',
+  'deletion-now': 'your capsuls are being deleted for nonpayment',
+};

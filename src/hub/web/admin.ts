@@ -101,7 +101,7 @@ async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ account
     )).rows);
     const ids = rows.map((row) => row.id as string);
     const paid = await db.query(
-      `SELECT account_id, sum(dollars)::text AS paid FROM payments
+      `SELECT account_id, sum(dollars - refunded_dollars)::text AS paid FROM payments
        WHERE account_id = ANY($1::text[]) AND NOT invalidated AND created <= $2 GROUP BY account_id`,
       [ids, now.toISOString()],
     );

@@ -202,12 +202,13 @@ function changedMeanwhilePage(reply: FastifyReply, vmId: string) {
 // ---- the list ----
 
 async function listCapsuls(pool: pg.Pool, email: string) {
-  const { rows } = await pool.query(
-    `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created
-     FROM vms v LEFT JOIN os_images o ON o.id = v.os
-     WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${maxCapsulsListed}`,
-    [email],
-  );
+  const { rows } = await pool.query({
+    name: 'console-list', // the page customers see most: planned once per connection
+    text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created
+           FROM vms v LEFT JOIN os_images o ON o.id = v.os
+           WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${maxCapsulsListed}`,
+    values: [email],
+  });
   return rows.map((row) => ({
     id: row.id as string, size: row.size as string, os: row.os as string, ipv4: row.ipv4 as string | null,
     state: stateLabel(row.state, row.deleting), created: utcMinute(row.created),

@@ -83,10 +83,12 @@ async function customerOf(
   const unsigned = request.unsignCookie(raw);
   const now = deps.now();
   const { rows } = unsigned.valid && unsigned.value
-    ? await deps.pool.query(
-      `SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3`,
-      [sha256(unsigned.value), now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
-    )
+    ? await deps.pool.query({
+      // Every page view asks this: a named statement, planned once per connection.
+      name: 'session-customer',
+      text: 'SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3',
+      values: [sha256(unsigned.value), now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
+    })
     : { rows: [] };
   if (!rows[0]) {
     reply.clearCookie(sessionCookie, cookieOptions);

@@ -24,7 +24,25 @@ export type Config = {
   mailFrom: string;
   /** fastify's trustProxy: false, true, or a list of proxy addresses/CIDRs whose X-Forwarded-For is believed */
   trustProxy: boolean | string;
+  /** Stripe top-ups: on when both keys are set */
+  stripe: StripeConfig | undefined;
+  /** BTCPay Server top-ups: on when its URL, API key, store and webhook secret are set */
+  btcpay: BtcpayConfig | undefined;
+  /** the smallest and largest top-up the add-funds forms accept, in cents */
+  topUpMinCents: number;
+  topUpMaxCents: number;
+  /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
+  overdraftCents: number;
 };
+
+export type StripeConfig = {
+  secretKey: string;
+  webhookSecret: string;
+  /** tests and stripe-mock: another API host, e.g. http://127.0.0.1:12111 (default Stripe's own) */
+  apiBase: string | undefined;
+};
+
+export type BtcpayConfig = { url: string; apiKey: string; storeId: string; webhookSecret: string };
 
 export type MailConfig = { host: string; port: number; secure: boolean; user: string | undefined; password: string | undefined };
 
@@ -60,10 +78,47 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   });
   const mailFrom = env.MAIL_DEFAULT_SENDER?.trim() || `capsul <no-reply@${new URL(baseUrl).hostname}>`;
-  return {
+  const config: Config = {
     databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail,
     secretKey, adminEmails, mail: readMailConfig(env), mailFrom, trustProxy: readTrustProxy(env.TRUST_PROXY),
+    stripe: readStripeConfig(env), btcpay: readBtcpayConfig(env),
+    topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'), topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
+    overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
   };
+  if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
+    throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
+  }
+  return config;
+}
+
+function readStripeConfig(env: NodeJS.ProcessEnv): StripeConfig | undefined {
+  const secretKey = env.STRIPE_SECRET_KEY?.trim();
+  const webhookSecret = env.STRIPE_WEBHOOK_SECRET?.trim();
+  if (!secretKey && !webhookSecret) return undefined;
+  if (!secretKey || !webhookSecret) throw new ConfigError('Stripe needs both STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET (or neither, to switch it off)');
+  if (!/^(sk|rk)_(test|live)_\S+$/.test(secretKey)) throw new ConfigError('STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_… or sk_test_…)');
+  if (!/^whsec_\S+$/.test(webhookSecret)) throw new ConfigError('STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)');
+  const apiBase = env.STRIPE_API_BASE?.trim() || undefined;
+  if (apiBase && !/^https?:\/\/[^/]+\/?$/.test(apiBase)) throw new ConfigError(`STRIPE_API_BASE must be an http(s) origin, not "${apiBase}"`);
+  return { secretKey, webhookSecret, apiBase };
+}
+
+function readBtcpayConfig(env: NodeJS.ProcessEnv): BtcpayConfig | undefined {
+  const names = ['BTCPAY_URL', 'BTCPAY_API_KEY', 'BTCPAY_STORE_ID', 'BTCPAY_WEBHOOK_SECRET'] as const;
+  const values = names.map((name) => env[name]?.trim() || '');
+  if (values.every((value) => value === '')) return undefined;
+  const missing = names.filter((_, i) => values[i] === '');
+  if (missing.length > 0) throw new ConfigError(`BTCPay needs ${missing.join(', ')} too (or none of the BTCPAY_ settings, to switch it off)`);
+  const [url, apiKey, storeId, webhookSecret] = values as [string, string, string, string];
+  if (!/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`BTCPAY_URL must be an http(s) URL, not "${url}"`);
+  return { url: url.replace(/\/+$/, ''), apiKey, storeId, webhookSecret };
+}
+
+/** A whole-cents dollar amount from the environment, e.g. "10" or "7.50". */
+function dollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
+  const text = env[name]?.trim() || fallback;
+  if (!/^\d{1,7}(\.\d{1,2})?$/.test(text)) throw new ConfigError(`${name} must be an amount of dollars like 10 or 7.50, not "${text}"`);
+  return Math.round(Number(text) * 100);
 }
 
 function readTrustProxy(text: string | undefined): boolean | string {

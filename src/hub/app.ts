@@ -17,6 +17,7 @@ import { ConcurrencyError } from '../ledger/handle.ts';
 import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { createMailer, type Mailer } from '../mail/mailer.ts';
+import { webhookPaths, type PaymentProvider } from '../payments/provider.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 import { accountPages } from './web/account.ts';
 import { adminPages } from './web/admin.ts';
@@ -48,10 +49,12 @@ export type HubDeps = {
   announce?: (line: string) => void;
   /** fastify's trustProxy: which proxies' X-Forwarded-For to believe for the client's IP */
   trustProxy?: boolean | string;
+  /** the payment providers configured (Stripe, BTCPay): their pages and webhooks */
+  providers?: readonly PaymentProvider[];
 };
 
 /** POSTs that carry no CSRF token: they authenticate otherwise (spoke tokens; provider signatures). */
-const csrfExempt = [`${spokeApiPrefix}/`];
+const csrfExempt = [`${spokeApiPrefix}/`, ...webhookPaths];
 
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -123,6 +126,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const web: WebContext = {
     pool: deps.pool, ledger: new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl, supportEmail: deps.supportEmail ?? 'support@localhost',
     afterCommands: deps.afterCommands ?? (() => {}),
+    providers: (deps.providers ?? []).map(({ id, label, path }) => ({ id, label, path })),
   };
   const mailer = deps.mailer ?? createMailer({ from: 'capsul <no-reply@localhost>', outboxDir: path.join(os.tmpdir(), 'capsul-outbox') });
   await app.register(publicPages, { pool: deps.pool, supportEmail: deps.supportEmail ?? 'support@localhost' } as never);
@@ -131,6 +135,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(keyPages, web as never);
   await app.register(accountPages, web as never);
   await app.register(adminPages, web as never);
+  for (const provider of deps.providers ?? []) await app.register(async (scope) => provider.routes(scope));
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
   await app.register(spokeApi, { prefix: spokeApiPrefix, logLevel: 'warn', pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
 

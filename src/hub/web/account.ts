@@ -34,7 +34,7 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
     const statement = accountId ? await statementOf(deps.pool, accountId, now, allPayments) : emptyStatement;
     const subject = encodeURIComponent(`Adding funds to ${email}`);
     return reply.view('balance.eta', {
-      ...presentStatement(statement, now), email, supportEmail: deps.supportEmail,
+      ...presentStatement(statement, now), email, supportEmail: deps.supportEmail, providers: deps.providers,
       mailto: `mailto:${deps.supportEmail}?subject=${subject}`,
     });
   });

@@ -13,6 +13,8 @@ export type WebContext = {
   baseUrl: string;
   /** shown where customers are told how to reach the operators */
   supportEmail: string;
+  /** the payment providers configured, for the add-funds section */
+  providers: readonly { id: string; label: string; path: string }[];
   /** call after a command that the reactions act on (a capsul requested or deleted) */
   afterCommands: () => void;
 };

@@ -1,0 +1,40 @@
+// Money a provider reported that capsul does not credit on its own (an amount that disagrees with the
+// checkout, a payment for a checkout capsul never opened): kept in payment_holds for an operator, who
+// is emailed once per hold. Reported again (a redelivered webhook), it changes nothing.
+import type pg from 'pg';
+import { formatCents, type Cents } from '../domain/shared/money.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import type { ProviderId } from './provider.ts';
+
+export type Hold = {
+  provider: ProviderId;
+  /** the provider's id for the money (payment intent, invoice) */
+  reference: string;
+  email: string | null;
+  amountCents: Cents;
+  expectedCents: Cents | null;
+  reason: string;
+};
+
+export async function holdPayment(
+  deps: { pool: pg.Pool; mailer: Mailer; adminEmails: readonly string[]; now: () => Date; log?: (line: string) => void },
+  hold: Hold,
+): Promise<{ new: boolean }> {
+  const { rowCount } = await deps.pool.query(
+    `INSERT INTO payment_holds (provider, reference, email, amount_cents, expected_cents, reason, held)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, reference) DO NOTHING`,
+    [hold.provider, hold.reference, hold.email, hold.amountCents, hold.expectedCents, hold.reason, deps.now().toISOString()],
+  );
+  if (rowCount === 0) return { new: false };
+  const expected = hold.expectedCents === null ? '' : ` (the checkout asked for $${formatCents(hold.expectedCents)})`;
+  const line = `${hold.provider} payment ${hold.reference} of $${formatCents(hold.amountCents)}${expected} for ${hold.email ?? 'an unknown account'} is held, not credited: ${hold.reason}`;
+  deps.log?.(line);
+  for (const to of deps.adminEmails) {
+    await deps.mailer.send({
+      to,
+      subject: `capsul: a ${hold.provider} payment is held for you to look at`,
+      text: `${line}.\n\nIf it should count, record it with capsul record-payment (with --reference ${hold.reference}), then mark the hold resolved.\nHeld payments are listed on /admin/payments.\n`,
+    });
+  }
+  return { new: true };
+}

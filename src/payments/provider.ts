@@ -1,0 +1,42 @@
+// What every payment provider (Stripe, BTCPay Server) gives the rest of capsul: its routes (the
+// add-funds form, the return pages, the webhook) and a reconciliation that catches what a missed
+// webhook would have said. Money only moves through the ledger's commands, keyed by the provider's
+// own ids, so a webhook delivered twice, late or out of order changes nothing more.
+import type { FastifyInstance } from 'fastify';
+import type { Mailer } from '../mail/mailer.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import type pg from 'pg';
+
+export type ProviderId = 'stripe' | 'btcpay';
+
+export type ProviderDeps = {
+  pool: pg.Pool;
+  ledger: Ledger;
+  now: () => Date;
+  /** the site's public address, for return and webhook URLs */
+  baseUrl: string;
+  mailer: Mailer;
+  /** who hears about held payments */
+  adminEmails: readonly string[];
+  topUpMinCents: number;
+  topUpMaxCents: number;
+  /** after money was credited or taken back: let the jobs that follow payments run */
+  afterPayments: () => void;
+};
+
+export type ReconcileOptions = { now: Date; dryRun: boolean; log: (line: string) => void };
+
+export interface PaymentProvider {
+  readonly id: ProviderId;
+  /** what the add-funds section calls it, e.g. "Card (Stripe)" */
+  readonly label: string;
+  /** the page with this provider's amount form, e.g. /payment/stripe */
+  readonly path: string;
+  /** registers the provider's pages and webhook on the hub (webhooks are exempt from CSRF: signatures instead) */
+  routes(app: FastifyInstance): Promise<void>;
+  /** the scheduled job: settles checkouts whose webhook never came, expires abandoned ones; changes nothing when dryRun */
+  reconcile(options: ReconcileOptions): Promise<void>;
+}
+
+/** Webhook paths, exempt from the CSRF check: each is verified by the provider's signature instead. */
+export const webhookPaths = ['/payment/stripe/webhook', '/payment/btcpay/webhook'];

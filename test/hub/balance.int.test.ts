@@ -166,6 +166,32 @@ describe('account balance', () => {
     assert.equal(await web.db.ledger.balanceCents(email), 45_500);
   });
 
+  it('follows every change of the account at once, though it rereads the tables only when the account changed', async () => {
+    at(0);
+    const email = 'follows@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 2000, reference: 'follows-1', cause: operator });
+    const client = await web.loggedIn(email);
+    const balance = async () => /Balance now -?\$(-?[\d.]+)/.exec(text((await client.get('/console/account-balance')).body))?.[0].slice(12);
+    assert.equal(await balance(), '$20.00');
+    assert.equal(await balance(), '$20.00', 'the same again');
+    await web.db.ledger.recordRefund({ paymentId, totalRefundedCents: 500, reference: 'ch_follows', cause: operator });
+    assert.equal(await balance(), '$15.00', 'a refund');
+    const { vmId } = await createF1xs(email);
+    web.clock.advance(monthMs / 4);
+    assert.equal(await balance(), '$13.67', 'charges accrue with the clock: 15.00 − 1.3325, rounded once');
+    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    web.clock.advance(monthMs / 4);
+    assert.equal(await balance(), '$13.67', 'a deletion stops the charges');
+    await web.db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
+    assert.equal(await balance(), '-$1.33', 'an invalidation');
+    // Received two minutes from now (within the clock skew allowed): counted from then, not before.
+    await web.db.ledger.recordPayment({ email, amountCents: 1000, receivedAt: new Date(web.clock.now().getTime() + 120_000), cause: operator });
+    assert.equal(await balance(), '-$1.33');
+    web.clock.advance(121_000);
+    assert.equal(await balance(), '$8.67', 'the payment counts once received');
+    assert.equal(await web.db.ledger.balanceCents(email), 867);
+  });
+
   it('says the balance stays put when nothing runs', async () => {
     at(0);
     const email = 'idle@example.org';

@@ -14,6 +14,7 @@ import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
 import { upcast } from '../../domain/upcast.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
+import { LruMap } from '../../ledger/cache.ts';
 import { dollars, utcMinute } from './format.ts';
 
 /** Credit that runs out sooner than this gets a warning. */
@@ -25,13 +26,14 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export async function accountPages(app: FastifyInstance, deps: WebContext): Promise<void> {
   app.addHook('preHandler', requireCustomer);
+  const statements: StatementCache = new LruMap(2000);
 
   app.get<{ Querystring: { payments?: unknown } }>('/console/account-balance', async (request, reply) => {
     const email = request.customer!.email;
     const now = deps.now();
     const accountId = await deps.ledger.accountIdFor(email);
     const allPayments = request.query.payments === 'all';
-    const statement = accountId ? await statementOf(deps.pool, accountId, now, allPayments) : emptyStatement;
+    const statement = accountId ? await balanceStatement(deps.pool, statements, accountId, now, allPayments) : emptyStatement;
     const subject = encodeURIComponent(`Adding funds to ${email}`);
     return reply.view('balance.eta', {
       ...presentStatement(statement, now), email, supportEmail: deps.supportEmail, providers: deps.providers,
@@ -71,12 +73,14 @@ const statementSql = `
        SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
               ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason, refunded_dollars::text AS refunded
        FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC LIMIT $2) p) AS payments,
-    totals.payment_count, totals.paid,
+    totals.payment_count, totals.paid, totals.next_payment_ms,
+    (SELECT stream_position::text FROM emt_streams WHERE stream_id = $4) AS version,
     (SELECT coalesce(json_agg(v), '[]') FROM (
        SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
        FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
   FROM (SELECT count(*)::int AS payment_count,
-               (coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= $3), 0))::text AS paid
+               (coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= $3), 0))::text AS paid,
+               ${epochMs('min(created) FILTER (WHERE NOT invalidated AND created > $3)')} AS next_payment_ms
         FROM payments WHERE account_id = $1) totals`;
 
 /**
@@ -84,13 +88,20 @@ const statementSql = `
  * snapshot, one round trip. The balance is balanceFromProjections' own arithmetic on the same rows:
  * valid payments received by now less refunds, minus the capsuls' charges rounded once.
  */
-async function statementOf(db: Queryable, accountId: string, now: Date, allPayments: boolean): Promise<Statement> {
-  const { rows: [row] } = await db.query({ name: 'balance-page', text: statementSql, values: [accountId, allPayments ? null : paymentsListed, now.toISOString()] });
+async function statementOf(db: Queryable, accountId: string, now: Date, allPayments: boolean): Promise<CachedStatement> {
+  const { rows: [row] } = await db.query({
+    name: 'balance-page', text: statementSql, values: [accountId, allPayments ? null : paymentsListed, now.toISOString(), accountStream(accountId)],
+  });
   const capsuls: CapsulRow[] = row.vms.map((vm: Record<string, string | null>) => ({
     id: vm.id, size: vm.size,
     accrual: { priceCentsPerMonth: centsFromNumeric(vm.price!), createdAtMs: Number(vm.created_ms), deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null) },
   }));
+  const paidCents = centsFromNumeric(row.paid);
   return {
+    version: row.version ?? '0',
+    paidCents,
+    // A payment received after now (within the clock skew allowed) counts from then: reread at that instant.
+    validUntilMs: row.next_payment_ms === null ? Number.POSITIVE_INFINITY : Number(row.next_payment_ms),
     payments: row.payments.map((payment: Record<string, string | null>) => ({
       id: Number(payment.id), receivedAtMs: Number(payment.received_ms), amountCents: centsFromNumeric(payment.dollars!),
       provider: payment.provider, reference: payment.reference,
@@ -99,8 +110,37 @@ async function statementOf(db: Queryable, accountId: string, now: Date, allPayme
     })),
     paymentCount: row.payment_count,
     capsuls,
-    balanceCents: centsFromNumeric(row.paid) - totalChargesCents(capsuls.map((capsul) => capsul.accrual), now.getTime()),
+    balanceCents: paidCents - totalChargesCents(capsuls.map((capsul) => capsul.accrual), now.getTime()),
   };
+}
+
+type CachedStatement = Statement & { version: string; paidCents: Cents; validUntilMs: number };
+
+/**
+ * Everything the balance page reads is a function of the account's stream alone: payments, their
+ * corrections and refunds, and each capsul's creation and deletion request are all account events,
+ * projected in the statement that appends them. So rows read once serve again while the stream's
+ * version is unchanged, checked by one indexed lookup; only the charges are computed anew, for now.
+ */
+type StatementCache = LruMap<string, CachedStatement>;
+
+async function balanceStatement(
+  db: Queryable, statements: StatementCache, accountId: string, now: Date, allPayments: boolean,
+): Promise<Statement> {
+  if (allPayments) return statementOf(db, accountId, now, true);
+  const cached = statements.get(accountId);
+  if (cached && now.getTime() < cached.validUntilMs) {
+    const { rows } = await db.query({
+      name: 'account-version', text: 'SELECT stream_position::text AS version FROM emt_streams WHERE stream_id = $1', values: [accountStream(accountId)],
+    });
+    if (rows[0]?.version === cached.version) {
+      const charges = totalChargesCents(cached.capsuls.map((capsul) => capsul.accrual), now.getTime());
+      return { ...cached, balanceCents: cached.paidCents - charges };
+    }
+  }
+  const statement = await statementOf(db, accountId, now, false);
+  statements.set(accountId, statement);
+  return statement;
 }
 
 /**

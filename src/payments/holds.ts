@@ -33,7 +33,7 @@ export async function holdPayment(
     await deps.mailer.send({
       to,
       subject: `capsul: a ${hold.provider} payment is held for you to look at`,
-      text: `${line}.\n\nIf it should count, record it with capsul record-payment (with --reference ${hold.reference}), then mark the hold resolved.\nHeld payments are listed on /admin/payments.\n`,
+      text: `${line}.\n\nIf it should count, record it with capsul record-payment --reference ${hold.reference} (and the account's email and the amount);\n/admin/payments lists held payments and shows this one as recorded from then on.\n`,
     });
   }
   return { new: true };

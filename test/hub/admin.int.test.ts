@@ -7,6 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { monthMs } from '../../src/domain/shared/billing.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { latestOutboxMessage } from '../../src/mail/mailer.ts';
+import { holdPayment } from '../../src/payments/holds.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 
@@ -243,6 +245,26 @@ describe('payments', () => {
 });
 
 describe('capsuls, hosts and events', () => {
+  it('lists held payments, emails the operators once, and shows one as recorded once an operator records it; refunds shown', async () => {
+    const hold = {
+      provider: 'stripe' as const, reference: 'pi_held_<b>1', email: 'held@example.org', amountCents: 1500, expectedCents: 2000,
+      reason: 'the amount paid differs from the checkout',
+    };
+    const deps = { pool: web.db.pool, mailer: web.mailer, adminEmails: [adminEmail], now: web.clock.now };
+    assert.deepEqual(await holdPayment(deps, hold), { new: true });
+    assert.deepEqual(await holdPayment(deps, hold), { new: false }, 'reported again: nothing new');
+    const mail = await latestOutboxMessage(web.outboxDir, adminEmail);
+    assert.match(mail!, /stripe payment pi_held_<b>1 of \$15\.00 \(the checkout asked for \$20\.00\) for held@example\.org is held/);
+    let page = (await admin.get('/admin/payments')).body;
+    assert.match(page, /<th scope="row">pi_held_&lt;b&gt;1<\/th>/);
+    assert.match(page, /<strong>open<\/strong>/);
+    const { paymentId } = await web.db.ledger.recordPayment({ email: 'held@example.org', amountCents: 1500, reference: 'pi_held_<b>1', cause: operator });
+    await web.db.ledger.recordRefund({ paymentId, totalRefundedCents: 250, reference: 'ch_held', cause: operator });
+    page = (await admin.get('/admin/payments?email=held%40example.org')).body;
+    assert.match(page, new RegExp(`recorded as <a href="/admin/payments/${paymentId}">payment ${paymentId}</a>`));
+    assert.match(page, /\$2\.50 refunded/);
+  });
+
   it('lists capsuls with account, size, state, host and creation', async () => {
     await pay('vm-owner@example.org', 30);
     const { vmId } = await web.db.ledger.createVm({ email: 'vm-owner@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });

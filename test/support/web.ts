@@ -7,13 +7,15 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { buildHub, type HubDeps } from '../../src/hub/app.ts';
-import { createMailer, latestOutboxMessage } from '../../src/mail/mailer.ts';
+import { createMailer, latestOutboxMessage, type Mailer } from '../../src/mail/mailer.ts';
 import { testDatabase, type TestDatabase } from './db.ts';
 
 export type WebHarness = {
   db: TestDatabase;
   hub: FastifyInstance;
   outboxDir: string;
+  /** the mailer the hub sends with (into outboxDir) */
+  mailer: Mailer;
   /** the hub's clock: tests move it with `clock.set(...)` / `clock.advance(ms)` */
   clock: { now(): Date; set(date: Date): void; advance(ms: number): void };
   client(): WebClient;
@@ -27,13 +29,12 @@ export async function webHarness(options: Partial<HubDeps> & { host?: boolean; s
   const clock = { now: () => current, set: (date: Date) => { current = date; }, advance: (ms: number) => { current = new Date(current.getTime() + ms); } };
   const db = await testDatabase({ now: clock.now, host: options.host });
   const outboxDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-outbox-'));
+  const mailer = options.mailer ?? createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir });
   const hub = await buildHub({
-    pool: db.pool, now: clock.now, baseUrl: 'http://capsul.test', secretKey: 'k'.repeat(64),
-    mailer: createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir }),
-    ...options,
+    pool: db.pool, now: clock.now, baseUrl: 'http://capsul.test', secretKey: 'k'.repeat(64), ...options, mailer,
   });
   const harness: WebHarness = {
-    db, hub, outboxDir, clock,
+    db, hub, outboxDir, mailer, clock,
     client: () => new WebClient(hub),
     async loggedIn(email) {
       const client = new WebClient(hub);

@@ -39,7 +39,8 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
 
   app.get<{ Querystring: Query }>('/admin/payments', async (request, reply) => {
     const email = emailFilter(request.query);
-    return reply.view('admin-payments.eta', { section: 'payments', email, ...(await listPayments(deps.pool, email)) });
+    const [payments, holds] = await Promise.all([listPayments(deps.pool, email), listHolds(deps.pool, email)]);
+    return reply.view('admin-payments.eta', { section: 'payments', email, holds, ...payments });
   });
 
   app.get<{ Params: PaymentParams; Querystring: Query }>('/admin/payments/:id', async (request, reply) => {
@@ -138,6 +139,8 @@ type Payment = {
   accountId: string;
   email: string;
   dollars: string;
+  /** the refunded total, when anything was refunded */
+  refunded: string | null;
   provider: string;
   reference: string | null;
   received: string;
@@ -147,13 +150,14 @@ type Payment = {
   invalidationReason: string | null;
 };
 
-const paymentColumns = `id::text AS id, account_id, email, dollars::text AS dollars, provider, reference,
+const paymentColumns = `id::text AS id, account_id, email, dollars::text AS dollars, refunded_dollars::text AS refunded, provider, reference,
   ${utc('created')} AS received, ${utc('recorded')} AS recorded, invalidated,
   ${utc('invalidated_at')} AS invalidated_at, invalidation_reason`;
 
 function toPayment(row: Record<string, unknown>): Payment {
   return {
     id: Number(row.id), accountId: row.account_id as string, email: row.email as string, dollars: row.dollars as string,
+    refunded: row.refunded === '0.00' ? null : (row.refunded as string),
     provider: row.provider as string, reference: row.reference as string | null, received: row.received as string,
     recorded: row.recorded as string, invalidated: row.invalidated as boolean,
     invalidatedAt: row.invalidated_at as string | null, invalidationReason: row.invalidation_reason as string | null,
@@ -167,6 +171,27 @@ async function listPayments(pool: pg.Pool, email: string): Promise<{ payments: P
   );
   const { rows: shown, truncated } = limited(rows);
   return { payments: shown.map(toPayment), truncated };
+}
+
+type HeldPayment = {
+  provider: string; reference: string; email: string | null; amount: string; expected: string | null; reason: string; held: string;
+  /** the payment recorded for it since (an operator's record-payment with the same reference), if any */
+  paymentId: number | null;
+};
+
+/** Money a provider reported that was not credited on its own: open holds first, then the newest. */
+async function listHolds(pool: pg.Pool, email: string): Promise<HeldPayment[]> {
+  const { rows } = await pool.query(
+    `SELECT h.provider, h.reference, h.email, h.amount_cents, h.expected_cents, h.reason, ${utc('h.held')} AS held, p.id AS payment_id
+     FROM payment_holds h LEFT JOIN payments p ON p.reference = h.reference
+     WHERE ($1 = '' OR h.email = $1) ORDER BY (p.id IS NULL AND h.resolved IS NULL) DESC, h.held DESC LIMIT $2`,
+    [email, maxRows],
+  );
+  return rows.map((row) => ({
+    provider: row.provider, reference: row.reference, email: row.email, amount: dollars(Number(row.amount_cents)),
+    expected: row.expected_cents === null ? null : dollars(Number(row.expected_cents)), reason: row.reason, held: row.held,
+    paymentId: row.payment_id === null ? null : Number(row.payment_id),
+  }));
 }
 
 /** The payment a URL names; anything that is not a payment id is simply not found. */

@@ -44,7 +44,8 @@ export type StripeConfig = {
 
 export type BtcpayConfig = { url: string; apiKey: string; storeId: string; webhookSecret: string };
 
-export type MailConfig = { host: string; port: number; secure: boolean; user: string | undefined; password: string | undefined };
+/** tls: `starttls` (required), `tls` (from the first byte) or `none` (plain: a relay on the same machine) */
+export type MailConfig = { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string | undefined; password: string | undefined };
 
 export class ConfigError extends Error {}
 
@@ -137,7 +138,9 @@ function readMailConfig(env: NodeJS.ProcessEnv): MailConfig | undefined {
   const useTls = (env.MAIL_USE_TLS ?? 'starttls').trim().toLowerCase();
   if (!['starttls', 'tls', 'none'].includes(useTls)) throw new ConfigError(`MAIL_USE_TLS must be starttls, tls or none, not "${env.MAIL_USE_TLS}"`);
   const port = env.MAIL_PORT ? parsePort(env.MAIL_PORT, 'MAIL_PORT') : useTls === 'tls' ? 465 : 587;
-  return { host, port, secure: useTls === 'tls', user: env.MAIL_USERNAME?.trim() || undefined, password: env.MAIL_PASSWORD || undefined };
+  return {
+    host, port, tls: useTls as MailConfig['tls'], user: env.MAIL_USERNAME?.trim() || undefined, password: env.MAIL_PASSWORD || undefined,
+  };
 }
 
 function parsePort(text: string, name = 'PORT'): number {

@@ -12,8 +12,11 @@ import { checkConnection, createPool, redact, resolveDatabase } from './db/datab
 import { migrate } from './db/migrate.ts';
 import { buildHub } from './hub/app.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
+import { startSchedule } from './jobs/schedule.ts';
 import { createStreamCache } from './ledger/cache.ts';
 import { Hosts } from './ledger/hosts.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { paymentProviders } from './payments/index.ts';
 import { createMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
@@ -52,6 +55,17 @@ export async function serve(io: CliIo): Promise<number> {
     return 1;
   }
   const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: onceEach(say) });
+  const mailer = createMailer({
+    from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => say(line),
+  });
+  // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
+  let paymentsChanged = () => {};
+  const ledger = new Ledger({ pool });
+  const providers = paymentProviders(config, {
+    pool, ledger, now: () => new Date(), baseUrl: config.baseUrl, mailer, adminEmails: config.adminEmails,
+    topUpMinCents: config.topUpMinCents, topUpMaxCents: config.topUpMaxCents, afterPayments: () => paymentsChanged(),
+  });
+  if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
   const hub = await buildHub({
     pool,
     logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
@@ -61,11 +75,10 @@ export async function serve(io: CliIo): Promise<number> {
     baseUrl: config.baseUrl,
     secretKey: config.secretKey ?? (await developmentSecretKey(config)),
     adminEmails: config.adminEmails,
-    mailer: createMailer({
-      from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => say(line),
-    }),
+    mailer,
     announce: (line) => say(line),
     trustProxy: config.trustProxy,
+    providers,
   });
   try {
     await hub.listen({ port: config.port, host: config.host });
@@ -76,6 +89,12 @@ export async function serve(io: CliIo): Promise<number> {
     return 1;
   }
   reactions.start();
+  const jobs = startSchedule({
+    pool, mailer, providers,
+    overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, now: () => new Date(),
+    afterDeletions: () => reactions.poke(),
+  }, { log: (line) => say(line) });
+  paymentsChanged = () => jobs.paymentsChanged();
   say(`database: ${database.embedded ? 'embedded PostgreSQL' : redact(database.connectionString)}`);
 
   const stopSpoke = new AbortController();
@@ -90,6 +109,7 @@ export async function serve(io: CliIo): Promise<number> {
         SPOKE_HOST_TOKEN: token,
         SPOKE_DRIVER: 'simulated',
         SPOKE_DATA_DIR: path.join(config.dataDir, `spoke-${localHost.id}`),
+        ...(io.env.SPOKE_SIMULATED_PROVISION_MS ? { SPOKE_SIMULATED_PROVISION_MS: io.env.SPOKE_SIMULATED_PROVISION_MS } : {}),
       },
       (line) => say(`spoke ${localHost.id}: ${line}`),
       { signal: stopSpoke.signal, handleSignals: false },
@@ -105,6 +125,7 @@ export async function serve(io: CliIo): Promise<number> {
       say(`${signal}: shutting down`);
       stopSpoke.abort();
       await spoke?.catch(() => 1);
+      await jobs.stop().catch(() => {});
       await hub.close().catch(() => {});
       await reactions.stop();
       await pool.end().catch(() => {});

@@ -1,13 +1,17 @@
 // The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { ParseArgsConfig } from 'node:util';
+import { readConfig } from '../config.ts';
 import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { formatCents, parseDollars } from '../domain/shared/money.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { latestVersion, migrate, schemaVersion } from '../db/migrate.ts';
+import { asOfRefusal, runJobs } from '../jobs/runner.ts';
+import { createMailer } from '../mail/mailer.ts';
 import { readAllEvents, type StoredEvent } from '../projections/read.ts';
 import type { Cause } from '../ledger/handle.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -15,6 +19,7 @@ import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '..
 import { CliContext, CliError, UsageError } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
 import { runStatements, splitStatements } from './sql.ts';
+import { paymentProviders } from '../payments/index.ts';
 
 export type CommandSpec = {
   summary: string;
@@ -265,6 +270,43 @@ export const commands: Record<string, CommandSpec> = {
       if (v.header) ctx.out('host, capsul, kind, detected');
       for (const d of open) ctx.out(`${d.host}, ${d.vmId}, ${d.kind}, ${d.detected}`);
       if (open.length === 0 && !v.header) ctx.note('no drift: every host agrees with the ledger');
+    },
+  },
+
+  'cron-task': {
+    summary: 'run the scheduled jobs once: reconciliation, balance warnings, drift, receipts',
+    usage: `capsul cron-task [--dry-run] [--now <ISO>]
+
+  Runs each job once, in order, as the hub does on its schedule: the payment providers'
+  reconciliation, balance warnings (and deletion for nonpayment past the overdraft), the drift check,
+  receipts for payments credited. A job another process is running is skipped. Exits 1 when a job
+  failed. See docs/operations.md.
+  --dry-run    print what each job would do (each account, level and capsul); change nothing, send nothing
+  --now <ISO>  evaluate as of that instant instead (the ledger's events up to then): with --dry-run only`,
+    options: { 'dry-run': { type: 'boolean' }, now: { type: 'string' } },
+    async run(ctx, v) {
+      const asOf = v.now !== undefined ? parseInstant(str(v.now)!, '--now') : undefined;
+      const dryRun = Boolean(v['dry-run']);
+      const refusal = asOfRefusal(asOf, new Date(), dryRun);
+      if (refusal) throw new CliError(refusal);
+      const config = readConfig(ctx.io.env);
+      const { pool, ledger } = await ctx.connect();
+      const mailer = createMailer({
+        from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => ctx.note(line),
+      });
+      const providers = paymentProviders(config, {
+        pool, ledger, now: () => new Date(), baseUrl: config.baseUrl, mailer, adminEmails: config.adminEmails,
+        topUpMinCents: config.topUpMinCents, topUpMaxCents: config.topUpMaxCents, afterPayments: () => {},
+      });
+      const outcomes = await runJobs(
+        {
+          pool, mailer, providers,
+          overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, now: () => new Date(),
+        },
+        { asOf, dryRun, report: (line) => ctx.out(line), log: (line) => ctx.note(line) },
+      );
+      const failed = outcomes.filter((outcome) => outcome.status === 'failed');
+      if (failed.length > 0) throw new CliError(`${failed.length} of ${outcomes.length} jobs failed: ${failed.map((f) => f.job).join(', ')}`);
     },
   },
 

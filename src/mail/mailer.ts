@@ -17,9 +17,9 @@ export type Mailer = {
 
 export function createMailer(options: { from: string; smtp?: MailConfig; outboxDir: string; log?: (line: string) => void }): Mailer {
   if (options.smtp) {
-    const { host, port, secure, user, password } = options.smtp;
+    const { host, port, tls, user, password } = options.smtp;
     const transport = nodemailer.createTransport({
-      host, port, secure, requireTLS: !secure && port !== 25,
+      host, port, secure: tls === 'tls', requireTLS: tls === 'starttls', ignoreTLS: tls === 'none',
       ...(user ? { auth: { user, pass: password ?? '' } } : {}),
       connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000,
     });

@@ -24,7 +24,8 @@ describe('hub configuration', () => {
       TRUST_PROXY: 'loopback',
     });
     assert.deepEqual(config.adminEmails, ['boss@capsul.org', 'ops@capsul.org']);
-    assert.deepEqual(config.mail, { host: 'smtp.capsul.org', port: 465, secure: true, user: 'capsul', password: 'pw' });
+    assert.deepEqual(config.mail, { host: 'smtp.capsul.org', port: 465, tls: 'tls', user: 'capsul', password: 'pw' });
+    assert.equal(readConfig({ MAIL_SERVER: 'localhost', MAIL_USE_TLS: 'none', MAIL_PORT: '25' }).mail?.tls, 'none');
     assert.equal(config.baseUrl, 'https://capsul.org');
     assert.equal(config.mailFrom, 'capsul <no-reply@capsul.org>');
     assert.equal(config.trustProxy, 'loopback');

@@ -1,0 +1,163 @@
+// The balance warnings job: every account with running capsuls is evaluated (warnings.ts); a level
+// not yet issued in this episode is issued as an event and then emailed; at deletion-now every running
+// capsul's deletion is requested with reason "nonpayment" (the reactor then sends delete operations
+// to the hosts). Decisions are appended against the account stream's version they were made on, so a
+// top-up landing meanwhile makes the job decide again instead of warning or deleting on a stale balance.
+import type pg from 'pg';
+import { accountDecider, type AccountCommand } from '../domain/account/decider.ts';
+import { accountStream, type AccountEvent, type WarningLevel } from '../domain/account/events.ts';
+import type { VmState } from '../domain/account/state.ts';
+import type { Cents } from '../domain/shared/money.ts';
+import { dollars, utcMinute } from '../hub/web/format.ts';
+import { ConcurrencyError, handleCommand, type Cause } from '../ledger/handle.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { renderMail, type MailCapsul } from '../mail/render.ts';
+import { loadStream } from '../projections/read.ts';
+import type { JobRun } from './job.ts';
+import { accountAsOf, evaluateAccount, type AccountEvaluation } from './warnings.ts';
+
+export const nonpayment = 'nonpayment';
+const cause: Cause = { by: { kind: 'job', id: 'balance-warnings' } };
+const accountsPerPage = 500;
+/** Decisions on one account retried after a concurrent change, before it waits for the next run. */
+const maxAttempts = 3;
+
+export type BalanceWarningDeps = {
+  pool: pg.Pool;
+  mailer: Mailer;
+  overdraftCents: Cents;
+  baseUrl: string;
+  supportEmail: string;
+  now: () => Date;
+  /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
+  afterDeletions?: () => void;
+};
+
+export type BalanceWarningOutcome = { accounts: number; warned: number; deleted: number };
+
+export async function runBalanceWarnings(deps: BalanceWarningDeps, run: JobRun): Promise<BalanceWarningOutcome> {
+  if (run.asOf && !run.dryRun) throw new Error('balance warnings act only at the present instant: evaluating another instant is a dry run');
+  const outcome: BalanceWarningOutcome = { accounts: 0, warned: 0, deleted: 0 };
+  const failed: string[] = [];
+  const candidatesAt = run.asOf ?? deps.now();
+  for await (const account of accountsWithRunningCapsuls(deps.pool, candidatesAt)) {
+    outcome.accounts++;
+    try {
+      const done = run.dryRun ? await previewAccount(deps, run, account) : await checkAccount(deps, run, account);
+      outcome.warned += done.warned ? 1 : 0;
+      outcome.deleted += done.deleted;
+    } catch (error) {
+      // One account's trouble must not keep the others from their warnings (or deletions).
+      run.log(`warnings: ${account.email}: failed: ${(error as Error).message}`);
+      failed.push(account.email);
+    }
+  }
+  if (deps.afterDeletions && outcome.deleted > 0) deps.afterDeletions();
+  if (failed.length > 0) throw new Error(`${failed.length} of ${outcome.accounts} accounts failed: ${failed.slice(0, 5).join(', ')}`);
+  return outcome;
+}
+
+type Candidate = { accountId: string; email: string };
+
+/** Accounts with a capsul running at `at`, in pages by id (bounded memory whatever their number). */
+async function* accountsWithRunningCapsuls(pool: pg.Pool, at: Date): AsyncGenerator<Candidate> {
+  let after = '';
+  for (;;) {
+    const { rows } = await pool.query(
+      `SELECT a.id, a.email FROM accounts a
+       WHERE a.id > $2 AND EXISTS (SELECT 1 FROM vms v WHERE v.account_id = a.id AND v.created <= $1 AND (v.deleted IS NULL OR v.deleted > $1))
+       ORDER BY a.id LIMIT ${accountsPerPage}`,
+      [at.toISOString(), after],
+    );
+    for (const row of rows) yield { accountId: row.id, email: row.email };
+    if (rows.length < accountsPerPage) return;
+    after = rows.at(-1)!.id;
+  }
+}
+
+async function evaluate(deps: BalanceWarningDeps, accountId: string, atMs: number) {
+  const stream = await loadStream(deps.pool, accountStream(accountId));
+  const account = accountAsOf(stream.events.map((stored) => stored.event as AccountEvent), atMs);
+  return { version: stream.version, evaluation: evaluateAccount(account, atMs, deps.overdraftCents) };
+}
+
+async function previewAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Candidate) {
+  const atMs = (run.asOf ?? deps.now()).getTime();
+  const { evaluation: e } = await evaluate(deps, candidate.accountId, atMs);
+  if (e.level === null) return { warned: false, deleted: 0 };
+  const action = e.toIssue ? 'would warn' : 'warned already';
+  run.report(`warnings: ${candidate.email} (account ${candidate.accountId}): ${e.level}, balance ${dollars(e.balanceCents)}: ${action}`);
+  for (const vm of e.running) {
+    const fate = e.level === 'deletion-now' ? `would delete (${nonpayment})` : 'runs on';
+    run.report(`warnings:   ${vm.vmId} ${vm.size} ${dollars(vm.priceCentsPerMonth)}/month: ${fate}`);
+  }
+  return { warned: e.toIssue !== null, deleted: e.level === 'deletion-now' ? e.running.length : 0 };
+}
+
+async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Candidate) {
+  let issued: { level: WarningLevel; evaluation: AccountEvaluation } | null = null;
+  const deleted: VmState[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const { version, evaluation: e } = await evaluate(deps, candidate.accountId, deps.now().getTime());
+    try {
+      let expectedVersion = version;
+      const append = async (command: AccountCommand, why: Cause) => {
+        const result = await handleCommand(deps, accountStream(candidate.accountId), accountDecider, command, why, { expectedVersion });
+        expectedVersion = result.version;
+        return result.events.length > 0;
+      };
+      if (e.toIssue) {
+        const level = e.toIssue;
+        const command = { type: 'IssueBalanceWarning' as const, data: { level, balanceCents: e.balanceCents }, metadata: { now: deps.now() } };
+        if (await append(command, cause)) {
+          issued = { level, evaluation: e };
+          run.report(`warnings: ${candidate.email}: ${level} issued (balance ${dollars(e.balanceCents)})`);
+        }
+      }
+      if (e.level === 'deletion-now') {
+        for (const vm of e.running) {
+          const command = { type: 'RequestVmDeletion' as const, data: { vmId: vm.vmId, reason: nonpayment }, metadata: { now: deps.now() } };
+          if (await append(command, { ...cause, reason: nonpayment })) {
+            deleted.push(vm);
+            run.report(`warnings: ${candidate.email}: ${vm.vmId} deletion requested (${nonpayment})`);
+          }
+        }
+      }
+      break;
+    } catch (error) {
+      if (!(error instanceof ConcurrencyError)) throw error;
+      if (attempt >= maxAttempts) {
+        run.log(`warnings: ${candidate.email}: the account kept changing; it is checked again next run`);
+        break;
+      }
+    }
+  }
+  if (issued) await sendWarning(deps, run, candidate.email, issued.level, issued.evaluation, deleted);
+  return { warned: issued !== null, deleted: deleted.length };
+}
+
+/**
+ * The email follows the event: a warning is issued once per episode, so a sending that fails (or a
+ * crash just before it) loses that email rather than repeating it. The next level's email still goes.
+ */
+async function sendWarning(
+  deps: BalanceWarningDeps, run: JobRun, email: string, level: WarningLevel, e: AccountEvaluation, deleted: VmState[],
+): Promise<void> {
+  const listed = level === 'deletion-now' && deleted.length > 0 ? deleted : e.running;
+  const capsuls: MailCapsul[] = listed.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
+  const data = {
+    email, capsuls,
+    balance: dollars(e.balanceCents),
+    rate: dollars(e.rateCentsPerMonth),
+    overdraft: dollars(deps.overdraftCents),
+    runsOut: e.runsOutAtMs === null ? null : utcMinute(e.runsOutAtMs),
+    reachesOverdraft: e.reachesOverdraftAtMs === null ? null : utcMinute(e.reachesOverdraftAtMs),
+    balanceUrl: `${deps.baseUrl}/console/account-balance`,
+    supportEmail: deps.supportEmail,
+  };
+  try {
+    await deps.mailer.send(renderMail(`warning-${level}`, email, data));
+  } catch (error) {
+    run.log(`warnings: ${email}: the ${level} warning is issued but its email failed, and is not sent again: ${(error as Error).message}`);
+  }
+}

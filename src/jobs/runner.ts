@@ -1,0 +1,129 @@
+// Runs the scheduled jobs once, in order: payment providers' reconciliation first (so money a missed
+// webhook would have credited counts before balances are judged), balance warnings, the drift check,
+// receipts. Each job runs under its own PostgreSQL advisory lock: a job another process is running is
+// skipped, never run twice at once. Every job is safe to run again: a second run finds nothing more.
+import type pg from 'pg';
+import type { Cents } from '../domain/shared/money.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import type { PaymentProvider } from '../payments/provider.ts';
+import { runBalanceWarnings } from './balance-warnings.ts';
+import { checkDrift } from './drift.ts';
+import type { JobRun } from './job.ts';
+import { sendReceipts } from './receipts.ts';
+
+export const jobNames = ['reconcile', 'balance-warnings', 'drift', 'receipts'] as const;
+export type JobName = (typeof jobNames)[number];
+
+/** Advisory lock keys: (lockSpace, n), "caps"; n = 0 is the scheduler's leadership (schedule.ts). */
+export const lockSpace = 0x63617073;
+const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4 };
+
+export type JobDeps = {
+  pool: pg.Pool;
+  mailer: Mailer;
+  providers: readonly PaymentProvider[];
+  /** zero or negative: at or below this balance an account's capsuls are deleted */
+  overdraftCents: Cents;
+  baseUrl: string;
+  supportEmail: string;
+  now: () => Date;
+  /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
+  afterDeletions?: () => void;
+};
+
+export type RunOptions = {
+  /** evaluate as of this instant: only with dryRun (see asOfRefusal) */
+  asOf?: Date;
+  dryRun?: boolean;
+  /** default: all, in jobNames order */
+  jobs?: readonly JobName[];
+  report: (line: string) => void;
+  log: (line: string) => void;
+};
+
+export type JobOutcome = { job: JobName; status: 'done' | 'skipped' | 'failed'; error?: string };
+
+/**
+ * Why evaluating as of `asOf` may not act, or null when it may. A run that acts is stamped with the
+ * clock's time: deciding it on another instant's balance would warn or delete on figures that are not
+ * the account's now (a top-up since, charges still to come), so any other instant is a dry run.
+ */
+export function asOfRefusal(asOf: Date | undefined, now: Date, dryRun: boolean): string | null {
+  if (asOf === undefined || dryRun) return null;
+  const when = asOf.getTime() > now.getTime() ? 'in the future' : 'in the past';
+  return `--now ${asOf.toISOString()} is ${when}: the jobs act only at the present instant; add --dry-run to see what they would do then`;
+}
+
+export async function runJobs(deps: JobDeps, options: RunOptions): Promise<JobOutcome[]> {
+  const dryRun = options.dryRun ?? false;
+  const refusal = asOfRefusal(options.asOf, deps.now(), dryRun);
+  if (refusal) throw new Error(refusal);
+  const run: JobRun = { asOf: options.asOf, dryRun, report: options.report, log: options.log };
+  const outcomes: JobOutcome[] = [];
+  for (const job of jobNames.filter((name) => !options.jobs || options.jobs.includes(name))) {
+    try {
+      // A dry run changes nothing, so it needs no lock and waits for no one.
+      const ran = dryRun ? (await runJob(deps, job, run), true) : await underLock(deps.pool, job, () => runJob(deps, job, run));
+      if (!ran) options.log(`${job}: running in another process: skipped`);
+      outcomes.push({ job, status: ran ? 'done' : 'skipped' });
+    } catch (error) {
+      const message = (error as Error).message ?? String(error);
+      options.log(`${job}: failed: ${message}`);
+      outcomes.push({ job, status: 'failed', error: message });
+    }
+  }
+  return outcomes;
+}
+
+async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {
+  switch (job) {
+    case 'reconcile':
+      return reconcile(deps, run);
+    case 'balance-warnings':
+      await runBalanceWarnings(deps, run);
+      return;
+    case 'drift':
+      await checkDrift(deps, run);
+      return;
+    case 'receipts':
+      await sendReceipts(deps, run);
+      return;
+    default: {
+      const unknown: never = job;
+      throw new Error(`unknown job ${unknown}`);
+    }
+  }
+}
+
+/** Each provider in turn; one that fails does not keep the others from running. */
+async function reconcile(deps: JobDeps, run: JobRun): Promise<void> {
+  const failed: string[] = [];
+  for (const provider of deps.providers) {
+    try {
+      await provider.reconcile({ now: run.asOf ?? deps.now(), dryRun: run.dryRun, log: (line) => run.report(`reconcile: ${provider.id}: ${line}`) });
+    } catch (error) {
+      failed.push(`${provider.id}: ${(error as Error).message}`);
+    }
+  }
+  if (failed.length > 0) throw new Error(failed.join('; '));
+}
+
+/** Runs `work` holding the job's session advisory lock; false (without running it) when another holds it. */
+async function underLock(pool: pg.Pool, job: JobName, work: () => Promise<void>): Promise<boolean> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    const { rows } = await client.query('SELECT pg_try_advisory_lock($1, $2) AS ok', [lockSpace, jobLocks[job]]);
+    if (!rows[0].ok) return false;
+    try {
+      await work();
+      return true;
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1, $2)', [lockSpace, jobLocks[job]]).catch(() => {
+        broken = true; // a lost connection released the lock with it; the client is not reused
+      });
+    }
+  } finally {
+    client.release(broken);
+  }
+}

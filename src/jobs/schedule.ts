@@ -1,0 +1,129 @@
+// The jobs on a schedule in the hub (node-cron): reconciliation, balance warnings and the drift check
+// every hour, receipts every minute and soon after a payment. Several hubs may share a database: the
+// hourly round runs only in the hub that holds the scheduler's advisory lock (the first to ask keeps
+// it until it stops or its connection drops, then another takes over), so each hour's round runs
+// once; the jobs' own locks keep `capsul cron-task` and the hubs from running a job twice at once.
+import cron, { type ScheduledTask } from 'node-cron';
+import type pg from 'pg';
+import { lockSpace, runJobs, type JobDeps, type JobName } from './runner.ts';
+
+export type ScheduleOptions = {
+  /** cron expressions (UTC) */
+  hourly?: string;
+  receipts?: string;
+  log: (line: string) => void;
+};
+
+export type Schedule = {
+  /** a payment was credited: send its receipt soon rather than at the next minute */
+  paymentsChanged(): void;
+  stop(): Promise<void>;
+};
+
+const hourlyJobs: JobName[] = ['reconcile', 'balance-warnings', 'drift'];
+
+export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule {
+  const { log } = options;
+  const leadership = new Leadership(deps.pool);
+  const run = (jobs: JobName[]) => runJobs(deps, { jobs, report: log, log }).then(() => {});
+  const hourly = new Serial(async () => {
+    if (await leadership.hold()) await run(hourlyJobs);
+  }, log);
+  const receipts = new Serial(() => run(['receipts']), log);
+  const cronOptions = { timezone: 'UTC', noOverlap: true, logger: cronLogger(log) };
+  const tasks: ScheduledTask[] = [
+    cron.schedule(options.hourly ?? '7 * * * *', () => hourly.poke(), { ...cronOptions, name: 'capsul-hourly' }),
+    cron.schedule(options.receipts ?? '* * * * *', () => receipts.poke(), { ...cronOptions, name: 'capsul-receipts' }),
+  ];
+  return {
+    paymentsChanged: () => receipts.poke(),
+    async stop() {
+      for (const task of tasks) await task.destroy();
+      await Promise.all([hourly.stop(), receipts.stop()]);
+      await leadership.release();
+    },
+  };
+}
+
+/** One round at a time; a poke during a round asks for one more after it. */
+class Serial {
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly round: () => Promise<void>, private readonly log: (line: string) => void) {}
+
+  poke(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.round()
+      .catch((error) => this.log(`scheduled jobs failed, will retry: ${(error as Error).message}`))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.poke();
+        }
+      });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+}
+
+/** The scheduler's advisory lock, kept on a connection of its own while this hub holds it. */
+export class Leadership {
+  private client: pg.PoolClient | undefined;
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Whether this hub leads: keeps the lock it has (checking the connection is alive) or tries to take it. */
+  async hold(): Promise<boolean> {
+    if (this.client) {
+      try {
+        await this.client.query('SELECT 1');
+        return true;
+      } catch {
+        this.drop(true); // the connection died, and the lock with it
+      }
+    }
+    const client = await this.pool.connect();
+    try {
+      const { rows } = await client.query('SELECT pg_try_advisory_lock($1, 0) AS ok', [lockSpace]);
+      if (!rows[0].ok) {
+        client.release();
+        return false;
+      }
+    } catch (error) {
+      client.release(true);
+      throw error;
+    }
+    client.on('error', () => {
+      if (this.client === client) this.drop(true);
+    });
+    this.client = client;
+    return true;
+  }
+
+  async release(): Promise<void> {
+    if (!this.client) return;
+    const client = this.client;
+    const unlocked = await client.query('SELECT pg_advisory_unlock($1, 0)', [lockSpace]).then(() => true, () => false);
+    if (this.client === client) this.drop(!unlocked);
+  }
+
+  private drop(broken: boolean): void {
+    this.client?.release(broken);
+    this.client = undefined;
+  }
+}
+
+function cronLogger(log: (line: string) => void) {
+  const say = (message: string | Error) => log(`cron: ${message instanceof Error ? message.message : message}`);
+  return { info: () => {}, debug: () => {}, warn: say, error: say };
+}

@@ -1,0 +1,102 @@
+// Which balance warning an account is due, decided from its folded state alone: pure (no clock, no
+// database), so every level and boundary is tested on its own. docs/billing.md works through examples.
+import { warningLevels, type AccountEvent, type WarningLevel } from '../domain/account/events.ts';
+import { balanceCentsAt, evolveAccount, initialAccount, type Account, type VmState } from '../domain/account/state.ts';
+import { creditRunsOutAtMs, type Accrual } from '../domain/shared/billing.ts';
+import type { Cents } from '../domain/shared/money.ts';
+
+export const dayMs = 86_400_000;
+export const weekMs = 7 * dayMs;
+
+export type BalanceSituation = {
+  balanceCents: Cents;
+  /** all of the account's capsuls as of `nowMs`: deleted ones accrue nothing but settle the rounding */
+  accruals: readonly Accrual[];
+  nowMs: number;
+  /** zero or negative: at or below this balance the account's capsuls are deleted */
+  overdraftCents: Cents;
+};
+
+/**
+ * The highest level that applies, or null. With nothing running the balance cannot fall, so there
+ * is nothing to warn about, whatever the balance.
+ */
+export function warningLevelOf(situation: BalanceSituation): WarningLevel | null {
+  const { balanceCents, accruals, nowMs, overdraftCents } = situation;
+  if (!Number.isSafeInteger(overdraftCents) || overdraftCents > 0) throw new RangeError(`the overdraft is zero or negative cents, not ${overdraftCents}`);
+  if (!accruals.some((accrual) => isRunning(accrual, nowMs))) return null;
+  if (balanceCents <= overdraftCents) return 'deletion-now';
+  if (balanceCents <= 0) {
+    const reachesOverdraftAtMs = reachesCentsAtMs(situation, overdraftCents);
+    return reachesOverdraftAtMs !== null && reachesOverdraftAtMs - nowMs <= weekMs ? 'deletion-within-week' : 'out-of-funds';
+  }
+  const runsOutAtMs = creditRunsOutAtMs(balanceCents, accruals, nowMs);
+  if (runsOutAtMs === null) return null;
+  if (runsOutAtMs - nowMs <= dayMs) return 'runs-out-within-day';
+  if (runsOutAtMs - nowMs <= weekMs) return 'runs-out-within-week';
+  return null;
+}
+
+/**
+ * The first millisecond at or after `nowMs` at which the balance is `thresholdCents` or less, at the
+ * running capsuls' rate: the runway to zero is the case `thresholdCents` = 0, shifted.
+ */
+export function reachesCentsAtMs(situation: Omit<BalanceSituation, 'overdraftCents'>, thresholdCents: Cents): number | null {
+  return creditRunsOutAtMs(situation.balanceCents - thresholdCents, situation.accruals, situation.nowMs);
+}
+
+/**
+ * The level to issue now: none when it, or a higher one, was issued already in this episode (after
+ * "out of funds", a "runs out within a week" would only confuse).
+ */
+export function warningToIssue(level: WarningLevel | null, issued: ReadonlySet<WarningLevel>): WarningLevel | null {
+  if (level === null) return null;
+  const rank = warningLevels.indexOf(level);
+  return warningLevels.some((other, i) => i >= rank && issued.has(other)) ? null : level;
+}
+
+/**
+ * The account as it stood at `atMs`: its events that had taken effect by then, folded. Opening an
+ * account is an identity, not a fact in time (as in the projections' as-of replay).
+ */
+export function accountAsOf(events: readonly AccountEvent[], atMs: number): Account {
+  return events
+    .filter((event) => event.type === 'AccountOpened' || Date.parse(event.data.at) <= atMs)
+    .reduce(evolveAccount, initialAccount());
+}
+
+export type AccountEvaluation = {
+  balanceCents: Cents;
+  level: WarningLevel | null;
+  /** `level` unless it or a higher one was issued already in this episode */
+  toIssue: WarningLevel | null;
+  /** the capsuls that accrue charges, oldest first */
+  running: VmState[];
+  rateCentsPerMonth: Cents;
+  /** when the balance reaches zero, and the overdraft, at this rate (null: never) */
+  runsOutAtMs: number | null;
+  reachesOverdraftAtMs: number | null;
+};
+
+/** Everything the warnings job needs to know about one account at `nowMs`. */
+export function evaluateAccount(account: Account, nowMs: number, overdraftCents: Cents): AccountEvaluation {
+  const balanceCents = balanceCentsAt(account, nowMs);
+  const accruals = [...account.vms.values()].filter((vm) => vm.createdAtMs <= nowMs);
+  const running = accruals.filter((vm) => isRunning(vm, nowMs)).sort((a, b) => a.createdAtMs - b.createdAtMs || a.vmId.localeCompare(b.vmId));
+  const situation = { balanceCents, accruals, nowMs, overdraftCents };
+  const level = warningLevelOf(situation);
+  return {
+    balanceCents,
+    level,
+    toIssue: warningToIssue(level, account.warningsIssued),
+    running,
+    rateCentsPerMonth: running.reduce((sum, vm) => sum + vm.priceCentsPerMonth, 0),
+    runsOutAtMs: creditRunsOutAtMs(balanceCents, accruals, nowMs),
+    reachesOverdraftAtMs: reachesCentsAtMs(situation, overdraftCents),
+  };
+}
+
+/** Accrues charges at `nowMs` (as billing.ts counts a running capsul). */
+function isRunning(accrual: Accrual, nowMs: number): boolean {
+  return accrual.createdAtMs <= nowMs && accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0;
+}

@@ -1,0 +1,142 @@
+// `capsul cron-task` end to end against a real database: a dry run prints each account, level and
+// capsul and changes nothing; --now evaluates another instant, with --dry-run only; a real run warns
+// once and mails the development outbox. Mostly in process through main(argv, io); once the real binary.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { CliIo } from '../../src/cli/context.ts';
+import { main } from '../../src/cli/main.ts';
+import { latestOutboxMessage } from '../../src/mail/mailer.ts';
+import { projectRoot } from '../support/processes.ts';
+import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+
+const dayMs = 86_400_000;
+const email = 'late@example.org';
+
+let db: TestDatabase;
+let dataDir: string;
+let vmId: string;
+
+type Run = { code: number; stdout: string; stderr: string };
+
+async function capsul(args: string[]): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIo = {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    env: { DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir },
+    user: 'alice',
+    interactive: false,
+  };
+  const code = await main(args, io);
+  return { code, stdout, stderr };
+}
+
+function capsulBinary(args: string[]): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir };
+  delete env.NODE_TEST_CONTEXT;
+  delete env.NODE_OPTIONS;
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['bin/capsul.js', ...args], { cwd: projectRoot, env, timeout: 240_000 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== 'number') reject(error);
+      else resolve({ code: error ? (error.code as number) : 0, stdout, stderr });
+    });
+  });
+}
+
+function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
+  assert.equal(run.code, code, `exit code (stderr: ${run.stderr})`);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /^[^\n]+\n$/, 'one line on stderr');
+  assert.match(run.stderr, pattern);
+}
+
+const eventCount = async () => (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n as number;
+const outboxFiles = () => readdirSync(path.join(dataDir, 'outbox'), { withFileTypes: true }).length;
+
+before(async () => {
+  // The account was funded and its capsul created 40 days ago: $8.00 less 40 days of $7.16 a month is
+  // -$1.41, out of funds (-$10.00 is another 36 days away).
+  const past = new Date(Date.now() - 40 * dayMs);
+  db = await testDatabase({ now: () => past });
+  dataDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-cron-'));
+  await db.ledger.recordPayment({ email, amountCents: 800, cause: operator });
+  ({ vmId } = await db.ledger.createVm({ email, size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator }));
+});
+
+after(async () => {
+  await db.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('capsul cron-task', () => {
+  it('explains itself with --help', async () => {
+    const run = await capsul(['cron-task', '--help']);
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /^usage: capsul cron-task \[--dry-run\] \[--now <ISO>\]/);
+    assert.match(run.stdout, /--now <ISO>  evaluate as of that instant instead .*: with --dry-run only/);
+  });
+
+  it('--dry-run prints each account, level and capsul, and changes nothing', async () => {
+    const events = await eventCount();
+    const run = await capsul(['cron-task', '--dry-run']);
+    assert.equal(run.code, 0, run.stderr);
+    const accountId = await db.ledger.accountIdFor(email);
+    assert.match(run.stdout, new RegExp(`^warnings: late@example\\.org \\(account ${accountId}\\): out-of-funds, balance -\\$1\\.4\\d: would warn$`, 'm'));
+    assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: runs on$`, 'm'));
+    assert.equal(run.stderr, '');
+    assert.equal(await eventCount(), events);
+  });
+
+  it('--now with --dry-run evaluates another instant: 40 days on, the capsul would be deleted', async () => {
+    const later = new Date(Date.now() + 40 * dayMs).toISOString();
+    const run = await capsul(['cron-task', '--dry-run', '--now', later]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^warnings: late@example\.org \(account [^)]+\): deletion-now, balance -\$10\.\d\d: would warn$/m);
+    assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: would delete \\(nonpayment\\)$`, 'm'));
+  });
+
+  it('refuses --now without --dry-run, in the future or the past, changing nothing', async () => {
+    const events = await eventCount();
+    assertRefused(await capsul(['cron-task', '--now', '2099-01-01']),
+      1, /^capsul cron-task: --now 2099-01-01T00:00:00\.000Z is in the future: the jobs act only at the present instant; add --dry-run to see what they would do then\n$/);
+    assertRefused(await capsul(['cron-task', '--now', '2020-01-01T12:00:00Z']), 1, /is in the past: the jobs act only at the present instant/);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('refuses a --now that is not an instant', async () => {
+    assertRefused(await capsul(['cron-task', '--dry-run', '--now', 'tomorrow']), 2, /--now takes an ISO 8601 time like 2020-05-05/);
+    assertRefused(await capsul(['cron-task', '--dry-run', '--now', '2031-02-30']), 2, /"2031-02-30" is not a real date/);
+  });
+
+  it('the real executable prints the same dry run', async () => {
+    const run = await capsulBinary(['cron-task', '--dry-run']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^warnings: late@example\.org \(account [^)]+\): out-of-funds, balance -\$1\.4\d: would warn$/m);
+  });
+
+  it('acts without --dry-run: warns once, as an event by the job, and mails the outbox; again, nothing more', async () => {
+    const run = await capsul(['cron-task']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^warnings: late@example\.org: out-of-funds issued \(balance -\$1\.4\d\)$/m);
+    const { rows } = await db.pool.query(
+      `SELECT message_data->>'level' AS level, message_metadata->'by' AS by FROM emt_messages WHERE message_type = 'BalanceWarningIssued'`,
+    );
+    assert.deepEqual(rows, [{ level: 'out-of-funds', by: { kind: 'job', id: 'balance-warnings' } }]);
+    const mail = await latestOutboxMessage(path.join(dataDir, 'outbox'), email);
+    assert.match(mail!, /^Subject: capsul: you are out of funds$/m);
+    assert.ok(mail!.includes(vmId));
+
+    const events = await eventCount();
+    const files = outboxFiles();
+    const again = await capsul(['cron-task']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stdout, '');
+    assert.equal(await eventCount(), events);
+    assert.equal(outboxFiles(), files);
+  });
+});

@@ -2,7 +2,10 @@
 // add-funds form, the return pages, the webhook) and a reconciliation that catches what a missed
 // webhook would have said. Money only moves through the ledger's commands, keyed by the provider's
 // own ids, so a webhook delivered twice, late or out of order changes nothing more.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { invalid } from '../domain/shared/errors.ts';
+import { parseDollars, type Cents } from '../domain/shared/money.ts';
+import { dollars } from '../hub/web/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type pg from 'pg';
@@ -40,3 +43,22 @@ export interface PaymentProvider {
 
 /** Webhook paths, exempt from the CSRF check: each is verified by the provider's signature instead. */
 export const webhookPaths = ['/payment/stripe/webhook', '/payment/btcpay/webhook'];
+
+/** The top-up typed into a provider's form, in US dollars (a leading $ allowed), within the configured limits. */
+export function topUpCents(typed: unknown, limits: Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>): Cents {
+  if (typed !== undefined && typeof typed !== 'string') throw invalid('the form\'s amount field is not what this page sends: reload the page and try again');
+  if (!typed?.trim()) throw invalid('enter an amount in US dollars, like 20 or 20.50');
+  const cents = parseDollars(typed.replace(/^\s*\$/, '').slice(0, 40));
+  if (cents < limits.topUpMinCents) throw invalid(`the smallest top-up is ${dollars(limits.topUpMinCents)}`);
+  if (cents > limits.topUpMaxCents) throw invalid(`the largest top-up is ${dollars(limits.topUpMaxCents)}: for more, write to support`);
+  return cents;
+}
+
+/**
+ * Lets a form page's form lead to a provider's hosted checkout: the POST answers with a redirect
+ * there, and browsers hold redirects to the page's CSP form-action too.
+ */
+export function allowFormActionTo(reply: FastifyReply, origin: string): void {
+  const policy = reply.getHeader('content-security-policy');
+  if (typeof policy === 'string') reply.header('content-security-policy', policy.replace(/form-action ([^;]*)/, `form-action $1 ${origin}`));
+}

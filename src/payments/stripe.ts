@@ -5,13 +5,13 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import Stripe from 'stripe';
 import type { StripeConfig } from '../config.ts';
-import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
-import { formatCents, parseDollars, type Cents } from '../domain/shared/money.ts';
+import { DomainError, refused } from '../domain/shared/errors.ts';
+import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../ledger/handle.ts';
 import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
 import { holdPayment } from './holds.ts';
-import type { PaymentProvider, ProviderDeps, ReconcileOptions } from './provider.ts';
+import { allowFormActionTo, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
 
 /** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
 const checkoutOrigin = 'https://checkout.stripe.com';
@@ -310,7 +310,7 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
        ORDER BY created DESC, id LIMIT $2`, [email, recentCheckoutsListed],
     );
     const recent = rows.map((row) => ({ started: utcMinute(row.created), amount: dollars(Number(row.amount_cents)), status: statusCopy[row.status] }));
-    allowCheckoutRedirect(reply);
+    allowFormActionTo(reply, checkoutOrigin);
     return reply.view('stripe.eta', {
       ...state, recent, min: limits.min, max: limits.max,
       minDollars: formatCents(deps.topUpMinCents), maxDollars: formatCents(deps.topUpMaxCents),
@@ -327,7 +327,7 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
     const typed = typeof request.body?.amount === 'string' ? request.body.amount.slice(0, 40) : '';
     let url: string;
     try {
-      const amountCents = amountOf(request.body, deps.topUpMinCents, deps.topUpMaxCents);
+      const amountCents = topUpCents(request.body?.amount, deps);
       url = await billing.openCheckout(email, amountCents);
     } catch (error) {
       if (error instanceof DomainError) {
@@ -377,20 +377,4 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
   });
 }
 
-/** The amount typed, in dollars with at most two decimals, within the top-up limits. */
-function amountOf(body: Body, minCents: Cents, maxCents: Cents): Cents {
-  const value = body?.amount;
-  if (typeof value !== 'string') throw invalid('enter the amount to add, in dollars');
-  const cents = parseDollars(value.slice(0, 40));
-  if (cents < minCents || cents > maxCents) {
-    throw invalid(`the amount must be between ${dollars(minCents)} and ${dollars(maxCents)}`);
-  }
-  return cents;
-}
 
-/** The form page's policy lets its form (and the redirect that answers it) lead to Stripe's hosted checkout. */
-function allowCheckoutRedirect(reply: FastifyReply): void {
-  const policy = reply.getHeader('content-security-policy');
-  if (typeof policy !== 'string') return;
-  reply.header('content-security-policy', policy.replace(/form-action ([^;]*)/, `form-action $1 ${checkoutOrigin}`));
-}

@@ -144,9 +144,9 @@ describe('the amount form', () => {
     const client = await web.loggedIn(email);
     const before = fake.requests.length;
     const cases: [string | string[], RegExp][] = [
-      ['4.99', /between \$5\.00 and \$1000\.00/], ['1000.01', /between \$5\.00 and \$1000\.00/], ['0', /more than zero/],
-      ['abc', /not an amount in dollars/], ['', /not an amount in dollars/], ['1e3', /not an amount/], ['-5', /not an amount/],
-      ['20.001', /not an amount/], ['99999999999', /not an amount/], [['10', '20'], /enter the amount/],
+      ['4.99', /smallest top-up is \$5\.00/], ['1000.01', /largest top-up is \$1000\.00/], ['0', /more than zero/],
+      ['abc', /not an amount in dollars/], ['', /enter an amount/], ['1e3', /not an amount/], ['-5', /not an amount/],
+      ['20.001', /not an amount/], ['99999999999', /not an amount/], [['10', '20'], /not what this page sends/],
     ];
     for (const [amount, message] of cases) {
       const response = await client.submit('/payment/stripe', '/payment/stripe', { amount });

@@ -1,14 +1,15 @@
 // Runs the ledger's reactions (placement, deletion scheduling) every few seconds and right after
 // anything that may have given them work; one round at a time.
 import { react, type ReactorDeps } from '../ledger/reactor.ts';
+import { Serial } from './serial.ts';
 
 export class ReactorLoop {
   private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
+  private readonly rounds: Serial;
 
-  constructor(private readonly deps: ReactorDeps, private readonly intervalMs = 2000) {}
+  constructor(deps: ReactorDeps, private readonly intervalMs = 2000) {
+    this.rounds = new Serial('reactions', () => react(deps), (line) => deps.log?.(line));
+  }
 
   start(): void {
     this.timer = setInterval(() => this.poke(), this.intervalMs);
@@ -17,25 +18,11 @@ export class ReactorLoop {
 
   /** Asks for a round soon; rounds never overlap. */
   poke(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = react(this.deps)
-      .catch((error) => this.deps.log?.(`reactions failed, will retry: ${(error as Error).message}`))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.poke();
-        }
-      });
+    this.rounds.poke();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     clearInterval(this.timer);
-    await this.running;
+    await this.rounds.stop();
   }
 }

@@ -5,6 +5,7 @@
 // once; the jobs' own locks keep `capsul cron-task` and the hubs from running a job twice at once.
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
+import { Serial } from '../hub/serial.ts';
 import { lockSpace, runJobs, type JobDeps, type JobName } from './runner.ts';
 
 export type ScheduleOptions = {
@@ -26,10 +27,10 @@ export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule
   const { log } = options;
   const leadership = new Leadership(deps.pool);
   const run = (jobs: JobName[]) => runJobs(deps, { jobs, report: log, log }).then(() => {});
-  const hourly = new Serial(async () => {
+  const hourly = new Serial('scheduled jobs', async () => {
     if (await leadership.hold()) await run(hourlyJobs);
   }, log);
-  const receipts = new Serial(() => run(['receipts']), log);
+  const receipts = new Serial('receipts', () => run(['receipts']), log);
   const cronOptions = { timezone: 'UTC', noOverlap: true, logger: cronLogger(log) };
   const tasks: ScheduledTask[] = [
     cron.schedule(options.hourly ?? '7 * * * *', () => hourly.poke(), { ...cronOptions, name: 'capsul-hourly' }),
@@ -43,37 +44,6 @@ export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule
       await leadership.release();
     },
   };
-}
-
-/** One round at a time; a poke during a round asks for one more after it. */
-class Serial {
-  private running: Promise<void> | undefined;
-  private again = false;
-  private stopped = false;
-
-  constructor(private readonly round: () => Promise<void>, private readonly log: (line: string) => void) {}
-
-  poke(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.round()
-      .catch((error) => this.log(`scheduled jobs failed, will retry: ${(error as Error).message}`))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.poke();
-        }
-      });
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.running;
-  }
 }
 
 /** The scheduler's advisory lock, kept on a connection of its own while this hub holds it. */

@@ -13,6 +13,7 @@ import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
 import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { assertRefused } from '../support/processes.ts';
 
 const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 const monthMs = 3044 * 864_000; // 30.44 days
@@ -51,13 +52,6 @@ function capsulBinary(args: string[], env: Record<string, string> = {}): Promise
   });
 }
 
-/** A refusal: nothing on stdout, exactly one line on stderr, matching `pattern`. */
-function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
-  assert.equal(run.code, code, `exit code (stderr: ${run.stderr})`);
-  assert.equal(run.stdout, '');
-  assert.match(run.stderr, /^[^\n]+\n$/, 'one line on stderr');
-  assert.match(run.stderr, pattern);
-}
 
 /** Succeeded, printing exactly `stdout`. */
 function assertPrints(run: Run, stdout: string): void {

@@ -12,6 +12,7 @@ import { main } from '../../src/cli/main.ts';
 import { latestOutboxMessage } from '../../src/mail/mailer.ts';
 import { projectRoot } from '../support/processes.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { assertRefused } from '../support/processes.ts';
 
 const dayMs = 86_400_000;
 const email = 'late@example.org';
@@ -48,12 +49,6 @@ function capsulBinary(args: string[]): Promise<Run> {
   });
 }
 
-function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
-  assert.equal(run.code, code, `exit code (stderr: ${run.stderr})`);
-  assert.equal(run.stdout, '');
-  assert.match(run.stderr, /^[^\n]+\n$/, 'one line on stderr');
-  assert.match(run.stderr, pattern);
-}
 
 const eventCount = async () => (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n as number;
 const outboxFiles = () => readdirSync(path.join(dataDir, 'outbox'), { withFileTypes: true }).length;

@@ -1,4 +1,5 @@
 // Running the real `capsul` binary as a separate process, as an operator would.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -6,6 +7,14 @@ export const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 const bin = fileURLToPath(new URL('../../bin/capsul.js', import.meta.url));
 
 export type Run = { code: number | null; stdout: string; stderr: string };
+
+/** A refusal: nothing on stdout, exactly one line on stderr, matching `pattern`. */
+export function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
+  assert.equal(run.code, code, `exit code (stderr: ${run.stderr})`);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /^[^\n]+\n$/, 'one line on stderr');
+  assert.match(run.stderr, pattern);
+}
 
 export function runCapsul(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve, reject) => {

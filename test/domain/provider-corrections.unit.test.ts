@@ -79,6 +79,11 @@ describe('a dispute from a payment provider', () => {
     }
   });
 
+  it('given a withdrawal and a reinstatement at the same second, whichever arrives first, the payment ends reinstated', () => {
+    given([opened, paid(), invalidatedEvent(after(hourMs))]).when(reinstated(after(hourMs))).then([reinstatedEvent(after(hourMs))]);
+    given([opened, paid(), reinstatedEvent(after(hourMs))]).when(withdrawn(after(hourMs))).then([]);
+  });
+
   it('refuses a change dated in the future', () => {
     given([opened, paid()]).when(withdrawn(after(200 * hourMs))).thenThrows(failsWith('invalid', /in the future/));
   });

@@ -168,8 +168,9 @@ function correctPayment(valid: boolean, data: Correction, state: Account, now: D
   const latest = payment.validity.at(-1);
   // Providers deliver out of order: a change older than the latest one recorded is stale, and the same
   // change again is a redelivery. A newer one is recorded even when the payment's validity stays as it
-  // is, so that an older change arriving after it is recognised as stale.
-  if (latest && (latest.atMs > atMs || (latest.atMs === atMs && latest.valid === valid))) return [];
+  // is, so that an older change arriving after it is recognised as stale. Two changes at the same
+  // instant (providers count whole seconds) settle as reinstated: funds come back after they went.
+  if (latest && (latest.atMs > atMs || (latest.atMs === atMs && (latest.valid === valid || latest.valid)))) return [];
   return event(new Date(atMs).toISOString());
 }
 

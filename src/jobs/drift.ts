@@ -35,7 +35,7 @@ export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checke
       run.report(`drift: host ${host.id}: would compare its last listing (${seen.length} capsuls) with the ledger`);
     } else {
       try {
-        await hosts.checkDrift(host.id, seen);
+        await hosts.checkDrift(host.id, seen, { by: { kind: 'job', id: 'drift' } });
       } catch (error) {
         run.log(`drift: host ${host.id}: failed: ${(error as Error).message}`);
         failed.push(host.id);

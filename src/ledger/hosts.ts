@@ -67,7 +67,8 @@ export class Hosts {
    * Compares what a host lists with the ledger and records each new disagreement once (and its end).
    * A capsul with a delete operation under way is not missed; one being created is not unexpected.
    */
-  async checkDrift(hostId: string, seen: string[]): Promise<void> {
+  /** `cause`: who compared (the host's heartbeat, by default; the drift job names itself). */
+  async checkDrift(hostId: string, seen: string[], cause: Cause = { by: { kind: 'spoke', id: hostId } }): Promise<void> {
     const { rows: expected } = await this.deps.pool.query(
       `SELECT v.id FROM vms v WHERE v.host = $1 AND v.state IN ('running', 'stopped', 'crashed', 'paused')
          AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete')`,
@@ -80,7 +81,7 @@ export class Hosts {
       type: 'CheckDrift',
       data: { hostId, seen, expected: expected.map((r) => r.id), known: known.map((r) => r.id) },
       metadata: { now: this.now() },
-    }, { by: { kind: 'spoke', id: hostId } });
+    }, cause);
   }
 
   /** Open drift incidents, oldest first. */

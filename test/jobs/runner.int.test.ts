@@ -270,6 +270,10 @@ describe('the drift check', () => {
     const run = recording({ jobs: ['drift'] });
     await runJobs(jobDeps(db, clock, keepingMailer()), run);
     assert.deepEqual(run.lines, [`drift: host node-d: capsul-stray00001 unexpected-on-host since ${t0.toISOString().slice(0, 19)}Z`]);
+    const { rows: [detected] } = await db.pool.query(
+      `SELECT message_metadata->'by' AS by FROM emt_messages WHERE message_type = 'DriftDetected' ORDER BY global_position DESC LIMIT 1`,
+    );
+    assert.deepEqual(detected.by, { kind: 'job', id: 'drift' }, 'the job names itself as the cause');
     const events = await eventCount(db);
     await runJobs(jobDeps(db, clock, keepingMailer()), recording({ jobs: ['drift'] }));
     assert.equal(await eventCount(db), events, 'an incident is recorded once');

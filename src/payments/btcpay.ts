@@ -23,6 +23,8 @@ const maxResponseBytes = 1_000_000;
 const maxWebhookBytes = 64 * 1024;
 /** unpaid invoices a customer may have opened in the last day: each is a request to the operators' BTCPay Server */
 export const maxOpenInvoicesPerDay = 10;
+/** Reconcile looks again at invoices credited this recently: one marked invalid after it settled is taken back. */
+export const recheckCreditedDays = 7;
 const dayMs = 86_400_000;
 /** invoices looked at per reconciliation run, oldest first */
 const reconcileBatch = 1000;
@@ -502,9 +504,14 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
   }
 
   async function reconcile({ now, dryRun, log }: ReconcileOptions): Promise<void> {
+    // Open invoices (a settlement whose webhook never came), and invoices credited lately (a store may
+    // mark one invalid after it settled, and that webhook may be lost too).
     const { rows } = await deps.pool.query(
-      `SELECT id FROM provider_checkouts WHERE provider = 'btcpay' AND status = 'open' AND created <= $1 ORDER BY created LIMIT $2`,
-      [now.toISOString(), reconcileBatch],
+      `SELECT id FROM provider_checkouts
+       WHERE provider = 'btcpay' AND created <= $1
+         AND (status = 'open' OR (status = 'credited' AND status_changed > $1::timestamptz - $3::interval))
+       ORDER BY status = 'open' DESC, created LIMIT $2`,
+      [now.toISOString(), reconcileBatch, `${recheckCreditedDays} days`],
     );
     let failed = 0;
     let unreachableInARow = 0;
@@ -520,8 +527,8 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
         }
       }
     }
-    log(`looked at ${rows.length} open invoice${rows.length === 1 ? '' : 's'}${dryRun ? ' (dry run: nothing changed)' : ''}`);
-    if (failed > 0) throw new Error(`${failed} of ${rows.length} open invoices could not be looked at (see above)`);
+    log(`looked at ${rows.length} open or lately credited invoice${rows.length === 1 ? '' : 's'}${dryRun ? ' (dry run: nothing changed)' : ''}`);
+    if (failed > 0) throw new Error(`${failed} of ${rows.length} invoices could not be looked at (see above)`);
   }
 
   return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, routes, reconcile };

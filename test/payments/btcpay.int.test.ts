@@ -505,6 +505,20 @@ describe('BTCPay reconcile', () => {
     assert.equal(await snapshot(), after);
   });
 
+  it('takes back a credited invoice marked invalid whose webhook never came, within a week of the credit', async () => {
+    const email = newEmail('late-invalid');
+    const client = await web.loggedIn(email);
+    const id = await openInvoice(client, '25');
+    fake.move(id, 'Settled');
+    await deliver(id, 'InvoiceSettled');
+    assert.equal(await balanceOf(email), 2500);
+    fake.move(id, 'Invalid'); // no webhook
+    web.clock.advance(3600_000);
+    await provider.reconcile({ now: web.clock.now(), dryRun: false, log: () => {} });
+    assert.equal(await balanceOf(email), 0, 'invalidated by reconcile');
+    assert.equal((await paymentsOf(id)).length, 1, 'still one payment, now invalid');
+  });
+
   it('stops when BTCPay Server does not answer, and changes nothing', async () => {
     const email = newEmail('hang');
     const id = await openInvoice(await web.loggedIn(email), '20');

@@ -20,6 +20,7 @@ import { CliContext, CliError, UsageError } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
 import { runStatements, splitStatements } from './sql.ts';
 import { paymentProviders } from '../payments/index.ts';
+import { resolveHold } from '../payments/holds.ts';
 
 export type CommandSpec = {
   summary: string;
@@ -110,6 +111,25 @@ export const commands: Record<string, CommandSpec> = {
     done: (id) => `payment ${id} reinstated`,
     already: (id) => `payment ${id} is valid already: nothing changed`,
   }),
+
+  'resolve-hold': {
+    summary: 'close a payment a provider reported but capsul held, without crediting it',
+    usage: `capsul resolve-hold --provider <stripe|btcpay> --reference <ref> --reason <text> [--by <name>]
+
+  For a held payment that should not count (refunded at the provider, a duplicate). One that should
+  count is recorded instead: capsul record-payment --reference <ref> …  Held payments: /admin/payments.`,
+    options: { provider: { type: 'string' }, reference: { type: 'string' }, reason: { type: 'string' }, ...by },
+    async run(ctx, v) {
+      const provider = required(str(v.provider), '--provider');
+      if (provider !== 'stripe' && provider !== 'btcpay') throw new UsageError('--provider is stripe or btcpay');
+      const reference = required(str(v.reference), '--reference');
+      const reason = required(str(v.reason), '--reason');
+      const actor = ctx.actor(str(v.by));
+      const { pool } = await ctx.connect();
+      await resolveHold(pool, { provider, reference, reason, by: describeActor(actor), now: new Date() });
+      ctx.note(`held ${provider} payment ${reference} closed without credit`);
+    },
+  },
 
   'create-vm': {
     summary: 'create a capsul for an account; prints its id',

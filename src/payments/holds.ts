@@ -2,6 +2,7 @@
 // checkout, a payment for a checkout capsul never opened): kept in payment_holds for an operator, who
 // is emailed once per hold. Reported again (a redelivered webhook), it changes nothing.
 import type pg from 'pg';
+import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { ProviderId } from './provider.ts';
@@ -37,4 +38,30 @@ export async function holdPayment(
     });
   }
   return { new: true };
+}
+
+/**
+ * Closes a held payment that should not be credited (refunded at the provider, a duplicate), with
+ * who and why. A hold already credited (a payment recorded under its reference) or closed is refused.
+ */
+export async function resolveHold(
+  pool: pg.Pool,
+  hold: { provider: string; reference: string; by: string; reason: string; now: Date },
+): Promise<void> {
+  const reason = hold.reason.trim();
+  if (!reason) throw invalid('a reason is required');
+  if (reason.length > 1000) throw invalid('a reason may be at most 1000 characters');
+  const { rows } = await pool.query(
+    `SELECT h.resolved IS NOT NULL AS resolved, p.id AS payment_id FROM payment_holds h
+     LEFT JOIN payments p ON p.reference = h.reference WHERE h.provider = $1 AND h.reference = $2`,
+    [hold.provider, hold.reference],
+  );
+  if (!rows[0]) throw notFound(`there is no held ${hold.provider} payment ${hold.reference}`);
+  if (rows[0].payment_id !== null) throw refused(`held payment ${hold.reference} was recorded as payment ${rows[0].payment_id}: nothing to close`);
+  const { rowCount } = await pool.query(
+    `UPDATE payment_holds SET resolved = $3, resolved_by = $4, resolution = $5
+     WHERE provider = $1 AND reference = $2 AND resolved IS NULL`,
+    [hold.provider, hold.reference, hold.now.toISOString(), hold.by, reason],
+  );
+  if (rowCount === 0) throw refused(`held payment ${hold.reference} is closed already`);
 }

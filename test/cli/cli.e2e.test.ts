@@ -491,6 +491,23 @@ describe('capsul record-payment', () => {
   });
 });
 
+describe('capsul resolve-hold', () => {
+  it('closes a held payment without credit, once, with who and why; refuses what it cannot close in one line', async () => {
+    await db.pool.query(
+      `INSERT INTO payment_holds (provider, reference, email, amount_cents, reason, held) VALUES ('stripe', 'pi_cli_hold', 'h@example.org', 900, 'amount differs', now())`,
+    );
+    assertRefused(await capsul(['resolve-hold', '--provider', 'paypal', '--reference', 'pi_cli_hold', '--reason', 'x']), 2, /--provider is stripe or btcpay/);
+    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', ' ']), 2, /--reason is required/);
+    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_nope', '--reason', 'x']), 1, /no held stripe payment pi_nope/);
+    const done = await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', 'refunded in Stripe', '--by', 'alice']);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stderr, /closed without credit/);
+    const { rows } = await db.pool.query(`SELECT resolved IS NOT NULL AS closed, resolved_by, resolution FROM payment_holds WHERE reference = 'pi_cli_hold'`);
+    assert.deepEqual(rows[0], { closed: true, resolved_by: 'operator:alice', resolution: 'refunded in Stripe' });
+    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', 'again']), 1, /closed already/);
+  });
+});
+
 describe('capsul invalidate-payment and reinstate-payment', () => {
   const email = 'dispute@example.org';
   let id: number;

@@ -263,6 +263,33 @@ describe('capsuls, hosts and events', () => {
     page = (await admin.get('/admin/payments?email=held%40example.org')).body;
     assert.match(page, new RegExp(`recorded as <a href="/admin/payments/${paymentId}">payment ${paymentId}</a>`));
     assert.match(page, /\$2\.50 refunded/);
+
+    // Recorded already: there is nothing to close.
+    await admin.get('/admin/payments');
+    const recorded = await admin.post('/admin/holds/resolve', { provider: 'stripe', reference: 'pi_held_<b>1', reason: 'duplicate' });
+    assert.equal(recorded.statusCode, 409);
+    assert.match(recorded.body, /was recorded as payment/);
+  });
+
+  it('closes a held payment without credit, with a reason, once; refuses a blank reason and a stranger', async () => {
+    const deps = { pool: web.db.pool, mailer: web.mailer, adminEmails: [adminEmail], now: web.clock.now };
+    await holdPayment(deps, { provider: 'btcpay', reference: 'inv-refunded', email: 'gone@example.org', amountCents: 700, expectedCents: null, reason: 'unknown invoice' });
+    await admin.get('/admin/payments');
+    const blank = await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: '  ' });
+    assert.equal(blank.statusCode, 400);
+    assert.match(blank.body, /a reason is required/);
+    const customer = await web.loggedIn('not-admin@example.org');
+    await customer.get('/console');
+    assert.equal((await customer.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'x' })).statusCode, 404);
+    const closed = await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'refunded in BTCPay <i>' });
+    assert.equal(closed.statusCode, 303);
+    const page = (await admin.get('/admin/payments')).body;
+    assert.match(page, /closed [\d-]+ [\d:]+ by operator:boss@capsul\.test: refunded in BTCPay &lt;i&gt;/);
+    const again = await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'again' });
+    assert.equal(again.statusCode, 409);
+    assert.equal((await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'nope', reason: 'x' })).statusCode, 404);
+    const { rows } = await web.db.pool.query(`SELECT resolved_by, resolution FROM payment_holds WHERE reference = 'inv-refunded'`);
+    assert.deepEqual(rows[0], { resolved_by: 'operator:boss@capsul.test', resolution: 'refunded in BTCPay <i>' });
   });
 
   it('lists capsuls with account, size, state, host and creation', async () => {

@@ -14,6 +14,7 @@ import type { Ledger } from '../../ledger/ledger.ts';
 import { readAllEvents, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
 import type { WebContext } from './context.ts';
 import { requireAdmin } from './session.ts';
+import { resolveHold } from '../../payments/holds.ts';
 import { inSnapshot } from '../../db/snapshot.ts';
 import { dollars } from './format.ts';
 
@@ -65,6 +66,21 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
       }
     });
   }
+
+  // Closing a held payment without credit: the form on /admin/payments, the same as capsul resolve-hold.
+  app.post<{ Body: Query }>('/admin/holds/resolve', async (request, reply) => {
+    const field = (name: string) => (typeof request.body?.[name] === 'string' ? (request.body[name] as string) : '');
+    const [provider, reference, reason] = [field('provider'), field('reference'), field('reason')];
+    try {
+      await resolveHold(deps.pool, { provider, reference, reason, by: `operator:${request.customer!.email}`, now: deps.now() });
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      const [payments, holds] = await Promise.all([listPayments(deps.pool, ''), listHolds(deps.pool, '')]);
+      return reply.code(error.code === 'not_found' ? 404 : error.code === 'invalid' ? 400 : 409)
+        .view('admin-payments.eta', { section: 'payments', email: '', holds, holdError: { reference, message: error.message }, ...payments });
+    }
+    return reply.redirect('/admin/payments#held', 303);
+  });
 
   app.get<{ Querystring: Query }>('/admin/capsuls', async (request, reply) => {
     const email = emailFilter(request.query);
@@ -177,12 +193,15 @@ type HeldPayment = {
   provider: string; reference: string; email: string | null; amount: string; expected: string | null; reason: string; held: string;
   /** the payment recorded for it since (an operator's record-payment with the same reference), if any */
   paymentId: number | null;
+  /** closed without credit: when, by whom, why */
+  closed: { at: string; by: string | null; why: string | null } | null;
 };
 
 /** Money a provider reported that was not credited on its own: open holds first, then the newest. */
 async function listHolds(pool: pg.Pool, email: string): Promise<HeldPayment[]> {
   const { rows } = await pool.query(
-    `SELECT h.provider, h.reference, h.email, h.amount_cents, h.expected_cents, h.reason, ${utc('h.held')} AS held, p.id AS payment_id
+    `SELECT h.provider, h.reference, h.email, h.amount_cents, h.expected_cents, h.reason, ${utc('h.held')} AS held, p.id AS payment_id,
+            ${utc('h.resolved')} AS resolved, h.resolved_by, h.resolution
      FROM payment_holds h LEFT JOIN payments p ON p.reference = h.reference
      WHERE ($1 = '' OR h.email = $1) ORDER BY (p.id IS NULL AND h.resolved IS NULL) DESC, h.held DESC LIMIT $2`,
     [email, maxRows],
@@ -191,6 +210,7 @@ async function listHolds(pool: pg.Pool, email: string): Promise<HeldPayment[]> {
     provider: row.provider, reference: row.reference, email: row.email, amount: dollars(Number(row.amount_cents)),
     expected: row.expected_cents === null ? null : dollars(Number(row.expected_cents)), reason: row.reason, held: row.held,
     paymentId: row.payment_id === null ? null : Number(row.payment_id),
+    closed: row.resolved === null ? null : { at: row.resolved, by: row.resolved_by, why: row.resolution },
   }));
 }
 

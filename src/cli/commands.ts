@@ -294,12 +294,12 @@ export const commands: Record<string, CommandSpec> = {
   },
 
   'cron-task': {
-    summary: 'run the scheduled jobs once: reconciliation, balance warnings, drift, receipts',
+    summary: 'run the scheduled jobs once: reconciliation, balance warnings and their emails, drift, receipts',
     usage: `capsul cron-task [--dry-run] [--now <ISO>]
 
   Runs each job once, in order, as the hub does on its schedule: the payment providers'
-  reconciliation, balance warnings (and deletion for nonpayment past the overdraft), the drift check,
-  receipts for payments credited. A job another process is running is skipped. Exits 1 when a job
+  reconciliation, balance warnings (and deletion for nonpayment past the overdraft), their emails, the
+  drift check, receipts for payments credited. A job another process is running is skipped. Exits 1 when a job
   failed. See docs/operations.md.
   --dry-run    print what each job would do (each account, level and capsul); change nothing, send nothing
   --now <ISO>  evaluate as of that instant instead (the ledger's events up to then): with --dry-run only`,

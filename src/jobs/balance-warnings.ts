@@ -1,20 +1,18 @@
 // The balance warnings job: every account with running capsuls is evaluated (warnings.ts); a level
-// not yet issued in this episode is issued as an event and then emailed; at deletion-now every running
+// not yet issued in this episode is issued as an event (warning-emails.ts mails it); at deletion-now every running
 // capsul's deletion is requested with reason "nonpayment" (the reactor then sends delete operations
 // to the hosts). Decisions are appended against the account stream's version they were made on, so a
 // top-up landing meanwhile makes the job decide again instead of warning or deleting on a stale balance.
 import type pg from 'pg';
 import { accountDecider, type AccountCommand } from '../domain/account/decider.ts';
-import { accountStream, type AccountEvent, type WarningLevel } from '../domain/account/events.ts';
+import { accountStream, type AccountEvent } from '../domain/account/events.ts';
 import type { VmState } from '../domain/account/state.ts';
 import type { Cents } from '../domain/shared/money.ts';
-import { dollars, utcMinute } from '../hub/web/format.ts';
+import { dollars } from '../hub/web/format.ts';
 import { ConcurrencyError, handleCommand, type Cause } from '../ledger/handle.ts';
-import type { Mailer } from '../mail/mailer.ts';
-import { renderMail, type MailCapsul } from '../mail/render.ts';
 import { loadStream } from '../projections/read.ts';
 import type { JobRun } from './job.ts';
-import { accountAsOf, evaluateAccount, type AccountEvaluation } from './warnings.ts';
+import { accountAsOf, evaluateAccount } from './warnings.ts';
 
 export const nonpayment = 'nonpayment';
 const cause: Cause = { by: { kind: 'job', id: 'balance-warnings' } };
@@ -24,7 +22,6 @@ const maxAttempts = 3;
 
 export type BalanceWarningDeps = {
   pool: pg.Pool;
-  mailer: Mailer;
   overdraftCents: Cents;
   baseUrl: string;
   supportEmail: string;
@@ -95,7 +92,7 @@ async function previewAccount(deps: BalanceWarningDeps, run: JobRun, candidate: 
 }
 
 async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Candidate) {
-  let issued: { level: WarningLevel; evaluation: AccountEvaluation } | null = null;
+  let warned = false;
   const deleted: VmState[] = [];
   for (let attempt = 1; ; attempt++) {
     const { version, evaluation: e } = await evaluate(deps, candidate.accountId, deps.now().getTime());
@@ -110,7 +107,7 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
         const level = e.toIssue;
         const command = { type: 'IssueBalanceWarning' as const, data: { level, balanceCents: e.balanceCents }, metadata: { now: deps.now() } };
         if (await append(command, cause)) {
-          issued = { level, evaluation: e };
+          warned = true;
           run.report(`warnings: ${candidate.email}: ${level} issued (balance ${dollars(e.balanceCents)})`);
         }
       }
@@ -132,32 +129,6 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
       }
     }
   }
-  if (issued) await sendWarning(deps, run, candidate.email, issued.level, issued.evaluation, deleted);
-  return { warned: issued !== null, deleted: deleted.length };
+  return { warned, deleted: deleted.length };
 }
 
-/**
- * The email follows the event: a warning is issued once per episode, so a sending that fails (or a
- * crash just before it) loses that email rather than repeating it. The next level's email still goes.
- */
-async function sendWarning(
-  deps: BalanceWarningDeps, run: JobRun, email: string, level: WarningLevel, e: AccountEvaluation, deleted: VmState[],
-): Promise<void> {
-  const listed = level === 'deletion-now' && deleted.length > 0 ? deleted : e.running;
-  const capsuls: MailCapsul[] = listed.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
-  const data = {
-    email, capsuls,
-    balance: dollars(e.balanceCents),
-    rate: dollars(e.rateCentsPerMonth),
-    overdraft: dollars(deps.overdraftCents),
-    runsOut: e.runsOutAtMs === null ? null : utcMinute(e.runsOutAtMs),
-    reachesOverdraft: e.reachesOverdraftAtMs === null ? null : utcMinute(e.reachesOverdraftAtMs),
-    balanceUrl: `${deps.baseUrl}/console/account-balance`,
-    supportEmail: deps.supportEmail,
-  };
-  try {
-    await deps.mailer.send(renderMail(`warning-${level}`, email, data));
-  } catch (error) {
-    run.log(`warnings: ${email}: the ${level} warning is issued but its email failed, and is not sent again: ${(error as Error).message}`);
-  }
-}

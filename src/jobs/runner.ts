@@ -1,6 +1,6 @@
 // Runs the scheduled jobs once, in order: payment providers' reconciliation first (so money a missed
-// webhook would have credited counts before balances are judged), balance warnings, the drift check,
-// receipts. Each job runs under its own PostgreSQL advisory lock: a job another process is running is
+// webhook would have credited counts before balances are judged), balance warnings, their emails, the
+// drift check, receipts. Each job runs under its own PostgreSQL advisory lock: a job another process is running is
 // skipped, never run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type pg from 'pg';
 import type { Cents } from '../domain/shared/money.ts';
@@ -10,13 +10,14 @@ import { runBalanceWarnings } from './balance-warnings.ts';
 import { checkDrift } from './drift.ts';
 import type { JobRun } from './job.ts';
 import { sendReceipts } from './receipts.ts';
+import { sendWarningEmails } from './warning-emails.ts';
 
-export const jobNames = ['reconcile', 'balance-warnings', 'drift', 'receipts'] as const;
+export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'receipts'] as const;
 export type JobName = (typeof jobNames)[number];
 
 /** Advisory lock keys: (lockSpace, n), "caps"; n = 0 is the scheduler's leadership (schedule.ts). */
 export const lockSpace = 0x63617073;
-const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4 };
+const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4, 'warning-emails': 5 };
 
 export type JobDeps = {
   pool: pg.Pool;
@@ -81,6 +82,9 @@ async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {
       return reconcile(deps, run);
     case 'balance-warnings':
       await runBalanceWarnings(deps, run);
+      return;
+    case 'warning-emails':
+      await sendWarningEmails(deps, run);
       return;
     case 'drift':
       await checkDrift(deps, run);

@@ -21,7 +21,9 @@ export type Schedule = {
   stop(): Promise<void>;
 };
 
-const hourlyJobs: JobName[] = ['reconcile', 'balance-warnings', 'drift'];
+const hourlyJobs: JobName[] = ['reconcile', 'balance-warnings', 'warning-emails', 'drift'];
+/** Every minute: emails that are due, or failed before (receipts, warnings). */
+const mailJobs: JobName[] = ['receipts', 'warning-emails'];
 
 export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule {
   const { log } = options;
@@ -30,7 +32,7 @@ export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule
   const hourly = new Serial('scheduled jobs', async () => {
     if (await leadership.hold()) await run(hourlyJobs);
   }, log);
-  const receipts = new Serial('receipts', () => run(['receipts']), log);
+  const receipts = new Serial('emails', () => run(mailJobs), log);
   const cronOptions = { timezone: 'UTC', noOverlap: true, logger: cronLogger(log) };
   const tasks: ScheduledTask[] = [
     cron.schedule(options.hourly ?? '7 * * * *', () => hourly.poke(), { ...cronOptions, name: 'capsul-hourly' }),

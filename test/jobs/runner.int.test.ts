@@ -52,7 +52,7 @@ describe('balance warnings', () => {
     const mailer = keepingMailer();
     clock.set(at(26.9));
     const quiet = recording();
-    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), { reconcile: 'done', 'balance-warnings': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
     assert.deepEqual(await warnings(db), [], '7.09 days left: not yet within a week');
     assert.equal(mailer.sent.length, 0);
 
@@ -83,30 +83,52 @@ describe('balance warnings', () => {
     await smallAccount(db, email);
     const mailer = keepingMailer();
     clock.set(at(28));
-    await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['balance-warnings'] }));
+    const warningJobs = { jobs: ['balance-warnings', 'warning-emails'] as const };
+    await runJobs(jobDeps(db, clock, mailer), recording(warningJobs));
     await db.ledger.recordPayment({ email, amountCents: 100, cause: operator });
     // $9.00 lasts 38.3 days: no level now; within a week again from day 31.3.
-    await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['balance-warnings'] }));
+    await runJobs(jobDeps(db, clock, mailer), recording(warningJobs));
     assert.equal((await warnings(db)).length, 1);
     clock.set(at(32));
-    await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['balance-warnings'] }));
+    await runJobs(jobDeps(db, clock, mailer), recording(warningJobs));
     assert.deepEqual((await warnings(db)).map((w) => [w.level, w.at]), [
       ['runs-out-within-week', at(28).toISOString()], ['runs-out-within-week', at(32).toISOString()],
     ]);
     assert.deepEqual(subjects(mailer.to(email)), ['capsul: your credit runs out within a week', 'capsul: your credit runs out within a week']);
   });
 
-  it('keeps an email that fails from holding anything back: the warning stays issued and is not sent twice', async () => {
+  it('keeps an email that fails from holding anything back, and sends it on a later round, once', async () => {
     const { db, clock } = await setUp();
     await smallAccount(db, 'bounce@example.org');
     const mailer = keepingMailer();
     clock.set(at(33.5));
     mailer.failNext(1);
-    const run = recording({ jobs: ['balance-warnings'] });
-    await runJobs(jobDeps(db, clock, mailer), run);
-    assert.deepEqual((await warnings(db)).map((w) => w.level), ['runs-out-within-day']);
-    assert.match(run.logged.join('\n'), /bounce@example\.org: the runs-out-within-day warning is issued but its email failed/);
+    const jobs = { jobs: ['balance-warnings', 'warning-emails'] as const };
+    const run = recording(jobs);
+    const outcomes = await runJobs(jobDeps(db, clock, mailer), run);
+    assert.deepEqual(statuses(outcomes), { 'balance-warnings': 'done', 'warning-emails': 'done' });
+    assert.deepEqual((await warnings(db)).map((w) => w.level), ['runs-out-within-day'], 'the warning is issued whatever the mail server does');
+    assert.match(run.logged.join('\n'), /bounce@example\.org: the runs-out-within-day warning's email failed, tried again next round/);
+    assert.equal(mailer.sent.length, 0);
+    clock.advance(60_000);
+    const retry = recording({ jobs: ['warning-emails'] });
+    await runJobs(jobDeps(db, clock, mailer), retry);
+    assert.deepEqual(subjects(mailer.to('bounce@example.org')), ['capsul: your credit runs out within a day']);
+    assert.match(mailer.sent[0]!.text, /Your balance is \$/, 'the figures as of the warning');
+    await runJobs(jobDeps(db, clock, mailer), recording(jobs));
+    assert.equal(mailer.sent.length, 1, 'sent once');
+    assert.equal((await warnings(db)).length, 1, 'issued once');
+  });
+
+  it('does not mail a warning more than two days old: its figures are out of date', async () => {
+    const { db, clock } = await setUp();
+    await smallAccount(db, 'late@example.org');
+    const mailer = keepingMailer();
+    clock.set(at(28));
     await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['balance-warnings'] }));
+    assert.equal((await warnings(db)).length, 1);
+    clock.set(at(30.1));
+    await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['warning-emails'] }));
     assert.equal(mailer.sent.length, 0);
   });
 });
@@ -226,10 +248,10 @@ describe('several runners', () => {
     await inReconcile;
     const second = recording();
     const outcomes = await runJobs(deps, second);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'skipped', 'balance-warnings': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), { reconcile: 'skipped', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
     assert.deepEqual(second.logged, ['reconcile: running in another process: skipped']);
     release();
-    assert.deepEqual(statuses(await running), { reconcile: 'done', 'balance-warnings': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await running), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
     assert.equal(provider.calls.length, 1);
     assert.equal((await warnings(db)).length, 1);
     assert.deepEqual(subjects(mailer.to('twice@example.org')), ['capsul: your credit runs out within a week']);
@@ -243,7 +265,7 @@ describe('reconciliation', () => {
     const working = fakeProvider('stripe');
     const run = recording();
     const outcomes = await runJobs(jobDeps(db, clock, keepingMailer(), { providers: [failing, working] }), run);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'failed', 'balance-warnings': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), { reconcile: 'failed', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
     assert.equal(outcomes[0]!.error, 'btcpay: BTCPay Server answered 502');
     assert.deepEqual(run.logged, ['reconcile: failed: btcpay: BTCPay Server answered 502']);
     assert.deepEqual(working.calls.map((c) => [c.now.toISOString(), c.dryRun]), [[t0.toISOString(), false]]);

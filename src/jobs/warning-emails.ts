@@ -1,0 +1,117 @@
+// Warning emails, at least once: every BalanceWarningIssued event is mailed, and recorded in
+// warning_emails inside a transaction that commits only once the mail server accepted the message. A
+// failed sending is tried again next round; a second sender (another hub, capsul cron-task) finds the
+// warning taken or done and skips it. The email says what the account looked like when the warning
+// was issued (its events folded as of then), whenever it is sent; one not sent within two days is
+// dropped, as stale, and logged.
+import type pg from 'pg';
+import type { AccountEvent, WarningLevel } from '../domain/account/events.ts';
+import { accountStream } from '../domain/account/events.ts';
+import type { Cents } from '../domain/shared/money.ts';
+import { dollars, utcMinute } from '../hub/web/format.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { renderMail, type MailCapsul } from '../mail/render.ts';
+import { loadStream } from '../projections/read.ts';
+import type { JobRun } from './job.ts';
+import { accountAsOf, evaluateAccount } from './warnings.ts';
+
+/** Warnings issued longer ago than this are not mailed any more: their figures are out of date. */
+export const warningEmailWindowMs = 2 * 86_400_000;
+const perRound = 100;
+const maxFailuresPerRound = 3;
+/** pg_try_advisory_xact_lock(warningLockSpace, hash of the event position): one sender per warning ("warn"); a collision only defers one to the next round. */
+const warningLockSpace = 0x7761726e;
+
+export type WarningEmailDeps = { pool: pg.Pool; mailer: Mailer; overdraftCents: Cents; baseUrl: string; supportEmail: string; now: () => Date };
+
+type Pending = { position: string; accountId: string; level: WarningLevel; at: string; email: string };
+
+export async function sendWarningEmails(deps: WarningEmailDeps, run: JobRun): Promise<{ sent: number }> {
+  const now = run.asOf ?? deps.now();
+  const pending = await pendingWarnings(deps.pool, now);
+  let sent = 0;
+  let failures = 0;
+  for (const warning of pending) {
+    if (run.dryRun) {
+      run.report(`warnings: ${warning.email}: would email the ${warning.level} warning issued ${utcMinute(warning.at)}`);
+      continue;
+    }
+    try {
+      if (await sendOne(deps, warning)) {
+        sent++;
+        run.report(`warnings: ${warning.email}: ${warning.level} warning emailed`);
+      }
+    } catch (error) {
+      run.log(`warnings: ${warning.email}: the ${warning.level} warning's email failed, tried again next round: ${(error as Error).message}`);
+      if (++failures >= maxFailuresPerRound) break;
+    }
+  }
+  return { sent };
+}
+
+/** Warnings issued within the window (by the job's clock) and not mailed yet, oldest first. */
+async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
+  const { rows } = await pool.query(
+    `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, m.message_data->>'level' AS level,
+            m.message_data->>'at' AS at, a.email
+     FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
+     WHERE m.message_type = 'BalanceWarningIssued'
+       AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
+       AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)
+     ORDER BY m.global_position LIMIT ${perRound}`,
+    [new Date(now.getTime() - warningEmailWindowMs).toISOString(), now.toISOString()],
+  );
+  return rows.map((row) => ({ position: row.position, accountId: row.account_id, level: row.level, at: row.at, email: row.email }));
+}
+
+/** Sends one warning unless another sender has it or had it; true when this call sent it. */
+async function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
+  const client = await deps.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows: lock } = await client.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [warningLockSpace, warning.position]);
+    const { rowCount } = lock[0].ok
+      ? await client.query(
+        'INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [warning.position, warning.accountId, warning.level, deps.now().toISOString()],
+      )
+      : { rowCount: 0 };
+    if (rowCount === 0) {
+      await client.query('ROLLBACK');
+      return false;
+    }
+    await deps.mailer.send(renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)));
+    await client.query('COMMIT');
+    return true;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * The figures as they stood when the warning was issued. At deletion-now the capsuls listed are the
+ * ones running just before: the ones deleted for nonpayment with it.
+ */
+async function mailData(deps: WarningEmailDeps, warning: Pending) {
+  const stream = await loadStream(deps.pool, accountStream(warning.accountId));
+  const events = stream.events.map((stored) => stored.event as AccountEvent);
+  const atMs = Date.parse(warning.at);
+  const e = evaluateAccount(accountAsOf(events, atMs), atMs, deps.overdraftCents);
+  const listed = warning.level === 'deletion-now'
+    ? evaluateAccount(accountAsOf(events, atMs - 1), atMs - 1, deps.overdraftCents).running
+    : e.running;
+  const capsuls: MailCapsul[] = listed.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
+  return {
+    email: warning.email, capsuls,
+    balance: dollars(e.balanceCents),
+    rate: dollars(e.rateCentsPerMonth),
+    overdraft: dollars(deps.overdraftCents),
+    runsOut: e.runsOutAtMs === null ? null : utcMinute(e.runsOutAtMs),
+    reachesOverdraft: e.reachesOverdraftAtMs === null ? null : utcMinute(e.reachesOverdraftAtMs),
+    balanceUrl: `${deps.baseUrl}/console/account-balance`,
+    supportEmail: deps.supportEmail,
+  };
+}

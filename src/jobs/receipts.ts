@@ -1,7 +1,5 @@
-// Receipts: one email for every payment credited. Each is sent inside a transaction that first writes
-// the payment's payment_receipts row: the row commits only once the mail server has accepted the
-// message, so a failed sending is retried on the next round, and a second sender (another hub, a
-// `capsul cron-task`) finds the payment taken or done and skips it.
+// Receipts: one email for every payment credited, claimed by its payment_receipts row (mail-once.ts:
+// at least once, retried next round when the mail server refuses).
 import type pg from 'pg';
 import type { Provider } from '../domain/account/events.ts';
 import { centsFromNumeric } from '../domain/shared/money.ts';
@@ -10,13 +8,12 @@ import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
 import { balanceFromProjections } from '../projections/balance.ts';
 import type { JobRun } from './job.ts';
+import { mailEach, sendOnce } from './mail-once.ts';
 
 /** Payments recorded longer ago than this get no receipt (a new installation does not mail the past). */
 export const receiptWindowMs = 7 * 86_400_000;
 const receiptsPerRound = 100;
-/** Failed sendings in one round before it stops (the mail server is probably down): the rest wait. */
-const maxFailuresPerRound = 3;
-/** pg_try_advisory_xact_lock(receiptLockSpace, payment id): one sender per payment at a time ("rcpt"). */
+/** The receipts' advisory lock space ("rcpt"): one sender per payment at a time. */
 const receiptLockSpace = 0x72637074;
 
 const providerNames: Record<Provider, string> = {
@@ -30,27 +27,13 @@ type Pending = {
 };
 
 export async function sendReceipts(deps: ReceiptDeps, run: JobRun): Promise<{ sent: number }> {
-  const now = run.asOf ?? deps.now();
-  const pending = await pendingReceipts(deps.pool, now);
-  let sent = 0;
-  let failures = 0;
-  for (const payment of pending) {
-    const amount = dollars(centsFromNumeric(payment.dollars));
-    if (run.dryRun) {
-      run.report(`receipts: payment ${payment.id} (${amount}) to ${payment.email}: would send`);
-      continue;
-    }
-    try {
-      if (await sendOne(deps, payment)) {
-        sent++;
-        run.report(`receipts: payment ${payment.id} (${amount}) to ${payment.email}: sent`);
-      }
-    } catch (error) {
-      run.log(`receipts: payment ${payment.id} to ${payment.email}: not sent, tried again next round: ${(error as Error).message}`);
-      if (++failures >= maxFailuresPerRound) break;
-    }
-  }
-  return { sent };
+  const pending = await pendingReceipts(deps.pool, run.asOf ?? deps.now());
+  const describe = (payment: Pending) => `receipts: payment ${payment.id} (${dollars(centsFromNumeric(payment.dollars))}) to ${payment.email}`;
+  return mailEach(run, pending, (payment) => sendOne(deps, payment), {
+    wouldSend: (payment) => `${describe(payment)}: would send`,
+    sent: (payment) => `${describe(payment)}: sent`,
+    failed: (payment, why) => `receipts: payment ${payment.id} to ${payment.email}: not sent, tried again next round: ${why}`,
+  });
 }
 
 /** Valid payments recorded within the window, without a receipt, oldest first. */
@@ -68,21 +51,14 @@ async function pendingReceipts(pool: pg.Pool, now: Date): Promise<Pending[]> {
 }
 
 /** Sends one receipt unless another sender has it or had it; true when this call sent it. */
-async function sendOne(deps: ReceiptDeps, payment: Pending): Promise<boolean> {
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const { rows: lock } = await client.query('SELECT pg_try_advisory_xact_lock($1, $2) AS ok', [receiptLockSpace, payment.id]);
-    const { rowCount } = lock[0].ok
-      ? await client.query('INSERT INTO payment_receipts (payment_id, sent) VALUES ($1, $2) ON CONFLICT DO NOTHING', [payment.id, deps.now().toISOString()])
-      : { rowCount: 0 };
-    if (rowCount === 0) {
-      await client.query('ROLLBACK');
-      return false;
-    }
-    const now = deps.now();
-    const balanceCents = await balanceFromProjections(client, payment.account_id, now);
-    await deps.mailer.send(renderMail('receipt', payment.email, {
+function sendOne(deps: ReceiptDeps, payment: Pending): Promise<boolean> {
+  const claim = {
+    lockSpace: receiptLockSpace, key: String(payment.id),
+    record: { text: 'INSERT INTO payment_receipts (payment_id, sent) VALUES ($1, $2) ON CONFLICT DO NOTHING', values: [payment.id, deps.now().toISOString()] },
+  };
+  return sendOnce(deps.pool, deps.mailer, claim, async (db) => {
+    const balanceCents = await balanceFromProjections(db, payment.account_id, deps.now());
+    return renderMail('receipt', payment.email, {
       email: payment.email,
       paymentId: payment.id,
       amount: dollars(centsFromNumeric(payment.dollars)),
@@ -92,13 +68,6 @@ async function sendOne(deps: ReceiptDeps, payment: Pending): Promise<boolean> {
       balance: dollars(balanceCents),
       balanceUrl: `${deps.baseUrl}/console/account-balance`,
       supportEmail: deps.supportEmail,
-    }));
-    await client.query('COMMIT');
-    return true;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+    });
+  });
 }

@@ -1,9 +1,7 @@
-// Warning emails, at least once: every BalanceWarningIssued event is mailed, and recorded in
-// warning_emails inside a transaction that commits only once the mail server accepted the message. A
-// failed sending is tried again next round; a second sender (another hub, capsul cron-task) finds the
-// warning taken or done and skips it. The email says what the account looked like when the warning
-// was issued (its events folded as of then), whenever it is sent; one not sent within two days is
-// dropped, as stale, and logged.
+// Warning emails, at least once: every BalanceWarningIssued event is mailed, claimed by its
+// warning_emails row (mail-once.ts: retried next round when the mail server refuses). The email says
+// what the account looked like when the warning was issued (its events folded as of then), whenever
+// it is sent; one not sent within two days is dropped as out of date.
 import type pg from 'pg';
 import type { AccountEvent, WarningLevel } from '../domain/account/events.ts';
 import { accountStream } from '../domain/account/events.ts';
@@ -13,13 +11,13 @@ import type { Mailer } from '../mail/mailer.ts';
 import { renderMail, type MailCapsul } from '../mail/render.ts';
 import { loadStream } from '../projections/read.ts';
 import type { JobRun } from './job.ts';
+import { mailEach, sendOnce } from './mail-once.ts';
 import { accountAsOf, evaluateAccount } from './warnings.ts';
 
 /** Warnings issued longer ago than this are not mailed any more: their figures are out of date. */
 export const warningEmailWindowMs = 2 * 86_400_000;
 const perRound = 100;
-const maxFailuresPerRound = 3;
-/** pg_try_advisory_xact_lock(warningLockSpace, hash of the event position): one sender per warning ("warn"); a collision only defers one to the next round. */
+/** The warnings' advisory lock space ("warn"): one sender per warning at a time. */
 const warningLockSpace = 0x7761726e;
 
 export type WarningEmailDeps = { pool: pg.Pool; mailer: Mailer; overdraftCents: Cents; baseUrl: string; supportEmail: string; now: () => Date };
@@ -27,26 +25,12 @@ export type WarningEmailDeps = { pool: pg.Pool; mailer: Mailer; overdraftCents: 
 type Pending = { position: string; accountId: string; level: WarningLevel; at: string; email: string };
 
 export async function sendWarningEmails(deps: WarningEmailDeps, run: JobRun): Promise<{ sent: number }> {
-  const now = run.asOf ?? deps.now();
-  const pending = await pendingWarnings(deps.pool, now);
-  let sent = 0;
-  let failures = 0;
-  for (const warning of pending) {
-    if (run.dryRun) {
-      run.report(`warnings: ${warning.email}: would email the ${warning.level} warning issued ${utcMinute(warning.at)}`);
-      continue;
-    }
-    try {
-      if (await sendOne(deps, warning)) {
-        sent++;
-        run.report(`warnings: ${warning.email}: ${warning.level} warning emailed`);
-      }
-    } catch (error) {
-      run.log(`warnings: ${warning.email}: the ${warning.level} warning's email failed, tried again next round: ${(error as Error).message}`);
-      if (++failures >= maxFailuresPerRound) break;
-    }
-  }
-  return { sent };
+  const pending = await pendingWarnings(deps.pool, run.asOf ?? deps.now());
+  return mailEach(run, pending, (warning) => sendOne(deps, warning), {
+    wouldSend: (warning) => `warnings: ${warning.email}: would email the ${warning.level} warning issued ${utcMinute(warning.at)}`,
+    sent: (warning) => `warnings: ${warning.email}: ${warning.level} warning emailed`,
+    failed: (warning, why) => `warnings: ${warning.email}: the ${warning.level} warning's email failed, tried again next round: ${why}`,
+  });
 }
 
 /** Warnings issued within the window (by the job's clock) and not mailed yet, oldest first. */
@@ -65,30 +49,15 @@ async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
 }
 
 /** Sends one warning unless another sender has it or had it; true when this call sent it. */
-async function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
-  const client = await deps.pool.connect();
-  try {
-    await client.query('BEGIN');
-    const { rows: lock } = await client.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [warningLockSpace, warning.position]);
-    const { rowCount } = lock[0].ok
-      ? await client.query(
-        'INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-        [warning.position, warning.accountId, warning.level, deps.now().toISOString()],
-      )
-      : { rowCount: 0 };
-    if (rowCount === 0) {
-      await client.query('ROLLBACK');
-      return false;
-    }
-    await deps.mailer.send(renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)));
-    await client.query('COMMIT');
-    return true;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
+  const claim = {
+    lockSpace: warningLockSpace, key: warning.position,
+    record: {
+      text: 'INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+      values: [warning.position, warning.accountId, warning.level, deps.now().toISOString()],
+    },
+  };
+  return sendOnce(deps.pool, deps.mailer, claim, async () => renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)));
 }
 
 /**

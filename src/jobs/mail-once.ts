@@ -1,0 +1,68 @@
+// Emails that go out at least once and, but for a crash at the wrong instant, once: the receipts and
+// the balance warnings. Each email is claimed by a row (payment_receipts, warning_emails) written in
+// a transaction that commits only once the mail server accepted the message, so a failed sending is
+// tried again next round; a try-lock per email keeps a second sender (another hub, capsul cron-task)
+// from waiting on the first: it finds the email taken or done and skips it.
+import type pg from 'pg';
+import type { Mailer, Message } from '../mail/mailer.ts';
+import type { JobRun } from './job.ts';
+
+/** Failed sendings in one round before it stops (the mail server is probably down): the rest wait. */
+const maxFailuresPerRound = 3;
+
+export type Claim = {
+  /** pg_try_advisory_xact_lock(lockSpace, hashtext(key)): a collision only defers one email to the next round */
+  lockSpace: number;
+  key: string;
+  /** the INSERT … ON CONFLICT DO NOTHING of the row that records the email as sent */
+  record: { text: string; values: unknown[] };
+};
+
+/** Sends the message unless another sender has it or had it; true when this call sent it. */
+export async function sendOnce(
+  pool: pg.Pool, mailer: Mailer, claim: Claim, message: (db: pg.PoolClient) => Promise<Message>,
+): Promise<boolean> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows: lock } = await client.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [claim.lockSpace, claim.key]);
+    const { rowCount } = lock[0].ok ? await client.query(claim.record.text, claim.record.values) : { rowCount: 0 };
+    if (rowCount === 0) {
+      await client.query('ROLLBACK');
+      return false;
+    }
+    await mailer.send(await message(client));
+    await client.query('COMMIT');
+    return true;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+/** What a round says about each email: would send (dry run), sent, or failed (tried again next round). */
+export type MailLines<T> = { wouldSend(item: T): string; sent(item: T): string; failed(item: T, why: string): string };
+
+/** Sends each pending email once (see sendOnce); a dry run only reports. */
+export async function mailEach<T>(run: JobRun, pending: readonly T[], send: (item: T) => Promise<boolean>, lines: MailLines<T>): Promise<{ sent: number }> {
+  let sent = 0;
+  let failures = 0;
+  for (const item of pending) {
+    if (run.dryRun) {
+      run.report(lines.wouldSend(item));
+      continue;
+    }
+    try {
+      if (await send(item)) {
+        sent++;
+        run.report(lines.sent(item));
+      }
+    } catch (error) {
+      run.log(lines.failed(item, (error as Error).message));
+      if (++failures >= maxFailuresPerRound) break;
+    }
+  }
+  return { sent };
+}

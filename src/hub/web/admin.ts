@@ -6,9 +6,8 @@ import type pg from 'pg';
 import { accountStream } from '../../domain/account/events.ts';
 import { maxReasonLength } from '../../domain/account/decider.ts';
 import { describeActor } from '../../domain/events.ts';
-import { totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
-import { centsFromNumeric } from '../../domain/shared/money.ts';
+import { balancesFromProjections } from '../../projections/balance.ts';
 import type { Cause } from '../../ledger/handle.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
 import { readAllEvents, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
@@ -107,41 +106,18 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
 
 type AccountRow = { email: string; created: string; balance: string; capsuls: number };
 
-/**
- * Every account's balance now, from three queries in one snapshot (not one fold per account): the
- * same sums and billing functions as balanceFromProjections, so both always agree.
- */
+/** Every account's balance now: the accounts and their balances read in one snapshot, three queries in all. */
 async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ accounts: AccountRow[]; truncated: boolean }> {
   return inSnapshot(pool, async (db) => {
     const { rows, truncated } = limited((await db.query(
       `SELECT id, email, ${utc('created')} AS created FROM accounts ORDER BY accounts.created DESC, id LIMIT $1`, [maxRows + 1],
     )).rows);
-    const ids = rows.map((row) => row.id as string);
-    const paid = await db.query(
-      `SELECT account_id, sum(dollars - refunded_dollars)::text AS paid FROM payments
-       WHERE account_id = ANY($1::text[]) AND NOT invalidated AND created <= $2 GROUP BY account_id`,
-      [ids, now.toISOString()],
-    );
-    const vms = await db.query(
-      `SELECT account_id, dollars_per_month::text AS price,
-              (extract(epoch FROM created) * 1000)::bigint::text AS created_ms,
-              (extract(epoch FROM deleted) * 1000)::bigint::text AS deleted_ms
-       FROM vms WHERE account_id = ANY($1::text[])`,
-      [ids],
-    );
-    const paidCents = new Map(paid.rows.map((row) => [row.account_id as string, centsFromNumeric(row.paid)]));
-    const accruals = groupBy(vms.rows.map((row) => ({
-      accountId: row.account_id as string,
-      priceCentsPerMonth: centsFromNumeric(row.price),
-      createdAtMs: Number(row.created_ms),
-      deletionRequestedAtMs: row.deleted_ms === null ? null : Number(row.deleted_ms),
-    })), (accrual) => accrual.accountId);
+    const balances = await balancesFromProjections(db, rows.map((row) => row.id as string), now);
     const accounts = rows.map((row): AccountRow => {
-      const own: Accrual[] = accruals.get(row.id) ?? [];
-      const balanceCents = (paidCents.get(row.id) ?? 0) - totalChargesCents(own, now.getTime());
+      const { accruals, balanceCents } = balances.get(row.id)!;
       return {
         email: row.email, created: row.created, balance: dollars(balanceCents),
-        capsuls: own.filter((accrual) => accrual.deletionRequestedAtMs === null).length,
+        capsuls: accruals.filter((accrual) => accrual.deletionRequestedAtMs === null).length,
       };
     });
     return { accounts, truncated };
@@ -320,14 +296,4 @@ function limited<T>(rows: T[]): { rows: T[]; truncated: boolean } {
   return { rows: rows.slice(0, maxRows), truncated: rows.length > maxRows };
 }
 
-function groupBy<T, K>(items: T[], keyOf: (item: T) => K): Map<K, T[]> {
-  const groups = new Map<K, T[]>();
-  for (const item of items) {
-    const key = keyOf(item);
-    const group = groups.get(key);
-    if (group) group.push(item);
-    else groups.set(key, [item]);
-  }
-  return groups;
-}
 

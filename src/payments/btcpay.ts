@@ -11,6 +11,7 @@ import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
+import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment, type Hold } from './holds.ts';
 import { allowFormActionTo, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
 
@@ -21,11 +22,8 @@ const returnPath = `${btcpayPath}/return`;
 const defaultTimeoutMs = 10_000;
 const maxResponseBytes = 1_000_000;
 const maxWebhookBytes = 64 * 1024;
-/** unpaid invoices a customer may have opened in the last day: each is a request to the operators' BTCPay Server */
-export const maxOpenInvoicesPerDay = 10;
 /** Reconcile looks again at invoices credited this recently: one marked invalid after it settled is taken back. */
 export const recheckCreditedDays = 7;
-const dayMs = 86_400_000;
 /** invoices looked at per reconciliation run, oldest first */
 const reconcileBatch = 1000;
 /** a reconciliation run stops after this many invoices in a row for which BTCPay Server did not answer */
@@ -419,12 +417,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
           amount: formatCents(amountCents), error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
         });
       }
-      const now = deps.now().toISOString();
-      await deps.pool.query(
-        `INSERT INTO provider_checkouts (provider, id, email, amount_cents, created, status, status_changed)
-         VALUES ('btcpay', $1, $2, $3, $4, 'open', $4)`,
-        [invoice.id, email, amountCents, now],
-      );
+      await recordCheckout(deps.pool, { provider: 'btcpay', id: invoice.id, email, amountCents, now: deps.now() });
       return reply.redirect(invoice.checkoutLink, 303);
     });
 
@@ -493,13 +486,9 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
   }
 
   async function requireFewOpenInvoices(email: string): Promise<void> {
-    const since = new Date(deps.now().getTime() - dayMs).toISOString();
-    const { rows } = await deps.pool.query(
-      `SELECT count(*)::int AS n FROM provider_checkouts WHERE provider = 'btcpay' AND email = $1 AND status = 'open' AND created > $2`,
-      [email, since],
-    );
-    if (rows[0].n >= maxOpenInvoicesPerDay) {
-      throw refused(`you have ${rows[0].n} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`);
+    const open = await openCheckoutsToday(deps.pool, 'btcpay', email, deps.now());
+    if (open >= maxOpenCheckoutsPerDay) {
+      throw refused(`you have ${open} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`);
     }
   }
 

@@ -10,6 +10,7 @@ import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../ledger/handle.ts';
 import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
+import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
 import { allowFormActionTo, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
 
@@ -20,9 +21,6 @@ const cause: Cause = { by: { kind: 'job', id: 'stripe' } };
 export const reconcileAfterMs = 3600_000;
 /** Checkouts asked about per reconciliation run; the rest wait for the next run. */
 const reconcileBatch = 200;
-/** Unfinished checkouts a customer may have opened in the last day: each one is a call to Stripe. */
-export const maxOpenCheckoutsPerDay = 10;
-const dayMs = 86_400_000;
 /** Stripe's events are a few KB; a webhook body past this is not one. */
 const webhookBodyLimit = 512 * 1024;
 /** The return page reloads itself while the payment is unconfirmed, for at most this long after the checkout opened. */
@@ -204,12 +202,9 @@ class StripeBilling {
   /** Opens a Checkout Session for the amount and records it; the address to send the customer to. */
   async openCheckout(email: string, amountCents: Cents): Promise<string> {
     const now = this.deps.now();
-    const { rows } = await this.deps.pool.query(
-      `SELECT count(*)::int AS n FROM provider_checkouts WHERE provider = 'stripe' AND email = $1 AND status = 'open' AND created > $2`,
-      [email, new Date(now.getTime() - dayMs).toISOString()],
-    );
-    if (rows[0].n >= maxOpenCheckoutsPerDay) {
-      throw refused(`you have ${rows[0].n} unfinished card payments from the last day: finish one of them, or try again tomorrow`);
+    const open = await openCheckoutsToday(this.deps.pool, 'stripe', email, now);
+    if (open >= maxOpenCheckoutsPerDay) {
+      throw refused(`you have ${open} unfinished card payments from the last day: finish one of them, or try again tomorrow`);
     }
     const base = this.deps.baseUrl.replace(/\/+$/, '');
     const session = await this.stripe.checkout.sessions.create({
@@ -226,11 +221,7 @@ class StripeBilling {
       cancel_url: `${base}/payment/stripe?cancelled=1`,
     });
     if (!session.url) throw new Error(`Stripe opened checkout session ${session.id} without an address to send the customer to`);
-    await this.deps.pool.query(
-      `INSERT INTO provider_checkouts (provider, id, email, amount_cents, created, status, status_changed)
-       VALUES ('stripe', $1, $2, $3, $4, 'open', $4) ON CONFLICT (provider, id) DO NOTHING`,
-      [session.id, email, amountCents, now.toISOString()],
-    );
+    await recordCheckout(this.deps.pool, { provider: 'stripe', id: session.id, email, amountCents, now });
     return session.url;
   }
 

@@ -12,7 +12,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import Stripe from 'stripe';
 import { createMailer, latestOutboxMessage, type Mailer } from '../../src/mail/mailer.ts';
 import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
-import { maxOpenCheckoutsPerDay, reconcileAfterMs, stripeProvider } from '../../src/payments/stripe.ts';
+import { maxOpenCheckoutsPerDay } from '../../src/payments/checkouts.ts';
+import { reconcileAfterMs, stripeProvider } from '../../src/payments/stripe.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { signedDelivery, startFakeStripe, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
 

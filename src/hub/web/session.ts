@@ -47,11 +47,13 @@ export const sha256 = (text: string) => createHash('sha256').update(text).digest
 
 const csrfTokenKey = Symbol('csrfToken');
 
+/** Every cookie of ours: HttpOnly, SameSite=Lax, Secure when the site is https. */
+const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({ path: '/', httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies });
+
 export async function installSessions(app: FastifyInstance, deps: SessionDeps): Promise<void> {
-  const cookieOptions = { path: '/', httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies };
   await app.register(formbody);
   await app.register(cookie, { secret: deps.secretKey, hook: 'onRequest' });
-  await app.register(csrf, { cookieKey: csrfCookie, cookieOpts: { ...cookieOptions, signed: true } });
+  await app.register(csrf, { cookieKey: csrfCookie, cookieOpts: { ...cookieOptions(deps), signed: true } });
   await app.register(rateLimit, { global: false });
 
   app.decorateRequest('customer', null);
@@ -64,7 +66,7 @@ export async function installSessions(app: FastifyInstance, deps: SessionDeps): 
 
   app.addHook('onRequest', async (request, reply) => {
     if (isExempt(request.url) || request.url.startsWith('/static/') || request.url === '/health') return;
-    request.customer = await customerOf(request, reply, deps, cookieOptions);
+    request.customer = await customerOf(request, reply, deps);
     reply.locals = { ...reply.locals, customer: request.customer, csrf: () => reply.csrfToken() };
   });
 
@@ -75,28 +77,27 @@ export async function installSessions(app: FastifyInstance, deps: SessionDeps): 
   });
 }
 
-async function customerOf(
-  request: FastifyRequest, reply: FastifyReply, deps: SessionDeps, cookieOptions: object,
-): Promise<Customer | null> {
+async function customerOf(request: FastifyRequest, reply: FastifyReply, deps: SessionDeps): Promise<Customer | null> {
   const raw = request.cookies[sessionCookie];
   if (!raw) return null;
   const unsigned = request.unsignCookie(raw);
+  const idHash = unsigned.valid && unsigned.value ? sha256(unsigned.value) : null;
   const now = deps.now();
-  const { rows } = unsigned.valid && unsigned.value
+  const { rows } = idHash
     ? await deps.pool.query({
       // Every page view asks this: a named statement, planned once per connection.
       name: 'session-customer',
       text: 'SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3',
-      values: [sha256(unsigned.value), now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
+      values: [idHash, now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
     })
     : { rows: [] };
   if (!rows[0]) {
-    reply.clearCookie(sessionCookie, cookieOptions);
+    reply.clearCookie(sessionCookie, cookieOptions(deps));
     return null;
   }
   if (now.getTime() - rows[0].last_seen.getTime() > touchEveryMs) {
     await deps.pool.query('UPDATE sessions SET last_seen = $2, expires = $3 WHERE id_hash = $1', [
-      sha256(unsigned.value!), now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString(),
+      idHash, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString(),
     ]);
   }
   return { email: rows[0].email, isAdmin: deps.adminEmails.includes(rows[0].email) };
@@ -110,16 +111,14 @@ export async function startSession(reply: FastifyReply, deps: SessionDeps, email
     'INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)',
     [sha256(id), email, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString()],
   );
-  reply.setCookie(sessionCookie, id, {
-    path: '/', httpOnly: true, sameSite: 'lax', secure: deps.secureCookies, signed: true, maxAge: sessionMaxMs / 1000,
-  });
+  reply.setCookie(sessionCookie, id, { ...cookieOptions(deps), signed: true, maxAge: sessionMaxMs / 1000 });
 }
 
 export async function endSession(request: FastifyRequest, reply: FastifyReply, deps: SessionDeps): Promise<void> {
   const raw = request.cookies[sessionCookie];
   const unsigned = raw ? request.unsignCookie(raw) : null;
   if (unsigned?.valid && unsigned.value) await deps.pool.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(unsigned.value)]);
-  reply.clearCookie(sessionCookie, { path: '/', httpOnly: true, sameSite: 'lax', secure: deps.secureCookies });
+  reply.clearCookie(sessionCookie, cookieOptions(deps));
 }
 
 /** preHandler for customer pages: no session → to the login page, and back here after it. */

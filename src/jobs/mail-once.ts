@@ -4,6 +4,7 @@
 // tried again next round; a try-lock per email keeps a second sender (another hub, capsul cron-task)
 // from waiting on the first: it finds the email taken or done and skips it.
 import type pg from 'pg';
+import { inTransaction } from '../db/transaction.ts';
 import type { Mailer, Message } from '../mail/mailer.ts';
 import type { JobRun } from './job.ts';
 
@@ -22,24 +23,14 @@ export type Claim = {
 export async function sendOnce(
   pool: pg.Pool, mailer: Mailer, claim: Claim, message: (db: pg.PoolClient) => Promise<Message>,
 ): Promise<boolean> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const { rows: lock } = await client.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [claim.lockSpace, claim.key]);
-    const { rowCount } = lock[0].ok ? await client.query(claim.record.text, claim.record.values) : { rowCount: 0 };
-    if (rowCount === 0) {
-      await client.query('ROLLBACK');
-      return false;
-    }
-    await mailer.send(await message(client));
-    await client.query('COMMIT');
+  return inTransaction(pool, async (db) => {
+    const { rows: lock } = await db.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [claim.lockSpace, claim.key]);
+    // Taken by another sender, or sent already: nothing written, nothing sent.
+    const { rowCount } = lock[0].ok ? await db.query(claim.record.text, claim.record.values) : { rowCount: 0 };
+    if (rowCount === 0) return false;
+    await mailer.send(await message(db));
     return true;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** What a round says about each email: would send (dry run), sent, or failed (tried again next round). */

@@ -14,7 +14,7 @@ import { readAllEvents, type ReadAllOptions, type StoredEvent } from '../../proj
 import type { WebContext } from './context.ts';
 import { requireAdmin } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
-import { inSnapshot } from '../../db/snapshot.ts';
+import { inSnapshot } from '../../db/transaction.ts';
 import { dollars } from './format.ts';
 
 /** Each list shows at most this many rows, newest first: a page must stay readable and quick. */

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import type { Mailer } from '../../mail/mailer.ts';
 import { endSession, safeReturnPath, sha256, startSession, type SessionDeps } from './session.ts';
 
@@ -89,23 +90,15 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
 
   app.post<{ Params: { token: string } }>('/auth/magic/:token', { config: flood }, async (request, reply) => {
     const now = deps.now().toISOString();
-    const client = await deps.pool.connect();
-    let used: { email: string; return_to: string | null } | undefined;
-    try {
-      await client.query('BEGIN');
-      // Consumed once: a second press (or a second tab) finds it used.
-      ({ rows: [used] } = await client.query<{ email: string; return_to: string | null }>(
+    // Consumed once: a second press (or a second tab) finds it used; the email's other links go with it.
+    const used = await inTransaction(deps.pool, async (db) => {
+      const { rows: [token] } = await db.query<{ email: string; return_to: string | null }>(
         `UPDATE login_tokens SET used = $2 WHERE token_hash = $1 AND used IS NULL AND expires > $2 RETURNING email, return_to`,
         [sha256(request.params.token), now],
-      ));
-      if (used) await client.query('UPDATE login_tokens SET used = $2 WHERE email = $1 AND used IS NULL', [used.email, now]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      );
+      if (token) await db.query('UPDATE login_tokens SET used = $2 WHERE email = $1 AND used IS NULL', [token.email, now]);
+      return token;
+    });
     if (!used) return expired(reply);
     await endSession(request, reply, deps);
     await startSession(reply, deps, used.email);

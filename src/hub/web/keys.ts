@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { DomainError, invalid, notFound, refused } from '../../domain/shared/errors.ts';
 import { maxSshKeyLength, parseSshPublicKey } from '../../domain/shared/ssh.ts';
+import { inTransaction } from '../../db/transaction.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
@@ -81,33 +82,24 @@ async function addKey(pool: pg.Pool, email: string, form: KeyForm, now: Date): P
   if (isPrivateKey(form.key)) throw invalid('that is a private key: keep it secret and paste the public key (the .pub file) instead');
   const key = parseSshPublicKey(form.key);
   const name = keyName(form.name, key.comment);
-  const client = await pool.connect();
-  let broken = false;
   try {
-    await client.query('BEGIN');
-    // One customer's adds take turns, so the cap and the same-key check hold against concurrent posts.
-    await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`ssh_public_keys:${email}`]);
-    const { rows } = await client.query<{ name: string; content: string }>(
-      'SELECT name, content FROM ssh_public_keys WHERE email = $1', [email],
-    );
-    if (rows.length >= maxKeysPerCustomer) {
-      throw refused(`you can save at most ${maxKeysPerCustomer} keys: delete one you no longer use first`);
-    }
-    const same = rows.find((row) => row.content.split(' ')[1] === key.blob);
-    if (same) throw refused(`this key is already saved, named ${JSON.stringify(same.name)}`);
-    await client.query(
-      'INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [email, name, key.line, now.toISOString()],
-    );
-    await client.query('COMMIT');
+    await inTransaction(pool, async (db) => {
+      // One customer's adds take turns, so the cap and the same-key check hold against concurrent posts.
+      await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`ssh_public_keys:${email}`]);
+      const { rows } = await db.query<{ name: string; content: string }>('SELECT name, content FROM ssh_public_keys WHERE email = $1', [email]);
+      if (rows.length >= maxKeysPerCustomer) {
+        throw refused(`you can save at most ${maxKeysPerCustomer} keys: delete one you no longer use first`);
+      }
+      const same = rows.find((row) => row.content.split(' ')[1] === key.blob);
+      if (same) throw refused(`this key is already saved, named ${JSON.stringify(same.name)}`);
+      await db.query('INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [email, name, key.line, now.toISOString()]);
+    });
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => { broken = true; });
     // The primary key (email, name) is the one arbiter of unique names, whoever inserted first.
     if ((error as { code?: string }).code === '23505') {
       throw refused(`you already have a key named ${JSON.stringify(name)}: choose another name`);
     }
     throw error;
-  } finally {
-    client.release(broken);
   }
 }
 

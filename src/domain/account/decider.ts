@@ -139,8 +139,7 @@ function requestVmCreation(data: RequestVmCreation['data'], state: Account, now:
   // that the balance covers only once can never both succeed, whatever their timing.
   const balance = balanceCentsAt(state, now.getTime());
   const committed = activeVms(state).reduce((sum, vm) => sum + vm.priceCentsPerMonth, 0);
-  const needed = committed + data.priceCentsPerMonth;
-  if (balance < needed) {
+  if (!coversAMonth(balance, committed, data.priceCentsPerMonth)) {
     const running = committed > 0 ? ` plus a month of your running capsuls (${formatCents(committed)})` : '';
     throw new DomainError(
       'insufficient_funds',
@@ -195,6 +194,14 @@ function providerTime(at: Date, payment: PaymentState, now: Date): number {
   if (Number.isNaN(atMs)) throw invalid('the provider\'s time of the change is not a valid time');
   if (atMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot change in the future');
   return Math.max(atMs, payment.receivedAtMs);
+}
+
+/**
+ * capsul-flask's rule for a new capsul, made safe against creations racing each other: the balance
+ * must carry a month of every capsul not deleted (`committedCents` a month) and of the new one.
+ */
+export function coversAMonth(balanceCents: Cents, committedCents: Cents, priceCents: Cents): boolean {
+  return balanceCents >= committedCents + priceCents;
 }
 
 function existingPayment(state: Account, paymentId: number) {

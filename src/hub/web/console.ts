@@ -3,14 +3,14 @@
 // the ledger. A capsul that is not the customer's (or does not exist) is a page that does not exist.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type pg from 'pg';
-import { vmIdPattern } from '../../domain/account/decider.ts';
+import { coversAMonth, vmIdPattern } from '../../domain/account/decider.ts';
 import { chargeCents } from '../../domain/shared/billing.ts';
 import { DomainError, invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
 import { vmStream } from '../../domain/vm/events.ts';
 import { ConcurrencyError, type Cause } from '../../ledger/handle.ts';
-import { balanceFromProjections } from '../../projections/balance.ts';
+import { balancesFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
@@ -230,11 +230,9 @@ type Funds = { balanceCents: Cents; committedCents: Cents };
 async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
   const accountId = await deps.ledger.accountIdFor(email);
   if (!accountId) return null;
-  const balanceCents = await balanceFromProjections(deps.pool, accountId, deps.now());
-  const { rows } = await deps.pool.query(
-    'SELECT coalesce(sum(dollars_per_month), 0)::text AS committed FROM vms WHERE account_id = $1 AND deleted IS NULL', [accountId],
-  );
-  return { balanceCents, committedCents: centsFromNumeric(rows[0].committed) };
+  const { balanceCents, accruals } = (await balancesFromProjections(deps.pool, [accountId], deps.now())).get(accountId)!;
+  const committedCents = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null).reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
+  return { balanceCents, committedCents };
 }
 
 /** The form's choices: sizes the balance covers (as the decider rules), current images, saved keys. */
@@ -245,7 +243,7 @@ async function createPage(deps: WebContext, email: string, chosen: CreateForm, e
     deps.pool.query('SELECT id, description FROM os_images WHERE NOT deprecated ORDER BY description'),
     deps.pool.query(`SELECT name FROM ssh_public_keys WHERE email = $1 ORDER BY name LIMIT ${maxKeysOffered}`, [email]),
   ]);
-  const affordable = (priceCents: Cents) => funds !== null && funds.balanceCents >= funds.committedCents + priceCents;
+  const affordable = (priceCents: Cents) => funds !== null && coversAMonth(funds.balanceCents, funds.committedCents, priceCents);
   const offered = sizes.rows
     .map((row) => ({ id: row.id as string, priceCents: centsFromNumeric(row.price), vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number }))
     .filter((size) => affordable(size.priceCents))

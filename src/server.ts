@@ -78,6 +78,7 @@ export async function serve(io: CliIo): Promise<number> {
     mailer,
     announce: (line) => say(line),
     trustProxy: config.trustProxy,
+    ledger,
     providers,
   });
   try {

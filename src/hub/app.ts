@@ -17,7 +17,7 @@ import { ConcurrencyError } from '../ledger/handle.ts';
 import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { createMailer, type Mailer } from '../mail/mailer.ts';
-import { webhookPaths, type PaymentProvider } from '../payments/provider.ts';
+import type { PaymentProvider } from '../payments/provider.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 import { accountPages } from './web/account.ts';
 import { adminPages } from './web/admin.ts';
@@ -49,12 +49,12 @@ export type HubDeps = {
   announce?: (line: string) => void;
   /** fastify's trustProxy: which proxies' X-Forwarded-For to believe for the client's IP */
   trustProxy?: boolean | string;
+  /** the ledger the providers also credit through (default: one of the hub's own) */
+  ledger?: Ledger;
   /** the payment providers configured (Stripe, BTCPay): their pages and webhooks */
   providers?: readonly PaymentProvider[];
 };
 
-/** POSTs that carry no CSRF token: they authenticate otherwise (spoke tokens; provider signatures). */
-const csrfExempt = [`${spokeApiPrefix}/`, ...webhookPaths];
 
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -83,7 +83,9 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
   const sessionDeps: SessionDeps = {
     pool: deps.pool, secretKey: deps.secretKey ?? randomBytes(32).toString('hex'), adminEmails: deps.adminEmails ?? [],
-    secureCookies: baseUrl.startsWith('https:'), now, csrfExempt,
+    secureCookies: baseUrl.startsWith('https:'), now,
+    // POSTs that carry no CSRF token: they authenticate otherwise (spoke tokens; provider signatures).
+    csrfExempt: [`${spokeApiPrefix}/`, ...(deps.providers ?? []).map((provider) => provider.webhookPath)],
   };
   await installSessions(app, sessionDeps);
 
@@ -124,7 +126,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const cache = createStreamCache();
   const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
   const web: WebContext = {
-    pool: deps.pool, ledger: new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl, supportEmail: deps.supportEmail ?? 'support@localhost',
+    pool: deps.pool, ledger: deps.ledger ?? new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl, supportEmail: deps.supportEmail ?? 'support@localhost',
     afterCommands: deps.afterCommands ?? (() => {}),
     providers: (deps.providers ?? []).map(({ id, label, path }) => ({ id, label, path })),
   };

@@ -520,7 +520,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
     if (failed > 0) throw new Error(`${failed} of ${rows.length} invoices could not be looked at (see above)`);
   }
 
-  return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, routes, reconcile };
+  return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, webhookPath, routes, reconcile };
 }
 
 function wouldDo(step: Step, checkout: Checkout | null): string {

@@ -35,14 +35,13 @@ export interface PaymentProvider {
   readonly label: string;
   /** the page with this provider's amount form, e.g. /payment/stripe */
   readonly path: string;
+  /** where the provider posts its webhooks: exempt from the CSRF check, verified by signature instead */
+  readonly webhookPath: string;
   /** registers the provider's pages and webhook on the hub (webhooks are exempt from CSRF: signatures instead) */
   routes(app: FastifyInstance): Promise<void>;
   /** the scheduled job: settles checkouts whose webhook never came, expires abandoned ones; changes nothing when dryRun */
   reconcile(options: ReconcileOptions): Promise<void>;
 }
-
-/** Webhook paths, exempt from the CSRF check: each is verified by the provider's signature instead. */
-export const webhookPaths = ['/payment/stripe/webhook', '/payment/btcpay/webhook'];
 
 /** The top-up typed into a provider's form, in US dollars (a leading $ allowed), within the configured limits. */
 export function topUpCents(typed: unknown, limits: Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>): Cents {

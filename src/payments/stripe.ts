@@ -36,12 +36,15 @@ type CheckoutRow = { id: string; email: string; amount_cents: string; created: D
 type Log = (line: string) => void;
 type Settled = 'credited' | 'duplicate' | 'held' | 'unpaid' | 'ignored';
 
+const webhookPath = '/payment/stripe/webhook';
+
 export function stripeProvider(config: StripeConfig, deps: ProviderDeps): PaymentProvider {
   const billing = new StripeBilling(config, deps);
   return {
     id: 'stripe',
     label: 'Card (Stripe)',
     path: '/payment/stripe',
+    webhookPath,
     routes: (app) => stripeRoutes(app, billing, deps),
     reconcile: (options) => billing.reconcile(options),
   };
@@ -355,7 +358,7 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
   await app.register(async (hook) => {
     hook.removeAllContentTypeParsers();
     hook.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: webhookBodyLimit }, (_request, body, done) => done(null, body));
-    hook.post('/payment/stripe/webhook', async (request, reply) => {
+    hook.post(webhookPath, async (request, reply) => {
       const event = billing.verify(request.body, request.headers['stripe-signature']);
       if (!event) {
         request.log.warn('stripe webhook refused: its signature does not verify');

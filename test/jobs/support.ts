@@ -45,7 +45,7 @@ export type FakeProvider = PaymentProvider & { calls: ReconcileOptions[] };
 export function fakeProvider(id: ProviderId, behaviour: { gate?: Promise<void>; entered?: () => void; fail?: string } = {}): FakeProvider {
   const calls: ReconcileOptions[] = [];
   return {
-    id, label: id, path: `/payment/${id}`, calls,
+    id, label: id, path: `/payment/${id}`, webhookPath: `/payment/${id}/webhook`, calls,
     async routes() {},
     async reconcile(options) {
       calls.push(options);

@@ -83,6 +83,24 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
   }
 }
 
+/** Where a newest-first page starts: just older than this event, in commit order. */
+export type EventCursor = { transactionId: string; globalPosition: string };
+
+/** A page of events newest first (commit order reversed), older than `before` when given: a timeline. */
+export async function readEventsBackward(
+  db: Queryable, options: { limit: number; before?: EventCursor | null; where?: string; params?: unknown[] },
+): Promise<StoredEvent[]> {
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages
+     WHERE partition = 'emt:default' AND NOT is_archived
+       AND ($1::xid8 IS NULL OR (transaction_id, global_position) < ($1::xid8, $2::bigint))
+       ${options.where ? `AND (${options.where})` : ''}
+     ORDER BY transaction_id DESC, global_position DESC LIMIT ${Math.trunc(options.limit)}`,
+    [options.before?.transactionId ?? null, options.before?.globalPosition ?? null, ...(options.params ?? [])],
+  );
+  return rows.map(toStoredEvent);
+}
+
 /** How many events there are (for progress). */
 export async function countEvents(db: Queryable): Promise<number> {
   const { rows } = await db.query(`SELECT count(*)::int AS n FROM emt_messages WHERE partition = 'emt:default' AND NOT is_archived`);

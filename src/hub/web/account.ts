@@ -11,7 +11,7 @@ import { chargeCents, creditRunsOutAtMs, totalChargesCents, type Accrual } from 
 import { invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
-import { upcast } from '../../domain/upcast.ts';
+import { readEventsBackward, type EventCursor } from '../../projections/read.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
@@ -223,11 +223,9 @@ function paymentStatus(payment: PaymentRow, nowMs: number): string {
 
 // ---- History ----------------------------------------------------------------------------------
 
-/** Where a history page starts: just older than this event, in commit order. */
-type Cursor = { transactionId: string; globalPosition: string };
 type HistoryEntry = { at: string; atIso: string; what: string; by: string };
 
-function cursorOf(value: unknown): Cursor | null {
+function cursorOf(value: unknown): EventCursor | null {
   if (value === undefined || value === '') return null;
   const match = typeof value === 'string' ? /^(\d{1,20})\.(\d{1,20})$/.exec(value) : null;
   if (!match) throw invalid('that history page does not exist: start again from the newest events');
@@ -235,28 +233,19 @@ function cursorOf(value: unknown): Cursor | null {
 }
 
 /** One page of the account's and its capsuls' events, newest first (the reverse of commit order). */
-async function historyOf(pool: pg.Pool, accountId: string, before: Cursor | null) {
+async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor | null) {
   const vms = await pool.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
   const streams = [accountStream(accountId), ...vms.rows.map((row) => vmStream(row.id))];
-  const { rows } = await pool.query(
-    `SELECT message_type, message_data::text AS data_text, message_metadata::text AS metadata_text,
-            transaction_id::text AS transaction_text, global_position::text AS global_text
-     FROM emt_messages
-     WHERE partition = 'emt:default' AND NOT is_archived AND stream_id = ANY($1)
-       AND ($2::xid8 IS NULL OR (transaction_id, global_position) < ($2::xid8, $3::bigint))
-     ORDER BY transaction_id DESC, global_position DESC
-     LIMIT $4`,
-    [streams, before?.transactionId ?? null, before?.globalPosition ?? null, historyPageSize + 1],
-  );
-  const shown = rows.slice(0, historyPageSize);
+  const events = await readEventsBackward(pool, {
+    limit: historyPageSize + 1, before, where: 'stream_id = ANY($3)', params: [streams],
+  });
+  const shown = events.slice(0, historyPageSize);
   const last = shown.at(-1);
-  const entries = shown.flatMap((row): HistoryEntry[] => {
-    const metadata = JSON.parse(row.metadata_text) as { by?: Actor; eventVersion?: number };
-    const event = upcast(row.message_type, JSON.parse(row.data_text), Number(metadata.eventVersion ?? 1));
+  const entries = shown.flatMap(({ event, metadata }): HistoryEntry[] => {
     const what = describe(event);
     return what === null ? [] : [{ at: utcMinute(Date.parse(event.data.at)), atIso: event.data.at, what, by: actorName(metadata.by) }];
   });
-  return { entries, older: rows.length > historyPageSize && last ? `${last.transaction_text}.${last.global_text}` : null };
+  return { entries, older: events.length > historyPageSize && last ? `${last.transactionId}.${last.globalPosition}` : null };
 }
 
 /** A plain sentence for the customer. Hosts' names stay out: they are the operators' business. */

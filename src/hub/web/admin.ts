@@ -10,7 +10,7 @@ import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { Cause } from '../../ledger/handle.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
-import { readAllEvents, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
+import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
 import type { WebContext } from './context.ts';
 import { requireAdmin } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
@@ -249,13 +249,8 @@ async function listCapsuls(pool: pg.Pool, email: string) {
 // ---- events
 
 /** The newest events, newest first (commit order, as every reader of the ledger uses). */
-async function recentEvents(pool: pg.Pool): Promise<StoredEvent[]> {
-  const events = await collect(pool, {
-    where: `global_position IN (SELECT global_position FROM emt_messages WHERE partition = 'emt:default' AND NOT is_archived
-                                ORDER BY transaction_id DESC, global_position DESC LIMIT $3)`,
-    params: [recentEventCount],
-  }, recentEventCount);
-  return events.reverse();
+function recentEvents(pool: pg.Pool): Promise<StoredEvent[]> {
+  return readEventsBackward(pool, { limit: recentEventCount });
 }
 
 type EventRow = { time: string; stream: string; type: string; who: string; reason: string | null; paymentId: number | null; vmId: string | null };
@@ -284,7 +279,6 @@ async function collect(pool: pg.Pool, filter: ReadAllOptions, max: number): Prom
 
 // ---- helpers
 
-/** 2050 → "$20.50", -51 → "-$0.51". */
 
 /** ?email=… narrows a list to one account; anything else (absent, repeated) shows all. */
 function emailFilter(query: Query): string {

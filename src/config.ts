@@ -1,5 +1,7 @@
 // Configuration from the environment (and an optional `.env`), validated once at start.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { isValidKeyName } from './audit/note.ts';
 import { canonicalEmail } from './domain/shared/email.ts';
 
 export type Mode = 'hub' | 'spoke' | 'both';
@@ -7,6 +9,10 @@ export type Mode = 'hub' | 'spoke' | 'both';
 export type Config = {
   /** unset → the embedded development database in `dataDir/pg` */
   databaseUrl: string | undefined;
+  /** how the hub and the commands connect as capsul_app; unset → DATABASE_URL as capsul_app, no password */
+  databaseAppUrl: string | undefined;
+  /** how capsul sql and the audit connect as capsul_reader; unset → DATABASE_URL as capsul_reader, no password */
+  databaseReaderUrl: string | undefined;
   dataDir: string;
   port: number;
   host: string;
@@ -33,6 +39,21 @@ export type Config = {
   topUpMaxCents: number;
   /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
   overdraftCents: number;
+  audit: AuditConfig;
+};
+
+/** The signed log (docs/audit.md). */
+export type AuditConfig = {
+  /** the signing key, kept outside the database; created on first use */
+  keyFile: string;
+  /** the latest checkpoint signed here, beside the key: a database restored from an older backup shows against it */
+  latestCheckpointFile: string;
+  /** the name a new key gets, which is also every checkpoint's origin line */
+  logName: string;
+  /** the verifier key to check signatures with where the key file is not (an auditor's or a second machine's) */
+  verifierKey: string | undefined;
+  /** how often the hub signs a checkpoint when the log grew; 0: this hub never signs (another hub or cron does) */
+  checkpointIntervalMs: number;
 };
 
 export type StripeConfig = {
@@ -56,9 +77,11 @@ export function loadDotEnv(file = '.env'): void {
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const port = parsePort(env.PORT ?? '3000');
   const host = env.HOST ?? '127.0.0.1';
-  const databaseUrl = env.DATABASE_URL?.trim() || undefined;
-  if (databaseUrl && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new ConfigError('DATABASE_URL must start with postgres:// or postgresql://');
+  const databaseUrl = postgresUrl(env, 'DATABASE_URL');
+  const databaseAppUrl = postgresUrl(env, 'DATABASE_APP_URL');
+  const databaseReaderUrl = postgresUrl(env, 'DATABASE_READER_URL');
+  if ((databaseAppUrl || databaseReaderUrl) && !databaseUrl) {
+    throw new ConfigError('DATABASE_APP_URL and DATABASE_READER_URL name roles on the server of DATABASE_URL: set DATABASE_URL too');
   }
   const mode = (env.CAPSUL_MODE?.trim() || 'both') as Mode;
   if (!['hub', 'spoke', 'both'].includes(mode)) throw new ConfigError(`CAPSUL_MODE must be hub, spoke or both, not "${env.CAPSUL_MODE}"`);
@@ -80,16 +103,46 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   });
   const mailFrom = env.MAIL_DEFAULT_SENDER?.trim() || `capsul <no-reply@${new URL(baseUrl).hostname}>`;
   const config: Config = {
-    databaseUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail,
+    databaseUrl, databaseAppUrl, databaseReaderUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail,
     secretKey, adminEmails, mail: readMailConfig(env), mailFrom, trustProxy: readTrustProxy(env.TRUST_PROXY),
     stripe: readStripeConfig(env), btcpay: readBtcpayConfig(env),
     topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'), topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
+    audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
   };
   if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;
+}
+
+function readAuditConfig(env: NodeJS.ProcessEnv, dataDir: string, baseUrl: string): AuditConfig {
+  const keyFile = env.AUDIT_KEY_FILE?.trim() || path.join(dataDir, 'audit', 'log.key');
+  const logName = env.AUDIT_LOG_NAME?.trim() || `${new URL(baseUrl).host}/capsul`;
+  if (!isValidKeyName(logName)) throw new ConfigError(`AUDIT_LOG_NAME must be a name without spaces or "+", like capsul.example.org/ledger, not "${logName}"`);
+  const verifierKey = env.AUDIT_VERIFIER_KEY?.trim() || undefined;
+  if (verifierKey !== undefined && !/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/.test(verifierKey)) {
+    throw new ConfigError('AUDIT_VERIFIER_KEY must be a verifier key as capsul audit key prints it (<name>+<8 hex digits>+<base64>)');
+  }
+  const seconds = env.AUDIT_CHECKPOINT_SECONDS?.trim() || '60';
+  if (!/^\d{1,6}$/.test(seconds)) throw new ConfigError(`AUDIT_CHECKPOINT_SECONDS must be a whole number of seconds (0: never), not "${seconds}"`);
+  return {
+    keyFile, latestCheckpointFile: path.join(path.dirname(keyFile), 'latest-checkpoint'), logName, verifierKey,
+    checkpointIntervalMs: Number(seconds) * 1000,
+  };
+}
+
+function postgresUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const url = env[name]?.trim() || undefined;
+  if (url === undefined) return undefined;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    parsed = undefined;
+  }
+  if (!parsed || !/^postgres(ql)?:$/.test(parsed.protocol)) throw new ConfigError(`${name} must be a URL starting with postgres:// or postgresql://`);
+  return url;
 }
 
 function readStripeConfig(env: NodeJS.ProcessEnv): StripeConfig | undefined {

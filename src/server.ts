@@ -8,9 +8,11 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { CliIo } from './cli/context.ts';
 import { loadDotEnv, readConfig, type Config } from './config.ts';
-import { checkConnection, createPool, redact, resolveDatabase } from './db/database.ts';
-import { migrate } from './db/migrate.ts';
+import { resolveDatabase } from './db/database.ts';
+import { describeDatabase, openPool, prepareDatabase } from './ledger/open.ts';
 import { buildHub } from './hub/app.ts';
+import { AuditLoop } from './hub/audit-loop.ts';
+import { localEvidence } from './audit/key.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
 import { startSchedule } from './jobs/schedule.ts';
 import { createStreamCache } from './ledger/cache.ts';
@@ -38,19 +40,23 @@ export async function serve(io: CliIo): Promise<number> {
 
   let database;
   try {
-    database = await resolveDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log: (line) => say(line) });
+    database = await resolveDatabase({
+      databaseUrl: config.databaseUrl, appUrl: config.databaseAppUrl, readerUrl: config.databaseReaderUrl,
+      dataDir: config.dataDir, log: (line) => say(line),
+    });
   } catch (error) {
     say(`cannot start the database: ${(error as Error).message ?? 'unknown reason'}`);
     return 1;
   }
-  const pool = createPool(database.connectionString, 10);
+  // The schema is migrated on the admin connection, which is then closed; the hub works as capsul_app.
+  let pool: pg.Pool;
   try {
-    await checkConnection(pool, database.connectionString);
-    const { from, to } = await migrate(pool, { log: (line) => say(line) });
+    const evidence = await localEvidence(config.audit);
+    const { from, to } = await prepareDatabase(database, { log: (line) => say(line), evidence });
     say(from === to ? `database schema at version ${to}` : `database schema migrated from version ${from} to ${to}`);
+    pool = await openPool(database, 'app', 10);
   } catch (error) {
     say((error as Error).message);
-    await pool.end().catch(() => {});
     await database.stop();
     return 1;
   }
@@ -90,13 +96,24 @@ export async function serve(io: CliIo): Promise<number> {
     return 1;
   }
   reactions.start();
+  const audit = new AuditLoop({ pool, audit: config.audit, log: onceEach(say) });
+  try {
+    await audit.start();
+  } catch (error) {
+    say(`the audit log cannot sign: ${(error as Error).message}`);
+    await hub.close().catch(() => {});
+    await reactions.stop();
+    await pool.end().catch(() => {});
+    await database.stop();
+    return 1;
+  }
   const jobs = startSchedule({
     pool, mailer, providers,
     overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, now: () => new Date(),
     afterDeletions: () => reactions.poke(),
   }, { log: (line) => say(line) });
   paymentsChanged = () => jobs.paymentsChanged();
-  say(`database: ${database.embedded ? 'embedded PostgreSQL' : redact(database.connectionString)}`);
+  say(`database: ${describeDatabase(database)} (working as capsul_app)`);
 
   const stopSpoke = new AbortController();
   let spoke: Promise<number> | undefined;
@@ -129,6 +146,7 @@ export async function serve(io: CliIo): Promise<number> {
       await jobs.stop().catch(() => {});
       await hub.close().catch(() => {});
       await reactions.stop();
+      await audit.stop();
       await pool.end().catch(() => {});
       await database.stop().catch(() => {});
       resolve(0);

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { createPool } from '../src/db/database.ts';
+import { createPool, setRolePasswords } from '../src/db/database.ts';
 import { startEmbedded } from '../src/db/embedded.ts';
 import { migrate } from '../src/db/migrate.ts';
 
@@ -37,6 +37,8 @@ if (files.length === 0) {
 const runId = `capsul_t${randomBytes(4).toString('hex')}`;
 let stopServer = async () => {};
 let serverUrl: string;
+/** the embedded server's role passwords (the machine's server trusts its local connections) */
+let rolePasswords: Record<string, string> | undefined;
 const needsDatabase = files.some((file) => !file.endsWith('.unit.test.ts'));
 
 if (needsDatabase) {
@@ -49,6 +51,7 @@ if (needsDatabase) {
     const started = Date.now();
     const db = await startEmbedded({ dataDir, ephemeral: true });
     serverUrl = db.connectionString;
+    rolePasswords = db.rolePasswords;
     stopServer = async () => {
       await db.stop();
       rmSync(path.dirname(dataDir), { recursive: true, force: true });
@@ -59,6 +62,7 @@ if (needsDatabase) {
   await adminQuery(`CREATE DATABASE ${runId}_template`);
   const pool = createPool(databaseUrl(`${runId}_template`), 2);
   await migrate(pool);
+  if (rolePasswords) await setRolePasswords(pool, rolePasswords);
   await pool.end();
 }
 
@@ -93,6 +97,7 @@ const child = spawn(
     env: {
       ...process.env,
       ...(needsDatabase ? { CAPSUL_TEST_SERVER_URL: serverUrl!, CAPSUL_TEST_RUN_ID: runId } : {}),
+      ...(rolePasswords ? { CAPSUL_TEST_ROLE_PASSWORDS: JSON.stringify(rolePasswords) } : {}),
       DATABASE_URL: '', // tests choose their own database; nothing may fall back to a shared one
     },
   },

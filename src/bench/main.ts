@@ -49,7 +49,7 @@ import type { Actor } from '../domain/events.ts';
 import { formatCents } from '../domain/shared/money.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { Ledger } from '../ledger/ledger.ts';
-import { countEvents, readAllEvents } from '../projections/read.ts';
+import { countEvents, readAllEvents } from '../db/event-store.ts';
 import { rebuildProjections, verifyProjections } from '../projections/rebuild.ts';
 import { HubClient } from '../spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';

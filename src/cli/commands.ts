@@ -9,13 +9,16 @@ import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { formatCents, parseDollars } from '../domain/shared/money.ts';
 import { vmStream } from '../domain/vm/events.ts';
-import { latestVersion, migrate, schemaVersion } from '../db/migrate.ts';
+import { latestVersion, schemaVersion } from '../db/migrate.ts';
+import { prepareDatabase } from '../ledger/open.ts';
 import { asOfRefusal, runJobs } from '../jobs/runner.ts';
 import { createMailer } from '../mail/mailer.ts';
-import { readAllEvents, type StoredEvent } from '../projections/read.ts';
+import { readAllEvents, type EventSelector, type StoredEvent } from '../db/event-store.ts';
 import type { Cause } from '../ledger/handle.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
+import { localEvidence } from '../audit/key.ts';
+import { auditCommands } from './audit.ts';
 import { CliContext, CliError, UsageError } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
 import { runStatements, splitStatements } from './sql.ts';
@@ -35,15 +38,16 @@ const str = (v: unknown) => v as string | undefined;
 
 export const commands: Record<string, CommandSpec> = {
   sql: {
-    summary: 'query the projections (read-only unless --write)',
-    usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--write] [--as-of <ISO>]
+    summary: 'query capsul\'s tables, read-only (as capsul_reader)',
+    usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--as-of <ISO>]
 
   Statements are separated by ;. Each row prints on one line, values joined by ", "
   (timestamps in UTC as 2020-05-05T00:00:00, booleans TRUE/FALSE, NULL empty).
-  A statement that returns no result set (INSERT, UPDATE, DELETE …) prints "N rows affected."
+  It connects as capsul_reader, which may read capsul's tables and nothing else: a write is refused
+  by the database and changes nothing. Changes go through capsul's commands (docs/database.md).
   --header       print the column names first
-  --write        allow writes, except to event and projection tables
-  --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)`,
+  --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)
+  --write        refused: capsul sql writes nothing (docs/database.md, "Changing things")`,
     options: { command: { type: 'string', short: 'c' }, file: { type: 'string', short: 'f' }, header: { type: 'boolean' }, write: { type: 'boolean' }, 'as-of': { type: 'string' } },
     async run(ctx, v) {
       if ((v.command === undefined) === (v.file === undefined)) throw new UsageError('give the SQL with either -c "<SQL>" or -f <file>');
@@ -57,15 +61,15 @@ export const commands: Record<string, CommandSpec> = {
       } else {
         text = str(v.command)!;
       }
+      if (v.write) throw new CliError(writeRemoved);
       const statements = splitStatements(text);
       const asOf = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
-      if (asOf && v.write) throw new UsageError('--as-of queries a replay: it cannot be combined with --write');
-      const { pool } = await ctx.connect();
+      const { pool } = await ctx.connect('reader');
       const client = await pool.connect();
       let discard = asOf !== undefined;
       try {
         if (asOf) await shadowProjectionsAsOf(client, asOf, { onProgress: ctx.progress('replaying') });
-        await runStatements(client, statements, { header: Boolean(v.header), write: Boolean(v.write), out: (line) => ctx.out(line) });
+        await runStatements(client, statements, { header: Boolean(v.header), out: (line) => ctx.out(line) });
       } catch (error) {
         discard = true;
         throw error;
@@ -168,14 +172,15 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'the events behind a payment, a capsul, an account, or everything',
     usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json]
 
-  One line per event: time recorded, stream, type, data, who. --json prints one JSON object per line.`,
+  One line per event: time recorded, stream, type, data, who. --json prints one JSON object per line,
+  with the event's global position and its leaf index in the signed log (null until it is sealed).`,
     options: { payment: { type: 'string' }, vm: { type: 'string' }, email: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' } },
     async run(ctx, v) {
       const chosen = ['payment', 'vm', 'email', 'all'].filter((k) => v[k] !== undefined);
       if (chosen.length !== 1) throw new UsageError('choose one of --payment <id>, --vm <id>, --email <email> or --all');
-      const { pool, ledger } = await ctx.connect();
+      const { pool, ledger } = await ctx.connect('reader');
       const filter = await historyFilter({ pool, ledger }, v);
-      for await (const batch of readAllEvents(pool, { batchSize: 1000, ...filter })) {
+      for await (const batch of readAllEvents(pool, { batchSize: 1000, ...filter, leafIndexes: Boolean(v.json) })) {
         for (const stored of batch) ctx.out(v.json ? JSON.stringify(historyJson(stored)) : historyLine(stored));
       }
     },
@@ -188,7 +193,7 @@ export const commands: Record<string, CommandSpec> = {
     async run(ctx, v) {
       const email = required(str(v.email), '--email');
       const at = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
-      const { ledger } = await ctx.connect();
+      const { ledger } = await ctx.connect('reader');
       ctx.out(formatCents(await ledger.balanceCents(email, at)));
     },
   },
@@ -200,17 +205,21 @@ export const commands: Record<string, CommandSpec> = {
   Makes the projection tables (accounts, payments, vms, hosts, operations, drift) equal to a replay of
   every event, in one transaction, rewriting only the rows that differ; readers keep reading and
   appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
-  exits 1 when they differ, naming how many rows differ per table.`,
+  exits 1 when they differ, naming how many rows differ per table. Both first check the events
+  against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no
+  longer match it. Rebuilding runs as DATABASE_URL's user (the owner); --verify as capsul_reader.`,
     options: { verify: { type: 'boolean' } },
     async run(ctx, v) {
-      const { pool } = await ctx.connect();
+      const { pool } = await ctx.connect(v.verify ? 'reader' : 'admin');
+      const log = await localEvidence(readConfig(ctx.io.env).audit);
+      if (log.verifierKeys.length === 0) ctx.note('note: no verifier key here (AUDIT_KEY_FILE, AUDIT_VERIFIER_KEY): checkpoint signatures are not checked, only their roots');
       if (v.verify) {
-        const { matches, differences } = await verifyProjections(pool, { onProgress: ctx.progress('verifying') });
+        const { matches, differences } = await verifyProjections(pool, { onProgress: ctx.progress('verifying'), log });
         const detail = Object.entries(differences).map(([table, n]) => `${table} ${n}`).join(', ');
         ctx.out(matches ? 'projections match the events' : `projections DIFFER from the events (rows differing: ${detail})`);
         return matches ? 0 : 1;
       }
-      const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding') });
+      const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding'), log });
       const summary = (Object.keys(rows) as (keyof typeof rows)[]).map((table) => `${table} ${rows[table]} rows (${changed[table]} rewritten)`);
       ctx.out(`rebuilt: ${summary.join(', ')}`);
     },
@@ -268,7 +277,7 @@ export const commands: Record<string, CommandSpec> = {
   One line per host: id, online/offline, last heartbeat (UTC), memory used/total MiB, free MiB, vcpus, capsuls.`,
     options: { header: { type: 'boolean' } },
     async run(ctx, v) {
-      const { hosts } = await ctx.connect();
+      const { hosts } = await ctx.connect('reader');
       if (v.header) ctx.out('id, status, last_seen, memory_used_mb, memory_mb, memory_free_mb, vcpus, capsuls');
       for (const h of await hosts.list()) {
         ctx.out([h.id, h.online ? 'online' : 'offline', h.lastSeen ?? '', h.usedMemoryMb, h.memoryMb, h.freeMemoryMb, h.vcpus, h.capsuls].join(', '));
@@ -285,7 +294,7 @@ export const commands: Record<string, CommandSpec> = {
   running on the host that the host does not list. See docs/operations.md.`,
     options: { header: { type: 'boolean' } },
     async run(ctx, v) {
-      const { hosts } = await ctx.connect();
+      const { hosts } = await ctx.connect('reader');
       const open = await hosts.drift();
       if (v.header) ctx.out('host, capsul, kind, detected');
       for (const d of open) ctx.out(`${d.host}, ${d.vmId}, ${d.kind}, ${d.detected}`);
@@ -332,14 +341,25 @@ export const commands: Record<string, CommandSpec> = {
 
   migrate: {
     summary: 'move the database schema to this code\'s version (or --to N)',
-    usage: `capsul migrate [--to <version>]`,
+    usage: `capsul migrate [--to <version>]
+
+  Runs as DATABASE_URL's user (the owner or a superuser). Going down is refused, changing nothing,
+  when a step would drop events or facts no event holds (saved SSH keys, held payments, checkouts,
+  receipts, the log's leaves and checkpoints); what can be rebuilt or seeded again may go. After a
+  schema change the projections are rebuilt from the events. Every other capsul command (and npm
+  start) migrates up to its own version first, so a database taken down stays there only until then.`,
     options: { to: { type: 'string' } },
     async run(ctx, v) {
       const target = v.to !== undefined ? Number(str(v.to)) : undefined;
       if (target !== undefined && !/^\d+$/.test(str(v.to)!)) throw new UsageError('--to takes a schema version number');
-      const { pool } = await ctx.connect({ migrate: false });
-      const { from, to } = await migrate(pool, { target, log: (line) => ctx.note(line) });
+      const { database } = await ctx.connect('admin', { migrate: false });
+      const evidence = await localEvidence(readConfig(ctx.io.env).audit);
+      const { from, to } = await prepareDatabase(database, { target, log: (line) => ctx.note(line), onProgress: ctx.progress('rebuilding'), evidence });
       ctx.note(from === to ? `schema already at version ${to}` : `schema moved from version ${from} to ${to}`);
+      if (to < latestVersion()) {
+        ctx.note(`note: the next capsul command or npm start of this code will migrate it back up to version ${latestVersion()}; ` +
+          `to keep version ${to}, run only a capsul that knows up to version ${to}`);
+      }
     },
   },
 
@@ -348,13 +368,17 @@ export const commands: Record<string, CommandSpec> = {
     usage: `capsul schema-version`,
     options: {},
     async run(ctx) {
-      const { pool } = await ctx.connect({ migrate: false });
+      const { pool } = await ctx.connect('admin', { migrate: false });
       const version = await schemaVersion(pool);
       ctx.out(String(version));
       if (version !== latestVersion()) ctx.note(`this code's schema version is ${latestVersion()}`);
     },
   },
+  ...auditCommands,
 };
+
+const writeRemoved = 'capsul sql is read-only: it connects as capsul_reader, which may only read. There is no --write: ' +
+  'change the catalogue with a migration (schema_migrations/), everything else with capsul\'s commands (docs/database.md, "Changing things")';
 
 function wholeNumber(text: string | undefined, flag: string): number {
   const value = required(text, flag);
@@ -385,28 +409,25 @@ function paymentCorrection(spec: {
   };
 }
 
-async function historyFilter({ pool, ledger }: { pool: import('pg').Pool; ledger: Ledger }, v: Record<string, unknown>): Promise<{ where?: string; params?: unknown[] }> {
+async function historyFilter({ pool, ledger }: { pool: import('pg').Pool; ledger: Ledger }, v: Record<string, unknown>): Promise<{ selectors?: EventSelector[] }> {
   if (v.all) return {};
   if (v.payment !== undefined) {
     const paymentId = parseId(str(v.payment), 'payment');
     const { rows } = await pool.query('SELECT account_id FROM payments WHERE id = $1', [paymentId]);
     if (!rows[0]) throw new CliError(`there is no payment ${paymentId}`);
-    return { where: `stream_id = $3 AND message_data->>'paymentId' = $4`, params: [accountStream(rows[0].account_id), String(paymentId)] };
+    return { selectors: [{ stream: accountStream(rows[0].account_id), field: 'paymentId', equals: String(paymentId) }] };
   }
   if (v.vm !== undefined) {
     const vmId = str(v.vm)!;
     const { rows } = await pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
     if (!rows[0]) throw new CliError(`there is no capsul ${vmId}`);
-    return {
-      where: `(stream_id = $3 AND message_data->>'vmId' = $4) OR stream_id = $5`,
-      params: [accountStream(rows[0].account_id), vmId, vmStream(vmId)],
-    };
+    return { selectors: [{ stream: accountStream(rows[0].account_id), field: 'vmId', equals: vmId }, { stream: vmStream(vmId) }] };
   }
   const email = canonicalEmail(str(v.email)!);
   const accountId = await ledger.accountIdFor(email);
   if (!accountId) throw new CliError(`there is no account for ${email}`);
   const vms = await pool.query('SELECT id FROM vms WHERE account_id = $1', [accountId]);
-  return { where: `stream_id = ANY($3::text[])`, params: [[accountStream(accountId), ...vms.rows.map((r) => vmStream(r.id))]] };
+  return { selectors: [accountStream(accountId), ...vms.rows.map((r) => vmStream(r.id))].map((stream) => ({ stream })) };
 }
 
 function historyJson(stored: StoredEvent) {
@@ -414,6 +435,8 @@ function historyJson(stored: StoredEvent) {
     time: stored.recordedAt,
     stream: stored.streamId,
     position: stored.streamPosition,
+    globalPosition: stored.globalPosition,
+    leafIndex: stored.leafIndex ?? null,
     type: stored.event.type,
     data: stored.event.data,
     by: stored.metadata.by ? describeActor(stored.metadata.by) : null,

@@ -2,11 +2,12 @@
 import os from 'node:os';
 import type pg from 'pg';
 import { readConfig } from '../config.ts';
-import { checkConnection, createPool, resolveDatabase, type Database } from '../db/database.ts';
-import { migrate } from '../db/migrate.ts';
+import { resolveDatabase, type Database, type Role } from '../db/database.ts';
 import type { Actor } from '../domain/events.ts';
 import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
+import { openPool, prepareDatabase } from '../ledger/open.ts';
+import { localEvidence } from '../audit/key.ts';
 
 export type Output = { write(text: string): unknown };
 
@@ -24,11 +25,15 @@ export class UsageError extends Error {}
 /** An error whose message is the whole story for the operator: printed as one line. */
 export class CliError extends Error {}
 
-export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; connectionString: string };
+export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; database: Database };
+
+/** Pool sizes per role: a command does one thing at a time, the sealer and a read beside it at most. */
+const poolSize: Record<Role, number> = { admin: 2, app: 4, reader: 2 };
 
 export class CliContext {
   private database?: Database;
-  private connection?: Connection;
+  private prepared = false;
+  private readonly connections = new Map<Role, Connection>();
 
   constructor(readonly io: CliIo) {}
 
@@ -59,22 +64,40 @@ export class CliContext {
     return { kind: 'operator', id };
   }
 
-  /** Connects (starting or joining the embedded database when DATABASE_URL is unset). */
-  async connect(options: { migrate?: boolean } = { migrate: true }): Promise<Connection> {
-    if (this.connection) return this.connection;
-    const config = readConfig(this.io.env);
-    this.database = await resolveDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-    const pool = createPool(this.database.connectionString, 4);
-    await checkConnection(pool, this.database.connectionString);
-    if (options.migrate !== false) await migrate(pool);
-    this.connection = { pool, ledger: new Ledger({ pool }), hosts: new Hosts({ pool }), connectionString: this.database.connectionString };
-    return this.connection;
+  /**
+   * Connects as `role` (docs/database.md, "Who may do what"): `app` for commands that change things,
+   * `reader` for those that only look, `admin` (DATABASE_URL itself) for migrations and rebuild. The
+   * schema is brought up to date first unless `migrate` is false. The embedded database is started or
+   * joined when DATABASE_URL is unset.
+   */
+  async connect(role: Role = 'app', options: { migrate?: boolean } = {}): Promise<Connection> {
+    const open = this.connections.get(role);
+    if (open) return open;
+    const database = await this.resolve();
+    if (options.migrate !== false && !this.prepared) {
+      const evidence = await localEvidence(readConfig(this.io.env).audit);
+      await prepareDatabase(database, { log: (line) => this.note(line), onProgress: this.progress('rebuilding'), evidence });
+      this.prepared = true;
+    }
+    const pool = await openPool(database, role, poolSize[role]);
+    const connection = { pool, ledger: new Ledger({ pool }), hosts: new Hosts({ pool }), database };
+    this.connections.set(role, connection);
+    return connection;
+  }
+
+  private async resolve(): Promise<Database> {
+    if (!this.database) {
+      const config = readConfig(this.io.env);
+      this.database = await resolveDatabase({
+        databaseUrl: config.databaseUrl, appUrl: config.databaseAppUrl, readerUrl: config.databaseReaderUrl, dataDir: config.dataDir,
+      });
+    }
+    return this.database;
   }
 
   async close(): Promise<void> {
-    if (this.connection) {
-      await this.connection.pool.end().catch(() => {});
-    }
+    for (const connection of this.connections.values()) await connection.pool.end().catch(() => {});
+    this.connections.clear();
     await this.database?.stop();
   }
 }

@@ -4,11 +4,17 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../config.ts';
-import { DatabaseConnectError } from '../db/database.ts';
+import { DatabaseConnectError, RoleError } from '../db/database.ts';
 import { DatabaseStartError } from '../db/embedded.ts';
 import { MigrationError, SchemaTooNewError } from '../db/migrate.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { ConcurrencyError } from '../ledger/handle.ts';
+import { AuditKeyError } from '../audit/key.ts';
+import { ExportError } from '../audit/export.ts';
+import { ProofError } from '../audit/prove.ts';
+import { LogBrokenError } from '../db/event-store.ts';
+import { LogMismatchError } from '../projections/rebuild.ts';
+import { auditHelp } from './audit.ts';
 import { commands } from './commands.ts';
 import { CliContext, CliError, UsageError, type CliIo } from './context.ts';
 
@@ -56,7 +62,17 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     const { runSpoke } = await import('../spoke/main.ts');
     return runSpoke(io.env, (line) => io.stderr.write(`capsul spoke: ${line}\n`));
   }
+  if (name === 'audit' && (rest[0] === undefined || rest[0] === '--help' || rest[0] === '-h')) {
+    io.stdout.write(`${auditHelp()}\n`);
+    return rest[0] === undefined ? 2 : 0;
+  }
+  // Two-word commands (capsul audit verify): the second word is part of the name.
+  if (rest[0] !== undefined && commands[`${name} ${rest[0]}`]) return main([`${name} ${rest[0]}`, ...rest.slice(1)], io);
   const spec = commands[name];
+  if (!spec && name === 'audit') {
+    io.stderr.write(`capsul: unknown command "audit ${rest[0]}" (run "capsul audit --help" for the list)\n`);
+    return 2;
+  }
   if (!spec) {
     io.stderr.write(`capsul: unknown command "${name}" (run "capsul --help" for the list)\n`);
     return 2;
@@ -93,7 +109,9 @@ function report(error: unknown, command: string, io: CliIo): number {
   }
   const known = error instanceof CliError || error instanceof DomainError || error instanceof ConcurrencyError
     || error instanceof ConfigError || error instanceof DatabaseConnectError || error instanceof DatabaseStartError
-    || error instanceof SchemaTooNewError || error instanceof MigrationError;
+    || error instanceof SchemaTooNewError || error instanceof MigrationError || error instanceof RoleError
+    || error instanceof AuditKeyError || error instanceof ExportError || error instanceof ProofError || error instanceof LogBrokenError
+    || error instanceof LogMismatchError;
   if (known) {
     io.stderr.write(`capsul ${command}: ${e.message}\n`);
     return 1;

@@ -1,6 +1,6 @@
-// `capsul sql`: operators' queries against the projections, read-only unless --write. Each statement
-// runs on its own in its own transaction, through the extended protocol (one command per call), so
-// a statement cannot switch its transaction to read-write or smuggle in another.
+// `capsul sql`: operators' queries, as capsul_reader (read-only by the database's privileges). Each
+// statement runs on its own in its own transaction, through the extended protocol (one command per
+// call), so every statement gets its own answer and its own refusal.
 import type pg from 'pg';
 import { CliError } from './context.ts';
 
@@ -73,12 +73,10 @@ export function formatValue(value: string | null, typeOid: number): string {
   }
 }
 
-const protectedTables = /\b(emt_[a-z_]+|payments|vms|accounts|hosts|operations|drift|schemaversion)\b/i;
 const leadingComments = /^(\s|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/)+/;
-const ledgerCommands = 'capsul record-payment, capsul invalidate-payment, capsul create-vm, …';
 
-/** What to say instead when a write hits a table operators must not edit by hand. */
-export function adviceFor(statement: string, fallback = 'add --write to change tables that are not events or projections'): string {
+/** What to say when the database refused a write: which command changes that table instead. */
+export function adviceFor(statement: string): string {
   const target = /^\s*(?:with\b[\s\S]*?\)\s*)?(?:update|insert\s+into|delete\s+from|truncate(?:\s+table)?|merge\s+into|alter\s+table|drop\s+table)\s+(?:only\s+)?(?:public\.)?"?([a-z_][a-z0-9_]*)/i
     .exec(statement.replace(leadingComments, ''))?.[1]?.toLowerCase();
   switch (target) {
@@ -96,67 +94,34 @@ export function adviceFor(statement: string, fallback = 'add --write to change t
       return 'the schema version moves only with capsul migrate';
     default:
       if (target?.startsWith('emt_')) return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
-      return fallback;
+      return 'changes go through capsul\'s commands (capsul --help), the catalogue through a migration';
   }
 }
 
-/** Statements refused before they reach the database: they could lift the read-only or projector guards. */
-function refuseGuardBypass(statement: string, write: boolean): void {
-  const head = statement.replace(leadingComments, '').split(/\s+/)[0]?.toLowerCase() ?? '';
-  if (['begin', 'start', 'commit', 'end', 'rollback', 'abort', 'savepoint', 'release', 'prepare', 'set', 'reset', 'discard', 'lock'].includes(head)) {
-    throw new CliError(`capsul sql runs each statement in a transaction of its own: ${head.toUpperCase()} is not allowed`);
-  }
-  if (/session_replication_role|set_config|capsul\.projector|\bdblink/i.test(statement)) {
-    throw new CliError('capsul sql does not run statements that change session settings or guards');
-  }
-  if (write && protectedTables.test(statement)
-      && /\b(alter|drop|truncate|comment\s+on|grant|revoke|create\s+(or\s+replace\s+)?(trigger|rule|policy))\b/i.test(statement)) {
-    throw new CliError(`capsul sql --write does not change event or projection tables: ${adviceFor(statement, `use capsul's commands (${ledgerCommands})`)}`);
-  }
-}
+export type SqlOptions = { header: boolean; out: (line: string) => void };
 
-// What every statement must leave as it found it, whatever it ran (a DO block's dynamic SQL included):
-// no row of an event or projection table, or of an --as-of shadow, written; every guard trigger enabled.
-// The transaction's counters may include earlier unflushed work, so they are compared before and after.
-const guardStateSQL = `SELECT
-  (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_xact_user_tables
-    WHERE relname IN ('accounts', 'payments', 'vms', 'hosts', 'operations', 'drift', 'schemaversion') OR relname LIKE 'emt\\_%')::text AS writes,
-  (SELECT string_agg(oid::text, ',' ORDER BY oid) FROM pg_trigger WHERE tgname LIKE 'capsul\\_%' AND tgenabled = 'O') AS guards`;
-
-async function guardState(client: pg.PoolClient): Promise<string> {
-  const { rows } = await client.query(guardStateSQL);
-  return `${rows[0].writes} ${rows[0].guards}`;
-}
-
-function guardedWrite(statement: string, write: boolean): CliError {
-  const advice = adviceFor(statement, `event and projection tables change only through capsul's commands (${ledgerCommands})`);
-  return new CliError(`${write ? 'refused, nothing was changed' : 'capsul sql is read-only and nothing was changed'}: ${advice}`);
-}
-
-export type SqlOptions = { header: boolean; write: boolean; out: (line: string) => void };
-
-/** Runs each statement; prints rows, or `N rows affected.` for statements that return none. */
+/**
+ * Runs each statement in a read-only transaction of its own and prints its rows, or `N rows affected.`
+ * The boundary is the role (capsul_reader can only read); READ ONLY only makes the refusal say so.
+ */
 export async function runStatements(client: pg.PoolClient, statements: string[], options: SqlOptions): Promise<void> {
   if (statements.length === 0) throw new CliError('no SQL statement given');
   if (statements.length > maxStatements) throw new CliError(`at most ${maxStatements} statements at a time`);
   await client.query(`SET TIME ZONE 'UTC'`);
-  for (const statement of statements) refuseGuardBypass(statement, options.write);
   for (const statement of statements) {
-    await client.query(options.write ? 'BEGIN' : 'BEGIN READ ONLY');
+    await client.query('BEGIN READ ONLY');
     let result: pg.QueryResult;
     try {
-      const before = await guardState(client);
       result = await client.query({
         text: statement,
         queryMode: 'extended',
         rowMode: 'array',
         types: { getTypeParser: () => (value: string) => value },
       } as pg.QueryConfig);
-      if (await guardState(client) !== before) throw guardedWrite(statement, options.write);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => {});
-      throw error instanceof CliError ? error : explain(error, statement);
+      throw explain(error, statement);
     }
     if (result.fields.length > 0) {
       if (options.header) options.out(result.fields.map((f) => f.name).join(', '));
@@ -172,12 +137,10 @@ export async function runStatements(client: pg.PoolClient, statements: string[],
 }
 
 function explain(error: unknown, statement: string): Error {
-  const e = error as { code?: string; message?: string; hint?: string; position?: string };
-  if (e.code === '25006') {
-    return new CliError(`capsul sql is read-only and nothing was changed: ${adviceFor(statement)}`);
-  }
-  if (e.code === 'CS001' || e.code === 'CS002') {
-    return new CliError(`refused, nothing was changed: ${e.message}${e.hint ? ` (${e.hint})` : ''}`);
+  const e = error as { code?: string; message?: string };
+  // 25006: a write in the read-only transaction; 42501: the role lacks the privilege (a function, a table).
+  if (e.code === '25006' || e.code === '42501') {
+    return new CliError(`capsul sql is read-only and nothing was changed (${e.message}): ${adviceFor(statement)}`);
   }
   if (e.code === '42601' && /multiple commands|cannot insert multiple/.test(e.message ?? '')) {
     return new CliError('one statement at a time: separate statements with ;');

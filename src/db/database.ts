@@ -1,22 +1,98 @@
-// Which PostgreSQL to use: DATABASE_URL when set, else the embedded one in `<dataDir>/pg`.
+// Which PostgreSQL to use, and as whom. DATABASE_URL when set, else the embedded one in `<dataDir>/pg`.
+// capsul connects as three roles (schema_migrations/11_up_roles.sql), each on connections of its own:
+//   admin   DATABASE_URL itself (or the embedded superuser): migrations and rebuild, nothing else;
+//   app     capsul_app: the hub, jobs and the commands that change things;
+//   reader  capsul_reader: capsul sql, history, balance, audit.
+// A role's URL is DATABASE_APP_URL / DATABASE_READER_URL when set; otherwise DATABASE_URL with the user
+// swapped and no password, which works where the server trusts the role or ~/.pgpass (PGPASSFILE)
+// holds its password. The embedded database gives each role a random password of its own.
 import path from 'node:path';
 import pg from 'pg';
 
-export type Database = { connectionString: string; embedded: boolean; stop(): Promise<void> };
+export const roleNames = { owner: 'capsul_owner', app: 'capsul_app', reader: 'capsul_reader' } as const;
+export type Role = 'admin' | 'app' | 'reader';
+
+export type Database = {
+  urls: Record<Role, string>;
+  embedded: boolean;
+  /** the embedded cluster's role passwords, set on the roles once migrations made them */
+  rolePasswords?: Record<'capsul_app' | 'capsul_reader', string>;
+  stop(): Promise<void>;
+};
 
 export class DatabaseConnectError extends Error {}
 
 export async function resolveDatabase(options: {
   databaseUrl: string | undefined;
+  appUrl?: string;
+  readerUrl?: string;
   dataDir: string;
   log?: (line: string) => void;
 }): Promise<Database> {
   if (options.databaseUrl) {
-    return { connectionString: options.databaseUrl, embedded: false, stop: async () => {} };
+    return {
+      urls: {
+        admin: options.databaseUrl,
+        app: options.appUrl ?? roleUrl(options.databaseUrl, roleNames.app),
+        reader: options.readerUrl ?? roleUrl(options.databaseUrl, roleNames.reader),
+      },
+      embedded: false,
+      stop: async () => {},
+    };
   }
   const { startEmbedded } = await import('./embedded.ts');
   const db = await startEmbedded({ dataDir: path.join(options.dataDir, 'pg'), log: options.log });
-  return { connectionString: db.connectionString, embedded: true, stop: () => db.stop() };
+  return {
+    urls: {
+      admin: db.connectionString,
+      app: roleUrl(db.connectionString, roleNames.app, db.rolePasswords.capsul_app),
+      reader: roleUrl(db.connectionString, roleNames.reader, db.rolePasswords.capsul_reader),
+    },
+    embedded: true,
+    rolePasswords: db.rolePasswords,
+    stop: () => db.stop(),
+  };
+}
+
+/** The same server and database as `url`, as `user` (with `password`, or none: trust or ~/.pgpass). */
+export function roleUrl(url: string, user: string, password?: string): string {
+  const parsed = new URL(url);
+  parsed.username = user;
+  parsed.password = password === undefined ? '' : encodeURIComponent(password);
+  return parsed.toString();
+}
+
+/** Gives the embedded cluster's login roles their passwords (as the superuser, after migrating). */
+export async function setRolePasswords(admin: pg.Pool | pg.Client, passwords: Record<string, string>): Promise<void> {
+  for (const [role, password] of Object.entries(passwords)) {
+    const { rows } = await admin.query(`SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
+                                        WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, [role, password]);
+    if (rows[0]) await admin.query(rows[0].sql);
+  }
+}
+
+export class RoleError extends Error {}
+
+/**
+ * What a role's connection really is: everyday work must not hold powers it does not need, so a
+ * superuser, the owner, or (for the reader) the app behind DATABASE_APP_URL / DATABASE_READER_URL is
+ * refused rather than used.
+ */
+export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<void> {
+  const { rows: [who] } = await pool.query(
+    `SELECT current_user AS name, r.rolsuper OR r.rolbypassrls AS powerful,
+            pg_has_role(current_user, 'capsul_owner', 'USAGE') AS owner,
+            pg_has_role(current_user, 'capsul_app', 'USAGE') AS app,
+            pg_has_role(current_user, 'capsul_reader', 'USAGE') AS reader
+     FROM pg_roles r WHERE r.rolname = current_user`,
+  );
+  const setting = role === 'app' ? 'DATABASE_APP_URL' : 'DATABASE_READER_URL';
+  const refuse = (why: string) =>
+    new RoleError(`the ${role} connection is the role ${who.name}, ${why}: capsul works as ${roleNames[role]} there (set ${setting}, docs/configuration.md)`);
+  if (who.powerful) throw refuse('a superuser');
+  if (who.owner) throw refuse('which owns capsul\'s tables');
+  if (role === 'reader' && who.app) throw refuse('which may write');
+  if (!who[role]) throw refuse(`which is not ${roleNames[role]} nor a member of it`);
 }
 
 /** One pool per process; `max` bounds the connections this process may hold. */
@@ -42,9 +118,12 @@ function connectReason(error: unknown): string {
     case 'ECONNREFUSED': return 'connection refused (is PostgreSQL running there?)';
     case 'ENOTFOUND': return 'unknown host';
     case 'ETIMEDOUT': return 'connection timed out';
-    case '28P01': case '28000': return 'authentication failed (check the user and password)';
+    case '28P01': case '28000': return `${e.message ?? 'authentication failed'} (check the user and password)`;
     case '3D000': return e.message ?? 'database does not exist';
-    default: return e.message ?? String(error);
+    default:
+      // node-pg asks ~/.pgpass when a URL has no password and the server wants one.
+      if (/client password must be a string/.test(e.message ?? '')) return 'the server wants a password and none was given (in the URL or ~/.pgpass)';
+      return e.message ?? String(error);
   }
 }
 

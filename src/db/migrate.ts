@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { keepSequencesAboveEvents } from './event-store.ts';
 
 export const migrationsDir = fileURLToPath(new URL('../../schema_migrations/', import.meta.url));
 
@@ -15,6 +16,18 @@ export type Migration = { version: number; name: string; upFile: string; downFil
 
 export class SchemaTooNewError extends Error {}
 export class MigrationError extends Error {}
+/** A down step that would drop events or facts no event holds: refused, nothing changed. */
+export class DowngradeRefusedError extends MigrationError {}
+
+/** From this version on, every step runs as capsul_owner, so what it creates belongs to the owner (11 made the roles). */
+export const firstOwnedVersion = 12;
+
+/**
+ * Tables a down step may drop with their rows: what is rebuilt (projections, found by their guard
+ * trigger), seeded again by an up step (the catalogue), or worth nothing once gone (logins, sessions,
+ * heartbeats, emmett's bookkeeping). Every other table holds events or facts no event holds.
+ */
+const disposableTables = ['schemaversion', 'sessions', 'login_tokens', 'host_heartbeats', 'vm_sizes', 'os_images', 'dmb_migrations'];
 
 export function listMigrations(dir = migrationsDir): Migration[] {
   const files = readdirSync(dir).filter((f) => f.endsWith('.sql'));
@@ -90,18 +103,86 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
       log(`schema ${current} → ${next}: ${path.basename(file)}`);
       await client.query('BEGIN');
       try {
-        await client.query(readFileSync(file, 'utf8'));
+        if (migration.version >= firstOwnedVersion) await client.query('SET LOCAL ROLE capsul_owner');
+        const sql = readFileSync(file, 'utf8');
+        if (up) await client.query(sql);
+        else await runDownKeepingFacts(client, sql, `${current} → ${next} (${path.basename(file)})`);
         await client.query('UPDATE schemaversion SET version = $1', [next]);
         await client.query('COMMIT');
       } catch (error) {
         await client.query('ROLLBACK');
+        if (error instanceof DowngradeRefusedError) throw error;
         throw new MigrationError(`${path.basename(file)} failed, schema stays at version ${current}: ${(error as Error).message}`);
       }
       current = next;
     }
+    if (current !== from) await keepSequencesAboveEvents(client);
     return { from, to: current };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [migrationLockKey]).catch(() => {});
     client.release();
   }
+}
+
+type TableState = { rows: Map<string, number>; columns: Map<string, string[]> };
+
+/** Row counts and columns of every table whose rows a down step must not lose (partitions stand for their parent). */
+async function factTables(client: pg.PoolClient): Promise<TableState> {
+  const { rows } = await client.query(
+    `SELECT c.relname AS table,
+            array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns
+     FROM pg_class c
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND NOT (c.relname = ANY($1))
+       AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgname = 'capsul_projection_guard')`,
+    [disposableTables],
+  );
+  const state: TableState = { rows: new Map(), columns: new Map() };
+  for (const row of rows) {
+    state.columns.set(row.table, row.columns);
+    const counted = await client.query(`SELECT count(*)::text AS n FROM ${quoteIdent(row.table)}`);
+    state.rows.set(row.table, Number(counted.rows[0].n));
+  }
+  return state;
+}
+
+/**
+ * Runs a down step, then looks at what it did: a table of events or facts that held rows is gone or
+ * shorter, or a column that held values is gone → the step is undone and refused. capsul-flask refused
+ * every downgrade; here a downgrade is allowed as long as it only drops what can be had again.
+ */
+async function runDownKeepingFacts(client: pg.PoolClient, sql: string, step: string): Promise<void> {
+  const before = await factTables(client);
+  await client.query('SAVEPOINT capsul_down');
+  await client.query(sql);
+  const after = await factTables(client);
+  const losses: string[] = [];
+  const droppedColumns: [string, string][] = [];
+  for (const [table, columns] of before.columns) {
+    const rowsBefore = before.rows.get(table) ?? 0;
+    if (!after.columns.has(table)) {
+      if (rowsBefore > 0) losses.push(`the table ${table} (${rowsBefore.toLocaleString('en-US')} rows)`);
+      continue;
+    }
+    const rowsAfter = after.rows.get(table);
+    if (rowsAfter !== undefined && rowsAfter < rowsBefore) losses.push(`${(rowsBefore - rowsAfter).toLocaleString('en-US')} rows of ${table}`);
+    for (const column of columns) if (!after.columns.get(table)!.includes(column)) droppedColumns.push([table, column]);
+  }
+  if (droppedColumns.length > 0) {
+    // Whether a dropped column held anything is asked of the table as it was: undo, look, redo.
+    await client.query('ROLLBACK TO SAVEPOINT capsul_down');
+    for (const [table, column] of droppedColumns) {
+      const { rows } = await client.query(`SELECT EXISTS (SELECT 1 FROM ${quoteIdent(table)} WHERE ${quoteIdent(column)} IS NOT NULL) AS held`);
+      if (rows[0].held) losses.push(`the column ${table}.${column}`);
+    }
+    if (losses.length === 0) await client.query(sql);
+  }
+  if (losses.length > 0) {
+    throw new DowngradeRefusedError(
+      `refused: schema ${step} would drop ${losses.join(', ')}: events or facts no event holds; nothing was changed`,
+    );
+  }
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
 }

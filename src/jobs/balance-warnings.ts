@@ -10,7 +10,7 @@ import type { VmState } from '../domain/account/state.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import { dollars } from '../hub/web/format.ts';
 import { ConcurrencyError, handleCommand, type Cause } from '../ledger/handle.ts';
-import { loadStream } from '../projections/read.ts';
+import { loadStream } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { accountAsOf, evaluateAccount } from './warnings.ts';
 

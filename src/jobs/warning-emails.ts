@@ -9,7 +9,7 @@ import type { Cents } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail, type MailCapsul } from '../mail/render.ts';
-import { loadStream } from '../projections/read.ts';
+import { loadStream, unmailedBalanceWarnings } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
 import { accountAsOf, evaluateAccount } from './warnings.ts';
@@ -35,17 +35,8 @@ export async function sendWarningEmails(deps: WarningEmailDeps, run: JobRun): Pr
 
 /** Warnings issued within the window (by the job's clock) and not mailed yet, oldest first. */
 async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
-  const { rows } = await pool.query(
-    `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, m.message_data->>'level' AS level,
-            m.message_data->>'at' AS at, a.email
-     FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
-     WHERE m.message_type = 'BalanceWarningIssued'
-       AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
-       AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)
-     ORDER BY m.global_position LIMIT ${perRound}`,
-    [new Date(now.getTime() - warningEmailWindowMs).toISOString(), now.toISOString()],
-  );
-  return rows.map((row) => ({ position: row.position, accountId: row.account_id, level: row.level, at: row.at, email: row.email }));
+  const rows = await unmailedBalanceWarnings(pool, { from: new Date(now.getTime() - warningEmailWindowMs), to: now, limit: perRound });
+  return rows.map((row) => ({ position: row.position, accountId: row.account_id, level: row.level as WarningLevel, at: row.at, email: row.email }));
 }
 
 /** Sends one warning unless another sender has it or had it; true when this call sent it. */

@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
-import { loadStream } from '../projections/read.ts';
+import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
 import type { StreamCache } from './cache.ts';
 

@@ -2,6 +2,7 @@
 // the domain, appends. No business rule lives here; lookups (email → account, catalogue) do.
 import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { streamVersion } from '../db/event-store.ts';
 import { accountDecider } from '../domain/account/decider.ts';
 import { accountStream, type Provider, type WarningLevel } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
@@ -171,7 +172,7 @@ export class Ledger {
     const { rows } = await this.deps.pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
     if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
     const asSeen = options.expectedVmVersion !== undefined;
-    if (asSeen && (await this.streamVersion(vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
+    if (asSeen && (await streamVersion(this.deps.pool, vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
     const now = this.now();
     const { events } = await handleCommand(
       this.deps, accountStream(rows[0].account_id), accountDecider,
@@ -211,15 +212,6 @@ export class Ledger {
       { expectedVersion: options.expectedVersion },
     );
     return { operationId, changed: events.length > 0 };
-  }
-
-  /** A stream's version (0 when it does not exist yet), without reading its events. */
-  private async streamVersion(streamId: string): Promise<bigint> {
-    const { rows } = await this.deps.pool.query(
-      `SELECT stream_position::text AS version FROM emt_streams WHERE stream_id = $1 AND partition = 'emt:default' AND NOT is_archived`,
-      [streamId],
-    );
-    return BigInt(rows[0]?.version ?? 0);
   }
 
   /** The balance at any instant, past or future, folded from the account's events. */

@@ -1,20 +1,39 @@
 // Rebuild, verify and as-of: the events folded in memory through the same projection code as the
 // append path, then written in bulk.
 import type pg from 'pg';
+import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { effectiveAt } from '../domain/events.ts';
 import { MemoryTables } from './memory.ts';
-import { countEvents, readAllEvents } from './read.ts';
+import { countEvents, keepSequencesAboveEvents, readAllEvents } from '../db/event-store.ts';
 import { enableProjectorSQL } from './sql.ts';
 import { tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
+
+/** The events no longer match the signed log: nothing is rebuilt over them (docs/audit.md). */
+export class LogMismatchError extends Error {
+  constructor(readonly findings: Finding[]) {
+    super(`the events no longer match the signed log, so nothing was rebuilt: ${findings[0]?.message ?? ''}` +
+      `${findings.length > 1 ? ` (and ${findings.length - 1} more: capsul audit verify lists them)` : ''}`);
+  }
+}
+
+/** What rebuild and verify check the events against; without it (as-of) the log is not looked at. */
+export type LogEvidence = Pick<VerifyOptions, 'verifierKeys' | 'outsideCheckpoint'>;
+
+/** No verifier key at hand: the events are still checked against the stored leaves and checkpoint roots. */
+const noKeys: LogEvidence = { verifierKeys: [] };
 const insertChunkRows = 5000;
 
-async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?: Progress }): Promise<MemoryTables> {
+async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?: Progress; log?: LogEvidence }): Promise<MemoryTables> {
   const total = options.onProgress ? await countEvents(client) : 0;
   const memory = new MemoryTables();
+  const trusted = options.log ? await trustedCheckpoints(client, options.log) : undefined;
+  const check = trusted ? await LogCheck.start(client, trusted.checkpoints) : undefined;
   let done = 0;
   for await (const batch of readAllEvents(client)) {
+    // Hashed as read, before anything folds them: the same pass checks the log.
+    await check?.accept(batch);
     for (const stored of batch) {
       // An account is an identity, not a fact in time: it is there for any payment received before it opened.
       const timeless = stored.event.type === 'AccountOpened';
@@ -23,6 +42,10 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
     }
     done += batch.length;
     options.onProgress?.(done, total);
+  }
+  if (check) {
+    const findings = [...trusted!.findings, ...(await check.finish())];
+    if (findings.length > 0) throw new LogMismatchError(findings);
   }
   return memory;
 }
@@ -49,12 +72,12 @@ async function writeAside(client: pg.PoolClient, memory: MemoryTables): Promise<
  * rows that differ. The EXCLUSIVE lock lets readers keep reading the old rows; appends wait at their
  * projection write and apply on top after commit, so nothing is lost or doubled while appends arrive.
  */
-export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: Progress } = {}) {
+export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
     await client.query(`LOCK TABLE ${tableNames.join(', ')} IN EXCLUSIVE MODE`);
-    const memory = await fold(client, options);
+    const memory = await fold(client, { ...options, log: options.log ?? noKeys });
     await writeAside(client, memory);
     await client.query(enableProjectorSQL);
     const rows = {} as Record<TableName, number>;
@@ -71,6 +94,7 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
       rows[table] = memory.rows(table).length;
       changed[table] = (gone.rowCount ?? 0) + (added.rowCount ?? 0);
     }
+    await keepSequencesAboveEvents(client);
     await client.query('COMMIT');
     return { rows, changed };
   } catch (error) {
@@ -85,11 +109,11 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
  * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
  * Returns, per table, how many rows (by id) differ, are missing or are extra.
  */
-export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress } = {}) {
+export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    await writeAside(client, await fold(client, options));
+    await writeAside(client, await fold(client, { ...options, log: options.log ?? noKeys }));
     const differences = {} as Record<TableName, number>;
     for (const table of tableNames) {
       const { rows } = await client.query(

@@ -39,7 +39,7 @@ describe('a price change by migration', () => {
     const later = new Date('2026-07-01T00:00:00Z');
     const before = await db.ledger.balanceCents(email, later);
 
-    const { from, to } = await migrate(db.pool, { dir });
+    const { from, to } = await migrate(db.admin, { dir });
     assert.equal(to, from + 1);
     assert.equal((await db.pool.query(`SELECT dollars_per_month::text AS p FROM vm_sizes WHERE id = 'f1-s'`)).rows[0].p, '14.32');
 
@@ -52,10 +52,10 @@ describe('a price change by migration', () => {
     const { vmId: fresh } = await db.ledger.createVm({ email, size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
     assert.equal(await price(fresh), '14.32', 'a capsul created after the change pays the new price');
 
-    await rebuildProjections(db.pool);
+    await rebuildProjections(db.admin);
     assert.equal(await price(old), '7.16', 'a rebuild replays the captured price');
     assert.equal((await verifyProjections(db.pool)).matches, true);
-    await migrate(db.pool, { dir, target: from });
+    await migrate(db.admin, { dir, target: from });
     assert.equal(await price(old), '7.16');
   });
 });

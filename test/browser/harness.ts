@@ -95,7 +95,7 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
   const env: NodeJS.ProcessEnv = {
     // The children are programs, not test files.
     NODE_TEST_CONTEXT: undefined, NODE_OPTIONS: undefined,
-    DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir, CAPSUL_MODE: 'both', HOST: '127.0.0.1', PORT: String(port),
+    ...db.env, CAPSUL_DATA_DIR: dataDir, CAPSUL_MODE: 'both', HOST: '127.0.0.1', PORT: String(port),
     BASE_URL: baseUrl, SUPPORT_EMAIL: 'support@capsul.example', ADMIN_EMAILS: options.adminEmails.join(','),
     SECRET_KEY: 'b'.repeat(64), LOG_LEVEL: 'warn',
   };
@@ -111,7 +111,7 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
   return {
     baseUrl, dataDir, databaseUrl: db.url,
     output: serve.output,
-    capsul: (args) => runCapsul(args, { NODE_TEST_CONTEXT: undefined, NODE_OPTIONS: undefined, DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir }),
+    capsul: (args) => runCapsul(args, { NODE_TEST_CONTEXT: undefined, NODE_OPTIONS: undefined, ...db.env, CAPSUL_DATA_DIR: dataDir }),
     async stop() {
       if (serve.child.exitCode === null && serve.child.signalCode === null) {
         serve.child.kill('SIGTERM');

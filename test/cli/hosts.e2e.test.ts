@@ -30,7 +30,7 @@ async function capsul(args: string[]): Promise<Run> {
   let stderr = '';
   const io: CliIo = {
     stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) },
-    env: { DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir }, user: 'alice', interactive: false,
+    env: { ...db.env, CAPSUL_DATA_DIR: dataDir }, user: 'alice', interactive: false,
   };
   const code = await main(args, io);
   return { code, stdout, stderr };
@@ -117,7 +117,7 @@ describe('capsul hosts and capsul drift', () => {
 describe('capsul spoke', () => {
   it('exits 1 with one line when the hub refuses its token', async () => {
     const port = await freePort();
-    const hub = await startServe({ DATABASE_URL: db.url, PORT: String(port), CAPSUL_MODE: 'hub', CAPSUL_DATA_DIR: dataDir });
+    const hub = await startServe({ ...db.env, PORT: String(port), CAPSUL_MODE: 'hub', CAPSUL_DATA_DIR: dataDir });
     try {
       const run = await runCapsul(['spoke'], {
         HUB_URL: `http://127.0.0.1:${port}`, SPOKE_HOST_ID: 'node-a', SPOKE_HOST_TOKEN: 'x'.repeat(43),

@@ -121,8 +121,8 @@ describe('adviceFor', () => {
     assert.match(adviceFor('/* cleanup */ DELETE FROM vms'), /capsul delete-vm/);
   });
 
-  it('suggests --write for ordinary tables and anything it does not recognise', () => {
-    assert.match(adviceFor(`INSERT INTO vm_sizes VALUES ('f9', 1, 1, 1, 1)`), /add --write/);
-    assert.match(adviceFor(`SELECT nextval('payment_ids')`), /add --write/);
+  it('sends the catalogue to a migration and anything else it does not recognise to capsul\'s commands', () => {
+    assert.match(adviceFor(`INSERT INTO vm_sizes VALUES ('f9', 1, 1, 1, 1)`), /the catalogue through a migration/);
+    assert.match(adviceFor(`SELECT nextval('payment_ids')`), /capsul's commands/);
   });
 });

@@ -1,4 +1,6 @@
-// The database itself refuses edits to events and projections, even from a superuser's psql session.
+// The guard triggers: mistakes by the owner or a superuser (a psql session on DATABASE_URL) are refused
+// too. Everyone else is stopped by privileges first (privileges.int.test.ts); what a superuser does on
+// purpose (disabling a trigger, replica mode) is what the signed log reveals (test/audit).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -14,13 +16,13 @@ before(async () => {
 after(() => db.close());
 
 async function refused(sql: string, code: string, params: unknown[] = []) {
-  await assert.rejects(db.pool.query(sql, params), (error: { code?: string }) => {
+  await assert.rejects(db.admin.query(sql, params), (error: { code?: string }) => {
     assert.equal(error.code, code, `${sql} → ${String(error)}`);
     return true;
   });
 }
 
-const count = async (sql: string) => (await db.pool.query(sql)).rows[0].n as number;
+const count = async (sql: string) => (await db.admin.query(sql)).rows[0].n as number;
 
 describe('the event store is append-only', () => {
   for (const sql of [
@@ -40,8 +42,17 @@ describe('the event store is append-only', () => {
     });
   }
 
+  it('refuses moving a stream\'s position without an append, at commit', async () => {
+    const { rows: [stream] } = await db.admin.query(`SELECT stream_id, stream_position FROM emt_streams WHERE stream_id LIKE 'account-%' LIMIT 1`);
+    await assert.rejects(db.admin.query('UPDATE emt_streams SET stream_position = stream_position + 5 WHERE stream_id = $1', [stream.stream_id]),
+      (error: { code?: string; message?: string }) => error.code === 'CS002' && /moves only with an append/.test(error.message ?? ''));
+    const { rows: [after] } = await db.admin.query('SELECT stream_position FROM emt_streams WHERE stream_id = $1', [stream.stream_id]);
+    assert.equal(after.stream_position, stream.stream_position);
+    await db.ledger.recordPayment({ email: 'guard@example.org', amountCents: 100, cause: operator });
+  });
+
   it('names how to correct history instead', async () => {
-    await assert.rejects(db.pool.query('DELETE FROM emt_messages'), (error: { hint?: string }) => {
+    await assert.rejects(db.admin.query('DELETE FROM emt_messages'), (error: { hint?: string }) => {
       assert.match(error.hint ?? '', /corrections are new events/);
       return true;
     });
@@ -68,14 +79,14 @@ describe('projections are written only by the projector', () => {
   }
 
   it('tells the operator which command to use', async () => {
-    await assert.rejects(db.pool.query('UPDATE payments SET invalidated = true'), (error: { hint?: string }) => {
+    await assert.rejects(db.admin.query('UPDATE payments SET invalidated = true'), (error: { hint?: string }) => {
       assert.match(error.hint ?? '', /capsul invalidate-payment/);
       return true;
     });
   });
 
   it('keeps the projector setting to the projector\'s own transaction', async () => {
-    const client = await db.pool.connect();
+    const client = await db.admin.connect();
     try {
       await client.query('BEGIN');
       await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
@@ -88,12 +99,12 @@ describe('projections are written only by the projector', () => {
 
   it('lets the projector write only projection tables', async () => {
     const op = { kind: 'insert', table: 'vm_sizes', values: { id: 'f9-evil', dollars_per_month: '0.01', vcpus: 64, memory_mb: 1, bandwidth_gb_per_month: 0 }, lookups: {} };
-    await assert.rejects(db.pool.query('SELECT capsul_apply_projection($1::jsonb)', [JSON.stringify([op])]), /"vm_sizes" is not a projection table/);
+    await assert.rejects(db.admin.query('SELECT capsul_apply_projection($1::jsonb)', [JSON.stringify([op])]), /"vm_sizes" is not a projection table/);
     assert.equal(await count(`SELECT count(*)::int AS n FROM vm_sizes WHERE id = 'f9-evil'`), 0);
   });
 
   it('lets an operator change a projection only by disabling its guard on purpose', async () => {
-    const client = await db.pool.connect();
+    const client = await db.admin.connect();
     try {
       await client.query('BEGIN');
       await client.query('ALTER TABLE payments DISABLE TRIGGER capsul_projection_guard');
@@ -102,7 +113,7 @@ describe('projections are written only by the projector', () => {
     } finally {
       client.release();
     }
-    const { rows } = await db.pool.query('SELECT invalidated FROM payments WHERE id = $1', [paymentId]);
+    const { rows } = await db.admin.query('SELECT invalidated FROM payments WHERE id = $1', [paymentId]);
     assert.equal(rows[0].invalidated, false);
   });
 });

@@ -306,7 +306,7 @@ describe('hub and two spokes as separate processes', () => {
       await waitFor(`an empty outbox on ${hostId}`, async () => outboxReports(dataDirs[hostId]).length === 0);
     }
 
-    const verify = await runCapsul(['rebuild-projections', '--verify'], { DATABASE_URL: db.url, CAPSUL_DATA_DIR: scratchDir }, waitLimitMs);
+    const verify = await runCapsul(['rebuild-projections', '--verify'], { ...db.env, CAPSUL_DATA_DIR: scratchDir }, waitLimitMs);
     assert.equal(verify.code, 0, verify.stderr);
     assert.match(verify.stdout, /projections match the events/);
   }));
@@ -358,7 +358,7 @@ function spokeEnv(hostId: HostId, extra: Record<string, string> = {}): NodeJS.Pr
 }
 
 async function startHub(): Promise<Launched> {
-  const proc = launch('hub', ['serve'], baseEnv({ CAPSUL_MODE: 'hub', DATABASE_URL: db.url, PORT: String(hubPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
+  const proc = launch('hub', ['serve'], baseEnv({ CAPSUL_MODE: 'hub', ...db.env, PORT: String(hubPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
   await waitFor('the hub to listen', async () => {
     if (proc.child.exitCode !== null) throw new Error(`the hub exited with ${proc.child.exitCode}:\n${proc.output()}`);
     return proc.output().includes('capsul hub running at');

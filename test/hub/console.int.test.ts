@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
 import type { ObservedState } from '../../src/domain/vm/events.ts';
 import { vmStream } from '../../src/domain/vm/events.ts';
-import { loadStream } from '../../src/projections/read.ts';
+import { loadStream } from '../../src/db/event-store.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';

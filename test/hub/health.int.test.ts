@@ -67,7 +67,7 @@ describe('hub', () => {
 
   it('capsul serve listens, answers /health over HTTP, and stops cleanly on SIGTERM', async () => {
     const port = await freePort();
-    const hub = await startServe({ DATABASE_URL: db.url, PORT: String(port) });
+    const hub = await startServe({ ...db.env, PORT: String(port) });
     try {
       assert.match(hub.output(), new RegExp(`capsul hub running at http://localhost:${port}`));
       const response = await fetch(`http://127.0.0.1:${port}/health`);

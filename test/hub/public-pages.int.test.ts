@@ -44,11 +44,11 @@ describe('public pages', () => {
   });
 
   it('follows a price change in the catalogue', async () => {
-    await db.pool.query(`UPDATE vm_sizes SET dollars_per_month = 6.00 WHERE id = 'f1-xs'`);
+    await db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 6.00 WHERE id = 'f1-xs'`);
     try {
       assert.match((await page('/pricing')).body, /<th scope="row">f1-xs<\/th>\s*<td>\$6\.00<\/td>/);
     } finally {
-      await db.pool.query(`UPDATE vm_sizes SET dollars_per_month = 5.33 WHERE id = 'f1-xs'`);
+      await db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 5.33 WHERE id = 'f1-xs'`);
     }
   });
 
@@ -57,13 +57,13 @@ describe('public pages', () => {
   });
 
   it('escapes what it shows from the database', async () => {
-    await db.pool.query(`INSERT INTO os_images VALUES ('evil', 'x.qcow2', '<script>alert(1)</script>', false)`);
+    await db.admin.query(`INSERT INTO os_images VALUES ('evil', 'x.qcow2', '<script>alert(1)</script>', false)`);
     try {
       const { body } = await page('/');
       assert.doesNotMatch(body, /<script>alert/);
       assert.match(body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
     } finally {
-      await db.pool.query(`DELETE FROM os_images WHERE id = 'evil'`);
+      await db.admin.query(`DELETE FROM os_images WHERE id = 'evil'`);
     }
   });
 

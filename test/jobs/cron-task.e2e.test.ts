@@ -29,7 +29,7 @@ async function capsul(args: string[]): Promise<Run> {
   const io: CliIo = {
     stdout: { write: (text: string) => (stdout += text) },
     stderr: { write: (text: string) => (stderr += text) },
-    env: { DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir },
+    env: { ...db.env, CAPSUL_DATA_DIR: dataDir },
     user: 'alice',
     interactive: false,
   };
@@ -38,7 +38,7 @@ async function capsul(args: string[]): Promise<Run> {
 }
 
 function capsulBinary(args: string[]): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url, CAPSUL_DATA_DIR: dataDir };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...db.env, CAPSUL_DATA_DIR: dataDir };
   delete env.NODE_TEST_CONTEXT;
   delete env.NODE_OPTIONS;
   return new Promise((resolve, reject) => {

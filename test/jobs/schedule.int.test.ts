@@ -26,7 +26,7 @@ describe('leadership', () => {
     const { rows } = await db.pool.query(
       `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = 0 AND granted`, [0x63617073],
     );
-    await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+    await db.admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
     await backendGone(rows[0].pid);
     assert.equal(await first.hold(), true, 'the first hub takes over');
     assert.equal(await second.hold(), false, 'the old leader notices its connection is gone');

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
-import { loadStream } from '../../src/projections/read.ts';
+import { loadStream } from '../../src/db/event-store.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
@@ -55,13 +55,13 @@ describe('ledger', () => {
     const { vmId } = await db.ledger.createVm({ email: 'price@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
     const inAMonth = new Date(Date.now() + 40 * 86_400_000);
     const before = await db.ledger.balanceCents('price@example.org', inAMonth);
-    await db.pool.query(`UPDATE vm_sizes SET dollars_per_month = 99.00 WHERE id = 'f1-s'`);
+    await db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 99.00 WHERE id = 'f1-s'`);
     try {
       assert.equal(await db.ledger.balanceCents('price@example.org', inAMonth), before);
       const { rows } = await db.pool.query('SELECT dollars_per_month::text AS price FROM vms WHERE id = $1', [vmId]);
       assert.equal(rows[0].price, '7.16');
     } finally {
-      await db.pool.query(`UPDATE vm_sizes SET dollars_per_month = 7.16 WHERE id = 'f1-s'`);
+      await db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 7.16 WHERE id = 'f1-s'`);
     }
   });
 

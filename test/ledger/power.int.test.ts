@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
 import { vmStream } from '../../src/domain/vm/events.ts';
 import { ConcurrencyError } from '../../src/ledger/handle.ts';
-import { loadStream } from '../../src/projections/read.ts';
+import { loadStream } from '../../src/db/event-store.ts';
 import { failsWith } from '../support/domain-error.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';

@@ -14,7 +14,7 @@ import { createMailer, latestOutboxMessage } from '../../src/mail/mailer.ts';
 import { btcpayProvider, validSignature } from '../../src/payments/btcpay.ts';
 import { maxOpenCheckoutsPerDay as maxOpenInvoicesPerDay } from '../../src/payments/checkouts.ts';
 import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
-import { loadStream } from '../../src/projections/read.ts';
+import { loadStream } from '../../src/db/event-store.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { signature, startFakeBtcpay, type FakeBtcpay, type FakeInvoiceStatus, type WebhookType } from './fake-btcpay.ts';
 

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
 import { MemoryTables } from '../../src/projections/memory.ts';
-import { readAllEvents } from '../../src/projections/read.ts';
+import { readAllEvents } from '../../src/db/event-store.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
 import { tableNames, projectionTables } from '../../src/projections/tables.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -105,13 +105,13 @@ describe('projections', () => {
 
   it('a rebuild gives identical tables', async () => {
     const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
-    const { rows } = await rebuildProjections(db.pool);
+    const { rows } = await rebuildProjections(db.admin);
     assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3, hosts: 1, operations: 10, drift: 0 });
     for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
   });
 
   it('verify notices a projection changed behind the projector\'s back', async () => {
-    const client = await db.pool.connect();
+    const client = await db.admin.connect();
     try {
       await client.query('ALTER TABLE payments DISABLE TRIGGER capsul_projection_guard');
       await client.query(`UPDATE payments SET dollars = 1 WHERE email = 'bob@example.org'`);
@@ -122,14 +122,14 @@ describe('projections', () => {
     const result = await verifyProjections(db.pool);
     assert.equal(result.matches, false);
     assert.equal(result.differences.payments, 1); // one payment differs from its replay
-    await rebuildProjections(db.pool);
+    await rebuildProjections(db.admin);
     assert.equal((await verifyProjections(db.pool)).matches, true);
   });
 
   it('keeps every event of the account stream in order', async () => {
     const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
     const types: string[] = [];
-    for await (const batch of readAllEvents(db.pool, { where: 'stream_id = $3', params: [accountStream(accountId)] })) {
+    for await (const batch of readAllEvents(db.pool, { selectors: [{ stream: accountStream(accountId) }] })) {
       types.push(...batch.map((s) => s.event.type));
     }
     assert.deepEqual(types, [

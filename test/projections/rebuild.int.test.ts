@@ -52,7 +52,7 @@ describe('rebuild-projections', () => {
     const rebuilds = (async () => {
       let done = 0;
       while (writing || done < 2) {
-        await rebuildProjections(db.pool);
+        await rebuildProjections(db.admin);
         done++;
       }
       return done;

@@ -1,15 +1,24 @@
-// A database of the test's own, copied from the run's migrated template (see test/run.ts).
+// A database of the test's own, copied from the run's migrated template (see test/run.ts). Its `pool`
+// works as capsul_app, as the hub does, so every test meets the database's real privileges; `admin`
+// (the server's superuser) is for what only an owner or a superuser may do, such as the attacks that
+// the guards and the log must stop or reveal.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createPool } from '../../src/db/database.ts';
+import { createPool, roleNames, roleUrl, type Role } from '../../src/db/database.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 
 export type TestDatabase = {
   name: string;
+  /** the superuser's URL (DATABASE_URL for a capsul process) */
   url: string;
+  /** capsul_app's connections */
   pool: pg.Pool;
+  /** the superuser's connections (created on first use) */
+  readonly admin: pg.Pool;
   ledger: Ledger;
+  /** what a capsul process needs to reach this database as each of its roles */
+  env: Record<string, string>;
   close(): Promise<void>;
 };
 
@@ -20,10 +29,18 @@ function server(): { url: string; runId: string } {
   return { url, runId };
 }
 
-export function urlFor(name: string): string {
+/** The URL of database `name` as `role` (admin: the server's superuser). */
+export function urlFor(name: string, role: Role = 'admin'): string {
   const url = new URL(server().url);
   url.pathname = `/${name}`;
-  return url.toString();
+  if (role === 'admin') return url.toString();
+  const passwords = JSON.parse(process.env.CAPSUL_TEST_ROLE_PASSWORDS ?? '{}') as Record<string, string>;
+  return roleUrl(url.toString(), roleNames[role], passwords[roleNames[role]]);
+}
+
+/** DATABASE_URL and the role URLs a capsul process needs for database `name`. */
+export function envFor(name: string): Record<string, string> {
+  return { DATABASE_URL: urlFor(name), DATABASE_APP_URL: urlFor(name, 'app'), DATABASE_READER_URL: urlFor(name, 'reader') };
 }
 
 export async function admin<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -58,15 +75,21 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
     }
   }
   const url = urlFor(name);
-  const pool = createPool(url, options.poolSize ?? 10);
+  const pool = createPool(urlFor(name, 'app'), options.poolSize ?? 10);
+  let adminPool: pg.Pool | undefined;
   const ledger = new Ledger({ pool, now: options.now });
   // A registered host with plenty of room (it never heartbeats, so nothing is placed on it): capsul
   // creation checks that some host could take the capsul.
   if (options.host !== false) await new Hosts({ pool }).add({ hostId: 'test-host', memoryMb: 1_000_000, vcpus: 1000, cause: operator });
   return {
-    name, url, pool, ledger,
+    name, url, pool, ledger, env: envFor(name),
+    get admin() {
+      adminPool ??= createPool(url, 4);
+      return adminPool;
+    },
     async close() {
       await pool.end().catch(() => {});
+      await adminPool?.end().catch(() => {});
       await admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch(() => {});
     },
   };

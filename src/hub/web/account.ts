@@ -11,7 +11,7 @@ import { chargeCents, creditRunsOutAtMs, totalChargesCents, type Accrual } from 
 import { invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
-import { readEventsBackward, type EventCursor } from '../../projections/read.ts';
+import { readEventsBackward, streamVersion, streamVersionExpression, type EventCursor } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
@@ -74,7 +74,7 @@ const statementSql = `
               ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason, refunded_dollars::text AS refunded
        FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC LIMIT $2) p) AS payments,
     totals.payment_count, totals.paid, totals.next_payment_ms,
-    (SELECT stream_position::text FROM emt_streams WHERE stream_id = $4) AS version,
+    ${streamVersionExpression('$4')} AS version,
     (SELECT coalesce(json_agg(v), '[]') FROM (
        SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
        FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
@@ -130,10 +130,7 @@ async function balanceStatement(
   if (allPayments) return statementOf(db, accountId, now, true);
   const cached = statements.get(accountId);
   if (cached && now.getTime() < cached.validUntilMs) {
-    const { rows } = await db.query({
-      name: 'account-version', text: 'SELECT stream_position::text AS version FROM emt_streams WHERE stream_id = $1', values: [accountStream(accountId)],
-    });
-    if (rows[0]?.version === cached.version) {
+    if ((await streamVersion(db, accountStream(accountId))).toString() === cached.version) {
       const charges = totalChargesCents(cached.capsuls.map((capsul) => capsul.accrual), now.getTime());
       return { ...cached, balanceCents: cached.paidCents - charges };
     }
@@ -237,7 +234,7 @@ async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor |
   const vms = await pool.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
   const streams = [accountStream(accountId), ...vms.rows.map((row) => vmStream(row.id))];
   const events = await readEventsBackward(pool, {
-    limit: historyPageSize + 1, before, where: 'stream_id = ANY($3)', params: [streams],
+    limit: historyPageSize + 1, before, selectors: streams.map((stream) => ({ stream })),
   });
   const shown = events.slice(0, historyPageSize);
   const last = shown.at(-1);

@@ -10,7 +10,7 @@ import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { Cause } from '../../ledger/handle.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
-import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../projections/read.ts';
+import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
 import { requireAdmin } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
@@ -229,8 +229,7 @@ async function renderPayment(
 
 async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEvent[]> {
   return collect(pool, {
-    where: `stream_id = $3 AND message_data->>'paymentId' = $4`,
-    params: [accountStream(payment.accountId), String(payment.id)],
+    selectors: [{ stream: accountStream(payment.accountId), field: 'paymentId', equals: String(payment.id) }],
   }, maxPaymentEvents);
 }
 

@@ -9,6 +9,7 @@ import { DomainError, invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
 import { vmStream } from '../../domain/vm/events.ts';
+import { streamVersionExpression } from '../../db/event-store.ts';
 import { ConcurrencyError, type Cause } from '../../ledger/handle.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
@@ -285,7 +286,7 @@ const capsulSql = `
          v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
          v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
          ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
-         coalesce((SELECT stream_position FROM emt_streams WHERE stream_id = $3 AND partition = 'emt:default' AND NOT is_archived), 0)::text AS version
+         ${streamVersionExpression('$3')} AS version
   FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os
   WHERE v.id = $1 AND v.email = $2`;
 

@@ -1,0 +1,106 @@
+-- Version 13: the tamper-evident log (docs/audit.md). Every event becomes a leaf of an append-only
+-- RFC 6962 Merkle tree, in commit order, once no older transaction is still in flight; signed
+-- checkpoints (C2SP tlog-checkpoint notes) fix the tree's root at a size. What privileges cannot stop (a
+-- superuser, a restored old backup, a hand-edited dump) no longer matches the signed roots.
+--
+-- The leaf hashes are computed by capsul (the canonical bytes are RFC 8785 JSON, src/audit/leaf.ts) and
+-- recomputed from the events by every verification: these tables are evidence to check, never trusted.
+
+CREATE TABLE capsul_log_leaves (
+  leaf_index      BIGINT PRIMARY KEY CHECK (leaf_index >= 0),
+  global_position BIGINT NOT NULL UNIQUE,          -- the event's emt_messages.global_position
+  leaf_hash       BYTEA NOT NULL CHECK (octet_length(leaf_hash) = 32),
+  sealed          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- The hash of every complete subtree above the leaves (level k, index j covers leaves [j·2^k, (j+1)·2^k)):
+-- roots and proofs for any size read O(log n) of them.
+CREATE TABLE capsul_log_nodes (
+  level      SMALLINT NOT NULL CHECK (level BETWEEN 1 AND 62),
+  node_index BIGINT NOT NULL CHECK (node_index >= 0),
+  hash       BYTEA NOT NULL CHECK (octet_length(hash) = 32),
+  PRIMARY KEY (level, node_index)
+);
+
+CREATE TABLE capsul_log_checkpoints (
+  tree_size BIGINT PRIMARY KEY CHECK (tree_size > 0),
+  root_hash BYTEA NOT NULL CHECK (octet_length(root_hash) = 32),
+  note      TEXT NOT NULL,                         -- the signed note, exactly as signed
+  signed    TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE FUNCTION capsul_refuse_log_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'the audit log is append-only: % on % refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'CS002', HINT = 'leaves, tree hashes and checkpoints are never changed once written';
+END $$;
+REVOKE EXECUTE ON FUNCTION capsul_refuse_log_change() FROM PUBLIC;
+CREATE TRIGGER capsul_append_only BEFORE UPDATE OR DELETE ON capsul_log_leaves FOR EACH ROW EXECUTE FUNCTION capsul_refuse_log_change();
+CREATE TRIGGER capsul_append_only BEFORE UPDATE OR DELETE ON capsul_log_nodes FOR EACH ROW EXECUTE FUNCTION capsul_refuse_log_change();
+CREATE TRIGGER capsul_append_only BEFORE UPDATE OR DELETE ON capsul_log_checkpoints FOR EACH ROW EXECUTE FUNCTION capsul_refuse_log_change();
+CREATE TRIGGER capsul_append_only_truncate BEFORE TRUNCATE ON capsul_log_leaves FOR EACH STATEMENT EXECUTE FUNCTION capsul_refuse_log_change();
+CREATE TRIGGER capsul_append_only_truncate BEFORE TRUNCATE ON capsul_log_nodes FOR EACH STATEMENT EXECUTE FUNCTION capsul_refuse_log_change();
+CREATE TRIGGER capsul_append_only_truncate BEFORE TRUNCATE ON capsul_log_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION capsul_refuse_log_change();
+
+-- Sealing: the next leaves, with the tree hashes they complete. Whoever calls it, the database checks
+-- what makes leaf order final: the leaves continue the tree where it ends, and they are exactly the
+-- next events in commit order (transaction_id, global_position) among those no transaction still in
+-- flight can precede. A late committer is never skipped: an event is sealable only once every older
+-- transaction has ended, so no event can later appear before it.
+CREATE FUNCTION capsul_log_seal(
+  p_first_index bigint, p_positions bigint[], p_leaf_hashes bytea[],
+  p_node_levels smallint[], p_node_indexes bigint[], p_node_hashes bytea[]
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+  size bigint;
+  head record;
+  expected bigint[];
+  n int := coalesce(cardinality(p_positions), 0);
+BEGIN
+  IF n = 0 OR cardinality(p_leaf_hashes) <> n THEN
+    RAISE EXCEPTION 'capsul_log_seal: one leaf hash per event';
+  END IF;
+  PERFORM pg_advisory_xact_lock(1819240225, 1);   -- "log!" / 1: one sealer at a time
+  SELECT coalesce(max(leaf_index) + 1, 0) INTO size FROM capsul_log_leaves;
+  IF size <> p_first_index THEN
+    RAISE EXCEPTION 'capsul_log_seal: the log has % leaves, not %', size, p_first_index USING ERRCODE = '40001';
+  END IF;
+  SELECT m.transaction_id, m.global_position INTO head
+  FROM capsul_log_leaves l JOIN emt_messages m ON m.global_position = l.global_position
+  WHERE l.leaf_index = size - 1;
+  IF size > 0 AND head IS NULL THEN
+    RAISE EXCEPTION 'capsul_log_seal: the event of leaf % is gone: run capsul audit verify', size - 1 USING ERRCODE = 'CS003';
+  END IF;
+  SELECT array_agg(global_position ORDER BY transaction_id, global_position) INTO expected FROM (
+    SELECT transaction_id, global_position FROM emt_messages
+    WHERE partition = 'emt:default' AND NOT is_archived
+      AND (size = 0 OR (transaction_id, global_position) > (head.transaction_id, head.global_position))
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY transaction_id, global_position LIMIT n) next;
+  IF expected IS DISTINCT FROM p_positions THEN
+    RAISE EXCEPTION 'capsul_log_seal: these are not the next events in commit order' USING ERRCODE = '40001';
+  END IF;
+  INSERT INTO capsul_log_leaves (leaf_index, global_position, leaf_hash)
+    SELECT size + i - 1, p_positions[i], p_leaf_hashes[i] FROM generate_subscripts(p_positions, 1) i;
+  INSERT INTO capsul_log_nodes (level, node_index, hash)
+    SELECT * FROM unnest(p_node_levels, p_node_indexes, p_node_hashes);
+  RETURN size + n;
+END $$;
+
+-- A signed checkpoint, kept as signed; the same size again changes nothing (signatures are deterministic).
+CREATE FUNCTION capsul_log_add_checkpoint(p_tree_size bigint, p_root_hash bytea, p_note text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+  IF p_tree_size > (SELECT coalesce(max(leaf_index) + 1, 0) FROM capsul_log_leaves) THEN
+    RAISE EXCEPTION 'capsul_log_add_checkpoint: the log has fewer than % leaves', p_tree_size;
+  END IF;
+  INSERT INTO capsul_log_checkpoints (tree_size, root_hash, note) VALUES (p_tree_size, p_root_hash, p_note)
+    ON CONFLICT (tree_size) DO NOTHING;
+  RETURN FOUND;
+END $$;
+
+REVOKE EXECUTE ON FUNCTION capsul_log_seal(bigint, bigint[], bytea[], smallint[], bigint[], bytea[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION capsul_log_add_checkpoint(bigint, bytea, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION capsul_log_seal(bigint, bigint[], bytea[], smallint[], bigint[], bytea[]) TO capsul_app;
+GRANT EXECUTE ON FUNCTION capsul_log_add_checkpoint(bigint, bytea, text) TO capsul_app;

@@ -1,0 +1,434 @@
+// The one way to the event store: every statement that names emmett's tables (emt_*) is here —
+// appending, reading in commit order, stream versions, and (src/audit) sealing and verifying the log.
+// The sealer and the verifier can only promise what they do because nothing else reads or writes events.
+//
+// Commit order is (transaction_id, global_position): global_position alone is a sequence handed out
+// before commit, so a reader of "positions after N" misses a transaction that commits late (DESIGN.md).
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import type { Actor, LedgerEvent } from '../domain/events.ts';
+import { upcast } from '../domain/upcast.ts';
+
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export type StoredEvent = {
+  event: LedgerEvent;
+  streamId: string;
+  streamPosition: number;
+  globalPosition: string;
+  transactionId: string;
+  recordedAt: string;
+  messageId: string;
+  metadata: EventMetadata;
+  /** the event's data exactly as stored (before upcasting): what the audit log's leaf holds */
+  storedData: unknown;
+  /** the event's leaf in the audit log, when read with `leafIndexes` and sealed */
+  leafIndex?: number | null;
+};
+
+/** What capsul keeps in every event's metadata. */
+export type EventMetadata = { by?: Actor; reason?: string; eventVersion?: number; [key: string]: unknown };
+
+// Every column as text: the parsing stays ours whatever type parsers emmett installed process-wide.
+// The aliases differ from the column names so that ORDER BY sorts the numbers, not their text.
+function eventColumns(table = ''): string {
+  const t = table ? `${table}.` : '';
+  return `${t}stream_id, ${t}stream_position::text AS position_text, ${t}global_position::text AS global_text,
+  ${t}transaction_id::text AS transaction_text, to_char(${t}created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_text,
+  ${t}message_id, ${t}message_type, ${t}message_data::text AS data_text, ${t}message_metadata::text AS metadata_text`;
+}
+const columns = eventColumns();
+
+/** Only capsul's own partition, never archived events (capsul archives none). */
+const live = `partition = 'emt:default' AND NOT is_archived`;
+
+export function toStoredEvent(row: Record<string, string>): StoredEvent {
+  const metadata = JSON.parse(row.metadata_text!) as EventMetadata;
+  const storedData = JSON.parse(row.data_text!);
+  return {
+    // Upcasters build new objects and never change what they are given: storedData stays as stored.
+    event: upcast(row.message_type!, storedData, Number(metadata.eventVersion ?? 1)),
+    storedData,
+    streamId: row.stream_id!,
+    streamPosition: Number(row.position_text),
+    globalPosition: row.global_text!,
+    transactionId: row.transaction_text!,
+    recordedAt: row.created_text!,
+    messageId: row.message_id!,
+    metadata,
+    ...(row.leaf_index_text !== undefined ? { leafIndex: row.leaf_index_text === null ? null : Number(row.leaf_index_text) } : {}),
+  };
+}
+
+// ---- appending
+
+export type AppendResult = { ok: true; nextVersion: bigint } | { ok: false };
+
+/**
+ * Appends `events` to `streamId` if the stream is at `expectedVersion` (0 = must be new), with their
+ * projection rows, through capsul_append (schema_migrations/11_up_roles.sql): the events as emmett
+ * writes them (stream type from the name, a random message id, schema version 1), so emmett reads these
+ * streams as its own, and the projection in the same statement. `{ ok: false }` means another append got
+ * there first. A unique violation of a projection (an email or a provider reference taken meanwhile)
+ * is thrown as itself.
+ */
+export async function appendToStream(
+  db: Queryable,
+  append: { streamId: string; events: LedgerEvent[]; metadata: Record<string, unknown>; expectedVersion: bigint; projection: unknown },
+): Promise<AppendResult> {
+  const [prefix, ...rest] = append.streamId.split('-');
+  const streamType = prefix && rest.length > 0 ? prefix : 'emt:unknown';
+  const metadata = JSON.stringify(append.metadata);
+  try {
+    const { rows } = await db.query({
+      name: 'capsul_append',
+      text: `SELECT success, next_position::text AS next_position
+             FROM capsul_append($1::text, $2::text, $3::bigint, $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::jsonb)`,
+      values: [
+        append.streamId,
+        streamType,
+        append.expectedVersion.toString(),
+        append.events.map(() => randomUUID()),
+        append.events.map((event) => event.type),
+        append.events.map((event) => JSON.stringify(event.data)),
+        append.events.map(() => metadata),
+        JSON.stringify(append.projection),
+      ],
+    });
+    const row = rows[0];
+    return row?.success ? { ok: true, nextVersion: BigInt(row.next_position) } : { ok: false };
+  } catch (error) {
+    // Two appends creating the same stream collide on the stream's key: a version conflict.
+    const e = error as { code?: string; table?: string };
+    if (e.code === '23505' && e.table?.startsWith('emt_streams')) return { ok: false };
+    throw error;
+  }
+}
+
+// ---- reading
+
+/** One stream's events in order, and its version (0 when it does not exist). */
+export async function loadStream(db: Queryable, streamId: string): Promise<{ events: StoredEvent[]; version: bigint }> {
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages WHERE stream_id = $1 AND ${live} ORDER BY stream_position`,
+    [streamId],
+  );
+  const events = rows.map(toStoredEvent);
+  return { events, version: BigInt(events.at(-1)?.streamPosition ?? 0) };
+}
+
+/** A stream's version (0 when it does not exist yet), without reading its events. */
+export async function streamVersion(db: Queryable, streamId: string): Promise<bigint> {
+  const { rows } = await db.query({
+    name: 'capsul_stream_version',
+    text: `SELECT stream_position::text AS version FROM emt_streams WHERE stream_id = $1 AND ${live}`,
+    values: [streamId],
+  });
+  return BigInt(rows[0]?.version ?? 0);
+}
+
+/**
+ * The same lookup as an SQL expression, for a read model's statement that must show one moment of a
+ * stream and its projection (the version a confirm form carries): `param` names the stream id.
+ */
+export function streamVersionExpression(param: string): string {
+  return `coalesce((SELECT stream_position FROM emt_streams WHERE stream_id = ${param} AND ${live}), 0)::text`;
+}
+
+/**
+ * Which events a reader wants: those of `stream`, or only those of it whose data field `field` is
+ * `equals` (a payment's events in its account's stream). None given: every event.
+ */
+export type EventSelector = { stream: string; field?: 'paymentId' | 'vmId'; equals?: string };
+
+function selectorSql(selectors: EventSelector[] | undefined, firstParam: number): { sql: string; params: unknown[] } {
+  if (!selectors || selectors.length === 0) return { sql: '', params: [] };
+  const params: unknown[] = [];
+  const wholeStreams = selectors.filter((s) => s.field === undefined).map((s) => s.stream);
+  const parts: string[] = [];
+  if (wholeStreams.length > 0) {
+    params.push(wholeStreams);
+    parts.push(`stream_id = ANY($${firstParam}::text[])`);
+  }
+  for (const selector of selectors) {
+    if (selector.field === undefined) continue;
+    params.push(selector.stream, selector.equals ?? '');
+    const n = firstParam + params.length - 1;
+    parts.push(`(stream_id = $${n - 1} AND message_data->>'${selector.field}' = $${n})`);
+  }
+  return { sql: `AND (${parts.join(' OR ')})`, params };
+}
+
+export type ReadAllOptions = {
+  batchSize?: number;
+  selectors?: EventSelector[];
+  /** also each event's leaf index in the audit log (null while not sealed) */
+  leafIndexes?: boolean;
+};
+
+/**
+ * Every event (or the selected ones) in commit order, in keyset-paged batches (bounded memory per
+ * batch). The next batch is requested before this one is handed out, so the database reads while the
+ * caller works.
+ */
+export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}): AsyncGenerator<StoredEvent[]> {
+  const batchSize = Math.trunc(options.batchSize ?? 5000);
+  const filter = selectorSql(options.selectors, 3);
+  const leaves = options.leafIndexes
+    ? { select: ', l.leaf_index::text AS leaf_index_text', join: 'LEFT JOIN capsul_log_leaves l ON l.global_position = m.global_position' }
+    : { select: '', join: '' };
+  const fetch = (cursor: [string, string]) =>
+    db.query(
+      `SELECT ${eventColumns('m')}${leaves.select} FROM emt_messages m ${leaves.join}
+       WHERE m.partition = 'emt:default' AND NOT m.is_archived AND (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint) ${filter.sql}
+       ORDER BY m.transaction_id, m.global_position LIMIT ${batchSize}`,
+      [...cursor, ...filter.params],
+    );
+  let pending: Promise<pg.QueryResult> | undefined = fetch(['0', '0']);
+  while (pending) {
+    const { rows }: pg.QueryResult = await pending;
+    const batch: StoredEvent[] = rows.map(toStoredEvent);
+    const last = batch.at(-1);
+    pending = last && rows.length === batchSize ? fetch([last.transactionId, last.globalPosition]) : undefined;
+    // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
+    pending?.catch(() => {});
+    if (batch.length > 0) yield batch;
+  }
+}
+
+/** Where a newest-first page starts: just older than this event, in commit order. */
+export type EventCursor = { transactionId: string; globalPosition: string };
+
+/** A page of events newest first (commit order reversed), older than `before` when given: a timeline. */
+export async function readEventsBackward(
+  db: Queryable, options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[] },
+): Promise<StoredEvent[]> {
+  const filter = selectorSql(options.selectors, 3);
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages
+     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) < ($1::xid8, $2::bigint)) ${filter.sql}
+     ORDER BY transaction_id DESC, global_position DESC LIMIT ${Math.trunc(options.limit)}`,
+    [options.before?.transactionId ?? null, options.before?.globalPosition ?? null, ...filter.params],
+  );
+  return rows.map(toStoredEvent);
+}
+
+/** How many events there are (for progress). */
+export async function countEvents(db: Queryable): Promise<number> {
+  const { rows } = await db.query(`SELECT count(*)::int AS n FROM emt_messages WHERE ${live}`);
+  return rows[0].n;
+}
+
+/**
+ * Balance warnings issued within (from, to] that no email has been recorded for yet, oldest first,
+ * with the account's email: the warning-emails job's work list.
+ */
+export async function unmailedBalanceWarnings(db: Queryable, window: { from: Date; to: Date; limit: number }) {
+  const { rows } = await db.query(
+    `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, m.message_data->>'level' AS level,
+            m.message_data->>'at' AS at, a.email
+     FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
+     WHERE m.message_type = 'BalanceWarningIssued'
+       AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
+       AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)
+     ORDER BY m.global_position LIMIT ${Math.trunc(window.limit)}`,
+    [window.from.toISOString(), window.to.toISOString()],
+  );
+  return rows as { position: string; account_id: string; level: string; at: string; email: string }[];
+}
+
+// ---- keeping ids ahead of the events
+
+/**
+ * Ids handed out by sequences stay above every id the events hold, whatever a migration did to a
+ * sequence (a down below the version that made it, then up again, restarts it at 1). Run by the
+ * migration runner after it changed the schema, and by rebuild; needs the sequences' owner.
+ */
+export async function keepSequencesAboveEvents(db: Queryable): Promise<void> {
+  const { rows } = await db.query(
+    `SELECT to_regclass('emt_messages') IS NOT NULL AS events, to_regclass('payment_ids') IS NOT NULL AS payment_ids`,
+  );
+  if (!rows[0].events) return;
+  const raise = (sequence: string, highest: string) =>
+    db.query(
+      `SELECT setval('${sequence}', m.highest) FROM ${sequence} s, (${highest}) m
+       WHERE m.highest > (CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END)`,
+    );
+  await raise('emt_global_message_position', 'SELECT max(global_position) AS highest FROM emt_messages');
+  if (rows[0].payment_ids) {
+    await raise('payment_ids', `SELECT max((message_data->>'paymentId')::bigint) AS highest FROM emt_messages WHERE message_type = 'PaymentRecorded'`);
+  }
+}
+
+// ---- the audit log (src/audit): sealing events into leaves, and reading the log back
+
+/** Where the log ends: its size and the commit-order key of its last event (null while empty). */
+export type LogHead = { size: number; last: EventCursor | null };
+
+/** Serialises sealers (the same key capsul_log_seal takes). */
+export async function lockSealer(db: Queryable): Promise<void> {
+  await db.query('SELECT pg_advisory_xact_lock(1819240225, 1)');
+}
+
+export async function logHead(db: Queryable): Promise<LogHead> {
+  const { rows } = await db.query(
+    `SELECT l.leaf_index::text AS leaf_index, l.global_position::text AS global_position, m.transaction_id::text AS transaction_id
+     FROM capsul_log_leaves l LEFT JOIN emt_messages m ON m.global_position = l.global_position
+     ORDER BY l.leaf_index DESC LIMIT 1`,
+  );
+  const row = rows[0];
+  if (!row) return { size: 0, last: null };
+  if (row.transaction_id === null) throw new LogBrokenError(`the event of leaf ${row.leaf_index} (global position ${row.global_position}) is gone: run capsul audit verify`);
+  return { size: Number(row.leaf_index) + 1, last: { transactionId: row.transaction_id, globalPosition: row.global_position } };
+}
+
+export class LogBrokenError extends Error {}
+
+/**
+ * The next events to seal, in commit order after `last`: only those below the oldest transaction
+ * still in flight (pg_snapshot_xmin), so that no event can ever commit before one already sealed.
+ */
+export async function readSealable(db: Queryable, last: EventCursor | null, limit: number): Promise<StoredEvent[]> {
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages
+     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) > ($1::xid8, $2::bigint))
+       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY transaction_id, global_position LIMIT ${Math.trunc(limit)}`,
+    [last?.transactionId ?? null, last?.globalPosition ?? null],
+  );
+  return rows.map(toStoredEvent);
+}
+
+/** Events committed but not sealed yet (sealable or waiting for an older transaction). */
+export async function countUnsealed(db: Queryable, last: EventCursor | null): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM emt_messages
+     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) > ($1::xid8, $2::bigint))`,
+    [last?.transactionId ?? null, last?.globalPosition ?? null],
+  );
+  return rows[0].n;
+}
+
+/** The id every transaction that started before now is below (committed or not): what "committed now" means. */
+export async function transactionHorizon(db: Queryable): Promise<{ next: string; oldestRunning: string }> {
+  const { rows } = await db.query(
+    `SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS next, pg_snapshot_xmin(pg_current_snapshot())::text AS oldest`,
+  );
+  return { next: rows[0].next, oldestRunning: rows[0].oldest };
+}
+
+export type SubtreeRow = { level: number; index: number; hash: Buffer };
+
+/** Appends leaves (and the tree hashes they complete) through capsul_log_seal, which checks their order. */
+export async function sealLeaves(
+  db: Queryable, seal: { firstIndex: number; positions: string[]; leafHashes: Buffer[]; nodes: SubtreeRow[] },
+): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT capsul_log_seal($1::bigint, $2::bigint[], $3::bytea[], $4::smallint[], $5::bigint[], $6::bytea[])::text AS size`,
+    [seal.firstIndex, seal.positions, seal.leafHashes, seal.nodes.map((n) => n.level), seal.nodes.map((n) => n.index), seal.nodes.map((n) => n.hash)],
+  );
+  return Number(rows[0].size);
+}
+
+/** Stored complete-subtree hashes (level 0: leaves), keyed `level/index`. */
+export async function readSubtrees(db: Queryable, coordinates: { level: number; index: number }[]): Promise<Map<string, Buffer>> {
+  const leaves = coordinates.filter((c) => c.level === 0).map((c) => c.index);
+  const nodes = coordinates.filter((c) => c.level > 0);
+  const { rows } = await db.query(
+    `SELECT 0 AS level, leaf_index::text AS index, leaf_hash AS hash FROM capsul_log_leaves WHERE leaf_index = ANY($1::bigint[])
+     UNION ALL
+     SELECT n.level, n.node_index::text, n.hash FROM capsul_log_nodes n
+       JOIN unnest($2::smallint[], $3::bigint[]) AS w(level, node_index) ON w.level = n.level AND w.node_index = n.node_index`,
+    [leaves, nodes.map((n) => n.level), nodes.map((n) => n.index)],
+  );
+  return new Map(rows.map((row) => [`${row.level}/${row.index}`, row.hash as Buffer]));
+}
+
+export type StoredCheckpoint = { treeSize: number; rootHash: Buffer; note: string; signedAt: string };
+
+export async function addCheckpoint(db: Queryable, checkpoint: { treeSize: number; rootHash: Buffer; note: string }): Promise<boolean> {
+  const { rows } = await db.query('SELECT capsul_log_add_checkpoint($1::bigint, $2::bytea, $3::text) AS added', [
+    checkpoint.treeSize, checkpoint.rootHash, checkpoint.note,
+  ]);
+  return rows[0].added;
+}
+
+/** Every stored checkpoint, smallest tree first. */
+export async function readCheckpoints(db: Queryable): Promise<StoredCheckpoint[]> {
+  const { rows } = await db.query(
+    `SELECT tree_size::text AS size, root_hash, note, to_char(signed AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS signed
+     FROM capsul_log_checkpoints ORDER BY tree_size`,
+  );
+  return rows.map((row) => ({ treeSize: Number(row.size), rootHash: row.root_hash, note: row.note, signedAt: row.signed }));
+}
+
+export type LeafRow = { leafIndex: number; globalPosition: string; leafHash: Buffer };
+
+/** Every stored leaf in leaf order, in keyset-paged batches. */
+export async function* readLeaves(db: Queryable, batchSize = 10_000): AsyncGenerator<LeafRow[]> {
+  for (let from = 0; ; from += batchSize) {
+    const { rows } = await db.query(
+      `SELECT leaf_index::text AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves
+       WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT ${Math.trunc(batchSize)}`,
+      [from],
+    );
+    if (rows.length > 0) yield rows.map((row) => ({ leafIndex: Number(row.i), globalPosition: row.g, leafHash: row.h }));
+    if (rows.length < batchSize) return;
+  }
+}
+
+/** The sealed events in leaf order, with their leaf index (an event gone from the store is a gap the caller sees). */
+export async function* readSealedEvents(db: Queryable, batchSize = 5000): AsyncGenerator<(StoredEvent & { leafIndex: number })[]> {
+  for (let from = 0; ; from += batchSize) {
+    const { rows } = await db.query(
+      `SELECT ${eventColumns('m')}, l.leaf_index::text AS leaf_index_text
+       FROM capsul_log_leaves l LEFT JOIN emt_messages m ON m.global_position = l.global_position
+       WHERE l.leaf_index >= $1 ORDER BY l.leaf_index LIMIT ${Math.trunc(batchSize)}`,
+      [from],
+    );
+    const missing = rows.find((row) => row.stream_id === null);
+    if (missing) throw new LogBrokenError(`the event of leaf ${missing.leaf_index_text} is gone: run capsul audit verify`);
+    if (rows.length > 0) yield rows.map((row) => toStoredEvent(row) as StoredEvent & { leafIndex: number });
+    if (rows.length < batchSize) return;
+  }
+}
+
+/** Whether an event with this global position is in the store (to tell a removed leaf from an inserted event). */
+export async function eventExists(db: Queryable, globalPosition: string): Promise<boolean> {
+  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM emt_messages WHERE global_position = $1::bigint) AS present`, [globalPosition]);
+  return rows[0].present;
+}
+
+/** Whether this global position has a leaf. */
+export async function isSealed(db: Queryable, globalPosition: string): Promise<boolean> {
+  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM capsul_log_leaves WHERE global_position = $1::bigint) AS sealed`, [globalPosition]);
+  return rows[0].sealed;
+}
+
+/** The event that recorded payment `paymentId`, with its leaf index (null: not sealed yet). */
+export async function paymentRecordedEvent(db: Queryable, paymentId: number): Promise<StoredEvent | undefined> {
+  const { rows } = await db.query(
+    `SELECT ${eventColumns('m')}, l.leaf_index::text AS leaf_index_text
+     FROM emt_messages m LEFT JOIN capsul_log_leaves l ON l.global_position = m.global_position
+     WHERE m.message_type = 'PaymentRecorded' AND m.message_data->>'paymentId' = $1 AND m.partition = 'emt:default' AND NOT m.is_archived`,
+    [String(paymentId)],
+  );
+  return rows[0] ? toStoredEvent(rows[0]) : undefined;
+}
+
+/** Streams whose recorded position is not that of their last event (a wedged stream). */
+export async function streamsOutOfStep(db: Queryable): Promise<{ streamId: string; position: string; lastEvent: string }[]> {
+  const { rows } = await db.query(
+    `SELECT s.stream_id, s.stream_position::text AS position, coalesce(max(m.stream_position), 0)::text AS last_event
+     FROM emt_streams s LEFT JOIN emt_messages m ON m.stream_id = s.stream_id AND m.partition = s.partition AND m.is_archived = s.is_archived
+     WHERE s.partition = 'emt:default' AND NOT s.is_archived
+     GROUP BY s.stream_id, s.stream_position HAVING s.stream_position <> coalesce(max(m.stream_position), 0)
+     ORDER BY s.stream_id LIMIT 100`,
+  );
+  return rows.map((row) => ({ streamId: row.stream_id, position: row.position, lastEvent: row.last_event }));
+}
+
+export async function countLeaves(db: Queryable): Promise<number> {
+  const { rows } = await db.query('SELECT count(*)::int AS n FROM capsul_log_leaves');
+  return rows[0].n;
+}

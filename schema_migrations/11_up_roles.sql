@@ -120,10 +120,13 @@ REVOKE EXECUTE ON FUNCTION capsul_append(text, text, bigint, text[], text[], jso
 GRANT EXECUTE ON FUNCTION capsul_append(text, text, bigint, text[], text[], jsonb[], jsonb[], jsonb) TO capsul_app;
 
 -- A stream's position is the position of its last event: checked at commit, so only an append (which
--- moves both) can move it, whoever runs the UPDATE.
+-- moves both) can move it, whoever runs the UPDATE. The row is read as it stands at commit (a
+-- transaction that appends to a stream twice queues a check for each version of the row).
 CREATE FUNCTION capsul_stream_position_matches_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.stream_position IS DISTINCT FROM (
+  IF (SELECT s.stream_position FROM emt_streams s
+      WHERE s.stream_id = NEW.stream_id AND s.partition = NEW.partition AND s.is_archived = NEW.is_archived)
+     IS DISTINCT FROM (
        SELECT max(m.stream_position) FROM emt_messages m
        WHERE m.stream_id = NEW.stream_id AND m.partition = NEW.partition AND m.is_archived = NEW.is_archived) THEN
     RAISE EXCEPTION 'the event store is append-only: the position of stream % moves only with an append of its events', NEW.stream_id

@@ -7,9 +7,59 @@ export const maxCanonicalDepth = 100;
 
 type JsonObject = { readonly [key: string]: unknown };
 
+// Node 20 has String.prototype.isWellFormed (ES2024); the project's TypeScript lib (ES2022) does not list it.
+declare global {
+  interface String {
+    isWellFormed(): boolean;
+  }
+}
+
 /** The canonical (RFC 8785) JSON text of `value`; throws a one-line Error for anything not I-JSON-exact. */
 export function canonicalJson(value: unknown): string {
-  return serialise(value, '$', 0);
+  try {
+    return fast(value, 0);
+  } catch (error) {
+    if (error !== notCanonical) throw error;
+    // Rare: walk again, keeping the path, to say where and why.
+    return serialise(value, '$', 0);
+  }
+}
+
+// The hot path (every event is canonicalised when sealed and again when verified): no paths, no
+// messages; anything unusual throws `notCanonical` and the slow walk below explains it.
+const notCanonical = new Error('not canonical JSON');
+
+function fast(value: unknown, depth: number): string {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'boolean':
+      return value ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(value) || (Number.isInteger(value) && !Number.isSafeInteger(value))) throw notCanonical;
+      return String(value);
+    case 'string':
+      if (!value.isWellFormed()) throw notCanonical;
+      return JSON.stringify(value);
+    case 'object': {
+      if (depth >= maxCanonicalDepth) throw notCanonical;
+      if (Array.isArray(value)) {
+        let text = '[';
+        for (let index = 0; index < value.length; index++) text += `${index > 0 ? ',' : ''}${fast(value[index], depth + 1)}`;
+        return `${text}]`;
+      }
+      if (!isPlainObject(value) || Object.getOwnPropertySymbols(value).length > 0) throw notCanonical;
+      const keys = Object.keys(value).sort();
+      let text = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i]!;
+        if (!key.isWellFormed()) throw notCanonical;
+        text += `${i > 0 ? ',' : ''}${JSON.stringify(key)}:${fast(value[key], depth + 1)}`;
+      }
+      return `${text}}`;
+    }
+    default:
+      throw notCanonical;
+  }
 }
 
 function serialise(value: unknown, path: string, depth: number): string {

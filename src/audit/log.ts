@@ -3,14 +3,12 @@
 // of what is sealed: capsul_log_seal in schema_migrations/13_up_audit_log.sql).
 import type pg from 'pg';
 import {
-  addCheckpoint, lockSealer, logHead, readCheckpoints, readSealable, readSubtrees, sealLeaves, transactionHorizon,
-  type Queryable, type SubtreeRow,
+  addCheckpoint, lockSealer, logHead, logRoot, readCheckpoints, readSealable, sealLeaves, transactionHorizon, type Queryable,
 } from '../db/event-store.ts';
 import { inTransaction } from '../db/transaction.ts';
 import { formatCheckpoint, parseCheckpoint } from './checkpoint.ts';
 import { readLatestCheckpoint, writeLatestCheckpoint, type LogKey } from './key.ts';
 import { eventLeafHash } from './leaf.ts';
-import { MerkleFrontier, rightEdgeSubtrees, rootAt } from './merkle.ts';
 import { signNote } from './note.ts';
 
 /** Leaves sealed per transaction: bounded work and memory, and a short lock. */
@@ -21,37 +19,21 @@ export const sealBatchSize = 2000;
  * oldest running transaction, hashes them, and appends their leaves and the tree hashes they complete.
  * Returns how many it sealed and the log's size after.
  */
-export async function sealOnce(pool: pg.Pool, batchSize = sealBatchSize): Promise<{ sealed: number; size: number }> {
+export async function sealOnce(pool: pg.Pool, options: { batchSize?: number; before?: string } = {}): Promise<{ sealed: number; size: number }> {
   return inTransaction(pool, async (db) => {
     await lockSealer(db);
     const head = await logHead(db);
-    const events = await readSealable(db, head.last, batchSize);
+    const events = await readSealable(db, head.last, options.batchSize ?? sealBatchSize, options.before);
     if (events.length === 0) return { sealed: 0, size: head.size };
-    const frontier = await resumeFrontier(db, head.size);
-    const leafHashes: Buffer[] = [];
-    const nodes: SubtreeRow[] = [];
-    for (const stored of events) {
-      const hash = eventLeafHash(stored);
-      leafHashes.push(hash);
-      for (const subtree of frontier.append(hash)) if (subtree.level > 0) nodes.push(subtree);
-    }
-    const size = await sealLeaves(db, { firstIndex: head.size, positions: events.map((e) => e.globalPosition), leafHashes, nodes });
+    const size = await sealLeaves(db, { firstIndex: head.size, positions: events.map((e) => e.globalPosition), leafHashes: events.map(eventLeafHash) });
     return { sealed: events.length, size };
   });
 }
 
-async function resumeFrontier(db: Queryable, size: number): Promise<MerkleFrontier> {
-  const stored = await readSubtrees(db, rightEdgeSubtrees(size));
-  return MerkleFrontier.resume(size, (level, index) => {
-    const hash = stored.get(`${level}/${index}`);
-    if (!hash) throw new Error(`the log's tree hash ${level}/${index} is missing: run capsul audit verify`);
-    return hash;
-  });
-}
-
 /**
- * Seals everything committed before this call (every transaction older than it that commits, however
- * late). Waits up to `waitMs` for transactions still in flight; returns what it sealed and what still waits.
+ * Seals everything committed before this call: every transaction older than it, however late it
+ * commits, and nothing newer (so it ends while writers keep writing). Waits up to `waitMs` for
+ * transactions still in flight; returns what it sealed, and whether some are still awaited.
  */
 export async function sealCommitted(
   pool: pg.Pool, options: { waitMs?: number; onProgress?: (sealed: number) => void } = {},
@@ -61,10 +43,10 @@ export async function sealCommitted(
   let sealed = 0;
   while (true) {
     // Asked before the round: when every transaction that began before the call had ended by then, a
-    // round that finds nothing left has sealed all they wrote.
+    // round that finds nothing left below `next` has sealed all they wrote.
     const { oldestRunning } = await transactionHorizon(pool);
     const allEnded = BigInt(oldestRunning) >= BigInt(next);
-    const round = await sealOnce(pool);
+    const round = await sealOnce(pool, { before: next });
     sealed += round.sealed;
     options.onProgress?.(sealed);
     if (round.sealed > 0) continue;
@@ -75,13 +57,8 @@ export async function sealCommitted(
 }
 
 /** The root of the stored tree at `treeSize`. */
-export async function storedRoot(db: Queryable, treeSize: number): Promise<Buffer> {
-  const stored = await readSubtrees(db, rightEdgeSubtrees(treeSize));
-  return rootAt(treeSize, (level, index) => {
-    const hash = stored.get(`${level}/${index}`);
-    if (!hash) throw new Error(`the log's tree hash ${level}/${index} is missing: run capsul audit verify`);
-    return hash;
-  });
+export function storedRoot(db: Queryable, treeSize: number): Promise<Buffer> {
+  return logRoot(db, treeSize);
 }
 
 export type SignedCheckpoint = { treeSize: number; rootHash: Buffer; note: string; added: boolean };

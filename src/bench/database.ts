@@ -9,7 +9,10 @@ import { redact } from '../db/database.ts';
 import { startEmbedded } from '../db/embedded.ts';
 
 export type BenchDatabase = {
+  /** the superuser's URL: migrations, seeding, rebuild, emmett's raw appends */
   url: string;
+  /** the embedded server's role passwords (a server of DATABASE_URL is expected to trust local roles) */
+  rolePasswords?: Record<string, string>;
   /** for the summary: where the numbers come from */
   description: string;
   drop(): Promise<void>;
@@ -32,6 +35,7 @@ export async function benchDatabase(databaseUrl: string | undefined, log: (line:
   let dropped = false;
   return {
     url: embedded.connectionString,
+    rolePasswords: embedded.rolePasswords,
     description: `throwaway embedded ${server}`,
     async drop() {
       if (dropped) return;

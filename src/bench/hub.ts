@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import type { PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
+import { countEventsOfType } from '../db/event-store.ts';
 import type { Actor } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { vmStream } from '../domain/vm/events.ts';
@@ -204,11 +205,7 @@ export function rawObservedOp(rawStore: PostgresEventStore): Op {
  */
 export async function verifyIngestion(pool: pg.Pool, spokes: BenchSpoke[], count: IngestionCount): Promise<{ events: number }> {
   const vmIds = spokes.flatMap((s) => s.vmIds);
-  const { rows } = await pool.query(
-    `SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmStateObserved' AND stream_id = ANY($1::text[])`,
-    [vmIds.map(vmStream)],
-  );
-  const events = rows[0].n as number;
+  const events = await countEventsOfType(pool, 'VmStateObserved', vmIds.map(vmStream));
   if (events !== count.accepted) {
     throw new IngestionError(`the hub accepted ${count.accepted} reports but appended ${events} VmStateObserved events`);
   }

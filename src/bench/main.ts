@@ -23,7 +23,14 @@
 //      session cookie and `accept: text/html`, versus GET /health, alternating slices; requests/s and
 //      latencies (p50, p99). Target: each page ≥ 0.3 × /health's requests/s. Any response but a 200
 //      (a redirect to the login page measures nothing) fails the bench.
-//   5. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
+//   5. The signed log (docs/audit.md): sealing the seeded backlog into the log (events hashed and
+//      appended as leaves, in commit order), and `audit verify` (every event hashed again, compared
+//      with its leaf, the tree checked against the signed checkpoint), each versus the plain read.
+//      Targets: sealing ≥ 0.25 × read (it must outrun any writer: it is compared with the append rates
+//      below in the notes), verify ≥ 0.25 × read. The rebuild above already checks the log in its pass
+//      (every event sealed by then), and the hub's sealer (seal every 2 s, sign every 5 s) runs through
+//      the command and report measurements, as in production; the log must verify at the end.
+//   6. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
 //      the server runs on this machine), and every statement of one command, one raw append, one
 //      spoke report through the hub and one rebuild, counted and timed from the client.
 //
@@ -43,7 +50,14 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import type pg from 'pg';
-import { createPool } from '../db/database.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadOrCreateKey } from '../audit/key.ts';
+import { sealCommitted, signCheckpoint } from '../audit/log.ts';
+import { verifyLog } from '../audit/verify.ts';
+import { createPool, roleNames, roleUrl, setRolePasswords } from '../db/database.ts';
+import { AuditLoop } from '../hub/audit-loop.ts';
 import { migrate } from '../db/migrate.ts';
 import type { Actor } from '../domain/events.ts';
 import { formatCents } from '../domain/shared/money.ts';
@@ -57,13 +71,13 @@ import {
   capsulsPerHost, IngestionCount, IngestionError, postReportsOp, prepareSpokes, rawObservedOp, reportsPerRequest, startHub,
   verifyIngestion,
 } from './hub.ts';
-import { alternatePasses, comparePair, type Op, type Tally } from './measure.ts';
+import { alternatePasses, comparePair, Tally, type Op } from './measure.ts';
 import { fmtInt, fmtRate, Progress, table } from './progress.ts';
 import { seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
 import { loadEndpoints, seedWebAccount, sessionFor, startWebHub, webCapsuls, webPayments, WebBenchError, type EndpointLoad } from './web.ts';
 
-const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3 };
+const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 0.25, verifyLog: 0.25 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
 const traceOperations = 300;
@@ -98,12 +112,18 @@ async function main(): Promise<number> {
   let db: BenchDatabase | undefined;
   let pool: pg.Pool | undefined;
   let tracePool: pg.Pool | undefined;
+  let appPool: pg.Pool | undefined;
+  const sealers: AuditLoop[] = [];
+  const cleanups: (() => void)[] = [];
   const stores: PostgresEventStore[] = [];
   const hubs: { close(): Promise<void> }[] = [];
   let interrupted = false;
   const cleanup = once(async () => {
     progress.clear();
     for (const hub of hubs) await hub.close().catch(() => {});
+    for (const sealer of sealers) await sealer.stop().catch(() => {});
+    await appPool?.end().catch(() => {});
+    for (const clean of cleanups) clean();
     for (const store of stores) await store.close().catch(() => {});
     await pool?.end().catch(() => {});
     await tracePool?.end().catch(() => {});
@@ -126,11 +146,18 @@ async function main(): Promise<number> {
     db = await benchDatabase(process.env.DATABASE_URL || undefined, note);
     pool = createPool(db.url, 10);
     const migrated = await migrate(pool);
+    if (db.rolePasswords) await setRolePasswords(pool, db.rolePasswords);
     note(`schema migrated to version ${migrated.to}`);
+    // Our side works as the hub does, as capsul_app; emmett's raw appends need the owner's rights.
+    appPool = createPool(roleUrl(db.url, roleNames.app, db.rolePasswords?.[roleNames.app]), 10);
+    const auditDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-bench-audit-'));
+    cleanups.push(() => rmSync(auditDir, { recursive: true, force: true }));
+    const audit = { keyFile: path.join(auditDir, 'log.key'), latestCheckpointFile: path.join(auditDir, 'latest-checkpoint'), logName: 'bench.capsul/log', verifierKey: undefined };
+    const logKey = await loadOrCreateKey(audit.keyFile, audit.logName);
     // Creating a store switches pg's int8 parsing to BigInt process-wide: our own queries cast to int/text.
     const rawStore = getPostgreSQLEventStore(db.url, { connectionOptions: { pool }, schema: { autoMigration: 'None' } });
     stores.push(rawStore);
-    const ledger = new Ledger({ pool });
+    const ledger = new Ledger({ pool: appPool });
 
     // ── Seed ───────────────────────────────────────────────────────────────────────────────────────
     const seedStarted = performance.now();
@@ -157,6 +184,19 @@ async function main(): Promise<number> {
     await pool.query('VACUUM ANALYZE');
     note(`VACUUM ANALYZE after the bulk load (as autovacuum would do): ${((performance.now() - vacuumStarted) / 1000).toFixed(1)}s`);
 
+    // ── The log: sealing the backlog ───────────────────────────────────────────────────────────────
+    note('warming up: one plain read');
+    const readOnce = new Tally('readAllEvents, one pass');
+    await readOnce.measure(pool, () => plainRead(pool!));
+    const sealing = new Tally(`sealing a backlog of ${fmtInt(totalEvents)} events`);
+    await sealing.measure(appPool, async () => {
+      const sealed = await sealCommitted(appPool!, { onProgress: (n) => progress.update(`sealing: ${fmtInt(n)} / ${fmtInt(totalEvents)} events`) });
+      if (sealed.size !== totalEvents) throw new LogBenchError(`sealing left ${totalEvents - sealed.size} events unsealed`);
+      return sealed.sealed;
+    });
+    const firstCheckpoint = await signCheckpoint(appPool, logKey, audit.latestCheckpointFile);
+    note(`sealed ${fmtInt(sealing.operations)} events in ${sealing.seconds.toFixed(1)}s: ${fmtInt(sealing.perSecond)} events/s; checkpoint of size ${fmtInt(firstCheckpoint!.treeSize)} signed`);
+
     // ── Rebuild vs plain read ──────────────────────────────────────────────────────────────────────
     const verifiedBefore = await verify(pool, 'projections written with the appends');
     if (!verifiedBefore.matches) throw new VerificationError('after seeding', verifiedBefore.differences);
@@ -180,8 +220,25 @@ async function main(): Promise<number> {
       b: { label: 'readAllEvents', run: () => plainRead(pool!) },
       onPass: (tally, items, s) => progress.update(`${tally.label} pass ${tally.rounds}: ${fmtInt(items / s)} events/s`),
     });
-    note(`rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes); rows: ${rebuiltRows}`);
+    note(`rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes, each checking the log); rows: ${rebuiltRows}`);
     note(`readAllEvents:      ${fmtInt(read.perSecond)} events/s (${read.rounds} passes)`);
+
+    // ── The log: audit verify vs plain read ────────────────────────────────────────────────────────
+    const [verifying, readForVerify] = await alternatePasses({
+      pool,
+      seconds: config.seconds,
+      a: {
+        label: 'audit verify',
+        run: async () => {
+          const report = await verifyLog(appPool!, { verifierKeys: [logKey.verifierKey] });
+          if (!report.ok || report.checkpoints < 1) throw new LogBenchError(`the log does not verify: ${report.findings[0]?.message}`);
+          return report.events;
+        },
+      },
+      b: { label: 'readAllEvents', run: () => plainRead(pool!) },
+      onPass: (tally, items, s) => progress.update(`${tally.label} pass ${tally.rounds}: ${fmtInt(items / s)} events/s`),
+    });
+    note(`audit verify: ${fmtInt(verifying.perSecond)} events/s (${verifying.rounds} passes); readAllEvents ${fmtInt(readForVerify.perSecond)} events/s`);
 
     // Every statement of one more rebuild, counted and timed (before the raw appends below, which
     // leave streams a replay cannot project). A separate pool whose connections report statements.
@@ -199,7 +256,14 @@ async function main(): Promise<number> {
     // Raw appends leave unprojected streams behind (no AccountOpened, no rows), so they come after the
     // rebuild and its verification; the database is thrown away at the end.
     const accounts = seeded.accounts.slice(0, commandAccounts);
-    const rows: ResultRow[] = [];
+    const rows: ResultRow[] = [
+      { metric: `sealing, events/s (${fmtInt(totalEvents)} backlog)`, ours: sealing, baseline: readOnce, unit: 'events/s', target: targets.seal },
+      { metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog },
+    ];
+    // The hub's sealer runs from here on, as in production (signing more often, so checkpoints land in the run).
+    const sealer = new AuditLoop({ pool: appPool, audit: { ...audit, checkpointIntervalMs: 5000 }, log: (line) => note(`audit loop: ${line}`) });
+    sealers.push(sealer);
+    await sealer.start();
     for (const workers of [1, config.workers]) {
       const label = workers === 1 ? 'sequential' : `${workers} workers`;
       const [ours, raw] = await comparePair({
@@ -215,9 +279,9 @@ async function main(): Promise<number> {
 
     // ── Spoke reports through the hub vs raw appends ───────────────────────────────────────────────
     const hubSetupStarted = performance.now();
-    const hub = await startHub(pool);
+    const hub = await startHub(appPool);
     hubs.push(hub);
-    const spokes = await prepareSpokes({ pool, hubUrl: hub.url, count: config.workers, onProgress: (text) => progress.update(text) });
+    const spokes = await prepareSpokes({ pool: appPool, hubUrl: hub.url, count: config.workers, onProgress: (text) => progress.update(text) });
     note(
       `hub listening on ${hub.url}: ${spokes.length} hosts registered and heartbeating, ` +
         `${fmtInt(spokes.reduce((n, s) => n + s.vmIds.length, 0))} capsuls created and placed ` +
@@ -246,7 +310,7 @@ async function main(): Promise<number> {
     // ── Customer pages vs /health ──────────────────────────────────────────────────────────────────
     const webSetupStarted = performance.now();
     const webAccount = await seedWebAccount(pool);
-    const webHub = await startWebHub(pool);
+    const webHub = await startWebHub(appPool);
     hubs.push(webHub);
     const cookie = await sessionFor(webHub, pool, webAccount.email);
     note(
@@ -289,12 +353,22 @@ async function main(): Promise<number> {
     await traceHub.close();
     await verifyIngestion(pool, spokes, ingestion);
 
-    printSummary(db, config, rows, web, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000);
+    // Everything written during the run, sealed and signed, and the log verifies.
+    await sealer.stop();
+    const finalSeal = await sealCommitted(appPool);
+    const finalCheckpoint = await signCheckpoint(appPool, logKey, audit.latestCheckpointFile);
+    const finalReport = await verifyLog(appPool, { verifierKeys: [logKey.verifierKey], outsideCheckpoint: { note: finalCheckpoint!.note, source: 'the last checkpoint' } });
+    if (!finalReport.ok) throw new LogBenchError(`the log does not verify after the run: ${finalReport.findings[0]?.message}`);
+    const logLine = `signed log: ${fmtInt(finalReport.treeSize)} leaves (${fmtInt(finalSeal.sealed)} left for the final seal after the hub's sealer stopped), ` +
+      `${finalReport.checkpoints} checkpoints, verified`;
+    note(logLine);
+
+    printSummary(db, config, rows, web, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000, logLine);
     return 0;
   } catch (error) {
     progress.clear();
     if (interrupted) return 130;
-    const plain = error instanceof VerificationError || error instanceof ConfigError || error instanceof IngestionError || error instanceof WebBenchError;
+    const plain = error instanceof VerificationError || error instanceof LogBenchError || error instanceof ConfigError || error instanceof IngestionError || error instanceof WebBenchError;
     const message = plain ? (error as Error).message : ((error as Error)?.stack ?? String(error));
     process.stderr.write(`\nBENCH FAILED: ${message}\n`);
     return 1;
@@ -384,6 +458,7 @@ function printSummary(
   verifications: { what: string; matches: boolean }[],
   traced: Traced[],
   totalS: number,
+  logLine: string,
 ): void {
   progress.clear();
   const out: string[] = [];
@@ -412,7 +487,11 @@ function printSummary(
   out.push('baseline: emmett appendToStream of one PaymentRecorded (reports: one VmStateObserved) to a fresh stream, no read,');
   out.push('          no projections; readAllEvents draining every batch, nothing else; GET /health (the schema version) under the');
   out.push('          same load, alternating slices with the pages.');
+  out.push('          The log: sealing hashes each event (RFC 8785 bytes, SHA-256) and appends its leaf and tree hashes through');
+  out.push('          capsul_log_seal; audit verify hashes every event again and rebuilds the tree against the signed checkpoints.');
+  out.push('          The hub\'s sealer ran through the command, report and page measurements.');
   out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
+  out.push(logLine);
 
   out.push('', `Customer pages under load: ${config.connections} connections, ${config.seconds}s each in alternating slices, latencies in ms:`);
   out.push(
@@ -466,6 +545,8 @@ function printSummary(
 }
 
 class ConfigError extends Error {}
+
+class LogBenchError extends Error {}
 
 class VerificationError extends Error {
   constructor(when: string, differences: Record<string, number>) {

@@ -65,7 +65,7 @@ function isPromise(value: unknown): value is Promise<unknown> {
 /** A short, stable name for a statement: the first words, the table or function it touches. */
 export function labelOf(sql: string): string {
   const text = sql.replace(/\s+/g, ' ').trim();
-  const fn = /\b(emt_[a-z_]+|set_config|nextval|pg_(?:try_)?advisory_[a-z_]+)\s*\(/i.exec(text);
+  const fn = /\b((?:emt|capsul)_[a-z_]+|set_config|nextval|pg_(?:try_)?advisory_[a-z_]+)\s*\(/i.exec(text);
   if (/^(BEGIN|COMMIT|ROLLBACK)\b/i.test(text)) return text.split(' ')[0]!.toUpperCase();
   if (fn && /^SELECT/i.test(text)) {
     const what = fn[1]!.toLowerCase();

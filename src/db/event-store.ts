@@ -6,6 +6,7 @@
 // before commit, so a reader of "positions after N" misses a transaction that commits late (DESIGN.md).
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { canonicalJson } from '../audit/canonical.ts';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { upcast } from '../domain/upcast.ts';
 
@@ -78,7 +79,11 @@ export async function appendToStream(
 ): Promise<AppendResult> {
   const [prefix, ...rest] = append.streamId.split('-');
   const streamType = prefix && rest.length > 0 ? prefix : 'emt:unknown';
+  // The log's leaf is the event in canonical JSON: nothing goes in that canonicalisation would not keep
+  // exactly (a number beyond 2^53, a lone surrogate), so every leaf can be computed again, byte for byte.
+  const data = append.events.map((event) => JSON.stringify(event.data));
   const metadata = JSON.stringify(append.metadata);
+  for (const text of [...data, metadata]) canonicalJson(JSON.parse(text));
   try {
     const { rows } = await db.query({
       name: 'capsul_append',
@@ -90,7 +95,7 @@ export async function appendToStream(
         append.expectedVersion.toString(),
         append.events.map(() => randomUUID()),
         append.events.map((event) => event.type),
-        append.events.map((event) => JSON.stringify(event.data)),
+        data,
         append.events.map(() => metadata),
         JSON.stringify(append.projection),
       ],
@@ -286,15 +291,16 @@ export class LogBrokenError extends Error {}
 
 /**
  * The next events to seal, in commit order after `last`: only those below the oldest transaction
- * still in flight (pg_snapshot_xmin), so that no event can ever commit before one already sealed.
+ * still in flight (pg_snapshot_xmin), so that no event can ever commit before one already sealed, and
+ * below `before` (a transaction id) when given: a prefix of commit order too.
  */
-export async function readSealable(db: Queryable, last: EventCursor | null, limit: number): Promise<StoredEvent[]> {
+export async function readSealable(db: Queryable, last: EventCursor | null, limit: number, before?: string): Promise<StoredEvent[]> {
   const { rows } = await db.query(
     `SELECT ${columns} FROM emt_messages
      WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) > ($1::xid8, $2::bigint))
-       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND ($3::xid8 IS NULL OR transaction_id < $3::xid8)
      ORDER BY transaction_id, global_position LIMIT ${Math.trunc(limit)}`,
-    [last?.transactionId ?? null, last?.globalPosition ?? null],
+    [last?.transactionId ?? null, last?.globalPosition ?? null, before ?? null],
   );
   return rows.map(toStoredEvent);
 }
@@ -317,17 +323,21 @@ export async function transactionHorizon(db: Queryable): Promise<{ next: string;
   return { next: rows[0].next, oldestRunning: rows[0].oldest };
 }
 
-export type SubtreeRow = { level: number; index: number; hash: Buffer };
-
-/** Appends leaves (and the tree hashes they complete) through capsul_log_seal, which checks their order. */
-export async function sealLeaves(
-  db: Queryable, seal: { firstIndex: number; positions: string[]; leafHashes: Buffer[]; nodes: SubtreeRow[] },
-): Promise<number> {
-  const { rows } = await db.query(
-    `SELECT capsul_log_seal($1::bigint, $2::bigint[], $3::bytea[], $4::smallint[], $5::bigint[], $6::bytea[])::text AS size`,
-    [seal.firstIndex, seal.positions, seal.leafHashes, seal.nodes.map((n) => n.level), seal.nodes.map((n) => n.index), seal.nodes.map((n) => n.hash)],
-  );
+/**
+ * Appends leaves through capsul_log_seal, which checks their order and computes the tree hashes they
+ * complete; returns the log's size after.
+ */
+export async function sealLeaves(db: Queryable, seal: { firstIndex: number; positions: string[]; leafHashes: Buffer[] }): Promise<number> {
+  const { rows } = await db.query('SELECT capsul_log_seal($1::bigint, $2::bigint[], $3::bytea[])::text AS size', [
+    seal.firstIndex, seal.positions, seal.leafHashes,
+  ]);
   return Number(rows[0].size);
+}
+
+/** The root of the stored tree at `treeSize` (capsul_log_root, from O(log n) stored hashes). */
+export async function logRoot(db: Queryable, treeSize: number): Promise<Buffer> {
+  const { rows } = await db.query('SELECT capsul_log_root($1::bigint) AS root', [treeSize]);
+  return rows[0].root;
 }
 
 /** Stored complete-subtree hashes (level 0: leaves), keyed `level/index`. */
@@ -357,7 +367,7 @@ export async function addCheckpoint(db: Queryable, checkpoint: { treeSize: numbe
 export async function readCheckpoints(db: Queryable): Promise<StoredCheckpoint[]> {
   const { rows } = await db.query(
     `SELECT tree_size::text AS size, root_hash, note, to_char(signed AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS signed
-     FROM capsul_log_checkpoints ORDER BY tree_size`,
+     FROM capsul_log_checkpoints ORDER BY tree_size, signed`,
   );
   return rows.map((row) => ({ treeSize: Number(row.size), rootHash: row.root_hash, note: row.note, signedAt: row.signed }));
 }
@@ -430,5 +440,14 @@ export async function streamsOutOfStep(db: Queryable): Promise<{ streamId: strin
 
 export async function countLeaves(db: Queryable): Promise<number> {
   const { rows } = await db.query('SELECT count(*)::int AS n FROM capsul_log_leaves');
+  return rows[0].n;
+}
+
+/** How many events of `type` the given streams hold (the bench checks ingestion with it). */
+export async function countEventsOfType(db: Queryable, type: string, streams: string[]): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n FROM emt_messages WHERE message_type = $1 AND stream_id = ANY($2::text[]) AND ${live}`,
+    [type, streams],
+  );
   return rows[0].n;
 }

@@ -2,7 +2,8 @@
 // kept in a file outside the database (AUDIT_KEY_FILE), created on first use. What the database holds
 // can then be checked by anyone with the public verifier key, and forged by no one who lacks the file.
 import { constants } from 'node:fs';
-import { chmod, mkdir, open, readFile, writeFile, rename } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generateSignerKey, isValidKeyName, verifierKeyFor } from './note.ts';
 
@@ -17,19 +18,23 @@ export async function loadOrCreateKey(file: string, name: string): Promise<LogKe
   if (!isValidKeyName(name)) throw new AuditKeyError(`the log's name "${name}" is not a key name (no spaces, no "+"): set AUDIT_LOG_NAME`);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const { signerKey } = generateSignerKey(name);
-  // O_EXCL: two processes creating the key at once cannot both win; the loser reads the winner's key.
-  let handle;
-  try {
-    handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return { ...(await requireKey(file)), created: false };
-    throw new AuditKeyError(`cannot create the log's key ${file}: ${(error as Error).message}`);
-  }
+  // Written whole to a file of our own, then linked into place: link() fails if the key exists, so two
+  // processes creating it at once cannot both win, and no one ever reads a half-written key.
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const handle = await open(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
   try {
     await handle.writeFile(`${signerKey}\n`);
     await handle.sync();
   } finally {
     await handle.close();
+  }
+  try {
+    await link(temporary, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return { ...(await requireKey(file)), created: false };
+    throw new AuditKeyError(`cannot create the log's key ${file}: ${(error as Error).message}`);
+  } finally {
+    await unlink(temporary).catch(() => {});
   }
   return { ...keyFrom(signerKey, file), created: true };
 }
@@ -49,7 +54,6 @@ async function readKey(file: string): Promise<LogKey | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new AuditKeyError(`cannot read the log's key ${file}: ${(error as Error).message}`);
   }
-  // A key being written by another process reads as empty for an instant.
   if (text.trim() === '') throw new AuditKeyError(`the log's key file ${file} is empty`);
   return keyFrom(text.trim(), file);
 }

@@ -86,8 +86,8 @@ export async function trustedCheckpoints(db: Queryable, options: VerifyOptions):
 /**
  * The check itself, fed the events in commit order: each sealed event's hash against its stored leaf,
  * the tree they build against each trusted checkpoint, and no unsealed event inside sealed history.
- * With `leaves: false` (rebuild's check) only the last: the events' tree against the checkpoints, which
- * reads no stored leaf and hashes no event past the largest checkpoint.
+ * With `leavesFrom` (rebuild's check), stored leaves are read only from that index on (the tail the
+ * latest signed checkpoint does not cover yet); before it, the signed roots alone are the evidence.
  */
 export class LogCheck {
   readonly findings: Finding[] = [];
@@ -106,16 +106,15 @@ export class LogCheck {
     readonly treeSize: number,
     private readonly last: EventCursor | null,
     private readonly checkpoints: TrustedCheckpoint[],
-    private readonly compareLeaves = true,
+    private readonly leavesFrom = 0,
   ) {
-    this.#leafBatches = readLeaves(db);
+    this.#leafBatches = readLeaves(db, leavesFrom);
   }
 
-  static async start(db: Queryable, checkpoints: TrustedCheckpoint[], options: { leaves?: boolean } = {}): Promise<LogCheck> {
-    if (options.leaves === false) return new LogCheck(db, checkpoints.at(-1)?.treeSize ?? 0, null, checkpoints, false);
+  static async start(db: Queryable, checkpoints: TrustedCheckpoint[], options: { leavesFrom?: number } = {}): Promise<LogCheck> {
     const head = await logHead(db).catch(() => undefined);
     const size = head?.size ?? (await countLeaves(db));
-    return new LogCheck(db, size, head?.last ?? null, checkpoints);
+    return new LogCheck(db, size, head?.last ?? null, checkpoints, Math.min(options.leavesFrom ?? 0, size));
   }
 
   get events(): number {
@@ -133,25 +132,21 @@ export class LogCheck {
   async accept(batch: StoredEvent[]): Promise<void> {
     for (const stored of batch) {
       this.#events++;
-      if (!this.compareLeaves) {
-        if (this.#frontier.size >= this.treeSize) continue;
-        this.#frontier.append(eventLeafHash(stored));
-        this.#compareCheckpoints();
-        continue;
-      }
       if (this.#index >= this.treeSize) {
         this.#afterTheLog(stored);
         continue;
       }
       if (!this.#aligned) continue;
-      const leaf = await this.#nextLeaf();
-      if (leaf.globalPosition !== stored.globalPosition) {
-        await this.#misaligned(leaf, stored);
-        continue;
-      }
       const hash = eventLeafHash(stored);
-      if (!hash.equals(leaf.leafHash)) {
-        this.#first('altered', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, ${stored.event.type} in ${stored.streamId}) was altered: the event no longer hashes to its leaf`, leaf);
+      if (this.#index >= this.leavesFrom) {
+        const leaf = await this.#nextLeaf();
+        if (leaf.globalPosition !== stored.globalPosition) {
+          await this.#misaligned(leaf, stored);
+          continue;
+        }
+        if (!hash.equals(leaf.leafHash)) {
+          this.#first('altered', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, ${stored.event.type} in ${stored.streamId}) was altered: the event no longer hashes to its leaf`, leaf);
+        }
       }
       this.#frontier.append(hash);
       this.#index++;
@@ -160,7 +155,8 @@ export class LogCheck {
   }
 
   async finish(): Promise<Finding[]> {
-    if (this.compareLeaves && this.#aligned && this.#index < this.treeSize) {
+    // (Before leavesFrom, missing events show as a checkpoint the events no longer reach, below.)
+    if (this.#aligned && this.#index < this.treeSize && this.#index >= this.leavesFrom) {
       const leaf = await this.#nextLeaf();
       this.#first('removed', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was removed: no event holds it any more`, leaf);
     }
@@ -205,7 +201,7 @@ export class LogCheck {
       const checkpoint = this.checkpoints[this.#nextCheckpoint]!;
       if (!this.#frontier.root().equals(checkpoint.rootHash)) {
         const first = this.findings.find((f) => f.kind === 'altered');
-        const where = this.compareLeaves
+        const where = checkpoint.treeSize > this.leavesFrom
           ? `: an event among leaves ${this.#lastGoodSize} to ${checkpoint.treeSize - 1} was altered together with its stored leaf hash`
           : `: an event among the first ${checkpoint.treeSize} was altered, removed or inserted since it was signed (capsul audit verify names it)`;
         this.findings.push({ kind: 'checkpoint', message: `${checkpoint.source} does not match the events${first ? '' : where}` });

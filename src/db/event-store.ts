@@ -374,9 +374,9 @@ export async function readCheckpoints(db: Queryable): Promise<StoredCheckpoint[]
 
 export type LeafRow = { leafIndex: number; globalPosition: string; leafHash: Buffer };
 
-/** Every stored leaf in leaf order, in keyset-paged batches. */
-export async function* readLeaves(db: Queryable, batchSize = 10_000): AsyncGenerator<LeafRow[]> {
-  for (let from = 0; ; from += batchSize) {
+/** The stored leaves from leaf `first` on, in leaf order, in keyset-paged batches. */
+export async function* readLeaves(db: Queryable, first = 0, batchSize = 10_000): AsyncGenerator<LeafRow[]> {
+  for (let from = first; ; from += batchSize) {
     const { rows } = await db.query(
       `SELECT leaf_index::text AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves
        WHERE leaf_index >= $1 ORDER BY leaf_index LIMIT ${Math.trunc(batchSize)}`,

@@ -93,35 +93,68 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
         `the database is at schema version ${from}, newer than this code (which knows up to ${latest}): run a newer capsul`,
       );
     }
-    let current = from;
-    while (current !== target) {
-      const up = current < target;
-      const migration = up ? migrations[current] : migrations[current - 1];
-      if (!migration) throw new SchemaTooNewError(`no migration file for version ${current}: run a newer capsul`);
-      const next = up ? current + 1 : current - 1;
-      const file = up ? migration.upFile : migration.downFile;
-      log(`schema ${current} → ${next}: ${path.basename(file)}`);
-      await client.query('BEGIN');
-      try {
-        if (migration.version >= firstOwnedVersion) await client.query('SET LOCAL ROLE capsul_owner');
-        const sql = readFileSync(file, 'utf8');
-        if (up) await client.query(sql);
-        else await runDownKeepingFacts(client, sql, `${current} → ${next} (${path.basename(file)})`);
-        await client.query('UPDATE schemaversion SET version = $1', [next]);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK');
-        if (error instanceof DowngradeRefusedError) throw error;
-        throw new MigrationError(`${path.basename(file)} failed, schema stays at version ${current}: ${(error as Error).message}`);
-      }
-      current = next;
-    }
+    const current = target >= from ? await migrateUp(client, migrations, from, target, log) : await migrateDown(client, migrations, from, target, log);
     if (current !== from) await keepSequencesAboveEvents(client);
     return { from, to: current };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [migrationLockKey]).catch(() => {});
     client.release();
   }
+}
+
+/** Each up step in a transaction of its own: a failing step leaves the ones before it applied. */
+async function migrateUp(client: pg.PoolClient, migrations: Migration[], from: number, target: number, log: (line: string) => void): Promise<number> {
+  for (let current = from; current < target; current++) {
+    const migration = migrations[current]!;
+    log(`schema ${current} → ${current + 1}: ${path.basename(migration.upFile)}`);
+    await client.query('BEGIN');
+    try {
+      await actAsOwnerFrom(client, migration);
+      await client.query(readFileSync(migration.upFile, 'utf8'));
+      await client.query('UPDATE schemaversion SET version = $1', [current + 1]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw new MigrationError(`${path.basename(migration.upFile)} failed, schema stays at version ${current}: ${(error as Error).message}`);
+    }
+  }
+  return target;
+}
+
+/**
+ * All down steps in one transaction: a downgrade happens whole or not at all, so a step refused for
+ * the facts it would drop leaves the schema as it found it, and the steps are told only once done.
+ */
+async function migrateDown(client: pg.PoolClient, migrations: Migration[], from: number, target: number, log: (line: string) => void): Promise<number> {
+  const done: string[] = [];
+  await client.query('BEGIN');
+  try {
+    for (let current = from; current > target; current--) {
+      const migration = migrations[current - 1];
+      if (!migration) throw new SchemaTooNewError(`no migration file for version ${current}: run a newer capsul`);
+      const file = path.basename(migration.downFile);
+      await actAsOwnerFrom(client, migration);
+      try {
+        await runDownKeepingFacts(client, readFileSync(migration.downFile, 'utf8'), `${current} → ${current - 1} (${file})`);
+      } catch (error) {
+        if (error instanceof DowngradeRefusedError) throw error;
+        throw new MigrationError(`${file} failed, schema stays at version ${from}: ${(error as Error).message}`);
+      }
+      await client.query('UPDATE schemaversion SET version = $1', [current - 1]);
+      done.push(`schema ${current} → ${current - 1}: ${file}`);
+    }
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  }
+  done.forEach((line) => log(line));
+  return target;
+}
+
+/** From firstOwnedVersion on, a step runs as capsul_owner; before it, as the connection's own user. */
+async function actAsOwnerFrom(client: pg.PoolClient, migration: Migration): Promise<void> {
+  await client.query(migration.version >= firstOwnedVersion ? 'SET LOCAL ROLE capsul_owner' : 'SET LOCAL ROLE NONE');
 }
 
 type TableState = { rows: Map<string, number>; columns: Map<string, string[]> };
@@ -160,11 +193,11 @@ async function runDownKeepingFacts(client: pg.PoolClient, sql: string, step: str
   for (const [table, columns] of before.columns) {
     const rowsBefore = before.rows.get(table) ?? 0;
     if (!after.columns.has(table)) {
-      if (rowsBefore > 0) losses.push(`the table ${table} (${rowsBefore.toLocaleString('en-US')} rows)`);
+      if (rowsBefore > 0) losses.push(`the table ${table} (${rowsBefore.toLocaleString('en-US')} ${rowsBefore === 1 ? 'row' : 'rows'})`);
       continue;
     }
     const rowsAfter = after.rows.get(table);
-    if (rowsAfter !== undefined && rowsAfter < rowsBefore) losses.push(`${(rowsBefore - rowsAfter).toLocaleString('en-US')} rows of ${table}`);
+    if (rowsAfter !== undefined && rowsAfter < rowsBefore) losses.push(`${(rowsBefore - rowsAfter).toLocaleString('en-US')} ${rowsBefore - rowsAfter === 1 ? 'row' : 'rows'} of ${table}`);
     for (const column of columns) if (!after.columns.get(table)!.includes(column)) droppedColumns.push([table, column]);
   }
   if (droppedColumns.length > 0) {
@@ -176,6 +209,7 @@ async function runDownKeepingFacts(client: pg.PoolClient, sql: string, step: str
     }
     if (losses.length === 0) await client.query(sql);
   }
+  await client.query('RELEASE SAVEPOINT capsul_down');
   if (losses.length > 0) {
     throw new DowngradeRefusedError(
       `refused: schema ${step} would drop ${losses.join(', ')}: events or facts no event holds; nothing was changed`,

@@ -29,8 +29,8 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
   const total = options.onProgress ? await countEvents(client) : 0;
   const memory = new MemoryTables();
   const trusted = options.log ? await trustedCheckpoints(client, options.log) : undefined;
-  // The signed roots are what rebuild must not rebuild past; naming the leaf is audit verify's job.
-  const check = trusted ? await LogCheck.start(client, trusted.checkpoints, { leaves: false }) : undefined;
+  // Up to the latest signed checkpoint the signed roots are the evidence; after it, the stored leaves.
+  const check = trusted ? await LogCheck.start(client, trusted.checkpoints, { leavesFrom: trusted.checkpoints.at(-1)?.treeSize ?? 0 }) : undefined;
   let done = 0;
   for await (const batch of readAllEvents(client)) {
     // Hashed as read, before anything folds them: the same pass checks the log.

@@ -220,6 +220,17 @@ describe('capsul sql', () => {
     assertPrints(vm, `${vmId}, sql@example.org, debian12, f1-xs, , pending\n`);
   });
 
+  it('runs the operators\' recipe with DATABASE_URL alone: the roles come from it (and ~/.pgpass where the server wants passwords)', async () => {
+    const passwords = JSON.parse(process.env.CAPSUL_TEST_ROLE_PASSWORDS ?? '{}') as Record<string, string>;
+    const pgpass = path.join(dataDir, 'pgpass');
+    const server = new URL(db.url);
+    // A server that trusts local roles needs nothing; the embedded test server wants passwords: a password file.
+    writeFileSync(pgpass, Object.entries(passwords).map(([role, pw]) => `${server.hostname}:${server.port}:*:${role}:${pw}\n`).join(''), { mode: 0o600 });
+    const run = await capsulBinary(['sql', '-c', `SELECT id, created, email, dollars, invalidated from payments WHERE id = ${paymentId}; SELECT current_user`],
+      { DATABASE_URL: db.url, DATABASE_APP_URL: '', DATABASE_READER_URL: '', PGPASSFILE: pgpass });
+    assertPrints(run, `${paymentId}, 2020-05-05T00:00:00, sql@example.org, 20.00, FALSE\ncapsul_reader\n`);
+  });
+
   it('prints nothing for a query without rows (its header with --header)', async () => {
     assertPrints(await capsul(['sql', '-c', 'SELECT id FROM payments WHERE false']), '');
     assertPrints(await capsul(['sql', '--header', '-c', 'SELECT id, dollars FROM payments WHERE false']), 'id, dollars\n');

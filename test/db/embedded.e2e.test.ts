@@ -45,6 +45,14 @@ describe('the embedded database', () => {
       assert.equal(paid.code, 0, paid.stderr);
       assert.match(paid.stdout, /^\d+\n$/);
       assert.equal(postmasterPid(), pid, 'the CLI used the hub\'s server');
+      // The seed's recipe, with nothing configured: capsul sql connects as capsul_reader by itself.
+      const recipe = await runCapsul(['sql', '-c', 'SELECT id, created, email, dollars, invalidated from payments'], env);
+      assert.equal(recipe.code, 0, recipe.stderr);
+      assert.match(recipe.stdout, /^\d+, \d{4}-\d\d-\d\dT[\d:.]+, attach@example\.org, 5\.00, FALSE\n$/);
+      // Everyday work runs on capsul's roles: the hub's sessions are capsul_app's, this query capsul_reader's.
+      const sessions = await runCapsul(['sql', '-c', `SELECT DISTINCT usename FROM pg_stat_activity
+        WHERE datname = current_database() AND usename IS NOT NULL ORDER BY 1`], env);
+      assert.equal(sessions.stdout, 'capsul_app\ncapsul_reader\n', sessions.stderr);
       const health = await fetch(`http://127.0.0.1:${port}/health`);
       assert.equal(health.status, 200);
       assert.deepEqual(await health.json(), { status: 'ok', database: 'ok', schemaVersion: latestVersion(), expectedSchemaVersion: latestVersion() });

@@ -3,6 +3,7 @@
 // the export checked by the standalone verifier as a separate `node` process, inclusion proofs, and the
 // leaf index that `history --json` carries.
 import assert from 'node:assert/strict';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -116,19 +117,6 @@ async function storedEvents(at: Site): Promise<StoredEvent[]> {
   return events;
 }
 
-/** Everything a refused command could have changed, in one text: every table's rows, functions, triggers. */
-async function fingerprint(at: Site): Promise<string> {
-  const admin = at.db.admin;
-  const tables = (await admin.query(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`)).rows;
-  const parts: string[] = [];
-  for (const { relname } of tables) {
-    parts.push(`${relname}:${(await admin.query(`SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`)).rows[0].h}`);
-  }
-  const catalog = await admin.query(`SELECT
-    (SELECT md5(string_agg(p.oid::regprocedure::text || md5(p.prosrc), ',' ORDER BY p.oid)) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace) AS functions,
-    (SELECT md5(string_agg(tgname::text || tgenabled::text, ',' ORDER BY oid)) FROM pg_trigger) AS triggers`);
-  return `${parts.join(' ')} ${JSON.stringify(catalog.rows[0])}`;
-}
 
 /** The superuser of docs/audit.md's worked example: triggers off for the session, a $20 payment made $5,000. */
 async function rewritePayment(at: Site, paymentId: number): Promise<void> {
@@ -545,13 +533,13 @@ describe('the worked example of docs/audit.md: a superuser rewrites a payment', 
   });
 
   it('rebuild-projections and rebuild-projections --verify refuse in one line, changing nothing', async () => {
-    const before = await fingerprint(victim);
+    const before = await databaseFingerprint(victim.db.admin);
     // It names the altered leaf, or a signed checkpoint the events no longer reproduce (rebuild checks the tree only).
     const refusal = new RegExp('^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: '
       + `(leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, |checkpoint \\d+ \\(signed [^)]+\\) does not match the events)`);
     assertRefused(await capsul(['rebuild-projections'], victim), 1, refusal);
     assertRefused(await capsul(['rebuild-projections', '--verify'], victim), 1, refusal);
-    assert.equal(await fingerprint(victim), before);
+    assert.deepEqual(await databaseFingerprint(victim.db.admin), before);
     assert.equal(await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]), '20.00', 'the projection still shows what was paid');
   });
 
@@ -600,10 +588,10 @@ describe('an event altered after it was sealed, before the next signed checkpoin
   });
 
   it('rebuild-projections refuses to rebuild over it (as its usage and docs/audit.md promise), changing nothing', async () => {
-    const before = await fingerprint(victim);
+    const before = await databaseFingerprint(victim.db.admin);
     const run = await capsul(['rebuild-projections'], victim);
     assertRefused(run, 1, new RegExp(`^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, `));
-    assert.equal(await fingerprint(victim), before);
+    assert.deepEqual(await databaseFingerprint(victim.db.admin), before);
     assert.equal(await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]), '7.00', 'the projection still shows what was paid');
   });
 });

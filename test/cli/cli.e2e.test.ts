@@ -13,6 +13,7 @@ import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
 import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
 
 const repoDir = fileURLToPath(new URL('../../', import.meta.url));
@@ -71,18 +72,6 @@ async function one(sql: string, params: unknown[] = []): Promise<string> {
 
 const eventCount = () => one('SELECT count(*)::text FROM emt_messages');
 
-/** Everything an attack could change, in one text: rows of every capsul table, functions, triggers, roles, large objects. */
-async function fingerprint(): Promise<string> {
-  const tables = (await db.admin.query(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`)).rows;
-  const parts: string[] = [];
-  for (const { relname } of tables) parts.push(`${relname}:${(await db.admin.query(`SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`)).rows[0].h}`);
-  const catalog = await db.admin.query(`SELECT
-    (SELECT md5(string_agg(p.oid::regprocedure::text || md5(p.prosrc) || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid)) FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace) AS functions,
-    (SELECT md5(string_agg(tgname::text || tgenabled::text, ',' ORDER BY oid)) FROM pg_trigger) AS triggers,
-    (SELECT md5(string_agg(rolname::text || rolsuper::text, ',' ORDER BY rolname)) FROM pg_roles WHERE rolname LIKE 'capsul%') AS roles,
-    (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects`);
-  return `${parts.join(' ')} ${JSON.stringify(catalog.rows[0])}`;
-}
 const paymentCount = () => one('SELECT count(*)::text FROM payments');
 const vmCount = () => one('SELECT count(*)::text FROM vms');
 
@@ -260,10 +249,10 @@ describe('capsul sql', () => {
   describe('read-only by privilege: it connects as capsul_reader', () => {
     /** The attack is refused by the database (42501 and friends), whatever the SQL looks like, and changes nothing. */
     async function refusedByTheDatabase(sql: string, pattern: RegExp = /read-only and nothing was changed/) {
-      const before = await fingerprint();
+      const before = await databaseFingerprint(db.admin);
       const run = await capsul(['sql', '-c', sql]);
       assertRefused(run, 1, pattern);
-      assert.equal(await fingerprint(), before, `${sql} changed something`);
+      assert.deepEqual(await databaseFingerprint(db.admin), before, `${sql} changed something`);
     }
 
     it('refuses UPDATE payments, changes nothing, and names capsul invalidate-payment', async () => {

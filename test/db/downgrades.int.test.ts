@@ -3,6 +3,7 @@
 // refused, changing nothing, when it would drop events or facts no event holds. After a schema change the
 // ids handed out by sequences stay above every id the events hold.
 import assert from 'node:assert/strict';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -75,30 +76,6 @@ async function recordSomeHistory(db: Fresh): Promise<{ ledger: Ledger; paymentId
   return { ledger, paymentIds };
 }
 
-/** Everything a refused step must leave as it was: relations, functions, triggers, privileges, every table's rows, sequences. */
-async function fingerprint(admin: pg.Pool): Promise<Record<string, string>> {
-  const q = async (sql: string) => (await admin.query(sql)).rows as Record<string, string>[];
-  const [catalog] = await q(`SELECT
-    (SELECT string_agg(c.relname || ':' || c.relkind::text || ':' || c.relowner::regrole::text || ':' || coalesce(c.relacl::text, ''), ',' ORDER BY c.relname)
-       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace) AS relations,
-    (SELECT string_agg(c.relname || '.' || a.attname, ',' ORDER BY c.relname, a.attnum)
-       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-       WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-    (SELECT string_agg(p.oid::regprocedure::text || ':' || md5(p.prosrc) || ':' || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text)
-       FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace) AS functions,
-    (SELECT string_agg(t.tgrelid::regclass::text || '.' || t.tgname || ':' || t.tgenabled::text, ',' ORDER BY t.tgrelid::regclass::text, t.tgname)
-       FROM pg_trigger t WHERE NOT t.tgisinternal) AS triggers`);
-  const shot: Record<string, string> = { ...catalog };
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`)) {
-    const [row] = await q(`SELECT count(*)::text || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`);
-    shot[`rows ${relname}`] = row!.h!;
-  }
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'S' ORDER BY relname`)) {
-    const [row] = await q(`SELECT last_value::text || ':' || is_called::text AS v FROM "${relname}"`);
-    shot[`sequence ${relname}`] = row!.v!;
-  }
-  return shot;
-}
 
 /** Every projection's rows, as text. */
 async function projectionRows(admin: pg.Pool): Promise<Record<string, string[]>> {
@@ -112,7 +89,7 @@ const eventsText = async (admin: pg.Pool) =>
 
 /** A down step refused: DowngradeRefusedError, its one-line message names `names`, and nothing changed. */
 async function assertDownRefused(db: Fresh, target: number, names: RegExp[]): Promise<void> {
-  const before = await fingerprint(db.admin);
+  const before = await databaseFingerprint(db.admin);
   const version = await schemaVersion(db.admin);
   await assert.rejects(migrate(db.admin, { target }), (error: Error) => {
     assert.ok(error instanceof DowngradeRefusedError, `expected a DowngradeRefusedError, got ${String(error)}`);
@@ -121,7 +98,7 @@ async function assertDownRefused(db: Fresh, target: number, names: RegExp[]): Pr
     return true;
   });
   assert.equal(await schemaVersion(db.admin), version, 'the schema version did not move');
-  assert.deepEqual(await fingerprint(db.admin), before, 'nothing changed');
+  assert.deepEqual(await databaseFingerprint(db.admin), before, 'nothing changed');
 }
 
 describe('a downgrade that would lose events is refused whole', () => {
@@ -353,21 +330,21 @@ describe('capsul migrate --to', () => {
   it('refuses a down that would drop events: exit 1, one line, nothing changed', async () => {
     await withCli(async (db, env) => {
       await recordSomeHistory(db);
-      const before = await fingerprint(db.admin);
+      const before = await databaseFingerprint(db.admin);
       const run = await capsul(['migrate', '--to', '0'], env);
       assertRefused(run, 1, /^capsul migrate: refused: schema \d+ → \d+ \(\d\d_down_[a-z0-9_]+\.sql\) would drop [^\n]*emt_messages[^\n]*nothing was changed\n$/);
       assert.equal(await schemaVersion(db.admin), latest);
-      assert.deepEqual(await fingerprint(db.admin), before);
+      assert.deepEqual(await databaseFingerprint(db.admin), before);
     });
   });
 
   it('refuses a version this code does not know, in one line, changing nothing', async () => {
     await withCli(async (db, env) => {
-      const before = await fingerprint(db.admin);
+      const before = await databaseFingerprint(db.admin);
       assertRefused(await capsul(['migrate', '--to', String(latest + 1)], env), 1,
         new RegExp(`^capsul migrate: cannot migrate to version ${latest + 1}: this code knows versions 0 to ${latest}\\n$`));
       assertRefused(await capsul(['migrate', '--to', '-1'], env), 2, /--to/);
-      assert.deepEqual(await fingerprint(db.admin), before);
+      assert.deepEqual(await databaseFingerprint(db.admin), before);
     });
   });
 });

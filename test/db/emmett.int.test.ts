@@ -4,6 +4,7 @@
 // Creating an emmett store switches node-postgres' type parsing for the whole process (int8 → BigInt,
 // json parsed by dumbo): every query of this file therefore asks for text and compares text.
 import assert from 'node:assert/strict';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -30,31 +31,6 @@ before(async () => {
 });
 after(() => db?.close());
 
-/** Every object and every row a store could touch, as text: relations, functions (with their source), triggers, rows, sequences. */
-async function snapshot(admin: pg.Pool = db.admin): Promise<Record<string, string>> {
-  const q = async (sql: string) => (await admin.query(sql)).rows as Record<string, string>[];
-  const shot: Record<string, string> = {};
-  const [catalog] = await q(`SELECT
-    (SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text, ',' ORDER BY n.nspname, c.relname)
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND n.nspname NOT LIKE 'pg_temp%' AND n.nspname NOT LIKE 'pg_toast_temp%') AS relations,
-    (SELECT string_agg(p.oid::regprocedure::text || ':' || md5(p.prosrc) || ':' || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid::regprocedure::text)
-       FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace) AS functions,
-    (SELECT string_agg(t.tgrelid::regclass::text || '.' || t.tgname || ':' || t.tgenabled::text, ',' ORDER BY t.tgrelid::regclass::text, t.tgname)
-       FROM pg_trigger t) AS triggers,
-    (SELECT string_agg(c.relname || ':' || coalesce(c.relacl::text, ''), ',' ORDER BY c.relname)
-       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace) AS privileges`);
-  Object.assign(shot, catalog);
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') ORDER BY relname`)) {
-    const [row] = await q(`SELECT count(*)::text || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`);
-    shot[`rows ${relname}`] = row!.h!;
-  }
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'S' ORDER BY relname`)) {
-    const [row] = await q(`SELECT last_value::text || ':' || is_called::text AS v FROM "${relname}"`);
-    shot[`sequence ${relname}`] = row!.v!;
-  }
-  return shot;
-}
 
 /** The stream as capsul reads it (every column as text), to compare emmett's reading with. */
 async function capsulReading() {
@@ -91,7 +67,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
   it('as a superuser with default options: readStream and aggregateStream read the events and change nothing', async () => {
     const expected = await capsulReading();
     assert.ok(expected.length >= 4, 'the account stream has its events');
-    const before = await snapshot();
+    const before = await databaseFingerprint(db.admin);
     const pool = new pg.Pool({ connectionString: db.url, max: 2 });
     const store = getPostgreSQLEventStore(db.url, { connectionOptions: { pool } });
     try {
@@ -111,11 +87,11 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
       await store.close();
       await pool.end();
     }
-    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
   it('as a superuser with emmett\'s own pool (no options at all): still nothing changes', async () => {
-    const before = await snapshot();
+    const before = await databaseFingerprint(db.admin);
     const store = getPostgreSQLEventStore(db.url);
     try {
       const read = await store.readStream(streamId);
@@ -123,14 +99,14 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
     } finally {
       await store.close();
     }
-    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
   it('would run emmett\'s migrations without version 12\'s rows (what the snapshot above is there to see)', async () => {
     const scratch = await testDatabase({ host: false });
     try {
       await scratch.admin.query('DELETE FROM dmb_migrations');
-      const before = await snapshot(scratch.admin);
+      const before = await databaseFingerprint(scratch.admin);
       const pool = new pg.Pool({ connectionString: scratch.url, max: 2 });
       const store = getPostgreSQLEventStore(scratch.url, { connectionOptions: { pool } });
       try {
@@ -139,7 +115,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
         await store.close();
         await pool.end();
       }
-      const after = await snapshot(scratch.admin);
+      const after = await databaseFingerprint(scratch.admin);
       const changed = Object.keys(after).filter((key) => after[key] !== before[key]);
       assert.ok(changed.includes('rows dmb_migrations'), 'emmett applied and recorded its migrations');
     } finally {
@@ -148,7 +124,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
   });
 
   it('as capsul_reader with schema.autoMigration \'None\': readStream returns the account\'s events and changes nothing', async () => {
-    const before = await snapshot();
+    const before = await databaseFingerprint(db.admin);
     const pool = new pg.Pool({ connectionString: urlFor(db.name, 'reader'), max: 2 });
     const store = getPostgreSQLEventStore(urlFor(db.name, 'reader'), { schema: { autoMigration: 'None' }, connectionOptions: { pool } });
     try {
@@ -164,11 +140,11 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
       await store.close();
       await pool.end();
     }
-    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
   it('as capsul_reader with default options fails (the reader must open with autoMigration \'None\'), changing nothing', async () => {
-    const before = await snapshot();
+    const before = await databaseFingerprint(db.admin);
     const pool = new pg.Pool({ connectionString: urlFor(db.name, 'reader'), max: 2 });
     const store = getPostgreSQLEventStore(urlFor(db.name, 'reader'), { connectionOptions: { pool } });
     try {
@@ -181,6 +157,6 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
       await store.close();
       await pool.end();
     }
-    assert.deepEqual(await snapshot(), before);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 });

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 
 let db: TestDatabase;
 let paymentId: number;
@@ -16,28 +17,10 @@ before(async () => {
 });
 after(() => db.close());
 
-/** Rows of every table, capsul's functions and triggers, capsul's roles and large objects, as one text. */
-async function fingerprint(): Promise<string> {
-  const { rows: tables } = await db.admin.query(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`);
-  const parts: string[] = [];
-  for (const { relname } of tables) {
-    const { rows } = await db.admin.query(`SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`);
-    parts.push(`${relname}:${rows[0].h}`);
-  }
-  const { rows: [catalog] } = await db.admin.query(`SELECT
-    (SELECT md5(string_agg(p.oid::regprocedure::text || md5(p.prosrc) || coalesce(p.proacl::text, ''), ',' ORDER BY p.oid))
-       FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace) AS functions,
-    (SELECT md5(string_agg(tgname::text || tgenabled::text, ',' ORDER BY oid)) FROM pg_trigger) AS triggers,
-    (SELECT md5(string_agg(c.relname::text || c.relowner::regrole::text, ',' ORDER BY c.relname))
-       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace) AS relations,
-    (SELECT md5(string_agg(rolname::text || rolsuper::text || rolcanlogin::text, ',' ORDER BY rolname)) FROM pg_roles WHERE rolname LIKE 'capsul%') AS roles,
-    (SELECT count(*) FROM pg_largeobject_metadata) AS large_objects`);
-  return `${parts.join(' ')} ${JSON.stringify(catalog)}`;
-}
 
 /** Runs `sql` as capsul_app (one session, so SET and a later statement share it): refused, nothing changed. */
 async function refused(statements: string[], code = '42501') {
-  const before = await fingerprint();
+  const before = await databaseFingerprint(db.admin);
   const client = await db.pool.connect();
   try {
     let error: { code?: string; message?: string } | undefined;
@@ -56,7 +39,7 @@ async function refused(statements: string[], code = '42501') {
     await client.query('RESET ALL').catch(() => {});
     client.release();
   }
-  assert.equal(await fingerprint(), before, `${statements.join('; ')} changed something`);
+  assert.deepEqual(await databaseFingerprint(db.admin), before, `${statements.join('; ')} changed something`);
 }
 
 describe('capsul_app cannot write history or projections except through capsul_append', () => {

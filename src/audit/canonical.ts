@@ -25,6 +25,29 @@ export function canonicalJson(value: unknown): string {
   }
 }
 
+/**
+ * The same bytes for a value JSON.parse produced (an event read back from the store), faster: parsed
+ * JSON holds only plain objects, finite numbers and well-formed strings, so nothing needs checking but
+ * integers beyond 2^53 — which are written as JavaScript reads them, deterministically, where
+ * canonicalJson would refuse: an event written behind capsul's back still gets a leaf, and the
+ * standalone verifier reports its line as not I-JSON. (Members are written in sorted order by hand:
+ * JavaScript objects put integer-like keys first, whatever order they were added in.)
+ */
+export function canonicalJsonOfParsed(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    let text = '[';
+    for (let index = 0; index < value.length; index++) text += `${index > 0 ? ',' : ''}${canonicalJsonOfParsed(value[index])}`;
+    return `${text}]`;
+  }
+  const keys = Object.keys(value).sort();
+  let text = '{';
+  for (let i = 0; i < keys.length; i++) {
+    text += `${i > 0 ? ',' : ''}${JSON.stringify(keys[i])}:${canonicalJsonOfParsed((value as JsonObject)[keys[i]!])}`;
+  }
+  return `${text}}`;
+}
+
 // The hot path (every event is canonicalised when sealed and again when verified): no paths, no
 // messages; anything unusual throws `notCanonical` and the slow walk below explains it.
 const notCanonical = new Error('not canonical JSON');

@@ -3,7 +3,7 @@
 //
 // Storage model: a log stores the hash of every complete subtree once it is complete (level k, index j =
 // leaves [j·2^k, (j+1)·2^k)). Everything else — roots, proofs — is computed from O(log n) of those.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 export const hashBytes = 32;
 
@@ -21,14 +21,29 @@ type LeafRange = { readonly start: number; readonly end: number };
 /** MTH of the empty tree (RFC 6962 §2.1): SHA-256 of the empty string. Functions return copies of it. */
 export const emptyRoot: Buffer = createHash('sha256').digest();
 
+// One-shot hashing (crypto.hash) over one buffer: about twice as fast as a Hash object per leaf, which
+// matters when every event of a large ledger is hashed again (audit verify, rebuild).
+
 /** SHA-256(0x00 ‖ bytes): the leaf hash (RFC 6962 §2.1). */
 export function leafHash(bytes: Uint8Array): Buffer {
-  return createHash('sha256').update(Uint8Array.of(0x00)).update(bytes).digest();
+  const input = Buffer.allocUnsafe(bytes.length + 1);
+  input[0] = 0x00;
+  input.set(bytes, 1);
+  return hash('sha256', input, 'buffer');
+}
+
+/** leafHash of `text`'s UTF-8 bytes, without copying them first. */
+export function leafHashOfText(text: string): Buffer {
+  return hash('sha256', `\u0000${text}`, 'buffer');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right): an interior node's hash (RFC 6962 §2.1). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(Uint8Array.of(0x01)).update(left).update(right).digest();
+  const input = Buffer.allocUnsafe(1 + left.length + right.length);
+  input[0] = 0x01;
+  input.set(left, 1);
+  input.set(right, 1 + left.length);
+  return hash('sha256', input, 'buffer');
 }
 
 /** MTH(D[n]) straight from RFC 6962 §2.1, for any n including 0: the reference the rest is tested against. */
@@ -84,6 +99,16 @@ export class MerkleFrontier {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Adds the next leaf, reporting nothing: the hot path of verification, which needs only the roots. */
+  push(hashOfLeaf: Buffer): void {
+    if (this.#size >= Number.MAX_SAFE_INTEGER) throw new Error('the log is full: leaf indexes would lose precision');
+    let hash = checkedHash(hashOfLeaf, 0, this.#size);
+    for (let rest = this.#size; rest % 2 === 1; rest = Math.floor(rest / 2)) hash = nodeHash(this.#edge.pop()!, hash);
+    // nodeHash returns a fresh buffer; only a leaf hash the caller owns is copied.
+    this.#edge.push(hash === hashOfLeaf ? Buffer.from(hash) : hash);
+    this.#size++;
   }
 
   /** Adds the next leaf; returns the leaf itself and every subtree it completed, smallest first. */

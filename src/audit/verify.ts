@@ -129,6 +129,7 @@ export class LogCheck {
     return this.#nextCheckpoint;
   }
 
+  /** The next events in commit order (hashed here, before anything else may touch them). */
   async accept(batch: StoredEvent[]): Promise<void> {
     for (const stored of batch) {
       this.#events++;
@@ -148,7 +149,7 @@ export class LogCheck {
           this.#first('altered', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, ${stored.event.type} in ${stored.streamId}) was altered: the event no longer hashes to its leaf`, leaf);
         }
       }
-      this.#frontier.append(hash);
+      this.#frontier.push(hash);
       this.#index++;
       this.#compareCheckpoints();
     }

@@ -26,8 +26,8 @@
 //   5. The signed log (docs/audit.md): sealing the seeded backlog into the log (events hashed and
 //      appended as leaves, in commit order), and `audit verify` (every event hashed again, compared
 //      with its leaf, the tree checked against the signed checkpoint), each versus the plain read.
-//      Targets: sealing ≥ 0.25 × read (it must outrun any writer: it is compared with the append rates
-//      below in the notes), verify ≥ 0.25 × read. The rebuild above already checks the log in its pass
+//      Targets: sealing ≥ 2 × emmett's raw appends with 4 workers (events/s: the sealer must outrun
+//      the fastest writer, twice over), verify ≥ 0.25 × read. The rebuild above already checks the log in its pass
 //      (every event sealed by then), and the hub's sealer (seal every 2 s, sign every 5 s) runs through
 //      the command and report measurements, as in production; the log must verify at the end.
 //   6. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
@@ -77,7 +77,7 @@ import { seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
 import { loadEndpoints, seedWebAccount, sessionFor, startWebHub, webCapsuls, webPayments, WebBenchError, type EndpointLoad } from './web.ts';
 
-const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 0.25, verifyLog: 0.25 };
+const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 2, verifyLog: 0.25 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
 const traceOperations = 300;
@@ -186,8 +186,7 @@ async function main(): Promise<number> {
 
     // ── The log: sealing the backlog ───────────────────────────────────────────────────────────────
     note('warming up: one plain read');
-    const readOnce = new Tally('readAllEvents, one pass');
-    await readOnce.measure(pool, () => plainRead(pool!));
+    await plainRead(pool);
     const sealing = new Tally(`sealing a backlog of ${fmtInt(totalEvents)} events`);
     await sealing.measure(appPool, async () => {
       const sealed = await sealCommitted(appPool!, { onProgress: (n) => progress.update(`sealing: ${fmtInt(n)} / ${fmtInt(totalEvents)} events`) });
@@ -256,10 +255,7 @@ async function main(): Promise<number> {
     // Raw appends leave unprojected streams behind (no AccountOpened, no rows), so they come after the
     // rebuild and its verification; the database is thrown away at the end.
     const accounts = seeded.accounts.slice(0, commandAccounts);
-    const rows: ResultRow[] = [
-      { metric: `sealing, events/s (${fmtInt(totalEvents)} backlog)`, ours: sealing, baseline: readOnce, unit: 'events/s', target: targets.seal },
-      { metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog },
-    ];
+    const rows: ResultRow[] = [{ metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog }];
     // The hub's sealer runs from here on, as in production (signing more often, so checkpoints land in the run).
     const sealer = new AuditLoop({ pool: appPool, audit: { ...audit, checkpointIntervalMs: 5000 }, log: (line) => note(`audit loop: ${line}`) });
     sealers.push(sealer);
@@ -274,6 +270,12 @@ async function main(): Promise<number> {
       });
       for (const t of [ours, raw]) note(`${t.label}: ${fmtRate(t.perSecond)}/s (${fmtInt(t.operations)} in ${t.seconds.toFixed(1)}s)`);
       rows.push({ metric: `commands/s, ${label}`, ours, baseline: raw, unit: 'cmd/s', target: targets.commands });
+      if (workers > 1) {
+        rows.unshift({
+          metric: `sealing (${fmtInt(totalEvents)} backlog) vs appends, ${label}`, ours: sealing, baseline: raw,
+          unit: 'events/s', baselineUnit: 'appends/s', target: targets.seal,
+        });
+      }
     }
     rows.push({ metric: `rebuild, events/s (${fmtInt(totalEvents)} events)`, ours: rebuild, baseline: read, unit: 'events/s', target: targets.rebuild });
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { canonicalJson, maxCanonicalDepth } from '../../src/audit/canonical.ts';
+import { canonicalJson, canonicalJsonOfParsed, maxCanonicalDepth } from '../../src/audit/canonical.ts';
 
 const utf8Hex = (text: string) => Buffer.from(text, 'utf8').toString('hex');
 
@@ -201,5 +201,36 @@ describe('canonicalJson properties', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('canonicalJsonOfParsed (events read back from the store)', () => {
+  it('writes exactly the bytes canonicalJson writes, for anything JSON.parse produces', () => {
+    fc.assert(
+      fc.property(jsonValue, (value) => {
+        const parsed: unknown = JSON.parse(JSON.stringify(value));
+        assert.equal(canonicalJsonOfParsed(parsed), canonicalJson(parsed));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('puts integer-like keys in their sorted place, not first as JavaScript objects do', () => {
+    const parsed: unknown = JSON.parse('{"b":1,"10":2,"":3,"2":4,"a":5}');
+    assert.equal(canonicalJsonOfParsed(parsed), '{"":3,"10":2,"2":4,"a":5,"b":1}');
+    assert.equal(canonicalJsonOfParsed(parsed), canonicalJson(parsed));
+  });
+
+  it('keeps a "__proto__" member a member, in its sorted place', () => {
+    const parsed: unknown = JSON.parse('{"z":1,"__proto__":{"polluted":true},"a":[{"__proto__":2}]}');
+    assert.equal(canonicalJsonOfParsed(parsed), '{"__proto__":{"polluted":true},"a":[{"__proto__":2}],"z":1}');
+    assert.equal(canonicalJsonOfParsed(parsed), canonicalJson(parsed));
+    assert.equal(({} as { polluted?: boolean }).polluted, undefined);
+  });
+
+  it('writes an integer beyond 2^53, which canonicalJson refuses, as JavaScript reads it: deterministic, never a crash', () => {
+    const parsed: unknown = JSON.parse('{"n":12345678901234567890}');
+    assert.throws(() => canonicalJson(parsed), /beyond/);
+    assert.equal(canonicalJsonOfParsed(parsed), '{"n":12345678901234567000}');
   });
 });

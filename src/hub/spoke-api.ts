@@ -1,6 +1,8 @@
 // The hub's side of the spoke protocol (src/spoke/protocol.ts): every request carries the host id and
 // its token; heartbeats are stored as they come, operations are long-polled, and reports become events
-// on the capsul's stream (duplicates and stale reports change nothing).
+// on the capsul's stream (duplicates and stale reports change nothing). Every body is checked field by
+// field first (src/spoke/protocol-check.ts): a malformed request gets 400 and a malformed report its
+// own refusal, before anything reaches the database.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { DomainError } from '../domain/shared/errors.ts';
@@ -8,10 +10,8 @@ import { vmDecider, type VmCommand } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { handleCommand, type CommandDeps } from '../ledger/handle.ts';
 import type { Hosts } from '../ledger/hosts.ts';
-import {
-  limits, observedStates, protocolPrefix,
-  type Heartbeat, type Operation, type OperationKind, type Report, type ReportResult, type ReportsRequest,
-} from '../spoke/protocol.ts';
+import { checkHeartbeat, checkReport, checkReportsRequest, type CheckedReport } from '../spoke/protocol-check.ts';
+import { limits, protocolPrefix, type Operation, type OperationKind, type Report, type ReportResult } from '../spoke/protocol.ts';
 
 export type SpokeApiDeps = CommandDeps & { hosts: Hosts; now?: () => Date; afterReports?: () => void };
 
@@ -22,35 +22,13 @@ declare module 'fastify' {
 }
 
 const pollIntervalMs = 500;
-/** A heartbeat lists every capsul of a host; a batch of reports may carry long errors. */
-const bodyLimit = 1024 * 1024;
 const maxOperationsPerPoll = 50;
-
-const isoTime = { type: 'string', format: 'date-time', maxLength: 40 } as const;
-const reportSchema = {
-  type: 'object',
-  required: ['id', 'vmId', 'operationId', 'observedAt', 'type'],
-  properties: {
-    id: { type: 'string', minLength: 8, maxLength: 100 },
-    vmId: { type: 'string', pattern: '^capsul-[a-z0-9]{10}$' },
-    operationId: { type: ['string', 'null'], maxLength: 100 },
-    observedAt: isoTime,
-    type: { enum: ['provisioned', 'state', 'failed', 'deleted'] },
-    ipv4: { type: ['string', 'null'], maxLength: 15 },
-    ipv6: { type: ['string', 'null'], maxLength: 45 },
-    sshHostKeys: {
-      type: 'array', maxItems: 10,
-      items: { type: 'object', required: ['type', 'sha256'], properties: { type: { type: 'string', maxLength: 60 }, sha256: { type: 'string', maxLength: 120 } } },
-    },
-    state: { enum: observedStates },
-    error: { type: 'string', maxLength: limits.maxErrorLength },
-  },
-} as const;
 
 export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promise<void> {
   const now = () => deps.now?.() ?? new Date();
 
-  app.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
+  // Before the body is read: a stranger's request costs no parsing.
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const hostId = request.headers['x-capsul-host'];
     const match = /^Bearer ([A-Za-z0-9_-]{20,200})$/.exec(request.headers.authorization ?? '');
     if (typeof hostId !== 'string' || !match || !(await deps.hosts.authenticate(hostId, match[1]!))) {
@@ -60,27 +38,10 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     request.hostId = hostId;
   });
 
-  app.post('/heartbeat', {
-    bodyLimit,
-    schema: {
-      body: {
-        type: 'object',
-        required: ['capacity', 'vms', 'agentVersion'],
-        properties: {
-          capacity: {
-            type: 'object', required: ['memoryMb', 'vcpus'],
-            properties: { memoryMb: { type: 'integer', minimum: 0 }, vcpus: { type: 'integer', minimum: 0 } },
-          },
-          vms: {
-            type: 'array', maxItems: limits.maxVmsPerHeartbeat,
-            items: { type: 'object', required: ['vmId', 'state'], properties: { vmId: { type: 'string', maxLength: 64 }, state: { enum: observedStates } } },
-          },
-          agentVersion: { type: 'string', maxLength: 100 },
-        },
-      },
-    },
-  }, async (request) => {
-    const beat = request.body as Heartbeat;
+  app.post('/heartbeat', { bodyLimit: limits.maxRequestBytes }, async (request, reply) => {
+    const checked = checkHeartbeat(request.body);
+    if (!checked.ok) return malformed(request, reply, `malformed heartbeat: ${checked.problem}`);
+    const beat = checked.value;
     await deps.pool.query(
       `INSERT INTO host_heartbeats (host_id, last_seen, memory_mb, vcpus, vms, agent_version) VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (host_id) DO UPDATE SET last_seen = $2, memory_mb = $3, vcpus = $4, vms = $5, agent_version = $6`,
@@ -90,6 +51,15 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     return { serverTime: now().toISOString() };
   });
 
+  // Long polls end when the hub closes, and closing waits for them: a poll whose spoke went away must not
+  // query a pool that shutdown has already ended.
+  let closing = false;
+  const polls = new Set<Promise<unknown>>();
+  app.addHook('onClose', async () => {
+    closing = true;
+    await Promise.allSettled([...polls]);
+  });
+
   app.get('/operations', {
     schema: { querystring: { type: 'object', properties: { waitMs: { type: 'integer', minimum: 0, maximum: limits.maxLongPollMs } } } },
   }, async (request) => {
@@ -97,30 +67,85 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     const deadline = Date.now() + waitMs;
     let closed = false;
     request.raw.once('close', () => (closed = true));
-    while (true) {
-      const operations = await pendingOperations(deps.pool, request.hostId!);
-      if (operations.length > 0 || Date.now() >= deadline || closed) return { operations };
-      await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
+    const poll = (async () => {
+      while (true) {
+        const operations = await pendingOperations(deps.pool, request.hostId!);
+        if (operations.length > 0 || Date.now() >= deadline || closed || closing) return { operations };
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
+        if (closing) return { operations: [] };
+      }
+    })();
+    polls.add(poll);
+    try {
+      return await poll;
+    } finally {
+      polls.delete(poll);
     }
   });
 
-  app.post('/reports', {
-    bodyLimit,
-    schema: {
-      body: {
-        type: 'object', required: ['reports'],
-        properties: { reports: { type: 'array', minItems: 1, maxItems: limits.maxReportsPerRequest, items: reportSchema } },
-      },
-    },
-  }, async (request) => {
-    const { reports } = request.body as ReportsRequest;
+  app.post('/reports', { bodyLimit: limits.maxRequestBytes }, async (request, reply) => {
+    const envelope = checkReportsRequest(request.body);
+    if (!envelope.ok) return malformed(request, reply, `malformed reports: ${envelope.problem}`);
+    const checked = envelope.value.map(checkReport);
+    const requestedAt = await requestedTimes(deps.pool, request.hostId!, checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])));
     const results: ReportResult[] = [];
-    for (const report of reports) results.push(await recordReport(deps, request.hostId!, report, now(), request.log));
+    const accepted: Report[] = [];
+    const refuse = (id: string, vmId: string | undefined, reason: string) => {
+      request.log.warn({ host: request.hostId, report: id, vmId, reason }, 'spoke report refused');
+      results.push({ id, status: 'refused', error: reason });
+    };
+    for (const [i, check] of checked.entries()) {
+      if (!check.ok) {
+        refuse(envelope.value[i]!.id as string, undefined, `malformed report: ${check.problem}`);
+        continue;
+      }
+      const { report } = check.value;
+      const untimely = timeProblem(check.value, now(), requestedAt);
+      if (untimely !== null) {
+        refuse(report.id, report.vmId, untimely);
+        continue;
+      }
+      const result = await recordReport(deps, request.hostId!, report, now(), request.log);
+      if (result.status === 'accepted') accepted.push(report);
+      results.push(result);
+    }
     // A deletion or a failure frees room on the host: capsuls waiting for one may be placed now.
-    const freesRoom = reports.some((report, i) => results[i]!.status === 'accepted' && (report.type === 'deleted' || report.type === 'failed'));
-    if (freesRoom) deps.afterReports?.();
+    if (accepted.some((report) => report.type === 'deleted' || report.type === 'failed')) deps.afterReports?.();
     return { results };
   });
+}
+
+/** 400 with one line saying what is wrong; logged with the host, never with the body. */
+function malformed(request: FastifyRequest, reply: FastifyReply, problem: string) {
+  request.log.warn({ host: request.hostId, reason: problem }, 'spoke request refused');
+  return reply.code(400).send({ error: problem });
+}
+
+/**
+ * Why a report's observation time cannot be believed, or null. From the future (beyond the allowed
+ * skew) it would make every later real report stale; from before its capsul was requested it would put
+ * the capsul's history out of order (as-of replays, the history page).
+ */
+function timeProblem({ report, observedAtMs }: CheckedReport, now: Date, requestedAt: Map<string, Date>): string | null {
+  const skewSeconds = limits.maxClockSkewMs / 1000;
+  if (observedAtMs > now.getTime() + limits.maxClockSkewMs) {
+    return `observedAt ${report.observedAt} is ahead of the hub's clock (${now.toISOString()}) by more than the ${skewSeconds} s allowed: check this host's clock`;
+  }
+  const requested = requestedAt.get(report.vmId);
+  if (requested && observedAtMs < requested.getTime() - limits.maxClockSkewMs) {
+    return `observedAt ${report.observedAt} is before capsul ${report.vmId} was requested (${requested.toISOString()}, the hub's clock) by more than the ${skewSeconds} s allowed: check this host's clock`;
+  }
+  return null;
+}
+
+/**
+ * When each of this host's capsuls was requested, by the hub's clock. Others are left out: the decider
+ * refuses reports about them, and a host learns nothing of another host's capsuls.
+ */
+async function requestedTimes(pool: pg.Pool, hostId: string, vmIds: string[]): Promise<Map<string, Date>> {
+  if (vmIds.length === 0) return new Map();
+  const { rows } = await pool.query('SELECT id, created FROM vms WHERE id = ANY($1::text[]) AND host = $2', [[...new Set(vmIds)], hostId]);
+  return new Map(rows.map((row) => [row.id as string, row.created as Date]));
 }
 
 async function pendingOperations(pool: pg.Pool, hostId: string): Promise<Operation[]> {

@@ -15,6 +15,7 @@ import { HubRejectedError, HubUnavailableError, TokenRefusedError, type HubClien
 import { Journal } from './journal.ts';
 import { lockDataDir } from './lock.ts';
 import { Outbox } from './outbox.ts';
+import { capsulIdPattern, cleanText } from './protocol-check.ts';
 import { limits, type ObservedState, type Operation, type Report, type ReportResult } from './protocol.ts';
 
 export type HubApi = Pick<HubClient, 'heartbeat' | 'operations' | 'postReports'>;
@@ -93,7 +94,12 @@ export class SpokeAgent {
   private hubReachable: boolean | null = null;
   private readonly lastLoopError = new Map<string, string>();
   private readonly malformedSeen = new Set<string>();
+  /** operations whose outcome the hub refused, already logged as delivered again */
+  private readonly refusedOutcomeLogged = new Set<string>();
   private heartbeatTruncationLogged = false;
+  private foreignListingLogged = false;
+  /** whether this host's clock was last seen further from the hub's than the hub allows */
+  private clockOff = false;
   private resolveDone!: (error: Error | null) => void;
 
   /** Resolves once the agent stopped: null after stop(), the error when it stopped itself (a refused token). */
@@ -101,6 +107,7 @@ export class SpokeAgent {
 
   constructor(private readonly options: SpokeAgentOptions) {
     this.settings = { ...defaults, ...stripUndefined(options) } as Settings;
+    this.settings.agentVersion = printableAscii(this.settings.agentVersion, 100) || 'unknown';
     // Every running operation and hub request listens for the stop: more than node's default of 10.
     setMaxListeners(this.settings.maxConcurrentOperations * 4 + 16, this.abort.signal);
     this.freeSlots = this.settings.maxConcurrentOperations;
@@ -174,9 +181,15 @@ export class SpokeAgent {
     const { driver } = this.options;
     const seqBefore = this.touchSeq;
     const listedAtMs = this.settings.clock.nowMs();
-    const vms = await driver.list().catch((error) => {
+    const listing = await driver.list().catch((error) => {
       throw new DriverError(`cannot list the capsuls on this host: ${(error as Error).message}`);
     });
+    // The hub refuses a heartbeat naming anything but capsul ids: one odd name must not take the host offline.
+    const vms = listing.filter((vm) => capsulIdPattern.test(vm.vmId));
+    if (vms.length < listing.length && !this.foreignListingLogged) {
+      this.foreignListingLogged = true;
+      this.options.log(`the driver lists ${listing.length - vms.length} name(s) that are not capsul ids; heartbeats leave them out`);
+    }
     const capacity = await driver.capacity().catch((error) => {
       throw new DriverError(`cannot read this host's capacity: ${(error as Error).message}`);
     });
@@ -186,11 +199,28 @@ export class SpokeAgent {
       this.heartbeatTruncationLogged = true;
       this.options.log(`this host has ${vms.length} capsuls; heartbeats carry only the first ${limits.maxVmsPerHeartbeat}`);
     }
-    await this.options.hub.heartbeat(
+    const sentAtMs = this.settings.clock.nowMs();
+    const { serverTime } = await this.options.hub.heartbeat(
       { capacity, vms: vms.slice(0, limits.maxVmsPerHeartbeat), agentVersion: this.settings.agentVersion },
       this.signal,
     );
     this.hubIsUp();
+    this.checkClock((sentAtMs + this.settings.clock.nowMs()) / 2 - Date.parse(serverTime));
+  }
+
+  /** Says once when this host's clock is further from the hub's than the hub allows, and once when it is back. */
+  private checkClock(offsetMs: number): void {
+    const allowedSeconds = limits.maxClockSkewMs / 1000;
+    const off = Math.abs(offsetMs) > limits.maxClockSkewMs;
+    if (off && !this.clockOff) {
+      this.options.log(
+        `this host's clock is ${Math.round(Math.abs(offsetMs) / 1000)} s ${offsetMs > 0 ? 'ahead of' : 'behind'} the hub's: the hub refuses ` +
+        `reports observed more than ${allowedSeconds} s ahead of its clock or before their capsul was requested; set this host's clock right (NTP)`,
+      );
+    } else if (!off && this.clockOff) {
+      this.options.log(`this host's clock agrees with the hub's again (within ${allowedSeconds} s)`);
+    }
+    this.clockOff = off;
   }
 
   /** Reports the state changes a listing shows for capsuls no operation is handling. */
@@ -250,11 +280,19 @@ export class SpokeAgent {
       this.schedule(entry.operation, 'resume');
       return false;
     }
-    // Done already: the hub has not seen the outcome yet. Queue it again if it is no longer waiting.
-    const missing = entry.reports.filter((report) => !this.outbox!.has(report.id));
+    // Done already: the hub has not seen the outcome yet. Queue it again if it is no longer waiting,
+    // unless the hub refused it: sent again it would only be refused again.
+    const outbox = this.outbox!;
+    const missing = entry.reports.filter((report) => !outbox.has(report.id) && !outbox.wasSetAside(report.id));
     if (missing.length > 0) {
       this.options.log(`operation ${operation.id} (${operation.kind} capsul ${operation.vmId}) delivered again: already done, its outcome is queued again`);
       this.enqueue(missing);
+    } else if (entry.reports.some((report) => outbox.wasSetAside(report.id)) && !this.refusedOutcomeLogged.has(operation.id)) {
+      this.refusedOutcomeLogged.add(operation.id);
+      this.options.log(
+        `operation ${operation.id} (${operation.kind} capsul ${operation.vmId}) delivered again: the hub refused its outcome ` +
+        `(set aside in ${outbox.setAsideDir}); it stays pending on the hub until an operator settles it`,
+      );
     }
     return false;
   }
@@ -453,9 +491,11 @@ export class SpokeAgent {
     return { id: randomUUID(), vmId, operationId, observedAt: new Date(observedAtMs).toISOString(), ...body } as Report;
   }
 
-  /** Writes reports to the outbox (durably) and wakes the sender. */
+  /** Writes reports to the outbox (durably) and wakes the sender; one the hub refused before is not queued again. */
   private enqueue(reports: Report[]): void {
-    for (const report of reports) this.outbox!.add(report);
+    for (const report of reports) {
+      if (!this.outbox!.wasSetAside(report.id)) this.outbox!.add(report);
+    }
     this.reportAdded.notify();
   }
 
@@ -491,39 +531,43 @@ export class SpokeAgent {
   }
 
   private async sendBatch(): Promise<void> {
-    const batch = this.outbox!.oldest(limits.maxReportsPerRequest);
+    const batch = fitRequest(this.outbox!.oldest(limits.maxReportsPerRequest));
     try {
       this.acknowledge(batch, await this.options.hub.postReports(batch, this.signal));
     } catch (error) {
       if (!(error instanceof HubRejectedError)) throw error;
-      // One of them is poisoned: send them one by one and set aside only what the hub refuses alone.
-      for (const report of batch) {
-        try {
-          this.acknowledge([report], await this.options.hub.postReports([report], this.signal));
-        } catch (alone) {
-          if (!(alone instanceof HubRejectedError)) throw alone;
-          this.outbox!.reject(report.id, alone.message);
+      if (batch.length === 1) {
+        this.outbox!.reject(batch[0]!.id, error.message);
+      } else {
+        // Something in it is malformed to the hub: send them one by one and set aside only what the hub refuses alone.
+        this.options.log(`the hub refused a batch of ${batch.length} reports (${error.message}): sending them one at a time`);
+        for (const report of batch) {
+          try {
+            this.acknowledge([report], await this.options.hub.postReports([report], this.signal));
+          } catch (alone) {
+            if (!(alone instanceof HubRejectedError)) throw alone;
+            this.outbox!.reject(report.id, alone.message);
+          }
         }
       }
     }
     this.hubIsUp();
   }
 
-  /** Removes every report the hub answered for, whatever the answer; refusals are logged. */
+  /** Removes every report the hub accepted (or had already, or found stale) and sets aside those it refused. */
   private acknowledge(batch: Report[], results: ReportResult[]): void {
     const sent = new Map(batch.map((report) => [report.id, report]));
-    const answered: string[] = [];
+    const acknowledged = new Set<string>();
+    let answered = 0;
     for (const result of results) {
-      const report = sent.get(result.id);
-      if (!report) continue;
-      answered.push(result.id);
-      if (result.status === 'refused') {
-        this.options.log(`the hub refused report ${report.id} (${report.type} of capsul ${report.vmId}): ${result.error ?? 'no reason given'}`);
-      }
+      if (!sent.has(result.id)) continue;
+      sent.delete(result.id);
+      answered++;
+      if (result.status === 'refused') this.outbox!.reject(result.id, result.error ?? 'no reason given');
+      else acknowledged.add(result.id);
     }
-    this.outbox!.remove(answered);
-    const unanswered = batch.length - answered.length;
-    if (unanswered > 0) throw new HubUnavailableError(`the hub answered for ${answered.length} of ${batch.length} reports; the others are sent again`, 200);
+    this.outbox!.remove(acknowledged);
+    if (answered < batch.length) throw new HubUnavailableError(`the hub answered for ${answered} of ${batch.length} reports; the others are sent again`, 200);
   }
 
   // ── bookkeeping ──────────────────────────────────────────────────────────────────────────────────
@@ -597,8 +641,27 @@ function driverMessage(error: unknown): string {
   return `driver error: ${error instanceof Error ? error.message : String(error)}`;
 }
 
+/** A failure's text as the hub takes it: no control characters but tab and line feed, at most maxErrorLength. */
 function errorText(message: string): string {
-  return message.length <= limits.maxErrorLength ? message : `${message.slice(0, limits.maxErrorLength - 1)}…`;
+  return cleanText(message, limits.maxErrorLength);
+}
+
+function printableAscii(text: string, maxLength: number): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, maxLength);
+}
+
+/** The oldest reports that fit in one request body (one alone always goes: the hub says if it is too large). */
+function fitRequest(reports: Report[]): Report[] {
+  const budgetBytes = limits.maxRequestBytes - 1024; // the envelope, with room to spare
+  const batch: Report[] = [];
+  let bytes = 0;
+  for (const report of reports) {
+    const size = Buffer.byteLength(JSON.stringify(report)) + 1;
+    if (batch.length > 0 && bytes + size > budgetBytes) break;
+    batch.push(report);
+    bytes += size;
+  }
+  return batch;
 }
 
 /** A UUID-shaped id derived from `text`, the same every time. */

@@ -23,14 +23,14 @@ export class TokenRefusedError extends Error {
 /** HUB_URL is not one the spoke may talk to. */
 export class HubUrlError extends Error {}
 
-/** The hub could not be reached, timed out, or answered something the spoke cannot use; worth retrying. */
+/** The hub could not be reached, timed out, or answered something the spoke cannot use (a 5xx, 404 …); worth retrying. */
 export class HubUnavailableError extends Error {
   constructor(message: string, readonly status: number | null = null) {
     super(message);
   }
 }
 
-/** The hub rejected the request itself (4xx other than auth): sending the same body again will not help. */
+/** The hub found the request's body malformed (400, 413, 422): sending the same body again will not help. */
 export class HubRejectedError extends Error {
   constructor(message: string, readonly status: number) {
     super(message);
@@ -51,6 +51,11 @@ export type HubClientOptions = {
 
 const operationKinds: readonly OperationKind[] = ['create', 'start', 'stop', 'force-stop', 'delete'];
 const reportStatuses: readonly ReportStatus[] = ['accepted', 'duplicate', 'stale', 'refused'];
+/**
+ * The answers that mean "this body is malformed": only these set reports aside. Any other status (a 404
+ * from a proxy, a 5xx, 408, 429) says nothing about the reports, so they wait in the outbox and are sent again.
+ */
+const bodyRefusedStatuses = new Set([400, 413, 422]);
 const maxResponseBytes = 4 * 1024 * 1024;
 const maxIdLength = 200;
 
@@ -143,8 +148,7 @@ export class HubClient {
     if (response.status === 401 || response.status === 403) throw new TokenRefusedError(response.status);
     if (!response.ok) {
       const detail = `${method} ${url.pathname}: HTTP ${response.status}${describeErrorBody(text)}`;
-      const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
-      throw retryable ? new HubUnavailableError(detail, response.status) : new HubRejectedError(detail, response.status);
+      throw bodyRefusedStatuses.has(response.status) ? new HubRejectedError(detail, response.status) : new HubUnavailableError(detail, response.status);
     }
     try {
       return JSON.parse(text) as unknown;

@@ -1,30 +1,40 @@
 // Reports waiting for the hub's acknowledgement, one file each in `<dataDir>/outbox`, written
 // atomically before any attempt to send and removed only once the hub answered for them. A report made
 // while the hub is down therefore arrives after it returns, even if the spoke restarted in between.
-import { mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+// A report the hub refuses is set aside in `<dataDir>/outbox-rejected`, unchanged, with its reason in
+// a `.reason.txt` beside it, so that it holds back no other report and an operator can read it (and,
+// once the cause is fixed, move it back into `outbox/` to send it again).
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import type { Report } from './protocol.ts';
-import { isTemporaryFile, writeFileAtomic } from './files.ts';
+import { fsyncDirectory, isTemporaryFile, writeFileAtomic } from './files.ts';
 
 export type OutboxOptions = {
   /** beyond this, the oldest plain observation (else the oldest report) is dropped, with a log line */
   maxReports?: number;
+  /** beyond this many reports set aside, the oldest set-aside one is deleted, with a log line */
+  maxSetAside?: number;
   log: (line: string) => void;
 };
 
 type Entry = { file: string; report: Report };
 
 const fileNamePattern = /^(\d{12})-([A-Za-z0-9-]{1,100})\.json$/;
+const reasonSuffix = '.reason.txt';
 
 export class Outbox {
   /** in the order the reports were made (a Map keeps insertion order) */
   private readonly entries = new Map<string, Entry>();
   private nextSeq = 1;
   private readonly maxReports: number;
+  private readonly maxSetAside: number;
   private readonly rejectedDir: string;
+  /** report id → file name in rejectedDir, oldest first */
+  private readonly setAside = new Map<string, string>();
 
   private constructor(private readonly dir: string, private readonly options: OutboxOptions) {
     this.maxReports = options.maxReports ?? 10_000;
+    this.maxSetAside = options.maxSetAside ?? 10_000;
     this.rejectedDir = path.join(path.dirname(dir), 'outbox-rejected');
   }
 
@@ -42,6 +52,16 @@ export class Outbox {
 
   has(reportId: string): boolean {
     return this.entries.has(reportId);
+  }
+
+  /** Whether the hub refused this report and it was set aside: it is not to be queued again. */
+  wasSetAside(reportId: string): boolean {
+    return this.setAside.has(reportId);
+  }
+
+  /** Where refused reports are set aside. */
+  get setAsideDir(): string {
+    return this.rejectedDir;
   }
 
   /** Durably adds a report; a report whose id is already waiting is not added twice. */
@@ -74,14 +94,51 @@ export class Outbox {
     }
   }
 
-  /** Sets aside a report the hub rejects outright, so it cannot block the ones behind it; kept for the operator. */
+  /**
+   * Sets aside a report the hub refused, so it cannot hold back the ones behind it: moved unchanged to
+   * outbox-rejected/, its reason beside it, and logged (once: it is never sent again by itself).
+   */
   reject(reportId: string, reason: string): void {
     const entry = this.entries.get(reportId);
     if (!entry) return;
-    mkdirSync(this.rejectedDir, { recursive: true, mode: 0o700 });
-    renameSync(entry.file, path.join(this.rejectedDir, path.basename(entry.file)));
+    this.moveAside(entry.file, reportId, reason);
     this.entries.delete(reportId);
-    this.options.log(`report ${reportId} (${entry.report.type} of capsul ${entry.report.vmId}) rejected by the hub, moved to ${this.rejectedDir}: ${reason}`);
+    this.options.log(`report ${reportId} (${entry.report.type} of capsul ${entry.report.vmId}) refused by the hub, set aside in ${this.rejectedDir}: ${reason}`);
+  }
+
+  /** The reason is written first: a crash in between leaves the report queued, to be refused again. */
+  private moveAside(file: string, reportId: string, reason: string): void {
+    mkdirSync(this.rejectedDir, { recursive: true, mode: 0o700 });
+    const name = path.basename(file);
+    const at = new Date().toISOString();
+    writeFileAtomic(path.join(this.rejectedDir, name.replace(/\.json$/, reasonSuffix)), `${at} ${reason}\n`);
+    renameSync(file, path.join(this.rejectedDir, name));
+    fsyncDirectory(this.rejectedDir);
+    this.setAside.delete(reportId);
+    this.setAside.set(reportId, name);
+    while (this.setAside.size > this.maxSetAside) this.forgetOldestSetAside();
+  }
+
+  private forgetOldestSetAside(): void {
+    const [id, name] = this.setAside.entries().next().value as [string, string];
+    this.setAside.delete(id);
+    for (const file of [name, name.replace(/\.json$/, reasonSuffix)]) {
+      const target = path.join(this.rejectedDir, file);
+      if (existsSync(target)) unlinkSync(target);
+    }
+    this.options.log(`${this.rejectedDir} holds more than ${this.maxSetAside} reports: deleted the oldest, ${name}`);
+  }
+
+  /** What an earlier run set aside, oldest first, so it is not queued again. */
+  private loadSetAside(): void {
+    if (!existsSync(this.rejectedDir)) return;
+    const found: { id: string; name: string; mtimeMs: number }[] = [];
+    for (const name of readdirSync(this.rejectedDir)) {
+      const match = fileNamePattern.exec(name);
+      if (match) found.push({ id: match[2]!, name, mtimeMs: statSync(path.join(this.rejectedDir, name)).mtimeMs });
+    }
+    found.sort((a, b) => a.mtimeMs - b.mtimeMs || a.name.localeCompare(b.name));
+    for (const { id, name } of found) this.setAside.set(id, name);
   }
 
   private dropOne(): void {
@@ -103,6 +160,7 @@ export class Outbox {
   }
 
   private load(): void {
+    this.loadSetAside();
     const found: { seq: number; file: string; id: string }[] = [];
     for (const name of readdirSync(this.dir)) {
       const file = path.join(this.dir, name);
@@ -125,8 +183,8 @@ export class Outbox {
         report = JSON.parse(readFileSync(file, 'utf8')) as Report;
         if (report.id !== id) throw new Error('its id does not match its file name');
       } catch (error) {
-        mkdirSync(this.rejectedDir, { recursive: true, mode: 0o700 });
-        renameSync(file, path.join(this.rejectedDir, path.basename(file)));
+        this.moveAside(file, id, `unreadable: ${(error as Error).message}`);
+        this.setAside.delete(id); // not refused by the hub: the journal may queue its operation's outcome again
         this.options.log(`outbox: unreadable report ${file} moved to ${this.rejectedDir}: ${(error as Error).message}`);
         continue;
       }

@@ -71,5 +71,14 @@ export const limits = {
   maxReportsPerRequest: 100,
   maxLongPollMs: 30_000,
   maxVmsPerHeartbeat: 10_000,
+  /** in UTF-16 code units, as JavaScript counts a string's length */
   maxErrorLength: 2_000,
+  maxHostKeysPerReport: 16,
+  /** a request body as sent, in bytes: more gets 413 */
+  maxRequestBytes: 1024 * 1024,
+  /**
+   * How far a report's observedAt may lie ahead of the hub's clock, or before its capsul was
+   * requested (on the hub's clock): hosts' clocks drift a little; beyond that a report is refused.
+   */
+  maxClockSkewMs: 5 * 60_000,
 } as const;

@@ -114,7 +114,8 @@ describe('reports', () => {
 
     const again = await report('alpha', [provisioned, running]);
     assert.deepEqual(again.json().results.map((r: { status: string }) => r.status), ['duplicate', 'duplicate']);
-    const stale: Report = { ...reportBase(vmId, null, new Date(Date.now() - 3_600_000)), type: 'state', state: 'stopped' };
+    // Older than the state last recorded (and still after the capsul was requested): stale.
+    const stale: Report = { ...reportBase(vmId, null, new Date(Date.parse(running.observedAt) - 1_000)), type: 'state', state: 'stopped' };
     assert.deepEqual((await report('alpha', [stale])).json().results[0].status, 'stale');
     assert.equal((await db.pool.query('SELECT state FROM vms WHERE id = $1', [vmId])).rows[0].state, 'running');
   });
@@ -133,17 +134,24 @@ describe('reports', () => {
     assert.equal((await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n, before);
   });
 
-  it('refuses malformed reports with 400', async () => {
+  it('refuses a malformed request with 400 and a one-line reason', async () => {
     for (const payload of [
       { reports: [] },
       { reports: [{ id: 'x', vmId: 'nope', type: 'state' }] },
-      { reports: [{ ...reportBase('capsul-aaaaaaaaaa', null), type: 'exploded' }] },
       { reports: Array.from({ length: 101 }, () => ({ ...reportBase('capsul-aaaaaaaaaa', null), type: 'deleted' })) },
       'not json at all',
     ]) {
       const response = await hub.inject({ method: 'POST', url: '/spoke/v1/reports', headers: { ...headers('alpha'), 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });
       assert.equal(response.statusCode, 400, JSON.stringify(payload).slice(0, 80));
+      assert.match(response.json().error, /^[^\n]+$/);
     }
+  });
+
+  it('refuses a malformed report on its own, naming the problem (the rest of input checking: spoke-input.int.test.ts)', async () => {
+    const response = await report('alpha', [{ ...reportBase('capsul-aaaaaaaaaa', null), type: 'exploded' } as unknown as Report]);
+    assert.equal(response.statusCode, 200);
+    assert.deepEqual(response.json().results[0].status, 'refused');
+    assert.equal(response.json().results[0].error, 'malformed report: type must be provisioned, state, failed or deleted');
   });
 
   it('turns a deletion request into a delete operation for the host, and its report into the deletion', async () => {

@@ -5,11 +5,13 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import type { SpokeAgent } from '../../src/spoke/agent.ts';
+import { abortableDelay } from '../../src/spoke/clock.ts';
 import { TokenRefusedError } from '../../src/spoke/hub-client.ts';
+import { textProblem } from '../../src/spoke/protocol-check.ts';
 import type { Report } from '../../src/spoke/protocol.ts';
 import { FakeDriver } from './fake-driver.ts';
 import { FakeHub } from './fake-hub.ts';
-import { clockStartMs, newAgent, newVmId, operation, outboxFiles, tempDataDir, waitFor, type TestAgent } from './support.ts';
+import { clockStartMs, newAgent, newVmId, operation, outboxFiles, setAsideFiles, tempDataDir, waitFor, type TestAgent } from './support.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -146,6 +148,18 @@ describe('spoke agent: operations', () => {
     assert.equal(failed!.operationId, create.id);
     assert.equal(driver.count('create'), 1);
     assert.ok(lines.some((line) => line.includes(create.id) && line.includes('failed')));
+  });
+
+  it('cleans a driver\'s message of what the hub refuses before reporting it (controls, bidi, lone surrogates)', async () => {
+    driver.failNext('create', 'qemu-img:\u0000 bad\r\n\u001b[31mdisk\u202e full\ud800\n\tat line 2');
+    await startAgent();
+    const create = operation('create', newVmId());
+    hub.addOperation(create);
+    await waitFor('the create to be completed', () => hub.completed.has(create.id));
+    const failed = hub.reportsFor(create.id)[0]!;
+    assert.ok(failed.type === 'failed');
+    assert.equal(failed.error, 'qemu-img:\ufffd bad\n\ufffd[31mdisk\ufffd full\ufffd\n\tat line 2');
+    assert.equal(textProblem(failed.error, true), null);
   });
 
   it('reports a stop of a capsul that is not on the host as failed', async () => {
@@ -289,27 +303,81 @@ describe('spoke agent: reports and the outbox', () => {
     assert.ok(hub.completed.has(create.id));
   });
 
-  it('drops a report the hub refused from the outbox, with a log line', async () => {
-    const vmId = newVmId();
-    hub.refusedVms.add(vmId);
-    driver.add(vmId, 'running');
+  it('sets aside a report the hub refuses, with its reason, logged once, and delivers the ones queued behind it', async () => {
+    const refused = newVmId();
+    const [b, c] = [newVmId(), newVmId()];
+    hub.refusedVms.add(refused);
+    hub.reportsDown = true;
+    driver.add(refused, 'running');
+    driver.add(b, 'running');
+    driver.add(c, 'stopped');
     const { lines } = await startAgent();
-    await waitFor('the report sent', () => hub.received.some((report) => report.vmId === vmId));
+    await waitFor('three observations queued', () => outboxFiles(data.dir).length === 3);
+    hub.reportsDown = false;
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
-    assert.ok(lines.some((line) => line.includes('the hub refused report') && line.includes(`is not on host ${hub.hostId}`)));
+    assert.deepEqual(hub.reportBatches, [3], 'one batch, the refused report first');
+    assert.deepEqual(hub.received.map((report) => report.vmId), [refused, b, c]);
+
+    const [aside] = setAsideFiles(data.dir);
+    const report = JSON.parse(readFileSync(path.join(data.dir, 'outbox-rejected', aside!), 'utf8')) as Report;
+    assert.equal(report.vmId, refused);
+    assert.match(readFileSync(path.join(data.dir, 'outbox-rejected', aside!.replace(/\.json$/, '.reason.txt')), 'utf8'), new RegExp(`is not on host ${hub.hostId}`));
+    const beats = hub.heartbeats.length;
+    await waitFor('three more heartbeats', () => hub.heartbeats.length >= beats + 3);
+    assert.equal(hub.received.filter((r) => r.vmId === refused).length, 1, 'never sent again');
+    assert.equal(lines.filter((line) => line.includes('refused by the hub')).length, 1, lines.join('\n'));
   });
 
-  it('sets aside a report the hub rejects outright so the others still get through', async () => {
+  it('splits a batch the hub refuses as malformed (400) and sets aside only the report it refuses alone', async () => {
     const poisoned = newVmId();
-    const healthy = newVmId();
+    const [a, b] = [newVmId(), newVmId()];
     hub.poisonVms.add(poisoned);
+    hub.reportsDown = true;
+    driver.add(a, 'running');
     driver.add(poisoned, 'running');
-    driver.add(healthy, 'running');
+    driver.add(b, 'stopped');
     const { lines } = await startAgent();
-    await waitFor('the healthy capsul reported', () => hub.received.some((report) => report.vmId === healthy));
+    await waitFor('three observations queued', () => outboxFiles(data.dir).length === 3);
+    hub.reportsDown = false;
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
-    assert.equal(hub.received.some((report) => report.vmId === poisoned), false);
-    assert.ok(lines.some((line) => line.includes(`capsul ${poisoned}) rejected by the hub`)));
+    assert.deepEqual(hub.reportBatches, [3, 1, 1, 1], 'the batch, then its reports one by one, in order');
+    assert.deepEqual(hub.received.map((report) => report.vmId), [a, b]);
+    const aside = setAsideFiles(data.dir);
+    assert.equal(aside.length, 1);
+    assert.equal((JSON.parse(readFileSync(path.join(data.dir, 'outbox-rejected', aside[0]!), 'utf8')) as Report).vmId, poisoned);
+    assert.match(readFileSync(path.join(data.dir, 'outbox-rejected', aside[0]!.replace(/\.json$/, '.reason.txt')), 'utf8'), /HTTP 400 \(malformed reports: /);
+    assert.equal(lines.filter((line) => line.includes('sending them one at a time')).length, 1);
+    assert.ok(lines.some((line) => line.includes(`capsul ${poisoned}) refused by the hub, set aside`)));
+  });
+
+  it('keeps reports while the hub answers a status that says nothing about them (a proxy\'s 404), and delivers them after', async () => {
+    hub.reportsStatus = 404;
+    const vmId = newVmId();
+    driver.add(vmId, 'running');
+    await startAgent();
+    await waitFor('the observation queued', () => outboxFiles(data.dir).length === 1);
+    const beats = hub.heartbeats.length;
+    await waitFor('three more heartbeats', () => hub.heartbeats.length >= beats + 3);
+    assert.equal(outboxFiles(data.dir).length, 1);
+    assert.deepEqual(setAsideFiles(data.dir), []);
+    hub.reportsStatus = null;
+    await waitFor('the observation delivered', () => hub.received.some((report) => report.vmId === vmId));
+    await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
+  });
+
+  it('does not send an operation\'s refused outcome again when the hub delivers the operation again, and says so once', async () => {
+    const vmId = newVmId();
+    hub.refusedVms.add(vmId);
+    const { lines } = await startAgent();
+    const create = operation('create', vmId);
+    hub.addOperation(create);
+    await waitFor('the outcome set aside', () => setAsideFiles(data.dir).length === 2);
+    const deliveries = hub.deliveries.get(create.id) ?? 0;
+    await waitFor('three more deliveries', () => (hub.deliveries.get(create.id) ?? 0) >= deliveries + 3);
+    assert.deepEqual(types(hub.reportsFor(create.id)), ['provisioned', 'state running'], 'sent once');
+    assert.equal(lines.filter((line) => line.includes('the hub refused its outcome')).length, 1, lines.join('\n'));
+    assert.equal(driver.count('create', vmId), 1);
+    assert.equal(outboxFiles(data.dir).length, 0);
   });
 
   it('reports state changes seen outside operations: first sight, then a crash', async () => {
@@ -353,6 +421,32 @@ describe('spoke agent: heartbeats, the token, stopping', () => {
       agentVersion: 'capsul-spoke/test',
     });
     assert.ok(hub.seenAuth.every(({ authorization, host }) => authorization === `Bearer ${hub.token}` && host === hub.hostId));
+  });
+
+  it('leaves out of heartbeats and reports a listed name that is not a capsul id, saying so once', async () => {
+    const vmId = newVmId();
+    driver.add(vmId, 'running');
+    driver.add('capsul-\u0000odd', 'running');
+    const { lines } = await startAgent();
+    await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
+    assert.deepEqual(hub.heartbeats[0]!.vms, [{ vmId, state: 'running' }]);
+    await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
+    assert.deepEqual(hub.received.map((report) => report.vmId), [vmId]);
+    assert.equal(lines.filter((line) => line.includes('not capsul ids')).length, 1);
+  });
+
+  it('says once that this host\'s clock is further from the hub\'s than the hub allows', async () => {
+    const { lines } = await startAgent(); // the test clock runs in 2031
+    await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
+    const warnings = lines.filter((line) => line.startsWith('this host\'s clock is'));
+    assert.equal(warnings.length, 1, lines.join('\n'));
+    assert.match(warnings[0]!, /^this host's clock is \d+ s ahead of the hub's: the hub refuses reports observed more than 300 s ahead/);
+  });
+
+  it('says nothing about the clock when it agrees with the hub\'s', async () => {
+    const { lines } = await startAgent({ clock: { nowMs: () => Date.now(), sleep: abortableDelay } });
+    await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
+    assert.equal(lines.filter((line) => line.includes('clock')).length, 0, lines.join('\n'));
   });
 
   it('stops with TokenRefusedError and one log line when the hub refuses the token, never logging it', async () => {

@@ -1,6 +1,6 @@
 // A hub in memory for spoke tests: the three endpoints of protocol.ts on 127.0.0.1, delivering each
 // operation until a report completes it (as the real hub does), and able to go down, come back,
-// deliver twice, leave reports unanswered, reject a batch or refuse the token.
+// deliver twice, leave reports unanswered, refuse a report or a whole batch, or refuse the token.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { protocolPrefix, type Heartbeat, type Operation, type Report, type ReportResult } from '../../src/spoke/protocol.ts';
@@ -9,6 +9,8 @@ export class FakeHub {
   readonly heartbeats: Heartbeat[] = [];
   /** every report received, repeats included, in order */
   readonly received: Report[] = [];
+  /** the size of every POST /reports answered (refused batches included), in order */
+  readonly reportBatches: number[] = [];
   /** operations not completed yet, in the order they were added */
   readonly pending: Operation[] = [];
   readonly completed = new Map<string, Report>();
@@ -18,13 +20,15 @@ export class FakeHub {
   refuseToken = false;
   /** answer /reports with 503 (the hub is up for polls and heartbeats only) */
   reportsDown = false;
+  /** answer /reports with this status instead (a proxy's 404, …) */
+  reportsStatus: number | null = null;
   /** answer /reports with an empty results list */
   leaveReportsUnanswered = false;
   /** list each operation twice in every poll answer */
   duplicateDeliveries = false;
   /** capsuls whose reports get status "refused" */
   readonly refusedVms = new Set<string>();
-  /** a batch holding a report about one of these capsuls is rejected whole with 400 */
+  /** a batch holding a report about one of these capsuls is refused whole with 400, as the hub refuses a malformed body */
   readonly poisonVms = new Set<string>();
   private server: Server | null = null;
   private port = 0;
@@ -89,8 +93,10 @@ export class FakeHub {
     }
     if (request.method === 'POST' && url.pathname === `${protocolPrefix}/reports`) {
       if (this.reportsDown) return send(response, 503, { error: 'down for maintenance' });
+      if (this.reportsStatus !== null) return send(response, this.reportsStatus, { error: `HTTP ${this.reportsStatus} from the fake hub` });
       const { reports } = body as { reports: Report[] };
-      if (reports.some((report) => this.poisonVms.has(report.vmId))) return send(response, 400, { message: 'body/reports/0 is not valid' });
+      this.reportBatches.push(reports.length);
+      if (reports.some((report) => this.poisonVms.has(report.vmId))) return send(response, 400, { error: 'malformed reports: reports[0].id contains U+0000 (a control character) at position 3' });
       this.received.push(...reports);
       if (this.leaveReportsUnanswered) return send(response, 200, { results: [] });
       return send(response, 200, { results: reports.map((report) => this.record(report)) });

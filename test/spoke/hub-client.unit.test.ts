@@ -99,15 +99,15 @@ describe('hub client answers', () => {
     });
   }
 
-  for (const status of [500, 502, 503, 408, 429]) {
+  for (const status of [500, 502, 503, 408, 429, 404, 405, 409, 415]) {
     it(`treats ${status} as the hub being unavailable (retry)`, async () => {
       const { hub } = client(() => json(status, { message: 'try later' }));
       await assert.rejects(hub.operations(0), (error: Error) => error instanceof HubUnavailableError && error.status === status && /try later/.test(error.message));
     });
   }
 
-  for (const status of [400, 404, 413, 422]) {
-    it(`treats ${status} as a rejection of the request (retrying it unchanged will not help)`, async () => {
+  for (const status of [400, 413, 422]) {
+    it(`treats ${status} as the body refused as malformed (retrying it unchanged will not help)`, async () => {
       const { hub } = client(() => json(status, { message: 'body/reports/0 must have required property id' }));
       await assert.rejects(hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]), HubRejectedError);
     });

@@ -1,6 +1,6 @@
 // The outbox on disk: what is added survives a reopen in order, leaves only when removed, and is bounded.
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { Outbox } from '../../src/spoke/outbox.ts';
@@ -16,7 +16,8 @@ beforeEach(() => {
 afterEach(() => data.remove());
 
 const dir = () => path.join(data.dir, 'outbox');
-const open = (maxReports?: number) => Outbox.open(dir(), { log: (line) => lines.push(line), maxReports });
+const rejectedDir = () => path.join(data.dir, 'outbox-rejected');
+const open = (maxReports?: number, maxSetAside?: number) => Outbox.open(dir(), { log: (line) => lines.push(line), maxReports, maxSetAside });
 const state = (id: string, operationId: string | null = null): Report => ({
   id, vmId: 'capsul-aaaaaaaaaa', operationId, observedAt: '2031-01-01T00:00:00.000Z', type: 'state', state: 'running',
 });
@@ -67,17 +68,50 @@ describe('outbox', () => {
     const reopened = open();
     assert.deepEqual(ids(reopened.oldest(10)), ['r-1']);
     assert.deepEqual(readdirSync(dir()), ['000000000001-r-1.json']);
-    assert.deepEqual(readdirSync(path.join(data.dir, 'outbox-rejected')), ['000000000003-r-3.json']);
+    assert.deepEqual(readdirSync(rejectedDir()).sort(), ['000000000003-r-3.json', '000000000003-r-3.reason.txt']);
+    assert.match(readFileSync(path.join(rejectedDir(), '000000000003-r-3.reason.txt'), 'utf8'), /unreadable: /);
+    assert.equal(reopened.wasSetAside('r-3'), false, 'the hub never refused it: its operation\'s outcome may be queued again');
     assert.ok(lines.some((line) => line.includes('unreadable report')));
   });
 
-  it('sets aside a report the hub rejects, keeping it for the operator', () => {
+  it('sets aside a report the hub refuses, unchanged and with its reason, logged once, and remembers it across a reopen', () => {
+    const outbox = open();
+    outbox.add(state('r-1'));
+    outbox.add(state('r-2'));
+    const stored = readFileSync(path.join(dir(), '000000000001-r-1.json'), 'utf8');
+    outbox.reject('r-1', 'error contains U+0000 (a control character) at position 3');
+    assert.deepEqual(ids(outbox.oldest(10)), ['r-2']);
+    assert.deepEqual(readdirSync(rejectedDir()).sort(), ['000000000001-r-1.json', '000000000001-r-1.reason.txt']);
+    assert.equal(readFileSync(path.join(rejectedDir(), '000000000001-r-1.json'), 'utf8'), stored, 'kept as it was queued');
+    assert.match(readFileSync(path.join(rejectedDir(), '000000000001-r-1.reason.txt'), 'utf8'), /^\S+Z error contains U\+0000 \(a control character\) at position 3\n$/);
+    assert.equal(lines.filter((line) => line.includes('r-1')).length, 1);
+    assert.match(lines[0]!, /^report r-1 \(state of capsul capsul-aaaaaaaaaa\) refused by the hub, set aside in .*outbox-rejected: error contains U\+0000/);
+    assert.ok(outbox.wasSetAside('r-1'));
+    const reopened = open();
+    assert.ok(reopened.wasSetAside('r-1'));
+    assert.deepEqual(ids(reopened.oldest(10)), ['r-2']);
+  });
+
+  it('sends a set-aside report again once an operator moves it back into the outbox', () => {
     const outbox = open();
     outbox.add(state('r-1'));
     outbox.reject('r-1', 'HTTP 400');
-    assert.equal(outbox.size, 0);
-    assert.deepEqual(readdirSync(path.join(data.dir, 'outbox-rejected')), ['000000000001-r-1.json']);
-    assert.ok(lines.some((line) => /report r-1 \(state of capsul capsul-aaaaaaaaaa\) rejected by the hub.*HTTP 400/.test(line)));
+    renameSync(path.join(rejectedDir(), '000000000001-r-1.json'), path.join(dir(), '000000000001-r-1.json'));
+    const reopened = open();
+    assert.deepEqual(ids(reopened.oldest(10)), ['r-1']);
+    assert.equal(reopened.wasSetAside('r-1'), false);
+  });
+
+  it('keeps at most maxSetAside reports set aside, deleting the oldest with a log line', () => {
+    const outbox = open(undefined, 2);
+    for (const id of ['r-1', 'r-2', 'r-3']) {
+      outbox.add(state(id));
+      outbox.reject(id, 'refused');
+    }
+    assert.deepEqual(readdirSync(rejectedDir()).filter((name) => name.endsWith('.json')).sort(), ['000000000002-r-2.json', '000000000003-r-3.json']);
+    assert.equal(readdirSync(rejectedDir()).length, 4, 'reasons go with their reports');
+    assert.equal(outbox.wasSetAside('r-1'), false);
+    assert.ok(lines.some((line) => /holds more than 2 reports: deleted the oldest, 000000000001-r-1\.json/.test(line)));
   });
 
   it('when full, drops the oldest plain observation first and says so', () => {

@@ -36,6 +36,12 @@ export function outboxFiles(dataDir: string): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.json')) : [];
 }
 
+/** The reports set aside in outbox-rejected/ (their reasons beside them are not counted). */
+export function setAsideFiles(dataDir: string): string[] {
+  const dir = path.join(dataDir, 'outbox-rejected');
+  return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.json')).sort() : [];
+}
+
 let vmCounter = 0;
 /** A capsul id as the hub makes them. */
 export function newVmId(): string {

@@ -2,10 +2,11 @@
 // so nothing a guest or a foreign domain controls reaches the hub unchecked.
 import { isIPv4, isIPv6 } from 'node:net';
 import { DriverError } from '../driver.ts';
-import type { HostKeyFingerprint, ObservedState } from '../protocol.ts';
+import { limits, type HostKeyFingerprint, type ObservedState } from '../protocol.ts';
 import { quoted, vmIdPattern } from './arguments.ts';
 
-const maxHostKeys = 16;
+/** as many as a report may carry */
+const maxHostKeys = limits.maxHostKeysPerReport;
 
 /** Every state `virsh domstate` can print (C locale), as the hub sees it. */
 const domainStates: Record<string, ObservedState> = {

@@ -1,6 +1,6 @@
-// The hub's HTTP application. Plugins in layers: security headers, views, sessions and CSRF first,
-// then one error handler for everything, then the app's routes (/health, the public pages, login, the
-// customer console, admin, the spoke API).
+// The hub's HTTP application. Plugins in layers: security headers, views, form bodies, sessions and CSRF
+// first, then the edge check of every input, then one error handler for everything, then the app's
+// routes (/health, the public pages, login, the customer console, admin, the spoke API).
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { Eta } from 'eta';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
-import { DomainError } from '../domain/shared/errors.ts';
+import { DomainError, invalid } from '../domain/shared/errors.ts';
 import { createStreamCache } from '../ledger/cache.ts';
 import { ConcurrencyError } from '../ledger/handle.ts';
 import { Hosts } from '../ledger/hosts.ts';
@@ -62,6 +62,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     bodyLimit: 64 * 1024,
     requestTimeout: 30_000,
     trustProxy: deps.trustProxy ?? false,
+    // The router cannot match a malformed address (it answers its own bare JSON): send it past the router
+    // to a path of no route, where the edge check refuses it like any other input, page or JSON.
+    rewriteUrl: (raw) => (addressProblem(raw.url ?? '/') === null ? raw.url ?? '/' : malformedAddressPath),
+    routerOptions: { maxParamLength: maxPathSegmentLength },
   });
   const now = deps.now ?? (() => new Date());
   const baseUrl = (deps.baseUrl ?? 'http://localhost:3000').replace(/\/+$/, '');
@@ -87,10 +91,36 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     // POSTs that carry no CSRF token: they authenticate otherwise (spoke tokens; provider signatures).
     csrfExempt: [`${spokeApiPrefix}/`, ...(deps.providers ?? []).map((provider) => provider.webhookPath)],
   };
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_request, body, done) => {
+    try {
+      done(null, parseForm(body as Buffer));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
   await installSessions(app, sessionDeps);
+
+  // The edge: every route's input is checked here, after its body is parsed and before anything else
+  // looks at it (validation, CSRF, the handler), whatever the route. The rule: "The edge rule", below.
+  // (The spoke API checks its bodies field by field itself, stricter, and answers per report, so one
+  // poison report does not turn a whole batch away.)
+  app.addHook('preValidation', async (request) => {
+    const spokeBody = request.originalUrl.startsWith(`${spokeApiPrefix}/`);
+    const problem = addressProblem(request.originalUrl) ?? (spokeBody ? null : bodyProblem(request.body));
+    if (problem !== null) throw invalid(problem);
+  });
 
   // Set before any route plugin is registered: plugins inherit the handlers in force when they register.
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (databaseUnavailable(error)) {
+      // The database restarting (or cut off): nothing is wrong with the request, try again shortly.
+      request.log.warn({ err: error.message }, 'database unavailable');
+      reply.header('retry-after', '10');
+      if (wantsHtml(request)) {
+        return errorPage(reply, 503, 'Back in a moment', 'capsul cannot reach its database just now. Nothing was changed; please try again in a minute.');
+      }
+      return reply.code(503).send({ error: 'the database is unavailable just now: try again shortly' });
+    }
     const status = statusOf(error);
     if (status === 500) request.log.error({ err: error }, 'request failed');
     else request.log.info({ err: error.message }, 'request refused');
@@ -144,6 +174,13 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   return app;
 }
 
+/** Errors that mean the database cannot be reached or is restarting, not that the request was wrong. */
+function databaseUnavailable(error: Error & { code?: string }): boolean {
+  // Connection refused or reset, the server shutting down or starting (57P01–57P03), the pool timing out.
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03'].includes(error.code ?? '')
+    || /^(Connection terminated|timeout exceeded when trying to connect)/.test(error.message);
+}
+
 function statusOf(error: Error & { statusCode?: number }): number {
   if (error instanceof DomainError) return { invalid: 400, not_found: 404, refused: 409, insufficient_funds: 409 }[error.code];
   if (error instanceof ConcurrencyError) return 409;
@@ -158,7 +195,116 @@ function messageOf(error: Error & { code?: string }): string {
 
 /** Browsers get pages; spokes and scripts get JSON. */
 function wantsHtml(request: FastifyRequest): boolean {
-  return !request.url.startsWith(spokeApiPrefix) && (request.headers.accept ?? '').includes('text/html');
+  return !request.originalUrl.startsWith(spokeApiPrefix) && (request.headers.accept ?? '').includes('text/html');
+}
+
+// ---- The edge rule --------------------------------------------------------------------------------
+// Text from outside is well-formed UTF-8 and holds no control character (Unicode Cc: U+0000–U+001F,
+// U+007F–U+009F), in the address (path, route parameters, query string), in form and JSON field names,
+// and in their values, with one exception: tab, line feed and carriage return inside a value of a form
+// or JSON body, where textareas (an SSH key, a correction's reason) and the spokes' multi-line failure
+// reports live. Anything else is refused with 400 before any handler runs: PostgreSQL text cannot hold
+// NUL, and no field of capsul means anything by the others. Which characters a single field takes
+// beyond that (an email, a key's name, a return path) is that field's own rule. Bodies read as raw
+// bytes (the payment webhooks) are checked by their own routes, after their signatures.
+
+/** Where rewriteUrl sends a malformed address: no route is there, and the edge hook refuses the request first. */
+const malformedAddressPath = '/-/malformed-address';
+const controlCharacter = /\p{Cc}/u;
+/** A control character a body value may not hold (tab, line feed and carriage return it may). */
+const controlInValue = /(?![\t\n\r])\p{Cc}/u;
+/** Half of a UTF-16 surrogate pair on its own (a JSON \ud800): no text at all, and PostgreSQL refuses it. */
+const loneSurrogate = /\p{Cs}/u;
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+/** The router's limit on a route parameter, as sent: a longer segment is refused here, with the site's page. */
+const maxPathSegmentLength = 100;
+
+/** Why an address (path and query, as sent) cannot be taken, or null. */
+function addressProblem(url: string): string | null {
+  // Browsers percent-encode everything else; raw spaces, controls and non-ASCII bytes are no address.
+  if (!/^[\x21-\x7e]*$/.test(url)) return 'This address holds characters that are not allowed in one: check it and try again.';
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(url);
+  } catch {
+    return 'This address is malformed: a %-escape in it is not valid UTF-8 text.';
+  }
+  const control = controlCharacter.exec(decoded);
+  if (control) return `This address holds a control character (${codePoint(control[0])}), which no page here takes.`;
+  const path = url.split('?', 1)[0]!;
+  if (path.split('/').some((segment) => segment.length > maxPathSegmentLength)) {
+    return `This address is too long: a part of it between slashes has more than ${maxPathSegmentLength} characters.`;
+  }
+  return null;
+}
+
+/** Why a parsed body (form fields, JSON) cannot be taken, or null; walked without recursion, whatever its depth. */
+function bodyProblem(body: unknown): string | null {
+  if (Buffer.isBuffer(body)) return null;
+  const pending: [value: unknown, field: string][] = [[body, 'body']];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [value, field] = next;
+    if (typeof value === 'string') {
+      const problem = textProblem(value, controlInValue);
+      if (problem !== null) return `The field ${fieldName(field)} ${problem}: remove it and try again.`;
+    } else if (Array.isArray(value)) {
+      for (const item of value) pending.push([item, field]);
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [name, item] of Object.entries(value)) {
+        const problem = textProblem(name, controlCharacter);
+        if (problem !== null) return `A field name ${problem}: no form of this site sends that.`;
+        // Named by its top-level field (a form's field, a JSON body's member): what a sender can find it by.
+        pending.push([item, field === 'body' ? name : field]);
+      }
+    }
+  }
+  return null;
+}
+
+function textProblem(text: string, control: RegExp): string | null {
+  if (loneSurrogate.test(text)) return 'is not valid Unicode text (it holds half of a surrogate pair)';
+  const found = control.exec(text);
+  return found ? `holds a control character (${codePoint(found[0])}), which no field here takes` : null;
+}
+
+/** A field's name for a message: quoted, short, and with anything unprintable escaped. */
+function fieldName(name: string): string {
+  return JSON.stringify(name.slice(0, 60)).replace(/[^\x20-\x7e]/g, (unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+const codePoint = (character: string) => `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+
+/**
+ * An application/x-www-form-urlencoded body as fields (a repeated name → its values in order), refusing
+ * what no browser sends: bytes that are not UTF-8, and %-escapes that do not decode to UTF-8 text.
+ */
+export function parseForm(body: Buffer): Record<string, string | string[]> {
+  let text: string;
+  try {
+    text = strictUtf8.decode(body);
+  } catch {
+    throw invalid('What you sent is not UTF-8 text: reload the page and try again.');
+  }
+  const form: Record<string, string | string[]> = Object.create(null);
+  for (const pair of text.split('&')) {
+    if (pair === '') continue;
+    const equals = pair.indexOf('=');
+    const name = formDecode(equals < 0 ? pair : pair.slice(0, equals));
+    const value = formDecode(equals < 0 ? '' : pair.slice(equals + 1));
+    const earlier = form[name];
+    if (earlier === undefined) form[name] = value;
+    else if (Array.isArray(earlier)) earlier.push(value);
+    else form[name] = [earlier, value];
+  }
+  return form;
+}
+
+function formDecode(text: string): string {
+  try {
+    return decodeURIComponent(text.replaceAll('+', ' '));
+  } catch {
+    throw invalid('What you sent is malformed: a %-escape in it is not valid UTF-8 text.');
+  }
 }
 
 function errorPage(reply: FastifyReply, status: number, title: string, message: string) {

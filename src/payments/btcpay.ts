@@ -4,16 +4,20 @@
 // when a credited invoice turns Expired or Invalid. A webhook, whatever its type, only says "look at
 // invoice X": capsul fetches the invoice and acts on its current status, so a delivery repeated, late
 // or out of order changes nothing more. `reconcile` looks at the open invoices for a missed webhook.
+// A signed delivery that is not a JSON object is refused (400); one capsul cannot use (no invoice id, an
+// id that is none) is acknowledged with 200 and a warning and changes nothing; what BTCPay Server's API
+// answers is read field by field, so nothing it sends reaches the database unchecked.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { BtcpayConfig } from '../config.ts';
+import { canonicalEmail } from '../domain/shared/email.ts';
 import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment, type Hold } from './holds.ts';
-import { allowFormActionTo, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
+import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
 
 export const btcpayPath = '/payment/btcpay';
 const webhookPath = `${btcpayPath}/webhook`;
@@ -161,19 +165,29 @@ function errorText(text: string): string {
   return JSON.stringify(said.slice(0, 300));
 }
 
+/** What each text field of an invoice must look like: its values end up in log lines, holds and ledger reasons. */
+const invoiceFields = {
+  id: invoiceIdPattern,
+  status: /^[A-Za-z]{1,40}$/,
+  additionalStatus: /^[A-Za-z]{1,40}$/,
+  amount: /^\d{1,20}(\.\d{1,20})?$/,
+  currency: /^[A-Za-z0-9]{1,10}$/,
+  checkoutLink: /^[\x21-\x7e]{1,2000}$/,
+} as const;
+
 function invoiceFrom(json: unknown): GreenfieldInvoice {
-  const record = (json ?? {}) as Record<string, unknown>;
-  const text = (name: string) => {
-    const value = record[name];
-    if (typeof value === 'string') return value;
-    if (typeof value === 'number' && name === 'amount') return String(value);
-    throw new BtcpayError(`BTCPay Server sent an invoice without ${name}`, null);
+  const record = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
+  const text = (name: keyof typeof invoiceFields, fallback?: string) => {
+    const value = typeof record[name] === 'number' && name === 'amount' ? String(record[name]) : record[name] ?? fallback;
+    if (typeof value !== 'string') throw new BtcpayError(`BTCPay Server sent an invoice without ${name}`, null);
+    if (!invoiceFields[name].test(value)) {
+      throw new BtcpayError(`BTCPay Server sent an invoice ${name} capsul does not accept: ${JSON.stringify(value.slice(0, 80))}`, null);
+    }
+    return value;
   };
-  const id = text('id');
-  if (!invoiceIdPattern.test(id)) throw new BtcpayError(`BTCPay Server sent an invoice id capsul does not accept: ${JSON.stringify(id.slice(0, 80))}`, null);
   const metadata = typeof record.metadata === 'object' && record.metadata !== null ? record.metadata as Record<string, unknown> : {};
   return {
-    id, status: text('status'), additionalStatus: typeof record.additionalStatus === 'string' ? record.additionalStatus : 'None',
+    id: text('id'), status: text('status'), additionalStatus: text('additionalStatus', 'None'),
     amount: text('amount'), currency: text('currency'), checkoutLink: text('checkoutLink'), metadata,
   };
 }
@@ -219,10 +233,9 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
     const amountCents = invoiceCents(invoice);
     if (invoice.status !== 'Settled' || !ours || payment) return nothing(`${state}, not a checkout capsul knows: ignored`);
     if (amountCents === null) return nothing(`${state} for ${invoice.amount} ${invoice.currency}, not a checkout capsul knows: ignored`);
-    const buyer = invoice.metadata.buyerEmail;
     return {
       action: { kind: 'hold', hold: {
-        provider: 'btcpay', reference: invoice.id, email: typeof buyer === 'string' ? buyer.slice(0, 254) : null, amountCents,
+        provider: 'btcpay', reference: invoice.id, email: emailOrNull(invoice.metadata.buyerEmail), amountCents,
         expectedCents: null, reason: 'capsul has no checkout for this BTCPay invoice',
       } },
       status: null, why: `${state}, but capsul has no checkout for it`,
@@ -409,7 +422,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       let invoice: GreenfieldInvoice;
       try {
         invoice = await client.createInvoice({ amountCents, email, redirectUrl: `${deps.baseUrl}${returnPath}?invoice={InvoiceId}` });
-        if (!/^https?:\/\//.test(invoice.checkoutLink)) throw new BtcpayError(`BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`, null);
+        if (!isSafeLink(invoice.checkoutLink)) throw new BtcpayError(`BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`, null);
       } catch (error) {
         if (!(error instanceof BtcpayError)) throw error;
         request.log.error({ err: error.message }, 'BTCPay invoice not created');
@@ -445,7 +458,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       return reply.view('btcpay-return.eta', {
         invoice: {
           id: row.id, amount: dollars(Number(row.amount_cents)), created: utcMinute(row.created), ...shown,
-          payLink: shown.state === 'unpaid' && current && /^https?:\/\//.test(current.checkoutLink) ? current.checkoutLink : null,
+          payLink: shown.state === 'unpaid' && current && isSafeLink(current.checkoutLink) ? current.checkoutLink : null,
         },
         refreshSeconds: shown.state === 'unpaid' || shown.state === 'confirming' || shown.state === 'settling' ? refreshSeconds : 0,
       });
@@ -457,20 +470,33 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
         request.log.warn('BTCPay webhook refused: its BTCPay-Sig is missing or wrong');
         return reply.code(400).send({ error: 'missing or invalid BTCPay-Sig signature' });
       }
-      let event: { invoiceId?: unknown; storeId?: unknown; type?: unknown };
+      let event: unknown;
       try {
-        event = JSON.parse(body.toString('utf8')) ?? {};
+        event = JSON.parse(body.toString('utf8'));
       } catch {
+        request.log.warn('BTCPay webhook refused: its body is not JSON');
         return reply.code(400).send({ error: 'the body is not JSON' });
       }
-      if (event.invoiceId === undefined) return reply.send({ ignored: 'not about an invoice' });
-      if (typeof event.invoiceId !== 'string' || !invoiceIdPattern.test(event.invoiceId)) {
-        return reply.code(400).send({ error: 'invoiceId is not an invoice id' });
+      if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+        request.log.warn('BTCPay webhook refused: its body is not a JSON object');
+        return reply.code(400).send({ error: 'the body is not a BTCPay Server event (a JSON object)' });
       }
-      if (event.storeId !== undefined && event.storeId !== config.storeId) return reply.send({ ignored: 'another store\'s invoice' });
+      const { invoiceId, storeId } = event as { invoiceId?: unknown; storeId?: unknown };
+      if (invoiceId === undefined) return reply.send({ ignored: 'not about an invoice' });
+      if (typeof invoiceId !== 'string' || !invoiceIdPattern.test(invoiceId)) {
+        // Signed, so BTCPay Server's; it would only deliver it again, and it would say no more then.
+        request.log.warn({ invoiceId: typeof invoiceId === 'string' ? JSON.stringify(invoiceId.slice(0, 80)) : typeof invoiceId }, 'BTCPay webhook acknowledged, nothing done: its invoiceId is not an invoice id');
+        return reply.send({ ignored: 'invoiceId is not an invoice id' });
+      }
+      if (storeId !== undefined && storeId !== config.storeId) return reply.send({ ignored: 'another store\'s invoice' });
       try {
-        await look(event.invoiceId, false, (line) => request.log.info(`btcpay: ${line}`));
+        await look(invoiceId, false, (line) => request.log.info(`btcpay: ${line}`));
       } catch (error) {
+        if (error instanceof DomainError) {
+          // The ledger will not take what the invoice says (the checkout stays as it was): an operator's matter.
+          request.log.warn({ invoiceId, err: error.message }, 'BTCPay webhook acknowledged, nothing done: the ledger refused it');
+          return reply.send({ ignored: `the ledger refused it: ${error.message}` });
+        }
         if (!(error instanceof BtcpayError)) throw error;
         // BTCPay Server delivers again later; reconcile catches it if every delivery fails.
         request.log.warn({ err: error.message }, 'BTCPay webhook not handled: the invoice could not be read');
@@ -521,6 +547,16 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
   }
 
   return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, webhookPath, routes, reconcile };
+}
+
+/** The buyer's email an invoice carries, in capsul's canonical form, or null when it is not one. */
+function emailOrNull(value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  try {
+    return canonicalEmail(value);
+  } catch {
+    return null;
+  }
 }
 
 function wouldDo(step: Step, checkout: Checkout | null): string {

@@ -54,6 +54,14 @@ export function topUpCents(typed: unknown, limits: Pick<ProviderDeps, 'topUpMinC
 }
 
 /**
+ * Whether an address a provider answered (a hosted checkout's) is one to send a browser to: http(s) and
+ * printable ASCII only, so it is safe as a Location header and in a page's link.
+ */
+export function isSafeLink(link: string): boolean {
+  return /^https?:\/\/[\x21-\x7e]+$/.test(link) && link.length <= 2000 && URL.canParse(link);
+}
+
+/**
  * Lets a form page's form lead to a provider's hosted checkout: the POST answers with a redirect
  * there, and browsers hold redirects to the page's CSP form-action too.
  */

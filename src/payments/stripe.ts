@@ -2,9 +2,13 @@
 // returns to, the signed webhook and the reconciliation. Money is credited only from what Stripe signs
 // or answers, keyed by the payment intent id, so a webhook delivered twice, late, concurrently or out of
 // order changes nothing more; disputes and refunds carry Stripe's own time, so stale ones change nothing.
+// A signed event is read field by field before anything is done with it: one capsul cannot use (a
+// shape it does not expect, an id that is no Stripe id, an amount that is no whole number of cents) is
+// acknowledged with 200 and a warning in the log, and changes nothing, so Stripe does not retry it for days.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import Stripe from 'stripe';
 import type { StripeConfig } from '../config.ts';
+import { canonicalEmail } from '../domain/shared/email.ts';
 import { DomainError, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../ledger/handle.ts';
@@ -12,7 +16,7 @@ import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../hub/web/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
-import { allowFormActionTo, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
+import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
 
 /** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
 const checkoutOrigin = 'https://checkout.stripe.com';
@@ -28,6 +32,11 @@ const refreshSeconds = 5;
 const refreshForMs = 3600_000;
 const recentCheckoutsListed = 10;
 const sessionIdPattern = /^cs_[A-Za-z0-9_]{1,250}$/;
+const paymentIntentPattern = /^pi_[A-Za-z0-9_]{1,250}$/;
+/** Any other Stripe object's id (a charge `ch_…`, a dispute `du_…`): a prefix, an underscore, letters and digits. */
+const stripeIdPattern = /^[a-z]{1,10}_[A-Za-z0-9_]{1,250}$/;
+/** Times past this (the year 5138) are not Stripe's. */
+const maxStripeSeconds = 1e11;
 /** A completed checkout whose delayed payment (a bank debit) ended so will never be paid. */
 const failedIntentStatuses: string[] = ['requires_payment_method', 'canceled'];
 
@@ -35,6 +44,28 @@ type CheckoutStatus = 'open' | 'credited' | 'held' | 'expired' | 'invalid';
 type CheckoutRow = { id: string; email: string; amount_cents: string; created: Date; status: CheckoutStatus };
 type Log = (line: string) => void;
 type Settled = 'credited' | 'duplicate' | 'held' | 'unpaid' | 'ignored';
+
+/** What capsul reads of a checkout session (from a webhook or from Stripe's API), each field checked. */
+type CheckoutFacts = {
+  id: string;
+  mode: string;
+  paymentStatus: string;
+  /** the payment intent's id: the payment's reference */
+  paymentIntent: string | null;
+  /** Stripe's total in the smallest unit of `currency` (absent: 0) */
+  amountCents: Cents;
+  currency: string | null;
+  /** who paid, as the session says (its metadata, then the customer's details): only for a hold's record */
+  emailHint: string | null;
+  /** when it was paid: the payment intent's creation, when Stripe expanded it */
+  paidAt: Date | null;
+};
+
+/**
+ * Something Stripe sent that capsul cannot use: a signed event (acknowledged, since Stripe would only
+ * deliver it again, and logged; nothing changed) or an API answer (the customer is told Stripe failed).
+ */
+class Unusable extends Error {}
 
 const webhookPath = '/payment/stripe/webhook';
 
@@ -59,9 +90,6 @@ function clientOptions(config: StripeConfig): ConstructorParameters<typeof Strip
   return { ...options, host: url.hostname, port: url.port || (protocol === 'http' ? 80 : 443), protocol };
 }
 
-const idOf = (value: string | { id: string } | null | undefined): string | null => (typeof value === 'string' ? value : value?.id ?? null);
-const stripeTime = (seconds: number) => new Date(seconds * 1000);
-
 class StripeBilling {
   readonly stripe: Stripe;
 
@@ -69,36 +97,67 @@ class StripeBilling {
     this.stripe = new Stripe(config.secretKey, clientOptions(config));
   }
 
-  /** The signed event in a webhook body, or null when the signature (or its age) does not verify. */
-  verify(body: unknown, signature: string | string[] | undefined): Stripe.Event | null {
-    if (!Buffer.isBuffer(body) || typeof signature !== 'string') return null;
+  /**
+   * The event in a webhook body once its signature (and its age) verifies, or why the delivery is refused:
+   * not signed by Stripe, or signed but not a JSON object (what no Stripe delivery is).
+   */
+  verify(body: unknown, signature: string | string[] | undefined): { event: Record<string, unknown> } | { refused: string } {
+    const forged = { refused: 'the Stripe-Signature header does not verify for this body' };
+    const signatures = this.stripe.webhooks.signature;
+    if (!Buffer.isBuffer(body) || typeof signature !== 'string' || !signatures) return forged;
     try {
       // The age of the signature is measured on capsul's clock, the one every other time here comes from.
-      return this.stripe.webhooks.constructEvent(body, signature, this.config.webhookSecret, undefined, undefined, this.deps.now().getTime());
+      signatures.verifyHeader(body, signature, this.config.webhookSecret, undefined, undefined, this.deps.now().getTime());
     } catch {
-      return null;
+      return forged;
+    }
+    let event: unknown;
+    try {
+      event = JSON.parse(body.toString('utf8'));
+    } catch {
+      return { refused: 'the body is not JSON' };
+    }
+    return isRecord(event) ? { event } : { refused: 'the body is not a Stripe event (a JSON object)' };
+  }
+
+  /**
+   * Acts on one verified event; what it did, for the log. An event it cannot use, or one the ledger
+   * refuses, changes nothing and comes back as `unusable` (why), for the caller to acknowledge and warn
+   * about. Errors of the database or of Stripe's API surface, so that Stripe delivers the event again.
+   */
+  async handle(event: Record<string, unknown>, log: Log): Promise<{ outcome: string } | { unusable: string }> {
+    try {
+      return { outcome: await this.act(event, log) };
+    } catch (error) {
+      if (error instanceof Unusable) return { unusable: error.message };
+      if (error instanceof DomainError) return { unusable: `the ledger refused it: ${error.message}` };
+      throw error;
     }
   }
 
-  /** Acts on one verified event; what it did, for the log. Errors (the database, Stripe) surface so Stripe retries. */
-  async handle(event: Stripe.Event, log: Log): Promise<string> {
-    const at = stripeTime(event.created);
+  private async act(event: Record<string, unknown>, log: Log): Promise<string> {
+    if (typeof event.type !== 'string') throw new Unusable('the event has no type');
+    if (!handledTypes.has(event.type)) return 'ignored';
+    const at = stripeTime(event.created, 'created');
+    const data = event.data;
+    const object = isRecord(data) ? data.object : undefined;
+    if (!isRecord(object)) throw new Unusable(`the ${event.type} event has no data.object`);
     switch (event.type) {
       case 'checkout.session.completed':
       case 'checkout.session.async_payment_succeeded':
-        return this.settle(event.data.object, at, this.deps.now(), log);
+        return this.settle(checkoutFacts(object), at, this.deps.now(), log);
       case 'checkout.session.expired':
-        return (await this.mark(event.data.object.id, 'expired', this.deps.now())) ? 'expired' : 'unchanged';
+        return (await this.mark(idIn(object, 'id', sessionIdPattern), 'expired', this.deps.now())) ? 'expired' : 'unchanged';
       case 'checkout.session.async_payment_failed':
-        return (await this.mark(event.data.object.id, 'invalid', this.deps.now())) ? 'payment failed' : 'unchanged';
+        return (await this.mark(idIn(object, 'id', sessionIdPattern), 'invalid', this.deps.now())) ? 'payment failed' : 'unchanged';
       case 'charge.dispute.funds_withdrawn':
       case 'charge.dispute.funds_reinstated': {
-        const dispute = event.data.object;
+        const disputeId = idIn(object, 'id', stripeIdPattern);
         const reinstated = event.type === 'charge.dispute.funds_reinstated';
-        return this.correct(idOf(dispute.payment_intent), log, async (paymentId) => {
+        return this.correct(paymentIntentIn(object), log, async (paymentId) => {
           const reason = reinstated
-            ? `chargeback reversed: Stripe dispute ${dispute.id} funds reinstated`
-            : `chargeback: Stripe dispute ${dispute.id} funds withdrawn`;
+            ? `chargeback reversed: Stripe dispute ${disputeId} funds reinstated`
+            : `chargeback: Stripe dispute ${disputeId} funds withdrawn`;
           const options = { effectiveAt: at };
           const { changed } = reinstated
             ? await this.deps.ledger.reinstatePayment(paymentId, reason, cause, options)
@@ -107,11 +166,12 @@ class StripeBilling {
         });
       }
       case 'charge.refunded': {
-        const charge = event.data.object;
-        if (charge.amount_refunded <= 0) return 'ignored: nothing refunded';
-        return this.correct(idOf(charge.payment_intent), log, async (paymentId) => {
+        const chargeId = idIn(object, 'id', stripeIdPattern);
+        const refundedCents = wholeNumber(object.amount_refunded, 'data.object.amount_refunded');
+        if (refundedCents <= 0) return 'ignored: nothing refunded';
+        return this.correct(paymentIntentIn(object), log, async (paymentId) => {
           const { changed } = await this.deps.ledger.recordRefund({
-            paymentId, totalRefundedCents: charge.amount_refunded, reference: charge.id, effectiveAt: at, cause,
+            paymentId, totalRefundedCents: refundedCents, reference: chargeId, effectiveAt: at, cause,
           });
           return changed;
         });
@@ -125,12 +185,12 @@ class StripeBilling {
    * A paid checkout becomes a payment keyed by its payment intent, for the account that opened it, if
    * Stripe's amount is the one capsul asked for. Anything else is held for an operator, never credited.
    */
-  async settle(session: Stripe.Checkout.Session, paidAt: Date, now: Date, log: Log): Promise<Settled> {
+  async settle(session: CheckoutFacts, paidAt: Date, now: Date, log: Log): Promise<Settled> {
     if (session.mode !== 'payment') return 'ignored';
-    if (session.payment_status !== 'paid') return 'unpaid'; // a delayed method: async_payment_succeeded follows
-    const reference = idOf(session.payment_intent);
+    if (session.paymentStatus !== 'paid') return 'unpaid'; // a delayed method: async_payment_succeeded follows
+    const reference = session.paymentIntent;
     if (reference === null) return 'ignored';
-    const amountCents: Cents = session.amount_total ?? 0;
+    const amountCents = session.amountCents;
     const { rows } = await this.deps.pool.query<CheckoutRow>(
       `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1`, [session.id],
     );
@@ -138,7 +198,7 @@ class StripeBilling {
     const hold = async (reason: string) => {
       await holdPayment({ ...this.deps, now: () => now, log }, {
         provider: 'stripe', reference, amountCents, reason,
-        email: checkout?.email ?? session.metadata?.capsul_email ?? session.customer_details?.email ?? null,
+        email: checkout?.email ?? session.emailHint,
         expectedCents: checkout ? Number(checkout.amount_cents) : null,
       });
       if (checkout) await this.mark(session.id, 'held', now);
@@ -180,7 +240,10 @@ class StripeBilling {
     let paymentId = await this.deps.ledger.paymentIdFor(paymentIntent);
     if (paymentId === null) {
       const { data } = await this.stripe.checkout.sessions.list({ payment_intent: paymentIntent, limit: 1, expand: ['data.payment_intent'] });
-      if (data[0]) await this.settle(data[0], paidAtOf(data[0], this.deps.now()), this.deps.now(), log);
+      if (data[0]) {
+        const session = checkoutFacts(data[0]);
+        await this.settle(session, session.paidAt ?? this.deps.now(), this.deps.now(), log);
+      }
       paymentId = await this.deps.ledger.paymentIdFor(paymentIntent);
     }
     if (paymentId === null) {
@@ -223,7 +286,7 @@ class StripeBilling {
       success_url: `${base}/payment/stripe/success?session_id={CHECKOUT_SESSION_ID}`,
       cancel_url: `${base}/payment/stripe?cancelled=1`,
     });
-    if (!session.url) throw new Error(`Stripe opened checkout session ${session.id} without an address to send the customer to`);
+    if (!session.url || !isSafeLink(session.url)) throw new Unusable(`Stripe opened checkout session ${session.id} without an address to send the customer to`);
     await recordCheckout(this.deps.pool, { provider: 'stripe', id: session.id, email, amountCents, now });
     return session.url;
   }
@@ -259,7 +322,8 @@ class StripeBilling {
     }
     if (session.status === 'complete' && session.payment_status === 'paid') {
       if (dryRun) return log(`would settle checkout ${id}: Stripe says ${formatCents(session.amount_total ?? 0)} ${(session.currency ?? '').toUpperCase()} was paid and its webhook never came`);
-      const outcome = await this.settle(session, paidAtOf(session, now), now, log);
+      const facts = checkoutFacts(session);
+      const outcome = await this.settle(facts, facts.paidAt ?? now, now, log);
       return log(`checkout ${id} was paid and its webhook never came: ${outcome}`);
     }
     if (session.status === 'expired') {
@@ -276,10 +340,80 @@ class StripeBilling {
   }
 }
 
-/** When a checkout was paid, from its payment intent (expanded) when Stripe gave it. */
-function paidAtOf(session: Stripe.Checkout.Session, fallback: Date): Date {
-  const intent = session.payment_intent;
-  return intent !== null && typeof intent === 'object' ? stripeTime(intent.created) : fallback;
+// ---- Reading what Stripe sends, field by field ----------------------------------------------------
+
+/** The event types capsul acts on; any other is acknowledged without a look at its data. */
+const handledTypes = new Set([
+  'checkout.session.completed', 'checkout.session.async_payment_succeeded', 'checkout.session.expired',
+  'checkout.session.async_payment_failed', 'charge.dispute.funds_withdrawn', 'charge.dispute.funds_reinstated', 'charge.refunded',
+]);
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A checkout session as capsul uses it; anything of another shape is an Unusable. */
+function checkoutFacts(object: unknown): CheckoutFacts {
+  if (!isRecord(object)) throw new Unusable('the checkout session is not an object');
+  const text = (name: string): string => {
+    const value = object[name];
+    if (typeof value !== 'string' || value.length > 100) throw new Unusable(`the checkout session's ${name} is not a short text`);
+    return value;
+  };
+  const currency = object.currency ?? null;
+  if (currency !== null && (typeof currency !== 'string' || !/^[a-z]{3}$/i.test(currency))) {
+    throw new Unusable("the checkout session's currency is not a currency code");
+  }
+  const intent = object.payment_intent;
+  const metadata = isRecord(object.metadata) ? object.metadata : {};
+  const details = isRecord(object.customer_details) ? object.customer_details : {};
+  return {
+    id: idIn(object, 'id', sessionIdPattern),
+    mode: text('mode'),
+    paymentStatus: text('payment_status'),
+    paymentIntent: paymentIntentIn(object),
+    amountCents: object.amount_total === null || object.amount_total === undefined ? 0 : wholeNumber(object.amount_total, 'data.object.amount_total'),
+    currency: currency === null ? null : currency.toLowerCase(),
+    emailHint: emailOrNull(metadata.capsul_email) ?? emailOrNull(details.email),
+    paidAt: isRecord(intent) ? stripeTime(intent.created, 'data.object.payment_intent.created') : null,
+  };
+}
+
+/** An id field of Stripe's, matching its pattern. */
+function idIn(object: Record<string, unknown>, name: string, pattern: RegExp): string {
+  const value = object[name];
+  if (typeof value !== 'string' || !pattern.test(value)) throw new Unusable(`data.object.${name} is not a Stripe id`);
+  return value;
+}
+
+/** `payment_intent`: absent, its id, or the payment intent itself (expanded); null when absent. */
+function paymentIntentIn(object: Record<string, unknown>): string | null {
+  const value = object.payment_intent;
+  if (value === null || value === undefined) return null;
+  const id = isRecord(value) ? value.id : value;
+  if (typeof id !== 'string' || !paymentIntentPattern.test(id)) throw new Unusable('data.object.payment_intent is not a payment intent id');
+  return id;
+}
+
+/** A time Stripe sends, in seconds since 1970; one a Date cannot hold is no time. */
+function stripeTime(value: unknown, name: string): Date {
+  const seconds = wholeNumber(value, name);
+  if (seconds > maxStripeSeconds) throw new Unusable(`${name} is not a time`);
+  return new Date(seconds * 1000);
+}
+
+/** A count Stripe sends (cents, seconds): a whole number, not negative. */
+function wholeNumber(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new Unusable(`${name} is not a whole number`);
+  return value;
+}
+
+/** An email the customer gave Stripe, in capsul's canonical form, or null when it is not one. */
+function emailOrNull(value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  try {
+    return canonicalEmail(value);
+  } catch {
+    return null;
+  }
 }
 
 // ---- Pages and the webhook --------------------------------------------------------------------
@@ -328,7 +462,7 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
         const status = error.code === 'invalid' ? 400 : 409;
         return showForm(reply.code(status), email, { amount: typed, error: error.message, notice: null });
       }
-      if (!(error instanceof Stripe.errors.StripeError)) throw error;
+      if (!(error instanceof Stripe.errors.StripeError) && !(error instanceof Unusable)) throw error;
       request.log.error({ err: error }, 'stripe: opening a checkout session failed');
       const message = 'Stripe did not open the card payment: nothing was charged. Please try again in a moment.';
       return showForm(reply.code(502), email, { amount: typed, error: message, notice: null });
@@ -359,13 +493,28 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
     hook.removeAllContentTypeParsers();
     hook.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: webhookBodyLimit }, (_request, body, done) => done(null, body));
     hook.post(webhookPath, async (request, reply) => {
-      const event = billing.verify(request.body, request.headers['stripe-signature']);
-      if (!event) {
-        request.log.warn('stripe webhook refused: its signature does not verify');
-        return reply.code(400).send({ error: 'the Stripe-Signature header does not verify for this body' });
+      const verified = billing.verify(request.body, request.headers['stripe-signature']);
+      if ('refused' in verified) {
+        request.log.warn(`stripe webhook refused: ${verified.refused}`);
+        return reply.code(400).send({ error: verified.refused });
       }
-      const outcome = await billing.handle(event, (line) => request.log.info(`stripe webhook: ${line}`));
-      request.log.info({ stripeEvent: event.id, type: event.type, outcome }, 'stripe webhook');
+      const { event } = verified;
+      const about = { stripeEvent: typeof event.id === 'string' ? event.id.slice(0, 100) : null, type: typeof event.type === 'string' ? event.type.slice(0, 100) : null };
+      let handled: Awaited<ReturnType<StripeBilling['handle']>>;
+      try {
+        handled = await billing.handle(event, (line) => request.log.info(`stripe webhook: ${line}`));
+      } catch (error) {
+        if (!(error instanceof Stripe.errors.StripeError)) throw error;
+        // Stripe delivers the event again later; by then its API may answer.
+        request.log.warn({ ...about, err: error.message }, 'stripe webhook not handled: Stripe\'s API did not answer');
+        return reply.code(503).send({ error: 'Stripe\'s API could not be asked about this event: deliver it again later' });
+      }
+      if ('unusable' in handled) {
+        // Acknowledged all the same: Stripe would only deliver it again, for days, and it would change nothing then either.
+        request.log.warn({ ...about, why: handled.unusable }, 'stripe webhook acknowledged, nothing done: capsul cannot use it');
+        return reply.code(200).send({ received: true, ignored: handled.unusable });
+      }
+      request.log.info({ ...about, outcome: handled.outcome }, 'stripe webhook');
       return reply.code(200).send({ received: true });
     });
   });

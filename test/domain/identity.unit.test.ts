@@ -13,21 +13,66 @@ describe('canonicalEmail', () => {
 
   it('writes the canonical form trimmed and in lower case', () => {
     assert.equal(canonicalEmail('  Alice.Smith+capsul@Example.CO.uk \n'), 'alice.smith+capsul@example.co.uk');
+    assert.equal(canonicalEmail('GUS@EXAMPLE.ORG'), 'gus@example.org');
   });
+
+  const good: [string, string][] = [
+    ['a.b+tag@sub.example.org', 'a.b+tag@sub.example.org'],
+    ['x@xn--bcher-kva.example', 'x@xn--bcher-kva.example'],
+    ['x@example.xn--p1ai', 'x@example.xn--p1ai'],
+    ["o'brien_{x}~=!#$%&*/?^`|-@a-b.example.org", "o'brien_{x}~=!#$%&*/?^`|-@a-b.example.org"],
+    ['a@1.example', 'a@1.example'],
+    [`${'l'.repeat(64)}@${'d'.repeat(63)}.example.org`, `${'l'.repeat(64)}@${'d'.repeat(63)}.example.org`],
+  ];
+  for (const [text, canonical] of good) {
+    it(`takes ${JSON.stringify(text.length > 40 ? `${text.slice(0, 20)}…` : text)}`, () => {
+      assert.equal(canonicalEmail(text), canonical);
+    });
+  }
 
   const junk = [
     '', 'foo', 'foo@', '@x.org', 'foo@x', 'foo bar@x.org', 'foo@x..org', 'foo@.x.org', '<foo@x.org>', 'a@b@x.org',
     'foo@x_y.org', 'foo@x.org.', '"foo"@x.org', 'foo@[192.0.2.1]', 'foo\u0000@x.org', 'foo\u001bbar@x.org', 'foo\u007f@x.org',
     `${'a'.repeat(250)}@x.org`,
+    // domains: labels of [a-z0-9-], not starting or ending with '-', 1–63 long; a TLD of letters (or xn--); two labels at least
+    'a@-.org', 'a@-x.org', 'a@x-.org', 'a@b.c-', 'a@b.-c', 'a@localhost', 'a@b.c', 'a@1.23', 'a@x.o1g', 'a@x.xn--',
+    `a@${'b'.repeat(64)}.org`, `a@${Array.from({ length: 64 }, () => 'abc').join('.')}.org`,
+    // local parts: a dot-atom of at most 64
+    '.a@x.org', 'a.@x.org', 'a..b@x.org', `${'l'.repeat(65)}@x.org`, 'a(b)@x.org', 'a,b@x.org', 'a\\b@x.org',
   ];
   for (const text of junk) {
     it(`refuses ${JSON.stringify(text.length > 40 ? `${text.slice(0, 20)}…` : text)}`, () => {
-      assert.throws(() => canonicalEmail(text), failsWith('invalid', /is not an email address$/));
+      assert.throws(() => canonicalEmail(text), failsWith('invalid', /is not an email address/));
     });
   }
 
+  // Characters that do not show (or show as something else) never make an account of their own.
+  const unseen: [string, string, string][] = [
+    ['a zero-width space', 'gu\u200bs@example.org', 'U+200B'],
+    ['a zero-width joiner', 'gus\u200d@example.org', 'U+200D'],
+    ['a right-to-left override', '\u202egro.elpmaxe@sug', 'U+202E'],
+    ['a left-to-right isolate', 'gus@exa\u2066mple.org', 'U+2066'],
+    ['a soft hyphen', 'gu\u00ads@example.org', 'U+00AD'],
+    ['a byte order mark inside', 'gu\ufeffs@example.org', 'U+FEFF'],
+    ['a word joiner', 'gus@example\u2060.org', 'U+2060'],
+    ['a C1 control', 'gus\u0085@example.org', 'U+0085'],
+    ['a tab inside', 'gus\t@example.org', 'U+0009'],
+  ];
+  for (const [what, text, codePoint] of unseen) {
+    it(`refuses ${what}, naming it by code point and showing it escaped`, () => {
+      assert.throws(() => canonicalEmail(text), failsWith('invalid', new RegExp(`is not an email address: it holds an invisible or control character \\(${codePoint.replace('+', '\\+')}\\)$`)));
+      assert.throws(() => canonicalEmail(text), (error: Error) => /^[\x20-\x7e]+$/.test(error.message), 'the message is printable ASCII');
+    });
+  }
+
+  it('refuses other non-ASCII: Unicode domains are taken only in their xn-- form', () => {
+    assert.throws(() => canonicalEmail('x@bücher.example'), failsWith('invalid', /^"x@b\\u00fccher\.example" is not an email address: it holds a character outside ASCII \(U\+00FC\)/));
+    assert.throws(() => canonicalEmail('gus@exаmple.org'), failsWith('invalid', /U\+0430/), 'a Cyrillic a');
+    assert.throws(() => canonicalEmail('gus@example.org\u00a0x'), failsWith('invalid', /it holds a space \(U\+00A0\)/));
+  });
+
   it('keeps its refusal on one line when the text holds a newline', () => {
-    assert.throws(() => canonicalEmail('foo\nbar@x.org'), failsWith('invalid', /^"foo\\nbar@x\.org" is not an email address$/));
+    assert.throws(() => canonicalEmail('foo\nbar@x.org'), failsWith('invalid', /^"foo\\nbar@x\.org" is not an email address: it holds an invisible or control character \(U\+000A\)$/));
   });
 });
 

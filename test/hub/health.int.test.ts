@@ -15,6 +15,26 @@ before(async () => {
 after(() => db.close());
 
 describe('hub', () => {
+  it('answers 503 "back in a moment", never 500, while its database cannot be reached', async () => {
+    const unreachable = createPool(`postgres://capsul_app@127.0.0.1:${await freePort()}/capsul`, 2);
+    const hub = await buildHub({ pool: unreachable });
+    try {
+      const page = await hub.inject({ method: 'GET', url: '/pricing', headers: { accept: 'text/html' } });
+      assert.equal(page.statusCode, 503);
+      assert.equal(page.headers['retry-after'], '10');
+      assert.match(page.body, /Back in a moment/);
+      assert.doesNotMatch(page.body, /ECONNREFUSED|at .*\.ts:\d+/);
+      const json = await hub.inject({ method: 'GET', url: '/pricing' });
+      assert.equal(json.statusCode, 503);
+      assert.deepEqual(json.json(), { error: 'the database is unavailable just now: try again shortly' });
+      const health = await hub.inject({ method: 'GET', url: '/health' });
+      assert.equal(health.statusCode, 503);
+    } finally {
+      await hub.close();
+      await unreachable.end();
+    }
+  });
+
   it('GET /health reports the database and schema version', async () => {
     const hub = await buildHub({ pool: db.pool });
     try {

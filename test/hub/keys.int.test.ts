@@ -132,11 +132,15 @@ describe('SSH keys: list and add', () => {
     const long = await addKey(client, { key: laptopKey, name: 'x'.repeat(101) });
     assert.equal(long.statusCode, 400);
     assert.match(long.body, /at most 100 characters/);
-    for (const name of ['tab\there', 'bell\u0007', 'rtl\u202eevil']) {
+    for (const name of ['tab\there', 'rtl\u202eevil']) {
       const response = await addKey(client, { key: laptopKey, name });
       assert.equal(response.statusCode, 400, JSON.stringify(name));
       assert.match(response.body, /printable characters/);
     }
+    // Other control characters never get as far as the name's own rule: the hub's edge refuses them in any field.
+    const bell = await addKey(client, { key: laptopKey, name: 'bell\u0007' });
+    assert.equal(bell.statusCode, 400);
+    assert.match(bell.body, /The field &quot;name&quot; holds a control character \(U\+0007\)/);
     assert.deepEqual(await keysOf('names@example.org'), []);
     const unicode = 'é'.repeat(50) + '鍵'.repeat(50);
     assert.equal((await addKey(client, { key: laptopKey, name: `  ${unicode} ` })).statusCode, 303);

@@ -31,6 +31,8 @@ let deps: ProviderDeps;
 let paymentNudges = 0;
 let otherHub: FastifyInstance;
 let reconciler: PaymentProvider;
+/** What the hub logged at warn and above, one JSON line each. */
+const warnings: string[] = [];
 
 before(async () => {
   fake = await startFakeBtcpay({ storeId, apiKey, webhookSecret });
@@ -47,7 +49,7 @@ before(async () => {
     afterPayments: () => { paymentNudges++; },
   };
   provider = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
-  web = await webHarness({ start, providers: [provider] });
+  web = await webHarness({ start, providers: [provider], logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(line); } } } });
   // What other processes would do on the same database: another hub with a provider of its own, and
   // a reconciliation run from the CLI.
   otherHub = Fastify();
@@ -435,14 +437,84 @@ describe('BTCPay webhooks', () => {
     assert.equal(await balanceOf(email), 0);
   });
 
-  it('ignore events that are not about an invoice, or about another store, and refuse ids that are not ids', async () => {
-    const sign = (payload: object) => {
-      const body = JSON.stringify(payload);
-      return { body, headers: { 'content-type': 'application/json', 'btcpay-sig': signature(webhookSecret, body) } };
-    };
+  const sign = (payload: unknown) => {
+    const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+    return { body, headers: { 'content-type': 'application/json', 'btcpay-sig': signature(webhookSecret, body) } };
+  };
+
+  it('ignore events that are not about an invoice, or about another store; acknowledge ids that are not ids with a warning', async () => {
+    const before = await snapshot();
+    const requests = fake.requests.length;
     assert.equal((await post(sign({ type: 'PayoutCreated', storeId }))).statusCode, 200);
     assert.equal((await post(sign({ type: 'InvoiceSettled', storeId: 'another', invoiceId: 'abc' }))).statusCode, 200);
-    assert.equal((await post(sign({ type: 'InvoiceSettled', storeId, invoiceId: '../../users' }))).statusCode, 400);
+    for (const invoiceId of ['../../users', 'abc\u0000', '', 'a'.repeat(65), 42, null, ['abc'], { id: 'abc' }]) {
+      warnings.length = 0;
+      const response = await post(sign({ type: 'InvoiceSettled', storeId, invoiceId }));
+      assert.equal(response.statusCode, 200, JSON.stringify(invoiceId));
+      assert.deepEqual(response.json(), { ignored: 'invoiceId is not an invoice id' });
+      assert.ok(warnings.some((line) => /BTCPay webhook acknowledged, nothing done/.test(line)), `a warning for ${JSON.stringify(invoiceId)}`);
+    }
+    assert.equal(fake.requests.length, requests, 'BTCPay Server was not asked about any of them');
+    assert.equal(await snapshot(), before);
+  });
+
+  it('refuse a signed body that is not a JSON object with 400: no BTCPay delivery looks like that', async () => {
+    const before = await snapshot();
+    for (const body of ['not json', '[{"invoiceId":"abc"}]', 'null', '42', '"InvoiceSettled"']) {
+      const response = await post(sign(body));
+      assert.equal(response.statusCode, 400, body);
+      assert.match((response.json() as { error: string }).error, /^the body is not (JSON|a BTCPay Server event \(a JSON object\))$/);
+    }
+    assert.equal(await snapshot(), before);
+  });
+
+  it('read what BTCPay Server answers field by field: odd fields are never stored, never a 500', async () => {
+    const email = newEmail('odd-invoice');
+    const id = await openInvoice(await web.loggedIn(email), '30');
+    fake.move(id, 'Settled');
+    const before = await snapshot();
+    const invoice = fake.invoice(id);
+    for (const [field, value] of [['status', 'Sett\u0000led'], ['additionalStatus', 'None\u001b[2J'], ['amount', '30\u0000'], ['currency', 'U\u0000SD'], ['amount', { value: 30 }]] as const) {
+      const saved = invoice[field];
+      (invoice as Record<string, unknown>)[field] = value;
+      try {
+        const response = await post(fake.webhook(id, 'InvoiceSettled'));
+        assert.equal(response.statusCode, 503, `${field}: ${response.statusCode} ${response.body}`);
+      } finally {
+        (invoice as Record<string, unknown>)[field] = saved;
+      }
+    }
+    assert.equal(await snapshot(), before);
+    await deliver(id, 'InvoiceSettled');
+    assert.equal((await paymentsOf(id)).length, 1, 'credited once BTCPay Server answers sense');
+  });
+
+  it('take a buyer\'s email into a hold only when it is one', async () => {
+    for (const [buyerEmail, held] of [['Buyer@Example.ORG', 'buyer@example.org'], ['gu\u200bs@example.org', null], ['nul\u0000@x.org', null], ['a@-.org', null], [42, null]] as const) {
+      const invoice = fake.addInvoice({ amount: '12', metadata: { orderId: 'capsul:someone@example.org', buyerEmail } });
+      fake.move(invoice.id, 'Settled');
+      await deliver(invoice.id, 'InvoiceSettled');
+      assert.equal((await holdOf(invoice.id))?.email, held, JSON.stringify(buyerEmail));
+    }
+  });
+
+  it('acknowledge an invoice the ledger refuses with a warning, leaving its checkout for an operator or the next look', async () => {
+    const email = newEmail('refused-by-ledger');
+    const id = await openInvoice(await web.loggedIn(email), '15');
+    // A checkout row whose email the ledger no longer takes (written before today's rule, say).
+    await web.db.admin.query(`UPDATE provider_checkouts SET email = 'old@localhost' WHERE provider = 'btcpay' AND id = $1`, [id]);
+    fake.move(id, 'Settled');
+    const before = await snapshot();
+    warnings.length = 0;
+    const response = await post(fake.webhook(id, 'InvoiceSettled'));
+    assert.equal(response.statusCode, 200, response.body);
+    assert.match((response.json() as { ignored: string }).ignored, /^the ledger refused it: "old@localhost" is not an email address/);
+    assert.ok(warnings.some((line) => /the ledger refused it/.test(line)));
+    assert.equal(await snapshot(), before);
+    // Once the operator puts the checkout right, the next delivery credits it.
+    await web.db.admin.query(`UPDATE provider_checkouts SET email = $2 WHERE provider = 'btcpay' AND id = $1`, [id, email]);
+    await deliver(id, 'InvoiceSettled');
+    assert.equal((await paymentsOf(id)).length, 1);
   });
 });
 

@@ -4,6 +4,7 @@
 // property (every webhook delivered one to five times, shuffled, some at once, gives the ledger that
 // delivering each once in order gives) and the reconciliation of checkouts whose webhook never came.
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,8 +15,9 @@ import { createMailer, latestOutboxMessage, type Mailer } from '../../src/mail/m
 import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
 import { maxOpenCheckoutsPerDay } from '../../src/payments/checkouts.ts';
 import { reconcileAfterMs, stripeProvider } from '../../src/payments/stripe.ts';
+import { databaseFingerprint } from '../support/fingerprint.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
-import { signedDelivery, startFakeStripe, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
+import { signedDelivery, startFakeStripe, webhookSecret, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
 
 const start = new Date('2026-11-01T12:00:00Z');
 const minuteMs = 60_000;
@@ -27,6 +29,8 @@ let fake: FakeStripe;
 let provider: PaymentProvider;
 let mailer: Mailer | undefined;
 let nudges = 0;
+/** What the hub logged at warn and above, one JSON line each. */
+const warnings: string[] = [];
 
 before(async () => {
   fake = await startFakeStripe({ now: () => web.clock.now() });
@@ -43,7 +47,10 @@ before(async () => {
     afterPayments: () => { nudges++; },
   };
   provider = stripeProvider(fake.config, deps);
-  web = await webHarness({ start, providers: [provider], adminEmails: [ops] });
+  web = await webHarness({
+    start, providers: [provider], adminEmails: [ops],
+    logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(line); } } },
+  });
 });
 after(async () => {
   await web.close();
@@ -459,6 +466,122 @@ describe('chargebacks', () => {
     await delivered({ id: 'evt_u2', object: 'event', type: 'charge.dispute.funds_reinstated', created: at, data: { object: { ...dispute, payment_intent: null } } });
     await delivered({ id: 'evt_u3', object: 'event', type: 'charge.refunded', created: at, data: { object: { id: 'ch_unknown', object: 'charge', amount: 100, amount_refunded: 100, payment_intent: 'pi_unknown' } } });
     assert.deepEqual(await counts(), before);
+  });
+});
+
+describe('signed events of shapes capsul does not expect', () => {
+  const at = () => Math.floor(web.clock.now().getTime() / 1000);
+  const event = (type: string, data: unknown, extra: object = {}) => ({ id: `evt_odd_${type}`, object: 'event', type, created: at(), data, ...extra });
+  /** A completed checkout's session as Stripe sends it, for one capsul never opened. */
+  const session = (fields: object = {}) => ({
+    id: 'cs_test_odd', object: 'checkout.session', mode: 'payment', payment_status: 'paid', payment_intent: 'pi_test_odd',
+    amount_total: 2000, currency: 'usd', metadata: {}, customer_details: { email: 'odd@example.org' }, ...fields,
+  });
+
+  it('acknowledges each with 200, says why, logs a warning, and changes nothing', async () => {
+    const odd: [string, object][] = [
+      ["the tester's: data {}", event('checkout.session.completed', {})],
+      ['no data', event('checkout.session.completed', undefined)],
+      ['data null', event('checkout.session.completed', null)],
+      ['data.object null', event('checkout.session.completed', { object: null })],
+      ['data.object a list', event('checkout.session.completed', { object: [session()] })],
+      ['data.object text', event('checkout.session.completed', { object: 'cs_test_odd' })],
+      ['a session id that is none', event('checkout.session.completed', { object: session({ id: 'cs_\u0000odd' }) })],
+      ['a session id of the wrong type', event('checkout.session.completed', { object: session({ id: 42 }) })],
+      ['a payment intent that is a number', event('checkout.session.completed', { object: session({ payment_intent: 42 }) })],
+      ['an expanded payment intent without an id', event('checkout.session.completed', { object: session({ payment_intent: { object: 'payment_intent' } }) })],
+      ['a payment intent id with NUL', event('checkout.session.completed', { object: session({ payment_intent: 'pi_\u0000' }) })],
+      ['an amount as text', event('checkout.session.completed', { object: session({ amount_total: '2000' }) })],
+      ['an amount in fractions of a cent', event('checkout.session.completed', { object: session({ amount_total: 20.5 }) })],
+      ['a negative amount', event('checkout.session.completed', { object: session({ amount_total: -2000 }) })],
+      ['a currency with NUL', event('checkout.session.completed', { object: session({ currency: 'us\u0000' }) })],
+      ['a mode that is no text', event('checkout.session.completed', { object: session({ mode: { payment: true } }) })],
+      ['a time that is no time', event('checkout.session.completed', { object: session() }, { created: 'yesterday' })],
+      ['a time past any date', event('checkout.session.completed', { object: session() }, { created: 1e20 })],
+      ['no type', { id: 'evt_odd', object: 'event', created: at(), data: { object: session() } }],
+      ['a type that is no text', event('checkout.session.completed', { object: session() }, { type: ['checkout.session.completed'] })],
+      ['an expiry without a session id', event('checkout.session.expired', { object: {} })],
+      ['an expiry with NUL in the id', event('checkout.session.expired', { object: { id: 'cs_test\u0000' } })],
+      ['a dispute of no shape', event('charge.dispute.funds_withdrawn', { object: {} })],
+      ['a dispute with a payment intent of the wrong type', event('charge.dispute.funds_withdrawn', { object: { id: 'du_odd', payment_intent: ['pi_x'] } })],
+      ['a refund as text', event('charge.refunded', { object: { id: 'ch_odd', amount_refunded: '100', payment_intent: 'pi_odd' } })],
+      ['a refund without a charge id', event('charge.refunded', { object: { amount_refunded: 100, payment_intent: 'pi_odd' } })],
+    ];
+    const before = await databaseFingerprint(web.db.admin);
+    const requests = fake.requests.length;
+    for (const [what, body] of odd) {
+      warnings.length = 0;
+      const response = await deliver(body);
+      assert.equal(response.statusCode, 200, `${what}: ${response.statusCode} ${response.body}`);
+      const answer = response.json() as { received: boolean; ignored?: string };
+      assert.equal(answer.received, true, what);
+      assert.match(answer.ignored ?? '', /^[\x20-\x7e]+$/, `${what}: says why, on one printable line`);
+      assert.ok(warnings.some((line) => /stripe webhook acknowledged, nothing done/.test(line)), `${what}: a warning in the log`);
+    }
+    assert.deepEqual(await databaseFingerprint(web.db.admin), before, 'nothing changed');
+    assert.equal(fake.requests.length, requests, 'Stripe was not asked about any of them');
+  });
+
+  it('acknowledges types it does not act on whatever their data, without a warning', async () => {
+    const before = await databaseFingerprint(web.db.admin);
+    for (const data of [{}, null, undefined, { object: 'x' }]) {
+      warnings.length = 0;
+      const response = await deliver(event('payment_intent.created', data));
+      assert.equal(response.statusCode, 200);
+      assert.deepEqual(response.json(), { received: true });
+      assert.deepEqual(warnings, []);
+    }
+    assert.deepEqual(await databaseFingerprint(web.db.admin), before);
+  });
+
+  it('holds a paid checkout capsul never opened whose payment intent has no metadata, and takes only an email that is one', async () => {
+    const cases: [object, string | null][] = [
+      [{ metadata: null, customer_details: null }, null],
+      [{ metadata: undefined, customer_details: { email: 'Paid@Example.ORG' } }, 'paid@example.org'],
+      [{ metadata: { capsul_email: 'gu\u200bs@example.org' }, customer_details: { email: 'a@-.org' } }, null],
+      [{ metadata: { capsul_email: 'nul\u0000@example.org' }, customer_details: { email: 42 } }, null],
+    ];
+    for (const [i, [fields, email]] of cases.entries()) {
+      const intent = `pi_test_nometa${i}`;
+      await delivered(event('checkout.session.completed', { object: session({ id: `cs_test_nometa${i}`, payment_intent: intent, ...fields }) }));
+      const holds = await query<{ email: string | null; reason: string }>('SELECT email, reason FROM payment_holds WHERE reference = $1', [intent]);
+      assert.equal(holds.length, 1);
+      assert.equal(holds[0]!.email, email);
+      assert.match(holds[0]!.reason, /is not one capsul opened/);
+      assert.equal(await paymentByReference(intent), undefined);
+    }
+  });
+
+  it('refuses a signed body that is not a JSON object with 400: no Stripe delivery looks like that', async () => {
+    const before = await databaseFingerprint(web.db.admin);
+    for (const body of ['not json', '[{"type":"checkout.session.completed"}]', 'null', '42', '"checkout.session.completed"']) {
+      const t = at();
+      const signature = `t=${t},v1=${createHmac('sha256', webhookSecret).update(`${t}.${body}`, 'utf8').digest('hex')}`;
+      const response = await web.hub.inject({
+        method: 'POST', url: '/payment/stripe/webhook', payload: body, headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+      });
+      assert.equal(response.statusCode, 400, body);
+      assert.match((response.json() as { error: string }).error, /^the body is not (JSON|a Stripe event \(a JSON object\))$/, body);
+    }
+    assert.deepEqual(await databaseFingerprint(web.db.admin), before);
+  });
+
+  it('answers 503 (deliver again) when Stripe cannot be asked about a dispute, changing nothing; the next delivery acts', async () => {
+    const email = newEmail('dispute-503');
+    const client = await web.loggedIn(email);
+    const id = await checkout(client, '25');
+    fake.pay(id); // its webhook is lost: the dispute makes capsul ask Stripe about the checkout
+    const intent = intentOf(id);
+    web.clock.advance(minuteMs);
+    const dispute = fake.disputeWithdrawn(intent, web.clock.now());
+    const before = await databaseFingerprint(web.db.admin);
+    fake.failNext(3); // the first try and both of the SDK's retries
+    const response = await deliver(dispute);
+    assert.equal(response.statusCode, 503, response.body);
+    assert.match((response.json() as { error: string }).error, /deliver it again later/);
+    assert.deepEqual(await databaseFingerprint(web.db.admin), before);
+    await delivered(dispute);
+    assert.equal((await paymentByReference(intent))!.invalidated, true);
   });
 });
 

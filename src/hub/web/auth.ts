@@ -1,14 +1,16 @@
 // Logging in by email: the form sends a one-time link; opening the link shows a page whose button
 // logs in (a GET never consumes the token, so mail scanners that follow links cannot burn it).
 // Tokens have 256 random bits, are stored only as SHA-256, work once, expire after 20 minutes, and
-// a login voids every other open token of that email.
+// a login voids every other open token of that email. The page to return to is checked where the link
+// is asked for and again before the button consumes anything, and the button's whole step (token used,
+// other links voided, session recorded) is one transaction: a step that fails consumes nothing.
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { inTransaction } from '../../db/transaction.ts';
 import type { Mailer } from '../../mail/mailer.ts';
-import { endSession, safeReturnPath, sha256, startSession, type SessionDeps } from './session.ts';
+import { deleteSession, endSession, insertSession, safeReturnPath, setSessionCookie, sha256, type SessionDeps } from './session.ts';
 
 export const loginTokenLifetimeMs = 20 * 60_000;
 /** Login links one email may be sent per hour, and one IP may ask for per hour. */
@@ -23,6 +25,9 @@ export type AuthDeps = SessionDeps & {
 };
 
 type LoginBody = { email?: unknown; next?: unknown };
+
+/** 32 random bytes in base64url: anything else in a link's place was never a token. */
+const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
 
 export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<void> {
   // A flood guard per IP in front of the auth forms; the hourly limits below are kept in the database.
@@ -41,7 +46,8 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
       email = canonicalEmail(typed);
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
-      return reply.code(400).view('login.eta', { email: typed, next, error: 'That is not an email address: check it and try again.' });
+      // The refusal says what is wrong (an invisible character pasted along, a domain without a dot…).
+      return reply.code(400).view('login.eta', { email: typed, next, error: `${error.message}. Check it and try again.` });
     }
     const now = deps.now();
     const hourAgo = new Date(now.getTime() - 3600_000).toISOString();
@@ -89,21 +95,26 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
   });
 
   app.post<{ Params: { token: string } }>('/auth/magic/:token', { config: flood }, async (request, reply) => {
+    if (!tokenPattern.test(request.params.token)) return expired(reply);
     const now = deps.now().toISOString();
-    // Consumed once: a second press (or a second tab) finds it used; the email's other links go with it.
-    const used = await inTransaction(deps.pool, async (db) => {
+    // All or nothing: if any part fails, the token, the email's other links and any old session stay as they were.
+    const login = await inTransaction(deps.pool, async (db) => {
+      // Consumed once: a second press (or a second tab) finds it used; the email's other links go with it.
       const { rows: [token] } = await db.query<{ email: string; return_to: string | null }>(
         `UPDATE login_tokens SET used = $2 WHERE token_hash = $1 AND used IS NULL AND expires > $2 RETURNING email, return_to`,
         [sha256(request.params.token), now],
       );
-      if (token) await db.query('UPDATE login_tokens SET used = $2 WHERE email = $1 AND used IS NULL', [token.email, now]);
-      return token;
+      if (!token) return null;
+      // Rows written before return paths were checked this way are checked again here, before the commit.
+      const location = safeReturnPath(token.return_to);
+      await db.query('UPDATE login_tokens SET used = $2 WHERE email = $1 AND used IS NULL', [token.email, now]);
+      await deleteSession(request, db);
+      return { sessionId: await insertSession(db, deps, token.email), location };
     });
-    if (!used) return expired(reply);
-    await endSession(request, reply, deps);
-    await startSession(reply, deps, used.email);
+    if (!login) return expired(reply);
+    setSessionCookie(reply, deps, login.sessionId);
     request.log.info('logged in');
-    return reply.redirect(safeReturnPath(used.return_to), 303);
+    return reply.redirect(login.location, 303);
   });
 
   app.post('/auth/logout', async (request, reply) => {
@@ -112,7 +123,7 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
   });
 
   async function openToken(token: string): Promise<{ email: string } | null> {
-    if (!/^[A-Za-z0-9_-]{43}$/.test(token)) return null;
+    if (!tokenPattern.test(token)) return null;
     const { rows } = await deps.pool.query(
       'SELECT email FROM login_tokens WHERE token_hash = $1 AND used IS NULL AND expires > $2',
       [sha256(token), deps.now().toISOString()],

@@ -1,10 +1,10 @@
-// The web app's cross-cutting layer, installed on the hub's root: form bodies, signed cookies, a
-// CSRF token checked on every POST, the logged-in customer read from the session cookie, and what
-// every page's template gets (`it.customer`, `it.csrf()`).
+// The web app's cross-cutting layer, installed on the hub's root: signed cookies, a CSRF token checked
+// on every POST, the logged-in customer read from the session cookie, what every page's template gets
+// (`it.customer`, `it.csrf()`), and the one check of the paths a login may return to. (Form bodies are
+// parsed at the edge, in app.ts.)
 import { createHash, randomBytes } from 'node:crypto';
 import cookie from '@fastify/cookie';
 import csrf from '@fastify/csrf-protection';
-import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
@@ -51,7 +51,6 @@ const csrfTokenKey = Symbol('csrfToken');
 const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({ path: '/', httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies });
 
 export async function installSessions(app: FastifyInstance, deps: SessionDeps): Promise<void> {
-  await app.register(formbody);
   await app.register(cookie, { secret: deps.secretKey, hook: 'onRequest' });
   await app.register(csrf, { cookieKey: csrfCookie, cookieOpts: { ...cookieOptions(deps), signed: true } });
   await app.register(rateLimit, { global: false });
@@ -103,29 +102,48 @@ async function customerOf(request: FastifyRequest, reply: FastifyReply, deps: Se
   return { email: rows[0].email, isAdmin: deps.adminEmails.includes(rows[0].email) };
 }
 
-/** Starts a session for `email` (a new random id each login) and sets its cookie. */
-export async function startSession(reply: FastifyReply, deps: SessionDeps, email: string): Promise<void> {
+/**
+ * Records a new session for `email` (a new random id each login) through `db`, the caller's transaction,
+ * and returns its id for `setSessionCookie`: the cookie is set only once that transaction has committed.
+ */
+export async function insertSession(db: pg.ClientBase | pg.Pool, deps: Pick<SessionDeps, 'now'>, email: string): Promise<string> {
   const id = randomBytes(32).toString('base64url');
   const now = deps.now();
-  await deps.pool.query(
+  await db.query(
     'INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)',
     [sha256(id), email, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString()],
   );
+  return id;
+}
+
+export function setSessionCookie(reply: FastifyReply, deps: Pick<SessionDeps, 'secureCookies'>, id: string): void {
   reply.setCookie(sessionCookie, id, { ...cookieOptions(deps), signed: true, maxAge: sessionMaxMs / 1000 });
 }
 
-export async function endSession(request: FastifyRequest, reply: FastifyReply, deps: SessionDeps): Promise<void> {
+/** Deletes the request's session, if it has one, through `db` (default: the pool). */
+export async function deleteSession(request: FastifyRequest, db: pg.ClientBase | pg.Pool): Promise<void> {
   const raw = request.cookies[sessionCookie];
   const unsigned = raw ? request.unsignCookie(raw) : null;
-  if (unsigned?.valid && unsigned.value) await deps.pool.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(unsigned.value)]);
+  if (unsigned?.valid && unsigned.value) await db.query('DELETE FROM sessions WHERE id_hash = $1', [sha256(unsigned.value)]);
+}
+
+export async function endSession(request: FastifyRequest, reply: FastifyReply, deps: SessionDeps): Promise<void> {
+  await deleteSession(request, deps.pool);
   reply.clearCookie(sessionCookie, cookieOptions(deps));
 }
 
 /** preHandler for customer pages: no session → to the login page, and back here after it. */
 export async function requireCustomer(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (request.customer) return;
-  const back = request.method === 'GET' ? request.url : new URL(request.headers.referer ?? '/console', 'http://x').pathname;
+  // After a POST, back to the page the form was on (the Referer's path), if it is one to return to.
+  const back = safeReturnPath(request.method === 'GET' ? request.url : refererPath(request.headers.referer));
   return reply.redirect(`/auth/login?next=${encodeURIComponent(back)}`, 303);
+}
+
+function refererPath(referer: string | undefined): string | null {
+  if (!referer || !URL.canParse(referer)) return null;
+  const url = new URL(referer);
+  return `${url.pathname}${url.search}`;
 }
 
 /** preHandler for /admin: operators only; anyone else is told there is no such page. */
@@ -136,10 +154,27 @@ export async function requireAdmin(request: FastifyRequest, reply: FastifyReply)
   }
 }
 
-/** A page on this site to return to after logging in; anything else (other sites, `//x`) → the console. */
+/** Longest return path kept; a longer one is not a page of ours. */
+export const maxReturnPathLength = 500;
+
+/**
+ * A page on this site to return to after logging in (`next`, a login link's return_to), or `/console`
+ * for anything else. What it returns is safe as a Location header and cannot lead off the site. Kept:
+ * at most `maxReturnPathLength` characters of printable ASCII without spaces, whose percent-escapes
+ * decode to printable ASCII (an encoded space allowed); both as given and decoded, a path (one leading
+ * `/`, not `//`) with no backslash; not a login page itself. So neither `/%EF%BC%8E/…` nor an encoded
+ * CR, LF, tab, `/` or `\` slips through (browsers drop tabs and line breaks from addresses and read
+ * `\` as `/`; a proxy may decode once more).
+ */
 export function safeReturnPath(next: unknown): string {
-  if (typeof next !== 'string' || next.length > 500 || !next.startsWith('/') || next.startsWith('//') || /[\\\x00-\x1f]/.test(next)) {
+  if (typeof next !== 'string' || next.length > maxReturnPathLength || !/^[\x21-\x7e]+$/.test(next)) return '/console';
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(next);
+  } catch {
     return '/console';
   }
-  return next.startsWith('/auth/') ? '/console' : next;
+  const sameSitePath = (path: string) => path.startsWith('/') && !path.startsWith('//') && !path.includes('\\') && /^[\x20-\x7e]+$/.test(path);
+  if (!sameSitePath(next) || !sameSitePath(decoded) || decoded.startsWith('/auth/')) return '/console';
+  return next;
 }

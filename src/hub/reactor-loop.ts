@@ -1,4 +1,4 @@
-// Runs the ledger's reactions (placement, deletion scheduling) every few seconds and right after
+// Runs the ledger's reactions (ending vanished capsuls' charges, deletion scheduling, placement) every few seconds and right after
 // anything that may have given them work; one round at a time.
 import { react, type ReactorDeps } from '../ledger/reactor.ts';
 import { Serial } from './serial.ts';

@@ -62,7 +62,8 @@ async function* accountsWithRunningCapsuls(pool: pg.Pool, at: Date): AsyncGenera
   for (;;) {
     const { rows } = await pool.query(
       `SELECT a.id, a.email FROM accounts a
-       WHERE a.id > $2 AND EXISTS (SELECT 1 FROM vms v WHERE v.account_id = a.id AND v.created <= $1 AND (v.deleted IS NULL OR v.deleted > $1))
+       WHERE a.id > $2 AND EXISTS (SELECT 1 FROM vms v WHERE v.account_id = a.id AND v.created <= $1 AND (v.deleted IS NULL OR v.deleted > $1)
+                                     AND (v.accrual_ended IS NULL OR v.accrual_ended > $1))
        ORDER BY a.id LIMIT ${accountsPerPage}`,
       [at.toISOString(), after],
     );

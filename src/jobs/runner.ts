@@ -1,23 +1,25 @@
 // Runs the scheduled jobs once, in order: payment providers' reconciliation first (so money a missed
 // webhook would have credited counts before balances are judged), balance warnings, their emails, the
-// drift check, receipts. Each job runs under its own PostgreSQL advisory lock: a job another process is running is
-// skipped, never run twice at once. Every job is safe to run again: a second run finds nothing more.
+// drift check, the operators' emails about incidents (capsuls vanished from their host), receipts. Each
+// job runs under its own PostgreSQL advisory lock: a job another process is running is skipped, never
+// run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type pg from 'pg';
 import type { Cents } from '../domain/shared/money.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { PaymentProvider } from '../payments/provider.ts';
 import { runBalanceWarnings } from './balance-warnings.ts';
 import { checkDrift } from './drift.ts';
+import { sendIncidentEmails } from './incident-emails.ts';
 import type { JobRun } from './job.ts';
 import { sendReceipts } from './receipts.ts';
 import { sendWarningEmails } from './warning-emails.ts';
 
-export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'receipts'] as const;
+export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'incident-emails', 'receipts'] as const;
 export type JobName = (typeof jobNames)[number];
 
 /** Advisory lock keys: (lockSpace, n), "caps"; n = 0 is the scheduler's leadership (schedule.ts). */
 export const lockSpace = 0x63617073;
-const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4, 'warning-emails': 5 };
+const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4, 'warning-emails': 5, 'incident-emails': 6 };
 
 export type JobDeps = {
   pool: pg.Pool;
@@ -27,6 +29,8 @@ export type JobDeps = {
   overdraftCents: Cents;
   baseUrl: string;
   supportEmail: string;
+  /** the operators (ADMIN_EMAILS), told of incidents; none: no one is told */
+  adminEmails?: readonly string[];
   now: () => Date;
   /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
   afterDeletions?: () => void;
@@ -88,6 +92,9 @@ async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {
       return;
     case 'drift':
       await checkDrift(deps, run);
+      return;
+    case 'incident-emails':
+      await sendIncidentEmails(deps, run);
       return;
     case 'receipts':
       await sendReceipts(deps, run);

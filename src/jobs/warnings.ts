@@ -2,7 +2,7 @@
 // database), so every level and boundary is tested on its own. docs/billing.md works through examples.
 import { warningLevels, type AccountEvent, type WarningLevel } from '../domain/account/events.ts';
 import { balanceCentsAt, evolveAccount, initialAccount, type Account, type VmState } from '../domain/account/state.ts';
-import { creditRunsOutAtMs, type Accrual } from '../domain/shared/billing.ts';
+import { creditRunsOutAtMs, isAccruing, type Accrual } from '../domain/shared/billing.ts';
 import type { Cents } from '../domain/shared/money.ts';
 
 export const dayMs = 86_400_000;
@@ -98,5 +98,5 @@ export function evaluateAccount(account: Account, nowMs: number, overdraftCents:
 
 /** Accrues charges at `nowMs` (as billing.ts counts a running capsul). */
 function isRunning(accrual: Accrual, nowMs: number): boolean {
-  return accrual.createdAtMs <= nowMs && accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0;
+  return accrual.createdAtMs <= nowMs && isAccruing(accrual) && accrual.priceCentsPerMonth > 0;
 }

@@ -48,6 +48,7 @@ export class Hosts {
   }
 
   async remove(hostId: string, cause: Cause): Promise<void> {
+    // A vanished capsul counts until its deletion is confirmed: its incident is closed on this host.
     const { rows } = await this.deps.pool.query(`SELECT count(*)::int AS n FROM vms WHERE host = $1 AND state <> 'deleted'`, [hostId]);
     await handleCommand(this.deps, hostStream(hostId), hostDecider, {
       type: 'RemoveHost', data: { hostId, capsulCount: rows[0].n }, metadata: { now: this.now() },
@@ -65,7 +66,9 @@ export class Hosts {
 
   /**
    * Compares what a host lists with the ledger and records each new disagreement once (and its end).
-   * A capsul with a delete operation under way is not missed; one being created is not unexpected.
+   * A capsul with a delete operation under way is not missed; one being created is not unexpected; one
+   * its host reported vanished is no longer the ledger's on that host, so listed again it is unexpected
+   * (unless a delete asked of the host since is under way).
    */
   /** `cause`: who compared (the host's heartbeat, by default; the drift job names itself). */
   async checkDrift(hostId: string, seen: string[], cause: Cause = { by: { kind: 'spoke', id: hostId } }): Promise<void> {
@@ -75,7 +78,9 @@ export class Hosts {
       [hostId],
     );
     const { rows: known } = await this.deps.pool.query(
-      `SELECT id FROM vms WHERE id = ANY($2::text[]) AND host = $1 AND state <> 'deleted'`, [hostId, seen],
+      `SELECT v.id FROM vms v WHERE v.id = ANY($2::text[]) AND v.host = $1 AND v.state <> 'deleted'
+         AND (v.state <> 'vanished' OR EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete' AND o.completed IS NULL))`,
+      [hostId, seen],
     );
     await handleCommand(this.deps, hostStream(hostId), hostDecider, {
       type: 'CheckDrift',
@@ -84,7 +89,7 @@ export class Hosts {
     }, cause);
   }
 
-  /** Open drift incidents, oldest first. */
+  /** Open drift incidents (vanished capsuls among them), oldest first. */
   async drift(): Promise<{ host: string; vmId: string; kind: string; detected: string }[]> {
     const { rows } = await this.deps.pool.query(
       `SELECT host, vm_id, kind, to_char(detected AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS detected
@@ -102,7 +107,7 @@ export class Hosts {
               count(v.id)::int AS capsuls
        FROM hosts h
        LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
-       LEFT JOIN vms v ON v.host = h.id AND v.state <> 'deleted'
+       LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
        LEFT JOIN vm_sizes s ON s.id = v.size
        WHERE h.removed IS NULL
        GROUP BY h.id, hb.last_seen

@@ -1,16 +1,20 @@
-// Reactions the hub runs after facts on the account stream: placing a requested capsul on a host, and
-// turning a deletion request into a delete operation for its host. Each reads what is still to do
-// from the projections and appends to the capsul's stream, so running it again (after a crash between
-// the two appends, or on several hubs at once) does nothing more.
+// Reactions the hub runs after a fact on one stream that calls for a fact on another: placing a
+// requested capsul on a host and turning a deletion request into a delete operation for its host (both
+// account → capsul), and ending a vanished capsul's charges (capsul → account). Each reads what is still
+// to do from the projections and appends what its decider decides, so running it again (after a crash
+// between the two appends, or on several hubs at once) does nothing more.
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { accountDecider } from '../domain/account/decider.ts';
+import { accountStream } from '../domain/account/events.ts';
 import { vmDecider } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { DomainError } from '../domain/shared/errors.ts';
-import { handleCommand, type CommandDeps } from './handle.ts';
+import { handleCommand, load, type CommandDeps } from './handle.ts';
 import { onlineWithinMs } from './hosts.ts';
 
 const hub = { by: { kind: 'job' as const, id: 'placement' } };
+const billing = { by: { kind: 'job' as const, id: 'vanished' } };
 /** pg_advisory_lock key that serializes placements across hub processes ("placemnt"). */
 const placementLockKey = 0x706c6163656d;
 const maxPerRound = 100;
@@ -68,7 +72,7 @@ export async function hostWithRoom(pool: pg.Pool, memoryMb: number, now: Date, o
     `SELECT h.id, h.memory_mb - coalesce(sum(s.memory_mb), 0) AS free
      FROM hosts h
      LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
-     LEFT JOIN vms v ON v.host = h.id AND v.state <> 'deleted'
+     LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
      LEFT JOIN vm_sizes s ON s.id = v.size
      WHERE h.removed IS NULL AND ($2::boolean IS FALSE OR hb.last_seen > $1::timestamptz)
      GROUP BY h.id
@@ -108,8 +112,40 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
   return scheduled;
 }
 
-/** One round of every reaction. */
+/**
+ * Ends the charges of capsuls that vanished from their host (VmVanished) on their account, at the
+ * instant the host saw them gone; returns how many it ended. The instant comes from the capsul's own
+ * stream, not from the projection.
+ */
+export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
+  const now = deps.now?.() ?? new Date();
+  const { rows } = await deps.pool.query(
+    `SELECT id, account_id FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxPerRound}`,
+  );
+  let ended = 0;
+  for (const vm of rows) {
+    const { state } = await load(deps.pool, vmStream(vm.id), vmDecider);
+    if (!state.vanished) continue; // cannot happen: the projection follows the stream
+    const { at, host, reportId } = state.vanished;
+    try {
+      const { events } = await handleCommand(deps, accountStream(vm.account_id), accountDecider, {
+        type: 'EndVmAccrual', data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId }, metadata: { now },
+      }, billing);
+      if (events.length > 0) {
+        ended++;
+        deps.log?.(`capsul ${vm.id} vanished from host ${host}: its charges end at ${at}`);
+      }
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      deps.log?.(`capsul ${vm.id}: charges not ended: ${error.message}`);
+    }
+  }
+  return ended;
+}
+
+/** One round of every reaction: money first. */
 export async function react(deps: ReactorDeps): Promise<void> {
+  await endVanishedAccruals(deps);
   await scheduleDeletions(deps);
   await placePending(deps);
 }

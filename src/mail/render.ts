@@ -1,5 +1,6 @@
-// Customer emails from the Eta templates in ./templates. Plain text, so nothing is HTML-escaped; a
-// template's first line is "Subject: …" and its body starts after the blank line that follows.
+// Emails from the Eta templates in ./templates: to customers, and to operators about incidents. Plain
+// text, so nothing is HTML-escaped; a template's first line is "Subject: …" and its body starts after
+// the blank line that follows.
 import { fileURLToPath } from 'node:url';
 import { Eta } from 'eta';
 import type { WarningLevel } from '../domain/account/events.ts';
@@ -9,7 +10,7 @@ const templatesDir = fileURLToPath(new URL('./templates/', import.meta.url));
 // Compiled once per process. No automatic trimming: a template's line breaks are the email's.
 const eta = new Eta({ views: templatesDir, autoEscape: false, autoTrim: false, cache: true });
 
-export type MailTemplate = 'receipt' | `warning-${WarningLevel}`;
+export type MailTemplate = 'receipt' | `warning-${WarningLevel}` | 'incident-vanished';
 
 /** A capsul as emails list it. */
 export type MailCapsul = { id: string; size: string; pricePerMonth: string };

@@ -10,7 +10,7 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export type ProjectedBalance = {
   /** valid payments received by then, less refunds */
   paidCents: Cents;
-  /** every capsul of the account, deleted ones too (their charges stay) */
+  /** every capsul of the account, deleted and vanished ones too (their charges stay) */
   accruals: Accrual[];
   balanceCents: Cents;
 };
@@ -25,7 +25,8 @@ export async function balancesFromProjections(db: Queryable, accountIds: readonl
   const vms = await db.query(
     `SELECT account_id, dollars_per_month::text AS price,
             (extract(epoch FROM created) * 1000)::bigint::text AS created_ms,
-            (extract(epoch FROM deleted) * 1000)::bigint::text AS deleted_ms
+            (extract(epoch FROM deleted) * 1000)::bigint::text AS deleted_ms,
+            (extract(epoch FROM accrual_ended) * 1000)::bigint::text AS accrual_ended_ms
      FROM vms WHERE account_id = ANY($1::text[])`,
     [accountIds],
   );
@@ -36,6 +37,7 @@ export async function balancesFromProjections(db: Queryable, accountIds: readonl
       priceCentsPerMonth: centsFromNumeric(row.price),
       createdAtMs: Number(row.created_ms),
       deletionRequestedAtMs: row.deleted_ms === null ? null : Number(row.deleted_ms),
+      vanishedAtMs: row.accrual_ended_ms === null ? null : Number(row.accrual_ended_ms),
     });
   }
   for (const balance of balances.values()) balance.balanceCents = balance.paidCents - totalChargesCents(balance.accruals, at.getTime());

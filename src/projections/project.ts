@@ -48,11 +48,14 @@ export function project(event: LedgerEvent): RowOp[] {
           last_seen_ipv4: null, last_seen_ipv6: null, host: null, state: 'pending', account_id: d.accountId,
           dollars_per_month: formatCents(d.priceCentsPerMonth), ssh_public_keys: d.sshPublicKeys,
           ssh_host_key_fingerprints: null, state_observed: null, deletion_reason: null, failure: null,
+          vanished: null, accrual_ended: null,
         },
       }];
     }
     case 'VmDeletionRequested':
       return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: event.data.reason })];
+    case 'VmAccrualEnded':
+      return [vmUpdate(event.data.vmId, { accrual_ended: event.data.at })];
     case 'VmPlaced': {
       const d = event.data;
       return [vmUpdate(d.vmId, { host: d.host, state: 'creating' }), operation(d.operationId, d.vmId, d.host, 'create', d.at)];
@@ -74,8 +77,26 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'VmStateObserved':
       return [vmUpdate(event.data.vmId, { state: event.data.state, state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, event.data.state)];
-    case 'VmDeleted':
-      return [vmUpdate(event.data.vmId, { state: 'deleted', state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, 'deleted')];
+    case 'VmDeleted': {
+      const d = event.data;
+      return [
+        vmUpdate(d.vmId, { state: 'deleted', state_observed: d.at }),
+        ...completes(d.operationId, d.at, 'deleted'),
+        // A vanished capsul's incident ends once its host confirms a deletion asked of it since (a no-op otherwise).
+        ...(d.host === null ? [] : [driftUpdate(vanishedDriftId(d.host, d.vmId), { resolved: d.at })]),
+      ];
+    }
+    case 'VmVanished': {
+      const d = event.data;
+      return [
+        vmUpdate(d.vmId, { state: 'vanished', state_observed: d.at, vanished: d.at }),
+        ...d.cancelledOperationIds.flatMap((id) => completes(id, d.reportedAt, 'cancelled')),
+        {
+          kind: 'insert', table: 'drift',
+          row: { id: vanishedDriftId(d.host, d.vmId), host: d.host, vm_id: d.vmId, kind: 'vanished-from-host', detected: d.at, resolved: null },
+        },
+      ];
+    }
     case 'VmFailed': {
       const d = event.data;
       // As the decider: only a failed create (or a failure outside any operation) fails the capsul.
@@ -100,7 +121,7 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'DriftResolved': {
       const d = event.data;
-      return [{ kind: 'update', table: 'drift', key: { id: driftId(d.hostId, d.kind, d.vmId, d.detectedAt) }, set: { resolved: d.at } }];
+      return [driftUpdate(driftId(d.hostId, d.kind, d.vmId, d.detectedAt), { resolved: d.at })];
     }
     case 'HostRemoved':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: null, removed: event.data.at } }];
@@ -112,12 +133,15 @@ export function project(event: LedgerEvent): RowOp[] {
 }
 
 const vmUpdate = (vmId: string, set: Record<string, unknown>): RowOp => ({ kind: 'update', table: 'vms', key: { id: vmId }, set });
+const driftUpdate = (id: string, set: Record<string, unknown>): RowOp => ({ kind: 'update', table: 'drift', key: { id }, set });
 
 const operation = (id: string, vmId: string, host: string, kind: string, at: string): RowOp => ({
   kind: 'insert', table: 'operations', row: { id, vm_id: vmId, host, kind, created: at, completed: null, outcome: null },
 });
 
 const driftId = (hostId: string, kind: string, vmId: string, detectedAt: string) => `${hostId}/${kind}/${vmId}/${detectedAt}`;
+/** A capsul vanishes at most once: its incident needs no time in its id, so its deletion can close it. */
+const vanishedDriftId = (hostId: string, vmId: string) => `${hostId}/vanished-from-host/${vmId}`;
 
 /** A report that names its operation completes it. */
 const completes = (operationId: string | null, at: string, outcome: string): RowOp[] =>

@@ -15,7 +15,7 @@ export const projectionTables = {
     columns: [
       'id', 'email', 'os', 'size', 'created', 'deleted', 'last_seen_ipv4', 'last_seen_ipv6', 'host', 'state',
       'account_id', 'dollars_per_month', 'ssh_public_keys', 'ssh_host_key_fingerprints', 'state_observed',
-      'deletion_reason', 'failure',
+      'deletion_reason', 'failure', 'vanished', 'accrual_ended',
     ],
   },
   hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },

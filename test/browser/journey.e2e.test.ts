@@ -214,7 +214,8 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     await visible(page.getByRole('table', { name: /Payments received/ }).getByRole('row', { name: new RegExp(paymentReference) }));
     const charge = page.getByRole('table', { name: /Charges per capsul/ }).getByRole('row', { name: new RegExp(seen.vmId) });
     await visible(charge.getByText('$7.16', { exact: true }));
-    await visible(charge.getByText(/^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/).nth(1)); // created, and deletion requested
+    await visible(charge.getByText(/^\d{4}-\d\d-\d\d \d\d:\d\d UTC$/)); // created
+    await visible(charge.getByText(/^\d{4}-\d\d-\d\d \d\d:\d\d UTC \(deletion requested\)$/)); // billed until
     assert.equal(await charge.getByText('still running').count(), 0, 'the charge stopped with the deletion');
     await visible(page.getByText('No capsul is running, so your balance stays as it is.'));
     await screenshot(page, 'balance');

@@ -133,6 +133,17 @@ describe('down steps that would drop facts no event holds', () => {
     });
   });
 
+  it('14 → 13: refused while incident emails are recorded; allowed once there are none (the vms columns are a projection)', async () => {
+    await withMigratedDatabase(async (db) => {
+      await recordSomeHistory(db);
+      assert.deepEqual(await migrate(db.admin, { target: 14 }), { from: latest, to: 14 });
+      await db.admin.query(`INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ('h/vanished-from-host/capsul-aaaaaaaaaa', 'ops@example.org', now())`);
+      await assertDownRefused(db, 13, [/^refused: schema 14 → 13 \(14_down_vanished_capsuls\.sql\) would drop the table incident_emails \(1 rows?\)/]);
+      await db.admin.query('DELETE FROM incident_emails');
+      assert.deepEqual(await migrate(db.admin, { target: 13 }), { from: 14, to: 13 });
+    });
+  });
+
   it('10 → 9: refused while warning emails are recorded; allowed once there are none', async () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);

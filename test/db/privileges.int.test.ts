@@ -95,6 +95,8 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['TRUNCATE sessions']);
     await refused(['DELETE FROM payment_holds']);
     await refused(['DELETE FROM warning_emails']);
+    await refused(['DELETE FROM incident_emails']);
+    await refused([`UPDATE incident_emails SET sent = now()`]);
     await refused([`SELECT setval('payment_ids', 1)`]);
   });
 

@@ -1,5 +1,6 @@
 // The account decider as Given / When / Then: payments and their corrections, capsul creation against
-// the balance, deletion requests; then the balance at any instant, folded from the same events.
+// the balance, deletion requests, the end of a vanished capsul's charges; then the balance at any
+// instant, folded from the same events.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
@@ -8,6 +9,7 @@ import {
   decideAccount,
   maxReasonLength,
   type AccountCommand,
+  type EndVmAccrual,
   type InvalidatePayment,
   type RecordPayment,
   type ReinstatePayment,
@@ -20,6 +22,7 @@ import type {
   PaymentInvalidated,
   PaymentRecorded,
   PaymentReinstated,
+  VmAccrualEnded,
   VmCreationRequested,
   VmDeletionRequested,
 } from '../../src/domain/account/events.ts';
@@ -82,6 +85,10 @@ const requestVmDeletion = (id: string, reason: string, now: Date): RequestVmDele
   type: 'RequestVmDeletion', data: { vmId: id, reason }, metadata: { now },
 });
 
+const endVmAccrual = (id: string, vanishedAt: Date, now: Date, reportId: string | null = 'report-gone'): EndVmAccrual => ({
+  type: 'EndVmAccrual', data: { vmId: id, vanishedAt, host: 'spoke-a', reportId }, metadata: { now },
+});
+
 // Events, as the decider writes them.
 
 const accountOpened = (at = t0): AccountOpened => ({ type: 'AccountOpened', data: { accountId, email, at: iso(at) } });
@@ -106,6 +113,10 @@ const vmCreationRequested = (data: Partial<VmCreationRequested['data']> = {}): V
 });
 const vmDeletionRequested = (id: string, at: Date, reason = 'no longer needed'): VmDeletionRequested => ({
   type: 'VmDeletionRequested', data: { accountId, vmId: id, reason, at: iso(at) },
+});
+
+const vmAccrualEnded = (id: string, at: Date, reportId: string | null = 'report-gone'): VmAccrualEnded => ({
+  type: 'VmAccrualEnded', data: { accountId, vmId: id, reason: 'vanished-from-host', host: 'spoke-a', reportId, at: iso(at) },
 });
 
 /** An account opened by a $10 payment at t0. */
@@ -415,6 +426,13 @@ describe('the funds a new capsul needs', () => {
       .then([vmCreationRequested({ at: iso(now) })]);
   });
 
+  it('no longer counts a capsul that vanished from its host', () => {
+    const now = after(2 * minuteMs);
+    given([...tenDollarAccount(), vmCreationRequested({ vmId }), vmAccrualEnded(vmId, after(minuteMs))])
+      .when(requestVmCreation({ vmId: otherVmId }, now))
+      .then([vmCreationRequested({ vmId: otherVmId, at: iso(now) })]);
+  });
+
   it('does not count a payment stamped later than now', () => {
     // Within the clock skew the payment is recorded, but it counts only from when it was received.
     given([accountOpened(), paymentRecorded({ at: iso(after(2 * minuteMs)) })])
@@ -447,6 +465,67 @@ describe('requesting a capsul deletion', () => {
     given([...tenDollarAccount(), vmCreationRequested(), vmDeletionRequested(vmId, after(minuteMs))])
       .when(requestVmDeletion(vmId, 'again', after(2 * minuteMs)))
       .thenNothingHappened();
+  });
+});
+
+describe('ending a vanished capsul\'s charges', () => {
+  // The capsul's host saw it gone without any deletion request: a reaction ends its charges at that instant.
+  const halfMonth = after(monthMs / 2);
+  const running = (): AccountEvent[] => [...tenDollarAccount(), vmCreationRequested()];
+
+  it('ends them at the instant its host saw it gone, not when the account hears of it', () => {
+    given(running())
+      .when(endVmAccrual(vmId, halfMonth, after(monthMs), 'report-gone-1'))
+      .then([vmAccrualEnded(vmId, halfMonth, 'report-gone-1')]);
+  });
+
+  it('ends them even when its deletion was requested already: whichever came first counts', () => {
+    given([...running(), vmDeletionRequested(vmId, after(monthMs))])
+      .when(endVmAccrual(vmId, halfMonth, after(monthMs)))
+      .then([vmAccrualEnded(vmId, halfMonth)]);
+    given([...running(), vmDeletionRequested(vmId, after(minuteMs))])
+      .when(endVmAccrual(vmId, halfMonth, after(monthMs)))
+      .then([vmAccrualEnded(vmId, halfMonth)]);
+  });
+
+  it('ends them no earlier than the capsul was created', () => {
+    given(running()).when(endVmAccrual(vmId, after(-monthMs), after(minuteMs))).then([vmAccrualEnded(vmId, t0)]);
+  });
+
+  it('ends them no later than now', () => {
+    given(running()).when(endVmAccrual(vmId, after(monthMs), halfMonth)).then([vmAccrualEnded(vmId, halfMonth)]);
+  });
+
+  it('changes nothing when they ended at that instant already', () => {
+    given([...running(), vmAccrualEnded(vmId, halfMonth)]).when(endVmAccrual(vmId, halfMonth, after(monthMs))).thenNothingHappened();
+  });
+
+  it('changes nothing for a later instant', () => {
+    given([...running(), vmAccrualEnded(vmId, halfMonth)]).when(endVmAccrual(vmId, after(monthMs), after(monthMs))).thenNothingHappened();
+  });
+
+  it('ends them earlier still for an earlier instant', () => {
+    given([...running(), vmAccrualEnded(vmId, halfMonth)])
+      .when(endVmAccrual(vmId, after(minuteMs), after(monthMs)))
+      .then([vmAccrualEnded(vmId, after(minuteMs))]);
+  });
+
+  it('does not find a capsul the account does not have', () => {
+    given(running())
+      .when(endVmAccrual(otherVmId, halfMonth, after(monthMs)))
+      .thenThrows(failsWith('not_found', /^there is no capsul capsul-f6g7h8i9j0 on this account$/));
+  });
+
+  it('refuses a time that is not one', () => {
+    given(running())
+      .when(endVmAccrual(vmId, new Date(Number.NaN), after(monthMs)))
+      .thenThrows(failsWith('invalid', /^the time the capsul vanished is not a valid time$/));
+  });
+
+  it('still lets the customer request its deletion, to take it off their list', () => {
+    given([...running(), vmAccrualEnded(vmId, halfMonth)])
+      .when(requestVmDeletion(vmId, 'deleted by the customer', after(monthMs)))
+      .then([vmDeletionRequested(vmId, after(monthMs), 'deleted by the customer')]);
   });
 });
 
@@ -504,6 +583,20 @@ describe('balanceCentsAt', () => {
     const events = [...running(), vmDeletionRequested(vmId, after(halfMonthMs))];
     assert.equal(balanceAt(events, after(halfMonthMs)), 1000 - halfMonthCents);
     assert.equal(balanceAt(events, after(12 * monthMs)), 1000 - halfMonthCents);
+  });
+
+  it('stops charging a vanished capsul at the instant it was seen gone, now, in the past and ahead', () => {
+    const events = [...running(), vmAccrualEnded(vmId, after(halfMonthMs))];
+    assert.equal(balanceAt(events, after(halfMonthMs - 1)), 1000 - justUnderHalfMonthCents, 'before: charged as it ran');
+    assert.equal(balanceAt(events, after(halfMonthMs)), 1000 - halfMonthCents);
+    assert.equal(balanceAt(events, after(12 * monthMs)), 1000 - halfMonthCents, 'ahead: nothing more');
+  });
+
+  it('stops charging at the vanishing when it came before the deletion request, and the other way round', () => {
+    const vanishedFirst = [...running(), vmAccrualEnded(vmId, after(halfMonthMs)), vmDeletionRequested(vmId, after(monthMs))];
+    const requestedFirst = [...running(), vmDeletionRequested(vmId, after(halfMonthMs)), vmAccrualEnded(vmId, after(monthMs))];
+    assert.equal(balanceAt(vanishedFirst, after(2 * monthMs)), 1000 - halfMonthCents);
+    assert.equal(balanceAt(requestedFirst, after(2 * monthMs)), 1000 - halfMonthCents);
   });
 
   it('charges a capsul only from its creation', () => {

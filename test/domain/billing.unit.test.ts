@@ -1,14 +1,15 @@
 // Billing math: a capsul accrues its monthly price prorated by the millisecond, from its creation until
-// its deletion is requested; an account's total is kept exact and rounded once, half up.
+// its deletion is requested or, sooner, its host saw it vanish; an account's total is kept exact and
+// rounded once, half up.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { chargeCents, creditRunsOutAtMs, monthMs, totalChargesCents, type Accrual } from '../../src/domain/shared/billing.ts';
+import { accrualEndMs, chargeCents, creditRunsOutAtMs, monthMs, totalChargesCents, type Accrual } from '../../src/domain/shared/billing.ts';
 
 const dayMs = 86_400_000;
 const f1xsCentsPerMonth = 533;
 const createdAtMs = Date.parse('2026-01-01T00:00:00.000Z');
-const f1xs: Accrual = { priceCentsPerMonth: f1xsCentsPerMonth, createdAtMs, deletionRequestedAtMs: null };
+const f1xs: Accrual = { priceCentsPerMonth: f1xsCentsPerMonth, createdAtMs, deletionRequestedAtMs: null, vanishedAtMs: null };
 
 describe('billing', () => {
   it('counts a month as 30.44 days', () => {
@@ -25,7 +26,7 @@ describe('billing', () => {
 
   it('rounds just under half a cent down', () => {
     // 100 cents a month for a two-hundredth of a month is half a cent; a millisecond less is under it.
-    const cheap: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null };
+    const cheap: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null, vanishedAtMs: null };
     assert.equal(totalChargesCents([cheap], createdAtMs + monthMs / 200), 1);
     assert.equal(totalChargesCents([cheap], createdAtMs + monthMs / 200 - 1), 0);
   });
@@ -33,7 +34,7 @@ describe('billing', () => {
   it('rounds once, on the total, not capsul by capsul', () => {
     // Three capsuls at 0.4 cents each: 1.2 cents in all rounds to 1, though each on its own rounds to 0.
     const atMs = createdAtMs + (monthMs * 4) / 1000; // 0.4 cents of a 100-cent capsul
-    const capsuls: Accrual[] = [1, 2, 3].map(() => ({ priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null }));
+    const capsuls: Accrual[] = [1, 2, 3].map(() => ({ priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null, vanishedAtMs: null }));
     const roundedOneByOne = capsuls.reduce((sum, capsul) => sum + chargeCents(capsul, atMs), 0);
     assert.equal(roundedOneByOne, 0);
     assert.equal(totalChargesCents(capsuls, atMs), 1);
@@ -57,6 +58,26 @@ describe('billing', () => {
     assert.equal(totalChargesCents([{ ...f1xs, deletionRequestedAtMs: createdAtMs }], createdAtMs + monthMs), 0);
   });
 
+  it('charges nothing after its host saw it vanish', () => {
+    const vanished: Accrual = { ...f1xs, vanishedAtMs: createdAtMs + monthMs / 2 };
+    assert.equal(totalChargesCents([vanished], createdAtMs + monthMs / 2), 267);
+    assert.equal(totalChargesCents([vanished], createdAtMs + 12 * monthMs), 267);
+  });
+
+  it('ends the charges at the deletion request or the vanishing, whichever came first', () => {
+    const both = (requestedMs: number, vanishedMs: number): Accrual => ({ ...f1xs, deletionRequestedAtMs: requestedMs, vanishedAtMs: vanishedMs });
+    const half = createdAtMs + monthMs / 2;
+    assert.equal(totalChargesCents([both(half, createdAtMs + monthMs)], createdAtMs + 12 * monthMs), 267, 'requested first');
+    assert.equal(totalChargesCents([both(createdAtMs + monthMs, half)], createdAtMs + 12 * monthMs), 267, 'vanished first');
+    assert.equal(accrualEndMs(both(half, createdAtMs + monthMs)), half);
+    assert.equal(accrualEndMs(both(createdAtMs + monthMs, half)), half);
+    assert.equal(accrualEndMs(f1xs), null);
+  });
+
+  it('charges nothing for a capsul seen gone before it was created', () => {
+    assert.equal(totalChargesCents([{ ...f1xs, vanishedAtMs: createdAtMs - dayMs }], createdAtMs + monthMs), 0);
+  });
+
   it('charges nothing without capsuls', () => {
     assert.equal(totalChargesCents([], createdAtMs + monthMs), 0);
   });
@@ -69,18 +90,20 @@ describe('billing properties', () => {
       priceCentsPerMonth: fc.integer({ min: 1, max: 1_000_000 }),
       createdAtMs: fc.integer({ min: createdAtMs, max: createdAtMs + yearsMs }),
       runMs: fc.option(fc.integer({ min: 0, max: yearsMs }), { nil: null }),
+      lifeMs: fc.option(fc.integer({ min: 0, max: yearsMs }), { nil: null }),
     })
-    .map(({ priceCentsPerMonth, createdAtMs: start, runMs }) => ({
+    .map(({ priceCentsPerMonth, createdAtMs: start, runMs, lifeMs }) => ({
       priceCentsPerMonth,
       createdAtMs: start,
       deletionRequestedAtMs: runMs === null ? null : start + runMs,
+      vanishedAtMs: lifeMs === null ? null : start + lifeMs,
     }));
   const instant = fc.integer({ min: createdAtMs - monthMs, max: createdAtMs + 2 * yearsMs });
 
   /** The exact charge, as an independent oracle: Σ price × billed ms, in cent·ms (1/monthMs of a cent). */
   const exactCentMs = (accruals: Accrual[], atMs: number): bigint =>
     accruals.reduce((sum, a) => {
-      const endMs = a.deletionRequestedAtMs === null ? atMs : Math.min(atMs, a.deletionRequestedAtMs);
+      const endMs = Math.min(atMs, a.deletionRequestedAtMs ?? Infinity, a.vanishedAtMs ?? Infinity);
       return endMs > a.createdAtMs ? sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs) : sum;
     }, 0n);
 
@@ -110,7 +133,7 @@ describe('billing properties', () => {
     fc.assert(
       fc.property(fc.integer({ min: 0, max: 1_000_000 }), (halfPrice) => {
         const priceCentsPerMonth = 2 * halfPrice + 1;
-        const capsul: Accrual = { priceCentsPerMonth, createdAtMs, deletionRequestedAtMs: null };
+        const capsul: Accrual = { priceCentsPerMonth, createdAtMs, deletionRequestedAtMs: null, vanishedAtMs: null };
         return totalChargesCents([capsul], createdAtMs + monthMs / 2) === halfPrice + 1;
       }),
     );
@@ -119,7 +142,7 @@ describe('billing properties', () => {
 
 describe('runway: when the credit runs out', () => {
   const nowMs = createdAtMs + 10 * dayMs;
-  const running = (priceCentsPerMonth: number, fromMs = createdAtMs): Accrual => ({ priceCentsPerMonth, createdAtMs: fromMs, deletionRequestedAtMs: null });
+  const running = (priceCentsPerMonth: number, fromMs = createdAtMs): Accrual => ({ priceCentsPerMonth, createdAtMs: fromMs, deletionRequestedAtMs: null, vanishedAtMs: null });
   /** The balance at `atMs` of an account with `balanceCents` now: the fold the page shows. */
   const balanceAt = (balanceCents: number, accruals: Accrual[], atMs: number) =>
     balanceCents + totalChargesCents(accruals, nowMs) - totalChargesCents(accruals, atMs);
@@ -140,6 +163,10 @@ describe('runway: when the credit runs out', () => {
     assert.equal(creditRunsOutAtMs(2000, [{ ...f1xs, deletionRequestedAtMs: createdAtMs + dayMs }], nowMs), null);
   });
 
+  it('given credit and only a capsul that vanished, when asked, then it never runs out', () => {
+    assert.equal(creditRunsOutAtMs(2000, [{ ...f1xs, vanishedAtMs: createdAtMs + dayMs }], nowMs), null);
+  });
+
   it('given one month of an f1-xs created now, when asked, then it runs out as the charge rounds to 533 cents', () => {
     // 533 cents are charged once 532.5 are accrued: 532.5/533 of a month, to the next millisecond.
     const expectedMs = nowMs + Math.ceil((532.5 / 533) * monthMs);
@@ -151,7 +178,7 @@ describe('runway: when the credit runs out', () => {
 
   it('given a deleted capsul\'s fraction of a cent, when asked, then the rounding it settles moves the answer', () => {
     // 0.4 cents accrued by a deleted capsul make the running one's 0.1 cents round the total up a cent.
-    const deleted: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: createdAtMs + (monthMs * 4) / 1000 };
+    const deleted: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: createdAtMs + (monthMs * 4) / 1000, vanishedAtMs: null };
     const cheap = running(100, nowMs);
     const withDeleted = creditRunsOutAtMs(1, [deleted, cheap], nowMs);
     const alone = creditRunsOutAtMs(1, [cheap], nowMs);
@@ -176,18 +203,21 @@ describe('runway properties', () => {
   /** Credit that outlasts JavaScript's dates is reported as lasting until the last one. */
   const lastDateMs = 8.64e15;
   const nowMs = createdAtMs + 5 * 12 * monthMs;
-  // Capsuls as a page sees them: created by now, deleted by now or still running.
+  // Capsuls as a page sees them: created by now, deleted or vanished by now, or still running.
   const pastAccrual: fc.Arbitrary<Accrual> = fc
     .record({
       priceCentsPerMonth: fc.integer({ min: 1, max: 100_000 }),
       createdAtMs: fc.integer({ min: createdAtMs, max: nowMs }),
       deleted: fc.boolean(),
       deletedFraction: fc.double({ min: 0, max: 1, noNaN: true }),
+      vanished: fc.boolean(),
+      vanishedFraction: fc.double({ min: 0, max: 1, noNaN: true }),
     })
-    .map(({ priceCentsPerMonth, createdAtMs: start, deleted, deletedFraction }) => ({
+    .map(({ priceCentsPerMonth, createdAtMs: start, deleted, deletedFraction, vanished, vanishedFraction }) => ({
       priceCentsPerMonth,
       createdAtMs: start,
       deletionRequestedAtMs: deleted ? start + Math.floor((nowMs - start) * deletedFraction) : null,
+      vanishedAtMs: vanished ? start + Math.floor((nowMs - start) * vanishedFraction) : null,
     }));
   const balance = fc.integer({ min: -100_000, max: 10_000_000 });
 
@@ -198,7 +228,7 @@ describe('runway properties', () => {
         const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
         const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
         if (balanceCents <= 0) return outMs === nowMs;
-        if (!accruals.some((a) => a.deletionRequestedAtMs === null)) return outMs === null;
+        if (!accruals.some((a) => accrualEndMs(a) === null)) return outMs === null;
         if (outMs === lastDateMs) return balanceAt(lastDateMs - 1) > 0; // lasts until the last date, at least
         return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
       }),
@@ -210,6 +240,7 @@ describe('runway properties', () => {
       priceCentsPerMonth: fc.integer({ min: 1, max: 100_000 }),
       createdAtMs: fc.integer({ min: createdAtMs, max: nowMs + 3 * monthMs }),
       deletionRequestedAtMs: fc.constant(null),
+      vanishedAtMs: fc.constant(null),
     });
     fc.assert(
       fc.property(fc.array(laterAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
@@ -225,10 +256,10 @@ describe('runway properties', () => {
   it('agrees with the closed form: charges reach what was paid less half a cent', () => {
     fc.assert(
       fc.property(fc.array(pastAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
-        const rate = accruals.reduce((sum, a) => sum + (a.deletionRequestedAtMs === null ? BigInt(a.priceCentsPerMonth) : 0n), 0n);
+        const rate = accruals.reduce((sum, a) => sum + (accrualEndMs(a) === null ? BigInt(a.priceCentsPerMonth) : 0n), 0n);
         fc.pre(rate > 0n);
         const exactNow = accruals.reduce((sum, a) => {
-          const endMs = a.deletionRequestedAtMs ?? nowMs;
+          const endMs = accrualEndMs(a) ?? nowMs;
           return sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs);
         }, 0n);
         const paidCents = BigInt(balanceCents + totalChargesCents(accruals, nowMs));

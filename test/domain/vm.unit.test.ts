@@ -1,7 +1,7 @@
 // The capsul's operational stream as Given / When / Then: placement on a host, what that host reports
 // (provisioned, states, deletion, failure), the start/stop requests and the scheduled deletion; the
 // operation ids that tie a request to the report completing it, and the report ids that make the same
-// report sent twice change nothing.
+// report sent twice change nothing; and a capsul its host reports deleted unasked, which vanished.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@event-driven-io/emmett';
@@ -31,6 +31,7 @@ import type {
   VmStartRequested,
   VmStateObserved,
   VmStopRequested,
+  VmVanished,
 } from '../../src/domain/vm/events.ts';
 import { failsWith } from '../support/domain-error.ts';
 
@@ -523,5 +524,112 @@ describe('what a failed operation leaves behind', () => {
 
   it('changes nothing when a capsul comes back with the same addresses', () => {
     given(runningOnHost()).when(recordProvisioned(host, after(700), reportOf('provisioned', after(700), null))).thenNothingHappened();
+  });
+});
+
+describe('a capsul its host reports deleted without being asked', () => {
+  // No delete operation was ever asked of the host: its report of a deletion is an incident, recorded as
+  // the capsul vanishing, at the host's time (kept between its last sign of life and the hub's clock).
+  // VmVanished lists the operations it cancels: compared whole, so none is missing and none is extra.
+
+  /** The host's report that the capsul is gone, observed at `observedAt`, received by the hub at `now`. */
+  const reportGone = (observedAt: Date, now = observedAt, report = reportOf('deleted', observedAt)): ConfirmDeleted => ({
+    type: 'ConfirmDeleted', data: { vmId, host, observedAt, ...report }, metadata: { now },
+  });
+  const vmVanished = (at: Date, data: Partial<VmVanished['data']> = {}): VmVanished => ({
+    type: 'VmVanished',
+    data: {
+      vmId, host, reportId: `deleted@${iso(at)}`, observedAt: iso(at), reportedAt: iso(at), cancelledOperationIds: [], at: iso(at), ...data,
+    },
+  });
+  const vanishedAtFive = (): VmEvent[] => [...runningOnHost(), vmVanished(after(300))];
+
+  it('records the capsul as vanished, not deleted, when the host saw it gone', () => {
+    const events = decideAfter(runningOnHost(), reportGone(after(300), after(305), ids('report-gone-1')));
+    assert.deepEqual(events, [{
+      type: 'VmVanished',
+      data: {
+        vmId, host, reportId: 'report-gone-1', observedAt: iso(after(300)), reportedAt: iso(after(305)),
+        cancelledOperationIds: [], at: iso(after(300)),
+      },
+    }]);
+  });
+
+  it('cancels the operations still open, the one the report names among them', () => {
+    const history = [...runningOnHost(), vmStopRequested(false), vmStartRequested(after(610), host, 'op-start-late')];
+    const events = decideAfter(history, reportGone(after(700), after(700), ids('report-gone-2', stopOp)));
+    assert.deepEqual(events, [vmVanished(after(700), { reportId: 'report-gone-2', cancelledOperationIds: [stopOp, 'op-start-late'] })]);
+  });
+
+  it('takes it to have gone no earlier than the host last reported it there', () => {
+    // Seen running at 120 s, then reported gone as of 100 s: its own reports say it existed at 120 s.
+    const events = decideAfter(runningOnHost(), reportGone(after(100), after(400), ids('report-gone-3')));
+    assert.deepEqual(events, [vmVanished(after(120), { reportId: 'report-gone-3', observedAt: iso(after(100)), reportedAt: iso(after(400)) })]);
+  });
+
+  it('takes it to have gone no later than the hub heard of it', () => {
+    // The host's clock runs an hour ahead.
+    const events = decideAfter(runningOnHost(), reportGone(after(3900), after(300), ids('report-gone-4')));
+    assert.deepEqual(events, [vmVanished(after(300), { reportId: 'report-gone-4', observedAt: iso(after(3900)), reportedAt: iso(after(300)) })]);
+  });
+
+  it('records a capsul that failed to be created and then vanished', () => {
+    const events = decideAfter([vmPlaced(), vmFailed('no disk', after(120), ids('f-create', placement), 'create')], reportGone(after(300), after(300), ids('report-gone-5')));
+    assert.deepEqual(events, [vmVanished(after(300), { reportId: 'report-gone-5' })]);
+  });
+
+  it('changes nothing when the same report arrives again', () => {
+    given(vanishedAtFive()).when(reportGone(after(300))).thenNothingHappened();
+  });
+
+  it('changes nothing when another report says it is gone again', () => {
+    given(vanishedAtFive()).when(reportGone(after(400))).thenNothingHappened();
+  });
+
+  it('changes nothing for a state the host reports of it later: it stays vanished', () => {
+    given(vanishedAtFive()).when(observeState('running', after(400))).thenNothingHappened();
+  });
+
+  it('changes nothing for a provisioning or a failure the host reports of it later', () => {
+    given(vanishedAtFive()).when(recordProvisioned(host, after(400), reportOf('provisioned', after(400), null))).thenNothingHappened();
+    given(vanishedAtFive()).when(recordFailure('late', host, after(400))).thenNothingHappened();
+  });
+
+  it('refuses a start or a stop of a vanished capsul', () => {
+    given(vanishedAtFive()).when(requestStart()).thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 vanished from its host$/));
+    given(vanishedAtFive()).when(requestStop(true)).thenThrows(failsWith('refused', /vanished from its host$/));
+  });
+
+  it('still refuses the report of a host it is not on', () => {
+    given(runningOnHost())
+      .when({ ...reportGone(after(300)), data: { ...reportGone(after(300)).data, host: otherHost } })
+      .thenThrows(failsWith('refused', /is placed on host spoke-a, not spoke-b$/));
+  });
+
+  it('asks its host to delete what is left once its deletion is requested, and records the confirmed deletion', () => {
+    given(vanishedAtFive()).when(scheduleDeletion(beingDeleted, after(800))).then([vmDeletionScheduled(after(800))]);
+    given([...vanishedAtFive(), vmDeletionScheduled(after(800))])
+      .when(confirmDeleted(host, after(900), ids('report-del-after', deletionOp)))
+      .then([{ type: 'VmDeleted', data: { vmId, host, reportId: 'report-del-after', operationId: deletionOp, at: iso(after(900)) } }]);
+  });
+
+  it('records the failure of the delete asked after it vanished, so it is asked again', () => {
+    given([...vanishedAtFive(), vmDeletionScheduled(after(800))])
+      .when(recordFailure('virsh: busy', host, after(850), ids('f-delete', deletionOp)))
+      .then([vmFailed('virsh: busy', after(850), ids('f-delete', deletionOp), 'delete')]);
+  });
+
+  it('records a deletion as before once a delete was asked, even if that one failed meanwhile', () => {
+    const events = [...runningOnHost(), vmDeletionScheduled(), vmFailed('virsh: busy', after(850), ids('f-del', deletionOp), 'delete')];
+    assert.deepEqual(decideAfter(events, reportGone(after(900), after(900), ids('report-del-late'))), [
+      { type: 'VmDeleted', data: { vmId, host, reportId: 'report-del-late', operationId: null, at: iso(after(900)) } },
+    ]);
+  });
+
+  it('folds to a vanished capsul with nothing left to do', () => {
+    const state = [...runningOnHost(), vmStopRequested(false), vmVanished(after(700), { cancelledOperationIds: [stopOp] })].reduce(evolveVm, initialVm());
+    assert.equal(state.state, 'vanished');
+    assert.deepEqual(state.vanished, { at: iso(after(700)), host, reportId: `deleted@${iso(after(700))}` });
+    assert.equal(state.openOperations.size, 0);
   });
 });

@@ -83,7 +83,7 @@ describe('account balance', () => {
 
     assert.match(page.body, /<caption>Charges per capsul, newest first<\/caption>/);
     assert.match(body, new RegExp(`${second} f1-xs 2026-11-11 12:00 UTC still running \\$5\\.33 \\$1\\.75`));
-    assert.match(body, new RegExp(`${first} f1-xs 2026-11-01 12:00 UTC 2026-11-11 12:00 UTC \\$5\\.33 \\$1\\.75`));
+    assert.match(body, new RegExp(`${first} f1-xs 2026-11-01 12:00 UTC 2026-11-11 12:00 UTC \\(deletion requested\\) \\$5\\.33 \\$1\\.75`));
     assert.match(body, /Total charges \$3\.50/);
     assert.match(body, /may differ from their sum by a cent/);
 

@@ -52,7 +52,7 @@ describe('balance warnings', () => {
     const mailer = keepingMailer();
     clock.set(at(26.9));
     const quiet = recording();
-    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
     assert.deepEqual(await warnings(db), [], '7.09 days left: not yet within a week');
     assert.equal(mailer.sent.length, 0);
 
@@ -248,10 +248,10 @@ describe('several runners', () => {
     await inReconcile;
     const second = recording();
     const outcomes = await runJobs(deps, second);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'skipped', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), { reconcile: 'skipped', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
     assert.deepEqual(second.logged, ['reconcile: running in another process: skipped']);
     release();
-    assert.deepEqual(statuses(await running), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await running), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
     assert.equal(provider.calls.length, 1);
     assert.equal((await warnings(db)).length, 1);
     assert.deepEqual(subjects(mailer.to('twice@example.org')), ['capsul: your credit runs out within a week']);
@@ -265,7 +265,7 @@ describe('reconciliation', () => {
     const working = fakeProvider('stripe');
     const run = recording();
     const outcomes = await runJobs(jobDeps(db, clock, keepingMailer(), { providers: [failing, working] }), run);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'failed', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), { reconcile: 'failed', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
     assert.equal(outcomes[0]!.error, 'btcpay: BTCPay Server answered 502');
     assert.deepEqual(run.logged, ['reconcile: failed: btcpay: BTCPay Server answered 502']);
     assert.deepEqual(working.calls.map((c) => [c.now.toISOString(), c.dryRun]), [[t0.toISOString(), false]]);

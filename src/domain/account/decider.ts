@@ -44,9 +44,19 @@ export type RequestVmCreation = Command<
   CommandMetadata
 >;
 export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string; reason: string }, CommandMetadata>;
+/**
+ * The capsul's host saw it gone without a deletion request (VmVanished on its stream, which the
+ * reaction loads): its charges end at `vanishedAt`.
+ */
+export type EndVmAccrual = Command<
+  'EndVmAccrual',
+  { vmId: string; vanishedAt: Date; host: string; reportId: string | null },
+  CommandMetadata
+>;
 
 export type AccountCommand =
-  | RecordPayment | InvalidatePayment | ReinstatePayment | RecordRefund | IssueBalanceWarning | RequestVmCreation | RequestVmDeletion;
+  | RecordPayment | InvalidatePayment | ReinstatePayment | RecordRefund | IssueBalanceWarning | RequestVmCreation | RequestVmDeletion
+  | EndVmAccrual;
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
 const clockSkewMs = 5 * 60_000;
@@ -80,6 +90,8 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       if (vm.deletionRequestedAtMs !== null) return [];
       return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, reason, at } }];
     }
+    case 'EndVmAccrual':
+      return endVmAccrual(command.data, state, now);
     default: {
       const unknown: never = command;
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);
@@ -136,7 +148,8 @@ function requestVmCreation(data: RequestVmCreation['data'], state: Account, now:
     throw new DomainError('insufficient_funds', 'this account has no payments yet: add funds before creating a capsul');
   }
   // The balance must carry every running capsul, the new one included, for a month: so two creations
-  // that the balance covers only once can never both succeed, whatever their timing.
+  // that the balance covers only once can never both succeed, whatever their timing. A vanished capsul
+  // is not running: it costs nothing more.
   const balance = balanceCentsAt(state, now.getTime());
   const committed = activeVms(state).reduce((sum, vm) => sum + vm.priceCentsPerMonth, 0);
   if (!coversAMonth(balance, committed, data.priceCentsPerMonth)) {
@@ -152,6 +165,25 @@ function requestVmCreation(data: RequestVmCreation['data'], state: Account, now:
       accountId: state.accountId, vmId: data.vmId, size: data.size, os: data.os, sshPublicKeys,
       priceCentsPerMonth: data.priceCentsPerMonth, at: now.toISOString(),
     },
+  }];
+}
+
+/**
+ * Ends a vanished capsul's charges at the instant its host saw it gone: never before it was created,
+ * never after now. Recorded whether or not its deletion was requested before (the fold takes whichever
+ * came first), so the reaction that asks for it finds it done; asked again for the same or a later
+ * instant, nothing changes.
+ */
+function endVmAccrual(data: EndVmAccrual['data'], state: Account, now: Date): AccountEvent[] {
+  const vm = state.vms.get(data.vmId);
+  if (!vm) throw notFound(`there is no capsul ${data.vmId} on this account`);
+  const vanishedAtMs = data.vanishedAt.getTime();
+  if (Number.isNaN(vanishedAtMs)) throw invalid('the time the capsul vanished is not a valid time');
+  const atMs = Math.min(Math.max(vanishedAtMs, vm.createdAtMs), now.getTime());
+  if (vm.vanishedAtMs !== null && vm.vanishedAtMs <= atMs) return [];
+  return [{
+    type: 'VmAccrualEnded',
+    data: { accountId: state.accountId!, vmId: vm.vmId, reason: 'vanished-from-host', host: data.host, reportId: data.reportId, at: new Date(atMs).toISOString() },
   }];
 }
 

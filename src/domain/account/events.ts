@@ -1,6 +1,7 @@
 // The account stream (`account-<id>`) holds every fact that moves money, so one expected stream
 // version guards the balance: payments and their corrections, and each capsul's creation (with the
-// monthly price captured then) and its deletion request (when billing stops).
+// monthly price captured then), its deletion request and its vanishing from its host (each of which
+// stops its billing, whichever comes first).
 import type { Event } from '@event-driven-io/emmett';
 import type { Cents } from '../shared/money.ts';
 
@@ -75,6 +76,17 @@ export type VmDeletionRequested = Event<
   { accountId: string; vmId: string; reason: string; at: string }
 >;
 
+/**
+ * The capsul's charges end at `at`, the instant its host saw it gone without any deletion request
+ * (VmVanished on the capsul's stream, reported as `reportId` by `host`): a reaction to that fact, so
+ * the customer never pays for time the capsul did not exist. Once per capsul; an earlier instant
+ * would end them earlier still.
+ */
+export type VmAccrualEnded = Event<
+  'VmAccrualEnded',
+  { accountId: string; vmId: string; reason: 'vanished-from-host'; host: string; reportId: string | null; at: string }
+>;
+
 export type AccountEvent =
   | AccountOpened
   | PaymentRecorded
@@ -83,11 +95,12 @@ export type AccountEvent =
   | PaymentRefunded
   | BalanceWarningIssued
   | VmCreationRequested
-  | VmDeletionRequested;
+  | VmDeletionRequested
+  | VmAccrualEnded;
 
 export const accountEventTypes: AccountEvent['type'][] = [
   'AccountOpened', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated', 'PaymentRefunded',
-  'BalanceWarningIssued', 'VmCreationRequested', 'VmDeletionRequested',
+  'BalanceWarningIssued', 'VmCreationRequested', 'VmDeletionRequested', 'VmAccrualEnded',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

@@ -1,5 +1,5 @@
 // The account's state folded from its events: enough to decide, and to compute the balance at any instant.
-import { totalChargesCents, type Accrual } from '../shared/billing.ts';
+import { isAccruing, totalChargesCents, type Accrual } from '../shared/billing.ts';
 import type { Cents } from '../shared/money.ts';
 import type { AccountEvent, Provider, WarningLevel } from './events.ts';
 
@@ -74,7 +74,7 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
       const d = event.data;
       const vms = new Map(state.vms).set(d.vmId, {
         vmId: d.vmId, size: d.size, os: d.os, priceCentsPerMonth: d.priceCentsPerMonth,
-        createdAtMs: ms(d.at), deletionRequestedAtMs: null,
+        createdAtMs: ms(d.at), deletionRequestedAtMs: null, vanishedAtMs: null,
       });
       return { ...state, vms };
     }
@@ -82,6 +82,13 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
       const vm = state.vms.get(event.data.vmId);
       if (!vm) return state;
       return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, deletionRequestedAtMs: ms(event.data.at) }) };
+    }
+    case 'VmAccrualEnded': {
+      const vm = state.vms.get(event.data.vmId);
+      if (!vm) return state;
+      // The earliest instant it was seen gone wins, in whatever order they were recorded.
+      const vanishedAtMs = Math.min(vm.vanishedAtMs ?? Number.POSITIVE_INFINITY, ms(event.data.at));
+      return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, vanishedAtMs }) };
     }
     default: {
       const unknown: never = event;
@@ -123,7 +130,7 @@ export function balanceCentsAt(state: Account, atMs: number): Cents {
   return paid - totalChargesCents(accruals, atMs);
 }
 
-/** Capsuls whose deletion has not been requested: they accrue charges. */
+/** Capsuls neither deleted (requested) nor vanished from their host: they accrue charges. */
 export function activeVms(state: Account): VmState[] {
-  return [...state.vms.values()].filter((vm) => vm.deletionRequestedAtMs === null);
+  return [...state.vms.values()].filter(isAccruing);
 }

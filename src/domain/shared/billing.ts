@@ -1,5 +1,6 @@
 // Billing math, exact. A capsul accrues its captured monthly price prorated by time from its creation
-// until its deletion is requested; a month is 30.44 days (capsul-flask's figure).
+// until its deletion is requested or, sooner, its host saw it vanish; a month is 30.44 days
+// (capsul-flask's figure).
 //
 // Rounding, applied once: every capsul's accrual is kept exact in units of 1/monthMs of a cent
 // (price in cents × milliseconds), the account's total is summed exactly, and only that total is
@@ -10,11 +11,27 @@ import type { Cents } from './money.ts';
 export const monthMs = 2_630_016_000; // 30.44 × 86,400,000
 const monthMsBig = BigInt(monthMs);
 
-export type Accrual = { priceCentsPerMonth: Cents; createdAtMs: number; deletionRequestedAtMs: number | null };
+export type Accrual = {
+  priceCentsPerMonth: Cents;
+  createdAtMs: number;
+  deletionRequestedAtMs: number | null;
+  /** when its host saw it gone without a deletion request (VmAccrualEnded): nothing accrues after */
+  vanishedAtMs: number | null;
+};
+
+/** When the capsul stops accruing: its deletion request or its vanishing, whichever came first; null while it runs on. */
+export function accrualEndMs(accrual: Accrual): number | null {
+  const { deletionRequestedAtMs: requestedMs, vanishedAtMs } = accrual;
+  if (requestedMs === null) return vanishedAtMs;
+  return vanishedAtMs === null ? requestedMs : Math.min(requestedMs, vanishedAtMs);
+}
+
+/** Still accruing with no end in sight: neither deleted nor vanished (what "running" means to billing). */
+export const isAccruing = (accrual: Accrual): boolean => accrualEndMs(accrual) === null;
 
 /** The exact charge of one capsul up to `atMs`, in cent·ms (divide by monthMs for cents). */
 export function accruedExact(accrual: Accrual, atMs: number): bigint {
-  const endMs = Math.min(atMs, accrual.deletionRequestedAtMs ?? Number.POSITIVE_INFINITY);
+  const endMs = Math.min(atMs, accrualEndMs(accrual) ?? Number.POSITIVE_INFINITY);
   const elapsedMs = Math.max(0, endMs - accrual.createdAtMs);
   return BigInt(accrual.priceCentsPerMonth) * BigInt(elapsedMs);
 }
@@ -47,7 +64,7 @@ const maxDateMs = 8.64e15;
  */
 export function creditRunsOutAtMs(balanceCents: Cents, accruals: readonly Accrual[], nowMs: number): number | null {
   if (balanceCents <= 0) return nowMs;
-  const running = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null && accrual.priceCentsPerMonth > 0);
+  const running = accruals.filter((accrual) => isAccruing(accrual) && accrual.priceCentsPerMonth > 0);
   if (running.length === 0) return null;
   if (running.every((accrual) => accrual.createdAtMs <= nowMs)) return runsOutLinearly(balanceCents, accruals, running, nowMs);
   // A capsul starting later makes the charges bend: search the fold of the balance itself.

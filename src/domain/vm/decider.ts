@@ -1,6 +1,8 @@
 // Pure decisions over a capsul's operational stream. What the account stream knows (the capsul was
 // requested, its deletion was requested) arrives in the command, loaded by the adapter; so do the
-// ids of new operations and of reports.
+// ids of new operations and of reports. A host may delete only what it was asked to: its report of a
+// deletion no delete operation asked for is recorded as the capsul vanishing (an incident), not as its
+// deletion.
 import type { Command } from '@event-driven-io/emmett';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import { observedStates, type HostKeyFingerprint, type ObservedState, type OperationKind, type VmEvent } from './events.ts';
@@ -8,11 +10,15 @@ import { observedStates, type HostKeyFingerprint, type ObservedState, type Opera
 export type Vm = {
   host: string | null;
   provisioned: boolean;
-  state: ObservedState | 'pending' | 'creating' | 'deleted' | 'failed';
+  state: ObservedState | 'pending' | 'creating' | 'deleted' | 'vanished' | 'failed';
   /** when the host last reported a state: older or equally old reports are stale */
   lastObservedAtMs: number;
   provisionedAtMs: number;
   deletionScheduled: boolean;
+  /** a delete operation was asked of the host at some point (even one that failed since) */
+  deletionAsked: boolean;
+  /** the host reported it gone unasked: when the ledger takes it to have gone, by which host and report */
+  vanished: { at: string; host: string; reportId: string | null } | null;
   /** reports already recorded: the same report again changes nothing */
   reportIds: ReadonlySet<string>;
   /** the addresses and host keys last reported, as one comparable text */
@@ -24,7 +30,7 @@ export type Vm = {
 
 export const initialVm = (): Vm => ({
   host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0, deletionScheduled: false,
-  addresses: null, reportIds: new Set(), operationIds: new Set(), openOperations: new Map(),
+  deletionAsked: false, vanished: null, addresses: null, reportIds: new Set(), operationIds: new Set(), openOperations: new Map(),
 });
 
 /** What the account stream says about the capsul, loaded by the adapter. */
@@ -64,9 +70,14 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
     case 'VmStopRequested':
       return state;
     case 'VmDeletionScheduled':
-      return { ...state, deletionScheduled: true };
+      return { ...state, deletionScheduled: true, deletionAsked: true };
     case 'VmDeleted':
       return { ...state, state: 'deleted', reportIds: reported };
+    case 'VmVanished': {
+      const { at, host, reportId } = event.data;
+      // Its open operations are cancelled with it: nothing is left for them to act on.
+      return { ...state, state: 'vanished', vanished: { at, host, reportId }, openOperations: new Map(), reportIds: reported };
+    }
     case 'VmFailed': {
       // A failed create leaves no capsul; a failed stop or start leaves it as it was; a failed delete
       // leaves it to be scheduled again.
@@ -120,6 +131,8 @@ const addressesOf = (d: { ipv4: string | null; ipv6: string | null; sshHostKeys:
 const alreadyReported = (state: Vm, reportId: string | null) => reportId !== null && state.reportIds.has(reportId);
 /** Whether a report completes an operation still waiting for its outcome. */
 const completesOperation = (state: Vm, operationId: string | null) => operationId !== null && state.openOperations.has(operationId);
+/** Gone from its host, asked to or not: what the host reports of it afterwards changes nothing. */
+const isGone = (state: Vm) => state.state === 'deleted' || state.state === 'vanished';
 
 export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
   const at = command.metadata!.now.toISOString();
@@ -137,7 +150,7 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       requireHost(state, vmId, d.host);
       // Provisioned again with the same addresses and keys (a restart): nothing new.
       const same = state.provisioned && state.addresses === addressesOf(d);
-      if (alreadyReported(state, d.reportId) || same || state.state === 'deleted') return [];
+      if (alreadyReported(state, d.reportId) || same || isGone(state)) return [];
       return [{
         type: 'VmProvisioned',
         data: {
@@ -156,7 +169,9 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       // reported at the very instant of provisioning counts; a repeat of the current state changes
       // nothing, unless it completes an operation.
       const stale = observedAtMs <= state.lastObservedAtMs || observedAtMs < state.provisionedAtMs;
-      if (state.state === 'deleted' || stale || (state.state === d.state && !completesOperation(state, d.operationId))) return [];
+      // A vanished capsul seen again stays vanished for the ledger: its host running it anyway is drift
+      // (unexpected-on-host), for an operator to settle.
+      if (isGone(state) || stale || (state.state === d.state && !completesOperation(state, d.operationId))) return [];
       return [{
         type: 'VmStateObserved',
         data: { vmId, host: d.host, state: d.state, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() },
@@ -168,6 +183,7 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       if (state.operationIds.has(operationId)) return []; // the same request again
       if (state.host === null) throw refused(`capsul ${vmId} is not on a host yet`);
       if (context.deletionRequested || state.state === 'deleted') throw refused(`capsul ${vmId} is deleted`);
+      if (state.state === 'vanished') throw refused(`capsul ${vmId} vanished from its host`);
       const host = state.host;
       return command.type === 'RequestStart'
         ? [{ type: 'VmStartRequested', data: { vmId, host, operationId, at } }]
@@ -187,13 +203,17 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
         throw refused(`capsul ${vmId} is on host ${state.host}: only that host can confirm its deletion`);
       }
       if (state.state === 'deleted' || alreadyReported(state, d.reportId)) return [];
+      // A host deletes only what it was asked to: a deletion nobody asked of it is the capsul vanishing (once).
+      if (d.host !== null && !state.deletionAsked) return state.state === 'vanished' ? [] : vanish(state, vmId, d.host, d, command.metadata!.now);
       return [{ type: 'VmDeleted', data: { vmId, host: d.host, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() } }];
     }
     case 'RecordFailure': {
       const d = command.data;
       requireHost(state, vmId, d.host);
       if (alreadyReported(state, d.reportId)) return [];
-      if (state.state === 'deleted' || (state.state === 'failed' && !completesOperation(state, d.operationId))) return [];
+      // A vanished capsul's only operation can be the delete asked after it vanished: its failure counts.
+      const settled = state.state === 'failed' || state.state === 'vanished';
+      if (state.state === 'deleted' || (settled && !completesOperation(state, d.operationId))) return [];
       return [{
         type: 'VmFailed',
         data: {
@@ -208,6 +228,25 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);
     }
   }
+}
+
+/**
+ * A deletion its host reports without having been asked: the capsul vanished. It is taken to have gone
+ * at the host's observation time, but not before the host last reported it there (its own reports say
+ * it still existed then) and not after the hub heard of it (a host's clock running ahead).
+ */
+function vanish(state: Vm, vmId: string, host: string, d: ConfirmDeleted['data'], now: Date): VmEvent[] {
+  const observedMs = d.observedAt.getTime();
+  if (Number.isNaN(observedMs)) throw invalid('the time the capsul was seen gone is not a valid time');
+  const lastSeenMs = Math.max(state.lastObservedAtMs, state.provisionedAtMs);
+  const atMs = Math.min(Math.max(observedMs, lastSeenMs), now.getTime());
+  return [{
+    type: 'VmVanished',
+    data: {
+      vmId, host, reportId: d.reportId, observedAt: d.observedAt.toISOString(), reportedAt: now.toISOString(),
+      cancelledOperationIds: [...state.openOperations.keys()], at: new Date(atMs).toISOString(),
+    },
+  }];
 }
 
 function requireHost(state: Vm, vmId: string, host: string): void {

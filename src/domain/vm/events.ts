@@ -20,15 +20,26 @@ export type VmStartRequested = Event<'VmStartRequested', { vmId: string; host: s
 export type VmStopRequested = Event<'VmStopRequested', { vmId: string; host: string; force: boolean; operationId: string; at: string }>;
 export type VmDeletionScheduled = Event<'VmDeletionScheduled', { vmId: string; host: string; operationId: string; at: string }>;
 export type VmDeleted = Event<'VmDeleted', { vmId: string; host: string | null; at: string } & Report>;
+/**
+ * The host reported the capsul deleted though no deletion was ever asked of it: an incident, not a
+ * deletion. `observedAt` is the host's own time in its report; `at`, when the ledger takes the capsul
+ * to have gone, is that time kept between the last time the host reported it alive and when the hub
+ * received the report (a host can neither see the future nor unsee what it reported). The operations
+ * still open are cancelled (`cancelledOperationIds`): there is nothing left for them to act on.
+ */
+export type VmVanished = Event<
+  'VmVanished',
+  { vmId: string; host: string; reportId: string | null; observedAt: string; reportedAt: string; cancelledOperationIds: string[]; at: string }
+>;
 export type OperationKind = 'create' | 'start' | 'stop' | 'force-stop' | 'delete';
 /** `operation`: the kind of operation that failed (null: a failure seen outside any operation). */
 export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; operation: OperationKind | null; at: string } & Report>;
 
 export type VmEvent =
-  | VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeletionScheduled | VmDeleted | VmFailed;
+  | VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeletionScheduled | VmDeleted | VmVanished | VmFailed;
 
 export const vmEventTypes: VmEvent['type'][] = [
-  'VmPlaced', 'VmProvisioned', 'VmStateObserved', 'VmStartRequested', 'VmStopRequested', 'VmDeletionScheduled', 'VmDeleted', 'VmFailed',
+  'VmPlaced', 'VmProvisioned', 'VmStateObserved', 'VmStartRequested', 'VmStopRequested', 'VmDeletionScheduled', 'VmDeleted', 'VmVanished', 'VmFailed',
 ];
 
 export const vmStream = (vmId: string) => `vm-${vmId}`;

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
 import { accountStream, type WarningLevel } from '../../domain/account/events.ts';
 import type { Actor, LedgerEvent } from '../../domain/events.ts';
-import { chargeCents, creditRunsOutAtMs, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
+import { accrualEndMs, chargeCents, creditRunsOutAtMs, isAccruing, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import { invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
@@ -76,7 +76,8 @@ const statementSql = `
     totals.payment_count, totals.paid, totals.next_payment_ms,
     ${streamVersionExpression('$4')} AS version,
     (SELECT coalesce(json_agg(v), '[]') FROM (
-       SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms
+       SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms,
+              ${epochMs('accrual_ended')} AS vanished_ms
        FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
   FROM (SELECT count(*)::int AS payment_count,
                (coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= $3), 0))::text AS paid,
@@ -94,7 +95,10 @@ async function statementOf(db: Queryable, accountId: string, now: Date, allPayme
   });
   const capsuls: CapsulRow[] = row.vms.map((vm: Record<string, string | null>) => ({
     id: vm.id, size: vm.size,
-    accrual: { priceCentsPerMonth: centsFromNumeric(vm.price!), createdAtMs: Number(vm.created_ms), deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null) },
+    accrual: {
+      priceCentsPerMonth: centsFromNumeric(vm.price!), createdAtMs: Number(vm.created_ms),
+      deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null), vanishedAtMs: msOrNull(vm.vanished_ms ?? null),
+    },
   }));
   const paidCents = centsFromNumeric(row.paid);
   return {
@@ -154,7 +158,7 @@ function presentStatement(statement: Statement, now: Date) {
   const nowMs = now.getTime();
   const { paidCents, chargesCents } = totals(statement, nowMs);
   const accruals = statement.capsuls.map((capsul) => capsul.accrual);
-  const running = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null);
+  const running = accruals.filter(isAccruing);
   const ratePerMonthCents = running.reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
   // With nothing running the balance stays put: there is no runway to speak of, whatever the balance.
   const runsOutAtMs = running.length > 0 ? creditRunsOutAtMs(statement.balanceCents, accruals, nowMs) : null;
@@ -182,11 +186,18 @@ function presentStatement(statement: Statement, now: Date) {
       id: capsul.id,
       size: capsul.size,
       created: utcMinute(capsul.accrual.createdAtMs),
-      deletionRequested: capsul.accrual.deletionRequestedAtMs === null ? null : utcMinute(capsul.accrual.deletionRequestedAtMs),
+      billedUntil: billedUntil(capsul.accrual),
       perMonth: dollars(capsul.accrual.priceCentsPerMonth),
       cost: dollars(chargeCents(capsul.accrual, nowMs)),
     })),
   };
+}
+
+/** When a capsul's billing stopped, and why; null while it runs on. */
+function billedUntil(accrual: Accrual): string | null {
+  const endMs = accrualEndMs(accrual);
+  if (endMs === null) return null;
+  return `${utcMinute(endMs)} (${endMs === accrual.vanishedAtMs ? 'vanished from its host' : 'deletion requested'})`;
 }
 
 type Alert = { level: 'error' | 'warning'; message: string };
@@ -271,6 +282,9 @@ function describe(event: LedgerEvent): string | null {
     }
     case 'VmDeletionRequested':
       return `Deletion of capsul ${event.data.vmId} was requested: ${event.data.reason}. Billing stopped.`;
+    case 'VmAccrualEnded':
+      return `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: `
+        + 'you are not charged for it after that.';
     case 'VmPlaced':
       return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
     case 'VmProvisioned': {
@@ -290,6 +304,9 @@ function describe(event: LedgerEvent): string | null {
       return `Capsul ${event.data.vmId} is being deleted from its host.`;
     case 'VmDeleted':
       return `Capsul ${event.data.vmId} was deleted.`;
+    case 'VmVanished':
+      return `Capsul ${event.data.vmId} vanished: its host reported it no longer exists (seen gone ${utcMinute(Date.parse(event.data.at))}), `
+        + 'though no one asked for it to be deleted. Our operators have been told.';
     case 'VmFailed': {
       const d = event.data;
       return `Capsul ${d.vmId} failed${d.operation ? ` (${operationNames[d.operation]})` : ''}: ${d.error}`;

@@ -7,6 +7,7 @@ import { accountStream } from '../../domain/account/events.ts';
 import { maxReasonLength } from '../../domain/account/decider.ts';
 import { describeActor } from '../../domain/events.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
+import { isAccruing } from '../../domain/shared/billing.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { Cause } from '../../ledger/handle.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
@@ -117,7 +118,7 @@ async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ account
       const { accruals, balanceCents } = balances.get(row.id)!;
       return {
         email: row.email, created: row.created, balance: dollars(balanceCents),
-        capsuls: accruals.filter((accrual) => accrual.deletionRequestedAtMs === null).length,
+        capsuls: accruals.filter(isAccruing).length,
       };
     });
     return { accounts, truncated };
@@ -237,7 +238,8 @@ async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEve
 
 async function listCapsuls(pool: pg.Pool, email: string) {
   const { rows } = await pool.query(
-    `SELECT id, email, size, state, host, last_seen_ipv4 AS ipv4, ${utc('created')} AS created, ${utc('deleted')} AS deleted
+    `SELECT id, email, size, state, host, last_seen_ipv4 AS ipv4, ${utc('created')} AS created, ${utc('deleted')} AS deleted,
+            ${utc('vanished')} AS vanished, ${utc('accrual_ended')} AS billing_ended
      FROM vms WHERE ($1 = '' OR email = $1) ORDER BY vms.created DESC, id LIMIT $2`,
     [email, maxRows + 1],
   );

@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { coversAMonth, vmIdPattern } from '../../domain/account/decider.ts';
-import { chargeCents } from '../../domain/shared/billing.ts';
+import { accrualEndMs, chargeCents, isAccruing, type Accrual } from '../../domain/shared/billing.ts';
 import { DomainError, invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
@@ -103,9 +103,11 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
   app.get<{ Params: { id: string } }>('/console/:id', async (request, reply) => {
     const vm = await ownCapsul(deps.pool, request.customer!.email, request.params.id);
     if (!vm) return notFoundPage(reply);
+    const billingEndMs = accrualEndMs(vm.accrual);
     return reply.view('console-capsul.eta', {
-      vm, actions: allowedActions(vm).map((action) => ({ action, ...actionCopy[action] })), refreshSeconds: underWay(vm) ? refreshSeconds : 0,
-      price: dollars(vm.priceCentsPerMonth), charges: dollars(chargesSoFar(vm, deps.now())),
+      vm, actions: allowedActions(vm).map((action) => ({ action, ...copyFor(vm, action) })), refreshSeconds: underWay(vm) ? refreshSeconds : 0,
+      price: dollars(vm.priceCentsPerMonth), charges: dollars(chargeCents(vm.accrual, deps.now().getTime())),
+      billingStopped: billingEndMs === null ? null : utcMinute(billingEndMs), supportEmail: deps.supportEmail,
     });
   });
 
@@ -120,7 +122,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
         action: { href: `/console/${vm.id}`, label: 'Back to the capsul' },
       });
     }
-    return reply.view('console-confirm.eta', { vm, action, copy: actionCopy[action], version: vm.version.toString() });
+    return reply.view('console-confirm.eta', { vm, action, copy: copyFor(vm, action), version: vm.version.toString() });
   });
 
   app.post<{ Params: { id: string; action: string }; Body: { version: string } }>(
@@ -166,6 +168,17 @@ async function perform(deps: WebContext, action: Action, vmId: string, expectedV
 }
 
 const customer = (email: string): Cause => ({ by: { kind: 'customer', id: email } });
+
+/** What a confirm page says: deleting a capsul that already vanished only takes it off the list. */
+function copyFor(vm: Capsul, action: Action) {
+  if (action !== 'delete' || vm.vanished === null) return actionCopy[action];
+  return {
+    ...actionCopy.delete,
+    title: 'Remove', done: 'removed', button: 'Remove it',
+    explain: 'Its host already reported it gone: this removes it from your list, and its host is asked to make sure nothing '
+      + `of it is left. Its charges stopped when it vanished (${vm.vanished}).`,
+  };
+}
 
 const actionNamed = (name: string): Action | null => (actions as readonly string[]).includes(name) ? (name as Action) : null;
 
@@ -232,7 +245,7 @@ async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
   const accountId = await deps.ledger.accountIdFor(email);
   if (!accountId) return null;
   const { balanceCents, accruals } = (await balancesFromProjections(deps.pool, [accountId], deps.now())).get(accountId)!;
-  const committedCents = accruals.filter((accrual) => accrual.deletionRequestedAtMs === null).reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
+  const committedCents = accruals.filter(isAccruing).reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
   return { balanceCents, committedCents };
 }
 
@@ -282,7 +295,7 @@ type Capsul = ReturnType<typeof toCapsul>;
 // One statement, so the page (and the version its confirm forms carry) shows one moment of the capsul:
 // the projections commit with the events they follow.
 const capsulSql = `
-  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, v.state, v.created, v.deleted,
+  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, v.state, v.created, v.deleted, v.vanished, v.accrual_ended,
          v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
          v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
          ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
@@ -308,10 +321,16 @@ function toCapsul(row: pg.QueryResultRow) {
     stateLabel: stateLabel(row.state, row.deleted !== null),
     ipv4: row.ipv4 as string | null,
     ipv6: row.ipv6 as string | null,
-    createdAt: new Date(row.created),
     created: utcMinute(row.created),
-    deletedAt: row.deleted === null ? null : new Date(row.deleted),
+    /** when its host saw it gone without a deletion request */
+    vanished: row.vanished === null ? null : utcMinute(row.vanished),
     priceCentsPerMonth: centsFromNumeric(row.price),
+    /** as the account bills it: until its deletion was requested or, once the account recorded it, it vanished */
+    accrual: {
+      priceCentsPerMonth: centsFromNumeric(row.price), createdAtMs: new Date(row.created).getTime(),
+      deletionRequestedAtMs: row.deleted === null ? null : new Date(row.deleted).getTime(),
+      vanishedAtMs: row.accrual_ended === null ? null : new Date(row.accrual_ended).getTime(),
+    } satisfies Accrual,
     specs: row.vcpus === null ? null : { vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number },
     hostKeys: (row.ssh_host_key_fingerprints ?? []) as HostKeyFingerprint[],
     installedKeys: (row.ssh_public_keys as string[]).map(describeKey),
@@ -321,16 +340,10 @@ function toCapsul(row: pg.QueryResultRow) {
   };
 }
 
-/** What the capsul has cost so far, at the price captured at its creation, until its deletion was requested. */
-const chargesSoFar = (vm: Capsul, now: Date) => chargeCents(
-  { priceCentsPerMonth: vm.priceCentsPerMonth, createdAtMs: vm.createdAt.getTime(), deletionRequestedAtMs: vm.deletedAt?.getTime() ?? null },
-  now.getTime(),
-);
-
 /** Something the page should follow as it happens: the page reloads itself meanwhile. */
 const underWay = (vm: Capsul) => vm.state === 'pending' || vm.state === 'creating' || vm.openOperations.length > 0 || vm.deleting;
 
-/** "deleting" while a requested deletion is under way; otherwise the state the host last reported. */
+/** "deleting" while a requested deletion is under way; otherwise the state the host last reported ("vanished": gone unasked). */
 const stateLabel = (state: string, deletionRequested: boolean) => (deletionRequested && state !== 'deleted' ? 'deleting' : state);
 
 /** An OpenSSH public key line as `ssh-keygen -lf` shows it: type, comment and the SHA256 of the key's blob. */

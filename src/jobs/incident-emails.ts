@@ -1,0 +1,85 @@
+// Operators are told of every capsul that vanished from its host (an open drift incident of kind
+// vanished-from-host), once per incident and at least once: the email is claimed by its
+// incident_emails row, written in the transaction that waits for the mail server (mail-once.ts), so a
+// failed sending is tried again next round. It goes to ADMIN_EMAILS in one message; without them there
+// is no one to tell, and the incident waits (capsul drift, /admin/hosts and the drift job's log show it).
+// An incident closed before it was mailed (the capsul's deletion confirmed since) needs no one any more.
+import type pg from 'pg';
+import { centsFromNumeric } from '../domain/shared/money.ts';
+import { dollars, utcMinute } from '../hub/web/format.ts';
+import type { Mailer } from '../mail/mailer.ts';
+import { renderMail } from '../mail/render.ts';
+import type { JobRun } from './job.ts';
+import { mailEach, sendOnce } from './mail-once.ts';
+
+const perRound = 100;
+/** The incidents' advisory lock space ("incd"): one sender per incident at a time. */
+const incidentLockSpace = 0x696e6364;
+
+export type IncidentEmailDeps = { pool: pg.Pool; mailer: Mailer; adminEmails?: readonly string[]; baseUrl: string; now: () => Date };
+
+type Pending = {
+  driftId: string; host: string; vmId: string; vanishedAt: string;
+  email: string | null; size: string | null; price: string | null; deletionRequestedAt: string | null; chargesEndedAt: string | null;
+};
+
+export async function sendIncidentEmails(deps: IncidentEmailDeps, run: JobRun): Promise<{ sent: number }> {
+  const pending = await pendingIncidents(deps.pool);
+  const admins = deps.adminEmails ?? [];
+  const describe = (incident: Pending) => `incidents: ${incident.vmId} vanished from host ${incident.host} (seen gone ${utcMinute(incident.vanishedAt)})`;
+  if (admins.length === 0) {
+    if (run.dryRun) for (const incident of pending) run.report(`${describe(incident)}: no one to tell (ADMIN_EMAILS is empty)`);
+    return { sent: 0 };
+  }
+  const to = admins.join(', ');
+  return mailEach(run, pending, (incident) => sendOne(deps, to, incident), {
+    wouldSend: (incident) => `${describe(incident)}: would tell ${to}`,
+    sent: (incident) => `${describe(incident)}: told ${to}`,
+    failed: (incident, why) => `${describe(incident)}: the operators' email failed, tried again next round: ${why}`,
+  });
+}
+
+/** Open vanished-from-host incidents not mailed yet, oldest first. */
+async function pendingIncidents(pool: pg.Pool): Promise<Pending[]> {
+  const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+  const { rows } = await pool.query(
+    `SELECT d.id, d.host, d.vm_id, ${iso('d.detected')} AS vanished, v.email, v.size, v.dollars_per_month::text AS price,
+            ${iso('v.deleted')} AS deleted, ${iso('v.accrual_ended')} AS charges_ended
+     FROM drift d LEFT JOIN vms v ON v.id = d.vm_id
+     WHERE d.kind = 'vanished-from-host' AND d.resolved IS NULL
+       AND NOT EXISTS (SELECT 1 FROM incident_emails e WHERE e.drift_id = d.id)
+     ORDER BY d.detected, d.id LIMIT ${perRound}`,
+  );
+  return rows.map((row) => ({
+    driftId: row.id, host: row.host, vmId: row.vm_id, vanishedAt: row.vanished, email: row.email, size: row.size, price: row.price,
+    deletionRequestedAt: row.deleted, chargesEndedAt: row.charges_ended,
+  }));
+}
+
+function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promise<boolean> {
+  const claim = {
+    lockSpace: incidentLockSpace, key: incident.driftId,
+    record: {
+      text: 'INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+      values: [incident.driftId, to, deps.now().toISOString()],
+    },
+  };
+  return sendOnce(deps.pool, deps.mailer, claim, async () => renderMail('incident-vanished', to, {
+    ...incident,
+    vanished: utcMinute(incident.vanishedAt),
+    pricePerMonth: incident.price === null ? null : dollars(centsFromNumeric(incident.price)),
+    charges: chargesLine(incident),
+    adminUrl: `${deps.baseUrl}/admin/hosts`,
+  }));
+}
+
+/** What the customer is charged for it now, in one line. */
+function chargesLine(incident: Pending): string {
+  const requested = incident.deletionRequestedAt;
+  const ended = incident.chargesEndedAt;
+  if (requested !== null && (ended === null || requested <= ended)) {
+    return `ended ${utcMinute(requested)}, when its deletion was requested (before it vanished)`;
+  }
+  if (ended !== null) return `ended ${utcMinute(ended)}, when it was seen gone`;
+  return 'not ended yet: the hub\'s reactions end them within seconds (is a hub running?)';
+}

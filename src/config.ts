@@ -40,7 +40,12 @@ export type Config = {
   /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
   overdraftCents: number;
   audit: AuditConfig;
+  /** the hub's log level (pino's names) */
+  logLevel: LogLevel;
 };
+
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
 
 /** The signed log (docs/audit.md). */
 export type AuditConfig = {
@@ -109,11 +114,18 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'), topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
+    logLevel: readLogLevel(env.LOG_LEVEL),
   };
   if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;
+}
+
+function readLogLevel(text: string | undefined): LogLevel {
+  const level = (text?.trim() || 'info').toLowerCase();
+  if (!(logLevels as readonly string[]).includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${logLevels.join(', ')}, not "${text}"`);
+  return level as LogLevel;
 }
 
 function readAuditConfig(env: NodeJS.ProcessEnv, dataDir: string, baseUrl: string): AuditConfig {

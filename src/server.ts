@@ -12,6 +12,7 @@ import { resolveDatabase } from './db/database.ts';
 import { describeDatabase, openPool, prepareDatabase } from './ledger/open.ts';
 import { buildHub } from './hub/app.ts';
 import { AuditLoop } from './hub/audit-loop.ts';
+import { DatabaseWatch } from './hub/database-watch.ts';
 import { localEvidence } from './audit/key.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
 import { startSchedule } from './jobs/schedule.ts';
@@ -74,7 +75,7 @@ export async function serve(io: CliIo): Promise<number> {
   if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
   const hub = await buildHub({
     pool,
-    logger: { level: io.env.LOG_LEVEL ?? 'info', redact: ['req.headers.authorization', 'req.headers.cookie'] },
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
     afterReports: () => reactions.poke(),
     afterCommands: () => reactions.poke(),
     supportEmail: config.supportEmail,
@@ -96,6 +97,8 @@ export async function serve(io: CliIo): Promise<number> {
     return 1;
   }
   reactions.start();
+  const watch = new DatabaseWatch({ pool, database, log: (line) => say(line) });
+  watch.start();
   const audit = new AuditLoop({ pool, audit: config.audit, log: onceEach(say) });
   try {
     await audit.start();
@@ -109,8 +112,8 @@ export async function serve(io: CliIo): Promise<number> {
   }
   const jobs = startSchedule({
     pool, mailer, providers,
-    overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, now: () => new Date(),
-    afterDeletions: () => reactions.poke(),
+    overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, adminEmails: config.adminEmails,
+    now: () => new Date(), afterDeletions: () => reactions.poke(),
   }, { log: (line) => say(line) });
   paymentsChanged = () => jobs.paymentsChanged();
   say(`database: ${describeDatabase(database)} (working as capsul_app)`);
@@ -147,6 +150,7 @@ export async function serve(io: CliIo): Promise<number> {
       await hub.close().catch(() => {});
       await reactions.stop();
       await audit.stop();
+      await watch.stop();
       await pool.end().catch(() => {});
       await database.stop().catch(() => {});
       resolve(0);

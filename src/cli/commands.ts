@@ -303,13 +303,14 @@ export const commands: Record<string, CommandSpec> = {
   },
 
   'cron-task': {
-    summary: 'run the scheduled jobs once: reconciliation, balance warnings and their emails, drift, receipts',
+    summary: 'run the scheduled jobs once: reconciliation, balance warnings and their emails, drift, incident emails, receipts',
     usage: `capsul cron-task [--dry-run] [--now <ISO>]
 
   Runs each job once, in order, as the hub does on its schedule: the payment providers'
   reconciliation, balance warnings (and deletion for nonpayment past the overdraft), their emails, the
-  drift check, receipts for payments credited. A job another process is running is skipped. Exits 1 when a job
-  failed. See docs/operations.md.
+  drift check, incident emails to ADMIN_EMAILS (a capsul that vanished from its host), receipts for
+  payments credited. A job another process is running is skipped. Exits 1 when a job failed. See
+  docs/operations.md.
   --dry-run    print what each job would do (each account, level and capsul); change nothing, send nothing
   --now <ISO>  evaluate as of that instant instead (the ledger's events up to then): with --dry-run only`,
     options: { 'dry-run': { type: 'boolean' }, now: { type: 'string' } },
@@ -330,7 +331,8 @@ export const commands: Record<string, CommandSpec> = {
       const outcomes = await runJobs(
         {
           pool, mailer, providers,
-          overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, now: () => new Date(),
+          overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, adminEmails: config.adminEmails,
+          now: () => new Date(),
         },
         { asOf, dryRun, report: (line) => ctx.out(line), log: (line) => ctx.note(line) },
       );

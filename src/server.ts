@@ -67,7 +67,7 @@ export async function serve(io: CliIo): Promise<number> {
   });
   // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
   let paymentsChanged = () => {};
-  const ledger = new Ledger({ pool });
+  const ledger = new Ledger({ pool, providerStart: config.providerStart });
   const providers = paymentProviders(config, {
     pool, ledger, now: () => new Date(), baseUrl: config.baseUrl, mailer, adminEmails: config.adminEmails,
     topUpMinCents: config.topUpMinCents, topUpMaxCents: config.topUpMaxCents, afterPayments: () => paymentsChanged(),

@@ -7,12 +7,6 @@ export const maxCanonicalDepth = 100;
 
 type JsonObject = { readonly [key: string]: unknown };
 
-// Node 20 has String.prototype.isWellFormed (ES2024); the project's TypeScript lib (ES2022) does not list it.
-declare global {
-  interface String {
-    isWellFormed(): boolean;
-  }
-}
 
 /** The canonical (RFC 8785) JSON text of `value`; throws a one-line Error for anything not I-JSON-exact. */
 export function canonicalJson(value: unknown): string {

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { readConfig } from '../config.ts';
 import { resolveDatabase, type Database, type Role } from '../db/database.ts';
 import type { Actor } from '../domain/events.ts';
+import { escapeHidden, lineOfText, maxActorIdLength } from '../domain/shared/text.ts';
 import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { openPool, prepareDatabase } from '../ledger/open.ts';
@@ -37,12 +38,13 @@ export class CliContext {
 
   constructor(readonly io: CliIo) {}
 
+  /** One line on stdout; characters that could forge or hide output are shown escaped. */
   out(line: string): void {
-    this.io.stdout.write(`${line}\n`);
+    this.io.stdout.write(`${escapeHidden(line)}\n`);
   }
 
   note(line: string): void {
-    this.io.stderr.write(`${line}\n`);
+    this.io.stderr.write(`${escapeHidden(line)}\n`);
   }
 
   progress(label: string): ((done: number, total: number) => void) | undefined {
@@ -59,9 +61,11 @@ export class CliContext {
   }
 
   actor(by: string | undefined): Actor {
-    const id = (by ?? this.io.user ?? safeUsername()).trim();
-    if (!id || id.length > 100) throw new UsageError('--by takes a name of 1 to 100 characters');
-    return { kind: 'operator', id };
+    try {
+      return { kind: 'operator', id: lineOfText(by ?? this.io.user ?? safeUsername(), '--by', maxActorIdLength) };
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message} (a name of 1 to ${maxActorIdLength} visible characters)`);
+    }
   }
 
   /**
@@ -80,7 +84,7 @@ export class CliContext {
       this.prepared = true;
     }
     const pool = await openPool(database, role, poolSize[role]);
-    const connection = { pool, ledger: new Ledger({ pool }), hosts: new Hosts({ pool }), database };
+    const connection = { pool, ledger: new Ledger({ pool, providerStart: readConfig(this.io.env).providerStart }), hosts: new Hosts({ pool }), database };
     this.connections.set(role, connection);
     return connection;
   }

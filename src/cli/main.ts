@@ -8,6 +8,7 @@ import { DatabaseConnectError, RoleError } from '../db/database.ts';
 import { DatabaseStartError } from '../db/embedded.ts';
 import { MigrationError, SchemaTooNewError } from '../db/migrate.ts';
 import { DomainError } from '../domain/shared/errors.ts';
+import { escapeHidden } from '../domain/shared/text.ts';
 import { ConcurrencyError } from '../ledger/handle.ts';
 import { AuditKeyError } from '../audit/key.ts';
 import { ExportError } from '../audit/export.ts';
@@ -104,7 +105,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 function report(error: unknown, command: string, io: CliIo): number {
   const e = error as Error & { code?: string };
   if (error instanceof UsageError || e.code?.startsWith('ERR_PARSE_ARGS')) {
-    io.stderr.write(`capsul ${command}: ${usageLine(e)} (see capsul ${command} --help)\n`);
+    io.stderr.write(`capsul ${command}: ${escapeHidden(usageLine(e))} (see capsul ${command} --help)\n`);
     return 2;
   }
   const known = error instanceof CliError || error instanceof DomainError || error instanceof ConcurrencyError
@@ -113,11 +114,11 @@ function report(error: unknown, command: string, io: CliIo): number {
     || error instanceof AuditKeyError || error instanceof ExportError || error instanceof ProofError || error instanceof LogBrokenError
     || error instanceof LogMismatchError;
   if (known) {
-    io.stderr.write(`capsul ${command}: ${e.message}\n`);
+    io.stderr.write(`capsul ${command}: ${escapeHidden(e.message)}\n`);
     return 1;
   }
   const logFile = logDetail(error, command, io.env);
-  io.stderr.write(`capsul ${command}: failed: ${e?.message?.split('\n')[0] ?? String(error)}${logFile ? ` (details in ${logFile})` : ''}\n`);
+  io.stderr.write(`capsul ${command}: failed: ${escapeHidden(e?.message?.split('\n')[0] ?? String(error))}${logFile ? ` (details in ${logFile})` : ''}\n`);
   return 1;
 }
 

@@ -2,6 +2,7 @@
 // A concurrent append to the same stream makes ours fail; we then decide again on the new state.
 import type pg from 'pg';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
+import { lineOfText, maxActorIdLength, maxReasonLength } from '../domain/shared/text.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
@@ -32,6 +33,7 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
     maxAttempts?: number;
   } = {},
 ): Promise<{ events: E[]; state: S; version: bigint }> {
+  checkCause(cause);
   const maxAttempts = options.expectedVersion !== undefined ? 1 : options.maxAttempts ?? defaultMaxAttempts;
   // A cached state is only trusted to append: the version check proves it current. A refusal or a
   // no-op decided on it is decided again on the stream as it is now.
@@ -72,6 +74,12 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
 }
 
 type Loaded<S> = { version: bigint; state: S };
+
+/** Who acted and why go into every event's metadata and are shown again: one line of visible text each. */
+function checkCause(cause: Cause): void {
+  lineOfText(cause.by.id, 'who acted', maxActorIdLength);
+  if (cause.reason !== undefined) lineOfText(cause.reason, 'a reason', maxReasonLength);
+}
 
 /** A stream's events folded with the decider's `evolve`, and the stream's version. */
 export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {

@@ -15,7 +15,11 @@ import { createStreamCache, LruMap } from './cache.ts';
 import { ConcurrencyError, handleCommand, load, type Cause, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 
-export type LedgerDeps = { pool: pg.Pool; now?: () => Date };
+/** `providerStart`: the day the provider began; no payment is recorded as received before it (PROVIDER_START_DATE). */
+export type LedgerDeps = { pool: pg.Pool; now?: () => Date; providerStart?: Date };
+
+/** Without configuration: no payment before this is believable. */
+export const defaultProviderStart = new Date('2000-01-01T00:00:00Z');
 
 const maxPaymentIdBlock = 32;
 
@@ -32,6 +36,7 @@ const maxResolveAttempts = 3;
 
 export class Ledger {
   private readonly now: () => Date;
+  private readonly providerStart: Date;
   private readonly deps: CommandDeps;
   /** email → account id: an account, once opened, keeps its id */
   private readonly accountIds = new LruMap<string, string>(10_000);
@@ -41,6 +46,7 @@ export class Ledger {
 
   constructor(deps: LedgerDeps) {
     this.now = deps.now ?? (() => new Date());
+    this.providerStart = deps.providerStart ?? defaultProviderStart;
     this.deps = { pool: deps.pool, cache: createStreamCache() };
   }
 
@@ -73,7 +79,7 @@ export class Ledger {
               accountId, email, paymentId, amountCents: input.amountCents, provider: input.provider ?? 'manual',
               reference, receivedAt: input.receivedAt ?? now,
             },
-            metadata: { now },
+            metadata: { now, providerStart: this.providerStart },
           },
           input.cause,
         );

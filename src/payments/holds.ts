@@ -2,8 +2,9 @@
 // checkout, a payment for a checkout capsul never opened): kept in payment_holds for an operator, who
 // is emailed once per hold. Reported again (a redelivered webhook), it changes nothing.
 import type pg from 'pg';
-import { invalid, notFound, refused } from '../domain/shared/errors.ts';
+import { notFound, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
+import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { ProviderId } from './provider.ts';
 
@@ -48,9 +49,7 @@ export async function resolveHold(
   pool: pg.Pool,
   hold: { provider: string; reference: string; by: string; reason: string; now: Date },
 ): Promise<void> {
-  const reason = hold.reason.trim();
-  if (!reason) throw invalid('a reason is required');
-  if (reason.length > 1000) throw invalid('a reason may be at most 1000 characters');
+  const reason = lineOfText(hold.reason, 'a reason', maxReasonLength);
   const { rows } = await pool.query(
     `SELECT h.resolved IS NOT NULL AS resolved, p.id AS payment_id FROM payment_holds h
      LEFT JOIN payments p ON p.reference = h.reference WHERE h.provider = $1 AND h.reference = $2`,

@@ -447,14 +447,18 @@ describe('capsul record-payment', () => {
     assert.equal(await one(`SELECT count(*)::text FROM accounts WHERE email = 'refused@example.org'`), '0');
   });
 
-  it('refuses a bad email, a missing flag, a bad or future --at, an empty --by', async () => {
+  it('refuses a bad email, a missing flag, a bad --at, one in the future or before the provider began, an empty --by', async () => {
     const events = await eventCount();
     assertRefused(await capsul(['record-payment', '--email', 'not-an-email', '--dollars', '5']), 1, /"not-an-email" is not an email address/);
     assertRefused(await capsul(['record-payment', '--dollars', '5']), 2, /--email is required/);
     assertRefused(await capsul(['record-payment', '--email', 'a@example.org']), 2, /--dollars is required/);
     assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', 'May 5']), 2, /--at takes an ISO 8601 time/);
     assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2999-01-01']), 1, /cannot be received in the future/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--by', ' ']), 2, /--by takes a name/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '1900-01-01']), 1,
+      /^capsul record-payment: a payment cannot be received before 2000-01-01, when this provider began \(PROVIDER_START_DATE\)\n$/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2019-12-31'], { env: { PROVIDER_START_DATE: '2020-01-01' } }), 1,
+      /cannot be received before 2020-01-01/);
+    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--by', ' ']), 2, /^capsul record-payment: --by is required \(a name of 1 to 100 visible characters\)/);
     assert.equal(await eventCount(), events);
   });
 
@@ -490,6 +494,38 @@ describe('capsul record-payment', () => {
     const recorded = history.stdout.trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.type === 'PaymentRecorded');
     assert.deepEqual(recorded.map((e) => [e.data.paymentId, e.by]), [[byBob, 'operator:bob'], [byAlice, 'operator:alice']]);
     assert.equal(recorded[0].reason, 'bank transfer 42');
+  });
+
+  it('refuses a --by, --reason or --reference that could forge or hide what history shows, recording nothing', async () => {
+    const events = await eventCount();
+    const forged = `eve\n2026-12-07T00:00:00.000000Z  account-x  PaymentRecorded  {"amountCents":500000}  operator:boss`;
+    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--by', forged]), 2,
+      /^capsul record-payment: --by must be one line of visible text: it holds U\+000A at position 4 \(a name of 1 to 100 visible characters\)/);
+    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'x'.repeat(100_000)]), 1,
+      /^capsul record-payment: a reason may be at most 1000 characters\n$/);
+    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'ok\u202Egnp.exe']), 1,
+      /a reason must be one line of visible text: it holds U\+202E/);
+    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reference', 'bank\rref']), 1,
+      /a payment reference must be one line of visible text: it holds U\+000D/);
+    assert.equal(await eventCount(), events);
+  });
+
+  it('shows control characters escaped in history, even in an event written behind capsul\'s back', async () => {
+    const id = await pay('escaped@example.org', '1');
+    const client = await db.admin.connect();
+    try {
+      await client.query('SET session_replication_role = replica');
+      await client.query(`UPDATE emt_messages SET message_metadata = jsonb_set(message_metadata, '{by,id}', to_jsonb($1::text))
+                          WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $2`, ['mallory\n2026-forged\u202E', String(id)]);
+    } finally {
+      await client.query('RESET session_replication_role').catch(() => {});
+      client.release();
+    }
+    const run = await capsul(['history', '--payment', String(id)]);
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, 1, 'one event, one line');
+    assert.match(lines[0]!, /operator:mallory\\u000a2026-forged\\u202e$/);
   });
 });
 

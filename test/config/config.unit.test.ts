@@ -41,6 +41,7 @@ describe('hub configuration', () => {
     [{ MAIL_SERVER: 'smtp.x.org', MAIL_PORT: '99999' }, /MAIL_PORT must be a number from 1 to 65535/],
     [{ TRUST_PROXY: 'everyone; rm -rf' }, /TRUST_PROXY must be/],
     [{ PORT: 'http' }, /PORT must be a number/],
+    [{ PROVIDER_START_DATE: '1900-13-01' }, /^PROVIDER_START_DATE must be a date like 2020-05-01/],
     [{ LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"$/],
     [{ DATABASE_URL: 'mysql://x/y' }, /^DATABASE_URL must be a URL starting with postgres:\/\//],
     [{ DATABASE_URL: 'postgres://h/db', DATABASE_APP_URL: 'nope' }, /^DATABASE_APP_URL must be a URL/],

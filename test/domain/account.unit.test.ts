@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@event-driven-io/emmett';
+import { maxReasonLength } from '../../src/domain/shared/text.ts';
 import {
   decideAccount,
-  maxReasonLength,
   type AccountCommand,
   type EndVmAccrual,
   type InvalidatePayment,
@@ -230,9 +230,21 @@ describe('recording a payment', () => {
     });
   }
 
-  for (const [label, reference] of [['empty', ''], ['over 200 characters', 'x'.repeat(201)]] as const) {
+  for (const [label, reference, message] of [
+    ['empty', '', /a payment reference is required/],
+    ['over 200 characters', 'x'.repeat(201), /a payment reference may be at most 200 characters/],
+    ['two lines (it would forge a line of history)', 'pi_1\n2026-12-07 PaymentRecorded', /one line of visible text: it holds U\+000A at position 5/],
+    ['hiding a right-to-left override', 'pi_\u202E1', /holds U\+202E/],
+    ['padded with spaces', ' pi_1 ', /no spaces around it/],
+  ] as const) {
     it(`refuses a reference that is ${label}`, () => {
-      given([]).when(recordPayment({ reference })).thenThrows(failsWith('invalid', /reference has 1 to 200 characters/));
+      given([]).when(recordPayment({ reference })).thenThrows(failsWith('invalid', message));
+    });
+  }
+
+  for (const [label, reason] of [['a line break', 'chargeback\nforged line'], ['a NUL', 'a\u0000b'], ['a zero-width space', 'a\u200Bb']] as const) {
+    it(`refuses a correction's reason holding ${label}`, () => {
+      given(tenDollarAccount()).when(invalidatePayment(1, reason, t0)).thenThrows(failsWith('invalid', /^a reason must be one line of visible text: it holds U\+/));
     });
   }
 });

@@ -1,6 +1,7 @@
 // Pure decisions over the account stream: payments and their corrections, capsul creation and deletion.
 import type { Command } from '@event-driven-io/emmett';
 import { DomainError, invalid, notFound, refused } from '../shared/errors.ts';
+import { lineOfText, maxReasonLength, maxReferenceLength } from '../shared/text.ts';
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
@@ -8,7 +9,8 @@ import {
   activeVms, balanceCentsAt, evolveAccount, initialAccount, isPaymentValid, refundedCents, type Account, type PaymentState,
 } from './state.ts';
 
-export type CommandMetadata = { now: Date };
+/** `providerStart`: no payment can have been received before the provider began (PROVIDER_START_DATE). */
+export type CommandMetadata = { now: Date; providerStart?: Date };
 
 export type RecordPayment = Command<
   'RecordPayment',
@@ -60,7 +62,6 @@ export type AccountCommand =
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
 const clockSkewMs = 5 * 60_000;
-export const maxReasonLength = 1000;
 export const vmIdPattern = /^capsul-[a-z0-9]{10}$/;
 
 export function decideAccount(command: AccountCommand, state: Account): AccountEvent[] {
@@ -68,7 +69,7 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
   const at = now.toISOString();
   switch (command.type) {
     case 'RecordPayment':
-      return recordPayment(command.data, state, now);
+      return recordPayment(command.data, state, now, command.metadata!.providerStart);
     case 'InvalidatePayment':
     case 'ReinstatePayment':
       return correctPayment(command.type === 'ReinstatePayment', command.data, state, now);
@@ -99,7 +100,7 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
   }
 }
 
-function recordPayment(data: RecordPayment['data'], state: Account, now: Date): AccountEvent[] {
+function recordPayment(data: RecordPayment['data'], state: Account, now: Date, providerStart?: Date): AccountEvent[] {
   if (!Number.isSafeInteger(data.amountCents) || data.amountCents <= 0 || data.amountCents > maxPaymentCents) {
     throw invalid(`a payment must be between 0.01 and ${formatCents(maxPaymentCents)} dollars`);
   }
@@ -108,8 +109,12 @@ function recordPayment(data: RecordPayment['data'], state: Account, now: Date): 
   const receivedAtMs = data.receivedAt.getTime();
   if (Number.isNaN(receivedAtMs)) throw invalid('the time the payment was received is not a valid time');
   if (receivedAtMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot be received in the future');
+  if (providerStart && receivedAtMs < providerStart.getTime()) {
+    throw invalid(`a payment cannot be received before ${providerStart.toISOString().slice(0, 10)}, when this provider began (PROVIDER_START_DATE)`);
+  }
   if (data.reference !== null) {
-    if (data.reference.length === 0 || data.reference.length > 200) throw invalid('a payment reference has 1 to 200 characters');
+    // Kept as given (it is the provider's key): one line of visible text, nothing around it.
+    if (lineOfText(data.reference, 'a payment reference', maxReferenceLength) !== data.reference) throw invalid('a payment reference has no spaces around it');
     const existingId = state.references.get(data.reference);
     if (existingId !== undefined) {
       const existing = state.payments.get(existingId)!;
@@ -243,10 +248,7 @@ function existingPayment(state: Account, paymentId: number) {
 }
 
 function requireReason(reason: string): string {
-  const trimmed = reason.trim();
-  if (!trimmed) throw invalid('a reason is required');
-  if (trimmed.length > maxReasonLength) throw invalid(`a reason may be at most ${maxReasonLength} characters`);
-  return trimmed;
+  return lineOfText(reason, 'a reason', maxReasonLength);
 }
 
 export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };

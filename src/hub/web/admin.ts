@@ -4,7 +4,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { accountStream } from '../../domain/account/events.ts';
-import { maxReasonLength } from '../../domain/account/decider.ts';
+import { maxReasonLength } from '../../domain/shared/text.ts';
 import { describeActor } from '../../domain/events.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { isAccruing } from '../../domain/shared/billing.ts';

@@ -154,6 +154,18 @@ describe('payments', () => {
     assert.doesNotMatch(one, /unlisted@example\.org<\/td>/);
   });
 
+  it('refuses a filter that is no email address with the rule it broke, and lists nothing rather than everything', async () => {
+    await pay('filtered@example.org', 1);
+    for (const [path, what] of [['/admin/payments', 'payments'], ['/admin/capsuls', 'capsuls']] as const) {
+      for (const typed of ['gu%E2%80%8Bs%40example.org', 'a%40-.org', 'nobody']) {
+        const response = await admin.get(`${path}?email=${typed}`);
+        assert.equal(response.statusCode, 400, `${path}?email=${typed}`);
+        assert.match(response.body, /<p class="error" role="alert" id="email-error">[^<]*is not an email address/);
+        assert.doesNotMatch(response.body, /filtered@example\.org/, `no ${what} listed`);
+      }
+    }
+  });
+
   it('invalidates and reinstates through the form, recording the operator and the reason', async () => {
     const id = await pay('disputed@example.org', 12.34);
     const page = `/admin/payments/${id}`;
@@ -197,7 +209,7 @@ describe('payments', () => {
       const response = await admin.submit(page, `${page}/invalidate`, form);
       assert.equal(response.statusCode, 400, JSON.stringify(form));
       assert.match(response.body, /<p class="error" role="alert" id="reason-error">a reason is required<\/p>/);
-      assert.match(response.body, /<textarea id="reason" name="reason"[^>]*aria-invalid="true"/);
+      assert.match(response.body, /<input id="reason" name="reason" type="text"[^>]*aria-invalid="true"/);
     }
     const tooLong = await admin.submit(page, `${page}/invalidate`, { reason: 'x'.repeat(1001) });
     assert.equal(tooLong.statusCode, 400);

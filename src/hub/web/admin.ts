@@ -7,6 +7,7 @@ import { accountStream } from '../../domain/account/events.ts';
 import { maxReasonLength } from '../../domain/shared/text.ts';
 import { describeActor } from '../../domain/events.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
+import { canonicalEmail } from '../../domain/shared/email.ts';
 import { isAccruing } from '../../domain/shared/billing.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { Cause } from '../../ledger/handle.ts';
@@ -39,9 +40,12 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     reply.view('admin.eta', { section: 'accounts', ...(await accountsWithBalances(deps.pool, deps.now())) }));
 
   app.get<{ Querystring: Query }>('/admin/payments', async (request, reply) => {
-    const email = emailFilter(request.query);
-    const [payments, holds] = await Promise.all([listPayments(deps.pool, email), listHolds(deps.pool, email)]);
-    return reply.view('admin-payments.eta', { section: 'payments', email, holds, ...payments });
+    const filter = emailFilter(request.query);
+    if ('refused' in filter) {
+      return reply.code(400).view('admin-payments.eta', { section: 'payments', ...filter, holds: [], payments: [], truncated: false });
+    }
+    const [payments, holds] = await Promise.all([listPayments(deps.pool, filter.email), listHolds(deps.pool, filter.email)]);
+    return reply.view('admin-payments.eta', { section: 'payments', email: filter.email, holds, ...payments });
   });
 
   app.get<{ Params: PaymentParams; Querystring: Query }>('/admin/payments/:id', async (request, reply) => {
@@ -83,8 +87,9 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
   });
 
   app.get<{ Querystring: Query }>('/admin/capsuls', async (request, reply) => {
-    const email = emailFilter(request.query);
-    return reply.view('admin-capsuls.eta', { section: 'capsuls', email, ...(await listCapsuls(deps.pool, email)) });
+    const filter = emailFilter(request.query);
+    if ('refused' in filter) return reply.code(400).view('admin-capsuls.eta', { section: 'capsuls', ...filter, capsuls: [], truncated: false });
+    return reply.view('admin-capsuls.eta', { section: 'capsuls', email: filter.email, ...(await listCapsuls(deps.pool, filter.email)) });
   });
 
   app.get('/admin/hosts', async (_request, reply) => {
@@ -281,9 +286,19 @@ async function collect(pool: pg.Pool, filter: ReadAllOptions, max: number): Prom
 // ---- helpers
 
 
-/** ?email=… narrows a list to one account; anything else (absent, repeated) shows all. */
-function emailFilter(query: Query): string {
-  return typeof query.email === 'string' ? query.email.trim().toLowerCase().slice(0, 254) : '';
+/**
+ * ?email=… narrows a list to one account, compared in its canonical form like every other way in; absent,
+ * empty or repeated shows all. Text that is no email address is refused with the rule it broke, and the
+ * page lists nothing rather than everything.
+ */
+function emailFilter(query: Query): { email: string } | { email: string; refused: string } {
+  if (typeof query.email !== 'string' || query.email.trim() === '') return { email: '' };
+  try {
+    return { email: canonicalEmail(query.email) };
+  } catch (error) {
+    if (!(error instanceof DomainError)) throw error;
+    return { email: query.email.slice(0, 254), refused: error.message };
+  }
 }
 
 /** Rows fetched with a LIMIT one past `maxRows`: the page says when there were more. */

@@ -1,8 +1,8 @@
 // The customer pages under load, as browsers see them. One account with 50 capsuls and 500 payments is
 // seeded into the ledger (events and projections written by the ledger's append, as seed.ts does: the
 // `vms` and `payments` rows are the real ones); a session for its email is a row in `sessions` with
-// the cookie signed by the hub's own cookie plugin, as startSession does. The hub (buildHub, logger
-// off) listens on a free loopback port in this process; autocannon runs in a worker thread, so the
+// the cookie signed by the hub's own cookie plugin, as the login step writes them (insertSession,
+// setSessionCookie). The hub (buildHub, logger off) listens on a free loopback port in this process; autocannon runs in a worker thread, so the
 // load generator does not share the hub's event loop. GET /health is the baseline; each page is asked
 // for with the session cookie and `accept: text/html`. Every endpoint gets a warm-up, then slices of
 // about a second each in turn; a single response that is not a 200 (a redirect to the login page
@@ -255,7 +255,7 @@ export async function startWebHub(pool: pg.Pool): Promise<WebHub> {
   return { app, url: `http://127.0.0.1:${address.port}`, close: () => (closed ??= app.close()) };
 }
 
-/** A logged-in browser's cookie header for `email`: a session row as startSession writes it, signed by the hub. */
+/** A logged-in browser's cookie header for `email`: a session row as insertSession writes it, signed by the hub. */
 export async function sessionFor(hub: WebHub, pool: pg.Pool, email: string): Promise<string> {
   const id = randomBytes(32).toString('base64url');
   const now = new Date();

@@ -202,7 +202,7 @@ function wantsHtml(request: FastifyRequest): boolean {
 // Text from outside is well-formed UTF-8 and holds no control character (Unicode Cc: U+0000–U+001F,
 // U+007F–U+009F), in the address (path, route parameters, query string), in form and JSON field names,
 // and in their values, with one exception: tab, line feed and carriage return inside a value of a form
-// or JSON body, where textareas (an SSH key, a correction's reason) and the spokes' multi-line failure
+// or JSON body, where textareas (a pasted SSH key) and the spokes' multi-line failure
 // reports live. Anything else is refused with 400 before any handler runs: PostgreSQL text cannot hold
 // NUL, and no field of capsul means anything by the others. Which characters a single field takes
 // beyond that (an email, a key's name, a return path) is that field's own rule. Bodies read as raw

@@ -3,10 +3,10 @@
 // `vms` and `payments` rows are the real ones); a session for its email is a row in `sessions` with
 // the cookie signed by the hub's own cookie plugin, as the login step writes them (insertSession,
 // setSessionCookie). The hub (buildHub, logger off) listens on a free loopback port in this process;
-// autocannon runs in a worker thread, so the load generator does not share the hub's event loop. GET /health is the baseline; each page is asked
-// for with the session cookie and `accept: text/html`. Every endpoint gets a warm-up, then slices of
-// about a second each in turn; a single response that is not a 200 (a redirect to the login page
-// measures nothing) fails the bench.
+// autocannon runs in a worker thread, so the load generator does not share the hub's event loop.
+// GET /health is the baseline; each page is asked for with the session cookie and `accept: text/html`.
+// Every endpoint gets a warm-up, then slices of about a second each in turn; a single response that is
+// not a 200 (a redirect to the login page measures nothing) fails the bench.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';

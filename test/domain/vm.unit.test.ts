@@ -390,6 +390,14 @@ describe('recording a failure', () => {
     assert.deepEqual(decideAfter([vmPlaced()], recordFailure('e'.repeat(5000))), [vmFailed('e'.repeat(2000))]);
   });
 
+  it('never cuts a character in two where it keeps 2000 (PostgreSQL refuses half of a surrogate pair)', () => {
+    const [event] = decideAfter([vmPlaced()], recordFailure(`${'e'.repeat(1999)}🔥 and more`));
+    assert.equal(event!.type, 'VmFailed');
+    const error = (event as { data: { error: string } }).data.error;
+    assert.equal(error.isWellFormed(), true);
+    assert.equal(error, `${'e'.repeat(1999)}\ufffd`);
+  });
+
   it('changes nothing when the capsul has already failed', () => {
     given([vmPlaced(), vmFailed('first')]).when(recordFailure('second', host, after(180))).thenNothingHappened();
   });

@@ -217,7 +217,7 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       return [{
         type: 'VmFailed',
         data: {
-          vmId, host: d.host, error: d.error.slice(0, maxFailureLength),
+          vmId, host: d.host, error: d.error.slice(0, maxFailureLength).toWellFormed(),
           operation: d.operationId === null ? null : state.openOperations.get(d.operationId) ?? null,
           reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString(),
         },

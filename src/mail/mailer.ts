@@ -1,8 +1,11 @@
 // Outgoing email. With SMTP configured (MAIL_SERVER …) messages go through nodemailer's SMTP
 // transport; without it (development) each message is rendered by nodemailer all the same and written
-// to `<dataDir>/outbox/` as an .eml file, and the caller's `log` gets one line naming it.
+// to `<dataDir>/outbox/` twice: `<name>.eml`, the message exactly as it would be sent (long lines
+// folded by quoted-printable, as mail must be), and `<name>.txt` beside it for a person, with the
+// sender, recipient, subject and the text unfolded, so a login link reads and copies whole. The
+// caller's `log` gets one line naming the .txt file.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { MailConfig } from '../config.ts';
@@ -37,26 +40,24 @@ export function createMailer(options: { from: string; smtp?: MailConfig; outboxD
       const info = await transport.sendMail({ from: options.from, ...message });
       await mkdir(options.outboxDir, { recursive: true, mode: 0o700 });
       // Sortable by time, unique within the millisecond.
-      const file = path.join(options.outboxDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}.eml`);
-      await writeFile(file, info.message as Buffer, { mode: 0o600 });
-      options.log?.(`mail to ${message.to} ("${message.subject}") written to ${file}`);
+      const name = path.join(options.outboxDir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`);
+      await writeFile(`${name}.eml`, info.message as Buffer, { mode: 0o600 });
+      const readable = [`From: ${options.from}`, `To: ${message.to}`, `Subject: ${message.subject}`, '', message.text].join('\n');
+      // The .txt appears whole or not at all: whoever waits for it (a person, a test) never reads half.
+      await writeFile(`${name}.txt.partial`, readable, { mode: 0o600 });
+      await rename(`${name}.txt.partial`, `${name}.txt`);
+      options.log?.(`mail to ${message.to} ("${message.subject}") written to ${name}.txt (as sent: .eml)`);
     },
   };
 }
 
-/** The newest message to `to` in a development outbox, as text (tests and the README's tour read it). */
+/** The newest message to `to` in a development outbox, as a person reads it (its .txt). */
 export async function latestOutboxMessage(outboxDir: string, to: string): Promise<string | null> {
-  const files = (await readdir(outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.eml')).sort().reverse();
+  const files = (await readdir(outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.txt')).sort().reverse();
   for (const name of files) {
     const text = await readFile(path.join(outboxDir, name), 'utf8');
     const header = /^To: (.*)$/m.exec(text)?.[1] ?? '';
-    if (header.toLowerCase().includes(to.toLowerCase())) return decodeBody(text);
+    if (header.toLowerCase() === to.toLowerCase()) return text;
   }
   return null;
-}
-
-/** Undoes quoted-printable (long lines) so the message reads as sent; the headers are left as they are. */
-function decodeBody(eml: string): string {
-  if (!/^Content-Transfer-Encoding: quoted-printable$/im.test(eml)) return eml;
-  return eml.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }

@@ -51,7 +51,7 @@ function capsulBinary(args: string[]): Promise<Run> {
 
 
 const eventCount = async () => (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n as number;
-const outboxFiles = () => readdirSync(path.join(dataDir, 'outbox'), { withFileTypes: true }).length;
+const outboxFiles = () => readdirSync(path.join(dataDir, 'outbox')).filter((name) => name.endsWith('.eml')).length;
 
 before(async () => {
   // The account was funded and its capsul created 40 days ago: $8.00 less 40 days of $7.16 a month is

@@ -126,9 +126,9 @@ async function snapshot() {
 }
 
 async function mailsTo(to: string): Promise<number> {
-  const files = (await readdir(web.outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.eml'));
+  const files = (await readdir(web.outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.txt'));
   let n = 0;
-  for (const name of files) if ((await readFile(path.join(web.outboxDir, name), 'utf8')).includes(`To: ${to}`)) n++;
+  for (const name of files) if ((await readFile(path.join(web.outboxDir, name), 'utf8')).split('\n').includes(`To: ${to}`)) n++;
   return n;
 }
 

@@ -107,13 +107,13 @@ const counts = async () => (await query<{ payments: number; checkouts: number; h
           (SELECT count(*)::int FROM provider_checkouts WHERE status <> 'open') AS checkouts`,
 ))[0]!;
 
-/** Emails to `to` that mention `text` (quoted-printable soft breaks undone). */
+/** Emails to `to` that mention `text` (read in the outbox's readable copies). */
 async function emailsMentioning(to: string, text: string): Promise<number> {
-  const files = (await readdir(web.outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.eml'));
+  const files = (await readdir(web.outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.txt'));
   let n = 0;
   for (const name of files) {
-    const eml = (await readFile(path.join(web.outboxDir, name), 'utf8')).replace(/=\r?\n/g, '');
-    if (new RegExp(`^To: .*${to.replace(/[.]/g, '\\.')}`, 'm').test(eml) && eml.includes(text)) n++;
+    const message = await readFile(path.join(web.outboxDir, name), 'utf8');
+    if (message.split('\n').includes(`To: ${to}`) && message.includes(text)) n++;
   }
   return n;
 }

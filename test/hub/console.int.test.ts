@@ -125,6 +125,30 @@ describe('the capsul list', () => {
     assert.match(page.body, /<a href="\/console\/account-balance">add funds/);
   });
 
+  it('after the only capsul is deleted, says there are none now, not "yet"', async () => {
+    const email = 'list-emptied@example.org';
+    const client = await customer(email);
+    const { vmId } = await newCapsul(email);
+    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    await vmCommand(web.db, { type: 'ConfirmDeleted', data: { vmId, host: null, observedAt: reportAt(), ...reportIds() }, metadata: meta() });
+    const page = (await client.get('/console')).body;
+    assert.match(page, /You have no capsuls now: the ones you had are deleted\. To create another you need:/);
+    assert.doesNotMatch(page, /no capsuls yet/);
+  });
+
+  it('shows a capsul whose stop or start the host has not done yet as stopping or starting', async () => {
+    const email = 'list-power@example.org';
+    const client = await customer(email);
+    const stopping = await capsulIn(email, 'running');
+    await web.db.ledger.stopVm(stopping, operator);
+    const starting = await capsulIn(email, 'stopped');
+    await web.db.ledger.startVm(starting, operator);
+    const page = (await client.get('/console')).body;
+    const stateOf = (vmId: string) => new RegExp(`${vmId}</a></th>(?:\\s*<td>[^<]*</td>){3}\\s*<td>([a-z]+)</td>`).exec(page)?.[1];
+    assert.equal(stateOf(stopping), 'stopping');
+    assert.equal(stateOf(starting), 'starting');
+  });
+
   it('sends someone not logged in to the login page, and back after it', async () => {
     const page = await web.client().get('/console');
     assert.equal(page.statusCode, 303);
@@ -325,6 +349,19 @@ describe('a capsul\'s page', () => {
     assert.deepEqual(await links(crashed), ['start', 'delete']);
     assert.deepEqual(await links(pending), ['delete']);
     assert.deepEqual(await links(deleting), []);
+    // A power request the host has not done yet: the page says what is coming and offers what makes sense.
+    const stopping = await capsulIn(email, 'running');
+    await web.db.ledger.stopVm(stopping, operator);
+    assert.match((await client.get(`/console/${stopping}`)).body, /<dt>State<\/dt><dd>stopping<\/dd>/);
+    assert.deepEqual(await links(stopping), ['force-stop', 'delete'], 'a stop can be hurried, not asked again');
+    const forced = await capsulIn(email, 'running');
+    await web.db.ledger.stopVm(forced, operator, { force: true });
+    assert.deepEqual(await links(forced), ['delete']);
+    const starting = await capsulIn(email, 'stopped');
+    await web.db.ledger.startVm(starting, operator);
+    assert.match((await client.get(`/console/${starting}`)).body, /<dt>State<\/dt><dd>starting<\/dd>/);
+    assert.deepEqual(await links(starting), ['delete']);
+    assert.equal((await client.get(`/console/${stopping}/stop`)).statusCode, 409, 'no second stop while one is under way');
     for (const url of [`/console/${running}/start`, `/console/${stopped}/stop`, `/console/${pending}/force-stop`, `/console/${deleting}/delete`]) {
       const page = await client.get(url);
       assert.equal(page.statusCode, 409, url);

@@ -185,6 +185,11 @@ const actionNamed = (name: string): Action | null => (actions as readonly string
 /** What the capsul's state allows: offered on its page, and checked again when a confirm form comes back. */
 function allowedActions(vm: Capsul): Action[] {
   if (vm.deleting || vm.state === 'deleted') return [];
+  // While its host has not done the last power request, the state shown is what it will be: a stop
+  // under way can still be hurried into a force-stop; a start or a force-stop is left to finish.
+  const pending = vm.openOperations.at(-1);
+  if (pending === 'stop') return ['force-stop', 'delete'];
+  if (pending === 'start' || pending === 'force-stop') return ['delete'];
   const power: Action[] = ['stopped', 'crashed'].includes(vm.state) ? ['start'] : ['running', 'paused'].includes(vm.state) ? ['stop', 'force-stop'] : [];
   return [...power, 'delete'];
 }
@@ -218,22 +223,26 @@ function changedMeanwhilePage(reply: FastifyReply, vmId: string) {
 async function listCapsuls(pool: pg.Pool, email: string) {
   const { rows } = await pool.query({
     name: 'console-list', // the page customers see most: planned once per connection
-    text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created
+    text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created,
+                  ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations
            FROM vms v LEFT JOIN os_images o ON o.id = v.os
            WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${maxCapsulsListed}`,
     values: [email],
   });
   return rows.map((row) => ({
     id: row.id as string, size: row.size as string, os: row.os as string, ipv4: row.ipv4 as string | null,
-    state: stateLabel(row.state, row.deleting), created: utcMinute(row.created),
+    state: stateLabel(row.state, row.deleting, row.open_operations), created: utcMinute(row.created),
   }));
 }
 
-/** For the empty list: which of the steps before a first capsul are still to do. */
-async function firstSteps(deps: WebContext, email: string): Promise<{ hasKey: boolean; funded: boolean }> {
-  const { rows } = await deps.pool.query('SELECT 1 FROM ssh_public_keys WHERE email = $1 LIMIT 1', [email]);
+/** For the empty list: whether there ever was a capsul, and which steps before a first one are still to do. */
+async function firstSteps(deps: WebContext, email: string): Promise<{ hadCapsuls: boolean; hasKey: boolean; funded: boolean }> {
+  const { rows } = await deps.pool.query(
+    `SELECT EXISTS (SELECT 1 FROM vms WHERE email = $1) AS had_capsuls, EXISTS (SELECT 1 FROM ssh_public_keys WHERE email = $1) AS has_key`,
+    [email],
+  );
   const funds = await fundsOf(deps, email);
-  return { hasKey: rows.length > 0, funded: funds !== null && funds.balanceCents > 0 };
+  return { hadCapsuls: rows[0].had_capsuls, hasKey: rows[0].has_key, funded: funds !== null && funds.balanceCents > 0 };
 }
 
 // ---- creating ----
@@ -318,7 +327,7 @@ function toCapsul(row: pg.QueryResultRow) {
     os: row.os_description as string,
     state: row.state as string,
     deleting,
-    stateLabel: stateLabel(row.state, row.deleted !== null),
+    stateLabel: stateLabel(row.state, row.deleted !== null, row.open_operations),
     ipv4: row.ipv4 as string | null,
     ipv6: row.ipv6 as string | null,
     created: utcMinute(row.created),
@@ -343,8 +352,18 @@ function toCapsul(row: pg.QueryResultRow) {
 /** Something the page should follow as it happens: the page reloads itself meanwhile. */
 const underWay = (vm: Capsul) => vm.state === 'pending' || vm.state === 'creating' || vm.openOperations.length > 0 || vm.deleting;
 
-/** "deleting" while a requested deletion is under way; otherwise the state the host last reported ("vanished": gone unasked). */
-const stateLabel = (state: string, deletionRequested: boolean) => (deletionRequested && state !== 'deleted' ? 'deleting' : state);
+/**
+ * "deleting" while a requested deletion is under way; "stopping" or "starting" while the host has not done
+ * the last power request; otherwise the state the host last reported ("vanished": gone unasked).
+ */
+function stateLabel(state: string, deletionRequested: boolean, openOperations: readonly string[]): string {
+  if (state === 'deleted' || state === 'vanished') return state;
+  if (deletionRequested) return 'deleting';
+  const pending = openOperations.at(-1);
+  if (pending === 'stop' || pending === 'force-stop') return state === 'stopped' ? state : 'stopping';
+  if (pending === 'start') return state === 'running' ? state : 'starting';
+  return state;
+}
 
 /** An OpenSSH public key line as `ssh-keygen -lf` shows it: type, comment and the SHA256 of the key's blob. */
 function describeKey(line: string): { type: string; comment: string; fingerprint: string } {

@@ -194,7 +194,7 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     assert.equal(await page.getByRole('link', { name: 'Delete', exact: true }).count(), 0, 'a deleted capsul offers no actions');
 
     await nav(page).getByRole('link', { name: 'Capsuls' }).click();
-    await visible(page.getByText('You have no capsuls yet'));
+    await visible(page.getByText('You have no capsuls now: the ones you had are deleted.'));
     assert.equal(await page.getByRole('link', { name: seen.vmId }).count(), 0, 'the list no longer shows the capsul');
     await visible(page.getByText('you have saved one'));
     await visible(page.getByText('you have a balance'));

@@ -168,6 +168,30 @@ export const commands: Record<string, CommandSpec> = {
     },
   },
 
+  'fail-operation': {
+    summary: 'settle an operation its host will never report the end of, as failed',
+    usage: `capsul fail-operation <operation id> --reason <text> [--by <name>]
+
+  For an operation whose outcome report the hub refused (the spoke set it aside in outbox-rejected/),
+  or whose host is gone for good: it is recorded as failed, with your reason, on the capsul's stream,
+  and the hub stops delivering it. A failed create fails the capsul. Open operations:
+  capsul sql -c "SELECT * FROM operations WHERE completed IS NULL". See docs/operations.md.`,
+    options: { reason: { type: 'string' }, ...by },
+    positionals: 1,
+    async run(ctx, v, [operationId]) {
+      if (!operationId) throw new UsageError('which operation? give its id (capsul sql -c "SELECT * FROM operations WHERE completed IS NULL")');
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(operationId)) {
+        throw new UsageError(`"${operationId.slice(0, 60)}" is not an operation id (a UUID such as 0f8e2c4a-…)`);
+      }
+      const reason = required(str(v.reason), '--reason');
+      const { ledger } = await ctx.connect();
+      const { vmId, kind, changed } = await ledger.failOperation(operationId, reason, { by: ctx.actor(str(v.by)) });
+      ctx.note(changed
+        ? `operation ${operationId} (${kind} of capsul ${vmId}): settled as failed`
+        : `operation ${operationId} (${kind} of capsul ${vmId}) has already ended: nothing changed`);
+    },
+  },
+
   history: {
     summary: 'the events behind a payment, a capsul, an account, or everything',
     usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json]

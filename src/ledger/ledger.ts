@@ -204,6 +204,32 @@ export class Ledger {
     }));
   }
 
+  /**
+   * Settles an operation its host will never report the end of (its outcome report was refused and set
+   * aside, or the host is gone for good) as failed, by an operator with a reason: recorded on the
+   * capsul's stream as the host's failure would be, so the hub stops delivering it. A failed create
+   * fails the capsul; any other operation leaves its state as its host last reported it. An
+   * operation already ended changes nothing.
+   */
+  async failOperation(operationId: string, reason: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
+    const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [operationId]);
+    const operation = rows[0];
+    if (!operation) throw notFound(`there is no operation ${operationId}`);
+    const result = { vmId: operation.vm_id as string, kind: operation.kind as string };
+    if (operation.ended) return { ...result, changed: false };
+    const now = this.now();
+    const { events } = await handleCommand(
+      this.deps, vmStream(result.vmId), vmDecider,
+      {
+        type: 'RecordFailure',
+        data: { vmId: result.vmId, host: operation.host, error: `settled as failed by an operator: ${reason}`, observedAt: now, reportId: null, operationId },
+        metadata: { now },
+      },
+      { ...cause, reason },
+    );
+    return { ...result, changed: events.length > 0 };
+  }
+
   /** An operation for the capsul's host, decided on its stream with what the account knows of it (from the vms projection). */
   private async requestOnVm(
     vmId: string, cause: Cause, options: VmRequestOptions,

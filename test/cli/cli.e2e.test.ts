@@ -15,6 +15,7 @@ import { latestVersion } from '../../src/db/migrate.ts';
 import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
+import { vmCommand } from '../support/scenario.ts';
 
 const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 const monthMs = 3044 * 864_000; // 30.44 days
@@ -692,6 +693,47 @@ describe('capsul create-vm and delete-vm', () => {
   it('refuses an unknown or missing capsul id', async () => {
     assertRefused(await capsul(['delete-vm', 'capsul-zzzzzzzzzz']), 1, /^capsul delete-vm: there is no capsul capsul-zzzzzzzzzz\n$/);
     assertRefused(await capsul(['delete-vm']), 2, /which capsul\?/);
+  });
+});
+
+describe('capsul fail-operation', () => {
+  it('settles an operation its host will never report the end of as failed, with the operator and the reason; again changes nothing', async () => {
+    await pay('stuck@example.org', '10');
+    const vmId = await createVm('stuck@example.org');
+    const [{ account_id: accountId }] = await query<{ account_id: string }>('SELECT account_id FROM vms WHERE id = $1', [vmId]);
+    const create = '0f8e2c4a-1111-4222-8333-444455556666';
+    await vmCommand(db, {
+      type: 'PlaceVm', data: { vmId, host: 'test-host', operationId: create, context: { accountId, deletionRequested: false } }, metadata: { now: new Date() },
+    });
+    const run = await capsul(['fail-operation', create, '--reason', 'outcome report refused: clock was off', '--by', 'ops-ann']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, '');
+    assert.equal(run.stderr, `operation ${create} (create of capsul ${vmId}): settled as failed\n`);
+    const [operation] = await query('SELECT completed IS NOT NULL AS ended, outcome FROM operations WHERE id = $1', [create]);
+    assert.deepEqual(operation, { ended: true, outcome: 'failed' });
+    const [vm] = await query('SELECT state, failure FROM vms WHERE id = $1', [vmId]);
+    assert.deepEqual(vm, { state: 'failed', failure: 'settled as failed by an operator: outcome report refused: clock was off' });
+    const history = await capsul(['history', '--vm', vmId, '--json']);
+    const failed = history.stdout.trim().split('\n').map((line) => JSON.parse(line)).find((event) => event.type === 'VmFailed');
+    assert.equal(failed.by, 'operator:ops-ann');
+    assert.equal(failed.reason, 'outcome report refused: clock was off');
+    assert.equal(failed.data.operationId, create);
+
+    const before = await databaseFingerprint(db.admin);
+    const again = await capsul(['fail-operation', create, '--reason', 'once more']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stderr, `operation ${create} (create of capsul ${vmId}) has already ended: nothing changed\n`);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
+  });
+
+  it('refuses an unknown or malformed operation id, and a missing or forged reason, changing nothing', async () => {
+    const before = await databaseFingerprint(db.admin);
+    assertRefused(await capsul(['fail-operation', '0f8e2c4a-0000-4000-8000-000000000000', '--reason', 'x']), 1,
+      /^capsul fail-operation: there is no operation 0f8e2c4a-0000-4000-8000-000000000000\n$/);
+    assertRefused(await capsul(['fail-operation', 'create', '--reason', 'x']), 2, /"create" is not an operation id/);
+    assertRefused(await capsul(['fail-operation', '--reason', 'x']), 2, /which operation\?/);
+    assertRefused(await capsul(['fail-operation', '0f8e2c4a-0000-4000-8000-000000000000']), 2, /--reason is required/);
+    assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 });
 

@@ -700,7 +700,7 @@ describe('capsul fail-operation', () => {
   it('settles an operation its host will never report the end of as failed, with the operator and the reason; again changes nothing', async () => {
     await pay('stuck@example.org', '10');
     const vmId = await createVm('stuck@example.org');
-    const [{ account_id: accountId }] = await query<{ account_id: string }>('SELECT account_id FROM vms WHERE id = $1', [vmId]);
+    const accountId = (await query<{ account_id: string }>('SELECT account_id FROM vms WHERE id = $1', [vmId]))[0]!.account_id;
     const create = '0f8e2c4a-1111-4222-8333-444455556666';
     await vmCommand(db, {
       type: 'PlaceVm', data: { vmId, host: 'test-host', operationId: create, context: { accountId, deletionRequested: false } }, metadata: { now: new Date() },

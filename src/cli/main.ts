@@ -54,8 +54,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     if (rest.includes('--help') || rest.includes('-h')) {
       io.stdout.write(`usage: capsul spoke
 
-  Runs the agent of a VM host: it dials the hub (HUB_URL, https except on loopback), long-polls the
-  operations for its host, runs them through its driver and reports what it sees. Configured by
+  Runs the agent of a VM host: it dials the hub (HUB_URL, https except on loopback; several hubs
+  comma-separated, one at a time with failover), long-polls the operations for its host, runs them
+  through its driver and reports what it sees. Configured by
   HUB_URL, SPOKE_HOST_ID, SPOKE_HOST_TOKEN (from capsul add-host), SPOKE_DRIVER (libvirt or
   simulated), SPOKE_DATA_DIR; see docs/spoke-protocol.md and docs/operations.md.\n`);
       return 0;

@@ -1,5 +1,6 @@
 // The spoke's side of the wire: the three endpoints of protocol.ts over HTTPS, with the host's token,
-// a timeout on every request, and every answer validated before the agent believes it.
+// a timeout on every request, and every answer validated before the agent believes it. HUB_URL may
+// list several hubs (on one database): the client talks to one at a time and fails over (see HubClient).
 import {
   limits,
   protocolPrefix,
@@ -41,12 +42,15 @@ export class HubRejectedError extends Error {
 export type MalformedOperation = { id: string; vmId: string; problem: string };
 
 export type HubClientOptions = {
+  /** one hub URL, or several separated by commas (parseHubUrls) */
   hubUrl: string;
   hostId: string;
   token: string;
   /** for heartbeats and reports; a long poll gets its wait on top */
   requestTimeoutMs?: number;
   fetch?: typeof fetch;
+  /** says when the client moves to another hub (never with the token) */
+  log?: (line: string) => void;
 };
 
 const operationKinds: readonly OperationKind[] = ['create', 'start', 'stop', 'force-stop', 'delete'];
@@ -59,37 +63,61 @@ const bodyRefusedStatuses = new Set([400, 413, 422]);
 const maxResponseBytes = 4 * 1024 * 1024;
 const maxIdLength = 200;
 
+/**
+ * Talks to one hub at a time. A call that finds its hub unavailable (HubUnavailableError: no connection,
+ * a timeout, a 5xx, an answer it cannot use) is tried at once on the next hub of the list, each hub at
+ * most once per call, and the first that answers is kept: the client sticks with the hub that works and
+ * goes back to an earlier one only when the ones after it fail in turn. A refused token or body is an
+ * answer, the same on every hub (they share one database): it is never tried elsewhere. Sending a
+ * request again elsewhere is safe: reports are deduplicated by id, operations re-delivered until reported.
+ */
 export class HubClient {
-  private readonly base: URL;
+  private readonly bases: URL[];
   private readonly requestTimeoutMs: number;
   private readonly fetch: typeof fetch;
+  private readonly log: (line: string) => void;
+  /** the hub the next call goes to first */
+  private current = 0;
+  /** the hub that answered last, to say in the log when that changes */
+  private answering = 0;
 
   constructor(private readonly options: HubClientOptions) {
-    this.base = parseHubUrl(options.hubUrl);
+    this.bases = parseHubUrls(options.hubUrl);
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.fetch = options.fetch ?? globalThis.fetch;
+    this.log = options.log ?? (() => {});
   }
 
-  /** Where this client sends its requests, for the log (never with the token). */
+  /** The hub this client sends its next request to, for the log (never with the token). */
   get hubUrl(): string {
-    return this.base.href;
+    return this.bases[this.current]!.href;
+  }
+
+  /** Every hub it may talk to, in the order it tries them. */
+  get hubUrls(): string[] {
+    return this.bases.map((base) => base.href);
   }
 
   async heartbeat(heartbeat: Heartbeat, signal?: AbortSignal): Promise<HeartbeatResponse> {
-    const body = await this.request('POST', 'heartbeat', heartbeat, this.requestTimeoutMs, signal);
-    if (!isObject(body) || typeof body.serverTime !== 'string' || Number.isNaN(Date.parse(body.serverTime))) {
-      throw new HubUnavailableError('the hub answered the heartbeat without a valid serverTime');
-    }
-    return { serverTime: body.serverTime };
+    return this.failover(signal, async (base) => {
+      const body = await this.request(base, 'POST', 'heartbeat', heartbeat, this.requestTimeoutMs, signal);
+      if (!isObject(body) || typeof body.serverTime !== 'string' || Number.isNaN(Date.parse(body.serverTime))) {
+        throw new HubUnavailableError('the hub answered the heartbeat without a valid serverTime');
+      }
+      return { serverTime: body.serverTime };
+    });
   }
 
   /** Long-polls for this host's operations; ones the spoke cannot run come back apart, to be reported. */
   async operations(waitMs: number, signal?: AbortSignal): Promise<{ operations: Operation[]; malformed: MalformedOperation[] }> {
     const boundedWaitMs = Math.max(0, Math.min(limits.maxLongPollMs, Math.round(waitMs)));
-    const body = await this.request('GET', `operations?waitMs=${boundedWaitMs}`, undefined, boundedWaitMs + this.requestTimeoutMs, signal);
-    if (!isObject(body) || !Array.isArray(body.operations)) {
-      throw new HubUnavailableError('the hub answered the operations poll without an operations list');
-    }
+    const body = await this.failover(signal, async (base) => {
+      const answer = await this.request(base, 'GET', `operations?waitMs=${boundedWaitMs}`, undefined, boundedWaitMs + this.requestTimeoutMs, signal);
+      if (!isObject(answer) || !Array.isArray(answer.operations)) {
+        throw new HubUnavailableError('the hub answered the operations poll without an operations list');
+      }
+      return answer as { operations: unknown[] };
+    });
     const operations: Operation[] = [];
     const malformed: MalformedOperation[] = [];
     for (const item of body.operations) {
@@ -107,21 +135,52 @@ export class HubClient {
   async postReports(reports: Report[], signal?: AbortSignal): Promise<ReportResult[]> {
     if (reports.length === 0) return [];
     if (reports.length > limits.maxReportsPerRequest) throw new Error(`at most ${limits.maxReportsPerRequest} reports per request`);
-    const body = await this.request('POST', 'reports', { reports }, this.requestTimeoutMs, signal);
-    if (!isObject(body) || !Array.isArray(body.results)) {
-      throw new HubUnavailableError('the hub answered the reports without a results list');
-    }
-    return body.results.map((result) => {
-      if (!isObject(result) || typeof result.id !== 'string' || !reportStatuses.includes(result.status as ReportStatus)) {
-        throw new HubUnavailableError('the hub answered the reports with a malformed result');
+    return this.failover(signal, async (base) => {
+      const body = await this.request(base, 'POST', 'reports', { reports }, this.requestTimeoutMs, signal);
+      if (!isObject(body) || !Array.isArray(body.results)) {
+        throw new HubUnavailableError('the hub answered the reports without a results list');
       }
-      const error = typeof result.error === 'string' ? result.error.slice(0, limits.maxErrorLength) : undefined;
-      return { id: result.id, status: result.status as ReportStatus, ...(error === undefined ? {} : { error }) };
+      return body.results.map((result) => {
+        if (!isObject(result) || typeof result.id !== 'string' || !reportStatuses.includes(result.status as ReportStatus)) {
+          throw new HubUnavailableError('the hub answered the reports with a malformed result');
+        }
+        const error = typeof result.error === 'string' ? result.error.slice(0, limits.maxErrorLength) : undefined;
+        return { id: result.id, status: result.status as ReportStatus, ...(error === undefined ? {} : { error }) };
+      });
     });
   }
 
-  private async request(method: 'GET' | 'POST', endpoint: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
-    const url = new URL(`${protocolPrefix.slice(1)}/${endpoint}`, this.base);
+  /** Runs `call` on the current hub, then on each next one while they are unavailable; see the class's comment. */
+  private async failover<T>(signal: AbortSignal | undefined, call: (base: URL) => Promise<T>): Promise<T> {
+    const failures: string[] = [];
+    const count = this.bases.length;
+    const first = this.current;
+    for (let tried = 0; tried < count; tried++) {
+      const index = (first + tried) % count;
+      try {
+        const result = await call(this.bases[index]!);
+        this.answered(index, failures);
+        return result;
+      } catch (error) {
+        if (!(error instanceof HubUnavailableError) || signal?.aborted || count === 1) throw error;
+        failures.push(`${this.bases[index]!.origin}: ${error.message}`);
+        // Another call may have moved on already; only the hub that just failed is left behind.
+        if (this.current === index) this.current = (index + 1) % count;
+        if (tried === count - 1) throw new HubUnavailableError(`no hub answered (${failures.join('; ')})`, error.status);
+      }
+    }
+    throw new Error('unreachable: a hub list is never empty');
+  }
+
+  private answered(index: number, failures: string[]): void {
+    this.current = index;
+    if (index === this.answering) return;
+    this.answering = index;
+    this.log(`switched to hub ${this.bases[index]!.href}${failures.length > 0 ? ` (${failures.join('; ')})` : ''}`);
+  }
+
+  private async request(base: URL, method: 'GET' | 'POST', endpoint: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+    const url = new URL(`${protocolPrefix.slice(1)}/${endpoint}`, base);
     const timeout = AbortSignal.timeout(timeoutMs);
     let response: Response;
     try {
@@ -158,7 +217,20 @@ export class HubClient {
   }
 }
 
-/** Checks HUB_URL: https, or plain http only to this machine (127.0.0.0/8, ::1, localhost). */
+/** Checks HUB_URL's list: one URL or several separated by commas, each as parseHubUrl, none empty or twice. */
+export function parseHubUrls(text: string): URL[] {
+  const items = text.split(',').map((item) => item.trim());
+  if (items.some((item) => item === '')) throw new HubUrlError(`HUB_URL must be one hub URL or several separated by commas, with none empty: "${text}"`);
+  const urls = items.map(parseHubUrl);
+  const seen = new Set<string>();
+  for (const url of urls) {
+    if (seen.has(url.href)) throw new HubUrlError(`HUB_URL lists ${url.href} twice`);
+    seen.add(url.href);
+  }
+  return urls;
+}
+
+/** Checks one hub URL: https, or plain http only to this machine (127.0.0.0/8, ::1, localhost). */
 export function parseHubUrl(text: string): URL {
   let url: URL;
   try {

@@ -5,11 +5,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { SpokeAgent, type SpokeAgentOptions } from './agent.ts';
 import type { Driver } from './driver.ts';
-import { HubClient, parseHubUrl } from './hub-client.ts';
+import { HubClient, parseHubUrls } from './hub-client.ts';
 
 export type DriverName = 'simulated' | 'libvirt';
 
 export type SpokeConfig = {
+  /** one hub URL or several, comma-separated, as HUB_URL gives them */
   hubUrl: string;
   hostId: string;
   token: string;
@@ -37,9 +38,9 @@ export type RunSpokeOptions = {
 const hostIdPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export function readSpokeConfig(env: NodeJS.ProcessEnv): SpokeConfig {
-  const hubUrlText = required(env, 'HUB_URL', 'the hub to dial, e.g. https://hub.example.org');
+  const hubUrlText = required(env, 'HUB_URL', 'the hub to dial, e.g. https://hub.example.org (or several, comma-separated)');
   try {
-    parseHubUrl(hubUrlText);
+    parseHubUrls(hubUrlText);
   } catch (error) {
     throw new SpokeConfigError((error as Error).message);
   }
@@ -116,8 +117,9 @@ export async function runSpoke(env: NodeJS.ProcessEnv, log: (line: string) => vo
     config = readSpokeConfig(env);
     const simulated = config.driver === 'simulated' ? { provisionMs: readSimulatedProvisionMs(env) } : {};
     driver = options.driver ?? (await loadDriver(config, log, simulated));
-    const hub = new HubClient({ hubUrl: config.hubUrl, hostId: config.hostId, token: config.token });
-    log(`spoke for host ${config.hostId}: hub ${hub.hubUrl}, driver ${driver.name}`);
+    const hub = new HubClient({ hubUrl: config.hubUrl, hostId: config.hostId, token: config.token, log });
+    const hubs = hub.hubUrls.length === 1 ? `hub ${hub.hubUrl}` : `hubs ${hub.hubUrls.join(', ')} (one at a time, failing over in this order)`;
+    log(`spoke for host ${config.hostId}: ${hubs}, driver ${driver.name}`);
     agent = new SpokeAgent({ agentVersion: agentVersion(), ...options.agent, hub, driver, dataDir: config.dataDir, log });
     await agent.start();
   } catch (error) {

@@ -1,7 +1,7 @@
-// The hub client without a network: HUB_URL rules, headers, timeouts and the validation of answers.
+// The hub client without a network: HUB_URL rules (one hub or several), headers, timeouts, failover and the validation of answers.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HubClient, HubRejectedError, HubUnavailableError, HubUrlError, TokenRefusedError, parseHubUrl } from '../../src/spoke/hub-client.ts';
+import { HubClient, HubRejectedError, HubUnavailableError, HubUrlError, TokenRefusedError, parseHubUrl, parseHubUrls } from '../../src/spoke/hub-client.ts';
 
 const token = 'secret-token-0123456789abcdef';
 type Call = { url: string; method: string; headers: Record<string, string>; body: unknown };
@@ -188,5 +188,128 @@ describe('hub client answers', () => {
   it('refuses an answer larger than it is willing to read', async () => {
     const { hub } = client(() => new Response('x'.repeat(5 * 1024 * 1024), { status: 200 }));
     await assert.rejects(hub.operations(0), /larger than/);
+  });
+});
+
+describe('HUB_URL with several hubs', () => {
+  it('accepts a comma-separated list, in order', () => {
+    assert.deepEqual(parseHubUrls('http://127.0.0.1:3001, http://127.0.0.1:3002/').map(String), ['http://127.0.0.1:3001/', 'http://127.0.0.1:3002/']);
+  });
+
+  for (const [text, reason] of [
+    ['http://127.0.0.1:3001,', /^HUB_URL must be one hub URL or several separated by commas, with none empty/],
+    ['http://127.0.0.1:3001,,http://127.0.0.1:3002', /with none empty/],
+    ['http://127.0.0.1:3001,http://127.0.0.1:3001/', /^HUB_URL lists http:\/\/127\.0\.0\.1:3001\/ twice$/],
+    ['https://hub-a.example.org,http://hub-b.example.org', /^HUB_URL must use https/],
+  ] as const) {
+    it(`refuses ${JSON.stringify(text)} in one line naming HUB_URL`, () => {
+      assert.throws(() => parseHubUrls(text), (error: Error) => error instanceof HubUrlError && reason.test(error.message) && !error.message.includes('\n'));
+    });
+  }
+});
+
+describe('failover between hubs', () => {
+  const hubA = 'https://hub-a.example.org';
+  const hubB = 'https://hub-b.example.org';
+  const refused = () => {
+    throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
+  };
+  const serverTime = () => json(200, { serverTime: '2031-01-01T00:00:00.000Z' });
+
+  function twoHubs(answer: (hub: string, call: Call) => Response | Promise<Response>) {
+    const calls: string[] = [];
+    const lines: string[] = [];
+    const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+      const url = new URL(String(input));
+      calls.push(url.origin);
+      return answer(url.origin, { url: String(input), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: undefined });
+    }) as typeof fetch;
+    const hub = new HubClient({ hubUrl: `${hubA},${hubB}`, hostId: 'host-a', token, fetch: fakeFetch, requestTimeoutMs: 1_000, log: (line) => lines.push(line) });
+    return { hub, calls, lines };
+  }
+
+  it('talks to the first hub while it answers', async () => {
+    const { hub, calls, lines } = twoHubs(() => serverTime());
+    await hub.heartbeat(heartbeat);
+    await hub.heartbeat(heartbeat);
+    assert.deepEqual(calls, [hubA, hubA]);
+    assert.deepEqual(lines, []);
+  });
+
+  it('sends the same request to the next hub when one is unreachable, says so once, and sticks with it', async () => {
+    let aDown = true;
+    const { hub, calls, lines } = twoHubs((origin) => (origin === hubA && aDown ? refused() : serverTime()));
+    await hub.heartbeat(heartbeat);
+    aDown = false; // the first hub is back: the client stays where it works
+    await hub.heartbeat(heartbeat);
+    assert.deepEqual(calls, [hubA, hubB, hubB]);
+    assert.deepEqual(lines, [`switched to hub ${hubB}/ (${hubA}: POST /spoke/v1/heartbeat: ECONNREFUSED)`]);
+    assert.ok(!lines.join('\n').includes(token));
+    assert.equal(hub.hubUrl, `${hubB}/`);
+  });
+
+  it('goes back to the first hub, in order, when the one it uses fails', async () => {
+    let down = hubA;
+    const { hub, calls, lines } = twoHubs((origin) => (origin === down ? refused() : serverTime()));
+    await hub.heartbeat(heartbeat);
+    down = hubB;
+    await hub.heartbeat(heartbeat);
+    assert.deepEqual(calls, [hubA, hubB, hubB, hubA]);
+    assert.equal(lines.length, 2);
+    assert.match(lines[1]!, /^switched to hub https:\/\/hub-a\.example\.org\/ \(https:\/\/hub-b\.example\.org: /);
+  });
+
+  for (const [what, status] of [['a 5xx', 503], ['a proxy\'s 404', 404]] as const) {
+    it(`fails over on ${what}`, async () => {
+      const { hub, calls } = twoHubs((origin) => (origin === hubA ? json(status, { error: 'down' }) : serverTime()));
+      await hub.heartbeat(heartbeat);
+      assert.deepEqual(calls, [hubA, hubB]);
+    });
+  }
+
+  it('fails over on an answer it cannot use', async () => {
+    const { hub, calls } = twoHubs((origin) => (origin === hubA ? json(200, {}) : json(200, { results: [{ id: 'r1', status: 'duplicate' }] })));
+    const results = await hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]);
+    assert.deepEqual(calls, [hubA, hubB]);
+    assert.deepEqual(results, [{ id: 'r1', status: 'duplicate' }]);
+  });
+
+  it('fails over a long poll whose hub dies under it', async () => {
+    const { hub, calls } = twoHubs((origin) => (origin === hubA ? refused() : json(200, { operations: [validOperation] })));
+    const { operations } = await hub.operations(25_000);
+    assert.deepEqual(calls, [hubA, hubB]);
+    assert.deepEqual(operations.map((operation) => operation.id), ['op-1']);
+  });
+
+  it('never fails over on a refused token: it is final on every hub', async () => {
+    const { hub, calls } = twoHubs(() => json(401, { error: 'unknown host or wrong token' }));
+    await assert.rejects(hub.heartbeat(heartbeat), TokenRefusedError);
+    assert.deepEqual(calls, [hubA]);
+  });
+
+  it('never fails over on a refused body: the other hub would refuse it too', async () => {
+    const { hub, calls } = twoHubs(() => json(400, { error: 'malformed reports' }));
+    await assert.rejects(hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]), HubRejectedError);
+    assert.deepEqual(calls, [hubA]);
+  });
+
+  it('tries each hub once per call, then says none answered', async () => {
+    const { hub, calls, lines } = twoHubs(() => refused());
+    await assert.rejects(hub.heartbeat(heartbeat), (error: Error) =>
+      error instanceof HubUnavailableError && error.status === null && /^no hub answered \(https:\/\/hub-a\.example\.org: .*ECONNREFUSED; https:\/\/hub-b\.example\.org: .*ECONNREFUSED\)$/.test(error.message));
+    assert.deepEqual(calls, [hubA, hubB]);
+    assert.deepEqual(lines, []);
+    await assert.rejects(hub.heartbeat(heartbeat), HubUnavailableError);
+    assert.deepEqual(calls, [hubA, hubB, hubA, hubB]);
+  });
+
+  it('does not try another hub once the caller stops', async () => {
+    const stop = new AbortController();
+    const { hub, calls } = twoHubs(() => {
+      stop.abort();
+      return refused();
+    });
+    await assert.rejects(hub.heartbeat(heartbeat, stop.signal));
+    assert.deepEqual(calls, [hubA]);
   });
 });

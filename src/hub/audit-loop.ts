@@ -1,9 +1,12 @@
 // The hub's part in the signed log: seal what has committed every few seconds, and sign a checkpoint
 // every AUDIT_CHECKPOINT_SECONDS when the log grew. Several hubs may run it: the database lets one
 // sealer at a time append, in commit order, and a checkpoint of a size already signed changes nothing.
+// Hubs that sign must share one key (AUDIT_KEY_FILE): a hub that finds the newest stored checkpoint
+// signed by another key says so at start, since an auditor with the published key would flag the rest.
 import type pg from 'pg';
 import { loadOrCreateKey, type LogKey } from '../audit/key.ts';
-import { sealOnce, signCheckpoint } from '../audit/log.ts';
+import { latestStoredCheckpoint, sealOnce, signCheckpoint } from '../audit/log.ts';
+import { openNote } from '../audit/note.ts';
 import type { AuditConfig } from '../config.ts';
 import { Serial } from './serial.ts';
 
@@ -30,6 +33,7 @@ export class AuditLoop {
       this.key = key;
       if (key.created) this.deps.log(`created the audit log's signing key in ${this.deps.audit.keyFile}: back it up`);
       this.deps.log(`audit log: checkpoints signed by ${this.key.verifierKey}`);
+      await this.checkLatestSigner(key);
     }
     this.timer = setInterval(() => this.rounds.poke(), this.sealIntervalMs);
     this.rounds.poke();
@@ -38,6 +42,21 @@ export class AuditLoop {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await this.rounds.stop();
+  }
+
+  /** Warns when the newest stored checkpoint was signed by another key: two hubs with different AUDIT_KEY_FILEs. */
+  private async checkLatestSigner(key: LogKey): Promise<void> {
+    const latest = await latestStoredCheckpoint(this.deps.pool);
+    if (!latest) return;
+    try {
+      openNote(latest.note, [key.verifierKey]);
+    } catch {
+      this.deps.log(
+        `audit log: the newest stored checkpoint (size ${latest.treeSize}) was not signed by this hub's key ${key.verifierKey}: ` +
+        'hubs that sign must share one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with ' +
+        'the published key reports the other key\'s checkpoints',
+      );
+    }
   }
 
   private async round(): Promise<void> {

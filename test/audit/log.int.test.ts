@@ -919,6 +919,39 @@ describe('the hub\'s AuditLoop', () => {
     assert.deepEqual({ ok: report.ok, treeSize: report.treeSize, unsealed: report.unsealed }, { ok: true, treeSize: events + 2, unsealed: 0 });
   });
 
+  it('Given two hubs, when the second starts with the same key file, then it says nothing; with another key, then it says in one line that the newest checkpoint is not its key\'s', async (t) => {
+    const db = await testDatabase();
+    const dirA = mkdtempSync(path.join(workDir, 'loop-a-'));
+    const dirB = mkdtempSync(path.join(workDir, 'loop-b-'));
+    const first = new AuditLoop({ pool: db.pool, audit: auditConfig(dirA, 1), log: () => {} }, 25);
+    t.after(async () => {
+      await first.stop();
+      await db.close();
+    });
+    await someHistory(db);
+    await first.start();
+    const events = await eventCount(db);
+    await waitFor(`a checkpoint of all ${events} events`, async () => (await checkpointSizes(db)).includes(events));
+    await first.stop();
+
+    const sameKey = { ...auditConfig(dirB, 1), keyFile: auditConfig(dirA, 1).keyFile };
+    const sameLines: string[] = [];
+    const same = new AuditLoop({ pool: db.pool, audit: sameKey, log: (line) => sameLines.push(line) }, 600_000);
+    await same.start();
+    await same.stop();
+    assert.deepEqual(sameLines.filter((line) => /not signed by this hub's key/.test(line)), []);
+
+    const otherLines: string[] = [];
+    const other = new AuditLoop({ pool: db.pool, audit: auditConfig(dirB, 1), log: (line) => otherLines.push(line) }, 600_000);
+    await other.start();
+    await other.stop();
+    const otherKey = await loadOrCreateKey(auditConfig(dirB, 1).keyFile, logName);
+    assert.deepEqual(otherLines.filter((line) => /not signed by this hub's key/.test(line)), [
+      `audit log: the newest stored checkpoint (size ${events}) was not signed by this hub's key ${otherKey.verifierKey}: hubs that sign must share ` +
+      'one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with the published key reports the other key\'s checkpoints',
+    ]);
+  });
+
   it('Given a checkpoint interval of 0, when started, then it seals but never signs, and makes no key', async (t) => {
     const db = await testDatabase();
     const dir = mkdtempSync(path.join(workDir, 'loop-'));

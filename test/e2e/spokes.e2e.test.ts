@@ -9,8 +9,7 @@
 // Duplicated, reordered, stale and malformed reports, and a host reporting another host's capsul, are
 // covered over HTTP in test/hub/spoke-api.int.test.ts.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -18,9 +17,12 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { freePort } from '../../src/db/embedded.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
-import type { Report } from '../../src/spoke/protocol.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
-import { isAlive, projectRoot, runCapsul } from '../support/processes.ts';
+import {
+  bounded as boundedWait, childEnv, countBy, killHard as killProcess, launch as launchCapsul, outboxReports, outputTails as tailsOf,
+  readJournal, simulatedCapsuls, stopHard as stopProcess, waitFor as waitUntil, type Launched,
+} from '../support/fleet.ts';
+import { isAlive, runCapsul } from '../support/processes.ts';
 
 /** Every wait in this file is bounded by this; none asserts how long anything took. */
 const waitLimitMs = 90_000;
@@ -314,33 +316,16 @@ describe('hub and two spokes as separate processes', () => {
 
 // ── processes ─────────────────────────────────────────────────────────────────────────────────────
 
-type Launched = { name: string; child: ChildProcess; output: () => string; exited: Promise<number | null> };
-
-const maxOutputChars = 200_000;
-
 /** `node bin/capsul.js <args>`, remembered so that the after hook can end it whatever happened. */
 function launch(name: string, args: string[], env: NodeJS.ProcessEnv): Launched {
-  const child = spawn(process.execPath, ['bin/capsul.js', ...args], { cwd: projectRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output += chunk.toString();
-    if (output.length > maxOutputChars) output = output.slice(-maxOutputChars / 2);
-  };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const proc = { name, child, output: () => output, exited };
+  const proc = launchCapsul(name, args, env);
   launched.push(proc);
   return proc;
 }
 
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, CAPSUL_DATA_DIR: scratchDir, ...extra };
   // The children are programs, not test files; DATABASE_URL is set only where meant.
-  delete env.NODE_TEST_CONTEXT;
-  delete env.NODE_OPTIONS;
-  if (!extra.DATABASE_URL) delete env.DATABASE_URL;
-  return env;
+  return childEnv({ CAPSUL_DATA_DIR: scratchDir, ...extra });
 }
 
 function spokeEnv(hostId: HostId, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -385,42 +370,17 @@ function requireRunning(): void {
   }
 }
 
-async function killHard(proc: Launched): Promise<void> {
-  proc.child.kill('SIGKILL');
-  await bounded(`${proc.name} to die`, proc.exited);
-  assert.equal(proc.child.signalCode, 'SIGKILL');
-  assert.equal(isAlive(proc.child.pid!), false);
-}
-
-async function stopHard(proc: Launched): Promise<void> {
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill('SIGKILL');
-  await bounded(`${proc.name} to die`, proc.exited).catch(() => {});
-}
+const killHard = (proc: Launched) => killProcess(proc, waitLimitMs);
+const stopHard = (proc: Launched) => stopProcess(proc, waitLimitMs);
 
 // ── waiting ───────────────────────────────────────────────────────────────────────────────────────
 
-/** Polls `probe` until it returns something other than false or undefined; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, probe: () => Promise<T | false | undefined>, timeoutMs = waitLimitMs): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== false && value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+function waitFor<T>(what: string, probe: () => Promise<T | false | undefined>, timeoutMs = waitLimitMs): Promise<T> {
+  return waitUntil(what, probe, timeoutMs);
 }
 
-async function bounded<T>(what: string, promise: Promise<T>, timeoutMs = waitLimitMs): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+function bounded<T>(what: string, promise: Promise<T>, timeoutMs = waitLimitMs): Promise<T> {
+  return boundedWait(what, promise, timeoutMs);
 }
 
 /** A failing test's error carries the last lines of every process: that is where an e2e failure is read. */
@@ -436,7 +396,7 @@ function withOutput(body: () => Promise<void>): () => Promise<void> {
 }
 
 function outputTails(): string {
-  return launched.map((proc) => `── ${proc.name} (pid ${proc.child.pid}) ──\n${proc.output().split('\n').slice(-25).join('\n')}`).join('\n');
+  return tailsOf(launched);
 }
 
 // ── the ledger and the spokes' files ──────────────────────────────────────────────────────────────
@@ -505,44 +465,6 @@ function hostsListing(beats: Record<string, string[]>, vmId: string): string[] {
 
 async function count(sql: string): Promise<number> {
   return (await db.pool.query(sql)).rows[0].n as number;
-}
-
-/** The operation ids a spoke's journal started and finished, one entry per line. */
-function readJournal(dataDir: string): { started: string[]; finished: string[] } {
-  const file = path.join(dataDir, 'journal.jsonl');
-  const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((line) => line.endsWith('}')) : [];
-  const parsed = lines.map((line) => JSON.parse(line) as { type: string; operation?: { id: string }; operationId?: string });
-  return {
-    started: parsed.filter((line) => line.type === 'started').map((line) => line.operation!.id),
-    finished: parsed.filter((line) => line.type === 'finished').map((line) => line.operationId!),
-  };
-}
-
-/** What the simulated driver saved in a spoke's data dir (it rewrites the file whole, by rename). */
-function simulatedCapsuls(dataDir: string): { vmId: string; state: string; readyAtMs?: number }[] {
-  const file = path.join(dataDir, 'simulated-capsuls.json');
-  if (!existsSync(file)) return [];
-  return (JSON.parse(readFileSync(file, 'utf8')) as { capsuls: { vmId: string; state: string; readyAtMs?: number }[] }).capsuls;
-}
-
-function outboxReports(dataDir: string): Report[] {
-  const dir = path.join(dataDir, 'outbox');
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((name) => name.endsWith('.json'))
-    .flatMap((name) => {
-      try {
-        return [JSON.parse(readFileSync(path.join(dir, name), 'utf8')) as Report];
-      } catch {
-        return []; // sent and removed between the listing and the read
-      }
-    });
-}
-
-function countBy(values: string[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const value of values) counts[value] = (counts[value] ?? 0) + 1;
-  return counts;
 }
 
 // ── the gate between beta and the hub ─────────────────────────────────────────────────────────────

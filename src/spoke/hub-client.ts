@@ -155,17 +155,20 @@ export class HubClient {
     const failures: string[] = [];
     const count = this.bases.length;
     const first = this.current;
+    /** the current hub as this call last saw or set it: a call that began before a switch must not undo it */
+    let seen = first;
     for (let tried = 0; tried < count; tried++) {
       const index = (first + tried) % count;
       try {
         const result = await call(this.bases[index]!);
-        this.answered(index, failures);
+        if (this.current === seen) this.answered(index, failures);
         return result;
       } catch (error) {
         if (!(error instanceof HubUnavailableError) || signal?.aborted || count === 1) throw error;
         failures.push(`${this.bases[index]!.origin}: ${error.message}`);
         // Another call may have moved on already; only the hub that just failed is left behind.
         if (this.current === index) this.current = (index + 1) % count;
+        seen = this.current;
         if (tried === count - 1) throw new HubUnavailableError(`no hub answered (${failures.join('; ')})`, error.status);
       }
     }

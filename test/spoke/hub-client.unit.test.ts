@@ -313,3 +313,32 @@ describe('failover between hubs', () => {
     assert.deepEqual(calls, [hubA]);
   });
 });
+
+describe('failover with calls under way', () => {
+  it('a long poll that began on the old hub and ends well there does not take the client back to it', async () => {
+    const hubA = 'https://hub-a.example.org';
+    const hubB = 'https://hub-b.example.org';
+    const calls: string[] = [];
+    const lines: string[] = [];
+    let answerPoll!: () => void;
+    const fakeFetch = (async (input: string | URL | Request) => {
+      const url = new URL(String(input));
+      calls.push(`${url.origin}${url.pathname}`);
+      if (url.pathname.endsWith('/operations')) {
+        await new Promise<void>((resolve) => (answerPoll = resolve));
+        return json(200, { operations: [] });
+      }
+      if (url.origin === hubA) throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNRESET' } });
+      return json(200, { serverTime: '2031-01-01T00:00:00.000Z' });
+    }) as typeof fetch;
+    const hub = new HubClient({ hubUrl: `${hubA},${hubB}`, hostId: 'host-a', token, fetch: fakeFetch, log: (line) => lines.push(line) });
+    const poll = hub.operations(25_000);
+    await hub.heartbeat(heartbeat); // A fails it: the client moves to B
+    answerPoll();
+    await poll;
+    await hub.heartbeat(heartbeat);
+    assert.deepEqual(calls, [`${hubA}/spoke/v1/operations`, `${hubA}/spoke/v1/heartbeat`, `${hubB}/spoke/v1/heartbeat`, `${hubB}/spoke/v1/heartbeat`]);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.equal(hub.hubUrl, `${hubB}/`);
+  });
+});

@@ -1,0 +1,8 @@
+// Fuzzing the payment pages and both webhooks (Stripe, BTCPay): hostile text, wrong types, missing and repeated fields, wrong content types, with and
+// without credentials. See test/fuzz/hub.ts for the models and test/support/fuzz.ts for the properties.
+import { describe } from 'node:test';
+import { fuzzRoutes } from './hub.ts';
+
+describe("fuzz: the payment pages and both webhooks (Stripe, BTCPay)", () => {
+  fuzzRoutes((m) => m.route.includes('/payment/'), 10);
+});

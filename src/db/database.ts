@@ -126,9 +126,21 @@ export function createPool(connectionString: string, max = 10): pg.Pool {
   // client's error reaches the pool's listener, a checked-out one's its own (a session holding an
   // advisory lock); the query under way, if any, fails with it as usual.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    // Queued before any query of the client's first user; a server or proxy that refuses it keeps its default.
+    client.query(serverKeepalives).catch(() => {});
+  });
   return pool;
 }
+
+/**
+ * How soon the server ends the session of a process whose machine vanished without closing its
+ * connections (power, a network cut): about a minute instead of the system's two hours. The session's
+ * advisory locks (placement, the scheduler's leadership, a running job) go with it, so another hub takes
+ * over. Per session (SET), so a connection pooler in front of PostgreSQL needs no startup parameter.
+ */
+export const serverKeepalives = 'SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3';
 
 /** Fails with one line that names the cause when the database cannot be reached. */
 export async function checkConnection(pool: pg.Pool, connectionString: string): Promise<void> {

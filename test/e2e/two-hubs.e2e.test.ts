@@ -165,6 +165,7 @@ describe('two hubs on one database behind the same spokes', () => {
     assert.match(verify.stdout, /projections match the events/);
     const audit = await runCapsul(['audit', 'verify'], { ...db.env, CAPSUL_DATA_DIR: scratchDir }, waitLimitMs);
     assert.equal(audit.code, 0, `${audit.stdout}\n${audit.stderr}`);
+    assert.ok(await count('SELECT count(*)::int AS n FROM capsul_log_checkpoints') > 0, 'checkpoints were signed and checked');
 
     // The spokes said where they went, and never printed their token.
     assert.match(spokes.alpha.output(), new RegExp(`switched to hub http://127\\.0\\.0\\.1:${hubPorts.B}/`));

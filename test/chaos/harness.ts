@@ -19,7 +19,7 @@ import { verifyProjections } from '../../src/projections/rebuild.ts';
 import { signedDelivery, startFakeStripe, type FakeStripe } from '../payments/fake-stripe.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { projectRoot } from '../support/processes.ts';
-import { track } from './groups.ts';
+import { track, trackDir, untrackDir } from './groups.ts';
 import { createCluster, type Cluster } from './postgres.ts';
 
 export { killEverythingNow } from './groups.ts';
@@ -136,6 +136,7 @@ class Chaos {
     this.log = options.log ?? (() => {});
     this.hubs = options.hubs ?? 1;
     this.runId = `chaos-${options.seed}`;
+    trackDir(this.scratch);
   }
 
   async run(): Promise<ChaosReport> {
@@ -247,6 +248,7 @@ class Chaos {
     await this.pool?.end().catch(() => {});
     await this.stripe?.close().catch(() => {});
     rmSync(this.scratch, { recursive: true, force: true });
+    untrackDir(this.scratch);
   }
 
   // ── faults ─────────────────────────────────────────────────────────────────────────────────────

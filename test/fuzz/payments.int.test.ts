@@ -1,8 +1,8 @@
-// Fuzzing the payment pages and both webhooks (Stripe, BTCPay): hostile text, wrong types, missing and repeated fields, wrong content types, with and
-// without credentials. See test/fuzz/hub.ts for the models and test/support/fuzz.ts for the properties.
+// Fuzzing the add-funds pages (Stripe, BTCPay): hostile text, wrong types, missing and repeated
+// fields, wrong content types. The models are in test/fuzz/hub.ts, the properties in test/support/fuzz.ts.
 import { describe } from 'node:test';
-import { fuzzRoutes } from './hub.ts';
+import { fuzzArea } from './hub.ts';
 
-describe("fuzz: the payment pages and both webhooks (Stripe, BTCPay)", () => {
-  fuzzRoutes((m) => m.route.includes('/payment/'), 10);
+describe("fuzz: the add-funds pages (Stripe, BTCPay)", () => {
+  fuzzArea('payments', 10);
 });

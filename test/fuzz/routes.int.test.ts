@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import Fastify, { type LightMyRequestResponse } from 'fastify';
 import { insertSession } from '../../src/hub/web/session.ts';
 import { RefusalWatch, routesOf } from '../support/fuzz.ts';
-import { fuzzHub, modelledRoutes, type FuzzHub } from './hub.ts';
+import { areasOf, fuzzHub, modelledRoutes, type FuzzHub } from './hub.ts';
 
 let hub: FuzzHub;
 before(async () => {
@@ -21,6 +21,11 @@ describe('fuzz coverage', () => {
     assert.ok(routes.length > 30, `only ${routes.length} routes read from the hub: ${routes.join(', ')}`);
     assert.deepEqual(routes.filter((route) => !modelled.has(route)), [], 'routes no fuzz model covers: add one to test/fuzz/hub.ts');
     assert.deepEqual([...modelled].filter((route) => !routes.includes(route)), [], 'fuzz models of routes the hub does not have');
+  });
+
+  it('every model is fuzzed by exactly one test file', () => {
+    const stray = [...areasOf()].filter(([, names]) => names.length !== 1);
+    assert.deepEqual(stray, [], 'models in no area or in several: fix `areas` in test/fuzz/hub.ts');
   });
 });
 

@@ -7,17 +7,23 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type pg from 'pg';
 import { databaseFingerprint } from './fingerprint.ts';
 
-/** fast-check's parameters for one property: a few runs by default (npm test stays quick), more on demand. */
-export function fuzzParameters(defaultRuns: number): fc.Parameters<unknown> {
+/** One seed for the whole file (CAPSUL_FUZZ_SEED, or a random one): each property's own is derived from it and its name. */
+const baseSeed = process.env.CAPSUL_FUZZ_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.CAPSUL_FUZZ_SEED);
+
+/**
+ * fast-check's parameters for the property `name`: a few runs by default (npm test stays quick), more on
+ * demand. The properties of a file share its database, so a failure is reproduced by running the whole
+ * file again with the file's seed, which the failure prints.
+ */
+export function fuzzParameters(name: string, defaultRuns: number): fc.Parameters<unknown> {
   const runs = Number(process.env.CAPSUL_FUZZ_RUNS ?? defaultRuns);
-  const seed = process.env.CAPSUL_FUZZ_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.CAPSUL_FUZZ_SEED);
   assert.ok(Number.isInteger(runs) && runs > 0, `CAPSUL_FUZZ_RUNS=${process.env.CAPSUL_FUZZ_RUNS}: not a positive integer`);
-  assert.ok(Number.isInteger(seed), `CAPSUL_FUZZ_SEED=${process.env.CAPSUL_FUZZ_SEED}: not an integer`);
-  // fast-check prints the seed and path with a counterexample; said here too, so a reproduction needs nothing else.
+  assert.ok(Number.isInteger(baseSeed), `CAPSUL_FUZZ_SEED=${process.env.CAPSUL_FUZZ_SEED}: not an integer`);
+  const seed = [...name].reduce((hash, character) => (Math.imul(hash, 31) + character.charCodeAt(0)) | 0, baseSeed);
   return { numRuns: runs, seed, reporter: (details) => {
     if (!details.failed) return;
     const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-    throw new Error(`${error}\n${fc.defaultReportMessage(details)}\nreproduce: CAPSUL_FUZZ_SEED=${seed} CAPSUL_FUZZ_RUNS=${runs}`);
+    throw new Error(`${error}\n${fc.defaultReportMessage(details)}\nreproduce (the whole file): CAPSUL_FUZZ_SEED=${baseSeed} CAPSUL_FUZZ_RUNS=${runs}`);
   } };
 }
 

@@ -1,0 +1,8 @@
+// Fuzzing the public pages, logging in and out: hostile text, wrong types, missing and repeated
+// fields, wrong content types. The models are in test/fuzz/hub.ts, the properties in test/support/fuzz.ts.
+import { describe } from 'node:test';
+import { fuzzArea } from './hub.ts';
+
+describe("fuzz: the public pages, logging in and out", () => {
+  fuzzArea('public', 6);
+});

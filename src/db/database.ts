@@ -121,16 +121,19 @@ export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<
 
 /** One pool per process; `max` bounds the connections this process may hold. */
 export function createPool(connectionString: string, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
-  // A connection that breaks (the server restarting, or killed) must not crash the process: an idle
-  // client's error reaches the pool's listener, a checked-out one's its own (a session holding an
-  // advisory lock); the query under way, if any, fails with it as usual.
-  pool.on('error', () => {});
-  pool.on('connect', (client) => {
-    client.on('error', () => {});
-    // Queued before any query of the client's first user; a server or proxy that refuses it keeps its default.
-    client.query(serverKeepalives).catch(() => {});
+  const pool = new pg.Pool({
+    connectionString, max, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000,
+    // Run by the pool on each new connection before its first user gets it.
+    onConnect: async (client) => {
+      // A connection that breaks (the server restarting, or killed) must not crash the process: an idle
+      // client's error reaches the pool's listener, a checked-out one's its own (a session holding an
+      // advisory lock); the query under way, if any, fails with it as usual.
+      client.on('error', () => {});
+      // Awaited, so no query is ever queued behind it; a server or proxy that refuses it keeps its defaults.
+      await client.query(serverKeepalives).catch(() => {});
+    },
   });
+  pool.on('error', () => {});
   return pool;
 }
 

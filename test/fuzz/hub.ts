@@ -377,7 +377,7 @@ export function areasOf(): Map<string, string[]> {
  * A test file's fuzzing: one hub of its own, every route of `area` fuzzed as each of its senders
  * (properties 1–3 on every request), then property 4 on what all those requests left behind.
  */
-export function fuzzArea(area: keyof typeof areas, defaultRuns: number): void {
+export function fuzzArea(area: keyof typeof areas, defaultRuns: number): () => FuzzHub {
   const covers = areas[area];
   let hub: FuzzHub;
   before(async () => {
@@ -400,6 +400,7 @@ export function fuzzArea(area: keyof typeof areas, defaultRuns: number): void {
   it('afterwards, the projections equal a replay of the events', async () => {
     await hub.assertProjectionsReplay();
   });
+  return () => hub;
 }
 
 const placeholderGivens: Givens = { paymentId: '1', vmId: 'x', version: '1', invoiceId: 'x', sessionId: 'x' };

@@ -10,7 +10,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { BtcpayConfig } from '../config.ts';
-import { canonicalEmail } from '../domain/shared/email.ts';
+import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import { requireCustomer } from '../hub/web/session.ts';
@@ -235,7 +235,7 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
     if (amountCents === null) return nothing(`${state} for ${invoice.amount} ${invoice.currency}, not a checkout capsul knows: ignored`);
     return {
       action: { kind: 'hold', hold: {
-        provider: 'btcpay', reference: invoice.id, email: emailOrNull(invoice.metadata.buyerEmail), amountCents,
+        provider: 'btcpay', reference: invoice.id, email: canonicalEmailOrNull(invoice.metadata.buyerEmail), amountCents,
         expectedCents: null, reason: 'capsul has no checkout for this BTCPay invoice',
       } },
       status: null, why: `${state}, but capsul has no checkout for it`,
@@ -547,16 +547,6 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
   }
 
   return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, webhookPath, routes, reconcile };
-}
-
-/** The buyer's email an invoice carries, in capsul's canonical form, or null when it is not one. */
-function emailOrNull(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
-  try {
-    return canonicalEmail(value);
-  } catch {
-    return null;
-  }
 }
 
 function wouldDo(step: Step, checkout: Checkout | null): string {

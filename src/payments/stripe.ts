@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import Stripe from 'stripe';
 import type { StripeConfig } from '../config.ts';
-import { canonicalEmail } from '../domain/shared/email.ts';
+import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../ledger/handle.ts';
@@ -372,7 +372,7 @@ function checkoutFacts(object: unknown): CheckoutFacts {
     paymentIntent: paymentIntentIn(object),
     amountCents: object.amount_total === null || object.amount_total === undefined ? 0 : wholeNumber(object.amount_total, 'data.object.amount_total'),
     currency: currency === null ? null : currency.toLowerCase(),
-    emailHint: emailOrNull(metadata.capsul_email) ?? emailOrNull(details.email),
+    emailHint: canonicalEmailOrNull(metadata.capsul_email) ?? canonicalEmailOrNull(details.email),
     paidAt: isRecord(intent) ? stripeTime(intent.created, 'data.object.payment_intent.created') : null,
   };
 }
@@ -404,16 +404,6 @@ function stripeTime(value: unknown, name: string): Date {
 function wholeNumber(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new Unusable(`${name} is not a whole number`);
   return value;
-}
-
-/** An email the customer gave Stripe, in capsul's canonical form, or null when it is not one. */
-function emailOrNull(value: unknown): string | null {
-  if (typeof value !== 'string') return null;
-  try {
-    return canonicalEmail(value);
-  } catch {
-    return null;
-  }
 }
 
 // ---- Pages and the webhook --------------------------------------------------------------------
@@ -519,5 +509,4 @@ async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: 
     });
   });
 }
-
 

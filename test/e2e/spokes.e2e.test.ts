@@ -19,8 +19,9 @@ import { freePort } from '../../src/db/embedded.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import {
-  bounded as boundedWait, childEnv, countBy, killHard as killProcess, launch as launchCapsul, outboxReports, outputTails as tailsOf,
-  readJournal, simulatedCapsuls, stopHard as stopProcess, waitFor as waitUntil, type Launched,
+  bounded as boundedWait, capsulFacts, childEnv, countBy, killHard as killProcess, launch as launchCapsul, outboxReports,
+  outputTails as tailsOf, readJournal, simulatedCapsuls, stopHard as stopProcess, waitFor as waitUntil, type CapsulFacts,
+  type Launched,
 } from '../support/fleet.ts';
 import { isAlive, runCapsul } from '../support/processes.ts';
 
@@ -73,11 +74,10 @@ process.once('exit', () => {
   for (const proc of launched) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
 });
 
-
 /** Each capsul runs on `host` with an IPv4, placed, created and provisioned exactly once, never failed. */
 async function assertCreatedOnce(vmIds: string[], host: string): Promise<void> {
   const facts = await waitFor(`the ${vmIds.length} capsuls running with an IPv4`, async () => {
-    const rows = await capsulFacts(vmIds);
+    const rows = await capsulFacts(db.pool, vmIds);
     return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
   });
   for (const row of facts) {
@@ -92,7 +92,7 @@ describe('hub and two spokes as separate processes', () => {
     const vmIds = await createCapsuls('spread@example.org', 20);
 
     const facts = await waitFor('20 capsuls running with an IPv4', async () => {
-      const rows = await capsulFacts(vmIds);
+      const rows = await capsulFacts(db.pool, vmIds);
       return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
     });
     for (const row of facts) {
@@ -148,10 +148,10 @@ describe('hub and two spokes as separate processes', () => {
   it('SIGKILL of a spoke whose operations the hub has not heard the end of: after a restart each completes once', withOutput(async () => {
     requireRunning();
     // Room on beta: three of its capsuls go.
-    const beforeKill = await capsulFacts(await capsulsOn('beta'));
+    const beforeKill = await capsulFacts(db.pool, await capsulsOn('beta'));
     const freed = beforeKill.slice(0, 3).map((row) => row.id);
     for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
-    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(freed)).every((row) => row.state === 'deleted'));
+    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'));
 
     // Beta's reports stop reaching the hub (503): its outcomes can only wait in its outbox.
     gate.holdReports = true;
@@ -206,7 +206,7 @@ describe('hub and two spokes as separate processes', () => {
     // Room on beta again: three of its capsuls go.
     const freed = (await capsulsOn('beta')).slice(0, 3);
     for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
-    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(freed)).every((row) => row.state === 'deleted'));
+    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'));
 
     // A beta whose capsuls take long enough to provision that the kill certainly lands while they do.
     await killHard(spokes.beta);
@@ -285,7 +285,7 @@ describe('hub and two spokes as separate processes', () => {
     });
     const outstanding = outboxReports(dataDirs.beta).filter((report) => betaDeletes.includes(report.operationId ?? ''));
     assert.deepEqual(countBy(outstanding.map((report) => report.type)), { deleted: 6 });
-    await waitFor('a first deletion reported by alpha', async () => (await capsulFacts(vmIds)).some((row) => row.state === 'deleted'));
+    await waitFor('a first deletion reported by alpha', async () => (await capsulFacts(db.pool, vmIds)).some((row) => row.state === 'deleted'));
 
     hub.child.kill('SIGTERM');
     gate.holdReports = false; // beta's retries now meet the hub going down, then the new one
@@ -293,7 +293,7 @@ describe('hub and two spokes as separate processes', () => {
     hub = await startHub();
 
     const facts = await waitFor('every capsul deleted', async () => {
-      const rows = await capsulFacts(vmIds);
+      const rows = await capsulFacts(db.pool, vmIds);
       return rows.every((row) => row.state === 'deleted') && rows;
     });
     for (const row of facts) assert.deepEqual([row.deletedEvents, row.deletes], [1, 1], `${row.id}: one delete operation, one VmDeleted`);
@@ -408,29 +408,6 @@ async function createCapsuls(email: string, n: number): Promise<string[]> {
     vmIds.push((await db.ledger.createVm({ email, size: sizeId, os: 'debian12', sshPublicKeys: [sshKey], cause: operator })).vmId);
   }
   return vmIds.sort();
-}
-
-type CapsulFacts = {
-  id: string; host: string | null; state: string; ipv4: string | null;
-  placed: number; creates: number; createsCompleted: number; provisioned: number; failed: number; deletedEvents: number; deletes: number;
-};
-
-/** A capsul's row in `vms`, with how many times each fact about it was recorded. */
-async function capsulFacts(vmIds: string[]): Promise<CapsulFacts[]> {
-  const events = (type: string) =>
-    `(SELECT count(*)::int FROM emt_messages m WHERE m.stream_id = 'vm-' || v.id AND m.message_type = '${type}')`;
-  const { rows } = await db.pool.query(
-    `SELECT v.id, v.host, v.state, v.last_seen_ipv4 AS ipv4,
-            ${events('VmPlaced')} AS placed, ${events('VmProvisioned')} AS provisioned,
-            ${events('VmFailed')} AS failed, ${events('VmDeleted')} AS "deletedEvents",
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create') AS creates,
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create' AND o.completed IS NOT NULL) AS "createsCompleted",
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete') AS deletes
-     FROM vms v WHERE v.id = ANY($1::text[]) ORDER BY v.id`,
-    [vmIds],
-  );
-  assert.equal(rows.length, vmIds.length, 'every capsul has its row in vms');
-  return rows as CapsulFacts[];
 }
 
 const onceFacts = ({ placed, creates, createsCompleted, provisioned, failed }: CapsulFacts) =>

@@ -16,7 +16,7 @@ import { freePort } from '../../src/db/embedded.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import {
-  childEnv, countBy, isRunning, killHard, launch, outboxReports, outputTails, readJournal, simulatedCapsuls, stopHard, waitFor,
+  capsulFacts, childEnv, countBy, isRunning, killHard, launch, outboxReports, outputTails, readJournal, simulatedCapsuls, stopHard, waitFor,
   type Launched,
 } from '../support/fleet.ts';
 import { isAlive, runCapsul } from '../support/processes.ts';
@@ -98,7 +98,7 @@ describe('two hubs on one database behind the same spokes', () => {
 
     // Nothing lost: every capsul reaches its end state.
     const facts = await waitFor(`${live.length} capsuls running with an IPv4 and ${deleted.length} deleted`, async () => {
-      const rows = await capsulFacts(created);
+      const rows = await capsulFacts(db.pool, created);
       const done = rows.every((row) => (deleted.includes(row.id) ? row.state === 'deleted' : row.state === 'running' && row.ipv4 !== null));
       return done && rows;
     }, waitLimitMs);
@@ -232,29 +232,6 @@ function withOutput(body: () => Promise<void>): () => Promise<void> {
 }
 
 // ── the ledger and the files ──────────────────────────────────────────────────────────────────────
-
-type CapsulFacts = {
-  id: string; host: string | null; state: string; ipv4: string | null;
-  placed: number; creates: number; createsCompleted: number; provisioned: number; failed: number; deletedEvents: number; deletes: number;
-};
-
-/** A capsul's row in `vms`, with how many times each fact about it was recorded. */
-async function capsulFacts(vmIds: string[]): Promise<CapsulFacts[]> {
-  const events = (type: string) =>
-    `(SELECT count(*)::int FROM emt_messages m WHERE m.stream_id = 'vm-' || v.id AND m.message_type = '${type}')`;
-  const { rows } = await db.pool.query(
-    `SELECT v.id, v.host, v.state, v.last_seen_ipv4 AS ipv4,
-            ${events('VmPlaced')} AS placed, ${events('VmProvisioned')} AS provisioned,
-            ${events('VmFailed')} AS failed, ${events('VmDeleted')} AS "deletedEvents",
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create') AS creates,
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create' AND o.completed IS NOT NULL) AS "createsCompleted",
-            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete') AS deletes
-     FROM vms v WHERE v.id = ANY($1::text[]) ORDER BY v.id`,
-    [vmIds],
-  );
-  assert.equal(rows.length, vmIds.length, 'every capsul has its row in vms');
-  return rows as CapsulFacts[];
-}
 
 async function runningAmong(vmIds: string[]): Promise<string[]> {
   const { rows } = await db.pool.query(`SELECT id FROM vms WHERE id = ANY($1::text[]) AND state = 'running' ORDER BY created, id`, [vmIds]);

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type pg from 'pg';
 import type { Report } from '../../src/spoke/protocol.ts';
 import { isAlive, projectRoot } from './processes.ts';
 
@@ -121,4 +122,27 @@ export function countBy(values: string[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const value of values) counts[value] = (counts[value] ?? 0) + 1;
   return counts;
+}
+
+export type CapsulFacts = {
+  id: string; host: string | null; state: string; ipv4: string | null;
+  placed: number; creates: number; createsCompleted: number; provisioned: number; failed: number; deletedEvents: number; deletes: number;
+};
+
+/** A capsul's row in `vms`, with how many times each fact about it was recorded. */
+export async function capsulFacts(pool: pg.Pool, vmIds: string[]): Promise<CapsulFacts[]> {
+  const events = (type: string) =>
+    `(SELECT count(*)::int FROM emt_messages m WHERE m.stream_id = 'vm-' || v.id AND m.message_type = '${type}')`;
+  const { rows } = await pool.query(
+    `SELECT v.id, v.host, v.state, v.last_seen_ipv4 AS ipv4,
+            ${events('VmPlaced')} AS placed, ${events('VmProvisioned')} AS provisioned,
+            ${events('VmFailed')} AS failed, ${events('VmDeleted')} AS "deletedEvents",
+            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create') AS creates,
+            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'create' AND o.completed IS NOT NULL) AS "createsCompleted",
+            (SELECT count(*)::int FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete') AS deletes
+     FROM vms v WHERE v.id = ANY($1::text[]) ORDER BY v.id`,
+    [vmIds],
+  );
+  assert.equal(rows.length, vmIds.length, 'every capsul has its row in vms');
+  return rows as CapsulFacts[];
 }

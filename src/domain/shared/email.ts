@@ -46,6 +46,16 @@ export function canonicalEmail(text: string): string {
   return email;
 }
 
+/** `value` in canonical form when it is an email address (from a provider's payload, say), else null. */
+export function canonicalEmailOrNull(value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  try {
+    return canonicalEmail(value);
+  } catch {
+    return null;
+  }
+}
+
 /** Why a character outside printable ASCII is refused, naming it by code point (it may not show). */
 function reasonFor(character: string): string {
   const codePoint = `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;

@@ -5,8 +5,8 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { redact } from '../db/database.ts';
-import { startEmbedded } from '../db/embedded.ts';
+import { redact } from '../src/db/database.ts';
+import { startEmbedded } from '../src/db/embedded.ts';
 
 export type BenchDatabase = {
   /** the superuser's URL: migrations, seeding, rebuild, emmett's raw appends */

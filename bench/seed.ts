@@ -8,12 +8,12 @@
 // version it expects.
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { accountStream, type AccountEvent, type Provider } from '../domain/account/events.ts';
-import type { Actor, LedgerEvent } from '../domain/events.ts';
-import { appendEvents } from '../ledger/append.ts';
-import { currentEventVersion } from '../domain/upcast.ts';
-import { vmStream, type ObservedState, type VmEvent } from '../domain/vm/events.ts';
-import { newVmId } from '../ledger/ledger.ts';
+import { accountStream, type AccountEvent, type Provider } from '../src/domain/account/events.ts';
+import type { Actor, LedgerEvent } from '../src/domain/events.ts';
+import { appendEvents } from '../src/ledger/append.ts';
+import { currentEventVersion } from '../src/domain/upcast.ts';
+import { vmStream, type ObservedState, type VmEvent } from '../src/domain/vm/events.ts';
+import { newVmId } from '../src/ledger/ledger.ts';
 
 export type SeededAccount = { accountId: string; email: string };
 export type SeedResult = { events: number; appends: number; accounts: SeededAccount[]; byType: Map<string, number> };

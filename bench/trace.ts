@@ -3,7 +3,7 @@
 // send to result, grouped by a short label of its SQL.
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { createPool } from '../db/database.ts';
+import { createPool } from '../src/db/database.ts';
 
 export type StatementStats = { label: string; count: number; totalMs: number };
 

@@ -8,7 +8,7 @@ import { loadOrCreateKey, type LogKey } from '../audit/key.ts';
 import { latestStoredCheckpoint, sealOnce, signCheckpoint } from '../audit/log.ts';
 import { openNote } from '../audit/note.ts';
 import type { AuditConfig } from '../config.ts';
-import { Serial } from './serial.ts';
+import { Serial } from '../core/serial.ts';
 
 /** Batches per round: a busy ledger is caught up over a few rounds, not in one long transaction. */
 const maxBatchesPerRound = 25;

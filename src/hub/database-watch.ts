@@ -3,7 +3,7 @@
 // (or been killed): then the hub starts or joins it again, on its old port, and carries on.
 import type pg from 'pg';
 import type { Database } from '../db/database.ts';
-import { Serial } from './serial.ts';
+import { Serial } from '../core/serial.ts';
 
 export class DatabaseWatch {
   private timer: NodeJS.Timeout | undefined;

@@ -1,7 +1,7 @@
 // Runs the ledger's reactions (ending vanished capsuls' charges, deletion scheduling, placement) every few seconds and right after
 // anything that may have given them work; one round at a time.
 import { react, type ReactorDeps } from '../ledger/reactor.ts';
-import { Serial } from './serial.ts';
+import { Serial } from '../core/serial.ts';
 
 export class ReactorLoop {
   private timer: NodeJS.Timeout | undefined;

@@ -8,7 +8,7 @@ import { accountDecider, type AccountCommand } from '../domain/account/decider.t
 import { accountStream, type AccountEvent } from '../domain/account/events.ts';
 import type { VmState } from '../domain/account/state.ts';
 import type { Cents } from '../domain/shared/money.ts';
-import { dollars } from '../hub/web/format.ts';
+import { dollars } from '../core/format.ts';
 import { ConcurrencyError, handleCommand, type Cause } from '../ledger/handle.ts';
 import { loadStream } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';

@@ -6,7 +6,7 @@
 // An incident closed before it was mailed (the capsul's deletion confirmed since) needs no one any more.
 import type pg from 'pg';
 import { centsFromNumeric } from '../domain/shared/money.ts';
-import { dollars, utcMinute } from '../hub/web/format.ts';
+import { dollars, utcMinute } from '../core/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
 import type { JobRun } from './job.ts';

@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { Provider } from '../domain/account/events.ts';
 import { centsFromNumeric } from '../domain/shared/money.ts';
-import { dollars, utcMinute } from '../hub/web/format.ts';
+import { dollars, utcMinute } from '../core/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
 import { balanceFromProjections } from '../projections/balance.ts';

@@ -5,7 +5,7 @@
 // once; the jobs' own locks keep `capsul cron-task` and the hubs from running a job twice at once.
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
-import { Serial } from '../hub/serial.ts';
+import { Serial } from '../core/serial.ts';
 import { lockSpace, runJobs, type JobDeps, type JobName } from './runner.ts';
 
 export type ScheduleOptions = {

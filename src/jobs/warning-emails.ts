@@ -6,7 +6,7 @@ import type pg from 'pg';
 import type { AccountEvent, WarningLevel } from '../domain/account/events.ts';
 import { accountStream } from '../domain/account/events.ts';
 import type { Cents } from '../domain/shared/money.ts';
-import { dollars, utcMinute } from '../hub/web/format.ts';
+import { dollars, utcMinute } from '../core/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail, type MailCapsul } from '../mail/render.ts';
 import { loadStream, unmailedBalanceWarnings } from '../db/event-store.ts';

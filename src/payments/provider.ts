@@ -5,7 +5,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { invalid } from '../domain/shared/errors.ts';
 import { parseDollars, type Cents } from '../domain/shared/money.ts';
-import { dollars } from '../hub/web/format.ts';
+import { dollars } from '../core/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type pg from 'pg';

@@ -15,7 +15,7 @@ import { readEventsBackward, streamVersion, streamVersionExpression, type EventC
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
-import { dollars, utcMinute } from './format.ts';
+import { dollars, utcMinute } from '../../core/format.ts';
 
 /** Credit that runs out sooner than this gets a warning. */
 export const lowCreditWarningMs = 7 * 86_400_000;

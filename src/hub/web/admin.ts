@@ -17,7 +17,7 @@ import type { WebContext } from './context.ts';
 import { requireAdmin } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
 import { inSnapshot } from '../../db/transaction.ts';
-import { dollars } from './format.ts';
+import { dollars } from '../../core/format.ts';
 
 /** Each list shows at most this many rows, newest first: a page must stay readable and quick. */
 const maxRows = 500;

@@ -15,7 +15,7 @@ import { balancesFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
-import { dollars, formatMemory, utcMinute } from './format.ts';
+import { dollars, formatMemory, utcMinute } from '../../core/format.ts';
 
 const actions = ['start', 'stop', 'force-stop', 'delete'] as const;
 type Action = (typeof actions)[number];

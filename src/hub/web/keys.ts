@@ -9,7 +9,7 @@ import { inTransaction } from '../../db/transaction.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
-import { utcDay } from './format.ts';
+import { utcDay } from '../../core/format.ts';
 
 export const maxKeysPerCustomer = 50;
 export const maxKeyNameLength = 100;

@@ -1,5 +1,5 @@
 // How every page shows money, memory and instants, so the same fact reads the same everywhere.
-import { formatCents, type Cents } from '../../domain/shared/money.ts';
+import { formatCents, type Cents } from '../domain/shared/money.ts';
 
 /** "$12.50", "-$3.07" */
 export const dollars = (cents: Cents) => (cents < 0 ? `-$${formatCents(-cents)}` : `$${formatCents(cents)}`);

@@ -6,8 +6,7 @@ import { localEvidence, loadOrCreateKey } from '../audit/key.ts';
 import { sealCommitted, signCheckpoint } from '../audit/log.ts';
 import { provePayment } from '../audit/prove.ts';
 import { verifyLog } from '../audit/verify.ts';
-import type { CommandSpec } from './commands.ts';
-import { CliError, UsageError } from './context.ts';
+import { CliError, UsageError, type CommandSpec } from './context.ts';
 import { parseId, required } from './parse.ts';
 
 const str = (v: unknown) => v as string | undefined;

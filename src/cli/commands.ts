@@ -2,7 +2,6 @@
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ParseArgsConfig } from 'node:util';
 import { readConfig } from '../config.ts';
 import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
@@ -19,19 +18,11 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
-import { CliContext, CliError, UsageError } from './context.ts';
+import { CliError, UsageError, type CommandSpec } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
 import { runStatements, splitStatements } from './sql.ts';
 import { paymentProviders } from '../payments/index.ts';
 import { resolveHold } from '../payments/holds.ts';
-
-export type CommandSpec = {
-  summary: string;
-  usage: string;
-  options: NonNullable<ParseArgsConfig['options']>;
-  positionals?: number;
-  run(ctx: CliContext, values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number | void>;
-};
 
 const by = { by: { type: 'string' } } as const;
 const str = (v: unknown) => v as string | undefined;

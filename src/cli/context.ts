@@ -1,5 +1,6 @@
 // What every CLI command gets: output streams, the environment, and the database on demand.
 import os from 'node:os';
+import type { ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
 import { readConfig } from '../config.ts';
 import { resolveDatabase, type Database, type Role } from '../db/database.ts';
@@ -9,6 +10,15 @@ import { Hosts } from '../ledger/hosts.ts';
 import { Ledger } from '../ledger/ledger.ts';
 import { openPool, prepareDatabase } from '../ledger/open.ts';
 import { localEvidence } from '../audit/key.ts';
+
+/** One `capsul` command: its help, its flags (node:util parseArgs), and what it does. */
+export type CommandSpec = {
+  summary: string;
+  usage: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  positionals?: number;
+  run(ctx: CliContext, values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number | void>;
+};
 
 export type Output = { write(text: string): unknown };
 

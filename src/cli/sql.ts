@@ -2,6 +2,7 @@
 // statement runs on its own in its own transaction, through the extended protocol (one command per
 // call), so every statement gets its own answer and its own refusal.
 import type pg from 'pg';
+import { isEventStoreTable } from '../db/event-store.ts';
 import { CliError } from './context.ts';
 
 export const maxStatements = 100;
@@ -93,7 +94,7 @@ export function adviceFor(statement: string): string {
     case 'schemaversion':
       return 'the schema version moves only with capsul migrate';
     default:
-      if (target?.startsWith('emt_')) return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
+      if (target && isEventStoreTable(target)) return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
       return 'changes go through capsul\'s commands (capsul --help), the catalogue through a migration';
   }
 }

@@ -6,7 +6,6 @@
 // before commit, so a reader of "positions after N" misses a transaction that commits late (DESIGN.md).
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { canonicalJson } from '../audit/canonical.ts';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { upcast } from '../domain/upcast.ts';
 
@@ -42,6 +41,9 @@ const columns = eventColumns();
 
 /** Only capsul's own partition, never archived events (capsul archives none). */
 const live = `partition = 'emt:default' AND NOT is_archived`;
+
+/** Whether a table is one of emmett's own (emt_streams, emt_messages …): the event store, append-only. */
+export const isEventStoreTable = (name: string): boolean => name.startsWith('emt_');
 
 export function toStoredEvent(row: Record<string, string>): StoredEvent {
   const metadata = JSON.parse(row.metadata_text!) as EventMetadata;
@@ -79,11 +81,8 @@ export async function appendToStream(
 ): Promise<AppendResult> {
   const [prefix, ...rest] = append.streamId.split('-');
   const streamType = prefix && rest.length > 0 ? prefix : 'emt:unknown';
-  // The log's leaf is the event in canonical JSON: nothing goes in that canonicalisation would not keep
-  // exactly (a number beyond 2^53, a lone surrogate), so every leaf can be computed again, byte for byte.
   const data = append.events.map((event) => JSON.stringify(event.data));
   const metadata = JSON.stringify(append.metadata);
-  for (const text of [...data, metadata]) canonicalJson(JSON.parse(text));
   try {
     const { rows } = await db.query({
       name: 'capsul_append',

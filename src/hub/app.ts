@@ -26,7 +26,7 @@ import { consolePages } from './web/console.ts';
 import type { WebContext } from './web/context.ts';
 import { keyPages } from './web/keys.ts';
 import { publicPages } from './web/public.ts';
-import { installSessions, type SessionDeps } from './web/session.ts';
+import { installSessions, requireCustomer, type SessionDeps } from './web/session.ts';
 
 const viewsDir = fileURLToPath(new URL('./web/views/', import.meta.url));
 
@@ -167,7 +167,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(keyPages, web as never);
   await app.register(accountPages, web as never);
   await app.register(adminPages, web as never);
-  for (const provider of deps.providers ?? []) await app.register(async (scope) => provider.routes(scope));
+  for (const provider of deps.providers ?? []) await app.register(async (scope) => provider.routes(scope, { requireCustomer }));
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
   await app.register(spokeApi, { prefix: spokeApiPrefix, logLevel: 'warn', pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
 

@@ -2,6 +2,7 @@
 // projections, the same code rebuild replays through) and written by the event store in the append's
 // own statement, so events and tables commit together in one round trip.
 import type pg from 'pg';
+import { canonicalJson } from '../audit/canonical.ts';
 import { appendToStream, type AppendResult } from '../db/event-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { projectionOps } from '../projections/sql.ts';
@@ -16,5 +17,8 @@ export function appendEvents(
   metadata: Record<string, unknown>,
   expectedVersion: bigint,
 ): Promise<AppendResult> {
+  // The log's leaf is the event in canonical JSON: nothing goes in that canonicalisation would not keep
+  // exactly (a number beyond 2^53, a lone surrogate), so every leaf can be computed again, byte for byte.
+  for (const value of [...events.map((event) => event.data), metadata]) canonicalJson(JSON.parse(JSON.stringify(value)));
   return appendToStream(pool, { streamId, events, metadata, expectedVersion, projection: projectionOps(events) });
 }

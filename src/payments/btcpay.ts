@@ -13,11 +13,10 @@ import type { BtcpayConfig } from '../config.ts';
 import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
-import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment, type Hold } from './holds.ts';
-import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
+import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions, type RouteGuards } from './provider.ts';
 
 export const btcpayPath = '/payment/btcpay';
 const webhookPath = `${btcpayPath}/webhook`;
@@ -401,7 +400,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
     );
   }
 
-  async function routes(app: FastifyInstance): Promise<void> {
+  async function routes(app: FastifyInstance, { requireCustomer }: RouteGuards): Promise<void> {
     // The webhook's signature is over the body exactly as sent: keep it raw (this scope only).
     app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxWebhookBytes }, (_request, body, done) => done(null, body));
 

@@ -2,7 +2,7 @@
 // add-funds form, the return pages, the webhook) and a reconciliation that catches what a missed
 // webhook would have said. Money only moves through the ledger's commands, keyed by the provider's
 // own ids, so a webhook delivered twice, late or out of order changes nothing more.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, preHandlerAsyncHookHandler } from 'fastify';
 import { invalid } from '../domain/shared/errors.ts';
 import { parseDollars, type Cents } from '../domain/shared/money.ts';
 import { dollars } from '../core/format.ts';
@@ -29,6 +29,9 @@ export type ProviderDeps = {
 
 export type ReconcileOptions = { now: Date; dryRun: boolean; log: (line: string) => void };
 
+/** What the hub mounting a provider's pages gives them: the check that a customer is logged in. */
+export type RouteGuards = { requireCustomer: preHandlerAsyncHookHandler };
+
 export interface PaymentProvider {
   readonly id: ProviderId;
   /** what the add-funds section calls it, e.g. "Card (Stripe)" */
@@ -37,8 +40,11 @@ export interface PaymentProvider {
   readonly path: string;
   /** where the provider posts its webhooks: exempt from the CSRF check, verified by signature instead */
   readonly webhookPath: string;
-  /** registers the provider's pages and webhook on the hub (webhooks are exempt from CSRF: signatures instead) */
-  routes(app: FastifyInstance): Promise<void>;
+  /**
+   * Registers the provider's pages and webhook on the hub (webhooks are exempt from CSRF: signatures
+   * instead); the hub hands down how its pages know a customer.
+   */
+  routes(app: FastifyInstance, guards: RouteGuards): Promise<void>;
   /** the scheduled job: settles checkouts whose webhook never came, expires abandoned ones; changes nothing when dryRun */
   reconcile(options: ReconcileOptions): Promise<void>;
 }

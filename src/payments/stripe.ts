@@ -12,11 +12,10 @@ import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../ledger/handle.ts';
-import { requireCustomer } from '../hub/web/session.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
-import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions } from './provider.ts';
+import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions, type RouteGuards } from './provider.ts';
 
 /** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
 const checkoutOrigin = 'https://checkout.stripe.com';
@@ -76,7 +75,7 @@ export function stripeProvider(config: StripeConfig, deps: ProviderDeps): Paymen
     label: 'Card (Stripe)',
     path: '/payment/stripe',
     webhookPath,
-    routes: (app) => stripeRoutes(app, billing, deps),
+    routes: (app, guards) => stripeRoutes(app, guards, billing, deps),
     reconcile: (options) => billing.reconcile(options),
   };
 }
@@ -419,7 +418,7 @@ const statusCopy: Record<CheckoutStatus, string> = {
   invalid: 'not completed',
 };
 
-async function stripeRoutes(app: FastifyInstance, billing: StripeBilling, deps: ProviderDeps): Promise<void> {
+async function stripeRoutes(app: FastifyInstance, { requireCustomer }: RouteGuards, billing: StripeBilling, deps: ProviderDeps): Promise<void> {
   const limits = { min: dollars(deps.topUpMinCents), max: dollars(deps.topUpMaxCents) };
 
   const showForm = async (reply: FastifyReply, email: string, state: FormState) => {

@@ -15,6 +15,7 @@ import { btcpayProvider, validSignature } from '../../src/payments/btcpay.ts';
 import { maxOpenCheckoutsPerDay as maxOpenInvoicesPerDay } from '../../src/payments/checkouts.ts';
 import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
 import { loadStream } from '../../src/db/event-store.ts';
+import { requireCustomer } from '../../src/hub/web/session.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { signature, startFakeBtcpay, type FakeBtcpay, type FakeInvoiceStatus, type WebhookType } from './fake-btcpay.ts';
 
@@ -54,7 +55,7 @@ before(async () => {
   // a reconciliation run from the CLI.
   otherHub = Fastify();
   const otherProvider = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
-  await otherHub.register(async (scope) => otherProvider.routes(scope));
+  await otherHub.register(async (scope) => otherProvider.routes(scope, { requireCustomer }));
   reconciler = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
 });
 after(async () => {

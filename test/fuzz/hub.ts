@@ -294,7 +294,8 @@ function routeModels(given: Givens): RouteModel[] {
   }, { requiredKeys: [] });
   return [
     page('GET /', 'anonymous'), page('GET /pricing', 'anonymous'), page('GET /faq', 'anonymous'), page('GET /support', 'anonymous'),
-    page('GET /static/capsul.css', 'anonymous'), page('GET /health', 'anonymous'),
+    page('GET /static/capsul.css', 'anonymous'), page('GET /static/favicon.svg', 'anonymous'), page('GET /favicon.ico', 'anonymous'),
+    page('GET /health', 'anonymous'),
     page('GET /auth/login', 'anonymous', { query: ['next'], queryValues: { next: returnPath } }),
     page('POST /auth/login', 'anonymous', { fields: ['email', 'next'], values: { email, next: returnPath } }),
     page('GET /auth/magic/:token', 'anonymous', { params: { token: fc.string({ unit: fc.constantFrom('a', 'Z', '0', '_', '-'), minLength: 43, maxLength: 43 }) } }),

@@ -74,6 +74,17 @@ describe('public pages', () => {
     assert.match(response.body, /table\.sizes/);
   });
 
+  it('has an icon: linked from every page, served from itself, and /favicon.ico leads to it', async () => {
+    assert.match((await page('/')).body, /<link rel="icon" href="\/static\/favicon\.svg" type="image\/svg\+xml">/);
+    const icon = await hub.inject({ method: 'GET', url: '/static/favicon.svg' });
+    assert.equal(icon.statusCode, 200);
+    assert.equal(icon.headers['content-type'], 'image/svg+xml');
+    assert.match(icon.body, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    const legacy = await hub.inject({ method: 'GET', url: '/favicon.ico' });
+    assert.equal(legacy.statusCode, 301);
+    assert.equal(legacy.headers.location, '/static/favicon.svg');
+  });
+
   it('answers an unknown page with a friendly 404 page, and a script with JSON', async () => {
     const browser = await page('/no/such/page');
     assert.equal(browser.statusCode, 404);

@@ -1,10 +1,11 @@
 // The public pages (no login): the start page with the price table, pricing, FAQ, support, and the
-// one stylesheet. Server-rendered with Eta, no JavaScript, nothing loaded from other sites.
+// one stylesheet and the icon. Server-rendered with Eta, no JavaScript, nothing loaded from other sites.
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 
 const stylesheet = readFileSync(new URL('./static/capsul.css', import.meta.url));
+const favicon = readFileSync(new URL('./static/favicon.svg', import.meta.url));
 
 export type PublicPagesDeps = { pool: pg.Pool; supportEmail: string };
 
@@ -31,4 +32,8 @@ export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): 
   app.get('/support', async (_request, reply) => reply.view('support.eta', { supportEmail: deps.supportEmail }));
   app.get('/static/capsul.css', async (_request, reply) =>
     reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(stylesheet));
+  app.get('/static/favicon.svg', async (_request, reply) =>
+    reply.header('cache-control', 'public, max-age=86400').type('image/svg+xml').send(favicon));
+  // Asked for by browsers and tools that do not read the page's <link rel="icon">.
+  app.get('/favicon.ico', async (_request, reply) => reply.redirect('/static/favicon.svg', 301));
 }

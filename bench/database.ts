@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { redact } from '../src/db/database.ts';
-import { startEmbedded } from '../src/db/embedded.ts';
+import { startEmbedded, type EmbeddedDatabase } from '../src/db/embedded.ts';
 
 export type BenchDatabase = {
   /** the superuser's URL: migrations, seeding, rebuild, emmett's raw appends */
@@ -23,7 +23,7 @@ export async function benchDatabase(databaseUrl: string | undefined, log: (line:
   const tempDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-bench-'));
   chmodSync(tempDir, 0o755); // as root, the server runs as the postgres user, which must enter it
   const started = Date.now();
-  let embedded;
+  let embedded: EmbeddedDatabase;
   try {
     embedded = await startEmbedded({ dataDir: path.join(tempDir, 'pg'), ephemeral: true });
   } catch (error) {

@@ -53,10 +53,11 @@ export async function startHub(pool: pg.Pool): Promise<RunningHub> {
   return {
     app,
     url: `http://127.0.0.1:${address.port}`,
-    close: () => (closed ??= (async () => {
-      await reactions.stop();
-      await app.close();
-    })()),
+    close: () =>
+      (closed ??= (async () => {
+        await reactions.stop();
+        await app.close();
+      })()),
   };
 }
 
@@ -68,7 +69,12 @@ export class BenchSpoke {
   readonly last = new Map<string, { state: ObservedState | null; atMs: number }>();
 
   /** `client` may be swapped for one talking to another hub on the same database (the statement trace). */
-  constructor(readonly hostId: string, readonly token: string, public client: HubClient, readonly vmIds: string[]) {
+  constructor(
+    readonly hostId: string,
+    readonly token: string,
+    public client: HubClient,
+    readonly vmIds: string[],
+  ) {
     for (const vmId of vmIds) this.last.set(vmId, { state: null, atMs: 0 });
   }
 
@@ -117,9 +123,20 @@ export async function prepareSpokes(options: {
   const worker = async () => {
     for (let a = nextAccount++; a < accounts; a = nextAccount++) {
       const email = `hub-bench-${a}-${randomUUID().slice(0, 8)}@example.org`;
-      await ledger.recordPayment({ email, amountCents: capsulSize.cents * capsulsPerAccount + 100, provider: 'manual', cause: { by: operator } });
+      await ledger.recordPayment({
+        email,
+        amountCents: capsulSize.cents * capsulsPerAccount + 100,
+        provider: 'manual',
+        cause: { by: operator },
+      });
       for (let c = 0; c < capsulsPerAccount && vmIds.length < total; c++) {
-        const { vmId } = await ledger.createVm({ email, size: capsulSize.id, os: capsulOs, sshPublicKeys: [sshKey], cause: { by: operator } });
+        const { vmId } = await ledger.createVm({
+          email,
+          size: capsulSize.id,
+          os: capsulOs,
+          sshPublicKeys: [sshKey],
+          cause: { by: operator },
+        });
         vmIds.push(vmId);
         options.onProgress?.(`hub bench: ${vmIds.length} / ${total} capsuls created`);
       }
@@ -174,7 +191,8 @@ export function postReportsOp(spokes: BenchSpoke[], count: IngestionCount, size 
         );
       }
     }
-    if (results.length !== reports.length) throw new IngestionError(`the hub answered ${results.length} results for ${reports.length} reports`);
+    if (results.length !== reports.length)
+      throw new IngestionError(`the hub answered ${results.length} results for ${reports.length} reports`);
     count.accepted += reports.length;
   };
 }
@@ -186,14 +204,20 @@ export function rawObservedOp(rawStore: PostgresEventStore): Op {
     const vmId = newVmId();
     await rawStore.appendToStream(
       vmStream(vmId),
-      [{
-        type: 'VmStateObserved',
-        data: {
-          vmId, host: 'bench-raw', state: iteration % 2 === 0 ? 'running' : 'stopped', reportId: randomUUID(), operationId: null,
-          at: new Date().toISOString(),
+      [
+        {
+          type: 'VmStateObserved',
+          data: {
+            vmId,
+            host: 'bench-raw',
+            state: iteration % 2 === 0 ? 'running' : 'stopped',
+            reportId: randomUUID(),
+            operationId: null,
+            at: new Date().toISOString(),
+          },
+          metadata,
         },
-        metadata,
-      }],
+      ],
       { expectedStreamVersion: 0n },
     );
   };

@@ -68,14 +68,30 @@ import { rebuildProjections, verifyProjections } from '../src/projections/rebuil
 import { HubClient } from '../src/spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';
 import {
-  capsulsPerHost, IngestionCount, IngestionError, postReportsOp, prepareSpokes, rawObservedOp, reportsPerRequest, startHub,
+  capsulsPerHost,
+  IngestionCount,
+  IngestionError,
+  postReportsOp,
+  prepareSpokes,
+  rawObservedOp,
+  reportsPerRequest,
+  startHub,
   verifyIngestion,
 } from './hub.ts';
 import { alternatePasses, comparePair, Tally, type Op } from './measure.ts';
 import { fmtInt, fmtRate, Progress, table } from './progress.ts';
 import { seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
-import { loadEndpoints, seedWebAccount, sessionFor, startWebHub, webCapsuls, webPayments, WebBenchError, type EndpointLoad } from './web.ts';
+import {
+  loadEndpoints,
+  seedWebAccount,
+  sessionFor,
+  startWebHub,
+  webCapsuls,
+  webPayments,
+  WebBenchError,
+  type EndpointLoad,
+} from './web.ts';
 
 const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 2, verifyLog: 0.25 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
@@ -152,7 +168,12 @@ async function main(): Promise<number> {
     appPool = createPool(roleUrl(db.url, roleNames.app, db.rolePasswords?.[roleNames.app]), 10);
     const auditDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-bench-audit-'));
     cleanups.push(() => rmSync(auditDir, { recursive: true, force: true }));
-    const audit = { keyFile: path.join(auditDir, 'log.key'), latestCheckpointFile: path.join(auditDir, 'latest-checkpoint'), logName: 'bench.capsul/log', verifierKey: undefined };
+    const audit = {
+      keyFile: path.join(auditDir, 'log.key'),
+      latestCheckpointFile: path.join(auditDir, 'latest-checkpoint'),
+      logName: 'bench.capsul/log',
+      verifierKey: undefined,
+    };
     const logKey = await loadOrCreateKey(audit.keyFile, audit.logName);
     // Creating a store switches pg's int8 parsing to BigInt process-wide: our own queries cast to int/text.
     const rawStore = getPostgreSQLEventStore(db.url, { connectionOptions: { pool }, schema: { autoMigration: 'None' } });
@@ -162,7 +183,9 @@ async function main(): Promise<number> {
     // ── Seed ───────────────────────────────────────────────────────────────────────────────────────
     const seedStarted = performance.now();
     const seeded = await seedLedger({
-      pool, targetEvents: config.events, workers: config.workers,
+      pool,
+      targetEvents: config.events,
+      workers: config.workers,
       onProgress: (done) => {
         const s = (performance.now() - seedStarted) / 1000;
         const percent = Math.min(100, Math.floor((done / config.events) * 100));
@@ -175,7 +198,12 @@ async function main(): Promise<number> {
       `seeded ${fmtInt(seeded.events)} events in ${fmtInt(seeded.appends)} appends (${fmtInt(seeded.accounts.length)} accounts) ` +
         `in ${seedS.toFixed(1)}s, ${fmtInt(seeded.events / seedS)} events/s, projections written with each append`,
     );
-    note(`  mix: ${[...seeded.byType].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} ${fmtInt(n)}`).join(', ')}`);
+    note(
+      `  mix: ${[...seeded.byType]
+        .sort((a, b) => b[1] - a[1])
+        .map(([t, n]) => `${t} ${fmtInt(n)}`)
+        .join(', ')}`,
+    );
     if (totalEvents !== seeded.events) throw new Error(`the store holds ${totalEvents} events, the seed appended ${seeded.events}`);
     // A live database has been analysed by autovacuum. Right after a bulk load it has no statistics, and
     // the keyset read then plans a bitmap scan + sort of the whole table for every batch (2–3× slower,
@@ -189,12 +217,16 @@ async function main(): Promise<number> {
     await plainRead(pool);
     const sealing = new Tally(`sealing a backlog of ${fmtInt(totalEvents)} events`);
     await sealing.measure(appPool, async () => {
-      const sealed = await sealCommitted(appPool!, { onProgress: (n) => progress.update(`sealing: ${fmtInt(n)} / ${fmtInt(totalEvents)} events`) });
+      const sealed = await sealCommitted(appPool!, {
+        onProgress: (n) => progress.update(`sealing: ${fmtInt(n)} / ${fmtInt(totalEvents)} events`),
+      });
       if (sealed.size !== totalEvents) throw new LogBenchError(`sealing left ${totalEvents - sealed.size} events unsealed`);
       return sealed.sealed;
     });
     const firstCheckpoint = await signCheckpoint(appPool, logKey, audit.latestCheckpointFile);
-    note(`sealed ${fmtInt(sealing.operations)} events in ${sealing.seconds.toFixed(1)}s: ${fmtInt(sealing.perSecond)} events/s; checkpoint of size ${fmtInt(firstCheckpoint!.treeSize)} signed`);
+    note(
+      `sealed ${fmtInt(sealing.operations)} events in ${sealing.seconds.toFixed(1)}s: ${fmtInt(sealing.perSecond)} events/s; checkpoint of size ${fmtInt(firstCheckpoint!.treeSize)} signed`,
+    );
 
     // ── Rebuild vs plain read ──────────────────────────────────────────────────────────────────────
     const verifiedBefore = await verify(pool, 'projections written with the appends');
@@ -212,14 +244,18 @@ async function main(): Promise<number> {
         // No onProgress inside a measured pass: it would add a count(*) the plain read does not do.
         run: async () => {
           const { rows } = await rebuildProjections(pool!);
-          rebuiltRows = Object.entries(rows).map(([t, n]) => `${t} ${fmtInt(n)}`).join(', ');
+          rebuiltRows = Object.entries(rows)
+            .map(([t, n]) => `${t} ${fmtInt(n)}`)
+            .join(', ');
           return totalEvents;
         },
       },
       b: { label: 'readAllEvents', run: () => plainRead(pool!) },
       onPass: (tally, items, s) => progress.update(`${tally.label} pass ${tally.rounds}: ${fmtInt(items / s)} events/s`),
     });
-    note(`rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes, each checking the log); rows: ${rebuiltRows}`);
+    note(
+      `rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes, each checking the log); rows: ${rebuiltRows}`,
+    );
     note(`readAllEvents:      ${fmtInt(read.perSecond)} events/s (${read.rounds} passes)`);
 
     // ── The log: audit verify vs plain read ────────────────────────────────────────────────────────
@@ -237,7 +273,9 @@ async function main(): Promise<number> {
       b: { label: 'readAllEvents', run: () => plainRead(pool!) },
       onPass: (tally, items, s) => progress.update(`${tally.label} pass ${tally.rounds}: ${fmtInt(items / s)} events/s`),
     });
-    note(`audit verify: ${fmtInt(verifying.perSecond)} events/s (${verifying.rounds} passes); readAllEvents ${fmtInt(readForVerify.perSecond)} events/s`);
+    note(
+      `audit verify: ${fmtInt(verifying.perSecond)} events/s (${verifying.rounds} passes); readAllEvents ${fmtInt(readForVerify.perSecond)} events/s`,
+    );
 
     // Every statement of one more rebuild, counted and timed (before the raw appends below, which
     // leave streams a replay cannot project). A separate pool whose connections report statements.
@@ -246,7 +284,9 @@ async function main(): Promise<number> {
     const traceRaw = getPostgreSQLEventStore(db.url, { connectionOptions: { pool: tracePool }, schema: { autoMigration: 'None' } });
     stores.push(traceRaw);
     const traceLedger = new Ledger({ pool: tracePool });
-    const traced = [await traceOps(trace, `rebuildProjections (${fmtInt(totalEvents)} events)`, () => rebuildProjections(tracePool!), 1, 0)];
+    const traced = [
+      await traceOps(trace, `rebuildProjections (${fmtInt(totalEvents)} events)`, () => rebuildProjections(tracePool!), 1, 0),
+    ];
 
     const verifiedAfter = await verify(pool, 'rebuilt projections');
     if (!verifiedAfter.matches) throw new VerificationError('after the rebuild', verifiedAfter.differences);
@@ -255,15 +295,24 @@ async function main(): Promise<number> {
     // Raw appends leave unprojected streams behind (no AccountOpened, no rows), so they come after the
     // rebuild and its verification; the database is thrown away at the end.
     const accounts = seeded.accounts.slice(0, commandAccounts);
-    const rows: ResultRow[] = [{ metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog }];
+    const rows: ResultRow[] = [
+      { metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog },
+    ];
     // The hub's sealer runs from here on, as in production (signing more often, so checkpoints land in the run).
-    const sealer = new AuditLoop({ pool: appPool, audit: { ...audit, checkpointIntervalMs: 5000 }, log: (line) => note(`audit loop: ${line}`) });
+    const sealer = new AuditLoop({
+      pool: appPool,
+      audit: { ...audit, checkpointIntervalMs: 5000 },
+      log: (line) => note(`audit loop: ${line}`),
+    });
     sealers.push(sealer);
     await sealer.start();
     for (const workers of [1, config.workers]) {
       const label = workers === 1 ? 'sequential' : `${workers} workers`;
       const [ours, raw] = await comparePair({
-        pool, workers, seconds: config.seconds, warmupSeconds: config.warmupSeconds,
+        pool,
+        workers,
+        seconds: config.seconds,
+        warmupSeconds: config.warmupSeconds,
         a: { label: `recordPayment, ${label}`, op: recordPaymentOp(ledger, accounts, workers) },
         b: { label: `raw appendToStream, ${label}`, op: rawAppendOp(rawStore) },
         onProgress: (text) => progress.update(text),
@@ -272,18 +321,33 @@ async function main(): Promise<number> {
       rows.push({ metric: `commands/s, ${label}`, ours, baseline: raw, unit: 'cmd/s', target: targets.commands });
       if (workers > 1) {
         rows.unshift({
-          metric: `sealing (${fmtInt(totalEvents)} backlog) vs appends, ${label}`, ours: sealing, baseline: raw,
-          unit: 'events/s', baselineUnit: 'appends/s', target: targets.seal,
+          metric: `sealing (${fmtInt(totalEvents)} backlog) vs appends, ${label}`,
+          ours: sealing,
+          baseline: raw,
+          unit: 'events/s',
+          baselineUnit: 'appends/s',
+          target: targets.seal,
         });
       }
     }
-    rows.push({ metric: `rebuild, events/s (${fmtInt(totalEvents)} events)`, ours: rebuild, baseline: read, unit: 'events/s', target: targets.rebuild });
+    rows.push({
+      metric: `rebuild, events/s (${fmtInt(totalEvents)} events)`,
+      ours: rebuild,
+      baseline: read,
+      unit: 'events/s',
+      target: targets.rebuild,
+    });
 
     // ── Spoke reports through the hub vs raw appends ───────────────────────────────────────────────
     const hubSetupStarted = performance.now();
     const hub = await startHub(appPool);
     hubs.push(hub);
-    const spokes = await prepareSpokes({ pool: appPool, hubUrl: hub.url, count: config.workers, onProgress: (text) => progress.update(text) });
+    const spokes = await prepareSpokes({
+      pool: appPool,
+      hubUrl: hub.url,
+      count: config.workers,
+      onProgress: (text) => progress.update(text),
+    });
     note(
       `hub listening on ${hub.url}: ${spokes.length} hosts registered and heartbeating, ` +
         `${fmtInt(spokes.reduce((n, s) => n + s.vmIds.length, 0))} capsuls created and placed ` +
@@ -292,21 +356,29 @@ async function main(): Promise<number> {
     const ingestion = new IngestionCount();
     const spokesLabel = `${spokes.length} spokes`;
     const [reports, rawObserved] = await comparePair({
-      pool, workers: spokes.length, seconds: config.seconds, warmupSeconds: config.warmupSeconds,
+      pool,
+      workers: spokes.length,
+      seconds: config.seconds,
+      warmupSeconds: config.warmupSeconds,
       a: { label: `spoke reports via the hub, ${spokesLabel}`, op: postReportsOp(spokes, ingestion), itemsPerOp: reportsPerRequest },
       b: { label: `raw appendToStream VmStateObserved, ${spokes.length} workers`, op: rawObservedOp(rawStore) },
       onProgress: (text) => progress.update(text),
     });
     await hub.close();
     const ingested = await verifyIngestion(pool, spokes, ingestion);
-    for (const t of [reports, rawObserved]) note(`${t.label}: ${fmtRate(t.perSecond)}/s (${fmtInt(t.operations)} in ${t.seconds.toFixed(1)}s)`);
+    for (const t of [reports, rawObserved])
+      note(`${t.label}: ${fmtRate(t.perSecond)}/s (${fmtInt(t.operations)} in ${t.seconds.toFixed(1)}s)`);
     note(
       `  ${fmtInt(ingestion.accepted)} reports in ${fmtInt(ingestion.requests)} requests (warm-up included), all accepted; ` +
         `${fmtInt(ingested.events)} VmStateObserved events in the store; vms projection matches the last reports`,
     );
     rows.push({
-      metric: `reports/s, ${spokesLabel} (${reportsPerRequest}/request)`, ours: reports, baseline: rawObserved,
-      unit: 'reports/s', baselineUnit: 'appends/s', target: targets.reports,
+      metric: `reports/s, ${spokesLabel} (${reportsPerRequest}/request)`,
+      ours: reports,
+      baseline: rawObserved,
+      unit: 'reports/s',
+      baselineUnit: 'appends/s',
+      target: targets.reports,
     });
 
     // ── Customer pages vs /health ──────────────────────────────────────────────────────────────────
@@ -321,15 +393,29 @@ async function main(): Promise<number> {
         `in ${((performance.now() - webSetupStarted) / 1000).toFixed(1)}s`,
     );
     const web = await loadEndpoints({
-      pool, hub: webHub, account: webAccount, cookie, seconds: config.seconds, warmupSeconds: config.warmupSeconds, connections: config.connections,
+      pool,
+      hub: webHub,
+      account: webAccount,
+      cookie,
+      seconds: config.seconds,
+      warmupSeconds: config.warmupSeconds,
+      connections: config.connections,
       onProgress: (text) => progress.update(text),
     });
     await webHub.close();
     for (const load of [web.health, ...web.pages]) {
-      note(`${load.label}: ${fmtRate(load.tally.perSecond)}/s, p99 ${load.p99Ms.toFixed(1)} ms (${fmtInt(load.tally.operations)} in ${load.tally.seconds.toFixed(1)}s)`);
+      note(
+        `${load.label}: ${fmtRate(load.tally.perSecond)}/s, p99 ${load.p99Ms.toFixed(1)} ms (${fmtInt(load.tally.operations)} in ${load.tally.seconds.toFixed(1)}s)`,
+      );
     }
     for (const page of web.pages) {
-      rows.push({ metric: `${page.label}, requests/s`, ours: page.tally, baseline: web.health.tally, unit: 'req/s', target: targets.pages });
+      rows.push({
+        metric: `${page.label}, requests/s`,
+        ours: page.tally,
+        baseline: web.health.tally,
+        unit: 'req/s',
+        target: targets.pages,
+      });
     }
 
     // ── Where a command's time goes ────────────────────────────────────────────────────────────────
@@ -345,8 +431,12 @@ async function main(): Promise<number> {
     traceSpoke.client = new HubClient({ hubUrl: traceHub.url, hostId: traceSpoke.hostId, token: traceSpoke.token });
     const traceRequests = Math.ceil(traceOperations / reportsPerRequest);
     const tracedReports = await traceOps(
-      trace, `spoke reports via the hub (one spoke, ${reportsPerRequest} per request, figures per report)`,
-      postReportsOp([traceSpoke], ingestion), traceRequests, Math.ceil(capsulsPerHost / reportsPerRequest), reportsPerRequest,
+      trace,
+      `spoke reports via the hub (one spoke, ${reportsPerRequest} per request, figures per report)`,
+      postReportsOp([traceSpoke], ingestion),
+      traceRequests,
+      Math.ceil(capsulsPerHost / reportsPerRequest),
+      reportsPerRequest,
     );
     tracedReports.note =
       'per request: the token check, and a round of the reaction loop (poked after every report request) on another connection,\n' +
@@ -359,9 +449,13 @@ async function main(): Promise<number> {
     await sealer.stop();
     const finalSeal = await sealCommitted(appPool);
     const finalCheckpoint = await signCheckpoint(appPool, logKey, audit.latestCheckpointFile);
-    const finalReport = await verifyLog(appPool, { verifierKeys: [logKey.verifierKey], outsideCheckpoint: { note: finalCheckpoint!.note, source: 'the last checkpoint' } });
+    const finalReport = await verifyLog(appPool, {
+      verifierKeys: [logKey.verifierKey],
+      outsideCheckpoint: { note: finalCheckpoint!.note, source: 'the last checkpoint' },
+    });
     if (!finalReport.ok) throw new LogBenchError(`the log does not verify after the run: ${finalReport.findings[0]?.message}`);
-    const logLine = `signed log: ${fmtInt(finalReport.treeSize)} leaves (${fmtInt(finalSeal.sealed)} left for the final seal after the hub's sealer stopped), ` +
+    const logLine =
+      `signed log: ${fmtInt(finalReport.treeSize)} leaves (${fmtInt(finalSeal.sealed)} left for the final seal after the hub's sealer stopped), ` +
       `${finalReport.checkpoints} checkpoints, verified`;
     note(logLine);
 
@@ -370,7 +464,12 @@ async function main(): Promise<number> {
   } catch (error) {
     progress.clear();
     if (interrupted) return 130;
-    const plain = error instanceof VerificationError || error instanceof LogBenchError || error instanceof ConfigError || error instanceof IngestionError || error instanceof WebBenchError;
+    const plain =
+      error instanceof VerificationError ||
+      error instanceof LogBenchError ||
+      error instanceof ConfigError ||
+      error instanceof IngestionError ||
+      error instanceof WebBenchError;
     const message = plain ? (error as Error).message : ((error as Error)?.stack ?? String(error));
     process.stderr.write(`\nBENCH FAILED: ${message}\n`);
     return 1;
@@ -402,11 +501,21 @@ function rawAppendOp(rawStore: PostgresEventStore): Op {
     const now = new Date().toISOString();
     await rawStore.appendToStream(
       `account-${accountId}`,
-      [{
-        type: 'PaymentRecorded',
-        data: { accountId, paymentId: paymentId++, amountCents: 500 + (cents++ % 9500), provider: 'manual', reference: null, at: now, recordedAt: now },
-        metadata,
-      }],
+      [
+        {
+          type: 'PaymentRecorded',
+          data: {
+            accountId,
+            paymentId: paymentId++,
+            amountCents: 500 + (cents++ % 9500),
+            provider: 'manual',
+            reference: null,
+            at: now,
+            recordedAt: now,
+          },
+          metadata,
+        },
+      ],
       { expectedStreamVersion: 0n },
     );
   };
@@ -472,30 +581,43 @@ function printSummary(
       rows.map((r) => {
         const ratio = r.ours.perSecond / r.baseline.perSecond;
         return [
-          r.metric, `${fmtRate(r.ours.perSecond)} ${r.unit}`, `${fmtRate(r.baseline.perSecond)} ${r.baselineUnit ?? r.unit}`, ratio.toFixed(2),
-          `≥ ${r.target.toFixed(2)}`, ratio >= r.target ? 'PASS' : 'BELOW TARGET',
+          r.metric,
+          `${fmtRate(r.ours.perSecond)} ${r.unit}`,
+          `${fmtRate(r.baseline.perSecond)} ${r.baselineUnit ?? r.unit}`,
+          ratio.toFixed(2),
+          `≥ ${r.target.toFixed(2)}`,
+          ratio >= r.target ? 'PASS' : 'BELOW TARGET',
         ];
       }),
     ),
   );
   out.push('');
   out.push('ours:     Ledger.recordPayment on existing accounts (look-ups, load stream, decide, append with expected');
-  out.push('          version and projection in one statement); rebuildProjections (one transaction: lock, fold, write the rows that differ);');
-  out.push(`          state reports posted by ${config.workers} in-process spokes (HubClient over loopback HTTP, ${reportsPerRequest} per request, one`);
+  out.push(
+    '          version and projection in one statement); rebuildProjections (one transaction: lock, fold, write the rows that differ);',
+  );
+  out.push(
+    `          state reports posted by ${config.workers} in-process spokes (HubClient over loopback HTTP, ${reportsPerRequest} per request, one`,
+  );
   out.push('          request at a time each) to the hub in this process (token check, validation, per report: cached stream state,');
   out.push('          decide, append + projection), every report accepted as one VmStateObserved.');
-  out.push(`          GET of a customer page by ${config.connections} connections (autocannon in a worker thread) logged in as an account with`);
+  out.push(
+    `          GET of a customer page by ${config.connections} connections (autocannon in a worker thread) logged in as an account with`,
+  );
   out.push(`          ${webCapsuls} capsuls and ${webPayments} payments, every response a 200.`);
   out.push('baseline: emmett appendToStream of one PaymentRecorded (reports: one VmStateObserved) to a fresh stream, no read,');
   out.push('          no projections; readAllEvents draining every batch, nothing else; GET /health (the schema version) under the');
   out.push('          same load, alternating slices with the pages.');
   out.push('          The log: sealing hashes each event (RFC 8785 bytes, SHA-256) and appends its leaf and tree hashes through');
   out.push('          capsul_log_seal; audit verify hashes every event again and rebuilds the tree against the signed checkpoints.');
-  out.push('          The hub\'s sealer ran through the command, report and page measurements.');
+  out.push("          The hub's sealer ran through the command, report and page measurements.");
   out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
   out.push(logLine);
 
-  out.push('', `Customer pages under load: ${config.connections} connections, ${config.seconds}s each in alternating slices, latencies in ms:`);
+  out.push(
+    '',
+    `Customer pages under load: ${config.connections} connections, ${config.seconds}s each in alternating slices, latencies in ms:`,
+  );
   out.push(
     table(
       ['endpoint', 'requests/s', 'p50 ms', 'p99 ms', 'max ms', 'vs /health', 'target', 'result'],
@@ -503,8 +625,13 @@ function printSummary(
         const ratio = load.tally.perSecond / web.health.tally.perSecond;
         const isBaseline = load === web.health;
         return [
-          load.label, fmtRate(load.tally.perSecond), load.p50Ms.toFixed(1), load.p99Ms.toFixed(1), load.maxMs.toFixed(1),
-          isBaseline ? 'baseline' : ratio.toFixed(2), isBaseline ? '' : `≥ ${targets.pages.toFixed(2)}`,
+          load.label,
+          fmtRate(load.tally.perSecond),
+          load.p50Ms.toFixed(1),
+          load.p99Ms.toFixed(1),
+          load.maxMs.toFixed(1),
+          isBaseline ? 'baseline' : ratio.toFixed(2),
+          isBaseline ? '' : `≥ ${targets.pages.toFixed(2)}`,
           isBaseline ? '' : ratio >= targets.pages ? 'PASS' : 'BELOW TARGET',
         ];
       }),
@@ -517,14 +644,18 @@ function printSummary(
     table(
       ['loop', 'ops/s', 'wall µs/op', 'node CPU µs/op', 'postgres CPU µs/op'],
       [...new Set(rows.flatMap((r) => [r.ours, r.baseline]))].map((t) => [
-        t.label, fmtRate(t.perSecond), us(1000 / t.perSecond), us(t.nodeCpuMsPerOp), us(t.pgCpuMsPerOp),
+        t.label,
+        fmtRate(t.perSecond),
+        us(1000 / t.perSecond),
+        us(t.nodeCpuMsPerOp),
+        us(t.pgCpuMsPerOp),
       ]),
     ),
   );
   out.push('wall µs/op = elapsed / operations (with N workers: 1 / throughput). postgres CPU: the backends of the');
   out.push('bench database, from /proc (n/a when the server is not on this machine). 2 cores serve both sides.');
-  out.push('For spoke reports, node CPU is the hub and the spokes\' HTTP clients together (one process); for pages, the hub');
-  out.push('thread\'s event-loop busy time (the load generator has its own thread; on a busy machine it includes time descheduled).');
+  out.push("For spoke reports, node CPU is the hub and the spokes' HTTP clients together (one process); for pages, the hub");
+  out.push("thread's event-loop busy time (the load generator has its own thread; on a busy machine it includes time descheduled).");
 
   for (const t of traced) {
     const roundTrips = t.statements.reduce((sum, s) => sum + s.perOp, 0);

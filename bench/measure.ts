@@ -93,7 +93,11 @@ export async function comparePair(options: {
   const sides = [options.a, options.b].map((side) => ({ ...side, tally: new Tally(side.label), iterations: [] as number[] }));
   for (const side of sides) {
     await timedLoop({
-      seconds: options.warmupSeconds, workers: options.workers, op: side.op, iterations: side.iterations, itemsPerOp: side.itemsPerOp,
+      seconds: options.warmupSeconds,
+      workers: options.workers,
+      op: side.op,
+      iterations: side.iterations,
+      itemsPerOp: side.itemsPerOp,
       onProgress: (done) => options.onProgress?.(`${side.label} (warm-up): ${done} ops`),
     });
   }
@@ -103,11 +107,16 @@ export async function comparePair(options: {
     for (const side of sides) {
       await side.tally.measure(options.pool, () =>
         timedLoop({
-          seconds: sliceSeconds, workers: options.workers, op: side.op, iterations: side.iterations, itemsPerOp: side.itemsPerOp,
-          onProgress: (done) => options.onProgress?.(
-            `${side.label}: slice ${slice}/${slices}, ${done} ops` +
-              (side.tally.operations ? `, ${Math.round(side.tally.perSecond).toLocaleString('en-US')}/s so far` : ''),
-          ),
+          seconds: sliceSeconds,
+          workers: options.workers,
+          op: side.op,
+          iterations: side.iterations,
+          itemsPerOp: side.itemsPerOp,
+          onProgress: (done) =>
+            options.onProgress?.(
+              `${side.label}: slice ${slice}/${slices}, ${done} ops` +
+                (side.tally.operations ? `, ${Math.round(side.tally.perSecond).toLocaleString('en-US')}/s so far` : ''),
+            ),
         }),
       );
     }

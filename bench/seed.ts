@@ -139,9 +139,13 @@ function planAccount(
     return {
       type: 'PaymentRecorded',
       data: {
-        accountId, paymentId: id, amountCents: rng.pick([500, 1000, 1500, 2000, 5000, 10000]) + rng.int(0, 99), provider,
+        accountId,
+        paymentId: id,
+        amountCents: rng.pick([500, 1000, 1500, 2000, 5000, 10000]) + rng.int(0, 99),
+        provider,
         reference: provider === 'manual' ? null : `${provider === 'stripe' ? 'cs' : 'btc'}_bench_${id}`,
-        at: received, recordedAt: new Date(Date.parse(received) + rng.int(1, 120) * 1000).toISOString(),
+        at: received,
+        recordedAt: new Date(Date.parse(received) + rng.int(1, 120) * 1000).toISOString(),
       },
     };
   };
@@ -155,7 +159,12 @@ function planAccount(
     phase1.push({
       type: 'VmCreationRequested',
       data: {
-        accountId, vmId, size: size.id, os: rng.pick(catalogue.images), sshPublicKeys: [sshKey], priceCentsPerMonth: size.cents,
+        accountId,
+        vmId,
+        size: size.id,
+        os: rng.pick(catalogue.images),
+        sshPublicKeys: [sshKey],
+        priceCentsPerMonth: size.cents,
         at: at(2 * dayMs),
       },
     });
@@ -164,24 +173,37 @@ function planAccount(
 
   // Phase 2: each capsul's life on its host.
   for (const vm of vms) {
-    const events: VmEvent[] = [{ type: 'VmPlaced', data: { vmId: vm.vmId, accountId, host: vm.host, operationId: randomUUID(), at: at(10_000) } }];
+    const events: VmEvent[] = [
+      { type: 'VmPlaced', data: { vmId: vm.vmId, accountId, host: vm.host, operationId: randomUUID(), at: at(10_000) } },
+    ];
     vm.placed = true;
     if (rng.chance(0.04)) {
-      events.push({ type: 'VmFailed', data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', operation: 'create', ...report(), at: at(60_000) } });
+      events.push({
+        type: 'VmFailed',
+        data: { vmId: vm.vmId, host: vm.host, error: 'qemu-img: disk full', operation: 'create', ...report(), at: at(60_000) },
+      });
     } else {
       const octet = () => rng.int(1, 254);
       events.push({
         type: 'VmProvisioned',
         data: {
-          vmId: vm.vmId, host: vm.host, ipv4: `10.${octet()}.${octet()}.${octet()}`,
+          vmId: vm.vmId,
+          host: vm.host,
+          ipv4: `10.${octet()}.${octet()}.${octet()}`,
           ipv6: rng.chance(0.6) ? `2001:db8::${octet().toString(16)}:${octet().toString(16)}` : null,
-          sshHostKeys: [{ type: 'ssh-ed25519', sha256: `SHA256:${randomUUID().replaceAll('-', '')}` }], ...report(), at: at(120_000),
+          sshHostKeys: [{ type: 'ssh-ed25519', sha256: `SHA256:${randomUUID().replaceAll('-', '')}` }],
+          ...report(),
+          at: at(120_000),
         },
       });
       events.push(observed(vm, 'running'));
       for (let n = rng.int(0, 4); n > 0; n--) {
         const stopped = rng.chance(0.5);
-        if (stopped) events.push({ type: 'VmStopRequested', data: { vmId: vm.vmId, host: vm.host, force: rng.chance(0.2), operationId: randomUUID(), at: at(30 * dayMs) } });
+        if (stopped)
+          events.push({
+            type: 'VmStopRequested',
+            data: { vmId: vm.vmId, host: vm.host, force: rng.chance(0.2), operationId: randomUUID(), at: at(30 * dayMs) },
+          });
         events.push(observed(vm, stopped ? 'stopped' : rng.pick<ObservedState>(['running', 'running', 'crashed', 'paused'])));
         if (stopped && rng.chance(0.7)) {
           events.push({ type: 'VmStartRequested', data: { vmId: vm.vmId, host: vm.host, operationId: randomUUID(), at: at(5 * dayMs) } });

@@ -2,7 +2,7 @@
 // is counted (one statement = one round trip with node-postgres, which never pipelines) and timed from
 // send to result, grouped by a short label of its SQL.
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
+import type pg from 'pg';
 import { createPool } from '../src/db/database.ts';
 
 export type StatementStats = { label: string; count: number; totalMs: number };

@@ -79,7 +79,8 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   const customer: Actor = { kind: 'customer', id: accountId };
   const operator: Actor = { kind: 'operator', id: 'bench' };
   const spoke: Actor = { kind: 'spoke', id: 'bench' };
-  const sizes = (await pool.query(`SELECT id, (dollars_per_month * 100)::int AS cents FROM vm_sizes ORDER BY dollars_per_month LIMIT 4`)).rows;
+  const sizes = (await pool.query(`SELECT id, (dollars_per_month * 100)::int AS cents FROM vm_sizes ORDER BY dollars_per_month LIMIT 4`))
+    .rows;
   const images = (await pool.query(`SELECT id FROM os_images WHERE NOT deprecated ORDER BY id`)).rows.map((r) => r.id as string);
   const { rows: ids } = await pool.query(`SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [webPayments]);
   const paymentIds = ids.map((r) => r.id as number).sort((a, b) => a - b);
@@ -107,9 +108,13 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
     return {
       type: 'PaymentRecorded',
       data: {
-        accountId, paymentId, amountCents: rng.pick([1000, 2000, 2500, 5000]) + rng.int(0, 99), provider,
+        accountId,
+        paymentId,
+        amountCents: rng.pick([1000, 2000, 2500, 5000]) + rng.int(0, 99),
+        provider,
         reference: provider === 'manual' ? null : `${provider === 'stripe' ? 'cs' : 'btc'}_web_bench_${paymentId}`,
-        at: iso(receivedMs), recordedAt: iso(receivedMs + rng.int(1, 120) * 1000),
+        at: iso(receivedMs),
+        recordedAt: iso(receivedMs + rng.int(1, 120) * 1000),
       },
     };
   };
@@ -120,14 +125,26 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   for (let n = 1; n < earlyPayments; n++) phase1.push(payment(between(openedMs, laterMs)));
   const vms: PlannedVm[] = [];
   for (let n = 0; n < webCapsuls; n++) {
-    const fate = n < deletedCapsuls ? 'deleted' : n < deletedCapsuls + failedCapsuls ? 'failed' : n < deletedCapsuls + failedCapsuls + stoppedCapsuls ? 'stopped' : 'running';
+    const fate =
+      n < deletedCapsuls
+        ? 'deleted'
+        : n < deletedCapsuls + failedCapsuls
+          ? 'failed'
+          : n < deletedCapsuls + failedCapsuls + stoppedCapsuls
+            ? 'stopped'
+            : 'running';
     const vm: PlannedVm = { vmId: newVmId(), host: rng.pick(hosts), createdMs: between(openedMs + dayMs, laterMs - 7 * dayMs), fate };
     vms.push(vm);
     const size = rng.pick(sizes);
     phase1.push({
       type: 'VmCreationRequested',
       data: {
-        accountId, vmId: vm.vmId, size: size.id, os: rng.pick(images), sshPublicKeys: [sshKey], priceCentsPerMonth: size.cents,
+        accountId,
+        vmId: vm.vmId,
+        size: size.id,
+        os: rng.pick(images),
+        sshPublicKeys: [sshKey],
+        priceCentsPerMonth: size.cents,
         at: iso(vm.createdMs),
       },
     });
@@ -150,7 +167,11 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
     const paymentId = paymentIds[n * 37]!;
     const invalidatedMs = between(laterMs, nowMs - 2 * dayMs);
     phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId, reason: 'chargeback', at: iso(invalidatedMs) } });
-    if (n % 3 === 0) phase3.push({ type: 'PaymentReinstated', data: { accountId, paymentId, reason: 'chargeback reversed', at: iso(invalidatedMs + dayMs) } });
+    if (n % 3 === 0)
+      phase3.push({
+        type: 'PaymentReinstated',
+        data: { accountId, paymentId, reason: 'chargeback reversed', at: iso(invalidatedMs + dayMs) },
+      });
   }
   while (nextPayment < webPayments) phase3.push(payment(between(laterMs, nowMs - minuteMs)));
   phase3.sort(byTime);
@@ -160,17 +181,28 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   for (const vm of vms.filter((v) => v.fate === 'deleted')) {
     const requestedMs = deletions.get(vm.vmId)!;
     const operationId = randomUUID();
-    pushChunked(vmStream(vm.vmId), [
-      { type: 'VmDeletionScheduled', data: { vmId: vm.vmId, host: vm.host, operationId, at: iso(requestedMs + 1000) } },
-      { type: 'VmDeleted', data: { vmId: vm.vmId, host: vm.host, reportId: randomUUID(), operationId, at: iso(requestedMs + 5 * minuteMs) } },
-    ], spoke);
+    pushChunked(
+      vmStream(vm.vmId),
+      [
+        { type: 'VmDeletionScheduled', data: { vmId: vm.vmId, host: vm.host, operationId, at: iso(requestedMs + 1000) } },
+        {
+          type: 'VmDeleted',
+          data: { vmId: vm.vmId, host: vm.host, reportId: randomUUID(), operationId, at: iso(requestedMs + 5 * minuteMs) },
+        },
+      ],
+      spoke,
+    );
   }
 
   const versions = new Map<string, bigint>();
   let events = 0;
   for (const append of appends) {
     const result = await appendEvents(
-      pool, append.streamId, append.events, { by: append.by, eventVersion: currentEventVersion }, versions.get(append.streamId) ?? 0n,
+      pool,
+      append.streamId,
+      append.events,
+      { by: append.by, eventVersion: currentEventVersion },
+      versions.get(append.streamId) ?? 0n,
     );
     if (!result.ok) throw new Error(`web bench seed: unexpected version conflict on ${append.streamId}`);
     versions.set(append.streamId, result.nextVersion);
@@ -190,7 +222,15 @@ function vmLife(vm: PlannedVm, accountId: string, rng: Rng, iso: (ms: number) =>
   if (vm.fate === 'failed') {
     events.push({
       type: 'VmFailed',
-      data: { vmId, host, error: 'qemu-img: disk full', operation: 'create', reportId: randomUUID(), operationId: create, at: iso(vm.createdMs + minuteMs) },
+      data: {
+        vmId,
+        host,
+        error: 'qemu-img: disk full',
+        operation: 'create',
+        reportId: randomUUID(),
+        operationId: create,
+        at: iso(vm.createdMs + minuteMs),
+      },
     });
     return events;
   }
@@ -199,19 +239,30 @@ function vmLife(vm: PlannedVm, accountId: string, rng: Rng, iso: (ms: number) =>
     {
       type: 'VmProvisioned',
       data: {
-        vmId, host, ipv4: `10.${octet()}.${octet()}.${octet()}`, ipv6: `2001:db8::${octet().toString(16)}:${octet().toString(16)}`,
+        vmId,
+        host,
+        ipv4: `10.${octet()}.${octet()}.${octet()}`,
+        ipv6: `2001:db8::${octet().toString(16)}:${octet().toString(16)}`,
         sshHostKeys: [{ type: 'ssh-ed25519', sha256: `SHA256:${randomBytes(32).toString('base64').replace(/=+$/, '')}` }],
-        reportId: randomUUID(), operationId: create, at: iso(vm.createdMs + 2 * minuteMs),
+        reportId: randomUUID(),
+        operationId: create,
+        at: iso(vm.createdMs + 2 * minuteMs),
       },
     },
-    { type: 'VmStateObserved', data: { vmId, host, state: 'running', reportId: randomUUID(), operationId: null, at: iso(vm.createdMs + 3 * minuteMs) } },
+    {
+      type: 'VmStateObserved',
+      data: { vmId, host, state: 'running', reportId: randomUUID(), operationId: null, at: iso(vm.createdMs + 3 * minuteMs) },
+    },
   );
   if (vm.fate === 'stopped') {
     const stop = randomUUID();
     const stoppedMs = vm.createdMs + rng.int(1, 6) * dayMs;
     events.push(
       { type: 'VmStopRequested', data: { vmId, host, force: false, operationId: stop, at: iso(stoppedMs) } },
-      { type: 'VmStateObserved', data: { vmId, host, state: 'stopped', reportId: randomUUID(), operationId: stop, at: iso(stoppedMs + 20_000) } },
+      {
+        type: 'VmStateObserved',
+        data: { vmId, host, state: 'stopped', reportId: randomUUID(), operationId: stop, at: iso(stoppedMs + 20_000) },
+      },
     );
   }
   return events;
@@ -237,7 +288,9 @@ async function checkSeededAccount(pool: pg.Pool, accountId: string, email: strin
   const folded = await new Ledger({ pool }).balanceCents(email, now);
   const projected = await balanceFromProjections(pool, accountId, now);
   if (folded !== projected) {
-    throw new WebBenchError(`web bench seed: ${email}'s balance is ${folded} cents folded from its stream but ${projected} from the projections`);
+    throw new WebBenchError(
+      `web bench seed: ${email}'s balance is ${folded} cents folded from its stream but ${projected} from the projections`,
+    );
   }
   return folded;
 }
@@ -259,10 +312,12 @@ export async function startWebHub(pool: pg.Pool): Promise<WebHub> {
 export async function sessionFor(hub: WebHub, pool: pg.Pool, email: string): Promise<string> {
   const id = randomBytes(32).toString('base64url');
   const now = new Date();
-  await pool.query(
-    'INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)',
-    [sha256(id), email, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString()],
-  );
+  await pool.query('INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)', [
+    sha256(id),
+    email,
+    now.toISOString(),
+    new Date(now.getTime() + sessionIdleMs).toISOString(),
+  ]);
   return `${sessionCookie}=${encodeURIComponent(hub.app.signCookie(id))}`;
 }
 
@@ -305,7 +360,8 @@ export async function loadEndpoints(options: {
   try {
     for (const endpoint of endpoints) {
       await runChecked(generator, { ...endpoint, connections, seconds: options.warmupSeconds }, (responses) =>
-        options.onProgress?.(`${endpoint.label} (warm-up): ${fmtInt(responses)} responses`));
+        options.onProgress?.(`${endpoint.label} (warm-up): ${fmtInt(responses)} responses`),
+      );
     }
     const slices = Math.max(1, Math.round(options.seconds));
     const sliceSeconds = options.seconds / slices;
@@ -318,7 +374,8 @@ export async function loadEndpoints(options: {
           options.onProgress?.(
             `${endpoint.label}: slice ${slice}/${slices}, ${fmtInt(responses)} responses` +
               (tally.operations ? `, ${fmtInt(tally.perSecond)}/s so far` : ''),
-          ));
+          ),
+        );
         // The hub's CPU is its event loop's busy time: the load generator has its own thread.
         tally.nodeCpuMs += performance.eventLoopUtilization(loopBefore).active;
         const pgMs = backendCpuSince(pgBefore, await backendCpu(pool));
@@ -341,7 +398,11 @@ export async function loadEndpoints(options: {
 }
 
 /** One run; anything but 200s (a redirect, an error page, a refused or timed-out request) fails the bench. */
-async function runChecked(generator: LoadGenerator, run: LoadRun & { label: string }, onProgress: (responses: number) => void): Promise<LoadDone> {
+async function runChecked(
+  generator: LoadGenerator,
+  run: LoadRun & { label: string },
+  onProgress: (responses: number) => void,
+): Promise<LoadDone> {
   const done = await generator.run(run, onProgress);
   const statuses = Object.entries(done.statuses);
   if (statuses.some(([code]) => code !== '200') || done.errors > 0 || done.timeouts > 0 || done.latenciesMs.length === 0) {
@@ -394,7 +455,8 @@ parentPort.on('message', (run) => {
 /** One autocannon run at a time in a thread of its own, so the load generator does not share the hub's event loop. */
 class LoadGenerator {
   private readonly worker = new Worker(loadWorkerSource, {
-    eval: true, workerData: { autocannon: createRequire(import.meta.url).resolve('autocannon') },
+    eval: true,
+    workerData: { autocannon: createRequire(import.meta.url).resolve('autocannon') },
   });
   private failure: Error | undefined;
   private waiting: ((message: FromWorker) => void) | undefined;

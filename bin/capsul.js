@@ -6,7 +6,11 @@ import { register } from 'tsx/esm/api';
 register();
 const { main } = await import('../src/cli/main.ts');
 let user;
-try { user = os.userInfo().username; } catch { user = undefined; }
+try {
+  user = os.userInfo().username;
+} catch {
+  user = undefined;
+}
 const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,

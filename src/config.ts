@@ -73,7 +73,13 @@ export type StripeConfig = {
 export type BtcpayConfig = { url: string; apiKey: string; storeId: string; webhookSecret: string };
 
 /** tls: `starttls` (required), `tls` (from the first byte) or `none` (plain: a relay on the same machine) */
-export type MailConfig = { host: string; port: number; tls: 'starttls' | 'tls' | 'none'; user: string | undefined; password: string | undefined };
+export type MailConfig = {
+  host: string;
+  port: number;
+  tls: 'starttls' | 'tls' | 'none';
+  user: string | undefined;
+  password: string | undefined;
+};
 
 export class ConfigError extends Error {}
 
@@ -97,23 +103,44 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const supportEmail = env.SUPPORT_EMAIL?.trim() || `support@${new URL(baseUrl).hostname}`;
   if (!/^[^\s@<>"]+@[^\s@<>"]+$/.test(supportEmail)) throw new ConfigError(`SUPPORT_EMAIL must be an email address, not "${supportEmail}"`);
   const secretKey = env.SECRET_KEY?.trim() || undefined;
-  if (secretKey !== undefined && secretKey.length < 32) throw new ConfigError('SECRET_KEY must be at least 32 characters (e.g. openssl rand -hex 32)');
+  if (secretKey !== undefined && secretKey.length < 32)
+    throw new ConfigError('SECRET_KEY must be at least 32 characters (e.g. openssl rand -hex 32)');
   if (secretKey === undefined && baseUrl.startsWith('https:') && mode !== 'spoke') {
-    throw new ConfigError('SECRET_KEY is required when BASE_URL is https (a production hub): set it to a long random text, e.g. openssl rand -hex 32');
+    throw new ConfigError(
+      'SECRET_KEY is required when BASE_URL is https (a production hub): set it to a long random text, e.g. openssl rand -hex 32',
+    );
   }
-  const adminEmails = (env.ADMIN_EMAILS ?? '').split(',').map((email) => email.trim()).filter(Boolean).map((email) => {
-    try {
-      return canonicalEmail(email);
-    } catch {
-      throw new ConfigError(`ADMIN_EMAILS must be a comma-separated list of email addresses; "${email}" is not one`);
-    }
-  });
+  const adminEmails = (env.ADMIN_EMAILS ?? '')
+    .split(',')
+    .map((email) => email.trim())
+    .filter(Boolean)
+    .map((email) => {
+      try {
+        return canonicalEmail(email);
+      } catch {
+        throw new ConfigError(`ADMIN_EMAILS must be a comma-separated list of email addresses; "${email}" is not one`);
+      }
+    });
   const mailFrom = env.MAIL_DEFAULT_SENDER?.trim() || `capsul <no-reply@${new URL(baseUrl).hostname}>`;
   const config: Config = {
-    databaseUrl, databaseAppUrl, databaseReaderUrl, dataDir: env.CAPSUL_DATA_DIR ?? '.data', port, host, baseUrl, mode, supportEmail,
-    secretKey, adminEmails, mail: readMailConfig(env), mailFrom, trustProxy: readTrustProxy(env.TRUST_PROXY),
-    stripe: readStripeConfig(env), btcpay: readBtcpayConfig(env),
-    topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'), topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
+    databaseUrl,
+    databaseAppUrl,
+    databaseReaderUrl,
+    dataDir: env.CAPSUL_DATA_DIR ?? '.data',
+    port,
+    host,
+    baseUrl,
+    mode,
+    supportEmail,
+    secretKey,
+    adminEmails,
+    mail: readMailConfig(env),
+    mailFrom,
+    trustProxy: readTrustProxy(env.TRUST_PROXY),
+    stripe: readStripeConfig(env),
+    btcpay: readBtcpayConfig(env),
+    topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'),
+    topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
     logLevel: readLogLevel(env.LOG_LEVEL),
@@ -136,22 +163,28 @@ function readProviderStart(text: string | undefined): Date {
 
 function readLogLevel(text: string | undefined): LogLevel {
   const level = (text?.trim() || 'info').toLowerCase();
-  if (!(logLevels as readonly string[]).includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${logLevels.join(', ')}, not "${text}"`);
+  if (!(logLevels as readonly string[]).includes(level))
+    throw new ConfigError(`LOG_LEVEL must be one of ${logLevels.join(', ')}, not "${text}"`);
   return level as LogLevel;
 }
 
 function readAuditConfig(env: NodeJS.ProcessEnv, dataDir: string, baseUrl: string): AuditConfig {
   const keyFile = env.AUDIT_KEY_FILE?.trim() || path.join(dataDir, 'audit', 'log.key');
   const logName = env.AUDIT_LOG_NAME?.trim() || `${new URL(baseUrl).host}/capsul`;
-  if (!isValidKeyName(logName)) throw new ConfigError(`AUDIT_LOG_NAME must be a name without spaces or "+", like capsul.example.org/ledger, not "${logName}"`);
+  if (!isValidKeyName(logName))
+    throw new ConfigError(`AUDIT_LOG_NAME must be a name without spaces or "+", like capsul.example.org/ledger, not "${logName}"`);
   const verifierKey = env.AUDIT_VERIFIER_KEY?.trim() || undefined;
   if (verifierKey !== undefined && !/^[^\s+]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$/.test(verifierKey)) {
     throw new ConfigError('AUDIT_VERIFIER_KEY must be a verifier key as capsul audit key prints it (<name>+<8 hex digits>+<base64>)');
   }
   const seconds = env.AUDIT_CHECKPOINT_SECONDS?.trim() || '60';
-  if (!/^\d{1,6}$/.test(seconds)) throw new ConfigError(`AUDIT_CHECKPOINT_SECONDS must be a whole number of seconds (0: never), not "${seconds}"`);
+  if (!/^\d{1,6}$/.test(seconds))
+    throw new ConfigError(`AUDIT_CHECKPOINT_SECONDS must be a whole number of seconds (0: never), not "${seconds}"`);
   return {
-    keyFile, latestCheckpointFile: path.join(path.dirname(keyFile), 'latest-checkpoint'), logName, verifierKey,
+    keyFile,
+    latestCheckpointFile: path.join(path.dirname(keyFile), 'latest-checkpoint'),
+    logName,
+    verifierKey,
     checkpointIntervalMs: Number(seconds) * 1000,
   };
 }
@@ -165,7 +198,8 @@ function postgresUrl(env: NodeJS.ProcessEnv, name: string): string | undefined {
   } catch {
     parsed = undefined;
   }
-  if (!parsed || !/^postgres(ql)?:$/.test(parsed.protocol)) throw new ConfigError(`${name} must be a URL starting with postgres:// or postgresql://`);
+  if (!parsed || !/^postgres(ql)?:$/.test(parsed.protocol))
+    throw new ConfigError(`${name} must be a URL starting with postgres:// or postgresql://`);
   return url;
 }
 
@@ -173,11 +207,14 @@ function readStripeConfig(env: NodeJS.ProcessEnv): StripeConfig | undefined {
   const secretKey = env.STRIPE_SECRET_KEY?.trim();
   const webhookSecret = env.STRIPE_WEBHOOK_SECRET?.trim();
   if (!secretKey && !webhookSecret) return undefined;
-  if (!secretKey || !webhookSecret) throw new ConfigError('Stripe needs both STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET (or neither, to switch it off)');
-  if (!/^(sk|rk)_(test|live)_\S+$/.test(secretKey)) throw new ConfigError('STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_… or sk_test_…)');
+  if (!secretKey || !webhookSecret)
+    throw new ConfigError('Stripe needs both STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET (or neither, to switch it off)');
+  if (!/^(sk|rk)_(test|live)_\S+$/.test(secretKey))
+    throw new ConfigError('STRIPE_SECRET_KEY must be a Stripe secret key (sk_live_… or sk_test_…)');
   if (!/^whsec_\S+$/.test(webhookSecret)) throw new ConfigError('STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)');
   const apiBase = env.STRIPE_API_BASE?.trim() || undefined;
-  if (apiBase && !/^https?:\/\/[^/]+\/?$/.test(apiBase)) throw new ConfigError(`STRIPE_API_BASE must be an http(s) origin, not "${apiBase}"`);
+  if (apiBase && !/^https?:\/\/[^/]+\/?$/.test(apiBase))
+    throw new ConfigError(`STRIPE_API_BASE must be an http(s) origin, not "${apiBase}"`);
   return { secretKey, webhookSecret, apiBase };
 }
 
@@ -186,7 +223,8 @@ function readBtcpayConfig(env: NodeJS.ProcessEnv): BtcpayConfig | undefined {
   const values = names.map((name) => env[name]?.trim() || '');
   if (values.every((value) => value === '')) return undefined;
   const missing = names.filter((_, i) => values[i] === '');
-  if (missing.length > 0) throw new ConfigError(`BTCPay needs ${missing.join(', ')} too (or none of the BTCPAY_ settings, to switch it off)`);
+  if (missing.length > 0)
+    throw new ConfigError(`BTCPay needs ${missing.join(', ')} too (or none of the BTCPAY_ settings, to switch it off)`);
   const [url, apiKey, storeId, webhookSecret] = values as [string, string, string, string];
   if (!/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`BTCPAY_URL must be an http(s) URL, not "${url}"`);
   return { url: url.replace(/\/+$/, ''), apiKey, storeId, webhookSecret };
@@ -213,10 +251,15 @@ function readMailConfig(env: NodeJS.ProcessEnv): MailConfig | undefined {
   const host = env.MAIL_SERVER?.trim();
   if (!host) return undefined;
   const useTls = (env.MAIL_USE_TLS ?? 'starttls').trim().toLowerCase();
-  if (!['starttls', 'tls', 'none'].includes(useTls)) throw new ConfigError(`MAIL_USE_TLS must be starttls, tls or none, not "${env.MAIL_USE_TLS}"`);
+  if (!['starttls', 'tls', 'none'].includes(useTls))
+    throw new ConfigError(`MAIL_USE_TLS must be starttls, tls or none, not "${env.MAIL_USE_TLS}"`);
   const port = env.MAIL_PORT ? parsePort(env.MAIL_PORT, 'MAIL_PORT') : useTls === 'tls' ? 465 : 587;
   return {
-    host, port, tls: useTls as MailConfig['tls'], user: env.MAIL_USERNAME?.trim() || undefined, password: env.MAIL_PASSWORD || undefined,
+    host,
+    port,
+    tls: useTls as MailConfig['tls'],
+    user: env.MAIL_USERNAME?.trim() || undefined,
+    password: env.MAIL_PASSWORD || undefined,
   };
 }
 

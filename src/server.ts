@@ -8,7 +8,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { CliIo } from './cli/context.ts';
 import { loadDotEnv, readConfig, type Config } from './config.ts';
-import { resolveDatabase } from './db/database.ts';
+import { resolveDatabase, type Database } from './db/database.ts';
 import { describeDatabase, openPool, prepareDatabase } from './ledger/open.ts';
 import { buildHub } from './hub/app.ts';
 import { AuditLoop } from './hub/audit-loop.ts';
@@ -39,11 +39,14 @@ export async function serve(io: CliIo): Promise<number> {
     return runSpoke(io.env, (line) => say(line));
   }
 
-  let database;
+  let database: Database;
   try {
     database = await resolveDatabase({
-      databaseUrl: config.databaseUrl, appUrl: config.databaseAppUrl, readerUrl: config.databaseReaderUrl,
-      dataDir: config.dataDir, log: (line) => say(line),
+      databaseUrl: config.databaseUrl,
+      appUrl: config.databaseAppUrl,
+      readerUrl: config.databaseReaderUrl,
+      dataDir: config.dataDir,
+      log: (line) => say(line),
     });
   } catch (error) {
     say(`cannot start the database: ${(error as Error).message ?? 'unknown reason'}`);
@@ -63,14 +66,24 @@ export async function serve(io: CliIo): Promise<number> {
   }
   const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: onceEach(say) });
   const mailer = createMailer({
-    from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => say(line),
+    from: config.mailFrom,
+    smtp: config.mail,
+    outboxDir: path.join(config.dataDir, 'outbox'),
+    log: (line) => say(line),
   });
   // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
   let paymentsChanged = () => {};
   const ledger = new Ledger({ pool, providerStart: config.providerStart });
   const providers = paymentProviders(config, {
-    pool, ledger, now: () => new Date(), baseUrl: config.baseUrl, mailer, adminEmails: config.adminEmails,
-    topUpMinCents: config.topUpMinCents, topUpMaxCents: config.topUpMaxCents, afterPayments: () => paymentsChanged(),
+    pool,
+    ledger,
+    now: () => new Date(),
+    baseUrl: config.baseUrl,
+    mailer,
+    adminEmails: config.adminEmails,
+    topUpMinCents: config.topUpMinCents,
+    topUpMaxCents: config.topUpMaxCents,
+    afterPayments: () => paymentsChanged(),
   });
   if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
   const hub = await buildHub({
@@ -110,11 +123,20 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const jobs = startSchedule({
-    pool, mailer, providers,
-    overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, adminEmails: config.adminEmails,
-    now: () => new Date(), afterDeletions: () => reactions.poke(),
-  }, { log: (line) => say(line) });
+  const jobs = startSchedule(
+    {
+      pool,
+      mailer,
+      providers,
+      overdraftCents: config.overdraftCents,
+      baseUrl: config.baseUrl,
+      supportEmail: config.supportEmail,
+      adminEmails: config.adminEmails,
+      now: () => new Date(),
+      afterDeletions: () => reactions.poke(),
+    },
+    { log: (line) => say(line) },
+  );
   paymentsChanged = () => jobs.paymentsChanged();
   say(`database: ${describeDatabase(database)} (working as capsul_app)`);
 
@@ -170,7 +192,9 @@ async function localHostToken(pool: pg.Pool, config: Config, say: (line: string)
   const tokenFile = path.join(config.dataDir, `spoke-${localHost.id}.token`);
   const registered = (await pool.query('SELECT 1 FROM hosts WHERE id = $1 AND removed IS NULL', [localHost.id])).rowCount === 1;
   if (registered) {
-    const saved = await readFile(tokenFile, 'utf8').then((text) => text.trim()).catch(() => '');
+    const saved = await readFile(tokenFile, 'utf8')
+      .then((text) => text.trim())
+      .catch(() => '');
     if (saved && (await hosts.authenticate(localHost.id, saved))) return saved;
   }
   const { token } = registered
@@ -186,7 +210,9 @@ async function localHostToken(pool: pg.Pool, config: Config, say: (line: string)
 /** Without SECRET_KEY (development only: config refuses it for https): a random key kept in the data dir. */
 async function developmentSecretKey(config: Config): Promise<string> {
   const file = path.join(config.dataDir, 'secret-key');
-  const saved = await readFile(file, 'utf8').then((text) => text.trim()).catch(() => '');
+  const saved = await readFile(file, 'utf8')
+    .then((text) => text.trim())
+    .catch(() => '');
   if (saved.length >= 32) return saved;
   const key = randomBytes(32).toString('hex');
   await mkdir(config.dataDir, { recursive: true });

@@ -7,7 +7,6 @@ export const maxCanonicalDepth = 100;
 
 type JsonObject = { readonly [key: string]: unknown };
 
-
 /** The canonical (RFC 8785) JSON text of `value`; throws a one-line Error for anything not I-JSON-exact. */
 export function canonicalJson(value: unknown): string {
   try {

@@ -33,7 +33,8 @@ export function parseCheckpoint(text: string): Required<Checkpoint> {
 
 // ASCII decimal, no sign, no leading zeros (except "0" itself), and exact in a JS number.
 function parseTreeSize(text: string): number {
-  if (!/^(?:0|[1-9][0-9]*)$/.test(text)) throw new Error(`malformed checkpoint: tree size ${JSON.stringify(text)} is not a decimal number without leading zeros`);
+  if (!/^(?:0|[1-9][0-9]*)$/.test(text))
+    throw new Error(`malformed checkpoint: tree size ${JSON.stringify(text)} is not a decimal number without leading zeros`);
   const treeSize = Number(text);
   if (!Number.isSafeInteger(treeSize)) throw new Error(`malformed checkpoint: tree size ${text} is beyond 2^53−1`);
   return treeSize;
@@ -54,7 +55,8 @@ function checkedExtensionLine(line: string): string {
 }
 
 function assertExtensionLine(line: string): void {
-  if (line === '' || line.includes('\n') || hasControlCharacter(line)) throw new Error('malformed checkpoint: extension lines must be non-empty single lines of text');
+  if (line === '' || line.includes('\n') || hasControlCharacter(line))
+    throw new Error('malformed checkpoint: extension lines must be non-empty single lines of text');
 }
 
 function hasControlCharacter(text: string): boolean {

@@ -17,7 +17,9 @@ export class ExportError extends Error {}
  * note as stored), `dir`/verifier.key, `dir`/verify-log.mjs and a README, from one snapshot.
  */
 export async function exportLog(
-  pool: pg.Pool, dir: string, options: { verifierKey: string; onProgress?: (done: number, total: number) => void },
+  pool: pg.Pool,
+  dir: string,
+  options: { verifierKey: string; onProgress?: (done: number, total: number) => void },
 ): Promise<{ leaves: number; checkpoints: number }> {
   await mkdir(dir, { recursive: true });
   const existing = await readdir(dir);

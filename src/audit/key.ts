@@ -90,7 +90,8 @@ export async function writeLatestCheckpoint(file: string, note: string): Promise
  * AUDIT_VERIFIER_KEY) and the one of the key file if it is here, and the latest checkpoint kept beside it.
  */
 export async function localEvidence(
-  audit: { keyFile: string; latestCheckpointFile: string; verifierKey: string | undefined }, givenKey?: string,
+  audit: { keyFile: string; latestCheckpointFile: string; verifierKey: string | undefined },
+  givenKey?: string,
 ): Promise<{ verifierKeys: string[]; outsideCheckpoint?: { note: string; source: string } }> {
   const keys = [givenKey, audit.verifierKey].filter((key): key is string => key !== undefined);
   if (keys.length === 0) {

@@ -13,10 +13,12 @@ export function leafText(stored: StoredEvent): string {
   // The members in RFC 8785's order, written out: only data and metadata need sorting (hot path: every
   // event is hashed again by audit verify and rebuild). test/audit/leaf.unit.test.ts holds it to
   // canonicalJson of the whole object.
-  return `{"data":${canonicalJsonOfParsed(stored.storedData)},"format":"${leafFormat}",` +
+  return (
+    `{"data":${canonicalJsonOfParsed(stored.storedData)},"format":"${leafFormat}",` +
     `"globalPosition":${JSON.stringify(stored.globalPosition)},"messageId":${JSON.stringify(stored.messageId)},` +
     `"metadata":${canonicalJsonOfParsed(stored.metadata)},"recordedAt":${JSON.stringify(stored.recordedAt)},` +
-    `"streamId":${JSON.stringify(stored.streamId)},"streamPosition":"${stored.streamPosition}","type":${JSON.stringify(stored.event.type)}}`;
+    `"streamId":${JSON.stringify(stored.streamId)},"streamPosition":"${stored.streamPosition}","type":${JSON.stringify(stored.event.type)}}`
+  );
 }
 
 export function eventLeafHash(stored: StoredEvent): Buffer {

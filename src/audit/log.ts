@@ -3,7 +3,15 @@
 // of what is sealed: capsul_log_seal in schema_migrations/13_up_audit_log.sql).
 import type pg from 'pg';
 import {
-  addCheckpoint, lockSealer, logHead, logRoot, readCheckpoints, readSealable, sealLeaves, transactionHorizon, type Queryable,
+  addCheckpoint,
+  lockSealer,
+  logHead,
+  logRoot,
+  readCheckpoints,
+  readSealable,
+  sealLeaves,
+  transactionHorizon,
+  type Queryable,
 } from '../db/event-store.ts';
 import { inTransaction } from '../db/transaction.ts';
 import { formatCheckpoint, parseCheckpoint } from './checkpoint.ts';
@@ -19,13 +27,20 @@ export const sealBatchSize = 2000;
  * oldest running transaction, hashes them, and appends their leaves and the tree hashes they complete.
  * Returns how many it sealed and the log's size after.
  */
-export async function sealOnce(pool: pg.Pool, options: { batchSize?: number; before?: string } = {}): Promise<{ sealed: number; size: number }> {
+export async function sealOnce(
+  pool: pg.Pool,
+  options: { batchSize?: number; before?: string } = {},
+): Promise<{ sealed: number; size: number }> {
   return inTransaction(pool, async (db) => {
     await lockSealer(db);
     const head = await logHead(db);
     const events = await readSealable(db, head.last, options.batchSize ?? sealBatchSize, options.before);
     if (events.length === 0) return { sealed: 0, size: head.size };
-    const size = await sealLeaves(db, { firstIndex: head.size, positions: events.map((e) => e.globalPosition), leafHashes: events.map(eventLeafHash) });
+    const size = await sealLeaves(db, {
+      firstIndex: head.size,
+      positions: events.map((e) => e.globalPosition),
+      leafHashes: events.map(eventLeafHash),
+    });
     return { sealed: events.length, size };
   });
 }
@@ -36,7 +51,8 @@ export async function sealOnce(pool: pg.Pool, options: { batchSize?: number; bef
  * transactions still in flight; returns what it sealed, and whether some are still awaited.
  */
 export async function sealCommitted(
-  pool: pg.Pool, options: { waitMs?: number; onProgress?: (sealed: number) => void } = {},
+  pool: pg.Pool,
+  options: { waitMs?: number; onProgress?: (sealed: number) => void } = {},
 ): Promise<{ sealed: number; size: number; waiting: boolean }> {
   const { next } = await transactionHorizon(pool);
   const deadline = Date.now() + (options.waitMs ?? 10_000);
@@ -73,7 +89,9 @@ export async function signCheckpoint(pool: pg.Pool, key: LogKey, latestFile: str
   const rootHash = await storedRoot(pool, size);
   const note = signNote(formatCheckpoint({ origin: key.name, treeSize: size, rootHash }), key.signerKey);
   const added = await addCheckpoint(pool, { treeSize: size, rootHash, note });
-  const kept = await readLatestCheckpoint(latestFile).then((text) => (text ? sizeOf(text) : 0)).catch(() => 0);
+  const kept = await readLatestCheckpoint(latestFile)
+    .then((text) => (text ? sizeOf(text) : 0))
+    .catch(() => 0);
   if (size >= kept) await writeLatestCheckpoint(latestFile, note);
   return { treeSize: size, rootHash, note, added };
 }

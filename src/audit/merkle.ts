@@ -92,7 +92,8 @@ export class MerkleFrontier {
   static resume(size: number, getHash: SyncHashReader): MerkleFrontier {
     const frontier = new MerkleFrontier();
     // Copies, so no caller's buffer aliases the frontier's state (nor the reverse, in root() and append()).
-    for (const { level, index } of rightEdgeSubtrees(size)) frontier.#edge.push(Buffer.from(checkedHash(getHash(level, index), level, index)));
+    for (const { level, index } of rightEdgeSubtrees(size))
+      frontier.#edge.push(Buffer.from(checkedHash(getHash(level, index), level, index)));
     frontier.#size = size;
     return frontier;
   }

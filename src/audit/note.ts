@@ -67,9 +67,11 @@ export function openNote(noteText: string, verifierKeys: readonly string[]): Ope
     const verifier = findVerifier(verifiers, signature);
     // Go drops repeats: by a known key, any later signature (unchecked); by an unknown one, identical lines.
     const seen = verifier ? signatures : unknownSignatures;
-    const repeats = (s: NoteSignature) => s.name === signature.name && s.keyHash === signature.keyHash && (verifier !== undefined || s.base64 === signature.base64);
+    const repeats = (s: NoteSignature) =>
+      s.name === signature.name && s.keyHash === signature.keyHash && (verifier !== undefined || s.base64 === signature.base64);
     if (seen.some(repeats)) continue;
-    if (verifier && !verifySignature(verifier, message, signature)) throw new Error(`invalid signature for key ${keyId(signature.name, signature.keyHash)}`);
+    if (verifier && !verifySignature(verifier, message, signature))
+      throw new Error(`invalid signature for key ${keyId(signature.name, signature.keyHash)}`);
     seen.push(signature);
   }
   if (signatures.length === 0) throw new Error(`note has no verifiable signatures (signed by ${describeSigners(unknownSignatures)})`);
@@ -124,7 +126,8 @@ function parseVerifierKey(verifierKey: string): Verifier {
     throw new Error(`malformed verifier key ${JSON.stringify(verifierKey)}`);
   }
   if (key[0] !== algEd25519) throw new Error(`unknown verifier algorithm ${key[0]} in key ${keyId(name, Number.parseInt(hashHex, 16))}`);
-  if (key.length !== 1 + ed25519PublicKeyBytes) throw new Error(`malformed verifier key ${JSON.stringify(verifierKey)}: not a 32-byte Ed25519 key`);
+  if (key.length !== 1 + ed25519PublicKeyBytes)
+    throw new Error(`malformed verifier key ${JSON.stringify(verifierKey)}: not a 32-byte Ed25519 key`);
   const keyHash = Number.parseInt(hashHex, 16);
   if (keyHash !== computeKeyHash(name, key)) throw new Error(`invalid verifier hash in key ${keyId(name, keyHash)}`);
   const publicKey = createPublicKey({ key: Buffer.concat([spkiPublicKeyPrefix, key.subarray(1)]), format: 'der', type: 'spki' });
@@ -135,7 +138,14 @@ function parseVerifierKey(verifierKey: string): Verifier {
 function parseSignerKey(signerKey: string): Signer {
   const [private1, private2, name = '', hashHex = '', keyBase64 = ''] = cutPlus(signerKey, 5);
   const key = decodeBase64(keyBase64);
-  if (private1 !== 'PRIVATE' || private2 !== 'KEY' || !isValidKeyName(name) || !/^[0-9a-fA-F]{8}$/.test(hashHex) || !key || key.length === 0) {
+  if (
+    private1 !== 'PRIVATE' ||
+    private2 !== 'KEY' ||
+    !isValidKeyName(name) ||
+    !/^[0-9a-fA-F]{8}$/.test(hashHex) ||
+    !key ||
+    key.length === 0
+  ) {
     throw new Error('malformed signer key: expected PRIVATE+KEY+<name>+<hash>+<key>');
   }
   if (key[0] !== algEd25519) throw new Error(`unknown signer algorithm ${key[0]} for key name ${JSON.stringify(name)}`);

@@ -46,8 +46,14 @@ export async function provePayment(pool: pg.Pool, paymentId: number): Promise<Pa
       throw new ProofError(`the log does not prove payment ${paymentId}'s event against checkpoint ${treeSize}: run capsul audit verify`);
     }
     return {
-      paymentId, globalPosition: stored.globalPosition, leafIndex, treeSize, leaf: leafText(stored), leafHash: hash.toString('base64'),
-      auditPath: path.map((h) => h.toString('base64')), checkpoint: checkpoint.note,
+      paymentId,
+      globalPosition: stored.globalPosition,
+      leafIndex,
+      treeSize,
+      leaf: leafText(stored),
+      leafHash: hash.toString('base64'),
+      auditPath: path.map((h) => h.toString('base64')),
+      checkpoint: checkpoint.note,
     };
   } finally {
     await client.query('ROLLBACK').catch(() => {});

@@ -4,8 +4,19 @@
 // runs it alone; rebuild runs the same check (LogCheck) in its own pass over the events.
 import type pg from 'pg';
 import {
-  countEvents, countLeaves, eventExists, isSealed, logHead, readAllEvents, readCheckpoints, readLeaves, streamsOutOfStep,
-  type EventCursor, type LeafRow, type Queryable, type StoredEvent,
+  countEvents,
+  countLeaves,
+  eventExists,
+  isSealed,
+  logHead,
+  readAllEvents,
+  readCheckpoints,
+  readLeaves,
+  streamsOutOfStep,
+  type EventCursor,
+  type LeafRow,
+  type Queryable,
+  type StoredEvent,
 } from '../db/event-store.ts';
 import { parseCheckpoint } from './checkpoint.ts';
 import { eventLeafHash } from './leaf.ts';
@@ -40,7 +51,10 @@ export type VerifyOptions = {
 };
 
 /** Checks the signatures of the stored checkpoints (and the one kept outside): the ones that pass are what the events must match. */
-export async function trustedCheckpoints(db: Queryable, options: VerifyOptions): Promise<{ checkpoints: TrustedCheckpoint[]; findings: Finding[] }> {
+export async function trustedCheckpoints(
+  db: Queryable,
+  options: VerifyOptions,
+): Promise<{ checkpoints: TrustedCheckpoint[]; findings: Finding[] }> {
   const findings: Finding[] = [];
   const checkpoints: TrustedCheckpoint[] = [];
   const consider = (note: string, source: string, stored?: { treeSize: number; rootHash: Buffer }) => {
@@ -56,10 +70,12 @@ export async function trustedCheckpoints(db: Queryable, options: VerifyOptions):
     checkpoints.push({ treeSize: body.treeSize, rootHash: body.rootHash, source });
   };
   const stored = await readCheckpoints(db);
-  for (const checkpoint of stored) consider(checkpoint.note, `checkpoint ${checkpoint.treeSize} (signed ${checkpoint.signedAt})`, checkpoint);
+  for (const checkpoint of stored)
+    consider(checkpoint.note, `checkpoint ${checkpoint.treeSize} (signed ${checkpoint.signedAt})`, checkpoint);
   // The copy kept outside matters when the database lost it (an older backup restored): else it is one of the above.
   const outside = options.outsideCheckpoint;
-  if (outside && !stored.some((checkpoint) => checkpoint.note === outside.note)) consider(outside.note, `the checkpoint kept in ${outside.source}`);
+  if (outside && !stored.some((checkpoint) => checkpoint.note === outside.note))
+    consider(outside.note, `the checkpoint kept in ${outside.source}`);
   checkpoints.sort((a, b) => a.treeSize - b.treeSize);
   return { checkpoints, findings };
 
@@ -146,7 +162,11 @@ export class LogCheck {
           continue;
         }
         if (!hash.equals(leaf.leafHash)) {
-          this.#first('altered', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, ${stored.event.type} in ${stored.streamId}) was altered: the event no longer hashes to its leaf`, leaf);
+          this.#first(
+            'altered',
+            `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, ${stored.event.type} in ${stored.streamId}) was altered: the event no longer hashes to its leaf`,
+            leaf,
+          );
         }
       }
       this.#frontier.push(hash);
@@ -159,13 +179,18 @@ export class LogCheck {
     // (Before leavesFrom, missing events show as a checkpoint the events no longer reach, below.)
     if (this.#aligned && this.#index < this.treeSize && this.#index >= this.leavesFrom) {
       const leaf = await this.#nextLeaf();
-      this.#first('removed', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was removed: no event holds it any more`, leaf);
+      this.#first(
+        'removed',
+        `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was removed: no event holds it any more`,
+        leaf,
+      );
     }
     for (const checkpoint of this.checkpoints.slice(this.#nextCheckpoint)) {
       if (checkpoint.treeSize > this.#frontier.size && this.#aligned) {
         this.findings.push({
           kind: 'behind',
-          message: `${checkpoint.source} signs ${checkpoint.treeSize} leaves but the events make only ${this.#frontier.size}: ` +
+          message:
+            `${checkpoint.source} signs ${checkpoint.treeSize} leaves but the events make only ${this.#frontier.size}: ` +
             'events were removed, or this database was restored from an older backup',
         });
       }
@@ -177,23 +202,40 @@ export class LogCheck {
     this.#unsealed++;
     const last = this.last;
     if (!last) return;
-    const before = BigInt(stored.transactionId) < BigInt(last.transactionId)
-      || (stored.transactionId === last.transactionId && BigInt(stored.globalPosition) < BigInt(last.globalPosition));
+    const before =
+      BigInt(stored.transactionId) < BigInt(last.transactionId) ||
+      (stored.transactionId === last.transactionId && BigInt(stored.globalPosition) < BigInt(last.globalPosition));
     if (before) {
-      this.#first('inserted', `an event was inserted into sealed history: global position ${stored.globalPosition} (${stored.event.type} in ${stored.streamId}) ` +
-        'commits before the last sealed event but has no leaf', { globalPosition: stored.globalPosition });
+      this.#first(
+        'inserted',
+        `an event was inserted into sealed history: global position ${stored.globalPosition} (${stored.event.type} in ${stored.streamId}) ` +
+          'commits before the last sealed event but has no leaf',
+        { globalPosition: stored.globalPosition },
+      );
     }
   }
 
   async #misaligned(leaf: LeafRow, stored: StoredEvent): Promise<void> {
     this.#aligned = false;
     if (!(await eventExists(this.db, leaf.globalPosition))) {
-      this.#first('removed', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was removed: no event holds it any more`, leaf);
+      this.#first(
+        'removed',
+        `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was removed: no event holds it any more`,
+        leaf,
+      );
     } else if (!(await isSealed(this.db, stored.globalPosition))) {
-      this.#first('inserted', `an event was inserted at leaf ${leaf.leafIndex}: global position ${stored.globalPosition} ` +
-        `(${stored.event.type} in ${stored.streamId}) is not in the log`, { leafIndex: leaf.leafIndex, globalPosition: stored.globalPosition });
+      this.#first(
+        'inserted',
+        `an event was inserted at leaf ${leaf.leafIndex}: global position ${stored.globalPosition} ` +
+          `(${stored.event.type} in ${stored.streamId}) is not in the log`,
+        { leafIndex: leaf.leafIndex, globalPosition: stored.globalPosition },
+      );
     } else {
-      this.#first('altered', `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was moved: another event now commits in its place`, leaf);
+      this.#first(
+        'altered',
+        `leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}) was moved: another event now commits in its place`,
+        leaf,
+      );
     }
   }
 
@@ -202,9 +244,10 @@ export class LogCheck {
       const checkpoint = this.checkpoints[this.#nextCheckpoint]!;
       if (!this.#frontier.root().equals(checkpoint.rootHash)) {
         const first = this.findings.find((f) => f.kind === 'altered');
-        const where = checkpoint.treeSize > this.leavesFrom
-          ? `: an event among leaves ${this.#lastGoodSize} to ${checkpoint.treeSize - 1} was altered together with its stored leaf hash`
-          : `: an event among the first ${checkpoint.treeSize} was altered, removed or inserted since it was signed (capsul audit verify names it)`;
+        const where =
+          checkpoint.treeSize > this.leavesFrom
+            ? `: an event among leaves ${this.#lastGoodSize} to ${checkpoint.treeSize - 1} was altered together with its stored leaf hash`
+            : `: an event among the first ${checkpoint.treeSize} was altered, removed or inserted since it was signed (capsul audit verify names it)`;
         this.findings.push({ kind: 'checkpoint', message: `${checkpoint.source} does not match the events${first ? '' : where}` });
       } else {
         this.#lastGoodSize = checkpoint.treeSize;
@@ -243,11 +286,19 @@ export async function verifyLog(pool: pg.Pool, options: VerifyOptions): Promise<
     }
     findings.push(...(await check.finish()));
     for (const stream of await streamsOutOfStep(client)) {
-      findings.push({ kind: 'stream', message: `stream ${stream.streamId} says it is at position ${stream.position} but its last event is ${stream.lastEvent}: appends to it would fail` });
+      findings.push({
+        kind: 'stream',
+        message: `stream ${stream.streamId} says it is at position ${stream.position} but its last event is ${stream.lastEvent}: appends to it would fail`,
+      });
     }
     return {
-      ok: findings.length === 0, findings, treeSize: check.treeSize, events: check.events, unsealed: check.unsealed,
-      checkpoints: check.checkpointsMatched, signaturesChecked: options.verifierKeys.length > 0,
+      ok: findings.length === 0,
+      findings,
+      treeSize: check.treeSize,
+      events: check.events,
+      unsealed: check.unsealed,
+      checkpoints: check.checkpointsMatched,
+      signaturesChecked: options.verifierKeys.length > 0,
     };
   } finally {
     await client.query('ROLLBACK').catch(() => {});

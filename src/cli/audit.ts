@@ -14,7 +14,7 @@ const keyOption = { key: { type: 'string' } } as const;
 
 export const auditCommands: Record<string, CommandSpec> = {
   'audit key': {
-    summary: 'print the log\'s verifier key (the signing key is created on first use)',
+    summary: "print the log's verifier key (the signing key is created on first use)",
     usage: `capsul audit key
 
   Prints the verifier key (<name>+<key hash>+<public key>) that checks the log's signed checkpoints:
@@ -70,14 +70,18 @@ export const auditCommands: Record<string, CommandSpec> = {
       const { audit } = readConfig(ctx.io.env);
       const evidence = await localEvidence(audit, str(v.key));
       if (evidence.verifierKeys.length === 0) {
-        throw new CliError(`no verifier key: pass --key <the log's verifier key> (or set AUDIT_VERIFIER_KEY); there is no key file at ${audit.keyFile}`);
+        throw new CliError(
+          `no verifier key: pass --key <the log's verifier key> (or set AUDIT_VERIFIER_KEY); there is no key file at ${audit.keyFile}`,
+        );
       }
       const { pool } = await ctx.connect('reader');
       const report = await verifyLog(pool, { ...evidence, onProgress: ctx.progress('verifying') });
       for (const finding of report.findings) ctx.out(`${finding.kind.toUpperCase()}: ${finding.message}`);
       const unsealed = report.unsealed > 0 ? `, ${report.unsealed} newer events not sealed yet` : '';
       if (!report.ok) {
-        throw new CliError(`the log does NOT match the events: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'} above`);
+        throw new CliError(
+          `the log does NOT match the events: ${report.findings.length} finding${report.findings.length === 1 ? '' : 's'} above`,
+        );
       }
       ctx.out(`log intact: ${report.treeSize} leaves match their events and ${report.checkpoints} signed checkpoints${unsealed}`);
     },
@@ -96,7 +100,8 @@ export const auditCommands: Record<string, CommandSpec> = {
       const { audit } = readConfig(ctx.io.env);
       const evidence = await localEvidence(audit, str(v.key));
       const verifierKey = evidence.verifierKeys[0];
-      if (!verifierKey) throw new CliError(`no verifier key to export: pass --key, or set AUDIT_VERIFIER_KEY (there is no key file at ${audit.keyFile})`);
+      if (!verifierKey)
+        throw new CliError(`no verifier key to export: pass --key, or set AUDIT_VERIFIER_KEY (there is no key file at ${audit.keyFile})`);
       const { pool } = await ctx.connect('reader');
       const { leaves, checkpoints } = await exportLog(pool, dir, { verifierKey, onProgress: ctx.progress('exporting') });
       ctx.note(`exported ${leaves} leaves and ${checkpoints} checkpoints to ${dir}: check them with node ${dir}/verify-log.mjs ${dir}`);
@@ -104,7 +109,7 @@ export const auditCommands: Record<string, CommandSpec> = {
   },
 
   'audit prove': {
-    summary: 'print an inclusion proof of a payment\'s event against the latest checkpoint',
+    summary: "print an inclusion proof of a payment's event against the latest checkpoint",
     usage: `capsul audit prove --payment <id>
 
   Prints one JSON object: the leaf (the event that recorded the payment, as canonical JSON), its
@@ -124,4 +129,3 @@ export function auditHelp(): string {
   const lines = Object.entries(auditCommands).map(([name, spec]) => `  ${name.padEnd(18)}${spec.summary}`);
   return `usage: capsul audit <key|checkpoint|verify|export|prove> [options]\n\n${lines.join('\n')}\n\nSee docs/audit.md.`;
 }
-

@@ -29,7 +29,7 @@ const str = (v: unknown) => v as string | undefined;
 
 export const commands: Record<string, CommandSpec> = {
   sql: {
-    summary: 'query capsul\'s tables, read-only (as capsul_reader)',
+    summary: "query capsul's tables, read-only (as capsul_reader)",
     usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--as-of <ISO>]
 
   Statements are separated by ;. Each row prints on one line, values joined by ", "
@@ -39,7 +39,13 @@ export const commands: Record<string, CommandSpec> = {
   --header       print the column names first
   --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)
   --write        refused: capsul sql writes nothing (docs/database.md, "Changing things")`,
-    options: { command: { type: 'string', short: 'c' }, file: { type: 'string', short: 'f' }, header: { type: 'boolean' }, write: { type: 'boolean' }, 'as-of': { type: 'string' } },
+    options: {
+      command: { type: 'string', short: 'c' },
+      file: { type: 'string', short: 'f' },
+      header: { type: 'boolean' },
+      write: { type: 'boolean' },
+      'as-of': { type: 'string' },
+    },
     async run(ctx, v) {
       if ((v.command === undefined) === (v.file === undefined)) throw new UsageError('give the SQL with either -c "<SQL>" or -f <file>');
       let text: string;
@@ -78,7 +84,14 @@ export const commands: Record<string, CommandSpec> = {
   --reference  the provider's id for the payment: recording it again changes nothing and prints the same id
   --at         when the money was received (default now); it becomes payments.created
   --by         who records it (default: the operating-system user)`,
-    options: { email: { type: 'string' }, dollars: { type: 'string' }, reference: { type: 'string' }, at: { type: 'string' }, reason: { type: 'string' }, ...by },
+    options: {
+      email: { type: 'string' },
+      dollars: { type: 'string' },
+      reference: { type: 'string' },
+      at: { type: 'string' },
+      reason: { type: 'string' },
+      ...by,
+    },
     async run(ctx, v) {
       const email = canonicalEmail(required(str(v.email), '--email'));
       const amountCents = parseDollars(required(str(v.dollars), '--dollars'));
@@ -132,7 +145,14 @@ export const commands: Record<string, CommandSpec> = {
 
   The balance must cover a month of the new capsul on top of a month of the account's running capsuls.
   Sizes and OS images: capsul sql -c "SELECT * FROM vm_sizes" / "SELECT * FROM os_images"`,
-    options: { email: { type: 'string' }, size: { type: 'string' }, os: { type: 'string' }, 'ssh-key': { type: 'string', multiple: true }, reason: { type: 'string' }, ...by },
+    options: {
+      email: { type: 'string' },
+      size: { type: 'string' },
+      os: { type: 'string' },
+      'ssh-key': { type: 'string', multiple: true },
+      reason: { type: 'string' },
+      ...by,
+    },
     async run(ctx, v) {
       const email = canonicalEmail(required(str(v.email), '--email'));
       const size = required(str(v.size), '--size');
@@ -170,16 +190,19 @@ export const commands: Record<string, CommandSpec> = {
     options: { reason: { type: 'string' }, ...by },
     positionals: 1,
     async run(ctx, v, [operationId]) {
-      if (!operationId) throw new UsageError('which operation? give its id (capsul sql -c "SELECT * FROM operations WHERE completed IS NULL")');
+      if (!operationId)
+        throw new UsageError('which operation? give its id (capsul sql -c "SELECT * FROM operations WHERE completed IS NULL")');
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(operationId)) {
         throw new UsageError(`"${operationId.slice(0, 60)}" is not an operation id (a UUID such as 0f8e2c4a-…)`);
       }
       const reason = required(str(v.reason), '--reason');
       const { ledger } = await ctx.connect();
       const { vmId, kind, changed } = await ledger.failOperation(operationId, reason, { by: ctx.actor(str(v.by)) });
-      ctx.note(changed
-        ? `operation ${operationId} (${kind} of capsul ${vmId}): settled as failed`
-        : `operation ${operationId} (${kind} of capsul ${vmId}) has already ended: nothing changed`);
+      ctx.note(
+        changed
+          ? `operation ${operationId} (${kind} of capsul ${vmId}): settled as failed`
+          : `operation ${operationId} (${kind} of capsul ${vmId}) has already ended: nothing changed`,
+      );
     },
   },
 
@@ -189,7 +212,13 @@ export const commands: Record<string, CommandSpec> = {
 
   One line per event: time recorded, stream, type, data, who. --json prints one JSON object per line,
   with the event's global position and its leaf index in the signed log (null until it is sealed).`,
-    options: { payment: { type: 'string' }, vm: { type: 'string' }, email: { type: 'string' }, all: { type: 'boolean' }, json: { type: 'boolean' } },
+    options: {
+      payment: { type: 'string' },
+      vm: { type: 'string' },
+      email: { type: 'string' },
+      all: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
     async run(ctx, v) {
       const chosen = ['payment', 'vm', 'email', 'all'].filter((k) => v[k] !== undefined);
       if (chosen.length !== 1) throw new UsageError('choose one of --payment <id>, --vm <id>, --email <email> or --all');
@@ -202,7 +231,7 @@ export const commands: Record<string, CommandSpec> = {
   },
 
   balance: {
-    summary: 'an account\'s balance in dollars, now or at any instant (past or future)',
+    summary: "an account's balance in dollars, now or at any instant (past or future)",
     usage: `capsul balance --email <email> [--as-of <ISO>]`,
     options: { email: { type: 'string' }, 'as-of': { type: 'string' } },
     async run(ctx, v) {
@@ -227,15 +256,22 @@ export const commands: Record<string, CommandSpec> = {
     async run(ctx, v) {
       const { pool } = await ctx.connect(v.verify ? 'reader' : 'admin');
       const log = await localEvidence(readConfig(ctx.io.env).audit);
-      if (log.verifierKeys.length === 0) ctx.note('note: no verifier key here (AUDIT_KEY_FILE, AUDIT_VERIFIER_KEY): checkpoint signatures are not checked, only their roots');
+      if (log.verifierKeys.length === 0)
+        ctx.note(
+          'note: no verifier key here (AUDIT_KEY_FILE, AUDIT_VERIFIER_KEY): checkpoint signatures are not checked, only their roots',
+        );
       if (v.verify) {
         const { matches, differences } = await verifyProjections(pool, { onProgress: ctx.progress('verifying'), log });
-        const detail = Object.entries(differences).map(([table, n]) => `${table} ${n}`).join(', ');
+        const detail = Object.entries(differences)
+          .map(([table, n]) => `${table} ${n}`)
+          .join(', ');
         ctx.out(matches ? 'projections match the events' : `projections DIFFER from the events (rows differing: ${detail})`);
         return matches ? 0 : 1;
       }
       const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding'), log });
-      const summary = (Object.keys(rows) as (keyof typeof rows)[]).map((table) => `${table} ${rows[table]} rows (${changed[table]} rewritten)`);
+      const summary = (Object.keys(rows) as (keyof typeof rows)[]).map(
+        (table) => `${table} ${rows[table]} rows (${changed[table]} rewritten)`,
+      );
       ctx.out(`rebuilt: ${summary.join(', ')}`);
     },
   },
@@ -295,7 +331,11 @@ export const commands: Record<string, CommandSpec> = {
       const { hosts } = await ctx.connect('reader');
       if (v.header) ctx.out('id, status, last_seen, memory_used_mb, memory_mb, memory_free_mb, vcpus, capsuls');
       for (const h of await hosts.list()) {
-        ctx.out([h.id, h.online ? 'online' : 'offline', h.lastSeen ?? '', h.usedMemoryMb, h.memoryMb, h.freeMemoryMb, h.vcpus, h.capsuls].join(', '));
+        ctx.out(
+          [h.id, h.online ? 'online' : 'offline', h.lastSeen ?? '', h.usedMemoryMb, h.memoryMb, h.freeMemoryMb, h.vcpus, h.capsuls].join(
+            ', ',
+          ),
+        );
       }
     },
   },
@@ -337,27 +377,43 @@ export const commands: Record<string, CommandSpec> = {
       const config = readConfig(ctx.io.env);
       const { pool, ledger } = await ctx.connect();
       const mailer = createMailer({
-        from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log: (line) => ctx.note(line),
+        from: config.mailFrom,
+        smtp: config.mail,
+        outboxDir: path.join(config.dataDir, 'outbox'),
+        log: (line) => ctx.note(line),
       });
       const providers = paymentProviders(config, {
-        pool, ledger, now: () => new Date(), baseUrl: config.baseUrl, mailer, adminEmails: config.adminEmails,
-        topUpMinCents: config.topUpMinCents, topUpMaxCents: config.topUpMaxCents, afterPayments: () => {},
+        pool,
+        ledger,
+        now: () => new Date(),
+        baseUrl: config.baseUrl,
+        mailer,
+        adminEmails: config.adminEmails,
+        topUpMinCents: config.topUpMinCents,
+        topUpMaxCents: config.topUpMaxCents,
+        afterPayments: () => {},
       });
       const outcomes = await runJobs(
         {
-          pool, mailer, providers,
-          overdraftCents: config.overdraftCents, baseUrl: config.baseUrl, supportEmail: config.supportEmail, adminEmails: config.adminEmails,
+          pool,
+          mailer,
+          providers,
+          overdraftCents: config.overdraftCents,
+          baseUrl: config.baseUrl,
+          supportEmail: config.supportEmail,
+          adminEmails: config.adminEmails,
           now: () => new Date(),
         },
         { asOf, dryRun, report: (line) => ctx.out(line), log: (line) => ctx.note(line) },
       );
       const failed = outcomes.filter((outcome) => outcome.status === 'failed');
-      if (failed.length > 0) throw new CliError(`${failed.length} of ${outcomes.length} jobs failed: ${failed.map((f) => f.job).join(', ')}`);
+      if (failed.length > 0)
+        throw new CliError(`${failed.length} of ${outcomes.length} jobs failed: ${failed.map((f) => f.job).join(', ')}`);
     },
   },
 
   migrate: {
-    summary: 'move the database schema to this code\'s version (or --to N)',
+    summary: "move the database schema to this code's version (or --to N)",
     usage: `capsul migrate [--to <version>]
 
   Runs as DATABASE_URL's user (the owner or a superuser). Going down is refused, changing nothing,
@@ -371,17 +427,24 @@ export const commands: Record<string, CommandSpec> = {
       if (target !== undefined && !/^\d+$/.test(str(v.to)!)) throw new UsageError('--to takes a schema version number');
       const { database } = await ctx.connect('admin', { migrate: false });
       const evidence = await localEvidence(readConfig(ctx.io.env).audit);
-      const { from, to } = await prepareDatabase(database, { target, log: (line) => ctx.note(line), onProgress: ctx.progress('rebuilding'), evidence });
+      const { from, to } = await prepareDatabase(database, {
+        target,
+        log: (line) => ctx.note(line),
+        onProgress: ctx.progress('rebuilding'),
+        evidence,
+      });
       ctx.note(from === to ? `schema already at version ${to}` : `schema moved from version ${from} to ${to}`);
       if (to < latestVersion()) {
-        ctx.note(`note: the next capsul command or npm start of this code will migrate it back up to version ${latestVersion()}; ` +
-          `to keep version ${to}, run only a capsul that knows up to version ${to}`);
+        ctx.note(
+          `note: the next capsul command or npm start of this code will migrate it back up to version ${latestVersion()}; ` +
+            `to keep version ${to}, run only a capsul that knows up to version ${to}`,
+        );
       }
     },
   },
 
   'schema-version': {
-    summary: 'print the database\'s schema version',
+    summary: "print the database's schema version",
     usage: `capsul schema-version`,
     options: {},
     async run(ctx) {
@@ -394,7 +457,8 @@ export const commands: Record<string, CommandSpec> = {
   ...auditCommands,
 };
 
-const writeRemoved = 'capsul sql is read-only: it connects as capsul_reader, which may only read. There is no --write: ' +
+const writeRemoved =
+  'capsul sql is read-only: it connects as capsul_reader, which may only read. There is no --write: ' +
   'change the catalogue with a migration (schema_migrations/), everything else with capsul\'s commands (docs/database.md, "Changing things")';
 
 function wholeNumber(text: string | undefined, flag: string): number {
@@ -426,7 +490,10 @@ function paymentCorrection(spec: {
   };
 }
 
-async function historyFilter({ pool, ledger }: { pool: import('pg').Pool; ledger: Ledger }, v: Record<string, unknown>): Promise<{ selectors?: EventSelector[] }> {
+async function historyFilter(
+  { pool, ledger }: { pool: import('pg').Pool; ledger: Ledger },
+  v: Record<string, unknown>,
+): Promise<{ selectors?: EventSelector[] }> {
   if (v.all) return {};
   if (v.payment !== undefined) {
     const paymentId = parseId(str(v.payment), 'payment');

@@ -17,6 +17,7 @@ export type CommandSpec = {
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
   positionals?: number;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a command's run returns an exit code, or nothing for 0
   run(ctx: CliContext, values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<number | void>;
 };
 
@@ -94,7 +95,12 @@ export class CliContext {
       this.prepared = true;
     }
     const pool = await openPool(database, role, poolSize[role]);
-    const connection = { pool, ledger: new Ledger({ pool, providerStart: readConfig(this.io.env).providerStart }), hosts: new Hosts({ pool }), database };
+    const connection = {
+      pool,
+      ledger: new Ledger({ pool, providerStart: readConfig(this.io.env).providerStart }),
+      hosts: new Hosts({ pool }),
+      database,
+    };
     this.connections.set(role, connection);
     return connection;
   }
@@ -103,7 +109,10 @@ export class CliContext {
     if (!this.database) {
       const config = readConfig(this.io.env);
       this.database = await resolveDatabase({
-        databaseUrl: config.databaseUrl, appUrl: config.databaseAppUrl, readerUrl: config.databaseReaderUrl, dataDir: config.dataDir,
+        databaseUrl: config.databaseUrl,
+        appUrl: config.databaseAppUrl,
+        readerUrl: config.databaseReaderUrl,
+        dataDir: config.dataDir,
       });
     }
     return this.database;

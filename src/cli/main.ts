@@ -44,7 +44,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
   if (name === 'serve') {
     if (rest.includes('--help') || rest.includes('-h')) {
-      io.stdout.write('usage: capsul serve\n\n  CAPSUL_MODE=hub runs the hub; spoke, a host agent; both (the default), the hub and a simulated spoke.\n  See docs/configuration.md.\n');
+      io.stdout.write(
+        'usage: capsul serve\n\n  CAPSUL_MODE=hub runs the hub; spoke, a host agent; both (the default), the hub and a simulated spoke.\n  See docs/configuration.md.\n',
+      );
       return 0;
     }
     const { serve } = await import('../server.ts');
@@ -109,17 +111,29 @@ function report(error: unknown, command: string, io: CliIo): number {
     io.stderr.write(`capsul ${command}: ${escapeHidden(usageLine(e))} (see capsul ${command} --help)\n`);
     return 2;
   }
-  const known = error instanceof CliError || error instanceof DomainError || error instanceof ConcurrencyError
-    || error instanceof ConfigError || error instanceof DatabaseConnectError || error instanceof DatabaseStartError
-    || error instanceof SchemaTooNewError || error instanceof MigrationError || error instanceof RoleError
-    || error instanceof AuditKeyError || error instanceof ExportError || error instanceof ProofError || error instanceof LogBrokenError
-    || error instanceof LogMismatchError;
+  const known =
+    error instanceof CliError ||
+    error instanceof DomainError ||
+    error instanceof ConcurrencyError ||
+    error instanceof ConfigError ||
+    error instanceof DatabaseConnectError ||
+    error instanceof DatabaseStartError ||
+    error instanceof SchemaTooNewError ||
+    error instanceof MigrationError ||
+    error instanceof RoleError ||
+    error instanceof AuditKeyError ||
+    error instanceof ExportError ||
+    error instanceof ProofError ||
+    error instanceof LogBrokenError ||
+    error instanceof LogMismatchError;
   if (known) {
     io.stderr.write(`capsul ${command}: ${escapeHidden(e.message)}\n`);
     return 1;
   }
   const logFile = logDetail(error, command, io.env);
-  io.stderr.write(`capsul ${command}: failed: ${escapeHidden(e?.message?.split('\n')[0] ?? String(error))}${logFile ? ` (details in ${logFile})` : ''}\n`);
+  io.stderr.write(
+    `capsul ${command}: failed: ${escapeHidden(e?.message?.split('\n')[0] ?? String(error))}${logFile ? ` (details in ${logFile})` : ''}\n`,
+  );
   return 1;
 }
 
@@ -139,7 +153,7 @@ function logDetail(error: unknown, command: string, env: NodeJS.ProcessEnv): str
     const dir = path.join(env.CAPSUL_DATA_DIR ?? '.data', 'log');
     mkdirSync(dir, { recursive: true });
     const file = path.join(dir, 'capsul-cli.log');
-    const detail = error instanceof Error ? error.stack ?? error.message : String(error);
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
     appendFileSync(file, `${new Date().toISOString()} capsul ${command}: ${detail}\n`);
     return file;
   } catch {

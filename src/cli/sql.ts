@@ -57,7 +57,12 @@ export function splitStatements(text: string): string[] {
 }
 
 function isOnlyComments(sql: string): boolean {
-  return sql.replace(/--[^\n]*(\n|$)/g, '').replace(/\/\*[\s\S]*?\*\//g, '').trim() === '';
+  return (
+    sql
+      .replace(/--[^\n]*(\n|$)/g, '')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .trim() === ''
+  );
 }
 
 /** Postgres' text output → the CLI's: UTC timestamps as 2020-05-05T00:00:00, TRUE/FALSE, NULL empty. */
@@ -78,8 +83,10 @@ const leadingComments = /^(\s|--[^\n]*(\n|$)|\/\*[\s\S]*?\*\/)+/;
 
 /** What to say when the database refused a write: which command changes that table instead. */
 export function adviceFor(statement: string): string {
-  const target = /^\s*(?:with\b[\s\S]*?\)\s*)?(?:update|insert\s+into|delete\s+from|truncate(?:\s+table)?|merge\s+into|alter\s+table|drop\s+table)\s+(?:only\s+)?(?:public\.)?"?([a-z_][a-z0-9_]*)/i
-    .exec(statement.replace(leadingComments, ''))?.[1]?.toLowerCase();
+  const target =
+    /^\s*(?:with\b[\s\S]*?\)\s*)?(?:update|insert\s+into|delete\s+from|truncate(?:\s+table)?|merge\s+into|alter\s+table|drop\s+table)\s+(?:only\s+)?(?:public\.)?"?([a-z_][a-z0-9_]*)/i
+      .exec(statement.replace(leadingComments, ''))?.[1]
+      ?.toLowerCase();
   switch (target) {
     case 'payments':
       return 'payments is a projection of the event ledger: to correct one use capsul invalidate-payment or capsul reinstate-payment; to add one, capsul record-payment';
@@ -94,8 +101,9 @@ export function adviceFor(statement: string): string {
     case 'schemaversion':
       return 'the schema version moves only with capsul migrate';
     default:
-      if (target && isEventStoreTable(target)) return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
-      return 'changes go through capsul\'s commands (capsul --help), the catalogue through a migration';
+      if (target && isEventStoreTable(target))
+        return 'the event store is append-only: corrections are new events (capsul invalidate-payment, …)';
+      return "changes go through capsul's commands (capsul --help), the catalogue through a migration";
   }
 }
 

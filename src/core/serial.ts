@@ -7,7 +7,9 @@ export class Serial {
 
   /** `what` names the work in the one line logged when a round fails (the next poke tries again). */
   constructor(
-    private readonly what: string, private readonly round: () => Promise<void>, private readonly log: (line: string) => void,
+    private readonly what: string,
+    private readonly round: () => Promise<void>,
+    private readonly log: (line: string) => void,
   ) {}
 
   poke(): void {

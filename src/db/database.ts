@@ -88,8 +88,11 @@ export async function setRolePasswords(admin: pg.Pool, passwords: Record<string,
   await inTransaction(admin, async (client) => {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('capsul role passwords'))`);
     for (const [role, password] of Object.entries(passwords)) {
-      const { rows } = await client.query(`SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
-                                           WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, [role, password]);
+      const { rows } = await client.query(
+        `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
+                                           WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`,
+        [role, password],
+      );
       if (rows[0]) await client.query(rows[0].sql);
     }
   });
@@ -103,7 +106,9 @@ export class RoleError extends Error {}
  * refused rather than used.
  */
 export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<void> {
-  const { rows: [who] } = await pool.query(
+  const {
+    rows: [who],
+  } = await pool.query(
     `SELECT current_user AS name, r.rolsuper OR r.rolbypassrls AS powerful,
             pg_has_role(current_user, 'capsul_owner', 'USAGE') AS owner,
             pg_has_role(current_user, 'capsul_app', 'USAGE') AS app,
@@ -112,9 +117,11 @@ export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<
   );
   const setting = role === 'app' ? 'DATABASE_APP_URL' : 'DATABASE_READER_URL';
   const refuse = (why: string) =>
-    new RoleError(`the ${role} connection is the role ${who.name}, ${why}: capsul works as ${roleNames[role]} there (set ${setting}, docs/configuration.md)`);
+    new RoleError(
+      `the ${role} connection is the role ${who.name}, ${why}: capsul works as ${roleNames[role]} there (set ${setting}, docs/configuration.md)`,
+    );
   if (who.powerful) throw refuse('a superuser');
-  if (who.owner) throw refuse('which owns capsul\'s tables');
+  if (who.owner) throw refuse("which owns capsul's tables");
   if (role === 'reader' && who.app) throw refuse('which may write');
   if (!who[role]) throw refuse(`which is not ${roleNames[role]} nor a member of it`);
 }
@@ -122,7 +129,10 @@ export async function checkRole(pool: pg.Pool, role: 'app' | 'reader'): Promise<
 /** One pool per process; `max` bounds the connections this process may hold. */
 export function createPool(connectionString: string, max = 10): pg.Pool {
   const pool = new pg.Pool({
-    connectionString, max, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000,
+    connectionString,
+    max,
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
     // Run by the pool on each new connection before its first user gets it.
     onConnect: async (client) => {
       // A connection that breaks (the server restarting, or killed) must not crash the process: an idle
@@ -157,14 +167,21 @@ export async function checkConnection(pool: pg.Pool, connectionString: string): 
 function connectReason(error: unknown): string {
   const e = error as { code?: string; message?: string };
   switch (e.code) {
-    case 'ECONNREFUSED': return 'connection refused (is PostgreSQL running there?)';
-    case 'ENOTFOUND': return 'unknown host';
-    case 'ETIMEDOUT': return 'connection timed out';
-    case '28P01': case '28000': return `${e.message ?? 'authentication failed'} (check the user and password)`;
-    case '3D000': return e.message ?? 'database does not exist';
+    case 'ECONNREFUSED':
+      return 'connection refused (is PostgreSQL running there?)';
+    case 'ENOTFOUND':
+      return 'unknown host';
+    case 'ETIMEDOUT':
+      return 'connection timed out';
+    case '28P01':
+    case '28000':
+      return `${e.message ?? 'authentication failed'} (check the user and password)`;
+    case '3D000':
+      return e.message ?? 'database does not exist';
     default:
       // node-pg asks ~/.pgpass when a URL has no password and the server wants one.
-      if (/client password must be a string/.test(e.message ?? '')) return 'the server wants a password and none was given (in the URL or ~/.pgpass)';
+      if (/client password must be a string/.test(e.message ?? ''))
+        return 'the server wants a password and none was given (in the URL or ~/.pgpass)';
       return e.message ?? String(error);
   }
 }

@@ -70,10 +70,14 @@ async function joinOrStart(dataDir: string, options: EmbeddedOptions, log: (line
       return adopted(running.pid, dataDir, ownerPath, { ...saved, rolePasswords }, log);
     }
     if (saved && connectionString && (await tryConnect(connectionString)) === 'no') {
-      throw new DatabaseStartError(`the embedded PostgreSQL in ${dataDir} refuses the credentials in ${ownerPath}: restore the file that belongs to it`);
+      throw new DatabaseStartError(
+        `the embedded PostgreSQL in ${dataDir} refuses the credentials in ${ownerPath}: restore the file that belongs to it`,
+      );
     }
     if (saved && saved.ownerPid !== process.pid && isAlive(saved.ownerPid)) {
-      throw new DatabaseStartError(`an embedded PostgreSQL runs in ${dataDir} (pid ${running.pid}) but capsul cannot connect to it with ${ownerPath}: stop process ${saved.ownerPid} and retry`);
+      throw new DatabaseStartError(
+        `an embedded PostgreSQL runs in ${dataDir} (pid ${running.pid}) but capsul cannot connect to it with ${ownerPath}: stop process ${saved.ownerPid} and retry`,
+      );
     }
     log(`stopping an embedded PostgreSQL (pid ${running.pid}) that capsul cannot connect to, left by a process that died`);
     await stopOrphan(running.pid, dataDir);
@@ -81,8 +85,10 @@ async function joinOrStart(dataDir: string, options: EmbeddedOptions, log: (line
   const clusterExists = existsSync(path.join(dataDir, 'PG_VERSION'));
   if (clusterExists && !saved) {
     // Its password cannot be made up again: a new one would lock every later command out.
-    throw new DatabaseStartError(`the embedded database in ${dataDir} exists but its credentials (${ownerPath}) are missing or unreadable: ` +
-      `restore that file, or move ${dataDir} aside to start an empty database`);
+    throw new DatabaseStartError(
+      `the embedded database in ${dataDir} exists but its credentials (${ownerPath}) are missing or unreadable: ` +
+        `restore that file, or move ${dataDir} aside to start an empty database`,
+    );
   }
   const password = saved?.password ?? randomBytes(18).toString('base64url');
   const rolePasswords = saved?.rolePasswords ?? newRolePasswords();
@@ -103,11 +109,11 @@ async function joinOrStart(dataDir: string, options: EmbeddedOptions, log: (line
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'max_connections=200',
-      ...(options.ephemeral
-        ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
-        : []),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'max_connections=200',
+      ...(options.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
     ],
     onLog: (message) => keepTail(logLines, message),
     onError: (error) => keepTail(logLines, String(error)),
@@ -143,7 +149,13 @@ async function joinOrStart(dataDir: string, options: EmbeddedOptions, log: (line
   // The library would stop the server when this process exits (its exit hook); whether it stops is for
   // leave() to decide (others may still use it), so the library lets go of it here.
   const pid = releaseFromLibrary(server);
-  return adopted(pid ?? runningPostmaster(dataDir)?.pid ?? 0, dataDir, ownerPath, { ownerPid: process.pid, port, password, rolePasswords }, log);
+  return adopted(
+    pid ?? runningPostmaster(dataDir)?.pid ?? 0,
+    dataDir,
+    ownerPath,
+    { ownerPid: process.pid, port, password, rolePasswords },
+    log,
+  );
 }
 
 /** Takes the server's process away from the library (its exit hook stops every server it still holds). */
@@ -246,8 +258,10 @@ async function withStartLock<T>(lockPath: string, log: (line: string) => void, w
       continue;
     }
     if (Date.now() > deadline) {
-      throw new DatabaseStartError(`another capsul process (pid ${holder || '?'}) has been starting the embedded database for over ${lockWaitMs / 1000}s: ` +
-        `if none is running, remove ${lockPath}`);
+      throw new DatabaseStartError(
+        `another capsul process (pid ${holder || '?'}) has been starting the embedded database for over ${lockWaitMs / 1000}s: ` +
+          `if none is running, remove ${lockPath}`,
+      );
     }
     if (!said) log(`waiting for process ${holder || '?'}, which is starting the embedded database`);
     said = true;

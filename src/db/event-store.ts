@@ -113,10 +113,9 @@ export async function appendToStream(
 
 /** One stream's events in order, and its version (0 when it does not exist). */
 export async function loadStream(db: Queryable, streamId: string): Promise<{ events: StoredEvent[]; version: bigint }> {
-  const { rows } = await db.query(
-    `SELECT ${columns} FROM emt_messages WHERE stream_id = $1 AND ${live} ORDER BY stream_position`,
-    [streamId],
-  );
+  const { rows } = await db.query(`SELECT ${columns} FROM emt_messages WHERE stream_id = $1 AND ${live} ORDER BY stream_position`, [
+    streamId,
+  ]);
   const events = rows.map(toStoredEvent);
   return { events, version: BigInt(events.at(-1)?.streamPosition ?? 0) };
 }
@@ -205,7 +204,8 @@ export type EventCursor = { transactionId: string; globalPosition: string };
 
 /** A page of events newest first (commit order reversed), older than `before` when given: a timeline. */
 export async function readEventsBackward(
-  db: Queryable, options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[] },
+  db: Queryable,
+  options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[] },
 ): Promise<StoredEvent[]> {
   const filter = selectorSql(options.selectors, 3);
   const { rows } = await db.query(
@@ -260,7 +260,10 @@ export async function keepSequencesAboveEvents(db: Queryable): Promise<void> {
     );
   await raise('emt_global_message_position', 'SELECT max(global_position) AS highest FROM emt_messages');
   if (rows[0].payment_ids) {
-    await raise('payment_ids', `SELECT max((message_data->>'paymentId')::bigint) AS highest FROM emt_messages WHERE message_type = 'PaymentRecorded'`);
+    await raise(
+      'payment_ids',
+      `SELECT max((message_data->>'paymentId')::bigint) AS highest FROM emt_messages WHERE message_type = 'PaymentRecorded'`,
+    );
   }
 }
 
@@ -282,7 +285,10 @@ export async function logHead(db: Queryable): Promise<LogHead> {
   );
   const row = rows[0];
   if (!row) return { size: 0, last: null };
-  if (row.transaction_id === null) throw new LogBrokenError(`the event of leaf ${row.leaf_index} (global position ${row.global_position}) is gone: run capsul audit verify`);
+  if (row.transaction_id === null)
+    throw new LogBrokenError(
+      `the event of leaf ${row.leaf_index} (global position ${row.global_position}) is gone: run capsul audit verify`,
+    );
   return { size: Number(row.leaf_index) + 1, last: { transactionId: row.transaction_id, globalPosition: row.global_position } };
 }
 
@@ -328,7 +334,9 @@ export async function transactionHorizon(db: Queryable): Promise<{ next: string;
  */
 export async function sealLeaves(db: Queryable, seal: { firstIndex: number; positions: string[]; leafHashes: Buffer[] }): Promise<number> {
   const { rows } = await db.query('SELECT capsul_log_seal($1::bigint, $2::bigint[], $3::bytea[])::text AS size', [
-    seal.firstIndex, seal.positions, seal.leafHashes,
+    seal.firstIndex,
+    seal.positions,
+    seal.leafHashes,
   ]);
   return Number(rows[0].size);
 }
@@ -357,7 +365,9 @@ export type StoredCheckpoint = { treeSize: number; rootHash: Buffer; note: strin
 
 export async function addCheckpoint(db: Queryable, checkpoint: { treeSize: number; rootHash: Buffer; note: string }): Promise<boolean> {
   const { rows } = await db.query('SELECT capsul_log_add_checkpoint($1::bigint, $2::bytea, $3::text) AS added', [
-    checkpoint.treeSize, checkpoint.rootHash, checkpoint.note,
+    checkpoint.treeSize,
+    checkpoint.rootHash,
+    checkpoint.note,
   ]);
   return rows[0].added;
 }
@@ -404,13 +414,17 @@ export async function* readSealedEvents(db: Queryable, batchSize = 5000): AsyncG
 
 /** Whether an event with this global position is in the store (to tell a removed leaf from an inserted event). */
 export async function eventExists(db: Queryable, globalPosition: string): Promise<boolean> {
-  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM emt_messages WHERE global_position = $1::bigint) AS present`, [globalPosition]);
+  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM emt_messages WHERE global_position = $1::bigint) AS present`, [
+    globalPosition,
+  ]);
   return rows[0].present;
 }
 
 /** Whether this global position has a leaf. */
 export async function isSealed(db: Queryable, globalPosition: string): Promise<boolean> {
-  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM capsul_log_leaves WHERE global_position = $1::bigint) AS sealed`, [globalPosition]);
+  const { rows } = await db.query(`SELECT EXISTS (SELECT 1 FROM capsul_log_leaves WHERE global_position = $1::bigint) AS sealed`, [
+    globalPosition,
+  ]);
   return rows[0].sealed;
 }
 

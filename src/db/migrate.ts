@@ -93,7 +93,8 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
         `the database is at schema version ${from}, newer than this code (which knows up to ${latest}): run a newer capsul`,
       );
     }
-    const current = target >= from ? await migrateUp(client, migrations, from, target, log) : await migrateDown(client, migrations, from, target, log);
+    const current =
+      target >= from ? await migrateUp(client, migrations, from, target, log) : await migrateDown(client, migrations, from, target, log);
     if (current !== from) await keepSequencesAboveEvents(client);
     return { from, to: current };
   } finally {
@@ -103,7 +104,13 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
 }
 
 /** Each up step in a transaction of its own: a failing step leaves the ones before it applied. */
-async function migrateUp(client: pg.PoolClient, migrations: Migration[], from: number, target: number, log: (line: string) => void): Promise<number> {
+async function migrateUp(
+  client: pg.PoolClient,
+  migrations: Migration[],
+  from: number,
+  target: number,
+  log: (line: string) => void,
+): Promise<number> {
   for (let current = from; current < target; current++) {
     const migration = migrations[current]!;
     log(`schema ${current} → ${current + 1}: ${path.basename(migration.upFile)}`);
@@ -115,7 +122,9 @@ async function migrateUp(client: pg.PoolClient, migrations: Migration[], from: n
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK');
-      throw new MigrationError(`${path.basename(migration.upFile)} failed, schema stays at version ${current}: ${(error as Error).message}`);
+      throw new MigrationError(
+        `${path.basename(migration.upFile)} failed, schema stays at version ${current}: ${(error as Error).message}`,
+      );
     }
   }
   return target;
@@ -125,7 +134,13 @@ async function migrateUp(client: pg.PoolClient, migrations: Migration[], from: n
  * All down steps in one transaction: a downgrade happens whole or not at all, so a step refused for
  * the facts it would drop leaves the schema as it found it, and the steps are told only once done.
  */
-async function migrateDown(client: pg.PoolClient, migrations: Migration[], from: number, target: number, log: (line: string) => void): Promise<number> {
+async function migrateDown(
+  client: pg.PoolClient,
+  migrations: Migration[],
+  from: number,
+  target: number,
+  log: (line: string) => void,
+): Promise<number> {
   const done: string[] = [];
   await client.query('BEGIN');
   try {
@@ -148,7 +163,7 @@ async function migrateDown(client: pg.PoolClient, migrations: Migration[], from:
     await client.query('ROLLBACK');
     throw error;
   }
-  done.forEach((line) => log(line));
+  for (const line of done) log(line);
   return target;
 }
 
@@ -197,14 +212,17 @@ async function runDownKeepingFacts(client: pg.PoolClient, sql: string, step: str
       continue;
     }
     const rowsAfter = after.rows.get(table);
-    if (rowsAfter !== undefined && rowsAfter < rowsBefore) losses.push(`${(rowsBefore - rowsAfter).toLocaleString('en-US')} ${rowsBefore - rowsAfter === 1 ? 'row' : 'rows'} of ${table}`);
+    if (rowsAfter !== undefined && rowsAfter < rowsBefore)
+      losses.push(`${(rowsBefore - rowsAfter).toLocaleString('en-US')} ${rowsBefore - rowsAfter === 1 ? 'row' : 'rows'} of ${table}`);
     for (const column of columns) if (!after.columns.get(table)!.includes(column)) droppedColumns.push([table, column]);
   }
   if (droppedColumns.length > 0) {
     // Whether a dropped column held anything is asked of the table as it was: undo, look, redo.
     await client.query('ROLLBACK TO SAVEPOINT capsul_down');
     for (const [table, column] of droppedColumns) {
-      const { rows } = await client.query(`SELECT EXISTS (SELECT 1 FROM ${quoteIdent(table)} WHERE ${quoteIdent(column)} IS NOT NULL) AS held`);
+      const { rows } = await client.query(
+        `SELECT EXISTS (SELECT 1 FROM ${quoteIdent(table)} WHERE ${quoteIdent(column)} IS NOT NULL) AS held`,
+      );
       if (rows[0].held) losses.push(`the column ${table}.${column}`);
     }
     if (losses.length === 0) await client.query(sql);

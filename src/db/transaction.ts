@@ -11,7 +11,9 @@ export async function inTransaction<T>(pool: pg.Pool, work: (db: pg.PoolClient) 
     await client.query('COMMIT');
     return result;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => { broken = true; });
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
     throw error;
   } finally {
     client.release(broken);

@@ -55,7 +55,6 @@ export type HubDeps = {
   providers?: readonly PaymentProvider[];
 };
 
-
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const app = Fastify({
     logger: deps.logger ?? false,
@@ -64,7 +63,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     trustProxy: deps.trustProxy ?? false,
     // The router cannot match a malformed address (it answers its own bare JSON): send it past the router
     // to a path of no route, where the edge check refuses it like any other input, page or JSON.
-    rewriteUrl: (raw) => (addressProblem(raw.url ?? '/') === null ? raw.url ?? '/' : malformedAddressPath),
+    rewriteUrl: (raw) => (addressProblem(raw.url ?? '/') === null ? (raw.url ?? '/') : malformedAddressPath),
     routerOptions: { maxParamLength: maxPathSegmentLength },
   });
   const now = deps.now ?? (() => new Date());
@@ -75,19 +74,30 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
-        defaultSrc: ["'self'"], baseUri: ["'self'"], formAction: ["'self'"], frameAncestors: ["'none'"],
-        objectSrc: ["'none'"], imgSrc: ["'self'", 'data:'], styleSrc: ["'self'"], scriptSrc: ["'self'"],
+        defaultSrc: ["'self'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+        imgSrc: ["'self'", 'data:'],
+        styleSrc: ["'self'"],
+        scriptSrc: ["'self'"],
       },
     },
   });
   // Templates compiled once and cached (NODE_ENV=development: read again on every request, for editing them).
   const cacheTemplates = process.env.NODE_ENV !== 'development';
   await app.register(view, {
-    engine: { eta: new Eta({ views: viewsDir, autoEscape: true, cache: cacheTemplates }) }, templates: viewsDir, production: cacheTemplates,
+    engine: { eta: new Eta({ views: viewsDir, autoEscape: true, cache: cacheTemplates }) },
+    templates: viewsDir,
+    production: cacheTemplates,
   });
   const sessionDeps: SessionDeps = {
-    pool: deps.pool, secretKey: deps.secretKey ?? randomBytes(32).toString('hex'), adminEmails: deps.adminEmails ?? [],
-    secureCookies: baseUrl.startsWith('https:'), now,
+    pool: deps.pool,
+    secretKey: deps.secretKey ?? randomBytes(32).toString('hex'),
+    adminEmails: deps.adminEmails ?? [],
+    secureCookies: baseUrl.startsWith('https:'),
+    now,
     // POSTs that carry no CSRF token: they authenticate otherwise (spoke tokens; provider signatures).
     csrfExempt: [`${spokeApiPrefix}/`, ...(deps.providers ?? []).map((provider) => provider.webhookPath)],
   };
@@ -117,7 +127,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       request.log.warn({ err: error.message }, 'database unavailable');
       reply.header('retry-after', '10');
       if (wantsHtml(request)) {
-        return errorPage(reply, 503, 'Back in a moment', 'capsul cannot reach its database just now. Nothing was changed; please try again in a minute.');
+        return errorPage(
+          reply,
+          503,
+          'Back in a moment',
+          'capsul cannot reach its database just now. Nothing was changed; please try again in a minute.',
+        );
       }
       return reply.code(503).send({ error: 'the database is unavailable just now: try again shortly' });
     }
@@ -126,8 +141,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     else request.log.info({ err: error.message }, 'request refused');
     const message = status === 500 ? 'something went wrong on our side' : messageOf(error);
     if (wantsHtml(request)) {
-      return errorPage(reply, status, status === 500 ? 'Something went wrong' : 'That did not work',
-        status === 500 ? 'Something went wrong on our side. It has been logged; please try again in a moment.' : message);
+      return errorPage(
+        reply,
+        status,
+        status === 500 ? 'Something went wrong' : 'That did not work',
+        status === 500 ? 'Something went wrong on our side. It has been logged; please try again in a moment.' : message,
+      );
     }
     return reply.code(status).send({ error: message });
   });
@@ -156,7 +175,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const cache = createStreamCache();
   const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
   const web: WebContext = {
-    pool: deps.pool, ledger: deps.ledger ?? new Ledger({ pool: deps.pool, now }), hosts, now, baseUrl, supportEmail: deps.supportEmail ?? 'support@localhost',
+    pool: deps.pool,
+    ledger: deps.ledger ?? new Ledger({ pool: deps.pool, now }),
+    hosts,
+    now,
+    baseUrl,
+    supportEmail: deps.supportEmail ?? 'support@localhost',
     afterCommands: deps.afterCommands ?? (() => {}),
     providers: (deps.providers ?? []).map(({ id, label, path }) => ({ id, label, path })),
   };
@@ -169,7 +193,15 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(adminPages, web as never);
   for (const provider of deps.providers ?? []) await app.register(async (scope) => provider.routes(scope, { requireCustomer }));
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
-  await app.register(spokeApi, { prefix: spokeApiPrefix, logLevel: 'warn', pool: deps.pool, cache, hosts, now: deps.now, afterReports: deps.afterReports } as never);
+  await app.register(spokeApi, {
+    prefix: spokeApiPrefix,
+    logLevel: 'warn',
+    pool: deps.pool,
+    cache,
+    hosts,
+    now: deps.now,
+    afterReports: deps.afterReports,
+  } as never);
 
   return app;
 }
@@ -177,8 +209,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
 /** Errors that mean the database cannot be reached or is restarting, not that the request was wrong. */
 function databaseUnavailable(error: Error & { code?: string }): boolean {
   // Connection refused or reset, the server shutting down or starting (57P01–57P03), the pool timing out.
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03'].includes(error.code ?? '')
-    || /^(Connection terminated|timeout exceeded when trying to connect)/.test(error.message);
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03'].includes(error.code ?? '') ||
+    /^(Connection terminated|timeout exceeded when trying to connect)/.test(error.message)
+  );
 }
 
 function statusOf(error: Error & { statusCode?: number }): number {
@@ -188,7 +222,8 @@ function statusOf(error: Error & { statusCode?: number }): number {
 }
 
 function messageOf(error: Error & { code?: string }): string {
-  if (error.code?.startsWith('FST_CSRF_')) return 'This form has expired or did not come from this site: go back, reload the page and try again.';
+  if (error.code?.startsWith('FST_CSRF_'))
+    return 'This form has expired or did not come from this site: go back, reload the page and try again.';
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return 'What you sent is too large.';
   return error.message;
 }

@@ -53,8 +53,8 @@ export class AuditLoop {
     } catch {
       this.deps.log(
         `audit log: the newest stored checkpoint (size ${latest.treeSize}) was not signed by this hub's key ${key.verifierKey}: ` +
-        'hubs that sign must share one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with ' +
-        'the published key reports the other key\'s checkpoints',
+          'hubs that sign must share one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with ' +
+          "the published key reports the other key's checkpoints",
       );
     }
   }

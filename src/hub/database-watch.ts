@@ -10,7 +10,10 @@ export class DatabaseWatch {
   private readonly rounds: Serial;
   private down = false;
 
-  constructor(private readonly deps: { pool: pg.Pool; database: Database; log: (line: string) => void }, private readonly intervalMs = 5000) {
+  constructor(
+    private readonly deps: { pool: pg.Pool; database: Database; log: (line: string) => void },
+    private readonly intervalMs = 5000,
+  ) {
     this.rounds = new Serial('watching the database', () => this.round(), deps.log);
   }
 
@@ -30,7 +33,10 @@ export class DatabaseWatch {
       this.down = false;
       return;
     } catch (error) {
-      if (!this.down) this.deps.log(`the database does not answer (${(error as Error).message})${this.deps.database.recover ? ': starting the embedded one again' : ''}`);
+      if (!this.down)
+        this.deps.log(
+          `the database does not answer (${(error as Error).message})${this.deps.database.recover ? ': starting the embedded one again' : ''}`,
+        );
       this.down = true;
     }
     if (!this.deps.database.recover) return;

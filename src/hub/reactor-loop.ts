@@ -7,8 +7,15 @@ export class ReactorLoop {
   private timer: NodeJS.Timeout | undefined;
   private readonly rounds: Serial;
 
-  constructor(deps: ReactorDeps, private readonly intervalMs = 2000) {
-    this.rounds = new Serial('reactions', () => react(deps), (line) => deps.log?.(line));
+  constructor(
+    deps: ReactorDeps,
+    private readonly intervalMs = 2000,
+  ) {
+    this.rounds = new Serial(
+      'reactions',
+      () => react(deps),
+      (line) => deps.log?.(line),
+    );
   }
 
   start(): void {

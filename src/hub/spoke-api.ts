@@ -32,7 +32,10 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     const hostId = request.headers['x-capsul-host'];
     const match = /^Bearer ([A-Za-z0-9_-]{20,200})$/.exec(request.headers.authorization ?? '');
     if (typeof hostId !== 'string' || !match || !(await deps.hosts.authenticate(hostId, match[1]!))) {
-      request.log.warn({ host: typeof hostId === 'string' ? hostId.slice(0, 64) : null }, 'spoke request refused: unknown host or wrong token');
+      request.log.warn(
+        { host: typeof hostId === 'string' ? hostId.slice(0, 64) : null },
+        'spoke request refused: unknown host or wrong token',
+      );
       return reply.code(401).send({ error: 'unknown host or wrong token' });
     }
     request.hostId = hostId;
@@ -47,7 +50,10 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
        ON CONFLICT (host_id) DO UPDATE SET last_seen = $2, memory_mb = $3, vcpus = $4, vms = $5, agent_version = $6`,
       [request.hostId, now().toISOString(), beat.capacity.memoryMb, beat.capacity.vcpus, JSON.stringify(beat.vms), beat.agentVersion],
     );
-    await deps.hosts.checkDrift(request.hostId!, beat.vms.map((vm) => vm.vmId));
+    await deps.hosts.checkDrift(
+      request.hostId!,
+      beat.vms.map((vm) => vm.vmId),
+    );
     return { serverTime: now().toISOString() };
   });
 
@@ -60,34 +66,42 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     await Promise.allSettled([...polls]);
   });
 
-  app.get('/operations', {
-    schema: { querystring: { type: 'object', properties: { waitMs: { type: 'integer', minimum: 0, maximum: limits.maxLongPollMs } } } },
-  }, async (request) => {
-    const waitMs = (request.query as { waitMs?: number }).waitMs ?? 0;
-    const deadline = Date.now() + waitMs;
-    let closed = false;
-    request.raw.once('close', () => (closed = true));
-    const poll = (async () => {
-      while (true) {
-        const operations = await pendingOperations(deps.pool, request.hostId!);
-        if (operations.length > 0 || Date.now() >= deadline || closed || closing) return { operations };
-        await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
-        if (closing) return { operations: [] };
+  app.get(
+    '/operations',
+    {
+      schema: { querystring: { type: 'object', properties: { waitMs: { type: 'integer', minimum: 0, maximum: limits.maxLongPollMs } } } },
+    },
+    async (request) => {
+      const waitMs = (request.query as { waitMs?: number }).waitMs ?? 0;
+      const deadline = Date.now() + waitMs;
+      let closed = false;
+      request.raw.once('close', () => (closed = true));
+      const poll = (async () => {
+        while (true) {
+          const operations = await pendingOperations(deps.pool, request.hostId!);
+          if (operations.length > 0 || Date.now() >= deadline || closed || closing) return { operations };
+          await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
+          if (closing) return { operations: [] };
+        }
+      })();
+      polls.add(poll);
+      try {
+        return await poll;
+      } finally {
+        polls.delete(poll);
       }
-    })();
-    polls.add(poll);
-    try {
-      return await poll;
-    } finally {
-      polls.delete(poll);
-    }
-  });
+    },
+  );
 
   app.post('/reports', { bodyLimit: limits.maxRequestBytes }, async (request, reply) => {
     const envelope = checkReportsRequest(request.body);
     if (!envelope.ok) return malformed(request, reply, `malformed reports: ${envelope.problem}`);
     const checked = envelope.value.map(checkReport);
-    const requestedAt = await requestedTimes(deps.pool, request.hostId!, checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])));
+    const requestedAt = await requestedTimes(
+      deps.pool,
+      request.hostId!,
+      checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])),
+    );
     const results: ReportResult[] = [];
     const accepted: Report[] = [];
     const refuse = (id: string, vmId: string | undefined, reason: string) => {
@@ -173,7 +187,11 @@ async function pendingOperations(pool: pg.Pool, hostId: string): Promise<Operati
 
 /** One report → one command on the capsul's stream, answered as accepted, duplicate, stale or refused. */
 async function recordReport(
-  deps: CommandDeps, hostId: string, report: Report, now: Date, log: FastifyRequest['log'],
+  deps: CommandDeps,
+  hostId: string,
+  report: Report,
+  now: Date,
+  log: FastifyRequest['log'],
 ): Promise<ReportResult> {
   const observedAt = new Date(report.observedAt);
   const ids = { reportId: report.id, operationId: report.operationId };
@@ -181,7 +199,11 @@ async function recordReport(
   let command: VmCommand;
   switch (report.type) {
     case 'provisioned':
-      command = { type: 'RecordProvisioned', data: { ...base, ipv4: report.ipv4, ipv6: report.ipv6, sshHostKeys: report.sshHostKeys }, metadata: { now } };
+      command = {
+        type: 'RecordProvisioned',
+        data: { ...base, ipv4: report.ipv4, ipv6: report.ipv6, sshHostKeys: report.sshHostKeys },
+        metadata: { now },
+      };
       break;
     case 'state':
       command = { type: 'ObserveState', data: { ...base, state: report.state }, metadata: { now } };

@@ -75,7 +75,10 @@ async function* accountsWithRunningCapsuls(pool: pg.Pool, at: Date): AsyncGenera
 
 async function evaluate(deps: BalanceWarningDeps, accountId: string, atMs: number) {
   const stream = await loadStream(deps.pool, accountStream(accountId));
-  const account = accountAsOf(stream.events.map((stored) => stored.event as AccountEvent), atMs);
+  const account = accountAsOf(
+    stream.events.map((stored) => stored.event as AccountEvent),
+    atMs,
+  );
   return { version: stream.version, evaluation: evaluateAccount(account, atMs, deps.overdraftCents) };
 }
 
@@ -106,7 +109,11 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
       };
       if (e.toIssue) {
         const level = e.toIssue;
-        const command = { type: 'IssueBalanceWarning' as const, data: { level, balanceCents: e.balanceCents }, metadata: { now: deps.now() } };
+        const command = {
+          type: 'IssueBalanceWarning' as const,
+          data: { level, balanceCents: e.balanceCents },
+          metadata: { now: deps.now() },
+        };
         if (await append(command, cause)) {
           warned = true;
           run.report(`warnings: ${candidate.email}: ${level} issued (balance ${dollars(e.balanceCents)})`);
@@ -114,7 +121,11 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
       }
       if (e.level === 'deletion-now') {
         for (const vm of e.running) {
-          const command = { type: 'RequestVmDeletion' as const, data: { vmId: vm.vmId, reason: nonpayment }, metadata: { now: deps.now() } };
+          const command = {
+            type: 'RequestVmDeletion' as const,
+            data: { vmId: vm.vmId, reason: nonpayment },
+            metadata: { now: deps.now() },
+          };
           if (await append(command, { ...cause, reason: nonpayment })) {
             deleted.push(vm);
             run.report(`warnings: ${candidate.email}: ${vm.vmId} deletion requested (${nonpayment})`);
@@ -132,4 +143,3 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
   }
   return { warned, deleted: deleted.length };
 }
-

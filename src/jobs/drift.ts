@@ -27,7 +27,8 @@ export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checke
   const failed: string[] = [];
   for (const host of rows) {
     if (!host.online) {
-      if (host.capsuls > 0) run.report(`drift: host ${host.id} is offline (last heartbeat ${host.last_seen ?? 'never'}) with ${host.capsuls} capsuls`);
+      if (host.capsuls > 0)
+        run.report(`drift: host ${host.id} is offline (last heartbeat ${host.last_seen ?? 'never'}) with ${host.capsuls} capsuls`);
       continue;
     }
     const seen = (host.vms as { vmId: string }[]).map((vm) => vm.vmId);
@@ -48,13 +49,16 @@ export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checke
   for (const incident of open.slice(0, maxIncidentLines)) {
     run.report(`drift: host ${incident.host}: ${incident.vmId} ${incident.kind} since ${incident.detected}`);
   }
-  if (open.length > maxIncidentLines) run.report(`drift: … and ${open.length - maxIncidentLines} more open incidents (capsul drift lists them all)`);
+  if (open.length > maxIncidentLines)
+    run.report(`drift: … and ${open.length - maxIncidentLines} more open incidents (capsul drift lists them all)`);
   // The hub's reactions end a vanished capsul's charges within seconds: one still charged means none is running them.
   const { rows: unbilled } = await deps.pool.query(
     `SELECT id, host FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxIncidentLines}`,
   );
   for (const vm of unbilled) {
-    run.report(`drift: ${vm.id} vanished from host ${vm.host} but its charges have not ended yet: the hub's reactions end them (is a hub running?)`);
+    run.report(
+      `drift: ${vm.id} vanished from host ${vm.host} but its charges have not ended yet: the hub's reactions end them (is a hub running?)`,
+    );
   }
   if (failed.length > 0) throw new Error(`the check failed for ${failed.length} hosts: ${failed.slice(0, 5).join(', ')}`);
   return { checked, open: open.length };

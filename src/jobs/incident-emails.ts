@@ -19,14 +19,22 @@ const incidentLockSpace = 0x696e6364;
 export type IncidentEmailDeps = { pool: pg.Pool; mailer: Mailer; adminEmails?: readonly string[]; baseUrl: string; now: () => Date };
 
 type Pending = {
-  driftId: string; host: string; vmId: string; vanishedAt: string;
-  email: string | null; size: string | null; price: string | null; deletionRequestedAt: string | null; chargesEndedAt: string | null;
+  driftId: string;
+  host: string;
+  vmId: string;
+  vanishedAt: string;
+  email: string | null;
+  size: string | null;
+  price: string | null;
+  deletionRequestedAt: string | null;
+  chargesEndedAt: string | null;
 };
 
 export async function sendIncidentEmails(deps: IncidentEmailDeps, run: JobRun): Promise<{ sent: number }> {
   const pending = await pendingIncidents(deps.pool);
   const admins = deps.adminEmails ?? [];
-  const describe = (incident: Pending) => `incidents: ${incident.vmId} vanished from host ${incident.host} (seen gone ${utcMinute(incident.vanishedAt)})`;
+  const describe = (incident: Pending) =>
+    `incidents: ${incident.vmId} vanished from host ${incident.host} (seen gone ${utcMinute(incident.vanishedAt)})`;
   if (admins.length === 0) {
     if (run.dryRun) for (const incident of pending) run.report(`${describe(incident)}: no one to tell (ADMIN_EMAILS is empty)`);
     return { sent: 0 };
@@ -51,26 +59,36 @@ async function pendingIncidents(pool: pg.Pool): Promise<Pending[]> {
      ORDER BY d.detected, d.id LIMIT ${perRound}`,
   );
   return rows.map((row) => ({
-    driftId: row.id, host: row.host, vmId: row.vm_id, vanishedAt: row.vanished, email: row.email, size: row.size, price: row.price,
-    deletionRequestedAt: row.deleted, chargesEndedAt: row.charges_ended,
+    driftId: row.id,
+    host: row.host,
+    vmId: row.vm_id,
+    vanishedAt: row.vanished,
+    email: row.email,
+    size: row.size,
+    price: row.price,
+    deletionRequestedAt: row.deleted,
+    chargesEndedAt: row.charges_ended,
   }));
 }
 
 function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: incidentLockSpace, key: incident.driftId,
+    lockSpace: incidentLockSpace,
+    key: incident.driftId,
     record: {
       text: 'INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
       values: [incident.driftId, to, deps.now().toISOString()],
     },
   };
-  return sendOnce(deps.pool, deps.mailer, claim, async () => renderMail('incident-vanished', to, {
-    ...incident,
-    vanished: utcMinute(incident.vanishedAt),
-    pricePerMonth: incident.price === null ? null : dollars(centsFromNumeric(incident.price)),
-    charges: chargesLine(incident),
-    adminUrl: `${deps.baseUrl}/admin/hosts`,
-  }));
+  return sendOnce(deps.pool, deps.mailer, claim, async () =>
+    renderMail('incident-vanished', to, {
+      ...incident,
+      vanished: utcMinute(incident.vanishedAt),
+      pricePerMonth: incident.price === null ? null : dollars(centsFromNumeric(incident.price)),
+      charges: chargesLine(incident),
+      adminUrl: `${deps.baseUrl}/admin/hosts`,
+    }),
+  );
 }
 
 /** What the customer is charged for it now, in one line. */
@@ -81,5 +99,5 @@ function chargesLine(incident: Pending): string {
     return `ended ${utcMinute(requested)}, when its deletion was requested (before it vanished)`;
   }
   if (ended !== null) return `ended ${utcMinute(ended)}, when it was seen gone`;
-  return 'not ended yet: the hub\'s reactions end them within seconds (is a hub running?)';
+  return "not ended yet: the hub's reactions end them within seconds (is a hub running?)";
 }

@@ -21,7 +21,10 @@ export type Claim = {
 
 /** Sends the message unless another sender has it or had it; true when this call sent it. */
 export async function sendOnce(
-  pool: pg.Pool, mailer: Mailer, claim: Claim, message: (db: pg.PoolClient) => Promise<Message>,
+  pool: pg.Pool,
+  mailer: Mailer,
+  claim: Claim,
+  message: (db: pg.PoolClient) => Promise<Message>,
 ): Promise<boolean> {
   return inTransaction(pool, async (db) => {
     const { rows: lock } = await db.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [claim.lockSpace, claim.key]);
@@ -37,7 +40,12 @@ export async function sendOnce(
 export type MailLines<T> = { wouldSend(item: T): string; sent(item: T): string; failed(item: T, why: string): string };
 
 /** Sends each pending email once (see sendOnce); a dry run only reports. */
-export async function mailEach<T>(run: JobRun, pending: readonly T[], send: (item: T) => Promise<boolean>, lines: MailLines<T>): Promise<{ sent: number }> {
+export async function mailEach<T>(
+  run: JobRun,
+  pending: readonly T[],
+  send: (item: T) => Promise<boolean>,
+  lines: MailLines<T>,
+): Promise<{ sent: number }> {
   let sent = 0;
   let failures = 0;
   for (const item of pending) {

@@ -17,18 +17,27 @@ const receiptsPerRound = 100;
 const receiptLockSpace = 0x72637074;
 
 const providerNames: Record<Provider, string> = {
-  manual: 'bank transfer or cash', stripe: 'card, through Stripe', btcpay: 'cryptocurrency, through BTCPay Server',
+  manual: 'bank transfer or cash',
+  stripe: 'card, through Stripe',
+  btcpay: 'cryptocurrency, through BTCPay Server',
 };
 
 export type ReceiptDeps = { pool: pg.Pool; mailer: Mailer; baseUrl: string; supportEmail: string; now: () => Date };
 
 type Pending = {
-  id: number; email: string; account_id: string; dollars: string; provider: Provider; reference: string | null; created: string;
+  id: number;
+  email: string;
+  account_id: string;
+  dollars: string;
+  provider: Provider;
+  reference: string | null;
+  created: string;
 };
 
 export async function sendReceipts(deps: ReceiptDeps, run: JobRun): Promise<{ sent: number }> {
   const pending = await pendingReceipts(deps.pool, run.asOf ?? deps.now());
-  const describe = (payment: Pending) => `receipts: payment ${payment.id} (${dollars(centsFromNumeric(payment.dollars))}) to ${payment.email}`;
+  const describe = (payment: Pending) =>
+    `receipts: payment ${payment.id} (${dollars(centsFromNumeric(payment.dollars))}) to ${payment.email}`;
   return mailEach(run, pending, (payment) => sendOne(deps, payment), {
     wouldSend: (payment) => `${describe(payment)}: would send`,
     sent: (payment) => `${describe(payment)}: sent`,
@@ -53,8 +62,12 @@ async function pendingReceipts(pool: pg.Pool, now: Date): Promise<Pending[]> {
 /** Sends one receipt unless another sender has it or had it; true when this call sent it. */
 function sendOne(deps: ReceiptDeps, payment: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: receiptLockSpace, key: String(payment.id),
-    record: { text: 'INSERT INTO payment_receipts (payment_id, sent) VALUES ($1, $2) ON CONFLICT DO NOTHING', values: [payment.id, deps.now().toISOString()] },
+    lockSpace: receiptLockSpace,
+    key: String(payment.id),
+    record: {
+      text: 'INSERT INTO payment_receipts (payment_id, sent) VALUES ($1, $2) ON CONFLICT DO NOTHING',
+      values: [payment.id, deps.now().toISOString()],
+    },
   };
   return sendOnce(deps.pool, deps.mailer, claim, async (db) => {
     const balanceCents = await balanceFromProjections(db, payment.account_id, deps.now());

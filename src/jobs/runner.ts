@@ -19,7 +19,14 @@ export type JobName = (typeof jobNames)[number];
 
 /** Advisory lock keys: (lockSpace, n), "caps"; n = 0 is the scheduler's leadership (schedule.ts). */
 export const lockSpace = 0x63617073;
-const jobLocks: Record<JobName, number> = { reconcile: 1, 'balance-warnings': 2, drift: 3, receipts: 4, 'warning-emails': 5, 'incident-emails': 6 };
+const jobLocks: Record<JobName, number> = {
+  reconcile: 1,
+  'balance-warnings': 2,
+  drift: 3,
+  receipts: 4,
+  'warning-emails': 5,
+  'incident-emails': 6,
+};
 
 export type JobDeps = {
   pool: pg.Pool;
@@ -68,7 +75,9 @@ export async function runJobs(deps: JobDeps, options: RunOptions): Promise<JobOu
   for (const job of jobNames.filter((name) => !options.jobs || options.jobs.includes(name))) {
     try {
       // A dry run changes nothing, so it needs no lock and waits for no one.
-      const ran = dryRun ? (await runJob(deps, job, run), true) : await underLock(deps.pool, job, () => runJob(deps, job, run));
+      let ran = true;
+      if (dryRun) await runJob(deps, job, run);
+      else ran = await underLock(deps.pool, job, () => runJob(deps, job, run));
       if (!ran) options.log(`${job}: running in another process: skipped`);
       outcomes.push({ job, status: ran ? 'done' : 'skipped' });
     } catch (error) {
@@ -111,7 +120,11 @@ async function reconcile(deps: JobDeps, run: JobRun): Promise<void> {
   const failed: string[] = [];
   for (const provider of deps.providers) {
     try {
-      await provider.reconcile({ now: run.asOf ?? deps.now(), dryRun: run.dryRun, log: (line) => run.report(`reconcile: ${provider.id}: ${line}`) });
+      await provider.reconcile({
+        now: run.asOf ?? deps.now(),
+        dryRun: run.dryRun,
+        log: (line) => run.report(`reconcile: ${provider.id}: ${line}`),
+      });
     } catch (error) {
       failed.push(`${provider.id}: ${(error as Error).message}`);
     }

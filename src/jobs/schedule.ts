@@ -29,9 +29,13 @@ export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule
   const { log } = options;
   const leadership = new Leadership(deps.pool);
   const run = (jobs: JobName[]) => runJobs(deps, { jobs, report: log, log }).then(() => {});
-  const hourly = new Serial('scheduled jobs', async () => {
-    if (await leadership.hold()) await run(hourlyJobs);
-  }, log);
+  const hourly = new Serial(
+    'scheduled jobs',
+    async () => {
+      if (await leadership.hold()) await run(hourlyJobs);
+    },
+    log,
+  );
   const receipts = new Serial('emails', () => run(mailJobs), log);
   const cronOptions = { timezone: 'UTC', noOverlap: true, logger: cronLogger(log) };
   const tasks: ScheduledTask[] = [
@@ -85,7 +89,10 @@ export class Leadership {
   async release(): Promise<void> {
     if (!this.client) return;
     const client = this.client;
-    const unlocked = await client.query('SELECT pg_advisory_unlock($1, 0)', [lockSpace]).then(() => true, () => false);
+    const unlocked = await client.query('SELECT pg_advisory_unlock($1, 0)', [lockSpace]).then(
+      () => true,
+      () => false,
+    );
     if (this.client === client) this.drop(!unlocked);
   }
 

@@ -20,7 +20,14 @@ const perRound = 100;
 /** The warnings' advisory lock space ("warn"): one sender per warning at a time. */
 const warningLockSpace = 0x7761726e;
 
-export type WarningEmailDeps = { pool: pg.Pool; mailer: Mailer; overdraftCents: Cents; baseUrl: string; supportEmail: string; now: () => Date };
+export type WarningEmailDeps = {
+  pool: pg.Pool;
+  mailer: Mailer;
+  overdraftCents: Cents;
+  baseUrl: string;
+  supportEmail: string;
+  now: () => Date;
+};
 
 type Pending = { position: string; accountId: string; level: WarningLevel; at: string; email: string };
 
@@ -36,19 +43,28 @@ export async function sendWarningEmails(deps: WarningEmailDeps, run: JobRun): Pr
 /** Warnings issued within the window (by the job's clock) and not mailed yet, oldest first. */
 async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
   const rows = await unmailedBalanceWarnings(pool, { from: new Date(now.getTime() - warningEmailWindowMs), to: now, limit: perRound });
-  return rows.map((row) => ({ position: row.position, accountId: row.account_id, level: row.level as WarningLevel, at: row.at, email: row.email }));
+  return rows.map((row) => ({
+    position: row.position,
+    accountId: row.account_id,
+    level: row.level as WarningLevel,
+    at: row.at,
+    email: row.email,
+  }));
 }
 
 /** Sends one warning unless another sender has it or had it; true when this call sent it. */
 function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: warningLockSpace, key: warning.position,
+    lockSpace: warningLockSpace,
+    key: warning.position,
     record: {
       text: 'INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
       values: [warning.position, warning.accountId, warning.level, deps.now().toISOString()],
     },
   };
-  return sendOnce(deps.pool, deps.mailer, claim, async () => renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)));
+  return sendOnce(deps.pool, deps.mailer, claim, async () =>
+    renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)),
+  );
 }
 
 /**
@@ -60,12 +76,12 @@ async function mailData(deps: WarningEmailDeps, warning: Pending) {
   const events = stream.events.map((stored) => stored.event as AccountEvent);
   const atMs = Date.parse(warning.at);
   const e = evaluateAccount(accountAsOf(events, atMs), atMs, deps.overdraftCents);
-  const listed = warning.level === 'deletion-now'
-    ? evaluateAccount(accountAsOf(events, atMs - 1), atMs - 1, deps.overdraftCents).running
-    : e.running;
+  const listed =
+    warning.level === 'deletion-now' ? evaluateAccount(accountAsOf(events, atMs - 1), atMs - 1, deps.overdraftCents).running : e.running;
   const capsuls: MailCapsul[] = listed.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
   return {
-    email: warning.email, capsuls,
+    email: warning.email,
+    capsuls,
     balance: dollars(e.balanceCents),
     rate: dollars(e.rateCentsPerMonth),
     overdraft: dollars(deps.overdraftCents),

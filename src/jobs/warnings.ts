@@ -23,7 +23,8 @@ export type BalanceSituation = {
  */
 export function warningLevelOf(situation: BalanceSituation): WarningLevel | null {
   const { balanceCents, accruals, nowMs, overdraftCents } = situation;
-  if (!Number.isSafeInteger(overdraftCents) || overdraftCents > 0) throw new RangeError(`the overdraft is zero or negative cents, not ${overdraftCents}`);
+  if (!Number.isSafeInteger(overdraftCents) || overdraftCents > 0)
+    throw new RangeError(`the overdraft is zero or negative cents, not ${overdraftCents}`);
   if (!accruals.some((accrual) => isRunning(accrual, nowMs))) return null;
   if (balanceCents <= overdraftCents) return 'deletion-now';
   if (balanceCents <= 0) {
@@ -82,7 +83,9 @@ export type AccountEvaluation = {
 export function evaluateAccount(account: Account, nowMs: number, overdraftCents: Cents): AccountEvaluation {
   const balanceCents = balanceCentsAt(account, nowMs);
   const accruals = [...account.vms.values()].filter((vm) => vm.createdAtMs <= nowMs);
-  const running = accruals.filter((vm) => isRunning(vm, nowMs)).sort((a, b) => a.createdAtMs - b.createdAtMs || a.vmId.localeCompare(b.vmId));
+  const running = accruals
+    .filter((vm) => isRunning(vm, nowMs))
+    .sort((a, b) => a.createdAtMs - b.createdAtMs || a.vmId.localeCompare(b.vmId));
   const situation = { balanceCents, accruals, nowMs, overdraftCents };
   const level = warningLevelOf(situation);
   return {

@@ -34,7 +34,7 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
   } = {},
 ): Promise<{ events: E[]; state: S; version: bigint }> {
   checkCause(cause);
-  const maxAttempts = options.expectedVersion !== undefined ? 1 : options.maxAttempts ?? defaultMaxAttempts;
+  const maxAttempts = options.expectedVersion !== undefined ? 1 : (options.maxAttempts ?? defaultMaxAttempts);
   // A cached state is only trusted to append: the version check proves it current. A refusal or a
   // no-op decided on it is decided again on the stream as it is now.
   let cached = options.expectedVersion === undefined ? (deps.cache?.get(streamId) as Loaded<S> | undefined) : undefined;

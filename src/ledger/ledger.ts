@@ -72,12 +72,19 @@ export class Ledger {
       const now = this.now();
       try {
         const { events, state } = await handleCommand(
-          this.deps, accountStream(accountId), accountDecider,
+          this.deps,
+          accountStream(accountId),
+          accountDecider,
           {
             type: 'RecordPayment',
             data: {
-              accountId, email, paymentId, amountCents: input.amountCents, provider: input.provider ?? 'manual',
-              reference, receivedAt: input.receivedAt ?? now,
+              accountId,
+              email,
+              paymentId,
+              amountCents: input.amountCents,
+              provider: input.provider ?? 'manual',
+              reference,
+              receivedAt: input.receivedAt ?? now,
             },
             metadata: { now, providerStart: this.providerStart },
           },
@@ -88,7 +95,8 @@ export class Ledger {
       } catch (error) {
         // Another process opened an account for this email meanwhile, or took the reference: look
         // both up again.
-        const constraint = (error as { code?: string; constraint?: string }).code === '23505' ? (error as { constraint?: string }).constraint : undefined;
+        const constraint =
+          (error as { code?: string; constraint?: string }).code === '23505' ? (error as { constraint?: string }).constraint : undefined;
         if (constraint === 'accounts_email_key' && attempt < maxResolveAttempts) continue;
         if (constraint === 'payments_reference_key') throw refused(`reference ${reference} is already recorded for another payment`);
         throw error;
@@ -106,24 +114,40 @@ export class Ledger {
   }
 
   private async correctPayment(
-    type: 'InvalidatePayment' | 'ReinstatePayment', paymentId: number, reason: string, cause: Cause, effectiveAt?: Date,
+    type: 'InvalidatePayment' | 'ReinstatePayment',
+    paymentId: number,
+    reason: string,
+    cause: Cause,
+    effectiveAt?: Date,
   ): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(paymentId);
     const data = effectiveAt === undefined ? { paymentId, reason } : { paymentId, reason, effectiveAt };
     const { events } = await handleCommand(
-      this.deps, accountStream(accountId), accountDecider, { type, data, metadata: { now: this.now() } }, { ...cause, reason },
+      this.deps,
+      accountStream(accountId),
+      accountDecider,
+      { type, data, metadata: { now: this.now() } },
+      { ...cause, reason },
     );
     return { changed: events.length > 0 };
   }
 
   /** A provider's refund, as the payment's refunded total so far: a total already recorded changes nothing. */
   async recordRefund(input: {
-    paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date; cause: Cause;
+    paymentId: number;
+    totalRefundedCents: Cents;
+    reference: string | null;
+    effectiveAt?: Date;
+    cause: Cause;
   }): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(input.paymentId);
     const { cause, ...data } = input;
     const { events } = await handleCommand(
-      this.deps, accountStream(accountId), accountDecider, { type: 'RecordRefund', data, metadata: { now: this.now() } }, cause,
+      this.deps,
+      accountStream(accountId),
+      accountDecider,
+      { type: 'RecordRefund', data, metadata: { now: this.now() } },
+      cause,
     );
     return { changed: events.length > 0 };
   }
@@ -131,8 +155,11 @@ export class Ledger {
   /** Issues a balance warning unless that level was issued already since the last top-up. */
   async issueBalanceWarning(accountId: string, level: WarningLevel, balanceCents: Cents, cause: Cause): Promise<{ issued: boolean }> {
     const { events } = await handleCommand(
-      this.deps, accountStream(accountId), accountDecider,
-      { type: 'IssueBalanceWarning', data: { level, balanceCents }, metadata: { now: this.now() } }, cause,
+      this.deps,
+      accountStream(accountId),
+      accountDecider,
+      { type: 'IssueBalanceWarning', data: { level, balanceCents }, metadata: { now: this.now() } },
+      cause,
     );
     return { issued: events.length > 0 };
   }
@@ -156,7 +183,9 @@ export class Ledger {
     }
     const vmId = newVmId();
     await handleCommand(
-      this.deps, accountStream(accountId), accountDecider,
+      this.deps,
+      accountStream(accountId),
+      accountDecider,
       {
         type: 'RequestVmCreation',
         data: { vmId, size: input.size, os: input.os, sshPublicKeys: input.sshPublicKeys, priceCentsPerMonth },
@@ -181,8 +210,11 @@ export class Ledger {
     if (asSeen && (await streamVersion(this.deps.pool, vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
     const now = this.now();
     const { events } = await handleCommand(
-      this.deps, accountStream(rows[0].account_id), accountDecider,
-      { type: 'RequestVmDeletion', data: { vmId, reason }, metadata: { now } }, { ...cause, reason },
+      this.deps,
+      accountStream(rows[0].account_id),
+      accountDecider,
+      { type: 'RequestVmDeletion', data: { vmId, reason }, metadata: { now } },
+      { ...cause, reason },
     );
     // Two deletes racing both pass the version check (the request lands on the account stream, not the
     // capsul's): the one that finds the deletion already requested is the one that lost.
@@ -193,14 +225,22 @@ export class Ledger {
   /** Asks the capsul's host to start it. The same `operationId` again changes nothing. */
   startVm(vmId: string, cause: Cause, options: VmRequestOptions = {}): Promise<{ operationId: string; changed: boolean }> {
     return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
-      type: 'RequestStart', data: { vmId, operationId, context }, metadata: { now },
+      type: 'RequestStart',
+      data: { vmId, operationId, context },
+      metadata: { now },
     }));
   }
 
   /** Asks the capsul's host to shut it down (`force`: cut the power). The same `operationId` again changes nothing. */
-  stopVm(vmId: string, cause: Cause, options: VmRequestOptions & { force?: boolean } = {}): Promise<{ operationId: string; changed: boolean }> {
+  stopVm(
+    vmId: string,
+    cause: Cause,
+    options: VmRequestOptions & { force?: boolean } = {},
+  ): Promise<{ operationId: string; changed: boolean }> {
     return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
-      type: 'RequestStop', data: { vmId, force: options.force ?? false, operationId, context }, metadata: { now },
+      type: 'RequestStop',
+      data: { vmId, force: options.force ?? false, operationId, context },
+      metadata: { now },
     }));
   }
 
@@ -212,17 +252,28 @@ export class Ledger {
    * operation already ended changes nothing.
    */
   async failOperation(operationId: string, reason: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [operationId]);
+    const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [
+      operationId,
+    ]);
     const operation = rows[0];
     if (!operation) throw notFound(`there is no operation ${operationId}`);
     const result = { vmId: operation.vm_id as string, kind: operation.kind as string };
     if (operation.ended) return { ...result, changed: false };
     const now = this.now();
     const { events } = await handleCommand(
-      this.deps, vmStream(result.vmId), vmDecider,
+      this.deps,
+      vmStream(result.vmId),
+      vmDecider,
       {
         type: 'RecordFailure',
-        data: { vmId: result.vmId, host: operation.host, error: `settled as failed by an operator: ${reason}`, observedAt: now, reportId: null, operationId },
+        data: {
+          vmId: result.vmId,
+          host: operation.host,
+          error: `settled as failed by an operator: ${reason}`,
+          observedAt: now,
+          reportId: null,
+          operationId,
+        },
         metadata: { now },
       },
       { ...cause, reason },
@@ -232,17 +283,20 @@ export class Ledger {
 
   /** An operation for the capsul's host, decided on its stream with what the account knows of it (from the vms projection). */
   private async requestOnVm(
-    vmId: string, cause: Cause, options: VmRequestOptions,
+    vmId: string,
+    cause: Cause,
+    options: VmRequestOptions,
     command: (context: VmContext, operationId: string, now: Date) => VmCommand,
   ): Promise<{ operationId: string; changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [vmId]);
+    const { rows } = await this.deps.pool.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [
+      vmId,
+    ]);
     if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
     const context = { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested };
     const operationId = options.operationId ?? randomUUID();
-    const { events } = await handleCommand(
-      this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), cause,
-      { expectedVersion: options.expectedVersion },
-    );
+    const { events } = await handleCommand(this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), cause, {
+      expectedVersion: options.expectedVersion,
+    });
     return { operationId, changed: events.length > 0 };
   }
 
@@ -273,9 +327,9 @@ export class Ledger {
   /** Payment ids are unique and increasing per process; across processes they are not in time order. */
   private async nextPaymentId(): Promise<number> {
     if (this.paymentIds.length === 0) {
-      const { rows } = await this.deps.pool.query(
-        `SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [this.paymentIdBlock],
-      );
+      const { rows } = await this.deps.pool.query(`SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [
+        this.paymentIdBlock,
+      ]);
       this.paymentIds = rows.map((row) => row.id as number).sort((a, b) => a - b);
       this.paymentIdBlock = Math.min(this.paymentIdBlock * 2, maxPaymentIdBlock);
     }

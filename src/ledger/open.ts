@@ -2,7 +2,17 @@
 // brought up to date on the admin connection (which is then closed), the projections rebuilt when a
 // migration ran (a migration may reshape or empty them), then pools of the role the work needs.
 import type pg from 'pg';
-import { checkConnection, checkRole, createPool, DatabaseConnectError, redact, roleNames, setRolePasswords, type Database, type Role } from '../db/database.ts';
+import {
+  checkConnection,
+  checkRole,
+  createPool,
+  DatabaseConnectError,
+  redact,
+  roleNames,
+  setRolePasswords,
+  type Database,
+  type Role,
+} from '../db/database.ts';
 import { countEvents } from '../db/event-store.ts';
 import { latestVersion, migrate, MigrationError, schemaVersion, SchemaTooNewError } from '../db/migrate.ts';
 import { rebuildProjections, type LogEvidence, type Progress } from '../projections/rebuild.ts';
@@ -53,7 +63,9 @@ export async function openPool(db: Database, role: Role, max: number): Promise<p
     await checkConnection(pool, url).catch((error: Error) => {
       if (role === 'admin') throw error;
       const setting = role === 'app' ? 'DATABASE_APP_URL' : 'DATABASE_READER_URL';
-      throw new DatabaseConnectError(`${error.message} — capsul connects as ${roleNames[role]} for this: set ${setting}, or give that role's password in ~/.pgpass (docs/configuration.md)`);
+      throw new DatabaseConnectError(
+        `${error.message} — capsul connects as ${roleNames[role]} for this: set ${setting}, or give that role's password in ~/.pgpass (docs/configuration.md)`,
+      );
     });
     if (role !== 'admin') await checkRole(pool, role);
     return pool;

@@ -52,11 +52,17 @@ async function placeUnderLock(deps: ReactorDeps): Promise<number> {
       break;
     }
     try {
-      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, {
-        type: 'PlaceVm',
-        data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
-        metadata: { now },
-      }, hub);
+      const { events } = await handleCommand(
+        deps,
+        vmStream(vm.id),
+        vmDecider,
+        {
+          type: 'PlaceVm',
+          data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
+          metadata: { now },
+        },
+        hub,
+      );
       if (events.length > 0) placed++;
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
@@ -67,7 +73,12 @@ async function placeUnderLock(deps: ReactorDeps): Promise<number> {
 }
 
 /** The online host with the most free memory that fits `memoryMb`, or null. */
-export async function hostWithRoom(pool: pg.Pool, memoryMb: number, now: Date, options: { onlineOnly?: boolean } = {}): Promise<string | null> {
+export async function hostWithRoom(
+  pool: pg.Pool,
+  memoryMb: number,
+  now: Date,
+  options: { onlineOnly?: boolean } = {},
+): Promise<string | null> {
   const { rows } = await pool.query(
     `SELECT h.id, h.memory_mb - coalesce(sum(s.memory_mb), 0) AS free
      FROM hosts h
@@ -98,9 +109,14 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
   let scheduled = 0;
   for (const vm of rows) {
     const context = { accountId: vm.account_id, deletionRequested: true };
-    const command = vm.host === null
-      ? { type: 'ConfirmDeleted' as const, data: { vmId: vm.id, host: null, observedAt: now, reportId: null, operationId: null }, metadata: { now } }
-      : { type: 'ScheduleDeletion' as const, data: { vmId: vm.id, operationId: randomUUID(), context }, metadata: { now } };
+    const command =
+      vm.host === null
+        ? {
+            type: 'ConfirmDeleted' as const,
+            data: { vmId: vm.id, host: null, observedAt: now, reportId: null, operationId: null },
+            metadata: { now },
+          }
+        : { type: 'ScheduleDeletion' as const, data: { vmId: vm.id, operationId: randomUUID(), context }, metadata: { now } };
     try {
       const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, command, hub);
       if (events.length > 0) scheduled++;
@@ -128,9 +144,17 @@ export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
     if (!state.vanished) continue; // cannot happen: the projection follows the stream
     const { at, host, reportId } = state.vanished;
     try {
-      const { events } = await handleCommand(deps, accountStream(vm.account_id), accountDecider, {
-        type: 'EndVmAccrual', data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId }, metadata: { now },
-      }, billing);
+      const { events } = await handleCommand(
+        deps,
+        accountStream(vm.account_id),
+        accountDecider,
+        {
+          type: 'EndVmAccrual',
+          data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId },
+          metadata: { now },
+        },
+        billing,
+      );
       if (events.length > 0) {
         ended++;
         deps.log?.(`capsul ${vm.id} vanished from host ${host}: its charges end at ${at}`);

@@ -22,9 +22,15 @@ export function createMailer(options: { from: string; smtp?: MailConfig; outboxD
   if (options.smtp) {
     const { host, port, tls, user, password } = options.smtp;
     const transport = nodemailer.createTransport({
-      host, port, secure: tls === 'tls', requireTLS: tls === 'starttls', ignoreTLS: tls === 'none',
+      host,
+      port,
+      secure: tls === 'tls',
+      requireTLS: tls === 'starttls',
+      ignoreTLS: tls === 'none',
       ...(user ? { auth: { user, pass: password ?? '' } } : {}),
-      connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 20_000,
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 20_000,
     });
     return {
       outboxDir: null,
@@ -53,7 +59,10 @@ export function createMailer(options: { from: string; smtp?: MailConfig; outboxD
 
 /** The newest message to `to` in a development outbox, as a person reads it (its .txt). */
 export async function latestOutboxMessage(outboxDir: string, to: string): Promise<string | null> {
-  const files = (await readdir(outboxDir).catch(() => [] as string[])).filter((name) => name.endsWith('.txt')).sort().reverse();
+  const files = (await readdir(outboxDir).catch(() => [] as string[]))
+    .filter((name) => name.endsWith('.txt'))
+    .sort()
+    .reverse();
   for (const name of files) {
     const text = await readFile(path.join(outboxDir, name), 'utf8');
     const header = /^To: (.*)$/m.exec(text)?.[1] ?? '';

@@ -16,7 +16,15 @@ import { formatCents, type Cents } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment, type Hold } from './holds.ts';
-import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions, type RouteGuards } from './provider.ts';
+import {
+  allowFormActionTo,
+  isSafeLink,
+  topUpCents,
+  type PaymentProvider,
+  type ProviderDeps,
+  type ReconcileOptions,
+  type RouteGuards,
+} from './provider.ts';
 
 export const btcpayPath = '/payment/btcpay';
 const webhookPath = `${btcpayPath}/webhook`;
@@ -61,7 +69,10 @@ export type GreenfieldInvoice = {
 
 /** BTCPay Server did not do what was asked: unreachable (`status` null), refused, or answered nonsense. */
 export class BtcpayError extends Error {
-  constructor(message: string, readonly status: number | null) {
+  constructor(
+    message: string,
+    readonly status: number | null,
+  ) {
     super(message);
     this.name = 'BtcpayError';
   }
@@ -85,7 +96,8 @@ export function greenfieldClient(config: BtcpayConfig, options: { timeoutMs?: nu
       response = await fetch(`${config.url}${storePath}${path}`, {
         method,
         headers: {
-          authorization: `token ${config.apiKey}`, accept: 'application/json',
+          authorization: `token ${config.apiKey}`,
+          accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
@@ -96,14 +108,15 @@ export function greenfieldClient(config: BtcpayConfig, options: { timeoutMs?: nu
     } catch (error) {
       if (error instanceof BtcpayError) throw error;
       const { name, message, cause: reason } = error as Error & { cause?: { message?: string } };
-      const why = name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : reason?.message ?? message;
+      const why = name === 'TimeoutError' ? `no answer within ${timeoutMs / 1000} s` : (reason?.message ?? message);
       throw new BtcpayError(`BTCPay Server at ${config.url} could not be reached (${what}): ${why}`, null);
     }
     if (response.status === 404) return { status: 404, json: null };
     if (!response.ok) {
-      const hint = response.status === 401 || response.status === 403
-        ? ' (check BTCPAY_API_KEY: it needs the permissions btcpay.store.cancreateinvoice and btcpay.store.canviewinvoices for this store)'
-        : '';
+      const hint =
+        response.status === 401 || response.status === 403
+          ? ' (check BTCPAY_API_KEY: it needs the permissions btcpay.store.cancreateinvoice and btcpay.store.canviewinvoices for this store)'
+          : '';
       throw new BtcpayError(`BTCPay Server answered ${what} with ${response.status}${hint}: ${errorText(text)}`, response.status);
     }
     try {
@@ -156,11 +169,15 @@ function errorText(text: string): string {
   try {
     const json = JSON.parse(text) as unknown;
     const items = Array.isArray(json) ? json : [json];
-    said = items.map((item) => {
-      const { path, message } = (item ?? {}) as { path?: unknown; message?: unknown };
-      return typeof message === 'string' ? (typeof path === 'string' ? `${path}: ${message}` : message) : JSON.stringify(item);
-    }).join('; ');
-  } catch { /* not JSON: quote it as it is */ }
+    said = items
+      .map((item) => {
+        const { path, message } = (item ?? {}) as { path?: unknown; message?: unknown };
+        return typeof message === 'string' ? (typeof path === 'string' ? `${path}: ${message}` : message) : JSON.stringify(item);
+      })
+      .join('; ');
+  } catch {
+    /* not JSON: quote it as it is */
+  }
   return JSON.stringify(said.slice(0, 300));
 }
 
@@ -177,17 +194,22 @@ const invoiceFields = {
 function invoiceFrom(json: unknown): GreenfieldInvoice {
   const record = (typeof json === 'object' && json !== null ? json : {}) as Record<string, unknown>;
   const text = (name: keyof typeof invoiceFields, fallback?: string) => {
-    const value = typeof record[name] === 'number' && name === 'amount' ? String(record[name]) : record[name] ?? fallback;
+    const value = typeof record[name] === 'number' && name === 'amount' ? String(record[name]) : (record[name] ?? fallback);
     if (typeof value !== 'string') throw new BtcpayError(`BTCPay Server sent an invoice without ${name}`, null);
     if (!invoiceFields[name].test(value)) {
       throw new BtcpayError(`BTCPay Server sent an invoice ${name} capsul does not accept: ${JSON.stringify(value.slice(0, 80))}`, null);
     }
     return value;
   };
-  const metadata = typeof record.metadata === 'object' && record.metadata !== null ? record.metadata as Record<string, unknown> : {};
+  const metadata = typeof record.metadata === 'object' && record.metadata !== null ? (record.metadata as Record<string, unknown>) : {};
   return {
-    id: text('id'), status: text('status'), additionalStatus: text('additionalStatus', 'None'),
-    amount: text('amount'), currency: text('currency'), checkoutLink: text('checkoutLink'), metadata,
+    id: text('id'),
+    status: text('status'),
+    additionalStatus: text('additionalStatus', 'None'),
+    amount: text('amount'),
+    currency: text('currency'),
+    checkoutLink: text('checkoutLink'),
+    metadata,
   };
 }
 
@@ -224,7 +246,8 @@ export type Step = { action: Action | null; status: CheckoutStatus | null; why: 
 
 export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, payment: KnownPayment | null): Step {
   const nothing = (why: string): Step => ({ action: null, status: null, why });
-  const state = invoice.additionalStatus && invoice.additionalStatus !== 'None' ? `${invoice.status} (${invoice.additionalStatus})` : invoice.status;
+  const state =
+    invoice.additionalStatus && invoice.additionalStatus !== 'None' ? `${invoice.status} (${invoice.additionalStatus})` : invoice.status;
   if (!checkout) {
     // A shared store's other invoices (a donation page, another shop) are none of capsul's business.
     const orderId = invoice.metadata.orderId;
@@ -233,11 +256,19 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
     if (invoice.status !== 'Settled' || !ours || payment) return nothing(`${state}, not a checkout capsul knows: ignored`);
     if (amountCents === null) return nothing(`${state} for ${invoice.amount} ${invoice.currency}, not a checkout capsul knows: ignored`);
     return {
-      action: { kind: 'hold', hold: {
-        provider: 'btcpay', reference: invoice.id, email: canonicalEmailOrNull(invoice.metadata.buyerEmail), amountCents,
-        expectedCents: null, reason: 'capsul has no checkout for this BTCPay invoice',
-      } },
-      status: null, why: `${state}, but capsul has no checkout for it`,
+      action: {
+        kind: 'hold',
+        hold: {
+          provider: 'btcpay',
+          reference: invoice.id,
+          email: canonicalEmailOrNull(invoice.metadata.buyerEmail),
+          amountCents,
+          expectedCents: null,
+          reason: 'capsul has no checkout for this BTCPay invoice',
+        },
+      },
+      status: null,
+      why: `${state}, but capsul has no checkout for it`,
     };
   }
   if (checkout.status === 'held') return nothing(`${state}; held for an operator already`);
@@ -245,18 +276,34 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
     case 'Settled': {
       const amountCents = invoiceCents(invoice);
       const hold = (reason: string): Step => ({
-        action: { kind: 'hold', hold: {
-          provider: 'btcpay', reference: invoice.id, email: checkout.email, amountCents: amountCents ?? 0, expectedCents: checkout.amountCents, reason,
-        } },
-        status: 'held', why: `${state}, but ${reason}`,
+        action: {
+          kind: 'hold',
+          hold: {
+            provider: 'btcpay',
+            reference: invoice.id,
+            email: checkout.email,
+            amountCents: amountCents ?? 0,
+            expectedCents: checkout.amountCents,
+            reason,
+          },
+        },
+        status: 'held',
+        why: `${state}, but ${reason}`,
       });
       if (amountCents !== checkout.amountCents) {
-        return hold(`the invoice is for ${invoice.amount} ${invoice.currency}, the checkout asked for $${formatCents(checkout.amountCents)}`);
+        return hold(
+          `the invoice is for ${invoice.amount} ${invoice.currency}, the checkout asked for $${formatCents(checkout.amountCents)}`,
+        );
       }
-      if (payment && payment.email !== checkout.email) return hold(`its id is already recorded as payment ${payment.id} of another account`);
+      if (payment && payment.email !== checkout.email)
+        return hold(`its id is already recorded as payment ${payment.id} of another account`);
       if (!payment) return { action: { kind: 'credit', email: checkout.email, amountCents }, status: 'credited', why: state };
       if (payment.provider === 'btcpay' && payment.invalidated) {
-        return { action: { kind: 'reinstate', paymentId: payment.id, reason: `BTCPay invoice ${invoice.id} is ${state} again` }, status: 'credited', why: state };
+        return {
+          action: { kind: 'reinstate', paymentId: payment.id, reason: `BTCPay invoice ${invoice.id} is ${state} again` },
+          status: 'credited',
+          why: state,
+        };
       }
       return { action: null, status: 'credited', why: `${state}; credited already` };
     }
@@ -266,8 +313,13 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
       // A payment an operator recorded by hand under this id is theirs to correct.
       if (payment && payment.provider === 'btcpay' && !payment.invalidated) {
         return {
-          action: { kind: 'invalidate', paymentId: payment.id, reason: `BTCPay invoice ${invoice.id} turned ${state} after it was credited` },
-          status, why: `${state} after it was credited`,
+          action: {
+            kind: 'invalidate',
+            paymentId: payment.id,
+            reason: `BTCPay invoice ${invoice.id} turned ${state} after it was credited`,
+          },
+          status,
+          why: `${state} after it was credited`,
         };
       }
       return { action: null, status, why: state };
@@ -310,7 +362,13 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
     });
   }
 
-  async function act(invoiceId: string, checkout: Checkout | null, step: Step, observedAt: Date, log: (line: string) => void): Promise<string> {
+  async function act(
+    invoiceId: string,
+    checkout: Checkout | null,
+    step: Step,
+    observedAt: Date,
+    log: (line: string) => void,
+  ): Promise<string> {
     const action = step.action;
     let paymentId = checkout?.paymentId ?? null;
     let moved = false;
@@ -320,7 +378,12 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
         break;
       case 'credit': {
         const recorded = await deps.ledger.recordPayment({
-          email: action.email, amountCents: action.amountCents, reference: invoiceId, receivedAt: observedAt, provider: 'btcpay', cause,
+          email: action.email,
+          amountCents: action.amountCents,
+          reference: invoiceId,
+          receivedAt: observedAt,
+          provider: 'btcpay',
+          cause,
         });
         paymentId = recorded.paymentId;
         moved = !recorded.duplicate;
@@ -334,9 +397,10 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       }
       case 'invalidate':
       case 'reinstate': {
-        const { changed } = action.kind === 'invalidate'
-          ? await deps.ledger.invalidatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt })
-          : await deps.ledger.reinstatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt });
+        const { changed } =
+          action.kind === 'invalidate'
+            ? await deps.ledger.invalidatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt })
+            : await deps.ledger.reinstatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt });
         paymentId = action.paymentId;
         moved = changed;
         done = `payment ${action.paymentId} ${action.kind === 'invalidate' ? 'invalidated' : 'reinstated'}${changed ? '' : ' already'}`;
@@ -355,30 +419,41 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
    * others, so the few-at-once keeps the pool from running dry.
    */
   function exclusively(invoiceId: string, work: () => Promise<void>): Promise<void> {
-    return turns.take(invoiceId, () => gate.through(async () => {
-      const lock = await deps.pool.connect();
-      const key = [`btcpay-invoice:${invoiceId}`];
-      let broken = false;
-      try {
-        await lock.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', key);
+    return turns.take(invoiceId, () =>
+      gate.through(async () => {
+        const lock = await deps.pool.connect();
+        const key = [`btcpay-invoice:${invoiceId}`];
+        let broken = false;
         try {
-          await work();
+          await lock.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', key);
+          try {
+            await work();
+          } finally {
+            await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', key).catch(() => {
+              broken = true;
+            });
+          }
         } finally {
-          await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', key).catch(() => { broken = true; });
+          lock.release(broken);
         }
-      } finally {
-        lock.release(broken);
-      }
-    }));
+      }),
+    );
   }
 
   async function readCheckout(invoiceId: string): Promise<Checkout | null> {
     const { rows } = await deps.pool.query(
-      `SELECT id, email, amount_cents, status, payment_id FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`, [invoiceId],
+      `SELECT id, email, amount_cents, status, payment_id FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`,
+      [invoiceId],
     );
     const row = rows[0];
     return row
-      ? { id: row.id, email: row.email, amountCents: Number(row.amount_cents), status: row.status, paymentId: row.payment_id === null ? null : Number(row.payment_id) }
+      ? {
+          id: row.id,
+          email: row.email,
+          amountCents: Number(row.amount_cents),
+          status: row.status,
+          paymentId: row.payment_id === null ? null : Number(row.payment_id),
+        }
       : null;
   }
 
@@ -402,7 +477,9 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
 
   async function routes(app: FastifyInstance, { requireCustomer }: RouteGuards): Promise<void> {
     // The webhook's signature is over the body exactly as sent: keep it raw (this scope only).
-    app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxWebhookBytes }, (_request, body, done) => done(null, body));
+    app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxWebhookBytes }, (_request, body, done) =>
+      done(null, body),
+    );
 
     app.get(btcpayPath, { preHandler: requireCustomer }, async (_request, reply) => showForm(reply, { amount: '', error: null }));
 
@@ -421,12 +498,17 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       let invoice: GreenfieldInvoice;
       try {
         invoice = await client.createInvoice({ amountCents, email, redirectUrl: `${deps.baseUrl}${returnPath}?invoice={InvoiceId}` });
-        if (!isSafeLink(invoice.checkoutLink)) throw new BtcpayError(`BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`, null);
+        if (!isSafeLink(invoice.checkoutLink))
+          throw new BtcpayError(
+            `BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`,
+            null,
+          );
       } catch (error) {
         if (!(error instanceof BtcpayError)) throw error;
         request.log.error({ err: error.message }, 'BTCPay invoice not created');
         return showForm(reply.code(502), {
-          amount: formatCents(amountCents), error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
+          amount: formatCents(amountCents),
+          error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
         });
       }
       await recordCheckout(deps.pool, { provider: 'btcpay', id: invoice.id, email, amountCents, now: deps.now() });
@@ -435,7 +517,8 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
 
     app.get<{ Querystring: { invoice?: unknown } }>(returnPath, { preHandler: requireCustomer }, async (request, reply) => {
       const email = request.customer!.email;
-      const asked = typeof request.query.invoice === 'string' && invoiceIdPattern.test(request.query.invoice) ? request.query.invoice : null;
+      const asked =
+        typeof request.query.invoice === 'string' && invoiceIdPattern.test(request.query.invoice) ? request.query.invoice : null;
       const { rows } = await deps.pool.query(
         `SELECT id, amount_cents, created, status FROM provider_checkouts
           WHERE provider = 'btcpay' AND email = $1 AND ($2::text IS NULL OR id = $2) ORDER BY created DESC LIMIT 1`,
@@ -456,7 +539,10 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       const shown = returnState(row.status, current);
       return reply.view('btcpay-return.eta', {
         invoice: {
-          id: row.id, amount: dollars(Number(row.amount_cents)), created: utcMinute(row.created), ...shown,
+          id: row.id,
+          amount: dollars(Number(row.amount_cents)),
+          created: utcMinute(row.created),
+          ...shown,
           payLink: shown.state === 'unpaid' && current && isSafeLink(current.checkoutLink) ? current.checkoutLink : null,
         },
         refreshSeconds: shown.state === 'unpaid' || shown.state === 'confirming' || shown.state === 'settling' ? refreshSeconds : 0,
@@ -484,10 +570,13 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       if (invoiceId === undefined) return reply.send({ ignored: 'not about an invoice' });
       if (typeof invoiceId !== 'string' || !invoiceIdPattern.test(invoiceId)) {
         // Signed, so BTCPay Server's; it would only deliver it again, and it would say no more then.
-        request.log.warn({ invoiceId: typeof invoiceId === 'string' ? JSON.stringify(invoiceId.slice(0, 80)) : typeof invoiceId }, 'BTCPay webhook acknowledged, nothing done: its invoiceId is not an invoice id');
+        request.log.warn(
+          { invoiceId: typeof invoiceId === 'string' ? JSON.stringify(invoiceId.slice(0, 80)) : typeof invoiceId },
+          'BTCPay webhook acknowledged, nothing done: its invoiceId is not an invoice id',
+        );
         return reply.send({ ignored: 'invoiceId is not an invoice id' });
       }
-      if (storeId !== undefined && storeId !== config.storeId) return reply.send({ ignored: 'another store\'s invoice' });
+      if (storeId !== undefined && storeId !== config.storeId) return reply.send({ ignored: "another store's invoice" });
       try {
         await look(invoiceId, false, (line) => request.log.info(`btcpay: ${line}`));
       } catch (error) {
@@ -513,7 +602,9 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
   async function requireFewOpenInvoices(email: string): Promise<void> {
     const open = await openCheckoutsToday(deps.pool, 'btcpay', email, deps.now());
     if (open >= maxOpenCheckoutsPerDay) {
-      throw refused(`you have ${open} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`);
+      throw refused(
+        `you have ${open} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`,
+      );
     }
   }
 
@@ -537,11 +628,16 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
         failed++;
         log(`invoice ${id} could not be looked at: ${(error as Error).message}`);
         if (error instanceof BtcpayError && error.status === null && ++unreachableInARow >= maxUnreachableInARow) {
-          throw new BtcpayError(`stopped after ${maxUnreachableInARow} invoices in a row could not be read; the rest wait for the next run`, null);
+          throw new BtcpayError(
+            `stopped after ${maxUnreachableInARow} invoices in a row could not be read; the rest wait for the next run`,
+            null,
+          );
         }
       }
     }
-    log(`looked at ${rows.length} open or lately credited invoice${rows.length === 1 ? '' : 's'}${dryRun ? ' (dry run: nothing changed)' : ''}`);
+    log(
+      `looked at ${rows.length} open or lately credited invoice${rows.length === 1 ? '' : 's'}${dryRun ? ' (dry run: nothing changed)' : ''}`,
+    );
     if (failed > 0) throw new Error(`${failed} of ${rows.length} invoices could not be looked at (see above)`);
   }
 
@@ -550,10 +646,13 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
 
 function wouldDo(step: Step, checkout: Checkout | null): string {
   const action = step.action;
-  const doing = !action ? 'do nothing to the ledger'
-    : action.kind === 'credit' ? `credit ${dollars(action.amountCents)} to ${action.email}`
-    : action.kind === 'hold' ? 'hold it for an operator'
-    : `${action.kind} payment ${action.paymentId}`;
+  const doing = !action
+    ? 'do nothing to the ledger'
+    : action.kind === 'credit'
+      ? `credit ${dollars(action.amountCents)} to ${action.email}`
+      : action.kind === 'hold'
+        ? 'hold it for an operator'
+        : `${action.kind} payment ${action.paymentId}`;
   return step.status && step.status !== checkout?.status ? `${doing} and mark the checkout ${step.status}` : doing;
 }
 
@@ -564,11 +663,16 @@ function returnState(status: CheckoutStatus, invoice: GreenfieldInvoice | null):
   const checked = invoice !== null;
   if (status !== 'open') return { state: status, checked };
   switch (invoice?.status) {
-    case 'Processing': return { state: 'confirming', checked };
-    case 'Settled': return { state: 'settling', checked };
-    case 'Expired': return { state: 'expired', checked };
-    case 'Invalid': return { state: 'invalid', checked };
-    default: return { state: 'unpaid', checked };
+    case 'Processing':
+      return { state: 'confirming', checked };
+    case 'Settled':
+      return { state: 'settling', checked };
+    case 'Expired':
+      return { state: 'expired', checked };
+    case 'Invalid':
+      return { state: 'invalid', checked };
+    default:
+      return { state: 'unpaid', checked };
   }
 }
 

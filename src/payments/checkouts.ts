@@ -20,7 +20,8 @@ export async function openCheckoutsToday(pool: pg.Pool, provider: ProviderId, em
 
 /** Records a checkout just opened at the provider, for the account and amount it was opened for. */
 export async function recordCheckout(
-  pool: pg.Pool, checkout: { provider: ProviderId; id: string; email: string; amountCents: Cents; now: Date },
+  pool: pg.Pool,
+  checkout: { provider: ProviderId; id: string; email: string; amountCents: Cents; now: Date },
 ): Promise<void> {
   await pool.query(
     `INSERT INTO provider_checkouts (provider, id, email, amount_cents, created, status, status_changed)

@@ -56,7 +56,8 @@ export async function resolveHold(
     [hold.provider, hold.reference],
   );
   if (!rows[0]) throw notFound(`there is no held ${hold.provider} payment ${hold.reference}`);
-  if (rows[0].payment_id !== null) throw refused(`held payment ${hold.reference} was recorded as payment ${rows[0].payment_id}: nothing to close`);
+  if (rows[0].payment_id !== null)
+    throw refused(`held payment ${hold.reference} was recorded as payment ${rows[0].payment_id}: nothing to close`);
   const { rowCount } = await pool.query(
     `UPDATE payment_holds SET resolved = $3, resolved_by = $4, resolution = $5
      WHERE provider = $1 AND reference = $2 AND resolved IS NULL`,

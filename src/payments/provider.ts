@@ -51,7 +51,8 @@ export interface PaymentProvider {
 
 /** The top-up typed into a provider's form, in US dollars (a leading $ allowed), within the configured limits. */
 export function topUpCents(typed: unknown, limits: Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>): Cents {
-  if (typed !== undefined && typeof typed !== 'string') throw invalid('the form\'s amount field is not what this page sends: reload the page and try again');
+  if (typed !== undefined && typeof typed !== 'string')
+    throw invalid("the form's amount field is not what this page sends: reload the page and try again");
   if (!typed?.trim()) throw invalid('enter an amount in US dollars, like 20 or 20.50');
   const cents = parseDollars(typed.replace(/^\s*\$/, '').slice(0, 40));
   if (cents < limits.topUpMinCents) throw invalid(`the smallest top-up is ${dollars(limits.topUpMinCents)}`);
@@ -73,5 +74,6 @@ export function isSafeLink(link: string): boolean {
  */
 export function allowFormActionTo(reply: FastifyReply, origin: string): void {
   const policy = reply.getHeader('content-security-policy');
-  if (typeof policy === 'string') reply.header('content-security-policy', policy.replace(/form-action ([^;]*)/, `form-action $1 ${origin}`));
+  if (typeof policy === 'string')
+    reply.header('content-security-policy', policy.replace(/form-action ([^;]*)/, `form-action $1 ${origin}`));
 }

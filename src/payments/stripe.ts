@@ -15,7 +15,15 @@ import type { Cause } from '../ledger/handle.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
-import { allowFormActionTo, isSafeLink, topUpCents, type PaymentProvider, type ProviderDeps, type ReconcileOptions, type RouteGuards } from './provider.ts';
+import {
+  allowFormActionTo,
+  isSafeLink,
+  topUpCents,
+  type PaymentProvider,
+  type ProviderDeps,
+  type ReconcileOptions,
+  type RouteGuards,
+} from './provider.ts';
 
 /** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
 const checkoutOrigin = 'https://checkout.stripe.com';
@@ -85,14 +93,17 @@ function clientOptions(config: StripeConfig): ConstructorParameters<typeof Strip
   const options = { maxNetworkRetries: 2, timeout: 20_000, telemetry: false, appInfo: { name: 'capsul' } };
   if (!config.apiBase) return options;
   const url = new URL(config.apiBase);
-  const protocol = url.protocol === 'http:' ? 'http' as const : 'https' as const;
+  const protocol = url.protocol === 'http:' ? ('http' as const) : ('https' as const);
   return { ...options, host: url.hostname, port: url.port || (protocol === 'http' ? 80 : 443), protocol };
 }
 
 class StripeBilling {
   readonly stripe: Stripe;
 
-  constructor(private readonly config: StripeConfig, private readonly deps: ProviderDeps) {
+  constructor(
+    private readonly config: StripeConfig,
+    private readonly deps: ProviderDeps,
+  ) {
     this.stripe = new Stripe(config.secretKey, clientOptions(config));
   }
 
@@ -170,7 +181,11 @@ class StripeBilling {
         if (refundedCents <= 0) return 'ignored: nothing refunded';
         return this.correct(paymentIntentIn(object), log, async (paymentId) => {
           const { changed } = await this.deps.ledger.recordRefund({
-            paymentId, totalRefundedCents: refundedCents, reference: chargeId, effectiveAt: at, cause,
+            paymentId,
+            totalRefundedCents: refundedCents,
+            reference: chargeId,
+            effectiveAt: at,
+            cause,
           });
           return changed;
         });
@@ -191,28 +206,42 @@ class StripeBilling {
     if (reference === null) return 'ignored';
     const amountCents = session.amountCents;
     const { rows } = await this.deps.pool.query<CheckoutRow>(
-      `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1`, [session.id],
+      `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1`,
+      [session.id],
     );
     const checkout = rows[0];
     const hold = async (reason: string) => {
-      await holdPayment({ ...this.deps, now: () => now, log }, {
-        provider: 'stripe', reference, amountCents, reason,
-        email: checkout?.email ?? session.emailHint,
-        expectedCents: checkout ? Number(checkout.amount_cents) : null,
-      });
+      await holdPayment(
+        { ...this.deps, now: () => now, log },
+        {
+          provider: 'stripe',
+          reference,
+          amountCents,
+          reason,
+          email: checkout?.email ?? session.emailHint,
+          expectedCents: checkout ? Number(checkout.amount_cents) : null,
+        },
+      );
       if (checkout) await this.mark(session.id, 'held', now);
       return 'held' as const;
     };
     if (!checkout) return hold(`Stripe checkout session ${session.id} is not one capsul opened`);
     if (session.currency !== 'usd' || amountCents !== Number(checkout.amount_cents)) {
-      return hold(`Stripe checkout session ${session.id} was paid ${formatCents(amountCents)} ${(session.currency ?? '?').toUpperCase()}, not the USD amount capsul asked for`);
+      return hold(
+        `Stripe checkout session ${session.id} was paid ${formatCents(amountCents)} ${(session.currency ?? '?').toUpperCase()}, not the USD amount capsul asked for`,
+      );
     }
     let recorded: { paymentId: number; duplicate: boolean };
     try {
       // Stripe's clock may run a little ahead of ours: a payment is never received in capsul's future.
       const receivedAt = new Date(Math.min(paidAt.getTime(), this.deps.now().getTime()));
       recorded = await this.deps.ledger.recordPayment({
-        email: checkout.email, amountCents, reference, receivedAt, provider: 'stripe', cause,
+        email: checkout.email,
+        amountCents,
+        reference,
+        receivedAt,
+        provider: 'stripe',
+        cause,
       });
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
@@ -238,7 +267,11 @@ class StripeBilling {
     if (paymentIntent === null) return 'ignored: no payment intent';
     let paymentId = await this.deps.ledger.paymentIdFor(paymentIntent);
     if (paymentId === null) {
-      const { data } = await this.stripe.checkout.sessions.list({ payment_intent: paymentIntent, limit: 1, expand: ['data.payment_intent'] });
+      const { data } = await this.stripe.checkout.sessions.list({
+        payment_intent: paymentIntent,
+        limit: 1,
+        expand: ['data.payment_intent'],
+      });
       if (data[0]) {
         const session = checkoutFacts(data[0]);
         await this.settle(session, session.paidAt ?? this.deps.now(), this.deps.now(), log);
@@ -274,10 +307,16 @@ class StripeBilling {
     const base = this.deps.baseUrl.replace(/\/+$/, '');
     const session = await this.stripe.checkout.sessions.create({
       mode: 'payment',
-      line_items: [{
-        quantity: 1,
-        price_data: { currency: 'usd', unit_amount: amountCents, product_data: { name: 'capsul account credit', description: `Funds for ${email}` } },
-      }],
+      line_items: [
+        {
+          quantity: 1,
+          price_data: {
+            currency: 'usd',
+            unit_amount: amountCents,
+            product_data: { name: 'capsul account credit', description: `Funds for ${email}` },
+          },
+        },
+      ],
       customer_email: email,
       client_reference_id: email.length <= 200 ? email : undefined,
       metadata: { capsul_email: email },
@@ -285,7 +324,8 @@ class StripeBilling {
       success_url: `${base}/payment/stripe/success?session_id={CHECKOUT_SESSION_ID}`,
       cancel_url: `${base}/payment/stripe?cancelled=1`,
     });
-    if (!session.url || !isSafeLink(session.url)) throw new Unusable(`Stripe opened checkout session ${session.id} without an address to send the customer to`);
+    if (!session.url || !isSafeLink(session.url))
+      throw new Unusable(`Stripe opened checkout session ${session.id} without an address to send the customer to`);
     await recordCheckout(this.deps.pool, { provider: 'stripe', id: session.id, email, amountCents, now });
     return session.url;
   }
@@ -305,7 +345,8 @@ class StripeBilling {
         log(`checking checkout ${id} failed: ${(error as Error).message}`);
       }
     }
-    if (failed > 0) throw new Error(`${failed} of ${rows.length} open checkouts could not be checked (see above); the next run tries again`);
+    if (failed > 0)
+      throw new Error(`${failed} of ${rows.length} open checkouts could not be checked (see above); the next run tries again`);
   }
 
   private async reconcileOne(id: string, now: Date, dryRun: boolean, log: Log): Promise<void> {
@@ -320,7 +361,10 @@ class StripeBilling {
       return;
     }
     if (session.status === 'complete' && session.payment_status === 'paid') {
-      if (dryRun) return log(`would settle checkout ${id}: Stripe says ${formatCents(session.amount_total ?? 0)} ${(session.currency ?? '').toUpperCase()} was paid and its webhook never came`);
+      if (dryRun)
+        return log(
+          `would settle checkout ${id}: Stripe says ${formatCents(session.amount_total ?? 0)} ${(session.currency ?? '').toUpperCase()} was paid and its webhook never came`,
+        );
       const facts = checkoutFacts(session);
       const outcome = await this.settle(facts, facts.paidAt ?? now, now, log);
       return log(`checkout ${id} was paid and its webhook never came: ${outcome}`);
@@ -343,8 +387,13 @@ class StripeBilling {
 
 /** The event types capsul acts on; any other is acknowledged without a look at its data. */
 const handledTypes = new Set([
-  'checkout.session.completed', 'checkout.session.async_payment_succeeded', 'checkout.session.expired',
-  'checkout.session.async_payment_failed', 'charge.dispute.funds_withdrawn', 'charge.dispute.funds_reinstated', 'charge.refunded',
+  'checkout.session.completed',
+  'checkout.session.async_payment_succeeded',
+  'checkout.session.expired',
+  'checkout.session.async_payment_failed',
+  'charge.dispute.funds_withdrawn',
+  'charge.dispute.funds_reinstated',
+  'charge.refunded',
 ]);
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -369,7 +418,8 @@ function checkoutFacts(object: unknown): CheckoutFacts {
     mode: text('mode'),
     paymentStatus: text('payment_status'),
     paymentIntent: paymentIntentIn(object),
-    amountCents: object.amount_total === null || object.amount_total === undefined ? 0 : wholeNumber(object.amount_total, 'data.object.amount_total'),
+    amountCents:
+      object.amount_total === null || object.amount_total === undefined ? 0 : wholeNumber(object.amount_total, 'data.object.amount_total'),
     currency: currency === null ? null : currency.toLowerCase(),
     emailHint: canonicalEmailOrNull(metadata.capsul_email) ?? canonicalEmailOrNull(details.email),
     paidAt: isRecord(intent) ? stripeTime(intent.created, 'data.object.payment_intent.created') : null,
@@ -418,19 +468,33 @@ const statusCopy: Record<CheckoutStatus, string> = {
   invalid: 'not completed',
 };
 
-async function stripeRoutes(app: FastifyInstance, { requireCustomer }: RouteGuards, billing: StripeBilling, deps: ProviderDeps): Promise<void> {
+async function stripeRoutes(
+  app: FastifyInstance,
+  { requireCustomer }: RouteGuards,
+  billing: StripeBilling,
+  deps: ProviderDeps,
+): Promise<void> {
   const limits = { min: dollars(deps.topUpMinCents), max: dollars(deps.topUpMaxCents) };
 
   const showForm = async (reply: FastifyReply, email: string, state: FormState) => {
     const { rows } = await deps.pool.query<CheckoutRow>(
       `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND email = $1
-       ORDER BY created DESC, id LIMIT $2`, [email, recentCheckoutsListed],
+       ORDER BY created DESC, id LIMIT $2`,
+      [email, recentCheckoutsListed],
     );
-    const recent = rows.map((row) => ({ started: utcMinute(row.created), amount: dollars(Number(row.amount_cents)), status: statusCopy[row.status] }));
+    const recent = rows.map((row) => ({
+      started: utcMinute(row.created),
+      amount: dollars(Number(row.amount_cents)),
+      status: statusCopy[row.status],
+    }));
     allowFormActionTo(reply, checkoutOrigin);
     return reply.view('stripe.eta', {
-      ...state, recent, min: limits.min, max: limits.max,
-      minDollars: formatCents(deps.topUpMinCents), maxDollars: formatCents(deps.topUpMaxCents),
+      ...state,
+      recent,
+      min: limits.min,
+      max: limits.max,
+      minDollars: formatCents(deps.topUpMinCents),
+      maxDollars: formatCents(deps.topUpMaxCents),
     });
   };
 
@@ -461,12 +525,13 @@ async function stripeRoutes(app: FastifyInstance, { requireCustomer }: RouteGuar
 
   app.get<{ Querystring: { session_id?: unknown } }>('/payment/stripe/success', { preHandler: requireCustomer }, async (request, reply) => {
     const id = request.query.session_id;
-    const { rows } = typeof id === 'string' && sessionIdPattern.test(id)
-      ? await deps.pool.query<CheckoutRow>(
-        `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1 AND email = $2`,
-        [id, request.customer!.email],
-      )
-      : { rows: [] };
+    const { rows } =
+      typeof id === 'string' && sessionIdPattern.test(id)
+        ? await deps.pool.query<CheckoutRow>(
+            `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1 AND email = $2`,
+            [id, request.customer!.email],
+          )
+        : { rows: [] };
     const checkout = rows[0];
     // Another customer's checkout reads as one that does not exist.
     if (!checkout) return reply.code(404).view('stripe-success.eta', { checkout: null, refreshSeconds: 0 });
@@ -488,15 +553,18 @@ async function stripeRoutes(app: FastifyInstance, { requireCustomer }: RouteGuar
         return reply.code(400).send({ error: verified.refused });
       }
       const { event } = verified;
-      const about = { stripeEvent: typeof event.id === 'string' ? event.id.slice(0, 100) : null, type: typeof event.type === 'string' ? event.type.slice(0, 100) : null };
+      const about = {
+        stripeEvent: typeof event.id === 'string' ? event.id.slice(0, 100) : null,
+        type: typeof event.type === 'string' ? event.type.slice(0, 100) : null,
+      };
       let handled: Awaited<ReturnType<StripeBilling['handle']>>;
       try {
         handled = await billing.handle(event, (line) => request.log.info(`stripe webhook: ${line}`));
       } catch (error) {
         if (!(error instanceof Stripe.errors.StripeError)) throw error;
         // Stripe delivers the event again later; by then its API may answer.
-        request.log.warn({ ...about, err: error.message }, 'stripe webhook not handled: Stripe\'s API did not answer');
-        return reply.code(503).send({ error: 'Stripe\'s API could not be asked about this event: deliver it again later' });
+        request.log.warn({ ...about, err: error.message }, "stripe webhook not handled: Stripe's API did not answer");
+        return reply.code(503).send({ error: "Stripe's API could not be asked about this event: deliver it again later" });
       }
       if ('unusable' in handled) {
         // Acknowledged all the same: Stripe would only deliver it again, for days, and it would change nothing then either.
@@ -508,4 +576,3 @@ async function stripeRoutes(app: FastifyInstance, { requireCustomer }: RouteGuar
     });
   });
 }
-

@@ -16,7 +16,11 @@ export type ProjectedBalance = {
 };
 
 /** Several accounts' balances at `at`, from two queries whatever their number; an unknown id has none. */
-export async function balancesFromProjections(db: Queryable, accountIds: readonly string[], at: Date): Promise<Map<string, ProjectedBalance>> {
+export async function balancesFromProjections(
+  db: Queryable,
+  accountIds: readonly string[],
+  at: Date,
+): Promise<Map<string, ProjectedBalance>> {
   const payments = await db.query(
     `SELECT account_id, sum(dollars - refunded_dollars)::text AS paid FROM payments
      WHERE account_id = ANY($1::text[]) AND NOT invalidated AND created <= $2 GROUP BY account_id`,

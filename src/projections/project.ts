@@ -11,46 +11,86 @@ export function project(event: LedgerEvent): RowOp[] {
       return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
     case 'PaymentRecorded': {
       const d = event.data;
-      return [{
-        kind: 'insert',
-        table: 'payments',
-        row: {
-          id: d.paymentId, created: d.at, email: accountEmail(d.accountId), dollars: formatCents(d.amountCents),
-          invalidated: false, account_id: d.accountId, provider: d.provider, reference: d.reference, recorded: d.recordedAt,
-          invalidated_at: null, invalidation_reason: null, refunded_dollars: '0.00', refunded_at: null,
+      return [
+        {
+          kind: 'insert',
+          table: 'payments',
+          row: {
+            id: d.paymentId,
+            created: d.at,
+            email: accountEmail(d.accountId),
+            dollars: formatCents(d.amountCents),
+            invalidated: false,
+            account_id: d.accountId,
+            provider: d.provider,
+            reference: d.reference,
+            recorded: d.recordedAt,
+            invalidated_at: null,
+            invalidation_reason: null,
+            refunded_dollars: '0.00',
+            refunded_at: null,
+          },
         },
-      }];
+      ];
     }
     case 'PaymentInvalidated':
-      return [{
-        kind: 'update', table: 'payments', key: { id: event.data.paymentId },
-        set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: event.data.reason },
-      }];
+      return [
+        {
+          kind: 'update',
+          table: 'payments',
+          key: { id: event.data.paymentId },
+          set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: event.data.reason },
+        },
+      ];
     case 'PaymentReinstated':
-      return [{
-        kind: 'update', table: 'payments', key: { id: event.data.paymentId },
-        set: { invalidated: false, invalidated_at: null, invalidation_reason: null },
-      }];
+      return [
+        {
+          kind: 'update',
+          table: 'payments',
+          key: { id: event.data.paymentId },
+          set: { invalidated: false, invalidated_at: null, invalidation_reason: null },
+        },
+      ];
     case 'PaymentRefunded':
-      return [{
-        kind: 'update', table: 'payments', key: { id: event.data.paymentId },
-        set: { refunded_dollars: formatCents(event.data.totalRefundedCents), refunded_at: event.data.at },
-      }];
+      return [
+        {
+          kind: 'update',
+          table: 'payments',
+          key: { id: event.data.paymentId },
+          set: { refunded_dollars: formatCents(event.data.totalRefundedCents), refunded_at: event.data.at },
+        },
+      ];
     case 'BalanceWarningIssued':
       return []; // read from the account's stream (history, the warning job), not from a table
     case 'VmCreationRequested': {
       const d = event.data;
-      return [{
-        kind: 'insert',
-        table: 'vms',
-        row: {
-          id: d.vmId, email: accountEmail(d.accountId), os: d.os, size: d.size, created: d.at, deleted: null,
-          last_seen_ipv4: null, last_seen_ipv6: null, host: null, state: 'pending', account_id: d.accountId,
-          dollars_per_month: formatCents(d.priceCentsPerMonth), ssh_public_keys: d.sshPublicKeys,
-          ssh_host_key_fingerprints: null, state_observed: null, deletion_reason: null, failure: null,
-          vanished: null, accrual_ended: null,
+      return [
+        {
+          kind: 'insert',
+          table: 'vms',
+          row: {
+            id: d.vmId,
+            email: accountEmail(d.accountId),
+            os: d.os,
+            size: d.size,
+            created: d.at,
+            deleted: null,
+            last_seen_ipv4: null,
+            last_seen_ipv6: null,
+            host: null,
+            state: 'pending',
+            account_id: d.accountId,
+            dollars_per_month: formatCents(d.priceCentsPerMonth),
+            ssh_public_keys: d.sshPublicKeys,
+            ssh_host_key_fingerprints: null,
+            state_observed: null,
+            deletion_reason: null,
+            failure: null,
+            vanished: null,
+            accrual_ended: null,
+          },
         },
-      }];
+      ];
     }
     case 'VmDeletionRequested':
       return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: event.data.reason })];
@@ -76,7 +116,10 @@ export function project(event: LedgerEvent): RowOp[] {
       ];
     }
     case 'VmStateObserved':
-      return [vmUpdate(event.data.vmId, { state: event.data.state, state_observed: event.data.at }), ...completes(event.data.operationId, event.data.at, event.data.state)];
+      return [
+        vmUpdate(event.data.vmId, { state: event.data.state, state_observed: event.data.at }),
+        ...completes(event.data.operationId, event.data.at, event.data.state),
+      ];
     case 'VmDeleted': {
       const d = event.data;
       return [
@@ -92,8 +135,16 @@ export function project(event: LedgerEvent): RowOp[] {
         vmUpdate(d.vmId, { state: 'vanished', state_observed: d.at, vanished: d.at }),
         ...d.cancelledOperationIds.flatMap((id) => completes(id, d.reportedAt, 'cancelled')),
         {
-          kind: 'insert', table: 'drift',
-          row: { id: vanishedDriftId(d.host, d.vmId), host: d.host, vm_id: d.vmId, kind: 'vanished-from-host', detected: d.at, resolved: null },
+          kind: 'insert',
+          table: 'drift',
+          row: {
+            id: vanishedDriftId(d.host, d.vmId),
+            host: d.host,
+            vm_id: d.vmId,
+            kind: 'vanished-from-host',
+            detected: d.at,
+            resolved: null,
+          },
         },
       ];
     }
@@ -105,19 +156,25 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'HostRegistered': {
       const d = event.data;
-      return [{
-        kind: 'insert', table: 'hosts',
-        row: { id: d.hostId, memory_mb: d.memoryMb, vcpus: d.vcpus, token_hash: d.tokenHash, registered: d.at, removed: null },
-      }];
+      return [
+        {
+          kind: 'insert',
+          table: 'hosts',
+          row: { id: d.hostId, memory_mb: d.memoryMb, vcpus: d.vcpus, token_hash: d.tokenHash, registered: d.at, removed: null },
+        },
+      ];
     }
     case 'HostTokenRotated':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: event.data.tokenHash } }];
     case 'DriftDetected': {
       const d = event.data;
-      return [{
-        kind: 'insert', table: 'drift',
-        row: { id: driftId(d.hostId, d.kind, d.vmId, d.at), host: d.hostId, vm_id: d.vmId, kind: d.kind, detected: d.at, resolved: null },
-      }];
+      return [
+        {
+          kind: 'insert',
+          table: 'drift',
+          row: { id: driftId(d.hostId, d.kind, d.vmId, d.at), host: d.hostId, vm_id: d.vmId, kind: d.kind, detected: d.at, resolved: null },
+        },
+      ];
     }
     case 'DriftResolved': {
       const d = event.data;
@@ -136,7 +193,9 @@ const vmUpdate = (vmId: string, set: Record<string, unknown>): RowOp => ({ kind:
 const driftUpdate = (id: string, set: Record<string, unknown>): RowOp => ({ kind: 'update', table: 'drift', key: { id }, set });
 
 const operation = (id: string, vmId: string, host: string, kind: string, at: string): RowOp => ({
-  kind: 'insert', table: 'operations', row: { id, vm_id: vmId, host, kind, created: at, completed: null, outcome: null },
+  kind: 'insert',
+  table: 'operations',
+  row: { id, vm_id: vmId, host, kind, created: at, completed: null, outcome: null },
 });
 
 const driftId = (hostId: string, kind: string, vmId: string, detectedAt: string) => `${hostId}/${kind}/${vmId}/${detectedAt}`;

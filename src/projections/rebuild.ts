@@ -13,8 +13,10 @@ export type Progress = (done: number, total: number) => void;
 /** The events no longer match the signed log: nothing is rebuilt over them (docs/audit.md). */
 export class LogMismatchError extends Error {
   constructor(readonly findings: Finding[]) {
-    super(`the events no longer match the signed log, so nothing was rebuilt: ${findings[0]?.message ?? ''}` +
-      `${findings.length > 1 ? ` (and ${findings.length - 1} more: capsul audit verify lists them)` : ''}`);
+    super(
+      `the events no longer match the signed log, so nothing was rebuilt: ${findings[0]?.message ?? ''}` +
+        `${findings.length > 1 ? ` (and ${findings.length - 1} more: capsul audit verify lists them)` : ''}`,
+    );
   }
 }
 
@@ -30,7 +32,9 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
   const memory = new MemoryTables();
   const trusted = options.log ? await trustedCheckpoints(client, options.log) : undefined;
   // Up to the latest signed checkpoint the signed roots are the evidence; after it, the stored leaves.
-  const check = trusted ? await LogCheck.start(client, trusted.checkpoints, { leavesFrom: trusted.checkpoints.at(-1)?.treeSize ?? 0 }) : undefined;
+  const check = trusted
+    ? await LogCheck.start(client, trusted.checkpoints, { leavesFrom: trusted.checkpoints.at(-1)?.treeSize ?? 0 })
+    : undefined;
   let done = 0;
   for await (const batch of readAllEvents(client)) {
     // Hashed as read, before anything folds them: the same pass checks the log.
@@ -53,10 +57,9 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
 
 async function bulkInsert(client: pg.PoolClient, target: string, typeName: string, rows: Row[]): Promise<void> {
   for (let i = 0; i < rows.length; i += insertChunkRows) {
-    await client.query(
-      `INSERT INTO ${target} SELECT * FROM json_populate_recordset(NULL::${typeName}, $1::json)`,
-      [JSON.stringify(rows.slice(i, i + insertChunkRows))],
-    );
+    await client.query(`INSERT INTO ${target} SELECT * FROM json_populate_recordset(NULL::${typeName}, $1::json)`, [
+      JSON.stringify(rows.slice(i, i + insertChunkRows)),
+    ]);
   }
 }
 

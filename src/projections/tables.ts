@@ -6,16 +6,43 @@ export const projectionTables = {
   payments: {
     key: ['id'],
     columns: [
-      'id', 'created', 'email', 'dollars', 'invalidated', 'account_id', 'provider', 'reference', 'recorded',
-      'invalidated_at', 'invalidation_reason', 'refunded_dollars', 'refunded_at',
+      'id',
+      'created',
+      'email',
+      'dollars',
+      'invalidated',
+      'account_id',
+      'provider',
+      'reference',
+      'recorded',
+      'invalidated_at',
+      'invalidation_reason',
+      'refunded_dollars',
+      'refunded_at',
     ],
   },
   vms: {
     key: ['id'],
     columns: [
-      'id', 'email', 'os', 'size', 'created', 'deleted', 'last_seen_ipv4', 'last_seen_ipv6', 'host', 'state',
-      'account_id', 'dollars_per_month', 'ssh_public_keys', 'ssh_host_key_fingerprints', 'state_observed',
-      'deletion_reason', 'failure', 'vanished', 'accrual_ended',
+      'id',
+      'email',
+      'os',
+      'size',
+      'created',
+      'deleted',
+      'last_seen_ipv4',
+      'last_seen_ipv6',
+      'host',
+      'state',
+      'account_id',
+      'dollars_per_month',
+      'ssh_public_keys',
+      'ssh_host_key_fingerprints',
+      'state_observed',
+      'deletion_reason',
+      'failure',
+      'vanished',
+      'accrual_ended',
     ],
   },
   hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },
@@ -32,13 +59,10 @@ export type Row = Record<string, unknown>;
 /** A value read from a row already projected, e.g. the account's email for a new payment row. */
 export type Lookup = { $lookup: { table: TableName; id: string; column: string } };
 export const lookup = (table: TableName, id: string, column: string): Lookup => ({ $lookup: { table, id, column } });
-export const isLookup = (value: unknown): value is Lookup =>
-  typeof value === 'object' && value !== null && '$lookup' in value;
+export const isLookup = (value: unknown): value is Lookup => typeof value === 'object' && value !== null && '$lookup' in value;
 
 /** What a projection does to a table; the same ops run in SQL (with each append) and in memory (rebuild, as-of). */
-export type RowOp =
-  | { kind: 'insert'; table: TableName; row: Row }
-  | { kind: 'update'; table: TableName; key: Row; set: Row };
+export type RowOp = { kind: 'insert'; table: TableName; row: Row } | { kind: 'update'; table: TableName; key: Row; set: Row };
 
 export function keyOf(table: TableName, row: Row): string {
   return projectionTables[table].key.map((column) => String(row[column])).join('\u0000');

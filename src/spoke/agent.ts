@@ -151,7 +151,8 @@ export class SpokeAgent {
       const settled = Promise.allSettled(this.running.values()).then(() => true);
       const inTime = await Promise.race([settled, this.settings.clock.sleep(this.settings.stopGraceMs, grace.signal).then(() => false)]);
       grace.abort();
-      if (!inTime) this.options.log(`stopping with ${this.running.size} operation(s) still in the driver's hands; they are checked on the next start`);
+      if (!inTime)
+        this.options.log(`stopping with ${this.running.size} operation(s) still in the driver's hands; they are checked on the next start`);
     }
     this.closed = true;
     this.journal?.close();
@@ -215,7 +216,7 @@ export class SpokeAgent {
     if (off && !this.clockOff) {
       this.options.log(
         `this host's clock is ${Math.round(Math.abs(offsetMs) / 1000)} s ${offsetMs > 0 ? 'ahead of' : 'behind'} the hub's: the hub refuses ` +
-        `reports observed more than ${allowedSeconds} s ahead of its clock or before their capsul was requested; set this host's clock right (NTP)`,
+          `reports observed more than ${allowedSeconds} s ahead of its clock or before their capsul was requested; set this host's clock right (NTP)`,
       );
     } else if (!off && this.clockOff) {
       this.options.log(`this host's clock agrees with the hub's again (within ${allowedSeconds} s)`);
@@ -285,13 +286,15 @@ export class SpokeAgent {
     const outbox = this.outbox!;
     const missing = entry.reports.filter((report) => !outbox.has(report.id) && !outbox.wasSetAside(report.id));
     if (missing.length > 0) {
-      this.options.log(`operation ${operation.id} (${operation.kind} capsul ${operation.vmId}) delivered again: already done, its outcome is queued again`);
+      this.options.log(
+        `operation ${operation.id} (${operation.kind} capsul ${operation.vmId}) delivered again: already done, its outcome is queued again`,
+      );
       this.enqueue(missing);
     } else if (entry.reports.some((report) => outbox.wasSetAside(report.id)) && !this.refusedOutcomeLogged.has(operation.id)) {
       this.refusedOutcomeLogged.add(operation.id);
       this.options.log(
         `operation ${operation.id} (${operation.kind} capsul ${operation.vmId}) delivered again: the hub refused its outcome ` +
-        `(set aside in ${outbox.setAsideDir}); it stays pending on the hub until an operator settles it`,
+          `(set aside in ${outbox.setAsideDir}); it stays pending on the hub until an operator settles it`,
       );
     }
     return false;
@@ -300,7 +303,13 @@ export class SpokeAgent {
   private refuseMalformed({ id, vmId, problem }: MalformedOperation): void {
     if (this.closed || this.journal!.get(id)) return;
     // The same report id every time, so re-deliveries before the hub sees it change nothing.
-    const report: Report = { ...this.makeReport(vmId, id, this.settings.clock.nowMs(), { type: 'failed', error: errorText(`the spoke cannot run this operation: ${problem}`) }), id: stableUuid(`malformed:${id}`) };
+    const report: Report = {
+      ...this.makeReport(vmId, id, this.settings.clock.nowMs(), {
+        type: 'failed',
+        error: errorText(`the spoke cannot run this operation: ${problem}`),
+      }),
+      id: stableUuid(`malformed:${id}`),
+    };
     if (!this.malformedSeen.has(id)) this.options.log(`operation ${id} for capsul ${vmId} is malformed (${problem}): reported as failed`);
     this.malformedSeen.add(id);
     this.enqueue([report]);
@@ -313,7 +322,9 @@ export class SpokeAgent {
     const previous = this.vmChains.get(vmId) ?? Promise.resolve();
     const run = previous
       .then(() => this.withSlot(() => this.runOperation(operation, mode)))
-      .catch((error) => this.options.log(`operation ${operation.id}: unexpected error, settled when next delivered: ${(error as Error).message ?? error}`))
+      .catch((error) =>
+        this.options.log(`operation ${operation.id}: unexpected error, settled when next delivered: ${(error as Error).message ?? error}`),
+      )
       .finally(() => {
         this.running.delete(operation.id);
         const busy = (this.busyVms.get(vmId) ?? 1) - 1;
@@ -443,10 +454,16 @@ export class SpokeAgent {
       if (info.state !== 'running' || (kind === 'create' && !addressed && !final)) {
         return final ? this.failure(operation, `did not reach running within ${seconds} s (it is ${info.state})`) : null;
       }
-      if (kind === 'create' && !addressed) this.options.log(`operation ${id}: capsul ${vmId} runs but shows no address or host keys after ${seconds} s; reporting it as it is`);
+      if (kind === 'create' && !addressed)
+        this.options.log(
+          `operation ${id}: capsul ${vmId} runs but shows no address or host keys after ${seconds} s; reporting it as it is`,
+        );
       const provisioned = report({ type: 'provisioned', ipv4: info.ipv4, ipv6: info.ipv6, sshHostKeys: info.sshHostKeys });
       const reports = kind === 'create' || info.ipv4 !== null || info.ipv6 !== null ? [provisioned] : [];
-      return { reports: [...reports, report({ type: 'state', state: 'running' })], summary: `running (${info.ipv4 ?? '-'} ${info.ipv6 ?? '-'})` };
+      return {
+        reports: [...reports, report({ type: 'state', state: 'running' })],
+        summary: `running (${info.ipv4 ?? '-'} ${info.ipv6 ?? '-'})`,
+      };
     }
     if (reached(kind, info)) return { reports: [report({ type: 'state', state: info.state })], summary: info.state };
     return final ? this.failure(operation, `still ${info.state} after ${seconds} s`) : null;
@@ -454,7 +471,10 @@ export class SpokeAgent {
 
   private failure(operation: Operation, message: string): Outcome {
     const error = errorText(message);
-    return { reports: [this.makeReport(operation.vmId, operation.id, this.settings.clock.nowMs(), { type: 'failed', error })], summary: `failed: ${error}` };
+    return {
+      reports: [this.makeReport(operation.vmId, operation.id, this.settings.clock.nowMs(), { type: 'failed', error })],
+      summary: `failed: ${error}`,
+    };
   }
 
   /** Journals the outcome first: if the spoke dies before the outbox has it, a re-delivery queues it again. */
@@ -567,7 +587,8 @@ export class SpokeAgent {
       else acknowledged.add(result.id);
     }
     this.outbox!.remove(acknowledged);
-    if (answered < batch.length) throw new HubUnavailableError(`the hub answered for ${answered} of ${batch.length} reports; the others are sent again`, 200);
+    if (answered < batch.length)
+      throw new HubUnavailableError(`the hub answered for ${answered} of ${batch.length} reports; the others are sent again`, 200);
   }
 
   // ── bookkeeping ──────────────────────────────────────────────────────────────────────────────────

@@ -26,14 +26,20 @@ export class HubUrlError extends Error {}
 
 /** The hub could not be reached, timed out, or answered something the spoke cannot use (a 5xx, 404 …); worth retrying. */
 export class HubUnavailableError extends Error {
-  constructor(message: string, readonly status: number | null = null) {
+  constructor(
+    message: string,
+    readonly status: number | null = null,
+  ) {
     super(message);
   }
 }
 
 /** The hub found the request's body malformed (400, 413, 422): sending the same body again will not help. */
 export class HubRejectedError extends Error {
-  constructor(message: string, readonly status: number) {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
     super(message);
   }
 }
@@ -112,7 +118,14 @@ export class HubClient {
   async operations(waitMs: number, signal?: AbortSignal): Promise<{ operations: Operation[]; malformed: MalformedOperation[] }> {
     const boundedWaitMs = Math.max(0, Math.min(limits.maxLongPollMs, Math.round(waitMs)));
     const body = await this.failover(signal, async (base) => {
-      const answer = await this.request(base, 'GET', `operations?waitMs=${boundedWaitMs}`, undefined, boundedWaitMs + this.requestTimeoutMs, signal);
+      const answer = await this.request(
+        base,
+        'GET',
+        `operations?waitMs=${boundedWaitMs}`,
+        undefined,
+        boundedWaitMs + this.requestTimeoutMs,
+        signal,
+      );
       if (!isObject(answer) || !Array.isArray(answer.operations)) {
         throw new HubUnavailableError('the hub answered the operations poll without an operations list');
       }
@@ -182,7 +195,14 @@ export class HubClient {
     this.log(`switched to hub ${this.bases[index]!.href}${failures.length > 0 ? ` (${failures.join('; ')})` : ''}`);
   }
 
-  private async request(base: URL, method: 'GET' | 'POST', endpoint: string, body: unknown, timeoutMs: number, signal?: AbortSignal): Promise<unknown> {
+  private async request(
+    base: URL,
+    method: 'GET' | 'POST',
+    endpoint: string,
+    body: unknown,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
     const url = new URL(`${protocolPrefix.slice(1)}/${endpoint}`, base);
     const timeout = AbortSignal.timeout(timeoutMs);
     let response: Response;
@@ -210,7 +230,9 @@ export class HubClient {
     if (response.status === 401 || response.status === 403) throw new TokenRefusedError(response.status);
     if (!response.ok) {
       const detail = `${method} ${url.pathname}: HTTP ${response.status}${describeErrorBody(text)}`;
-      throw bodyRefusedStatuses.has(response.status) ? new HubRejectedError(detail, response.status) : new HubUnavailableError(detail, response.status);
+      throw bodyRefusedStatuses.has(response.status)
+        ? new HubRejectedError(detail, response.status)
+        : new HubUnavailableError(detail, response.status);
     }
     try {
       return JSON.parse(text) as unknown;
@@ -223,7 +245,8 @@ export class HubClient {
 /** Checks HUB_URL's list: one URL or several separated by commas, each as parseHubUrl, none empty or twice. */
 export function parseHubUrls(text: string): URL[] {
   const items = text.split(',').map((item) => item.trim());
-  if (items.some((item) => item === '')) throw new HubUrlError(`HUB_URL must be one hub URL or several separated by commas, with none empty: "${text}"`);
+  if (items.some((item) => item === ''))
+    throw new HubUrlError(`HUB_URL must be one hub URL or several separated by commas, with none empty: "${text}"`);
   const urls = items.map(parseHubUrl);
   const seen = new Set<string>();
   for (const url of urls) {
@@ -280,7 +303,8 @@ function checkSpec(spec: unknown): CapsulSpec | string {
   if (!Number.isSafeInteger(memoryMb) || (memoryMb as number) <= 0) return 'spec.memoryMb must be a positive integer';
   if (!Number.isSafeInteger(vcpus) || (vcpus as number) <= 0) return 'spec.vcpus must be a positive integer';
   if (typeof imageFile !== 'string' || imageFile === '') return 'spec.imageFile must be a file name';
-  if (!Array.isArray(sshPublicKeys) || !sshPublicKeys.every((key) => typeof key === 'string')) return 'spec.sshPublicKeys must be a list of strings';
+  if (!Array.isArray(sshPublicKeys) || !sshPublicKeys.every((key) => typeof key === 'string'))
+    return 'spec.sshPublicKeys must be a list of strings';
   return { memoryMb: memoryMb as number, vcpus: vcpus as number, imageFile, sshPublicKeys: [...sshPublicKeys] as string[] };
 }
 

@@ -34,7 +34,10 @@ export class Journal {
   private linesWritten = 0;
   private readonly maxFinished: number;
 
-  private constructor(private readonly file: string, private readonly options: JournalOptions) {
+  private constructor(
+    private readonly file: string,
+    private readonly options: JournalOptions,
+  ) {
     this.maxFinished = options.maxFinished ?? 10_000;
   }
 
@@ -108,7 +111,9 @@ export class Journal {
       try {
         line = JSON.parse(text) as Line;
       } catch {
-        throw new JournalCorruptError(`${this.file} line ${index + 1} is not JSON: the journal is damaged, refusing to risk running an operation twice`);
+        throw new JournalCorruptError(
+          `${this.file} line ${index + 1} is not JSON: the journal is damaged, refusing to risk running an operation twice`,
+        );
       }
       this.apply(line, index + 1);
     }

@@ -54,7 +54,8 @@ export function readSpokeConfig(env: NodeJS.ProcessEnv): SpokeConfig {
     throw new SpokeConfigError('SPOKE_HOST_TOKEN must be the token as printed (no spaces or line breaks, at most 512 characters)');
   }
   const driver = required(env, 'SPOKE_DRIVER', 'libvirt or simulated');
-  if (driver !== 'libvirt' && driver !== 'simulated') throw new SpokeConfigError(`SPOKE_DRIVER must be libvirt or simulated, not ${JSON.stringify(driver)}`);
+  if (driver !== 'libvirt' && driver !== 'simulated')
+    throw new SpokeConfigError(`SPOKE_DRIVER must be libvirt or simulated, not ${JSON.stringify(driver)}`);
   const dataDir = env.SPOKE_DATA_DIR?.trim() || path.join('.data', `spoke-${hostId}`);
   let imageDir: string | null = null;
   let diskDir: string | null = null;
@@ -92,11 +93,17 @@ export function readSimulatedProvisionMs(env: NodeJS.ProcessEnv): number | undef
 
 /** Loads the driver module only when asked for, so a libvirt host never loads the simulation and vice versa. */
 export async function loadDriver(
-  config: SpokeConfig, log: (line: string) => void, simulated: { provisionMs?: number } = {},
+  config: SpokeConfig,
+  log: (line: string) => void,
+  simulated: { provisionMs?: number } = {},
 ): Promise<Driver> {
   const [file, className, options] =
     config.driver === 'simulated'
-      ? ['./drivers/simulated.ts', 'SimulatedDriver', { log, provisionMs: simulated.provisionMs, stateFile: path.join(config.dataDir, 'simulated-capsuls.json') }]
+      ? [
+          './drivers/simulated.ts',
+          'SimulatedDriver',
+          { log, provisionMs: simulated.provisionMs, stateFile: path.join(config.dataDir, 'simulated-capsuls.json') },
+        ]
       : ['./drivers/libvirt.ts', 'LibvirtDriver', { imageDir: config.imageDir, diskDir: config.diskDir }];
   let module: Record<string, unknown>;
   try {
@@ -118,7 +125,8 @@ export async function runSpoke(env: NodeJS.ProcessEnv, log: (line: string) => vo
     const simulated = config.driver === 'simulated' ? { provisionMs: readSimulatedProvisionMs(env) } : {};
     driver = options.driver ?? (await loadDriver(config, log, simulated));
     const hub = new HubClient({ hubUrl: config.hubUrl, hostId: config.hostId, token: config.token, log });
-    const hubs = hub.hubUrls.length === 1 ? `hub ${hub.hubUrl}` : `hubs ${hub.hubUrls.join(', ')} (one at a time, failing over in this order)`;
+    const hubs =
+      hub.hubUrls.length === 1 ? `hub ${hub.hubUrl}` : `hubs ${hub.hubUrls.join(', ')} (one at a time, failing over in this order)`;
     log(`spoke for host ${config.hostId}: ${hubs}, driver ${driver.name}`);
     agent = new SpokeAgent({ agentVersion: agentVersion(), ...options.agent, hub, driver, dataDir: config.dataDir, log });
     await agent.start();
@@ -128,7 +136,7 @@ export async function runSpoke(env: NodeJS.ProcessEnv, log: (line: string) => vo
   }
 
   const stop = () => void agent.stop();
-  const signals = options.handleSignals ?? true ? (['SIGINT', 'SIGTERM'] as const) : [];
+  const signals = (options.handleSignals ?? true) ? (['SIGINT', 'SIGTERM'] as const) : [];
   const onSignal = (signal: NodeJS.Signals) => {
     log(`${signal}: stopping the spoke`);
     stop();

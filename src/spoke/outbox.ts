@@ -32,7 +32,10 @@ export class Outbox {
   /** report id → file name in rejectedDir, oldest first */
   private readonly setAside = new Map<string, string>();
 
-  private constructor(private readonly dir: string, private readonly options: OutboxOptions) {
+  private constructor(
+    private readonly dir: string,
+    private readonly options: OutboxOptions,
+  ) {
     this.maxReports = options.maxReports ?? 10_000;
     this.maxSetAside = options.maxSetAside ?? 10_000;
     this.rejectedDir = path.join(path.dirname(dir), 'outbox-rejected');
@@ -103,7 +106,9 @@ export class Outbox {
     if (!entry) return;
     this.moveAside(entry.file, reportId, reason);
     this.entries.delete(reportId);
-    this.options.log(`report ${reportId} (${entry.report.type} of capsul ${entry.report.vmId}) refused by the hub, set aside in ${this.rejectedDir}: ${reason}`);
+    this.options.log(
+      `report ${reportId} (${entry.report.type} of capsul ${entry.report.vmId}) refused by the hub, set aside in ${this.rejectedDir}: ${reason}`,
+    );
   }
 
   /** The reason is written first: a crash in between leaves the report queued, to be refused again. */

@@ -70,7 +70,8 @@ export function checkReportsRequest(body: unknown): Checked<Record<string, unkno
   const { reports } = body;
   if (!Array.isArray(reports)) return fail('reports must be a list');
   if (reports.length === 0) return fail('reports must hold at least one report');
-  if (reports.length > limits.maxReportsPerRequest) return fail(`reports holds ${reports.length} reports; at most ${limits.maxReportsPerRequest} per request`);
+  if (reports.length > limits.maxReportsPerRequest)
+    return fail(`reports holds ${reports.length} reports; at most ${limits.maxReportsPerRequest} per request`);
   for (const [i, report] of reports.entries()) {
     if (!isObject(report)) return fail(`reports[${i}] must be an object`);
     const id = stringProblem(report.id, { min: 8, max: 100, pattern: idPattern, shape: 'visible ASCII characters, no spaces' });
@@ -87,13 +88,40 @@ export function checkReport(raw: Record<string, unknown>): Checked<CheckedReport
   const idProblem = stringProblem(raw.id, { min: 8, max: 100, pattern: idPattern, shape: 'visible ASCII characters, no spaces' });
   const first =
     problem('id', idProblem) ??
-    problem('vmId', stringProblem(raw.vmId, { min: 1, max: 17, pattern: capsulIdPattern, shape: 'a capsul id (capsul- and 10 lowercase letters or digits)' })) ??
-    problem('operationId', raw.operationId === null ? null : stringProblem(raw.operationId, { min: 1, max: 100, pattern: idPattern, shape: 'visible ASCII characters, no spaces', orNull: true })) ??
-    problem('observedAt', stringProblem(raw.observedAt, { min: 1, max: 40, pattern: timePattern, shape: 'a time like 2026-11-26T12:00:04.120Z' }));
+    problem(
+      'vmId',
+      stringProblem(raw.vmId, {
+        min: 1,
+        max: 17,
+        pattern: capsulIdPattern,
+        shape: 'a capsul id (capsul- and 10 lowercase letters or digits)',
+      }),
+    ) ??
+    problem(
+      'operationId',
+      raw.operationId === null
+        ? null
+        : stringProblem(raw.operationId, {
+            min: 1,
+            max: 100,
+            pattern: idPattern,
+            shape: 'visible ASCII characters, no spaces',
+            orNull: true,
+          }),
+    ) ??
+    problem(
+      'observedAt',
+      stringProblem(raw.observedAt, { min: 1, max: 40, pattern: timePattern, shape: 'a time like 2026-11-26T12:00:04.120Z' }),
+    );
   if (first) return fail(first);
   const observedAtMs = parseTime(raw.observedAt as string);
   if (observedAtMs === null) return fail(`observedAt ${JSON.stringify(raw.observedAt)} is not a valid time`);
-  const base = { id: raw.id as string, vmId: raw.vmId as string, operationId: raw.operationId as string | null, observedAt: raw.observedAt as string };
+  const base = {
+    id: raw.id as string,
+    vmId: raw.vmId as string,
+    operationId: raw.operationId as string | null,
+    observedAt: raw.observedAt as string,
+  };
   const value = (report: Report): Checked<CheckedReport> => ({ ok: true, value: { report, observedAtMs } });
   switch (raw.type) {
     case 'provisioned': {
@@ -101,7 +129,13 @@ export function checkReport(raw: Record<string, unknown>): Checked<CheckedReport
       if (ipv4) return fail(ipv4);
       const keys = hostKeys(raw.sshHostKeys);
       if (!keys.ok) return keys;
-      return value({ ...base, type: 'provisioned', ipv4: raw.ipv4 as string | null, ipv6: raw.ipv6 as string | null, sshHostKeys: keys.value });
+      return value({
+        ...base,
+        type: 'provisioned',
+        ipv4: raw.ipv4 as string | null,
+        ipv6: raw.ipv6 as string | null,
+        sshHostKeys: keys.value,
+      });
     }
     case 'state': {
       if (!observedStates.includes(raw.state as ObservedState)) return fail(`state must be one of ${observedStates.join(', ')}`);
@@ -126,14 +160,20 @@ export function checkHeartbeat(body: unknown): Checked<Heartbeat> {
   if (!isObject(capacity)) return fail('capacity must be an object with memoryMb and vcpus');
   for (const field of ['memoryMb', 'vcpus'] as const) {
     const n = capacity[field];
-    if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > maxCapacity) return fail(`capacity.${field} must be a whole number from 0 to ${maxCapacity}`);
+    if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > maxCapacity)
+      return fail(`capacity.${field} must be a whole number from 0 to ${maxCapacity}`);
   }
   if (!Array.isArray(vms)) return fail('vms must be a list');
   if (vms.length > limits.maxVmsPerHeartbeat) return fail(`vms lists ${vms.length} capsuls; at most ${limits.maxVmsPerHeartbeat}`);
   const listed: Heartbeat['vms'] = [];
   for (const [i, vm] of vms.entries()) {
     if (!isObject(vm)) return fail(`vms[${i}] must be an object`);
-    const vmId = stringProblem(vm.vmId, { min: 1, max: 17, pattern: capsulIdPattern, shape: 'a capsul id (capsul- and 10 lowercase letters or digits)' });
+    const vmId = stringProblem(vm.vmId, {
+      min: 1,
+      max: 17,
+      pattern: capsulIdPattern,
+      shape: 'a capsul id (capsul- and 10 lowercase letters or digits)',
+    });
     if (vmId) return fail(`vms[${i}].vmId ${vmId}`);
     if (!observedStates.includes(vm.state as ObservedState)) return fail(`vms[${i}].state must be one of ${observedStates.join(', ')}`);
     listed.push({ vmId: vm.vmId as string, state: vm.state as ObservedState });
@@ -142,7 +182,11 @@ export function checkHeartbeat(body: unknown): Checked<Heartbeat> {
   if (version) return fail(`agentVersion ${version}`);
   return {
     ok: true,
-    value: { capacity: { memoryMb: capacity.memoryMb as number, vcpus: capacity.vcpus as number }, vms: listed, agentVersion: agentVersion as string },
+    value: {
+      capacity: { memoryMb: capacity.memoryMb as number, vcpus: capacity.vcpus as number },
+      vms: listed,
+      agentVersion: agentVersion as string,
+    },
   };
 }
 
@@ -154,7 +198,9 @@ function stringProblem(value: unknown, rule: StringRule): string | null {
   const text = textProblem(value, rule.multiline);
   if (text) return text;
   if (value.length < rule.min || value.length > rule.max) {
-    return rule.min === 0 ? `is ${value.length} characters long; at most ${rule.max}` : `must be ${rule.min} to ${rule.max} characters long`;
+    return rule.min === 0
+      ? `is ${value.length} characters long; at most ${rule.max}`
+      : `must be ${rule.min} to ${rule.max} characters long`;
   }
   if (rule.pattern && !rule.pattern.test(value)) return `must be ${rule.shape}`;
   return null;
@@ -169,7 +215,8 @@ function addressProblem(value: unknown, field: string, maxLength: number, valid:
 
 function hostKeys(value: unknown): Checked<HostKeyFingerprint[]> {
   if (!Array.isArray(value)) return fail('sshHostKeys must be a list');
-  if (value.length > limits.maxHostKeysPerReport) return fail(`sshHostKeys holds ${value.length} keys; at most ${limits.maxHostKeysPerReport}`);
+  if (value.length > limits.maxHostKeysPerReport)
+    return fail(`sshHostKeys holds ${value.length} keys; at most ${limits.maxHostKeysPerReport}`);
   const keys: HostKeyFingerprint[] = [];
   for (const [i, key] of value.entries()) {
     if (!isObject(key)) return fail(`sshHostKeys[${i}] must be an object with type and sha256`);

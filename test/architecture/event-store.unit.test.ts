@@ -24,12 +24,15 @@ function sourceFiles(dir: string): string[] {
 function namingTheEventStore(dir: string): string[] {
   return sourceFiles(dir)
     .filter((file) => path.relative(dir, file) !== eventStoreModule)
-    .flatMap((file) => readFileSync(file, 'utf8').split('\n').flatMap((line, index) =>
-      /\bemt_[a-z_]+/.test(line) ? [`${path.relative(dir, file)}:${index + 1}: ${line.trim()}`] : []));
+    .flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, index) => (/\bemt_[a-z_]+/.test(line) ? [`${path.relative(dir, file)}:${index + 1}: ${line.trim()}`] : [])),
+    );
 }
 
 describe('the event store has one module', () => {
-  it('names emmett\'s emt_ tables in src/db/event-store.ts only', () => {
+  it("names emmett's emt_ tables in src/db/event-store.ts only", () => {
     assert.deepEqual(namingTheEventStore(srcDir), []);
   });
 

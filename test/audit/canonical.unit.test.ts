@@ -12,11 +12,12 @@ const utf8Hex = (text: string) => Buffer.from(text, 'utf8').toString('hex');
 // exact expected output bytes.
 const rfcExamples: Record<string, { input: string; outputHex: string }> = {
   arrays: {
-    input: String.raw`[56, {"d": true, "10": null, "1": [ ]}]`,
+    input: '[56, {"d": true, "10": null, "1": [ ]}]',
     outputHex: '5b35362c7b2231223a5b5d2c223130223a6e756c6c2c2264223a747275657d5d',
   },
   french: {
-    input: String.raw`{"peach": "This sorting order", "péché": "is wrong according to French", "pêche": "but canonicalization MUST", "sin": "ignore locale"}`,
+    input:
+      '{"peach": "This sorting order", "péché": "is wrong according to French", "pêche": "but canonicalization MUST", "sin": "ignore locale"}',
     outputHex:
       '7b227065616368223a225468697320736f7274696e67206f72646572222c2270c3a96368c3a9223a2269732077726f6e67206163636f7264696e6720746f204672656e6368222c2270c3aa636865223a226275742063616e6f6e6963616c697a6174696f6e204d555354222c2273696e223a2269676e6f7265206c6f63616c65227d',
   },
@@ -88,7 +89,15 @@ describe('canonicalJson on RFC 8785 examples', () => {
   });
 
   it('sorts the §3.2.3 example by UTF-16 code units, not code points or locale', () => {
-    const input = { '\u20ac': 'Euro Sign', '\r': 'Carriage Return', '\ufb33': 'Hebrew Letter Dalet With Dagesh', '1': 'One', '\ud83d\ude00': 'Emoji: Grinning Face', '\u0080': 'Control', '\u00f6': 'Latin Small Letter O With Diaeresis' };
+    const input = {
+      '\u20ac': 'Euro Sign',
+      '\r': 'Carriage Return',
+      '\ufb33': 'Hebrew Letter Dalet With Dagesh',
+      '1': 'One',
+      '\ud83d\ude00': 'Emoji: Grinning Face',
+      '\u0080': 'Control',
+      '\u00f6': 'Latin Small Letter O With Diaeresis',
+    };
     const expected = [
       '"\\r":"Carriage Return"',
       '"1":"One"',
@@ -127,6 +136,7 @@ describe('canonicalJson refuses what is not I-JSON-exact', () => {
     ['-Infinity', { a: [-Infinity] }, /\$\["a"\]\[0\] is -Infinity/],
     ['undefined', undefined, /\$ is undefined/],
     ['an undefined member', { a: 1, b: undefined }, /\$\["b"\] is undefined/],
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the input under test
     ['a hole in an array', [1, , 3], /\$\[1\] is undefined/],
     ['a function', { f: () => 1 }, /\$\["f"\] is a function/],
     ['a BigInt', 1n, /\$ is a bigint/],
@@ -140,7 +150,10 @@ describe('canonicalJson refuses what is not I-JSON-exact', () => {
   ];
   for (const [what, value, message] of refused) {
     it(`refuses ${what}, in one line`, () => {
-      assert.throws(() => canonicalJson(value), (error: unknown) => error instanceof Error && message.test(error.message) && !error.message.includes('\n'));
+      assert.throws(
+        () => canonicalJson(value),
+        (error: unknown) => error instanceof Error && message.test(error.message) && !error.message.includes('\n'),
+      );
     });
   }
 

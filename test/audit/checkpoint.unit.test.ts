@@ -36,7 +36,11 @@ describe('checkpoint bodies', () => {
   });
 
   it('writes the empty tree as size 0 with the empty root', () => {
-    const text = formatCheckpoint({ origin: 'log', treeSize: 0, rootHash: Buffer.from('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex') });
+    const text = formatCheckpoint({
+      origin: 'log',
+      treeSize: 0,
+      rootHash: Buffer.from('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'),
+    });
     assert.equal(text, 'log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n');
     assert.equal(parseCheckpoint(text).treeSize, 0);
   });
@@ -63,20 +67,27 @@ describe('checkpoint bodies', () => {
   ];
   for (const [what, text, message] of bad) {
     it(`refuses ${what}, in one line`, () => {
-      assert.throws(() => parseCheckpoint(text), (error: unknown) => error instanceof Error && message.test(error.message) && !error.message.includes('\n'));
+      assert.throws(
+        () => parseCheckpoint(text),
+        (error: unknown) => error instanceof Error && message.test(error.message) && !error.message.includes('\n'),
+      );
     });
   }
 
   it('refuses to write an origin that could not also name its signing key, or a bad size or root', () => {
     const rootHash = Buffer.alloc(32);
-    for (const origin of ['', 'go.sum database tree', 'a+b', 'a\nb']) assert.throws(() => formatCheckpoint({ origin, treeSize: 1, rootHash }), /invalid checkpoint origin/);
-    for (const treeSize of [-1, 1.5, NaN, 2 ** 53]) assert.throws(() => formatCheckpoint({ origin: 'log', treeSize, rootHash }), /invalid checkpoint tree size/);
+    for (const origin of ['', 'go.sum database tree', 'a+b', 'a\nb'])
+      assert.throws(() => formatCheckpoint({ origin, treeSize: 1, rootHash }), /invalid checkpoint origin/);
+    for (const treeSize of [-1, 1.5, NaN, 2 ** 53])
+      assert.throws(() => formatCheckpoint({ origin: 'log', treeSize, rootHash }), /invalid checkpoint tree size/);
     assert.throws(() => formatCheckpoint({ origin: 'log', treeSize: 1, rootHash: Buffer.alloc(31) }), /32 bytes/);
     assert.throws(() => formatCheckpoint({ origin: 'log', treeSize: 1, rootHash, extensions: [''] }), /extension lines/);
   });
 
   it('round-trips any valid checkpoint', () => {
-    const origin = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 }).filter((name) => isValidKeyName(name) && !/[\u0000-\u001f]/.test(name));
+    const origin = fc
+      .string({ unit: 'binary', minLength: 1, maxLength: 40 })
+      .filter((name) => isValidKeyName(name) && !/[\u0000-\u001f]/.test(name));
     fc.assert(
       fc.property(origin, fc.maxSafeNat(), fc.uint8Array({ minLength: 32, maxLength: 32 }), (origin, treeSize, root) => {
         const checkpoint = { origin, treeSize, rootHash: Buffer.from(root), extensions: [] };

@@ -87,13 +87,18 @@ async function commitOrder(db: TestDatabase): Promise<string[]> {
 type Leaf = { leafIndex: number; globalPosition: string; leafHash: Buffer };
 
 async function leaves(db: TestDatabase): Promise<Leaf[]> {
-  const { rows } = await db.admin.query('SELECT leaf_index::int AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves ORDER BY leaf_index');
+  const { rows } = await db.admin.query(
+    'SELECT leaf_index::int AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves ORDER BY leaf_index',
+  );
   return rows.map((row) => ({ leafIndex: row.i, globalPosition: row.g, leafHash: row.h }));
 }
 
 const count = async (db: TestDatabase, sql: string, params: unknown[] = []) => (await db.admin.query(sql, params)).rows[0].n as number;
 const logRows = (db: TestDatabase) =>
-  count(db, `SELECT ((SELECT count(*) FROM capsul_log_leaves) + (SELECT count(*) FROM capsul_log_nodes) + (SELECT count(*) FROM capsul_log_checkpoints))::int AS n`);
+  count(
+    db,
+    `SELECT ((SELECT count(*) FROM capsul_log_leaves) + (SELECT count(*) FROM capsul_log_nodes) + (SELECT count(*) FROM capsul_log_checkpoints))::int AS n`,
+  );
 
 /** Every stored event (as the store reads them), by global position. */
 async function storedEvents(db: TestDatabase): Promise<Map<string, StoredEvent>> {
@@ -178,8 +183,14 @@ describe('sealing', () => {
 
     assert.deepEqual(result, { sealed: order.length, size: order.length, waiting: false });
     const sealed = await leaves(db);
-    assert.deepEqual(sealed.map((leaf) => leaf.leafIndex), order.map((_, i) => i));
-    assert.deepEqual(sealed.map((leaf) => leaf.globalPosition), order);
+    assert.deepEqual(
+      sealed.map((leaf) => leaf.leafIndex),
+      order.map((_, i) => i),
+    );
+    assert.deepEqual(
+      sealed.map((leaf) => leaf.globalPosition),
+      order,
+    );
     const events = await storedEvents(db);
     for (const leaf of sealed) {
       assert.ok(leaf.leafHash.equals(eventLeafHash(events.get(leaf.globalPosition)!)), `leaf ${leaf.leafIndex} hashes its event`);
@@ -207,7 +218,10 @@ describe('sealing', () => {
     });
 
     const sealed = await leaves(db);
-    assert.deepEqual(sealed.map((leaf) => leaf.globalPosition), order);
+    assert.deepEqual(
+      sealed.map((leaf) => leaf.globalPosition),
+      order,
+    );
     assert.ok(rounds >= 4, `12 new events in batches of 3 take at least 4 rounds, not ${rounds}`);
     for (let size = 1; size <= sealed.length; size++) {
       const expected = rootOf(sealed.slice(0, size).map((leaf) => leaf.leafHash));
@@ -244,9 +258,11 @@ describe('sealing', () => {
     assert.equal(result.waiting, false);
     const sealed = (await leaves(db)).map((leaf) => leaf.globalPosition);
     assert.deepEqual(sealed.slice(0, before.length), before, 'everything committed before the call is sealed');
-    assert.ok(appended < maxAppends,
+    assert.ok(
+      appended < maxAppends,
       `sealCommitted kept sealing newer events for as long as they came (${appended} rounds, until the writer stopped): ` +
-      'under appends that never stop it never returns, and waitMs does not bound it');
+        'under appends that never stop it never returns, and waitMs does not bound it',
+    );
   });
 });
 
@@ -255,7 +271,11 @@ describe('sealing', () => {
 /** Appends in the caller's transaction as the Ledger does: the events and their projection rows in one statement. */
 async function appendIn(client: pg.PoolClient, streamId: string, events: AccountEvent[], expectedVersion: bigint): Promise<void> {
   const result = await appendToStream(client, {
-    streamId, events, metadata: { by: operator.by, eventVersion: currentEventVersion }, expectedVersion, projection: projectionOps(events),
+    streamId,
+    events,
+    metadata: { by: operator.by, eventVersion: currentEventVersion },
+    expectedVersion,
+    projection: projectionOps(events),
   });
   assert.equal(result.ok, true);
 }
@@ -279,7 +299,10 @@ async function openAccountIn(client: pg.PoolClient, email: string, amountCents: 
 
 /** A naive reader of "events after the global position I saw last": what an outbox or a projection that trusts global_position does. */
 async function readAfter(db: TestDatabase, globalPosition: string): Promise<string[]> {
-  const { rows } = await db.admin.query('SELECT global_position::text AS g FROM emt_messages WHERE global_position > $1 ORDER BY global_position', [globalPosition]);
+  const { rows } = await db.admin.query(
+    'SELECT global_position::text AS g FROM emt_messages WHERE global_position > $1 ORDER BY global_position',
+    [globalPosition],
+  );
   return rows.map((row) => row.g);
 }
 
@@ -296,7 +319,11 @@ describe('a transaction that appends first and commits last', () => {
     db = await testDatabase();
     await pay(db, 'before@example.org', 1000);
     ({ size: sealedBefore } = await sealAll(db));
-    const naiveCursor = (await commitOrder(db)).map(BigInt).reduce((a, b) => (a > b ? a : b)).toString();
+    const naiveCursor = (await commitOrder(db))
+      .map(BigInt)
+      // biome-ignore lint/complexity/useMathMinMax: bigints, which Math.max does not take
+      .reduce((a, b) => (a > b ? a : b))
+      .toString();
 
     // The late transaction takes its transaction id and global positions first…
     late = await db.pool.connect();
@@ -311,9 +338,11 @@ describe('a transaction that appends first and commits last', () => {
 
     // (it takes more positions after theirs, and stays open for the tests below)
     await openAccountIn(late, 'late-second@example.org', 600);
-    latePositions = (await late.query(
-      'SELECT global_position::text AS g FROM emt_messages WHERE transaction_id = pg_current_xact_id() ORDER BY global_position',
-    )).rows.map((row) => row.g);
+    latePositions = (
+      await late.query(
+        'SELECT global_position::text AS g FROM emt_messages WHERE transaction_id = pg_current_xact_id() ORDER BY global_position',
+      )
+    ).rows.map((row) => row.g);
   });
   after(async () => {
     await late.query('ROLLBACK').catch(() => {});
@@ -324,8 +353,15 @@ describe('a transaction that appends first and commits last', () => {
   it('Given it is still open, when later appends have committed and the sealer runs, then nothing at or after it is sealed', async () => {
     assert.equal(earlyPositions.length, 6, 'three new accounts with a payment each');
     for (let round = 0; round < 3; round++) assert.deepEqual(await sealOnce(db.pool), { sealed: 0, size: sealedBefore });
-    assert.equal(await count(db, `SELECT count(*)::int AS n FROM capsul_log_leaves l JOIN emt_messages m USING (global_position)
-                                   WHERE m.transaction_id >= $1::xid8`, [lateTransaction]), 0);
+    assert.equal(
+      await count(
+        db,
+        `SELECT count(*)::int AS n FROM capsul_log_leaves l JOIN emt_messages m USING (global_position)
+                                   WHERE m.transaction_id >= $1::xid8`,
+        [lateTransaction],
+      ),
+      0,
+    );
   });
 
   it('Given it is still open, when capsul_app seals the events committed after it, then the database refuses', async () => {
@@ -334,7 +370,8 @@ describe('a transaction that appends first and commits last', () => {
 
     await assert.rejects(
       sealLeaves(db.pool, { firstIndex: sealedBefore, positions: earlyPositions, leafHashes: early.map(eventLeafHash) }),
-      (error: { code?: string; message?: string }) => error.code === '40001' && /not the next events in commit order/.test(error.message ?? ''),
+      (error: { code?: string; message?: string }) =>
+        error.code === '40001' && /not the next events in commit order/.test(error.message ?? ''),
     );
     assert.equal(await count(db, 'SELECT count(*)::int AS n FROM capsul_log_leaves'), sealedBefore);
   });
@@ -379,14 +416,23 @@ describe('a transaction that appends to one stream twice', () => {
     const accountId = await openAccountIn(client, 'twice@example.org', 500);
     await appendIn(client, accountStream(accountId), [paymentRecorded(accountId, await nextPaymentId(client), 600)], 2n);
 
-    const refusal = await client.query('COMMIT').then(() => undefined, (error: Error & { code?: string }) => `${error.code}: ${error.message}`);
+    const refusal = await client.query('COMMIT').then(
+      () => undefined,
+      (error: Error & { code?: string }) => `${error.code}: ${error.message}`,
+    );
 
-    assert.equal(refusal, undefined,
+    assert.equal(
+      refusal,
+      undefined,
       'the commit was refused: capsul_stream_position_matches_events (schema_migrations/11_up_roles.sql) checks the row as each ' +
-      'append left it (position 2), not as it is at commit (3)');
+        'append left it (position 2), not as it is at commit (3)',
+    );
     assert.equal(await count(db, 'SELECT count(*)::int AS n FROM emt_messages WHERE stream_id = $1', [accountStream(accountId)]), 3);
     await sealAll(db);
-    assert.deepEqual((await leaves(db)).map((leaf) => leaf.globalPosition), await commitOrder(db));
+    assert.deepEqual(
+      (await leaves(db)).map((leaf) => leaf.globalPosition),
+      await commitOrder(db),
+    );
   });
 });
 
@@ -415,8 +461,10 @@ describe('writers and sealers at once', () => {
         await pay(db, `writer${w}@example.org`, 100 + i);
         // Halfway, wait for the sealers to have sealed some payments: sealing and writing interleave.
         if (i === paymentsPerWriter / 2) {
-          await waitFor('the sealers to seal some payments', async () =>
-            (await count(db, 'SELECT count(*)::int AS n FROM capsul_log_leaves')) > initialLeaves);
+          await waitFor(
+            'the sealers to seal some payments',
+            async () => (await count(db, 'SELECT count(*)::int AS n FROM capsul_log_leaves')) > initialLeaves,
+          );
         }
       }
     };
@@ -433,14 +481,26 @@ describe('writers and sealers at once', () => {
     assert.equal(order.length, initialLeaves + 4 * (paymentsPerWriter + 1), 'each writer opened an account and paid 40 times');
     assert.ok(sealedByLoops > 0);
     assert.equal(initialLeaves + sealedByLoops + final.sealed, order.length, 'every event sealed exactly once');
-    assert.deepEqual(sealed.map((leaf) => leaf.leafIndex), order.map((_, i) => i));
-    assert.deepEqual(sealed.map((leaf) => leaf.globalPosition), order);
+    assert.deepEqual(
+      sealed.map((leaf) => leaf.leafIndex),
+      order.map((_, i) => i),
+    );
+    assert.deepEqual(
+      sealed.map((leaf) => leaf.globalPosition),
+      order,
+    );
 
     const latestFile = path.join(workDir, `latest-checkpoint-${db.name}`);
     await signCheckpoint(db.pool, key, latestFile);
     const report = await verifyAsAuditor(db, { verifierKeys: [key.verifierKey] });
     assert.deepEqual(report, {
-      ok: true, findings: [], treeSize: order.length, events: order.length, unsealed: 0, checkpoints: 1, signaturesChecked: true,
+      ok: true,
+      findings: [],
+      treeSize: order.length,
+      events: order.length,
+      unsealed: 0,
+      checkpoints: 1,
+      signaturesChecked: true,
     });
   });
 });
@@ -462,11 +522,31 @@ describe('the database keeps the log in commit order, whoever calls', () => {
     sealLeaves(db.pool, { firstIndex, positions: chosen.map((e) => e.globalPosition), leafHashes });
 
   const attempts: { name: string; attempt: () => Promise<number>; code: string; message: RegExp }[] = [
-    { name: 'an event skipped', attempt: () => seal(0, [events[0]!, events[2]!]), code: '40001', message: /not the next events in commit order/ },
-    { name: 'events out of order', attempt: () => seal(0, [events[1]!, events[0]!]), code: '40001', message: /not the next events in commit order/ },
-    { name: 'a first index past the end of the log', attempt: () => seal(1, [events[0]!]), code: '40001', message: /the log has 0 leaves, not 1/ },
+    {
+      name: 'an event skipped',
+      attempt: () => seal(0, [events[0]!, events[2]!]),
+      code: '40001',
+      message: /not the next events in commit order/,
+    },
+    {
+      name: 'events out of order',
+      attempt: () => seal(0, [events[1]!, events[0]!]),
+      code: '40001',
+      message: /not the next events in commit order/,
+    },
+    {
+      name: 'a first index past the end of the log',
+      attempt: () => seal(1, [events[0]!]),
+      code: '40001',
+      message: /the log has 0 leaves, not 1/,
+    },
     { name: 'no events', attempt: () => seal(0, []), code: 'P0001', message: /one leaf hash per event/ },
-    { name: 'fewer leaf hashes than events', attempt: () => seal(0, [events[0]!, events[1]!], [eventLeafHash(events[0]!)]), code: 'P0001', message: /one leaf hash per event/ },
+    {
+      name: 'fewer leaf hashes than events',
+      attempt: () => seal(0, [events[0]!, events[1]!], [eventLeafHash(events[0]!)]),
+      code: 'P0001',
+      message: /one leaf hash per event/,
+    },
   ];
   for (const { name, attempt, code, message } of attempts) {
     it(`Given unsealed events, when capsul_app seals with ${name}, then it is refused and nothing is written`, async () => {
@@ -482,7 +562,11 @@ describe('the database keeps the log in commit order, whoever calls', () => {
   it('Given unsealed events, when capsul_app seals the next ones in order, then the database adds the tree hashes they complete', async () => {
     const hashes = events.slice(0, 2).map(eventLeafHash);
 
-    const size = await sealLeaves(db.pool, { firstIndex: 0, positions: events.slice(0, 2).map((e) => e.globalPosition), leafHashes: hashes });
+    const size = await sealLeaves(db.pool, {
+      firstIndex: 0,
+      positions: events.slice(0, 2).map((e) => e.globalPosition),
+      leafHashes: hashes,
+    });
 
     assert.equal(size, 2);
     const { rows } = await db.admin.query('SELECT hash FROM capsul_log_nodes WHERE level = 1 AND node_index = 0');
@@ -490,7 +574,7 @@ describe('the database keeps the log in commit order, whoever calls', () => {
     assert.ok((await storedRoot(db.pool, 2)).equals(rootOf(hashes)));
   });
 
-  it('Given a sealed log, when capsul_app stores a checkpoint whose root is not the log\'s, then it is refused', async () => {
+  it("Given a sealed log, when capsul_app stores a checkpoint whose root is not the log's, then it is refused", async () => {
     await assert.rejects(
       addCheckpoint(db.pool, { treeSize: 2, rootHash: Buffer.alloc(32, 7), note: 'forged\n' }),
       /not the log's root at size 2/,
@@ -547,7 +631,7 @@ describe('the database keeps the log in commit order, whoever calls', () => {
       for (const sql of [updates[table], `DELETE FROM ${table}`, `TRUNCATE ${table}`]) {
         it(`refuses the superuser, by the append-only trigger: ${sql}`, async () => {
           const before = await snapshot();
-          assert.ok(await count(db, `SELECT count(*)::int AS n FROM ${table}`) > 0, `${table} has rows for the trigger to guard`);
+          assert.ok((await count(db, `SELECT count(*)::int AS n FROM ${table}`)) > 0, `${table} has rows for the trigger to guard`);
           await assert.rejects(db.admin.query(sql), (error: { code?: string; message?: string }) => {
             assert.equal(error.code, 'CS002', `${sql} → ${String(error)}`);
             assert.match(error.message ?? '', /the audit log is append-only/);
@@ -569,7 +653,13 @@ describe('verifyLog', () => {
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(report, {
-      ok: true, findings: [], treeSize: ledger.size, events: ledger.size, unsealed: 0, checkpoints: 1, signaturesChecked: true,
+      ok: true,
+      findings: [],
+      treeSize: ledger.size,
+      events: ledger.size,
+      unsealed: 0,
+      checkpoints: 1,
+      signaturesChecked: true,
     });
 
     await pay(ledger.db, 'bob@example.org', 100);
@@ -583,10 +673,13 @@ describe('verifyLog', () => {
 
     const report = await verifyAsAuditor(ledger.db, { verifierKeys: [] });
 
-    assert.deepEqual({ ok: report.ok, checkpoints: report.checkpoints, signaturesChecked: report.signaturesChecked }, { ok: true, checkpoints: 1, signaturesChecked: false });
+    assert.deepEqual(
+      { ok: report.ok, checkpoints: report.checkpoints, signaturesChecked: report.signaturesChecked },
+      { ok: true, checkpoints: 1, signaturesChecked: false },
+    );
   });
 
-  it('Given a payment\'s amount altered, then it names that leaf and global position as altered, and the checkpoint as not matching', async (t) => {
+  it("Given a payment's amount altered, then it names that leaf and global position as altered, and the checkpoint as not matching", async (t) => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
     const { paymentId } = await pay(ledger.db, 'dave@example.org', 2000);
@@ -594,14 +687,22 @@ describe('verifyLog', () => {
     await signCheckpoint(ledger.db.pool, key, ledger.latestFile);
     const position = await paymentPosition(ledger.db, paymentId);
 
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query(
-      `UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`, [position]).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c
+        .query(`UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`, [
+          position,
+        ])
+        .then(() => {}),
+    );
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.equal(report.ok, false);
     assert.deepEqual(kinds(report), ['altered', 'checkpoint']);
     const altered = findingOf(report, 'altered');
-    assert.deepEqual({ leafIndex: altered.leafIndex, globalPosition: altered.globalPosition }, { leafIndex: await leafIndexOf(ledger.db, position), globalPosition: position });
+    assert.deepEqual(
+      { leafIndex: altered.leafIndex, globalPosition: altered.globalPosition },
+      { leafIndex: await leafIndexOf(ledger.db, position), globalPosition: position },
+    );
     assert.match(altered.message, /PaymentRecorded/);
     assert.match(findingOf(report, 'checkpoint').message, new RegExp(`checkpoint ${ledger.size + 2} .*does not match the events$`));
   });
@@ -610,13 +711,17 @@ describe('verifyLog', () => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
     // bob's first payment: his stream still ends with his second one, so only the log can tell.
-    const { rows: [bob] } = await ledger.db.admin.query(
+    const {
+      rows: [bob],
+    } = await ledger.db.admin.query(
       `SELECT global_position::text AS g FROM emt_messages m JOIN accounts a ON m.stream_id = 'account-' || a.id
        WHERE a.email = 'bob@example.org' AND m.message_type = 'PaymentRecorded' ORDER BY m.stream_position LIMIT 1`,
     );
     const leafIndex = await leafIndexOf(ledger.db, bob.g);
 
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query('DELETE FROM emt_messages WHERE global_position = $1', [bob.g]).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c.query('DELETE FROM emt_messages WHERE global_position = $1', [bob.g]).then(() => {}),
+    );
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['removed']);
@@ -631,22 +736,32 @@ describe('verifyLog', () => {
     const last = (await leaves(ledger.db)).at(-1)!;
 
     await asSuperuserWithoutTriggers(ledger.db, async (c) => {
-      const { rows: [event] } = await c.query('DELETE FROM emt_messages WHERE global_position = $1 RETURNING stream_id', [last.globalPosition]);
+      const {
+        rows: [event],
+      } = await c.query('DELETE FROM emt_messages WHERE global_position = $1 RETURNING stream_id', [last.globalPosition]);
       await c.query('UPDATE emt_streams SET stream_position = stream_position - 1 WHERE stream_id = $1', [event.stream_id]);
     });
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['behind', 'removed']);
     const removed = findingOf(report, 'removed');
-    assert.deepEqual({ leafIndex: removed.leafIndex, globalPosition: removed.globalPosition }, { leafIndex: ledger.size - 1, globalPosition: last.globalPosition });
-    assert.match(findingOf(report, 'behind').message, new RegExp(`signs ${ledger.size} leaves but the events make only ${ledger.size - 1}`));
+    assert.deepEqual(
+      { leafIndex: removed.leafIndex, globalPosition: removed.globalPosition },
+      { leafIndex: ledger.size - 1, globalPosition: last.globalPosition },
+    );
+    assert.match(
+      findingOf(report, 'behind').message,
+      new RegExp(`signs ${ledger.size} leaves but the events make only ${ledger.size - 1}`),
+    );
   });
 
   it('Given an event inserted with the transaction id of a sealed transaction, then it names where it was inserted', async (t) => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
     // alice's first transaction (her account and payment) lies in the middle of the log.
-    const { rows: [first] } = await ledger.db.admin.query(
+    const {
+      rows: [first],
+    } = await ledger.db.admin.query(
       `SELECT m.transaction_id::text AS transaction_id, max(m.global_position)::text AS last_position, m.stream_id
        FROM emt_messages m JOIN accounts a ON m.stream_id = 'account-' || a.id WHERE a.email = 'alice@example.org'
        GROUP BY m.transaction_id, m.stream_id ORDER BY m.transaction_id LIMIT 1`,
@@ -655,7 +770,9 @@ describe('verifyLog', () => {
 
     let forged = '';
     await asSuperuserWithoutTriggers(ledger.db, async (c) => {
-      const { rows: [row] } = await c.query(
+      const {
+        rows: [row],
+      } = await c.query(
         `INSERT INTO emt_messages (stream_position, transaction_id, stream_id, message_schema_version, message_id, message_type, message_data, message_metadata)
          SELECT s.stream_position + 1, m.transaction_id, m.stream_id, m.message_schema_version, gen_random_uuid()::text, m.message_type,
                 jsonb_set(m.message_data, '{amountCents}', '100000'), m.message_metadata
@@ -671,7 +788,10 @@ describe('verifyLog', () => {
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['inserted']);
     const inserted = findingOf(report, 'inserted');
-    assert.deepEqual({ leafIndex: inserted.leafIndex, globalPosition: inserted.globalPosition }, { leafIndex: insertedAt, globalPosition: forged });
+    assert.deepEqual(
+      { leafIndex: inserted.leafIndex, globalPosition: inserted.globalPosition },
+      { leafIndex: insertedAt, globalPosition: forged },
+    );
     assert.ok(insertedAt < ledger.size, 'inside sealed history');
   });
 
@@ -685,15 +805,22 @@ describe('verifyLog', () => {
     const position = await paymentPosition(ledger.db, paymentId);
 
     await asSuperuserWithoutTriggers(ledger.db, async (c) => {
-      await c.query(`UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`, [position]);
+      await c.query(
+        `UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`,
+        [position],
+      );
       const altered = (await storedEvents(ledger.db)).get(position)!;
       await c.query('UPDATE capsul_log_leaves SET leaf_hash = $1 WHERE global_position = $2', [eventLeafHash(altered), position]);
     });
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['checkpoint']);
-    assert.match(findingOf(report, 'checkpoint').message,
-      new RegExp(`checkpoint ${size} .*does not match the events: an event among leaves ${ledger.size} to ${size - 1} was altered together with its stored leaf hash`));
+    assert.match(
+      findingOf(report, 'checkpoint').message,
+      new RegExp(
+        `checkpoint ${size} .*does not match the events: an event among leaves ${ledger.size} to ${size - 1} was altered together with its stored leaf hash`,
+      ),
+    );
   });
 
   it('Given a checkpoint signed by another key of the same name (capsul_app may store any note), then it names its signature', async (t) => {
@@ -715,11 +842,18 @@ describe('verifyLog', () => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
 
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query(
-      `UPDATE capsul_log_checkpoints SET note = replace(note, E'\\n' || $1 || E'\\n', E'\\n' || $2 || E'\\n') WHERE tree_size = $1`,
-      [String(ledger.size), String(ledger.size - 1)]).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c
+        .query(
+          `UPDATE capsul_log_checkpoints SET note = replace(note, E'\\n' || $1 || E'\\n', E'\\n' || $2 || E'\\n') WHERE tree_size = $1`,
+          [String(ledger.size), String(ledger.size - 1)],
+        )
+        .then(() => {}),
+    );
 
-    const { rows: [edited] } = await ledger.db.admin.query('SELECT note FROM capsul_log_checkpoints');
+    const {
+      rows: [edited],
+    } = await ledger.db.admin.query('SELECT note FROM capsul_log_checkpoints');
     assert.match(edited.note, new RegExp(`^${logName}\\n${ledger.size - 1}\\n`));
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['signature']);
@@ -732,7 +866,7 @@ describe('verifyLog', () => {
     const { paymentId } = await pay(ledger.db, 'dave@example.org', 2000);
     const { size } = await sealAll(ledger.db);
     await signCheckpoint(ledger.db.pool, key, ledger.latestFile);
-    assert.equal(parseCheckpoint(readFileSync(ledger.latestFile, 'utf8').split('\n\n')[0]! + '\n').treeSize, size);
+    assert.equal(parseCheckpoint(`${readFileSync(ledger.latestFile, 'utf8').split('\n\n')[0]!}\n`).treeSize, size);
     const dave = (await ledger.db.admin.query('SELECT account_id FROM payments WHERE id = $1', [paymentId])).rows[0].account_id as string;
 
     // What the older backup holds: the log and the events as they stood at the earlier checkpoint.
@@ -750,15 +884,20 @@ describe('verifyLog', () => {
     assert.equal(inside.ok, true, 'the database alone looks intact');
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['behind']);
-    assert.match(findingOf(report, 'behind').message, new RegExp(`${ledger.latestFile} signs ${size} leaves but the events make only ${ledger.size}`));
+    assert.match(
+      findingOf(report, 'behind').message,
+      new RegExp(`${ledger.latestFile} signs ${size} leaves but the events make only ${ledger.size}`),
+    );
   });
 
-  it('Given a stream\'s position moved ahead of its events, then it names the stream', async (t) => {
+  it("Given a stream's position moved ahead of its events, then it names the stream", async (t) => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
     const bob = accountStream((await ledger.db.admin.query(`SELECT id FROM accounts WHERE email = 'bob@example.org'`)).rows[0].id);
 
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query('UPDATE emt_streams SET stream_position = stream_position + 5 WHERE stream_id = $1', [bob]).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c.query('UPDATE emt_streams SET stream_position = stream_position + 5 WHERE stream_id = $1', [bob]).then(() => {}),
+    );
 
     const report = await verifyAsAuditor(ledger.db, await evidence(ledger));
     assert.deepEqual(kinds(report), ['stream']);
@@ -770,18 +909,28 @@ describe('verifyLog', () => {
 
 describe('rebuilding the projections checks the log first', () => {
   /** Every row of the money projections, as text: what a rebuild would change. */
-  const fingerprint = async (db: TestDatabase) => (await db.admin.query(
-    `SELECT (SELECT coalesce(string_agg(p::text, '|' ORDER BY p.id), '') FROM payments p)
+  const fingerprint = async (db: TestDatabase) =>
+    (
+      await db.admin.query(
+        `SELECT (SELECT coalesce(string_agg(p::text, '|' ORDER BY p.id), '') FROM payments p)
          || (SELECT coalesce(string_agg(a::text, '|' ORDER BY a.id), '') FROM accounts a) AS rows`,
-  )).rows[0].rows as string;
+      )
+    ).rows[0].rows as string;
 
-  it('Given a payment\'s event altered, when rebuild and verify run, then both throw LogMismatchError naming the checkpoint and change nothing', async (t) => {
+  it("Given a payment's event altered, when rebuild and verify run, then both throw LogMismatchError naming the checkpoint and change nothing", async (t) => {
     const ledger = await signedLedger();
     t.after(() => ledger.db.close());
-    const { rows: [payment] } = await ledger.db.admin.query(`SELECT min(id)::int AS id FROM payments`);
+    const {
+      rows: [payment],
+    } = await ledger.db.admin.query(`SELECT min(id)::int AS id FROM payments`);
     const position = await paymentPosition(ledger.db, payment.id);
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query(
-      `UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`, [position]).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c
+        .query(`UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000') WHERE global_position = $1`, [
+          position,
+        ])
+        .then(() => {}),
+    );
     const before = await fingerprint(ledger.db);
     const log = { verifierKeys: [key.verifierKey] };
 
@@ -789,11 +938,14 @@ describe('rebuilding the projections checks the log first', () => {
     const refused = (error: unknown) => {
       assert.ok(error instanceof LogMismatchError, String(error));
       assert.equal(error.findings[0]?.kind, 'checkpoint');
-      assert.match(error.message, /^the events no longer match the signed log, so nothing was rebuilt: checkpoint \d+ .*does not match the events: .*capsul audit verify names it/);
+      assert.match(
+        error.message,
+        /^the events no longer match the signed log, so nothing was rebuilt: checkpoint \d+ .*does not match the events: .*capsul audit verify names it/,
+      );
       return true;
     };
     await assert.rejects(rebuildProjections(ledger.db.admin, { log }), refused);
-    await assert.rejects(rebuildProjections(ledger.db.admin), refused, 'without a key too: the checkpoints\' roots still disagree');
+    await assert.rejects(rebuildProjections(ledger.db.admin), refused, "without a key too: the checkpoints' roots still disagree");
     await assert.rejects(verifyProjections(ledger.db.pool, { log }), refused);
 
     assert.equal(await fingerprint(ledger.db), before);
@@ -805,7 +957,9 @@ describe('rebuilding the projections checks the log first', () => {
     t.after(() => ledger.db.close());
     const log = { verifierKeys: [key.verifierKey] };
     const intact = await fingerprint(ledger.db);
-    await asSuperuserWithoutTriggers(ledger.db, (c) => c.query(`UPDATE payments SET dollars = 5000 WHERE id = (SELECT min(id) FROM payments)`).then(() => {}));
+    await asSuperuserWithoutTriggers(ledger.db, (c) =>
+      c.query(`UPDATE payments SET dollars = 5000 WHERE id = (SELECT min(id) FROM payments)`).then(() => {}),
+    );
 
     const verified = await verifyProjections(ledger.db.pool, { log });
     assert.equal(verified.matches, false);
@@ -831,16 +985,22 @@ describe('provePayment', () => {
     await ledger.db.close();
   });
 
-  it('Given a sealed payment in a signed checkpoint, then its proof verifies against the checkpoint\'s root', async () => {
-    const { rows: [payment] } = await ledger.db.admin.query(`SELECT p.id::int AS id FROM payments p JOIN accounts a ON a.id = p.account_id WHERE a.email = 'bob@example.org' ORDER BY p.id LIMIT 1`);
+  it("Given a sealed payment in a signed checkpoint, then its proof verifies against the checkpoint's root", async () => {
+    const {
+      rows: [payment],
+    } = await ledger.db.admin.query(
+      `SELECT p.id::int AS id FROM payments p JOIN accounts a ON a.id = p.account_id WHERE a.email = 'bob@example.org' ORDER BY p.id LIMIT 1`,
+    );
 
     const proof = await provePayment(reader, payment.id);
 
     const { text } = openNote(proof.checkpoint, [key.verifierKey]);
     const { treeSize, rootHash } = parseCheckpoint(text);
     const position = await paymentPosition(ledger.db, payment.id);
-    assert.deepEqual({ leafIndex: proof.leafIndex, treeSize: proof.treeSize, globalPosition: proof.globalPosition },
-      { leafIndex: await leafIndexOf(ledger.db, position), treeSize: ledger.size, globalPosition: position });
+    assert.deepEqual(
+      { leafIndex: proof.leafIndex, treeSize: proof.treeSize, globalPosition: proof.globalPosition },
+      { leafIndex: await leafIndexOf(ledger.db, position), treeSize: ledger.size, globalPosition: position },
+    );
     assert.equal(treeSize, ledger.size);
     const hash = leafHash(Buffer.from(proof.leaf, 'utf8'));
     assert.equal(hash.toString('base64'), proof.leafHash);
@@ -865,27 +1025,41 @@ describe('provePayment', () => {
     const { paymentId } = await pay(ledger.db, 'grace@example.org', 400);
     await sealAll(ledger.db);
 
-    await assert.rejects(provePayment(reader, paymentId), (error: Error) =>
-      error instanceof ProofError && /not in a signed checkpoint yet/.test(error.message) && !error.message.includes('\n'));
+    await assert.rejects(
+      provePayment(reader, paymentId),
+      (error: Error) =>
+        error instanceof ProofError && /not in a signed checkpoint yet/.test(error.message) && !error.message.includes('\n'),
+    );
 
     await signCheckpoint(ledger.db.pool, key, ledger.latestFile);
-    assert.equal((await provePayment(reader, paymentId)).leafIndex, await leafIndexOf(ledger.db, await paymentPosition(ledger.db, paymentId)));
+    assert.equal(
+      (await provePayment(reader, paymentId)).leafIndex,
+      await leafIndexOf(ledger.db, await paymentPosition(ledger.db, paymentId)),
+    );
   });
 
   it('Given no such payment, then it says so in one line', async () => {
-    await assert.rejects(provePayment(reader, 987_654), (error: Error) => error instanceof ProofError && error.message === 'there is no payment 987654');
+    await assert.rejects(
+      provePayment(reader, 987_654),
+      (error: Error) => error instanceof ProofError && error.message === 'there is no payment 987654',
+    );
   });
 });
 
 // ---- the hub's loop
 
-describe('the hub\'s AuditLoop', () => {
+describe("the hub's AuditLoop", () => {
   const auditConfig = (dir: string, checkpointIntervalMs: number): AuditConfig => ({
-    keyFile: path.join(dir, 'keys', 'log.key'), latestCheckpointFile: path.join(dir, 'keys', 'latest-checkpoint'), logName, verifierKey: undefined,
+    keyFile: path.join(dir, 'keys', 'log.key'),
+    latestCheckpointFile: path.join(dir, 'keys', 'latest-checkpoint'),
+    logName,
+    verifierKey: undefined,
     checkpointIntervalMs,
   });
   const checkpointSizes = async (db: TestDatabase) =>
-    (await db.admin.query('SELECT tree_size::int AS size FROM capsul_log_checkpoints ORDER BY tree_size')).rows.map((row) => row.size as number);
+    (await db.admin.query('SELECT tree_size::int AS size FROM capsul_log_checkpoints ORDER BY tree_size')).rows.map(
+      (row) => row.size as number,
+    );
   const eventCount = (db: TestDatabase) => count(db, 'SELECT count(*)::int AS n FROM emt_messages');
 
   it('Given appends and a checkpoint interval of 1 ms, when started, then it creates the key, seals every event and signs a checkpoint of them, and again as the log grows', async (t) => {
@@ -910,16 +1084,27 @@ describe('the hub\'s AuditLoop', () => {
     assert.equal(statSync(audit.keyFile).mode & 0o777, 0o600);
     const created = await loadOrCreateKey(audit.keyFile, logName);
     assert.equal(created.created, false);
-    assert.ok(lines.some((line) => line.startsWith(`created the audit log's signing key in ${audit.keyFile}`)), lines.join('\n'));
+    assert.ok(
+      lines.some((line) => line.startsWith(`created the audit log's signing key in ${audit.keyFile}`)),
+      lines.join('\n'),
+    );
     assert.ok(lines.includes(`audit log: checkpoints signed by ${created.verifierKey}`), lines.join('\n'));
-    assert.deepEqual(lines.filter((line) => /failed/.test(line)), []);
-    const { rows: [latest] } = await db.admin.query('SELECT note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1');
+    assert.deepEqual(
+      lines.filter((line) => /failed/.test(line)),
+      [],
+    );
+    const {
+      rows: [latest],
+    } = await db.admin.query('SELECT note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1');
     assert.equal(readFileSync(audit.latestCheckpointFile, 'utf8'), latest.note);
     const report = await verifyAsAuditor(db, await localEvidence(audit));
-    assert.deepEqual({ ok: report.ok, treeSize: report.treeSize, unsealed: report.unsealed }, { ok: true, treeSize: events + 2, unsealed: 0 });
+    assert.deepEqual(
+      { ok: report.ok, treeSize: report.treeSize, unsealed: report.unsealed },
+      { ok: true, treeSize: events + 2, unsealed: 0 },
+    );
   });
 
-  it('Given two hubs, when the second starts with the same key file, then it says nothing; with another key, then it says in one line that the newest checkpoint is not its key\'s', async (t) => {
+  it("Given two hubs, when the second starts with the same key file, then it says nothing; with another key, then it says in one line that the newest checkpoint is not its key's", async (t) => {
     const db = await testDatabase();
     const dirA = mkdtempSync(path.join(workDir, 'loop-a-'));
     const dirB = mkdtempSync(path.join(workDir, 'loop-b-'));
@@ -939,17 +1124,23 @@ describe('the hub\'s AuditLoop', () => {
     const same = new AuditLoop({ pool: db.pool, audit: sameKey, log: (line) => sameLines.push(line) }, 600_000);
     await same.start();
     await same.stop();
-    assert.deepEqual(sameLines.filter((line) => /not signed by this hub's key/.test(line)), []);
+    assert.deepEqual(
+      sameLines.filter((line) => /not signed by this hub's key/.test(line)),
+      [],
+    );
 
     const otherLines: string[] = [];
     const other = new AuditLoop({ pool: db.pool, audit: auditConfig(dirB, 1), log: (line) => otherLines.push(line) }, 600_000);
     await other.start();
     await other.stop();
     const otherKey = await loadOrCreateKey(auditConfig(dirB, 1).keyFile, logName);
-    assert.deepEqual(otherLines.filter((line) => /not signed by this hub's key/.test(line)), [
-      `audit log: the newest stored checkpoint (size ${events}) was not signed by this hub's key ${otherKey.verifierKey}: hubs that sign must share ` +
-      'one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with the published key reports the other key\'s checkpoints',
-    ]);
+    assert.deepEqual(
+      otherLines.filter((line) => /not signed by this hub's key/.test(line)),
+      [
+        `audit log: the newest stored checkpoint (size ${events}) was not signed by this hub's key ${otherKey.verifierKey}: hubs that sign must share ` +
+          "one AUDIT_KEY_FILE (or set AUDIT_CHECKPOINT_SECONDS=0 on all but one), else audit verify with the published key reports the other key's checkpoints",
+      ],
+    );
   });
 
   it('Given a checkpoint interval of 0, when started, then it seals but never signs, and makes no key', async (t) => {
@@ -966,7 +1157,10 @@ describe('the hub\'s AuditLoop', () => {
 
     await loop.start();
     const events = await eventCount(db);
-    await waitFor(`all ${events} events sealed`, async () => (await count(db, 'SELECT count(*)::int AS n FROM capsul_log_leaves')) === events);
+    await waitFor(
+      `all ${events} events sealed`,
+      async () => (await count(db, 'SELECT count(*)::int AS n FROM capsul_log_leaves')) === events,
+    );
     await loop.stop();
 
     assert.deepEqual(await checkpointSizes(db), []);
@@ -992,9 +1186,16 @@ describe('the hub\'s AuditLoop', () => {
     await holder.query('SELECT pg_advisory_xact_lock($1, $2)', [sealerLock.classId, sealerLock.objId]);
 
     await loop.start();
-    await waitFor('the round to wait for the sealer\'s lock', async () => (await count(db,
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, [sealerLock.classId, sealerLock.objId])) === 1);
+    await waitFor(
+      "the round to wait for the sealer's lock",
+      async () =>
+        (await count(
+          db,
+          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+          [sealerLock.classId, sealerLock.objId],
+        )) === 1,
+    );
     let stopped = false;
     const stopping = loop.stop().then(() => {
       stopped = true;

@@ -61,17 +61,72 @@ const ctRoots = [
 // The happy-path proofs of transparency-dev/merkle's testdata/inclusion/*/ and testdata/consistency/*/.
 const ctInclusionProofs = [
   { leafIndex: 0, treeSize: 1, proof: [] },
-  { leafIndex: 0, treeSize: 8, proof: ['96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4'] },
-  { leafIndex: 5, treeSize: 8, proof: ['bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b', 'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0', 'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7'] },
+  {
+    leafIndex: 0,
+    treeSize: 8,
+    proof: [
+      '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+    ],
+  },
+  {
+    leafIndex: 5,
+    treeSize: 8,
+    proof: [
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+      'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+      'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    ],
+  },
   { leafIndex: 2, treeSize: 3, proof: ['fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125'] },
-  { leafIndex: 1, treeSize: 5, proof: ['6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b'] },
+  {
+    leafIndex: 1,
+    treeSize: 5,
+    proof: [
+      '6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+    ],
+  },
 ];
 const ctConsistencyProofs = [
   { oldSize: 1, newSize: 1, proof: [] },
-  { oldSize: 1, newSize: 8, proof: ['96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7', '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4'] },
-  { oldSize: 6, newSize: 8, proof: ['0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a', 'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0', 'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7'] },
-  { oldSize: 2, newSize: 5, proof: ['5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e', 'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b'] },
-  { oldSize: 6, newSize: 7, proof: ['0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a', 'b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f', 'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7'] },
+  {
+    oldSize: 1,
+    newSize: 8,
+    proof: [
+      '96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7',
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      '6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4',
+    ],
+  },
+  {
+    oldSize: 6,
+    newSize: 8,
+    proof: [
+      '0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a',
+      'ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0',
+      'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    ],
+  },
+  {
+    oldSize: 2,
+    newSize: 5,
+    proof: [
+      '5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e',
+      'bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b',
+    ],
+  },
+  {
+    oldSize: 6,
+    newSize: 7,
+    proof: [
+      '0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a',
+      'b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f',
+      'd37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7',
+    ],
+  },
 ];
 
 /** An in-memory store of complete-subtree hashes, filled from a frontier, that records what is read. */
@@ -129,16 +184,26 @@ describe('Merkle hashing known answers', () => {
 
   it('names the right edge of each size as CT’s compact trees do', () => {
     assert.deepEqual(rightEdgeSubtrees(0), []);
-    assert.deepEqual(rightEdgeSubtrees(7), [{ level: 2, index: 0 }, { level: 1, index: 2 }, { level: 0, index: 6 }]);
+    assert.deepEqual(rightEdgeSubtrees(7), [
+      { level: 2, index: 0 },
+      { level: 1, index: 2 },
+      { level: 0, index: 6 },
+    ]);
     assert.deepEqual(rightEdgeSubtrees(8), [{ level: 3, index: 0 }]);
-    assert.deepEqual(rightEdgeSubtrees(6), [{ level: 2, index: 0 }, { level: 1, index: 2 }]);
+    assert.deepEqual(rightEdgeSubtrees(6), [
+      { level: 2, index: 0 },
+      { level: 1, index: 2 },
+    ]);
   });
 
   for (const { leafIndex, treeSize, proof } of ctInclusionProofs) {
     it(`builds and verifies CT’s inclusion proof for leaf ${leafIndex} of ${treeSize}`, async () => {
       const { getHash } = storedTree(ctLeaves.slice(0, treeSize));
       const built = await inclusionProof(leafIndex, treeSize, getHash);
-      assert.deepEqual(built.map((h) => h.toString('hex')), proof);
+      assert.deepEqual(
+        built.map((h) => h.toString('hex')),
+        proof,
+      );
       assert.ok(verifyInclusion(ctLeaves[leafIndex]!, leafIndex, treeSize, built, hex(ctRoots[treeSize]!)));
     });
   }
@@ -147,13 +212,20 @@ describe('Merkle hashing known answers', () => {
     it(`builds and verifies CT’s consistency proof from ${oldSize} to ${newSize}`, async () => {
       const { getHash } = storedTree(ctLeaves.slice(0, newSize));
       const built = await consistencyProof(oldSize, newSize, getHash);
-      assert.deepEqual(built.map((h) => h.toString('hex')), proof);
+      assert.deepEqual(
+        built.map((h) => h.toString('hex')),
+        proof,
+      );
       assert.ok(verifyConsistency(oldSize, newSize, hex(ctRoots[oldSize]!), hex(ctRoots[newSize]!), built));
     });
   }
 
   it('verifies the happy-path probe with base64 hashes exactly as transparency-dev stores it', () => {
-    const proof = ['lqKW0iTyhcZ77pPDD4owkVfw2qNdxbh+QQt4YwoJz8c=', 'Xwg/ChozygdqlSeYMlgNs+DvRYS9/x9UyKNg9Q3jAx4=', 'a0eq8p7jwq+a+Im8H7klTavTEXfxYjLdaqsDXKOb9uQ='].map(b64);
+    const proof = [
+      'lqKW0iTyhcZ77pPDD4owkVfw2qNdxbh+QQt4YwoJz8c=',
+      'Xwg/ChozygdqlSeYMlgNs+DvRYS9/x9UyKNg9Q3jAx4=',
+      'a0eq8p7jwq+a+Im8H7klTavTEXfxYjLdaqsDXKOb9uQ=',
+    ].map(b64);
     const leaf = b64('bjQLnP+zepicpUTmu3gKLHiQHT+zNzh2hRGjBhevoB0=');
     assert.ok(verifyInclusion(leaf, 0, 8, proof, b64('XcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=')));
   });
@@ -181,7 +253,10 @@ describe('Merkle proofs refuse what they must', () => {
     await assert.rejects(inclusionProof(0, 0, getHash), /leaf 0 is not in a tree of 0 leaves/);
     await assert.rejects(rootAt(1.5, getHash), /not a whole number/);
     await assert.rejects(consistencyProof(5, 4, getHash), /cannot be a prefix/);
-    await assert.rejects(rootAt(3, () => Buffer.alloc(31)), /is not 32 bytes/);
+    await assert.rejects(
+      rootAt(3, () => Buffer.alloc(31)),
+      /is not 32 bytes/,
+    );
     assert.throws(() => MerkleFrontier.resume(3, () => Buffer.alloc(33)), /is not 32 bytes/);
   });
 
@@ -206,7 +281,7 @@ describe('Merkle properties', () => {
       for (let index = 0; index < size; index++) {
         const proof = await inclusionProof(index, size, getHash);
         assert.ok(verifyInclusion(leaves[index]!, index, size, proof, root), `leaf ${index} of ${size}`);
-        proof.forEach((hash, k) => {
+        proof.forEach((_hash, k) => {
           const corrupt = proof.map((h, j) => (j === k ? flipped(h) : h));
           assert.equal(verifyInclusion(leaves[index]!, index, size, corrupt, root), false, `leaf ${index} of ${size}, hash ${k}`);
         });
@@ -230,7 +305,16 @@ describe('Merkle properties', () => {
           }
           if (proof.length > 0) {
             const k = seed % proof.length;
-            assert.equal(verifyInclusion(leaves[index]!, index, treeSize, proof.map((h, j) => (j === k ? flipped(h) : h)), root), false);
+            assert.equal(
+              verifyInclusion(
+                leaves[index]!,
+                index,
+                treeSize,
+                proof.map((h, j) => (j === k ? flipped(h) : h)),
+                root,
+              ),
+              false,
+            );
           }
         }
       }),
@@ -240,17 +324,20 @@ describe('Merkle properties', () => {
 
   it('reads only the subtrees it names for proofs and roots', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 500 }).chain((n) => fc.tuple(fc.constant(n), fc.nat(n - 1), fc.integer({ min: 0, max: n }))), async ([treeSize, leafIndex, oldSize]) => {
-        const tree = storedTree(leavesOf(treeSize));
-        const key = ({ level, index }: SubtreeCoordinate) => `${level}/${index}`;
-        await inclusionProof(leafIndex, treeSize, tree.getHash);
-        assert.deepEqual(tree.reads.splice(0).map(key).sort(), inclusionProofSubtrees(leafIndex, treeSize).map(key).sort());
-        await consistencyProof(oldSize, treeSize, tree.getHash);
-        assert.deepEqual(tree.reads.splice(0).map(key).sort(), consistencyProofSubtrees(oldSize, treeSize).map(key).sort());
-        await rootAt(treeSize, tree.getHash);
-        assert.deepEqual(tree.reads.splice(0), rightEdgeSubtrees(treeSize));
-        assert.ok(rightEdgeSubtrees(treeSize).length <= Math.log2(treeSize) + 1);
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 500 }).chain((n) => fc.tuple(fc.constant(n), fc.nat(n - 1), fc.integer({ min: 0, max: n }))),
+        async ([treeSize, leafIndex, oldSize]) => {
+          const tree = storedTree(leavesOf(treeSize));
+          const key = ({ level, index }: SubtreeCoordinate) => `${level}/${index}`;
+          await inclusionProof(leafIndex, treeSize, tree.getHash);
+          assert.deepEqual(tree.reads.splice(0).map(key).sort(), inclusionProofSubtrees(leafIndex, treeSize).map(key).sort());
+          await consistencyProof(oldSize, treeSize, tree.getHash);
+          assert.deepEqual(tree.reads.splice(0).map(key).sort(), consistencyProofSubtrees(oldSize, treeSize).map(key).sort());
+          await rootAt(treeSize, tree.getHash);
+          assert.deepEqual(tree.reads.splice(0), rightEdgeSubtrees(treeSize));
+          assert.ok(rightEdgeSubtrees(treeSize).length <= Math.log2(treeSize) + 1);
+        },
+      ),
       { numRuns: 100 },
     );
   });
@@ -260,7 +347,9 @@ describe('Merkle properties', () => {
       fc.property(fc.integer({ min: 0, max: 200 }), fc.nat(), (treeSize, seed) => {
         const leaves = leavesOf(treeSize);
         const tree = storedTree(leaves);
-        tree.roots.forEach((root, size) => assert.deepEqual(root, rootOf(leaves.slice(0, size)), `size ${size}`));
+        tree.roots.forEach((root, size) => {
+          assert.deepEqual(root, rootOf(leaves.slice(0, size)), `size ${size}`);
+        });
         const resumeAt = treeSize === 0 ? 0 : seed % (treeSize + 1);
         const resumed = MerkleFrontier.resume(resumeAt, tree.getHash);
         assert.deepEqual(tree.reads, rightEdgeSubtrees(resumeAt));
@@ -274,18 +363,30 @@ describe('Merkle properties', () => {
 
   it('proves consistency between any two sizes, and no corrupted proof or wrong root verifies', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 200 }).chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 1, max: n }), fc.nat())), async ([newSize, oldSize, seed]) => {
-        const leaves = leavesOf(newSize);
-        const [oldRoot, newRoot] = [rootOf(leaves.slice(0, oldSize)), rootOf(leaves)];
-        const proof = await consistencyProof(oldSize, newSize, storedTree(leaves).getHash);
-        assert.ok(verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof));
-        assert.equal(verifyConsistency(oldSize, newSize, flipped(oldRoot), newRoot, proof), false);
-        assert.equal(verifyConsistency(oldSize, newSize, oldRoot, flipped(newRoot), proof), false);
-        if (proof.length > 0) {
-          const k = seed % proof.length;
-          assert.equal(verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof.map((h, j) => (j === k ? flipped(h) : h))), false);
-        }
-      }),
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 200 }).chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 1, max: n }), fc.nat())),
+        async ([newSize, oldSize, seed]) => {
+          const leaves = leavesOf(newSize);
+          const [oldRoot, newRoot] = [rootOf(leaves.slice(0, oldSize)), rootOf(leaves)];
+          const proof = await consistencyProof(oldSize, newSize, storedTree(leaves).getHash);
+          assert.ok(verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof));
+          assert.equal(verifyConsistency(oldSize, newSize, flipped(oldRoot), newRoot, proof), false);
+          assert.equal(verifyConsistency(oldSize, newSize, oldRoot, flipped(newRoot), proof), false);
+          if (proof.length > 0) {
+            const k = seed % proof.length;
+            assert.equal(
+              verifyConsistency(
+                oldSize,
+                newSize,
+                oldRoot,
+                newRoot,
+                proof.map((h, j) => (j === k ? flipped(h) : h)),
+              ),
+              false,
+            );
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -11,8 +11,16 @@ const enochKey = 'EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdo
 const text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const peterSig = '— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n';
 const enochSig = '— EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n';
-const peter = { name: 'PeterNeumann', keyHash: 0xc74f20a3, base64: 'x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=' };
-const enoch = { name: 'EnochRoot', keyHash: 0xaf0cfe78, base64: 'rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=' };
+const peter = {
+  name: 'PeterNeumann',
+  keyHash: 0xc74f20a3,
+  base64: 'x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=',
+};
+const enoch = {
+  name: 'EnochRoot',
+  keyHash: 0xaf0cfe78,
+  base64: 'rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=',
+};
 
 // Go slices these strings by byte; "— " is four bytes of UTF-8 but two UTF-16 units here.
 const insertAtByte = (s: string, at: number, insert: string) => {
@@ -43,7 +51,10 @@ describe('signed notes against Go’s vectors', () => {
   });
 
   it('refuses a note no known key signed', () => {
-    assert.throws(() => openNote(`${text}\n${peterSig}${enochSig}`, []), /^Error: note has no verifiable signatures \(signed by PeterNeumann\+c74f20a3, EnochRoot\+af0cfe78\)$/);
+    assert.throws(
+      () => openNote(`${text}\n${peterSig}${enochSig}`, []),
+      /^Error: note has no verifiable signatures \(signed by PeterNeumann\+c74f20a3, EnochRoot\+af0cfe78\)$/,
+    );
   });
 
   it('refuses an ambiguous verifier list only when the ambiguous key signed', () => {
@@ -58,11 +69,17 @@ describe('signed notes against Go’s vectors', () => {
   });
 
   it('refuses a bad signature by a known key', () => {
-    assert.throws(() => openNote(`${text}\n${insertAtByte(peterSig, 60, 'ABCD')}`, [peterKey]), /^Error: invalid signature for key PeterNeumann\+c74f20a3$/);
+    assert.throws(
+      () => openNote(`${text}\n${insertAtByte(peterSig, 60, 'ABCD')}`, [peterKey]),
+      /^Error: invalid signature for key PeterNeumann\+c74f20a3$/,
+    );
   });
 
   it('drops repeated signatures, verified and unverified, as Go does', () => {
-    const enochABCD = { ...enoch, base64: 'rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5nABCD2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=' };
+    const enochABCD = {
+      ...enoch,
+      base64: 'rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5nABCD2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=',
+    };
     const opened = openNote(`${text}\n${peterSig}${peterSig}${enochSig}${enochSig}${insertAtByte(enochSig, 60, 'ABCD')}`, [peterKey]);
     assert.deepEqual(opened.signatures, [peter]);
     assert.deepEqual(opened.unknownSignatures, [enoch, enochABCD]);
@@ -74,7 +91,10 @@ describe('signed notes against Go’s vectors', () => {
     ['a signature line without its newline', `${text}\n${peterSig.slice(0, -1)}`],
     ['a control character', `\u0001${text}\n${peterSig}`],
     ['a lone surrogate (Go: invalid UTF-8)', `\ud800${text}\n${peterSig}`],
-    ['a name with a space', `${text}\n— Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=`],
+    [
+      'a name with a space',
+      `${text}\n— Bad Name x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=`,
+    ],
     ['a line after the signatures', `${text}\n${peterSig}Unexpected line.\n`],
   ];
   for (const [what, note] of badNotes) {
@@ -96,7 +116,10 @@ describe('signed notes against Go’s vectors', () => {
     }
     // Go's two adjusted-hash keys: a wrong-length key and an unknown algorithm.
     assert.throws(() => openNote(note, ['PeterNeumann+cc469956+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TWBADKEY==']), /verifier key/);
-    assert.throws(() => openNote(note, ['PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW']), /unknown verifier algorithm/);
+    assert.throws(
+      () => openNote(note, ['PeterNeumann+173116ae+ZRpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW']),
+      /unknown verifier algorithm/,
+    );
   });
 
   it('refuses every strict substring and every one-byte change of Go’s signer key, as TestNewSigner does', () => {
@@ -113,13 +136,17 @@ describe('signed notes against Go’s vectors', () => {
 
   it('never quotes a signer key in its errors', () => {
     const broken = `${peterSignerKey.slice(0, -2)}zz`;
-    assert.throws(() => signNote(text, broken), (error: unknown) => error instanceof Error && !error.message.includes(broken.slice(30)));
+    assert.throws(
+      () => signNote(text, broken),
+      (error: unknown) => error instanceof Error && !error.message.includes(broken.slice(30)),
+    );
   });
 });
 
 describe('signed notes per the C2SP spec', () => {
   it('verifies the spec’s example note with its example key', () => {
-    const note = 'This is an example message.\n\n— example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n';
+    const note =
+      'This is an example message.\n\n— example.com/foo Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n';
     const opened = openNote(note, ['example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k']);
     assert.equal(opened.text, 'This is an example message.\n');
     assert.equal(opened.signatures[0]?.keyHash, 0x530d903a);

@@ -22,7 +22,11 @@ after(() => rmSync(workDir, { recursive: true, force: true }));
 
 type Export = { lines: string[]; notes: Map<string, string>; verifierKey: string };
 
-const leafValue = (i: number) => ({ type: 'VmCreated', data: { vmId: `vm-${i}`, owner: 'José Ünïcode', priceCentsPerMonth: 500 + i }, seq: i });
+const leafValue = (i: number) => ({
+  type: 'VmCreated',
+  data: { vmId: `vm-${i}`, owner: 'José Ünïcode', priceCentsPerMonth: 500 + i },
+  seq: i,
+});
 const leafLines = (count: number) => Array.from({ length: count }, (_, i) => canonicalJson(leafValue(i)));
 
 /** Checkpoints over `lines` at each size, signed by `signerKey`; file names deliberately not in size order. */
@@ -33,7 +37,9 @@ function signedExport(lines: readonly string[], sizes: readonly number[], signer
     frontier.append(leafHash(Buffer.from(line, 'utf8')));
     roots.push(frontier.root());
   }
-  const notes = new Map(sizes.map((size) => [`cp-${size}.note`, signNote(formatCheckpoint({ origin, treeSize: size, rootHash: roots[size]! }), signerKey)]));
+  const notes = new Map(
+    sizes.map((size) => [`cp-${size}.note`, signNote(formatCheckpoint({ origin, treeSize: size, rootHash: roots[size]! }), signerKey)]),
+  );
   return { lines: [...lines], notes, verifierKey: realKey.verifierKey };
 }
 
@@ -68,7 +74,13 @@ describe('verify-log on an export', () => {
   it('passes a good export, whatever the checkpoint files are called', () => {
     const result = verify(writeExport(good));
     assert.equal(result.status, 0, result.output);
-    assert.match(result.stdout, new RegExp(`^OK: 20 leaves; 4 checkpoints signed by ${origin.replace('.', '\\.')}\\+[0-9a-f]{8}, all matching \\(largest size 20\\)$`, 'm'));
+    assert.match(
+      result.stdout,
+      new RegExp(
+        `^OK: 20 leaves; 4 checkpoints signed by ${origin.replace('.', '\\.')}\\+[0-9a-f]{8}, all matching \\(largest size 20\\)$`,
+        'm',
+      ),
+    );
   });
 
   it('passes an empty log with a checkpoint of size 0, and notes leaves no checkpoint covers yet', () => {
@@ -114,7 +126,10 @@ describe('verify-log on an export', () => {
   it('names the first checkpoint a reordered pair breaks', () => {
     const lines = [...goodLines];
     [lines[4], lines[5]] = [lines[5]!, lines[4]!];
-    assertFails(verify(writeExport({ ...good, lines })), 'the first failing checkpoint is checkpoints/cp-8.note (size 8); the first 4 leaves still match checkpoints/cp-4.note');
+    assertFails(
+      verify(writeExport({ ...good, lines })),
+      'the first failing checkpoint is checkpoints/cp-8.note (size 8); the first 4 leaves still match checkpoints/cp-4.note',
+    );
   });
 
   it('refuses a forged checkpoint: a new root under the old signature', () => {
@@ -144,7 +159,10 @@ describe('verify-log on an export', () => {
     const other = generateSignerKey('elsewhere.example/log');
     const note = signNote(formatCheckpoint({ origin: 'elsewhere.example/log', treeSize: 0, rootHash: Buffer.alloc(32) }), other.signerKey);
     const twice = signNote(note.slice(0, note.indexOf('\n\n') + 1), realKey.signerKey);
-    assertFails(verify(writeExport({ ...good, notes: new Map([...good.notes, ['other.note', twice]]) })), 'its origin "elsewhere.example/log" is not the key\'s name "capsul.example/audit"');
+    assertFails(
+      verify(writeExport({ ...good, notes: new Map([...good.notes, ['other.note', twice]]) })),
+      'its origin "elsewhere.example/log" is not the key\'s name "capsul.example/audit"',
+    );
   });
 
   it('reports a truncated export: fewer leaves than a checkpoint signs, or a last line cut short', () => {
@@ -153,8 +171,15 @@ describe('verify-log on an export', () => {
       'FAIL checkpoint checkpoints/cp-20.note (size 20): the export has 15 leaves but the checkpoint signs 20',
       'the first failing checkpoint is checkpoints/cp-20.note (size 20)',
     );
-    const cut = goodLines.map((line) => `${line}\n`).join('').slice(0, -20);
-    assertFails(verify(writeExport(good, cut)), 'leaves.jsonl does not end with a newline: leaf 19 may be cut short', 'leaf 19 is not JSON');
+    const cut = goodLines
+      .map((line) => `${line}\n`)
+      .join('')
+      .slice(0, -20);
+    assertFails(
+      verify(writeExport(good, cut)),
+      'leaves.jsonl does not end with a newline: leaf 19 may be cut short',
+      'leaf 19 is not JSON',
+    );
   });
 
   it('names each leaf line that is not canonical JSON', () => {
@@ -208,15 +233,28 @@ describe('verify-log --against an earlier export', () => {
   it('names the exact altered leaf', () => {
     const lines = [...goodLines];
     lines[9] = canonicalJson({ ...leafValue(9), seq: 99 });
-    assertFails(verify(resigned(lines), '--against', earlier), /^FAIL leaf 9 differs from the earlier export \(altered\): now .*"seq\\":99.*, was /m, 'FAILED: leaf 9 differs from the earlier export (altered)');
+    assertFails(
+      verify(resigned(lines), '--against', earlier),
+      /^FAIL leaf 9 differs from the earlier export \(altered\): now .*"seq\\":99.*, was /m,
+      'FAILED: leaf 9 differs from the earlier export (altered)',
+    );
   });
 
   it('names the exact removed, inserted and swapped leaves', () => {
-    assertFails(verify(resigned(goodLines.filter((_, i) => i !== 10)), '--against', earlier), 'FAILED: leaf 10 differs from the earlier export (removed)');
-    assertFails(verify(resigned([...goodLines.slice(0, 11), canonicalJson({ type: 'Forged' }), ...goodLines.slice(11)]), '--against', earlier), 'leaf 11 differs from the earlier export (inserted)');
+    assertFails(
+      verify(resigned(goodLines.filter((_, i) => i !== 10)), '--against', earlier),
+      'FAILED: leaf 10 differs from the earlier export (removed)',
+    );
+    assertFails(
+      verify(resigned([...goodLines.slice(0, 11), canonicalJson({ type: 'Forged' }), ...goodLines.slice(11)]), '--against', earlier),
+      'leaf 11 differs from the earlier export (inserted)',
+    );
     const swapped = [...goodLines];
     [swapped[6], swapped[7]] = [swapped[7]!, swapped[6]!];
-    assertFails(verify(resigned(swapped), '--against', earlier), 'leaf 6 differs from the earlier export (reordered): leaves 6 and 7 are swapped');
+    assertFails(
+      verify(resigned(swapped), '--against', earlier),
+      'leaf 6 differs from the earlier export (reordered): leaves 6 and 7 are swapped',
+    );
     assertFails(verify(resigned(goodLines.slice(0, 12)), '--against', earlier), 'leaf 12 differs from the earlier export (removed)');
   });
 });
@@ -226,9 +264,17 @@ describe('verify-log --proof', () => {
   const proofFor = async (leafIndex: number) => {
     const frontier = new MerkleFrontier();
     const stored = new Map<string, Buffer>();
-    for (const line of goodLines.slice(0, treeSize)) for (const { level, index, hash } of frontier.append(leafHash(Buffer.from(line)))) stored.set(`${level}/${index}`, hash);
+    for (const line of goodLines.slice(0, treeSize))
+      for (const { level, index, hash } of frontier.append(leafHash(Buffer.from(line)))) stored.set(`${level}/${index}`, hash);
     const auditPath = await inclusionProof(leafIndex, treeSize, (level, index) => stored.get(`${level}/${index}`)!);
-    return { leafIndex, treeSize, leaf: goodLines[leafIndex]!, auditPath: auditPath.map((h) => h.toString('base64')), checkpoint: good.notes.get('cp-13.note')!, note: 'ignored' };
+    return {
+      leafIndex,
+      treeSize,
+      leaf: goodLines[leafIndex]!,
+      auditPath: auditPath.map((h) => h.toString('base64')),
+      checkpoint: good.notes.get('cp-13.note')!,
+      note: 'ignored',
+    };
   };
   let proofCount = 0;
   const writeProof = (proof: object) => {
@@ -252,7 +298,10 @@ describe('verify-log --proof', () => {
     const altered: Array<[object, string]> = [
       [{ ...proof, leaf: canonicalJson({ ...leafValue(7), seq: 70 }) }, 'does not hash to the checkpoint'],
       [{ ...proof, leafIndex: 6 }, 'does not hash to the checkpoint'],
-      [{ ...proof, auditPath: proof.auditPath.map((h, i) => (i === 1 ? Buffer.from(flippedHash).toString('base64') : h)) }, 'does not hash to the checkpoint'],
+      [
+        { ...proof, auditPath: proof.auditPath.map((h, i) => (i === 1 ? Buffer.from(flippedHash).toString('base64') : h)) },
+        'does not hash to the checkpoint',
+      ],
       [{ ...proof, auditPath: proof.auditPath.slice(1) }, 'does not hash to the checkpoint'],
       [{ ...proof, checkpoint: proof.checkpoint.replace('\n13\n', '\n12\n') }, 'invalid signature'],
       [{ ...proof, treeSize: 14 }, 'the proof is for size 14 but the checkpoint signs size 13'],

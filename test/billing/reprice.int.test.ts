@@ -45,7 +45,8 @@ describe('a price change by migration', () => {
 
     assert.equal(await db.ledger.balanceCents(email, later), before, 'the ledger fold');
     assert.equal(await balanceFromProjections(db.pool, accountId, later), before, 'the projections');
-    const price = async (vmId: string) => (await db.pool.query('SELECT dollars_per_month::text AS p FROM vms WHERE id = $1', [vmId])).rows[0].p;
+    const price = async (vmId: string) =>
+      (await db.pool.query('SELECT dollars_per_month::text AS p FROM vms WHERE id = $1', [vmId])).rows[0].p;
     assert.equal(await price(old), '7.16');
 
     now = new Date('2026-06-02T00:00:00Z');

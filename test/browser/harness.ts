@@ -41,15 +41,23 @@ export type Browser = {
  */
 export async function launchBrowser(): Promise<Browser> {
   if (!existsSync(chromiumPath)) {
-    throw new Error(`CAPSUL_REQUIRE_BROWSER=1 but there is no chromium at ${chromiumPath}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`);
+    throw new Error(
+      `CAPSUL_REQUIRE_BROWSER=1 but there is no chromium at ${chromiumPath}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`,
+    );
   }
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
     timeout: actionTimeoutMs * 2,
     args: [
-      '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic', '--disable-dev-shm-usage',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-quic',
+      '--disable-dev-shm-usage',
     ],
   });
   return {
@@ -94,10 +102,18 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
   const baseUrl = `http://127.0.0.1:${port}`;
   const env: NodeJS.ProcessEnv = {
     // The children are programs, not test files.
-    NODE_TEST_CONTEXT: undefined, NODE_OPTIONS: undefined,
-    ...db.env, CAPSUL_DATA_DIR: dataDir, CAPSUL_MODE: 'both', HOST: '127.0.0.1', PORT: String(port),
-    BASE_URL: baseUrl, SUPPORT_EMAIL: 'support@capsul.example', ADMIN_EMAILS: options.adminEmails.join(','),
-    SECRET_KEY: 'b'.repeat(64), LOG_LEVEL: 'warn',
+    NODE_TEST_CONTEXT: undefined,
+    NODE_OPTIONS: undefined,
+    ...db.env,
+    CAPSUL_DATA_DIR: dataDir,
+    CAPSUL_MODE: 'both',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    BASE_URL: baseUrl,
+    SUPPORT_EMAIL: 'support@capsul.example',
+    ADMIN_EMAILS: options.adminEmails.join(','),
+    SECRET_KEY: 'b'.repeat(64),
+    LOG_LEVEL: 'warn',
   };
   let serve: Awaited<ReturnType<typeof startServe>>;
   try {
@@ -109,7 +125,9 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
   }
   started.push(serve.child);
   return {
-    baseUrl, dataDir, databaseUrl: db.url,
+    baseUrl,
+    dataDir,
+    databaseUrl: db.url,
     output: serve.output,
     capsul: (args) => runCapsul(args, { NODE_TEST_CONTEXT: undefined, NODE_OPTIONS: undefined, ...db.env, CAPSUL_DATA_DIR: dataDir }),
     async stop() {
@@ -130,7 +148,12 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
  * Logs `page` in as `email` the way a person does: the form, the link in the email, the button.
  * `from` is where the person starts (a page that needs a login sends them to the form, and back after).
  */
-export async function logIn(page: Page, server: Server, email: string, options: { from?: string; shots?: { form?: string; link?: string } } = {}): Promise<void> {
+export async function logIn(
+  page: Page,
+  server: Server,
+  email: string,
+  options: { from?: string; shots?: { form?: string; link?: string } } = {},
+): Promise<void> {
   await page.goto(`${server.baseUrl}${options.from ?? '/auth/login'}`);
   await page.getByRole('heading', { name: 'Log in', level: 1 }).waitFor();
   await page.getByLabel('Email address').fill(email);
@@ -193,7 +216,9 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 export function publishScreenshots(): string[] {
   if (process.env.CAPSUL_SCREENSHOTS !== '1') return [];
   mkdirSync(screenshotDir, { recursive: true });
-  const names = readdirSync(staged()).filter((name) => name.endsWith('.png')).sort();
+  const names = readdirSync(staged())
+    .filter((name) => name.endsWith('.png'))
+    .sort();
   for (const name of names) copyFileSync(path.join(staged(), name), path.join(screenshotDir, name));
   return names;
 }
@@ -216,7 +241,10 @@ export async function reloadUntil(page: Page, what: string, done: () => Promise<
   for (;;) {
     if (await done().catch(() => false)) return;
     if (Date.now() > deadline) {
-      const text = await page.locator('main').innerText().catch(() => '(unreadable)');
+      const text = await page
+        .locator('main')
+        .innerText()
+        .catch(() => '(unreadable)');
       throw new Error(`gave up after ${timeoutMs / 1000} s waiting for ${what}; ${page.url()} shows:\n${text}`);
     }
     await delay(500);
@@ -243,7 +271,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | false | 
 export async function assertNoHorizontalScroll(page: Page): Promise<void> {
   const screenWidth = page.viewportSize()!.width;
   const { scrollWidth, innerWidth } = await page.evaluate(() => ({
-    scrollWidth: document.scrollingElement!.scrollWidth, innerWidth: window.innerWidth,
+    scrollWidth: document.scrollingElement!.scrollWidth,
+    innerWidth: window.innerWidth,
   }));
   const where = new URL(page.url()).pathname;
   assert.ok(innerWidth <= screenWidth, `${where} is zoomed out to fit a ${innerWidth} px wide layout on a ${screenWidth} px screen`);
@@ -270,9 +299,17 @@ function u32(n: number): Buffer {
 /** Whether `promise` settles within `ms`; the timer never outlives the answer (it would hold the process open). */
 async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
   try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
+    return await Promise.race([
+      promise.then(
+        () => true,
+        () => true,
+      ),
+      timeout,
+    ]);
   } finally {
     clearTimeout(timer);
   }

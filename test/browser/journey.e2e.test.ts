@@ -12,8 +12,22 @@ import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import {
-  assertNoHorizontalScroll, browserSkipReason, cents, ed25519PublicKey, fact, followLoginLink, launchBrowser, logIn,
-  publishScreenshots, reloadUntil, screenshot, startServer, visible, waitLimitMs, type Browser, type Server,
+  assertNoHorizontalScroll,
+  browserSkipReason,
+  cents,
+  ed25519PublicKey,
+  fact,
+  followLoginLink,
+  launchBrowser,
+  logIn,
+  publishScreenshots,
+  reloadUntil,
+  screenshot,
+  startServer,
+  visible,
+  waitLimitMs,
+  type Browser,
+  type Server,
 } from './harness.ts';
 
 const customer = 'journey@example.org';
@@ -46,7 +60,10 @@ function step(name: string, body: () => Promise<void>): void {
 async function explained(error: unknown, on: Page | undefined): Promise<unknown> {
   if (!(error instanceof Error)) return error;
   const shot = path.join(os.tmpdir(), `capsul-browser-failure-${process.pid}-${Date.now()}.png`);
-  const saved = await on?.screenshot({ path: shot, fullPage: true }).then(() => true, () => false);
+  const saved = await on?.screenshot({ path: shot, fullPage: true }).then(
+    () => true,
+    () => false,
+  );
   const context = [
     `── page ${on?.url()}${saved ? ` (screenshot: ${shot})` : ''}`,
     `── capsul serve, last lines ──\n${server?.output().split('\n').slice(-30).join('\n')}`,
@@ -118,7 +135,17 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     await page.getByRole('heading', { name: 'Account balance', level: 1 }).waitFor();
     await visible(page.getByText('You have not added funds yet'));
 
-    const run = await server.capsul(['record-payment', '--email', customer, '--dollars', '20', '--reference', paymentReference, '--by', 'test-operator']);
+    const run = await server.capsul([
+      'record-payment',
+      '--email',
+      customer,
+      '--dollars',
+      '20',
+      '--reference',
+      paymentReference,
+      '--by',
+      'test-operator',
+    ]);
     assert.equal(run.code, 0, `capsul record-payment: ${run.stderr}`);
     seen.paymentId = run.stdout.trim();
     assert.match(seen.paymentId, /^\d+$/, 'record-payment prints the payment id');
@@ -163,10 +190,14 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
       await visible(page.getByRole('status').getByText(/This page reloads itself every \d+ seconds/));
       assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 1, `a ${state} capsul's page refreshes itself`);
     }
-    await reloadUntil(page, `${seen.vmId} running with an IPv4`, async () =>
-      (await fact(page, 'State')) === 'running' && ipv4Pattern.test(await fact(page, 'IPv4')), waitLimitMs);
+    await reloadUntil(
+      page,
+      `${seen.vmId} running with an IPv4`,
+      async () => (await fact(page, 'State')) === 'running' && ipv4Pattern.test(await fact(page, 'IPv4')),
+      waitLimitMs,
+    );
     seen.ipv4 = await fact(page, 'IPv4');
-    assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, 'a running capsul\'s page stays put');
+    assert.equal(await page.locator('meta[http-equiv="refresh"]').count(), 0, "a running capsul's page stays put");
     const installed = page.getByRole('table', { name: /Keys that may log in/ });
     await visible(installed.getByText(key.fingerprint, { exact: true }));
     await visible(page.getByRole('table', { name: 'Host-key fingerprints' }).getByText(/^SHA256:/));
@@ -200,7 +231,7 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     await visible(page.getByText('you have a balance'));
   });
 
-  step('the balance shows the payment and the capsul\'s charge, and adds up', async () => {
+  step("the balance shows the payment and the capsul's charge, and adds up", async () => {
     await nav(page).getByRole('link', { name: 'Balance' }).click();
     await page.getByRole('heading', { name: 'Account balance', level: 1 }).waitFor();
     const balance = (await fact(page, 'Balance now')).split(' ')[0]!;
@@ -232,14 +263,18 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
       return index;
     };
     const vm = seen.vmId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    const payment = find(new RegExp(`Payment ${seen.paymentId} of \\$20\\.00 was received \\(manual.*reference ${paymentReference}\\).*an operator`));
+    const payment = find(
+      new RegExp(`Payment ${seen.paymentId} of \\$20\\.00 was received \\(manual.*reference ${paymentReference}\\).*an operator`),
+    );
     const requested = find(new RegExp(`Capsul ${vm} was requested: size f1-s, .*\\$7\\.16 a month.*you`));
     const provisioned = find(new RegExp(`Capsul ${vm} was provisioned: IPv4 ${seen.ipv4.replace(/\./g, '\\.')}.*its host`));
     const deletion = find(new RegExp(`Deletion of capsul ${vm} was requested.*you`));
     const deleted = find(new RegExp(`Capsul ${vm} was deleted\\.`));
     // Newest first.
-    assert.ok(deleted < deletion && deletion < provisioned && provisioned < requested && requested < payment,
-      `newest first: deleted, deletion requested, provisioned, requested, payment:\n${texts.join('\n')}`);
+    assert.ok(
+      deleted < deletion && deletion < provisioned && provisioned < requested && requested < payment,
+      `newest first: deleted, deletion requested, provisioned, requested, payment:\n${texts.join('\n')}`,
+    );
     await screenshot(page, 'history');
   });
 
@@ -281,7 +316,10 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
       const button = phone.getByRole('button', { name: 'Send me a login link' });
       const focus = await button.evaluate((element) => {
         const style = getComputedStyle(element);
-        return { focused: element === document.activeElement && element.matches(':focus-visible'), outline: `${style.outlineStyle} ${style.outlineWidth}` };
+        return {
+          focused: element === document.activeElement && element.matches(':focus-visible'),
+          outline: `${style.outlineStyle} ${style.outlineWidth}`,
+        };
       });
       assert.equal(focus.focused, true, 'Tab from the email field reaches the login button');
       assert.doesNotMatch(focus.outline, /^none|\s0px$/, `the focused login button shows a focus ring (outline ${focus.outline})`);
@@ -303,8 +341,11 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
       await phone.getByRole('button', { name: 'Create the capsul' }).click();
       await phone.waitForURL(/\/console\/[^/]+$/);
       await assertNoHorizontalScroll(phone);
-      await reloadUntil(phone, 'the phone\'s capsul running with an IPv4', async () =>
-        (await fact(phone, 'State')) === 'running' && ipv4Pattern.test(await fact(phone, 'IPv4')));
+      await reloadUntil(
+        phone,
+        "the phone's capsul running with an IPv4",
+        async () => (await fact(phone, 'State')) === 'running' && ipv4Pattern.test(await fact(phone, 'IPv4')),
+      );
       await assertNoHorizontalScroll(phone); // with its IPv4 and host-key fingerprints
 
       for (const pathname of ['/console', '/console/account-balance', '/console/history', '/', '/pricing']) {

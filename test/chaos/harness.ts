@@ -141,7 +141,9 @@ class Chaos {
 
   async run(): Promise<ChaosReport> {
     await this.setUp();
-    this.log(`chaos: seed ${this.options.seed}, ${this.hubs} hub(s), 2 spokes, database on port ${this.cluster.port}; load for ${Math.round(this.options.loadMs / 1000)} s`);
+    this.log(
+      `chaos: seed ${this.options.seed}, ${this.hubs} hub(s), 2 spokes, database on port ${this.cluster.port}; load for ${Math.round(this.options.loadMs / 1000)} s`,
+    );
     const loadEnds = Date.now() + this.options.loadMs;
     const workers = Array.from({ length: this.options.workers ?? 3 }, (_, i) => this.worker(i, loadEnds));
     const faults = this.faults(loadEnds);
@@ -160,8 +162,17 @@ class Chaos {
     const projectionsMatch = await this.projectionsMatch();
     const auditVerified = await this.auditVerified();
     return {
-      seed: this.options.seed, hubs: this.hubs, loadMs: this.options.loadMs, operations,
-      kills: this.kills, unexpectedExits: this.unexpectedExits, interrupted, convergeMs, projectionsMatch, auditVerified, problems: this.problems,
+      seed: this.options.seed,
+      hubs: this.hubs,
+      loadMs: this.options.loadMs,
+      operations,
+      kills: this.kills,
+      unexpectedExits: this.unexpectedExits,
+      interrupted,
+      convergeMs,
+      projectionsMatch,
+      auditVerified,
+      problems: this.problems,
     };
   }
 
@@ -179,7 +190,12 @@ class Chaos {
     // Registered with what the simulated driver has: the hub places within it, the driver holds it to it.
     for (const hostId of hostIds) tokens[hostId] = (await hosts.add({ hostId, ...hostSize, cause: operator })).token;
     for (let i = 0; i < accounts; i++) {
-      await ledger.recordPayment({ email: this.email(i), amountCents: 1_000_000, reference: `${this.runId}-funding-${i}`, cause: operator });
+      await ledger.recordPayment({
+        email: this.email(i),
+        amountCents: 1_000_000,
+        reference: `${this.runId}-funding-${i}`,
+        cause: operator,
+      });
     }
     this.stripe = await startFakeStripe({ now: () => new Date() });
 
@@ -187,21 +203,46 @@ class Chaos {
     for (let i = 0; i < this.hubs; i++) {
       const port = await freePort();
       this.hubPorts.push(port);
-      this.members.push(new NodeMember(`hub${this.hubs > 1 ? i + 1 : ''}`, 'hub', ['serve'], this.env({
-        CAPSUL_MODE: 'hub', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn',
-        CAPSUL_DATA_DIR: path.join(this.scratch, `hub-${i}`),
-        STRIPE_SECRET_KEY: this.stripe.config.secretKey, STRIPE_WEBHOOK_SECRET: this.stripe.config.webhookSecret,
-        STRIPE_API_BASE: this.stripe.config.apiBase!, PROVIDER_START_DATE: stripeProviderStart,
-        AUDIT_KEY_FILE: this.auditKeyFile(), AUDIT_CHECKPOINT_SECONDS: '2',
-      }), 'capsul hub running at'));
+      this.members.push(
+        new NodeMember(
+          `hub${this.hubs > 1 ? i + 1 : ''}`,
+          'hub',
+          ['serve'],
+          this.env({
+            CAPSUL_MODE: 'hub',
+            PORT: String(port),
+            HOST: '127.0.0.1',
+            LOG_LEVEL: 'warn',
+            CAPSUL_DATA_DIR: path.join(this.scratch, `hub-${i}`),
+            STRIPE_SECRET_KEY: this.stripe.config.secretKey,
+            STRIPE_WEBHOOK_SECRET: this.stripe.config.webhookSecret,
+            STRIPE_API_BASE: this.stripe.config.apiBase!,
+            PROVIDER_START_DATE: stripeProviderStart,
+            AUDIT_KEY_FILE: this.auditKeyFile(),
+            AUDIT_CHECKPOINT_SECONDS: '2',
+          }),
+          'capsul hub running at',
+        ),
+      );
     }
     const hubUrl = this.hubPorts.map((port) => `http://127.0.0.1:${port}`).join(',');
     for (const hostId of hostIds) {
-      this.members.push(new NodeMember(`spoke ${hostId}`, 'spoke', ['spoke'], this.env({
-        HUB_URL: hubUrl, SPOKE_HOST_ID: hostId, SPOKE_HOST_TOKEN: tokens[hostId]!, SPOKE_DRIVER: 'simulated',
-        SPOKE_DATA_DIR: this.spokeDir(hostId), SPOKE_SIMULATED_PROVISION_MS: String(provisionMs),
-        CAPSUL_DATA_DIR: path.join(this.scratch, `spoke-${hostId}-capsul`),
-      })));
+      this.members.push(
+        new NodeMember(
+          `spoke ${hostId}`,
+          'spoke',
+          ['spoke'],
+          this.env({
+            HUB_URL: hubUrl,
+            SPOKE_HOST_ID: hostId,
+            SPOKE_HOST_TOKEN: tokens[hostId]!,
+            SPOKE_DRIVER: 'simulated',
+            SPOKE_DATA_DIR: this.spokeDir(hostId),
+            SPOKE_SIMULATED_PROVISION_MS: String(provisionMs),
+            CAPSUL_DATA_DIR: path.join(this.scratch, `spoke-${hostId}-capsul`),
+          }),
+        ),
+      );
     }
     for (const member of this.members.slice(1)) await member.start();
     this.supervising = true;
@@ -310,11 +351,14 @@ class Chaos {
     const dollars = (1 + Math.floor(this.random() * 5000) / 100).toFixed(2);
     const op: Operation = { kind: 'payment', key: `${this.runId}-p${n}`, email, outcome: 'unknown', dollars };
     this.operations.push(op);
-    const run = await runCli(['record-payment', '--email', email, '--dollars', dollars, '--reference', op.key, '--by', 'chaos'], this.cliEnv());
+    const run = await runCli(
+      ['record-payment', '--email', email, '--dollars', dollars, '--reference', op.key, '--by', 'chaos'],
+      this.cliEnv(),
+    );
     if (run.code === 0 && /^\d+\n$/.test(run.stdout)) op.outcome = 'acknowledged';
   }
 
-  private async webhookPayment(email: string, n: number): Promise<void> {
+  private async webhookPayment(email: string, _n: number): Promise<void> {
     const amountCents = 500 + Math.floor(this.random() * 5000);
     const session = await this.openCheckout(email, amountCents);
     if (!session) return; // no checkout opened: the customer was never sent to pay
@@ -338,13 +382,19 @@ class Chaos {
    */
   private async openCheckout(email: string, amountCents: number): Promise<string | undefined> {
     const body = new URLSearchParams({
-      mode: 'payment', success_url: 'http://capsul.test/payment/stripe/success', customer_email: email,
-      'line_items[0][quantity]': '1', 'line_items[0][price_data][currency]': 'usd',
-      'line_items[0][price_data][unit_amount]': String(amountCents), 'line_items[0][price_data][product_data][name]': 'capsul account credit',
+      mode: 'payment',
+      success_url: 'http://capsul.test/payment/stripe/success',
+      customer_email: email,
+      'line_items[0][quantity]': '1',
+      'line_items[0][price_data][currency]': 'usd',
+      'line_items[0][price_data][unit_amount]': String(amountCents),
+      'line_items[0][price_data][product_data][name]': 'capsul account credit',
       'metadata[capsul_email]': email,
     });
     const response = await fetch(`${this.stripe.config.apiBase}/v1/checkout/sessions`, {
-      method: 'POST', body, headers: { authorization: `Bearer ${this.stripe.config.secretKey}`, 'content-type': 'application/x-www-form-urlencoded' },
+      method: 'POST',
+      body,
+      headers: { authorization: `Bearer ${this.stripe.config.secretKey}`, 'content-type': 'application/x-www-form-urlencoded' },
     });
     const session = (await response.json()) as { id: string };
     try {
@@ -360,7 +410,9 @@ class Chaos {
     const signed = signedDelivery(event, { at: new Date(), secret: this.stripe.config.webhookSecret });
     try {
       const response = await fetch(`http://127.0.0.1:${port}/payment/stripe/webhook`, {
-        method: 'POST', body: signed.body, signal: AbortSignal.timeout(requestTimeoutMs),
+        method: 'POST',
+        body: signed.body,
+        signal: AbortSignal.timeout(requestTimeoutMs),
         headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signed.signature },
       });
       await response.arrayBuffer();
@@ -373,7 +425,10 @@ class Chaos {
   private async create(email: string, n: number): Promise<void> {
     const op: Operation = { kind: 'create', key: `${this.runId}-c${n}`, email, outcome: 'unknown' };
     this.operations.push(op);
-    const run = await runCli(['create-vm', '--email', email, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey, '--reason', op.key, '--by', 'chaos'], this.cliEnv());
+    const run = await runCli(
+      ['create-vm', '--email', email, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey, '--reason', op.key, '--by', 'chaos'],
+      this.cliEnv(),
+    );
     const vmId = /^(capsul-[a-z0-9]+)\n$/.exec(run.stdout)?.[1];
     if (run.code === 0 && vmId) {
       op.outcome = 'acknowledged';
@@ -418,9 +473,15 @@ class Chaos {
     for (const op of this.operations) {
       if (op.outcome !== 'unknown' || (op.kind !== 'payment' && op.kind !== 'webhook')) continue;
       for (let attempt = 0; attempt < 5 && op.outcome === 'unknown'; attempt++) {
-        const ok = op.kind === 'webhook'
-          ? await this.deliver(op.event!)
-          : (await runCli(['record-payment', '--email', op.email, '--dollars', op.dollars!, '--reference', op.key, '--by', 'chaos'], this.cliEnv())).code === 0;
+        const ok =
+          op.kind === 'webhook'
+            ? await this.deliver(op.event!)
+            : (
+                await runCli(
+                  ['record-payment', '--email', op.email, '--dollars', op.dollars!, '--reference', op.key, '--by', 'chaos'],
+                  this.cliEnv(),
+                )
+              ).code === 0;
         if (ok) {
           op.outcome = 'acknowledged';
           op.ackedOnRetry = true;
@@ -467,7 +528,8 @@ class Chaos {
     );
     const onHosts = new Map<string, { host: string; state: string }[]>();
     for (const hostId of hostIds) {
-      for (const capsul of this.simulatedCapsuls(hostId)) onHosts.set(capsul.vmId, [...(onHosts.get(capsul.vmId) ?? []), { host: hostId, state: capsul.state }]);
+      for (const capsul of this.simulatedCapsuls(hostId))
+        onHosts.set(capsul.vmId, [...(onHosts.get(capsul.vmId) ?? []), { host: hostId, state: capsul.state }]);
     }
     for (const vm of rows) {
       const held = onHosts.get(vm.id) ?? [];
@@ -475,7 +537,8 @@ class Chaos {
       if (vm.state === 'failed') {
         if (held.length > 0) return `${vm.id}: hub says failed, hosts hold ${JSON.stringify(held)}`;
       } else if (vm.deletion) {
-        if (vm.state !== 'deleted' || held.length > 0) return `${vm.id}: deletion requested, hub says ${vm.state}, hosts hold ${JSON.stringify(held)}`;
+        if (vm.state !== 'deleted' || held.length > 0)
+          return `${vm.id}: deletion requested, hub says ${vm.state}, hosts hold ${JSON.stringify(held)}`;
       } else if (vm.state !== 'running' || held.length !== 1 || held[0]!.host !== vm.host || held[0]!.state !== 'running') {
         return `${vm.id}: hub says ${vm.state} on ${vm.host}, hosts hold ${JSON.stringify(held)}`;
       }
@@ -492,12 +555,26 @@ class Chaos {
 
   private async count(): Promise<{ figures: Record<OperationKind, OperationFigures>; interrupted: ChaosReport['interrupted'] }> {
     const interrupted = { creates: 0, others: 0 };
-    const figures = Object.fromEntries(operationKinds.map((kind) => {
-      const ops = this.operations.filter((op) => op.kind === kind);
-      const acknowledged = ops.filter((op) => op.outcome === 'acknowledged' && !op.ackedOnRetry).length;
-      const ackedOnRetry = ops.filter((op) => op.ackedOnRetry).length;
-      return [kind, { attempted: ops.length, acknowledged, unknown: ops.length - acknowledged, ackedOnRetry, recorded: 0, lost: 0, phantom: 0, duplicates: 0 }];
-    })) as Record<OperationKind, OperationFigures>;
+    const figures = Object.fromEntries(
+      operationKinds.map((kind) => {
+        const ops = this.operations.filter((op) => op.kind === kind);
+        const acknowledged = ops.filter((op) => op.outcome === 'acknowledged' && !op.ackedOnRetry).length;
+        const ackedOnRetry = ops.filter((op) => op.ackedOnRetry).length;
+        return [
+          kind,
+          {
+            attempted: ops.length,
+            acknowledged,
+            unknown: ops.length - acknowledged,
+            ackedOnRetry,
+            recorded: 0,
+            lost: 0,
+            phantom: 0,
+            duplicates: 0,
+          },
+        ];
+      }),
+    ) as Record<OperationKind, OperationFigures>;
 
     // Payments: one PaymentRecorded per reference, whoever recorded it.
     const payments = await this.keyedEvents('PaymentRecorded', `message_data->>'reference'`);
@@ -514,11 +591,16 @@ class Chaos {
     );
     const vmOf = new Map(created.rows.map((row) => [row.key, row.vmId]));
     for (const op of this.operations.filter((o) => o.kind === 'create' && o.outcome === 'acknowledged')) {
-      if (vmOf.has(op.key) && vmOf.get(op.key) !== op.vmId) this.problems.push(`create ${op.key}: printed ${op.vmId}, recorded ${vmOf.get(op.key)}`);
+      if (vmOf.has(op.key) && vmOf.get(op.key) !== op.vmId)
+        this.problems.push(`create ${op.key}: printed ${op.vmId}, recorded ${vmOf.get(op.key)}`);
     }
-    const deletionsOf = new Set((await this.pool.query<{ vmId: string }>(
-      `SELECT message_data->>'vmId' AS "vmId" FROM emt_messages WHERE message_type = 'VmDeletionRequested'`,
-    )).rows.map((row) => row.vmId));
+    const deletionsOf = new Set(
+      (
+        await this.pool.query<{ vmId: string }>(
+          `SELECT message_data->>'vmId' AS "vmId" FROM emt_messages WHERE message_type = 'VmDeletionRequested'`,
+        )
+      ).rows.map((row) => row.vmId),
+    );
     for (const op of this.operations.filter((o) => o.kind === 'delete' && o.outcome === 'acknowledged')) {
       if (!deletionsOf.has(op.vmId!)) this.problems.push(`delete ${op.key}: acknowledged, and no deletion of ${op.vmId} is recorded`);
     }
@@ -530,10 +612,18 @@ class Chaos {
     for (const { vmId, error, operation } of failures.rows) {
       // The spoke runs an operation at most once (docs/spoke-protocol.md): killed between its journal
       // and the driver's answer, with nothing to show for it on the host, the operation failed.
-      if (/^interrupted by a spoke restart before the driver confirmed it/.test(error)) interrupted[operation === 'create' ? 'creates' : 'others']++;
+      if (/^interrupted by a spoke restart before the driver confirmed it/.test(error))
+        interrupted[operation === 'create' ? 'creates' : 'others']++;
       else this.problems.push(`${vmId} failed: ${error}`);
     }
-    const once = await this.pool.query<{ id: string; placed: number; provisioned: number; creates: number; failed: number; vanished: number }>(
+    const once = await this.pool.query<{
+      id: string;
+      placed: number;
+      provisioned: number;
+      creates: number;
+      failed: number;
+      vanished: number;
+    }>(
       `SELECT v.id,
               (SELECT count(*)::int FROM emt_messages m WHERE m.stream_id = 'vm-' || v.id AND m.message_type = 'VmPlaced') AS placed,
               (SELECT count(*)::int FROM emt_messages m WHERE m.stream_id = 'vm-' || v.id AND m.message_type = 'VmProvisioned') AS provisioned,
@@ -554,13 +644,17 @@ class Chaos {
 
   private async keyedEvents(type: string, keyExpression: string): Promise<Map<string, number>> {
     const { rows } = await this.pool.query<{ key: string | null; n: number }>(
-      `SELECT ${keyExpression} AS key, count(*)::int AS n FROM emt_messages WHERE message_type = $1 GROUP BY 1`, [type],
+      `SELECT ${keyExpression} AS key, count(*)::int AS n FROM emt_messages WHERE message_type = $1 GROUP BY 1`,
+      [type],
     );
     return new Map(rows.map((row) => [row.key ?? '(none)', row.n]));
   }
 
   private countKeyed(
-    figures: Record<OperationKind, OperationFigures>, kinds: OperationKind[], recorded: Map<string, number>, setUp: (key: string) => boolean = () => false,
+    figures: Record<OperationKind, OperationFigures>,
+    kinds: OperationKind[],
+    recorded: Map<string, number>,
+    setUp: (key: string) => boolean = () => false,
   ): void {
     const attempted = new Map(this.operations.filter((op) => kinds.includes(op.kind)).map((op) => [op.key, op]));
     for (const [key, n] of recorded) {
@@ -586,8 +680,12 @@ class Chaos {
   }
 
   private async auditVerified(): Promise<boolean> {
-    const run = await runCli(['audit', 'verify'], this.env({ CAPSUL_DATA_DIR: path.join(this.scratch, 'cli'), AUDIT_KEY_FILE: this.auditKeyFile() }));
-    if (run.code !== 0) this.problems.push(`capsul audit verify exited ${run.code}: ${(run.stdout + run.stderr).trim().split('\n').slice(-3).join(' | ')}`);
+    const run = await runCli(
+      ['audit', 'verify'],
+      this.env({ CAPSUL_DATA_DIR: path.join(this.scratch, 'cli'), AUDIT_KEY_FILE: this.auditKeyFile() }),
+    );
+    if (run.code !== 0)
+      this.problems.push(`capsul audit verify exited ${run.code}: ${(run.stdout + run.stderr).trim().split('\n').slice(-3).join(' | ')}`);
     return run.code === 0;
   }
 
@@ -636,12 +734,23 @@ class NodeMember implements Member {
   private exited: Promise<void> = Promise.resolve();
   private lines: string[] = [];
 
-  constructor(readonly name: string, readonly kind: ProcessKind, private readonly args: string[], private readonly env: NodeJS.ProcessEnv, private readonly readyText?: string) {}
+  constructor(
+    readonly name: string,
+    readonly kind: ProcessKind,
+    private readonly args: string[],
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly readyText?: string,
+  ) {}
 
   async start(): Promise<void> {
     this.busy = true;
     try {
-      const child = spawn(process.execPath, ['bin/capsul.js', ...this.args], { cwd: projectRoot, env: this.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['bin/capsul.js', ...this.args], {
+        cwd: projectRoot,
+        env: this.env,
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       this.child = child;
       track(child);
       this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -660,7 +769,10 @@ class NodeMember implements Member {
       const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('late'), startLimitMs)));
       const outcome = await Promise.race([isReady.then(() => 'ready'), this.exited.then(() => 'exited'), late]);
       clearTimeout(timer);
-      if (outcome !== 'ready') throw new Error(`${this.name} ${outcome === 'late' ? `not ready within ${startLimitMs} ms` : 'exited while starting'}: ${this.tail()}`);
+      if (outcome !== 'ready')
+        throw new Error(
+          `${this.name} ${outcome === 'late' ? `not ready within ${startLimitMs} ms` : 'exited while starting'}: ${this.tail()}`,
+        );
     } finally {
       this.busy = false;
     }
@@ -690,7 +802,12 @@ type Run = { code: number | null; stdout: string; stderr: string };
 /** One `capsul` command, bounded; a command that outlives its bound is killed (its outcome unknown). */
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['bin/capsul.js', ...args], { cwd: projectRoot, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['bin/capsul.js', ...args], {
+      cwd: projectRoot,
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     track(child);
     let stdout = '';
     let stderr = '';
@@ -715,10 +832,13 @@ function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
 export function formatReport(report: ChaosReport): string {
   const columns = ['attempted', 'acknowledged', 'unknown', 'ackedOnRetry', 'recorded', 'lost', 'phantom', 'duplicates'] as const;
   const header = ['operation', 'attempted', 'acked', 'unknown', 'acked on retry', 'recorded', 'lost', 'phantom', 'duplicates'];
-  const rows = operationKinds.map((kind) => [kind === 'payment' ? 'payment (CLI)' : kind === 'webhook' ? 'payment (Stripe webhook)' : `${kind} capsul (CLI)`,
-    ...columns.map((column) => String(report.operations[kind][column]))]);
+  const rows = operationKinds.map((kind) => [
+    kind === 'payment' ? 'payment (CLI)' : kind === 'webhook' ? 'payment (Stripe webhook)' : `${kind} capsul (CLI)`,
+    ...columns.map((column) => String(report.operations[kind][column])),
+  ]);
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(' | ')} |`;
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(' | ')} |`;
   const kills = processKinds.map((kind) => `${kind} ${report.kills[kind]}`).join(', ');
   const exits = processKinds.map((kind) => `${kind} ${report.unexpectedExits[kind]}`).join(', ');
   return [
@@ -732,7 +852,9 @@ export function formatReport(report: ChaosReport): string {
       `${report.interrupted.creates} creates (the capsul failed), ${report.interrupted.others} others (a delete is scheduled again)`,
     `converged ${report.convergeMs === null ? 'NEVER' : `${(report.convergeMs / 1000).toFixed(1)} s after the faults stopped`}; ` +
       `projections ${report.projectionsMatch ? 'equal' : 'DIFFER from'} a replay; audit log ${report.auditVerified ? 'verifies' : 'does NOT verify'}`,
-    report.problems.length === 0 ? 'problems: none' : `problems (${report.problems.length}):\n${report.problems.map((p) => `  - ${p}`).join('\n')}`,
+    report.problems.length === 0
+      ? 'problems: none'
+      : `problems (${report.problems.length}):\n${report.problems.map((p) => `  - ${p}`).join('\n')}`,
   ].join('\n');
 }
 

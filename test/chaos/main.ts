@@ -11,13 +11,16 @@ function refuse(message: string): never {
 
 function whole(name: string, text: string | undefined, min: number, max: number, fallback: number): number {
   if (text === undefined) return fallback;
-  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) refuse(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
+  if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max)
+    refuse(`--${name} must be a whole number from ${min} to ${max}, not "${text}"`);
   return Number(text);
 }
 
 let values: Record<string, string | undefined>;
 try {
-  values = parseArgs({ options: { minutes: { type: 'string' }, seed: { type: 'string' }, hubs: { type: 'string' }, workers: { type: 'string' } } }).values as Record<string, string | undefined>;
+  values = parseArgs({
+    options: { minutes: { type: 'string' }, seed: { type: 'string' }, hubs: { type: 'string' }, workers: { type: 'string' } },
+  }).values as Record<string, string | undefined>;
 } catch (error) {
   refuse(`${(error as Error).message} (usage: npm run chaos -- --minutes <1-600> [--seed <n>] [--hubs <1-2>] [--workers <1-16>])`);
 }
@@ -36,7 +39,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 const started = Date.now();
 const report = await runChaos({
-  seed, hubs, workers, loadMs: minutes * 60_000,
+  seed,
+  hubs,
+  workers,
+  loadMs: minutes * 60_000,
   log: (line) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}\n`),
 });
 process.stdout.write(`${formatReport(report)}\n`);

@@ -50,18 +50,34 @@ export async function createCluster(options: { dir: string; port: number }): Pro
     port: options.port,
     url,
     async start() {
-      child = spawn(path.join(bin, 'postgres'), [
-        '-D', dataDir, '-p', String(options.port),
-        '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300',
-        // A process killed loses nothing the kernel holds: fsync only matters when the machine dies.
-        '-c', 'fsync=off',
-      ], { ...ids, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      child = spawn(
+        path.join(bin, 'postgres'),
+        [
+          '-D',
+          dataDir,
+          '-p',
+          String(options.port),
+          '-c',
+          'listen_addresses=127.0.0.1',
+          '-c',
+          'unix_socket_directories=',
+          '-c',
+          'max_connections=300',
+          // A process killed loses nothing the kernel holds: fsync only matters when the machine dies.
+          '-c',
+          'fsync=off',
+        ],
+        { ...ids, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       track(child);
       child.stdout!.on('data', keep);
       child.stderr!.on('data', keep);
       const started = child;
       exited = new Promise((resolve) => started.once('exit', () => resolve()));
-      await waitReady(`postgres://postgres@127.0.0.1:${options.port}/postgres`, () => started.exitCode !== null || started.signalCode !== null);
+      await waitReady(
+        `postgres://postgres@127.0.0.1:${options.port}/postgres`,
+        () => started.exitCode !== null || started.signalCode !== null,
+      );
       await ensureDatabase(options.port);
     },
     async killHard() {
@@ -84,15 +100,17 @@ export async function createCluster(options: { dir: string; port: number }): Pro
 /** The processes whose parent is `pid` (Linux /proc; elsewhere none, and the backends end on their own when the postmaster is gone). */
 function childrenOf(pid: number): number[] {
   if (!existsSync('/proc')) return [];
-  return readdirSync('/proc').filter((name) => /^\d+$/.test(name)).flatMap((name) => {
-    try {
-      // The fields after the command's closing parenthesis: state, then the parent's pid.
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid ? [Number(name)] : [];
-    } catch {
-      return [];
-    }
-  });
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .flatMap((name) => {
+      try {
+        // The fields after the command's closing parenthesis: state, then the parent's pid.
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid ? [Number(name)] : [];
+      } catch {
+        return [];
+      }
+    });
 }
 
 function binDir(): string {

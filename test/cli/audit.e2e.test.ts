@@ -104,7 +104,8 @@ async function leafOfPayment(at: Site, paymentId: number): Promise<{ leafIndex: 
   const { rows } = await at.db.admin.query(
     `SELECT l.leaf_index::text AS leaf, m.global_position::text AS position FROM emt_messages m
      LEFT JOIN capsul_log_leaves l ON l.global_position = m.global_position
-     WHERE m.message_type = 'PaymentRecorded' AND m.message_data->>'paymentId' = $1`, [String(paymentId)],
+     WHERE m.message_type = 'PaymentRecorded' AND m.message_data->>'paymentId' = $1`,
+    [String(paymentId)],
   );
   assert.equal(rows.length, 1);
   return { leafIndex: rows[0].leaf === null ? null : Number(rows[0].leaf), globalPosition: rows[0].position };
@@ -117,7 +118,6 @@ async function storedEvents(at: Site): Promise<StoredEvent[]> {
   return events;
 }
 
-
 /** The superuser of docs/audit.md's worked example: triggers off for the session, a $20 payment made $5,000. */
 async function rewritePayment(at: Site, paymentId: number): Promise<void> {
   const client = await at.db.admin.connect();
@@ -125,7 +125,8 @@ async function rewritePayment(at: Site, paymentId: number): Promise<void> {
     await client.query('SET session_replication_role = replica');
     const { rowCount } = await client.query(
       `UPDATE emt_messages SET message_data = jsonb_set(message_data, '{amountCents}', '500000')
-       WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $1`, [String(paymentId)],
+       WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $1`,
+      [String(paymentId)],
     );
     assert.equal(rowCount, 1);
     await client.query('RESET session_replication_role');
@@ -144,7 +145,7 @@ after(async () => {
 });
 
 describe('capsul audit usage', () => {
-  it('prints each subcommand\'s usage for --help, naming its flags, without touching the database', async () => {
+  it("prints each subcommand's usage for --help, naming its flags, without touching the database", async () => {
     for (const [name, spec] of Object.entries(auditCommands)) {
       const run = await capsul([...name.split(' '), '--help'], site, { DATABASE_URL: refusedUrl });
       assert.equal(run.code, 0, `${name}: ${run.stderr}`);
@@ -165,7 +166,11 @@ describe('capsul audit usage', () => {
   });
 
   it('exits 2 for an unknown subcommand, in one line', async () => {
-    assertRefused(await capsul(['audit', 'nope'], site, { DATABASE_URL: refusedUrl }), 2, /^capsul: unknown command "audit nope" \(run "capsul audit --help" for the list\)\n$/);
+    assertRefused(
+      await capsul(['audit', 'nope'], site, { DATABASE_URL: refusedUrl }),
+      2,
+      /^capsul: unknown command "audit nope" \(run "capsul audit --help" for the list\)\n$/,
+    );
   });
 });
 
@@ -197,7 +202,11 @@ describe('capsul audit key', () => {
         assert.match(run.stdout, verifierKeyPattern);
       }
       assert.equal(runs[0]!.stdout, runs[1]!.stdout, `round ${round}: the same key`);
-      assert.equal(runs.filter((run) => run.stderr.startsWith('created the log\'s signing key')).length, 1, `round ${round}: one of them created it`);
+      assert.equal(
+        runs.filter((run) => run.stderr.startsWith("created the log's signing key")).length,
+        1,
+        `round ${round}: one of them created it`,
+      );
       assert.equal(`${verifierKeyFor(readFileSync(path.join(dataDir, 'audit', 'log.key'), 'utf8').trim())}\n`, runs[0]!.stdout);
     }
   });
@@ -219,7 +228,11 @@ describe('capsul audit key', () => {
     delete env.NODE_OPTIONS;
     delete env.NODE_TEST_CONTEXT;
     const workers = Array.from({ length: 4 }, () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', workerCode], { cwd: projectRoot, env, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', workerCode], {
+        cwd: projectRoot,
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
       let stderr = '';
       child.stderr.on('data', (chunk) => (stderr += chunk));
       const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
@@ -257,7 +270,11 @@ describe('capsul audit checkpoint', () => {
   it('refuses an empty log in one line', async () => {
     const empty = await newSite({ host: false });
     assert.equal(await one(empty, 'SELECT count(*)::text FROM emt_messages'), '0');
-    assertRefused(await capsul(['audit', 'checkpoint'], empty), 1, /^capsul audit checkpoint: the log is empty: there is nothing to sign yet\n$/);
+    assertRefused(
+      await capsul(['audit', 'checkpoint'], empty),
+      1,
+      /^capsul audit checkpoint: the log is empty: there is nothing to sign yet\n$/,
+    );
     assert.equal(await one(empty, 'SELECT count(*)::text FROM capsul_log_checkpoints'), '0');
   });
 
@@ -277,18 +294,28 @@ describe('capsul audit checkpoint', () => {
     const frontier = new MerkleFrontier();
     for (const stored of events) frontier.append(leafHash(Buffer.from(leafText(stored), 'utf8')));
     assert.ok(body.rootHash.equals(frontier.root()), 'the root signs the events as stored');
-    const { rows } = await site.db.admin.query('SELECT tree_size::text AS size, note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1');
+    const { rows } = await site.db.admin.query(
+      'SELECT tree_size::text AS size, note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1',
+    );
     assert.deepEqual({ ...rows[0] }, { size: String(events.length), note: run.stdout });
     assert.equal(readFileSync(path.join(site.dataDir, 'audit', 'latest-checkpoint'), 'utf8'), run.stdout);
     // The signing key is only in its file: no row of any table holds its secret part.
     // PRIVATE+KEY+<name>+<hash>+<base64 seed>: the seed's base64 may itself hold '+'.
-    const secret = readFileSync(path.join(site.dataDir, 'audit', 'log.key'), 'utf8').trim().split('+').slice(4).join('+');
+    const secret = readFileSync(path.join(site.dataDir, 'audit', 'log.key'), 'utf8')
+      .trim()
+      .split('+')
+      .slice(4)
+      .join('+');
     assert.equal(secret.length, 44);
     const seedHex = Buffer.from(secret, 'base64').subarray(1).toString('hex');
-    const tables = (await site.db.admin.query(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`)).rows;
+    const tables = (await site.db.admin.query(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'`))
+      .rows;
     for (const { relname } of tables) {
       // As text, or as bytes (a bytea column shows them in hex).
-      const found = await one(site, `SELECT count(*)::text FROM "${relname}" t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0`, [secret, seedHex]);
+      const found = await one(site, `SELECT count(*)::text FROM "${relname}" t WHERE strpos(t::text, $1) > 0 OR strpos(t::text, $2) > 0`, [
+        secret,
+        seedHex,
+      ]);
       assert.equal(found, '0', `${relname} holds the signing key`);
     }
   });
@@ -324,7 +351,10 @@ describe('capsul audit verify', () => {
     await pay(site, 'verify@example.org', '1');
     const run = await capsul(['audit', 'verify']);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^log intact: \d+ leaves match their events and \d+ signed checkpoints, [1-9]\d* newer events not sealed yet\n$/);
+    assert.match(
+      run.stdout,
+      /^log intact: \d+ leaves match their events and \d+ signed checkpoints, [1-9]\d* newer events not sealed yet\n$/,
+    );
     await checkpoint(site);
   });
 
@@ -340,8 +370,13 @@ describe('capsul audit verify', () => {
 
   it('without any verifier key: a one-line refusal, exit 1', async () => {
     const nowhere = path.join(workDir, 'no-such-dir', 'log.key');
-    assertRefused(await capsul(['audit', 'verify'], site, { AUDIT_KEY_FILE: nowhere }), 1,
-      new RegExp(`^capsul audit verify: no verifier key: pass --key .*there is no key file at ${nowhere.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`));
+    assertRefused(
+      await capsul(['audit', 'verify'], site, { AUDIT_KEY_FILE: nowhere }),
+      1,
+      new RegExp(
+        `^capsul audit verify: no verifier key: pass --key .*there is no key file at ${nowhere.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n$`,
+      ),
+    );
   });
 });
 
@@ -359,31 +394,45 @@ describe('capsul audit export, checked by the standalone verifier', () => {
     assert.equal(run.stdout, '');
     const leaves = await one(site, 'SELECT count(*)::text FROM capsul_log_leaves');
     const checkpoints = await one(site, 'SELECT count(*)::text FROM capsul_log_checkpoints');
-    assert.equal(run.stderr, `exported ${leaves} leaves and ${checkpoints} checkpoints to ${dir}: check them with node ${dir}/verify-log.mjs ${dir}\n`);
+    assert.equal(
+      run.stderr,
+      `exported ${leaves} leaves and ${checkpoints} checkpoints to ${dir}: check them with node ${dir}/verify-log.mjs ${dir}\n`,
+    );
   });
 
-  it('writes leaves.jsonl: line i is exactly leaf i\'s canonical bytes, hashing to its stored leaf', async () => {
+  it("writes leaves.jsonl: line i is exactly leaf i's canonical bytes, hashing to its stored leaf", async () => {
     const text = readFileSync(path.join(dir, 'leaves.jsonl'), 'utf8');
     assert.ok(text.endsWith('\n'));
     const lines = text.slice(0, -1).split('\n');
     const byPosition = new Map((await storedEvents(site)).map((stored) => [stored.globalPosition, stored]));
-    const { rows: leaves } = await site.db.admin.query('SELECT leaf_index::text AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves ORDER BY leaf_index');
+    const { rows: leaves } = await site.db.admin.query(
+      'SELECT leaf_index::text AS i, global_position::text AS g, leaf_hash AS h FROM capsul_log_leaves ORDER BY leaf_index',
+    );
     assert.equal(lines.length, leaves.length);
     for (const [i, leaf] of leaves.entries()) {
       assert.equal(leaf.i, String(i));
       const stored = byPosition.get(leaf.g);
       assert.ok(stored, `leaf ${i}'s event is in the store`);
       assert.equal(lines[i], leafText(stored), `line ${i} is leaf ${i}'s bytes`);
-      assert.ok(createHash('sha256').update(Buffer.of(0)).update(lines[i]!, 'utf8').digest().equals(leaf.h), `line ${i} hashes to leaf ${i}`);
+      assert.ok(
+        createHash('sha256').update(Buffer.of(0)).update(lines[i]!, 'utf8').digest().equals(leaf.h),
+        `line ${i} hashes to leaf ${i}`,
+      );
     }
   });
 
   it('writes every signed checkpoint, the verifier key, the verifier itself and a README', async () => {
     const { rows } = await site.db.admin.query('SELECT note FROM capsul_log_checkpoints ORDER BY tree_size');
     const files = readdirSync(path.join(dir, 'checkpoints')).sort();
-    assert.deepEqual(files.map((file) => readFileSync(path.join(dir, 'checkpoints', file), 'utf8')), rows.map((row) => row.note));
+    assert.deepEqual(
+      files.map((file) => readFileSync(path.join(dir, 'checkpoints', file), 'utf8')),
+      rows.map((row) => row.note),
+    );
     assert.equal(readFileSync(path.join(dir, 'verifier.key'), 'utf8'), `${key}\n`);
-    assert.ok(readFileSync(path.join(dir, 'verify-log.mjs')).equals(readFileSync(standaloneSource)), 'verify-log.mjs is the standalone verifier');
+    assert.ok(
+      readFileSync(path.join(dir, 'verify-log.mjs')).equals(readFileSync(standaloneSource)),
+      'verify-log.mjs is the standalone verifier',
+    );
     const readme = readFileSync(path.join(dir, 'README.txt'), 'utf8');
     assert.ok(readme.includes(`${rows.length} signed checkpoints`), readme);
     assert.ok(readme.includes(key));
@@ -394,7 +443,11 @@ describe('capsul audit export, checked by the standalone verifier', () => {
     const busy = path.join(workDir, 'busy');
     mkdirSync(busy);
     writeFileSync(path.join(busy, 'mine.txt'), 'keep me');
-    assertRefused(await capsul(['audit', 'export', '--out', busy]), 1, /^capsul audit export: .*busy is not empty: export into a new folder\n$/);
+    assertRefused(
+      await capsul(['audit', 'export', '--out', busy]),
+      1,
+      /^capsul audit export: .*busy is not empty: export into a new folder\n$/,
+    );
     assert.deepEqual(readdirSync(busy), ['mine.txt']);
     assert.equal(readFileSync(path.join(busy, 'mine.txt'), 'utf8'), 'keep me');
     assertRefused(await capsul(['audit', 'export']), 2, /--out/);
@@ -405,7 +458,13 @@ describe('capsul audit export, checked by the standalone verifier', () => {
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const leaves = await one(site, 'SELECT count(*)::text FROM capsul_log_leaves');
     const checkpoints = Number(await one(site, 'SELECT count(*)::text FROM capsul_log_checkpoints'));
-    assert.match(run.stdout, new RegExp(`^OK: ${leaves} leaves; ${checkpoints} checkpoints? signed by capsul\\.test/ledger\\+[0-9a-f]{8}, all matching \\(largest size ${leaves}\\)$`, 'm'));
+    assert.match(
+      run.stdout,
+      new RegExp(
+        `^OK: ${leaves} leaves; ${checkpoints} checkpoints? signed by capsul\\.test/ledger\\+[0-9a-f]{8}, all matching \\(largest size ${leaves}\\)$`,
+        'm',
+      ),
+    );
   });
 
   it('fails the standalone verifier with another key of the same name', async () => {
@@ -433,7 +492,9 @@ describe('capsul audit prove', () => {
     assert.match(run.stdout, /^\{[^\n]*\}\n$/, 'one line');
     const proof = JSON.parse(run.stdout);
     const { leafIndex, globalPosition } = await leafOfPayment(site, paymentId);
-    const latest = (await site.db.admin.query('SELECT tree_size::text AS size, note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1')).rows[0];
+    const latest = (
+      await site.db.admin.query('SELECT tree_size::text AS size, note FROM capsul_log_checkpoints ORDER BY tree_size DESC LIMIT 1')
+    ).rows[0];
     assert.equal(proof.paymentId, paymentId);
     assert.equal(proof.leafIndex, leafIndex);
     assert.equal(String(proof.globalPosition), globalPosition);
@@ -457,20 +518,29 @@ describe('capsul audit prove', () => {
   it('refuses an unknown payment, and one not yet in a checkpoint, in one line', async () => {
     assertRefused(await capsul(['audit', 'prove', '--payment', '999999']), 1, /^capsul audit prove: there is no payment 999999\n$/);
     const unsealed = await pay(site, 'prove@example.org', '2');
-    assertRefused(await capsul(['audit', 'prove', '--payment', String(unsealed)]), 1,
-      new RegExp(`^capsul audit prove: payment ${unsealed}'s event is not in a signed checkpoint yet: run capsul audit checkpoint, then ask again\\n$`));
+    assertRefused(
+      await capsul(['audit', 'prove', '--payment', String(unsealed)]),
+      1,
+      new RegExp(
+        `^capsul audit prove: payment ${unsealed}'s event is not in a signed checkpoint yet: run capsul audit checkpoint, then ask again\\n$`,
+      ),
+    );
     // Sealed into the log, but the latest signed checkpoint is older: still not provable.
     const sealedOnly = await pay(site, 'prove@example.org', '3');
     await sealCommitted(site.db.pool, { waitMs: 120_000 });
     assert.equal(typeof (await leafOfPayment(site, sealedOnly)).leafIndex, 'number');
-    assertRefused(await capsul(['audit', 'prove', '--payment', String(sealedOnly)]), 1, new RegExp(`^capsul audit prove: payment ${sealedOnly}'s event is not in a signed checkpoint yet`));
+    assertRefused(
+      await capsul(['audit', 'prove', '--payment', String(sealedOnly)]),
+      1,
+      new RegExp(`^capsul audit prove: payment ${sealedOnly}'s event is not in a signed checkpoint yet`),
+    );
     assertRefused(await capsul(['audit', 'prove']), 2, /^capsul audit prove: which payment\? .*\(see capsul audit prove --help\)\n$/);
     await checkpoint(site);
   });
 });
 
 describe('capsul history --json and the log', () => {
-  it('carries globalPosition and leafIndex: null before sealing, the leaf\'s index after', async () => {
+  it("carries globalPosition and leafIndex: null before sealing, the leaf's index after", async () => {
     const paymentId = await pay(site, 'history@example.org', '9');
     const line = async () => {
       const run = await capsul(['history', '--payment', String(paymentId), '--json']);
@@ -490,7 +560,10 @@ describe('capsul history --json and the log', () => {
     assert.equal(after.leafIndex, leafIndex);
     assert.equal(String(after.globalPosition), globalPosition);
     const all = await capsul(['history', '--all', '--json']);
-    for (const event of all.stdout.trimEnd().split('\n').map((l) => JSON.parse(l))) {
+    for (const event of all.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l))) {
       assert.ok('globalPosition' in event && 'leafIndex' in event, JSON.stringify(event));
     }
   });
@@ -526,8 +599,14 @@ describe('the worked example of docs/audit.md: a superuser rewrites a payment', 
     const lines = run.stdout.trimEnd().split('\n');
     const altered = lines.filter((line) => line.startsWith('ALTERED: '));
     assert.equal(altered.length, 1, run.stdout);
-    assert.ok(altered[0]!.startsWith(`ALTERED: leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, PaymentRecorded in account-`), altered[0]);
-    assert.ok(lines.some((line) => /^CHECKPOINT: checkpoint \d+ \(signed [^)]+\) does not match the events/.test(line)), run.stdout);
+    assert.ok(
+      altered[0]!.startsWith(`ALTERED: leaf ${leaf.leafIndex} (global position ${leaf.globalPosition}, PaymentRecorded in account-`),
+      altered[0],
+    );
+    assert.ok(
+      lines.some((line) => /^CHECKPOINT: checkpoint \d+ \(signed [^)]+\) does not match the events/.test(line)),
+      run.stdout,
+    );
     assert.ok(!run.stdout.includes('log intact'));
     assert.match(run.stderr, /^capsul audit verify: the log does NOT match the events: \d+ findings above\n$/);
   });
@@ -535,12 +614,18 @@ describe('the worked example of docs/audit.md: a superuser rewrites a payment', 
   it('rebuild-projections and rebuild-projections --verify refuse in one line, changing nothing', async () => {
     const before = await databaseFingerprint(victim.db.admin);
     // It names the altered leaf, or a signed checkpoint the events no longer reproduce (rebuild checks the tree only).
-    const refusal = new RegExp('^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: '
-      + `(leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, |checkpoint \\d+ \\(signed [^)]+\\) does not match the events)`);
+    const refusal = new RegExp(
+      '^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: ' +
+        `(leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, |checkpoint \\d+ \\(signed [^)]+\\) does not match the events)`,
+    );
     assertRefused(await capsul(['rebuild-projections'], victim), 1, refusal);
     assertRefused(await capsul(['rebuild-projections', '--verify'], victim), 1, refusal);
     assert.deepEqual(await databaseFingerprint(victim.db.admin), before);
-    assert.equal(await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]), '20.00', 'the projection still shows what was paid');
+    assert.equal(
+      await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]),
+      '20.00',
+      'the projection still shows what was paid',
+    );
   });
 
   it('a new export fails the standalone verifier; --against the earlier export names the exact leaf', async () => {
@@ -553,7 +638,13 @@ describe('the worked example of docs/audit.md: a superuser rewrites a payment', 
     assert.match(alone.stdout, /^FAILED: /m);
     const against = await node([verifier, now, '--key', key, '--against', earlierExport]);
     assert.equal(against.code, 1, against.stdout + against.stderr);
-    assert.match(against.stdout, new RegExp(`^FAIL leaf ${leaf.leafIndex} differs from the earlier export \\(altered\\): now "[^\\n]*\\\\"amountCents\\\\":500000`, 'm'));
+    assert.match(
+      against.stdout,
+      new RegExp(
+        `^FAIL leaf ${leaf.leafIndex} differs from the earlier export \\(altered\\): now "[^\\n]*\\\\"amountCents\\\\":500000`,
+        'm',
+      ),
+    );
     assert.match(against.stdout, new RegExp(`^FAILED: leaf ${leaf.leafIndex} differs from the earlier export \\(altered\\)`, 'm'));
     // The earlier export, kept elsewhere, still verifies: it is the evidence.
     assert.equal((await node([path.join(earlierExport, 'verify-log.mjs'), earlierExport, '--key', key])).code, 0);
@@ -584,14 +675,27 @@ describe('an event altered after it was sealed, before the next signed checkpoin
   it('audit verify names it: ALTERED: leaf <i> (global position <g>, …), exit 1', async () => {
     const run = await capsul(['audit', 'verify'], victim);
     assert.equal(run.code, 1, run.stdout);
-    assert.match(run.stdout, new RegExp(`^ALTERED: leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, PaymentRecorded in account-`, 'm'));
+    assert.match(
+      run.stdout,
+      new RegExp(`^ALTERED: leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, PaymentRecorded in account-`, 'm'),
+    );
   });
 
   it('rebuild-projections refuses to rebuild over it (as its usage and docs/audit.md promise), changing nothing', async () => {
     const before = await databaseFingerprint(victim.db.admin);
     const run = await capsul(['rebuild-projections'], victim);
-    assertRefused(run, 1, new RegExp(`^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, `));
+    assertRefused(
+      run,
+      1,
+      new RegExp(
+        `^capsul rebuild-projections: the events no longer match the signed log, so nothing was rebuilt: leaf ${leaf.leafIndex} \\(global position ${leaf.globalPosition}, `,
+      ),
+    );
     assert.deepEqual(await databaseFingerprint(victim.db.admin), before);
-    assert.equal(await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]), '7.00', 'the projection still shows what was paid');
+    assert.equal(
+      await one(victim, 'SELECT dollars::text FROM payments WHERE id = $1', [paymentId]),
+      '7.00',
+      'the projection still shows what was paid',
+    );
   });
 });

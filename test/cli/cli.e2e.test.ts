@@ -54,7 +54,6 @@ function capsulBinary(args: string[], env: Record<string, string> = {}): Promise
   });
 }
 
-
 /** Succeeded, printing exactly `stdout`. */
 function assertPrints(run: Run, stdout: string): void {
   assert.equal(run.code, 0, `exit code (stderr: ${run.stderr})`);
@@ -134,7 +133,7 @@ describe('capsul --help and usage', () => {
     assert.match(run.stdout, /^usage: capsul <command>/);
   });
 
-  it('prints each command\'s usage for --help and -h, without touching the database', async () => {
+  it("prints each command's usage for --help and -h, without touching the database", async () => {
     for (const name of [...Object.keys(commands), 'serve']) {
       for (const flag of ['--help', '-h']) {
         const run = await capsul([name, flag], { url: refusedUrl });
@@ -146,7 +145,7 @@ describe('capsul --help and usage', () => {
     }
   });
 
-  it('documents each command\'s flags in its usage', async () => {
+  it("documents each command's flags in its usage", async () => {
     for (const [name, spec] of Object.entries(commands)) {
       const { stdout } = await capsul([name, '--help'], { url: refusedUrl });
       for (const [option, config] of Object.entries(spec.options)) {
@@ -166,16 +165,26 @@ describe('capsul --help and usage', () => {
   it('exits 2 for an unknown option, a missing value and an extra argument', async () => {
     assertRefused(await capsul(['balance', '--emial', 'a@b.org']), 2, /^capsul balance: .*'--emial'.*\(see capsul balance --help\)\n$/);
     assertRefused(await capsul(['balance', '--email']), 2, /^capsul balance: .*--email.*\(see capsul balance --help\)\n$/);
-    assertRefused(await capsul(['balance', 'extra', '--email', 'a@b.org']), 2, /^capsul balance: unexpected argument "extra" \(see capsul balance --help\)\n$/);
+    assertRefused(
+      await capsul(['balance', 'extra', '--email', 'a@b.org']),
+      2,
+      /^capsul balance: unexpected argument "extra" \(see capsul balance --help\)\n$/,
+    );
     assertRefused(await capsul(['delete-vm', 'capsul-aaaaaaaaaa', 'capsul-bbbbbbbbbb']), 2, /unexpected argument "capsul-bbbbbbbbbb"/);
   });
 
   it('takes a value that starts with a dash as --flag=value, and says so when it is given apart', async () => {
-    assertRefused(await capsul(['sql', '-c', '-- a comment\nSELECT 1']), 2,
-      /^capsul sql: Option '-c' argument is ambiguous: a value that starts with "-" is given as --command=<value> \(see capsul sql --help\)\n$/);
+    assertRefused(
+      await capsul(['sql', '-c', '-- a comment\nSELECT 1']),
+      2,
+      /^capsul sql: Option '-c' argument is ambiguous: a value that starts with "-" is given as --command=<value> \(see capsul sql --help\)\n$/,
+    );
     assertPrints(await capsul(['sql', '--command=-- a comment\nSELECT 1']), '1\n');
-    assertRefused(await capsul(['create-vm', '--email', 'a@b.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', '-----BEGIN']), 2,
-      /a value that starts with "-" is given as --ssh-key=<value>/);
+    assertRefused(
+      await capsul(['create-vm', '--email', 'a@b.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', '-----BEGIN']),
+      2,
+      /a value that starts with "-" is given as --ssh-key=<value>/,
+    );
   });
 
   it('says in one line, exit 1, when its database connection is cut in the middle of a command', async () => {
@@ -188,7 +197,7 @@ describe('capsul --help and usage', () => {
         WHERE datname = current_database() AND usename = 'capsul_reader' AND query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()) t`);
       cut = rows[0].n;
     }
-    assert.equal(cut, 1, 'the command\'s session was found and cut');
+    assert.equal(cut, 1, "the command's session was found and cut");
     const run = await running;
     assert.equal(run.code, 1);
     assert.equal(run.stdout, '');
@@ -197,9 +206,17 @@ describe('capsul --help and usage', () => {
 
   it('says in one line, exit 1, when the database cannot be reached, without showing the password', async () => {
     const run = await capsul(['balance', '--email', 'a@b.org'], { url: refusedUrl });
-    assertRefused(run, 1, /^capsul balance: cannot connect to the database at postgres:\/\/capsul:\*\*\*@127\.0\.0\.1:1\/nowhere: connection refused/);
+    assertRefused(
+      run,
+      1,
+      /^capsul balance: cannot connect to the database at postgres:\/\/capsul:\*\*\*@127\.0\.0\.1:1\/nowhere: connection refused/,
+    );
     assert.ok(!run.stderr.includes('secret-pw'));
-    assertRefused(await capsul(['schema-version'], { url: 'mysql://somewhere/db' }), 1, /^capsul schema-version: DATABASE_URL must be a URL starting with postgres:\/\//);
+    assertRefused(
+      await capsul(['schema-version'], { url: 'mysql://somewhere/db' }),
+      1,
+      /^capsul schema-version: DATABASE_URL must be a URL starting with postgres:\/\//,
+    );
   });
 });
 
@@ -213,36 +230,60 @@ describe('capsul sql', () => {
   });
 
   it('runs several statements, one line per row, values joined by ", "', async () => {
-    assertPrints(await capsul(['sql', '-c', `SELECT 1 AS one; SELECT 'a' AS x, 'b' AS y UNION ALL SELECT 'c', 'd' ORDER BY 1;`]), '1\na, b\nc, d\n');
+    assertPrints(
+      await capsul(['sql', '-c', `SELECT 1 AS one; SELECT 'a' AS x, 'b' AS y UNION ALL SELECT 'c', 'd' ORDER BY 1;`]),
+      '1\na, b\nc, d\n',
+    );
   });
 
   it('prints the column names first with --header, for each statement', async () => {
-    const run = await capsul(['sql', '--header', '-c',
-      `SELECT id, dollars_per_month, vcpus FROM vm_sizes WHERE id IN ('f1-xs', 'f1-xx') ORDER BY id; SELECT 1 AS n`]);
+    const run = await capsul([
+      'sql',
+      '--header',
+      '-c',
+      `SELECT id, dollars_per_month, vcpus FROM vm_sizes WHERE id IN ('f1-xs', 'f1-xx') ORDER BY id; SELECT 1 AS n`,
+    ]);
     assertPrints(run, 'id, dollars_per_month, vcpus\nf1-xs, 5.33, 1\nf1-xx, 50.00, 4\nn\n1\n');
   });
 
   it('formats timestamps in UTC, booleans, numerics and NULL', async () => {
-    const run = await capsul(['sql', '-c', `SELECT timestamptz '2020-05-05 02:00:00+02', timestamp '2020-05-05 00:00:00',
-      true, false, 20::numeric(10, 2), NULL, 'text', 7, timestamptz '2020-05-05 00:00:00.25+00'`]);
+    const run = await capsul([
+      'sql',
+      '-c',
+      `SELECT timestamptz '2020-05-05 02:00:00+02', timestamp '2020-05-05 00:00:00',
+      true, false, 20::numeric(10, 2), NULL, 'text', 7, timestamptz '2020-05-05 00:00:00.25+00'`,
+    ]);
     assertPrints(run, '2020-05-05T00:00:00, 2020-05-05T00:00:00, TRUE, FALSE, 20.00, , text, 7, 2020-05-05T00:00:00.25\n');
   });
 
-  it('prints the projections with capsul-flask\'s column names and values', async () => {
-    const run = await capsul(['sql', '--header', '-c', `SELECT id, created, email, dollars, invalidated FROM payments WHERE id = ${paymentId}`]);
+  it("prints the projections with capsul-flask's column names and values", async () => {
+    const run = await capsul([
+      'sql',
+      '--header',
+      '-c',
+      `SELECT id, created, email, dollars, invalidated FROM payments WHERE id = ${paymentId}`,
+    ]);
     assertPrints(run, `id, created, email, dollars, invalidated\n${paymentId}, 2020-05-05T00:00:00, sql@example.org, 20.00, FALSE\n`);
     const vm = await capsul(['sql', '-c', `SELECT id, email, os, size, deleted, state FROM vms WHERE id = '${vmId}'`]);
     assertPrints(vm, `${vmId}, sql@example.org, debian12, f1-xs, , pending\n`);
   });
 
-  it('runs the operators\' recipe with DATABASE_URL alone: the roles come from it (and ~/.pgpass where the server wants passwords)', async () => {
+  it("runs the operators' recipe with DATABASE_URL alone: the roles come from it (and ~/.pgpass where the server wants passwords)", async () => {
     const passwords = JSON.parse(process.env.CAPSUL_TEST_ROLE_PASSWORDS ?? '{}') as Record<string, string>;
     const pgpass = path.join(dataDir, 'pgpass');
     const server = new URL(db.url);
     // A server that trusts local roles needs nothing; the embedded test server wants passwords: a password file.
-    writeFileSync(pgpass, Object.entries(passwords).map(([role, pw]) => `${server.hostname}:${server.port}:*:${role}:${pw}\n`).join(''), { mode: 0o600 });
-    const run = await capsulBinary(['sql', '-c', `SELECT id, created, email, dollars, invalidated from payments WHERE id = ${paymentId}; SELECT current_user`],
-      { DATABASE_URL: db.url, DATABASE_APP_URL: '', DATABASE_READER_URL: '', PGPASSFILE: pgpass });
+    writeFileSync(
+      pgpass,
+      Object.entries(passwords)
+        .map(([role, pw]) => `${server.hostname}:${server.port}:*:${role}:${pw}\n`)
+        .join(''),
+      { mode: 0o600 },
+    );
+    const run = await capsulBinary(
+      ['sql', '-c', `SELECT id, created, email, dollars, invalidated from payments WHERE id = ${paymentId}; SELECT current_user`],
+      { DATABASE_URL: db.url, DATABASE_APP_URL: '', DATABASE_READER_URL: '', PGPASSFILE: pgpass },
+    );
     assertPrints(run, `${paymentId}, 2020-05-05T00:00:00, sql@example.org, 20.00, FALSE\ncapsul_reader\n`);
   });
 
@@ -257,7 +298,10 @@ describe('capsul sql', () => {
 
   it('reads the statements from a file with -f', async () => {
     const file = path.join(dataDir, 'report.sql');
-    writeFileSync(file, `-- sizes report; two statements\nSELECT id FROM vm_sizes WHERE id = 'f1-m';\n\n/* and; a count */\nSELECT count(*) FROM vm_sizes;\n`);
+    writeFileSync(
+      file,
+      `-- sizes report; two statements\nSELECT id FROM vm_sizes WHERE id = 'f1-m';\n\n/* and; a count */\nSELECT count(*) FROM vm_sizes;\n`,
+    );
     assertPrints(await capsul(['sql', '-f', file]), 'f1-m\n6\n');
     assertPrints(await capsul(['sql', '--header', '-f', file]), 'id\nf1-m\ncount\n6\n');
   });
@@ -282,7 +326,10 @@ describe('capsul sql', () => {
     }
 
     it('refuses UPDATE payments, changes nothing, and names capsul invalidate-payment', async () => {
-      await refusedByTheDatabase('UPDATE payments SET invalidated = true', /^capsul sql: capsul sql is read-only and nothing was changed \(.*\): .*capsul invalidate-payment/);
+      await refusedByTheDatabase(
+        'UPDATE payments SET invalidated = true',
+        /^capsul sql: capsul sql is read-only and nothing was changed \(.*\): .*capsul invalidate-payment/,
+      );
     });
 
     it('names the command even after a leading comment (as in a -f file)', async () => {
@@ -296,15 +343,18 @@ describe('capsul sql', () => {
       await refusedByTheDatabase('DELETE FROM vms', /read-only and nothing was changed .*capsul delete-vm/);
     });
 
-    it('refuses writes to the catalogue and to the app\'s own tables', async () => {
+    it("refuses writes to the catalogue and to the app's own tables", async () => {
       await refusedByTheDatabase(`INSERT INTO vm_sizes VALUES ('f9-ro', 1, 1, 1, 1)`, /catalogue through a migration/);
       await refusedByTheDatabase(`DELETE FROM sessions`);
       await refusedByTheDatabase(`UPDATE payment_holds SET resolved = now()`);
       await refusedByTheDatabase('WITH x AS (UPDATE vm_sizes SET vcpus = 99 RETURNING 1) SELECT * FROM x');
     });
 
-    it('cannot run a program, read or write the server\'s files, or keep large objects', async () => {
-      await refusedByTheDatabase(`COPY (SELECT 1) TO PROGRAM 'id > /tmp/capsul-pwned'`, /SQL error: permission denied|must be superuser|read-only/);
+    it("cannot run a program, read or write the server's files, or keep large objects", async () => {
+      await refusedByTheDatabase(
+        `COPY (SELECT 1) TO PROGRAM 'id > /tmp/capsul-pwned'`,
+        /SQL error: permission denied|must be superuser|read-only/,
+      );
       await refusedByTheDatabase(`SELECT pg_read_file('/etc/passwd')`, /permission denied/);
       await refusedByTheDatabase(`COPY payments TO '/tmp/capsul-payments.csv'`, /permission denied|must be superuser|read-only/);
       await refusedByTheDatabase(`SELECT lo_import('/etc/passwd')`, /permission denied/);
@@ -312,12 +362,12 @@ describe('capsul sql', () => {
       assert.equal(await one('SELECT count(*)::text FROM pg_largeobject_metadata'), '0');
     });
 
-    it('cannot end other sessions or take the locks the hub\'s jobs use', async () => {
+    it("cannot end other sessions or take the locks the hub's jobs use", async () => {
       const client = await db.pool.connect();
       try {
         const pid = await client.query('SELECT pg_backend_pid() AS pid');
         await refusedByTheDatabase(`SELECT pg_terminate_backend(${pid.rows[0].pid})`, /permission denied/);
-        assert.equal((await client.query('SELECT 1 AS alive')).rows[0].alive, 1, 'the app\'s session is still there');
+        assert.equal((await client.query('SELECT 1 AS alive')).rows[0].alive, 1, "the app's session is still there");
       } finally {
         client.release();
       }
@@ -327,9 +377,15 @@ describe('capsul sql', () => {
     it('cannot lift a guard: replica mode, the projector setting, a DO block, a blinding temporary view', async () => {
       await refusedByTheDatabase('SET session_replication_role = replica', /permission denied/);
       await refusedByTheDatabase(`DO $$ BEGIN SET capsul.projector = 'on'; UPDATE payments SET dollars = 777; END $$`);
-      await refusedByTheDatabase(`DO $$ BEGIN PERFORM set_config('capsul.projector', 'on', true); UPDATE payments SET dollars = 5000; END $$`);
-      await refusedByTheDatabase(`DO $$ BEGIN CREATE TEMP VIEW pg_stat_xact_user_tables AS SELECT 0 AS n_tup_ins; UPDATE payments SET dollars = 5000; END $$`);
-      await refusedByTheDatabase(`DO $$ BEGIN EXECUTE 'SET session_replication_role = replica'; UPDATE emt_messages SET message_data = '{}'; END $$`);
+      await refusedByTheDatabase(
+        `DO $$ BEGIN PERFORM set_config('capsul.projector', 'on', true); UPDATE payments SET dollars = 5000; END $$`,
+      );
+      await refusedByTheDatabase(
+        `DO $$ BEGIN CREATE TEMP VIEW pg_stat_xact_user_tables AS SELECT 0 AS n_tup_ins; UPDATE payments SET dollars = 5000; END $$`,
+      );
+      await refusedByTheDatabase(
+        `DO $$ BEGIN EXECUTE 'SET session_replication_role = replica'; UPDATE emt_messages SET message_data = '{}'; END $$`,
+      );
     });
 
     it('cannot change the event store, its functions, triggers, tables or roles', async () => {
@@ -338,8 +394,14 @@ describe('capsul sql', () => {
         message_type, message_data, message_metadata) VALUES (1, pg_current_xact_id(), 'account-forged', '1', 'f', 'PaymentRecorded', '{}', '{}')`);
       await refusedByTheDatabase(`UPDATE emt_streams SET stream_position = stream_position + 1`);
       await refusedByTheDatabase(`SELECT capsul_apply_projection('[]'::jsonb)`, /permission denied/);
-      await refusedByTheDatabase(`SELECT * FROM capsul_append('account-x', 'account', 0, ARRAY['m'], ARRAY['PaymentRecorded'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], '[]')`, /permission denied/);
-      await refusedByTheDatabase(`CREATE OR REPLACE FUNCTION capsul_apply_projection(ops jsonb) RETURNS void LANGUAGE sql AS 'SELECT'`, /SQL error|read-only/);
+      await refusedByTheDatabase(
+        `SELECT * FROM capsul_append('account-x', 'account', 0, ARRAY['m'], ARRAY['PaymentRecorded'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], '[]')`,
+        /permission denied/,
+      );
+      await refusedByTheDatabase(
+        `CREATE OR REPLACE FUNCTION capsul_apply_projection(ops jsonb) RETURNS void LANGUAGE sql AS 'SELECT'`,
+        /SQL error|read-only/,
+      );
       await refusedByTheDatabase(`ALTER TABLE payments RENAME TO U&"pay\\0064ents"`);
       await refusedByTheDatabase('ALTER TABLE emt_messages DETACH PARTITION emt_messages_emt_default');
       await refusedByTheDatabase('DROP TABLE emt_messages_emt_default_active');
@@ -348,12 +410,18 @@ describe('capsul sql', () => {
       await refusedByTheDatabase('SET ROLE capsul_owner', /permission denied/);
       await refusedByTheDatabase('ALTER ROLE capsul_reader SUPERUSER', /permission denied|read-only/);
       assert.equal(await one(`SELECT count(*)::text FROM pg_trigger WHERE tgname LIKE 'capsul%' AND tgenabled <> 'O'`), '0');
-      assert.equal(await one(`SELECT count(*)::text FROM pg_tables WHERE tablename IN ('accounts', 'payments', 'vms', 'emt_messages')`), '4');
+      assert.equal(
+        await one(`SELECT count(*)::text FROM pg_tables WHERE tablename IN ('accounts', 'payments', 'vms', 'emt_messages')`),
+        '4',
+      );
     });
 
     it('has no --write: says what to do instead', async () => {
-      assertRefused(await capsul(['sql', '--write', '-c', `INSERT INTO vm_sizes VALUES ('f9-w', 1, 1, 1, 1)`]), 1,
-        /^capsul sql: capsul sql is read-only: it connects as capsul_reader.*There is no --write: change the catalogue with a migration/);
+      assertRefused(
+        await capsul(['sql', '--write', '-c', `INSERT INTO vm_sizes VALUES ('f9-w', 1, 1, 1, 1)`]),
+        1,
+        /^capsul sql: capsul sql is read-only: it connects as capsul_reader.*There is no --write: change the catalogue with a migration/,
+      );
       assert.equal(await one(`SELECT count(*)::text FROM vm_sizes WHERE id = 'f9-w'`), '0');
     });
 
@@ -387,8 +455,10 @@ describe('capsul sql --as-of', () => {
 
   it('shows each payment from the time it was received (--at)', async () => {
     assertPrints(await capsul(['sql', '--as-of', '2020-05-05', '-c', paymentsOf]), `${first}, 2020-05-05T00:00:00, 20.00, FALSE\n`);
-    assertPrints(await capsul(['sql', '--as-of', '2021-01-01T12:00:00Z', '-c', paymentsOf]),
-      `${first}, 2020-05-05T00:00:00, 20.00, FALSE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`);
+    assertPrints(
+      await capsul(['sql', '--as-of', '2021-01-01T12:00:00Z', '-c', paymentsOf]),
+      `${first}, 2020-05-05T00:00:00, 20.00, FALSE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`,
+    );
   });
 
   it('shows an invalidation as FALSE before its time and TRUE from it', async () => {
@@ -405,9 +475,12 @@ describe('capsul sql --as-of', () => {
     assertPrints(await capsul(['sql', '--as-of', iso(createdMs), '-c', count]), '1\n');
   });
 
-  it('leaves the live tables as they are (a write reaches only the session\'s own replay)', async () => {
+  it("leaves the live tables as they are (a write reaches only the session's own replay)", async () => {
     await capsul(['sql', '--as-of', '2021-06-01', '-c', 'UPDATE payments SET invalidated = false']);
-    assertPrints(await capsul(['sql', '-c', paymentsOf]), `${first}, 2020-05-05T00:00:00, 20.00, TRUE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`);
+    assertPrints(
+      await capsul(['sql', '-c', paymentsOf]),
+      `${first}, 2020-05-05T00:00:00, 20.00, TRUE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`,
+    );
   });
 
   it('refuses a time that is not ISO 8601', async () => {
@@ -417,14 +490,15 @@ describe('capsul sql --as-of', () => {
 });
 
 describe('capsul record-payment', () => {
-  it('prints the new payment\'s id alone on stdout', async () => {
+  it("prints the new payment's id alone on stdout", async () => {
     const run = await capsul(['record-payment', '--email', 'pay@example.org', '--dollars', '20']);
     assert.equal(run.code, 0);
     assert.match(run.stdout, /^[1-9]\d*\n$/);
     assert.equal(run.stderr, '');
     const id = Number(run.stdout);
-    assert.deepEqual(await query(`SELECT email, dollars::text, invalidated, provider FROM payments WHERE id = $1`, [id]),
-      [{ email: 'pay@example.org', dollars: '20.00', invalidated: false, provider: 'manual' }]);
+    assert.deepEqual(await query(`SELECT email, dollars::text, invalidated, provider FROM payments WHERE id = $1`, [id]), [
+      { email: 'pay@example.org', dollars: '20.00', invalidated: false, provider: 'manual' },
+    ]);
   });
 
   it('records --at as payments.created, in any zone', async () => {
@@ -440,7 +514,11 @@ describe('capsul record-payment', () => {
       assert.equal(run.stdout, '', dollars);
       assert.match(run.stderr, /^capsul record-payment: [^\n]+\n$/, dollars);
     }
-    assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', 'abc']), 1, /"abc" is not an amount in dollars/);
+    assertRefused(
+      await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', 'abc']),
+      1,
+      /"abc" is not an amount in dollars/,
+    );
     assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', '0']), 1, /more than zero/);
     assertRefused(await capsul(['record-payment', '--email', 'refused@example.org', '--dollars', '-5']), 2, /--dollars/);
     assert.equal(await paymentCount(), payments);
@@ -450,16 +528,40 @@ describe('capsul record-payment', () => {
 
   it('refuses a bad email, a missing flag, a bad --at, one in the future or before the provider began, an empty --by', async () => {
     const events = await eventCount();
-    assertRefused(await capsul(['record-payment', '--email', 'not-an-email', '--dollars', '5']), 1, /"not-an-email" is not an email address/);
+    assertRefused(
+      await capsul(['record-payment', '--email', 'not-an-email', '--dollars', '5']),
+      1,
+      /"not-an-email" is not an email address/,
+    );
     assertRefused(await capsul(['record-payment', '--dollars', '5']), 2, /--email is required/);
     assertRefused(await capsul(['record-payment', '--email', 'a@example.org']), 2, /--dollars is required/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', 'May 5']), 2, /--at takes an ISO 8601 time/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2999-01-01']), 1, /cannot be received in the future/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '1900-01-01']), 1,
-      /^capsul record-payment: a payment cannot be received before 2000-01-01, when this provider began \(PROVIDER_START_DATE\)\n$/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2019-12-31'], { env: { PROVIDER_START_DATE: '2020-01-01' } }), 1,
-      /cannot be received before 2020-01-01/);
-    assertRefused(await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--by', ' ']), 2, /^capsul record-payment: --by is required \(a name of 1 to 100 visible characters\)/);
+    assertRefused(
+      await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', 'May 5']),
+      2,
+      /--at takes an ISO 8601 time/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2999-01-01']),
+      1,
+      /cannot be received in the future/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '1900-01-01']),
+      1,
+      /^capsul record-payment: a payment cannot be received before 2000-01-01, when this provider began \(PROVIDER_START_DATE\)\n$/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--at', '2019-12-31'], {
+        env: { PROVIDER_START_DATE: '2020-01-01' },
+      }),
+      1,
+      /cannot be received before 2020-01-01/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'a@example.org', '--dollars', '5', '--by', ' ']),
+      2,
+      /^capsul record-payment: --by is required \(a name of 1 to 100 visible characters\)/,
+    );
     assert.equal(await eventCount(), events);
   });
 
@@ -472,10 +574,16 @@ describe('capsul record-payment', () => {
     assert.match(again.stderr, /already recorded/);
     assert.equal(await one(`SELECT count(*)::text FROM payments WHERE reference = 'ch_3Ab'`), '1');
     assert.equal(await eventCount(), events);
-    assertRefused(await capsul(['record-payment', '--email', 'ref@example.org', '--dollars', '99', '--reference', 'ch_3Ab']), 1,
-      new RegExp(`reference ch_3Ab was already recorded as payment ${id}`));
-    assertRefused(await capsul(['record-payment', '--email', 'other@example.org', '--dollars', '12.34', '--reference', 'ch_3Ab']), 1,
-      /for another account/);
+    assertRefused(
+      await capsul(['record-payment', '--email', 'ref@example.org', '--dollars', '99', '--reference', 'ch_3Ab']),
+      1,
+      new RegExp(`reference ch_3Ab was already recorded as payment ${id}`),
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'other@example.org', '--dollars', '12.34', '--reference', 'ch_3Ab']),
+      1,
+      /for another account/,
+    );
     assert.equal(await eventCount(), events);
   });
 
@@ -492,32 +600,57 @@ describe('capsul record-payment', () => {
     const byBob = await pay('who@example.org', '1', '--by', 'bob', '--reason', 'bank transfer 42');
     const byAlice = await pay('who@example.org', '2');
     const history = await capsul(['history', '--email', 'who@example.org', '--json']);
-    const recorded = history.stdout.trim().split('\n').map((line) => JSON.parse(line)).filter((e) => e.type === 'PaymentRecorded');
-    assert.deepEqual(recorded.map((e) => [e.data.paymentId, e.by]), [[byBob, 'operator:bob'], [byAlice, 'operator:alice']]);
+    const recorded = history.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((e) => e.type === 'PaymentRecorded');
+    assert.deepEqual(
+      recorded.map((e) => [e.data.paymentId, e.by]),
+      [
+        [byBob, 'operator:bob'],
+        [byAlice, 'operator:alice'],
+      ],
+    );
     assert.equal(recorded[0].reason, 'bank transfer 42');
   });
 
   it('refuses a --by, --reason or --reference that could forge or hide what history shows, recording nothing', async () => {
     const events = await eventCount();
     const forged = `eve\n2026-12-07T00:00:00.000000Z  account-x  PaymentRecorded  {"amountCents":500000}  operator:boss`;
-    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--by', forged]), 2,
-      /^capsul record-payment: --by must be one line of visible text: it holds U\+000A at position 4 \(a name of 1 to 100 visible characters\)/);
-    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'x'.repeat(100_000)]), 1,
-      /^capsul record-payment: a reason may be at most 1000 characters\n$/);
-    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'ok\u202Egnp.exe']), 1,
-      /a reason must be one line of visible text: it holds U\+202E/);
-    assertRefused(await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reference', 'bank\rref']), 1,
-      /a payment reference must be one line of visible text: it holds U\+000D/);
+    assertRefused(
+      await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--by', forged]),
+      2,
+      /^capsul record-payment: --by must be one line of visible text: it holds U\+000A at position 4 \(a name of 1 to 100 visible characters\)/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'x'.repeat(100_000)]),
+      1,
+      /^capsul record-payment: a reason may be at most 1000 characters\n$/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reason', 'ok\u202Egnp.exe']),
+      1,
+      /a reason must be one line of visible text: it holds U\+202E/,
+    );
+    assertRefused(
+      await capsul(['record-payment', '--email', 'forge@example.org', '--dollars', '1', '--reference', 'bank\rref']),
+      1,
+      /a payment reference must be one line of visible text: it holds U\+000D/,
+    );
     assert.equal(await eventCount(), events);
   });
 
-  it('shows control characters escaped in history, even in an event written behind capsul\'s back', async () => {
+  it("shows control characters escaped in history, even in an event written behind capsul's back", async () => {
     const id = await pay('escaped@example.org', '1');
     const client = await db.admin.connect();
     try {
       await client.query('SET session_replication_role = replica');
-      await client.query(`UPDATE emt_messages SET message_metadata = jsonb_set(message_metadata, '{by,id}', to_jsonb($1::text))
-                          WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $2`, ['mallory\n2026-forged\u202E', String(id)]);
+      await client.query(
+        `UPDATE emt_messages SET message_metadata = jsonb_set(message_metadata, '{by,id}', to_jsonb($1::text))
+                          WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $2`,
+        ['mallory\n2026-forged\u202E', String(id)],
+      );
     } finally {
       await client.query('RESET session_replication_role').catch(() => {});
       client.release();
@@ -535,15 +668,43 @@ describe('capsul resolve-hold', () => {
     await db.pool.query(
       `INSERT INTO payment_holds (provider, reference, email, amount_cents, reason, held) VALUES ('stripe', 'pi_cli_hold', 'h@example.org', 900, 'amount differs', now())`,
     );
-    assertRefused(await capsul(['resolve-hold', '--provider', 'paypal', '--reference', 'pi_cli_hold', '--reason', 'x']), 2, /--provider is stripe or btcpay/);
-    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', ' ']), 2, /--reason is required/);
-    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_nope', '--reason', 'x']), 1, /no held stripe payment pi_nope/);
-    const done = await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', 'refunded in Stripe', '--by', 'alice']);
+    assertRefused(
+      await capsul(['resolve-hold', '--provider', 'paypal', '--reference', 'pi_cli_hold', '--reason', 'x']),
+      2,
+      /--provider is stripe or btcpay/,
+    );
+    assertRefused(
+      await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', ' ']),
+      2,
+      /--reason is required/,
+    );
+    assertRefused(
+      await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_nope', '--reason', 'x']),
+      1,
+      /no held stripe payment pi_nope/,
+    );
+    const done = await capsul([
+      'resolve-hold',
+      '--provider',
+      'stripe',
+      '--reference',
+      'pi_cli_hold',
+      '--reason',
+      'refunded in Stripe',
+      '--by',
+      'alice',
+    ]);
     assert.equal(done.code, 0, done.stderr);
     assert.match(done.stderr, /closed without credit/);
-    const { rows } = await db.pool.query(`SELECT resolved IS NOT NULL AS closed, resolved_by, resolution FROM payment_holds WHERE reference = 'pi_cli_hold'`);
+    const { rows } = await db.pool.query(
+      `SELECT resolved IS NOT NULL AS closed, resolved_by, resolution FROM payment_holds WHERE reference = 'pi_cli_hold'`,
+    );
     assert.deepEqual(rows[0], { closed: true, resolved_by: 'operator:alice', resolution: 'refunded in Stripe' });
-    assertRefused(await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', 'again']), 1, /closed already/);
+    assertRefused(
+      await capsul(['resolve-hold', '--provider', 'stripe', '--reference', 'pi_cli_hold', '--reason', 'again']),
+      1,
+      /closed already/,
+    );
   });
 });
 
@@ -560,7 +721,10 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
     assert.equal(run.code, 0);
     assert.equal(run.stdout, '');
     assert.equal(run.stderr, `payment ${id} invalidated\n`);
-    assertPrints(await capsul(['sql', '-c', `SELECT invalidated, invalidation_reason FROM payments WHERE id = ${id}`]), 'TRUE, chargeback 2020-05\n');
+    assertPrints(
+      await capsul(['sql', '-c', `SELECT invalidated, invalidation_reason FROM payments WHERE id = ${id}`]),
+      'TRUE, chargeback 2020-05\n',
+    );
     assertPrints(await capsul(['balance', '--email', email]), '0.00\n');
   });
 
@@ -571,7 +735,10 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
     assert.equal(run.stdout, '');
     assert.equal(run.stderr, `payment ${id} is already invalidated: nothing changed\n`);
     assert.equal(await eventCount(), events);
-    const types = (await capsul(['history', '--payment', String(id), '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l).type);
+    const types = (await capsul(['history', '--payment', String(id), '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).type);
     assert.deepEqual(types, ['PaymentRecorded', 'PaymentInvalidated']);
   });
 
@@ -590,7 +757,10 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
   });
 
   it('records the reason and who did it', async () => {
-    const lines = (await capsul(['history', '--payment', String(id), '--json'])).stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = (await capsul(['history', '--payment', String(id), '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const invalidated = lines.find((e) => e.type === 'PaymentInvalidated');
     assert.equal(invalidated.by, 'operator:carol');
     assert.equal(invalidated.data.reason, 'chargeback 2020-05');
@@ -600,7 +770,11 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
   it('refuses an unknown id (exit 1), a missing or empty reason and a bad id (exit 2)', async () => {
     const events = await eventCount();
     for (const command of ['invalidate-payment', 'reinstate-payment']) {
-      assertRefused(await capsul([command, '999999', '--reason', 'x']), 1, new RegExp(`^capsul ${command}: there is no payment 999999\\n$`));
+      assertRefused(
+        await capsul([command, '999999', '--reason', 'x']),
+        1,
+        new RegExp(`^capsul ${command}: there is no payment 999999\\n$`),
+      );
       assertRefused(await capsul([command, String(id)]), 2, new RegExp(`^capsul ${command}: --reason is required`));
       assertRefused(await capsul([command, String(id), '--reason', '  ']), 2, /--reason is required/);
       assertRefused(await capsul([command, 'abc', '--reason', 'x']), 2, /"abc" is not a payment id/);
@@ -625,27 +799,42 @@ describe('capsul create-vm and delete-vm', () => {
     assert.match(run.stdout, /^capsul-[a-z0-9]{10}\n$/);
     assert.equal(run.stderr, '');
     const vmId = run.stdout.trim();
-    assertPrints(await capsul(['sql', '-c', `SELECT email, size, os, dollars_per_month, state, deleted FROM vms WHERE id = '${vmId}'`]),
-      'vm@example.org, f1-s, alpine322, 7.16, pending, \n');
+    assertPrints(
+      await capsul(['sql', '-c', `SELECT email, size, os, dollars_per_month, state, deleted FROM vms WHERE id = '${vmId}'`]),
+      'vm@example.org, f1-s, alpine322, 7.16, pending, \n',
+    );
   });
 
   it('takes --ssh-key more than once', async () => {
     const [a, b] = [ed25519Key(1, 'laptop'), ed25519Key(2, 'phone')];
     const vmId = await createVm(email, 'f1-xs', '--ssh-key', a, '--ssh-key', b);
     const keys = await query<{ key: string }>('SELECT unnest(ssh_public_keys) AS key FROM vms WHERE id = $1', [vmId]);
-    assert.deepEqual(keys.map((r) => r.key), [sshKey, a, b]);
+    assert.deepEqual(
+      keys.map((r) => r.key),
+      [sshKey, a, b],
+    );
   });
 
   it('refuses a capsul the balance does not cover for a month, creating nothing', async () => {
     // 20.00 paid, f1-s (7.16) and f1-xs (5.33) running: 12.49 committed, so f1-m (12.50) does not fit.
     const [vms, events] = [await vmCount(), await eventCount()];
     const run = await capsul(['create-vm', '--email', email, '--size', 'f1-m', '--os', 'debian12', '--ssh-key', sshKey]);
-    assertRefused(run, 1, /^capsul create-vm: the balance \d+\.\d\d does not cover a month of f1-m \(12\.50\) plus a month of your running capsuls \(12\.49\): add funds first\n$/);
+    assertRefused(
+      run,
+      1,
+      /^capsul create-vm: the balance \d+\.\d\d does not cover a month of f1-m \(12\.50\) plus a month of your running capsuls \(12\.49\): add funds first\n$/,
+    );
     await pay('poor@example.org', '5');
-    assertRefused(await capsul(['create-vm', '--email', 'poor@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1,
-      /^capsul create-vm: the balance 5\.00 does not cover a month of f1-xs \(5\.33\): add funds first\n$/);
-    assertRefused(await capsul(['create-vm', '--email', 'nobody@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1,
-      /there is no account for nobody@example\.org/);
+    assertRefused(
+      await capsul(['create-vm', '--email', 'poor@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]),
+      1,
+      /^capsul create-vm: the balance 5\.00 does not cover a month of f1-xs \(5\.33\): add funds first\n$/,
+    );
+    assertRefused(
+      await capsul(['create-vm', '--email', 'nobody@example.org', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]),
+      1,
+      /there is no account for nobody@example\.org/,
+    );
     assert.equal(await vmCount(), vms);
     assert.equal(await eventCount(), String(Number(events) + 2), 'only the payment and its account were added');
   });
@@ -653,17 +842,31 @@ describe('capsul create-vm and delete-vm', () => {
   it('refuses a bad size, OS or key, and a missing flag, creating nothing', async () => {
     const [vms, events] = [await vmCount(), await eventCount()];
     const base = ['create-vm', '--email', email];
-    assertRefused(await capsul([...base, '--size', 'f9-huge', '--os', 'debian12', '--ssh-key', sshKey]), 1,
-      /^capsul create-vm: "f9-huge" is not a capsul size: choose one of f1-xs, f1-s, f1-m, f1-l, f1-x, f1-xx\n$/);
-    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'windows', '--ssh-key', sshKey]), 1, /"windows" is not an OS image: choose one of .*debian12/);
+    assertRefused(
+      await capsul([...base, '--size', 'f9-huge', '--os', 'debian12', '--ssh-key', sshKey]),
+      1,
+      /^capsul create-vm: "f9-huge" is not a capsul size: choose one of f1-xs, f1-s, f1-m, f1-l, f1-x, f1-xx\n$/,
+    );
+    assertRefused(
+      await capsul([...base, '--size', 'f1-xs', '--os', 'windows', '--ssh-key', sshKey]),
+      1,
+      /"windows" is not an OS image: choose one of .*debian12/,
+    );
     assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'ubuntu22', '--ssh-key', sshKey]), 1, /"ubuntu22" is deprecated/);
     assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', 'hunter2']), 1, /is not an SSH public key/);
     assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', 'ssh-ed25519 AAAA']), 1, /damaged or missing/);
-    assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey.replace('ssh-ed25519', 'ssh-rsa')]), 1,
-      /does not match its type/);
+    assertRefused(
+      await capsul([...base, '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey.replace('ssh-ed25519', 'ssh-rsa')]),
+      1,
+      /does not match its type/,
+    );
     assertRefused(await capsul([...base, '--size', 'f1-xs', '--os', 'debian12']), 2, /--ssh-key is required/);
     assertRefused(await capsul([...base, '--os', 'debian12', '--ssh-key', sshKey]), 2, /--size is required/);
-    assertRefused(await capsul(['create-vm', '--email', 'bad email', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]), 1, /is not an email address/);
+    assertRefused(
+      await capsul(['create-vm', '--email', 'bad email', '--size', 'f1-xs', '--os', 'debian12', '--ssh-key', sshKey]),
+      1,
+      /is not an email address/,
+    );
     assert.equal(await vmCount(), vms);
     assert.equal(await eventCount(), events);
   });
@@ -686,8 +889,10 @@ describe('capsul create-vm and delete-vm', () => {
     const createdMs = await epochMs('SELECT created FROM vms WHERE id = $1', [vmId]);
     const deletedMs = await epochMs('SELECT deleted FROM vms WHERE id = $1', [vmId]);
     const chargeCents = Math.round((533 * (deletedMs - createdMs)) / monthMs);
-    assertPrints(await capsul(['balance', '--email', 'delete@example.org', '--as-of', iso(deletedMs + 365 * 86_400_000)]),
-      `${((1000 - chargeCents) / 100).toFixed(2)}\n`);
+    assertPrints(
+      await capsul(['balance', '--email', 'delete@example.org', '--as-of', iso(deletedMs + 365 * 86_400_000)]),
+      `${((1000 - chargeCents) / 100).toFixed(2)}\n`,
+    );
   });
 
   it('refuses an unknown or missing capsul id', async () => {
@@ -703,7 +908,9 @@ describe('capsul fail-operation', () => {
     const accountId = (await query<{ account_id: string }>('SELECT account_id FROM vms WHERE id = $1', [vmId]))[0]!.account_id;
     const create = '0f8e2c4a-1111-4222-8333-444455556666';
     await vmCommand(db, {
-      type: 'PlaceVm', data: { vmId, host: 'test-host', operationId: create, context: { accountId, deletionRequested: false } }, metadata: { now: new Date() },
+      type: 'PlaceVm',
+      data: { vmId, host: 'test-host', operationId: create, context: { accountId, deletionRequested: false } },
+      metadata: { now: new Date() },
     });
     const run = await capsul(['fail-operation', create, '--reason', 'outcome report refused: clock was off', '--by', 'ops-ann']);
     assert.equal(run.code, 0, run.stderr);
@@ -714,7 +921,11 @@ describe('capsul fail-operation', () => {
     const [vm] = await query('SELECT state, failure FROM vms WHERE id = $1', [vmId]);
     assert.deepEqual(vm, { state: 'failed', failure: 'settled as failed by an operator: outcome report refused: clock was off' });
     const history = await capsul(['history', '--vm', vmId, '--json']);
-    const failed = history.stdout.trim().split('\n').map((line) => JSON.parse(line)).find((event) => event.type === 'VmFailed');
+    const failed = history.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .find((event) => event.type === 'VmFailed');
     assert.equal(failed.by, 'operator:ops-ann');
     assert.equal(failed.reason, 'outcome report refused: clock was off');
     assert.equal(failed.data.operationId, create);
@@ -728,8 +939,11 @@ describe('capsul fail-operation', () => {
 
   it('refuses an unknown or malformed operation id, and a missing or forged reason, changing nothing', async () => {
     const before = await databaseFingerprint(db.admin);
-    assertRefused(await capsul(['fail-operation', '0f8e2c4a-0000-4000-8000-000000000000', '--reason', 'x']), 1,
-      /^capsul fail-operation: there is no operation 0f8e2c4a-0000-4000-8000-000000000000\n$/);
+    assertRefused(
+      await capsul(['fail-operation', '0f8e2c4a-0000-4000-8000-000000000000', '--reason', 'x']),
+      1,
+      /^capsul fail-operation: there is no operation 0f8e2c4a-0000-4000-8000-000000000000\n$/,
+    );
     assertRefused(await capsul(['fail-operation', 'create', '--reason', 'x']), 2, /"create" is not an operation id/);
     assertRefused(await capsul(['fail-operation', '--reason', 'x']), 2, /which operation\?/);
     assertRefused(await capsul(['fail-operation', '0f8e2c4a-0000-4000-8000-000000000000']), 2, /--reason is required/);
@@ -741,7 +955,7 @@ describe('capsul history', () => {
   const email = 'history@example.org';
   let paymentId: number;
   let vmId: string;
-  const line = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)  (\S+)  (\S+)  (\{.*\})  (\S+)$/;
+  const line = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) {2}(\S+) {2}(\S+) {2}(\{.*\}) {2}(\S+)$/;
 
   before(async () => {
     paymentId = await pay(email, '15', '--by', 'dave');
@@ -763,18 +977,29 @@ describe('capsul history', () => {
     assert.equal(who, 'operator:dave');
   });
 
-  it('prints a capsul\'s events', async () => {
+  it("prints a capsul's events", async () => {
     const run = await capsul(['history', '--vm', vmId]);
     assert.equal(run.code, 0, run.stderr);
-    const events = run.stdout.trimEnd().split('\n').map((l) => line.exec(l)!);
-    assert.deepEqual(events.map((m) => [m[3], JSON.parse(m[4]!).vmId, m[5]]),
-      [['VmCreationRequested', vmId, 'operator:alice'], ['VmDeletionRequested', vmId, 'operator:erin']]);
+    const events = run.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => line.exec(l)!);
+    assert.deepEqual(
+      events.map((m) => [m[3], JSON.parse(m[4]!).vmId, m[5]]),
+      [
+        ['VmCreationRequested', vmId, 'operator:alice'],
+        ['VmDeletionRequested', vmId, 'operator:erin'],
+      ],
+    );
   });
 
-  it('prints an account\'s events, whatever the email\'s case', async () => {
+  it("prints an account's events, whatever the email's case", async () => {
     const run = await capsul(['history', '--email', 'History@Example.org']);
     assert.equal(run.code, 0, run.stderr);
-    const types = run.stdout.trimEnd().split('\n').map((l) => line.exec(l)![3]);
+    const types = run.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => line.exec(l)![3]);
     assert.deepEqual(types, ['AccountOpened', 'PaymentRecorded', 'VmCreationRequested', 'VmDeletionRequested']);
   });
 
@@ -789,13 +1014,19 @@ describe('capsul history', () => {
   it('prints one JSON object per line with --json', async () => {
     const run = await capsul(['history', '--email', email, '--json']);
     assert.equal(run.code, 0, run.stderr);
-    const events = run.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    const events = run.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     assert.equal(events.length, 4);
     for (const event of events) {
       for (const key of ['time', 'stream', 'type', 'data', 'by']) assert.ok(key in event, `${key} in ${JSON.stringify(event)}`);
       assert.ok(!Number.isNaN(Date.parse(event.time)));
     }
-    assert.deepEqual(events.map((e) => e.by), ['operator:dave', 'operator:dave', 'operator:alice', 'operator:erin']);
+    assert.deepEqual(
+      events.map((e) => e.by),
+      ['operator:dave', 'operator:dave', 'operator:alice', 'operator:erin'],
+    );
     assert.equal(events[1].data.paymentId, paymentId);
     assert.equal(events[2].data.vmId, vmId);
   });
@@ -824,7 +1055,7 @@ describe('capsul balance', () => {
     assertPrints(await capsul(['balance', '--email', 'past@example.org', '--as-of', '2020-05-05']), '20.00\n');
   });
 
-  it('accrues a capsul\'s monthly price into the future: $20 with an f1-xs is 14.67 a month (30.44 days) on', async () => {
+  it("accrues a capsul's monthly price into the future: $20 with an f1-xs is 14.67 a month (30.44 days) on", async () => {
     const email = 'future@example.org';
     await pay(email, '20');
     const vmId = await createVm(email, 'f1-xs');
@@ -848,7 +1079,11 @@ describe('capsul balance', () => {
 
   it('refuses a missing or unknown email and a bad time', async () => {
     assertRefused(await capsul(['balance']), 2, /--email is required/);
-    assertRefused(await capsul(['balance', '--email', 'ghost@example.org']), 1, /^capsul balance: there is no account for ghost@example\.org\n$/);
+    assertRefused(
+      await capsul(['balance', '--email', 'ghost@example.org']),
+      1,
+      /^capsul balance: there is no account for ghost@example\.org\n$/,
+    );
     assertRefused(await capsul(['balance', '--email', 'balance@example.org', '--as-of', 'tomorrow']), 2, /--as-of takes an ISO 8601 time/);
   });
 });
@@ -857,12 +1092,13 @@ describe('capsul rebuild-projections', () => {
   it('rebuilds the projections from the events and says how many rows', async () => {
     const counts = await query<{ a: string; p: string; v: string; h: string; o: string; d: string }>(
       `SELECT (SELECT count(*) FROM accounts)::text AS a, (SELECT count(*) FROM payments)::text AS p, (SELECT count(*) FROM vms)::text AS v,
-              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d`);
+              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d`,
+    );
     const { a, p, v, h, o, d } = counts[0]!;
     assertPrints(
       await capsul(['rebuild-projections']),
-      `rebuilt: accounts ${a} rows (0 rewritten), payments ${p} rows (0 rewritten), vms ${v} rows (0 rewritten), `
-        + `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten)\n`,
+      `rebuilt: accounts ${a} rows (0 rewritten), payments ${p} rows (0 rewritten), vms ${v} rows (0 rewritten), ` +
+        `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten)\n`,
     );
   });
 
@@ -872,7 +1108,7 @@ describe('capsul rebuild-projections', () => {
     assert.equal(await eventCount(), events);
   });
 
-  it('--verify finds a projection edited behind the ledger\'s back (exit 1), and a rebuild repairs it', async () => {
+  it("--verify finds a projection edited behind the ledger's back (exit 1), and a rebuild repairs it", async () => {
     const id = await pay('tamper@example.org', '10');
     const client = await db.admin.connect();
     try {
@@ -886,7 +1122,10 @@ describe('capsul rebuild-projections', () => {
     }
     const differ = await capsul(['rebuild-projections', '--verify']);
     assert.equal(differ.code, 1);
-    assert.equal(differ.stdout, 'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0)\n');
+    assert.equal(
+      differ.stdout,
+      'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0)\n',
+    );
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
     const rebuilt = await capsul(['rebuild-projections']);
     assert.equal(rebuilt.code, 0);
@@ -942,8 +1181,11 @@ describe('capsul migrate and schema-version', () => {
       const newer = latestVersion() + 1;
       const version = await capsul(['schema-version'], { url: empty.url });
       assertPrints(version, `${newer}\n`);
-      assertRefused(await capsul(['balance', '--email', 'a@example.org'], { url: empty.url }), 1,
-        new RegExp(`^capsul balance: .*schema version ${newer}, newer than this code`));
+      assertRefused(
+        await capsul(['balance', '--email', 'a@example.org'], { url: empty.url }),
+        1,
+        new RegExp(`^capsul balance: .*schema version ${newer}, newer than this code`),
+      );
       assertRefused(await capsul(['migrate'], { url: empty.url }), 1, /newer than this code/);
     } finally {
       await empty.drop();
@@ -980,6 +1222,6 @@ describe('the capsul executable (node bin/capsul.js)', () => {
     const help = await capsulBinary(['--help'], { DATABASE_URL: refusedUrl });
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^usage: capsul <command> \[options\]\n/);
-    assert.match(help.stdout, /^  record-payment +/m);
+    assert.match(help.stdout, /^ {2}record-payment +/m);
   });
 });

@@ -29,8 +29,11 @@ async function capsul(args: string[]): Promise<Run> {
   let stdout = '';
   let stderr = '';
   const io: CliIo = {
-    stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir }, user: 'alice', interactive: false,
+    stdout: { write: (t: string) => (stdout += t) },
+    stderr: { write: (t: string) => (stderr += t) },
+    env: { ...db.env, CAPSUL_DATA_DIR: dataDir },
+    user: 'alice',
+    interactive: false,
   };
   const code = await main(args, io);
   return { code, stdout, stderr };
@@ -44,7 +47,9 @@ describe('capsul add-host', () => {
     const token = run.stdout.trim();
     const { rows } = await db.pool.query('SELECT memory_mb, vcpus, token_hash FROM hosts WHERE id = $1', [`node-a`]);
     assert.deepEqual(rows[0], { memory_mb: 4096, vcpus: 4, token_hash: hashToken(token) });
-    const events = await db.pool.query(`SELECT message_data::text AS data, message_metadata->'by'->>'id' AS by FROM emt_messages WHERE stream_id = 'host-node-a'`);
+    const events = await db.pool.query(
+      `SELECT message_data::text AS data, message_metadata->'by'->>'id' AS by FROM emt_messages WHERE stream_id = 'host-node-a'`,
+    );
     assert.doesNotMatch(events.rows[0].data, new RegExp(token), 'the token itself is never stored');
     assert.equal(events.rows[0].by, 'alice');
   });
@@ -76,7 +81,13 @@ describe('capsul rotate-host-token and remove-host', () => {
     const token = (await capsul(['add-host', '--id', 'node-x', '--memory-mb', '8192', '--vcpus', '4'])).stdout.trim();
     await db.pool.query(`INSERT INTO host_heartbeats VALUES ('node-x', now(), 8192, 4, '[]', 'test')`);
     await db.ledger.recordPayment({ email: 'remove@example.org', amountCents: 10_000, cause: operator });
-    const { vmId } = await db.ledger.createVm({ email: 'remove@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
+    const { vmId } = await db.ledger.createVm({
+      email: 'remove@example.org',
+      size: 'f1-s',
+      os: 'debian12',
+      sshPublicKeys: [sshKey],
+      cause: operator,
+    });
     await placePending({ pool: db.pool });
     assert.equal((await db.pool.query('SELECT host FROM vms WHERE id = $1', [vmId])).rows[0].host, 'node-x');
     const refused = await capsul(['remove-host', 'node-x']);
@@ -88,7 +99,10 @@ describe('capsul rotate-host-token and remove-host', () => {
   it('removes an empty host; its id cannot be registered again', async () => {
     await capsul(['add-host', '--id', 'node-gone', '--memory-mb', '1024', '--vcpus', '1']);
     assert.equal((await capsul(['remove-host', 'node-gone'])).code, 0);
-    assert.equal((await db.pool.query('SELECT token_hash, removed IS NOT NULL AS removed FROM hosts WHERE id = $1', ['node-gone'])).rows[0].removed, true);
+    assert.equal(
+      (await db.pool.query('SELECT token_hash, removed IS NOT NULL AS removed FROM hosts WHERE id = $1', ['node-gone'])).rows[0].removed,
+      true,
+    );
     assert.equal((await capsul(['add-host', '--id', 'node-gone', '--memory-mb', '1024', '--vcpus', '1'])).code, 1);
   });
 });
@@ -99,8 +113,14 @@ describe('capsul hosts and capsul drift', () => {
     assert.equal(run.code, 0, run.stderr);
     const lines = run.stdout.trim().split('\n');
     assert.equal(lines[0], 'id, status, last_seen, memory_used_mb, memory_mb, memory_free_mb, vcpus, capsuls');
-    assert.ok(lines.some((l) => /^node-x, online, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, 1024, 8192, 7168, 4, 1$/.test(l)), run.stdout);
-    assert.ok(lines.some((l) => l === 'node-a, offline, , 0, 4096, 4096, 4, 0'), run.stdout);
+    assert.ok(
+      lines.some((l) => /^node-x, online, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, 1024, 8192, 7168, 4, 1$/.test(l)),
+      run.stdout,
+    );
+    assert.ok(
+      lines.some((l) => l === 'node-a, offline, , 0, 4096, 4096, 4, 0'),
+      run.stdout,
+    );
     assert.ok(!lines.some((l) => l.startsWith('node-gone')), 'removed hosts are not listed');
   });
 
@@ -110,7 +130,10 @@ describe('capsul hosts and capsul drift', () => {
     assert.match(none.stderr, /no drift/);
     await new Hosts({ pool: db.pool }).checkDrift('node-a', ['capsul-stray00009']);
     const open = await capsul(['drift', '--header']);
-    assert.match(open.stdout, /^host, capsul, kind, detected\nnode-a, capsul-stray00009, unexpected-on-host, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
+    assert.match(
+      open.stdout,
+      /^host, capsul, kind, detected\nnode-a, capsul-stray00009, unexpected-on-host, \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/,
+    );
   });
 });
 
@@ -120,8 +143,12 @@ describe('capsul spoke', () => {
     const hub = await startServe({ ...db.env, PORT: String(port), CAPSUL_MODE: 'hub', CAPSUL_DATA_DIR: dataDir });
     try {
       const run = await runCapsul(['spoke'], {
-        HUB_URL: `http://127.0.0.1:${port}`, SPOKE_HOST_ID: 'node-a', SPOKE_HOST_TOKEN: 'x'.repeat(43),
-        SPOKE_DRIVER: 'simulated', SPOKE_DATA_DIR: path.join(dataDir, 'spoke-node-a'), DATABASE_URL: '',
+        HUB_URL: `http://127.0.0.1:${port}`,
+        SPOKE_HOST_ID: 'node-a',
+        SPOKE_HOST_TOKEN: 'x'.repeat(43),
+        SPOKE_DRIVER: 'simulated',
+        SPOKE_DATA_DIR: path.join(dataDir, 'spoke-node-a'),
+        DATABASE_URL: '',
       });
       assert.equal(run.code, 1);
       assert.match(run.stderr, /refused|401/i);
@@ -134,7 +161,11 @@ describe('capsul spoke', () => {
 
   it('exits 1 with one line for a plain-http hub that is not on this machine', async () => {
     const run = await runCapsul(['spoke'], {
-      HUB_URL: 'http://hub.example.org', SPOKE_HOST_ID: 'node-a', SPOKE_HOST_TOKEN: 'x'.repeat(43), SPOKE_DRIVER: 'simulated', DATABASE_URL: '',
+      HUB_URL: 'http://hub.example.org',
+      SPOKE_HOST_ID: 'node-a',
+      SPOKE_HOST_TOKEN: 'x'.repeat(43),
+      SPOKE_DRIVER: 'simulated',
+      DATABASE_URL: '',
     });
     assert.equal(run.code, 1);
     assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);

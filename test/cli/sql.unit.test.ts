@@ -121,7 +121,7 @@ describe('adviceFor', () => {
     assert.match(adviceFor('/* cleanup */ DELETE FROM vms'), /capsul delete-vm/);
   });
 
-  it('sends the catalogue to a migration and anything else it does not recognise to capsul\'s commands', () => {
+  it("sends the catalogue to a migration and anything else it does not recognise to capsul's commands", () => {
     assert.match(adviceFor(`INSERT INTO vm_sizes VALUES ('f9', 1, 1, 1, 1)`), /the catalogue through a migration/);
     assert.match(adviceFor(`SELECT nextval('payment_ids')`), /capsul's commands/);
   });

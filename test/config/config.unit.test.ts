@@ -19,8 +19,13 @@ describe('hub configuration', () => {
 
   it('reads admins case-insensitively and SMTP with its port from the TLS mode', () => {
     const config = readConfig({
-      ADMIN_EMAILS: ' Boss@Capsul.org, ops@capsul.org ', MAIL_SERVER: 'smtp.capsul.org', MAIL_USE_TLS: 'tls',
-      MAIL_USERNAME: 'capsul', MAIL_PASSWORD: 'pw', SECRET_KEY: 's'.repeat(32), BASE_URL: 'https://capsul.org/',
+      ADMIN_EMAILS: ' Boss@Capsul.org, ops@capsul.org ',
+      MAIL_SERVER: 'smtp.capsul.org',
+      MAIL_USE_TLS: 'tls',
+      MAIL_USERNAME: 'capsul',
+      MAIL_PASSWORD: 'pw',
+      SECRET_KEY: 's'.repeat(32),
+      BASE_URL: 'https://capsul.org/',
       TRUST_PROXY: 'loopback',
     });
     assert.deepEqual(config.adminEmails, ['boss@capsul.org', 'ops@capsul.org']);
@@ -53,7 +58,10 @@ describe('hub configuration', () => {
   ];
   for (const [env, message] of refusals) {
     it(`refuses ${JSON.stringify(env)} with one line naming the variable`, () => {
-      assert.throws(() => readConfig(env), (error: unknown) => error instanceof ConfigError && message.test(error.message));
+      assert.throws(
+        () => readConfig(env),
+        (error: unknown) => error instanceof ConfigError && message.test(error.message),
+      );
     });
   }
 });

@@ -66,26 +66,36 @@ async function recordSomeHistory(db: Fresh): Promise<{ ledger: Ledger; paymentId
   const ledger = new Ledger({ pool });
   await new Hosts({ pool }).add({ hostId: 'host-1', memoryMb: 1_000_000, vcpus: 1000, cause: operator });
   const paymentIds: number[] = [];
-  for (const [email, amountCents] of [['alice@example.org', 2000], ['alice@example.org', 533], ['bob@example.org', 1000]] as const) {
+  for (const [email, amountCents] of [
+    ['alice@example.org', 2000],
+    ['alice@example.org', 533],
+    ['bob@example.org', 1000],
+  ] as const) {
     paymentIds.push((await ledger.recordPayment({ email, amountCents, cause: operator })).paymentId);
   }
   await ledger.createVm({ email: 'alice@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
   await ledger.invalidatePayment(paymentIds[1]!, 'chargeback', operator);
   // A refund lives in a column (payments.refunded_dollars) that 08's down drops: the events bring it back.
-  assert.deepEqual(await ledger.recordRefund({ paymentId: paymentIds[2]!, totalRefundedCents: 250, reference: 're_1', cause: operator }), { changed: true });
+  assert.deepEqual(await ledger.recordRefund({ paymentId: paymentIds[2]!, totalRefundedCents: 250, reference: 're_1', cause: operator }), {
+    changed: true,
+  });
   return { ledger, paymentIds };
 }
-
 
 /** Every projection's rows, as text. */
 async function projectionRows(admin: pg.Pool): Promise<Record<string, string[]>> {
   const rows: Record<string, string[]> = {};
-  for (const table of tableNames) rows[table] = (await admin.query(`SELECT t::text AS row FROM ${table} t ORDER BY t.id`)).rows.map((r) => r.row);
+  for (const table of tableNames)
+    rows[table] = (await admin.query(`SELECT t::text AS row FROM ${table} t ORDER BY t.id`)).rows.map((r) => r.row);
   return rows;
 }
 
 const eventsText = async (admin: pg.Pool) =>
-  (await admin.query(`SELECT count(*)::text || ':' || md5(coalesce(string_agg(m::text, '|' ORDER BY m.global_position), '')) AS h FROM emt_messages m`)).rows[0].h as string;
+  (
+    await admin.query(
+      `SELECT count(*)::text || ':' || md5(coalesce(string_agg(m::text, '|' ORDER BY m.global_position), '')) AS h FROM emt_messages m`,
+    )
+  ).rows[0].h as string;
 
 /** A down step refused: DowngradeRefusedError, its one-line message names `names`, and nothing changed. */
 async function assertDownRefused(db: Fresh, target: number, names: RegExp[]): Promise<void> {
@@ -137,8 +147,12 @@ describe('down steps that would drop facts no event holds', () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);
       assert.deepEqual(await migrate(db.admin, { target: 14 }), { from: latest, to: 14 });
-      await db.admin.query(`INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ('h/vanished-from-host/capsul-aaaaaaaaaa', 'ops@example.org', now())`);
-      await assertDownRefused(db, 13, [/^refused: schema 14 → 13 \(14_down_vanished_capsuls\.sql\) would drop the table incident_emails \(1 rows?\)/]);
+      await db.admin.query(
+        `INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ('h/vanished-from-host/capsul-aaaaaaaaaa', 'ops@example.org', now())`,
+      );
+      await assertDownRefused(db, 13, [
+        /^refused: schema 14 → 13 \(14_down_vanished_capsuls\.sql\) would drop the table incident_emails \(1 rows?\)/,
+      ]);
       await db.admin.query('DELETE FROM incident_emails');
       assert.deepEqual(await migrate(db.admin, { target: 13 }), { from: 14, to: 13 });
     });
@@ -149,19 +163,25 @@ describe('down steps that would drop facts no event holds', () => {
       await recordSomeHistory(db);
       assert.deepEqual(await migrate(db.admin, { target: 10 }), { from: latest, to: 10 });
       await db.admin.query(`INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES (1, 'a', 'zero_1w', now())`);
-      await assertDownRefused(db, 9, [/^refused: schema 10 → 9 \(10_down_warning_emails\.sql\) would drop the table warning_emails \(1 rows?\)/]);
+      await assertDownRefused(db, 9, [
+        /^refused: schema 10 → 9 \(10_down_warning_emails\.sql\) would drop the table warning_emails \(1 rows?\)/,
+      ]);
       await db.admin.query('DELETE FROM warning_emails');
       assert.deepEqual(await migrate(db.admin, { target: 9 }), { from: 10, to: 9 });
     });
   });
 
-  it('9 → 8: refused while a held payment\'s resolution is recorded (its columns); allowed when they hold nothing', async () => {
+  it("9 → 8: refused while a held payment's resolution is recorded (its columns); allowed when they hold nothing", async () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);
       assert.deepEqual(await migrate(db.admin, { target: 9 }), { from: latest, to: 9 });
       await db.admin.query(`INSERT INTO payment_holds (provider, reference, email, amount_cents, expected_cents, reason, held, resolved, resolved_by, resolution)
         VALUES ('stripe', 'pi_1', 'alice@example.org', 2000, 1000, 'amount differs', now(), now(), 'operator:alice', 'credited')`);
-      await assertDownRefused(db, 8, [/^refused: schema 9 → 8 \(09_down_hold_resolution\.sql\)/, /the column payment_holds\.resolved_by/, /the column payment_holds\.resolution/]);
+      await assertDownRefused(db, 8, [
+        /^refused: schema 9 → 8 \(09_down_hold_resolution\.sql\)/,
+        /the column payment_holds\.resolved_by/,
+        /the column payment_holds\.resolution/,
+      ]);
       await db.admin.query('UPDATE payment_holds SET resolved_by = NULL, resolution = NULL');
       assert.deepEqual(await migrate(db.admin, { target: 8 }), { from: 9, to: 8 });
       // The held payment itself is a fact: the next step down is refused while it is kept.
@@ -174,15 +194,23 @@ describe('down steps that would drop facts no event holds', () => {
       await recordSomeHistory(db);
       assert.deepEqual(await migrate(db.admin, { target: 8 }), { from: latest, to: 8 });
       const facts: [string, string][] = [
-        ['provider_checkouts', `INSERT INTO provider_checkouts (provider, id, email, amount_cents, created, status, status_changed)
-          VALUES ('stripe', 'cs_1', 'alice@example.org', 2000, now(), 'open', now())`],
-        ['payment_holds', `INSERT INTO payment_holds (provider, reference, email, amount_cents, reason, held)
-          VALUES ('btcpay', 'inv_1', 'bob@example.org', 999, 'no checkout', now())`],
+        [
+          'provider_checkouts',
+          `INSERT INTO provider_checkouts (provider, id, email, amount_cents, created, status, status_changed)
+          VALUES ('stripe', 'cs_1', 'alice@example.org', 2000, now(), 'open', now())`,
+        ],
+        [
+          'payment_holds',
+          `INSERT INTO payment_holds (provider, reference, email, amount_cents, reason, held)
+          VALUES ('btcpay', 'inv_1', 'bob@example.org', 999, 'no checkout', now())`,
+        ],
         ['payment_receipts', `INSERT INTO payment_receipts (payment_id, sent) VALUES (1, now())`],
       ];
       for (const [table, insert] of facts) {
         await db.admin.query(insert);
-        await assertDownRefused(db, 7, [new RegExp(`^refused: schema 8 → 7 \\(08_down_billing\\.sql\\) would drop the table ${table} \\(1 rows?\\)`)]);
+        await assertDownRefused(db, 7, [
+          new RegExp(`^refused: schema 8 → 7 \\(08_down_billing\\.sql\\) would drop the table ${table} \\(1 rows?\\)`),
+        ]);
         await db.admin.query(`DELETE FROM ${table}`);
       }
       assert.deepEqual(await migrate(db.admin, { target: 7 }), { from: 8, to: 7 });
@@ -193,9 +221,16 @@ describe('down steps that would drop facts no event holds', () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);
       assert.deepEqual(await migrate(db.admin, { target: 7 }), { from: latest, to: 7 });
-      await db.admin.query(`INSERT INTO ssh_public_keys (email, name, content, created) VALUES ('alice@example.org', 'laptop', $1, now())`, [sshKey]);
-      await db.admin.query(`INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ('\\x01', 'alice@example.org', now(), now(), now() + interval '1 day')`);
-      await db.admin.query(`INSERT INTO login_tokens (token_hash, email, created, expires) VALUES ('\\x02', 'alice@example.org', now(), now() + interval '1 hour')`);
+      await db.admin.query(
+        `INSERT INTO ssh_public_keys (email, name, content, created) VALUES ('alice@example.org', 'laptop', $1, now())`,
+        [sshKey],
+      );
+      await db.admin.query(
+        `INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ('\\x01', 'alice@example.org', now(), now(), now() + interval '1 day')`,
+      );
+      await db.admin.query(
+        `INSERT INTO login_tokens (token_hash, email, created, expires) VALUES ('\\x02', 'alice@example.org', now(), now() + interval '1 hour')`,
+      );
       await assertDownRefused(db, 6, [/^refused: schema 7 → 6 \(07_down_web\.sql\) would drop the table ssh_public_keys \(1 rows?\): /]);
       const refusal = await migrate(db.admin, { target: 6 }).catch((error: Error) => error.message);
       assert.doesNotMatch(String(refusal), /sessions|login_tokens/, 'sessions and login links are not facts');
@@ -211,17 +246,25 @@ describe('down steps that drop only what the events rebuild', () => {
       const { paymentIds } = await recordSomeHistory(db);
       const projections = await projectionRows(db.admin);
       assert.equal(projections.payments!.length, paymentIds.length);
-      assert.equal((await db.admin.query('SELECT refunded_dollars::text AS r FROM payments WHERE id = $1', [paymentIds[2]])).rows[0].r, '2.50');
+      assert.equal(
+        (await db.admin.query('SELECT refunded_dollars::text AS r FROM payments WHERE id = $1', [paymentIds[2]])).rows[0].r,
+        '2.50',
+      );
       const events = await eventsText(db.admin);
       assert.deepEqual(await migrate(db.admin, { target: 1 }), { from: latest, to: 1 });
-      const { rows: [gone] } = await db.admin.query(
+      const {
+        rows: [gone],
+      } = await db.admin.query(
         `SELECT to_regclass('payments') IS NULL AND to_regclass('accounts') IS NULL AND to_regclass('vms') IS NULL AND to_regclass('payment_ids') IS NULL AS gone`,
       );
       assert.equal(gone.gone, true, 'the projections and the payment id sequence went');
       assert.equal(await eventsText(db.admin), events, 'every event stayed');
       const lines: string[] = [];
       assert.deepEqual(await prepareDatabase(db.database, { log: (line) => lines.push(line) }), { from: 1, to: latest });
-      assert.ok(lines.some((line) => /rebuilding the projections/.test(line)), lines.join('\n'));
+      assert.ok(
+        lines.some((line) => /rebuilding the projections/.test(line)),
+        lines.join('\n'),
+      );
       assert.deepEqual(await projectionRows(db.admin), projections, 'payments (and every projection) hold every row again');
       assert.equal(await eventsText(db.admin), events);
     });
@@ -232,7 +275,8 @@ describe('payment ids stay above the events', () => {
   /** Who each payment belongs to, from the events: the account stream its PaymentRecorded is in. */
   async function streamsOfPayments(admin: pg.Pool, type: string): Promise<Map<number, string>> {
     const { rows } = await admin.query(
-      `SELECT (message_data->>'paymentId')::int AS id, stream_id FROM emt_messages WHERE message_type = $1`, [type],
+      `SELECT (message_data->>'paymentId')::int AS id, stream_id FROM emt_messages WHERE message_type = $1`,
+      [type],
     );
     return new Map(rows.map((row) => [row.id, row.stream_id]));
   }
@@ -265,10 +309,15 @@ describe('payment ids stay above the events', () => {
         assert.equal(recorded.get(id), await accountStreamOf(db.admin, owners[index]!));
       }
       const { rows } = await db.admin.query('SELECT id::int, email, invalidated FROM payments ORDER BY id');
-      assert.deepEqual(rows.map((r) => ({ ...r })), [
-        { id: 1, email: 'alice@example.org', invalidated: true }, { id: 2, email: 'alice@example.org', invalidated: true },
-        { id: 3, email: 'bob@example.org', invalidated: true }, { id: 4, email: 'carol@example.org', invalidated: false },
-      ]);
+      assert.deepEqual(
+        rows.map((r) => ({ ...r })),
+        [
+          { id: 1, email: 'alice@example.org', invalidated: true },
+          { id: 2, email: 'alice@example.org', invalidated: true },
+          { id: 3, email: 'bob@example.org', invalidated: true },
+          { id: 4, email: 'carol@example.org', invalidated: false },
+        ],
+      );
     });
   }
 
@@ -303,7 +352,9 @@ describe('capsul migrate --to', () => {
     const io: CliIo = {
       stdout: { write: (text: string) => (stdout += text) },
       stderr: { write: (text: string) => (stderr += text) },
-      env, user: 'alice', interactive: false,
+      env,
+      user: 'alice',
+      interactive: false,
     };
     const code = await main(args, io);
     return { code, stdout, stderr };
@@ -328,7 +379,10 @@ describe('capsul migrate --to', () => {
       assert.equal(down.code, 0, down.stderr);
       assert.equal(down.stdout, '');
       assert.match(down.stderr, new RegExp(`^schema moved from version ${latest} to 1$`, 'm'));
-      assert.match(down.stderr, new RegExp(`^note: the next capsul command or npm start of this code will migrate it back up to version ${latest}; `, 'm'));
+      assert.match(
+        down.stderr,
+        new RegExp(`^note: the next capsul command or npm start of this code will migrate it back up to version ${latest}; `, 'm'),
+      );
       assert.equal(await schemaVersion(db.admin), 1);
       const balance = await capsul(['balance', '--email', 'bob@example.org'], env);
       assert.equal(balance.code, 0, balance.stderr);
@@ -343,7 +397,11 @@ describe('capsul migrate --to', () => {
       await recordSomeHistory(db);
       const before = await databaseFingerprint(db.admin);
       const run = await capsul(['migrate', '--to', '0'], env);
-      assertRefused(run, 1, /^capsul migrate: refused: schema \d+ → \d+ \(\d\d_down_[a-z0-9_]+\.sql\) would drop [^\n]*emt_messages[^\n]*nothing was changed\n$/);
+      assertRefused(
+        run,
+        1,
+        /^capsul migrate: refused: schema \d+ → \d+ \(\d\d_down_[a-z0-9_]+\.sql\) would drop [^\n]*emt_messages[^\n]*nothing was changed\n$/,
+      );
       assert.equal(await schemaVersion(db.admin), latest);
       assert.deepEqual(await databaseFingerprint(db.admin), before);
     });
@@ -352,8 +410,11 @@ describe('capsul migrate --to', () => {
   it('refuses a version this code does not know, in one line, changing nothing', async () => {
     await withCli(async (db, env) => {
       const before = await databaseFingerprint(db.admin);
-      assertRefused(await capsul(['migrate', '--to', String(latest + 1)], env), 1,
-        new RegExp(`^capsul migrate: cannot migrate to version ${latest + 1}: this code knows versions 0 to ${latest}\\n$`));
+      assertRefused(
+        await capsul(['migrate', '--to', String(latest + 1)], env),
+        1,
+        new RegExp(`^capsul migrate: cannot migrate to version ${latest + 1}: this code knows versions 0 to ${latest}\\n$`),
+      );
       assertRefused(await capsul(['migrate', '--to', '-1'], env), 2, /--to/);
       assert.deepEqual(await databaseFingerprint(db.admin), before);
     });

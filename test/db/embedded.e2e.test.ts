@@ -44,18 +44,30 @@ describe('the embedded database', () => {
       const paid = await runCapsul(['record-payment', '--email', 'attach@example.org', '--dollars', '5'], env);
       assert.equal(paid.code, 0, paid.stderr);
       assert.match(paid.stdout, /^\d+\n$/);
-      assert.equal(postmasterPid(), pid, 'the CLI used the hub\'s server');
+      assert.equal(postmasterPid(), pid, "the CLI used the hub's server");
       // The seed's recipe, with nothing configured: capsul sql connects as capsul_reader by itself.
       const recipe = await runCapsul(['sql', '-c', 'SELECT id, created, email, dollars, invalidated from payments'], env);
       assert.equal(recipe.code, 0, recipe.stderr);
       assert.match(recipe.stdout, /^\d+, \d{4}-\d\d-\d\dT[\d:.]+, attach@example\.org, 5\.00, FALSE\n$/);
       // Everyday work runs on capsul's roles: the hub's sessions are capsul_app's, this query capsul_reader's.
-      const sessions = await runCapsul(['sql', '-c', `SELECT DISTINCT usename FROM pg_stat_activity
-        WHERE datname = current_database() AND usename IS NOT NULL ORDER BY 1`], env);
+      const sessions = await runCapsul(
+        [
+          'sql',
+          '-c',
+          `SELECT DISTINCT usename FROM pg_stat_activity
+        WHERE datname = current_database() AND usename IS NOT NULL ORDER BY 1`,
+        ],
+        env,
+      );
       assert.equal(sessions.stdout, 'capsul_app\ncapsul_reader\n', sessions.stderr);
       const health = await fetch(`http://127.0.0.1:${port}/health`);
       assert.equal(health.status, 200);
-      assert.deepEqual(await health.json(), { status: 'ok', database: 'ok', schemaVersion: latestVersion(), expectedSchemaVersion: latestVersion() });
+      assert.deepEqual(await health.json(), {
+        status: 'ok',
+        database: 'ok',
+        schemaVersion: latestVersion(),
+        expectedSchemaVersion: latestVersion(),
+      });
     } finally {
       hub.child.kill('SIGTERM');
     }
@@ -121,7 +133,10 @@ describe('the embedded database', () => {
       const run = await runCapsul(['schema-version'], { DATABASE_URL: '', CAPSUL_DATA_DIR: copy });
       assert.equal(run.code, 1);
       assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
-      assert.match(run.stderr, /^capsul schema-version: the embedded database in .*pg exists but its credentials \(.*pg\.owner\.json\) are missing or unreadable: restore that file/);
+      assert.match(
+        run.stderr,
+        /^capsul schema-version: the embedded database in .*pg exists but its credentials \(.*pg\.owner\.json\) are missing or unreadable: restore that file/,
+      );
       assert.throws(() => readFileSync(path.join(copy, 'pg.owner.json')), 'no credentials were made up');
     } finally {
       rmSync(copy, { recursive: true, force: true });
@@ -148,7 +163,10 @@ describe('the embedded database', () => {
     const port = await freePort();
     const run = await runCapsul(['schema-version'], { DATABASE_URL: `postgres://capsul:secret@127.0.0.1:${port}/capsul` });
     assert.equal(run.code, 1);
-    assert.equal(run.stderr, `capsul schema-version: cannot connect to the database at postgres://capsul:***@127.0.0.1:${port}/capsul: connection refused (is PostgreSQL running there?)\n`);
+    assert.equal(
+      run.stderr,
+      `capsul schema-version: cannot connect to the database at postgres://capsul:***@127.0.0.1:${port}/capsul: connection refused (is PostgreSQL running there?)\n`,
+    );
     assert.doesNotMatch(run.stderr, /secret/);
   });
 });

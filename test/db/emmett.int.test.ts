@@ -31,39 +31,57 @@ before(async () => {
 });
 after(() => db?.close());
 
-
 /** The stream as capsul reads it (every column as text), to compare emmett's reading with. */
 async function capsulReading() {
   const { events } = await loadStream(db.pool, streamId);
-  return events.map((stored) => ({ type: stored.event.type, data: stored.storedData, position: String(stored.streamPosition), messageId: stored.messageId }));
+  return events.map((stored) => ({
+    type: stored.event.type,
+    data: stored.storedData,
+    position: String(stored.streamPosition),
+    messageId: stored.messageId,
+  }));
 }
 
 function emmettReading(events: { type: string; data: unknown; metadata: Record<string, unknown> }[]) {
-  return events.map((event) => ({ type: event.type, data: event.data, position: String(event.metadata.streamPosition), messageId: String(event.metadata.messageId) }));
+  return events.map((event) => ({
+    type: event.type,
+    data: event.data,
+    position: String(event.metadata.streamPosition),
+    messageId: String(event.metadata.messageId),
+  }));
 }
 
-describe('emmett\'s migration bookkeeping (schema_migrations/12_up_emmett_bookkeeping.sql)', () => {
+describe("emmett's migration bookkeeping (schema_migrations/12_up_emmett_bookkeeping.sql)", () => {
   it('records exactly the hashes the installed emmett computes for its four migrations', () => {
     const sql = readFileSync(path.join(migrationsDir, '12_up_emmett_bookkeeping.sql'), 'utf8');
     const recorded = Object.fromEntries([...sql.matchAll(/\('(emt:[^']+)', '([0-9a-f]{64})'\)/g)].map((m) => [m[1], m[2]]));
     // dumbo's own rule (runSQLMigration): SHA-256, hex, of the migration's SQL statements joined by "\n".
-    const installed = Object.fromEntries(eventStoreSchemaMigrations.map((migration) => [
-      migration.name, createHash('sha256').update(combineMigrations(migration), 'utf8').digest('hex'),
-    ]));
+    const installed = Object.fromEntries(
+      eventStoreSchemaMigrations.map((migration) => [
+        migration.name,
+        createHash('sha256').update(combineMigrations(migration), 'utf8').digest('hex'),
+      ]),
+    );
     assert.equal(eventStoreSchemaMigrations.length, 4, 'emmett 0.42.0 has four schema migrations');
     assert.deepEqual(recorded, installed, 'an emmett upgrade changed its migrations: schema version 12 must record the new hashes');
   });
 
   it('holds those rows in the migrated database', async () => {
     const { rows } = await db.admin.query(`SELECT name, sql_hash FROM dmb_migrations ORDER BY name`);
-    const installed = eventStoreSchemaMigrations.map((migration) => ({
-      name: migration.name, sql_hash: createHash('sha256').update(combineMigrations(migration), 'utf8').digest('hex'),
-    })).sort((a, b) => a.name.localeCompare(b.name));
-    assert.deepEqual(rows.map((row) => ({ ...row })), installed);
+    const installed = eventStoreSchemaMigrations
+      .map((migration) => ({
+        name: migration.name,
+        sql_hash: createHash('sha256').update(combineMigrations(migration), 'utf8').digest('hex'),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+    assert.deepEqual(
+      rows.map((row) => ({ ...row })),
+      installed,
+    );
   });
 });
 
-describe('getPostgreSQLEventStore on capsul\'s database', () => {
+describe("getPostgreSQLEventStore on capsul's database", () => {
   it('as a superuser with default options: readStream and aggregateStream read the events and change nothing', async () => {
     const expected = await capsulReading();
     assert.ok(expected.length >= 4, 'the account stream has its events');
@@ -79,7 +97,10 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
         initialState: () => ({ types: [] as string[] }),
         evolve: (state: { types: string[] }, event: { type: string }) => ({ types: [...state.types, event.type] }),
       });
-      assert.deepEqual(folded.state.types, expected.map((e) => e.type));
+      assert.deepEqual(
+        folded.state.types,
+        expected.map((e) => e.type),
+      );
       assert.equal(String(folded.currentStreamVersion), expected.at(-1)!.position);
       const missing = await store.readStream('account-00000000-0000-0000-0000-000000000000');
       assert.equal(missing.streamExists, false);
@@ -90,7 +111,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
     assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
-  it('as a superuser with emmett\'s own pool (no options at all): still nothing changes', async () => {
+  it("as a superuser with emmett's own pool (no options at all): still nothing changes", async () => {
     const before = await databaseFingerprint(db.admin);
     const store = getPostgreSQLEventStore(db.url);
     try {
@@ -102,7 +123,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
     assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
-  it('would run emmett\'s migrations without version 12\'s rows (what the snapshot above is there to see)', async () => {
+  it("would run emmett's migrations without version 12's rows (what the snapshot above is there to see)", async () => {
     const scratch = await testDatabase({ host: false });
     try {
       await scratch.admin.query('DELETE FROM dmb_migrations');
@@ -123,7 +144,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
     }
   });
 
-  it('as capsul_reader with schema.autoMigration \'None\': readStream returns the account\'s events and changes nothing', async () => {
+  it("as capsul_reader with schema.autoMigration 'None': readStream returns the account's events and changes nothing", async () => {
     const before = await databaseFingerprint(db.admin);
     const pool = new pg.Pool({ connectionString: urlFor(db.name, 'reader'), max: 2 });
     const store = getPostgreSQLEventStore(urlFor(db.name, 'reader'), { schema: { autoMigration: 'None' }, connectionOptions: { pool } });
@@ -143,7 +164,7 @@ describe('getPostgreSQLEventStore on capsul\'s database', () => {
     assert.deepEqual(await databaseFingerprint(db.admin), before);
   });
 
-  it('as capsul_reader with default options fails (the reader must open with autoMigration \'None\'), changing nothing', async () => {
+  it("as capsul_reader with default options fails (the reader must open with autoMigration 'None'), changing nothing", async () => {
     const before = await databaseFingerprint(db.admin);
     const pool = new pg.Pool({ connectionString: urlFor(db.name, 'reader'), max: 2 });
     const store = getPostgreSQLEventStore(urlFor(db.name, 'reader'), { connectionOptions: { pool } });

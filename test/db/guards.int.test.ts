@@ -42,11 +42,17 @@ describe('the event store is append-only', () => {
     });
   }
 
-  it('refuses moving a stream\'s position without an append, at commit', async () => {
-    const { rows: [stream] } = await db.admin.query(`SELECT stream_id, stream_position FROM emt_streams WHERE stream_id LIKE 'account-%' LIMIT 1`);
-    await assert.rejects(db.admin.query('UPDATE emt_streams SET stream_position = stream_position + 5 WHERE stream_id = $1', [stream.stream_id]),
-      (error: { code?: string; message?: string }) => error.code === 'CS002' && /moves only with an append/.test(error.message ?? ''));
-    const { rows: [after] } = await db.admin.query('SELECT stream_position FROM emt_streams WHERE stream_id = $1', [stream.stream_id]);
+  it("refuses moving a stream's position without an append, at commit", async () => {
+    const {
+      rows: [stream],
+    } = await db.admin.query(`SELECT stream_id, stream_position FROM emt_streams WHERE stream_id LIKE 'account-%' LIMIT 1`);
+    await assert.rejects(
+      db.admin.query('UPDATE emt_streams SET stream_position = stream_position + 5 WHERE stream_id = $1', [stream.stream_id]),
+      (error: { code?: string; message?: string }) => error.code === 'CS002' && /moves only with an append/.test(error.message ?? ''),
+    );
+    const {
+      rows: [after],
+    } = await db.admin.query('SELECT stream_position FROM emt_streams WHERE stream_id = $1', [stream.stream_id]);
     assert.equal(after.stream_position, stream.stream_position);
     await db.ledger.recordPayment({ email: 'guard@example.org', amountCents: 100, cause: operator });
   });
@@ -63,8 +69,11 @@ describe('projections are written only by the projector', () => {
   for (const [sql, table] of [
     [`UPDATE payments SET invalidated = true`, 'payments'],
     [`DELETE FROM payments`, 'payments'],
-    [`INSERT INTO payments (id, created, email, dollars, invalidated, account_id, provider, recorded)
-      VALUES (999, now(), 'x@y.org', 1, false, 'a', 'manual', now())`, 'payments'],
+    [
+      `INSERT INTO payments (id, created, email, dollars, invalidated, account_id, provider, recorded)
+      VALUES (999, now(), 'x@y.org', 1, false, 'a', 'manual', now())`,
+      'payments',
+    ],
     [`TRUNCATE payments`, 'payments'],
     [`UPDATE vms SET deleted = now()`, 'vms'],
     [`DELETE FROM vms`, 'vms'],
@@ -74,7 +83,7 @@ describe('projections are written only by the projector', () => {
   ] as const) {
     it(`refuses ${sql.split('\n')[0]}`, async () => {
       await refused(sql, 'CS001');
-      assert.ok(await count(`SELECT count(*)::int AS n FROM ${table}`) > 0);
+      assert.ok((await count(`SELECT count(*)::int AS n FROM ${table}`)) > 0);
     });
   }
 
@@ -85,7 +94,7 @@ describe('projections are written only by the projector', () => {
     });
   });
 
-  it('keeps the projector setting to the projector\'s own transaction', async () => {
+  it("keeps the projector setting to the projector's own transaction", async () => {
     const client = await db.admin.connect();
     try {
       await client.query('BEGIN');
@@ -98,8 +107,16 @@ describe('projections are written only by the projector', () => {
   });
 
   it('lets the projector write only projection tables', async () => {
-    const op = { kind: 'insert', table: 'vm_sizes', values: { id: 'f9-evil', dollars_per_month: '0.01', vcpus: 64, memory_mb: 1, bandwidth_gb_per_month: 0 }, lookups: {} };
-    await assert.rejects(db.admin.query('SELECT capsul_apply_projection($1::jsonb)', [JSON.stringify([op])]), /"vm_sizes" is not a projection table/);
+    const op = {
+      kind: 'insert',
+      table: 'vm_sizes',
+      values: { id: 'f9-evil', dollars_per_month: '0.01', vcpus: 64, memory_mb: 1, bandwidth_gb_per_month: 0 },
+      lookups: {},
+    };
+    await assert.rejects(
+      db.admin.query('SELECT capsul_apply_projection($1::jsonb)', [JSON.stringify([op])]),
+      /"vm_sizes" is not a projection table/,
+    );
     assert.equal(await count(`SELECT count(*)::int AS n FROM vm_sizes WHERE id = 'f9-evil'`), 0);
   });
 

@@ -22,7 +22,9 @@ describe('schema migrations', () => {
   it('numbers migrations 1..N, each with an up and a down file', () => {
     const migrations = listMigrations();
     assert.equal(migrations.length, latestVersion());
-    migrations.forEach((m, i) => assert.equal(m.version, i + 1));
+    migrations.forEach((m, i) => {
+      assert.equal(m.version, i + 1);
+    });
   });
 
   it('migrates an empty database to the latest version and seeds the catalogue', async () => {
@@ -32,11 +34,20 @@ describe('schema migrations', () => {
       assert.equal(await schemaVersion(pool), latestVersion());
       const { rows } = await pool.query('SELECT count(*)::int AS n FROM schemaversion');
       assert.equal(rows[0].n, 1, 'schemaversion holds exactly one row');
-      const sizes = await pool.query(`SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month`);
-      assert.deepEqual(sizes.rows.map((r) => [r.id, r.price, r.vcpus, r.memory_mb, r.bandwidth_gb_per_month]), [
-        ['f1-xs', '5.33', 1, 512, 500], ['f1-s', '7.16', 1, 1024, 1000], ['f1-m', '12.50', 1, 2048, 2000],
-        ['f1-l', '20.50', 2, 3072, 3000], ['f1-x', '27.50', 3, 4096, 4000], ['f1-xx', '50.00', 4, 8192, 5000],
-      ]);
+      const sizes = await pool.query(
+        `SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month`,
+      );
+      assert.deepEqual(
+        sizes.rows.map((r) => [r.id, r.price, r.vcpus, r.memory_mb, r.bandwidth_gb_per_month]),
+        [
+          ['f1-xs', '5.33', 1, 512, 500],
+          ['f1-s', '7.16', 1, 1024, 1000],
+          ['f1-m', '12.50', 1, 2048, 2000],
+          ['f1-l', '20.50', 2, 3072, 3000],
+          ['f1-x', '27.50', 3, 4096, 4000],
+          ['f1-xx', '50.00', 4, 8192, 5000],
+        ],
+      );
       const images = await pool.query('SELECT id FROM os_images WHERE NOT deprecated');
       assert.ok(images.rows.length >= 5);
       // A second run has nothing to do.
@@ -55,7 +66,10 @@ describe('schema migrations', () => {
           migrate(b, { log: (line) => steps.push(`b ${line}`) }),
         ]);
         assert.equal(steps.length, latestVersion(), `each step applied once, saw: ${steps.join('; ')}`);
-        assert.deepEqual(results.map((r) => r.to), [latestVersion(), latestVersion()]);
+        assert.deepEqual(
+          results.map((r) => r.to),
+          [latestVersion(), latestVersion()],
+        );
         assert.equal(await schemaVersion(a), latestVersion());
       } finally {
         await a.end();
@@ -68,7 +82,9 @@ describe('schema migrations', () => {
     await withEmptyDatabase(async (pool) => {
       await migrate(pool);
       assert.deepEqual(await migrate(pool, { target: 0 }), { from: latestVersion(), to: 0 });
-      const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schemaversion'`);
+      const { rows } = await pool.query(
+        `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schemaversion'`,
+      );
       assert.equal(rows[0].n, 0, 'down migrations remove every table they created');
       assert.deepEqual(await migrate(pool), { from: 0, to: latestVersion() });
     });

@@ -17,7 +17,6 @@ before(async () => {
 });
 after(() => db.close());
 
-
 /** Runs `sql` as capsul_app (one session, so SET and a later statement share it): refused, nothing changed. */
 async function refused(statements: string[], code = '42501') {
   const before = await databaseFingerprint(db.admin);
@@ -44,7 +43,9 @@ async function refused(statements: string[], code = '42501') {
 
 describe('capsul_app cannot write history or projections except through capsul_append', () => {
   it('is a plain role: not a superuser, not the owner, cannot become either', async () => {
-    const { rows: [who] } = await db.pool.query(`SELECT current_user AS name, rolsuper, rolbypassrls, rolcreaterole,
+    const {
+      rows: [who],
+    } = await db.pool.query(`SELECT current_user AS name, rolsuper, rolbypassrls, rolcreaterole,
       pg_has_role(current_user, 'capsul_owner', 'MEMBER') AS owner FROM pg_roles WHERE rolname = current_user`);
     assert.deepEqual(who, { name: 'capsul_app', rolsuper: false, rolbypassrls: false, rolcreaterole: false, owner: false });
     await refused(['SET ROLE capsul_owner']);
@@ -52,21 +53,25 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['SET SESSION AUTHORIZATION postgres']);
   });
 
-  it('refuses the projector\'s setting and function: SET capsul.projector, capsul_apply_projection', async () => {
+  it("refuses the projector's setting and function: SET capsul.projector, capsul_apply_projection", async () => {
     await refused([`SET capsul.projector = 'on'`, `UPDATE payments SET dollars = 777 WHERE id = ${paymentId}`]);
     await refused(['BEGIN', `SELECT set_config('capsul.projector', 'on', true)`, 'DELETE FROM vms']);
     const op = { kind: 'update', table: 'payments', values: { id: paymentId, dollars: '777' }, lookups: {} };
     await refused([`SELECT capsul_apply_projection('${JSON.stringify([op])}'::jsonb)`]);
   });
 
-  it('refuses forged events: INSERT into emt_messages, emmett\'s append function without the projection', async () => {
-    await refused([`INSERT INTO emt_messages (stream_position, transaction_id, stream_id, message_schema_version, message_id,
-      message_type, message_data, message_metadata) VALUES (9, pg_current_xact_id(), 'account-forged', '1', 'f', 'PaymentRecorded', '{}', '{}')`]);
-    await refused([`SELECT * FROM emt_append_to_stream(ARRAY['m'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], ARRAY['1'], ARRAY['PaymentRecorded'],
-      ARRAY['E'], 'account-forged', 'account', 0, 'emt:default')`]);
+  it("refuses forged events: INSERT into emt_messages, emmett's append function without the projection", async () => {
+    await refused([
+      `INSERT INTO emt_messages (stream_position, transaction_id, stream_id, message_schema_version, message_id,
+      message_type, message_data, message_metadata) VALUES (9, pg_current_xact_id(), 'account-forged', '1', 'f', 'PaymentRecorded', '{}', '{}')`,
+    ]);
+    await refused([
+      `SELECT * FROM emt_append_to_stream(ARRAY['m'], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], ARRAY['1'], ARRAY['PaymentRecorded'],
+      ARRAY['E'], 'account-forged', 'account', 0, 'emt:default')`,
+    ]);
   });
 
-  it('refuses editing events: replica mode, UPDATE, DELETE, TRUNCATE, moving a stream\'s position', async () => {
+  it("refuses editing events: replica mode, UPDATE, DELETE, TRUNCATE, moving a stream's position", async () => {
     await refused(['SET session_replication_role = replica']);
     await refused([`UPDATE emt_messages SET message_data = '{}'`]);
     await refused(['DELETE FROM emt_messages']);
@@ -74,7 +79,7 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['UPDATE emt_streams SET stream_position = stream_position + 5']);
   });
 
-  it('refuses DDL: detaching or dropping the events\' partition, replacing a function, renaming or dropping a projection', async () => {
+  it("refuses DDL: detaching or dropping the events' partition, replacing a function, renaming or dropping a projection", async () => {
     await refused(['ALTER TABLE emt_messages DETACH PARTITION emt_messages_emt_default']);
     await refused(['DROP TABLE emt_messages_emt_default_active']);
     await refused([`CREATE OR REPLACE FUNCTION capsul_apply_projection(ops jsonb) RETURNS void LANGUAGE sql AS 'SELECT'`]);
@@ -83,7 +88,7 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['CREATE TABLE mine (id int)']);
   });
 
-  it('refuses the log\'s tables except through the sealer', async () => {
+  it("refuses the log's tables except through the sealer", async () => {
     await refused([`INSERT INTO capsul_log_leaves (leaf_index, global_position, leaf_hash) VALUES (999, 999, sha256('x'))`]);
     await refused([`INSERT INTO capsul_log_checkpoints (tree_size, root_hash, note) VALUES (1, sha256('x'), 'forged')`]);
     await refused(['DELETE FROM capsul_log_nodes']);
@@ -100,7 +105,7 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused([`SELECT setval('payment_ids', 1)`]);
   });
 
-  it('refuses the server\'s powers: programs, files, large objects, other sessions', async () => {
+  it("refuses the server's powers: programs, files, large objects, other sessions", async () => {
     await refused([`COPY (SELECT 1) TO PROGRAM 'id > /tmp/capsul-app-pwned'`]);
     await refused([`SELECT pg_read_file('/etc/passwd')`]);
     await refused([`COPY payments TO '/tmp/capsul-app-payments.csv'`]);
@@ -113,7 +118,9 @@ describe('capsul_app cannot write history or projections except through capsul_a
   it('still does its own work: appends through capsul_append, writes its own tables, takes advisory locks', async () => {
     const { paymentId: next } = await db.ledger.recordPayment({ email: 'app@example.org', amountCents: 500, cause: operator });
     assert.ok(next > paymentId);
-    await db.pool.query(`INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES (sha256('s'), 'app@example.org', now(), now(), now())`);
+    await db.pool.query(
+      `INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES (sha256('s'), 'app@example.org', now(), now(), now())`,
+    );
     await db.pool.query(`DELETE FROM sessions WHERE id_hash = sha256('s')`);
     const { rows } = await db.pool.query('SELECT pg_try_advisory_lock(7, 7) AS ok');
     assert.equal(rows[0].ok, true);

@@ -66,15 +66,26 @@ const aliceKey = ed25519Key('alice@laptop');
 const recordPayment = (data: Partial<RecordPayment['data']> = {}, now = t0): RecordPayment => ({
   type: 'RecordPayment',
   data: {
-    accountId, email, paymentId: 1, amountCents: 1000, provider: 'stripe', reference: 'pi_1', receivedAt: now, ...data,
+    accountId,
+    email,
+    paymentId: 1,
+    amountCents: 1000,
+    provider: 'stripe',
+    reference: 'pi_1',
+    receivedAt: now,
+    ...data,
   },
   metadata: { now },
 });
 const invalidatePayment = (paymentId: number, reason: string, now: Date): InvalidatePayment => ({
-  type: 'InvalidatePayment', data: { paymentId, reason }, metadata: { now },
+  type: 'InvalidatePayment',
+  data: { paymentId, reason },
+  metadata: { now },
 });
 const reinstatePayment = (paymentId: number, reason: string, now: Date): ReinstatePayment => ({
-  type: 'ReinstatePayment', data: { paymentId, reason }, metadata: { now },
+  type: 'ReinstatePayment',
+  data: { paymentId, reason },
+  metadata: { now },
 });
 const requestVmCreation = (data: Partial<RequestVmCreation['data']> = {}, now = t0): RequestVmCreation => ({
   type: 'RequestVmCreation',
@@ -82,11 +93,15 @@ const requestVmCreation = (data: Partial<RequestVmCreation['data']> = {}, now = 
   metadata: { now },
 });
 const requestVmDeletion = (id: string, reason: string, now: Date): RequestVmDeletion => ({
-  type: 'RequestVmDeletion', data: { vmId: id, reason }, metadata: { now },
+  type: 'RequestVmDeletion',
+  data: { vmId: id, reason },
+  metadata: { now },
 });
 
 const endVmAccrual = (id: string, vanishedAt: Date, now: Date, reportId: string | null = 'report-gone'): EndVmAccrual => ({
-  type: 'EndVmAccrual', data: { vmId: id, vanishedAt, host: 'spoke-a', reportId }, metadata: { now },
+  type: 'EndVmAccrual',
+  data: { vmId: id, vanishedAt, host: 'spoke-a', reportId },
+  metadata: { now },
 });
 
 // Events, as the decider writes them.
@@ -95,28 +110,45 @@ const accountOpened = (at = t0): AccountOpened => ({ type: 'AccountOpened', data
 const paymentRecorded = (data: Partial<PaymentRecorded['data']> = {}): PaymentRecorded => ({
   type: 'PaymentRecorded',
   data: {
-    accountId, paymentId: 1, amountCents: 1000, provider: 'stripe', reference: 'pi_1', at: iso(t0), recordedAt: iso(t0), ...data,
+    accountId,
+    paymentId: 1,
+    amountCents: 1000,
+    provider: 'stripe',
+    reference: 'pi_1',
+    at: iso(t0),
+    recordedAt: iso(t0),
+    ...data,
   },
 });
 const paymentInvalidated = (paymentId: number, at: Date, reason = 'chargeback'): PaymentInvalidated => ({
-  type: 'PaymentInvalidated', data: { accountId, paymentId, reason, at: iso(at) },
+  type: 'PaymentInvalidated',
+  data: { accountId, paymentId, reason, at: iso(at) },
 });
 const paymentReinstated = (paymentId: number, at: Date, reason = 'chargeback won'): PaymentReinstated => ({
-  type: 'PaymentReinstated', data: { accountId, paymentId, reason, at: iso(at) },
+  type: 'PaymentReinstated',
+  data: { accountId, paymentId, reason, at: iso(at) },
 });
 const vmCreationRequested = (data: Partial<VmCreationRequested['data']> = {}): VmCreationRequested => ({
   type: 'VmCreationRequested',
   data: {
-    accountId, vmId, size: 'f1-xs', os: 'debian12', sshPublicKeys: [aliceKey], priceCentsPerMonth: f1xsCentsPerMonth,
-    at: iso(t0), ...data,
+    accountId,
+    vmId,
+    size: 'f1-xs',
+    os: 'debian12',
+    sshPublicKeys: [aliceKey],
+    priceCentsPerMonth: f1xsCentsPerMonth,
+    at: iso(t0),
+    ...data,
   },
 });
 const vmDeletionRequested = (id: string, at: Date, reason = 'no longer needed'): VmDeletionRequested => ({
-  type: 'VmDeletionRequested', data: { accountId, vmId: id, reason, at: iso(at) },
+  type: 'VmDeletionRequested',
+  data: { accountId, vmId: id, reason, at: iso(at) },
 });
 
 const vmAccrualEnded = (id: string, at: Date, reportId: string | null = 'report-gone'): VmAccrualEnded => ({
-  type: 'VmAccrualEnded', data: { accountId, vmId: id, reason: 'vanished-from-host', host: 'spoke-a', reportId, at: iso(at) },
+  type: 'VmAccrualEnded',
+  data: { accountId, vmId: id, reason: 'vanished-from-host', host: 'spoke-a', reportId, at: iso(at) },
 });
 
 /** An account opened by a $10 payment at t0. */
@@ -137,8 +169,13 @@ describe('recording a payment', () => {
         {
           type: 'PaymentRecorded',
           data: {
-            accountId, paymentId: 1, amountCents: 2000, provider: 'stripe', reference: 'pi_first',
-            at: '2026-01-01T00:00:00.000Z', recordedAt: '2026-01-01T00:00:00.000Z',
+            accountId,
+            paymentId: 1,
+            amountCents: 2000,
+            provider: 'stripe',
+            reference: 'pi_first',
+            at: '2026-01-01T00:00:00.000Z',
+            recordedAt: '2026-01-01T00:00:00.000Z',
           },
         },
       ]);
@@ -226,14 +263,20 @@ describe('recording a payment', () => {
 
   for (const paymentId of [0, -1, 1.5]) {
     it(`refuses a payment id of ${paymentId}`, () => {
-      given([]).when(recordPayment({ paymentId })).thenThrows(failsWith('invalid', /payment id is a positive whole number/));
+      given([])
+        .when(recordPayment({ paymentId }))
+        .thenThrows(failsWith('invalid', /payment id is a positive whole number/));
     });
   }
 
   for (const [label, reference, message] of [
     ['empty', '', /a payment reference is required/],
     ['over 200 characters', 'x'.repeat(201), /a payment reference may be at most 200 characters/],
-    ['two lines (it would forge a line of history)', 'pi_1\n2026-12-07 PaymentRecorded', /one line of visible text: it holds U\+000A at position 5/],
+    [
+      'two lines (it would forge a line of history)',
+      'pi_1\n2026-12-07 PaymentRecorded',
+      /one line of visible text: it holds U\+000A at position 5/,
+    ],
     ['hiding a right-to-left override', 'pi_\u202E1', /holds U\+202E/],
     ['padded with spaces', ' pi_1 ', /no spaces around it/],
   ] as const) {
@@ -242,9 +285,15 @@ describe('recording a payment', () => {
     });
   }
 
-  for (const [label, reason] of [['a line break', 'chargeback\nforged line'], ['a NUL', 'a\u0000b'], ['a zero-width space', 'a\u200Bb']] as const) {
+  for (const [label, reason] of [
+    ['a line break', 'chargeback\nforged line'],
+    ['a NUL', 'a\u0000b'],
+    ['a zero-width space', 'a\u200Bb'],
+  ] as const) {
     it(`refuses a correction's reason holding ${label}`, () => {
-      given(tenDollarAccount()).when(invalidatePayment(1, reason, t0)).thenThrows(failsWith('invalid', /^a reason must be one line of visible text: it holds U\+/));
+      given(tenDollarAccount())
+        .when(invalidatePayment(1, reason, t0))
+        .thenThrows(failsWith('invalid', /^a reason must be one line of visible text: it holds U\+/));
     });
   }
 });
@@ -258,11 +307,15 @@ describe('invalidating a payment', () => {
   });
 
   it('requires a reason', () => {
-    given(tenDollarAccount()).when(invalidatePayment(1, '', t0)).thenThrows(failsWith('invalid', /^a reason is required$/));
+    given(tenDollarAccount())
+      .when(invalidatePayment(1, '', t0))
+      .thenThrows(failsWith('invalid', /^a reason is required$/));
   });
 
   it('refuses a blank reason', () => {
-    given(tenDollarAccount()).when(invalidatePayment(1, ' \t ', t0)).thenThrows(failsWith('invalid', /^a reason is required$/));
+    given(tenDollarAccount())
+      .when(invalidatePayment(1, ' \t ', t0))
+      .thenThrows(failsWith('invalid', /^a reason is required$/));
   });
 
   it('refuses a reason longer than the limit', () => {
@@ -272,7 +325,9 @@ describe('invalidating a payment', () => {
   });
 
   it('does not find a payment the account never recorded', () => {
-    given(tenDollarAccount()).when(invalidatePayment(7, 'chargeback', t0)).thenThrows(failsWith('not_found', /^there is no payment 7$/));
+    given(tenDollarAccount())
+      .when(invalidatePayment(7, 'chargeback', t0))
+      .thenThrows(failsWith('not_found', /^there is no payment 7$/));
   });
 
   it('changes nothing when the payment is already invalid', () => {
@@ -303,11 +358,15 @@ describe('reinstating a payment', () => {
   });
 
   it('does not find a payment the account never recorded', () => {
-    given(tenDollarAccount()).when(reinstatePayment(7, 'mistake', t0)).thenThrows(failsWith('not_found', /^there is no payment 7$/));
+    given(tenDollarAccount())
+      .when(reinstatePayment(7, 'mistake', t0))
+      .thenThrows(failsWith('not_found', /^there is no payment 7$/));
   });
 
   it('changes nothing when the payment was never invalidated', () => {
-    given(tenDollarAccount()).when(reinstatePayment(1, 'mistake', after(minuteMs))).thenNothingHappened();
+    given(tenDollarAccount())
+      .when(reinstatePayment(1, 'mistake', after(minuteMs)))
+      .thenNothingHappened();
   });
 
   it('changes nothing when the payment is already reinstated', () => {
@@ -322,13 +381,20 @@ describe('requesting a capsul', () => {
     const now = after(minuteMs);
     given(tenDollarAccount())
       .when(requestVmCreation({ vmId, size: 'f1-xs', os: 'debian12', priceCentsPerMonth: 533 }, now))
-      .then([{
-        type: 'VmCreationRequested',
-        data: {
-          accountId, vmId, size: 'f1-xs', os: 'debian12', sshPublicKeys: [aliceKey], priceCentsPerMonth: 533,
-          at: iso(now),
+      .then([
+        {
+          type: 'VmCreationRequested',
+          data: {
+            accountId,
+            vmId,
+            size: 'f1-xs',
+            os: 'debian12',
+            sshPublicKeys: [aliceKey],
+            priceCentsPerMonth: 533,
+            at: iso(now),
+          },
         },
-      }]);
+      ]);
   });
 
   it('refuses a capsul on an account that has no payments yet', () => {
@@ -358,10 +424,7 @@ describe('requesting a capsul', () => {
 
   it('collapses the same SSH key given twice into one, normalised', () => {
     const [type, blob] = aliceKey.split(' ');
-    const events = decideAfter(
-      tenDollarAccount(),
-      requestVmCreation({ sshPublicKeys: [aliceKey, `  ${type}\t${blob}   alice@laptop\n`] }),
-    );
+    const events = decideAfter(tenDollarAccount(), requestVmCreation({ sshPublicKeys: [aliceKey, `  ${type}\t${blob}   alice@laptop\n`] }));
     assert.deepEqual(events, [vmCreationRequested({ sshPublicKeys: [aliceKey] })]);
   });
 
@@ -404,10 +467,12 @@ describe('the funds a new capsul needs', () => {
   it('with $10, refuses a second f1-xs: the balance must also carry a month of the running one', () => {
     given([...tenDollarAccount(), vmCreationRequested({ vmId })])
       .when(requestVmCreation({ vmId: otherVmId }, after(minuteMs)))
-      .thenThrows(failsWith(
-        'insufficient_funds',
-        /^the balance 10\.00 does not cover a month of f1-xs \(5\.33\) plus a month of your running capsuls \(5\.33\): add funds first$/,
-      ));
+      .thenThrows(
+        failsWith(
+          'insufficient_funds',
+          /^the balance 10\.00 does not cover a month of f1-xs \(5\.33\) plus a month of your running capsuls \(5\.33\): add funds first$/,
+        ),
+      );
   });
 
   it('no longer counts a capsul whose deletion was requested', () => {
@@ -480,7 +545,7 @@ describe('requesting a capsul deletion', () => {
   });
 });
 
-describe('ending a vanished capsul\'s charges', () => {
+describe("ending a vanished capsul's charges", () => {
   // The capsul's host saw it gone without any deletion request: a reaction ends its charges at that instant.
   const halfMonth = after(monthMs / 2);
   const running = (): AccountEvent[] => [...tenDollarAccount(), vmCreationRequested()];
@@ -501,19 +566,27 @@ describe('ending a vanished capsul\'s charges', () => {
   });
 
   it('ends them no earlier than the capsul was created', () => {
-    given(running()).when(endVmAccrual(vmId, after(-monthMs), after(minuteMs))).then([vmAccrualEnded(vmId, t0)]);
+    given(running())
+      .when(endVmAccrual(vmId, after(-monthMs), after(minuteMs)))
+      .then([vmAccrualEnded(vmId, t0)]);
   });
 
   it('ends them no later than now', () => {
-    given(running()).when(endVmAccrual(vmId, after(monthMs), halfMonth)).then([vmAccrualEnded(vmId, halfMonth)]);
+    given(running())
+      .when(endVmAccrual(vmId, after(monthMs), halfMonth))
+      .then([vmAccrualEnded(vmId, halfMonth)]);
   });
 
   it('changes nothing when they ended at that instant already', () => {
-    given([...running(), vmAccrualEnded(vmId, halfMonth)]).when(endVmAccrual(vmId, halfMonth, after(monthMs))).thenNothingHappened();
+    given([...running(), vmAccrualEnded(vmId, halfMonth)])
+      .when(endVmAccrual(vmId, halfMonth, after(monthMs)))
+      .thenNothingHappened();
   });
 
   it('changes nothing for a later instant', () => {
-    given([...running(), vmAccrualEnded(vmId, halfMonth)]).when(endVmAccrual(vmId, after(monthMs), after(monthMs))).thenNothingHappened();
+    given([...running(), vmAccrualEnded(vmId, halfMonth)])
+      .when(endVmAccrual(vmId, after(monthMs), after(monthMs)))
+      .thenNothingHappened();
   });
 
   it('ends them earlier still for an earlier instant', () => {

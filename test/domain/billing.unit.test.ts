@@ -34,7 +34,12 @@ describe('billing', () => {
   it('rounds once, on the total, not capsul by capsul', () => {
     // Three capsuls at 0.4 cents each: 1.2 cents in all rounds to 1, though each on its own rounds to 0.
     const atMs = createdAtMs + (monthMs * 4) / 1000; // 0.4 cents of a 100-cent capsul
-    const capsuls: Accrual[] = [1, 2, 3].map(() => ({ priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: null, vanishedAtMs: null }));
+    const capsuls: Accrual[] = [1, 2, 3].map(() => ({
+      priceCentsPerMonth: 100,
+      createdAtMs,
+      deletionRequestedAtMs: null,
+      vanishedAtMs: null,
+    }));
     const roundedOneByOne = capsuls.reduce((sum, capsul) => sum + chargeCents(capsul, atMs), 0);
     assert.equal(roundedOneByOne, 0);
     assert.equal(totalChargesCents(capsuls, atMs), 1);
@@ -65,7 +70,11 @@ describe('billing', () => {
   });
 
   it('ends the charges at the deletion request or the vanishing, whichever came first', () => {
-    const both = (requestedMs: number, vanishedMs: number): Accrual => ({ ...f1xs, deletionRequestedAtMs: requestedMs, vanishedAtMs: vanishedMs });
+    const both = (requestedMs: number, vanishedMs: number): Accrual => ({
+      ...f1xs,
+      deletionRequestedAtMs: requestedMs,
+      vanishedAtMs: vanishedMs,
+    });
     const half = createdAtMs + monthMs / 2;
     assert.equal(totalChargesCents([both(half, createdAtMs + monthMs)], createdAtMs + 12 * monthMs), 267, 'requested first');
     assert.equal(totalChargesCents([both(createdAtMs + monthMs, half)], createdAtMs + 12 * monthMs), 267, 'vanished first');
@@ -142,7 +151,12 @@ describe('billing properties', () => {
 
 describe('runway: when the credit runs out', () => {
   const nowMs = createdAtMs + 10 * dayMs;
-  const running = (priceCentsPerMonth: number, fromMs = createdAtMs): Accrual => ({ priceCentsPerMonth, createdAtMs: fromMs, deletionRequestedAtMs: null, vanishedAtMs: null });
+  const running = (priceCentsPerMonth: number, fromMs = createdAtMs): Accrual => ({
+    priceCentsPerMonth,
+    createdAtMs: fromMs,
+    deletionRequestedAtMs: null,
+    vanishedAtMs: null,
+  });
   /** The balance at `atMs` of an account with `balanceCents` now: the fold the page shows. */
   const balanceAt = (balanceCents: number, accruals: Accrual[], atMs: number) =>
     balanceCents + totalChargesCents(accruals, nowMs) - totalChargesCents(accruals, atMs);
@@ -176,9 +190,14 @@ describe('runway: when the credit runs out', () => {
     assert.equal(balanceAt(533, [running(533, nowMs)], outMs - 1), 1);
   });
 
-  it('given a deleted capsul\'s fraction of a cent, when asked, then the rounding it settles moves the answer', () => {
+  it("given a deleted capsul's fraction of a cent, when asked, then the rounding it settles moves the answer", () => {
     // 0.4 cents accrued by a deleted capsul make the running one's 0.1 cents round the total up a cent.
-    const deleted: Accrual = { priceCentsPerMonth: 100, createdAtMs, deletionRequestedAtMs: createdAtMs + (monthMs * 4) / 1000, vanishedAtMs: null };
+    const deleted: Accrual = {
+      priceCentsPerMonth: 100,
+      createdAtMs,
+      deletionRequestedAtMs: createdAtMs + (monthMs * 4) / 1000,
+      vanishedAtMs: null,
+    };
     const cheap = running(100, nowMs);
     const withDeleted = creditRunsOutAtMs(1, [deleted, cheap], nowMs);
     const alone = creditRunsOutAtMs(1, [cheap], nowMs);
@@ -243,31 +262,39 @@ describe('runway properties', () => {
       vanishedAtMs: fc.constant(null),
     });
     fc.assert(
-      fc.property(fc.array(laterAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
-        const outMs = creditRunsOutAtMs(balanceCents, accruals, nowMs);
-        const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
-        const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
-        if (outMs === lastDateMs) return balanceAt(lastDateMs - 1) > 0; // lasts until the last date, at least
-        return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
-      }),
+      fc.property(
+        fc.array(laterAccrual, { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 1, max: 10_000_000 }),
+        (accruals, balanceCents) => {
+          const outMs = creditRunsOutAtMs(balanceCents, accruals, nowMs);
+          const paidCents = balanceCents + totalChargesCents(accruals, nowMs);
+          const balanceAt = (atMs: number) => paidCents - totalChargesCents(accruals, atMs);
+          if (outMs === lastDateMs) return balanceAt(lastDateMs - 1) > 0; // lasts until the last date, at least
+          return outMs !== null && balanceAt(outMs) <= 0 && balanceAt(outMs - 1) > 0;
+        },
+      ),
     );
   });
 
   it('agrees with the closed form: charges reach what was paid less half a cent', () => {
     fc.assert(
-      fc.property(fc.array(pastAccrual, { minLength: 1, maxLength: 10 }), fc.integer({ min: 1, max: 10_000_000 }), (accruals, balanceCents) => {
-        const rate = accruals.reduce((sum, a) => sum + (accrualEndMs(a) === null ? BigInt(a.priceCentsPerMonth) : 0n), 0n);
-        fc.pre(rate > 0n);
-        const exactNow = accruals.reduce((sum, a) => {
-          const endMs = accrualEndMs(a) ?? nowMs;
-          return sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs);
-        }, 0n);
-        const paidCents = BigInt(balanceCents + totalChargesCents(accruals, nowMs));
-        // Rounded half up, the charge reaches paid cents once the exact charge reaches paid − ½ cent.
-        const neededCentMs = (2n * paidCents - 1n) * BigInt(monthMs) - 2n * exactNow;
-        const waitMs = (neededCentMs + 2n * rate - 1n) / (2n * rate);
-        return creditRunsOutAtMs(balanceCents, accruals, nowMs) === Math.min(nowMs + Number(waitMs), lastDateMs);
-      }),
+      fc.property(
+        fc.array(pastAccrual, { minLength: 1, maxLength: 10 }),
+        fc.integer({ min: 1, max: 10_000_000 }),
+        (accruals, balanceCents) => {
+          const rate = accruals.reduce((sum, a) => sum + (accrualEndMs(a) === null ? BigInt(a.priceCentsPerMonth) : 0n), 0n);
+          fc.pre(rate > 0n);
+          const exactNow = accruals.reduce((sum, a) => {
+            const endMs = accrualEndMs(a) ?? nowMs;
+            return sum + BigInt(a.priceCentsPerMonth) * BigInt(endMs - a.createdAtMs);
+          }, 0n);
+          const paidCents = BigInt(balanceCents + totalChargesCents(accruals, nowMs));
+          // Rounded half up, the charge reaches paid cents once the exact charge reaches paid − ½ cent.
+          const neededCentMs = (2n * paidCents - 1n) * BigInt(monthMs) - 2n * exactNow;
+          const waitMs = (neededCentMs + 2n * rate - 1n) / (2n * rate);
+          return creditRunsOutAtMs(balanceCents, accruals, nowMs) === Math.min(nowMs + Number(waitMs), lastDateMs);
+        },
+      ),
     );
   });
 });

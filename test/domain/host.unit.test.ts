@@ -32,22 +32,30 @@ const vcpus = 32;
 
 type Machine = { memoryMb: number; vcpus: number };
 const registerHost = (id = hostId, machine: Partial<Machine> = {}, now = t0): RegisterHost => ({
-  type: 'RegisterHost', data: { hostId: id, memoryMb, vcpus, ...machine, tokenHash: firstHash }, metadata: { now },
+  type: 'RegisterHost',
+  data: { hostId: id, memoryMb, vcpus, ...machine, tokenHash: firstHash },
+  metadata: { now },
 });
 const rotateHostToken = (tokenHash = secondHash, now = after(3600), id = hostId): RotateHostToken => ({
-  type: 'RotateHostToken', data: { hostId: id, tokenHash }, metadata: { now },
+  type: 'RotateHostToken',
+  data: { hostId: id, tokenHash },
+  metadata: { now },
 });
 const removeHost = (capsulCount = 0, now = after(7200), id = hostId): RemoveHost => ({
-  type: 'RemoveHost', data: { hostId: id, capsulCount }, metadata: { now },
+  type: 'RemoveHost',
+  data: { hostId: id, capsulCount },
+  metadata: { now },
 });
 
 // Events, as the decider writes them.
 
 const hostRegistered = (id = hostId, at = t0): HostRegistered => ({
-  type: 'HostRegistered', data: { hostId: id, memoryMb, vcpus, tokenHash: firstHash, at: iso(at) },
+  type: 'HostRegistered',
+  data: { hostId: id, memoryMb, vcpus, tokenHash: firstHash, at: iso(at) },
 });
 const hostTokenRotated = (tokenHash = secondHash, at = after(3600)): HostTokenRotated => ({
-  type: 'HostTokenRotated', data: { hostId, tokenHash, at: iso(at) },
+  type: 'HostTokenRotated',
+  data: { hostId, tokenHash, at: iso(at) },
 });
 const hostRemoved = (at = after(7200)): HostRemoved => ({ type: 'HostRemoved', data: { hostId, at: iso(at) } });
 
@@ -60,7 +68,9 @@ describe('registering a host', () => {
 
   for (const id of ['a', '7', 'spoke-a', 'rack2-node-14', 'a--b', 'a'.repeat(63)]) {
     it(`accepts the host id ${JSON.stringify(id.length > 20 ? `${id.length} letters` : id)}`, () => {
-      given([]).when(registerHost(id)).then([hostRegistered(id)]);
+      given([])
+        .when(registerHost(id))
+        .then([hostRegistered(id)]);
     });
   }
 
@@ -73,7 +83,9 @@ describe('registering a host', () => {
   }
 
   it('names the refused host id in the message', () => {
-    given([]).when(registerHost('Host_1')).thenThrows(failsWith('invalid', /^"Host_1" is not a host id: /));
+    given([])
+      .when(registerHost('Host_1'))
+      .thenThrows(failsWith('invalid', /^"Host_1" is not a host id: /));
   });
 
   it('accepts the smallest machine: 1 MiB, 1 vCPU', () => {
@@ -97,16 +109,22 @@ describe('registering a host', () => {
   });
 
   it('refuses more than 64 TiB of memory: a typo', () => {
-    given([]).when(registerHost(hostId, { memoryMb: 64 * 1024 * 1024 + 1 })).thenThrows(failsWith('invalid', /^a host's memory is a whole number of MiB from 1 to 67108864$/));
+    given([])
+      .when(registerHost(hostId, { memoryMb: 64 * 1024 * 1024 + 1 }))
+      .thenThrows(failsWith('invalid', /^a host's memory is a whole number of MiB from 1 to 67108864$/));
   });
 
   it('refuses more than 100 000 vCPUs: a typo', () => {
-    given([]).when(registerHost(hostId, { vcpus: 100_001 })).thenThrows(failsWith('invalid', /^a host's vCPUs are a whole number from 1 to 100000$/));
+    given([])
+      .when(registerHost(hostId, { vcpus: 100_001 }))
+      .thenThrows(failsWith('invalid', /^a host's vCPUs are a whole number from 1 to 100000$/));
   });
 
   for (const count of [0, -4, 2.5, Number.NaN]) {
     it(`refuses ${count} vCPUs`, () => {
-      given([]).when(registerHost(hostId, { vcpus: count })).thenThrows(failsWith('invalid', /^a host's vCPUs are a whole number from 1 to 100000$/));
+      given([])
+        .when(registerHost(hostId, { vcpus: count }))
+        .thenThrows(failsWith('invalid', /^a host's vCPUs are a whole number from 1 to 100000$/));
     });
   }
 
@@ -144,7 +162,9 @@ describe('rotating a host token', () => {
   });
 
   it('does not find a host never registered', () => {
-    given([]).when(rotateHostToken()).thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
+    given([])
+      .when(rotateHostToken())
+      .thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
   });
 
   it('does not find a removed host', () => {
@@ -156,7 +176,9 @@ describe('rotating a host token', () => {
 
 describe('removing a host', () => {
   it('removes a host with no capsul left on it, now', () => {
-    given([hostRegistered()]).when(removeHost(0, after(7200))).then([{ type: 'HostRemoved', data: { hostId, at: iso(after(7200)) } }]);
+    given([hostRegistered()])
+      .when(removeHost(0, after(7200)))
+      .then([{ type: 'HostRemoved', data: { hostId, at: iso(after(7200)) } }]);
   });
 
   it('refuses while one capsul remains on it', () => {
@@ -172,11 +194,15 @@ describe('removing a host', () => {
   });
 
   it('does not find a host never registered', () => {
-    given([]).when(removeHost()).thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
+    given([])
+      .when(removeHost())
+      .thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
   });
 
   it('does not find a host already removed', () => {
-    given([hostRegistered(), hostRemoved()]).when(removeHost(0, after(9000))).thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
+    given([hostRegistered(), hostRemoved()])
+      .when(removeHost(0, after(9000)))
+      .thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
   });
 });
 
@@ -188,7 +214,14 @@ describe('folding a host stream', () => {
   });
 
   it('keeps the size and the token hash of a registered host', () => {
-    assert.deepEqual(fold([hostRegistered()]), { registered: true, removed: false, memoryMb, vcpus, tokenHash: firstHash, drift: new Map() });
+    assert.deepEqual(fold([hostRegistered()]), {
+      registered: true,
+      removed: false,
+      memoryMb,
+      vcpus,
+      tokenHash: firstHash,
+      drift: new Map(),
+    });
   });
 
   it('keeps only the newest token hash', () => {
@@ -197,54 +230,76 @@ describe('folding a host stream', () => {
 
   it('forgets the token of a removed host, so that no token lets it in', () => {
     assert.deepEqual(fold([hostRegistered(), hostTokenRotated(), hostRemoved()]), {
-      registered: true, removed: true, memoryMb, vcpus, tokenHash: null, drift: new Map(),
+      registered: true,
+      removed: true,
+      memoryMb,
+      vcpus,
+      tokenHash: null,
+      drift: new Map(),
     });
   });
 });
 
 describe('what the adapter hands the host decider', () => {
   it('refuses a token that is not a SHA-256 hash', () => {
-    given([]).when({ ...registerHost(hostId), data: { ...registerHost(hostId).data, tokenHash: '' } })
+    given([])
+      .when({ ...registerHost(hostId), data: { ...registerHost(hostId).data, tokenHash: '' } })
       .thenThrows(failsWith('invalid', /^a host token hash is 64 hex digits \(SHA-256\)$/));
   });
 
   it('refuses a negative capsul count', () => {
-    given([hostRegistered()]).when(removeHost(-1)).thenThrows(failsWith('invalid', /^a capsul count is a whole number$/));
+    given([hostRegistered()])
+      .when(removeHost(-1))
+      .thenThrows(failsWith('invalid', /^a capsul count is a whole number$/));
   });
 });
 
 describe('checking drift', () => {
-  const check = (seen: string[], expected: string[], known: string[] = seen.filter((id) => expected.includes(id)), now = after(60)) =>
-    ({ type: 'CheckDrift' as const, data: { hostId, seen, expected, known }, metadata: { now } });
+  const check = (seen: string[], expected: string[], known: string[] = seen.filter((id) => expected.includes(id)), now = after(60)) => ({
+    type: 'CheckDrift' as const,
+    data: { hostId, seen, expected, known },
+    metadata: { now },
+  });
   const a = 'capsul-aaaaaaaaaa';
   const b = 'capsul-bbbbbbbbbb';
 
   it('records nothing when the host and the ledger agree', () => {
-    given([hostRegistered()]).when(check([a, b], [a, b])).thenNothingHappened();
+    given([hostRegistered()])
+      .when(check([a, b], [a, b]))
+      .thenNothingHappened();
   });
 
   it('records a capsul the host runs but the ledger does not have there', () => {
-    given([hostRegistered()]).when(check([a, b], [a], [a]))
+    given([hostRegistered()])
+      .when(check([a, b], [a], [a]))
       .then([{ type: 'DriftDetected', data: { hostId, vmId: b, kind: 'unexpected-on-host', at: iso(after(60)) } }]);
   });
 
   it('records a capsul the ledger has running there but the host does not list', () => {
-    given([hostRegistered()]).when(check([a], [a, b], [a]))
+    given([hostRegistered()])
+      .when(check([a], [a, b], [a]))
       .then([{ type: 'DriftDetected', data: { hostId, vmId: b, kind: 'missing-from-host', at: iso(after(60)) } }]);
   });
 
   it('records an incident once, however often it is seen', () => {
     const detected = { type: 'DriftDetected' as const, data: { hostId, vmId: b, kind: 'missing-from-host' as const, at: iso(after(60)) } };
-    given([hostRegistered(), detected]).when(check([a], [a, b], [a], after(120))).thenNothingHappened();
+    given([hostRegistered(), detected])
+      .when(check([a], [a, b], [a], after(120)))
+      .thenNothingHappened();
   });
 
   it('records the end of an incident when they agree again', () => {
     const detected = { type: 'DriftDetected' as const, data: { hostId, vmId: b, kind: 'missing-from-host' as const, at: iso(after(60)) } };
-    given([hostRegistered(), detected]).when(check([a, b], [a, b], [a, b], after(120)))
-      .then([{ type: 'DriftResolved', data: { hostId, vmId: b, kind: 'missing-from-host', detectedAt: iso(after(60)), at: iso(after(120)) } }]);
+    given([hostRegistered(), detected])
+      .when(check([a, b], [a, b], [a, b], after(120)))
+      .then([
+        { type: 'DriftResolved', data: { hostId, vmId: b, kind: 'missing-from-host', detectedAt: iso(after(60)), at: iso(after(120)) } },
+      ]);
   });
 
   it('does not check a host that is not registered', () => {
-    given([]).when(check([a], [])).thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
+    given([])
+      .when(check([a], []))
+      .thenThrows(failsWith('not_found', /^there is no host spoke-a$/));
   });
 });

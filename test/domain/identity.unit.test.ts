@@ -31,14 +31,45 @@ describe('canonicalEmail', () => {
   }
 
   const junk = [
-    '', 'foo', 'foo@', '@x.org', 'foo@x', 'foo bar@x.org', 'foo@x..org', 'foo@.x.org', '<foo@x.org>', 'a@b@x.org',
-    'foo@x_y.org', 'foo@x.org.', '"foo"@x.org', 'foo@[192.0.2.1]', 'foo\u0000@x.org', 'foo\u001bbar@x.org', 'foo\u007f@x.org',
+    '',
+    'foo',
+    'foo@',
+    '@x.org',
+    'foo@x',
+    'foo bar@x.org',
+    'foo@x..org',
+    'foo@.x.org',
+    '<foo@x.org>',
+    'a@b@x.org',
+    'foo@x_y.org',
+    'foo@x.org.',
+    '"foo"@x.org',
+    'foo@[192.0.2.1]',
+    'foo\u0000@x.org',
+    'foo\u001bbar@x.org',
+    'foo\u007f@x.org',
     `${'a'.repeat(250)}@x.org`,
     // domains: labels of [a-z0-9-], not starting or ending with '-', 1–63 long; a TLD of letters (or xn--); two labels at least
-    'a@-.org', 'a@-x.org', 'a@x-.org', 'a@b.c-', 'a@b.-c', 'a@localhost', 'a@b.c', 'a@1.23', 'a@x.o1g', 'a@x.xn--',
-    `a@${'b'.repeat(64)}.org`, `a@${Array.from({ length: 64 }, () => 'abc').join('.')}.org`,
+    'a@-.org',
+    'a@-x.org',
+    'a@x-.org',
+    'a@b.c-',
+    'a@b.-c',
+    'a@localhost',
+    'a@b.c',
+    'a@1.23',
+    'a@x.o1g',
+    'a@x.xn--',
+    `a@${'b'.repeat(64)}.org`,
+    `a@${Array.from({ length: 64 }, () => 'abc').join('.')}.org`,
     // local parts: a dot-atom of at most 64
-    '.a@x.org', 'a.@x.org', 'a..b@x.org', `${'l'.repeat(65)}@x.org`, 'a(b)@x.org', 'a,b@x.org', 'a\\b@x.org',
+    '.a@x.org',
+    'a.@x.org',
+    'a..b@x.org',
+    `${'l'.repeat(65)}@x.org`,
+    'a(b)@x.org',
+    'a,b@x.org',
+    'a\\b@x.org',
   ];
   for (const text of junk) {
     it(`refuses ${JSON.stringify(text.length > 40 ? `${text.slice(0, 20)}…` : text)}`, () => {
@@ -60,19 +91,35 @@ describe('canonicalEmail', () => {
   ];
   for (const [what, text, codePoint] of unseen) {
     it(`refuses ${what}, naming it by code point and showing it escaped`, () => {
-      assert.throws(() => canonicalEmail(text), failsWith('invalid', new RegExp(`is not an email address: it holds an invisible or control character \\(${codePoint.replace('+', '\\+')}\\)$`)));
-      assert.throws(() => canonicalEmail(text), (error: Error) => /^[\x20-\x7e]+$/.test(error.message), 'the message is printable ASCII');
+      assert.throws(
+        () => canonicalEmail(text),
+        failsWith(
+          'invalid',
+          new RegExp(`is not an email address: it holds an invisible or control character \\(${codePoint.replace('+', '\\+')}\\)$`),
+        ),
+      );
+      assert.throws(
+        () => canonicalEmail(text),
+        (error: Error) => /^[\x20-\x7e]+$/.test(error.message),
+        'the message is printable ASCII',
+      );
     });
   }
 
   it('refuses other non-ASCII: Unicode domains are taken only in their xn-- form', () => {
-    assert.throws(() => canonicalEmail('x@bücher.example'), failsWith('invalid', /^"x@b\\u00fccher\.example" is not an email address: it holds a character outside ASCII \(U\+00FC\)/));
+    assert.throws(
+      () => canonicalEmail('x@bücher.example'),
+      failsWith('invalid', /^"x@b\\u00fccher\.example" is not an email address: it holds a character outside ASCII \(U\+00FC\)/),
+    );
     assert.throws(() => canonicalEmail('gus@exаmple.org'), failsWith('invalid', /U\+0430/), 'a Cyrillic a');
     assert.throws(() => canonicalEmail('gus@example.org\u00a0x'), failsWith('invalid', /it holds a space \(U\+00A0\)/));
   });
 
   it('keeps its refusal on one line when the text holds a newline', () => {
-    assert.throws(() => canonicalEmail('foo\nbar@x.org'), failsWith('invalid', /^"foo\\nbar@x\.org" is not an email address: it holds an invisible or control character \(U\+000A\)$/));
+    assert.throws(
+      () => canonicalEmail('foo\nbar@x.org'),
+      failsWith('invalid', /^"foo\\nbar@x\.org" is not an email address: it holds an invisible or control character \(U\+000A\)$/),
+    );
   });
 });
 
@@ -86,13 +133,17 @@ const blobOf = (embeddedType: string, ...fields: Buffer[]) =>
   Buffer.concat([sshString(Buffer.from(embeddedType, 'latin1')), ...fields.map(sshString)]).toString('base64');
 const ed25519Blob = () => blobOf('ssh-ed25519', randomBytes(32));
 /** string "ssh-rsa", mpint e = 65537, mpint n: 2048 bits with a leading zero byte (the top bit is set). */
-const rsaBlob = () => blobOf('ssh-rsa', Buffer.from([0x01, 0x00, 0x01]), Buffer.concat([Buffer.from([0x00, 0x80 | randomBytes(1)[0]!]), randomBytes(255)]));
+const rsaBlob = () =>
+  blobOf('ssh-rsa', Buffer.from([0x01, 0x00, 0x01]), Buffer.concat([Buffer.from([0x00, 0x80 | randomBytes(1)[0]!]), randomBytes(255)]));
 
 describe('parseSshPublicKey', () => {
   it('accepts an ed25519 key with its comment', () => {
     const blob = ed25519Blob();
     assert.deepEqual(parseSshPublicKey(`ssh-ed25519 ${blob} alice@laptop`), {
-      type: 'ssh-ed25519', blob, comment: 'alice@laptop', line: `ssh-ed25519 ${blob} alice@laptop`,
+      type: 'ssh-ed25519',
+      blob,
+      comment: 'alice@laptop',
+      line: `ssh-ed25519 ${blob} alice@laptop`,
     });
   });
 
@@ -124,7 +175,10 @@ describe('parseSshPublicKey', () => {
   });
 
   it('refuses a key with no base64 part', () => {
-    assert.throws(() => parseSshPublicKey('ssh-ed25519'), failsWith('invalid', /^the ssh-ed25519 key's base64 part is damaged or missing$/));
+    assert.throws(
+      () => parseSshPublicKey('ssh-ed25519'),
+      failsWith('invalid', /^the ssh-ed25519 key's base64 part is damaged or missing$/),
+    );
   });
 
   it('refuses base64 with a character cut out', () => {
@@ -175,7 +229,12 @@ describe('parseSshPublicKey', () => {
     );
   });
 
-  for (const [label, control] of [['an escape', '\u001b[2J'], ['a DEL', '\u007f'], ['a bell', '\u0007'], ['a vertical tab', '\v']] as const) {
+  for (const [label, control] of [
+    ['an escape', '\u001b[2J'],
+    ['a DEL', '\u007f'],
+    ['a bell', '\u0007'],
+    ['a vertical tab', '\v'],
+  ] as const) {
     it(`refuses ${label} character in the comment`, () => {
       assert.throws(
         () => parseSshPublicKey(`ssh-ed25519 ${ed25519Blob()} alice${control}@laptop`),

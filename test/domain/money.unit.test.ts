@@ -6,7 +6,14 @@ import { centsFromNumeric, formatCents, maxPaymentCents, parseDollars } from '..
 import { failsWith } from '../support/domain-error.ts';
 
 describe('parseDollars', () => {
-  for (const [text, cents] of [['20', 2000], ['20.5', 2050], ['20.05', 2005], [' 7 ', 700], ['0.01', 1], ['1000000', maxPaymentCents]] as const) {
+  for (const [text, cents] of [
+    ['20', 2000],
+    ['20.5', 2050],
+    ['20.05', 2005],
+    [' 7 ', 700],
+    ['0.01', 1],
+    ['1000000', maxPaymentCents],
+  ] as const) {
     it(`reads ${JSON.stringify(text)} as ${cents} cents`, () => {
       assert.equal(parseDollars(text), cents);
     });
@@ -40,7 +47,15 @@ describe('parseDollars', () => {
 });
 
 describe('formatCents', () => {
-  for (const [cents, text] of [[2050, '20.50'], [2005, '20.05'], [0, '0.00'], [7, '0.07'], [-51, '-0.51'], [-2050, '-20.50'], [maxPaymentCents, '1000000.00']] as const) {
+  for (const [cents, text] of [
+    [2050, '20.50'],
+    [2005, '20.05'],
+    [0, '0.00'],
+    [7, '0.07'],
+    [-51, '-0.51'],
+    [-2050, '-20.50'],
+    [maxPaymentCents, '1000000.00'],
+  ] as const) {
     it(`writes ${cents} cents as "${text}"`, () => {
       assert.equal(formatCents(cents), text);
     });
@@ -54,7 +69,14 @@ describe('formatCents', () => {
 });
 
 describe('centsFromNumeric', () => {
-  for (const [text, cents] of [['5.33', 533], ['5', 500], ['5.3', 530], ['0.00', 0], ['-0.51', -51], ['-12.00', -1200]] as const) {
+  for (const [text, cents] of [
+    ['5.33', 533],
+    ['5', 500],
+    ['5.3', 530],
+    ['0.00', 0],
+    ['-0.51', -51],
+    ['-12.00', -1200],
+  ] as const) {
     it(`reads NUMERIC ${text} as ${cents} cents`, () => {
       assert.equal(centsFromNumeric(text), cents);
     });

@@ -24,42 +24,62 @@ const paid = (amountCents = 2000, paymentId = 1, at = t0): AccountEvent => ({
   data: { accountId, paymentId, amountCents, provider: 'stripe', reference: `pi_${paymentId}`, at: iso(at), recordedAt: iso(at) },
 });
 const withdrawn = (at: Date): AccountCommand => ({
-  type: 'InvalidatePayment', data: { paymentId: 1, reason: 'chargeback dp_1', effectiveAt: at }, metadata: { now },
+  type: 'InvalidatePayment',
+  data: { paymentId: 1, reason: 'chargeback dp_1', effectiveAt: at },
+  metadata: { now },
 });
 const reinstated = (at: Date): AccountCommand => ({
-  type: 'ReinstatePayment', data: { paymentId: 1, reason: 'chargeback dp_1 won', effectiveAt: at }, metadata: { now },
+  type: 'ReinstatePayment',
+  data: { paymentId: 1, reason: 'chargeback dp_1 won', effectiveAt: at },
+  metadata: { now },
 });
 const invalidatedEvent = (at: Date): AccountEvent => ({
-  type: 'PaymentInvalidated', data: { accountId, paymentId: 1, reason: 'chargeback dp_1', at: iso(at) },
+  type: 'PaymentInvalidated',
+  data: { accountId, paymentId: 1, reason: 'chargeback dp_1', at: iso(at) },
 });
 const reinstatedEvent = (at: Date): AccountEvent => ({
-  type: 'PaymentReinstated', data: { accountId, paymentId: 1, reason: 'chargeback dp_1 won', at: iso(at) },
+  type: 'PaymentReinstated',
+  data: { accountId, paymentId: 1, reason: 'chargeback dp_1 won', at: iso(at) },
 });
 const refund = (totalRefundedCents: number, at?: Date): AccountCommand => ({
-  type: 'RecordRefund', data: { paymentId: 1, totalRefundedCents, reference: 'ch_1', ...(at ? { effectiveAt: at } : {}) }, metadata: { now },
+  type: 'RecordRefund',
+  data: { paymentId: 1, totalRefundedCents, reference: 'ch_1', ...(at ? { effectiveAt: at } : {}) },
+  metadata: { now },
 });
 const refundedEvent = (totalRefundedCents: number, at: Date): AccountEvent => ({
-  type: 'PaymentRefunded', data: { accountId, paymentId: 1, totalRefundedCents, reference: 'ch_1', at: iso(at) },
+  type: 'PaymentRefunded',
+  data: { accountId, paymentId: 1, totalRefundedCents, reference: 'ch_1', at: iso(at) },
 });
 const warn = (level: WarningLevel, balanceCents = 100): AccountCommand => ({
-  type: 'IssueBalanceWarning', data: { level, balanceCents }, metadata: { now },
+  type: 'IssueBalanceWarning',
+  data: { level, balanceCents },
+  metadata: { now },
 });
 const warned = (level: WarningLevel, balanceCents = 100): AccountEvent => ({
-  type: 'BalanceWarningIssued', data: { accountId, level, balanceCents, at: iso(now) },
+  type: 'BalanceWarningIssued',
+  data: { accountId, level, balanceCents, at: iso(now) },
 });
 
 describe('a dispute from a payment provider', () => {
-  it('given a valid payment, when the funds are withdrawn, it is invalidated as of the provider\'s time', () => {
-    given([opened, paid()]).when(withdrawn(after(hourMs))).then([invalidatedEvent(after(hourMs))]);
+  it("given a valid payment, when the funds are withdrawn, it is invalidated as of the provider's time", () => {
+    given([opened, paid()])
+      .when(withdrawn(after(hourMs)))
+      .then([invalidatedEvent(after(hourMs))]);
   });
 
   it('given the withdrawal recorded, when it is delivered again, nothing changes', () => {
-    given([opened, paid(), invalidatedEvent(after(hourMs))]).when(withdrawn(after(hourMs))).then([]);
+    given([opened, paid(), invalidatedEvent(after(hourMs))])
+      .when(withdrawn(after(hourMs)))
+      .then([]);
   });
 
   it('given the reinstatement recorded first, when the older withdrawal arrives, it is stale and changes nothing', () => {
-    given([opened, paid()]).when(reinstated(after(2 * hourMs))).then([reinstatedEvent(after(2 * hourMs))]);
-    given([opened, paid(), reinstatedEvent(after(2 * hourMs))]).when(withdrawn(after(hourMs))).then([]);
+    given([opened, paid()])
+      .when(reinstated(after(2 * hourMs)))
+      .then([reinstatedEvent(after(2 * hourMs))]);
+    given([opened, paid(), reinstatedEvent(after(2 * hourMs))])
+      .when(withdrawn(after(hourMs)))
+      .then([]);
   });
 
   it('given withdrawn then reinstated, the payment counts again, and did not count in between', () => {
@@ -71,7 +91,15 @@ describe('a dispute from a payment provider', () => {
 
   it('whatever the order of delivery, the payment ends as the newest change says', () => {
     const deliveries = [withdrawn(after(hourMs)), reinstated(after(2 * hourMs)), withdrawn(after(3 * hourMs))];
-    const orders = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0], [2, 2, 1, 0, 0]];
+    const orders = [
+      [0, 1, 2],
+      [0, 2, 1],
+      [1, 0, 2],
+      [1, 2, 0],
+      [2, 0, 1],
+      [2, 1, 0],
+      [2, 2, 1, 0, 0],
+    ];
     for (const order of orders) {
       let events: AccountEvent[] = [opened, paid()];
       for (const i of order) events = [...events, ...decideAccount(deliveries[i]!, fold(events))];
@@ -80,35 +108,53 @@ describe('a dispute from a payment provider', () => {
   });
 
   it('given a withdrawal and a reinstatement at the same second, whichever arrives first, the payment ends reinstated', () => {
-    given([opened, paid(), invalidatedEvent(after(hourMs))]).when(reinstated(after(hourMs))).then([reinstatedEvent(after(hourMs))]);
-    given([opened, paid(), reinstatedEvent(after(hourMs))]).when(withdrawn(after(hourMs))).then([]);
+    given([opened, paid(), invalidatedEvent(after(hourMs))])
+      .when(reinstated(after(hourMs)))
+      .then([reinstatedEvent(after(hourMs))]);
+    given([opened, paid(), reinstatedEvent(after(hourMs))])
+      .when(withdrawn(after(hourMs)))
+      .then([]);
   });
 
   it('refuses a change dated in the future', () => {
-    given([opened, paid()]).when(withdrawn(after(200 * hourMs))).thenThrows(failsWith('invalid', /in the future/));
+    given([opened, paid()])
+      .when(withdrawn(after(200 * hourMs)))
+      .thenThrows(failsWith('invalid', /in the future/));
   });
 
   it('dates a change before the payment was received at its receipt', () => {
-    given([opened, paid(2000, 1, after(hourMs))]).when(withdrawn(t0)).then([invalidatedEvent(after(hourMs))]);
+    given([opened, paid(2000, 1, after(hourMs))])
+      .when(withdrawn(t0))
+      .then([invalidatedEvent(after(hourMs))]);
   });
 });
 
 describe('a refund from a payment provider', () => {
   it('given a $20 payment, when $7 is refunded, the payment counts for $13', () => {
-    given([opened, paid()]).when(refund(700, after(hourMs))).then([refundedEvent(700, after(hourMs))]);
+    given([opened, paid()])
+      .when(refund(700, after(hourMs)))
+      .then([refundedEvent(700, after(hourMs))]);
     const state = fold([opened, paid(), refundedEvent(700, after(hourMs))]);
     assert.equal(balanceCentsAt(state, now.getTime()), 1300);
     assert.equal(balanceCentsAt(state, after(hourMs / 2).getTime()), 2000, 'not before the refund');
   });
 
   it('given $12 refunded in all, when the earlier $7 total arrives late or again, nothing changes', () => {
-    given([opened, paid(), refundedEvent(1200, after(2 * hourMs))]).when(refund(700, after(hourMs))).then([]);
-    given([opened, paid(), refundedEvent(1200, after(2 * hourMs))]).when(refund(1200, after(2 * hourMs))).then([]);
+    given([opened, paid(), refundedEvent(1200, after(2 * hourMs))])
+      .when(refund(700, after(hourMs)))
+      .then([]);
+    given([opened, paid(), refundedEvent(1200, after(2 * hourMs))])
+      .when(refund(1200, after(2 * hourMs)))
+      .then([]);
   });
 
   it('refuses a refund larger than the payment, or of nothing', () => {
-    given([opened, paid()]).when(refund(2001)).thenThrows(failsWith('invalid', /exceeds payment 1/));
-    given([opened, paid()]).when(refund(0)).thenThrows(failsWith('invalid', /positive/));
+    given([opened, paid()])
+      .when(refund(2001))
+      .thenThrows(failsWith('invalid', /exceeds payment 1/));
+    given([opened, paid()])
+      .when(refund(0))
+      .thenThrows(failsWith('invalid', /positive/));
   });
 
   it('given an invalidated payment that was also refunded, it counts for nothing, not less', () => {
@@ -119,19 +165,32 @@ describe('a refund from a payment provider', () => {
 
 describe('balance warnings', () => {
   it('issues a level once per episode', () => {
-    given([opened, paid()]).when(warn('runs-out-within-week')).then([warned('runs-out-within-week')]);
-    given([opened, paid(), warned('runs-out-within-week')]).when(warn('runs-out-within-week')).then([]);
-    given([opened, paid(), warned('runs-out-within-week')]).when(warn('runs-out-within-day')).then([warned('runs-out-within-day')]);
+    given([opened, paid()])
+      .when(warn('runs-out-within-week'))
+      .then([warned('runs-out-within-week')]);
+    given([opened, paid(), warned('runs-out-within-week')])
+      .when(warn('runs-out-within-week'))
+      .then([]);
+    given([opened, paid(), warned('runs-out-within-week')])
+      .when(warn('runs-out-within-day'))
+      .then([warned('runs-out-within-day')]);
   });
 
   it('re-arms every level after a top-up or a reinstated payment', () => {
-    given([opened, paid(), warned('out-of-funds'), paid(500, 2, after(hourMs))]).when(warn('out-of-funds')).then([warned('out-of-funds')]);
+    given([opened, paid(), warned('out-of-funds'), paid(500, 2, after(hourMs))])
+      .when(warn('out-of-funds'))
+      .then([warned('out-of-funds')]);
     given([opened, paid(), invalidatedEvent(after(hourMs)), warned('out-of-funds'), reinstatedEvent(after(2 * hourMs))])
-      .when(warn('out-of-funds')).then([warned('out-of-funds')]);
+      .when(warn('out-of-funds'))
+      .then([warned('out-of-funds')]);
   });
 
   it('refuses an unknown level, and an account that does not exist', () => {
-    given([opened, paid()]).when(warn('whenever' as WarningLevel)).thenThrows(failsWith('invalid', /not a warning level/));
-    given([]).when(warn('out-of-funds')).thenThrows(failsWith('not_found', /no account/));
+    given([opened, paid()])
+      .when(warn('whenever' as WarningLevel))
+      .thenThrows(failsWith('invalid', /not a warning level/));
+    given([])
+      .when(warn('out-of-funds'))
+      .thenThrows(failsWith('not_found', /no account/));
   });
 });

@@ -20,9 +20,7 @@ const paidCents = 100_000_000; // a million dollars: every creation is covered
 const t0 = Date.parse('2031-03-01T00:00:00.000Z');
 const dayMs = 86_400_000;
 
-type Step =
-  | { kind: 'vanished'; gapMs: number; observedOffsetMs: number; repeat: boolean }
-  | { kind: 'deletion'; gapMs: number };
+type Step = { kind: 'vanished'; gapMs: number; observedOffsetMs: number; repeat: boolean } | { kind: 'deletion'; gapMs: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   fc.record({
@@ -57,7 +55,15 @@ function scenario(priceCentsPerMonth: number, createGapMs: number, steps: Step[]
   const commands: AccountCommand[] = [
     {
       type: 'RecordPayment',
-      data: { accountId, email: 'alice@example.org', paymentId: 1, amountCents: paidCents, provider: 'manual', reference: null, receivedAt: new Date(t0) },
+      data: {
+        accountId,
+        email: 'alice@example.org',
+        paymentId: 1,
+        amountCents: paidCents,
+        provider: 'manual',
+        reference: null,
+        receivedAt: new Date(t0),
+      },
       metadata: { now: new Date(t0) },
     },
     {
@@ -79,7 +85,9 @@ function scenario(priceCentsPerMonth: number, createGapMs: number, steps: Step[]
     const observedMs: number = s.repeat && lastObservedMs !== null ? lastObservedMs : nowMs + s.observedOffsetMs;
     lastObservedMs = observedMs;
     commands.push({
-      type: 'EndVmAccrual', data: { vmId, vanishedAt: new Date(observedMs), host: 'spoke-a', reportId: null }, metadata: { now: new Date(nowMs) },
+      type: 'EndVmAccrual',
+      data: { vmId, vanishedAt: new Date(observedMs), host: 'spoke-a', reportId: null },
+      metadata: { now: new Date(nowMs) },
     });
     // It cannot have stopped existing before it was created, nor after the hub heard it had.
     existedUntilMs = Math.min(existedUntilMs, Math.min(Math.max(observedMs, createdAtMs), nowMs));
@@ -135,7 +143,9 @@ describe('the charges of a capsul that vanishes', () => {
       fc.property(scenarios, (s) => {
         const { state, events } = run(s.commands);
         for (const atMs of instantsOf(s)) {
-          const asOf = events.filter((e) => e.type === 'AccountOpened' || Date.parse(e.data.at) <= atMs).reduce(evolveAccount, initialAccount());
+          const asOf = events
+            .filter((e) => e.type === 'AccountOpened' || Date.parse(e.data.at) <= atMs)
+            .reduce(evolveAccount, initialAccount());
           assert.equal(balanceCentsAt(asOf, atMs), balanceCentsAt(state, atMs));
         }
       }),
@@ -150,7 +160,8 @@ describe('the charges of a capsul that vanishes', () => {
         const rest = events.filter((e) => e.type !== 'VmAccrualEnded');
         // The ends reversed, rotated and each twice, after everything else.
         const shuffled = [...ends].reverse();
-        const rotated = shuffled.length === 0 ? [] : [...shuffled.slice(seed % shuffled.length), ...shuffled.slice(0, seed % shuffled.length)];
+        const rotated =
+          shuffled.length === 0 ? [] : [...shuffled.slice(seed % shuffled.length), ...shuffled.slice(0, seed % shuffled.length)];
         const refolded = [...rest, ...rotated, ...rotated].reduce(evolveAccount, initialAccount());
         return instantsOf(s).every((atMs) => balanceCentsAt(refolded, atMs) === balanceCentsAt(state, atMs));
       }),

@@ -67,58 +67,97 @@ const reportOf = (kind: string, at: Date, operationId: string | null = null) => 
 // Commands: time always arrives in the metadata; what a host saw carries its own observedAt.
 
 const placeVm = (onHost = host, context = live, now = t0, operationId = placement): PlaceVm => ({
-  type: 'PlaceVm', data: { vmId, host: onHost, operationId, context }, metadata: { now },
+  type: 'PlaceVm',
+  data: { vmId, host: onHost, operationId, context },
+  metadata: { now },
 });
-const recordProvisioned = (byHost = host, observedAt = after(60), report = reportOf('provisioned', observedAt, placement)): RecordProvisioned => ({
+const recordProvisioned = (
+  byHost = host,
+  observedAt = after(60),
+  report = reportOf('provisioned', observedAt, placement),
+): RecordProvisioned => ({
   type: 'RecordProvisioned',
   data: { vmId, host: byHost, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, observedAt, ...report },
   metadata: { now: observedAt },
 });
-const observeState = (state: ObservedState, observedAt: Date, byHost = host, report = reportOf(`state-${state}`, observedAt)): ObserveState => ({
-  type: 'ObserveState', data: { vmId, host: byHost, state, observedAt, ...report }, metadata: { now: observedAt },
+const observeState = (
+  state: ObservedState,
+  observedAt: Date,
+  byHost = host,
+  report = reportOf(`state-${state}`, observedAt),
+): ObserveState => ({
+  type: 'ObserveState',
+  data: { vmId, host: byHost, state, observedAt, ...report },
+  metadata: { now: observedAt },
 });
 const requestStart = (context = live, now = after(600), operationId = startOp): RequestStart => ({
-  type: 'RequestStart', data: { vmId, operationId, context }, metadata: { now },
+  type: 'RequestStart',
+  data: { vmId, operationId, context },
+  metadata: { now },
 });
 const requestStop = (force: boolean, context = live, now = after(600), operationId = stopOp): RequestStop => ({
-  type: 'RequestStop', data: { vmId, force, operationId, context }, metadata: { now },
+  type: 'RequestStop',
+  data: { vmId, force, operationId, context },
+  metadata: { now },
 });
 const scheduleDeletion = (context = beingDeleted, now = after(800), operationId = deletionOp): ScheduleDeletion => ({
-  type: 'ScheduleDeletion', data: { vmId, operationId, context }, metadata: { now },
+  type: 'ScheduleDeletion',
+  data: { vmId, operationId, context },
+  metadata: { now },
 });
-const confirmDeleted = (byHost: string | null = host, observedAt = after(900), report = reportOf('deleted', observedAt, deletionOp)): ConfirmDeleted => ({
-  type: 'ConfirmDeleted', data: { vmId, host: byHost, observedAt, ...report }, metadata: { now: observedAt },
+const confirmDeleted = (
+  byHost: string | null = host,
+  observedAt = after(900),
+  report = reportOf('deleted', observedAt, deletionOp),
+): ConfirmDeleted => ({
+  type: 'ConfirmDeleted',
+  data: { vmId, host: byHost, observedAt, ...report },
+  metadata: { now: observedAt },
 });
 const recordFailure = (error: string, byHost = host, observedAt = after(120), report = reportOf('failure', observedAt)): RecordFailure => ({
-  type: 'RecordFailure', data: { vmId, host: byHost, error, observedAt, ...report }, metadata: { now: observedAt },
+  type: 'RecordFailure',
+  data: { vmId, host: byHost, error, observedAt, ...report },
+  metadata: { now: observedAt },
 });
 
 // Events, as the decider writes them.
 
 const vmPlaced = (onHost = host, operationId = placement): VmPlaced => ({
-  type: 'VmPlaced', data: { vmId, accountId, host: onHost, operationId, at: iso(t0) },
+  type: 'VmPlaced',
+  data: { vmId, accountId, host: onHost, operationId, at: iso(t0) },
 });
 const vmProvisioned = (at = after(60), report = reportOf('provisioned', at, placement)): VmProvisioned => ({
   type: 'VmProvisioned',
   data: { vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, ...report, at: iso(at) },
 });
 const vmStateObserved = (state: ObservedState, at: Date, report = reportOf(`state-${state}`, at)): VmStateObserved => ({
-  type: 'VmStateObserved', data: { vmId, host, state, ...report, at: iso(at) },
+  type: 'VmStateObserved',
+  data: { vmId, host, state, ...report, at: iso(at) },
 });
 const vmStartRequested = (at = after(600), onHost = host, operationId = startOp): VmStartRequested => ({
-  type: 'VmStartRequested', data: { vmId, host: onHost, operationId, at: iso(at) },
+  type: 'VmStartRequested',
+  data: { vmId, host: onHost, operationId, at: iso(at) },
 });
 const vmStopRequested = (force: boolean, at = after(600), onHost = host, operationId = stopOp): VmStopRequested => ({
-  type: 'VmStopRequested', data: { vmId, host: onHost, force, operationId, at: iso(at) },
+  type: 'VmStopRequested',
+  data: { vmId, host: onHost, force, operationId, at: iso(at) },
 });
 const vmDeletionScheduled = (at = after(800), operationId = deletionOp): VmDeletionScheduled => ({
-  type: 'VmDeletionScheduled', data: { vmId, host, operationId, at: iso(at) },
+  type: 'VmDeletionScheduled',
+  data: { vmId, host, operationId, at: iso(at) },
 });
 const vmDeleted = (at = after(900), report = reportOf('deleted', at, deletionOp)): VmDeleted => ({
-  type: 'VmDeleted', data: { vmId, host, ...report, at: iso(at) },
+  type: 'VmDeleted',
+  data: { vmId, host, ...report, at: iso(at) },
 });
-const vmFailed = (error: string, at = after(120), report = reportOf('failure', at), operation: VmFailed['data']['operation'] = null): VmFailed => ({
-  type: 'VmFailed', data: { vmId, host, error, operation, ...report, at: iso(at) },
+const vmFailed = (
+  error: string,
+  at = after(120),
+  report = reportOf('failure', at),
+  operation: VmFailed['data']['operation'] = null,
+): VmFailed => ({
+  type: 'VmFailed',
+  data: { vmId, host, error, operation, ...report, at: iso(at) },
 });
 
 /** Placed on spoke-a, provisioned a minute later, seen running at two minutes. */
@@ -132,7 +171,9 @@ describe('placing a capsul', () => {
   });
 
   it('changes nothing when placed again on the same host', () => {
-    given([vmPlaced(host)]).when(placeVm(host, live, after(30), 'op-place-retry')).thenNothingHappened();
+    given([vmPlaced(host)])
+      .when(placeVm(host, live, after(30), 'op-place-retry'))
+      .thenNothingHappened();
   });
 
   it('refuses to move a placed capsul to another host', () => {
@@ -142,7 +183,9 @@ describe('placing a capsul', () => {
   });
 
   it('refuses to place a capsul whose deletion was requested', () => {
-    given([]).when(placeVm(host, beingDeleted)).thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is being deleted$/));
+    given([])
+      .when(placeVm(host, beingDeleted))
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is being deleted$/));
   });
 });
 
@@ -150,17 +193,27 @@ describe('recording that a capsul was provisioned', () => {
   it('records what its host reported, at the time it was observed, with the report and the placement it completes', () => {
     given([vmPlaced()])
       .when(recordProvisioned(host, after(60), ids('report-prov-1', placement)))
-      .then([{
-        type: 'VmProvisioned',
-        data: {
-          vmId, host, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys,
-          reportId: 'report-prov-1', operationId: placement, at: iso(after(60)),
+      .then([
+        {
+          type: 'VmProvisioned',
+          data: {
+            vmId,
+            host,
+            ipv4: '192.0.2.10',
+            ipv6: '2001:db8::10',
+            sshHostKeys: hostKeys,
+            reportId: 'report-prov-1',
+            operationId: placement,
+            at: iso(after(60)),
+          },
         },
-      }]);
+      ]);
   });
 
   it('changes nothing the second time', () => {
-    given([vmPlaced(), vmProvisioned()]).when(recordProvisioned(host, after(90))).thenNothingHappened();
+    given([vmPlaced(), vmProvisioned()])
+      .when(recordProvisioned(host, after(90)))
+      .thenNothingHappened();
   });
 
   it('refuses a report from a host the capsul is not placed on', () => {
@@ -176,17 +229,21 @@ describe('recording that a capsul was provisioned', () => {
   });
 
   it('changes nothing once the capsul is deleted', () => {
-    given([vmPlaced(), vmDeleted(after(30))]).when(recordProvisioned(host, after(60))).thenNothingHappened();
+    given([vmPlaced(), vmDeleted(after(30))])
+      .when(recordProvisioned(host, after(60)))
+      .thenNothingHappened();
   });
 });
 
 describe('observing a capsul state', () => {
   it('records a newer, different state', () => {
     const events = decideAfter(runningOnHost(), observeState('stopped', after(300), host, ids('report-state-9')));
-    assert.deepEqual(events, [{
-      type: 'VmStateObserved',
-      data: { vmId, host, state: 'stopped', reportId: 'report-state-9', operationId: null, at: iso(after(300)) },
-    }]);
+    assert.deepEqual(events, [
+      {
+        type: 'VmStateObserved',
+        data: { vmId, host, state: 'stopped', reportId: 'report-state-9', operationId: null, at: iso(after(300)) },
+      },
+    ]);
   });
 
   it('records the first state seen after provisioning', () => {
@@ -201,7 +258,9 @@ describe('observing a capsul state', () => {
   });
 
   it('changes nothing when the state is the same as last seen', () => {
-    given(runningOnHost()).when(observeState('running', after(300))).thenNothingHappened();
+    given(runningOnHost())
+      .when(observeState('running', after(300)))
+      .thenNothingHappened();
   });
 
   it('records the same state as last seen when it completes an operation', () => {
@@ -218,11 +277,15 @@ describe('observing a capsul state', () => {
   });
 
   it('changes nothing for an observation older than the last one', () => {
-    given(runningOnHost()).when(observeState('stopped', after(119))).thenNothingHappened();
+    given(runningOnHost())
+      .when(observeState('stopped', after(119)))
+      .thenNothingHappened();
   });
 
   it('changes nothing for an observation as old as the last one', () => {
-    given(runningOnHost()).when(observeState('stopped', after(120))).thenNothingHappened();
+    given(runningOnHost())
+      .when(observeState('stopped', after(120)))
+      .thenNothingHappened();
   });
 
   it('records a state reported at the very instant of provisioning', () => {
@@ -231,7 +294,9 @@ describe('observing a capsul state', () => {
   });
 
   it('changes nothing for an observation older than the provisioning report', () => {
-    given([vmPlaced(), vmProvisioned(after(60))]).when(observeState('running', after(59))).thenNothingHappened();
+    given([vmPlaced(), vmProvisioned(after(60))])
+      .when(observeState('running', after(59)))
+      .thenNothingHappened();
   });
 
   it('refuses an observation from a host the capsul is not placed on', () => {
@@ -247,7 +312,9 @@ describe('observing a capsul state', () => {
   });
 
   it('changes nothing once the capsul is deleted', () => {
-    given([...runningOnHost(), vmDeleted(after(200))]).when(observeState('running', after(300))).thenNothingHappened();
+    given([...runningOnHost(), vmDeleted(after(200))])
+      .when(observeState('running', after(300)))
+      .thenNothingHappened();
   });
 
   it('changes nothing once the capsul is deleted, even for a report completing an operation', () => {
@@ -277,27 +344,39 @@ describe('requesting a start or a stop', () => {
   });
 
   it('asks the start of the host the capsul is placed on', () => {
-    given([vmPlaced(otherHost)]).when(requestStart(live, after(600))).then([vmStartRequested(after(600), otherHost)]);
+    given([vmPlaced(otherHost)])
+      .when(requestStart(live, after(600)))
+      .then([vmStartRequested(after(600), otherHost)]);
   });
 
   it('asks the stop of the host the capsul is placed on', () => {
-    given([vmPlaced(otherHost)]).when(requestStop(false, live, after(600))).then([vmStopRequested(false, after(600), otherHost)]);
+    given([vmPlaced(otherHost)])
+      .when(requestStop(false, live, after(600)))
+      .then([vmStopRequested(false, after(600), otherHost)]);
   });
 
   it('refuses a start before the capsul is on a host', () => {
-    given([]).when(requestStart()).thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is not on a host yet$/));
+    given([])
+      .when(requestStart())
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is not on a host yet$/));
   });
 
   it('refuses a stop before the capsul is on a host', () => {
-    given([]).when(requestStop(false)).thenThrows(failsWith('refused', /is not on a host yet$/));
+    given([])
+      .when(requestStop(false))
+      .thenThrows(failsWith('refused', /is not on a host yet$/));
   });
 
   it('refuses a start once the deletion was requested', () => {
-    given(runningOnHost()).when(requestStart(beingDeleted)).thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is deleted$/));
+    given(runningOnHost())
+      .when(requestStart(beingDeleted))
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 is deleted$/));
   });
 
   it('refuses a stop once the capsul is deleted', () => {
-    given([...runningOnHost(), vmDeleted()]).when(requestStop(true)).thenThrows(failsWith('refused', /is deleted$/));
+    given([...runningOnHost(), vmDeleted()])
+      .when(requestStop(true))
+      .thenThrows(failsWith('refused', /is deleted$/));
   });
 });
 
@@ -309,7 +388,9 @@ describe('scheduling a deletion', () => {
   });
 
   it('asks the deletion of a failed capsul too', () => {
-    given([vmPlaced(), vmFailed('qemu: could not allocate memory')]).when(scheduleDeletion()).then([vmDeletionScheduled()]);
+    given([vmPlaced(), vmFailed('qemu: could not allocate memory')])
+      .when(scheduleDeletion())
+      .then([vmDeletionScheduled()]);
   });
 
   it('refuses when the account has not requested the deletion', () => {
@@ -331,11 +412,16 @@ describe('scheduling a deletion', () => {
   });
 
   it('changes nothing once the capsul is deleted', () => {
-    given([...runningOnHost(), vmDeleted(after(700))]).when(scheduleDeletion()).thenNothingHappened();
+    given([...runningOnHost(), vmDeleted(after(700))])
+      .when(scheduleDeletion())
+      .thenNothingHappened();
   });
 
   it('changes nothing once a capsul that never reached a host is deleted', () => {
-    const deletedOffHost: VmDeleted = { type: 'VmDeleted', data: { vmId, host: null, reportId: null, operationId: null, at: iso(after(30)) } };
+    const deletedOffHost: VmDeleted = {
+      type: 'VmDeleted',
+      data: { vmId, host: null, reportId: null, operationId: null, at: iso(after(30)) },
+    };
     given([deletedOffHost]).when(scheduleDeletion()).thenNothingHappened();
   });
 });
@@ -348,7 +434,9 @@ describe('confirming a deletion', () => {
   });
 
   it('changes nothing the second time', () => {
-    given([...runningOnHost(), vmDeleted(after(900))]).when(confirmDeleted(host, after(960))).thenNothingHappened();
+    given([...runningOnHost(), vmDeleted(after(900))])
+      .when(confirmDeleted(host, after(960)))
+      .thenNothingHappened();
   });
 
   it('refuses a confirmation from a host the capsul is not placed on', () => {
@@ -358,11 +446,15 @@ describe('confirming a deletion', () => {
   });
 
   it('does not find a capsul that was never placed on the confirming host', () => {
-    given([]).when(confirmDeleted(host)).thenThrows(failsWith('not_found', /is not placed on any host$/));
+    given([])
+      .when(confirmDeleted(host))
+      .thenThrows(failsWith('not_found', /is not placed on any host$/));
   });
 
   it('refuses a confirmation without a host for a capsul that is on one', () => {
-    given(runningOnHost()).when(confirmDeleted(null)).thenThrows(failsWith('refused', /only that host can confirm its deletion$/));
+    given(runningOnHost())
+      .when(confirmDeleted(null))
+      .thenThrows(failsWith('refused', /only that host can confirm its deletion$/));
   });
 
   it('deletes a capsul never placed on any host without a host', () => {
@@ -374,10 +466,20 @@ describe('confirming a deletion', () => {
 describe('recording a failure', () => {
   it('records the failure its host reported', () => {
     const events = decideAfter([vmPlaced()], recordFailure('qemu: could not allocate memory', host, after(120), ids('report-fail-1')));
-    assert.deepEqual(events, [{
-      type: 'VmFailed',
-      data: { vmId, host, error: 'qemu: could not allocate memory', operation: null, reportId: 'report-fail-1', operationId: null, at: iso(after(120)) },
-    }]);
+    assert.deepEqual(events, [
+      {
+        type: 'VmFailed',
+        data: {
+          vmId,
+          host,
+          error: 'qemu: could not allocate memory',
+          operation: null,
+          reportId: 'report-fail-1',
+          operationId: null,
+          at: iso(after(120)),
+        },
+      },
+    ]);
   });
 
   it('records the operation the failure ends', () => {
@@ -399,7 +501,9 @@ describe('recording a failure', () => {
   });
 
   it('changes nothing when the capsul has already failed', () => {
-    given([vmPlaced(), vmFailed('first')]).when(recordFailure('second', host, after(180))).thenNothingHappened();
+    given([vmPlaced(), vmFailed('first')])
+      .when(recordFailure('second', host, after(180)))
+      .thenNothingHappened();
   });
 
   it('records a failure ending an operation even when the capsul has already failed', () => {
@@ -410,7 +514,9 @@ describe('recording a failure', () => {
   });
 
   it('changes nothing once the capsul is deleted', () => {
-    given([...runningOnHost(), vmDeleted()]).when(recordFailure('late', host, after(1000))).thenNothingHappened();
+    given([...runningOnHost(), vmDeleted()])
+      .when(recordFailure('late', host, after(1000)))
+      .thenNothingHappened();
   });
 
   it('changes nothing once the capsul is deleted, even for a failure ending an operation', () => {
@@ -431,7 +537,9 @@ describe('receiving the same report again', () => {
 
   it('changes nothing for a provisioning report already recorded', () => {
     const report = ids('report-prov-7', placement);
-    given([vmPlaced(), vmProvisioned(after(60), report)]).when(recordProvisioned(host, after(60), report)).thenNothingHappened();
+    given([vmPlaced(), vmProvisioned(after(60), report)])
+      .when(recordProvisioned(host, after(60), report))
+      .thenNothingHappened();
   });
 
   it('changes nothing for a state report already recorded', () => {
@@ -485,17 +593,25 @@ describe('operations and reports that do not belong', () => {
   });
 
   it('changes nothing for a repeat of the current state naming an operation never asked for', () => {
-    given(runningOnHost()).when(observeState('running', after(300), host, reportOf('state-running', after(300), 'never-asked'))).thenNothingHappened();
+    given(runningOnHost())
+      .when(observeState('running', after(300), host, reportOf('state-running', after(300), 'never-asked')))
+      .thenNothingHappened();
   });
 
   it('changes nothing for a repeat of the current state naming an operation already completed', () => {
-    given([...runningOnHost(), vmStopRequested(false), vmStateObserved('stopped', after(700), reportOf('state-stopped', after(700), stopOp))])
+    given([
+      ...runningOnHost(),
+      vmStopRequested(false),
+      vmStateObserved('stopped', after(700), reportOf('state-stopped', after(700), stopOp)),
+    ])
       .when(observeState('stopped', after(800), host, reportOf('state-stopped', after(800), stopOp)))
       .thenNothingHappened();
   });
 
   it('changes nothing when the same start request arrives twice', () => {
-    given([...runningOnHost(), vmStartRequested()]).when(requestStart()).thenNothingHappened();
+    given([...runningOnHost(), vmStartRequested()])
+      .when(requestStart())
+      .thenNothingHappened();
   });
 
   it('keeps recording failures only for operations still open', () => {
@@ -519,7 +635,8 @@ describe('what a failed operation leaves behind', () => {
 
   it('a failed delete lets the deletion be scheduled again', () => {
     const events = [...runningOnHost(), vmDeletionScheduled(), vmFailed('virsh: busy', after(850), ids('f3', deletionOp), 'delete')];
-    given(events).when(scheduleDeletion(beingDeleted, after(900), 'op-delete-again'))
+    given(events)
+      .when(scheduleDeletion(beingDeleted, after(900), 'op-delete-again'))
       .then([{ type: 'VmDeletionScheduled', data: { vmId, host, operationId: 'op-delete-again', at: iso(after(900)) } }]);
   });
 
@@ -531,7 +648,9 @@ describe('what a failed operation leaves behind', () => {
   });
 
   it('changes nothing when a capsul comes back with the same addresses', () => {
-    given(runningOnHost()).when(recordProvisioned(host, after(700), reportOf('provisioned', after(700), null))).thenNothingHappened();
+    given(runningOnHost())
+      .when(recordProvisioned(host, after(700), reportOf('provisioned', after(700), null)))
+      .thenNothingHappened();
   });
 });
 
@@ -542,25 +661,41 @@ describe('a capsul its host reports deleted without being asked', () => {
 
   /** The host's report that the capsul is gone, observed at `observedAt`, received by the hub at `now`. */
   const reportGone = (observedAt: Date, now = observedAt, report = reportOf('deleted', observedAt)): ConfirmDeleted => ({
-    type: 'ConfirmDeleted', data: { vmId, host, observedAt, ...report }, metadata: { now },
+    type: 'ConfirmDeleted',
+    data: { vmId, host, observedAt, ...report },
+    metadata: { now },
   });
   const vmVanished = (at: Date, data: Partial<VmVanished['data']> = {}): VmVanished => ({
     type: 'VmVanished',
     data: {
-      vmId, host, reportId: `deleted@${iso(at)}`, observedAt: iso(at), reportedAt: iso(at), cancelledOperationIds: [], at: iso(at), ...data,
+      vmId,
+      host,
+      reportId: `deleted@${iso(at)}`,
+      observedAt: iso(at),
+      reportedAt: iso(at),
+      cancelledOperationIds: [],
+      at: iso(at),
+      ...data,
     },
   });
   const vanishedAtFive = (): VmEvent[] => [...runningOnHost(), vmVanished(after(300))];
 
   it('records the capsul as vanished, not deleted, when the host saw it gone', () => {
     const events = decideAfter(runningOnHost(), reportGone(after(300), after(305), ids('report-gone-1')));
-    assert.deepEqual(events, [{
-      type: 'VmVanished',
-      data: {
-        vmId, host, reportId: 'report-gone-1', observedAt: iso(after(300)), reportedAt: iso(after(305)),
-        cancelledOperationIds: [], at: iso(after(300)),
+    assert.deepEqual(events, [
+      {
+        type: 'VmVanished',
+        data: {
+          vmId,
+          host,
+          reportId: 'report-gone-1',
+          observedAt: iso(after(300)),
+          reportedAt: iso(after(305)),
+          cancelledOperationIds: [],
+          at: iso(after(300)),
+        },
       },
-    }]);
+    ]);
   });
 
   it('cancels the operations still open, the one the report names among them', () => {
@@ -572,40 +707,61 @@ describe('a capsul its host reports deleted without being asked', () => {
   it('takes it to have gone no earlier than the host last reported it there', () => {
     // Seen running at 120 s, then reported gone as of 100 s: its own reports say it existed at 120 s.
     const events = decideAfter(runningOnHost(), reportGone(after(100), after(400), ids('report-gone-3')));
-    assert.deepEqual(events, [vmVanished(after(120), { reportId: 'report-gone-3', observedAt: iso(after(100)), reportedAt: iso(after(400)) })]);
+    assert.deepEqual(events, [
+      vmVanished(after(120), { reportId: 'report-gone-3', observedAt: iso(after(100)), reportedAt: iso(after(400)) }),
+    ]);
   });
 
   it('takes it to have gone no later than the hub heard of it', () => {
     // The host's clock runs an hour ahead.
     const events = decideAfter(runningOnHost(), reportGone(after(3900), after(300), ids('report-gone-4')));
-    assert.deepEqual(events, [vmVanished(after(300), { reportId: 'report-gone-4', observedAt: iso(after(3900)), reportedAt: iso(after(300)) })]);
+    assert.deepEqual(events, [
+      vmVanished(after(300), { reportId: 'report-gone-4', observedAt: iso(after(3900)), reportedAt: iso(after(300)) }),
+    ]);
   });
 
   it('records a capsul that failed to be created and then vanished', () => {
-    const events = decideAfter([vmPlaced(), vmFailed('no disk', after(120), ids('f-create', placement), 'create')], reportGone(after(300), after(300), ids('report-gone-5')));
+    const events = decideAfter(
+      [vmPlaced(), vmFailed('no disk', after(120), ids('f-create', placement), 'create')],
+      reportGone(after(300), after(300), ids('report-gone-5')),
+    );
     assert.deepEqual(events, [vmVanished(after(300), { reportId: 'report-gone-5' })]);
   });
 
   it('changes nothing when the same report arrives again', () => {
-    given(vanishedAtFive()).when(reportGone(after(300))).thenNothingHappened();
+    given(vanishedAtFive())
+      .when(reportGone(after(300)))
+      .thenNothingHappened();
   });
 
   it('changes nothing when another report says it is gone again', () => {
-    given(vanishedAtFive()).when(reportGone(after(400))).thenNothingHappened();
+    given(vanishedAtFive())
+      .when(reportGone(after(400)))
+      .thenNothingHappened();
   });
 
   it('changes nothing for a state the host reports of it later: it stays vanished', () => {
-    given(vanishedAtFive()).when(observeState('running', after(400))).thenNothingHappened();
+    given(vanishedAtFive())
+      .when(observeState('running', after(400)))
+      .thenNothingHappened();
   });
 
   it('changes nothing for a provisioning or a failure the host reports of it later', () => {
-    given(vanishedAtFive()).when(recordProvisioned(host, after(400), reportOf('provisioned', after(400), null))).thenNothingHappened();
-    given(vanishedAtFive()).when(recordFailure('late', host, after(400))).thenNothingHappened();
+    given(vanishedAtFive())
+      .when(recordProvisioned(host, after(400), reportOf('provisioned', after(400), null)))
+      .thenNothingHappened();
+    given(vanishedAtFive())
+      .when(recordFailure('late', host, after(400)))
+      .thenNothingHappened();
   });
 
   it('refuses a start or a stop of a vanished capsul', () => {
-    given(vanishedAtFive()).when(requestStart()).thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 vanished from its host$/));
-    given(vanishedAtFive()).when(requestStop(true)).thenThrows(failsWith('refused', /vanished from its host$/));
+    given(vanishedAtFive())
+      .when(requestStart())
+      .thenThrows(failsWith('refused', /^capsul capsul-a1b2c3d4e5 vanished from its host$/));
+    given(vanishedAtFive())
+      .when(requestStop(true))
+      .thenThrows(failsWith('refused', /vanished from its host$/));
   });
 
   it('still refuses the report of a host it is not on', () => {
@@ -615,7 +771,9 @@ describe('a capsul its host reports deleted without being asked', () => {
   });
 
   it('asks its host to delete what is left once its deletion is requested, and records the confirmed deletion', () => {
-    given(vanishedAtFive()).when(scheduleDeletion(beingDeleted, after(800))).then([vmDeletionScheduled(after(800))]);
+    given(vanishedAtFive())
+      .when(scheduleDeletion(beingDeleted, after(800)))
+      .then([vmDeletionScheduled(after(800))]);
     given([...vanishedAtFive(), vmDeletionScheduled(after(800))])
       .when(confirmDeleted(host, after(900), ids('report-del-after', deletionOp)))
       .then([{ type: 'VmDeleted', data: { vmId, host, reportId: 'report-del-after', operationId: deletionOp, at: iso(after(900)) } }]);
@@ -635,7 +793,10 @@ describe('a capsul its host reports deleted without being asked', () => {
   });
 
   it('folds to a vanished capsul with nothing left to do', () => {
-    const state = [...runningOnHost(), vmStopRequested(false), vmVanished(after(700), { cancelledOperationIds: [stopOp] })].reduce(evolveVm, initialVm());
+    const state = [...runningOnHost(), vmStopRequested(false), vmVanished(after(700), { cancelledOperationIds: [stopOp] })].reduce(
+      evolveVm,
+      initialVm(),
+    );
     assert.equal(state.state, 'vanished');
     assert.deepEqual(state.vanished, { at: iso(after(700)), host, reportId: `deleted@${iso(after(700))}` });
     assert.equal(state.openOperations.size, 0);

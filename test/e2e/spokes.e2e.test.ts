@@ -19,8 +19,19 @@ import { freePort } from '../../src/db/embedded.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import {
-  bounded as boundedWait, capsulFacts, childEnv, countBy, killHard as killProcess, launch as launchCapsul, outboxReports,
-  outputTails as tailsOf, readJournal, simulatedCapsuls, stopHard as stopProcess, waitFor as waitUntil, type CapsulFacts,
+  bounded as boundedWait,
+  capsulFacts,
+  childEnv,
+  countBy,
+  killHard as killProcess,
+  launch as launchCapsul,
+  outboxReports,
+  outputTails as tailsOf,
+  readJournal,
+  simulatedCapsuls,
+  stopHard as stopProcess,
+  waitFor as waitUntil,
+  type CapsulFacts,
   type Launched,
 } from '../support/fleet.ts';
 import { isAlive, runCapsul } from '../support/processes.ts';
@@ -84,234 +95,321 @@ async function assertCreatedOnce(vmIds: string[], host: string): Promise<void> {
     assert.equal(row.host, host);
     assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
   }
-  assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]), Array(vmIds.length).fill([true, 'running']));
+  assert.deepEqual(
+    (await operationsOf(vmIds, 'create')).map((op) => [op.completed, op.outcome]),
+    Array(vmIds.length).fill([true, 'running']),
+  );
 }
 
 describe('hub and two spokes as separate processes', () => {
-  it('spreads 20 capsuls by capacity over two hosts; each is placed and created once and runs with an IPv4', withOutput(async () => {
-    const vmIds = await createCapsuls('spread@example.org', 20);
+  it(
+    'spreads 20 capsuls by capacity over two hosts; each is placed and created once and runs with an IPv4',
+    withOutput(async () => {
+      const vmIds = await createCapsuls('spread@example.org', 20);
 
-    const facts = await waitFor('20 capsuls running with an IPv4', async () => {
-      const rows = await capsulFacts(db.pool, vmIds);
-      return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
-    });
-    for (const row of facts) {
-      assert.match(row.ipv4!, /^\d{1,3}(\.\d{1,3}){3}$/, row.id);
-      assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
-    }
-    const perHost = countBy(facts.map((row) => row.host!));
-    assert.deepEqual(perHost, { alpha: 14, beta: 6 }, 'both hosts used, neither beyond its memory');
-    for (const host of await new Hosts({ pool: db.pool }).list()) {
-      assert.ok(host.usedMemoryMb <= host.memoryMb, `${host.id} uses ${host.usedMemoryMb} of ${host.memoryMb} MiB`);
-    }
+      const facts = await waitFor('20 capsuls running with an IPv4', async () => {
+        const rows = await capsulFacts(db.pool, vmIds);
+        return rows.every((row) => row.state === 'running' && row.ipv4 !== null) && rows;
+      });
+      for (const row of facts) {
+        assert.match(row.ipv4!, /^\d{1,3}(\.\d{1,3}){3}$/, row.id);
+        assert.deepEqual(onceFacts(row), { placed: 1, creates: 1, createsCompleted: 1, provisioned: 1, failed: 0 }, row.id);
+      }
+      const perHost = countBy(facts.map((row) => row.host!));
+      assert.deepEqual(perHost, { alpha: 14, beta: 6 }, 'both hosts used, neither beyond its memory');
+      for (const host of await new Hosts({ pool: db.pool }).list()) {
+        assert.ok(host.usedMemoryMb <= host.memoryMb, `${host.id} uses ${host.usedMemoryMb} of ${host.memoryMb} MiB`);
+      }
 
-    // What the spokes themselves list: every capsul on the host the ledger placed it on, once, nowhere else.
-    const listed = await waitFor('both heartbeats to list all 20 capsuls', async () => {
-      const beats = await heartbeats();
-      return Object.values(beats).flat().length >= vmIds.length && beats;
-    });
-    for (const row of facts) {
-      assert.deepEqual(hostsListing(listed, row.id), [row.host], `${row.id} is listed by its host only, once`);
-    }
-  }));
+      // What the spokes themselves list: every capsul on the host the ledger placed it on, once, nowhere else.
+      const listed = await waitFor('both heartbeats to list all 20 capsuls', async () => {
+        const beats = await heartbeats();
+        return Object.values(beats).flat().length >= vmIds.length && beats;
+      });
+      for (const row of facts) {
+        assert.deepEqual(hostsListing(listed, row.id), [row.host], `${row.id} is listed by its host only, once`);
+      }
+    }),
+  );
 
-  it('refuses a new capsul up front with a clear message while both hosts are full', withOutput(async () => {
-    requireRunning();
-    const free = (await new Hosts({ pool: db.pool }).list()).map((host) => [host.id, host.freeMemoryMb]);
-    assert.deepEqual(free, [['alpha', 0], ['beta', 0]], 'the previous test filled both hosts');
-    const before = await count('SELECT count(*)::int AS n FROM vms');
-    await db.ledger.recordPayment({ email: 'full@example.org', amountCents: 10_000, cause: operator });
-    await assert.rejects(
-      db.ledger.createVm({ email: 'full@example.org', size: sizeId, os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
-      /no host has room for a f1-s \(1024 MiB\) right now: choose a smaller size or try again later$/,
-    );
-    await assert.rejects(
-      db.ledger.createVm({ email: 'full@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
-      /no host has room for a f1-xs \(512 MiB\) right now/,
-    );
-    assert.equal(await count('SELECT count(*)::int AS n FROM vms'), before, 'a refused capsul leaves nothing behind');
-  }));
-
-  it('a spoke started with a wrong token exits non-zero with one line naming the refusal', withOutput(async () => {
-    requireRunning();
-    const wrongToken = 'W'.repeat(43);
-    const proc = launch('spoke alpha (wrong token)', ['spoke'], spokeEnv('alpha', { SPOKE_HOST_TOKEN: wrongToken, SPOKE_DATA_DIR: path.join(scratchDir, 'wrong-token') }));
-    assert.equal(await bounded(`${proc.name} to exit`, proc.exited), 1);
-    const lines = proc.output().trimEnd().split('\n');
-    const refusal = "capsul spoke: the hub refused this host's token (HTTP 401): stopping the spoke (check SPOKE_HOST_ID and SPOKE_HOST_TOKEN)";
-    assert.deepEqual(lines.filter((line) => /refused/i.test(line)), [refusal]);
-    assert.equal(lines.at(-1), refusal, 'its last word');
-    assert.ok(!proc.output().includes(wrongToken), 'the token is never printed');
-    assert.ok(isAlive(spokes.alpha.child.pid!), 'the real alpha spoke is untouched');
-  }));
-
-  it('SIGKILL of a spoke whose operations the hub has not heard the end of: after a restart each completes once', withOutput(async () => {
-    requireRunning();
-    // Room on beta: three of its capsuls go.
-    const beforeKill = await capsulFacts(db.pool, await capsulsOn('beta'));
-    const freed = beforeKill.slice(0, 3).map((row) => row.id);
-    for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
-    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'));
-
-    // Beta's reports stop reaching the hub (503): its outcomes can only wait in its outbox.
-    gate.holdReports = true;
-    const vmIds = await createCapsuls('killed@example.org', 3);
-    const creates = await waitFor('the three create operations assigned', async () => {
-      const ops = await operationsOf(vmIds, 'create');
-      return ops.length === vmIds.length && ops;
-    });
-    assert.deepEqual(creates.map((op) => op.host), ['beta', 'beta', 'beta'], 'alpha is full');
-    const createIds = creates.map((op) => op.id);
-    // The spoke journals an outcome, then puts its reports in the outbox: wait for the latter.
-    await waitFor("the three outcomes in beta's outbox", async () => {
-      const queued = outboxReports(dataDirs.beta).filter((report) => createIds.includes(report.operationId ?? ''));
-      return queued.length === 6;
-    });
-    const queued = outboxReports(dataDirs.beta).filter((report) => createIds.includes(report.operationId ?? ''));
-    assert.deepEqual(countBy(queued.map((report) => report.type)), { provisioned: 3, state: 3 });
-    assert.deepEqual(createIds.filter((id) => !readJournal(dataDirs.beta).finished.includes(id)), [], 'journaled as finished');
-    await waitFor('beta to try to report them', async () => gate.heldReports > 0);
-    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => op.completed), [false, false, false], 'the hub has not heard');
-
-    await killHard(spokes.beta);
-    gate.holdReports = false;
-    const restartedAt = new Date();
-    spokes.beta = await startSpoke('beta');
-
-    await assertCreatedOnce(vmIds, 'beta');
-
-    // Ran once: the journal, which both beta processes share, started each operation once and never
-    // again after the restart, although the hub delivered them again.
-    const journal = readJournal(dataDirs.beta);
-    const betaLog = launched.filter((proc) => proc.name === 'spoke beta').map((proc) => proc.output()).join('');
-    for (const [i, id] of createIds.entries()) {
-      assert.equal(journal.started.filter((started) => started === id).length, 1, `operation ${id} started once`);
-      // The line the spoke writes just before it calls the driver for a new operation.
-      const driverCalls = betaLog.split('\n').filter((line) => line === `capsul spoke: operation ${id}: create capsul ${creates[i]!.vmId}`);
-      assert.equal(driverCalls.length, 1, `operation ${id} reached the driver once over both beta processes`);
-    }
-    await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
-    // No capsul twice on a host. (The simulated driver keeps its capsuls in the data dir, so a rerun create
-    // would be refused as already existing and show above as a VmFailed.)
-    const listed = await waitFor('a heartbeat from the restarted beta', async () => {
-      const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
-      return rows.length === 1 && heartbeats();
-    });
-    for (const vmId of vmIds) assert.ok(hostsListing(listed, vmId).length <= 1 && !hostsListing(listed, vmId).includes('alpha'), vmId);
-    assert.equal(new Set(listed.beta ?? []).size, (listed.beta ?? []).length, 'beta lists no capsul twice');
-  }));
-
-  it('SIGKILL of a spoke while its driver is still provisioning: the capsuls outlive it and each create completes once', withOutput(async () => {
-    requireRunning();
-    // Room on beta again: three of its capsuls go.
-    const freed = (await capsulsOn('beta')).slice(0, 3);
-    for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
-    await waitFor('three capsuls on beta deleted', async () => (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'));
-
-    // A beta whose capsuls take long enough to provision that the kill certainly lands while they do.
-    await killHard(spokes.beta);
-    const slowBeta = await startSpoke('beta', { SPOKE_SIMULATED_PROVISION_MS: String(slowProvisionMs) });
-    spokes.beta = slowBeta;
-    const vmIds = await createCapsuls('provisioning@example.org', 3);
-    const creates = await waitFor('the three create operations assigned', async () => {
-      const ops = await operationsOf(vmIds, 'create');
-      return ops.length === vmIds.length && ops;
-    });
-    assert.deepEqual(creates.map((op) => op.host), ['beta', 'beta', 'beta'], 'alpha is full');
-    const createIds = creates.map((op) => op.id);
-    const driverCall = (i: number) => `capsul spoke: operation ${createIds[i]}: create capsul ${creates[i]!.vmId}`;
-    // In the driver's hands: beta called it for each, and the driver saved each capsul as provisioning.
-    await waitFor('beta to hand the three creates to its driver', async () => {
-      const lines = slowBeta.output().split('\n');
-      const saved = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
-      return createIds.every((_, i) => lines.includes(driverCall(i))) && saved.length === vmIds.length;
-    });
-    const provisioning = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
-    const killedAt = Date.now();
-    assert.ok(
-      provisioning.every((capsul) => capsul.readyAtMs !== undefined && capsul.readyAtMs > killedAt),
-      `all three still provisioning at the kill: ${JSON.stringify(provisioning)}`,
-    );
-    await killHard(slowBeta);
-    assert.deepEqual(createIds.filter((id) => readJournal(dataDirs.beta).finished.includes(id)), [], 'none finished before the kill');
-    assert.deepEqual((await operationsOf(vmIds, 'create')).map((op) => op.completed), [false, false, false], 'the hub has not heard');
-
-    // The same data dir and token; the provisioning delay left is the driver's to keep, not the new process's.
-    const restartedAt = new Date();
-    spokes.beta = await startSpoke('beta');
-    const restarted = spokes.beta;
-
-    await assertCreatedOnce(vmIds, 'beta');
-
-    // Run once: started once in the journal, handed to the driver once, and watched to its end after the restart.
-    const journal = readJournal(dataDirs.beta);
-    const restartedLines = restarted.output().split('\n');
-    for (const [i, id] of createIds.entries()) {
-      assert.equal(journal.started.filter((started) => started === id).length, 1, `operation ${id} started once`);
-      assert.equal(slowBeta.output().split('\n').filter((line) => line === driverCall(i)).length, 1, `operation ${id} reached the driver once`);
-      assert.ok(!restartedLines.includes(driverCall(i)), `operation ${id} did not reach the driver again after the restart`);
-      assert.ok(
-        restartedLines.some((line) => line.startsWith(`capsul spoke: operation ${id}: create capsul ${creates[i]!.vmId}`) && line.endsWith('watching it')),
-        `operation ${id} watched after the restart`,
+  it(
+    'refuses a new capsul up front with a clear message while both hosts are full',
+    withOutput(async () => {
+      requireRunning();
+      const free = (await new Hosts({ pool: db.pool }).list()).map((host) => [host.id, host.freeMemoryMb]);
+      assert.deepEqual(
+        free,
+        [
+          ['alpha', 0],
+          ['beta', 0],
+        ],
+        'the previous test filled both hosts',
       );
-    }
-    await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
+      const before = await count('SELECT count(*)::int AS n FROM vms');
+      await db.ledger.recordPayment({ email: 'full@example.org', amountCents: 10_000, cause: operator });
+      await assert.rejects(
+        db.ledger.createVm({ email: 'full@example.org', size: sizeId, os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
+        /no host has room for a f1-s \(1024 MiB\) right now: choose a smaller size or try again later$/,
+      );
+      await assert.rejects(
+        db.ledger.createVm({ email: 'full@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
+        /no host has room for a f1-xs \(512 MiB\) right now/,
+      );
+      assert.equal(await count('SELECT count(*)::int AS n FROM vms'), before, 'a refused capsul leaves nothing behind');
+    }),
+  );
 
-    // The restarted beta lists what the killed one had made, each capsul once: no create ran twice.
-    const listed = await waitFor('a heartbeat from the restarted beta', async () => {
-      const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
-      return rows.length === 1 && heartbeats();
-    });
-    for (const vmId of vmIds) assert.deepEqual(hostsListing(listed, vmId), ['beta'], `${vmId} is listed by beta only, once`);
-    assert.deepEqual([...(listed.beta ?? [])].sort(), (await capsulsOn('beta')).sort(), 'beta lists exactly the capsuls the ledger placed on it');
-  }));
+  it(
+    'a spoke started with a wrong token exits non-zero with one line naming the refusal',
+    withOutput(async () => {
+      requireRunning();
+      const wrongToken = 'W'.repeat(43);
+      const proc = launch(
+        'spoke alpha (wrong token)',
+        ['spoke'],
+        spokeEnv('alpha', { SPOKE_HOST_TOKEN: wrongToken, SPOKE_DATA_DIR: path.join(scratchDir, 'wrong-token') }),
+      );
+      assert.equal(await bounded(`${proc.name} to exit`, proc.exited), 1);
+      const lines = proc.output().trimEnd().split('\n');
+      const refusal =
+        "capsul spoke: the hub refused this host's token (HTTP 401): stopping the spoke (check SPOKE_HOST_ID and SPOKE_HOST_TOKEN)";
+      assert.deepEqual(
+        lines.filter((line) => /refused/i.test(line)),
+        [refusal],
+      );
+      assert.equal(lines.at(-1), refusal, 'its last word');
+      assert.ok(!proc.output().includes(wrongToken), 'the token is never printed');
+      assert.ok(isAlive(spokes.alpha.child.pid!), 'the real alpha spoke is untouched');
+    }),
+  );
 
-  it('restarting the hub while spokes report deletions loses and doubles no report', withOutput(async () => {
-    requireRunning();
-    const vmIds = (await db.pool.query(`SELECT id FROM vms WHERE state <> 'deleted' ORDER BY id`)).rows.map((row) => row.id as string);
-    assert.equal(vmIds.length, 20, 'the previous tests left both hosts full');
-    const deletedBefore = await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmDeleted'`);
+  it(
+    'SIGKILL of a spoke whose operations the hub has not heard the end of: after a restart each completes once',
+    withOutput(async () => {
+      requireRunning();
+      // Room on beta: three of its capsuls go.
+      const beforeKill = await capsulFacts(db.pool, await capsulsOn('beta'));
+      const freed = beforeKill.slice(0, 3).map((row) => row.id);
+      for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
+      await waitFor('three capsuls on beta deleted', async () =>
+        (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'),
+      );
 
-    // Beta's reports are held so that some are certainly outstanding when the hub goes down.
-    gate.holdReports = true;
-    for (const vmId of vmIds) await db.ledger.deleteVm(vmId, 'end of the test', operator);
-    const betaDeletes = await waitFor("beta's delete operations assigned", async () => {
-      const ops = (await operationsOf(vmIds, 'delete')).filter((op) => op.host === 'beta');
-      return ops.length === 6 && ops.map((op) => op.id);
-    });
-    await waitFor("beta's six outcomes in its outbox", async () => {
+      // Beta's reports stop reaching the hub (503): its outcomes can only wait in its outbox.
+      gate.holdReports = true;
+      const vmIds = await createCapsuls('killed@example.org', 3);
+      const creates = await waitFor('the three create operations assigned', async () => {
+        const ops = await operationsOf(vmIds, 'create');
+        return ops.length === vmIds.length && ops;
+      });
+      assert.deepEqual(
+        creates.map((op) => op.host),
+        ['beta', 'beta', 'beta'],
+        'alpha is full',
+      );
+      const createIds = creates.map((op) => op.id);
+      // The spoke journals an outcome, then puts its reports in the outbox: wait for the latter.
+      await waitFor("the three outcomes in beta's outbox", async () => {
+        const queued = outboxReports(dataDirs.beta).filter((report) => createIds.includes(report.operationId ?? ''));
+        return queued.length === 6;
+      });
+      const queued = outboxReports(dataDirs.beta).filter((report) => createIds.includes(report.operationId ?? ''));
+      assert.deepEqual(countBy(queued.map((report) => report.type)), { provisioned: 3, state: 3 });
+      assert.deepEqual(
+        createIds.filter((id) => !readJournal(dataDirs.beta).finished.includes(id)),
+        [],
+        'journaled as finished',
+      );
+      await waitFor('beta to try to report them', async () => gate.heldReports > 0);
+      assert.deepEqual(
+        (await operationsOf(vmIds, 'create')).map((op) => op.completed),
+        [false, false, false],
+        'the hub has not heard',
+      );
+
+      await killHard(spokes.beta);
+      gate.holdReports = false;
+      const restartedAt = new Date();
+      spokes.beta = await startSpoke('beta');
+
+      await assertCreatedOnce(vmIds, 'beta');
+
+      // Ran once: the journal, which both beta processes share, started each operation once and never
+      // again after the restart, although the hub delivered them again.
+      const journal = readJournal(dataDirs.beta);
+      const betaLog = launched
+        .filter((proc) => proc.name === 'spoke beta')
+        .map((proc) => proc.output())
+        .join('');
+      for (const [i, id] of createIds.entries()) {
+        assert.equal(journal.started.filter((started) => started === id).length, 1, `operation ${id} started once`);
+        // The line the spoke writes just before it calls the driver for a new operation.
+        const driverCalls = betaLog
+          .split('\n')
+          .filter((line) => line === `capsul spoke: operation ${id}: create capsul ${creates[i]!.vmId}`);
+        assert.equal(driverCalls.length, 1, `operation ${id} reached the driver once over both beta processes`);
+      }
+      await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
+      // No capsul twice on a host. (The simulated driver keeps its capsuls in the data dir, so a rerun create
+      // would be refused as already existing and show above as a VmFailed.)
+      const listed = await waitFor('a heartbeat from the restarted beta', async () => {
+        const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
+        return rows.length === 1 && heartbeats();
+      });
+      for (const vmId of vmIds) assert.ok(hostsListing(listed, vmId).length <= 1 && !hostsListing(listed, vmId).includes('alpha'), vmId);
+      assert.equal(new Set(listed.beta ?? []).size, (listed.beta ?? []).length, 'beta lists no capsul twice');
+    }),
+  );
+
+  it(
+    'SIGKILL of a spoke while its driver is still provisioning: the capsuls outlive it and each create completes once',
+    withOutput(async () => {
+      requireRunning();
+      // Room on beta again: three of its capsuls go.
+      const freed = (await capsulsOn('beta')).slice(0, 3);
+      for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
+      await waitFor('three capsuls on beta deleted', async () =>
+        (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'),
+      );
+
+      // A beta whose capsuls take long enough to provision that the kill certainly lands while they do.
+      await killHard(spokes.beta);
+      const slowBeta = await startSpoke('beta', { SPOKE_SIMULATED_PROVISION_MS: String(slowProvisionMs) });
+      spokes.beta = slowBeta;
+      const vmIds = await createCapsuls('provisioning@example.org', 3);
+      const creates = await waitFor('the three create operations assigned', async () => {
+        const ops = await operationsOf(vmIds, 'create');
+        return ops.length === vmIds.length && ops;
+      });
+      assert.deepEqual(
+        creates.map((op) => op.host),
+        ['beta', 'beta', 'beta'],
+        'alpha is full',
+      );
+      const createIds = creates.map((op) => op.id);
+      const driverCall = (i: number) => `capsul spoke: operation ${createIds[i]}: create capsul ${creates[i]!.vmId}`;
+      // In the driver's hands: beta called it for each, and the driver saved each capsul as provisioning.
+      await waitFor('beta to hand the three creates to its driver', async () => {
+        const lines = slowBeta.output().split('\n');
+        const saved = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
+        return createIds.every((_, i) => lines.includes(driverCall(i))) && saved.length === vmIds.length;
+      });
+      const provisioning = simulatedCapsuls(dataDirs.beta).filter((capsul) => vmIds.includes(capsul.vmId));
+      const killedAt = Date.now();
+      assert.ok(
+        provisioning.every((capsul) => capsul.readyAtMs !== undefined && capsul.readyAtMs > killedAt),
+        `all three still provisioning at the kill: ${JSON.stringify(provisioning)}`,
+      );
+      await killHard(slowBeta);
+      assert.deepEqual(
+        createIds.filter((id) => readJournal(dataDirs.beta).finished.includes(id)),
+        [],
+        'none finished before the kill',
+      );
+      assert.deepEqual(
+        (await operationsOf(vmIds, 'create')).map((op) => op.completed),
+        [false, false, false],
+        'the hub has not heard',
+      );
+
+      // The same data dir and token; the provisioning delay left is the driver's to keep, not the new process's.
+      const restartedAt = new Date();
+      spokes.beta = await startSpoke('beta');
+      const restarted = spokes.beta;
+
+      await assertCreatedOnce(vmIds, 'beta');
+
+      // Run once: started once in the journal, handed to the driver once, and watched to its end after the restart.
+      const journal = readJournal(dataDirs.beta);
+      const restartedLines = restarted.output().split('\n');
+      for (const [i, id] of createIds.entries()) {
+        assert.equal(journal.started.filter((started) => started === id).length, 1, `operation ${id} started once`);
+        assert.equal(
+          slowBeta
+            .output()
+            .split('\n')
+            .filter((line) => line === driverCall(i)).length,
+          1,
+          `operation ${id} reached the driver once`,
+        );
+        assert.ok(!restartedLines.includes(driverCall(i)), `operation ${id} did not reach the driver again after the restart`);
+        assert.ok(
+          restartedLines.some(
+            (line) => line.startsWith(`capsul spoke: operation ${id}: create capsul ${creates[i]!.vmId}`) && line.endsWith('watching it'),
+          ),
+          `operation ${id} watched after the restart`,
+        );
+      }
+      await waitFor('an empty outbox on beta', async () => outboxReports(dataDirs.beta).length === 0);
+
+      // The restarted beta lists what the killed one had made, each capsul once: no create ran twice.
+      const listed = await waitFor('a heartbeat from the restarted beta', async () => {
+        const { rows } = await db.pool.query(`SELECT 1 FROM host_heartbeats WHERE host_id = 'beta' AND last_seen > $1`, [restartedAt]);
+        return rows.length === 1 && heartbeats();
+      });
+      for (const vmId of vmIds) assert.deepEqual(hostsListing(listed, vmId), ['beta'], `${vmId} is listed by beta only, once`);
+      assert.deepEqual(
+        [...(listed.beta ?? [])].sort(),
+        (await capsulsOn('beta')).sort(),
+        'beta lists exactly the capsuls the ledger placed on it',
+      );
+    }),
+  );
+
+  it(
+    'restarting the hub while spokes report deletions loses and doubles no report',
+    withOutput(async () => {
+      requireRunning();
+      const vmIds = (await db.pool.query(`SELECT id FROM vms WHERE state <> 'deleted' ORDER BY id`)).rows.map((row) => row.id as string);
+      assert.equal(vmIds.length, 20, 'the previous tests left both hosts full');
+      const deletedBefore = await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmDeleted'`);
+
+      // Beta's reports are held so that some are certainly outstanding when the hub goes down.
+      gate.holdReports = true;
+      for (const vmId of vmIds) await db.ledger.deleteVm(vmId, 'end of the test', operator);
+      const betaDeletes = await waitFor("beta's delete operations assigned", async () => {
+        const ops = (await operationsOf(vmIds, 'delete')).filter((op) => op.host === 'beta');
+        return ops.length === 6 && ops.map((op) => op.id);
+      });
+      await waitFor("beta's six outcomes in its outbox", async () => {
+        const outstanding = outboxReports(dataDirs.beta).filter((report) => betaDeletes.includes(report.operationId ?? ''));
+        return outstanding.length === 6;
+      });
       const outstanding = outboxReports(dataDirs.beta).filter((report) => betaDeletes.includes(report.operationId ?? ''));
-      return outstanding.length === 6;
-    });
-    const outstanding = outboxReports(dataDirs.beta).filter((report) => betaDeletes.includes(report.operationId ?? ''));
-    assert.deepEqual(countBy(outstanding.map((report) => report.type)), { deleted: 6 });
-    await waitFor('a first deletion reported by alpha', async () => (await capsulFacts(db.pool, vmIds)).some((row) => row.state === 'deleted'));
+      assert.deepEqual(countBy(outstanding.map((report) => report.type)), { deleted: 6 });
+      await waitFor('a first deletion reported by alpha', async () =>
+        (await capsulFacts(db.pool, vmIds)).some((row) => row.state === 'deleted'),
+      );
 
-    hub.child.kill('SIGTERM');
-    gate.holdReports = false; // beta's retries now meet the hub going down, then the new one
-    assert.equal(await bounded('the hub to exit after SIGTERM', hub.exited), 0);
-    hub = await startHub();
+      hub.child.kill('SIGTERM');
+      gate.holdReports = false; // beta's retries now meet the hub going down, then the new one
+      assert.equal(await bounded('the hub to exit after SIGTERM', hub.exited), 0);
+      hub = await startHub();
 
-    const facts = await waitFor('every capsul deleted', async () => {
-      const rows = await capsulFacts(db.pool, vmIds);
-      return rows.every((row) => row.state === 'deleted') && rows;
-    });
-    for (const row of facts) assert.deepEqual([row.deletedEvents, row.deletes], [1, 1], `${row.id}: one delete operation, one VmDeleted`);
-    assert.equal(
-      await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmDeleted'`) - deletedBefore,
-      vmIds.length,
-      'as many VmDeleted events as capsuls deleted',
-    );
-    const deletes = await operationsOf(vmIds, 'delete');
-    assert.ok(deletes.every((op) => op.completed && op.outcome === 'deleted'), 'every delete operation completed');
-    for (const hostId of ['alpha', 'beta'] as const) {
-      await waitFor(`an empty outbox on ${hostId}`, async () => outboxReports(dataDirs[hostId]).length === 0);
-    }
+      const facts = await waitFor('every capsul deleted', async () => {
+        const rows = await capsulFacts(db.pool, vmIds);
+        return rows.every((row) => row.state === 'deleted') && rows;
+      });
+      for (const row of facts) assert.deepEqual([row.deletedEvents, row.deletes], [1, 1], `${row.id}: one delete operation, one VmDeleted`);
+      assert.equal(
+        (await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmDeleted'`)) - deletedBefore,
+        vmIds.length,
+        'as many VmDeleted events as capsuls deleted',
+      );
+      const deletes = await operationsOf(vmIds, 'delete');
+      assert.ok(
+        deletes.every((op) => op.completed && op.outcome === 'deleted'),
+        'every delete operation completed',
+      );
+      for (const hostId of ['alpha', 'beta'] as const) {
+        await waitFor(`an empty outbox on ${hostId}`, async () => outboxReports(dataDirs[hostId]).length === 0);
+      }
 
-    const verify = await runCapsul(['rebuild-projections', '--verify'], { ...db.env, CAPSUL_DATA_DIR: scratchDir }, waitLimitMs);
-    assert.equal(verify.code, 0, verify.stderr);
-    assert.match(verify.stdout, /projections match the events/);
-  }));
+      const verify = await runCapsul(['rebuild-projections', '--verify'], { ...db.env, CAPSUL_DATA_DIR: scratchDir }, waitLimitMs);
+      assert.equal(verify.code, 0, verify.stderr);
+      assert.match(verify.stdout, /projections match the events/);
+    }),
+  );
 });
 
 // ── processes ─────────────────────────────────────────────────────────────────────────────────────
@@ -343,7 +441,11 @@ function spokeEnv(hostId: HostId, extra: Record<string, string> = {}): NodeJS.Pr
 }
 
 async function startHub(): Promise<Launched> {
-  const proc = launch('hub', ['serve'], baseEnv({ CAPSUL_MODE: 'hub', ...db.env, PORT: String(hubPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn' }));
+  const proc = launch(
+    'hub',
+    ['serve'],
+    baseEnv({ CAPSUL_MODE: 'hub', ...db.env, PORT: String(hubPort), HOST: '127.0.0.1', LOG_LEVEL: 'warn' }),
+  );
   await waitFor('the hub to listen', async () => {
     if (proc.child.exitCode !== null) throw new Error(`the hub exited with ${proc.child.exitCode}:\n${proc.output()}`);
     return proc.output().includes('capsul hub running at');
@@ -366,7 +468,10 @@ async function startSpoke(hostId: HostId, extra: Record<string, string> = {}): P
 /** Each test starts where the previous one left the processes: fail at once, not after a long wait. */
 function requireRunning(): void {
   for (const proc of [hub, spokes.alpha, spokes.beta]) {
-    assert.ok(proc && proc.child.exitCode === null && proc.child.signalCode === null, `${proc?.name ?? 'a process'} is not running (an earlier test failed?)`);
+    assert.ok(
+      proc && proc.child.exitCode === null && proc.child.signalCode === null,
+      `${proc?.name ?? 'a process'} is not running (an earlier test failed?)`,
+    );
   }
 }
 
@@ -410,8 +515,13 @@ async function createCapsuls(email: string, n: number): Promise<string[]> {
   return vmIds.sort();
 }
 
-const onceFacts = ({ placed, creates, createsCompleted, provisioned, failed }: CapsulFacts) =>
-  ({ placed, creates, createsCompleted, provisioned, failed });
+const onceFacts = ({ placed, creates, createsCompleted, provisioned, failed }: CapsulFacts) => ({
+  placed,
+  creates,
+  createsCompleted,
+  provisioned,
+  failed,
+});
 
 async function capsulsOn(hostId: HostId): Promise<string[]> {
   const { rows } = await db.pool.query(`SELECT id FROM vms WHERE host = $1 AND state <> 'deleted' ORDER BY id`, [hostId]);
@@ -451,7 +561,10 @@ class ReportGate {
   holdReports = false;
   heldReports = 0;
 
-  private constructor(private readonly server: http.Server, readonly port: number) {}
+  private constructor(
+    private readonly server: http.Server,
+    readonly port: number,
+  ) {}
 
   static async open(hubPort: number): Promise<ReportGate> {
     let gate: ReportGate | undefined;

@@ -16,8 +16,18 @@ import { stripeProvider } from '../../src/payments/stripe.ts';
 import { verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey } from '../support/db.ts';
 import {
-  anyBody, anyJson, assertSafeResponse, encodedText, formBody, fuzzParameters, hostileText, jsonBody, queryString,
-  RefusalWatch, routesOf, type FuzzBody,
+  anyBody,
+  anyJson,
+  assertSafeResponse,
+  encodedText,
+  formBody,
+  fuzzParameters,
+  hostileText,
+  jsonBody,
+  queryString,
+  RefusalWatch,
+  routesOf,
+  type FuzzBody,
 } from '../support/fuzz.ts';
 import { webHarness, type WebHarness } from '../support/web.ts';
 import { startFakeBtcpay, type FakeBtcpay } from '../payments/fake-btcpay.ts';
@@ -68,9 +78,15 @@ export async function fuzzHub(): Promise<FuzzHub> {
   const btcpay: FakeBtcpay = await startFakeBtcpay({ storeId, apiKey: btcpayApiKey, webhookSecret: btcpayWebhookSecret });
   // The providers are made before the harness that makes the database: their deps read it when used.
   const deps: ProviderDeps = {
-    get pool() { return web.db.pool; },
-    get ledger() { return web.db.ledger; },
-    get mailer() { return createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir }); },
+    get pool() {
+      return web.db.pool;
+    },
+    get ledger() {
+      return web.db.ledger;
+    },
+    get mailer() {
+      return createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir });
+    },
     now: () => web.clock.now(),
     baseUrl: 'http://capsul.test',
     adminEmails: [adminEmail],
@@ -97,11 +113,21 @@ export async function fuzzHub(): Promise<FuzzHub> {
 }
 
 async function givens(web: WebHarness, close: () => Promise<void>): Promise<FuzzHub> {
-
   // Givens, so that valid ids reach their handlers: a payment, a capsul placed on a host, a key, an open invoice.
-  const { token: hostToken } = await new Hosts({ pool: web.db.pool }).add({ hostId: 'fuzz-host', memoryMb: 4096, vcpus: 4, cause: operator });
+  const { token: hostToken } = await new Hosts({ pool: web.db.pool }).add({
+    hostId: 'fuzz-host',
+    memoryMb: 4096,
+    vcpus: 4,
+    cause: operator,
+  });
   const { paymentId } = await web.db.ledger.recordPayment({ email: customerEmail, amountCents: 5_000, cause: operator });
-  const { vmId } = await web.db.ledger.createVm({ email: customerEmail, size: 'f1-xs', os: 'alpine322', sshPublicKeys: [sshKey], cause: operator });
+  const { vmId } = await web.db.ledger.createVm({
+    email: customerEmail,
+    size: 'f1-xs',
+    os: 'alpine322',
+    sshPublicKeys: [sshKey],
+    cause: operator,
+  });
   await placePending({ pool: web.db.pool });
   const customer = await web.loggedIn(customerEmail);
   assert.equal((await customer.submit('/console/ssh', '/console/ssh', { key: sshKey, name: 'laptop' })).statusCode, 303);
@@ -139,31 +165,42 @@ async function givens(web: WebHarness, close: () => Promise<void>): Promise<Fuzz
 
   async function fuzz(model: RouteModel, as: Sender, defaultRuns: number): Promise<void> {
     const request = requestArbitrary(model, as);
-    await fc.assert(fc.asyncProperty(request, async (generated) => {
-      const options = generated.options;
-      const headers = { ...(options.headers as Record<string, string>) };
-      if (as === 'customer' || as === 'admin' || as === 'anonymous') {
-        const client = clients[as];
-        const cookie = model.endsSession && as !== 'anonymous'
-          ? client.cookieHeader.replace(new RegExp(`${sessionCookie}=[^;]*`), `${sessionCookie}=${await freshSession(as === 'admin' ? adminEmail : customerEmail)}`)
-          : client.cookieHeader;
-        headers.cookie = cookie;
-        if (generated.csrf === 'valid') headers['x-csrf-token'] = client.csrf;
-        options.payload = typeof options.payload === 'string' ? options.payload.replaceAll(csrfPlaceholder, encodeURIComponent(client.csrf)) : options.payload;
-      }
-      if (as === 'spoke' && generated.credentials !== 'none') {
-        headers['x-capsul-host'] = 'fuzz-host';
-        headers.authorization = `Bearer ${generated.credentials === 'valid' ? hostToken : 'x'.repeat(43)}`;
-      }
-      if ((as === 'stripe' || as === 'btcpay') && generated.credentials !== 'none') Object.assign(headers, signedHeaders(as, options.payload, generated.credentials === 'valid'));
-      const about = `${options.method} ${options.url} as ${as} (${JSON.stringify(generated.summary).slice(0, 300)})`;
-      await watch.before();
-      const response = await web.hub.inject({ ...options, headers, remoteAddress: generated.ip });
-      const key = `${model.route} as ${as}`;
-      statuses.set(key, [...(statuses.get(key) ?? []), response.statusCode]);
-      assertSafeResponse(response, about);
-      await watch.after(response, about);
-    }), fuzzParameters(`${model.route} as ${as}`, defaultRuns));
+    await fc.assert(
+      fc.asyncProperty(request, async (generated) => {
+        const options = generated.options;
+        const headers = { ...(options.headers as Record<string, string>) };
+        if (as === 'customer' || as === 'admin' || as === 'anonymous') {
+          const client = clients[as];
+          const cookie =
+            model.endsSession && as !== 'anonymous'
+              ? client.cookieHeader.replace(
+                  new RegExp(`${sessionCookie}=[^;]*`),
+                  `${sessionCookie}=${await freshSession(as === 'admin' ? adminEmail : customerEmail)}`,
+                )
+              : client.cookieHeader;
+          headers.cookie = cookie;
+          if (generated.csrf === 'valid') headers['x-csrf-token'] = client.csrf;
+          options.payload =
+            typeof options.payload === 'string'
+              ? options.payload.replaceAll(csrfPlaceholder, encodeURIComponent(client.csrf))
+              : options.payload;
+        }
+        if (as === 'spoke' && generated.credentials !== 'none') {
+          headers['x-capsul-host'] = 'fuzz-host';
+          headers.authorization = `Bearer ${generated.credentials === 'valid' ? hostToken : 'x'.repeat(43)}`;
+        }
+        if ((as === 'stripe' || as === 'btcpay') && generated.credentials !== 'none')
+          Object.assign(headers, signedHeaders(as, options.payload, generated.credentials === 'valid'));
+        const about = `${options.method} ${options.url} as ${as} (${JSON.stringify(generated.summary).slice(0, 300)})`;
+        await watch.before();
+        const response = await web.hub.inject({ ...options, headers, remoteAddress: generated.ip });
+        const key = `${model.route} as ${as}`;
+        statuses.set(key, [...(statuses.get(key) ?? []), response.statusCode]);
+        assertSafeResponse(response, about);
+        await watch.after(response, about);
+      }),
+      fuzzParameters(`${model.route} as ${as}`, defaultRuns),
+    );
   }
 
   /** Signatures as the providers make them over the bytes sent (see test/payments/fake-*.ts), or made with the wrong secret, or stale. */
@@ -176,16 +213,28 @@ async function givens(web: WebHarness, close: () => Promise<void>): Promise<Fuzz
   }
 
   return {
-    web, models, fuzz,
+    web,
+    models,
+    fuzz,
     routes: () => routesOf(web.hub),
     async assertProjectionsReplay() {
-      assert.deepEqual(await verifyProjections(web.db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 } });
+      assert.deepEqual(await verifyProjections(web.db.pool), {
+        matches: true,
+        differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 },
+      });
       if (process.env.CAPSUL_FUZZ_STATS) {
-        console.error(`fuzz: ${watch.fingerprints} fingerprints, ${(watch.fingerprintMs / Math.max(1, watch.fingerprints)).toFixed(1)} ms each`);
+        console.error(
+          `fuzz: ${watch.fingerprints} fingerprints, ${(watch.fingerprintMs / Math.max(1, watch.fingerprints)).toFixed(1)} ms each`,
+        );
         for (const [key, codes] of statuses) {
           const counts = new Map<number, number>();
           for (const code of codes) counts.set(code, (counts.get(code) ?? 0) + 1);
-          console.error(`fuzz: ${key}: ${[...counts].sort().map(([code, n]) => `${code}×${n}`).join(' ')}`);
+          console.error(
+            `fuzz: ${key}: ${[...counts]
+              .sort()
+              .map(([code, n]) => `${code}×${n}`)
+              .join(' ')}`,
+          );
         }
       }
     },
@@ -200,7 +249,13 @@ const hmac = (secret: string, bytes: Buffer) => createHmac('sha256', secret).upd
 /** Stands for the sender's CSRF token in a form body until the request is sent. */
 const csrfPlaceholder = '__CSRF__';
 
-type Generated = { options: InjectOptions & { method: string; url: string }; csrf: 'valid' | 'missing' | 'wrong'; credentials: 'valid' | 'wrong' | 'none'; ip: string; summary: unknown };
+type Generated = {
+  options: InjectOptions & { method: string; url: string };
+  csrf: 'valid' | 'missing' | 'wrong';
+  credentials: 'valid' | 'wrong' | 'none';
+  ip: string;
+  summary: unknown;
+};
 
 /** A spoke's long poll with a real wait would hold the suite up: waits past 50 ms are left out. */
 const longWait = (query: string) => /waitMs=[^&]*\d{3}/i.test(safeDecode(query));
@@ -213,20 +268,33 @@ function requestArbitrary(model: RouteModel, as: Sender): fc.Arbitrary<Generated
     return valid ? fc.oneof({ weight: 2, arbitrary: valid }, { weight: 1, arbitrary: encodedText }) : encodedText;
   });
   const path = fc.tuple(...segments).map((parts) => parts.join('/'));
-  const query = fc.option(queryString(model.query ?? [], model.queryValues).filter((q) => !longWait(q)), { freq: 2 });
+  const query = fc.option(
+    queryString(model.query ?? [], model.queryValues).filter((q) => !longWait(q)),
+    { freq: 2 },
+  );
   const session = as === 'customer' || as === 'admin' || as === 'anonymous';
-  const csrf = session ? fc.constantFrom<Generated['csrf']>('valid', 'valid', 'valid', 'valid', 'missing', 'wrong') : fc.constant<Generated['csrf']>('missing');
-  const credentials = as === 'spoke' || as === 'stripe' || as === 'btcpay'
-    ? fc.constantFrom<Generated['credentials']>('valid', 'valid', 'valid', 'wrong', 'none')
-    : fc.constant<Generated['credentials']>('none');
+  const csrf = session
+    ? fc.constantFrom<Generated['csrf']>('valid', 'valid', 'valid', 'valid', 'missing', 'wrong')
+    : fc.constant<Generated['csrf']>('missing');
+  const credentials =
+    as === 'spoke' || as === 'stripe' || as === 'btcpay'
+      ? fc.constantFrom<Generated['credentials']>('valid', 'valid', 'valid', 'wrong', 'none')
+      : fc.constant<Generated['credentials']>('none');
   const fields = model.fields ?? [];
   const form = formBody(fields, model.values);
   const json = jsonBody(fields, model.json);
-  const body: fc.Arbitrary<FuzzBody | null> = method === 'GET'
-    ? fc.constant(null)
-    : model.document
-      ? fc.oneof({ weight: 3, arbitrary: model.document.map((document) => ({ payload: JSON.stringify(document), contentType: 'application/json' })) }, { weight: 2, arbitrary: anyBody(form, json) })
-      : anyBody(form, json);
+  const body: fc.Arbitrary<FuzzBody | null> =
+    method === 'GET'
+      ? fc.constant(null)
+      : model.document
+        ? fc.oneof(
+            {
+              weight: 3,
+              arbitrary: model.document.map((document) => ({ payload: JSON.stringify(document), contentType: 'application/json' })),
+            },
+            { weight: 2, arbitrary: anyBody(form, json) },
+          )
+        : anyBody(form, json);
   const accept = fc.constantFrom('text/html', 'text/html,application/xhtml+xml', 'application/json', '*/*', null);
   const head = fc.boolean();
   const ip = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255)).map(([a, b, c]) => `10.${a}.${b}.${c}`);
@@ -244,7 +312,13 @@ function requestArbitrary(model: RouteModel, as: Sender): fc.Arbitrary<Generated
     }
     const url = `${r.path}${r.query === null ? '' : `?${r.query}`}`;
     const options = { method: method === 'GET' && r.head ? 'HEAD' : method, url, headers, ...(payload === undefined ? {} : { payload }) };
-    return { options, csrf: r.csrf, credentials: r.credentials, ip: r.ip, summary: { ...r, body: r.body && { contentType: r.body.contentType, payload: String(r.body.payload).slice(0, 200) } } } as Generated;
+    return {
+      options,
+      csrf: r.csrf,
+      credentials: r.credentials,
+      ip: r.ip,
+      summary: { ...r, body: r.body && { contentType: r.body.contentType, payload: String(r.body.payload).slice(0, 200) } },
+    } as Generated;
   });
 }
 
@@ -264,88 +338,242 @@ function routeModels(given: Givens): RouteModel[] {
   const page = (route: string, sender: Sender, more: Partial<RouteModel> = {}): RouteModel => ({ route, sender, ...more });
   const amount = fc.constantFrom('20', '5', '4.99', '1000', '1000.01', '0', '-5', '20.005', '1e3', ' 20 ', '２０');
   const email = fc.constantFrom('alice@example.org', 'fuzz@example.org', 'ALICE@Example.ORG', 'a@b', 'x@localhost', 'ops@capsul.test');
-  const returnPath = fc.constantFrom('/console', '/console/ssh', '//evil.example', '/auth/login', '/%2F%2Fevil', 'https://evil.example/', '/console%0d%0a');
-  const spokeReport = fc.record({
-    id: fc.oneof(fc.uuid(), hostileText), vmId: fc.oneof(fc.constant(given.vmId), hostileText), operationId: fc.oneof(fc.uuid(), fc.constant(null), anyJson),
-    observedAt: fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), anyJson),
-    type: fc.constantFrom('state', 'provisioned', 'failed', 'deleted', 'vanished', 'nonsense'), state: fc.oneof(fc.constantFrom('running', 'stopped', 'crashed'), anyJson),
-    ipv4: fc.oneof(fc.ipV4(), anyJson), ipv6: fc.oneof(fc.ipV6(), fc.constant(null), anyJson), error: anyJson,
-    sshHostKeys: fc.oneof(fc.constant([{ type: 'ssh-ed25519', sha256: 'SHA256:x' }]), anyJson),
-  }, { requiredKeys: [] });
-  const stripeEvent = fc.record({
-    id: fc.oneof(fc.constant('evt_fuzz'), hostileText),
-    object: fc.constantFrom('event', 'nonsense'),
-    type: fc.oneof(fc.constantFrom('checkout.session.completed', 'checkout.session.async_payment_succeeded', 'checkout.session.async_payment_failed', 'checkout.session.expired', 'charge.dispute.created', 'charge.dispute.closed', 'charge.refunded', 'payment_intent.succeeded'), hostileText),
-    created: fc.oneof(fc.integer({ min: 1_700_000_000, max: 1_900_000_000 }), anyJson),
-    data: fc.oneof(fc.record({ object: fc.record({
-      id: fc.oneof(fc.constant(given.sessionId), fc.constant('cs_test_unknown'), hostileText), object: fc.constantFrom('checkout.session', 'charge', 'dispute'),
-      amount_total: fc.oneof(fc.integer({ min: -10, max: 10_000_000 }), anyJson), currency: fc.oneof(fc.constantFrom('usd', 'eur'), anyJson),
-      payment_status: fc.oneof(fc.constantFrom('paid', 'unpaid'), anyJson), status: fc.oneof(fc.constantFrom('complete', 'open', 'expired', 'won', 'lost'), anyJson),
-      payment_intent: fc.oneof(fc.constant('pi_test_x'), anyJson), client_reference_id: fc.oneof(email, anyJson), customer_email: anyJson,
-      metadata: fc.oneof(fc.dictionary(hostileText, hostileText, { maxKeys: 2 }), anyJson), amount: anyJson, amount_refunded: anyJson, charge: anyJson,
-    }, { requiredKeys: [] }) }, { requiredKeys: [] }), anyJson),
-  }, { requiredKeys: [] });
-  const btcpayEvent = fc.record({
-    deliveryId: fc.oneof(fc.uuid(), anyJson), webhookId: anyJson, originalDeliveryId: anyJson, isRedelivery: anyJson,
-    type: fc.oneof(fc.constantFrom('InvoiceCreated', 'InvoiceReceivedPayment', 'InvoiceProcessing', 'InvoiceSettled', 'InvoiceExpired', 'InvoiceInvalid', 'InvoicePaymentSettled'), hostileText),
-    timestamp: fc.oneof(fc.integer({ min: 1_700_000_000, max: 1_900_000_000 }), anyJson),
-    storeId: fc.oneof(fc.constant(storeId), anyJson), invoiceId: fc.oneof(fc.constant(given.invoiceId), fc.constant('UnknownInvoice1'), anyJson),
-    manuallyMarked: anyJson, overPaid: anyJson, afterExpiration: anyJson, metadata: anyJson,
-  }, { requiredKeys: [] });
+  const returnPath = fc.constantFrom(
+    '/console',
+    '/console/ssh',
+    '//evil.example',
+    '/auth/login',
+    '/%2F%2Fevil',
+    'https://evil.example/',
+    '/console%0d%0a',
+  );
+  const spokeReport = fc.record(
+    {
+      id: fc.oneof(fc.uuid(), hostileText),
+      vmId: fc.oneof(fc.constant(given.vmId), hostileText),
+      operationId: fc.oneof(fc.uuid(), fc.constant(null), anyJson),
+      observedAt: fc.oneof(
+        fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+        anyJson,
+      ),
+      type: fc.constantFrom('state', 'provisioned', 'failed', 'deleted', 'vanished', 'nonsense'),
+      state: fc.oneof(fc.constantFrom('running', 'stopped', 'crashed'), anyJson),
+      ipv4: fc.oneof(fc.ipV4(), anyJson),
+      ipv6: fc.oneof(fc.ipV6(), fc.constant(null), anyJson),
+      error: anyJson,
+      sshHostKeys: fc.oneof(fc.constant([{ type: 'ssh-ed25519', sha256: 'SHA256:x' }]), anyJson),
+    },
+    { requiredKeys: [] },
+  );
+  const stripeEvent = fc.record(
+    {
+      id: fc.oneof(fc.constant('evt_fuzz'), hostileText),
+      object: fc.constantFrom('event', 'nonsense'),
+      type: fc.oneof(
+        fc.constantFrom(
+          'checkout.session.completed',
+          'checkout.session.async_payment_succeeded',
+          'checkout.session.async_payment_failed',
+          'checkout.session.expired',
+          'charge.dispute.created',
+          'charge.dispute.closed',
+          'charge.refunded',
+          'payment_intent.succeeded',
+        ),
+        hostileText,
+      ),
+      created: fc.oneof(fc.integer({ min: 1_700_000_000, max: 1_900_000_000 }), anyJson),
+      data: fc.oneof(
+        fc.record(
+          {
+            object: fc.record(
+              {
+                id: fc.oneof(fc.constant(given.sessionId), fc.constant('cs_test_unknown'), hostileText),
+                object: fc.constantFrom('checkout.session', 'charge', 'dispute'),
+                amount_total: fc.oneof(fc.integer({ min: -10, max: 10_000_000 }), anyJson),
+                currency: fc.oneof(fc.constantFrom('usd', 'eur'), anyJson),
+                payment_status: fc.oneof(fc.constantFrom('paid', 'unpaid'), anyJson),
+                status: fc.oneof(fc.constantFrom('complete', 'open', 'expired', 'won', 'lost'), anyJson),
+                payment_intent: fc.oneof(fc.constant('pi_test_x'), anyJson),
+                client_reference_id: fc.oneof(email, anyJson),
+                customer_email: anyJson,
+                metadata: fc.oneof(fc.dictionary(hostileText, hostileText, { maxKeys: 2 }), anyJson),
+                amount: anyJson,
+                amount_refunded: anyJson,
+                charge: anyJson,
+              },
+              { requiredKeys: [] },
+            ),
+          },
+          { requiredKeys: [] },
+        ),
+        anyJson,
+      ),
+    },
+    { requiredKeys: [] },
+  );
+  const btcpayEvent = fc.record(
+    {
+      deliveryId: fc.oneof(fc.uuid(), anyJson),
+      webhookId: anyJson,
+      originalDeliveryId: anyJson,
+      isRedelivery: anyJson,
+      type: fc.oneof(
+        fc.constantFrom(
+          'InvoiceCreated',
+          'InvoiceReceivedPayment',
+          'InvoiceProcessing',
+          'InvoiceSettled',
+          'InvoiceExpired',
+          'InvoiceInvalid',
+          'InvoicePaymentSettled',
+        ),
+        hostileText,
+      ),
+      timestamp: fc.oneof(fc.integer({ min: 1_700_000_000, max: 1_900_000_000 }), anyJson),
+      storeId: fc.oneof(fc.constant(storeId), anyJson),
+      invoiceId: fc.oneof(fc.constant(given.invoiceId), fc.constant('UnknownInvoice1'), anyJson),
+      manuallyMarked: anyJson,
+      overPaid: anyJson,
+      afterExpiration: anyJson,
+      metadata: anyJson,
+    },
+    { requiredKeys: [] },
+  );
   return [
-    page('GET /', 'anonymous'), page('GET /pricing', 'anonymous'), page('GET /faq', 'anonymous'), page('GET /support', 'anonymous'),
-    page('GET /static/capsul.css', 'anonymous'), page('GET /static/favicon.svg', 'anonymous'), page('GET /favicon.ico', 'anonymous'),
+    page('GET /', 'anonymous'),
+    page('GET /pricing', 'anonymous'),
+    page('GET /faq', 'anonymous'),
+    page('GET /support', 'anonymous'),
+    page('GET /static/capsul.css', 'anonymous'),
+    page('GET /static/favicon.svg', 'anonymous'),
+    page('GET /favicon.ico', 'anonymous'),
     page('GET /health', 'anonymous'),
     page('GET /auth/login', 'anonymous', { query: ['next'], queryValues: { next: returnPath } }),
     page('POST /auth/login', 'anonymous', { fields: ['email', 'next'], values: { email, next: returnPath } }),
-    page('GET /auth/magic/:token', 'anonymous', { params: { token: fc.string({ unit: fc.constantFrom('a', 'Z', '0', '_', '-'), minLength: 43, maxLength: 43 }) } }),
-    page('POST /auth/magic/:token', 'customer', { endsSession: true, params: { token: fc.string({ unit: fc.constantFrom('a', 'Z', '0', '_', '-'), minLength: 43, maxLength: 43 }) } }),
+    page('GET /auth/magic/:token', 'anonymous', {
+      params: { token: fc.string({ unit: fc.constantFrom('a', 'Z', '0', '_', '-'), minLength: 43, maxLength: 43 }) },
+    }),
+    page('POST /auth/magic/:token', 'customer', {
+      endsSession: true,
+      params: { token: fc.string({ unit: fc.constantFrom('a', 'Z', '0', '_', '-'), minLength: 43, maxLength: 43 }) },
+    }),
     page('POST /auth/logout', 'customer', { endsSession: true }),
-    page('GET /console', 'customer'), page('GET /console/create', 'customer'),
+    page('GET /console', 'customer'),
+    page('GET /console/create', 'customer'),
     page('POST /console/create', 'customer', {
-      fields: ['size', 'os', 'keys'], values: { size: fc.constantFrom('f1-xs', 'f1-s', 'f1-xxl'), os: fc.constantFrom('alpine322', 'debian12', 'windows'), keys: fc.constantFrom('laptop', 'nope') },
+      fields: ['size', 'os', 'keys'],
+      values: {
+        size: fc.constantFrom('f1-xs', 'f1-s', 'f1-xxl'),
+        os: fc.constantFrom('alpine322', 'debian12', 'windows'),
+        keys: fc.constantFrom('laptop', 'nope'),
+      },
       json: { keys: fc.array(fc.constantFrom('laptop', 'nope'), { maxLength: 3 }) },
     }),
     page('GET /console/:id', 'customer', { params: { id: fc.constant(given.vmId) } }),
-    page('GET /console/:id/:action', 'customer', { params: { id: fc.constant(given.vmId), action: fc.constantFrom('stop', 'start', 'force-stop', 'delete', 'reboot') } }),
+    page('GET /console/:id/:action', 'customer', {
+      params: { id: fc.constant(given.vmId), action: fc.constantFrom('stop', 'start', 'force-stop', 'delete', 'reboot') },
+    }),
     page('POST /console/:id/:action', 'customer', {
       params: { id: fc.constant(given.vmId), action: fc.constantFrom('stop', 'start', 'force-stop', 'delete') },
-      fields: ['version'], values: { version: fc.constantFrom(given.version, '0', '999999999999999999', '9999999999999999999') },
+      fields: ['version'],
+      values: { version: fc.constantFrom(given.version, '0', '999999999999999999', '9999999999999999999') },
     }),
     page('GET /console/ssh', 'customer', { query: ['done'], queryValues: { done: fc.constantFrom('added', 'deleted') } }),
-    page('POST /console/ssh', 'customer', { fields: ['key', 'name'], values: { key: fc.constantFrom(sshKey, `${sshKey}\n`, 'ssh-rsa AAAA', 'ssh-ed25519'), name: fc.constantFrom('laptop', 'phone', '') } }),
+    page('POST /console/ssh', 'customer', {
+      fields: ['key', 'name'],
+      values: { key: fc.constantFrom(sshKey, `${sshKey}\n`, 'ssh-rsa AAAA', 'ssh-ed25519'), name: fc.constantFrom('laptop', 'phone', '') },
+    }),
     page('POST /console/ssh/delete', 'customer', { fields: ['name'], values: { name: fc.constantFrom('laptop', 'nope') } }),
     page('GET /console/account-balance', 'customer', { query: ['payments'], queryValues: { payments: fc.constantFrom('all', 'some') } }),
-    page('GET /console/history', 'customer', { query: ['before'], queryValues: { before: fc.constantFrom('2026-11-01T00:00:00.000Z', '0', '1', '2026-13-45', '9'.repeat(20)) } }),
+    page('GET /console/history', 'customer', {
+      query: ['before'],
+      queryValues: { before: fc.constantFrom('2026-11-01T00:00:00.000Z', '0', '1', '2026-13-45', '9'.repeat(20)) },
+    }),
     page('GET /admin', 'admin'),
     page('GET /admin/payments', 'admin', { query: ['email'], queryValues: { email } }),
-    page('GET /admin/payments/:id', 'admin', { params: { id: fc.constantFrom(given.paymentId, '0', '-1', '99999999999999999999', '1.5') }, query: ['done'], queryValues: { done: fc.constantFrom('invalidated', 'reinstated', 'already-invalid') } }),
-    ...['invalidate', 'reinstate'].map((action) => page(`POST /admin/payments/:id/${action}`, 'admin', {
-      params: { id: fc.constantFrom(given.paymentId, '0', '99999999999999999999') }, fields: ['reason'], values: { reason: fc.constantFrom('chargeback', '', ' ') },
-    })),
-    page('POST /admin/holds/resolve', 'admin', { fields: ['provider', 'reference', 'reason'], values: { provider: fc.constantFrom('stripe', 'btcpay', 'paypal'), reference: fc.constantFrom('inv-1', given.invoiceId), reason: fc.constantFrom('refunded', '') } }),
+    page('GET /admin/payments/:id', 'admin', {
+      params: { id: fc.constantFrom(given.paymentId, '0', '-1', '99999999999999999999', '1.5') },
+      query: ['done'],
+      queryValues: { done: fc.constantFrom('invalidated', 'reinstated', 'already-invalid') },
+    }),
+    ...['invalidate', 'reinstate'].map((action) =>
+      page(`POST /admin/payments/:id/${action}`, 'admin', {
+        params: { id: fc.constantFrom(given.paymentId, '0', '99999999999999999999') },
+        fields: ['reason'],
+        values: { reason: fc.constantFrom('chargeback', '', ' ') },
+      }),
+    ),
+    page('POST /admin/holds/resolve', 'admin', {
+      fields: ['provider', 'reference', 'reason'],
+      values: {
+        provider: fc.constantFrom('stripe', 'btcpay', 'paypal'),
+        reference: fc.constantFrom('inv-1', given.invoiceId),
+        reason: fc.constantFrom('refunded', ''),
+      },
+    }),
     page('GET /admin/capsuls', 'admin', { query: ['email'], queryValues: { email } }),
-    page('GET /admin/hosts', 'admin'), page('GET /admin/events', 'admin'),
+    page('GET /admin/hosts', 'admin'),
+    page('GET /admin/events', 'admin'),
     page('GET /payment/stripe', 'customer', { query: ['cancelled'], queryValues: { cancelled: fc.constantFrom('1', '0') } }),
     page('POST /payment/stripe', 'customer', { fields: ['amount'], values: { amount } }),
-    page('GET /payment/stripe/success', 'customer', { query: ['session_id'], queryValues: { session_id: fc.constantFrom(given.sessionId, 'cs_test_nope') } }),
+    page('GET /payment/stripe/success', 'customer', {
+      query: ['session_id'],
+      queryValues: { session_id: fc.constantFrom(given.sessionId, 'cs_test_nope') },
+    }),
     page('POST /payment/stripe/webhook', 'stripe', { document: stripeEvent }),
     page('GET /payment/btcpay', 'customer'),
     page('POST /payment/btcpay', 'customer', { fields: ['amount'], values: { amount } }),
-    page('GET /payment/btcpay/return', 'customer', { query: ['invoice'], queryValues: { invoice: fc.constantFrom(given.invoiceId, 'Nope1') } }),
+    page('GET /payment/btcpay/return', 'customer', {
+      query: ['invoice'],
+      queryValues: { invoice: fc.constantFrom(given.invoiceId, 'Nope1') },
+    }),
     page('POST /payment/btcpay/webhook', 'btcpay', { document: btcpayEvent }),
     page('POST /spoke/v1/heartbeat', 'spoke', {
       fields: ['capacity', 'vms', 'agentVersion'],
-      document: fc.record({
-        capacity: fc.oneof(fc.constant({ memoryMb: 4096, vcpus: 4 }), fc.record({ memoryMb: anyJson, vcpus: anyJson }, { requiredKeys: [] }), anyJson),
-        vms: fc.oneof(fc.array(fc.oneof(fc.record({ vmId: fc.oneof(fc.constant(given.vmId), anyJson), state: fc.oneof(fc.constantFrom('running', 'stopped', 'crashed'), anyJson) }, { requiredKeys: [] }), anyJson), { maxLength: 3 }), anyJson),
-        agentVersion: fc.oneof(fc.constant('capsul-spoke/fuzz'), hostileText, anyJson),
-      }, { requiredKeys: [] }),
+      document: fc.record(
+        {
+          capacity: fc.oneof(
+            fc.constant({ memoryMb: 4096, vcpus: 4 }),
+            fc.record({ memoryMb: anyJson, vcpus: anyJson }, { requiredKeys: [] }),
+            anyJson,
+          ),
+          vms: fc.oneof(
+            fc.array(
+              fc.oneof(
+                fc.record(
+                  {
+                    vmId: fc.oneof(fc.constant(given.vmId), anyJson),
+                    state: fc.oneof(fc.constantFrom('running', 'stopped', 'crashed'), anyJson),
+                  },
+                  { requiredKeys: [] },
+                ),
+                anyJson,
+              ),
+              { maxLength: 3 },
+            ),
+            anyJson,
+          ),
+          agentVersion: fc.oneof(fc.constant('capsul-spoke/fuzz'), hostileText, anyJson),
+        },
+        { requiredKeys: [] },
+      ),
     }),
-    page('GET /spoke/v1/operations', 'spoke', { query: ['waitMs'], queryValues: { waitMs: fc.constantFrom('0', '-1', '1.5', 'x', '30001') } }),
+    page('GET /spoke/v1/operations', 'spoke', {
+      query: ['waitMs'],
+      queryValues: { waitMs: fc.constantFrom('0', '-1', '1.5', 'x', '30001') },
+    }),
     page('POST /spoke/v1/reports', 'spoke', {
       fields: ['reports'],
-      document: fc.record({ reports: fc.oneof(fc.array(fc.oneof({ weight: 3, arbitrary: spokeReport }, { weight: 1, arbitrary: anyJson }), { maxLength: 4 }), anyJson) }, { requiredKeys: [] }),
+      document: fc.record(
+        {
+          reports: fc.oneof(
+            fc.array(fc.oneof({ weight: 3, arbitrary: spokeReport }, { weight: 1, arbitrary: anyJson }), { maxLength: 4 }),
+            anyJson,
+          ),
+        },
+        { requiredKeys: [] },
+      ),
     }),
   ];
 }
@@ -353,9 +581,13 @@ function routeModels(given: Givens): RouteModel[] {
 /** Who each route is sent as: anyone as nobody and as a customer, a customer's and an operator's pages also as those; spokes and providers with valid and wrong credentials. */
 export function sendersOf(model: RouteModel): Sender[] {
   switch (model.sender) {
-    case 'anonymous': case 'customer': return ['anonymous', 'customer'];
-    case 'admin': return ['anonymous', 'customer', 'admin'];
-    default: return [model.sender];
+    case 'anonymous':
+    case 'customer':
+      return ['anonymous', 'customer'];
+    case 'admin':
+      return ['anonymous', 'customer', 'admin'];
+    default:
+      return [model.sender];
   }
 }
 
@@ -371,7 +603,14 @@ export const areas = {
 
 /** The areas each modelled route falls in (the coverage check wants exactly one). */
 export function areasOf(): Map<string, string[]> {
-  return new Map(routeModels(placeholderGivens).map((model) => [model.route, Object.entries(areas).filter(([, covers]) => covers(model)).map(([name]) => name)]));
+  return new Map(
+    routeModels(placeholderGivens).map((model) => [
+      model.route,
+      Object.entries(areas)
+        .filter(([, covers]) => covers(model))
+        .map(([name]) => name),
+    ]),
+  );
 }
 
 /**
@@ -408,5 +647,9 @@ const placeholderGivens: Givens = { paymentId: '1', vmId: 'x', version: '1', inv
 
 /** The routes a model covers (`GET` covers `HEAD`, which fastify adds beside it), for the coverage check. */
 export function modelledRoutes(): Set<string> {
-  return new Set(routeModels(placeholderGivens).flatMap((model) => (model.route.startsWith('GET ') ? [model.route, model.route.replace(/^GET/, 'HEAD')] : [model.route])));
+  return new Set(
+    routeModels(placeholderGivens).flatMap((model) =>
+      model.route.startsWith('GET ') ? [model.route, model.route.replace(/^GET/, 'HEAD')] : [model.route],
+    ),
+  );
 }

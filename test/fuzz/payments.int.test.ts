@@ -3,6 +3,6 @@
 import { describe } from 'node:test';
 import { fuzzArea } from './hub.ts';
 
-describe("fuzz: the add-funds pages (Stripe, BTCPay)", () => {
+describe('fuzz: the add-funds pages (Stripe, BTCPay)', () => {
   fuzzArea('payments', 10);
 });

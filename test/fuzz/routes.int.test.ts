@@ -19,8 +19,16 @@ describe('fuzz coverage', () => {
     const routes = hub.routes();
     const modelled = modelledRoutes();
     assert.ok(routes.length > 30, `only ${routes.length} routes read from the hub: ${routes.join(', ')}`);
-    assert.deepEqual(routes.filter((route) => !modelled.has(route)), [], 'routes no fuzz model covers: add one to test/fuzz/hub.ts');
-    assert.deepEqual([...modelled].filter((route) => !routes.includes(route)), [], 'fuzz models of routes the hub does not have');
+    assert.deepEqual(
+      routes.filter((route) => !modelled.has(route)),
+      [],
+      'routes no fuzz model covers: add one to test/fuzz/hub.ts',
+    );
+    assert.deepEqual(
+      [...modelled].filter((route) => !routes.includes(route)),
+      [],
+      'fuzz models of routes the hub does not have',
+    );
   });
 
   it('every model is fuzzed by exactly one test file', () => {
@@ -34,7 +42,12 @@ describe('the fuzz machinery itself', () => {
     const app = Fastify();
     app.get('/a/:id', async () => 1);
     app.post('/a/:id/x', async () => 1);
-    await app.register(async (scope) => { scope.post('/w', async () => 1); }, { prefix: '/p' });
+    await app.register(
+      async (scope) => {
+        scope.post('/w', async () => 1);
+      },
+      { prefix: '/p' },
+    );
     await app.ready();
     assert.deepEqual(routesOf(app).sort(), ['GET /a/:id', 'HEAD /a/:id', 'POST /a/:id/x', 'POST /p/w']);
     await app.close();
@@ -44,6 +57,9 @@ describe('the fuzz machinery itself', () => {
     const watch = new RefusalWatch(hub.web.db.admin);
     await watch.before();
     await insertSession(hub.web.db.pool, { now: hub.web.clock.now }, 'writer@example.org');
-    await assert.rejects(watch.after({ statusCode: 400, body: '' } as LightMyRequestResponse, 'a refusal that wrote'), /yet the database changed: rows sessions/);
+    await assert.rejects(
+      watch.after({ statusCode: 400, body: '' } as LightMyRequestResponse, 'a refusal that wrote'),
+      /yet the database changed: rows sessions/,
+    );
   });
 });

@@ -3,6 +3,6 @@
 import { describe } from 'node:test';
 import { fuzzArea } from './hub.ts';
 
-describe("fuzz: the spoke API, with the right token and wrong ones", () => {
+describe('fuzz: the spoke API, with the right token and wrong ones', () => {
   fuzzArea('spoke', 25);
 });

@@ -3,6 +3,6 @@
 import { describe } from 'node:test';
 import { fuzzArea } from './hub.ts';
 
-describe("fuzz: both payment webhooks (Stripe, BTCPay), signed and forged", () => {
+describe('fuzz: both payment webhooks (Stripe, BTCPay), signed and forged', () => {
   fuzzArea('webhooks', 30);
 });

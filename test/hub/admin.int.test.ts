@@ -29,9 +29,7 @@ async function pay(email: string, dollars: number): Promise<number> {
 }
 
 async function paymentRow(id: number) {
-  const { rows } = await web.db.pool.query(
-    `SELECT invalidated, invalidation_reason, invalidated_at FROM payments WHERE id = $1`, [id],
-  );
+  const { rows } = await web.db.pool.query(`SELECT invalidated, invalidation_reason, invalidated_at FROM payments WHERE id = $1`, [id]);
   return rows[0] as { invalidated: boolean; invalidation_reason: string | null; invalidated_at: Date | null };
 }
 
@@ -108,14 +106,26 @@ describe('who may use /admin', () => {
 });
 
 describe('accounts', () => {
-  it('shows each account\'s balance now to the cent, equal to the ledger\'s fold and to balanceFromProjections', async () => {
+  it("shows each account's balance now to the cent, equal to the ledger's fold and to balanceFromProjections", async () => {
     const cause = operator;
     await pay('even@example.org', 20);
     await pay('spender@example.org', 20);
     const voided = await pay('spender@example.org', 5.55);
     await web.db.ledger.invalidatePayment(voided, 'chargeback', cause);
-    const { vmId: kept } = await web.db.ledger.createVm({ email: 'spender@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause });
-    const { vmId: gone } = await web.db.ledger.createVm({ email: 'spender@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause });
+    const { vmId: kept } = await web.db.ledger.createVm({
+      email: 'spender@example.org',
+      size: 'f1-xs',
+      os: 'debian12',
+      sshPublicKeys: [sshKey],
+      cause,
+    });
+    const { vmId: gone } = await web.db.ledger.createVm({
+      email: 'spender@example.org',
+      size: 'f1-s',
+      os: 'debian12',
+      sshPublicKeys: [sshKey],
+      cause,
+    });
     web.clock.advance(3 * 3600_000 + 17_123); // billed for 3 h 17.123 s, then deleted
     await web.db.ledger.deleteVm(gone, 'no longer needed', cause);
     // A quarter of a month (under the 14 days a session stays valid unused): f1-xs accrues 533 / 4 cents in all.
@@ -140,7 +150,11 @@ describe('accounts', () => {
 describe('payments', () => {
   it('lists payments with amount, provider, reference and status, and narrows them to one account', async () => {
     const { paymentId } = await web.db.ledger.recordPayment({
-      email: 'listed@example.org', amountCents: 1234, reference: 'ref-<b>1</b>', provider: 'stripe', cause: operator,
+      email: 'listed@example.org',
+      amountCents: 1234,
+      reference: 'ref-<b>1</b>',
+      provider: 'stripe',
+      cause: operator,
     });
     const other = await pay('unlisted@example.org', 1);
     await web.db.ledger.invalidatePayment(other, 'card stolen', operator);
@@ -148,7 +162,10 @@ describe('payments', () => {
     const cells = rowOf(all, `<a href="/admin/payments/${paymentId}">${paymentId}</a>`);
     assert.deepEqual(cells.slice(1, 5), ['listed@example.org', '$12.34', 'stripe', 'ref-&lt;b&gt;1&lt;/b&gt;']);
     assert.equal(cells[6], 'valid');
-    assert.match(rowOf(all, `<a href="/admin/payments/${other}">${other}</a>`)[6]!, /^invalid since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: card stolen$/);
+    assert.match(
+      rowOf(all, `<a href="/admin/payments/${other}">${other}</a>`)[6]!,
+      /^invalid since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d: card stolen$/,
+    );
     const one = (await admin.get('/admin/payments?email=%20Listed@Example.org')).body;
     assert.match(one, /listed@example\.org/);
     assert.doesNotMatch(one, /unlisted@example\.org<\/td>/);
@@ -156,7 +173,10 @@ describe('payments', () => {
 
   it('refuses a filter that is no email address with the rule it broke, and lists nothing rather than everything', async () => {
     await pay('filtered@example.org', 1);
-    for (const [path, what] of [['/admin/payments', 'payments'], ['/admin/capsuls', 'capsuls']] as const) {
+    for (const [path, what] of [
+      ['/admin/payments', 'payments'],
+      ['/admin/capsuls', 'capsuls'],
+    ] as const) {
       for (const typed of ['gu%E2%80%8Bs%40example.org', 'a%40-.org', 'nobody']) {
         const response = await admin.get(`${path}?email=${typed}`);
         assert.equal(response.statusCode, 400, `${path}?email=${typed}`);
@@ -191,10 +211,23 @@ describe('payments', () => {
     assert.equal(await web.db.ledger.balanceCents('disputed@example.org'), 1234);
 
     const events = await corrections(id);
-    assert.deepEqual(events.map((e) => e.type), ['PaymentInvalidated', 'PaymentReinstated'], 'the repeated invalidation appended nothing');
-    assert.deepEqual(events.map((e) => e.metadata.by), [by, by]);
-    assert.deepEqual(events.map((e) => e.metadata.reason), ['chargeback #77', 'dispute won']);
-    assert.deepEqual(events.map((e) => e.data.reason), ['chargeback #77', 'dispute won']);
+    assert.deepEqual(
+      events.map((e) => e.type),
+      ['PaymentInvalidated', 'PaymentReinstated'],
+      'the repeated invalidation appended nothing',
+    );
+    assert.deepEqual(
+      events.map((e) => e.metadata.by),
+      [by, by],
+    );
+    assert.deepEqual(
+      events.map((e) => e.metadata.reason),
+      ['chargeback #77', 'dispute won'],
+    );
+    assert.deepEqual(
+      events.map((e) => e.data.reason),
+      ['chargeback #77', 'dispute won'],
+    );
 
     const history = (await admin.get(page)).body;
     assert.match(history, /PaymentInvalidated[\s\S]*operator:boss@capsul\.test[\s\S]*chargeback #77/);
@@ -259,7 +292,11 @@ describe('payments', () => {
 describe('capsuls, hosts and events', () => {
   it('lists held payments, emails the operators once, and shows one as recorded once an operator records it; refunds shown', async () => {
     const hold = {
-      provider: 'stripe' as const, reference: 'pi_held_<b>1', email: 'held@example.org', amountCents: 1500, expectedCents: 2000,
+      provider: 'stripe' as const,
+      reference: 'pi_held_<b>1',
+      email: 'held@example.org',
+      amountCents: 1500,
+      expectedCents: 2000,
       reason: 'the amount paid differs from the checkout',
     };
     const deps = { pool: web.db.pool, mailer: web.mailer, adminEmails: [adminEmail], now: web.clock.now };
@@ -270,7 +307,12 @@ describe('capsuls, hosts and events', () => {
     let page = (await admin.get('/admin/payments')).body;
     assert.match(page, /<th scope="row">pi_held_&lt;b&gt;1<\/th>/);
     assert.match(page, /<strong>open<\/strong>/);
-    const { paymentId } = await web.db.ledger.recordPayment({ email: 'held@example.org', amountCents: 1500, reference: 'pi_held_<b>1', cause: operator });
+    const { paymentId } = await web.db.ledger.recordPayment({
+      email: 'held@example.org',
+      amountCents: 1500,
+      reference: 'pi_held_<b>1',
+      cause: operator,
+    });
     await web.db.ledger.recordRefund({ paymentId, totalRefundedCents: 250, reference: 'ch_held', cause: operator });
     page = (await admin.get('/admin/payments?email=held%40example.org')).body;
     assert.match(page, new RegExp(`recorded as <a href="/admin/payments/${paymentId}">payment ${paymentId}</a>`));
@@ -285,15 +327,29 @@ describe('capsuls, hosts and events', () => {
 
   it('closes a held payment without credit, with a reason, once; refuses a blank reason and a stranger', async () => {
     const deps = { pool: web.db.pool, mailer: web.mailer, adminEmails: [adminEmail], now: web.clock.now };
-    await holdPayment(deps, { provider: 'btcpay', reference: 'inv-refunded', email: 'gone@example.org', amountCents: 700, expectedCents: null, reason: 'unknown invoice' });
+    await holdPayment(deps, {
+      provider: 'btcpay',
+      reference: 'inv-refunded',
+      email: 'gone@example.org',
+      amountCents: 700,
+      expectedCents: null,
+      reason: 'unknown invoice',
+    });
     await admin.get('/admin/payments');
     const blank = await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: '  ' });
     assert.equal(blank.statusCode, 400);
     assert.match(blank.body, /a reason is required/);
     const customer = await web.loggedIn('not-admin@example.org');
     await customer.get('/console');
-    assert.equal((await customer.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'x' })).statusCode, 404);
-    const closed = await admin.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'refunded in BTCPay <i>' });
+    assert.equal(
+      (await customer.post('/admin/holds/resolve', { provider: 'btcpay', reference: 'inv-refunded', reason: 'x' })).statusCode,
+      404,
+    );
+    const closed = await admin.post('/admin/holds/resolve', {
+      provider: 'btcpay',
+      reference: 'inv-refunded',
+      reason: 'refunded in BTCPay <i>',
+    });
     assert.equal(closed.statusCode, 303);
     const page = (await admin.get('/admin/payments')).body;
     assert.match(page, /closed [\d-]+ [\d:]+ by operator:boss@capsul\.test: refunded in BTCPay &lt;i&gt;/);
@@ -306,7 +362,13 @@ describe('capsuls, hosts and events', () => {
 
   it('lists capsuls with account, size, state, host and creation', async () => {
     await pay('vm-owner@example.org', 30);
-    const { vmId } = await web.db.ledger.createVm({ email: 'vm-owner@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
+    const { vmId } = await web.db.ledger.createVm({
+      email: 'vm-owner@example.org',
+      size: 'f1-s',
+      os: 'debian12',
+      sshPublicKeys: [sshKey],
+      cause: operator,
+    });
     const body = (await admin.get('/admin/capsuls?email=vm-owner@example.org')).body;
     const cells = rowOf(body, vmId);
     assert.deepEqual(cells.slice(1, 6), ['vm-owner@example.org', 'f1-s', 'pending', 'not placed', '']);

@@ -96,10 +96,10 @@ describe('login by email link', () => {
 
   it('refuses a made-up or malformed token', async () => {
     const client = web.client();
-    assert.equal((await client.get('/auth/magic/' + 'A'.repeat(43))).statusCode, 410);
+    assert.equal((await client.get(`/auth/magic/${'A'.repeat(43)}`)).statusCode, 410);
     assert.equal((await client.get('/auth/magic/%3Cscript%3E')).statusCode, 410);
     await client.get('/auth/login');
-    assert.equal((await client.post('/auth/magic/' + 'A'.repeat(43))).statusCode, 410);
+    assert.equal((await client.post(`/auth/magic/${'A'.repeat(43)}`)).statusCode, 410);
   });
 
   it('returns to the page asked for, and never to another site', async () => {
@@ -188,7 +188,11 @@ describe('login by email link', () => {
       const refused = await client.post('/auth/login', { email: 'fresh@example.org' }, ip);
       assert.equal(refused.statusCode, 429);
       assert.equal(await latestOutboxMessage(web.outboxDir, 'fresh@example.org'), null, 'no email sent');
-      assert.equal((await web.client().submit('/auth/login', '/auth/login', { email: 'fresh@example.org' })).statusCode, 200, 'other IPs go on');
+      assert.equal(
+        (await web.client().submit('/auth/login', '/auth/login', { email: 'fresh@example.org' })).statusCode,
+        200,
+        'other IPs go on',
+      );
     } finally {
       await web.db.admin.query(`DELETE FROM login_tokens WHERE email LIKE 'ip%@example.org'`);
     }
@@ -205,7 +209,11 @@ describe('login by email link', () => {
   });
 
   it('refuses a forged session cookie', async () => {
-    const response = await web.hub.inject({ method: 'GET', url: '/console', headers: { cookie: 'capsul_session=abc.def', accept: 'text/html' } });
+    const response = await web.hub.inject({
+      method: 'GET',
+      url: '/console',
+      headers: { cookie: 'capsul_session=abc.def', accept: 'text/html' },
+    });
     assert.equal(response.statusCode, 303);
   });
 });
@@ -285,10 +293,30 @@ describe('return paths: never off-site, never a 500, never a burnt link', () => 
   });
 
   const offSite = [
-    '/%EF%BC%8E/evil.example', '/\uff0e/evil.example', '//evil.example', '//evil.example/console', '/\\evil.example', '/%5Cevil.example',
-    '/%2F%2Fevil.example', '/%2f/evil.example', '/\t/evil.example', '/%09/evil.example', 'https://evil.example/', 'evil.example',
-    '/console\r\nSet-Cookie: capsul_session=x', '/console%0D%0ASet-Cookie:%20capsul_session=x', '/console\u2028x', '/console%00',
-    '/%', '/%E0%80', '/console?x=%FF', `/${'a'.repeat(600)}`, '/auth/magic/x', '/%61uth/login', ' /console', '',
+    '/%EF%BC%8E/evil.example',
+    '/\uff0e/evil.example',
+    '//evil.example',
+    '//evil.example/console',
+    '/\\evil.example',
+    '/%5Cevil.example',
+    '/%2F%2Fevil.example',
+    '/%2f/evil.example',
+    '/\t/evil.example',
+    '/%09/evil.example',
+    'https://evil.example/',
+    'evil.example',
+    '/console\r\nSet-Cookie: capsul_session=x',
+    '/console%0D%0ASet-Cookie:%20capsul_session=x',
+    '/console\u2028x',
+    '/console%00',
+    '/%',
+    '/%E0%80',
+    '/console?x=%FF',
+    `/${'a'.repeat(600)}`,
+    '/auth/magic/x',
+    '/%61uth/login',
+    ' /console',
+    '',
   ];
   for (const next of offSite) {
     it(`next=${JSON.stringify(next.length > 40 ? `${next.slice(0, 30)}…` : next)}: logs in and lands on the console`, async () => {
@@ -343,8 +371,11 @@ describe('return paths: never off-site, never a 500, never a burnt link', () => 
     await client.submit('/auth/login', '/auth/login', { email, next: '/console/ssh' });
     const second = await loginLinkFor(web.outboxDir, email);
     assert.notEqual(first, second);
-    const open = async () => (await web.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM login_tokens WHERE email = $1 AND used IS NULL', [email])).rows[0]!.n;
-    const sessions = async () => (await web.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM sessions WHERE email = $1', [email])).rows[0]!.n;
+    const open = async () =>
+      (await web.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM login_tokens WHERE email = $1 AND used IS NULL', [email]))
+        .rows[0]!.n;
+    const sessions = async () =>
+      (await web.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM sessions WHERE email = $1', [email])).rows[0]!.n;
     assert.equal(await open(), 2);
     // The last part of the step (recording the session) fails, as a database error would make it.
     await web.db.admin.query(`CREATE FUNCTION refuse_session() RETURNS trigger LANGUAGE plpgsql AS $$

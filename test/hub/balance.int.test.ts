@@ -77,7 +77,10 @@ describe('account balance', () => {
 
     assert.match(page.body, /<caption>Payments received, newest first<\/caption>/);
     assert.match(page.body, /<th scope="col">Status<\/th>/);
-    assert.match(body, /2026-11-01 12:00 UTC \$15\.00 manual \(bank transfer or cash\) Invalidated 2026-11-03 12:00 UTC: chargeback\. It does not count\./);
+    assert.match(
+      body,
+      /2026-11-01 12:00 UTC \$15\.00 manual \(bank transfer or cash\) Invalidated 2026-11-03 12:00 UTC: chargeback\. It does not count\./,
+    );
     assert.match(page.body, /<del>\$15\.00<\/del>/);
     assert.match(body, /2026-11-01 12:00 UTC \$20\.00 manual \(bank transfer or cash\) bank-2026-11-01 Counted/);
 
@@ -185,7 +188,12 @@ describe('account balance', () => {
     await web.db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
     assert.equal(await balance(), '-$1.33', 'an invalidation');
     // Received two minutes from now (within the clock skew allowed): counted from then, not before.
-    await web.db.ledger.recordPayment({ email, amountCents: 1000, receivedAt: new Date(web.clock.now().getTime() + 120_000), cause: operator });
+    await web.db.ledger.recordPayment({
+      email,
+      amountCents: 1000,
+      receivedAt: new Date(web.clock.now().getTime() + 120_000),
+      cause: operator,
+    });
     assert.equal(await balance(), '-$1.33');
     web.clock.advance(121_000);
     assert.equal(await balance(), '$8.67', 'the payment counts once received');
@@ -222,7 +230,12 @@ describe('account balance', () => {
     at(0);
     const email = 'escape-balance@example.org';
     const client = await web.loggedIn(email);
-    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 500, reference: '<script>alert(1)</script>', cause: operator });
+    const { paymentId } = await web.db.ledger.recordPayment({
+      email,
+      amountCents: 500,
+      reference: '<script>alert(1)</script>',
+      cause: operator,
+    });
     await web.db.ledger.invalidatePayment(paymentId, '<img src=x onerror=alert(2)>', operator);
     const page = await client.get('/console/account-balance');
     assert.doesNotMatch(page.body, /<script>|<img src=x/);

@@ -24,7 +24,12 @@ const dayMs = 86_400_000;
 let web: WebHarness;
 let nudges = 0;
 before(async () => {
-  web = await webHarness({ start, afterCommands: () => { nudges++; } });
+  web = await webHarness({
+    start,
+    afterCommands: () => {
+      nudges++;
+    },
+  });
 });
 after(() => web.close());
 
@@ -36,7 +41,12 @@ const versionOf = async (streamId: string) => (await loadStream(web.db.pool, str
 const fund = (email: string, amountCents = 10_000) => web.db.ledger.recordPayment({ email, amountCents, cause: operator });
 
 async function saveKey(email: string, name: string, content = sshKey): Promise<void> {
-  await web.db.pool.query('INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [email, name, content, start.toISOString()]);
+  await web.db.pool.query('INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [
+    email,
+    name,
+    content,
+    start.toISOString(),
+  ]);
 }
 
 async function newCapsul(email: string, size = 'f1-xs'): Promise<{ vmId: string; accountId: string }> {
@@ -52,7 +62,11 @@ const meta = () => ({ now: web.clock.now() });
 
 async function place(vmId: string, accountId: string): Promise<string> {
   const operationId = randomUUID();
-  await vmCommand(web.db, { type: 'PlaceVm', data: { vmId, host: 'test-host', operationId, context: { accountId, deletionRequested: false } }, metadata: meta() });
+  await vmCommand(web.db, {
+    type: 'PlaceVm',
+    data: { vmId, host: 'test-host', operationId, context: { accountId, deletionRequested: false } },
+    metadata: meta(),
+  });
   return operationId;
 }
 
@@ -60,15 +74,27 @@ async function provision(vmId: string, createOperation: string): Promise<void> {
   await vmCommand(web.db, {
     type: 'RecordProvisioned',
     data: {
-      vmId, host: 'test-host', ipv4: '192.0.2.33', ipv6: '2001:db8::33', observedAt: reportAt(), ...reportIds(createOperation),
-      sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:hostkeyhostkeyhostkey' }, { type: 'ssh-rsa', sha256: 'SHA256:rsarsarsarsa' }],
+      vmId,
+      host: 'test-host',
+      ipv4: '192.0.2.33',
+      ipv6: '2001:db8::33',
+      observedAt: reportAt(),
+      ...reportIds(createOperation),
+      sshHostKeys: [
+        { type: 'ssh-ed25519', sha256: 'SHA256:hostkeyhostkeyhostkey' },
+        { type: 'ssh-rsa', sha256: 'SHA256:rsarsarsarsa' },
+      ],
     },
     metadata: meta(),
   });
 }
 
 async function observe(vmId: string, state: ObservedState): Promise<void> {
-  await vmCommand(web.db, { type: 'ObserveState', data: { vmId, host: 'test-host', state, observedAt: reportAt(), ...reportIds() }, metadata: meta() });
+  await vmCommand(web.db, {
+    type: 'ObserveState',
+    data: { vmId, host: 'test-host', state, observedAt: reportAt(), ...reportIds() },
+    metadata: meta(),
+  });
 }
 
 /** A capsul its host has created and reports in `state`, with no operation open. */
@@ -94,7 +120,7 @@ const hasRefresh = (body: string) => /<meta http-equiv="refresh" content="\d+">/
 // ---- the list ----
 
 describe('the capsul list', () => {
-  it('shows the customer\'s undeleted capsuls only, each linked to its page, those being deleted as deleting', async () => {
+  it("shows the customer's undeleted capsuls only, each linked to its page, those being deleted as deleting", async () => {
     const alice = await customer('list-alice@example.org');
     await fund('list-bob@example.org');
     const running = await capsulIn('list-alice@example.org');
@@ -102,7 +128,11 @@ describe('the capsul list', () => {
     await web.db.ledger.deleteVm(leaving, 'done', operator);
     const { vmId: gone } = await newCapsul('list-alice@example.org');
     await web.db.ledger.deleteVm(gone, 'done', operator);
-    await vmCommand(web.db, { type: 'ConfirmDeleted', data: { vmId: gone, host: null, observedAt: reportAt(), ...reportIds() }, metadata: meta() });
+    await vmCommand(web.db, {
+      type: 'ConfirmDeleted',
+      data: { vmId: gone, host: null, observedAt: reportAt(), ...reportIds() },
+      metadata: meta(),
+    });
     const { vmId: bobs } = await newCapsul('list-bob@example.org');
 
     const page = await alice.get('/console');
@@ -112,7 +142,7 @@ describe('the capsul list', () => {
     assert.match(page.body, /Debian 12 \(bookworm\)/);
     assert.match(page.body, new RegExp(`${leaving}</a></th>(?:\\s*<td>[^<]*</td>){3}\\s*<td>deleting</td>`));
     assert.doesNotMatch(page.body, new RegExp(gone), 'a deleted capsul is not listed');
-    assert.doesNotMatch(page.body, new RegExp(bobs), 'another customer\'s capsul is not listed');
+    assert.doesNotMatch(page.body, new RegExp(bobs), "another customer's capsul is not listed");
     assert.match(page.body, /<a class="button" href="\/console\/create">Create a capsul<\/a>/);
   });
 
@@ -130,7 +160,11 @@ describe('the capsul list', () => {
     const client = await customer(email);
     const { vmId } = await newCapsul(email);
     await web.db.ledger.deleteVm(vmId, 'done', operator);
-    await vmCommand(web.db, { type: 'ConfirmDeleted', data: { vmId, host: null, observedAt: reportAt(), ...reportIds() }, metadata: meta() });
+    await vmCommand(web.db, {
+      type: 'ConfirmDeleted',
+      data: { vmId, host: null, observedAt: reportAt(), ...reportIds() },
+      metadata: meta(),
+    });
     const page = (await client.get('/console')).body;
     assert.match(page, /You have no capsuls now: the ones you had are deleted\. To create another you need:/);
     assert.doesNotMatch(page, /no capsuls yet/);
@@ -168,7 +202,10 @@ describe('creating a capsul', () => {
     const page = await client.get('/console/create');
     assert.equal(page.statusCode, 200);
     assert.deepEqual(offeredSizes(page.body), ['f1-xs', 'f1-s']);
-    assert.match(page.body, /4 more expensive sizes are not offered: a new capsul needs your balance\s+\(\$13\.00\) to cover a month of it plus a month of your other capsuls \(\$5\.33\)/);
+    assert.match(
+      page.body,
+      /4 more expensive sizes are not offered: a new capsul needs your balance\s+\(\$13\.00\) to cover a month of it plus a month of your other capsuls \(\$5\.33\)/,
+    );
     assert.match(page.body, /<a href="\/console\/account-balance">Add funds<\/a>/);
     assert.match(page.body, /<option value="debian12"/);
     assert.doesNotMatch(page.body, /value="ubuntu22"/, 'a deprecated image is not offered');
@@ -200,7 +237,10 @@ describe('creating a capsul', () => {
     assert.equal(done.statusCode, 303);
     const vmId = /^\/console\/(capsul-[a-z0-9]{10})$/.exec(done.headers.location as string)?.[1];
     assert.ok(vmId, `redirects to the capsul's page, not ${done.headers.location}`);
-    const { rows } = await web.db.pool.query('SELECT email, size, os, ssh_public_keys, dollars_per_month::text AS price FROM vms WHERE id = $1', [vmId]);
+    const { rows } = await web.db.pool.query(
+      'SELECT email, size, os, ssh_public_keys, dollars_per_month::text AS price FROM vms WHERE id = $1',
+      [vmId],
+    );
     assert.deepEqual(rows, [{ email, size: 'f1-s', os: 'alpine322', ssh_public_keys: [otherKey], price: '7.16' }]);
     assert.equal(nudges, before + 1);
     const created = (await loadStream(web.db.pool, accountStream((await web.db.ledger.accountIdFor(email))!))).events.at(-1)!;
@@ -239,14 +279,24 @@ describe('creating a capsul', () => {
     await client.get('/console/create');
     assert.equal((await client.post('/console/create', { size: ['f1-s', 'f1-m'], os: 'debian12', keys: 'laptop' })).statusCode, 400);
     assert.equal((await client.post('/console/create', { size: 'f1-s', os: ['debian12', 'alpine322'], keys: 'laptop' })).statusCode, 400);
-    assert.equal((await client.post('/console/create', { size: 'f1-s', os: 'debian12', keys: Array.from({ length: 101 }, (_, i) => `k${i}`) })).statusCode, 400);
+    assert.equal(
+      (await client.post('/console/create', { size: 'f1-s', os: 'debian12', keys: Array.from({ length: 101 }, (_, i) => `k${i}`) }))
+        .statusCode,
+      400,
+    );
     assert.equal((await client.post('/console/create', { size: 'x'.repeat(65), os: 'debian12', keys: 'laptop' })).statusCode, 400);
     const huge = await client.post('/console/create', { size: 'f1-s', os: 'debian12', keys: 'laptop', filler: 'x'.repeat(70 * 1024) });
     assert.equal(huge.statusCode, 413);
     assert.match(huge.body, /too large/);
-    assert.equal((await client.post('/console/create', { _csrf: null, size: ['f1-s', 'f1-m'] })).statusCode, 403, 'the CSRF check comes first');
+    assert.equal(
+      (await client.post('/console/create', { _csrf: null, size: ['f1-s', 'f1-m'] })).statusCode,
+      403,
+      'the CSRF check comes first',
+    );
     const json = await web.hub.inject({
-      method: 'POST', url: '/console/create', remoteAddress: client.ip,
+      method: 'POST',
+      url: '/console/create',
+      remoteAddress: client.ip,
       headers: { accept: 'text/html', cookie: client.cookieHeader, 'content-type': 'application/json' },
       payload: JSON.stringify({ _csrf: client.csrf, size: 'f1-s', os: 'debian12', keys: [{ name: 'laptop' }] }),
     });
@@ -278,13 +328,15 @@ describe('creating a capsul', () => {
 
 // ---- a capsul's page ----
 
-describe('a capsul\'s page', () => {
+describe("a capsul's page", () => {
   it('shows specs, state, addresses, host keys, the installed keys, created, the captured price, charges so far and the last failure', async () => {
     const email = 'detail@example.org';
     const client = await customer(email);
     const vmId = await capsulIn(email);
     await vmCommand(web.db, {
-      type: 'RecordFailure', data: { vmId, host: 'test-host', error: 'disk <full>', observedAt: reportAt(), ...reportIds() }, metadata: meta(),
+      type: 'RecordFailure',
+      data: { vmId, host: 'test-host', error: 'disk <full>', observedAt: reportAt(), ...reportIds() },
+      metadata: meta(),
     });
     web.clock.advance(dayMs);
     try {
@@ -300,7 +352,8 @@ describe('a capsul\'s page', () => {
         /<dt>Created<\/dt><dd>2026-11-01 12:00 UTC<\/dd>/,
         /<dt>Price<\/dt><dd>\$5\.33 a month, fixed when it was created<\/dd>/,
         /<dt>Charged so far<\/dt><dd>\$0\.18<\/dd>/, // a day of 5.33 a month: 5.33 / 30.44
-      ]) assert.match(page.body, fact);
+      ])
+        assert.match(page.body, fact);
       assert.match(page.body, /<td>ssh-ed25519<\/td><td><code>SHA256:hostkeyhostkeyhostkey<\/code><\/td>/);
       assert.match(page.body, /<td>ssh-rsa<\/td><td><code>SHA256:rsarsarsarsa<\/code><\/td>/);
       assert.match(page.body, /<a href="\/faq">/);
@@ -333,7 +386,7 @@ describe('a capsul\'s page', () => {
     assert.match(deleting, /<dt>State<\/dt><dd>deleting<\/dd>/);
   });
 
-  it('offers only the actions the state allows, and refuses the others\' confirm pages', async () => {
+  it("offers only the actions the state allows, and refuses the others' confirm pages", async () => {
     const email = 'offers@example.org';
     const client = await customer(email);
     const links = async (vmId: string) =>
@@ -362,7 +415,12 @@ describe('a capsul\'s page', () => {
     assert.match((await client.get(`/console/${starting}`)).body, /<dt>State<\/dt><dd>starting<\/dd>/);
     assert.deepEqual(await links(starting), ['delete']);
     assert.equal((await client.get(`/console/${stopping}/stop`)).statusCode, 409, 'no second stop while one is under way');
-    for (const url of [`/console/${running}/start`, `/console/${stopped}/stop`, `/console/${pending}/force-stop`, `/console/${deleting}/delete`]) {
+    for (const url of [
+      `/console/${running}/start`,
+      `/console/${stopped}/stop`,
+      `/console/${pending}/force-stop`,
+      `/console/${deleting}/delete`,
+    ]) {
       const page = await client.get(url);
       assert.equal(page.statusCode, 409, url);
       assert.doesNotMatch(page.body, /name="version"/);
@@ -372,7 +430,7 @@ describe('a capsul\'s page', () => {
 
 // ---- actions ----
 
-describe('a capsul\'s actions', () => {
+describe("a capsul's actions", () => {
   it('start, stop and force-stop: a confirm page that says what happens, then the request for the host', async () => {
     const email = 'power@example.org';
     const client = await customer(email);
@@ -395,7 +453,10 @@ describe('a capsul\'s actions', () => {
       const last = (await loadStream(web.db.pool, vmStream(vmId))).events.at(-1)!;
       assert.equal(last.event.type, action === 'start' ? 'VmStartRequested' : 'VmStopRequested');
       assert.deepEqual(last.metadata.by, { kind: 'customer', id: email });
-      assert.equal(await count(`SELECT count(*)::int AS n FROM operations WHERE vm_id = $1 AND kind = $2 AND completed IS NULL`, [vmId, action]), 1);
+      assert.equal(
+        await count(`SELECT count(*)::int AS n FROM operations WHERE vm_id = $1 AND kind = $2 AND completed IS NULL`, [vmId, action]),
+        1,
+      );
     }
   });
 
@@ -420,7 +481,11 @@ describe('a capsul\'s actions', () => {
   it('two tabs confirming from the same page: one wins, the other is told it changed meanwhile', async () => {
     const email = 'tabs@example.org';
     const client = await customer(email);
-    for (const [first, second] of [['stop', 'force-stop'], ['delete', 'delete'], ['stop', 'delete']] as const) {
+    for (const [first, second] of [
+      ['stop', 'force-stop'],
+      ['delete', 'delete'],
+      ['stop', 'delete'],
+    ] as const) {
       const vmId = await capsulIn(email);
       const tabA = await client.get(`/console/${vmId}/${first}`);
       const tabB = await client.get(`/console/${vmId}/${second}`);
@@ -444,7 +509,13 @@ describe('a capsul\'s actions', () => {
     const vmId = await capsulIn(email);
     await client.get(`/console/${vmId}/stop`);
     const version = await versionOf(vmStream(vmId));
-    const forms: Record<string, string | string[]>[] = [{}, { version: 'abc' }, { version: ['1', '2'] }, { version: '9'.repeat(40) }, { version: '<script>' }];
+    const forms: Record<string, string | string[]>[] = [
+      {},
+      { version: 'abc' },
+      { version: ['1', '2'] },
+      { version: '9'.repeat(40) },
+      { version: '<script>' },
+    ];
     for (const form of forms) {
       const response = await client.post(`/console/${vmId}/stop`, form);
       assert.equal(response.statusCode, 400, JSON.stringify(form));
@@ -460,14 +531,21 @@ describe('a capsul\'s actions', () => {
 // ---- the negative space ----
 
 describe('what the console refuses', () => {
-  it('shows no one another customer\'s capsul, nor an unknown or malformed one: 404 for every page and form, and nothing changes', async () => {
+  it("shows no one another customer's capsul, nor an unknown or malformed one: 404 for every page and form, and nothing changes", async () => {
     const alice = await customer('nosy-alice@example.org');
     await fund('private-bob@example.org');
     const bobs = await capsulIn('private-bob@example.org');
     const bobsVersion = await versionOf(vmStream(bobs));
     await alice.get('/console'); // a CSRF token of alice's own
-    for (const url of [`/console/${bobs}`, `/console/${bobs}/stop`, `/console/${bobs}/delete`, '/console/capsul-zzzzzzzzzz', '/console/not-a-capsul',
-      `/console/${bobs}/reboot`, '/console/capsul-zzzzzzzzzz/start']) {
+    for (const url of [
+      `/console/${bobs}`,
+      `/console/${bobs}/stop`,
+      `/console/${bobs}/delete`,
+      '/console/capsul-zzzzzzzzzz',
+      '/console/not-a-capsul',
+      `/console/${bobs}/reboot`,
+      '/console/capsul-zzzzzzzzzz/start',
+    ]) {
       const page = await alice.get(url);
       assert.equal(page.statusCode, 404, url);
       assert.match(page.body, /Page not found/);

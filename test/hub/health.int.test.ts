@@ -40,13 +40,18 @@ describe('hub', () => {
     try {
       const response = await hub.inject({ method: 'GET', url: '/health' });
       assert.equal(response.statusCode, 200);
-      assert.deepEqual(response.json(), { status: 'ok', database: 'ok', schemaVersion: latestVersion(), expectedSchemaVersion: latestVersion() });
+      assert.deepEqual(response.json(), {
+        status: 'ok',
+        database: 'ok',
+        schemaVersion: latestVersion(),
+        expectedSchemaVersion: latestVersion(),
+      });
     } finally {
       await hub.close();
     }
   });
 
-  it('GET /health answers 503 when the schema is not the code\'s', async () => {
+  it("GET /health answers 503 when the schema is not the code's", async () => {
     const empty = await emptyDatabase();
     const pool = createPool(empty.url, 2);
     const hub = await buildHub({ pool });

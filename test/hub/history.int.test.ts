@@ -36,7 +36,7 @@ describe('history', () => {
     assert.doesNotMatch(page.body, /Older events/);
   });
 
-  it('tells what happened to the money and the capsuls, newest first, without hosts\' names', async () => {
+  it("tells what happened to the money and the capsuls, newest first, without hosts' names", async () => {
     web.clock.set(start);
     const email = 'story@example.org';
     const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 5000, reference: 'wire-42', cause: operator });
@@ -75,10 +75,19 @@ describe('history', () => {
     ];
     for (const sentence of sentences) assert.ok(body.includes(sentence), sentence);
     // Newest first: the order the facts were committed, reversed.
-    const positions = ['Your account was opened.', `Capsul ${running} was requested`, `Capsul ${broken} failed`, 'was invalidated', 'was reinstated', `Capsul ${gone} was deleted.`]
-      .map((sentence) => body.indexOf(sentence));
-    assert.deepEqual(positions, [...positions].sort((a, b) => b - a));
-    assert.ok(!page.body.includes('host-a') && !page.body.includes('test-host'), 'hosts are the operators\' business');
+    const positions = [
+      'Your account was opened.',
+      `Capsul ${running} was requested`,
+      `Capsul ${broken} failed`,
+      'was invalidated',
+      'was reinstated',
+      `Capsul ${gone} was deleted.`,
+    ].map((sentence) => body.indexOf(sentence));
+    assert.deepEqual(
+      positions,
+      [...positions].sort((a, b) => b - a),
+    );
+    assert.ok(!page.body.includes('host-a') && !page.body.includes('test-host'), "hosts are the operators' business");
     assert.match(page.body, /<caption>Events<\/caption>/);
     assert.match(page.body, /<th scope="col">When \(UTC\)<\/th>/);
     assert.match(page.body, /<th scope="row"><time datetime="2026-11-01T12:00:00.000Z">2026-11-01 12:00 UTC<\/time><\/th>/);
@@ -115,7 +124,8 @@ describe('history', () => {
     web.clock.set(start);
     const email = 'pages@example.org';
     const recorded: number[] = [];
-    for (let i = 0; i < 104; i++) recorded.push((await web.db.ledger.recordPayment({ email, amountCents: 100 + i, cause: operator })).paymentId);
+    for (let i = 0; i < 104; i++)
+      recorded.push((await web.db.ledger.recordPayment({ email, amountCents: 100 + i, cause: operator })).paymentId);
     const client = await web.loggedIn(email);
     const paymentsOn = (html: string) => [...html.matchAll(/Payment (\d+) of/g)].map((match) => Number(match[1]));
 

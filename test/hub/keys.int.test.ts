@@ -80,7 +80,10 @@ describe('SSH keys: list and add', () => {
     const client = await web.loggedIn('named@example.org');
     assert.equal((await addKey(client, { key: sshKey, name: 'work laptop' })).statusCode, 303);
     assert.equal((await addKey(client, { key: rsaKeyWithoutComment, name: 'old desktop' })).statusCode, 303);
-    assert.deepEqual((await keysOf('named@example.org')).map((key) => key.name), ['old desktop', 'work laptop']);
+    assert.deepEqual(
+      (await keysOf('named@example.org')).map((key) => key.name),
+      ['old desktop', 'work laptop'],
+    );
     const page = await client.get('/console/ssh');
     assert.ok(page.body.includes(rsaFingerprint));
     assert.ok(page.body.includes(testKeyFingerprint));
@@ -144,7 +147,10 @@ describe('SSH keys: list and add', () => {
     assert.deepEqual(await keysOf('names@example.org'), []);
     const unicode = 'é'.repeat(50) + '鍵'.repeat(50);
     assert.equal((await addKey(client, { key: laptopKey, name: `  ${unicode} ` })).statusCode, 303);
-    assert.deepEqual((await keysOf('names@example.org')).map((key) => key.name), [unicode]);
+    assert.deepEqual(
+      (await keysOf('names@example.org')).map((key) => key.name),
+      [unicode],
+    );
   });
 
   it('refuses a second key of the same name, and the same key twice, in a friendly way', async () => {
@@ -228,7 +234,10 @@ describe('SSH keys: delete', () => {
     const deleted = await client.post('/console/ssh/delete', { name: 'old' });
     assert.equal(deleted.statusCode, 303);
     assert.equal(deleted.headers.location, '/console/ssh?done=deleted');
-    assert.deepEqual((await keysOf('delete@example.org')).map((key) => key.name), ['kept']);
+    assert.deepEqual(
+      (await keysOf('delete@example.org')).map((key) => key.name),
+      ['kept'],
+    );
     assert.match((await client.get('/console/ssh?done=deleted')).body, /Capsuls that already have it keep it/);
     const again = await client.post('/console/ssh/delete', { name: 'old' });
     assert.equal(again.statusCode, 404);
@@ -256,7 +265,10 @@ describe('SSH keys: delete', () => {
     assert.ok(!page.body.includes(laptopFingerprint));
     const response = await other.post('/console/ssh/delete', { name: 'private name' });
     assert.equal(response.statusCode, 404);
-    assert.deepEqual((await keysOf('owner@example.org')).map((key) => key.name), ['private name']);
+    assert.deepEqual(
+      (await keysOf('owner@example.org')).map((key) => key.name),
+      ['private name'],
+    );
   });
 });
 
@@ -268,7 +280,10 @@ describe('SSH keys: refusals', () => {
     assert.equal((await client.post('/console/ssh', { key: laptopKey, name: 'new', _csrf: null })).statusCode, 403);
     assert.equal((await client.post('/console/ssh', { key: laptopKey, name: 'new', _csrf: 'x'.repeat(40) })).statusCode, 403);
     assert.equal((await client.post('/console/ssh/delete', { name: 'stays', _csrf: null })).statusCode, 403);
-    assert.deepEqual((await keysOf('csrf-keys@example.org')).map((key) => key.name), ['stays']);
+    assert.deepEqual(
+      (await keysOf('csrf-keys@example.org')).map((key) => key.name),
+      ['stays'],
+    );
   });
 
   it('refuses fields of the wrong shape and huge bodies, storing nothing', async () => {

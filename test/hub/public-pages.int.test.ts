@@ -35,10 +35,17 @@ describe('public pages', () => {
     });
   }
 
-  it('shows the catalogue\'s sizes and prices, in price order', async () => {
+  it("shows the catalogue's sizes and prices, in price order", async () => {
     const { body } = await page('/');
     const rows = [...body.matchAll(/<th scope="row">([^<]+)<\/th>\s*<td>\$([^<]+)<\/td>/g)].map((m) => [m[1], m[2]]);
-    assert.deepEqual(rows, [['f1-xs', '5.33'], ['f1-s', '7.16'], ['f1-m', '12.50'], ['f1-l', '20.50'], ['f1-x', '27.50'], ['f1-xx', '50.00']]);
+    assert.deepEqual(rows, [
+      ['f1-xs', '5.33'],
+      ['f1-s', '7.16'],
+      ['f1-m', '12.50'],
+      ['f1-l', '20.50'],
+      ['f1-x', '27.50'],
+      ['f1-xx', '50.00'],
+    ]);
     assert.match(body, /Debian 12 \(bookworm\)/);
     assert.doesNotMatch(body, /Ubuntu 22\.04/, 'deprecated images are not offered');
   });
@@ -95,14 +102,22 @@ describe('public pages', () => {
   });
 
   it('shows a page, not a stack trace, when the database fails', async () => {
-    const broken = await buildHub({ pool: { query: async () => { throw new Error('connection lost at /secret/path'); } } as never });
+    const broken = await buildHub({
+      pool: {
+        query: async () => {
+          throw new Error('connection lost at /secret/path');
+        },
+      } as never,
+    });
     try {
       const response = await broken.inject({ method: 'GET', url: '/', headers: { accept: 'text/html' } });
       assert.equal(response.statusCode, 500);
       assert.match(response.body, /<h1>Something went wrong<\/h1>/);
       assert.doesNotMatch(response.body, /secret|at \w+ \(|Error:/);
       const spoke = await broken.inject({
-        method: 'POST', url: '/spoke/v1/heartbeat', headers: { 'x-capsul-host': 'a', authorization: `Bearer ${'x'.repeat(43)}` },
+        method: 'POST',
+        url: '/spoke/v1/heartbeat',
+        headers: { 'x-capsul-host': 'a', authorization: `Bearer ${'x'.repeat(43)}` },
         payload: { capacity: { memoryMb: 1, vcpus: 1 }, vms: [], agentVersion: 'test' },
       });
       assert.equal(spoke.statusCode, 500);

@@ -35,8 +35,12 @@ const operations = async (host: string) =>
   (await hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers(host) })).json().operations as Operation[];
 const report = (host: string, reports: Report[]) =>
   hub.inject({ method: 'POST', url: '/spoke/v1/reports', headers: headers(host), payload: { reports } });
-const reportBase = (vmId: string, operationId: string | null, observedAt = new Date()) =>
-  ({ id: randomUUID(), vmId, operationId, observedAt: observedAt.toISOString() });
+const reportBase = (vmId: string, operationId: string | null, observedAt = new Date()) => ({
+  id: randomUUID(),
+  vmId,
+  operationId,
+  observedAt: observedAt.toISOString(),
+});
 
 async function newCapsul(email: string): Promise<string> {
   await db.ledger.recordPayment({ email, amountCents: 10_000, cause: operator });
@@ -44,8 +48,13 @@ async function newCapsul(email: string): Promise<string> {
 }
 
 describe('spoke API authentication', () => {
-  it('refuses a missing, wrong or other host\'s token with 401', async () => {
-    for (const h of [{}, headers('alpha', 'x'.repeat(43)), { 'x-capsul-host': 'alpha', authorization: `Bearer ${tokens.beta}` }, headers('nosuchhost', tokens.alpha)]) {
+  it("refuses a missing, wrong or other host's token with 401", async () => {
+    for (const h of [
+      {},
+      headers('alpha', 'x'.repeat(43)),
+      { 'x-capsul-host': 'alpha', authorization: `Bearer ${tokens.beta}` },
+      headers('nosuchhost', tokens.alpha),
+    ]) {
       const response = await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: h, payload: beat() });
       assert.equal(response.statusCode, 401);
       assert.deepEqual(response.json(), { error: 'unknown host or wrong token' });
@@ -55,8 +64,15 @@ describe('spoke API authentication', () => {
   it('refuses the old token after a rotation', async () => {
     const { token } = await hosts.add({ hostId: 'gamma', memoryMb: 512, vcpus: 1, cause: operator });
     const rotated = await hosts.rotateToken('gamma', operator);
-    assert.equal((await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', token), payload: beat() })).statusCode, 401);
-    assert.equal((await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', rotated.token), payload: beat() })).statusCode, 200);
+    assert.equal(
+      (await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', token), payload: beat() })).statusCode,
+      401,
+    );
+    assert.equal(
+      (await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('gamma', rotated.token), payload: beat() }))
+        .statusCode,
+      200,
+    );
   });
 });
 
@@ -71,7 +87,12 @@ describe('heartbeats and placement', () => {
   });
 
   it('refuses a malformed heartbeat with 400 and stores nothing new', async () => {
-    const response = await hub.inject({ method: 'POST', url: '/spoke/v1/heartbeat', headers: headers('alpha'), payload: { capacity: 'lots' } });
+    const response = await hub.inject({
+      method: 'POST',
+      url: '/spoke/v1/heartbeat',
+      headers: headers('alpha'),
+      payload: { capacity: 'lots' },
+    });
     assert.equal(response.statusCode, 400);
   });
 
@@ -83,7 +104,12 @@ describe('heartbeats and placement', () => {
     const ops = await operations('alpha');
     const create = ops.find((op) => op.vmId === vmId)!;
     assert.equal(create.kind, 'create');
-    assert.deepEqual(create.spec, { memoryMb: 1024, vcpus: 1, imageFile: 'debian/debian-12-genericcloud-amd64.qcow2', sshPublicKeys: [sshKey] });
+    assert.deepEqual(create.spec, {
+      memoryMb: 1024,
+      vcpus: 1,
+      imageFile: 'debian/debian-12-genericcloud-amd64.qcow2',
+      sshPublicKeys: [sshKey],
+    });
     assert.deepEqual(await operations('beta'), []);
     assert.equal(await placePending({ pool: db.pool }), 0, 'placing again does nothing');
   });
@@ -103,17 +129,33 @@ describe('reports', () => {
     const vmId = await newCapsul('reports@example.org');
     await placePending({ pool: db.pool });
     const create = (await operations('alpha')).find((op) => op.vmId === vmId)!;
-    const provisioned: Report = { ...reportBase(vmId, create.id), type: 'provisioned', ipv4: '192.0.2.7', ipv6: '2001:db8::7', sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x' }] };
+    const provisioned: Report = {
+      ...reportBase(vmId, create.id),
+      type: 'provisioned',
+      ipv4: '192.0.2.7',
+      ipv6: '2001:db8::7',
+      sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x' }],
+    };
     const running: Report = { ...reportBase(vmId, create.id), type: 'state', state: 'running' };
     const response = await report('alpha', [provisioned, running]);
     assert.equal(response.statusCode, 200);
-    assert.deepEqual(response.json().results.map((r: { status: string }) => r.status), ['accepted', 'accepted']);
+    assert.deepEqual(
+      response.json().results.map((r: { status: string }) => r.status),
+      ['accepted', 'accepted'],
+    );
     const { rows } = await db.pool.query('SELECT state, last_seen_ipv4, last_seen_ipv6 FROM vms WHERE id = $1', [vmId]);
     assert.deepEqual(rows[0], { state: 'running', last_seen_ipv4: '192.0.2.7', last_seen_ipv6: '2001:db8::7' });
-    assert.equal((await operations('alpha')).some((op) => op.id === create.id), false, 'completed operations are no longer delivered');
+    assert.equal(
+      (await operations('alpha')).some((op) => op.id === create.id),
+      false,
+      'completed operations are no longer delivered',
+    );
 
     const again = await report('alpha', [provisioned, running]);
-    assert.deepEqual(again.json().results.map((r: { status: string }) => r.status), ['duplicate', 'duplicate']);
+    assert.deepEqual(
+      again.json().results.map((r: { status: string }) => r.status),
+      ['duplicate', 'duplicate'],
+    );
     // Older than the state last recorded (and still after the capsul was requested): stale.
     const stale: Report = { ...reportBase(vmId, null, new Date(Date.parse(running.observedAt) - 1_000)), type: 'state', state: 'stopped' };
     assert.deepEqual((await report('alpha', [stale])).json().results[0].status, 'stale');
@@ -141,7 +183,12 @@ describe('reports', () => {
       { reports: Array.from({ length: 101 }, () => ({ ...reportBase('capsul-aaaaaaaaaa', null), type: 'deleted' })) },
       'not json at all',
     ]) {
-      const response = await hub.inject({ method: 'POST', url: '/spoke/v1/reports', headers: { ...headers('alpha'), 'content-type': 'application/json' }, payload: typeof payload === 'string' ? payload : JSON.stringify(payload) });
+      const response = await hub.inject({
+        method: 'POST',
+        url: '/spoke/v1/reports',
+        headers: { ...headers('alpha'), 'content-type': 'application/json' },
+        payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
+      });
       assert.equal(response.statusCode, 400, JSON.stringify(payload).slice(0, 80));
       assert.match(response.json().error, /^[^\n]+$/);
     }
@@ -181,7 +228,8 @@ describe('reports', () => {
 describe('drift', () => {
   const openDrift = async (host?: string) =>
     (await hosts.drift()).filter((d) => !host || d.host === host).map((d) => `${d.host} ${d.vmId} ${d.kind}`);
-  const driftEvents = async () => (await db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'DriftDetected'`)).rows[0].n;
+  const driftEvents = async () =>
+    (await db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'DriftDetected'`)).rows[0].n;
 
   it('records a capsul the ledger does not know on a host once per incident, and its end', async () => {
     await heartbeat('beta', [{ vmId: 'capsul-stray00001', state: 'running' }]);
@@ -201,9 +249,14 @@ describe('drift', () => {
     await placePending({ pool: db.pool });
     const create = (await operations('alpha')).find((op) => op.vmId === vmId)!;
     await report('alpha', [{ ...reportBase(vmId, create.id), type: 'state', state: 'running' }]);
-    const listed = (await db.pool.query(`SELECT id FROM vms WHERE host = 'alpha' AND state = 'running'`)).rows
-      .map((r) => ({ vmId: r.id as string, state: 'running' as const }));
-    await heartbeat('alpha', listed.filter((vm) => vm.vmId !== vmId));
+    const listed = (await db.pool.query(`SELECT id FROM vms WHERE host = 'alpha' AND state = 'running'`)).rows.map((r) => ({
+      vmId: r.id as string,
+      state: 'running' as const,
+    }));
+    await heartbeat(
+      'alpha',
+      listed.filter((vm) => vm.vmId !== vmId),
+    );
     assert.ok((await openDrift()).includes(`alpha ${vmId} missing-from-host`));
     await heartbeat('alpha', listed);
     assert.ok(!(await openDrift()).includes(`alpha ${vmId} missing-from-host`));

@@ -30,9 +30,11 @@ before(async () => {
   hub = await buildHub({ pool: db.pool });
   assert.equal((await heartbeat(beat())).statusCode, 200);
   await db.ledger.recordPayment({ email: 'edge@example.org', amountCents: 10_000, cause: operator });
-  vmId = (await db.ledger.createVm({ email: 'edge@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator })).vmId;
+  vmId = (await db.ledger.createVm({ email: 'edge@example.org', size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator }))
+    .vmId;
   await placePending({ pool: db.pool });
-  const ops = (await hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers() })).json().operations as Operation[];
+  const ops = (await hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers() })).json()
+    .operations as Operation[];
   createId = ops.find((op) => op.vmId === vmId)!.id;
   const results = await statuses([provisioned(), { ...base(createId), type: 'state', state: 'running' }]);
   assert.deepEqual(results, ['accepted', 'accepted']);
@@ -45,13 +47,26 @@ after(async () => {
 const headers = () => ({ 'x-capsul-host': 'alpha', authorization: `Bearer ${token}` });
 const post = (endpoint: string, payload: string | object, contentType = 'application/json') =>
   hub.inject({
-    method: 'POST', url: `/spoke/v1/${endpoint}`, headers: { ...headers(), 'content-type': contentType },
+    method: 'POST',
+    url: `/spoke/v1/${endpoint}`,
+    headers: { ...headers(), 'content-type': contentType },
     payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
   });
 const heartbeat = (body: unknown) => post('heartbeat', body as object);
 const beat = (): Heartbeat => ({ capacity: { memoryMb: 4096, vcpus: 4 }, vms: [], agentVersion: 'capsul-spoke/test' });
-const base = (operationId: string | null = null, observedAt = new Date()) => ({ id: randomUUID(), vmId, operationId, observedAt: observedAt.toISOString() });
-const provisioned = (): Report => ({ ...base(createId), type: 'provisioned', ipv4: '192.0.2.7', ipv6: '2001:db8::7', sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x' }] });
+const base = (operationId: string | null = null, observedAt = new Date()) => ({
+  id: randomUUID(),
+  vmId,
+  operationId,
+  observedAt: observedAt.toISOString(),
+});
+const provisioned = (): Report => ({
+  ...base(createId),
+  type: 'provisioned',
+  ipv4: '192.0.2.7',
+  ipv6: '2001:db8::7',
+  sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x' }],
+});
 async function statuses(reports: unknown[]): Promise<string[]> {
   const response = await post('reports', { reports });
   assert.equal(response.statusCode, 200, response.body);
@@ -78,7 +93,10 @@ function assertRefused(response: LightMyRequestResponse, what: string): void {
 }
 
 /** Sends it (or them), checks each is refused, and that the database is as it was. */
-async function assertRefusedAndNothingChanged(send: () => Promise<LightMyRequestResponse | LightMyRequestResponse[]>, what: string): Promise<void> {
+async function assertRefusedAndNothingChanged(
+  send: () => Promise<LightMyRequestResponse | LightMyRequestResponse[]>,
+  what: string,
+): Promise<void> {
   const before = await databaseFingerprint(db.admin);
   for (const response of [await send()].flat()) assertRefused(response, what);
   assert.deepEqual(await databaseFingerprint(db.admin), before, `${what} changed something`);
@@ -86,8 +104,19 @@ async function assertRefusedAndNothingChanged(send: () => Promise<LightMyRequest
 
 // Each is refused in any field of a report or a heartbeat; an error's text alone may hold tab and line feed.
 const poisons: [string, string][] = [
-  ['NUL', '\u0000'], ['BEL', '\u0007'], ['ESC', '\u001b'], ['CR', '\r'], ['DEL', '\u007f'], ['NEL (C1)', '\u0085'], ['CSI (C1)', '\u009b'],
-  ['RLO', '\u202e'], ['LRI', '\u2066'], ['RLM', '\u200f'], ['LINE SEPARATOR', '\u2028'], ['lone high surrogate', '\ud800'], ['lone low surrogate', '\udc00'],
+  ['NUL', '\u0000'],
+  ['BEL', '\u0007'],
+  ['ESC', '\u001b'],
+  ['CR', '\r'],
+  ['DEL', '\u007f'],
+  ['NEL (C1)', '\u0085'],
+  ['CSI (C1)', '\u009b'],
+  ['RLO', '\u202e'],
+  ['LRI', '\u2066'],
+  ['RLM', '\u200f'],
+  ['LINE SEPARATOR', '\u2028'],
+  ['lone high surrogate', '\ud800'],
+  ['lone low surrogate', '\udc00'],
 ];
 const singleLinePoisons: [string, string][] = [...poisons, ['TAB', '\t'], ['LF', '\n']];
 
@@ -141,9 +170,11 @@ describe('the spoke API refuses poisoned text at the edge', () => {
     });
   }
 
-  it('takes tab and line feed in a failure\'s error text (driver output is multi-line)', async () => {
+  it("takes tab and line feed in a failure's error text (driver output is multi-line)", async () => {
     const vm = await capsulOfItsOwn('multiline@example.org');
-    const response = await post('reports', { reports: [{ ...base(), vmId: vm, type: 'failed', error: 'virsh: error:\n\tdomain not found' }] });
+    const response = await post('reports', {
+      reports: [{ ...base(), vmId: vm, type: 'failed', error: 'virsh: error:\n\tdomain not found' }],
+    });
     assert.equal(response.json().results[0].status, 'accepted', response.body);
     const { rows } = await db.pool.query('SELECT failure FROM vms WHERE id = $1', [vm]);
     assert.equal(rows[0].failure, 'virsh: error:\n\tdomain not found');
@@ -158,8 +189,14 @@ describe('the spoke API refuses poisoned text at the edge', () => {
       [{ ...base(), type: 'state', state: 7 }, /^malformed report: state must be one of running, stopped, crashed, paused$/],
       [{ ...provisioned(), ipv4: '999.0.2.1' }, /^malformed report: ipv4 must be an IPv4 address or null$/],
       [{ ...provisioned(), ipv4: undefined }, /^malformed report: ipv4 must be a string or null$/],
-      [{ ...provisioned(), sshHostKeys: Array.from({ length: 17 }, (_, i) => ({ type: 'ssh-ed25519', sha256: `SHA256:${i}` })) }, /sshHostKeys holds 17 keys; at most 16/],
-      [{ ...provisioned(), sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x', extra: 'kept?' }, 'no'] }, /sshHostKeys\[1\] must be an object/],
+      [
+        { ...provisioned(), sshHostKeys: Array.from({ length: 17 }, (_, i) => ({ type: 'ssh-ed25519', sha256: `SHA256:${i}` })) },
+        /sshHostKeys holds 17 keys; at most 16/,
+      ],
+      [
+        { ...provisioned(), sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:x', extra: 'kept?' }, 'no'] },
+        /sshHostKeys\[1\] must be an object/,
+      ],
       [{ ...base(), observedAt: '2026-02-30T00:00:00Z', type: 'deleted' }, /observedAt "2026-02-30T00:00:00Z" is not a valid time/],
       [{ ...base(), observedAt: 1795694404120, type: 'deleted' }, /observedAt must be a string/],
       [{ ...base(), vmId: 'capsul-AAAAAAAAAA', type: 'deleted' }, /vmId must be a capsul id/],
@@ -182,10 +219,20 @@ describe('the spoke API refuses poisoned text at the edge', () => {
     const response = await post('reports', { reports: [stopped, poisoned, running] });
     assert.equal(response.statusCode, 200);
     const results = response.json().results as { id: string; status: string; error?: string }[];
-    assert.deepEqual(results.map((r) => [r.id, r.status]), [[stopped.id, 'accepted'], [poisoned.id, 'refused'], [running.id, 'accepted']]);
+    assert.deepEqual(
+      results.map((r) => [r.id, r.status]),
+      [
+        [stopped.id, 'accepted'],
+        [poisoned.id, 'refused'],
+        [running.id, 'accepted'],
+      ],
+    );
     assert.equal(results[1]!.error, 'malformed report: error contains U+202E (a bidirectional formatting character) at position 10');
     assert.equal((await vmState()).state, 'running');
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmFailed' AND message_data->>'vmId' = $1`, [vmId]);
+    const { rows } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmFailed' AND message_data->>'vmId' = $1`,
+      [vmId],
+    );
     assert.equal(rows[0].n, 0);
   });
 
@@ -193,7 +240,10 @@ describe('the spoke API refuses poisoned text at the edge', () => {
     const vm = await capsulOfItsOwn('extra-fields@example.org');
     const report = { ...base(), vmId: vm, type: 'state', state: 'running', note: 'not in the protocol', ipv4: '192.0.2.99' };
     assert.deepEqual(await statuses([report]), ['accepted']);
-    const { rows } = await db.pool.query(`SELECT message_data FROM emt_messages WHERE message_type = 'VmStateObserved' AND message_data->>'reportId' = $1`, [report.id]);
+    const { rows } = await db.pool.query(
+      `SELECT message_data FROM emt_messages WHERE message_type = 'VmStateObserved' AND message_data->>'reportId' = $1`,
+      [report.id],
+    );
     assert.deepEqual(Object.keys(rows[0].message_data).sort(), ['at', 'host', 'operationId', 'reportId', 'state', 'vmId']);
   });
 });
@@ -232,15 +282,18 @@ describe('the spoke API refuses a malformed request as a whole with 400 (or 413)
       { ...beat(), agentVersion: '' },
       { ...beat(), agentVersion: 'v'.repeat(101) },
     ]) {
-      await assertRefusedAndNothingChanged(async () => {
-        const response = await heartbeat(body);
-        assert.equal(response.statusCode, 400, response.body);
-        return response;
-      }, JSON.stringify(body).slice(0, 80));
+      await assertRefusedAndNothingChanged(
+        async () => {
+          const response = await heartbeat(body);
+          assert.equal(response.statusCode, 400, response.body);
+          return response;
+        },
+        JSON.stringify(body).slice(0, 80),
+      );
     }
   });
 
-  it('stores a heartbeat\'s capsuls with the protocol\'s fields only', async () => {
+  it("stores a heartbeat's capsuls with the protocol's fields only", async () => {
     const response = await heartbeat({ ...beat(), vms: [{ vmId, state: 'running', extra: 'dropped' }] });
     assert.equal(response.statusCode, 200, response.body);
     const { rows } = await db.pool.query(`SELECT vms, agent_version FROM host_heartbeats WHERE host_id = 'alpha'`);
@@ -249,21 +302,26 @@ describe('the spoke API refuses a malformed request as a whole with 400 (or 413)
 
   it('answers a stranger 401 before reading the body', async () => {
     const response = await hub.inject({
-      method: 'POST', url: '/spoke/v1/reports', headers: { 'content-type': 'application/json', 'x-capsul-host': 'alpha', authorization: `Bearer ${'x'.repeat(43)}` },
+      method: 'POST',
+      url: '/spoke/v1/reports',
+      headers: { 'content-type': 'application/json', 'x-capsul-host': 'alpha', authorization: `Bearer ${'x'.repeat(43)}` },
       payload: 'not json at all',
     });
     assert.equal(response.statusCode, 401);
   });
 });
 
-describe('the spoke API believes a report\'s time only within the clock skew', () => {
-  it('refuses a report from the future, naming the hub\'s time and the skew, and takes the next real report', async () => {
+describe("the spoke API believes a report's time only within the clock skew", () => {
+  it("refuses a report from the future, naming the hub's time and the skew, and takes the next real report", async () => {
     const before = await vmState();
     const future = { ...base(null, new Date('2099-01-01T00:00:00.000Z')), type: 'state', state: 'stopped' };
     const response = await post('reports', { reports: [future] });
     const [result] = response.json().results;
     assert.equal(result.status, 'refused');
-    assert.match(result.error, /^observedAt 2099-01-01T00:00:00\.000Z is ahead of the hub's clock \(\d{4}-\d\d-\d\dT[\d:.]+Z\) by more than the 300 s allowed: check this host's clock$/);
+    assert.match(
+      result.error,
+      /^observedAt 2099-01-01T00:00:00\.000Z is ahead of the hub's clock \(\d{4}-\d\d-\d\dT[\d:.]+Z\) by more than the 300 s allowed: check this host's clock$/,
+    );
     assert.deepEqual(await vmState(), before);
 
     const later = (await vmState()).state === 'running' ? 'stopped' : 'running';
@@ -271,9 +329,11 @@ describe('the spoke API believes a report\'s time only within the clock skew', (
     assert.equal((await vmState()).state, later);
   });
 
-  it('takes a report a little ahead of the hub\'s clock (within the skew)', async () => {
+  it("takes a report a little ahead of the hub's clock (within the skew)", async () => {
     const vm = await capsulOfItsOwn('skew@example.org');
-    assert.deepEqual(await statuses([{ ...base(null, new Date(Date.now() + 240_000)), vmId: vm, type: 'state', state: 'running' }]), ['accepted']);
+    assert.deepEqual(await statuses([{ ...base(null, new Date(Date.now() + 240_000)), vmId: vm, type: 'state', state: 'running' }]), [
+      'accepted',
+    ]);
   });
 
   it('refuses a report observed before its capsul was requested (beyond the skew), and an absurd time, changing nothing', async () => {
@@ -283,15 +343,22 @@ describe('the spoke API believes a report\'s time only within the clock skew', (
         const report = { ...provisioned(), type, state: 'stopped', error: 'x', operationId: null, observedAt };
         const [result] = (await post('reports', { reports: [report] })).json().results;
         assert.equal(result.status, 'refused', `${type} at ${observedAt}`);
-        assert.match(result.error, new RegExp(`^observedAt ${observedAt.replace(/[.]/g, '\\.')} is before capsul ${vmId} was requested \\(.+Z, the hub's clock\\) by more than the 300 s allowed`));
+        assert.match(
+          result.error,
+          new RegExp(
+            `^observedAt ${observedAt.replace(/[.]/g, '\\.')} is before capsul ${vmId} was requested \\(.+Z, the hub's clock\\) by more than the 300 s allowed`,
+          ),
+        );
       }
       assert.deepEqual(await databaseFingerprint(db.admin), before);
     }
   });
 
-  it('tells a host nothing of another host\'s capsul: its report is refused as not this host\'s, whatever its time', async () => {
+  it("tells a host nothing of another host's capsul: its report is refused as not this host's, whatever its time", async () => {
     const response = await hub.inject({
-      method: 'POST', url: '/spoke/v1/reports', headers: { 'x-capsul-host': 'beta', authorization: `Bearer ${betaToken}` },
+      method: 'POST',
+      url: '/spoke/v1/reports',
+      headers: { 'x-capsul-host': 'beta', authorization: `Bearer ${betaToken}` },
       payload: { reports: [{ ...base(null, new Date('2001-01-01T00:00:00Z')), type: 'deleted' }] },
     });
     const [result] = response.json().results;
@@ -300,7 +367,9 @@ describe('the spoke API believes a report\'s time only within the clock skew', (
   });
 
   it('refuses an absurd time about a capsul the hub does not know without a 5xx', async () => {
-    const response = await post('reports', { reports: [{ ...base(null, new Date('0001-01-01T00:00:00Z')), vmId: 'capsul-zzzzzzzzzz', type: 'deleted' }] });
+    const response = await post('reports', {
+      reports: [{ ...base(null, new Date('0001-01-01T00:00:00Z')), vmId: 'capsul-zzzzzzzzzz', type: 'deleted' }],
+    });
     assert.equal(response.json().results[0].status, 'refused');
   });
 });
@@ -332,8 +401,12 @@ describe('the spoke API under arbitrary text (fast-check)', () => {
       fc.asyncProperty(fc.constantFrom(...heartbeatFields), text, async ([field, withText], value) => {
         const before = await databaseFingerprint(db.admin);
         const response = await heartbeat(withText(value));
-        assert.ok(response.statusCode === 200 || response.statusCode === 400, `${field} ${JSON.stringify(value)}: HTTP ${response.statusCode}`);
-        if (response.statusCode === 400) assert.deepEqual(await databaseFingerprint(db.admin), before, `${field} ${JSON.stringify(value)} changed something`);
+        assert.ok(
+          response.statusCode === 200 || response.statusCode === 400,
+          `${field} ${JSON.stringify(value)}: HTTP ${response.statusCode}`,
+        );
+        if (response.statusCode === 400)
+          assert.deepEqual(await databaseFingerprint(db.admin), before, `${field} ${JSON.stringify(value)} changed something`);
       }),
       { numRuns: 40 },
     );

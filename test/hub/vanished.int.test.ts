@@ -37,9 +37,13 @@ after(() => web.close());
 // ---- the host's side of the protocol ----
 
 const headers = () => ({ 'x-capsul-host': hostId, authorization: `Bearer ${token}` });
-const heartbeat = (vms: { vmId: string; state: 'running' }[] = []) => web.hub.inject({
-  method: 'POST', url: '/spoke/v1/heartbeat', headers: headers(), payload: { capacity: { memoryMb: 8192, vcpus: 8 }, vms, agentVersion: 'test' },
-});
+const heartbeat = (vms: { vmId: string; state: 'running' }[] = []) =>
+  web.hub.inject({
+    method: 'POST',
+    url: '/spoke/v1/heartbeat',
+    headers: headers(),
+    payload: { capacity: { memoryMb: 8192, vcpus: 8 }, vms, agentVersion: 'test' },
+  });
 const operations = async () =>
   (await web.hub.inject({ method: 'GET', url: '/spoke/v1/operations?waitMs=0', headers: headers() })).json().operations as Operation[];
 /** A report as the test writes it: the hub's clock is its observation time unless it says otherwise. */
@@ -64,22 +68,37 @@ async function runningCapsul(email: string): Promise<string> {
   await heartbeat();
   assert.equal(await placePending(reactorDeps()), 1);
   const create = (await operations()).find((op) => op.vmId === vmId && op.kind === 'create')!;
-  await report({ vmId, operationId: create.id, type: 'provisioned', ipv4: '192.0.2.44', ipv6: null, sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:k' }] });
+  await report({
+    vmId,
+    operationId: create.id,
+    type: 'provisioned',
+    ipv4: '192.0.2.44',
+    ipv6: null,
+    sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:k' }],
+  });
   await report({ vmId, operationId: create.id, type: 'state', state: 'running' });
   return vmId;
 }
 
-const vmRow = async (vmId: string) => (await web.db.pool.query(
-  `SELECT state, to_char(vanished AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS vanished,
+const vmRow = async (vmId: string) =>
+  (
+    await web.db.pool.query(
+      `SELECT state, to_char(vanished AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS vanished,
           to_char(accrual_ended AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS accrual_ended, deleted IS NOT NULL AS deletion_requested
-   FROM vms WHERE id = $1`, [vmId],
-)).rows[0];
-const eventTypes = async (vmId: string) => (await web.db.pool.query(
-  `SELECT message_type AS type FROM emt_messages WHERE message_data->>'vmId' = $1 ORDER BY global_position`, [vmId],
-)).rows.map((row) => row.type as string);
+   FROM vms WHERE id = $1`,
+      [vmId],
+    )
+  ).rows[0];
+const eventTypes = async (vmId: string) =>
+  (
+    await web.db.pool.query(`SELECT message_type AS type FROM emt_messages WHERE message_data->>'vmId' = $1 ORDER BY global_position`, [
+      vmId,
+    ])
+  ).rows.map((row) => row.type as string);
 const openIncidents = async () => (await hosts.drift()).map((d) => `${d.host} ${d.vmId} ${d.kind}`);
 const text = (html: string) => html.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
-const charge = (ms: number) => totalChargesCents([{ priceCentsPerMonth: f1sCentsPerMonth, createdAtMs: 0, deletionRequestedAtMs: null, vanishedAtMs: null }], ms);
+const charge = (ms: number) =>
+  totalChargesCents([{ priceCentsPerMonth: f1sCentsPerMonth, createdAtMs: 0, deletionRequestedAtMs: null, vanishedAtMs: null }], ms);
 
 describe('a capsul its host reports deleted though nobody asked', () => {
   const email = 'vanish@example.org';
@@ -98,7 +117,12 @@ describe('a capsul its host reports deleted though nobody asked', () => {
   });
 
   it('is recorded as vanished at the time the host saw it gone, not as deleted', async () => {
-    assert.deepEqual(await vmRow(vmId), { state: 'vanished', vanished: '2026-11-09T12:00:00Z', accrual_ended: null, deletion_requested: false });
+    assert.deepEqual(await vmRow(vmId), {
+      state: 'vanished',
+      vanished: '2026-11-09T12:00:00Z',
+      accrual_ended: null,
+      deletion_requested: false,
+    });
     assert.ok(!(await eventTypes(vmId)).includes('VmDeleted'));
     assert.ok((await eventTypes(vmId)).includes('VmVanished'));
   });
@@ -124,7 +148,8 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     ];
     for (const [when, atMs, expected] of cases) {
       assert.equal(await web.db.ledger.balanceCents(email, new Date(atMs)), expected, when);
-      if (atMs >= web.clock.now().getTime()) assert.equal(await balanceFromProjections(web.db.pool, accountId, new Date(atMs)), expected, `${when} (projections)`);
+      if (atMs >= web.clock.now().getTime())
+        assert.equal(await balanceFromProjections(web.db.pool, accountId, new Date(atMs)), expected, `${when} (projections)`);
     }
     assert.equal(paidCents - charge(gone - created), 1000 - 188, 'eight days of $7.16 a month');
   });
@@ -137,14 +162,17 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     await scheduleDeletions(reactorDeps());
   });
 
-  it('tells the customer in plain words, on the list, the capsul\'s page and the history', async () => {
+  it("tells the customer in plain words, on the list, the capsul's page and the history", async () => {
     const customer = await web.loggedIn(email);
     const list = text((await customer.get('/console')).body);
     assert.match(list, new RegExp(`${vmId} f1-s .* vanished`));
     const page = await customer.get(`/console/${vmId}`);
     assert.equal(page.statusCode, 200);
     const body = text(page.body);
-    assert.match(body, /This capsul is gone\. Its host reported that it no longer exists \(it was seen gone on 2026-11-09 12:00 UTC\), although no one asked for it to be deleted\./);
+    assert.match(
+      body,
+      /This capsul is gone\. Its host reported that it no longer exists \(it was seen gone on 2026-11-09 12:00 UTC\), although no one asked for it to be deleted\./,
+    );
     assert.match(body, /We stopped charging for it from the moment it was seen gone/);
     assert.match(body, /State vanished/);
     assert.match(body, /Charged so far \$1\.88; billing stopped 2026-11-09 12:00 UTC/);
@@ -152,10 +180,23 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     assert.match(page.body, new RegExp(`href="/console/${vmId}/delete">Remove</a>`));
     assert.equal((await customer.get(`/console/${vmId}/start`)).statusCode, 409);
     const history = text((await customer.get('/console/history')).body);
-    assert.match(history, new RegExp(`Capsul ${vmId} vanished: its host reported it no longer exists \\(seen gone 2026-11-09 12:00 UTC\\), though no one asked for it to be deleted\\. Our operators have been told\\. its host`));
-    assert.match(history, new RegExp(`Billing of capsul ${vmId} stopped as of 2026-11-09 12:00 UTC, when it vanished from its host: you are not charged for it after that\\. capsul, automatically`));
+    assert.match(
+      history,
+      new RegExp(
+        `Capsul ${vmId} vanished: its host reported it no longer exists \\(seen gone 2026-11-09 12:00 UTC\\), though no one asked for it to be deleted\\. Our operators have been told\\. its host`,
+      ),
+    );
+    assert.match(
+      history,
+      new RegExp(
+        `Billing of capsul ${vmId} stopped as of 2026-11-09 12:00 UTC, when it vanished from its host: you are not charged for it after that\\. capsul, automatically`,
+      ),
+    );
     const balance = text((await customer.get('/console/account-balance')).body);
-    assert.match(balance, new RegExp(`${vmId} f1-s 2026-11-01 12:00 UTC 2026-11-09 12:00 UTC \\(vanished from its host\\) \\$7\\.16 \\$1\\.88`));
+    assert.match(
+      balance,
+      new RegExp(`${vmId} f1-s 2026-11-01 12:00 UTC 2026-11-09 12:00 UTC \\(vanished from its host\\) \\$7\\.16 \\$1\\.88`),
+    );
   });
 
   it('shows it to the operators: the capsuls list, and an open incident on the hosts page and in capsul drift', async () => {
@@ -173,7 +214,12 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     const dry = recording({ dryRun: true });
     await runJobs(deps, dry);
     assert.ok(dry.lines.includes(`drift: host ${hostId}: ${vmId} vanished-from-host since 2026-11-09T12:00:00Z`), dry.lines.join('\n'));
-    assert.ok(dry.lines.includes(`incidents: ${vmId} vanished from host ${hostId} (seen gone 2026-11-09 12:00 UTC): would tell ${adminEmail}, oncall@capsul.test`), dry.lines.join('\n'));
+    assert.ok(
+      dry.lines.includes(
+        `incidents: ${vmId} vanished from host ${hostId} (seen gone 2026-11-09 12:00 UTC): would tell ${adminEmail}, oncall@capsul.test`,
+      ),
+      dry.lines.join('\n'),
+    );
     assert.equal(mailer.sent.length, 0, 'a dry run sends nothing');
 
     await runJobs(deps, recording({ jobs: ['incident-emails'] }));

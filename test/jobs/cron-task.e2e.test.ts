@@ -49,7 +49,6 @@ function capsulBinary(args: string[]): Promise<Run> {
   });
 }
 
-
 const eventCount = async () => (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n as number;
 const outboxFiles = () => readdirSync(path.join(dataDir, 'outbox')).filter((name) => name.endsWith('.eml')).length;
 
@@ -73,7 +72,7 @@ describe('capsul cron-task', () => {
     const run = await capsul(['cron-task', '--help']);
     assert.equal(run.code, 0);
     assert.match(run.stdout, /^usage: capsul cron-task \[--dry-run\] \[--now <ISO>\]/);
-    assert.match(run.stdout, /--now <ISO>  evaluate as of that instant instead .*: with --dry-run only/);
+    assert.match(run.stdout, /--now <ISO> {2}evaluate as of that instant instead .*: with --dry-run only/);
   });
 
   it('--dry-run prints each account, level and capsul, and changes nothing', async () => {
@@ -81,7 +80,10 @@ describe('capsul cron-task', () => {
     const run = await capsul(['cron-task', '--dry-run']);
     assert.equal(run.code, 0, run.stderr);
     const accountId = await db.ledger.accountIdFor(email);
-    assert.match(run.stdout, new RegExp(`^warnings: late@example\\.org \\(account ${accountId}\\): out-of-funds, balance -\\$1\\.4\\d: would warn$`, 'm'));
+    assert.match(
+      run.stdout,
+      new RegExp(`^warnings: late@example\\.org \\(account ${accountId}\\): out-of-funds, balance -\\$1\\.4\\d: would warn$`, 'm'),
+    );
     assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: runs on$`, 'm'));
     assert.equal(run.stderr, '');
     assert.equal(await eventCount(), events);
@@ -97,9 +99,16 @@ describe('capsul cron-task', () => {
 
   it('refuses --now without --dry-run, in the future or the past, changing nothing', async () => {
     const events = await eventCount();
-    assertRefused(await capsul(['cron-task', '--now', '2099-01-01']),
-      1, /^capsul cron-task: --now 2099-01-01T00:00:00\.000Z is in the future: the jobs act only at the present instant; add --dry-run to see what they would do then\n$/);
-    assertRefused(await capsul(['cron-task', '--now', '2020-01-01T12:00:00Z']), 1, /is in the past: the jobs act only at the present instant/);
+    assertRefused(
+      await capsul(['cron-task', '--now', '2099-01-01']),
+      1,
+      /^capsul cron-task: --now 2099-01-01T00:00:00\.000Z is in the future: the jobs act only at the present instant; add --dry-run to see what they would do then\n$/,
+    );
+    assertRefused(
+      await capsul(['cron-task', '--now', '2020-01-01T12:00:00Z']),
+      1,
+      /is in the past: the jobs act only at the present instant/,
+    );
     assert.equal(await eventCount(), events);
   });
 

@@ -52,7 +52,14 @@ describe('balance warnings', () => {
     const mailer = keepingMailer();
     clock.set(at(26.9));
     const quiet = recording();
-    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await runJobs(jobDeps(db, clock, mailer), quiet)), {
+      reconcile: 'done',
+      'balance-warnings': 'done',
+      'warning-emails': 'done',
+      drift: 'done',
+      'incident-emails': 'done',
+      receipts: 'done',
+    });
     assert.deepEqual(await warnings(db), [], '7.09 days left: not yet within a week');
     assert.equal(mailer.sent.length, 0);
 
@@ -91,10 +98,17 @@ describe('balance warnings', () => {
     assert.equal((await warnings(db)).length, 1);
     clock.set(at(32));
     await runJobs(jobDeps(db, clock, mailer), recording(warningJobs));
-    assert.deepEqual((await warnings(db)).map((w) => [w.level, w.at]), [
-      ['runs-out-within-week', at(28).toISOString()], ['runs-out-within-week', at(32).toISOString()],
+    assert.deepEqual(
+      (await warnings(db)).map((w) => [w.level, w.at]),
+      [
+        ['runs-out-within-week', at(28).toISOString()],
+        ['runs-out-within-week', at(32).toISOString()],
+      ],
+    );
+    assert.deepEqual(subjects(mailer.to(email)), [
+      'capsul: your credit runs out within a week',
+      'capsul: your credit runs out within a week',
     ]);
-    assert.deepEqual(subjects(mailer.to(email)), ['capsul: your credit runs out within a week', 'capsul: your credit runs out within a week']);
   });
 
   it('keeps an email that fails from holding anything back, and sends it on a later round, once', async () => {
@@ -107,7 +121,11 @@ describe('balance warnings', () => {
     const run = recording(jobs);
     const outcomes = await runJobs(jobDeps(db, clock, mailer), run);
     assert.deepEqual(statuses(outcomes), { 'balance-warnings': 'done', 'warning-emails': 'done' });
-    assert.deepEqual((await warnings(db)).map((w) => w.level), ['runs-out-within-day'], 'the warning is issued whatever the mail server does');
+    assert.deepEqual(
+      (await warnings(db)).map((w) => w.level),
+      ['runs-out-within-day'],
+      'the warning is issued whatever the mail server does',
+    );
     assert.match(run.logged.join('\n'), /bounce@example\.org: the runs-out-within-day warning's email failed, tried again next round/);
     assert.equal(mailer.sent.length, 0);
     clock.advance(60_000);
@@ -185,10 +203,13 @@ describe('a dry run', () => {
     assert.equal(mailer.sent.length, 0);
     assert.equal((await db.pool.query('SELECT deleted FROM vms WHERE id = $1', [vmId])).rows[0].deleted, null);
     const accountId = await db.ledger.accountIdFor('preview@example.org');
-    assert.deepEqual(run.lines.filter((line) => line.startsWith('warnings:')), [
-      `warnings: preview@example.org (account ${accountId}): deletion-now, balance -$10.82: would warn`,
-      `warnings:   ${vmId} f1-s $7.16/month: would delete (nonpayment)`,
-    ]);
+    assert.deepEqual(
+      run.lines.filter((line) => line.startsWith('warnings:')),
+      [
+        `warnings: preview@example.org (account ${accountId}): deletion-now, balance -$10.82: would warn`,
+        `warnings:   ${vmId} f1-s $7.16/month: would delete (nonpayment)`,
+      ],
+    );
   });
 
   it('evaluates as of a past instant: the balance folded from the events up to then, later ones ignored', async () => {
@@ -225,14 +246,17 @@ describe('a dry run', () => {
     await smallAccount(db, 'refused@example.org');
     const events = await eventCount(db);
     for (const asOf of [at(40), at(-1)]) {
-      await assert.rejects(runJobs(jobDeps(db, clock, keepingMailer()), recording({ asOf })), /act only at the present instant; add --dry-run/);
+      await assert.rejects(
+        runJobs(jobDeps(db, clock, keepingMailer()), recording({ asOf })),
+        /act only at the present instant; add --dry-run/,
+      );
     }
     assert.equal(await eventCount(db), events);
   });
 });
 
 describe('several runners', () => {
-  it('run each job once at a time: one holding a job\'s lock makes the other skip it', async () => {
+  it("run each job once at a time: one holding a job's lock makes the other skip it", async () => {
     const { db, clock } = await setUp();
     await smallAccount(db, 'twice@example.org');
     clock.set(at(28));
@@ -248,10 +272,24 @@ describe('several runners', () => {
     await inReconcile;
     const second = recording();
     const outcomes = await runJobs(deps, second);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'skipped', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), {
+      reconcile: 'skipped',
+      'balance-warnings': 'done',
+      'warning-emails': 'done',
+      drift: 'done',
+      'incident-emails': 'done',
+      receipts: 'done',
+    });
     assert.deepEqual(second.logged, ['reconcile: running in another process: skipped']);
     release();
-    assert.deepEqual(statuses(await running), { reconcile: 'done', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
+    assert.deepEqual(statuses(await running), {
+      reconcile: 'done',
+      'balance-warnings': 'done',
+      'warning-emails': 'done',
+      drift: 'done',
+      'incident-emails': 'done',
+      receipts: 'done',
+    });
     assert.equal(provider.calls.length, 1);
     assert.equal((await warnings(db)).length, 1);
     assert.deepEqual(subjects(mailer.to('twice@example.org')), ['capsul: your credit runs out within a week']);
@@ -259,30 +297,44 @@ describe('several runners', () => {
 });
 
 describe('reconciliation', () => {
-  it('asks every provider, with the run\'s instant and dry-run flag; one that fails keeps neither the others nor the later jobs from running', async () => {
+  it("asks every provider, with the run's instant and dry-run flag; one that fails keeps neither the others nor the later jobs from running", async () => {
     const { db, clock } = await setUp();
     const failing = fakeProvider('btcpay', { fail: 'BTCPay Server answered 502' });
     const working = fakeProvider('stripe');
     const run = recording();
     const outcomes = await runJobs(jobDeps(db, clock, keepingMailer(), { providers: [failing, working] }), run);
-    assert.deepEqual(statuses(outcomes), { reconcile: 'failed', 'balance-warnings': 'done', 'warning-emails': 'done', drift: 'done', 'incident-emails': 'done', receipts: 'done' });
+    assert.deepEqual(statuses(outcomes), {
+      reconcile: 'failed',
+      'balance-warnings': 'done',
+      'warning-emails': 'done',
+      drift: 'done',
+      'incident-emails': 'done',
+      receipts: 'done',
+    });
     assert.equal(outcomes[0]!.error, 'btcpay: BTCPay Server answered 502');
     assert.deepEqual(run.logged, ['reconcile: failed: btcpay: BTCPay Server answered 502']);
-    assert.deepEqual(working.calls.map((c) => [c.now.toISOString(), c.dryRun]), [[t0.toISOString(), false]]);
+    assert.deepEqual(
+      working.calls.map((c) => [c.now.toISOString(), c.dryRun]),
+      [[t0.toISOString(), false]],
+    );
     assert.ok(run.lines.includes('reconcile: stripe: settled nothing'));
     const dry = recording({ dryRun: true, asOf: at(-2), jobs: ['reconcile'] });
     await runJobs(jobDeps(db, clock, keepingMailer(), { providers: [working] }), dry);
-    assert.deepEqual(working.calls.slice(1).map((c) => [c.now.toISOString(), c.dryRun]), [[at(-2).toISOString(), true]]);
+    assert.deepEqual(
+      working.calls.slice(1).map((c) => [c.now.toISOString(), c.dryRun]),
+      [[at(-2).toISOString(), true]],
+    );
   });
 });
 
 describe('the drift check', () => {
-  it('compares each online host\'s last listing with the ledger, once per incident, and reports open incidents and offline hosts with capsuls', async () => {
+  it("compares each online host's last listing with the ledger, once per incident, and reports open incidents and offline hosts with capsuls", async () => {
     const { db, clock } = await setUp();
     const hosts = new Hosts({ pool: db.pool, now: clock.now });
     await hosts.add({ hostId: 'node-d', memoryMb: 4096, vcpus: 2, cause: operator });
     await db.pool.query(
-      `INSERT INTO host_heartbeats VALUES ('node-d', $1, 4096, 2, '[{"vmId": "capsul-stray00001", "state": "running"}]', 'test')`, [t0.toISOString()],
+      `INSERT INTO host_heartbeats VALUES ('node-d', $1, 4096, 2, '[{"vmId": "capsul-stray00001", "state": "running"}]', 'test')`,
+      [t0.toISOString()],
     );
     const dry = recording({ dryRun: true, jobs: ['drift'] });
     await runJobs(jobDeps(db, clock, keepingMailer()), dry);
@@ -292,7 +344,9 @@ describe('the drift check', () => {
     const run = recording({ jobs: ['drift'] });
     await runJobs(jobDeps(db, clock, keepingMailer()), run);
     assert.deepEqual(run.lines, [`drift: host node-d: capsul-stray00001 unexpected-on-host since ${t0.toISOString().slice(0, 19)}Z`]);
-    const { rows: [detected] } = await db.pool.query(
+    const {
+      rows: [detected],
+    } = await db.pool.query(
       `SELECT message_metadata->'by' AS by FROM emt_messages WHERE message_type = 'DriftDetected' ORDER BY global_position DESC LIMIT 1`,
     );
     assert.deepEqual(detected.by, { kind: 'job', id: 'drift' }, 'the job names itself as the cause');
@@ -314,7 +368,12 @@ describe('receipts', () => {
   it('sends one receipt per payment credited, with its amount and the balance, and none again', async () => {
     const { db, clock } = await setUp();
     const mailer = keepingMailer();
-    const { paymentId } = await db.ledger.recordPayment({ email: 'paid@example.org', amountCents: 2050, reference: 'bank-0001', cause: operator });
+    const { paymentId } = await db.ledger.recordPayment({
+      email: 'paid@example.org',
+      amountCents: 2050,
+      reference: 'bank-0001',
+      cause: operator,
+    });
     const dry = recording({ jobs: ['receipts'], dryRun: true });
     await runJobs(jobDeps(db, clock, mailer), dry);
     assert.deepEqual(dry.lines, [`receipts: payment ${paymentId} ($20.50) to paid@example.org: would send`]);
@@ -323,7 +382,10 @@ describe('receipts', () => {
     await runJobs(jobDeps(db, clock, mailer), run);
     assert.deepEqual(run.lines, [`receipts: payment ${paymentId} ($20.50) to paid@example.org: sent`]);
     assert.deepEqual(subjects(mailer.sent), [`capsul receipt: $20.50 received (payment ${paymentId})`]);
-    assert.match(mailer.sent[0]!.text, /we received your payment of \$20\.50 on 2031-03-01 00:00 UTC\n\(bank transfer or cash, reference bank-0001\)/);
+    assert.match(
+      mailer.sent[0]!.text,
+      /we received your payment of \$20\.50 on 2031-03-01 00:00 UTC\n\(bank transfer or cash, reference bank-0001\)/,
+    );
     assert.match(mailer.sent[0]!.text, /Your balance is now \$20\.50\./);
     await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['receipts'] }));
     assert.equal(mailer.sent.length, 1);
@@ -375,8 +437,15 @@ describe('receipts', () => {
     await runJobs(jobDeps(db, clock, mailer), run);
     assert.equal(mailer.sent.length, 0);
     assert.match(run.logged[0]!, /^receipts: payment \d+ to retry@example\.org: not sent, tried again next round: connect ECONNREFUSED/);
-    assert.equal((await db.pool.query('SELECT count(*)::int AS n FROM payment_receipts')).rows[0].n, 0, 'the row went with the failed sending');
+    assert.equal(
+      (await db.pool.query('SELECT count(*)::int AS n FROM payment_receipts')).rows[0].n,
+      0,
+      'the row went with the failed sending',
+    );
     await runJobs(jobDeps(db, clock, mailer), recording({ jobs: ['receipts'] }));
-    assert.deepEqual(mailer.sent.map((m) => m.to), ['retry@example.org']);
+    assert.deepEqual(
+      mailer.sent.map((m) => m.to),
+      ['retry@example.org'],
+    );
   });
 });

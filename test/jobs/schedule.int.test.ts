@@ -24,7 +24,8 @@ describe('leadership', () => {
     assert.equal(await second.hold(), true);
     // The leader's connection dies (a database restart, a network cut): the lock goes with it.
     const { rows } = await db.pool.query(
-      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = 0 AND granted`, [0x63617073],
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = 0 AND granted`,
+      [0x63617073],
     );
     await db.admin.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
     await backendGone(rows[0].pid);
@@ -51,10 +52,17 @@ describe('the schedule', () => {
     const clock = manualClock(new Date(Date.now() + 1000));
     const mailer = keepingMailer();
     const lines: string[] = [];
-    const schedule = startSchedule(jobDeps(db, clock, mailer), { hourly: '0 0 1 1 *', receipts: '0 0 1 1 *', log: (line) => lines.push(line) });
+    const schedule = startSchedule(jobDeps(db, clock, mailer), {
+      hourly: '0 0 1 1 *',
+      receipts: '0 0 1 1 *',
+      log: (line) => lines.push(line),
+    });
     schedule.paymentsChanged();
     await schedule.stop();
-    assert.deepEqual(mailer.sent.map((m) => m.to), ['scheduled@example.org']);
+    assert.deepEqual(
+      mailer.sent.map((m) => m.to),
+      ['scheduled@example.org'],
+    );
     assert.match(lines.join('\n'), /receipts: payment \d+ \(\$10\.00\) to scheduled@example\.org: sent/);
     schedule.paymentsChanged(); // after stop: nothing
     assert.equal(mailer.sent.length, 1);

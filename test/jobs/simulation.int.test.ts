@@ -65,14 +65,16 @@ after(async () => {
 });
 
 /** Undoes quoted-printable soft breaks and escapes, so the body reads as sent. */
-const body = (raw: string) => raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+const body = (raw: string) =>
+  raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 
 describe('sixty days of an account that stops paying', () => {
   it('warns in order, each level once, deletes at the overdraft, and ends exact to the cent', async () => {
     const clock = manualClock(t0);
     db = await testDatabase({ now: clock.now });
     const mailer = createMailer({
-      from: 'capsul <no-reply@capsul.test>', outboxDir,
+      from: 'capsul <no-reply@capsul.test>',
+      outboxDir,
       smtp: { host: '127.0.0.1', port: smtpPort, tls: 'starttls', user: undefined, password: undefined },
     });
     assert.equal(mailer.outboxDir, null, 'mail goes by SMTP');
@@ -100,7 +102,11 @@ describe('sixty days of an account that stops paying', () => {
       clock.set(at(day));
       const run = recording();
       const outcomes = await runJobs(deps, run);
-      assert.deepEqual(outcomes.filter((o) => o.status !== 'done'), [], `day ${day}: ${run.logged.join('; ')}`);
+      assert.deepEqual(
+        outcomes.filter((o) => o.status !== 'done'),
+        [],
+        `day ${day}: ${run.logged.join('; ')}`,
+      );
       await scheduleDeletions({ pool: db.pool, now: clock.now }); // the hub's reactions
       const { rows } = await db.pool.query(
         `SELECT message_data->>'level' AS level FROM emt_messages WHERE message_type = 'BalanceWarningIssued' AND message_data->>'at' = $1`,
@@ -110,20 +116,34 @@ describe('sixty days of an account that stops paying', () => {
       if (day === 37) eventsAfterDeletion = (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n;
     }
     assert.deepEqual(issued, [
-      [18, 'runs-out-within-week'], [24, 'runs-out-within-day'], [25, 'out-of-funds'], [30, 'deletion-within-week'], [37, 'deletion-now'],
+      [18, 'runs-out-within-week'],
+      [24, 'runs-out-within-day'],
+      [25, 'out-of-funds'],
+      [30, 'deletion-within-week'],
+      [37, 'deletion-now'],
     ]);
-    assert.equal((await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n, eventsAfterDeletion, 'nothing after the deletion');
+    assert.equal(
+      (await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n,
+      eventsAfterDeletion,
+      'nothing after the deletion',
+    );
 
     // The emails, as the SMTP server received them: the receipt, then one per warning, in order.
-    assert.deepEqual(captured.map((m) => [m.to.join(','), m.subject]), [
-      [email, `capsul receipt: $30.00 received (payment ${paymentId})`],
-      [email, 'capsul: your credit runs out within a week'],
-      [email, 'capsul: your credit runs out within a day'],
-      [email, 'capsul: you are out of funds'],
-      [email, 'capsul: your capsuls will be deleted within a week'],
-      [email, 'capsul: your capsuls are being deleted for nonpayment'],
-    ]);
-    assert.ok(captured.every((m) => m.from === 'no-reply@capsul.test' && m.tls), 'from the configured sender, over STARTTLS');
+    assert.deepEqual(
+      captured.map((m) => [m.to.join(','), m.subject]),
+      [
+        [email, `capsul receipt: $30.00 received (payment ${paymentId})`],
+        [email, 'capsul: your credit runs out within a week'],
+        [email, 'capsul: your credit runs out within a day'],
+        [email, 'capsul: you are out of funds'],
+        [email, 'capsul: your capsuls will be deleted within a week'],
+        [email, 'capsul: your capsuls are being deleted for nonpayment'],
+      ],
+    );
+    assert.ok(
+      captured.every((m) => m.from === 'no-reply@capsul.test' && m.tls),
+      'from the configured sender, over STARTTLS',
+    );
     const deletionMail = body(captured.at(-1)!.raw);
     for (const vmId of vmIds) assert.ok(deletionMail.includes(vmId), `the deletion email names ${vmId}`);
     assert.match(body(captured[3]!.raw), /the balance is -\$0\.\d\d, and your\s+capsuls go on costing \$24\.99 a month/);
@@ -134,11 +154,21 @@ describe('sixty days of an account that stops paying', () => {
               message_metadata->'by'->>'id' AS by, message_metadata->>'reason' AS why
        FROM emt_messages WHERE message_type = 'VmDeletionRequested' ORDER BY message_data->>'vmId'`,
     );
-    assert.deepEqual(deletions, [...vmIds].sort().map((vmId) => ({
-      vm_id: vmId, reason: 'nonpayment', at: at(37).toISOString(), by: 'balance-warnings', why: 'nonpayment',
-    })));
+    assert.deepEqual(
+      deletions,
+      [...vmIds].sort().map((vmId) => ({
+        vm_id: vmId,
+        reason: 'nonpayment',
+        at: at(37).toISOString(),
+        by: 'balance-warnings',
+        why: 'nonpayment',
+      })),
+    );
     const { rows: operations } = await db.pool.query(`SELECT vm_id, host FROM operations WHERE kind = 'delete' ORDER BY vm_id`);
-    assert.deepEqual(operations, [...vmIds].sort().map((vmId) => ({ vm_id: vmId, host: 'test-host' })));
+    assert.deepEqual(
+      operations,
+      [...vmIds].sort().map((vmId) => ({ vm_id: vmId, host: 'test-host' })),
+    );
 
     // The balance: $20.00 less 37 days of $24.99 a month, the total rounded once, half up.
     const exactCentMs = BigInt(rateCentsPerMonth) * BigInt(37 * dayMs);
@@ -149,9 +179,15 @@ describe('sixty days of an account that stops paying', () => {
     assert.equal(await db.ledger.balanceCents(email, end), 2000 - chargesCents);
     assert.equal(await db.ledger.balanceCents(email, end), -1038);
     assert.equal(await balanceFromProjections(db.pool, accountId, end), -1038);
-    assert.deepEqual(await verifyProjections(db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 } });
+    assert.deepEqual(await verifyProjections(db.pool), {
+      matches: true,
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 },
+    });
     const { changed } = await rebuildProjections(db.admin);
-    assert.ok(Object.values(changed).every((n) => n === 0), JSON.stringify(changed));
+    assert.ok(
+      Object.values(changed).every((n) => n === 0),
+      JSON.stringify(changed),
+    );
     assert.equal(await balanceFromProjections(db.pool, accountId, end), -1038);
   });
 });

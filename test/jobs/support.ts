@@ -13,8 +13,12 @@ export function manualClock(start: Date): Clock {
   let current = start;
   return {
     now: () => current,
-    set: (date) => { current = date; },
-    advance: (ms) => { current = new Date(current.getTime() + ms); },
+    set: (date) => {
+      current = date;
+    },
+    advance: (ms) => {
+      current = new Date(current.getTime() + ms);
+    },
   };
 }
 
@@ -28,7 +32,9 @@ export function keepingMailer(): KeptMail & { failNext(count: number): void } {
     outboxDir: null,
     sent,
     to: (email) => sent.filter((message) => message.to === email),
-    failNext: (count) => { failures = count; },
+    failNext: (count) => {
+      failures = count;
+    },
     async send(message) {
       if (failures > 0) {
         failures--;
@@ -45,7 +51,11 @@ export type FakeProvider = PaymentProvider & { calls: ReconcileOptions[] };
 export function fakeProvider(id: ProviderId, behaviour: { gate?: Promise<void>; entered?: () => void; fail?: string } = {}): FakeProvider {
   const calls: ReconcileOptions[] = [];
   return {
-    id, label: id, path: `/payment/${id}`, webhookPath: `/payment/${id}/webhook`, calls,
+    id,
+    label: id,
+    path: `/payment/${id}`,
+    webhookPath: `/payment/${id}/webhook`,
+    calls,
     async routes() {},
     async reconcile(options) {
       calls.push(options);
@@ -59,8 +69,14 @@ export function fakeProvider(id: ProviderId, behaviour: { gate?: Promise<void>; 
 
 export function jobDeps(db: TestDatabase, clock: Clock, mailer: Mailer, extra: Partial<JobDeps> = {}): JobDeps {
   return {
-    pool: db.pool, mailer, providers: [], overdraftCents: -1000, baseUrl: 'https://capsul.test',
-    supportEmail: 'support@capsul.test', now: clock.now, ...extra,
+    pool: db.pool,
+    mailer,
+    providers: [],
+    overdraftCents: -1000,
+    baseUrl: 'https://capsul.test',
+    supportEmail: 'support@capsul.test',
+    now: clock.now,
+    ...extra,
   };
 }
 

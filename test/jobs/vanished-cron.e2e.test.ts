@@ -37,9 +37,21 @@ async function vanished(email: string): Promise<string> {
   const accountId = (await db.ledger.accountIdFor(email))!;
   const now = new Date();
   const host = 'test-host';
-  await vmCommand(db, { type: 'PlaceVm', data: { vmId: id, host, operationId: randomUUID(), context: { accountId, deletionRequested: false } }, metadata: { now } });
-  await vmCommand(db, { type: 'ObserveState', data: { vmId: id, host, state: 'running', observedAt: now, reportId: randomUUID(), operationId: null }, metadata: { now } });
-  await vmCommand(db, { type: 'ConfirmDeleted', data: { vmId: id, host, observedAt: now, reportId: randomUUID(), operationId: null }, metadata: { now } });
+  await vmCommand(db, {
+    type: 'PlaceVm',
+    data: { vmId: id, host, operationId: randomUUID(), context: { accountId, deletionRequested: false } },
+    metadata: { now },
+  });
+  await vmCommand(db, {
+    type: 'ObserveState',
+    data: { vmId: id, host, state: 'running', observedAt: now, reportId: randomUUID(), operationId: null },
+    metadata: { now },
+  });
+  await vmCommand(db, {
+    type: 'ConfirmDeleted',
+    data: { vmId: id, host, observedAt: now, reportId: randomUUID(), operationId: null },
+    metadata: { now },
+  });
   return id;
 }
 
@@ -70,7 +82,13 @@ describe('a vanished capsul for the operators', () => {
     assert.equal(run.code, 0, run.stderr);
     assert.match(run.stdout, new RegExp(`^drift: host test-host: ${vmId} vanished-from-host since `, 'm'));
     // Told to ADMIN_EMAILS once the CLI hands them to the jobs; until then, to no one.
-    assert.match(run.stdout, new RegExp(`^incidents: ${vmId} vanished from host test-host \\(seen gone [^)]+\\): (would tell ops@example\\.org|no one to tell \\(ADMIN_EMAILS is empty\\))$`, 'm'));
+    assert.match(
+      run.stdout,
+      new RegExp(
+        `^incidents: ${vmId} vanished from host test-host \\(seen gone [^)]+\\): (would tell ops@example\\.org|no one to tell \\(ADMIN_EMAILS is empty\\))$`,
+        'm',
+      ),
+    );
     assert.match(run.stdout, new RegExp(`^drift: ${unbilledId} vanished from host test-host but its charges have not ended yet`, 'm'));
     assert.doesNotMatch(run.stdout, new RegExp(`^drift: ${vmId} vanished from host test-host but`, 'm'));
     assert.equal((await db.pool.query('SELECT count(*)::int AS n FROM emt_messages')).rows[0].n, events, 'a dry run changes nothing');

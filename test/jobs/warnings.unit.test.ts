@@ -22,8 +22,14 @@ const created = (vmId: string, priceCentsPerMonth: number, atMs = t0): AccountEv
   type: 'VmCreationRequested',
   data: { accountId, vmId, size: 'f1-s', os: 'debian12', sshPublicKeys: ['ssh-ed25519 AAAA test'], priceCentsPerMonth, at: iso(atMs) },
 });
-const deleted = (vmId: string, atMs: number): AccountEvent => ({ type: 'VmDeletionRequested', data: { accountId, vmId, reason: 'test', at: iso(atMs) } });
-const warned = (level: WarningLevel, atMs: number): AccountEvent => ({ type: 'BalanceWarningIssued', data: { accountId, level, balanceCents: 0, at: iso(atMs) } });
+const deleted = (vmId: string, atMs: number): AccountEvent => ({
+  type: 'VmDeletionRequested',
+  data: { accountId, vmId, reason: 'test', at: iso(atMs) },
+});
+const warned = (level: WarningLevel, atMs: number): AccountEvent => ({
+  type: 'BalanceWarningIssued',
+  data: { accountId, level, balanceCents: 0, at: iso(atMs) },
+});
 
 const oneDollarADay = 3044;
 
@@ -35,6 +41,7 @@ function given(...events: AccountEvent[]) {
       const evaluation = evaluateAccount(accountAsOf(events, atMs), atMs, overdraftCents);
       return {
         evaluation,
+        // biome-ignore lint/suspicious/noThenProperty: the spec reads given/when/then; it is never awaited
         then(level: WarningLevel | null, toIssue: WarningLevel | null = level) {
           assert.equal(evaluation.level, level, 'level');
           assert.equal(evaluation.toIssue, toIssue, 'to issue');
@@ -51,7 +58,8 @@ describe('balance warning levels', () => {
 
   it('none for an account with nothing running, even below the overdraft: its balance cannot fall', () => {
     given(opened(), paid(10_000), created('capsul-aaaaaaaaaa', oneDollarADay), deleted('capsul-aaaaaaaaaa', t0 + 30 * dayMs))
-      .when(60 * dayMs).then(null);
+      .when(60 * dayMs)
+      .then(null);
   });
 
   it('none while the credit lasts more than a week', () => {
@@ -106,11 +114,21 @@ describe('balance warning levels', () => {
   it('counts every running capsul in the rate, and none whose deletion was requested', () => {
     // Two capsuls at $1/day each: $14.00 lasts a week; with one deleted at once, two weeks.
     given(opened(), paid(1400), created('capsul-aaaaaaaaaa', oneDollarADay), created('capsul-bbbbbbbbbb', oneDollarADay))
-      .when(0).then('runs-out-within-week');
-    const one = given(opened(), paid(1400), created('capsul-aaaaaaaaaa', oneDollarADay), created('capsul-bbbbbbbbbb', oneDollarADay), deleted('capsul-bbbbbbbbbb', t0));
+      .when(0)
+      .then('runs-out-within-week');
+    const one = given(
+      opened(),
+      paid(1400),
+      created('capsul-aaaaaaaaaa', oneDollarADay),
+      created('capsul-bbbbbbbbbb', oneDollarADay),
+      deleted('capsul-bbbbbbbbbb', t0),
+    );
     one.when(0).then(null);
     assert.equal(one.when(0).evaluation.rateCentsPerMonth, oneDollarADay);
-    assert.deepEqual(one.when(0).evaluation.running.map((vm) => vm.vmId), ['capsul-aaaaaaaaaa']);
+    assert.deepEqual(
+      one.when(0).evaluation.running.map((vm) => vm.vmId),
+      ['capsul-aaaaaaaaaa'],
+    );
   });
 
   it('goes straight from running to deletion now when the overdraft is zero', () => {
@@ -127,7 +145,8 @@ describe('balance warning levels', () => {
 describe('once per episode', () => {
   it('a level issued already is not issued again', () => {
     given(opened(), paid(700), created('capsul-aaaaaaaaaa', oneDollarADay), warned('runs-out-within-week', t0))
-      .when(dayMs).then('runs-out-within-week', null);
+      .when(dayMs)
+      .then('runs-out-within-week', null);
   });
 
   it('a lower level is not issued after a higher one in the same episode', () => {
@@ -135,25 +154,36 @@ describe('once per episode', () => {
     // deleted, and the $2.00 left lasts two days at $1/day ("within a week"), but the customer was
     // already told more.
     const events = [
-      opened(), paid(1400), created('capsul-aaaaaaaaaa', oneDollarADay), created('capsul-bbbbbbbbbb', 3 * oneDollarADay),
-      warned('runs-out-within-day', t0 + 3 * dayMs), deleted('capsul-bbbbbbbbbb', t0 + 3 * dayMs),
+      opened(),
+      paid(1400),
+      created('capsul-aaaaaaaaaa', oneDollarADay),
+      created('capsul-bbbbbbbbbb', 3 * oneDollarADay),
+      warned('runs-out-within-day', t0 + 3 * dayMs),
+      deleted('capsul-bbbbbbbbbb', t0 + 3 * dayMs),
     ];
-    given(...events).when(3 * dayMs - 1).then('runs-out-within-day');
-    given(...events).when(3 * dayMs).then('runs-out-within-week', null);
+    given(...events)
+      .when(3 * dayMs - 1)
+      .then('runs-out-within-day');
+    given(...events)
+      .when(3 * dayMs)
+      .then('runs-out-within-week', null);
     assert.equal(warningToIssue('runs-out-within-week', new Set(['out-of-funds'])), null);
     assert.equal(warningToIssue('out-of-funds', new Set(['deletion-within-week'])), null);
   });
 
   it('a higher level is issued after a lower one', () => {
     given(opened(), paid(700), created('capsul-aaaaaaaaaa', oneDollarADay), warned('runs-out-within-week', t0))
-      .when(weekMs).then('out-of-funds');
+      .when(weekMs)
+      .then('out-of-funds');
     assert.equal(warningToIssue('deletion-now', new Set(['runs-out-within-week', 'out-of-funds', 'deletion-within-week'])), 'deletion-now');
   });
 
   it('a top-up re-arms every level', () => {
     // Out of funds at -$1.00; a $1.00 top-up a day later leaves it out of funds: a new episode.
     const before = [opened(), paid(700), created('capsul-aaaaaaaaaa', oneDollarADay), warned('out-of-funds', t0 + 8 * dayMs)];
-    given(...before).when(9 * dayMs).then('out-of-funds', null);
+    given(...before)
+      .when(9 * dayMs)
+      .then('out-of-funds', null);
     const topUp = given(...before, paid(100, t0 + 9 * dayMs)).when(9 * dayMs);
     topUp.then('out-of-funds');
     assert.equal(topUp.evaluation.balanceCents, -100);
@@ -163,15 +193,28 @@ describe('once per episode', () => {
 describe('as of an instant', () => {
   it('folds only what had taken effect by then: later payments, warnings and deletions do not count', () => {
     const events = [
-      opened(), paid(700), created('capsul-aaaaaaaaaa', oneDollarADay),
-      warned('out-of-funds', t0 + 8 * dayMs), paid(5000, t0 + 9 * dayMs), deleted('capsul-aaaaaaaaaa', t0 + 10 * dayMs),
+      opened(),
+      paid(700),
+      created('capsul-aaaaaaaaaa', oneDollarADay),
+      warned('out-of-funds', t0 + 8 * dayMs),
+      paid(5000, t0 + 9 * dayMs),
+      deleted('capsul-aaaaaaaaaa', t0 + 10 * dayMs),
     ];
     const before = given(...events).when(8 * dayMs - 1);
     before.then('out-of-funds');
     assert.equal(before.evaluation.balanceCents, -100);
-    assert.deepEqual(before.evaluation.running.map((vm) => vm.vmId), ['capsul-aaaaaaaaaa']);
-    given(...events).when(8 * dayMs).then('out-of-funds', null);
-    given(...events).when(9 * dayMs).then(null);
-    given(...events).when(30 * dayMs).then(null);
+    assert.deepEqual(
+      before.evaluation.running.map((vm) => vm.vmId),
+      ['capsul-aaaaaaaaaa'],
+    );
+    given(...events)
+      .when(8 * dayMs)
+      .then('out-of-funds', null);
+    given(...events)
+      .when(9 * dayMs)
+      .then(null);
+    given(...events)
+      .when(30 * dayMs)
+      .then(null);
   });
 });

@@ -29,7 +29,13 @@ const count = async (sql: string, params: unknown[]) => (await db.pool.query(sql
 describe('appendEvents', () => {
   it('appends to a new stream at version 0 and writes the projection with it', async () => {
     const accountId = randomUUID();
-    const result = await appendEvents(db.pool, accountStream(accountId), [opened(accountId, `${accountId}@example.org`), paid(accountId, 900_001)], metadata, 0n);
+    const result = await appendEvents(
+      db.pool,
+      accountStream(accountId),
+      [opened(accountId, `${accountId}@example.org`), paid(accountId, 900_001)],
+      metadata,
+      0n,
+    );
     assert.deepEqual(result, { ok: true, nextVersion: 2n });
     assert.equal(await count('SELECT count(*)::int AS n FROM payments WHERE account_id = $1', [accountId]), 1);
   });
@@ -46,12 +52,14 @@ describe('appendEvents', () => {
   it('lets exactly one of several racing creators of a stream win', async () => {
     const accountId = randomUUID();
     const results = await Promise.all(
-      Array.from({ length: 6 }, () => appendEvents(db.pool, accountStream(accountId), [opened(accountId, `${accountId}@example.org`)], metadata, 0n)),
+      Array.from({ length: 6 }, () =>
+        appendEvents(db.pool, accountStream(accountId), [opened(accountId, `${accountId}@example.org`)], metadata, 0n),
+      ),
     );
     assert.equal(results.filter((r) => r.ok).length, 1);
   });
 
-  it('throws a projection\'s unique violation as itself, leaving no event behind', async () => {
+  it("throws a projection's unique violation as itself, leaving no event behind", async () => {
     const first = randomUUID();
     const second = randomUUID();
     const email = `${first}@example.org`;
@@ -70,7 +78,10 @@ describe('appendEvents', () => {
     try {
       const { events, currentStreamVersion } = await store.readStream(accountStream(accountId));
       assert.equal(currentStreamVersion, 2n);
-      assert.deepEqual(events.map((e) => e.type), ['AccountOpened', 'PaymentRecorded']);
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['AccountOpened', 'PaymentRecorded'],
+      );
       assert.equal((events[1]!.data as { paymentId: number }).paymentId, paymentId);
       assert.equal((events[1]!.metadata as { by?: { id: string } }).by?.id, 'test');
     } finally {

@@ -59,7 +59,13 @@ describe('starting and stopping a capsul', () => {
     await db.ledger.stopVm(vmId, customer(email));
     await db.ledger.stopVm(vmId, customer(email), { force: true });
     const events = (await loadStream(db.pool, vmStream(vmId))).events.slice(-2);
-    assert.deepEqual(events.map((e) => [e.event.type, (e.event.data as { force?: boolean }).force]), [['VmStopRequested', false], ['VmStopRequested', true]]);
+    assert.deepEqual(
+      events.map((e) => [e.event.type, (e.event.data as { force?: boolean }).force]),
+      [
+        ['VmStopRequested', false],
+        ['VmStopRequested', true],
+      ],
+    );
     assert.deepEqual(await operationKindsOf(vmId), ['create', 'force-stop', 'stop']);
   });
 
@@ -121,9 +127,14 @@ describe('deleting a capsul as the user saw it', () => {
   it('requests the deletion once; the second of two deletes from the same page is reported, not a silent success', async () => {
     const { vmId, accountId, email } = await capsul();
     const seen = await versionOf(vmStream(vmId));
-    assert.deepEqual(await db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }), { changed: true });
+    assert.deepEqual(await db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }), {
+      changed: true,
+    });
     const accountVersion = await versionOf(accountStream(accountId));
-    await assert.rejects(db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }), ConcurrencyError);
+    await assert.rejects(
+      db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }),
+      ConcurrencyError,
+    );
     assert.equal(await versionOf(accountStream(accountId)), accountVersion);
     // Without a version (the CLI, jobs) a repeated delete stays a harmless no-op.
     assert.deepEqual(await db.ledger.deleteVm(vmId, 'again', operator), { changed: false });
@@ -133,8 +144,9 @@ describe('deleting a capsul as the user saw it', () => {
     const { vmId, accountId, email } = await capsul();
     const seen = await versionOf(vmStream(vmId));
     const before = await versionOf(accountStream(accountId));
-    const results = await Promise.allSettled([1, 2].map(() =>
-      db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen })));
+    const results = await Promise.allSettled(
+      [1, 2].map(() => db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen })),
+    );
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     assert.ok((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof ConcurrencyError);
     assert.equal(await versionOf(accountStream(accountId)), before + 1n);
@@ -144,7 +156,10 @@ describe('deleting a capsul as the user saw it', () => {
     const { vmId, email } = await capsul();
     const seen = await versionOf(vmStream(vmId));
     await db.ledger.stopVm(vmId, customer(email));
-    await assert.rejects(db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }), ConcurrencyError);
+    await assert.rejects(
+      db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }),
+      ConcurrencyError,
+    );
     const { rows } = await db.pool.query('SELECT deleted FROM vms WHERE id = $1', [vmId]);
     assert.equal(rows[0].deleted, null);
   });

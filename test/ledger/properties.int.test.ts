@@ -27,8 +27,19 @@ type Step =
   | { kind: 'wait'; hours: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('pay' as const), cents: fc.integer({ min: 1, max: 6000 }), receivedHoursAgo: fc.integer({ min: 0, max: 96 }), reference: fc.option(fc.integer({ min: 1, max: 3 })) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constantFrom('invalidate' as const, 'reinstate' as const, 'delete' as const), index: fc.nat(20) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('pay' as const),
+      cents: fc.integer({ min: 1, max: 6000 }),
+      receivedHoursAgo: fc.integer({ min: 0, max: 96 }),
+      reference: fc.option(fc.integer({ min: 1, max: 3 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constantFrom('invalidate' as const, 'reinstate' as const, 'delete' as const), index: fc.nat(20) }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('create' as const), size: fc.constantFrom(...sizes) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), hours: fc.integer({ min: 1, max: 400 }) }) },
 );
@@ -38,62 +49,67 @@ let run = 0;
 describe('money invariants (property tests)', () => {
   it('balance from projections equals balance from replay at any instant, past or future', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 20 }), fc.array(fc.double({ min: -0.2, max: 1.5, noNaN: true }), { minLength: 2, maxLength: 4 }), async (steps, probes) => {
-        run++;
-        const email = `prop${run}-${process.pid}@example.org`;
-        const startMs = Date.parse('2026-03-01T00:00:00Z') + run * 1000 * hourMs;
-        let clockMs = startMs;
-        const ledger = new Ledger({ pool: db.pool, now: () => new Date(clockMs) });
-        const payments: number[] = [];
-        const vms: string[] = [];
-        for (const s of steps) {
-          clockMs += 60_000;
-          try {
-            switch (s.kind) {
-              case 'pay': {
-                const reference = s.reference === null ? null : `run${run}-${process.pid}-ref${s.reference}`;
-                const receivedAt = new Date(clockMs - s.receivedHoursAgo * hourMs);
-                const { paymentId } = await ledger.recordPayment({ email, amountCents: s.cents, reference, receivedAt, cause: operator });
-                payments.push(paymentId);
-                break;
+      fc.asyncProperty(
+        fc.array(step, { minLength: 1, maxLength: 20 }),
+        fc.array(fc.double({ min: -0.2, max: 1.5, noNaN: true }), { minLength: 2, maxLength: 4 }),
+        async (steps, probes) => {
+          run++;
+          const email = `prop${run}-${process.pid}@example.org`;
+          const startMs = Date.parse('2026-03-01T00:00:00Z') + run * 1000 * hourMs;
+          let clockMs = startMs;
+          const ledger = new Ledger({ pool: db.pool, now: () => new Date(clockMs) });
+          const payments: number[] = [];
+          const vms: string[] = [];
+          for (const s of steps) {
+            clockMs += 60_000;
+            try {
+              switch (s.kind) {
+                case 'pay': {
+                  const reference = s.reference === null ? null : `run${run}-${process.pid}-ref${s.reference}`;
+                  const receivedAt = new Date(clockMs - s.receivedHoursAgo * hourMs);
+                  const { paymentId } = await ledger.recordPayment({ email, amountCents: s.cents, reference, receivedAt, cause: operator });
+                  payments.push(paymentId);
+                  break;
+                }
+                case 'invalidate':
+                case 'reinstate':
+                  if (payments.length === 0) break;
+                  if (s.kind === 'invalidate') await ledger.invalidatePayment(payments[s.index % payments.length]!, 'chargeback', operator);
+                  else await ledger.reinstatePayment(payments[s.index % payments.length]!, 'dispute won', operator);
+                  break;
+                case 'delete':
+                  if (vms.length > 0) await ledger.deleteVm(vms[s.index % vms.length]!, 'done', operator);
+                  break;
+                case 'create':
+                  if (payments.length === 0) break;
+                  vms.push((await ledger.createVm({ email, size: s.size, os: 'debian12', sshPublicKeys: [sshKey], cause: operator })).vmId);
+                  break;
+                case 'wait':
+                  clockMs += s.hours * hourMs;
+                  break;
               }
-              case 'invalidate':
-              case 'reinstate':
-                if (payments.length === 0) break;
-                if (s.kind === 'invalidate') await ledger.invalidatePayment(payments[s.index % payments.length]!, 'chargeback', operator);
-                else await ledger.reinstatePayment(payments[s.index % payments.length]!, 'dispute won', operator);
-                break;
-              case 'delete':
-                if (vms.length > 0) await ledger.deleteVm(vms[s.index % vms.length]!, 'done', operator);
-                break;
-              case 'create':
-                if (payments.length === 0) break;
-                vms.push((await ledger.createVm({ email, size: s.size, os: 'debian12', sshPublicKeys: [sshKey], cause: operator })).vmId);
-                break;
-              case 'wait':
-                clockMs += s.hours * hourMs;
-                break;
+            } catch (error) {
+              if (!(error instanceof DomainError)) throw error; // refusals (funds, references) are fine
             }
-          } catch (error) {
-            if (!(error instanceof DomainError)) throw error; // refusals (funds, references) are fine
           }
-        }
-        const accountId = await ledger.accountIdFor(email);
-        if (!accountId) return;
-        const spanMs = clockMs - startMs + 96 * hourMs;
-        for (const probe of probes) {
-          const at = new Date(Math.round(clockMs - 96 * hourMs + probe * spanMs));
-          const replayed = await ledger.balanceCents(email, at);
-          if (at.getTime() >= clockMs) assert.equal(await balanceFromProjections(db.pool, accountId, at), replayed, `live tables at ${at.toISOString()}`);
-          const client = await db.pool.connect();
-          try {
-            await shadowProjectionsAsOf(client, at);
-            assert.equal(await balanceFromProjections(client, accountId, at), replayed, `tables as of ${at.toISOString()}`);
-          } finally {
-            client.release(true);
+          const accountId = await ledger.accountIdFor(email);
+          if (!accountId) return;
+          const spanMs = clockMs - startMs + 96 * hourMs;
+          for (const probe of probes) {
+            const at = new Date(Math.round(clockMs - 96 * hourMs + probe * spanMs));
+            const replayed = await ledger.balanceCents(email, at);
+            if (at.getTime() >= clockMs)
+              assert.equal(await balanceFromProjections(db.pool, accountId, at), replayed, `live tables at ${at.toISOString()}`);
+            const client = await db.pool.connect();
+            try {
+              await shadowProjectionsAsOf(client, at);
+              assert.equal(await balanceFromProjections(client, accountId, at), replayed, `tables as of ${at.toISOString()}`);
+            } finally {
+              client.release(true);
+            }
           }
-        }
-      }),
+        },
+      ),
       { numRuns: 40 },
     );
     assert.equal((await verifyProjections(db.pool)).matches, true);
@@ -102,15 +118,24 @@ describe('money invariants (property tests)', () => {
   it('concurrent creations never spend the same balance twice', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom(...sizes), fc.integer({ min: 0, max: 4 }), fc.integer({ min: 2, max: 7 }), fc.integer({ min: 0, max: 532 }),
+        fc.constantFrom(...sizes),
+        fc.integer({ min: 0, max: 4 }),
+        fc.integer({ min: 2, max: 7 }),
+        fc.integer({ min: 0, max: 532 }),
         async (size, covered, concurrency, spareCents) => {
           run++;
           const email = `spend${run}-${process.pid}@example.org`;
           const nowMs = Date.parse('2026-06-01T00:00:00Z');
           const ledger = new Ledger({ pool: db.pool, now: () => new Date(nowMs) });
-          await ledger.recordPayment({ email, amountCents: covered * prices[size]! + Math.min(spareCents, prices[size]! - 1) + (covered === 0 ? 1 : 0), cause: operator });
+          await ledger.recordPayment({
+            email,
+            amountCents: covered * prices[size]! + Math.min(spareCents, prices[size]! - 1) + (covered === 0 ? 1 : 0),
+            cause: operator,
+          });
           const results = await Promise.allSettled(
-            Array.from({ length: concurrency }, () => ledger.createVm({ email, size, os: 'debian12', sshPublicKeys: [sshKey], cause: operator })),
+            Array.from({ length: concurrency }, () =>
+              ledger.createVm({ email, size, os: 'debian12', sshPublicKeys: [sshKey], cause: operator }),
+            ),
           );
           const created = results.filter((r) => r.status === 'fulfilled').length;
           for (const r of results) {

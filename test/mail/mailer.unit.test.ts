@@ -23,7 +23,10 @@ describe('development outbox', () => {
     await mailer.send({ to: 'b@capsul.test', subject: 'other', text: 'three' });
     const files = readdirSync(outbox).sort();
     assert.equal(files.length, 6, 'an .eml and a .txt per message');
-    assert.deepEqual(files.map((name) => path.extname(name)), ['.eml', '.txt', '.eml', '.txt', '.eml', '.txt']);
+    assert.deepEqual(
+      files.map((name) => path.extname(name)),
+      ['.eml', '.txt', '.eml', '.txt', '.eml', '.txt'],
+    );
     const read = (name: string) => readFileSync(path.join(outbox, name), 'utf8');
     const second = (extension: string) => read(files.find((name) => name.endsWith(extension) && /^Subject: second$/m.test(read(name)))!);
     for (const name of files) assert.equal(statSync(path.join(outbox, name)).mode & 0o777, 0o600, name);
@@ -32,7 +35,10 @@ describe('development outbox', () => {
     // As sent: quoted-printable folds the long line, as RFC 5322's 78-character lines ask.
     const sent = second('.eml');
     assert.match(sent, /^Content-Transfer-Encoding: quoted-printable$/m);
-    assert.ok(sent.split('\n').every((line) => line.length <= 78), 'no line of the .eml is over 78 characters');
+    assert.ok(
+      sent.split('\n').every((line) => line.length <= 78),
+      'no line of the .eml is over 78 characters',
+    );
     assert.ok(!sent.includes(longLink));
     // For a person: the link on one line, to read and copy.
     const readable = second('.txt');

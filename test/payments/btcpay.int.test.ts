@@ -39,18 +39,38 @@ before(async () => {
   fake = await startFakeBtcpay({ storeId, apiKey, webhookSecret });
   // The provider is made before the hub it is registered on, which makes the database: read it when used.
   deps = {
-    get pool() { return web.db.pool; },
-    get ledger() { return web.db.ledger; },
+    get pool() {
+      return web.db.pool;
+    },
+    get ledger() {
+      return web.db.ledger;
+    },
     now: () => web.clock.now(),
     baseUrl: 'http://capsul.test',
-    mailer: { outboxDir: null, send: (message) => createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir }).send(message) },
+    mailer: {
+      outboxDir: null,
+      send: (message) => createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir }).send(message),
+    },
     adminEmails: [admin],
     topUpMinCents: 500,
     topUpMaxCents: 100_000,
-    afterPayments: () => { paymentNudges++; },
+    afterPayments: () => {
+      paymentNudges++;
+    },
   };
   provider = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
-  web = await webHarness({ start, providers: [provider], logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(line); } } } });
+  web = await webHarness({
+    start,
+    providers: [provider],
+    logger: {
+      level: 'warn',
+      stream: {
+        write: (line: string) => {
+          warnings.push(line);
+        },
+      },
+    },
+  });
   // What other processes would do on the same database: another hub with a provider of its own, and
   // a reconciliation run from the CLI.
   otherHub = Fastify();
@@ -96,11 +116,26 @@ async function move(invoiceId: string, status: FakeInvoiceStatus, additionalStat
 }
 
 const checkout = async (id: string) =>
-  (await web.db.pool.query(`SELECT status, amount_cents::int AS cents, payment_id::int, email FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`, [id])).rows[0];
+  (
+    await web.db.pool.query(
+      `SELECT status, amount_cents::int AS cents, payment_id::int, email FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`,
+      [id],
+    )
+  ).rows[0];
 const paymentsOf = async (reference: string) =>
-  (await web.db.pool.query('SELECT id::int, email, dollars::text, provider, invalidated, invalidation_reason FROM payments WHERE reference = $1', [reference])).rows;
+  (
+    await web.db.pool.query(
+      'SELECT id::int, email, dollars::text, provider, invalidated, invalidation_reason FROM payments WHERE reference = $1',
+      [reference],
+    )
+  ).rows;
 const holdOf = async (reference: string) =>
-  (await web.db.pool.query(`SELECT email, amount_cents::int AS cents, expected_cents::int AS expected, reason FROM payment_holds WHERE provider = 'btcpay' AND reference = $1`, [reference])).rows[0];
+  (
+    await web.db.pool.query(
+      `SELECT email, amount_cents::int AS cents, expected_cents::int AS expected, reason FROM payment_holds WHERE provider = 'btcpay' AND reference = $1`,
+      [reference],
+    )
+  ).rows[0];
 const count = async (sql: string, params: unknown[] = []) => (await web.db.pool.query(sql, params)).rows[0].n as number;
 const balanceOf = async (email: string) => web.db.ledger.balanceCents(email).catch(() => 0);
 
@@ -136,7 +171,14 @@ async function mailsTo(to: string): Promise<number> {
 /** Polls `condition` until it holds or `unless` settles. */
 async function until(condition: () => Promise<boolean>, unless: Promise<unknown>): Promise<void> {
   let settled = false;
-  void unless.then(() => { settled = true; }, () => { settled = true; });
+  void unless.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   while (!settled && !(await condition())) await new Promise((resolve) => setTimeout(resolve, 5));
 }
 
@@ -259,15 +301,27 @@ describe('BTCPay webhooks', () => {
     web.clock.advance(60_000);
     fake.move(id, 'Processing');
     fake.move(id, 'Settled');
-    const types: WebhookType[] = ['InvoiceCreated', 'InvoiceReceivedPayment', 'InvoiceProcessing', 'InvoicePaymentSettled', 'InvoiceSettled'];
+    const types: WebhookType[] = [
+      'InvoiceCreated',
+      'InvoiceReceivedPayment',
+      'InvoiceProcessing',
+      'InvoicePaymentSettled',
+      'InvoiceSettled',
+    ];
     const deliveries = types.flatMap((type, i) => Array.from({ length: 1 + ((i * 3) % 5) }, () => fake.webhook(id, type)));
     const responses = await Promise.all(shuffled(deliveries, 7).map((delivery) => post(delivery)));
-    assert.deepEqual(responses.map((r) => r.statusCode), responses.map(() => 200));
+    assert.deepEqual(
+      responses.map((r) => r.statusCode),
+      responses.map(() => 200),
+    );
     await deliver(id, 'InvoiceSettled', 2);
 
     const payments = await paymentsOf(id);
     assert.equal(payments.length, 1);
-    assert.deepEqual({ ...payments[0], id: 0 }, { id: 0, email, dollars: '20.00', provider: 'btcpay', invalidated: false, invalidation_reason: null });
+    assert.deepEqual(
+      { ...payments[0], id: 0 },
+      { id: 0, email, dollars: '20.00', provider: 'btcpay', invalidated: false, invalidation_reason: null },
+    );
     assert.deepEqual(await checkout(id), { status: 'credited', cents: 2000, payment_id: payments[0].id, email });
     assert.equal(await balanceOf(email), 2000);
     assert.deepEqual(await paymentEvents(email), [`PaymentRecorded:${payments[0].id}`]);
@@ -351,7 +405,11 @@ describe('BTCPay webhooks', () => {
     assert.equal((await paymentsOf(id))[0].invalidated, false);
     assert.deepEqual(await checkout(id), { status: 'credited', cents: 4000, payment_id: payment.id, email });
     assert.equal(await balanceOf(email), 4000);
-    assert.deepEqual(await paymentEvents(email), [`PaymentRecorded:${payment.id}`, `PaymentInvalidated:${payment.id}`, `PaymentReinstated:${payment.id}`]);
+    assert.deepEqual(await paymentEvents(email), [
+      `PaymentRecorded:${payment.id}`,
+      `PaymentInvalidated:${payment.id}`,
+      `PaymentReinstated:${payment.id}`,
+    ]);
   });
 
   it('mark an invoice that expires unpaid, and credit nothing', async () => {
@@ -377,7 +435,10 @@ describe('BTCPay webhooks', () => {
     assert.deepEqual(await paymentsOf(id), []);
     assert.equal((await checkout(id)).status, 'held');
     assert.deepEqual(await holdOf(id), {
-      email, cents: 5500, expected: 5000, reason: 'the invoice is for 55.00 USD, the checkout asked for $50.00',
+      email,
+      cents: 5500,
+      expected: 5000,
+      reason: 'the invoice is for 55.00 USD, the checkout asked for $50.00',
     });
     assert.equal(await mailsTo(admin), mailsBefore + 1);
     const mail = await latestOutboxMessage(web.outboxDir, admin);
@@ -386,7 +447,7 @@ describe('BTCPay webhooks', () => {
     assert.match(text((await client.get(`/payment/btcpay/return?invoice=${id}`)).body), /an operator looks at it before it is credited/);
   });
 
-  it('hold a settled capsul invoice capsul has no checkout for; ignore the store\'s other invoices', async () => {
+  it("hold a settled capsul invoice capsul has no checkout for; ignore the store's other invoices", async () => {
     const lost = fake.addInvoice({ amount: '12.00', metadata: { orderId: 'capsul:lost@example.org', buyerEmail: 'lost@example.org' } });
     const donation = fake.addInvoice({ amount: '3.00', metadata: { orderId: 'donation-7' } });
     for (const invoice of [lost, donation]) {
@@ -394,7 +455,10 @@ describe('BTCPay webhooks', () => {
       await deliver(invoice.id, 'InvoiceSettled', 2);
     }
     assert.deepEqual(await holdOf(lost.id), {
-      email: 'lost@example.org', cents: 1200, expected: null, reason: 'capsul has no checkout for this BTCPay invoice',
+      email: 'lost@example.org',
+      cents: 1200,
+      expected: null,
+      reason: 'capsul has no checkout for this BTCPay invoice',
     });
     assert.equal(await holdOf(donation.id), undefined);
     assert.deepEqual(await paymentsOf(lost.id), []);
@@ -427,8 +491,12 @@ describe('BTCPay webhooks', () => {
     const second = post(fake.webhook(id, 'InvoiceInvalid'), otherHub);
     // The other hub's look waits for the advisory lock (were it not to wait, it would finish: Invalid,
     // nothing credited yet, and the held-up look would then credit an invalid invoice).
-    await until(async () => (await count(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)) > 0, second);
+    await until(
+      async () =>
+        (await count(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)) > 0,
+      second,
+    );
     paused.release();
     assert.equal((await first).statusCode, 200);
     assert.equal((await second).statusCode, 200);
@@ -453,7 +521,10 @@ describe('BTCPay webhooks', () => {
       const response = await post(sign({ type: 'InvoiceSettled', storeId, invoiceId }));
       assert.equal(response.statusCode, 200, JSON.stringify(invoiceId));
       assert.deepEqual(response.json(), { ignored: 'invoiceId is not an invoice id' });
-      assert.ok(warnings.some((line) => /BTCPay webhook acknowledged, nothing done/.test(line)), `a warning for ${JSON.stringify(invoiceId)}`);
+      assert.ok(
+        warnings.some((line) => /BTCPay webhook acknowledged, nothing done/.test(line)),
+        `a warning for ${JSON.stringify(invoiceId)}`,
+      );
     }
     assert.equal(fake.requests.length, requests, 'BTCPay Server was not asked about any of them');
     assert.equal(await snapshot(), before);
@@ -475,7 +546,13 @@ describe('BTCPay webhooks', () => {
     fake.move(id, 'Settled');
     const before = await snapshot();
     const invoice = fake.invoice(id);
-    for (const [field, value] of [['status', 'Sett\u0000led'], ['additionalStatus', 'None\u001b[2J'], ['amount', '30\u0000'], ['currency', 'U\u0000SD'], ['amount', { value: 30 }]] as const) {
+    for (const [field, value] of [
+      ['status', 'Sett\u0000led'],
+      ['additionalStatus', 'None\u001b[2J'],
+      ['amount', '30\u0000'],
+      ['currency', 'U\u0000SD'],
+      ['amount', { value: 30 }],
+    ] as const) {
       const saved = invoice[field];
       (invoice as Record<string, unknown>)[field] = value;
       try {
@@ -490,8 +567,14 @@ describe('BTCPay webhooks', () => {
     assert.equal((await paymentsOf(id)).length, 1, 'credited once BTCPay Server answers sense');
   });
 
-  it('take a buyer\'s email into a hold only when it is one', async () => {
-    for (const [buyerEmail, held] of [['Buyer@Example.ORG', 'buyer@example.org'], ['gu\u200bs@example.org', null], ['nul\u0000@x.org', null], ['a@-.org', null], [42, null]] as const) {
+  it("take a buyer's email into a hold only when it is one", async () => {
+    for (const [buyerEmail, held] of [
+      ['Buyer@Example.ORG', 'buyer@example.org'],
+      ['gu\u200bs@example.org', null],
+      ['nul\u0000@x.org', null],
+      ['a@-.org', null],
+      [42, null],
+    ] as const) {
       const invoice = fake.addInvoice({ amount: '12', metadata: { orderId: 'capsul:someone@example.org', buyerEmail } });
       fake.move(invoice.id, 'Settled');
       await deliver(invoice.id, 'InvoiceSettled');
@@ -522,7 +605,7 @@ describe('BTCPay webhooks', () => {
 // ---- the return page ----
 
 describe('the BTCPay return page', () => {
-  it('shows the customer\'s own invoice, their newest when BTCPay gives no id, and no one else\'s', async () => {
+  it("shows the customer's own invoice, their newest when BTCPay gives no id, and no one else's", async () => {
     const alice = await web.loggedIn(newEmail('alice'));
     const bob = await web.loggedIn(newEmail('bob'));
     const none = await alice.get('/payment/btcpay/return');
@@ -560,8 +643,14 @@ describe('BTCPay reconcile', () => {
     const dryLines: string[] = [];
     await provider.reconcile({ now: web.clock.now(), dryRun: true, log: (line) => dryLines.push(line) });
     assert.equal(await snapshot(), before, 'a dry run changes nothing');
-    assert.ok(dryLines.some((line) => line.includes(settled) && /would credit \$20\.00 to /.test(line)), dryLines.join('\n'));
-    assert.ok(dryLines.some((line) => line.includes(expired) && /would do nothing to the ledger and mark the checkout expired/.test(line)), dryLines.join('\n'));
+    assert.ok(
+      dryLines.some((line) => line.includes(settled) && /would credit \$20\.00 to /.test(line)),
+      dryLines.join('\n'),
+    );
+    assert.ok(
+      dryLines.some((line) => line.includes(expired) && /would do nothing to the ledger and mark the checkout expired/.test(line)),
+      dryLines.join('\n'),
+    );
 
     const lines: string[] = [];
     await provider.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) });
@@ -570,7 +659,10 @@ describe('BTCPay reconcile', () => {
     assert.equal((await checkout(expired)).status, 'expired');
     assert.equal((await checkout(waiting)).status, 'open');
     assert.equal(await balanceOf(email), 2000);
-    assert.ok(lines.some((line) => line.includes(settled) && /credited \$20\.00 as payment \d+; checkout credited/.test(line)), lines.join('\n'));
+    assert.ok(
+      lines.some((line) => line.includes(settled) && /credited \$20\.00 as payment \d+; checkout credited/.test(line)),
+      lines.join('\n'),
+    );
 
     // Again, and the late webhook: nothing more.
     const after = await snapshot();
@@ -602,9 +694,15 @@ describe('BTCPay reconcile', () => {
     const open = await count(`SELECT count(*)::int AS n FROM provider_checkouts WHERE provider = 'btcpay' AND status = 'open'`);
     fake.hangNext(open + 10);
     const lines: string[] = [];
-    await assert.rejects(impatient.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) }), /stopped after 3 invoices in a row could not be read/);
+    await assert.rejects(
+      impatient.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) }),
+      /stopped after 3 invoices in a row could not be read/,
+    );
     fake.hangNext(0);
-    assert.ok(lines.some((line) => /could not be reached .*no answer within 0\.2 s/.test(line)), lines.join('\n'));
+    assert.ok(
+      lines.some((line) => /could not be reached .*no answer within 0\.2 s/.test(line)),
+      lines.join('\n'),
+    );
     assert.equal(await snapshot(), before);
     assert.ok(!lines.join('\n').includes(apiKey), 'the API key is never logged');
   });
@@ -628,11 +726,14 @@ const invoicePlan = fc.record({
   path: fc.constantFrom(...paths),
   dollars: fc.integer({ min: 5, max: 300 }),
   /** copies of each delivery (1–5), and how many transitions later each copy is sent */
-  copies: fc.array(fc.record({ times: fc.integer({ min: 1, max: 5 }), lags: fc.array(fc.nat(3), { minLength: 5, maxLength: 5 }) }), { minLength: 5, maxLength: 5 }),
+  copies: fc.array(fc.record({ times: fc.integer({ min: 1, max: 5 }), lags: fc.array(fc.nat(3), { minLength: 5, maxLength: 5 }) }), {
+    minLength: 5,
+    maxLength: 5,
+  }),
 });
 
 describe('BTCPay chaos (property test)', () => {
-  it('every webhook delivered one to five times, shuffled, delayed, to two hubs, with forgeries and a reconciliation: money follows each invoice\'s final status exactly', async () => {
+  it("every webhook delivered one to five times, shuffled, delayed, to two hubs, with forgeries and a reconciliation: money follows each invoice's final status exactly", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(invoicePlan, { minLength: 1, maxLength: 4 }),
@@ -667,7 +768,11 @@ describe('BTCPay chaos (property test)', () => {
           const hubs = [web.hub, otherHub];
           const launch = (sends: Send[], shuffleSeed: number) => {
             for (const [n, { forged, send }] of shuffled(sends, shuffleSeed).entries()) {
-              inFlight.push(send(hubs[(shuffleSeed + n) % 2]!).then((response) => { answers.push({ forged, status: response.statusCode }); }));
+              inFlight.push(
+                send(hubs[(shuffleSeed + n) % 2]!).then((response) => {
+                  answers.push({ forged, status: response.statusCode });
+                }),
+              );
             }
           };
           for (const [t, { invoice, status, extra, nth }] of timeline.entries()) {
@@ -680,8 +785,10 @@ describe('BTCPay chaos (property test)', () => {
                 schedule(t + lags[c]!, { forged: false, send: (hub) => post(fake.webhook(id, type, { redelivery: c > 0 }), hub) });
               }
             });
-            if (t < forgeries) schedule(t, { forged: true, send: (hub) => post(fake.webhook(id, 'InvoiceSettled', { secret: `forged-${seed}` }), hub) });
-            if (t === reconcileAt % timeline.length) inFlight.push(reconciler.reconcile({ now: web.clock.now(), dryRun: false, log: () => {} }));
+            if (t < forgeries)
+              schedule(t, { forged: true, send: (hub) => post(fake.webhook(id, 'InvoiceSettled', { secret: `forged-${seed}` }), hub) });
+            if (t === reconcileAt % timeline.length)
+              inFlight.push(reconciler.reconcile({ now: web.clock.now(), dryRun: false, log: () => {} }));
             launch(scheduled.get(t) ?? [], seed + t);
             scheduled.delete(t);
             // Before the next transition: no delivery lands, or one, or all; the others stay in flight across it.
@@ -695,8 +802,14 @@ describe('BTCPay chaos (property test)', () => {
           const statuses = answers.filter((answer) => !answer.forged).map((answer) => answer.status);
           const forgedStatuses = answers.filter((answer) => answer.forged).map((answer) => answer.status);
 
-          assert.ok(statuses.every((s) => s === 200), `genuine deliveries: ${statuses.join(' ')}`);
-          assert.ok(forgedStatuses.every((s) => s === 400), `forged deliveries: ${forgedStatuses.join(' ')}`);
+          assert.ok(
+            statuses.every((s) => s === 200),
+            `genuine deliveries: ${statuses.join(' ')}`,
+          );
+          assert.ok(
+            forgedStatuses.every((s) => s === 400),
+            `forged deliveries: ${forgedStatuses.join(' ')}`,
+          );
           let expectedCents = 0;
           for (const [i, plan] of plans.entries()) {
             const id = ids[i]!;
@@ -714,7 +827,11 @@ describe('BTCPay chaos (property test)', () => {
             } else {
               if (!everSettled) assert.equal(payments.length, 0, `${plan.path.name}: never credited`);
               if (payments.length === 1) assert.equal(payments[0].invalidated, true, `${plan.path.name}: taken back`);
-              assert.equal(row.status, { New: 'open', Processing: 'open', Expired: 'expired', Invalid: 'invalid' }[final as string], plan.path.name);
+              assert.equal(
+                row.status,
+                { New: 'open', Processing: 'open', Expired: 'expired', Invalid: 'invalid' }[final as string],
+                plan.path.name,
+              );
             }
           }
           assert.equal(await balanceOf(email), expectedCents);

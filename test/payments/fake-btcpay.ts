@@ -7,8 +7,13 @@ import type { AddressInfo } from 'node:net';
 
 export type FakeInvoiceStatus = 'New' | 'Processing' | 'Settled' | 'Expired' | 'Invalid';
 export type WebhookType =
-  | 'InvoiceCreated' | 'InvoiceReceivedPayment' | 'InvoicePaymentSettled' | 'InvoiceProcessing'
-  | 'InvoiceSettled' | 'InvoiceExpired' | 'InvoiceInvalid';
+  | 'InvoiceCreated'
+  | 'InvoiceReceivedPayment'
+  | 'InvoicePaymentSettled'
+  | 'InvoiceProcessing'
+  | 'InvoiceSettled'
+  | 'InvoiceExpired'
+  | 'InvoiceInvalid';
 
 export type FakeInvoice = {
   id: string;
@@ -75,13 +80,27 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
     response.end(JSON.stringify(body));
   };
 
-  function create(fields: { amount: string; currency: string; metadata: Record<string, unknown>; checkout: Record<string, unknown> }): FakeInvoice {
+  function create(fields: {
+    amount: string;
+    currency: string;
+    metadata: Record<string, unknown>;
+    checkout: Record<string, unknown>;
+  }): FakeInvoice {
     const id = newInvoiceId();
     const createdTime = Math.floor(Date.now() / 1000);
     const invoice: FakeInvoice = {
-      id, storeId: options.storeId, amount: fields.amount, currency: fields.currency, status: 'New', additionalStatus: 'None',
-      checkoutLink: `${url}/i/${id}`, createdTime, expirationTime: createdTime + 900, monitoringExpiration: createdTime + 87_300,
-      metadata: fields.metadata, checkout: fields.checkout,
+      id,
+      storeId: options.storeId,
+      amount: fields.amount,
+      currency: fields.currency,
+      status: 'New',
+      additionalStatus: 'None',
+      checkoutLink: `${url}/i/${id}`,
+      createdTime,
+      expirationTime: createdTime + 900,
+      monitoringExpiration: createdTime + 87_300,
+      metadata: fields.metadata,
+      checkout: fields.checkout,
     };
     invoices.set(id, invoice);
     return invoice;
@@ -123,7 +142,9 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
     const invoiceId = match[2] === undefined ? undefined : decodeURIComponent(match[2]);
     if (method === 'GET' && invoiceId !== undefined) {
       const invoice = invoices.get(invoiceId);
-      return invoice ? { status: 200, body: invoice } : { status: 404, body: { code: 'invoice-not-found', message: 'The invoice was not found' } };
+      return invoice
+        ? { status: 200, body: invoice }
+        : { status: 404, body: { code: 'invoice-not-found', message: 'The invoice was not found' } };
     }
     if (method === 'POST' && invoiceId === undefined) {
       let body: Record<string, unknown>;
@@ -133,11 +154,14 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
         return { status: 400, body: { code: 'invalid-json', message: 'The request body is not JSON' } };
       }
       const amount = typeof body.amount === 'number' ? String(body.amount) : body.amount;
-      if (typeof amount !== 'string' || !/^\d+(\.\d+)?$/.test(amount)) return { status: 422, body: [{ path: 'amount', message: 'Amount should be a positive number' }] };
+      if (typeof amount !== 'string' || !/^\d+(\.\d+)?$/.test(amount))
+        return { status: 422, body: [{ path: 'amount', message: 'Amount should be a positive number' }] };
       if (typeof body.currency !== 'string') return { status: 422, body: [{ path: 'currency', message: 'Currency is required' }] };
       const invoice = create({
-        amount, currency: body.currency,
-        metadata: (body.metadata ?? {}) as Record<string, unknown>, checkout: (body.checkout ?? {}) as Record<string, unknown>,
+        amount,
+        currency: body.currency,
+        metadata: (body.metadata ?? {}) as Record<string, unknown>,
+        checkout: (body.checkout ?? {}) as Record<string, unknown>,
       });
       return { status: 200, body: invoice };
     }
@@ -157,21 +181,31 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
   };
 
   return {
-    url, storeId: options.storeId, apiKey: options.apiKey, webhookSecret: options.webhookSecret, requests,
+    url,
+    storeId: options.storeId,
+    apiKey: options.apiKey,
+    webhookSecret: options.webhookSecret,
+    requests,
     invoice,
     invoices: () => [...invoices.values()],
-    addInvoice: (fields) => create({ amount: fields.amount, currency: fields.currency ?? 'USD', metadata: fields.metadata ?? {}, checkout: {} }),
+    addInvoice: (fields) =>
+      create({ amount: fields.amount, currency: fields.currency ?? 'USD', metadata: fields.metadata ?? {}, checkout: {} }),
     move(id, status, additionalStatus = 'None') {
       const found = invoice(id);
       const from = found.status;
       found.status = status;
       found.additionalStatus = additionalStatus;
       switch (status) {
-        case 'New': return [];
-        case 'Processing': return from === 'New' ? ['InvoiceReceivedPayment', 'InvoiceProcessing'] : ['InvoiceProcessing'];
-        case 'Settled': return from === 'Processing' ? ['InvoicePaymentSettled', 'InvoiceSettled'] : ['InvoiceSettled'];
-        case 'Expired': return ['InvoiceExpired'];
-        case 'Invalid': return ['InvoiceInvalid'];
+        case 'New':
+          return [];
+        case 'Processing':
+          return from === 'New' ? ['InvoiceReceivedPayment', 'InvoiceProcessing'] : ['InvoiceProcessing'];
+        case 'Settled':
+          return from === 'Processing' ? ['InvoicePaymentSettled', 'InvoiceSettled'] : ['InvoiceSettled'];
+        case 'Expired':
+          return ['InvoiceExpired'];
+        case 'Invalid':
+          return ['InvoiceInvalid'];
       }
     },
     setAmount(id, amount) {
@@ -186,17 +220,32 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
     pauseNext() {
       let arrived!: () => void;
       let release!: () => void;
-      const arrival = new Promise<void>((resolve) => { arrived = resolve; });
-      paused = { arrived, released: new Promise<void>((resolve) => { release = resolve; }) };
+      const arrival = new Promise<void>((resolve) => {
+        arrived = resolve;
+      });
+      paused = {
+        arrived,
+        released: new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+      };
       return { arrived: arrival, release };
     },
     webhook(invoiceId, type, deliveryOptions = {}) {
       const found = invoices.get(invoiceId);
       const payload = {
-        deliveryId: randomUUID(), webhookId, originalDeliveryId: deliveryOptions.redelivery ? randomUUID() : null,
-        isRedelivery: deliveryOptions.redelivery ?? false, type, timestamp: Math.floor(Date.now() / 1000),
-        storeId: options.storeId, invoiceId, metadata: found?.metadata ?? {},
-        ...(type === 'InvoiceSettled' ? { manuallyMarked: found?.additionalStatus === 'Marked', overPaid: found?.additionalStatus === 'PaidOver' } : {}),
+        deliveryId: randomUUID(),
+        webhookId,
+        originalDeliveryId: deliveryOptions.redelivery ? randomUUID() : null,
+        isRedelivery: deliveryOptions.redelivery ?? false,
+        type,
+        timestamp: Math.floor(Date.now() / 1000),
+        storeId: options.storeId,
+        invoiceId,
+        metadata: found?.metadata ?? {},
+        ...(type === 'InvoiceSettled'
+          ? { manuallyMarked: found?.additionalStatus === 'Marked', overPaid: found?.additionalStatus === 'PaidOver' }
+          : {}),
         ...(type === 'InvoiceExpired' ? { partiallyPaid: found?.additionalStatus === 'PaidPartial' } : {}),
         ...(type === 'InvoiceInvalid' ? { manuallyMarked: found?.additionalStatus === 'Marked' } : {}),
       };
@@ -204,7 +253,8 @@ export async function startFakeBtcpay(options: { storeId: string; apiKey: string
       return {
         body,
         headers: {
-          'content-type': 'application/json', 'user-agent': 'BTCPayServer',
+          'content-type': 'application/json',
+          'user-agent': 'BTCPayServer',
           'btcpay-sig': signature(deliveryOptions.secret ?? options.webhookSecret, body),
         },
       };

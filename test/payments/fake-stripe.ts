@@ -12,15 +12,38 @@ import type { StripeConfig } from '../../src/config.ts';
 type Json = Record<string, unknown>;
 
 export type FakeSession = {
-  id: string; object: 'checkout.session'; amount_subtotal: number; amount_total: number; cancel_url: string | null;
-  client_reference_id: string | null; created: number; currency: string; customer_email: string | null;
-  customer_details: { email: string | null } | null; expires_at: number; livemode: false; metadata: Record<string, string>;
-  mode: string; payment_intent: string | null; payment_status: 'unpaid' | 'paid' | 'no_payment_required';
-  status: 'open' | 'complete' | 'expired'; success_url: string | null; ui_mode: 'hosted'; url: string | null;
+  id: string;
+  object: 'checkout.session';
+  amount_subtotal: number;
+  amount_total: number;
+  cancel_url: string | null;
+  client_reference_id: string | null;
+  created: number;
+  currency: string;
+  customer_email: string | null;
+  customer_details: { email: string | null } | null;
+  expires_at: number;
+  livemode: false;
+  metadata: Record<string, string>;
+  mode: string;
+  payment_intent: string | null;
+  payment_status: 'unpaid' | 'paid' | 'no_payment_required';
+  status: 'open' | 'complete' | 'expired';
+  success_url: string | null;
+  ui_mode: 'hosted';
+  url: string | null;
 };
 
 type Intent = { id: string; amount: number; created: number; currency: string; charge: string; metadata: Record<string, string> };
-type Charge = { id: string; amount: number; amountRefunded: number; created: number; currency: string; paymentIntent: string; disputed: boolean };
+type Charge = {
+  id: string;
+  amount: number;
+  amountRefunded: number;
+  created: number;
+  currency: string;
+  paymentIntent: string;
+  disputed: boolean;
+};
 
 export type StripeEvent = { id: string; object: 'event'; type: string; created: number; data: { object: Json } };
 
@@ -43,8 +66,8 @@ export type FakeStripe = {
   close(): Promise<void>;
 };
 
-export const webhookSecret = 'whsec_test_' + 'c'.repeat(32);
-const secretKey = 'sk_test_fake_' + 'k'.repeat(24);
+export const webhookSecret = `whsec_test_${'c'.repeat(32)}`;
+const secretKey = `sk_test_fake_${'k'.repeat(24)}`;
 
 const seconds = (date: Date) => Math.floor(date.getTime() / 1000);
 const newId = (prefix: string) => `${prefix}_test_${randomBytes(12).toString('hex')}`;
@@ -71,7 +94,10 @@ function arrays(value: unknown): unknown {
 }
 
 class StripeApiError extends Error {
-  constructor(readonly status: number, readonly body: Json) {
+  constructor(
+    readonly status: number,
+    readonly body: Json,
+  ) {
     super(String(body.message));
   }
 }
@@ -88,17 +114,38 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
   const now = () => seconds(options.now());
 
   const intentJson = (intent: Intent): Json => ({
-    id: intent.id, object: 'payment_intent', amount: intent.amount, amount_received: intent.amount, created: intent.created,
-    currency: intent.currency, latest_charge: intent.charge, livemode: false, metadata: intent.metadata, status: 'succeeded',
+    id: intent.id,
+    object: 'payment_intent',
+    amount: intent.amount,
+    amount_received: intent.amount,
+    created: intent.created,
+    currency: intent.currency,
+    latest_charge: intent.charge,
+    livemode: false,
+    metadata: intent.metadata,
+    status: 'succeeded',
   });
   const chargeJson = (charge: Charge): Json => ({
-    id: charge.id, object: 'charge', amount: charge.amount, amount_captured: charge.amount, amount_refunded: charge.amountRefunded,
-    captured: true, created: charge.created, currency: charge.currency, disputed: charge.disputed, livemode: false, metadata: {},
-    paid: true, payment_intent: charge.paymentIntent, refunded: charge.amountRefunded === charge.amount, status: 'succeeded',
+    id: charge.id,
+    object: 'charge',
+    amount: charge.amount,
+    amount_captured: charge.amount,
+    amount_refunded: charge.amountRefunded,
+    captured: true,
+    created: charge.created,
+    currency: charge.currency,
+    disputed: charge.disputed,
+    livemode: false,
+    metadata: {},
+    paid: true,
+    payment_intent: charge.paymentIntent,
+    refunded: charge.amountRefunded === charge.amount,
+    status: 'succeeded',
   });
   const sessionJson = (session: FakeSession, expand: string[], prefix = ''): Json => {
     const json: Json = { ...session };
-    if (expand.includes(`${prefix}payment_intent`) && session.payment_intent) json.payment_intent = intentJson(intents.get(session.payment_intent)!);
+    if (expand.includes(`${prefix}payment_intent`) && session.payment_intent)
+      json.payment_intent = intentJson(intents.get(session.payment_intent)!);
     return json;
   };
 
@@ -116,23 +163,41 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
       const price = item.price_data as Json | undefined;
       const unit = Number(price?.unit_amount);
       const quantity = Number(item.quantity ?? 1);
-      if (!price || !Number.isSafeInteger(unit) || unit < 0) throw invalidRequest('Invalid integer: unit_amount', `line_items[${i}][price_data][unit_amount]`);
-      if (typeof price.currency !== 'string') throw invalidRequest('Missing required param: currency.', `line_items[${i}][price_data][currency]`);
-      if (!(price.product_data as Json | undefined)?.name) throw invalidRequest('Missing required param: name.', `line_items[${i}][price_data][product_data][name]`);
+      if (!price || !Number.isSafeInteger(unit) || unit < 0)
+        throw invalidRequest('Invalid integer: unit_amount', `line_items[${i}][price_data][unit_amount]`);
+      if (typeof price.currency !== 'string')
+        throw invalidRequest('Missing required param: currency.', `line_items[${i}][price_data][currency]`);
+      if (!(price.product_data as Json | undefined)?.name)
+        throw invalidRequest('Missing required param: name.', `line_items[${i}][price_data][product_data][name]`);
       amount += unit * quantity;
       currency = price.currency;
     }
     if (typeof params.customer_email === 'string' && !/^[^@\s]+@[^@\s]+$/.test(params.customer_email)) {
-      throw invalidRequest('Invalid email address: ' + params.customer_email, 'customer_email');
+      throw invalidRequest(`Invalid email address: ${params.customer_email}`, 'customer_email');
     }
     const created = now();
     const id = newId('cs');
     const session: FakeSession = {
-      id, object: 'checkout.session', amount_subtotal: amount, amount_total: amount, cancel_url: (params.cancel_url as string) ?? null,
-      client_reference_id: (params.client_reference_id as string) ?? null, created, currency: currency!,
-      customer_email: (params.customer_email as string) ?? null, customer_details: null, expires_at: created + 86_400, livemode: false,
-      metadata: (params.metadata as Record<string, string>) ?? {}, mode, payment_intent: null, payment_status: 'unpaid', status: 'open',
-      success_url: params.success_url, ui_mode: 'hosted', url: `https://checkout.stripe.com/c/pay/${id}`,
+      id,
+      object: 'checkout.session',
+      amount_subtotal: amount,
+      amount_total: amount,
+      cancel_url: (params.cancel_url as string) ?? null,
+      client_reference_id: (params.client_reference_id as string) ?? null,
+      created,
+      currency: currency!,
+      customer_email: (params.customer_email as string) ?? null,
+      customer_details: null,
+      expires_at: created + 86_400,
+      livemode: false,
+      metadata: (params.metadata as Record<string, string>) ?? {},
+      mode,
+      payment_intent: null,
+      payment_status: 'unpaid',
+      status: 'open',
+      success_url: params.success_url,
+      ui_mode: 'hosted',
+      url: `https://checkout.stripe.com/c/pay/${id}`,
     };
     sessions.set(id, session);
     return sessionJson(session, expandOf(params));
@@ -152,7 +217,8 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
     const match = /^\/v1\/checkout\/sessions\/([^/]+)$/.exec(path);
     if (method === 'GET' && match) {
       const session = sessions.get(decodeURIComponent(match[1]!));
-      if (!session) throw invalidRequest(`No such checkout.session: '${decodeURIComponent(match[1]!)}'`, 'session', 404, 'resource_missing');
+      if (!session)
+        throw invalidRequest(`No such checkout.session: '${decodeURIComponent(match[1]!)}'`, 'session', 404, 'resource_missing');
       return sessionJson(session, expand);
     }
     throw invalidRequest(`Unrecognized request URL (${method}: ${path}).`, undefined, 404);
@@ -197,7 +263,11 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
   const { port } = server.address() as AddressInfo;
 
   const event = (type: string, object: Json, at: Date): StripeEvent => ({
-    id: newId('evt'), object: 'event', type, created: seconds(at), data: { object },
+    id: newId('evt'),
+    object: 'event',
+    type,
+    created: seconds(at),
+    data: { object },
     // What else Stripe puts in every event, for the body to read like Stripe's.
     ...({ api_version: Stripe.API_VERSION, livemode: false, pending_webhooks: 1, request: { id: null, idempotency_key: null } } as object),
   });
@@ -210,8 +280,18 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
     const charge = chargeOf(paymentIntent);
     charge.disputed = true;
     return {
-      id, object: 'dispute', amount: charge.amount, charge: charge.id, created: seconds(at), currency: charge.currency,
-      livemode: false, metadata: {}, payment_intent: paymentIntent, reason: 'fraudulent', status, is_charge_refundable: false,
+      id,
+      object: 'dispute',
+      amount: charge.amount,
+      charge: charge.id,
+      created: seconds(at),
+      currency: charge.currency,
+      livemode: false,
+      metadata: {},
+      payment_intent: paymentIntent,
+      reason: 'fraudulent',
+      status,
+      is_charge_refundable: false,
     };
   };
   const disputeIds = new Map<string, string>();
@@ -230,23 +310,47 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
       if (!session) throw new Error(`the fake has no checkout session ${sessionId}`);
       if (session.status !== 'open') throw new Error(`checkout session ${sessionId} is ${session.status}, not open`);
       const amount = amountCents ?? session.amount_total;
-      const intent: Intent = { id: newId('pi'), amount, created: seconds(at), currency: session.currency, charge: newId('ch'), metadata: session.metadata };
+      const intent: Intent = {
+        id: newId('pi'),
+        amount,
+        created: seconds(at),
+        currency: session.currency,
+        charge: newId('ch'),
+        metadata: session.metadata,
+      };
       intents.set(intent.id, intent);
-      charges.set(intent.charge, { id: intent.charge, amount, amountRefunded: 0, created: seconds(at), currency: session.currency, paymentIntent: intent.id, disputed: false });
+      charges.set(intent.charge, {
+        id: intent.charge,
+        amount,
+        amountRefunded: 0,
+        created: seconds(at),
+        currency: session.currency,
+        paymentIntent: intent.id,
+        disputed: false,
+      });
       Object.assign(session, {
-        status: 'complete', payment_status: 'paid', payment_intent: intent.id, amount_total: amount, amount_subtotal: amount, url: null,
+        status: 'complete',
+        payment_status: 'paid',
+        payment_intent: intent.id,
+        amount_total: amount,
+        amount_subtotal: amount,
+        url: null,
         customer_details: { email: session.customer_email },
       });
       return event('checkout.session.completed', sessionJson(session, []), at);
     },
     expire(sessionId, at = options.now()) {
       const session = sessions.get(sessionId);
-      if (!session || session.status !== 'open') throw new Error(`checkout session ${sessionId} is not open`);
+      if (session?.status !== 'open') throw new Error(`checkout session ${sessionId} is not open`);
       Object.assign(session, { status: 'expired', url: null });
       return event('checkout.session.expired', sessionJson(session, []), at);
     },
     disputeWithdrawn(paymentIntent, at, disputeId) {
-      return event('charge.dispute.funds_withdrawn', dispute(paymentIntent, at, disputeIdOf(paymentIntent, disputeId), 'needs_response'), at);
+      return event(
+        'charge.dispute.funds_withdrawn',
+        dispute(paymentIntent, at, disputeIdOf(paymentIntent, disputeId), 'needs_response'),
+        at,
+      );
     },
     disputeReinstated(paymentIntent, at, disputeId) {
       return event('charge.dispute.funds_reinstated', dispute(paymentIntent, at, disputeIdOf(paymentIntent, disputeId), 'won'), at);
@@ -260,10 +364,11 @@ export async function startFakeStripe(options: { now: () => Date }): Promise<Fak
     failNext(count) {
       failures = count;
     },
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
@@ -276,6 +381,8 @@ function expandOf(params: Json): string[] {
 export function signedDelivery(event: object, options: { at: Date; secret?: string }): { body: string; signature: string } {
   const body = JSON.stringify(event, null, 2);
   const t = seconds(options.at);
-  const v1 = createHmac('sha256', options.secret ?? webhookSecret).update(`${t}.${body}`, 'utf8').digest('hex');
+  const v1 = createHmac('sha256', options.secret ?? webhookSecret)
+    .update(`${t}.${body}`, 'utf8')
+    .digest('hex');
   return { body, signature: `t=${t},v1=${v1}` };
 }

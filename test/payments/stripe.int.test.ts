@@ -36,20 +36,37 @@ before(async () => {
   fake = await startFakeStripe({ now: () => web.clock.now() });
   // The provider is built before the harness's database exists: its deps read them when used.
   const deps: ProviderDeps = {
-    get pool() { return web.db.pool; },
-    get ledger() { return web.db.ledger; },
-    get mailer() { return (mailer ??= createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir })); },
+    get pool() {
+      return web.db.pool;
+    },
+    get ledger() {
+      return web.db.ledger;
+    },
+    get mailer() {
+      return (mailer ??= createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir: web.outboxDir }));
+    },
     now: () => web.clock.now(),
     baseUrl: 'http://capsul.test',
     adminEmails: [ops],
     topUpMinCents: 500,
     topUpMaxCents: 100_000,
-    afterPayments: () => { nudges++; },
+    afterPayments: () => {
+      nudges++;
+    },
   };
   provider = stripeProvider(fake.config, deps);
   web = await webHarness({
-    start, providers: [provider], adminEmails: [ops],
-    logger: { level: 'warn', stream: { write: (line: string) => { warnings.push(line); } } },
+    start,
+    providers: [provider],
+    adminEmails: [ops],
+    logger: {
+      level: 'warn',
+      stream: {
+        write: (line: string) => {
+          warnings.push(line);
+        },
+      },
+    },
   });
 });
 after(async () => {
@@ -61,15 +78,22 @@ after(async () => {
 
 let emails = 0;
 const newEmail = (what: string) => `${what}-${++emails}@example.org`;
-const query = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => (await web.db.pool.query(sql, params)).rows as T[];
+const query = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
+  (await web.db.pool.query(sql, params)).rows as T[];
 
 /** POSTs an event to the webhook as Stripe would, signed now (or as told). */
 function deliver(event: object, options: { signature?: string | null; body?: string; at?: Date } = {}): Promise<LightMyRequestResponse> {
   const signed = signedDelivery(event, { at: options.at ?? web.clock.now() });
   const signature = options.signature === undefined ? signed.signature : options.signature;
   return web.hub.inject({
-    method: 'POST', url: '/payment/stripe/webhook', payload: options.body ?? signed.body,
-    headers: { 'content-type': 'application/json; charset=utf-8', 'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)', ...(signature === null ? {} : { 'stripe-signature': signature }) },
+    method: 'POST',
+    url: '/payment/stripe/webhook',
+    payload: options.body ?? signed.body,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)',
+      ...(signature === null ? {} : { 'stripe-signature': signature }),
+    },
   });
 }
 
@@ -88,24 +112,37 @@ async function checkout(client: WebClient, amount: string): Promise<string> {
 }
 
 type PaymentView = { reference: string; dollars: string; invalidated: boolean; refunded: string; reason: string | null; provider: string };
-const paymentsOf = (email: string) => query<PaymentView>(
-  `SELECT reference, dollars::text AS dollars, invalidated, refunded_dollars::text AS refunded, invalidation_reason AS reason, provider
-   FROM payments WHERE email = $1 ORDER BY created, reference`, [email],
-);
-const paymentByReference = async (reference: string) => (await query<PaymentView>(
-  `SELECT reference, dollars::text AS dollars, invalidated, refunded_dollars::text AS refunded, invalidation_reason AS reason, provider
-   FROM payments WHERE reference = $1`, [reference],
-))[0];
-const checkoutRow = async (id: string) => (await query<{ status: string; amount_cents: string; email: string; payment_id: string | null }>(
-  `SELECT status, amount_cents, email, payment_id FROM provider_checkouts WHERE provider = 'stripe' AND id = $1`, [id],
-))[0];
+const paymentsOf = (email: string) =>
+  query<PaymentView>(
+    `SELECT reference, dollars::text AS dollars, invalidated, refunded_dollars::text AS refunded, invalidation_reason AS reason, provider
+   FROM payments WHERE email = $1 ORDER BY created, reference`,
+    [email],
+  );
+const paymentByReference = async (reference: string) =>
+  (
+    await query<PaymentView>(
+      `SELECT reference, dollars::text AS dollars, invalidated, refunded_dollars::text AS refunded, invalidation_reason AS reason, provider
+   FROM payments WHERE reference = $1`,
+      [reference],
+    )
+  )[0];
+const checkoutRow = async (id: string) =>
+  (
+    await query<{ status: string; amount_cents: string; email: string; payment_id: string | null }>(
+      `SELECT status, amount_cents, email, payment_id FROM provider_checkouts WHERE provider = 'stripe' AND id = $1`,
+      [id],
+    )
+  )[0];
 const balanceOf = async (email: string) => ((await web.db.ledger.accountIdFor(email)) ? web.db.ledger.balanceCents(email) : null);
 const intentOf = (sessionId: string) => fake.sessions.get(sessionId)!.payment_intent!;
-const counts = async () => (await query<{ payments: number; checkouts: number; holds: number; events: number }>(
-  `SELECT (SELECT count(*)::int FROM payments) AS payments, (SELECT count(*)::int FROM payment_holds) AS holds,
+const counts = async () =>
+  (
+    await query<{ payments: number; checkouts: number; holds: number; events: number }>(
+      `SELECT (SELECT count(*)::int FROM payments) AS payments, (SELECT count(*)::int FROM payment_holds) AS holds,
           (SELECT count(*)::int FROM emt_messages) AS events,
           (SELECT count(*)::int FROM provider_checkouts WHERE status <> 'open') AS checkouts`,
-))[0]!;
+    )
+  )[0]!;
 
 /** Emails to `to` that mention `text` (read in the outbox's readable copies). */
 async function emailsMentioning(to: string, text: string): Promise<number> {
@@ -136,7 +173,7 @@ describe('the amount form', () => {
     assert.equal(response.headers.location, `/auth/login?next=${encodeURIComponent('/payment/stripe')}`);
   });
 
-  it('offers the amount within the limits, and lets its form lead to Stripe\'s checkout', async () => {
+  it("offers the amount within the limits, and lets its form lead to Stripe's checkout", async () => {
     const client = await web.loggedIn(newEmail('form'));
     const page = await client.get('/payment/stripe');
     assert.equal(page.statusCode, 200);
@@ -152,9 +189,16 @@ describe('the amount form', () => {
     const client = await web.loggedIn(email);
     const before = fake.requests.length;
     const cases: [string | string[], RegExp][] = [
-      ['4.99', /smallest top-up is \$5\.00/], ['1000.01', /largest top-up is \$1000\.00/], ['0', /more than zero/],
-      ['abc', /not an amount in dollars/], ['', /enter an amount/], ['1e3', /not an amount/], ['-5', /not an amount/],
-      ['20.001', /not an amount/], ['99999999999', /not an amount/], [['10', '20'], /not what this page sends/],
+      ['4.99', /smallest top-up is \$5\.00/],
+      ['1000.01', /largest top-up is \$1000\.00/],
+      ['0', /more than zero/],
+      ['abc', /not an amount in dollars/],
+      ['', /enter an amount/],
+      ['1e3', /not an amount/],
+      ['-5', /not an amount/],
+      ['20.001', /not an amount/],
+      ['99999999999', /not an amount/],
+      [['10', '20'], /not what this page sends/],
     ];
     for (const [amount, message] of cases) {
       const response = await client.submit('/payment/stripe', '/payment/stripe', { amount });
@@ -230,7 +274,7 @@ describe('a checkout', () => {
     assert.match(page.body, /\$25\.50<\/td><td>not paid \(yet\)/);
   });
 
-  it('the return page only says what the webhook did: it never credits, and shows no other customer\'s checkout', async () => {
+  it("the return page only says what the webhook did: it never credits, and shows no other customer's checkout", async () => {
     const email = newEmail('return');
     const client = await web.loggedIn(email);
     const id = await checkout(client, '40');
@@ -272,9 +316,14 @@ describe('the webhook', () => {
     await delivered(completed);
     await delivered(completed);
     const together = await Promise.all([deliver(completed), deliver(completed), deliver(completed)]);
-    assert.deepEqual(together.map((r) => r.statusCode), [200, 200, 200]);
+    assert.deepEqual(
+      together.map((r) => r.statusCode),
+      [200, 200, 200],
+    );
     const payments = await paymentsOf(email);
-    assert.deepEqual(payments, [{ reference: intentOf(id), dollars: '30.00', invalidated: false, refunded: '0.00', reason: null, provider: 'stripe' }]);
+    assert.deepEqual(payments, [
+      { reference: intentOf(id), dollars: '30.00', invalidated: false, refunded: '0.00', reason: null, provider: 'stripe' },
+    ]);
     assert.equal(await balanceOf(email), 3000);
     const row = await checkoutRow(id);
     assert.equal(row!.status, 'credited');
@@ -282,7 +331,7 @@ describe('the webhook', () => {
     assert.equal(nudges - nudgesBefore, 1, 'the payment jobs are nudged once');
   });
 
-  it('credits the checkout\'s own account and amount: the session\'s metadata cannot redirect the money', async () => {
+  it("credits the checkout's own account and amount: the session's metadata cannot redirect the money", async () => {
     const email = newEmail('owner');
     const client = await web.loggedIn(email);
     const id = await checkout(client, '12');
@@ -317,14 +366,18 @@ describe('the webhook', () => {
     const url = new URL(apiBase!);
     const stranger = new Stripe(secretKey, { host: url.hostname, port: url.port, protocol: 'http' });
     const session = await stranger.checkout.sessions.create({
-      mode: 'payment', success_url: 'https://elsewhere.example/thanks', customer_email: 'someone@example.org',
+      mode: 'payment',
+      success_url: 'https://elsewhere.example/thanks',
+      customer_email: 'someone@example.org',
       line_items: [{ quantity: 2, price_data: { currency: 'usd', unit_amount: 999, product_data: { name: 'something else' } } }],
     });
     assert.equal(session.amount_total, 1998);
     await delivered(fake.pay(session.id));
     const intent = intentOf(session.id);
     assert.equal(await paymentByReference(intent), undefined);
-    const holds = await query<{ reason: string; email: string | null }>('SELECT reason, email FROM payment_holds WHERE reference = $1', [intent]);
+    const holds = await query<{ reason: string; email: string | null }>('SELECT reason, email FROM payment_holds WHERE reference = $1', [
+      intent,
+    ]);
     assert.equal(holds.length, 1);
     assert.match(holds[0]!.reason, /is not one capsul opened/);
     assert.equal(holds[0]!.email, 'someone@example.org');
@@ -354,7 +407,12 @@ describe('the webhook', () => {
       const response = await deliver(completed, forgery);
       assert.equal(response.statusCode, 400, JSON.stringify(forgery).slice(0, 200));
     }
-    const unsigned = await web.hub.inject({ method: 'POST', url: '/payment/stripe/webhook', payload: 'not json', headers: { 'content-type': 'text/plain' } });
+    const unsigned = await web.hub.inject({
+      method: 'POST',
+      url: '/payment/stripe/webhook',
+      payload: 'not json',
+      headers: { 'content-type': 'text/plain' },
+    });
     assert.equal(unsigned.statusCode, 400);
     const empty = await web.hub.inject({ method: 'POST', url: '/payment/stripe/webhook' });
     assert.equal(empty.statusCode, 400);
@@ -365,14 +423,26 @@ describe('the webhook', () => {
   it('acknowledges events it does not act on with 200, changing nothing', async () => {
     const before = await counts();
     for (const type of ['customer.created', 'payment_intent.succeeded', 'charge.dispute.created', 'invoice.paid']) {
-      const response = await deliver({ id: `evt_${type}`, object: 'event', type, created: Math.floor(web.clock.now().getTime() / 1000), data: { object: { id: 'x_1', object: 'thing' } } });
+      const response = await deliver({
+        id: `evt_${type}`,
+        object: 'event',
+        type,
+        created: Math.floor(web.clock.now().getTime() / 1000),
+        data: { object: { id: 'x_1', object: 'thing' } },
+      });
       assert.equal(response.statusCode, 200, type);
     }
     assert.deepEqual(await counts(), before);
   });
 
   it('takes a webhook body up to 512 KB, and no more', async () => {
-    const padded = (kb: number) => ({ id: 'evt_big', object: 'event', type: 'customer.updated', created: Math.floor(web.clock.now().getTime() / 1000), data: { object: { id: 'cus_1', padding: 'x'.repeat(kb * 1024) } } });
+    const padded = (kb: number) => ({
+      id: 'evt_big',
+      object: 'event',
+      type: 'customer.updated',
+      created: Math.floor(web.clock.now().getTime() / 1000),
+      data: { object: { id: 'cus_1', padding: 'x'.repeat(kb * 1024) } },
+    });
     assert.equal((await deliver(padded(200))).statusCode, 200);
     assert.equal((await deliver(padded(600))).statusCode, 413);
   });
@@ -410,7 +480,7 @@ describe('the webhook', () => {
 // ---- chargebacks and refunds ----
 
 describe('chargebacks', () => {
-  it('a dispute\'s funds withdrawn invalidates the payment (chargeback, with the dispute id); reinstated makes it count again', async () => {
+  it("a dispute's funds withdrawn invalidates the payment (chargeback, with the dispute id); reinstated makes it count again", async () => {
     const { email, intent } = await paidCustomer('30');
     web.clock.advance(dayMs);
     const withdrawn = fake.disputeWithdrawn(intent, web.clock.now(), 'du_test_withdrawn1');
@@ -430,7 +500,7 @@ describe('chargebacks', () => {
     assert.equal(await balanceOf(email), 3000);
   });
 
-  it('reinstated delivered before withdrawn leaves the payment valid, as Stripe\'s order says', async () => {
+  it("reinstated delivered before withdrawn leaves the payment valid, as Stripe's order says", async () => {
     const { email, intent } = await paidCustomer('30');
     web.clock.advance(dayMs);
     const withdrawn = fake.disputeWithdrawn(intent, web.clock.now());
@@ -443,7 +513,7 @@ describe('chargebacks', () => {
     assert.equal(await balanceOf(email), 3000);
   });
 
-  it('a dispute delivered before its checkout\'s webhook credits the payment from Stripe\'s record first, then invalidates it', async () => {
+  it("a dispute delivered before its checkout's webhook credits the payment from Stripe's record first, then invalidates it", async () => {
     const email = newEmail('early-dispute');
     const client = await web.loggedIn(email);
     const id = await checkout(client, '22');
@@ -463,19 +533,46 @@ describe('chargebacks', () => {
     const at = Math.floor(web.clock.now().getTime() / 1000);
     const dispute = { id: 'du_unknown', object: 'dispute', charge: 'ch_unknown', payment_intent: 'pi_unknown', amount: 100, created: at };
     await delivered({ id: 'evt_u1', object: 'event', type: 'charge.dispute.funds_withdrawn', created: at, data: { object: dispute } });
-    await delivered({ id: 'evt_u2', object: 'event', type: 'charge.dispute.funds_reinstated', created: at, data: { object: { ...dispute, payment_intent: null } } });
-    await delivered({ id: 'evt_u3', object: 'event', type: 'charge.refunded', created: at, data: { object: { id: 'ch_unknown', object: 'charge', amount: 100, amount_refunded: 100, payment_intent: 'pi_unknown' } } });
+    await delivered({
+      id: 'evt_u2',
+      object: 'event',
+      type: 'charge.dispute.funds_reinstated',
+      created: at,
+      data: { object: { ...dispute, payment_intent: null } },
+    });
+    await delivered({
+      id: 'evt_u3',
+      object: 'event',
+      type: 'charge.refunded',
+      created: at,
+      data: { object: { id: 'ch_unknown', object: 'charge', amount: 100, amount_refunded: 100, payment_intent: 'pi_unknown' } },
+    });
     assert.deepEqual(await counts(), before);
   });
 });
 
 describe('signed events of shapes capsul does not expect', () => {
   const at = () => Math.floor(web.clock.now().getTime() / 1000);
-  const event = (type: string, data: unknown, extra: object = {}) => ({ id: `evt_odd_${type}`, object: 'event', type, created: at(), data, ...extra });
+  const event = (type: string, data: unknown, extra: object = {}) => ({
+    id: `evt_odd_${type}`,
+    object: 'event',
+    type,
+    created: at(),
+    data,
+    ...extra,
+  });
   /** A completed checkout's session as Stripe sends it, for one capsul never opened. */
   const session = (fields: object = {}) => ({
-    id: 'cs_test_odd', object: 'checkout.session', mode: 'payment', payment_status: 'paid', payment_intent: 'pi_test_odd',
-    amount_total: 2000, currency: 'usd', metadata: {}, customer_details: { email: 'odd@example.org' }, ...fields,
+    id: 'cs_test_odd',
+    object: 'checkout.session',
+    mode: 'payment',
+    payment_status: 'paid',
+    payment_intent: 'pi_test_odd',
+    amount_total: 2000,
+    currency: 'usd',
+    metadata: {},
+    customer_details: { email: 'odd@example.org' },
+    ...fields,
   });
 
   it('acknowledges each with 200, says why, logs a warning, and changes nothing', async () => {
@@ -489,7 +586,10 @@ describe('signed events of shapes capsul does not expect', () => {
       ['a session id that is none', event('checkout.session.completed', { object: session({ id: 'cs_\u0000odd' }) })],
       ['a session id of the wrong type', event('checkout.session.completed', { object: session({ id: 42 }) })],
       ['a payment intent that is a number', event('checkout.session.completed', { object: session({ payment_intent: 42 }) })],
-      ['an expanded payment intent without an id', event('checkout.session.completed', { object: session({ payment_intent: { object: 'payment_intent' } }) })],
+      [
+        'an expanded payment intent without an id',
+        event('checkout.session.completed', { object: session({ payment_intent: { object: 'payment_intent' } }) }),
+      ],
       ['a payment intent id with NUL', event('checkout.session.completed', { object: session({ payment_intent: 'pi_\u0000' }) })],
       ['an amount as text', event('checkout.session.completed', { object: session({ amount_total: '2000' }) })],
       ['an amount in fractions of a cent', event('checkout.session.completed', { object: session({ amount_total: 20.5 }) })],
@@ -503,7 +603,10 @@ describe('signed events of shapes capsul does not expect', () => {
       ['an expiry without a session id', event('checkout.session.expired', { object: {} })],
       ['an expiry with NUL in the id', event('checkout.session.expired', { object: { id: 'cs_test\u0000' } })],
       ['a dispute of no shape', event('charge.dispute.funds_withdrawn', { object: {} })],
-      ['a dispute with a payment intent of the wrong type', event('charge.dispute.funds_withdrawn', { object: { id: 'du_odd', payment_intent: ['pi_x'] } })],
+      [
+        'a dispute with a payment intent of the wrong type',
+        event('charge.dispute.funds_withdrawn', { object: { id: 'du_odd', payment_intent: ['pi_x'] } }),
+      ],
       ['a refund as text', event('charge.refunded', { object: { id: 'ch_odd', amount_refunded: '100', payment_intent: 'pi_odd' } })],
       ['a refund without a charge id', event('charge.refunded', { object: { amount_refunded: 100, payment_intent: 'pi_odd' } })],
     ];
@@ -516,7 +619,10 @@ describe('signed events of shapes capsul does not expect', () => {
       const answer = response.json() as { received: boolean; ignored?: string };
       assert.equal(answer.received, true, what);
       assert.match(answer.ignored ?? '', /^[\x20-\x7e]+$/, `${what}: says why, on one printable line`);
-      assert.ok(warnings.some((line) => /stripe webhook acknowledged, nothing done/.test(line)), `${what}: a warning in the log`);
+      assert.ok(
+        warnings.some((line) => /stripe webhook acknowledged, nothing done/.test(line)),
+        `${what}: a warning in the log`,
+      );
     }
     assert.deepEqual(await databaseFingerprint(web.db.admin), before, 'nothing changed');
     assert.equal(fake.requests.length, requests, 'Stripe was not asked about any of them');
@@ -543,8 +649,12 @@ describe('signed events of shapes capsul does not expect', () => {
     ];
     for (const [i, [fields, email]] of cases.entries()) {
       const intent = `pi_test_nometa${i}`;
-      await delivered(event('checkout.session.completed', { object: session({ id: `cs_test_nometa${i}`, payment_intent: intent, ...fields }) }));
-      const holds = await query<{ email: string | null; reason: string }>('SELECT email, reason FROM payment_holds WHERE reference = $1', [intent]);
+      await delivered(
+        event('checkout.session.completed', { object: session({ id: `cs_test_nometa${i}`, payment_intent: intent, ...fields }) }),
+      );
+      const holds = await query<{ email: string | null; reason: string }>('SELECT email, reason FROM payment_holds WHERE reference = $1', [
+        intent,
+      ]);
       assert.equal(holds.length, 1);
       assert.equal(holds[0]!.email, email);
       assert.match(holds[0]!.reason, /is not one capsul opened/);
@@ -558,7 +668,10 @@ describe('signed events of shapes capsul does not expect', () => {
       const t = at();
       const signature = `t=${t},v1=${createHmac('sha256', webhookSecret).update(`${t}.${body}`, 'utf8').digest('hex')}`;
       const response = await web.hub.inject({
-        method: 'POST', url: '/payment/stripe/webhook', payload: body, headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+        method: 'POST',
+        url: '/payment/stripe/webhook',
+        payload: body,
+        headers: { 'content-type': 'application/json', 'stripe-signature': signature },
       });
       assert.equal(response.statusCode, 400, body);
       assert.match((response.json() as { error: string }).error, /^the body is not (JSON|a Stripe event \(a JSON object\))$/, body);
@@ -586,7 +699,7 @@ describe('signed events of shapes capsul does not expect', () => {
 });
 
 describe('refunds', () => {
-  it('partial and full refunds reduce the payment\'s credit to what is left, delivered in any order and twice', async () => {
+  it("partial and full refunds reduce the payment's credit to what is left, delivered in any order and twice", async () => {
     const { email, intent } = await paidCustomer('30');
     web.clock.advance(dayMs);
     const partial = fake.refund(intent, 1000, web.clock.now());
@@ -647,14 +760,18 @@ describe('chaos', () => {
         const runStart = new Date(start.getTime() + (30 + chaosRun) * dayMs);
         web.clock.set(runStart);
         const copies = ['order', 'chaos'] as const;
-        const customers = Object.fromEntries(await Promise.all(copies.map(async (copy) => {
-          const list = [];
-          for (let i = 0; i < 2; i++) {
-            const email = `${copy}-r${chaosRun}-c${i}-${process.pid}@example.org`;
-            list.push({ email, client: await web.loggedIn(email) });
-          }
-          return [copy, list] as const;
-        }))) as Record<(typeof copies)[number], { email: string; client: WebClient }[]>;
+        const customers = Object.fromEntries(
+          await Promise.all(
+            copies.map(async (copy) => {
+              const list = [];
+              for (let i = 0; i < 2; i++) {
+                const email = `${copy}-r${chaosRun}-c${i}-${process.pid}@example.org`;
+                list.push({ email, client: await web.loggedIn(email) });
+              }
+              return [copy, list] as const;
+            }),
+          ),
+        ) as Record<(typeof copies)[number], { email: string; client: WebClient }[]>;
 
         // Both copies live the same story at the same instants; only their deliveries differ.
         const events: Record<(typeof copies)[number], StripeEvent[]> = { order: [], chaos: [] };
@@ -700,11 +817,13 @@ describe('chaos', () => {
         while (queue.length > 0) {
           const size = delivery.groups[step % delivery.groups.length]!;
           const group = queue.splice(0, size);
-          const results = await Promise.all(group.map(async (event, i) => {
-            const delayMs = delivery.delaysMs[(step + i) % delivery.delaysMs.length]!;
-            if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
-            return { event, response: await deliver(event) };
-          }));
+          const results = await Promise.all(
+            group.map(async (event, i) => {
+              const delayMs = delivery.delaysMs[(step + i) % delivery.delaysMs.length]!;
+              if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+              return { event, response: await deliver(event) };
+            }),
+          );
           for (const { event, response } of results) {
             if (response.statusCode !== 200) queue.push(event);
           }
@@ -715,7 +834,8 @@ describe('chaos', () => {
         // The same ledger: per payment, and per account.
         for (const [i, plan] of plans.entries()) {
           const [ordered, chaotic] = await Promise.all(copies.map((copy) => paymentByReference(intents[copy][i]!)));
-          const strip = (p: PaymentView | undefined) => (p ? { dollars: p.dollars, invalidated: p.invalidated, refunded: p.refunded, provider: p.provider } : null);
+          const strip = (p: PaymentView | undefined) =>
+            p ? { dollars: p.dollars, invalidated: p.invalidated, refunded: p.refunded, provider: p.provider } : null;
           assert.deepEqual(strip(chaotic), strip(ordered), `payment ${i} of ${JSON.stringify(plans)}`);
           // And what the plan says Stripe did.
           if (plan.mismatch) assert.equal(ordered, undefined);
@@ -723,15 +843,23 @@ describe('chaos', () => {
             assert.equal(ordered!.invalidated, plan.disputes.at(-1) === 'withdrawn');
             assert.equal(ordered!.dollars, (plan.cents / 100).toFixed(2));
           }
-          const holds = await Promise.all(copies.map(async (copy) => (await query('SELECT 1 FROM payment_holds WHERE reference = $1', [intents[copy][i]])).length));
+          const holds = await Promise.all(
+            copies.map(async (copy) => (await query('SELECT 1 FROM payment_holds WHERE reference = $1', [intents[copy][i]])).length),
+          );
           assert.deepEqual(holds, plan.mismatch ? [1, 1] : [0, 0]);
         }
         for (let c = 0; c < 2; c++) {
           const [ordered, chaotic] = await Promise.all(copies.map((copy) => balanceOf(customers[copy][c]!.email)));
           assert.equal(chaotic, ordered, `balance of customer ${c}`);
-          const statuses = await Promise.all(copies.map(async (copy) => (await query<{ status: string }>(
-            `SELECT status FROM provider_checkouts WHERE email = $1 ORDER BY amount_cents, status`, [customers[copy][c]!.email],
-          )).map((r) => r.status)));
+          const statuses = await Promise.all(
+            copies.map(async (copy) =>
+              (
+                await query<{ status: string }>(`SELECT status FROM provider_checkouts WHERE email = $1 ORDER BY amount_cents, status`, [
+                  customers[copy][c]!.email,
+                ])
+              ).map((r) => r.status),
+            ),
+          );
           assert.deepEqual(statuses[1], statuses[0]);
         }
       }),
@@ -777,9 +905,18 @@ describe('reconcile', () => {
     await provider.reconcile({ now: web.clock.now(), dryRun: true, log: (line) => dryLines.push(line) });
     assert.deepEqual(await counts(), before, 'the dry run changes nothing');
     assert.equal((await checkoutRow(paid))!.status, 'open');
-    assert.ok(dryLines.some((line) => line.includes(`would settle checkout ${paid}`)), dryLines.join('\n'));
-    assert.ok(dryLines.some((line) => line.includes(`would mark checkout ${abandoned} expired`)), dryLines.join('\n'));
-    assert.ok(dryLines.some((line) => line.includes('would mark checkout cs_test_gone invalid')), dryLines.join('\n'));
+    assert.ok(
+      dryLines.some((line) => line.includes(`would settle checkout ${paid}`)),
+      dryLines.join('\n'),
+    );
+    assert.ok(
+      dryLines.some((line) => line.includes(`would mark checkout ${abandoned} expired`)),
+      dryLines.join('\n'),
+    );
+    assert.ok(
+      dryLines.some((line) => line.includes('would mark checkout cs_test_gone invalid')),
+      dryLines.join('\n'),
+    );
     assert.equal(await balanceOf(email), null);
 
     const lines: string[] = [];
@@ -795,7 +932,13 @@ describe('reconcile', () => {
     assert.equal(payment!.created.getTime(), Math.floor(paidAt.getTime() / 1000) * 1000, 'received when Stripe took the money');
 
     // The webhook arriving late after all changes nothing more; a second run has nothing to do.
-    const late = { id: 'evt_late', object: 'event', type: 'checkout.session.completed', created: Math.floor(paidAt.getTime() / 1000), data: { object: { ...fake.sessions.get(paid)! } } };
+    const late = {
+      id: 'evt_late',
+      object: 'event',
+      type: 'checkout.session.completed',
+      created: Math.floor(paidAt.getTime() / 1000),
+      data: { object: { ...fake.sessions.get(paid)! } },
+    };
     await delivered(late);
     const again: string[] = [];
     const settled = await counts();
@@ -816,8 +959,14 @@ describe('reconcile', () => {
     await web.db.pool.query(`UPDATE provider_checkouts SET created = '2026-01-01T00:00:00Z' WHERE id = $1`, [first]);
     fake.failNext(3); // the first checkout's request and both retries
     const lines: string[] = [];
-    await assert.rejects(provider.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) }), /1 of \d+ open checkouts could not be checked/);
-    assert.ok(lines.some((line) => line.includes(`checking checkout ${first} failed`)), lines.join('\n'));
+    await assert.rejects(
+      provider.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) }),
+      /1 of \d+ open checkouts could not be checked/,
+    );
+    assert.ok(
+      lines.some((line) => line.includes(`checking checkout ${first} failed`)),
+      lines.join('\n'),
+    );
     assert.equal((await checkoutRow(first))!.status, 'open');
     assert.equal((await checkoutRow(second))!.status, 'expired');
     await provider.reconcile({ now: web.clock.now(), dryRun: false, log: (line) => lines.push(line) });

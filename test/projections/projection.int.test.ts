@@ -54,14 +54,43 @@ describe('projections', () => {
       { email: 'alice@example.org', dollars: '25.00', invalidated: false, invalidation_reason: null, refunded: '0.00' },
       { email: 'bob@example.org', dollars: '10.00', invalidated: true, invalidation_reason: 'chargeback', refunded: '0.00' },
     ]);
-    const vms = await db.pool.query(`SELECT size, state, host, last_seen_ipv4, dollars_per_month::text, deleted IS NOT NULL AS deleted, failure FROM vms ORDER BY created`);
+    const vms = await db.pool.query(
+      `SELECT size, state, host, last_seen_ipv4, dollars_per_month::text, deleted IS NOT NULL AS deleted, failure FROM vms ORDER BY created`,
+    );
     assert.deepEqual(vms.rows, [
-      { size: 'f1-xs', state: 'running', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '5.33', deleted: false, failure: null },
-      { size: 'f1-s', state: 'failed', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '7.16', deleted: false, failure: 'disk full' },
-      { size: 'f1-m', state: 'deleted', host: 'host-a', last_seen_ipv4: '192.0.2.10', dollars_per_month: '12.50', deleted: true, failure: null },
+      {
+        size: 'f1-xs',
+        state: 'running',
+        host: 'host-a',
+        last_seen_ipv4: '192.0.2.10',
+        dollars_per_month: '5.33',
+        deleted: false,
+        failure: null,
+      },
+      {
+        size: 'f1-s',
+        state: 'failed',
+        host: 'host-a',
+        last_seen_ipv4: '192.0.2.10',
+        dollars_per_month: '7.16',
+        deleted: false,
+        failure: 'disk full',
+      },
+      {
+        size: 'f1-m',
+        state: 'deleted',
+        host: 'host-a',
+        last_seen_ipv4: '192.0.2.10',
+        dollars_per_month: '12.50',
+        deleted: true,
+        failure: null,
+      },
     ]);
     const accounts = await db.pool.query('SELECT email FROM accounts ORDER BY email');
-    assert.deepEqual(accounts.rows.map((r) => r.email), ['alice@example.org', 'bob@example.org']);
+    assert.deepEqual(
+      accounts.rows.map((r) => r.email),
+      ['alice@example.org', 'bob@example.org'],
+    );
   });
 
   it('records each operation asked of a host and the report that completed it', async () => {
@@ -80,7 +109,9 @@ describe('projections', () => {
   });
 
   it('a payment received before its account was recorded counts, as of then, from when it was received', async () => {
-    const { rows } = await db.pool.query(`SELECT to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS created FROM payments WHERE dollars = 25`);
+    const { rows } = await db.pool.query(
+      `SELECT to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS created FROM payments WHERE dollars = 25`,
+    );
     assert.equal(rows[0].created, '2025-12-30 12:00');
     const client = await db.pool.connect();
     try {
@@ -100,7 +131,10 @@ describe('projections', () => {
       const replayed = memory.rows(table).length;
       assert.equal((await tableText(table)).length, replayed, `${table} row count`);
     }
-    assert.deepEqual(await verifyProjections(db.pool), { matches: true, differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 } });
+    assert.deepEqual(await verifyProjections(db.pool), {
+      matches: true,
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 },
+    });
   });
 
   it('a rebuild gives identical tables', async () => {
@@ -110,7 +144,7 @@ describe('projections', () => {
     for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
   });
 
-  it('verify notices a projection changed behind the projector\'s back', async () => {
+  it("verify notices a projection changed behind the projector's back", async () => {
     const client = await db.admin.connect();
     try {
       await client.query('ALTER TABLE payments DISABLE TRIGGER capsul_projection_guard');
@@ -133,8 +167,18 @@ describe('projections', () => {
       types.push(...batch.map((s) => s.event.type));
     }
     assert.deepEqual(types, [
-      'AccountOpened', 'PaymentRecorded', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated',
-      'PaymentRefunded', 'PaymentRefunded', 'BalanceWarningIssued', 'VmCreationRequested', 'VmCreationRequested', 'VmCreationRequested', 'VmDeletionRequested',
+      'AccountOpened',
+      'PaymentRecorded',
+      'PaymentRecorded',
+      'PaymentInvalidated',
+      'PaymentReinstated',
+      'PaymentRefunded',
+      'PaymentRefunded',
+      'BalanceWarningIssued',
+      'VmCreationRequested',
+      'VmCreationRequested',
+      'VmCreationRequested',
+      'VmDeletionRequested',
     ]);
   });
 });

@@ -31,13 +31,21 @@ const report = () => ({ reportId: randomUUID(), operationId: null });
 /** Placed on host-a, provisioned and seen running. */
 async function running(vmId: string, accountId: string): Promise<void> {
   const create = randomUUID();
-  await vmCommand(db, { type: 'PlaceVm', data: { vmId, host, operationId: create, context: { accountId, deletionRequested: false } }, metadata: { now: tick() } });
+  await vmCommand(db, {
+    type: 'PlaceVm',
+    data: { vmId, host, operationId: create, context: { accountId, deletionRequested: false } },
+    metadata: { now: tick() },
+  });
   await vmCommand(db, {
     type: 'RecordProvisioned',
     data: { vmId, host, ipv4: '192.0.2.10', ipv6: null, sshHostKeys: [], observedAt: tick(), reportId: randomUUID(), operationId: create },
     metadata: { now: now() },
   });
-  await vmCommand(db, { type: 'ObserveState', data: { vmId, host, state: 'running', observedAt: tick(), ...report() }, metadata: { now: now() } });
+  await vmCommand(db, {
+    type: 'ObserveState',
+    data: { vmId, host, state: 'running', observedAt: tick(), ...report() },
+    metadata: { now: now() },
+  });
 }
 
 /** Its host reports it deleted, seen gone two minutes before the report arrives. */
@@ -60,14 +68,22 @@ before(async () => {
   // One vanishes with a stop still open, then its owner removes it and the host confirms.
   await running(vms.removed, accountId);
   stopOperation = randomUUID();
-  await vmCommand(db, { type: 'RequestStop', data: { vmId: vms.removed, force: false, operationId: stopOperation, context: { accountId, deletionRequested: false } }, metadata: { now: tick() } });
+  await vmCommand(db, {
+    type: 'RequestStop',
+    data: { vmId: vms.removed, force: false, operationId: stopOperation, context: { accountId, deletionRequested: false } },
+    metadata: { now: tick() },
+  });
   vanishedAt = await reportedGone(vms.removed);
   assert.equal(await endVanishedAccruals({ pool: db.pool, now }), 1);
   tick();
   await db.ledger.deleteVm(vms.removed, 'deleted by the customer', operator);
   await scheduleDeletions({ pool: db.pool, now });
   const { rows } = await db.pool.query(`SELECT id FROM operations WHERE vm_id = $1 AND kind = 'delete'`, [vms.removed]);
-  await vmCommand(db, { type: 'ConfirmDeleted', data: { vmId: vms.removed, host, observedAt: tick(), reportId: randomUUID(), operationId: rows[0].id }, metadata: { now: now() } });
+  await vmCommand(db, {
+    type: 'ConfirmDeleted',
+    data: { vmId: vms.removed, host, observedAt: tick(), reportId: randomUUID(), operationId: rows[0].id },
+    metadata: { now: now() },
+  });
   // One vanishes and stays so; one is deleted as asked.
   await running(vms.open, accountId);
   await reportedGone(vms.open);
@@ -89,12 +105,17 @@ describe('projections of vanished capsuls', () => {
       { id: vms.open, state: 'vanished', vanished: true, charges_ended: true, deletion_requested: false, ended_when_seen_gone: true },
       { id: vms.deleted, state: 'deleted', vanished: false, charges_ended: false, deletion_requested: true, ended_when_seen_gone: null },
     ]);
-    const { rows: [removed] } = await db.pool.query(`SELECT vanished FROM vms WHERE id = $1`, [vms.removed]);
+    const {
+      rows: [removed],
+    } = await db.pool.query(`SELECT vanished FROM vms WHERE id = $1`, [vms.removed]);
     assert.equal(removed.vanished.toISOString(), vanishedAt);
   });
 
   it('end the operations it left open as cancelled, and deliver them no more', async () => {
-    const { rows } = await db.pool.query(`SELECT kind, outcome, completed IS NOT NULL AS completed FROM operations WHERE vm_id = $1 ORDER BY created`, [vms.removed]);
+    const { rows } = await db.pool.query(
+      `SELECT kind, outcome, completed IS NOT NULL AS completed FROM operations WHERE vm_id = $1 ORDER BY created`,
+      [vms.removed],
+    );
     assert.deepEqual(rows, [
       { kind: 'create', outcome: 'provisioned', completed: true },
       { kind: 'stop', outcome: 'cancelled', completed: true },

@@ -95,7 +95,10 @@ describe('spoke agent: operations', () => {
 
     hub.addOperation(create); // as if the hub had not recorded the outcome
     await waitFor('the outcome sent again', () => hub.reportsFor(create.id).length >= 4);
-    assert.deepEqual(hub.reportsFor(create.id).map((report) => report.id), [...firstIds, ...firstIds]);
+    assert.deepEqual(
+      hub.reportsFor(create.id).map((report) => report.id),
+      [...firstIds, ...firstIds],
+    );
     assert.equal(driver.count('create', vmId), 1);
     assert.ok(lines.some((line) => line.includes('delivered again')));
   });
@@ -107,7 +110,9 @@ describe('spoke agent: operations', () => {
     const create = operation('create', vmId);
     hub.addOperation(create);
     await waitFor('the outcome in the outbox', () => outboxFiles(data.dir).length === 2);
-    const queued = outboxFiles(data.dir).map((name) => (JSON.parse(readFileSync(path.join(data.dir, 'outbox', name), 'utf8')) as Report).id);
+    const queued = outboxFiles(data.dir).map(
+      (name) => (JSON.parse(readFileSync(path.join(data.dir, 'outbox', name), 'utf8')) as Report).id,
+    );
     await first.agent.stop();
 
     const deliveredBefore = hub.deliveries.get(create.id)!;
@@ -131,11 +136,14 @@ describe('spoke agent: operations', () => {
       steps.map((step) => types(hub.reportsFor(step.id))),
       [['state stopped'], ['provisioned', 'state running'], ['state stopped'], ['deleted']],
     );
-    assert.deepEqual(driver.calls.filter((call) => call.method !== 'inspect' && call.vmId === vmId).map((call) => call.method), ['stop', 'start', 'forceStop', 'delete']);
+    assert.deepEqual(
+      driver.calls.filter((call) => call.method !== 'inspect' && call.vmId === vmId).map((call) => call.method),
+      ['stop', 'start', 'forceStop', 'delete'],
+    );
     assert.equal(driver.capsuls.has(vmId), false);
   });
 
-  it('reports a driver failure as failed, with the driver\'s message, and does not retry it', async () => {
+  it("reports a driver failure as failed, with the driver's message, and does not retry it", async () => {
     driver.failNext('create', 'not enough memory for capsul: it needs 1024 MB, 512 MB are free');
     const { lines } = await startAgent();
     const vmId = newVmId();
@@ -150,7 +158,7 @@ describe('spoke agent: operations', () => {
     assert.ok(lines.some((line) => line.includes(create.id) && line.includes('failed')));
   });
 
-  it('cleans a driver\'s message of what the hub refuses before reporting it (controls, bidi, lone surrogates)', async () => {
+  it("cleans a driver's message of what the hub refuses before reporting it (controls, bidi, lone surrogates)", async () => {
     driver.failNext('create', 'qemu-img:\u0000 bad\r\n\u001b[31mdisk\u202e full\ud800\n\tat line 2');
     await startAgent();
     const create = operation('create', newVmId());
@@ -261,7 +269,9 @@ describe('spoke agent: reports and the outbox', () => {
 
     await hub.up();
     await waitFor('the create to be completed', () => hub.completed.has(create.id));
-    await waitFor('the crash reported', () => hub.received.some((report) => report.vmId === existing && report.type === 'state' && report.state === 'crashed'));
+    await waitFor('the crash reported', () =>
+      hub.received.some((report) => report.vmId === existing && report.type === 'state' && report.state === 'crashed'),
+    );
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
     assert.deepEqual(types(hub.reportsFor(create.id)), ['provisioned', 'state running']);
     assert.equal(lines.filter((line) => line.startsWith('hub unreachable')).length, 1, 'one line per outage, not one per retry');
@@ -316,12 +326,18 @@ describe('spoke agent: reports and the outbox', () => {
     hub.reportsDown = false;
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
     assert.deepEqual(hub.reportBatches, [3], 'one batch, the refused report first');
-    assert.deepEqual(hub.received.map((report) => report.vmId), [refused, b, c]);
+    assert.deepEqual(
+      hub.received.map((report) => report.vmId),
+      [refused, b, c],
+    );
 
     const [aside] = setAsideFiles(data.dir);
     const report = JSON.parse(readFileSync(path.join(data.dir, 'outbox-rejected', aside!), 'utf8')) as Report;
     assert.equal(report.vmId, refused);
-    assert.match(readFileSync(path.join(data.dir, 'outbox-rejected', aside!.replace(/\.json$/, '.reason.txt')), 'utf8'), new RegExp(`is not on host ${hub.hostId}`));
+    assert.match(
+      readFileSync(path.join(data.dir, 'outbox-rejected', aside!.replace(/\.json$/, '.reason.txt')), 'utf8'),
+      new RegExp(`is not on host ${hub.hostId}`),
+    );
     const beats = hub.heartbeats.length;
     await waitFor('three more heartbeats', () => hub.heartbeats.length >= beats + 3);
     assert.equal(hub.received.filter((r) => r.vmId === refused).length, 1, 'never sent again');
@@ -341,16 +357,22 @@ describe('spoke agent: reports and the outbox', () => {
     hub.reportsDown = false;
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
     assert.deepEqual(hub.reportBatches, [3, 1, 1, 1], 'the batch, then its reports one by one, in order');
-    assert.deepEqual(hub.received.map((report) => report.vmId), [a, b]);
+    assert.deepEqual(
+      hub.received.map((report) => report.vmId),
+      [a, b],
+    );
     const aside = setAsideFiles(data.dir);
     assert.equal(aside.length, 1);
     assert.equal((JSON.parse(readFileSync(path.join(data.dir, 'outbox-rejected', aside[0]!), 'utf8')) as Report).vmId, poisoned);
-    assert.match(readFileSync(path.join(data.dir, 'outbox-rejected', aside[0]!.replace(/\.json$/, '.reason.txt')), 'utf8'), /HTTP 400 \(malformed reports: /);
+    assert.match(
+      readFileSync(path.join(data.dir, 'outbox-rejected', aside[0]!.replace(/\.json$/, '.reason.txt')), 'utf8'),
+      /HTTP 400 \(malformed reports: /,
+    );
     assert.equal(lines.filter((line) => line.includes('sending them one at a time')).length, 1);
     assert.ok(lines.some((line) => line.includes(`capsul ${poisoned}) refused by the hub, set aside`)));
   });
 
-  it('keeps reports while the hub answers a status that says nothing about them (a proxy\'s 404), and delivers them after', async () => {
+  it("keeps reports while the hub answers a status that says nothing about them (a proxy's 404), and delivers them after", async () => {
     hub.reportsStatus = 404;
     const vmId = newVmId();
     driver.add(vmId, 'running');
@@ -365,7 +387,7 @@ describe('spoke agent: reports and the outbox', () => {
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
   });
 
-  it('does not send an operation\'s refused outcome again when the hub delivers the operation again, and says so once', async () => {
+  it("does not send an operation's refused outcome again when the hub delivers the operation again, and says so once", async () => {
     const vmId = newVmId();
     hub.refusedVms.add(vmId);
     const { lines } = await startAgent();
@@ -417,7 +439,10 @@ describe('spoke agent: heartbeats, the token, stopping', () => {
     await waitFor('a heartbeat', () => hub.heartbeats.length > 0);
     assert.deepEqual(hub.heartbeats[0], {
       capacity: { memoryMb: 8192, vcpus: 4 },
-      vms: [{ vmId: a, state: 'running' }, { vmId: b, state: 'stopped' }],
+      vms: [
+        { vmId: a, state: 'running' },
+        { vmId: b, state: 'stopped' },
+      ],
       agentVersion: 'capsul-spoke/test',
     });
     assert.ok(hub.seenAuth.every(({ authorization, host }) => authorization === `Bearer ${hub.token}` && host === hub.hostId));
@@ -431,19 +456,22 @@ describe('spoke agent: heartbeats, the token, stopping', () => {
     await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
     assert.deepEqual(hub.heartbeats[0]!.vms, [{ vmId, state: 'running' }]);
     await waitFor('an empty outbox', () => outboxFiles(data.dir).length === 0);
-    assert.deepEqual(hub.received.map((report) => report.vmId), [vmId]);
+    assert.deepEqual(
+      hub.received.map((report) => report.vmId),
+      [vmId],
+    );
     assert.equal(lines.filter((line) => line.includes('not capsul ids')).length, 1);
   });
 
-  it('says once that this host\'s clock is further from the hub\'s than the hub allows', async () => {
+  it("says once that this host's clock is further from the hub's than the hub allows", async () => {
     const { lines } = await startAgent(); // the test clock runs in 2031
     await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
-    const warnings = lines.filter((line) => line.startsWith('this host\'s clock is'));
+    const warnings = lines.filter((line) => line.startsWith("this host's clock is"));
     assert.equal(warnings.length, 1, lines.join('\n'));
     assert.match(warnings[0]!, /^this host's clock is \d+ s ahead of the hub's: the hub refuses reports observed more than 300 s ahead/);
   });
 
-  it('says nothing about the clock when it agrees with the hub\'s', async () => {
+  it("says nothing about the clock when it agrees with the hub's", async () => {
     const { lines } = await startAgent({ clock: { nowMs: () => Date.now(), sleep: abortableDelay } });
     await waitFor('three heartbeats', () => hub.heartbeats.length >= 3);
     assert.equal(lines.filter((line) => line.includes('clock')).length, 0, lines.join('\n'));

@@ -7,18 +7,33 @@ describe('backoff', () => {
   it('doubles from 1 s up to 60 s, between half and all of the ceiling', () => {
     const ceilings = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000];
     ceilings.forEach((ceilingMs, attempt) => {
-      assert.equal(backoffMs(attempt, () => 0), ceilingMs / 2);
-      assert.equal(backoffMs(attempt, () => 1), ceilingMs);
+      assert.equal(
+        backoffMs(attempt, () => 0),
+        ceilingMs / 2,
+      );
+      assert.equal(
+        backoffMs(attempt, () => 1),
+        ceilingMs,
+      );
     });
   });
 
   it('stays capped however many attempts failed', () => {
-    assert.equal(backoffMs(10_000, () => 1), 60_000);
+    assert.equal(
+      backoffMs(10_000, () => 1),
+      60_000,
+    );
   });
 
   it('honours another base and cap', () => {
-    assert.equal(backoffMs(3, () => 1, 10, 100), 80);
-    assert.equal(backoffMs(4, () => 1, 10, 100), 100);
+    assert.equal(
+      backoffMs(3, () => 1, 10, 100),
+      80,
+    );
+    assert.equal(
+      backoffMs(4, () => 1, 10, 100),
+      100,
+    );
   });
 });
 

@@ -35,7 +35,10 @@ export class FakeHub {
   private readonly seenReportIds = new Set<string>();
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly hostId = 'host-a', readonly token = 'test-token-aaaaaaaaaaaaaaaaaaaa') {}
+  constructor(
+    readonly hostId = 'host-a',
+    readonly token = 'test-token-aaaaaaaaaaaaaaaaaaaa',
+  ) {}
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
@@ -96,7 +99,8 @@ export class FakeHub {
       if (this.reportsStatus !== null) return send(response, this.reportsStatus, { error: `HTTP ${this.reportsStatus} from the fake hub` });
       const { reports } = body as { reports: Report[] };
       this.reportBatches.push(reports.length);
-      if (reports.some((report) => this.poisonVms.has(report.vmId))) return send(response, 400, { error: 'malformed reports: reports[0].id contains U+0000 (a control character) at position 3' });
+      if (reports.some((report) => this.poisonVms.has(report.vmId)))
+        return send(response, 400, { error: 'malformed reports: reports[0].id contains U+0000 (a control character) at position 3' });
       this.received.push(...reports);
       if (this.leaveReportsUnanswered) return send(response, 200, { results: [] });
       return send(response, 200, { results: reports.map((report) => this.record(report)) });
@@ -105,7 +109,8 @@ export class FakeHub {
   }
 
   private record(report: Report): ReportResult {
-    if (this.refusedVms.has(report.vmId)) return { id: report.id, status: 'refused', error: `capsul ${report.vmId} is not on host ${this.hostId}` };
+    if (this.refusedVms.has(report.vmId))
+      return { id: report.id, status: 'refused', error: `capsul ${report.vmId} is not on host ${this.hostId}` };
     const index = this.pending.findIndex((operation) => operation.id === report.operationId);
     if (index >= 0) {
       this.completed.set(report.operationId!, report);

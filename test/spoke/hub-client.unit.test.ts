@@ -1,7 +1,15 @@
 // The hub client without a network: HUB_URL rules (one hub or several), headers, timeouts, failover and the validation of answers.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HubClient, HubRejectedError, HubUnavailableError, HubUrlError, TokenRefusedError, parseHubUrl, parseHubUrls } from '../../src/spoke/hub-client.ts';
+import {
+  HubClient,
+  HubRejectedError,
+  HubUnavailableError,
+  HubUrlError,
+  TokenRefusedError,
+  parseHubUrl,
+  parseHubUrls,
+} from '../../src/spoke/hub-client.ts';
 
 const token = 'secret-token-0123456789abcdef';
 type Call = { url: string; method: string; headers: Record<string, string>; body: unknown };
@@ -18,15 +26,26 @@ function client(answer: (call: Call) => Response | Promise<Response>, requestTim
     calls.push(call);
     return answer(call);
   }) as typeof fetch;
-  return { hub: new HubClient({ hubUrl: 'https://hub.example.org/capsul', hostId: 'host-a', token, fetch: fakeFetch, requestTimeoutMs }), calls };
+  return {
+    hub: new HubClient({ hubUrl: 'https://hub.example.org/capsul', hostId: 'host-a', token, fetch: fakeFetch, requestTimeoutMs }),
+    calls,
+  };
 }
 
-const json = (status: number, body: unknown) => new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 const heartbeat = { capacity: { memoryMb: 1024, vcpus: 2 }, vms: [], agentVersion: 'test' };
 const validOperation = { id: 'op-1', kind: 'stop', vmId: 'capsul-aaaaaaaaaa', createdAt: '2031-01-01T00:00:00.000Z' };
 
 describe('HUB_URL', () => {
-  for (const url of ['https://hub.example.org', 'https://hub.example.org:8443/capsul', 'http://127.0.0.1:3000', 'http://127.8.9.10', 'http://localhost:3000', 'http://[::1]:3000']) {
+  for (const url of [
+    'https://hub.example.org',
+    'https://hub.example.org:8443/capsul',
+    'http://127.0.0.1:3000',
+    'http://127.8.9.10',
+    'http://localhost:3000',
+    'http://[::1]:3000',
+  ]) {
     it(`accepts ${url}`, () => {
       assert.doesNotThrow(() => parseHubUrl(url));
     });
@@ -43,7 +62,10 @@ describe('HUB_URL', () => {
     ['https://hub.example.org/?x=1', /query or fragment/],
   ] as const) {
     it(`refuses ${url}`, () => {
-      assert.throws(() => parseHubUrl(url), (error: Error) => error instanceof HubUrlError && reason.test(error.message));
+      assert.throws(
+        () => parseHubUrl(url),
+        (error: Error) => error instanceof HubUrlError && reason.test(error.message),
+      );
     });
   }
 
@@ -63,12 +85,13 @@ describe('hub client requests', () => {
     });
     await hub.heartbeat(heartbeat);
     await hub.operations(25_000);
-    await hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]);
-    assert.deepEqual(calls.map((call) => `${call.method} ${new URL(call.url).pathname}${new URL(call.url).search}`), [
-      'POST /capsul/spoke/v1/heartbeat',
-      'GET /capsul/spoke/v1/operations?waitMs=25000',
-      'POST /capsul/spoke/v1/reports',
+    await hub.postReports([
+      { id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' },
     ]);
+    assert.deepEqual(
+      calls.map((call) => `${call.method} ${new URL(call.url).pathname}${new URL(call.url).search}`),
+      ['POST /capsul/spoke/v1/heartbeat', 'GET /capsul/spoke/v1/operations?waitMs=25000', 'POST /capsul/spoke/v1/reports'],
+    );
     for (const call of calls) {
       assert.equal(call.headers.authorization, `Bearer ${token}`);
       assert.equal(call.headers['x-capsul-host'], 'host-a');
@@ -85,7 +108,13 @@ describe('hub client requests', () => {
   it('sends no empty report batch and refuses one over the limit', async () => {
     const { hub, calls } = client(() => json(200, { results: [] }));
     assert.deepEqual(await hub.postReports([]), []);
-    const many = Array.from({ length: 101 }, (_, i) => ({ id: `r${i}`, type: 'deleted' as const, vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }));
+    const many = Array.from({ length: 101 }, (_, i) => ({
+      id: `r${i}`,
+      type: 'deleted' as const,
+      vmId: 'capsul-aaaaaaaaaa',
+      operationId: null,
+      observedAt: '2031-01-01T00:00:00.000Z',
+    }));
     await assert.rejects(hub.postReports(many), /at most 100 reports/);
     assert.equal(calls.length, 0);
   });
@@ -95,21 +124,32 @@ describe('hub client answers', () => {
   for (const status of [401, 403]) {
     it(`raises TokenRefusedError on ${status}, without the token in its message`, async () => {
       const { hub } = client(() => json(status, { error: 'unknown host or wrong token' }));
-      await assert.rejects(hub.heartbeat(heartbeat), (error: Error) => error instanceof TokenRefusedError && error.status === status && !error.message.includes(token));
+      await assert.rejects(
+        hub.heartbeat(heartbeat),
+        (error: Error) => error instanceof TokenRefusedError && error.status === status && !error.message.includes(token),
+      );
     });
   }
 
   for (const status of [500, 502, 503, 408, 429, 404, 405, 409, 415]) {
     it(`treats ${status} as the hub being unavailable (retry)`, async () => {
       const { hub } = client(() => json(status, { message: 'try later' }));
-      await assert.rejects(hub.operations(0), (error: Error) => error instanceof HubUnavailableError && error.status === status && /try later/.test(error.message));
+      await assert.rejects(
+        hub.operations(0),
+        (error: Error) => error instanceof HubUnavailableError && error.status === status && /try later/.test(error.message),
+      );
     });
   }
 
   for (const status of [400, 413, 422]) {
     it(`treats ${status} as the body refused as malformed (retrying it unchanged will not help)`, async () => {
       const { hub } = client(() => json(status, { message: 'body/reports/0 must have required property id' }));
-      await assert.rejects(hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]), HubRejectedError);
+      await assert.rejects(
+        hub.postReports([
+          { id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' },
+        ]),
+        HubRejectedError,
+      );
     });
   }
 
@@ -117,16 +157,24 @@ describe('hub client answers', () => {
     const { hub } = client(() => {
       throw Object.assign(new TypeError('fetch failed'), { cause: { code: 'ECONNREFUSED' } });
     });
-    await assert.rejects(hub.heartbeat(heartbeat), (error: Error) => error instanceof HubUnavailableError && /ECONNREFUSED/.test(error.message));
+    await assert.rejects(
+      hub.heartbeat(heartbeat),
+      (error: Error) => error instanceof HubUnavailableError && /ECONNREFUSED/.test(error.message),
+    );
   });
 
   it('gives up on a request after its timeout', async () => {
     const neverAnswers = ((_: unknown, init?: RequestInit) =>
-      new Promise((_resolve, reject) => init!.signal!.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))))) as typeof fetch;
+      new Promise((_resolve, reject) =>
+        init!.signal!.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))),
+      )) as typeof fetch;
     const hub = new HubClient({ hubUrl: 'https://hub.example.org', hostId: 'host-a', token, requestTimeoutMs: 20, fetch: neverAnswers });
     const keepAlive = setTimeout(() => {}, 5_000); // AbortSignal.timeout does not hold the event loop open; a real socket would
     try {
-      await assert.rejects(hub.heartbeat(heartbeat), (error: Error) => error instanceof HubUnavailableError && /no answer within 20 ms/.test(error.message));
+      await assert.rejects(
+        hub.heartbeat(heartbeat),
+        (error: Error) => error instanceof HubUnavailableError && /no answer within 20 ms/.test(error.message),
+      );
     } finally {
       clearTimeout(keepAlive);
     }
@@ -156,20 +204,33 @@ describe('hub client answers', () => {
           { ...validOperation, id: 'op-2', kind: 'reboot' },
           { ...validOperation, id: 'op-3', kind: 'create' },
           { ...validOperation, id: 'op-4', kind: 'create', spec: { memoryMb: -1, vcpus: 1, imageFile: 'x', sshPublicKeys: [] } },
-          { ...validOperation, id: 'op-5', kind: 'create', spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian.qcow2', sshPublicKeys: ['ssh-ed25519 AAAA'], extra: true } },
+          {
+            ...validOperation,
+            id: 'op-5',
+            kind: 'create',
+            spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian.qcow2', sshPublicKeys: ['ssh-ed25519 AAAA'], extra: true },
+          },
         ],
       }),
     );
     const { operations, malformed } = await hub.operations(0);
     assert.deepEqual(operations, [
       validOperation,
-      { ...validOperation, id: 'op-5', kind: 'create', spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian.qcow2', sshPublicKeys: ['ssh-ed25519 AAAA'] } },
+      {
+        ...validOperation,
+        id: 'op-5',
+        kind: 'create',
+        spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian.qcow2', sshPublicKeys: ['ssh-ed25519 AAAA'] },
+      },
     ]);
-    assert.deepEqual(malformed.map(({ id, problem }) => [id, problem]), [
-      ['op-2', 'unknown kind "reboot"'],
-      ['op-3', 'a create without a spec'],
-      ['op-4', 'spec.memoryMb must be a positive integer'],
-    ]);
+    assert.deepEqual(
+      malformed.map(({ id, problem }) => [id, problem]),
+      [
+        ['op-2', 'unknown kind "reboot"'],
+        ['op-3', 'a create without a spec'],
+        ['op-4', 'spec.memoryMb must be a positive integer'],
+      ],
+    );
   });
 
   it('refuses an operations answer holding an operation without an id', async () => {
@@ -178,7 +239,13 @@ describe('hub client answers', () => {
   });
 
   it('validates report results', async () => {
-    const report = { id: 'r1', type: 'deleted' as const, vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' };
+    const report = {
+      id: 'r1',
+      type: 'deleted' as const,
+      vmId: 'capsul-aaaaaaaaaa',
+      operationId: null,
+      observedAt: '2031-01-01T00:00:00.000Z',
+    };
     const ok = client(() => json(200, { results: [{ id: 'r1', status: 'refused', error: 'not yours' }] }));
     assert.deepEqual(await ok.hub.postReports([report]), [{ id: 'r1', status: 'refused', error: 'not yours' }]);
     const bad = client(() => json(200, { results: [{ id: 'r1', status: 'maybe' }] }));
@@ -193,7 +260,10 @@ describe('hub client answers', () => {
 
 describe('HUB_URL with several hubs', () => {
   it('accepts a comma-separated list, in order', () => {
-    assert.deepEqual(parseHubUrls('http://127.0.0.1:3001, http://127.0.0.1:3002/').map(String), ['http://127.0.0.1:3001/', 'http://127.0.0.1:3002/']);
+    assert.deepEqual(parseHubUrls('http://127.0.0.1:3001, http://127.0.0.1:3002/').map(String), [
+      'http://127.0.0.1:3001/',
+      'http://127.0.0.1:3002/',
+    ]);
   });
 
   for (const [text, reason] of [
@@ -203,7 +273,10 @@ describe('HUB_URL with several hubs', () => {
     ['https://hub-a.example.org,http://hub-b.example.org', /^HUB_URL must use https/],
   ] as const) {
     it(`refuses ${JSON.stringify(text)} in one line naming HUB_URL`, () => {
-      assert.throws(() => parseHubUrls(text), (error: Error) => error instanceof HubUrlError && reason.test(error.message) && !error.message.includes('\n'));
+      assert.throws(
+        () => parseHubUrls(text),
+        (error: Error) => error instanceof HubUrlError && reason.test(error.message) && !error.message.includes('\n'),
+      );
     });
   }
 });
@@ -222,9 +295,21 @@ describe('failover between hubs', () => {
     const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
       const url = new URL(String(input));
       calls.push(url.origin);
-      return answer(url.origin, { url: String(input), method: init?.method ?? 'GET', headers: init?.headers as Record<string, string>, body: undefined });
+      return answer(url.origin, {
+        url: String(input),
+        method: init?.method ?? 'GET',
+        headers: init?.headers as Record<string, string>,
+        body: undefined,
+      });
     }) as typeof fetch;
-    const hub = new HubClient({ hubUrl: `${hubA},${hubB}`, hostId: 'host-a', token, fetch: fakeFetch, requestTimeoutMs: 1_000, log: (line) => lines.push(line) });
+    const hub = new HubClient({
+      hubUrl: `${hubA},${hubB}`,
+      hostId: 'host-a',
+      token,
+      fetch: fakeFetch,
+      requestTimeoutMs: 1_000,
+      log: (line) => lines.push(line),
+    });
     return { hub, calls, lines };
   }
 
@@ -259,7 +344,10 @@ describe('failover between hubs', () => {
     assert.match(lines[1]!, /^switched to hub https:\/\/hub-a\.example\.org\/ \(https:\/\/hub-b\.example\.org: /);
   });
 
-  for (const [what, status] of [['a 5xx', 503], ['a proxy\'s 404', 404]] as const) {
+  for (const [what, status] of [
+    ['a 5xx', 503],
+    ["a proxy's 404", 404],
+  ] as const) {
     it(`fails over on ${what}`, async () => {
       const { hub, calls } = twoHubs((origin) => (origin === hubA ? json(status, { error: 'down' }) : serverTime()));
       await hub.heartbeat(heartbeat);
@@ -268,8 +356,12 @@ describe('failover between hubs', () => {
   }
 
   it('fails over on an answer it cannot use', async () => {
-    const { hub, calls } = twoHubs((origin) => (origin === hubA ? json(200, {}) : json(200, { results: [{ id: 'r1', status: 'duplicate' }] })));
-    const results = await hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]);
+    const { hub, calls } = twoHubs((origin) =>
+      origin === hubA ? json(200, {}) : json(200, { results: [{ id: 'r1', status: 'duplicate' }] }),
+    );
+    const results = await hub.postReports([
+      { id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' },
+    ]);
     assert.deepEqual(calls, [hubA, hubB]);
     assert.deepEqual(results, [{ id: 'r1', status: 'duplicate' }]);
   });
@@ -278,7 +370,10 @@ describe('failover between hubs', () => {
     const { hub, calls } = twoHubs((origin) => (origin === hubA ? refused() : json(200, { operations: [validOperation] })));
     const { operations } = await hub.operations(25_000);
     assert.deepEqual(calls, [hubA, hubB]);
-    assert.deepEqual(operations.map((operation) => operation.id), ['op-1']);
+    assert.deepEqual(
+      operations.map((operation) => operation.id),
+      ['op-1'],
+    );
   });
 
   it('never fails over on a refused token: it is final on every hub', async () => {
@@ -289,14 +384,26 @@ describe('failover between hubs', () => {
 
   it('never fails over on a refused body: the other hub would refuse it too', async () => {
     const { hub, calls } = twoHubs(() => json(400, { error: 'malformed reports' }));
-    await assert.rejects(hub.postReports([{ id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' }]), HubRejectedError);
+    await assert.rejects(
+      hub.postReports([
+        { id: 'r1', type: 'deleted', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: '2031-01-01T00:00:00.000Z' },
+      ]),
+      HubRejectedError,
+    );
     assert.deepEqual(calls, [hubA]);
   });
 
   it('tries each hub once per call, then says none answered', async () => {
     const { hub, calls, lines } = twoHubs(() => refused());
-    await assert.rejects(hub.heartbeat(heartbeat), (error: Error) =>
-      error instanceof HubUnavailableError && error.status === null && /^no hub answered \(https:\/\/hub-a\.example\.org: .*ECONNREFUSED; https:\/\/hub-b\.example\.org: .*ECONNREFUSED\)$/.test(error.message));
+    await assert.rejects(
+      hub.heartbeat(heartbeat),
+      (error: Error) =>
+        error instanceof HubUnavailableError &&
+        error.status === null &&
+        /^no hub answered \(https:\/\/hub-a\.example\.org: .*ECONNREFUSED; https:\/\/hub-b\.example\.org: .*ECONNREFUSED\)$/.test(
+          error.message,
+        ),
+    );
     assert.deepEqual(calls, [hubA, hubB]);
     assert.deepEqual(lines, []);
     await assert.rejects(hub.heartbeat(heartbeat), HubUnavailableError);
@@ -337,7 +444,12 @@ describe('failover with calls under way', () => {
     answerPoll();
     await poll;
     await hub.heartbeat(heartbeat);
-    assert.deepEqual(calls, [`${hubA}/spoke/v1/operations`, `${hubA}/spoke/v1/heartbeat`, `${hubB}/spoke/v1/heartbeat`, `${hubB}/spoke/v1/heartbeat`]);
+    assert.deepEqual(calls, [
+      `${hubA}/spoke/v1/operations`,
+      `${hubA}/spoke/v1/heartbeat`,
+      `${hubB}/spoke/v1/heartbeat`,
+      `${hubB}/spoke/v1/heartbeat`,
+    ]);
     assert.equal(lines.length, 1, lines.join('\n'));
     assert.equal(hub.hubUrl, `${hubB}/`);
   });

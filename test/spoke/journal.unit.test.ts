@@ -27,12 +27,22 @@ const journal = (maxFinished?: number) => {
   open.push(opened);
   return opened;
 };
-const deleted = (operationId: string): Report => ({ id: `r-${operationId}`, vmId: 'capsul-aaaaaaaaaa', operationId, observedAt: '2031-01-01T00:00:00.000Z', type: 'deleted' });
+const deleted = (operationId: string): Report => ({
+  id: `r-${operationId}`,
+  vmId: 'capsul-aaaaaaaaaa',
+  operationId,
+  observedAt: '2031-01-01T00:00:00.000Z',
+  type: 'deleted',
+});
 
 describe('journal', () => {
   it('remembers started, accepted and finished operations across a reopen', () => {
     const first = journal();
-    const [a, b, c] = [operation('delete', 'capsul-aaaaaaaaaa'), operation('stop', 'capsul-bbbbbbbbbb'), operation('create', 'capsul-cccccccccc')];
+    const [a, b, c] = [
+      operation('delete', 'capsul-aaaaaaaaaa'),
+      operation('stop', 'capsul-bbbbbbbbbb'),
+      operation('create', 'capsul-cccccccccc'),
+    ];
     first.start(a, 1);
     first.start(b, 2);
     first.start(c, 3);
@@ -43,7 +53,13 @@ describe('journal', () => {
 
     const again = journal();
     assert.deepEqual(again.get(a.id), { operation: a, startedAtMs: 1, called: true, reports: [deleted(a.id)] });
-    assert.deepEqual(again.unfinished().map((entry) => [entry.operation.id, entry.called]), [[b.id, false], [c.id, true]]);
+    assert.deepEqual(
+      again.unfinished().map((entry) => [entry.operation.id, entry.called]),
+      [
+        [b.id, false],
+        [c.id, true],
+      ],
+    );
     assert.equal(again.get('unknown'), undefined);
   });
 
@@ -82,7 +98,9 @@ describe('journal', () => {
   it('keeps every unfinished operation and only the latest finished ones', () => {
     const first = journal(2);
     const ops = Array.from({ length: 5 }, (_, i) => operation('stop', `capsul-${String(i).repeat(10)}`));
-    ops.forEach((op, i) => first.start(op, i));
+    ops.forEach((op, i) => {
+      first.start(op, i);
+    });
     for (const op of [ops[0]!, ops[2]!, ops[3]!, ops[4]!]) first.finish(op.id, [deleted(op.id)]);
     first.close();
     const again = journal(2);

@@ -22,7 +22,10 @@ describe('domain XML and cloud-init seed', () => {
 
   it('writes each SSH key as one double-quoted YAML scalar', () => {
     const key = `${ed25519} it's "me" \\ #not-a-comment`;
-    assert.equal(cloudInitUserData({ sshPublicKeys: [key] }), `#cloud-config\nssh_authorized_keys:\n  - "${ed25519} it's \\"me\\" \\\\ #not-a-comment"\n`);
+    assert.equal(
+      cloudInitUserData({ sshPublicKeys: [key] }),
+      `#cloud-config\nssh_authorized_keys:\n  - "${ed25519} it's \\"me\\" \\\\ #not-a-comment"\n`,
+    );
   });
 
   it('names the instance and its host after the capsul', () => {
@@ -37,12 +40,18 @@ describe('reading virsh and ssh-keygen', () => {
   });
 
   it('refuses a state it does not know', () => {
-    assert.throws(() => parseDomainState('dancing'), (error: unknown) => error instanceof DriverError && /unknown domain state "dancing"/.test(error.message));
+    assert.throws(
+      () => parseDomainState('dancing'),
+      (error: unknown) => error instanceof DriverError && /unknown domain state "dancing"/.test(error.message),
+    );
   });
 
   it('lists only capsul ids', () => {
     const printed = `${vmId} shut off\ncapsul-evil;rm running\ncapsul-f6g7h8i9j0 running\n\n`;
-    assert.deepEqual(parseDomainList(printed), [{ vmId, state: 'stopped' }, { vmId: 'capsul-f6g7h8i9j0', state: 'running' }]);
+    assert.deepEqual(parseDomainList(printed), [
+      { vmId, state: 'stopped' },
+      { vmId: 'capsul-f6g7h8i9j0', state: 'running' },
+    ]);
   });
 
   it('takes the first IPv4 and the first IPv6 that is not link-local from a lease table', () => {
@@ -81,19 +90,37 @@ describe('what a driver accepts', () => {
   });
 
   it('accepts the catalogue’s image file names', () => {
-    for (const name of ['debian/debian-12-genericcloud-amd64.qcow2', 'rocky/Rocky-9-GenericCloud-Base.latest.qcow2', 'ubuntu/noble-server-cloudimg-amd64.img']) {
+    for (const name of [
+      'debian/debian-12-genericcloud-amd64.qcow2',
+      'rocky/Rocky-9-GenericCloud-Base.latest.qcow2',
+      'ubuntu/noble-server-cloudimg-amd64.img',
+    ]) {
       assert.equal(checkImageFile(name), name);
     }
   });
 
   it('accepts SSH keys of every OpenSSH type, with or without a comment', () => {
-    for (const key of [ed25519, `${ed25519} alice@example.org`, 'ecdsa-sha2-nistp521 AAAAE2VjZHNh', 'sk-ssh-ed25519@openssh.com AAAAGnNr', 'ssh-rsa AAAAB3NzaC1yc2E= a b c']) {
+    for (const key of [
+      ed25519,
+      `${ed25519} alice@example.org`,
+      'ecdsa-sha2-nistp521 AAAAE2VjZHNh',
+      'sk-ssh-ed25519@openssh.com AAAAGnNr',
+      'ssh-rsa AAAAB3NzaC1yc2E= a b c',
+    ]) {
       assert.equal(checkSshPublicKey(key), key);
     }
   });
 
   it('refuses SSH keys with control characters, other alphabets or no key data', () => {
-    for (const key of [`${ed25519}\r`, `${ed25519} a\tb`, `${ed25519} ключ`, `${ed25519} \0`, 'ssh-ed25519', 'ssh-ed25519 $(x)', 'rm -rf /']) {
+    for (const key of [
+      `${ed25519}\r`,
+      `${ed25519} a\tb`,
+      `${ed25519} ключ`,
+      `${ed25519} \0`,
+      'ssh-ed25519',
+      'ssh-ed25519 $(x)',
+      'rm -rf /',
+    ]) {
       assert.throws(() => checkSshPublicKey(key), DriverError, JSON.stringify(key));
     }
   });
@@ -107,18 +134,25 @@ describe('running a script', () => {
     writeFileSync(file, `set -eu\n${body}\n`);
     return file;
   };
-  const run = (file: string, args: string[] = []) => runScript({ script: file, args, env: process.env, timeoutMs: 10_000, doing: 'testing' });
+  const run = (file: string, args: string[] = []) =>
+    runScript({ script: file, args, env: process.env, timeoutMs: 10_000, doing: 'testing' });
 
   it('hands each argument over as it is, whatever it holds', async () => {
     const file = script('echo.sh', 'for arg in "$@"; do printf "[%s]" "$arg"; done');
-    assert.equal(await run(file, ['a b', '$(id)', '`id`', "'", '"', ';', '\n']), "[a b][$(id)][`id`]['][\"][;][\n]");
+    assert.equal(await run(file, ['a b', '$(id)', '`id`', "'", '"', ';', '\n']), '[a b][$(id)][`id`][\']["][;][\n]');
   });
 
   it('names the exit status when a failing script says nothing', async () => {
-    await assert.rejects(run(script('silent.sh', 'exit 3')), (error: unknown) => error instanceof DriverError && error.message === 'testing failed: exit status 3');
+    await assert.rejects(
+      run(script('silent.sh', 'exit 3')),
+      (error: unknown) => error instanceof DriverError && error.message === 'testing failed: exit status 3',
+    );
   });
 
   it('gives up on a script that prints without end', async () => {
-    await assert.rejects(run(script('chatty.sh', 'yes')), (error: unknown) => error instanceof DriverError && /printed more than \d+ bytes/.test(error.message));
+    await assert.rejects(
+      run(script('chatty.sh', 'yes')),
+      (error: unknown) => error instanceof DriverError && /printed more than \d+ bytes/.test(error.message),
+    );
   });
 });

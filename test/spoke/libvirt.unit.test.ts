@@ -53,11 +53,23 @@ function fakeHost(fakes: Fakes = {}) {
     copyFileSync(path.join(fakesDir, fake), path.join(bin, fake));
   }
   const driver = new LibvirtDriver({
-    imageDir, diskDir, network: 'capsuls', capacity: { memoryMb: 4096, vcpus: 4 }, timeoutsMs: fakes.timeoutsMs,
+    imageDir,
+    diskDir,
+    network: 'capsuls',
+    capacity: { memoryMb: 4096, vcpus: 4 },
+    timeoutsMs: fakes.timeoutsMs,
     env: { PATH: `${bin}:${process.env.PATH}`, FAKE_DIR: dir, ...fakes.env },
   });
   const domain = (id: string, state: string) => writeFileSync(path.join(dir, 'domains', id), state);
-  return { dir, imageDir, diskDir, driver, domain, commands: () => commands(dir), file: (name: string) => readFileSync(path.join(dir, name), 'utf8') };
+  return {
+    dir,
+    imageDir,
+    diskDir,
+    driver,
+    domain,
+    commands: () => commands(dir),
+    file: (name: string) => readFileSync(path.join(dir, name), 'utf8'),
+  };
 }
 
 /** The recorded invocations, as argv arrays; temp paths shown as <host> and <work>. */
@@ -75,7 +87,9 @@ function commands(dir: string): string[][] {
 
 /** The work dir create.sh was handed, as the fakes saw it. */
 function workDirOf(dir: string): string {
-  const define = readFileSync(path.join(dir, 'log'), 'utf8').split('\n').find((line) => line.endsWith('/domain.xml'))!;
+  const define = readFileSync(path.join(dir, 'log'), 'utf8')
+    .split('\n')
+    .find((line) => line.endsWith('/domain.xml'))!;
   return path.dirname(define);
 }
 
@@ -132,27 +146,53 @@ describe('LibvirtDriver: create', () => {
     const host = fakeHost({ seedTool: 'genisoimage' });
     await host.driver.create(vmId, spec);
     assert.deepEqual(host.commands()[2], [
-      'genisoimage', '-quiet', '-output', `<host>/disks/${vmId}-cidata.iso`, '-volid', 'cidata', '-joliet', '-rock',
-      '<work>/user-data', '<work>/meta-data',
+      'genisoimage',
+      '-quiet',
+      '-output',
+      `<host>/disks/${vmId}-cidata.iso`,
+      '-volid',
+      'cidata',
+      '-joliet',
+      '-rock',
+      '<work>/user-data',
+      '<work>/meta-data',
     ]);
   });
 
   it('refuses a capsul that already exists, touching nothing', async () => {
     const host = fakeHost();
     host.domain(vmId, 'shut off');
-    await assert.rejects(host.driver.create(vmId, spec), failsWith(/^creating capsul-a1b2c3d4e5 failed: capsul capsul-a1b2c3d4e5 already exists$/));
+    await assert.rejects(
+      host.driver.create(vmId, spec),
+      failsWith(/^creating capsul-a1b2c3d4e5 failed: capsul capsul-a1b2c3d4e5 already exists$/),
+    );
     assert.deepEqual(host.commands(), [['virsh', 'domstate', vmId]]);
   });
 
   it('refuses an image that is not in the image directory', async () => {
     const host = fakeHost();
-    await assert.rejects(host.driver.create(vmId, { ...spec, imageFile: 'debian/missing.qcow2' }), failsWith(/there is no template image .*\/images\/debian\/missing\.qcow2$/));
+    await assert.rejects(
+      host.driver.create(vmId, { ...spec, imageFile: 'debian/missing.qcow2' }),
+      failsWith(/there is no template image .*\/images\/debian\/missing\.qcow2$/),
+    );
   });
 
   it('undoes a create whose start fails, leaving no domain, disk or seed, and says why', async () => {
-    const host = fakeHost({ env: { FAKE_VIRSH_FAIL: 'start', FAKE_VIRSH_ERROR: `error: Failed to start domain '${vmId}'\nerror: internal error: process exited while connecting to monitor` } });
-    await assert.rejects(host.driver.create(vmId, spec), failsWith(/^creating capsul-a1b2c3d4e5 failed: error: internal error: process exited while connecting to monitor$/));
-    assert.deepEqual(host.commands().slice(-3), [['virsh', 'start', vmId], ['virsh', 'destroy', vmId], ['virsh', 'undefine', '--nvram', vmId]]);
+    const host = fakeHost({
+      env: {
+        FAKE_VIRSH_FAIL: 'start',
+        FAKE_VIRSH_ERROR: `error: Failed to start domain '${vmId}'\nerror: internal error: process exited while connecting to monitor`,
+      },
+    });
+    await assert.rejects(
+      host.driver.create(vmId, spec),
+      failsWith(/^creating capsul-a1b2c3d4e5 failed: error: internal error: process exited while connecting to monitor$/),
+    );
+    assert.deepEqual(host.commands().slice(-3), [
+      ['virsh', 'start', vmId],
+      ['virsh', 'destroy', vmId],
+      ['virsh', 'undefine', '--nvram', vmId],
+    ]);
     assert.deepEqual(readdirSync(host.diskDir), []);
   });
 
@@ -160,7 +200,10 @@ describe('LibvirtDriver: create', () => {
     // long enough to reach `virsh start` on a loaded machine: the undo of a defined domain is the point
     const host = fakeHost({ env: { FAKE_SLEEP_S: '60', FAKE_SLEEP_ON: 'start' }, timeoutsMs: { create: 2_000 } });
     await assert.rejects(host.driver.create(vmId, spec), failsWith(/^creating capsul-a1b2c3d4e5 failed: timed out after 2 s$/));
-    assert.deepEqual(host.commands().slice(-2), [['virsh', 'destroy', vmId], ['virsh', 'undefine', '--nvram', vmId]]);
+    assert.deepEqual(host.commands().slice(-2), [
+      ['virsh', 'destroy', vmId],
+      ['virsh', 'undefine', '--nvram', vmId],
+    ]);
     assert.deepEqual(readdirSync(host.diskDir), []);
   });
 
@@ -209,7 +252,11 @@ describe('LibvirtDriver: start, stop, force-stop, delete', () => {
     writeFileSync(path.join(host.diskDir, `${vmId}-cidata.iso`), '');
     writeFileSync(path.join(host.diskDir, `${otherVmId}.qcow2`), '');
     await host.driver.delete(vmId);
-    assert.deepEqual(host.commands(), [['virsh', 'domstate', vmId], ['virsh', 'destroy', vmId], ['virsh', 'undefine', '--nvram', vmId]]);
+    assert.deepEqual(host.commands(), [
+      ['virsh', 'domstate', vmId],
+      ['virsh', 'destroy', vmId],
+      ['virsh', 'undefine', '--nvram', vmId],
+    ]);
     assert.deepEqual(readdirSync(host.diskDir), [`${otherVmId}.qcow2`]);
   });
 
@@ -217,7 +264,10 @@ describe('LibvirtDriver: start, stop, force-stop, delete', () => {
     const host = fakeHost();
     host.domain(vmId, 'shut off');
     await host.driver.delete(vmId);
-    assert.deepEqual(host.commands(), [['virsh', 'domstate', vmId], ['virsh', 'undefine', '--nvram', vmId]]);
+    assert.deepEqual(host.commands(), [
+      ['virsh', 'domstate', vmId],
+      ['virsh', 'undefine', '--nvram', vmId],
+    ]);
   });
 
   it('deletes a capsul that stopped meanwhile (destroy says "not running")', async () => {
@@ -237,7 +287,8 @@ describe('LibvirtDriver: start, stop, force-stop, delete', () => {
   });
 
   it('never takes a hypervisor it cannot reach for a capsul that is not there', async () => {
-    const error = 'error: failed to connect to the hypervisor\nerror: Failed to connect socket to \'/var/run/libvirt/libvirt-sock\': No such file or directory';
+    const error =
+      "error: failed to connect to the hypervisor\nerror: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory";
     const host = fakeHost({ env: { FAKE_VIRSH_FAIL: 'domstate', FAKE_VIRSH_ERROR: error } });
     await assert.rejects(host.driver.delete(vmId), failsWith(/^deleting capsul-a1b2c3d4e5 failed: error: Failed to connect socket/));
     await assert.rejects(host.driver.inspect(vmId), failsWith(/Failed to connect socket/));
@@ -248,7 +299,9 @@ describe('LibvirtDriver: start, stop, force-stop, delete', () => {
     const host = fakeHost({ env: { FAKE_VIRSH_FAIL: 'start', FAKE_VIRSH_ERROR: error } });
     await assert.rejects(
       host.driver.start(vmId),
-      failsWith(/^starting capsul-a1b2c3d4e5 failed: error: Cannot access storage file '\/var\/lib\/capsul\/capsul-a1b2c3d4e5\.qcow2': Permission denied$/),
+      failsWith(
+        /^starting capsul-a1b2c3d4e5 failed: error: Cannot access storage file '\/var\/lib\/capsul\/capsul-a1b2c3d4e5\.qcow2': Permission denied$/,
+      ),
     );
   });
 
@@ -265,15 +318,25 @@ describe('LibvirtDriver: list and inspect', () => {
     host.domain(vmId, 'running');
     host.domain(otherVmId, 'shut off');
     host.domain('windows-build-box', 'running');
-    assert.deepEqual(await host.driver.list(), [{ vmId, state: 'running' }, { vmId: otherVmId, state: 'stopped' }]);
-    assert.deepEqual(host.commands(), [['virsh', 'list', '--all', '--name'], ['virsh', 'domstate', vmId], ['virsh', 'domstate', otherVmId]]);
+    assert.deepEqual(await host.driver.list(), [
+      { vmId, state: 'running' },
+      { vmId: otherVmId, state: 'stopped' },
+    ]);
+    assert.deepEqual(host.commands(), [
+      ['virsh', 'list', '--all', '--name'],
+      ['virsh', 'domstate', vmId],
+      ['virsh', 'domstate', otherVmId],
+    ]);
   });
 
   it('inspects a running capsul: its state, leased addresses and SSH host-key fingerprints', async () => {
     const host = fakeHost();
     host.domain(vmId, 'running');
     assert.deepEqual(await host.driver.inspect(vmId), {
-      vmId, state: 'running', ipv4: '192.168.122.45', ipv6: '2001:db8:7::45',
+      vmId,
+      state: 'running',
+      ipv4: '192.168.122.45',
+      ipv6: '2001:db8:7::45',
       sshHostKeys: [
         { type: 'ssh-ed25519', sha256: 'SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s' },
         { type: 'ecdsa-sha2-nistp256', sha256: 'SHA256:A2K9NLUrvFjm1aGFc4GLGWzTrKkx2f4Tz+ZDbGk1wqU' },
@@ -317,16 +380,30 @@ describe('LibvirtDriver: list and inspect', () => {
   it('ignores a lease table entry that is not an address, never passing it on', async () => {
     const host = fakeHost();
     host.domain(vmId, 'running');
-    writeFileSync(path.join(host.dir, 'domifaddr'), `${leaseTable.split('\n').slice(0, 2).join('\n')}\n vnet3 52:54:00:8e:4a:11 ipv4 $(touch${path.join(host.dir, 'pwned')})/24\n`);
+    writeFileSync(
+      path.join(host.dir, 'domifaddr'),
+      `${leaseTable.split('\n').slice(0, 2).join('\n')}\n vnet3 52:54:00:8e:4a:11 ipv4 $(touch${path.join(host.dir, 'pwned')})/24\n`,
+    );
     assert.equal((await host.driver.inspect(vmId))!.ipv4, null);
-    assert.equal(host.commands().some(([program]) => program === 'ssh-keyscan'), false);
+    assert.equal(
+      host.commands().some(([program]) => program === 'ssh-keyscan'),
+      false,
+    );
   });
 });
 
 describe('LibvirtDriver: nothing reaches a shell', () => {
   const nastyIds = [
-    'capsul-a1b2c3d4e5; rm -rf /', 'capsul-$(touch pwned)', 'capsul-`touch pwned`', "capsul-a1b2'c3d4e", 'capsul-a1b2"c3d4e',
-    'capsul-a1b2c3d4e5\ntouch pwned', '--help', '../capsul-a1b2c3d4e5', 'CAPSUL-A1B2C3D4E5', '',
+    'capsul-a1b2c3d4e5; rm -rf /',
+    'capsul-$(touch pwned)',
+    'capsul-`touch pwned`',
+    "capsul-a1b2'c3d4e",
+    'capsul-a1b2"c3d4e',
+    'capsul-a1b2c3d4e5\ntouch pwned',
+    '--help',
+    '../capsul-a1b2c3d4e5',
+    'CAPSUL-A1B2C3D4E5',
+    '',
   ];
   const operations = {
     create: (driver: LibvirtDriver, id: string) => driver.create(id, spec),
@@ -356,9 +433,18 @@ describe('LibvirtDriver: nothing reaches a shell', () => {
       `ssh-ed25519 ${blob} it's "quoted" \\ & | > ${pwned}`,
     ];
     await host.driver.create(vmId, { ...spec, sshPublicKeys: keys });
-    assert.equal(host.file('user-data.seen'), `#cloud-config\nssh_authorized_keys:\n${keys.map((key) => `  - ${JSON.stringify(key)}\n`).join('')}`);
+    assert.equal(
+      host.file('user-data.seen'),
+      `#cloud-config\nssh_authorized_keys:\n${keys.map((key) => `  - ${JSON.stringify(key)}\n`).join('')}`,
+    );
     assert.equal(existsSync(pwned), false);
-    assert.equal(host.commands().flat().some((arg) => arg.includes(blob)), false);
+    assert.equal(
+      host
+        .commands()
+        .flat()
+        .some((arg) => arg.includes(blob)),
+      false,
+    );
   });
 
   it('refuses an SSH key spread over several lines before running anything', async () => {
@@ -370,7 +456,15 @@ describe('LibvirtDriver: nothing reaches a shell', () => {
 
   it('refuses an image file name that could leave the image directory or read as an option', async () => {
     const host = fakeHost();
-    for (const name of ['../../etc/shadow', '/etc/shadow', 'debian/../../x.qcow2', '-o.qcow2', 'debian//x', '$(touch pwned).qcow2', 'a b.qcow2']) {
+    for (const name of [
+      '../../etc/shadow',
+      '/etc/shadow',
+      'debian/../../x.qcow2',
+      '-o.qcow2',
+      'debian//x',
+      '$(touch pwned).qcow2',
+      'a b.qcow2',
+    ]) {
       await assert.rejects(host.driver.create(vmId, { ...spec, imageFile: name }), failsWith(/is not an image file name/));
     }
     assert.deepEqual(host.commands(), []);
@@ -379,7 +473,10 @@ describe('LibvirtDriver: nothing reaches a shell', () => {
 
 describe('LibvirtDriver: configuration', () => {
   it('refuses a relative disk directory', () => {
-    assert.throws(() => new LibvirtDriver({ imageDir: '/var/lib/capsul/images', diskDir: 'disks' }), /diskDir "disks" must be an absolute path/);
+    assert.throws(
+      () => new LibvirtDriver({ imageDir: '/var/lib/capsul/images', diskDir: 'disks' }),
+      /diskDir "disks" must be an absolute path/,
+    );
   });
 
   it('refuses a network name that is not a plain name', () => {

@@ -19,7 +19,13 @@ afterEach(async () => {
   data.remove();
 });
 
-const env = () => ({ HUB_URL: hub.url, SPOKE_HOST_ID: hub.hostId, SPOKE_HOST_TOKEN: hub.token, SPOKE_DRIVER: 'simulated', SPOKE_DATA_DIR: data.dir });
+const env = () => ({
+  HUB_URL: hub.url,
+  SPOKE_HOST_ID: hub.hostId,
+  SPOKE_HOST_TOKEN: hub.token,
+  SPOKE_DRIVER: 'simulated',
+  SPOKE_DATA_DIR: data.dir,
+});
 
 describe('runSpoke', () => {
   it('exits 1 with one line when the hub refuses the token, never logging the token', async () => {
@@ -32,7 +38,9 @@ describe('runSpoke', () => {
     });
     assert.equal(code, 1);
     const refusals = lines.filter((line) => /refused/.test(line));
-    assert.deepEqual(refusals, ["the hub refused this host's token (HTTP 401): stopping the spoke (check SPOKE_HOST_ID and SPOKE_HOST_TOKEN)"]);
+    assert.deepEqual(refusals, [
+      "the hub refused this host's token (HTTP 401): stopping the spoke (check SPOKE_HOST_ID and SPOKE_HOST_TOKEN)",
+    ]);
     assert.ok(lines.every((line) => !line.includes(wrongToken) && !line.includes(hub.token)));
   });
 
@@ -43,11 +51,17 @@ describe('runSpoke', () => {
     const create = operation('create', newVmId());
     hub.addOperation(create);
     await waitFor('the create to be completed', () => hub.completed.has(create.id), 15_000);
-    assert.deepEqual(hub.reportsFor(create.id).map((report) => report.type), ['provisioned', 'state']);
+    assert.deepEqual(
+      hub.reportsFor(create.id).map((report) => report.type),
+      ['provisioned', 'state'],
+    );
     assert.match(hub.heartbeats[0]!.agentVersion, /^capsul-spoke\/\d+\.\d+\.\d+/);
     stop.abort();
     assert.equal(await exited, 0);
-    assert.ok(lines.some((line) => line.includes('simulated driver')), 'the simulated driver announces itself');
+    assert.ok(
+      lines.some((line) => line.includes('simulated driver')),
+      'the simulated driver announces itself',
+    );
     assert.equal(lines.at(-1), 'spoke stopped');
   });
 });

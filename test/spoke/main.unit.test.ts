@@ -14,8 +14,13 @@ const valid = {
 describe('spoke configuration', () => {
   it('reads a valid configuration, with the data dir named after the host by default', () => {
     assert.deepEqual(readSpokeConfig(valid), {
-      hubUrl: 'https://hub.example.org', hostId: 'host-a', token: valid.SPOKE_HOST_TOKEN, driver: 'simulated',
-      dataDir: path.join('.data', 'spoke-host-a'), imageDir: null, diskDir: null,
+      hubUrl: 'https://hub.example.org',
+      hostId: 'host-a',
+      token: valid.SPOKE_HOST_TOKEN,
+      driver: 'simulated',
+      dataDir: path.join('.data', 'spoke-host-a'),
+      imageDir: null,
+      diskDir: null,
     });
     assert.equal(readSpokeConfig({ ...valid, SPOKE_DATA_DIR: '/var/lib/capsul-spoke' }).dataDir, '/var/lib/capsul-spoke');
   });
@@ -29,7 +34,10 @@ describe('spoke configuration', () => {
     [{ HUB_URL: undefined }, /^HUB_URL is not set/],
     [{ HUB_URL: 'http://hub.example.org' }, /^HUB_URL must use https \(plain http only to 127\.0\.0\.0\/8, ::1 or localhost\)/],
     [{ HUB_URL: 'http://192.168.1.10:3000' }, /^HUB_URL must use https/],
-    [{ HUB_URL: 'https://hub-a.example.org,,https://hub-b.example.org' }, /^HUB_URL must be one hub URL or several separated by commas, with none empty/],
+    [
+      { HUB_URL: 'https://hub-a.example.org,,https://hub-b.example.org' },
+      /^HUB_URL must be one hub URL or several separated by commas, with none empty/,
+    ],
     [{ HUB_URL: 'https://hub-a.example.org,https://hub-a.example.org' }, /^HUB_URL lists https:\/\/hub-a\.example\.org\/ twice/],
     [{ HUB_URL: 'https://hub-a.example.org,http://hub-b.example.org' }, /^HUB_URL must use https/],
     [{ SPOKE_HOST_ID: '' }, /^SPOKE_HOST_ID is not set/],
@@ -52,7 +60,10 @@ describe('spoke configuration', () => {
 
   it('never repeats a refused token in its message', () => {
     const token = 'secret with space';
-    assert.throws(() => readSpokeConfig({ ...valid, SPOKE_HOST_TOKEN: token }), (error: Error) => !error.message.includes(token));
+    assert.throws(
+      () => readSpokeConfig({ ...valid, SPOKE_HOST_TOKEN: token }),
+      (error: Error) => !error.message.includes(token),
+    );
   });
 
   it('loads each driver by name, the simulated one announcing itself', async () => {
@@ -60,7 +71,10 @@ describe('spoke configuration', () => {
     const simulated = await loadDriver(readSpokeConfig(valid), (line) => lines.push(line));
     assert.equal(simulated.name, 'simulated');
     assert.equal(lines.length, 1);
-    const libvirt = await loadDriver(readSpokeConfig({ ...valid, SPOKE_DRIVER: 'libvirt', SPOKE_IMAGE_DIR: '/tank/img', SPOKE_DISK_DIR: '/tank/vm' }), () => {});
+    const libvirt = await loadDriver(
+      readSpokeConfig({ ...valid, SPOKE_DRIVER: 'libvirt', SPOKE_IMAGE_DIR: '/tank/img', SPOKE_DISK_DIR: '/tank/vm' }),
+      () => {},
+    );
     assert.equal(libvirt.name, 'libvirt');
   });
 
@@ -68,6 +82,8 @@ describe('spoke configuration', () => {
     const lines: string[] = [];
     const code = await runSpoke({ ...valid, HUB_URL: 'http://hub.example.org' }, (line) => lines.push(line), { handleSignals: false });
     assert.equal(code, 1);
-    assert.deepEqual(lines, ['spoke cannot start: HUB_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost), not http://hub.example.org']);
+    assert.deepEqual(lines, [
+      'spoke cannot start: HUB_URL must use https (plain http only to 127.0.0.0/8, ::1 or localhost), not http://hub.example.org',
+    ]);
   });
 });

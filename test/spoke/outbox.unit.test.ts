@@ -17,9 +17,15 @@ afterEach(() => data.remove());
 
 const dir = () => path.join(data.dir, 'outbox');
 const rejectedDir = () => path.join(data.dir, 'outbox-rejected');
-const open = (maxReports?: number, maxSetAside?: number) => Outbox.open(dir(), { log: (line) => lines.push(line), maxReports, maxSetAside });
+const open = (maxReports?: number, maxSetAside?: number) =>
+  Outbox.open(dir(), { log: (line) => lines.push(line), maxReports, maxSetAside });
 const state = (id: string, operationId: string | null = null): Report => ({
-  id, vmId: 'capsul-aaaaaaaaaa', operationId, observedAt: '2031-01-01T00:00:00.000Z', type: 'state', state: 'running',
+  id,
+  vmId: 'capsul-aaaaaaaaaa',
+  operationId,
+  observedAt: '2031-01-01T00:00:00.000Z',
+  type: 'state',
+  state: 'running',
 });
 const ids = (reports: Report[]) => reports.map((report) => report.id);
 
@@ -70,7 +76,7 @@ describe('outbox', () => {
     assert.deepEqual(readdirSync(dir()), ['000000000001-r-1.json']);
     assert.deepEqual(readdirSync(rejectedDir()).sort(), ['000000000003-r-3.json', '000000000003-r-3.reason.txt']);
     assert.match(readFileSync(path.join(rejectedDir(), '000000000003-r-3.reason.txt'), 'utf8'), /unreadable: /);
-    assert.equal(reopened.wasSetAside('r-3'), false, 'the hub never refused it: its operation\'s outcome may be queued again');
+    assert.equal(reopened.wasSetAside('r-3'), false, "the hub never refused it: its operation's outcome may be queued again");
     assert.ok(lines.some((line) => line.includes('unreadable report')));
   });
 
@@ -83,9 +89,15 @@ describe('outbox', () => {
     assert.deepEqual(ids(outbox.oldest(10)), ['r-2']);
     assert.deepEqual(readdirSync(rejectedDir()).sort(), ['000000000001-r-1.json', '000000000001-r-1.reason.txt']);
     assert.equal(readFileSync(path.join(rejectedDir(), '000000000001-r-1.json'), 'utf8'), stored, 'kept as it was queued');
-    assert.match(readFileSync(path.join(rejectedDir(), '000000000001-r-1.reason.txt'), 'utf8'), /^\S+Z error contains U\+0000 \(a control character\) at position 3\n$/);
+    assert.match(
+      readFileSync(path.join(rejectedDir(), '000000000001-r-1.reason.txt'), 'utf8'),
+      /^\S+Z error contains U\+0000 \(a control character\) at position 3\n$/,
+    );
     assert.equal(lines.filter((line) => line.includes('r-1')).length, 1);
-    assert.match(lines[0]!, /^report r-1 \(state of capsul capsul-aaaaaaaaaa\) refused by the hub, set aside in .*outbox-rejected: error contains U\+0000/);
+    assert.match(
+      lines[0]!,
+      /^report r-1 \(state of capsul capsul-aaaaaaaaaa\) refused by the hub, set aside in .*outbox-rejected: error contains U\+0000/,
+    );
     assert.ok(outbox.wasSetAside('r-1'));
     const reopened = open();
     assert.ok(reopened.wasSetAside('r-1'));
@@ -108,7 +120,12 @@ describe('outbox', () => {
       outbox.add(state(id));
       outbox.reject(id, 'refused');
     }
-    assert.deepEqual(readdirSync(rejectedDir()).filter((name) => name.endsWith('.json')).sort(), ['000000000002-r-2.json', '000000000003-r-3.json']);
+    assert.deepEqual(
+      readdirSync(rejectedDir())
+        .filter((name) => name.endsWith('.json'))
+        .sort(),
+      ['000000000002-r-2.json', '000000000003-r-3.json'],
+    );
     assert.equal(readdirSync(rejectedDir()).length, 4, 'reasons go with their reports');
     assert.equal(outbox.wasSetAside('r-1'), false);
     assert.ok(lines.some((line) => /holds more than 2 reports: deleted the oldest, 000000000001-r-1\.json/.test(line)));
@@ -122,7 +139,10 @@ describe('outbox', () => {
     outbox.add(state('seen-3'));
     assert.deepEqual(ids(outbox.oldest(10)), ['outcome-1', 'seen-2', 'seen-3']);
     assert.equal(lines.length, 1);
-    assert.match(lines[0]!, /outbox full \(3 reports waiting for the hub\): dropped report seen-1 \(state of capsul capsul-aaaaaaaaaa observed at 2031-01-01T00:00:00.000Z\)/);
+    assert.match(
+      lines[0]!,
+      /outbox full \(3 reports waiting for the hub\): dropped report seen-1 \(state of capsul capsul-aaaaaaaaaa observed at 2031-01-01T00:00:00.000Z\)/,
+    );
   });
 
   it('when full of operation outcomes, drops the oldest (the journal can queue it again)', () => {

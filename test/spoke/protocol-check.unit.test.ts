@@ -23,14 +23,31 @@ function refusedAt(text: string, multiline: boolean): number | null {
     if (low) return i;
     if (multiline && (code === 0x09 || code === 0x0a)) continue;
     if (code <= 0x1f || (code >= 0x7f && code <= 0x9f)) return i;
-    if ([0x061c, 0x200e, 0x200f, 0x2028, 0x2029].includes(code) || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) return i;
+    if ([0x061c, 0x200e, 0x200f, 0x2028, 0x2029].includes(code) || (code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069))
+      return i;
   }
   return null;
 }
 
 const unit = fc.oneof(
   fc.integer({ min: 0, max: 0xffff }).map((code) => String.fromCharCode(code)),
-  fc.constantFrom('\u0000', '\t', '\n', '\r', '\u001b', '\u0085', '\u202e', '\u2066', '\u200f', '\u2028', '\ud800', '\udfff', '\u{1F600}', 'a', 'é'),
+  fc.constantFrom(
+    '\u0000',
+    '\t',
+    '\n',
+    '\r',
+    '\u001b',
+    '\u0085',
+    '\u202e',
+    '\u2066',
+    '\u200f',
+    '\u2028',
+    '\ud800',
+    '\udfff',
+    '\u{1F600}',
+    'a',
+    'é',
+  ),
 );
 const anyText = fc.array(unit, { maxLength: 30 }).map((units) => units.join(''));
 
@@ -81,9 +98,12 @@ describe('cleanText', () => {
 describe('parseTime', () => {
   it('reads every time toISOString writes, to the millisecond', () => {
     fc.assert(
-      fc.property(fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true }), (date) => {
-        assert.equal(parseTime(date.toISOString()), date.getTime());
-      }),
+      fc.property(
+        fc.date({ min: new Date('0001-01-01T00:00:00Z'), max: new Date('9999-12-31T23:59:59.999Z'), noInvalidDate: true }),
+        (date) => {
+          assert.equal(parseTime(date.toISOString()), date.getTime());
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -93,9 +113,21 @@ describe('parseTime', () => {
     assert.equal(parseTime('2026-11-26T12:00:04.123999999Z'), Date.parse('2026-11-26T12:00:04.123Z'));
     assert.equal(parseTime('2024-02-29T00:00:00Z'), Date.parse('2024-02-29T00:00:00Z'));
     for (const text of [
-      '2026-02-29T00:00:00Z', '2026-02-30T00:00:00Z', '2026-13-01T00:00:00Z', '2026-11-26T24:00:00Z', '2026-11-26T12:60:00Z',
-      '2026-11-26T12:00:60Z', '2026-11-26T12:00:00', '2026-11-26t12:00:00z', '2026-11-26 12:00:00Z', '2026-11-26T12:00:00+24:00',
-      '+002026-11-26T12:00:00Z', '2026-11-26T12:00:00.Z', '2026-11-26T12:00:00Z\n', 'yesterday', '',
+      '2026-02-29T00:00:00Z',
+      '2026-02-30T00:00:00Z',
+      '2026-13-01T00:00:00Z',
+      '2026-11-26T24:00:00Z',
+      '2026-11-26T12:60:00Z',
+      '2026-11-26T12:00:60Z',
+      '2026-11-26T12:00:00',
+      '2026-11-26t12:00:00z',
+      '2026-11-26 12:00:00Z',
+      '2026-11-26T12:00:00+24:00',
+      '+002026-11-26T12:00:00Z',
+      '2026-11-26T12:00:00.Z',
+      '2026-11-26T12:00:00Z\n',
+      'yesterday',
+      '',
     ]) {
       assert.equal(parseTime(text), null, text);
     }
@@ -104,9 +136,32 @@ describe('parseTime', () => {
 
 describe('checkReport, checkReportsRequest, checkHeartbeat', () => {
   const valid: Report[] = [
-    { id: '0d4e5f60-aaaa-4bbb-8ccc-123456789abc', vmId: 'capsul-k3x9a0b2cd', operationId: '5f0c', observedAt: '2026-11-26T12:00:04.120Z', type: 'provisioned', ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:abc' }] },
-    { id: '9a1b0000', vmId: 'capsul-k3x9a0b2cd', operationId: null, observedAt: '2026-11-26T12:00:04.120Z', type: 'state', state: 'running' },
-    { id: '9a1b0001', vmId: 'capsul-k3x9a0b2cd', operationId: null, observedAt: '2026-11-26T12:00:04Z', type: 'failed', error: 'qemu-img: disk full\n\tretry later' },
+    {
+      id: '0d4e5f60-aaaa-4bbb-8ccc-123456789abc',
+      vmId: 'capsul-k3x9a0b2cd',
+      operationId: '5f0c',
+      observedAt: '2026-11-26T12:00:04.120Z',
+      type: 'provisioned',
+      ipv4: '192.0.2.10',
+      ipv6: '2001:db8::10',
+      sshHostKeys: [{ type: 'ssh-ed25519', sha256: 'SHA256:abc' }],
+    },
+    {
+      id: '9a1b0000',
+      vmId: 'capsul-k3x9a0b2cd',
+      operationId: null,
+      observedAt: '2026-11-26T12:00:04.120Z',
+      type: 'state',
+      state: 'running',
+    },
+    {
+      id: '9a1b0001',
+      vmId: 'capsul-k3x9a0b2cd',
+      operationId: null,
+      observedAt: '2026-11-26T12:00:04Z',
+      type: 'failed',
+      error: 'qemu-img: disk full\n\tretry later',
+    },
     { id: '9a1b0002', vmId: 'capsul-k3x9a0b2cd', operationId: 'op-1', observedAt: '2026-11-26T12:00:04Z', type: 'deleted' },
   ];
 
@@ -146,19 +201,46 @@ describe('checkReport, checkReportsRequest, checkHeartbeat', () => {
   });
 
   it('refuses a request it cannot answer report by report, naming where', () => {
-    assert.deepEqual(checkReportsRequest({ reports: [valid[1], { id: 'short' }] }), { ok: false, problem: 'reports[1].id must be 8 to 100 characters long' });
-    assert.deepEqual(checkReportsRequest({ reports: [{ id: 'abcdefgh\u0000' }] }), { ok: false, problem: 'reports[0].id contains U+0000 (a control character) at position 8' });
-    assert.deepEqual(checkReportsRequest({ reports: [{ id: 'abc defgh' }] }), { ok: false, problem: 'reports[0].id must be visible ASCII characters, no spaces' });
+    assert.deepEqual(checkReportsRequest({ reports: [valid[1], { id: 'short' }] }), {
+      ok: false,
+      problem: 'reports[1].id must be 8 to 100 characters long',
+    });
+    assert.deepEqual(checkReportsRequest({ reports: [{ id: 'abcdefgh\u0000' }] }), {
+      ok: false,
+      problem: 'reports[0].id contains U+0000 (a control character) at position 8',
+    });
+    assert.deepEqual(checkReportsRequest({ reports: [{ id: 'abc defgh' }] }), {
+      ok: false,
+      problem: 'reports[0].id must be visible ASCII characters, no spaces',
+    });
     assert.deepEqual(checkReportsRequest([]), { ok: false, problem: 'the body must be a JSON object with a list of reports' });
   });
 
-  it('checks a heartbeat field by field and keeps only the protocol\'s fields', () => {
-    const beat = { capacity: { memoryMb: 16384, vcpus: 8, gpus: 1 }, vms: [{ vmId: 'capsul-k3x9a0b2cd', state: 'running', note: 'x' }], agentVersion: 'capsul-spoke 0.1.0' };
+  it("checks a heartbeat field by field and keeps only the protocol's fields", () => {
+    const beat = {
+      capacity: { memoryMb: 16384, vcpus: 8, gpus: 1 },
+      vms: [{ vmId: 'capsul-k3x9a0b2cd', state: 'running', note: 'x' }],
+      agentVersion: 'capsul-spoke 0.1.0',
+    };
     assert.deepEqual(checkHeartbeat(beat), {
-      ok: true, value: { capacity: { memoryMb: 16384, vcpus: 8 }, vms: [{ vmId: 'capsul-k3x9a0b2cd', state: 'running' }], agentVersion: 'capsul-spoke 0.1.0' },
+      ok: true,
+      value: {
+        capacity: { memoryMb: 16384, vcpus: 8 },
+        vms: [{ vmId: 'capsul-k3x9a0b2cd', state: 'running' }],
+        agentVersion: 'capsul-spoke 0.1.0',
+      },
     });
-    assert.deepEqual(checkHeartbeat({ ...beat, vms: [{ vmId: 'capsul-k3x9a0b2c\u0000', state: 'running' }] }), { ok: false, problem: 'vms[0].vmId contains U+0000 (a control character) at position 16' });
-    assert.deepEqual(checkHeartbeat({ ...beat, agentVersion: 'capsul\u202espoke' }), { ok: false, problem: 'agentVersion contains U+202E (a bidirectional formatting character) at position 6' });
-    assert.deepEqual(checkHeartbeat({ ...beat, agentVersion: 'capsul-spoke ü' }), { ok: false, problem: 'agentVersion must be printable ASCII' });
+    assert.deepEqual(checkHeartbeat({ ...beat, vms: [{ vmId: 'capsul-k3x9a0b2c\u0000', state: 'running' }] }), {
+      ok: false,
+      problem: 'vms[0].vmId contains U+0000 (a control character) at position 16',
+    });
+    assert.deepEqual(checkHeartbeat({ ...beat, agentVersion: 'capsul\u202espoke' }), {
+      ok: false,
+      problem: 'agentVersion contains U+202E (a bidirectional formatting character) at position 6',
+    });
+    assert.deepEqual(checkHeartbeat({ ...beat, agentVersion: 'capsul-spoke ü' }), {
+      ok: false,
+      problem: 'agentVersion must be printable ASCII',
+    });
   });
 });

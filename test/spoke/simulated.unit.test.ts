@@ -68,7 +68,10 @@ describe('SimulatedDriver', () => {
     const again = await (await running()).driver.inspect(vmId);
     assert.ok(first!.sshHostKeys.length > 0);
     for (const key of first!.sshHostKeys) assert.match(key.sha256, /^SHA256:[A-Za-z0-9+/]{43}$/);
-    assert.deepEqual(first!.sshHostKeys.map((key) => key.type), ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa']);
+    assert.deepEqual(
+      first!.sshHostKeys.map((key) => key.type),
+      ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa'],
+    );
     assert.deepEqual(again!.sshHostKeys, first!.sshHostKeys);
   });
 
@@ -95,7 +98,10 @@ describe('SimulatedDriver', () => {
     assert.ok(ipv4s.every((ip) => /^(192\.0\.2|198\.51\.100)\.\d+$/.test(ip) && isIPv4(ip)));
     assert.ok(ipv4s.some((ip) => ip.startsWith('198.51.100.')));
     assert.ok(ipv6s.every((ip) => isIPv6(ip) && ip.startsWith('2001:db8:')));
-    assert.ok(ipv4s.every((ip) => !/\.(0|1|255)$/.test(ip)), 'no network, gateway or broadcast address');
+    assert.ok(
+      ipv4s.every((ip) => !/\.(0|1|255)$/.test(ip)),
+      'no network, gateway or broadcast address',
+    );
   });
 
   it('hands a deleted capsul’s address to the next one, never to two at once', async () => {
@@ -241,7 +247,10 @@ describe('SimulatedDriver', () => {
     await driver.create(vmId, { ...spec, memoryMb: 2048 });
     await driver.delete(vmId);
     await driver.create(otherVmId, { ...spec, memoryMb: 2048 });
-    assert.deepEqual((await driver.list()).map((vm) => vm.vmId), [otherVmId]);
+    assert.deepEqual(
+      (await driver.list()).map((vm) => vm.vmId),
+      [otherVmId],
+    );
   });
 
   it('offers the capacity it was given', async () => {
@@ -312,7 +321,10 @@ describe('SimulatedDriver with a state file', () => {
 
     const reloaded = world.crash();
     assert.deepEqual([await reloaded.inspect(vmId), await reloaded.inspect(otherVmId)], before);
-    assert.deepEqual(await reloaded.list(), [{ vmId, state: 'running' }, { vmId: otherVmId, state: 'running' }]);
+    assert.deepEqual(await reloaded.list(), [
+      { vmId, state: 'running' },
+      { vmId: otherVmId, state: 'running' },
+    ]);
     assert.equal(world.clock.pendingTimers, 0, 'nothing under way, nothing re-armed');
   });
 
@@ -350,7 +362,11 @@ describe('SimulatedDriver with a state file', () => {
       { vmId: otherVmId, state: 'stopped' },
     ]);
     assert.equal(world.clock.pendingTimers, 0);
-    assert.deepEqual(world.stored().capsuls.map((capsul) => capsul.state), ['running', 'running', 'stopped'], 'and saved');
+    assert.deepEqual(
+      world.stored().capsuls.map((capsul) => capsul.state),
+      ['running', 'running', 'stopped'],
+      'and saved',
+    );
   });
 
   it('re-arms a pending clean shutdown with the delay that was left', async () => {
@@ -377,9 +393,15 @@ describe('SimulatedDriver with a state file', () => {
     world.driver.crash(nthVmId(3));
     const reloaded = world.crash();
     assert.equal(await reloaded.inspect(vmId), null);
-    assert.deepEqual(await reloaded.list(), [{ vmId: nthVmId(3), state: 'crashed' }, { vmId: otherVmId, state: 'stopped' }]);
+    assert.deepEqual(await reloaded.list(), [
+      { vmId: nthVmId(3), state: 'crashed' },
+      { vmId: otherVmId, state: 'stopped' },
+    ]);
     await reloaded.start(otherVmId);
-    assert.deepEqual(await world.crash().list(), [{ vmId: nthVmId(3), state: 'crashed' }, { vmId: otherVmId, state: 'running' }]);
+    assert.deepEqual(await world.crash().list(), [
+      { vmId: nthVmId(3), state: 'crashed' },
+      { vmId: otherVmId, state: 'running' },
+    ]);
   });
 
   it('keeps a capsul deleted while provisioning deleted, with no timer left to revive it', async () => {

@@ -39,7 +39,11 @@ export function outboxFiles(dataDir: string): string[] {
 /** The reports set aside in outbox-rejected/ (their reasons beside them are not counted). */
 export function setAsideFiles(dataDir: string): string[] {
   const dir = path.join(dataDir, 'outbox-rejected');
-  return existsSync(dir) ? readdirSync(dir).filter((name) => name.endsWith('.json')).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((name) => name.endsWith('.json'))
+        .sort()
+    : [];
 }
 
 let vmCounter = 0;
@@ -54,7 +58,9 @@ export function operation(kind: OperationKind, vmId: string): Operation {
     kind,
     vmId,
     createdAt: new Date(clockStartMs).toISOString(),
-    ...(kind === 'create' ? { spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian-12.qcow2', sshPublicKeys: ['ssh-ed25519 AAAAC3Nz test@example'] } } : {}),
+    ...(kind === 'create'
+      ? { spec: { memoryMb: 1024, vcpus: 1, imageFile: 'debian-12.qcow2', sshPublicKeys: ['ssh-ed25519 AAAAC3Nz test@example'] } }
+      : {}),
   };
 }
 

@@ -82,7 +82,11 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
   // creation checks that some host could take the capsul.
   if (options.host !== false) await new Hosts({ pool }).add({ hostId: 'test-host', memoryMb: 1_000_000, vcpus: 1000, cause: operator });
   return {
-    name, url, pool, ledger, env: envFor(name),
+    name,
+    url,
+    pool,
+    ledger,
+    env: envFor(name),
     get admin() {
       adminPool ??= createPool(url, 4);
       return adminPool;
@@ -97,5 +101,4 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
 
 export const operator = { by: { kind: 'operator' as const, id: 'test' } };
 
-export const sshKey =
-  'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';
+export const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';

@@ -23,11 +23,17 @@ export async function databaseFingerprint(admin: pg.Pool | pg.Client): Promise<R
        FROM pg_roles WHERE rolname LIKE 'capsul\\_%') AS roles,
     (SELECT count(*)::text FROM pg_largeobject_metadata) AS large_objects`);
   const shot: Record<string, string> = { ...catalog };
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`)) {
-    const [row] = await q(`SELECT count(*)::text || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`);
+  for (const { relname } of await q(
+    `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY relname`,
+  )) {
+    const [row] = await q(
+      `SELECT count(*)::text || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS h FROM "${relname}" t`,
+    );
     shot[`rows ${relname}`] = row!.h!;
   }
-  for (const { relname } of await q(`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'S' ORDER BY relname`)) {
+  for (const { relname } of await q(
+    `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'S' ORDER BY relname`,
+  )) {
     const [row] = await q(`SELECT last_value::text || ':' || is_called::text AS v FROM "${relname}"`);
     shot[`sequence ${relname}`] = row!.v!;
   }

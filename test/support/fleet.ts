@@ -55,7 +55,9 @@ export async function stopHard(proc: Launched, timeoutMs: number): Promise<void>
 
 /** The last lines of each process: where an end-to-end failure is read. */
 export function outputTails(procs: readonly Launched[], lines = 25): string {
-  return procs.map((proc) => `── ${proc.name} (pid ${proc.child.pid}) ──\n${proc.output().split('\n').slice(-lines).join('\n')}`).join('\n');
+  return procs
+    .map((proc) => `── ${proc.name} (pid ${proc.child.pid}) ──\n${proc.output().split('\n').slice(-lines).join('\n')}`)
+    .join('\n');
 }
 
 // ── waiting ───────────────────────────────────────────────────────────────────────────────────────
@@ -88,7 +90,11 @@ export async function bounded<T>(what: string, promise: Promise<T>, timeoutMs: n
 /** The operation ids a spoke's journal started and finished, one entry per line. */
 export function readJournal(dataDir: string): { started: string[]; finished: string[] } {
   const file = path.join(dataDir, 'journal.jsonl');
-  const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((line) => line.endsWith('}')) : [];
+  const lines = existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((line) => line.endsWith('}'))
+    : [];
   const parsed = lines.map((line) => JSON.parse(line) as { type: string; operation?: { id: string }; operationId?: string });
   return {
     started: parsed.filter((line) => line.type === 'started').map((line) => line.operation!.id),
@@ -125,8 +131,17 @@ export function countBy(values: string[]): Record<string, number> {
 }
 
 export type CapsulFacts = {
-  id: string; host: string | null; state: string; ipv4: string | null;
-  placed: number; creates: number; createsCompleted: number; provisioned: number; failed: number; deletedEvents: number; deletes: number;
+  id: string;
+  host: string | null;
+  state: string;
+  ipv4: string | null;
+  placed: number;
+  creates: number;
+  createsCompleted: number;
+  provisioned: number;
+  failed: number;
+  deletedEvents: number;
+  deletes: number;
 };
 
 /** A capsul's row in `vms`, with how many times each fact about it was recorded. */

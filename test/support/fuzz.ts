@@ -20,45 +20,160 @@ export function fuzzParameters(name: string, defaultRuns: number): fc.Parameters
   assert.ok(Number.isInteger(runs) && runs > 0, `CAPSUL_FUZZ_RUNS=${process.env.CAPSUL_FUZZ_RUNS}: not a positive integer`);
   assert.ok(Number.isInteger(baseSeed), `CAPSUL_FUZZ_SEED=${process.env.CAPSUL_FUZZ_SEED}: not an integer`);
   const seed = [...name].reduce((hash, character) => (Math.imul(hash, 31) + character.charCodeAt(0)) | 0, baseSeed);
-  return { numRuns: runs, seed, reporter: (details) => {
-    if (!details.failed) return;
-    const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
-    throw new Error(`${error}\n${fc.defaultReportMessage(details)}\nreproduce (the whole file): CAPSUL_FUZZ_SEED=${baseSeed} CAPSUL_FUZZ_RUNS=${runs}`);
-  } };
+  return {
+    numRuns: runs,
+    seed,
+    reporter: (details) => {
+      if (!details.failed) return;
+      const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
+      throw new Error(
+        `${error}\n${fc.defaultReportMessage(details)}\nreproduce (the whole file): CAPSUL_FUZZ_SEED=${baseSeed} CAPSUL_FUZZ_RUNS=${runs}`,
+      );
+    },
+  };
 }
 
 // ---- Hostile text ---------------------------------------------------------------------------------
 
 /** Characters that have broken web apps: NUL, C0 and C1 controls, bidi overrides, zero-width and BOM, separators. */
 const nasty = [
-  '\u0000', '\u0001', '\u0007', '\t', '\n', '\r', '\u000b', '\u001b', '\u007f', '\u0085', '\u009b',
-  '\u202e', '\u202d', '\u2066', '\u2069', '\u200b', '\u200d', '\u2060', '\ufeff', '\u2028', '\u2029', '\ufffd', '\uffff',
-  '\ud800', '\udfff', '\ud83d', '\u{1f600}', 'é', 'İ', 'ß', '<script>', '"', "'", '\\', '%', '&', '=', '+', ';', '/', '..', '?', '#',
-  "' OR 1=1 --", '$1', '{{', '<%=', '${', '__proto__', 'constructor',
+  '\u0000',
+  '\u0001',
+  '\u0007',
+  '\t',
+  '\n',
+  '\r',
+  '\u000b',
+  '\u001b',
+  '\u007f',
+  '\u0085',
+  '\u009b',
+  '\u202e',
+  '\u202d',
+  '\u2066',
+  '\u2069',
+  '\u200b',
+  '\u200d',
+  '\u2060',
+  '\ufeff',
+  '\u2028',
+  '\u2029',
+  '\ufffd',
+  '\uffff',
+  '\ud800',
+  '\udfff',
+  '\ud83d',
+  '\u{1f600}',
+  'é',
+  'İ',
+  'ß',
+  '<script>',
+  '"',
+  "'",
+  '\\',
+  '%',
+  '&',
+  '=',
+  '+',
+  ';',
+  '/',
+  '..',
+  '?',
+  '#',
+  "' OR 1=1 --",
+  '$1',
+  '{{',
+  '<%=',
+  '${',
+  '__proto__',
+  'constructor',
 ];
 
 /** Values that almost pass: numbers at and past limits, ids and addresses of the right shape. */
 const almost = [
-  '', ' ', '0', '-1', '1', '5', '20', '20.00', '1e309', 'NaN', 'Infinity', '0x10', '9'.repeat(40), '-0', '1.005', '10,5',
-  'a@b.c', 'alice@example.org', 'ALICE@EXAMPLE.ORG', 'x@localhost', 'true', 'null', '[]', '{}',
-  'f1-xs', 'f1-s', 'alpine322', 'debian12', 'start', 'stop', 'delete', 'force-stop', 'cs_test_x', 'inv_1',
+  '',
+  ' ',
+  '0',
+  '-1',
+  '1',
+  '5',
+  '20',
+  '20.00',
+  '1e309',
+  'NaN',
+  'Infinity',
+  '0x10',
+  '9'.repeat(40),
+  '-0',
+  '1.005',
+  '10,5',
+  'a@b.c',
+  'alice@example.org',
+  'ALICE@EXAMPLE.ORG',
+  'x@localhost',
+  'true',
+  'null',
+  '[]',
+  '{}',
+  'f1-xs',
+  'f1-s',
+  'alpine322',
+  'debian12',
+  'start',
+  'stop',
+  'delete',
+  'force-stop',
+  'cs_test_x',
+  'inv_1',
 ];
 
 /** Any text a sender could put in a field: hostile pieces, arbitrary code points (lone surrogates too), now and then huge. */
 export const hostileText: fc.Arbitrary<string> = fc.oneof(
-  { weight: 6, arbitrary: fc.array(fc.oneof(fc.constantFrom(...nasty), fc.constantFrom(...almost), fc.string({ maxLength: 8 })), { maxLength: 6 }).map((parts) => parts.join('')) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .array(fc.oneof(fc.constantFrom(...nasty), fc.constantFrom(...almost), fc.string({ maxLength: 8 })), { maxLength: 6 })
+      .map((parts) => parts.join('')),
+  },
   { weight: 4, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
-  { weight: 2, arbitrary: fc.string({ unit: fc.integer({ min: 0xd800, max: 0xdfff }).map((unit) => String.fromCharCode(unit)), minLength: 1, maxLength: 3 }) },
+  {
+    weight: 2,
+    arbitrary: fc.string({
+      unit: fc.integer({ min: 0xd800, max: 0xdfff }).map((unit) => String.fromCharCode(unit)),
+      minLength: 1,
+      maxLength: 3,
+    }),
+  },
   { weight: 3, arbitrary: fc.constantFrom(...almost) },
   // Past the field limits (a few KB), and now and then past the hub's 64 KB body limit.
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom('a', '\u0000', '\u202e', '9', '%', 'é'), fc.oneof(fc.integer({ min: 200, max: 10_000 }), fc.constant(70_000))).map(([c, n]) => c.repeat(n)) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.constantFrom('a', '\u0000', '\u202e', '9', '%', 'é'), fc.oneof(fc.integer({ min: 200, max: 10_000 }), fc.constant(70_000)))
+      .map(([c, n]) => c.repeat(n)),
+  },
 );
 
 /** Text that is no attack at all: printable ASCII, what a form mostly carries. */
 const plainText = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((code) => String.fromCharCode(code)), maxLength: 40 });
 
 /** %-escapes that are no UTF-8 text, or no escape at all. */
-const badEscapes = ['%C0%AF', '%FF', '%E0%80', '%E2%82', '%ED%A0%80', '%F4%90%80%80', '%zz', '%', '%4', '%00', '%0A', '%1B', '%E2%80%AE', '%EF%BB%BF'];
+const badEscapes = [
+  '%C0%AF',
+  '%FF',
+  '%E0%80',
+  '%E2%82',
+  '%ED%A0%80',
+  '%F4%90%80%80',
+  '%zz',
+  '%',
+  '%4',
+  '%00',
+  '%0A',
+  '%1B',
+  '%E2%80%AE',
+  '%EF%BB%BF',
+];
 
 /** Percent-encodes text as a browser would (a lone surrogate as the bytes Node makes of it). */
 export function percentEncode(text: string): string {
@@ -72,7 +187,12 @@ export function percentEncode(text: string): string {
 /** Text as it travels in an address or a form body: encoded hostile text, raw malformed escapes, or a mix. */
 export const encodedText: fc.Arbitrary<string> = fc.oneof(
   { weight: 4, arbitrary: hostileText.map(percentEncode) },
-  { weight: 2, arbitrary: fc.array(fc.oneof(fc.constantFrom(...badEscapes), hostileText.map(percentEncode)), { minLength: 1, maxLength: 4 }).map((parts) => parts.join('')) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .array(fc.oneof(fc.constantFrom(...badEscapes), hostileText.map(percentEncode)), { minLength: 1, maxLength: 4 })
+      .map((parts) => parts.join('')),
+  },
   { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom('a', '1', '-', '_', '.', '~', '!', '*', '(', ')', '+'), maxLength: 20 }) },
 );
 
@@ -91,10 +211,23 @@ export const anyJson: fc.Arbitrary<unknown> = fc.oneof(
  * values that almost pass), now fields missing, repeated, empty, unknown, or with hostile values.
  */
 export function formBody(names: readonly string[], values: Record<string, fc.Arbitrary<string>> = {}): fc.Arbitrary<string> {
-  const valueOf = (name: string) => (Object.hasOwn(values, name) ? values[name]! : plainText);
-  const plausible = fc.subarray([...names]).chain((chosen) => fc.tuple(...chosen.map((name) => fc.oneof({ weight: 3, arbitrary: valueOf(name) }, { weight: 1, arbitrary: plainText }).map((value) => `${percentEncode(name)}=${percentEncode(value)}`))))
+  const valueFor = (name: string) => (Object.hasOwn(values, name) ? values[name]! : plainText);
+  const plausible = fc
+    .subarray([...names])
+    .chain((chosen) =>
+      fc.tuple(
+        ...chosen.map((name) =>
+          fc
+            .oneof({ weight: 3, arbitrary: valueFor(name) }, { weight: 1, arbitrary: plainText })
+            .map((value) => `${percentEncode(name)}=${percentEncode(value)}`),
+        ),
+      ),
+    )
     .map((pairs) => pairs.join('&'));
-  const name = fc.oneof({ weight: 5, arbitrary: fc.constantFrom(...names, ...(names.length ? [] : ['x'])).map(percentEncode) }, { weight: 1, arbitrary: encodedText });
+  const name = fc.oneof(
+    { weight: 5, arbitrary: fc.constantFrom(...names, ...(names.length ? [] : ['x'])).map(percentEncode) },
+    { weight: 1, arbitrary: encodedText },
+  );
   const pair = name.chain((field) => {
     const decoded = decodeURIComponentSafe(field);
     const known = Object.hasOwn(values, decoded) ? values[decoded] : undefined;
@@ -106,8 +239,14 @@ export function formBody(names: readonly string[], values: Record<string, fc.Arb
 }
 
 /** A JSON object body from `names` and hostile names, each member of any type. */
-export function jsonBody(names: readonly string[], values: Record<string, fc.Arbitrary<unknown>> = {}): fc.Arbitrary<Record<string, unknown>> {
-  const member = fc.oneof(...names.map((field) => fc.tuple(fc.constant(field), Object.hasOwn(values, field) ? fc.oneof(values[field]!, anyJson) : anyJson)), fc.tuple(hostileText, anyJson));
+export function jsonBody(
+  names: readonly string[],
+  values: Record<string, fc.Arbitrary<unknown>> = {},
+): fc.Arbitrary<Record<string, unknown>> {
+  const member = fc.oneof(
+    ...names.map((field) => fc.tuple(fc.constant(field), Object.hasOwn(values, field) ? fc.oneof(values[field]!, anyJson) : anyJson)),
+    fc.tuple(hostileText, anyJson),
+  );
   return fc.array(member, { maxLength: 6 }).map((members) => Object.fromEntries(members));
 }
 
@@ -126,13 +265,49 @@ function decodeURIComponentSafe(text: string): string {
 export type FuzzBody = { payload: string | Buffer; contentType: string | null };
 
 export function anyBody(form: fc.Arbitrary<string>, json: fc.Arbitrary<unknown>): fc.Arbitrary<FuzzBody> {
-  const contentType = fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'application/json; charset=utf-8', 'text/plain', 'multipart/form-data; boundary=x', 'application/octet-stream', 'application/x-www-form-urlencoded; charset=latin1', 'text/html', 'application/xml', ';;;', null);
+  const contentType = fc.constantFrom(
+    'application/x-www-form-urlencoded',
+    'application/json',
+    'application/json; charset=utf-8',
+    'text/plain',
+    'multipart/form-data; boundary=x',
+    'application/octet-stream',
+    'application/x-www-form-urlencoded; charset=latin1',
+    'text/html',
+    'application/xml',
+    ';;;',
+    null,
+  );
   return fc.oneof(
     { weight: 5, arbitrary: form.map((payload) => ({ payload, contentType: 'application/x-www-form-urlencoded' })) },
     { weight: 3, arbitrary: json.map((value) => ({ payload: JSON.stringify(value) ?? 'undefined', contentType: 'application/json' })) },
-    { weight: 1, arbitrary: fc.tuple(fc.oneof(form, json.map((value) => JSON.stringify(value) ?? '')), contentType).map(([payload, type]) => ({ payload, contentType: type })) },
-    { weight: 1, arbitrary: fc.tuple(fc.uint8Array({ maxLength: 64 }), contentType).map(([bytes, type]) => ({ payload: Buffer.from(bytes), contentType: type })) },
-    { weight: 1, arbitrary: fc.tuple(fc.constantFrom('{', '{"a":', '[1,', '"\\ud800"', '{"__proto__":{"x":1}}', '{"a":1,"a":2}', 'nul\u0000l', '\ufeff{}'), contentType).map(([payload, type]) => ({ payload, contentType: type })) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(
+          fc.oneof(
+            form,
+            json.map((value) => JSON.stringify(value) ?? ''),
+          ),
+          contentType,
+        )
+        .map(([payload, type]) => ({ payload, contentType: type })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(fc.uint8Array({ maxLength: 64 }), contentType)
+        .map(([bytes, type]) => ({ payload: Buffer.from(bytes), contentType: type })),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(
+          fc.constantFrom('{', '{"a":', '[1,', '"\\ud800"', '{"__proto__":{"x":1}}', '{"a":1,"a":2}', 'nul\u0000l', '\ufeff{}'),
+          contentType,
+        )
+        .map(([payload, type]) => ({ payload, contentType: type })),
+    },
   );
 }
 
@@ -144,7 +319,10 @@ const leaks: [RegExp, string][] = [
   [/\b(Type|Range|Reference|Syntax|URI)?Error: /, 'an error message'],
   [/node_modules|\/src\/|\.ts:\d+/, 'a source path'],
   [/\bERR_[A-Z_]+|FST_[A-Z_]+/, 'an internal error code'],
-  [/invalid input syntax|violates|syntax error|relation "|column "|duplicate key|out of range for type|invalid byte sequence|unterminated|null value in column/i, 'a PostgreSQL message'],
+  [
+    /invalid input syntax|violates|syntax error|relation "|column "|duplicate key|out of range for type|invalid byte sequence|unterminated|null value in column/i,
+    'a PostgreSQL message',
+  ],
   [/"statusCode"\s*:\s*5\d\d/, "fastify's raw 5xx error"],
   [/something went wrong/i, 'the 500 page'],
 ];
@@ -154,7 +332,11 @@ export function assertSafeResponse(response: LightMyRequestResponse, about: stri
   assert.ok(response.statusCode < 500, `${about}: HTTP ${response.statusCode} ${response.body.slice(0, 500)}`);
   for (const [pattern, what] of leaks) {
     const found = pattern.exec(response.body);
-    assert.equal(found, null, `${about}: HTTP ${response.statusCode}, ${what} in the body: …${found ? response.body.slice(Math.max(0, found.index - 100), found.index + 200) : ''}…`);
+    assert.equal(
+      found,
+      null,
+      `${about}: HTTP ${response.statusCode}, ${what} in the body: …${found ? response.body.slice(Math.max(0, found.index - 100), found.index + 200) : ''}…`,
+    );
   }
 }
 
@@ -170,7 +352,10 @@ export class RefusalWatch {
   fingerprints = 0;
   fingerprintMs = 0;
 
-  constructor(private readonly admin: pg.Pool, private readonly allowed: Record<string, string> = {}) {}
+  constructor(
+    private readonly admin: pg.Pool,
+    private readonly allowed: Record<string, string> = {},
+  ) {}
 
   /** Before a request: the database as it is now. */
   async before(): Promise<void> {
@@ -191,7 +376,11 @@ export class RefusalWatch {
     const now = await this.take();
     const changed = Object.keys({ ...now, ...this.known }).filter((key) => now[key] !== this.known![key]);
     const pick = (shot: Record<string, string>) => Object.fromEntries(changed.map((key) => [key, shot[key]]));
-    assert.deepEqual(pick(now), pick(this.known!), `${about}: refused with ${response.statusCode}, yet the database changed: ${changed.join(', ')} (${response.body.slice(0, 200)})`);
+    assert.deepEqual(
+      pick(now),
+      pick(this.known!),
+      `${about}: refused with ${response.statusCode}, yet the database changed: ${changed.join(', ')} (${response.body.slice(0, 200)})`,
+    );
   }
 
   private async take(): Promise<Record<string, string>> {

@@ -18,7 +18,11 @@ export function assertRefused(run: Run, code: 1 | 2, pattern: RegExp): void {
 
 export function runCapsul(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: projectRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -35,9 +39,16 @@ export function runCapsul(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 12
 }
 
 /** Starts `capsul serve` and resolves once it prints the URL it serves. */
-export function startServe(env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
+export function startServe(
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, 'serve'], { cwd: projectRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, 'serve'], {
+      cwd: projectRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
     const timer = setTimeout(() => {

@@ -26,15 +26,32 @@ export type WebHarness = {
 
 export async function webHarness(options: Partial<HubDeps> & { host?: boolean; start?: Date } = {}): Promise<WebHarness> {
   let current = options.start ?? new Date('2026-11-01T12:00:00Z');
-  const clock = { now: () => current, set: (date: Date) => { current = date; }, advance: (ms: number) => { current = new Date(current.getTime() + ms); } };
+  const clock = {
+    now: () => current,
+    set: (date: Date) => {
+      current = date;
+    },
+    advance: (ms: number) => {
+      current = new Date(current.getTime() + ms);
+    },
+  };
   const db = await testDatabase({ now: clock.now, host: options.host });
   const outboxDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-outbox-'));
   const mailer = options.mailer ?? createMailer({ from: 'capsul <no-reply@capsul.test>', outboxDir });
   const hub = await buildHub({
-    pool: db.pool, now: clock.now, baseUrl: 'http://capsul.test', secretKey: 'k'.repeat(64), ...options, mailer,
+    pool: db.pool,
+    now: clock.now,
+    baseUrl: 'http://capsul.test',
+    secretKey: 'k'.repeat(64),
+    ...options,
+    mailer,
   });
   const harness: WebHarness = {
-    db, hub, outboxDir, mailer, clock,
+    db,
+    hub,
+    outboxDir,
+    mailer,
+    clock,
     client: () => new WebClient(hub),
     async loggedIn(email) {
       const client = new WebClient(hub);
@@ -78,7 +95,12 @@ export class WebClient {
   }
 
   async get(url: string, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-    const response = await this.hub.inject({ method: 'GET', url, remoteAddress: this.ip, headers: { accept: 'text/html', cookie: this.cookieHeader, ...headers } });
+    const response = await this.hub.inject({
+      method: 'GET',
+      url,
+      remoteAddress: this.ip,
+      headers: { accept: 'text/html', cookie: this.cookieHeader, ...headers },
+    });
     this.keep(response);
     return response;
   }
@@ -87,7 +109,11 @@ export class WebClient {
    * A form POST (urlencoded). `_csrf` is the last page's token unless the form gives one (pass
    * `_csrf: null` to send none). Arrays become repeated fields (checkboxes).
    */
-  async post(url: string, form: Record<string, string | string[] | null> = {}, headers: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+  async post(
+    url: string,
+    form: Record<string, string | string[] | null> = {},
+    headers: Record<string, string> = {},
+  ): Promise<LightMyRequestResponse> {
     const body = new URLSearchParams();
     const fields = { _csrf: this.csrf, ...form };
     for (const [name, value] of Object.entries(fields)) {
@@ -95,7 +121,10 @@ export class WebClient {
       for (const item of Array.isArray(value) ? value : [value]) body.append(name, item);
     }
     const response = await this.hub.inject({
-      method: 'POST', url, payload: body.toString(), remoteAddress: this.ip,
+      method: 'POST',
+      url,
+      payload: body.toString(),
+      remoteAddress: this.ip,
       headers: { accept: 'text/html', 'content-type': 'application/x-www-form-urlencoded', cookie: this.cookieHeader, ...headers },
     });
     this.keep(response);

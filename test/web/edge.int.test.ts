@@ -28,7 +28,14 @@ before(async () => {
   ({ paymentId } = await web.db.ledger.recordPayment({ email: 'payer@example.org', amountCents: 2000, cause: operator }));
   await holdPayment(
     { pool: web.db.pool, mailer: web.mailer, adminEmails: [adminEmail], now: web.clock.now },
-    { provider: 'btcpay', reference: 'inv-held', email: 'held@example.org', amountCents: 700, expectedCents: null, reason: 'unknown invoice' },
+    {
+      provider: 'btcpay',
+      reference: 'inv-held',
+      email: 'held@example.org',
+      amountCents: 700,
+      expectedCents: null,
+      reason: 'unknown invoice',
+    },
   );
   ({ token: hostToken } = await new Hosts({ pool: web.db.pool }).add({ hostId: 'edge-host', memoryMb: 1024, vcpus: 1, cause: operator }));
 });
@@ -36,7 +43,12 @@ after(() => web.close());
 
 /** Control characters no field takes (tab, line feed and carriage return are tested where they belong). */
 const controls: [string, string][] = [
-  ['NUL', '\u0000'], ['ESC', '\u001b'], ['BEL', '\u0007'], ['DEL', '\u007f'], ['a C1 control (NEL)', '\u0085'], ['a vertical tab', '\u000b'],
+  ['NUL', '\u0000'],
+  ['ESC', '\u001b'],
+  ['BEL', '\u0007'],
+  ['DEL', '\u007f'],
+  ['a C1 control (NEL)', '\u0085'],
+  ['a vertical tab', '\u000b'],
 ];
 /** %-escapes that are not UTF-8: a byte never in UTF-8, an overlong, a cut sequence, a surrogate, too large, not hex, cut short. */
 const badEscapes = ['%FF', '%E0%80', '%C0%AF', '%E2%82', '%ED%A0%80', '%F4%90%80%80', '%ZZ', '%', '%4'];
@@ -63,7 +75,10 @@ function assertRefused(response: LightMyRequestResponse, about: string, as: 'htm
 function rawPost(client: WebClient, url: string, body: string | Buffer): Promise<LightMyRequestResponse> {
   const payload = Buffer.concat([Buffer.from(`_csrf=${encodeURIComponent(client.csrf)}&`), Buffer.from(body)]);
   return web.hub.inject({
-    method: 'POST', url, payload, remoteAddress: client.ip,
+    method: 'POST',
+    url,
+    payload,
+    remoteAddress: client.ip,
     headers: { accept: 'text/html', 'content-type': 'application/x-www-form-urlencoded', cookie: client.cookieHeader },
   });
 }
@@ -80,9 +95,12 @@ describe('control characters in forms', () => {
     await unchanged(async () => {
       for (const [what, control] of controls) {
         const message = assertRefused(await customer.post('/console/ssh/delete', { name: `laptop${control}` }), what);
-        assert.match(message, /^The field &quot;name&quot; holds a control character \(U\+00[0-9A-F]{2}\), which no field here takes: remove it and try again\.$/);
+        assert.match(
+          message,
+          /^The field &quot;name&quot; holds a control character \(U\+00[0-9A-F]{2}\), which no field here takes: remove it and try again\.$/,
+        );
       }
-      assertRefused(await customer.post('/console/ssh/delete', { [`na\u0000me`]: 'laptop' }), 'NUL in a field name');
+      assertRefused(await customer.post('/console/ssh/delete', { 'na\u0000me': 'laptop' }), 'NUL in a field name');
     });
     const { rows } = await web.db.pool.query('SELECT name FROM ssh_public_keys WHERE email = $1', [customerEmail]);
     assert.deepEqual(rows, [{ name: 'laptop' }]);
@@ -139,9 +157,13 @@ describe('control characters in forms', () => {
 describe('malformed percent-encoding', () => {
   it('in a query string (/admin/payments?email=): 400, not the escape taken as text', async () => {
     await unchanged(async () => {
-      for (const escape of [...badEscapes, '%00', '%0A', '%0D%0A', '%1B', '%7F', '%C2%85']) {
-        const message = assertRefused(await admin.get(`/admin/payments?email=a${escape}z`), escape);
-        assert.match(message, /^This address (is malformed: a %-escape in it is not valid UTF-8 text|holds a control character \(U\+00[0-9A-F]{2}\), which no page here takes)\.$/, escape);
+      for (const badEscape of [...badEscapes, '%00', '%0A', '%0D%0A', '%1B', '%7F', '%C2%85']) {
+        const message = assertRefused(await admin.get(`/admin/payments?email=a${badEscape}z`), badEscape);
+        assert.match(
+          message,
+          /^This address (is malformed: a %-escape in it is not valid UTF-8 text|holds a control character \(U\+00[0-9A-F]{2}\), which no page here takes)\.$/,
+          badEscape,
+        );
       }
       assertRefused(await admin.get('/admin/payments?e%FFmail=a'), 'in a name');
       assertRefused(await admin.get('/admin/capsuls?email=%00'), '/admin/capsuls');
@@ -149,14 +171,14 @@ describe('malformed percent-encoding', () => {
     assert.equal((await admin.get('/admin/payments?email=payer%40example.org')).statusCode, 200, 'well-formed escapes work as before');
   });
 
-  it('in a path or a route parameter: 400 with the site\'s page, for GET and POST', async () => {
+  it("in a path or a route parameter: 400 with the site's page, for GET and POST", async () => {
     await admin.get(`/admin/payments/${paymentId}`);
     await unchanged(async () => {
-      for (const escape of [...badEscapes, '%00']) {
-        assertRefused(await admin.get(`/admin/payments/${escape}`), `GET ${escape}`);
-        assertRefused(await customer.get(`/console/${escape}`), `GET /console/${escape}`);
-        assertRefused(await admin.post(`/admin/payments/${paymentId}${escape}/invalidate`, { reason: 'x' }), `POST ${escape}`);
-        assertRefused(await customer.get(`/no-such-page/${escape}`), `unknown page ${escape}`);
+      for (const badEscape of [...badEscapes, '%00']) {
+        assertRefused(await admin.get(`/admin/payments/${badEscape}`), `GET ${badEscape}`);
+        assertRefused(await customer.get(`/console/${badEscape}`), `GET /console/${badEscape}`);
+        assertRefused(await admin.post(`/admin/payments/${paymentId}${badEscape}/invalidate`, { reason: 'x' }), `POST ${badEscape}`);
+        assertRefused(await customer.get(`/no-such-page/${badEscape}`), `unknown page ${badEscape}`);
       }
     });
   });
@@ -164,34 +186,46 @@ describe('malformed percent-encoding', () => {
   it('in a form body: 400, whichever field, and raw bytes that are not UTF-8 too', async () => {
     await customer.get('/console/ssh');
     await unchanged(async () => {
-      for (const escape of badEscapes) {
-        assertRefused(await rawPost(customer, '/console/ssh/delete', `name=laptop${escape}`), `value ${escape}`);
-        assertRefused(await rawPost(customer, '/console/ssh/delete', `na${escape}me=laptop`), `name ${escape}`);
+      for (const badEscape of badEscapes) {
+        assertRefused(await rawPost(customer, '/console/ssh/delete', `name=laptop${badEscape}`), `value ${badEscape}`);
+        assertRefused(await rawPost(customer, '/console/ssh/delete', `na${badEscape}me=laptop`), `name ${badEscape}`);
       }
-      const notUtf8 = assertRefused(await rawPost(customer, '/console/ssh/delete', Buffer.from([0x6e, 0x61, 0x6d, 0x65, 0x3d, 0xff, 0xfe])), 'raw 0xFF');
+      const notUtf8 = assertRefused(
+        await rawPost(customer, '/console/ssh/delete', Buffer.from([0x6e, 0x61, 0x6d, 0x65, 0x3d, 0xff, 0xfe])),
+        'raw 0xFF',
+      );
       assert.equal(notUtf8, 'What you sent is not UTF-8 text: reload the page and try again.');
     });
     // A well-formed body the same way still works.
     assert.equal((await rawPost(customer, '/console/ssh/delete', 'name=lap%74op')).statusCode, 303);
   });
 
-  it('a path segment longer than a route parameter may be: 400 with the site\'s page, not the router\'s bare JSON', async () => {
+  it("a path segment longer than a route parameter may be: 400 with the site's page, not the router's bare JSON", async () => {
     assertRefused(await customer.get(`/console/${'a'.repeat(101)}`), 'a long capsul id');
     assertRefused(await admin.get(`/admin/payments/${'1'.repeat(200)}`), 'a long payment id');
     assert.equal((await customer.get(`/console/${'a'.repeat(100)}`)).statusCode, 404, 'up to the limit: the route answers');
   });
 
   it('answers scripts with JSON, one line', async () => {
-    const error = assertRefused(await web.hub.inject({ method: 'GET', url: '/admin/payments?email=%E0%80', headers: { accept: 'application/json' } }), 'json', 'json');
+    const error = assertRefused(
+      await web.hub.inject({ method: 'GET', url: '/admin/payments?email=%E0%80', headers: { accept: 'application/json' } }),
+      'json',
+      'json',
+    );
     assert.equal(error, 'This address is malformed: a %-escape in it is not valid UTF-8 text.');
   });
 });
 
 describe('JSON bodies (the spoke API)', () => {
   const post = (url: string, payload: string) =>
-    web.hub.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json', authorization: `Bearer ${hostToken}`, 'x-capsul-host': 'edge-host' } });
+    web.hub.inject({
+      method: 'POST',
+      url,
+      payload,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${hostToken}`, 'x-capsul-host': 'edge-host' },
+    });
 
-  it('refuses NUL, other controls and lone surrogates in a spoke\'s heartbeat with 400 JSON (the spoke API\'s own, stricter check)', async () => {
+  it("refuses NUL, other controls and lone surrogates in a spoke's heartbeat with 400 JSON (the spoke API's own, stricter check)", async () => {
     await unchanged(async () => {
       for (const [what, payload] of [
         ['NUL in a value', '{"agentVersion":"1\\u0000"}'],
@@ -207,8 +241,12 @@ describe('JSON bodies (the spoke API)', () => {
 
   it('lets multi-line text through to the route (a failure report may span lines)', async () => {
     const failure = {
-      id: 'report-multi-line', vmId: 'capsul-aaaaaaaaaa', operationId: null, observedAt: web.clock.now().toISOString(),
-      type: 'failed', error: 'virsh failed:\n\terror: no such domain',
+      id: 'report-multi-line',
+      vmId: 'capsul-aaaaaaaaaa',
+      operationId: null,
+      observedAt: web.clock.now().toISOString(),
+      type: 'failed',
+      error: 'virsh failed:\n\terror: no such domain',
     };
     const response = await post('/spoke/v1/reports', JSON.stringify({ reports: [failure] }));
     assert.equal(response.statusCode, 200, response.body);
@@ -227,7 +265,11 @@ describe('JSON bodies (the spoke API)', () => {
 describe('over a real socket', () => {
   /** One raw request (its bytes exactly as given) to the listening hub; the answer's status line and body. */
   function rawRequest(port: number, target: Buffer): Promise<{ status: string; body: string }> {
-    const request = Buffer.concat([Buffer.from('GET '), target, Buffer.from(' HTTP/1.1\r\nHost: capsul.test\r\nAccept: text/html\r\nConnection: close\r\n\r\n')]);
+    const request = Buffer.concat([
+      Buffer.from('GET '),
+      target,
+      Buffer.from(' HTTP/1.1\r\nHost: capsul.test\r\nAccept: text/html\r\nConnection: close\r\n\r\n'),
+    ]);
     return new Promise((resolve, reject) => {
       const socket = net.connect(port, '127.0.0.1', () => socket.end(request));
       const chunks: Buffer[] = [];
@@ -240,7 +282,7 @@ describe('over a real socket', () => {
     });
   }
 
-  it('bad escapes get the site\'s 400 page; raw bytes that are not ASCII are refused by Node\'s parser with 400; never a 500', async () => {
+  it("bad escapes get the site's 400 page; raw bytes that are not ASCII are refused by Node's parser with 400; never a 500", async () => {
     await web.hub.listen({ port: 0, host: '127.0.0.1' });
     const { port } = web.hub.server.address() as net.AddressInfo;
     for (const target of ['/faq?x=%FF', '/console/%E0%80', '/admin/payments?email=%00']) {
@@ -248,7 +290,11 @@ describe('over a real socket', () => {
       assert.equal(status, 'HTTP/1.1 400 Bad Request', target);
       assert.match(body, /That did not work/, target);
     }
-    for (const target of [[0x2f, 0x66, 0x61, 0x71, 0x3f, 0x78, 0x3d, 0xff], [0x2f, 0xc3, 0xa9], [0x2f, 0x7f]]) {
+    for (const target of [
+      [0x2f, 0x66, 0x61, 0x71, 0x3f, 0x78, 0x3d, 0xff],
+      [0x2f, 0xc3, 0xa9],
+      [0x2f, 0x7f],
+    ]) {
       const { status } = await rawRequest(port, Buffer.from(target));
       assert.equal(status, 'HTTP/1.1 400 Bad Request', JSON.stringify(target));
     }

@@ -87,7 +87,9 @@ function canonicalize(value, depth = 0) {
   if (depth >= maxCanonicalDepth) throw new Problem(`nests deeper than ${maxCanonicalDepth} levels`);
   if (Array.isArray(value)) return `[${value.map((item) => canonicalize(item, depth + 1)).join(',')}]`;
   // Members sorted by UTF-16 code units, which is what the default string sort compares.
-  const members = Object.keys(value).sort().map((key) => `${canonicalString(key)}:${canonicalize(value[key], depth + 1)}`);
+  const members = Object.keys(value)
+    .sort()
+    .map((key) => `${canonicalString(key)}:${canonicalize(value[key], depth + 1)}`);
   return `{${members.join(',')}}`;
 }
 
@@ -148,7 +150,8 @@ function parseVerifierKey(text) {
   }
   const [, name, hashHex] = match;
   const keyHash = Number.parseInt(hashHex, 16);
-  if (sha256(Buffer.from(`${name}\n`, 'utf8'), key).readUInt32BE(0) !== keyHash) throw new Problem(`the key hash ${hashHex} does not match the key`);
+  if (sha256(Buffer.from(`${name}\n`, 'utf8'), key).readUInt32BE(0) !== keyHash)
+    throw new Problem(`the key hash ${hashHex} does not match the key`);
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), key.subarray(1)]);
   return { name, keyHash, id: `${name}+${hashHex.toLowerCase()}`, publicKey: createPublicKey({ key: spki, format: 'der', type: 'spki' }) };
 }
@@ -272,7 +275,8 @@ function loadCheckpoints(dir, key, report) {
     const bytes = readFileSync(full);
     try {
       const checkpoint = parseCheckpoint(openNote(bytes, key));
-      if (checkpoint.origin !== key.name) throw new Problem(`its origin ${quote(checkpoint.origin)} is not the key's name ${quote(key.name)}`);
+      if (checkpoint.origin !== key.name)
+        throw new Problem(`its origin ${quote(checkpoint.origin)} is not the key's name ${quote(key.name)}`);
       checkpoints.push({ file, ...checkpoint });
     } catch (error) {
       if (!(error instanceof Problem)) throw error;
@@ -320,7 +324,11 @@ async function checkLeaves(dir, checkpoints, report) {
     return { leafCount: frontier.size, verified };
   }
   for (const checkpoint of checkpoints.slice(next)) {
-    report.failCheckpoint(checkpoint.file, checkpoint.size, `the export has ${frontier.size} leaves but the checkpoint signs ${checkpoint.size}`);
+    report.failCheckpoint(
+      checkpoint.file,
+      checkpoint.size,
+      `the export has ${frontier.size} leaves but the checkpoint signs ${checkpoint.size}`,
+    );
   }
   return { leafCount: frontier.size, verified };
 }
@@ -337,7 +345,14 @@ async function compareWithEarlier(dir, earlierDir, report) {
       if (current.done) return reportDifference(report, index, 'removed', `the earlier export goes on, this one ends at ${index} leaves`);
       if (!current.value.bytes.equals(earlier.value.bytes)) {
         const [nextCurrent, nextEarlier] = await Promise.all([now.next(), was.next()]);
-        return describeDifference(report, index, current.value.bytes, earlier.value.bytes, nextCurrent.value?.bytes, nextEarlier.value?.bytes);
+        return describeDifference(
+          report,
+          index,
+          current.value.bytes,
+          earlier.value.bytes,
+          nextCurrent.value?.bytes,
+          nextEarlier.value?.bytes,
+        );
       }
     }
   } finally {
@@ -351,8 +366,20 @@ function describeDifference(report, index, current, earlier, nextCurrent, nextEa
   const was = `was ${quote(earlier.toString('utf8'))}`;
   const now = `now ${quote(current.toString('utf8'))}`;
   if (shifted && pushed) return reportDifference(report, index, 'reordered', `leaves ${index} and ${index + 1} are swapped`);
-  if (shifted) return reportDifference(report, index, 'removed', `this export's leaf ${index} is the earlier leaf ${index + 1}; the removed leaf ${was}`);
-  if (pushed) return reportDifference(report, index, 'inserted', `this export's leaf ${index + 1} is the earlier leaf ${index}; the inserted leaf is ${quote(current.toString('utf8'))}`);
+  if (shifted)
+    return reportDifference(
+      report,
+      index,
+      'removed',
+      `this export's leaf ${index} is the earlier leaf ${index + 1}; the removed leaf ${was}`,
+    );
+  if (pushed)
+    return reportDifference(
+      report,
+      index,
+      'inserted',
+      `this export's leaf ${index + 1} is the earlier leaf ${index}; the inserted leaf is ${quote(current.toString('utf8'))}`,
+    );
   return reportDifference(report, index, 'altered', `${now}, ${was}`);
 }
 
@@ -363,15 +390,19 @@ function reportDifference(report, index, kind, detail) {
 
 async function verifyExport(dir, keyOption, earlierDir) {
   const key = loadExportKey(dir, keyOption);
-  if (earlierDir !== undefined && !isFile(path.join(earlierDir, 'leaves.jsonl'))) throw new UsageError(`--against ${earlierDir} holds no leaves.jsonl`);
+  if (earlierDir !== undefined && !isFile(path.join(earlierDir, 'leaves.jsonl')))
+    throw new UsageError(`--against ${earlierDir} holds no leaves.jsonl`);
   const report = new Report();
   const checkpoints = loadCheckpoints(dir, key, report);
   const { leafCount, verified } = await checkLeaves(dir, checkpoints, report);
   if (earlierDir !== undefined && isFile(path.join(dir, 'leaves.jsonl'))) await compareWithEarlier(dir, earlierDir, report);
   const largest = verified.at(-1)?.size ?? 0;
   if (report.problems.length === 0) {
-    if (leafCount > largest) console.log(`note: the last ${leafCount - largest} leaves (from index ${largest}) are not covered by a checkpoint yet`);
-    console.log(`OK: ${leafCount} leaves; ${verified.length} checkpoint${verified.length === 1 ? '' : 's'} signed by ${key.id}, all matching (largest size ${largest})`);
+    if (leafCount > largest)
+      console.log(`note: the last ${leafCount - largest} leaves (from index ${largest}) are not covered by a checkpoint yet`);
+    console.log(
+      `OK: ${leafCount} leaves; ${verified.length} checkpoint${verified.length === 1 ? '' : 's'} signed by ${key.id}, all matching (largest size ${largest})`,
+    );
     return 0;
   }
   console.log(`FAILED: ${failureSummary(report, verified)}`);
@@ -385,7 +416,9 @@ function failureSummary(report, verified) {
   if (first) {
     const sized = first.size === null ? 'size unknown' : `size ${first.size}`;
     const lastGood = first.size === null ? undefined : verified.filter((c) => c.size < first.size).at(-1);
-    const bound = lastGood ? `; the first ${lastGood.size} leaves still match ${lastGood.file}, so the change is at a leaf index in [${lastGood.size}, ${first.size})` : '';
+    const bound = lastGood
+      ? `; the first ${lastGood.size} leaves still match ${lastGood.file}, so the change is at a leaf index in [${lastGood.size}, ${first.size})`
+      : '';
     parts.push(`the first failing checkpoint is ${first.file} (${sized})${bound}`);
   }
   const hidden = report.problems.length - maxPrintedProblems;
@@ -402,14 +435,19 @@ async function verifyProof(proofFile, keyOption) {
   const report = new Report();
   try {
     const checkpoint = parseCheckpoint(openNote(Buffer.from(proof.checkpoint, 'utf8'), key));
-    if (checkpoint.origin !== key.name) throw new Problem(`the checkpoint's origin ${quote(checkpoint.origin)} is not the key's name ${quote(key.name)}`);
-    if (checkpoint.size !== proof.treeSize) throw new Problem(`the proof is for size ${proof.treeSize} but the checkpoint signs size ${checkpoint.size}`);
+    if (checkpoint.origin !== key.name)
+      throw new Problem(`the checkpoint's origin ${quote(checkpoint.origin)} is not the key's name ${quote(key.name)}`);
+    if (checkpoint.size !== proof.treeSize)
+      throw new Problem(`the proof is for size ${proof.treeSize} but the checkpoint signs size ${checkpoint.size}`);
     const leafBytes = Buffer.from(proof.leaf, 'utf8');
     const problem = canonicalProblem(leafBytes);
     if (problem) throw new Problem(`the leaf ${problem}`);
     const root = rootFromInclusionProof(proof.leafIndex, proof.treeSize, hashLeaf(leafBytes), proof.auditPath);
-    if (!root || !root.equals(checkpoint.root)) throw new Problem(`leaf ${proof.leafIndex} with this audit path does not hash to the checkpoint's root at size ${proof.treeSize}`);
-    console.log(`OK: leaf ${proof.leafIndex} is in ${key.name}'s log at size ${proof.treeSize} (root ${checkpoint.root.toString('base64')}, signed by ${key.id})`);
+    if (!root?.equals(checkpoint.root))
+      throw new Problem(`leaf ${proof.leafIndex} with this audit path does not hash to the checkpoint's root at size ${proof.treeSize}`);
+    console.log(
+      `OK: leaf ${proof.leafIndex} is in ${key.name}'s log at size ${proof.treeSize} (root ${checkpoint.root.toString('base64')}, signed by ${key.id})`,
+    );
     console.log(proof.leaf);
     return 0;
   } catch (error) {
@@ -430,9 +468,21 @@ function readProof(file) {
     throw new UsageError(`cannot read the proof ${file}: ${oneLine(error)}`);
   }
   const isCount = (n) => Number.isSafeInteger(n) && n >= 0;
-  const auditPath = Array.isArray(proof?.auditPath) && proof.auditPath.length <= maxProofHashes ? proof.auditPath.map((h) => (typeof h === 'string' ? decodeBase64(h) : null)) : null;
-  if (!isCount(proof?.leafIndex) || !isCount(proof?.treeSize) || typeof proof?.leaf !== 'string' || typeof proof?.checkpoint !== 'string' || !auditPath || auditPath.some((h) => !h || h.length !== hashBytes)) {
-    throw new UsageError(`${file} is not an inclusion proof {"leafIndex": n, "treeSize": n, "leaf": "...", "auditPath": ["<base64>", ...], "checkpoint": "..."}`);
+  const auditPath =
+    Array.isArray(proof?.auditPath) && proof.auditPath.length <= maxProofHashes
+      ? proof.auditPath.map((h) => (typeof h === 'string' ? decodeBase64(h) : null))
+      : null;
+  if (
+    !isCount(proof?.leafIndex) ||
+    !isCount(proof?.treeSize) ||
+    typeof proof?.leaf !== 'string' ||
+    typeof proof?.checkpoint !== 'string' ||
+    !auditPath ||
+    auditPath.some((h) => !h || h.length !== hashBytes)
+  ) {
+    throw new UsageError(
+      `${file} is not an inclusion proof {"leafIndex": n, "treeSize": n, "leaf": "...", "auditPath": ["<base64>", ...], "checkpoint": "..."}`,
+    );
   }
   return { leafIndex: proof.leafIndex, treeSize: proof.treeSize, leaf: proof.leaf, auditPath, checkpoint: proof.checkpoint };
 }
@@ -467,7 +517,8 @@ function loadExportKey(dir, keyOption) {
     return exported;
   }
   const key = loadKey(keyOption, '--key');
-  if (!(exported instanceof Error) && exported.id !== key.id) console.log(`note: the export's verifier.key is ${exported.id}; checking against --key ${key.id} instead`);
+  if (!(exported instanceof Error) && exported.id !== key.id)
+    console.log(`note: the export's verifier.key is ${exported.id}; checking against --key ${key.id} instead`);
   return key;
 }
 

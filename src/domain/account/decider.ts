@@ -6,7 +6,14 @@ import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
 import {
-  activeVms, balanceCentsAt, evolveAccount, initialAccount, isPaymentValid, refundedCents, type Account, type PaymentState,
+  activeVms,
+  balanceCentsAt,
+  evolveAccount,
+  initialAccount,
+  isPaymentValid,
+  refundedCents,
+  type Account,
+  type PaymentState,
 } from './state.ts';
 
 /** `providerStart`: no payment can have been received before the provider began (PROVIDER_START_DATE). */
@@ -57,7 +64,13 @@ export type EndVmAccrual = Command<
 >;
 
 export type AccountCommand =
-  | RecordPayment | InvalidatePayment | ReinstatePayment | RecordRefund | IssueBalanceWarning | RequestVmCreation | RequestVmDeletion
+  | RecordPayment
+  | InvalidatePayment
+  | ReinstatePayment
+  | RecordRefund
+  | IssueBalanceWarning
+  | RequestVmCreation
+  | RequestVmDeletion
   | EndVmAccrual;
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
@@ -110,11 +123,14 @@ function recordPayment(data: RecordPayment['data'], state: Account, now: Date, p
   if (Number.isNaN(receivedAtMs)) throw invalid('the time the payment was received is not a valid time');
   if (receivedAtMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot be received in the future');
   if (providerStart && receivedAtMs < providerStart.getTime()) {
-    throw invalid(`a payment cannot be received before ${providerStart.toISOString().slice(0, 10)}, when this provider began (PROVIDER_START_DATE)`);
+    throw invalid(
+      `a payment cannot be received before ${providerStart.toISOString().slice(0, 10)}, when this provider began (PROVIDER_START_DATE)`,
+    );
   }
   if (data.reference !== null) {
     // Kept as given (it is the provider's key): one line of visible text, nothing around it.
-    if (lineOfText(data.reference, 'a payment reference', maxReferenceLength) !== data.reference) throw invalid('a payment reference has no spaces around it');
+    if (lineOfText(data.reference, 'a payment reference', maxReferenceLength) !== data.reference)
+      throw invalid('a payment reference has no spaces around it');
     const existingId = state.references.get(data.reference);
     if (existingId !== undefined) {
       const existing = state.payments.get(existingId)!;
@@ -135,8 +151,13 @@ function recordPayment(data: RecordPayment['data'], state: Account, now: Date, p
   events.push({
     type: 'PaymentRecorded',
     data: {
-      accountId, paymentId: data.paymentId, amountCents: data.amountCents, provider: data.provider,
-      reference: data.reference, at: data.receivedAt.toISOString(), recordedAt: now.toISOString(),
+      accountId,
+      paymentId: data.paymentId,
+      amountCents: data.amountCents,
+      provider: data.provider,
+      reference: data.reference,
+      at: data.receivedAt.toISOString(),
+      recordedAt: now.toISOString(),
     },
   });
   return events;
@@ -164,13 +185,20 @@ function requestVmCreation(data: RequestVmCreation['data'], state: Account, now:
       `the balance ${formatCents(balance)} does not cover a month of ${data.size} (${formatCents(data.priceCentsPerMonth)})${running}: add funds first`,
     );
   }
-  return [{
-    type: 'VmCreationRequested',
-    data: {
-      accountId: state.accountId, vmId: data.vmId, size: data.size, os: data.os, sshPublicKeys,
-      priceCentsPerMonth: data.priceCentsPerMonth, at: now.toISOString(),
+  return [
+    {
+      type: 'VmCreationRequested',
+      data: {
+        accountId: state.accountId,
+        vmId: data.vmId,
+        size: data.size,
+        os: data.os,
+        sshPublicKeys,
+        priceCentsPerMonth: data.priceCentsPerMonth,
+        at: now.toISOString(),
+      },
     },
-  }];
+  ];
 }
 
 /**
@@ -186,10 +214,19 @@ function endVmAccrual(data: EndVmAccrual['data'], state: Account, now: Date): Ac
   if (Number.isNaN(vanishedAtMs)) throw invalid('the time the capsul vanished is not a valid time');
   const atMs = Math.min(Math.max(vanishedAtMs, vm.createdAtMs), now.getTime());
   if (vm.vanishedAtMs !== null && vm.vanishedAtMs <= atMs) return [];
-  return [{
-    type: 'VmAccrualEnded',
-    data: { accountId: state.accountId!, vmId: vm.vmId, reason: 'vanished-from-host', host: data.host, reportId: data.reportId, at: new Date(atMs).toISOString() },
-  }];
+  return [
+    {
+      type: 'VmAccrualEnded',
+      data: {
+        accountId: state.accountId!,
+        vmId: vm.vmId,
+        reason: 'vanished-from-host',
+        host: data.host,
+        reportId: data.reportId,
+        at: new Date(atMs).toISOString(),
+      },
+    },
+  ];
 }
 
 function correctPayment(valid: boolean, data: Correction, state: Account, now: Date): AccountEvent[] {
@@ -219,16 +256,24 @@ function recordRefund(data: RecordRefund['data'], state: Account, now: Date): Ac
   }
   if (total <= refundedCents(payment)) return []; // this total, or a larger one, is recorded already
   const atMs = data.effectiveAt === undefined ? now.getTime() : providerTime(data.effectiveAt, payment, now);
-  return [{
-    type: 'PaymentRefunded',
-    data: { accountId: state.accountId!, paymentId: payment.paymentId, totalRefundedCents: total, reference: data.reference, at: new Date(atMs).toISOString() },
-  }];
+  return [
+    {
+      type: 'PaymentRefunded',
+      data: {
+        accountId: state.accountId!,
+        paymentId: payment.paymentId,
+        totalRefundedCents: total,
+        reference: data.reference,
+        at: new Date(atMs).toISOString(),
+      },
+    },
+  ];
 }
 
 /** A provider's time for a change to a payment: valid, not in the future, and not before the payment. */
 function providerTime(at: Date, payment: PaymentState, now: Date): number {
   const atMs = at.getTime();
-  if (Number.isNaN(atMs)) throw invalid('the provider\'s time of the change is not a valid time');
+  if (Number.isNaN(atMs)) throw invalid("the provider's time of the change is not a valid time");
   if (atMs > now.getTime() + clockSkewMs) throw invalid('a payment cannot change in the future');
   return Math.max(atMs, payment.receivedAtMs);
 }

@@ -25,15 +25,9 @@ export type PaymentRecorded = Event<
   }
 >;
 
-export type PaymentInvalidated = Event<
-  'PaymentInvalidated',
-  { accountId: string; paymentId: number; reason: string; at: string }
->;
+export type PaymentInvalidated = Event<'PaymentInvalidated', { accountId: string; paymentId: number; reason: string; at: string }>;
 
-export type PaymentReinstated = Event<
-  'PaymentReinstated',
-  { accountId: string; paymentId: number; reason: string; at: string }
->;
+export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; paymentId: number; reason: string; at: string }>;
 
 /**
  * A refund by the provider. `totalRefundedCents` is the payment's refunded total so far (providers
@@ -47,7 +41,11 @@ export type PaymentRefunded = Event<
 
 /** capsul-flask's warning levels, in escalating order; each is issued once per episode. */
 export const warningLevels = [
-  'runs-out-within-week', 'runs-out-within-day', 'out-of-funds', 'deletion-within-week', 'deletion-now',
+  'runs-out-within-week',
+  'runs-out-within-day',
+  'out-of-funds',
+  'deletion-within-week',
+  'deletion-now',
 ] as const;
 export type WarningLevel = (typeof warningLevels)[number];
 
@@ -71,10 +69,7 @@ export type VmCreationRequested = Event<
   }
 >;
 
-export type VmDeletionRequested = Event<
-  'VmDeletionRequested',
-  { accountId: string; vmId: string; reason: string; at: string }
->;
+export type VmDeletionRequested = Event<'VmDeletionRequested', { accountId: string; vmId: string; reason: string; at: string }>;
 
 /**
  * The capsul's charges end at `at`, the instant its host saw it gone without any deletion request
@@ -99,8 +94,15 @@ export type AccountEvent =
   | VmAccrualEnded;
 
 export const accountEventTypes: AccountEvent['type'][] = [
-  'AccountOpened', 'PaymentRecorded', 'PaymentInvalidated', 'PaymentReinstated', 'PaymentRefunded',
-  'BalanceWarningIssued', 'VmCreationRequested', 'VmDeletionRequested', 'VmAccrualEnded',
+  'AccountOpened',
+  'PaymentRecorded',
+  'PaymentInvalidated',
+  'PaymentReinstated',
+  'PaymentRefunded',
+  'BalanceWarningIssued',
+  'VmCreationRequested',
+  'VmDeletionRequested',
+  'VmAccrualEnded',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

@@ -45,8 +45,13 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
     case 'PaymentRecorded': {
       const d = event.data;
       const payments = new Map(state.payments).set(d.paymentId, {
-        paymentId: d.paymentId, amountCents: d.amountCents, provider: d.provider, reference: d.reference,
-        receivedAtMs: ms(d.at), validity: [], refunds: [],
+        paymentId: d.paymentId,
+        amountCents: d.amountCents,
+        provider: d.provider,
+        reference: d.reference,
+        receivedAtMs: ms(d.at),
+        validity: [],
+        refunds: [],
       });
       const references = d.reference ? new Map(state.references).set(d.reference, d.paymentId) : state.references;
       return { ...state, payments, references, warningsIssued: new Set() };
@@ -73,8 +78,13 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
     case 'VmCreationRequested': {
       const d = event.data;
       const vms = new Map(state.vms).set(d.vmId, {
-        vmId: d.vmId, size: d.size, os: d.os, priceCentsPerMonth: d.priceCentsPerMonth,
-        createdAtMs: ms(d.at), deletionRequestedAtMs: null, vanishedAtMs: null,
+        vmId: d.vmId,
+        size: d.size,
+        os: d.os,
+        priceCentsPerMonth: d.priceCentsPerMonth,
+        createdAtMs: ms(d.at),
+        deletionRequestedAtMs: null,
+        vanishedAtMs: null,
       });
       return { ...state, vms };
     }

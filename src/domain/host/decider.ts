@@ -32,7 +32,14 @@ const maxVcpus = 100_000;
 export function evolveHost(state: Host, event: HostEvent): Host {
   switch (event.type) {
     case 'HostRegistered':
-      return { ...state, registered: true, removed: false, memoryMb: event.data.memoryMb, vcpus: event.data.vcpus, tokenHash: event.data.tokenHash };
+      return {
+        ...state,
+        registered: true,
+        removed: false,
+        memoryMb: event.data.memoryMb,
+        vcpus: event.data.vcpus,
+        tokenHash: event.data.tokenHash,
+      };
     case 'HostTokenRotated':
       return { ...state, tokenHash: event.data.tokenHash };
     case 'HostRemoved':
@@ -40,7 +47,11 @@ export function evolveHost(state: Host, event: HostEvent): Host {
     case 'DriftDetected':
       return {
         ...state,
-        drift: new Map(state.drift).set(driftKey(event.data.kind, event.data.vmId), { vmId: event.data.vmId, kind: event.data.kind, detectedAt: event.data.at }),
+        drift: new Map(state.drift).set(driftKey(event.data.kind, event.data.vmId), {
+          vmId: event.data.vmId,
+          kind: event.data.kind,
+          detectedAt: event.data.at,
+        }),
       };
     case 'DriftResolved': {
       const drift = new Map(state.drift);
@@ -66,7 +77,8 @@ export function decideHost(command: HostCommand, state: Host): HostEvent[] {
       if (!Number.isSafeInteger(memoryMb) || memoryMb <= 0 || memoryMb > maxMemoryMb) {
         throw invalid(`a host's memory is a whole number of MiB from 1 to ${maxMemoryMb}`);
       }
-      if (!Number.isSafeInteger(vcpus) || vcpus <= 0 || vcpus > maxVcpus) throw invalid(`a host's vCPUs are a whole number from 1 to ${maxVcpus}`);
+      if (!Number.isSafeInteger(vcpus) || vcpus <= 0 || vcpus > maxVcpus)
+        throw invalid(`a host's vCPUs are a whole number from 1 to ${maxVcpus}`);
       requireTokenHash(tokenHash);
       if (state.registered && !state.removed) throw refused(`host ${hostId} is already registered`);
       if (state.removed) throw refused(`host ${hostId} was removed; register the machine under a new id`);
@@ -76,25 +88,31 @@ export function decideHost(command: HostCommand, state: Host): HostEvent[] {
       requireActive(state, hostId);
       requireTokenHash(command.data.tokenHash);
       return [{ type: 'HostTokenRotated', data: { hostId, tokenHash: command.data.tokenHash, at } }];
-    case 'RemoveHost':
+    case 'RemoveHost': {
       requireActive(state, hostId);
       const count = command.data.capsulCount;
       if (!Number.isSafeInteger(count) || count < 0) throw invalid('a capsul count is a whole number');
       if (count > 0) {
-        throw refused(`host ${hostId} still has ${count === 1 ? '1 capsul: delete or move it' : `${count} capsuls: delete or move them`} first`);
+        throw refused(
+          `host ${hostId} still has ${count === 1 ? '1 capsul: delete or move it' : `${count} capsuls: delete or move them`} first`,
+        );
       }
       return [{ type: 'HostRemoved', data: { hostId, at } }];
+    }
     case 'CheckDrift': {
       requireActive(state, hostId);
       const seen = new Set(command.data.seen);
       const known = new Set(command.data.known);
       const now = new Map<string, { vmId: string; kind: DriftKind }>();
       for (const vmId of seen) if (!known.has(vmId)) now.set(driftKey('unexpected-on-host', vmId), { vmId, kind: 'unexpected-on-host' });
-      for (const vmId of command.data.expected) if (!seen.has(vmId)) now.set(driftKey('missing-from-host', vmId), { vmId, kind: 'missing-from-host' });
+      for (const vmId of command.data.expected)
+        if (!seen.has(vmId)) now.set(driftKey('missing-from-host', vmId), { vmId, kind: 'missing-from-host' });
       const events: HostEvent[] = [];
-      for (const [key, incident] of now) if (!state.drift.has(key)) events.push({ type: 'DriftDetected', data: { hostId, ...incident, at } });
+      for (const [key, incident] of now)
+        if (!state.drift.has(key)) events.push({ type: 'DriftDetected', data: { hostId, ...incident, at } });
       for (const [key, open] of state.drift) {
-        if (!now.has(key)) events.push({ type: 'DriftResolved', data: { hostId, vmId: open.vmId, kind: open.kind, detectedAt: open.detectedAt, at } });
+        if (!now.has(key))
+          events.push({ type: 'DriftResolved', data: { hostId, vmId: open.vmId, kind: open.kind, detectedAt: open.detectedAt, at } });
       }
       return events;
     }

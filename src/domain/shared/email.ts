@@ -37,11 +37,15 @@ export function canonicalEmail(text: string): string {
   const local = email.slice(0, at);
   const domain = email.slice(at + 1);
   const labels = domain.split('.');
-  const valid = at > 0
-    && email.length <= maxEmailLength
-    && local.length <= maxLocalPartLength && localPartPattern.test(local)
-    && domain.length <= maxDomainLength && labels.length >= 2
-    && labels.every((label) => labelPattern.test(label)) && tldPattern.test(labels.at(-1)!);
+  const valid =
+    at > 0 &&
+    email.length <= maxEmailLength &&
+    local.length <= maxLocalPartLength &&
+    localPartPattern.test(local) &&
+    domain.length <= maxDomainLength &&
+    labels.length >= 2 &&
+    labels.every((label) => labelPattern.test(label)) &&
+    tldPattern.test(labels.at(-1)!);
   if (!valid) throw refusal(text);
   return email;
 }

@@ -29,8 +29,18 @@ export type Vm = {
 };
 
 export const initialVm = (): Vm => ({
-  host: null, provisioned: false, state: 'pending', lastObservedAtMs: 0, provisionedAtMs: 0, deletionScheduled: false,
-  deletionAsked: false, vanished: null, addresses: null, reportIds: new Set(), operationIds: new Set(), openOperations: new Map(),
+  host: null,
+  provisioned: false,
+  state: 'pending',
+  lastObservedAtMs: 0,
+  provisionedAtMs: 0,
+  deletionScheduled: false,
+  deletionAsked: false,
+  vanished: null,
+  addresses: null,
+  reportIds: new Set(),
+  operationIds: new Set(),
+  openOperations: new Map(),
 });
 
 /** What the account stream says about the capsul, loaded by the adapter. */
@@ -44,7 +54,11 @@ export type RecordProvisioned = Command<
   { vmId: string; host: string; ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[]; observedAt: Date } & ReportIds,
   Meta
 >;
-export type ObserveState = Command<'ObserveState', { vmId: string; host: string; state: ObservedState; observedAt: Date } & ReportIds, Meta>;
+export type ObserveState = Command<
+  'ObserveState',
+  { vmId: string; host: string; state: ObservedState; observedAt: Date } & ReportIds,
+  Meta
+>;
 export type RequestStart = Command<'RequestStart', { vmId: string; operationId: string; context: VmContext }, Meta>;
 export type RequestStop = Command<'RequestStop', { vmId: string; force: boolean; operationId: string; context: VmContext }, Meta>;
 export type ScheduleDeletion = Command<'ScheduleDeletion', { vmId: string; operationId: string; context: VmContext }, Meta>;
@@ -52,7 +66,14 @@ export type ConfirmDeleted = Command<'ConfirmDeleted', { vmId: string; host: str
 export type RecordFailure = Command<'RecordFailure', { vmId: string; host: string; error: string; observedAt: Date } & ReportIds, Meta>;
 
 export type VmCommand =
-  | PlaceVm | RecordProvisioned | ObserveState | RequestStart | RequestStop | ScheduleDeletion | ConfirmDeleted | RecordFailure;
+  | PlaceVm
+  | RecordProvisioned
+  | ObserveState
+  | RequestStart
+  | RequestStop
+  | ScheduleDeletion
+  | ConfirmDeleted
+  | RecordFailure;
 
 export const maxFailureLength = 2000;
 
@@ -63,7 +84,13 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
     case 'VmPlaced':
       return { ...state, host: event.data.host, state: 'creating' };
     case 'VmProvisioned':
-      return { ...state, provisioned: true, provisionedAtMs: Date.parse(event.data.at), addresses: addressesOf(event.data), reportIds: reported };
+      return {
+        ...state,
+        provisioned: true,
+        provisionedAtMs: Date.parse(event.data.at),
+        addresses: addressesOf(event.data),
+        reportIds: reported,
+      };
     case 'VmStateObserved':
       return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at), reportIds: reported };
     case 'VmStartRequested':
@@ -98,11 +125,16 @@ export function evolveVm(current: Vm, event: VmEvent): Vm {
 
 const requestedKind = (event: VmEvent): OperationKind | null => {
   switch (event.type) {
-    case 'VmPlaced': return 'create';
-    case 'VmStartRequested': return 'start';
-    case 'VmStopRequested': return event.data.force ? 'force-stop' : 'stop';
-    case 'VmDeletionScheduled': return 'delete';
-    default: return null;
+    case 'VmPlaced':
+      return 'create';
+    case 'VmStartRequested':
+      return 'start';
+    case 'VmStopRequested':
+      return event.data.force ? 'force-stop' : 'stop';
+    case 'VmDeletionScheduled':
+      return 'delete';
+    default:
+      return null;
   }
 };
 
@@ -151,13 +183,21 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       // Provisioned again with the same addresses and keys (a restart): nothing new.
       const same = state.provisioned && state.addresses === addressesOf(d);
       if (alreadyReported(state, d.reportId) || same || isGone(state)) return [];
-      return [{
-        type: 'VmProvisioned',
-        data: {
-          vmId, host: d.host, ipv4: d.ipv4, ipv6: d.ipv6, sshHostKeys: d.sshHostKeys, reportId: d.reportId, operationId: d.operationId,
-          at: d.observedAt.toISOString(),
+      return [
+        {
+          type: 'VmProvisioned',
+          data: {
+            vmId,
+            host: d.host,
+            ipv4: d.ipv4,
+            ipv6: d.ipv6,
+            sshHostKeys: d.sshHostKeys,
+            reportId: d.reportId,
+            operationId: d.operationId,
+            at: d.observedAt.toISOString(),
+          },
         },
-      }];
+      ];
     }
     case 'ObserveState': {
       const d = command.data;
@@ -172,10 +212,12 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       // A vanished capsul seen again stays vanished for the ledger: its host running it anyway is drift
       // (unexpected-on-host), for an operator to settle.
       if (isGone(state) || stale || (state.state === d.state && !completesOperation(state, d.operationId))) return [];
-      return [{
-        type: 'VmStateObserved',
-        data: { vmId, host: d.host, state: d.state, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() },
-      }];
+      return [
+        {
+          type: 'VmStateObserved',
+          data: { vmId, host: d.host, state: d.state, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() },
+        },
+      ];
     }
     case 'RequestStart':
     case 'RequestStop': {
@@ -204,8 +246,14 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       }
       if (state.state === 'deleted' || alreadyReported(state, d.reportId)) return [];
       // A host deletes only what it was asked to: a deletion nobody asked of it is the capsul vanishing (once).
-      if (d.host !== null && !state.deletionAsked) return state.state === 'vanished' ? [] : vanish(state, vmId, d.host, d, command.metadata!.now);
-      return [{ type: 'VmDeleted', data: { vmId, host: d.host, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() } }];
+      if (d.host !== null && !state.deletionAsked)
+        return state.state === 'vanished' ? [] : vanish(state, vmId, d.host, d, command.metadata!.now);
+      return [
+        {
+          type: 'VmDeleted',
+          data: { vmId, host: d.host, reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString() },
+        },
+      ];
     }
     case 'RecordFailure': {
       const d = command.data;
@@ -214,14 +262,20 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       // A vanished capsul's only operation can be the delete asked after it vanished: its failure counts.
       const settled = state.state === 'failed' || state.state === 'vanished';
       if (state.state === 'deleted' || (settled && !completesOperation(state, d.operationId))) return [];
-      return [{
-        type: 'VmFailed',
-        data: {
-          vmId, host: d.host, error: d.error.slice(0, maxFailureLength).toWellFormed(),
-          operation: d.operationId === null ? null : state.openOperations.get(d.operationId) ?? null,
-          reportId: d.reportId, operationId: d.operationId, at: d.observedAt.toISOString(),
+      return [
+        {
+          type: 'VmFailed',
+          data: {
+            vmId,
+            host: d.host,
+            error: d.error.slice(0, maxFailureLength).toWellFormed(),
+            operation: d.operationId === null ? null : (state.openOperations.get(d.operationId) ?? null),
+            reportId: d.reportId,
+            operationId: d.operationId,
+            at: d.observedAt.toISOString(),
+          },
         },
-      }];
+      ];
     }
     default: {
       const unknown: never = command;
@@ -240,13 +294,20 @@ function vanish(state: Vm, vmId: string, host: string, d: ConfirmDeleted['data']
   if (Number.isNaN(observedMs)) throw invalid('the time the capsul was seen gone is not a valid time');
   const lastSeenMs = Math.max(state.lastObservedAtMs, state.provisionedAtMs);
   const atMs = Math.min(Math.max(observedMs, lastSeenMs), now.getTime());
-  return [{
-    type: 'VmVanished',
-    data: {
-      vmId, host, reportId: d.reportId, observedAt: d.observedAt.toISOString(), reportedAt: now.toISOString(),
-      cancelledOperationIds: [...state.openOperations.keys()], at: new Date(atMs).toISOString(),
+  return [
+    {
+      type: 'VmVanished',
+      data: {
+        vmId,
+        host,
+        reportId: d.reportId,
+        observedAt: d.observedAt.toISOString(),
+        reportedAt: now.toISOString(),
+        cancelledOperationIds: [...state.openOperations.keys()],
+        at: new Date(atMs).toISOString(),
+      },
     },
-  }];
+  ];
 }
 
 function requireHost(state: Vm, vmId: string, host: string): void {

@@ -29,17 +29,44 @@ export type VmDeleted = Event<'VmDeleted', { vmId: string; host: string | null; 
  */
 export type VmVanished = Event<
   'VmVanished',
-  { vmId: string; host: string; reportId: string | null; observedAt: string; reportedAt: string; cancelledOperationIds: string[]; at: string }
+  {
+    vmId: string;
+    host: string;
+    reportId: string | null;
+    observedAt: string;
+    reportedAt: string;
+    cancelledOperationIds: string[];
+    at: string;
+  }
 >;
 export type OperationKind = 'create' | 'start' | 'stop' | 'force-stop' | 'delete';
 /** `operation`: the kind of operation that failed (null: a failure seen outside any operation). */
-export type VmFailed = Event<'VmFailed', { vmId: string; host: string; error: string; operation: OperationKind | null; at: string } & Report>;
+export type VmFailed = Event<
+  'VmFailed',
+  { vmId: string; host: string; error: string; operation: OperationKind | null; at: string } & Report
+>;
 
 export type VmEvent =
-  | VmPlaced | VmProvisioned | VmStateObserved | VmStartRequested | VmStopRequested | VmDeletionScheduled | VmDeleted | VmVanished | VmFailed;
+  | VmPlaced
+  | VmProvisioned
+  | VmStateObserved
+  | VmStartRequested
+  | VmStopRequested
+  | VmDeletionScheduled
+  | VmDeleted
+  | VmVanished
+  | VmFailed;
 
 export const vmEventTypes: VmEvent['type'][] = [
-  'VmPlaced', 'VmProvisioned', 'VmStateObserved', 'VmStartRequested', 'VmStopRequested', 'VmDeletionScheduled', 'VmDeleted', 'VmVanished', 'VmFailed',
+  'VmPlaced',
+  'VmProvisioned',
+  'VmStateObserved',
+  'VmStartRequested',
+  'VmStopRequested',
+  'VmDeletionScheduled',
+  'VmDeleted',
+  'VmVanished',
+  'VmFailed',
 ];
 
 export const vmStream = (vmId: string) => `vm-${vmId}`;

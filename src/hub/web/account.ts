@@ -36,7 +36,10 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
     const statement = accountId ? await balanceStatement(deps.pool, statements, accountId, now, allPayments) : emptyStatement;
     const subject = encodeURIComponent(`Adding funds to ${email}`);
     return reply.view('balance.eta', {
-      ...presentStatement(statement, now), email, supportEmail: deps.supportEmail, providers: deps.providers,
+      ...presentStatement(statement, now),
+      email,
+      supportEmail: deps.supportEmail,
+      providers: deps.providers,
       mailto: `mailto:${deps.supportEmail}?subject=${subject}`,
     });
   });
@@ -52,8 +55,14 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
 // ---- Balance ----------------------------------------------------------------------------------
 
 type PaymentRow = {
-  id: number; receivedAtMs: number; amountCents: Cents; provider: Provider; reference: string | null;
-  invalidatedAtMs: number | null; invalidationReason: string | null; refundedCents: Cents;
+  id: number;
+  receivedAtMs: number;
+  amountCents: Cents;
+  provider: Provider;
+  reference: string | null;
+  invalidatedAtMs: number | null;
+  invalidationReason: string | null;
+  refundedCents: Cents;
 };
 type CapsulRow = { id: string; size: string; accrual: Accrual };
 type Statement = { payments: PaymentRow[]; paymentCount: number; capsuls: CapsulRow[]; balanceCents: Cents };
@@ -90,14 +99,21 @@ const statementSql = `
  * valid payments received by now less refunds, minus the capsuls' charges rounded once.
  */
 async function statementOf(db: Queryable, accountId: string, now: Date, allPayments: boolean): Promise<CachedStatement> {
-  const { rows: [row] } = await db.query({
-    name: 'balance-page', text: statementSql, values: [accountId, allPayments ? null : paymentsListed, now.toISOString(), accountStream(accountId)],
+  const {
+    rows: [row],
+  } = await db.query({
+    name: 'balance-page',
+    text: statementSql,
+    values: [accountId, allPayments ? null : paymentsListed, now.toISOString(), accountStream(accountId)],
   });
   const capsuls: CapsulRow[] = row.vms.map((vm: Record<string, string | null>) => ({
-    id: vm.id, size: vm.size,
+    id: vm.id,
+    size: vm.size,
     accrual: {
-      priceCentsPerMonth: centsFromNumeric(vm.price!), createdAtMs: Number(vm.created_ms),
-      deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null), vanishedAtMs: msOrNull(vm.vanished_ms ?? null),
+      priceCentsPerMonth: centsFromNumeric(vm.price!),
+      createdAtMs: Number(vm.created_ms),
+      deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null),
+      vanishedAtMs: msOrNull(vm.vanished_ms ?? null),
     },
   }));
   const paidCents = centsFromNumeric(row.paid);
@@ -107,14 +123,23 @@ async function statementOf(db: Queryable, accountId: string, now: Date, allPayme
     // A payment received after now (within the clock skew allowed) counts from then: reread at that instant.
     validUntilMs: row.next_payment_ms === null ? Number.POSITIVE_INFINITY : Number(row.next_payment_ms),
     payments: row.payments.map((payment: Record<string, string | null>) => ({
-      id: Number(payment.id), receivedAtMs: Number(payment.received_ms), amountCents: centsFromNumeric(payment.dollars!),
-      provider: payment.provider, reference: payment.reference,
-      invalidatedAtMs: msOrNull(payment.invalidated_ms ?? null), invalidationReason: payment.invalidation_reason ?? null,
+      id: Number(payment.id),
+      receivedAtMs: Number(payment.received_ms),
+      amountCents: centsFromNumeric(payment.dollars!),
+      provider: payment.provider,
+      reference: payment.reference,
+      invalidatedAtMs: msOrNull(payment.invalidated_ms ?? null),
+      invalidationReason: payment.invalidation_reason ?? null,
       refundedCents: centsFromNumeric(payment.refunded!),
     })),
     paymentCount: row.payment_count,
     capsuls,
-    balanceCents: paidCents - totalChargesCents(capsuls.map((capsul) => capsul.accrual), now.getTime()),
+    balanceCents:
+      paidCents -
+      totalChargesCents(
+        capsuls.map((capsul) => capsul.accrual),
+        now.getTime(),
+      ),
   };
 }
 
@@ -129,13 +154,20 @@ type CachedStatement = Statement & { version: string; paidCents: Cents; validUnt
 type StatementCache = LruMap<string, CachedStatement>;
 
 async function balanceStatement(
-  db: Queryable, statements: StatementCache, accountId: string, now: Date, allPayments: boolean,
+  db: Queryable,
+  statements: StatementCache,
+  accountId: string,
+  now: Date,
+  allPayments: boolean,
 ): Promise<Statement> {
   if (allPayments) return statementOf(db, accountId, now, true);
   const cached = statements.get(accountId);
   if (cached && now.getTime() < cached.validUntilMs) {
     if ((await streamVersion(db, accountStream(accountId))).toString() === cached.version) {
-      const charges = totalChargesCents(cached.capsuls.map((capsul) => capsul.accrual), now.getTime());
+      const charges = totalChargesCents(
+        cached.capsuls.map((capsul) => capsul.accrual),
+        now.getTime(),
+      );
       return { ...cached, balanceCents: cached.paidCents - charges };
     }
   }
@@ -149,7 +181,10 @@ async function balanceStatement(
  * rounds them, and the payments counted are what makes balance = payments − charges, exactly.
  */
 function totals(statement: Statement, nowMs: number): { paidCents: Cents; chargesCents: Cents } {
-  const chargesCents = totalChargesCents(statement.capsuls.map((capsul) => capsul.accrual), nowMs);
+  const chargesCents = totalChargesCents(
+    statement.capsuls.map((capsul) => capsul.accrual),
+    nowMs,
+  );
   return { paidCents: statement.balanceCents + chargesCents, chargesCents };
 }
 
@@ -212,7 +247,10 @@ function alertOf(balanceCents: Cents, isRunning: boolean, runsOutAtMs: number | 
     };
   }
   if (runsOutAtMs !== null && runsOutAtMs - nowMs <= lowCreditWarningMs) {
-    return { level: 'warning', message: `Your credit runs out within a week, on ${utcMinute(runsOutAtMs)}. Add funds to keep your capsuls.` };
+    return {
+      level: 'warning',
+      message: `Your credit runs out within a week, on ${utcMinute(runsOutAtMs)}. Add funds to keep your capsuls.`,
+    };
   }
   return null;
 }
@@ -225,7 +263,8 @@ function paymentStatus(payment: PaymentRow, nowMs: number): string {
   }
   if (payment.receivedAtMs > nowMs) return `Counts from ${utcMinute(payment.receivedAtMs)}`;
   if (payment.refundedCents === payment.amountCents) return 'Refunded in full: it does not count.';
-  if (payment.refundedCents > 0) return `${dollars(payment.refundedCents)} refunded: ${dollars(payment.amountCents - payment.refundedCents)} counts.`;
+  if (payment.refundedCents > 0)
+    return `${dollars(payment.refundedCents)} refunded: ${dollars(payment.amountCents - payment.refundedCents)} counts.`;
   return 'Counted';
 }
 
@@ -245,7 +284,9 @@ async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor |
   const vms = await pool.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
   const streams = [accountStream(accountId), ...vms.rows.map((row) => vmStream(row.id))];
   const events = await readEventsBackward(pool, {
-    limit: historyPageSize + 1, before, selectors: streams.map((stream) => ({ stream })),
+    limit: historyPageSize + 1,
+    before,
+    selectors: streams.map((stream) => ({ stream })),
   });
   const shown = events.slice(0, historyPageSize);
   const last = shown.at(-1);
@@ -272,8 +313,10 @@ function describe(event: LedgerEvent): string | null {
     case 'PaymentReinstated':
       return `Payment ${event.data.paymentId} was reinstated: ${event.data.reason}. It counts towards your balance again.`;
     case 'PaymentRefunded':
-      return `Payment ${event.data.paymentId} was refunded: ${dollars(event.data.totalRefundedCents)} in all so far. `
-        + 'The refunded amount no longer counts towards your balance.';
+      return (
+        `Payment ${event.data.paymentId} was refunded: ${dollars(event.data.totalRefundedCents)} in all so far. ` +
+        'The refunded amount no longer counts towards your balance.'
+      );
     case 'BalanceWarningIssued':
       return `We emailed you a balance warning: ${warningText[event.data.level]} (balance ${dollars(event.data.balanceCents)}).`;
     case 'VmCreationRequested': {
@@ -283,8 +326,10 @@ function describe(event: LedgerEvent): string | null {
     case 'VmDeletionRequested':
       return `Deletion of capsul ${event.data.vmId} was requested: ${event.data.reason}. Billing stopped.`;
     case 'VmAccrualEnded':
-      return `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: `
-        + 'you are not charged for it after that.';
+      return (
+        `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: ` +
+        'you are not charged for it after that.'
+      );
     case 'VmPlaced':
       return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
     case 'VmProvisioned': {
@@ -305,8 +350,10 @@ function describe(event: LedgerEvent): string | null {
     case 'VmDeleted':
       return `Capsul ${event.data.vmId} was deleted.`;
     case 'VmVanished':
-      return `Capsul ${event.data.vmId} vanished: its host reported it no longer exists (seen gone ${utcMinute(Date.parse(event.data.at))}), `
-        + 'though no one asked for it to be deleted. Our operators have been told.';
+      return (
+        `Capsul ${event.data.vmId} vanished: its host reported it no longer exists (seen gone ${utcMinute(Date.parse(event.data.at))}), ` +
+        'though no one asked for it to be deleted. Our operators have been told.'
+      );
     case 'VmFailed': {
       const d = event.data;
       return `Capsul ${d.vmId} failed${d.operation ? ` (${operationNames[d.operation]})` : ''}: ${d.error}`;
@@ -326,17 +373,25 @@ function describe(event: LedgerEvent): string | null {
 }
 
 const operationNames: Record<OperationKind, string> = {
-  create: 'while being created', start: 'while starting', stop: 'while stopping', 'force-stop': 'while being powered off',
+  create: 'while being created',
+  start: 'while starting',
+  stop: 'while stopping',
+  'force-stop': 'while being powered off',
   delete: 'while being deleted',
 };
 
 function actorName(actor: Actor | undefined): string {
   switch (actor?.kind) {
-    case 'customer': return 'you';
-    case 'operator': return 'an operator';
-    case 'spoke': return 'its host';
-    case 'job': return 'capsul, automatically';
-    default: return '';
+    case 'customer':
+      return 'you';
+    case 'operator':
+      return 'an operator';
+    case 'spoke':
+      return 'its host';
+    case 'job':
+      return 'capsul, automatically';
+    default:
+      return '';
   }
 }
 

@@ -37,7 +37,8 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
   app.addHook('preHandler', requireAdmin);
 
   app.get('/admin', async (_request, reply) =>
-    reply.view('admin.eta', { section: 'accounts', ...(await accountsWithBalances(deps.pool, deps.now())) }));
+    reply.view('admin.eta', { section: 'accounts', ...(await accountsWithBalances(deps.pool, deps.now())) }),
+  );
 
   app.get<{ Querystring: Query }>('/admin/payments', async (request, reply) => {
     const filter = emailFilter(request.query);
@@ -50,7 +51,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
 
   app.get<{ Params: PaymentParams; Querystring: Query }>('/admin/payments/:id', async (request, reply) => {
     const payment = await findPayment(deps.pool, request.params.id);
-    const notice = typeof request.query.done === 'string' ? notices.get(request.query.done) ?? null : null;
+    const notice = typeof request.query.done === 'string' ? (notices.get(request.query.done) ?? null) : null;
     return renderPayment(reply, deps.pool, payment, { notice });
   });
 
@@ -80,15 +81,21 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       const [payments, holds] = await Promise.all([listPayments(deps.pool, ''), listHolds(deps.pool, '')]);
-      return reply.code(error.code === 'not_found' ? 404 : error.code === 'invalid' ? 400 : 409)
-        .view('admin-payments.eta', { section: 'payments', email: '', holds, holdError: { reference, message: error.message }, ...payments });
+      return reply.code(error.code === 'not_found' ? 404 : error.code === 'invalid' ? 400 : 409).view('admin-payments.eta', {
+        section: 'payments',
+        email: '',
+        holds,
+        holdError: { reference, message: error.message },
+        ...payments,
+      });
     }
     return reply.redirect('/admin/payments#held', 303);
   });
 
   app.get<{ Querystring: Query }>('/admin/capsuls', async (request, reply) => {
     const filter = emailFilter(request.query);
-    if ('refused' in filter) return reply.code(400).view('admin-capsuls.eta', { section: 'capsuls', ...filter, capsuls: [], truncated: false });
+    if ('refused' in filter)
+      return reply.code(400).view('admin-capsuls.eta', { section: 'capsuls', ...filter, capsuls: [], truncated: false });
     return reply.view('admin-capsuls.eta', { section: 'capsuls', email: filter.email, ...(await listCapsuls(deps.pool, filter.email)) });
   });
 
@@ -115,14 +122,24 @@ type AccountRow = { email: string; created: string; balance: string; capsuls: nu
 /** Every account's balance now: the accounts and their balances read in one snapshot, three queries in all. */
 async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ accounts: AccountRow[]; truncated: boolean }> {
   return inSnapshot(pool, async (db) => {
-    const { rows, truncated } = limited((await db.query(
-      `SELECT id, email, ${utc('created')} AS created FROM accounts ORDER BY accounts.created DESC, id LIMIT $1`, [maxRows + 1],
-    )).rows);
-    const balances = await balancesFromProjections(db, rows.map((row) => row.id as string), now);
+    const { rows, truncated } = limited(
+      (
+        await db.query(`SELECT id, email, ${utc('created')} AS created FROM accounts ORDER BY accounts.created DESC, id LIMIT $1`, [
+          maxRows + 1,
+        ])
+      ).rows,
+    );
+    const balances = await balancesFromProjections(
+      db,
+      rows.map((row) => row.id as string),
+      now,
+    );
     const accounts = rows.map((row): AccountRow => {
       const { accruals, balanceCents } = balances.get(row.id)!;
       return {
-        email: row.email, created: row.created, balance: dollars(balanceCents),
+        email: row.email,
+        created: row.created,
+        balance: dollars(balanceCents),
         capsuls: accruals.filter(isAccruing).length,
       };
     });
@@ -154,11 +171,18 @@ const paymentColumns = `id::text AS id, account_id, email, dollars::text AS doll
 
 function toPayment(row: Record<string, unknown>): Payment {
   return {
-    id: Number(row.id), accountId: row.account_id as string, email: row.email as string, dollars: row.dollars as string,
+    id: Number(row.id),
+    accountId: row.account_id as string,
+    email: row.email as string,
+    dollars: row.dollars as string,
     refunded: row.refunded === '0.00' ? null : (row.refunded as string),
-    provider: row.provider as string, reference: row.reference as string | null, received: row.received as string,
-    recorded: row.recorded as string, invalidated: row.invalidated as boolean,
-    invalidatedAt: row.invalidated_at as string | null, invalidationReason: row.invalidation_reason as string | null,
+    provider: row.provider as string,
+    reference: row.reference as string | null,
+    received: row.received as string,
+    recorded: row.recorded as string,
+    invalidated: row.invalidated as boolean,
+    invalidatedAt: row.invalidated_at as string | null,
+    invalidationReason: row.invalidation_reason as string | null,
   };
 }
 
@@ -172,7 +196,13 @@ async function listPayments(pool: pg.Pool, email: string): Promise<{ payments: P
 }
 
 type HeldPayment = {
-  provider: string; reference: string; email: string | null; amount: string; expected: string | null; reason: string; held: string;
+  provider: string;
+  reference: string;
+  email: string | null;
+  amount: string;
+  expected: string | null;
+  reason: string;
+  held: string;
   /** the payment recorded for it since (an operator's record-payment with the same reference), if any */
   paymentId: number | null;
   /** closed without credit: when, by whom, why */
@@ -189,8 +219,13 @@ async function listHolds(pool: pg.Pool, email: string): Promise<HeldPayment[]> {
     [email, maxRows],
   );
   return rows.map((row) => ({
-    provider: row.provider, reference: row.reference, email: row.email, amount: dollars(Number(row.amount_cents)),
-    expected: row.expected_cents === null ? null : dollars(Number(row.expected_cents)), reason: row.reason, held: row.held,
+    provider: row.provider,
+    reference: row.reference,
+    email: row.email,
+    amount: dollars(Number(row.amount_cents)),
+    expected: row.expected_cents === null ? null : dollars(Number(row.expected_cents)),
+    reason: row.reason,
+    held: row.held,
     paymentId: row.payment_id === null ? null : Number(row.payment_id),
     closed: row.resolved === null ? null : { at: row.resolved, by: row.resolved_by, why: row.resolution },
   }));
@@ -205,13 +240,24 @@ async function findPayment(pool: pg.Pool, idText: string): Promise<Payment> {
 }
 
 /** The two corrections the CLI also offers, each with the outcome shown after it. */
-const corrections: Record<string, {
-  apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
-  done: string;
-  already: string;
-}> = {
-  invalidate: { apply: (ledger, id, reason, cause) => ledger.invalidatePayment(id, reason, cause), done: 'invalidated', already: 'already-invalid' },
-  reinstate: { apply: (ledger, id, reason, cause) => ledger.reinstatePayment(id, reason, cause), done: 'reinstated', already: 'already-valid' },
+const corrections: Record<
+  string,
+  {
+    apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
+    done: string;
+    already: string;
+  }
+> = {
+  invalidate: {
+    apply: (ledger, id, reason, cause) => ledger.invalidatePayment(id, reason, cause),
+    done: 'invalidated',
+    already: 'already-invalid',
+  },
+  reinstate: {
+    apply: (ledger, id, reason, cause) => ledger.reinstatePayment(id, reason, cause),
+    done: 'reinstated',
+    already: 'already-valid',
+  },
 };
 
 /** What a correction's redirect may announce: only these texts, whatever the query string says. */
@@ -223,20 +269,31 @@ const notices = new Map([
 ]);
 
 async function renderPayment(
-  reply: FastifyReply, pool: pg.Pool, payment: Payment,
+  reply: FastifyReply,
+  pool: pg.Pool,
+  payment: Payment,
   form: { notice?: string | null; error?: string; reason?: string },
 ) {
   const events = await paymentEvents(pool, payment);
   return reply.view('admin-payment.eta', {
-    section: 'payments', payment, events: events.map(eventRow), maxReasonLength,
-    notice: form.notice ?? null, error: form.error ?? null, reason: form.reason ?? '',
+    section: 'payments',
+    payment,
+    events: events.map(eventRow),
+    maxReasonLength,
+    notice: form.notice ?? null,
+    error: form.error ?? null,
+    reason: form.reason ?? '',
   });
 }
 
 async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEvent[]> {
-  return collect(pool, {
-    selectors: [{ stream: accountStream(payment.accountId), field: 'paymentId', equals: String(payment.id) }],
-  }, maxPaymentEvents);
+  return collect(
+    pool,
+    {
+      selectors: [{ stream: accountStream(payment.accountId), field: 'paymentId', equals: String(payment.id) }],
+    },
+    maxPaymentEvents,
+  );
 }
 
 // ---- capsuls
@@ -259,7 +316,15 @@ function recentEvents(pool: pg.Pool): Promise<StoredEvent[]> {
   return readEventsBackward(pool, { limit: recentEventCount });
 }
 
-type EventRow = { time: string; stream: string; type: string; who: string; reason: string | null; paymentId: number | null; vmId: string | null };
+type EventRow = {
+  time: string;
+  stream: string;
+  type: string;
+  who: string;
+  reason: string | null;
+  paymentId: number | null;
+  vmId: string | null;
+};
 
 function eventRow(stored: StoredEvent): EventRow {
   const data = stored.event.data as { reason?: unknown; paymentId?: unknown; vmId?: unknown };
@@ -285,7 +350,6 @@ async function collect(pool: pg.Pool, filter: ReadAllOptions, max: number): Prom
 
 // ---- helpers
 
-
 /**
  * ?email=… narrows a list to one account, compared in its canonical form like every other way in; absent,
  * empty or repeated shows all. Text that is no email address is refused with the rule it broke, and the
@@ -305,5 +369,3 @@ function emailFilter(query: Query): { email: string } | { email: string; refused
 function limited<T>(rows: T[]): { rows: T[]; truncated: boolean } {
   return { rows: rows.slice(0, maxRows), truncated: rows.length > maxRows };
 }
-
-

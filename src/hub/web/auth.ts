@@ -59,7 +59,8 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
     if (rows[0].by_email >= loginLinksPerEmailPerHour || rows[0].by_ip >= loginLinksPerIpPerHour) {
       request.log.info({ byEmail: rows[0].by_email, byIp: rows[0].by_ip }, 'login link refused: hourly limit');
       return reply.code(429).view('login.eta', {
-        email: typed, next,
+        email: typed,
+        next,
         error: 'Too many login links were asked for in the last hour. Use the newest link you received, or try again later.',
       });
     }
@@ -100,7 +101,9 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
     // All or nothing: if any part fails, the token, the email's other links and any old session stay as they were.
     const login = await inTransaction(deps.pool, async (db) => {
       // Consumed once: a second press (or a second tab) finds it used; the email's other links go with it.
-      const { rows: [token] } = await db.query<{ email: string; return_to: string | null }>(
+      const {
+        rows: [token],
+      } = await db.query<{ email: string; return_to: string | null }>(
         `UPDATE login_tokens SET used = $2 WHERE token_hash = $1 AND used IS NULL AND expires > $2 RETURNING email, return_to`,
         [sha256(request.params.token), now],
       );
@@ -124,10 +127,10 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
 
   async function openToken(token: string): Promise<{ email: string } | null> {
     if (!tokenPattern.test(token)) return null;
-    const { rows } = await deps.pool.query(
-      'SELECT email FROM login_tokens WHERE token_hash = $1 AND used IS NULL AND expires > $2',
-      [sha256(token), deps.now().toISOString()],
-    );
+    const { rows } = await deps.pool.query('SELECT email FROM login_tokens WHERE token_hash = $1 AND used IS NULL AND expires > $2', [
+      sha256(token),
+      deps.now().toISOString(),
+    ]);
     return rows[0] ?? null;
   }
 }

@@ -23,22 +23,34 @@ type Action = (typeof actions)[number];
 /** What each confirm page says will happen. */
 const actionCopy: Record<Action, { title: string; done: string; button: string; explain: string; danger: boolean }> = {
   start: {
-    title: 'Start', done: 'started', button: 'Start it',
-    explain: 'The capsul boots, as if you pressed its power button. It is charged the same whether it runs or not.', danger: false,
+    title: 'Start',
+    done: 'started',
+    button: 'Start it',
+    explain: 'The capsul boots, as if you pressed its power button. It is charged the same whether it runs or not.',
+    danger: false,
   },
   stop: {
-    title: 'Stop', done: 'stopped', button: 'Stop it',
-    explain: 'The operating system is asked to shut down cleanly. The capsul keeps its disk and addresses, and is still charged while stopped.',
+    title: 'Stop',
+    done: 'stopped',
+    button: 'Stop it',
+    explain:
+      'The operating system is asked to shut down cleanly. The capsul keeps its disk and addresses, and is still charged while stopped.',
     danger: false,
   },
   'force-stop': {
-    title: 'Force-stop', done: 'force-stopped', button: 'Cut the power',
-    explain: 'The power is cut at once, without shutting down: unsaved data may be lost. Use it when a normal stop does not work. The capsul is still charged while stopped.',
+    title: 'Force-stop',
+    done: 'force-stopped',
+    button: 'Cut the power',
+    explain:
+      'The power is cut at once, without shutting down: unsaved data may be lost. Use it when a normal stop does not work. The capsul is still charged while stopped.',
     danger: true,
   },
   delete: {
-    title: 'Delete', done: 'deleted', button: 'Delete it for good',
-    explain: 'The capsul and its disk are destroyed. This cannot be undone. Charges stop now.', danger: true,
+    title: 'Delete',
+    done: 'deleted',
+    button: 'Delete it for good',
+    explain: 'The capsul and its disk are destroyed. This cannot be undone. Charges stop now.',
+    danger: true,
   },
 };
 
@@ -82,32 +94,40 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
     return reply.view('console-create.eta', await createPage(deps, email, { keys: await onlyKeyName(deps.pool, email) }));
   });
 
-  app.post<{ Body: CreateForm }>('/console/create', { schema: { body: createBodySchema }, attachValidation: true }, async (request, reply) => {
-    if (request.validationError) return malformedPage(reply);
-    const email = request.customer!.email;
-    const form = request.body;
-    try {
-      if (!form.size) throw invalid('choose a size');
-      if (!form.os) throw invalid('choose an operating system');
-      const sshPublicKeys = await chosenKeys(deps.pool, email, form.keys ?? []);
-      const { vmId } = await deps.ledger.createVm({ email, size: form.size, os: form.os, sshPublicKeys, cause: customer(email) });
-      deps.afterCommands();
-      return reply.redirect(`/console/${vmId}`, 303);
-    } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
-      const page = await createPage(deps, email, form, error.message);
-      return reply.code(statusOf(error)).view('console-create.eta', page);
-    }
-  });
+  app.post<{ Body: CreateForm }>(
+    '/console/create',
+    { schema: { body: createBodySchema }, attachValidation: true },
+    async (request, reply) => {
+      if (request.validationError) return malformedPage(reply);
+      const email = request.customer!.email;
+      const form = request.body;
+      try {
+        if (!form.size) throw invalid('choose a size');
+        if (!form.os) throw invalid('choose an operating system');
+        const sshPublicKeys = await chosenKeys(deps.pool, email, form.keys ?? []);
+        const { vmId } = await deps.ledger.createVm({ email, size: form.size, os: form.os, sshPublicKeys, cause: customer(email) });
+        deps.afterCommands();
+        return reply.redirect(`/console/${vmId}`, 303);
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        const page = await createPage(deps, email, form, error.message);
+        return reply.code(statusOf(error)).view('console-create.eta', page);
+      }
+    },
+  );
 
   app.get<{ Params: { id: string } }>('/console/:id', async (request, reply) => {
     const vm = await ownCapsul(deps.pool, request.customer!.email, request.params.id);
     if (!vm) return notFoundPage(reply);
     const billingEndMs = accrualEndMs(vm.accrual);
     return reply.view('console-capsul.eta', {
-      vm, actions: allowedActions(vm).map((action) => ({ action, ...copyFor(vm, action) })), refreshSeconds: underWay(vm) ? refreshSeconds : 0,
-      price: dollars(vm.priceCentsPerMonth), charges: dollars(chargeCents(vm.accrual, deps.now().getTime())),
-      billingStopped: billingEndMs === null ? null : utcMinute(billingEndMs), supportEmail: deps.supportEmail,
+      vm,
+      actions: allowedActions(vm).map((action) => ({ action, ...copyFor(vm, action) })),
+      refreshSeconds: underWay(vm) ? refreshSeconds : 0,
+      price: dollars(vm.priceCentsPerMonth),
+      charges: dollars(chargeCents(vm.accrual, deps.now().getTime())),
+      billingStopped: billingEndMs === null ? null : utcMinute(billingEndMs),
+      supportEmail: deps.supportEmail,
     });
   });
 
@@ -126,7 +146,9 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
   });
 
   app.post<{ Params: { id: string; action: string }; Body: { version: string } }>(
-    '/console/:id/:action', { schema: { body: actionBodySchema }, attachValidation: true }, async (request, reply) => {
+    '/console/:id/:action',
+    { schema: { body: actionBodySchema }, attachValidation: true },
+    async (request, reply) => {
       if (request.validationError) return malformedPage(reply);
       const email = request.customer!.email;
       const action = actionNamed(request.params.action);
@@ -174,13 +196,16 @@ function copyFor(vm: Capsul, action: Action) {
   if (action !== 'delete' || vm.vanished === null) return actionCopy[action];
   return {
     ...actionCopy.delete,
-    title: 'Remove', done: 'removed', button: 'Remove it',
-    explain: 'Its host already reported it gone: this removes it from your list, and its host is asked to make sure nothing '
-      + `of it is left. Its charges stopped when it vanished (${vm.vanished}).`,
+    title: 'Remove',
+    done: 'removed',
+    button: 'Remove it',
+    explain:
+      'Its host already reported it gone: this removes it from your list, and its host is asked to make sure nothing ' +
+      `of it is left. Its charges stopped when it vanished (${vm.vanished}).`,
   };
 }
 
-const actionNamed = (name: string): Action | null => (actions as readonly string[]).includes(name) ? (name as Action) : null;
+const actionNamed = (name: string): Action | null => ((actions as readonly string[]).includes(name) ? (name as Action) : null);
 
 /** What the capsul's state allows: offered on its page, and checked again when a confirm form comes back. */
 function allowedActions(vm: Capsul): Action[] {
@@ -190,7 +215,11 @@ function allowedActions(vm: Capsul): Action[] {
   const pending = vm.openOperations.at(-1);
   if (pending === 'stop') return ['force-stop', 'delete'];
   if (pending === 'start' || pending === 'force-stop') return ['delete'];
-  const power: Action[] = ['stopped', 'crashed'].includes(vm.state) ? ['start'] : ['running', 'paused'].includes(vm.state) ? ['stop', 'force-stop'] : [];
+  const power: Action[] = ['stopped', 'crashed'].includes(vm.state)
+    ? ['start']
+    : ['running', 'paused'].includes(vm.state)
+      ? ['stop', 'force-stop']
+      : [];
   return [...power, 'delete'];
 }
 
@@ -213,7 +242,8 @@ function malformedPage(reply: FastifyReply) {
 function changedMeanwhilePage(reply: FastifyReply, vmId: string) {
   return reply.code(409).view('error.eta', {
     title: 'This capsul changed meanwhile',
-    message: 'It changed after this page was shown (perhaps from another tab): nothing was done. Have a look at it as it is now, and try again if you still want to.',
+    message:
+      'It changed after this page was shown (perhaps from another tab): nothing was done. Have a look at it as it is now, and try again if you still want to.',
     action: { href: `/console/${vmId}`, label: 'See the capsul now' },
   });
 }
@@ -230,8 +260,12 @@ async function listCapsuls(pool: pg.Pool, email: string) {
     values: [email],
   });
   return rows.map((row) => ({
-    id: row.id as string, size: row.size as string, os: row.os as string, ipv4: row.ipv4 as string | null,
-    state: stateLabel(row.state, row.deleting, row.open_operations), created: utcMinute(row.created),
+    id: row.id as string,
+    size: row.size as string,
+    os: row.os as string,
+    ipv4: row.ipv4 as string | null,
+    state: stateLabel(row.state, row.deleting, row.open_operations),
+    created: utcMinute(row.created),
   }));
 }
 
@@ -262,13 +296,21 @@ async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
 async function createPage(deps: WebContext, email: string, chosen: CreateForm, error: string | null = null) {
   const [funds, sizes, images, keys] = await Promise.all([
     fundsOf(deps, email),
-    deps.pool.query(`SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month, id`),
+    deps.pool.query(
+      `SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month, id`,
+    ),
     deps.pool.query('SELECT id, description FROM os_images WHERE NOT deprecated ORDER BY description'),
     deps.pool.query(`SELECT name FROM ssh_public_keys WHERE email = $1 ORDER BY name LIMIT ${maxKeysOffered}`, [email]),
   ]);
   const affordable = (priceCents: Cents) => funds !== null && coversAMonth(funds.balanceCents, funds.committedCents, priceCents);
   const offered = sizes.rows
-    .map((row) => ({ id: row.id as string, priceCents: centsFromNumeric(row.price), vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number }))
+    .map((row) => ({
+      id: row.id as string,
+      priceCents: centsFromNumeric(row.price),
+      vcpus: row.vcpus as number,
+      memory: formatMemory(row.memory_mb),
+      bandwidthGb: row.bandwidth_gb_per_month as number,
+    }))
     .filter((size) => affordable(size.priceCents))
     .map((size) => ({ ...size, price: dollars(size.priceCents) }));
   return {
@@ -278,7 +320,11 @@ async function createPage(deps: WebContext, email: string, chosen: CreateForm, e
     hiddenSizes: sizes.rows.length - offered.length,
     images: images.rows as { id: string; description: string }[],
     keys: keys.rows.map((row) => row.name as string),
-    funds: funds && { balance: dollars(funds.balanceCents), committed: dollars(funds.committedCents), hasCapsuls: funds.committedCents > 0 },
+    funds: funds && {
+      balance: dollars(funds.balanceCents),
+      committed: dollars(funds.committedCents),
+      hasCapsuls: funds.committedCents > 0,
+    },
   };
 }
 
@@ -291,7 +337,10 @@ async function onlyKeyName(pool: pg.Pool, email: string): Promise<string[]> {
 /** The saved keys the customer ticked, by name: a name that is not one of theirs is refused, not ignored. */
 async function chosenKeys(pool: pg.Pool, email: string, names: string[]): Promise<string[]> {
   if (names.length === 0) throw invalid('choose at least one SSH key to install on the capsul');
-  const { rows } = await pool.query('SELECT name, content FROM ssh_public_keys WHERE email = $1 AND name = ANY($2::text[])', [email, names]);
+  const { rows } = await pool.query('SELECT name, content FROM ssh_public_keys WHERE email = $1 AND name = ANY($2::text[])', [
+    email,
+    names,
+  ]);
   const unknown = names.find((name) => !rows.some((row) => row.name === name));
   if (unknown !== undefined) throw invalid(`${JSON.stringify(unknown)} is not one of your saved SSH keys`);
   return rows.map((row) => row.content as string);
@@ -336,11 +385,15 @@ function toCapsul(row: pg.QueryResultRow) {
     priceCentsPerMonth: centsFromNumeric(row.price),
     /** as the account bills it: until its deletion was requested or, once the account recorded it, it vanished */
     accrual: {
-      priceCentsPerMonth: centsFromNumeric(row.price), createdAtMs: new Date(row.created).getTime(),
+      priceCentsPerMonth: centsFromNumeric(row.price),
+      createdAtMs: new Date(row.created).getTime(),
       deletionRequestedAtMs: row.deleted === null ? null : new Date(row.deleted).getTime(),
       vanishedAtMs: row.accrual_ended === null ? null : new Date(row.accrual_ended).getTime(),
     } satisfies Accrual,
-    specs: row.vcpus === null ? null : { vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number },
+    specs:
+      row.vcpus === null
+        ? null
+        : { vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number },
     hostKeys: (row.ssh_host_key_fingerprints ?? []) as HostKeyFingerprint[],
     installedKeys: (row.ssh_public_keys as string[]).map(describeKey),
     failure: row.failure as string | null,
@@ -372,6 +425,3 @@ function describeKey(line: string): { type: string; comment: string; fingerprint
 }
 
 // ---- formatting ----
-
-
-

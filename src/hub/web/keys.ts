@@ -23,15 +23,18 @@ const blankForm: KeyForm = { key: '', name: '' };
 /** After a redirect: what the last form did (fixed texts, never echoed from the address). */
 const notices = new Map([
   ['added', 'The key was saved. New capsuls can now be given it.'],
-  ['deleted', 'The key was deleted. Capsuls that already have it keep it: remove it from ~/.ssh/authorized_keys '
-    + 'on those capsuls if it should no longer log in.'],
+  [
+    'deleted',
+    'The key was deleted. Capsuls that already have it keep it: remove it from ~/.ssh/authorized_keys ' +
+      'on those capsuls if it should no longer log in.',
+  ],
 ]);
 
 export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<void> {
   app.addHook('preHandler', requireCustomer);
 
   app.get<{ Querystring: { done?: unknown } }>('/console/ssh', async (request, reply) => {
-    const notice = typeof request.query.done === 'string' ? notices.get(request.query.done) ?? null : null;
+    const notice = typeof request.query.done === 'string' ? (notices.get(request.query.done) ?? null) : null;
     return showKeys(reply, deps.pool, request.customer!.email, { form: blankForm, error: null, notice });
   });
 
@@ -55,9 +58,10 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
 
   app.post<{ Body: Body }>('/console/ssh/delete', async (request, reply) => {
     const name = field(request.body, 'name');
-    const { rowCount } = await deps.pool.query(
-      'DELETE FROM ssh_public_keys WHERE email = $1 AND name = $2', [request.customer!.email, name],
-    );
+    const { rowCount } = await deps.pool.query('DELETE FROM ssh_public_keys WHERE email = $1 AND name = $2', [
+      request.customer!.email,
+      name,
+    ]);
     if (rowCount === 0) {
       throw notFound(`you have no saved key named ${JSON.stringify(name.slice(0, maxKeyNameLength))}: it may have been deleted already`);
     }
@@ -67,7 +71,8 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
 
 async function showKeys(reply: FastifyReply, pool: pg.Pool, email: string, state: PageState) {
   const { rows } = await pool.query<{ name: string; content: string; created: Date }>(
-    'SELECT name, content, created FROM ssh_public_keys WHERE email = $1 ORDER BY created, name', [email],
+    'SELECT name, content, created FROM ssh_public_keys WHERE email = $1 ORDER BY created, name',
+    [email],
   );
   const keys = rows.map((row) => {
     const [type = '', blob = '', ...comment] = row.content.split(' ');
@@ -86,13 +91,20 @@ async function addKey(pool: pg.Pool, email: string, form: KeyForm, now: Date): P
     await inTransaction(pool, async (db) => {
       // One customer's adds take turns, so the cap and the same-key check hold against concurrent posts.
       await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`ssh_public_keys:${email}`]);
-      const { rows } = await db.query<{ name: string; content: string }>('SELECT name, content FROM ssh_public_keys WHERE email = $1', [email]);
+      const { rows } = await db.query<{ name: string; content: string }>('SELECT name, content FROM ssh_public_keys WHERE email = $1', [
+        email,
+      ]);
       if (rows.length >= maxKeysPerCustomer) {
         throw refused(`you can save at most ${maxKeysPerCustomer} keys: delete one you no longer use first`);
       }
       const same = rows.find((row) => row.content.split(' ')[1] === key.blob);
       if (same) throw refused(`this key is already saved, named ${JSON.stringify(same.name)}`);
-      await db.query('INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [email, name, key.line, now.toISOString()]);
+      await db.query('INSERT INTO ssh_public_keys (email, name, content, created) VALUES ($1, $2, $3, $4)', [
+        email,
+        name,
+        key.line,
+        now.toISOString(),
+      ]);
     });
   } catch (error) {
     // The primary key (email, name) is the one arbiter of unique names, whoever inserted first.

@@ -18,10 +18,15 @@ export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): 
     );
     const images = await deps.pool.query('SELECT description FROM os_images WHERE NOT deprecated ORDER BY description');
     return {
-      sizes: sizes.rows.map((row): SizeRow => ({
-        id: row.id, dollarsPerMonth: row.price, vcpus: row.vcpus,
-        memory: row.memory_mb >= 1024 ? `${row.memory_mb / 1024} GiB` : `${row.memory_mb} MiB`, bandwidthGb: row.bandwidth_gb_per_month,
-      })),
+      sizes: sizes.rows.map(
+        (row): SizeRow => ({
+          id: row.id,
+          dollarsPerMonth: row.price,
+          vcpus: row.vcpus,
+          memory: row.memory_mb >= 1024 ? `${row.memory_mb / 1024} GiB` : `${row.memory_mb} MiB`,
+          bandwidthGb: row.bandwidth_gb_per_month,
+        }),
+      ),
       images: images.rows.map((row) => row.description as string),
     };
   };
@@ -31,9 +36,11 @@ export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): 
   app.get('/faq', async (_request, reply) => reply.view('faq.eta', {}));
   app.get('/support', async (_request, reply) => reply.view('support.eta', { supportEmail: deps.supportEmail }));
   app.get('/static/capsul.css', async (_request, reply) =>
-    reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(stylesheet));
+    reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(stylesheet),
+  );
   app.get('/static/favicon.svg', async (_request, reply) =>
-    reply.header('cache-control', 'public, max-age=86400').type('image/svg+xml').send(favicon));
+    reply.header('cache-control', 'public, max-age=86400').type('image/svg+xml').send(favicon),
+  );
   // Asked for by browsers and tools that do not read the page's <link rel="icon">.
   app.get('/favicon.ico', async (_request, reply) => reply.redirect('/static/favicon.svg', 301));
 }

@@ -48,7 +48,12 @@ export const sha256 = (text: string) => createHash('sha256').update(text).digest
 const csrfTokenKey = Symbol('csrfToken');
 
 /** Every cookie of ours: HttpOnly, SameSite=Lax, Secure when the site is https. */
-const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({ path: '/', httpOnly: true, sameSite: 'lax' as const, secure: deps.secureCookies });
+const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({
+  path: '/',
+  httpOnly: true,
+  sameSite: 'lax' as const,
+  secure: deps.secureCookies,
+});
 
 export async function installSessions(app: FastifyInstance, deps: SessionDeps): Promise<void> {
   await app.register(cookie, { secret: deps.secretKey, hook: 'onRequest' });
@@ -84,11 +89,11 @@ async function customerOf(request: FastifyRequest, reply: FastifyReply, deps: Se
   const now = deps.now();
   const { rows } = idHash
     ? await deps.pool.query({
-      // Every page view asks this: a named statement, planned once per connection.
-      name: 'session-customer',
-      text: 'SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3',
-      values: [idHash, now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
-    })
+        // Every page view asks this: a named statement, planned once per connection.
+        name: 'session-customer',
+        text: 'SELECT email, last_seen FROM sessions WHERE id_hash = $1 AND expires > $2 AND created > $3',
+        values: [idHash, now.toISOString(), new Date(now.getTime() - sessionMaxMs).toISOString()],
+      })
     : { rows: [] };
   if (!rows[0]) {
     reply.clearCookie(sessionCookie, cookieOptions(deps));
@@ -96,7 +101,9 @@ async function customerOf(request: FastifyRequest, reply: FastifyReply, deps: Se
   }
   if (now.getTime() - rows[0].last_seen.getTime() > touchEveryMs) {
     await deps.pool.query('UPDATE sessions SET last_seen = $2, expires = $3 WHERE id_hash = $1', [
-      idHash, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString(),
+      idHash,
+      now.toISOString(),
+      new Date(now.getTime() + sessionIdleMs).toISOString(),
     ]);
   }
   return { email: rows[0].email, isAdmin: deps.adminEmails.includes(rows[0].email) };
@@ -109,10 +116,12 @@ async function customerOf(request: FastifyRequest, reply: FastifyReply, deps: Se
 export async function insertSession(db: pg.ClientBase | pg.Pool, deps: Pick<SessionDeps, 'now'>, email: string): Promise<string> {
   const id = randomBytes(32).toString('base64url');
   const now = deps.now();
-  await db.query(
-    'INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)',
-    [sha256(id), email, now.toISOString(), new Date(now.getTime() + sessionIdleMs).toISOString()],
-  );
+  await db.query('INSERT INTO sessions (id_hash, email, created, last_seen, expires) VALUES ($1, $2, $3, $3, $4)', [
+    sha256(id),
+    email,
+    now.toISOString(),
+    new Date(now.getTime() + sessionIdleMs).toISOString(),
+  ]);
   return id;
 }
 
@@ -174,7 +183,8 @@ export function safeReturnPath(next: unknown): string {
   } catch {
     return '/console';
   }
-  const sameSitePath = (path: string) => path.startsWith('/') && !path.startsWith('//') && !path.includes('\\') && /^[\x20-\x7e]+$/.test(path);
+  const sameSitePath = (path: string) =>
+    path.startsWith('/') && !path.startsWith('//') && !path.includes('\\') && /^[\x20-\x7e]+$/.test(path);
   if (!sameSitePath(next) || !sameSitePath(decoded) || decoded.startsWith('/auth/')) return '/console';
   return next;
 }

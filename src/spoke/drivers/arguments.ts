@@ -46,7 +46,9 @@ export function checkSpec(spec: CapsulSpec): CapsulSpec {
 
 /** A path relative to the image directory, made of safe characters, that cannot climb out of it. */
 export function checkImageFile(imageFile: unknown): string {
-  const ok = typeof imageFile === 'string' && imageFile.length <= maxImageFileLength &&
+  const ok =
+    typeof imageFile === 'string' &&
+    imageFile.length <= maxImageFileLength &&
     imageFile.split('/').every((segment) => imageFileSegment.test(segment));
   if (!ok) throw new DriverError(`${quoted(imageFile)} is not an image file name (a relative path of letters, digits, . _ + -)`);
   return imageFile;

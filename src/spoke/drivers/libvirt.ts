@@ -70,8 +70,12 @@ export class LibvirtDriver implements Driver {
     const work = await mkdtemp(path.join(os.tmpdir(), 'capsul-create-'));
     try {
       const domain = {
-        vmId, memoryMb: spec.memoryMb, vcpus: spec.vcpus, network: this.network,
-        diskPath: path.join(this.diskDir, `${vmId}.qcow2`), seedPath: path.join(this.diskDir, `${vmId}-cidata.iso`),
+        vmId,
+        memoryMb: spec.memoryMb,
+        vcpus: spec.vcpus,
+        network: this.network,
+        diskPath: path.join(this.diskDir, `${vmId}.qcow2`),
+        seedPath: path.join(this.diskDir, `${vmId}-cidata.iso`),
       };
       await writeFile(path.join(work, 'user-data'), cloudInitUserData(spec), { mode: 0o600 });
       await writeFile(path.join(work, 'meta-data'), cloudInitMetaData(vmId), { mode: 0o600 });

@@ -67,6 +67,9 @@ export function runScript({ script, args, env, timeoutMs, doing }: ScriptRun): P
 }
 
 function lastLine(text: string): string | null {
-  const lines = text.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+  const lines = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
   return lines.at(-1) ?? null;
 }

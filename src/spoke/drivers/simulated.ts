@@ -97,7 +97,13 @@ export class SimulatedDriver implements Driver {
     }
     const addressSlot = this.freeAddressSlot();
     if (addressSlot === null) throw new DriverError(`no free address for capsul ${vmId}: all ${addressSlots} are in use`);
-    const capsul: SimulatedCapsul = { spec: structuredClone(spec), addressSlot, state: 'stopped', pending: null, sshHostKeys: simulatedHostKeys(vmId) };
+    const capsul: SimulatedCapsul = {
+      spec: structuredClone(spec),
+      addressSlot,
+      state: 'stopped',
+      pending: null,
+      sshHostKeys: simulatedHostKeys(vmId),
+    };
     this.capsuls.set(vmId, capsul);
     this.schedule(capsul, 'provisioning', this.clock.now() + this.provisionMs, 'running');
     this.save();
@@ -173,11 +179,14 @@ export class SimulatedDriver implements Driver {
   /** Moves `capsul` to `then` at clock time `dueMs`; the caller saves. */
   private schedule(capsul: SimulatedCapsul, kind: PendingKind, dueMs: number, then: ObservedState): void {
     this.cancelPending(capsul);
-    const timer = this.clock.setTimeout(() => {
-      capsul.pending = null;
-      capsul.state = then;
-      this.save();
-    }, Math.max(0, dueMs - this.clock.now()));
+    const timer = this.clock.setTimeout(
+      () => {
+        capsul.pending = null;
+        capsul.state = then;
+        this.save();
+      },
+      Math.max(0, dueMs - this.clock.now()),
+    );
     capsul.pending = { kind, timer, dueMs };
   }
 
@@ -197,16 +206,18 @@ export class SimulatedDriver implements Driver {
   private save(): void {
     if (!this.stateFile) return;
     const capsuls: StoredCapsul[] = [...this.capsuls]
-      .map(([vmId, capsul]): StoredCapsul => ({
-        vmId,
-        spec: capsul.spec,
-        state: capsul.state,
-        addressSlot: capsul.addressSlot,
-        ...addresses(capsul.addressSlot),
-        sshHostKeys: capsul.sshHostKeys,
-        ...(capsul.pending?.kind === 'provisioning' ? { readyAtMs: capsul.pending.dueMs } : {}),
-        ...(capsul.pending?.kind === 'shutdown' ? { stoppedAtMs: capsul.pending.dueMs } : {}),
-      }))
+      .map(
+        ([vmId, capsul]): StoredCapsul => ({
+          vmId,
+          spec: capsul.spec,
+          state: capsul.state,
+          addressSlot: capsul.addressSlot,
+          ...addresses(capsul.addressSlot),
+          sshHostKeys: capsul.sshHostKeys,
+          ...(capsul.pending?.kind === 'provisioning' ? { readyAtMs: capsul.pending.dueMs } : {}),
+          ...(capsul.pending?.kind === 'shutdown' ? { stoppedAtMs: capsul.pending.dueMs } : {}),
+        }),
+      )
       .sort(byVmId);
     const contents: StateFileContents = { version: 1, capsuls };
     if (!this.stateDirMade) {
@@ -250,16 +261,22 @@ export class SimulatedDriver implements Driver {
         addressSlot: slot,
         state: stored.state,
         pending: null,
-        sshHostKeys: Array.isArray(stored.sshHostKeys) && stored.sshHostKeys.length > 0 ? structuredClone(stored.sshHostKeys) : simulatedHostKeys(stored.vmId),
+        sshHostKeys:
+          Array.isArray(stored.sshHostKeys) && stored.sshHostKeys.length > 0
+            ? structuredClone(stored.sshHostKeys)
+            : simulatedHostKeys(stored.vmId),
       };
       this.capsuls.set(stored.vmId, capsul);
       const pending: [PendingKind, unknown, ObservedState] | null =
-        stored.readyAtMs !== undefined ? ['provisioning', stored.readyAtMs, 'running']
-        : stored.stoppedAtMs !== undefined ? ['shutdown', stored.stoppedAtMs, 'stopped']
-        : null;
+        stored.readyAtMs !== undefined
+          ? ['provisioning', stored.readyAtMs, 'running']
+          : stored.stoppedAtMs !== undefined
+            ? ['shutdown', stored.stoppedAtMs, 'stopped']
+            : null;
       if (!pending) continue;
       const [kind, dueMs, then] = pending;
-      if (typeof dueMs !== 'number' || !Number.isFinite(dueMs)) throw new DriverError(`${where}: ${kind} ends at ${JSON.stringify(dueMs)}, not a time`);
+      if (typeof dueMs !== 'number' || !Number.isFinite(dueMs))
+        throw new DriverError(`${where}: ${kind} ends at ${JSON.stringify(dueMs)}, not a time`);
       if (dueMs > this.clock.now()) {
         this.schedule(capsul, kind, dueMs, then);
       } else {

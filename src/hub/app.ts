@@ -27,6 +27,7 @@ import type { WebContext } from './web/context.ts';
 import { keyPages } from './web/keys.ts';
 import { publicPages } from './web/public.ts';
 import { installSessions, requireCustomer, type SessionDeps } from './web/session.ts';
+import { httpStatusOf } from '../core/http-status.ts';
 
 const viewsDir = fileURLToPath(new URL('./web/views/', import.meta.url));
 
@@ -216,7 +217,7 @@ function databaseUnavailable(error: Error & { code?: string }): boolean {
 }
 
 function statusOf(error: Error & { statusCode?: number }): number {
-  if (error instanceof DomainError) return { invalid: 400, not_found: 404, refused: 409, insufficient_funds: 409 }[error.code];
+  if (error instanceof DomainError) return httpStatusOf(error);
   if (error instanceof ConcurrencyError) return 409;
   return error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
 }

@@ -25,6 +25,7 @@ import {
   type ReconcileOptions,
   type RouteGuards,
 } from './provider.ts';
+import { httpStatusOf } from '../core/http-status.ts';
 
 export const btcpayPath = '/payment/btcpay';
 const webhookPath = `${btcpayPath}/webhook`;
@@ -493,7 +494,7 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;
         const amount = typeof typed === 'string' ? typed.slice(0, 20) : '';
-        return showForm(reply.code(error.code === 'invalid' ? 400 : 409), { amount, error: error.message });
+        return showForm(reply.code(httpStatusOf(error)), { amount, error: error.message });
       }
       let invoice: GreenfieldInvoice;
       try {

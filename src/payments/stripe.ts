@@ -24,6 +24,7 @@ import {
   type ReconcileOptions,
   type RouteGuards,
 } from './provider.ts';
+import { httpStatusOf } from '../core/http-status.ts';
 
 /** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
 const checkoutOrigin = 'https://checkout.stripe.com';
@@ -512,8 +513,7 @@ async function stripeRoutes(
       url = await billing.openCheckout(email, amountCents);
     } catch (error) {
       if (error instanceof DomainError) {
-        const status = error.code === 'invalid' ? 400 : 409;
-        return showForm(reply.code(status), email, { amount: typed, error: error.message, notice: null });
+        return showForm(reply.code(httpStatusOf(error)), email, { amount: typed, error: error.message, notice: null });
       }
       if (!(error instanceof Stripe.errors.StripeError) && !(error instanceof Unusable)) throw error;
       request.log.error({ err: error }, 'stripe: opening a checkout session failed');

@@ -18,6 +18,7 @@ import { requireAdmin } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
 import { inSnapshot } from '../../db/transaction.ts';
 import { dollars } from '../../core/format.ts';
+import { httpStatusOf } from '../../core/http-status.ts';
 
 /** Each list shows at most this many rows, newest first: a page must stay readable and quick. */
 const maxRows = 500;
@@ -81,7 +82,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       const [payments, holds] = await Promise.all([listPayments(deps.pool, ''), listHolds(deps.pool, '')]);
-      return reply.code(error.code === 'not_found' ? 404 : error.code === 'invalid' ? 400 : 409).view('admin-payments.eta', {
+      return reply.code(httpStatusOf(error)).view('admin-payments.eta', {
         section: 'payments',
         email: '',
         holds,

@@ -16,6 +16,7 @@ import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { dollars, formatMemory, utcMinute } from '../../core/format.ts';
+import { httpStatusOf } from '../../core/http-status.ts';
 
 const actions = ['start', 'stop', 'force-stop', 'delete'] as const;
 type Action = (typeof actions)[number];
@@ -111,7 +112,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;
         const page = await createPage(deps, email, form, error.message);
-        return reply.code(statusOf(error)).view('console-create.eta', page);
+        return reply.code(httpStatusOf(error)).view('console-create.eta', page);
       }
     },
   );
@@ -224,7 +225,6 @@ function allowedActions(vm: Capsul): Action[] {
 }
 
 /** The same status the central error handler gives a domain refusal. */
-const statusOf = (error: DomainError) => ({ invalid: 400, not_found: 404, refused: 409, insufficient_funds: 409 })[error.code];
 
 function notFoundPage(reply: FastifyReply) {
   return reply.code(404).view('error.eta', { title: 'Page not found', message: 'There is no page at this address.' });

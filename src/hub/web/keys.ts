@@ -10,6 +10,7 @@ import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { utcDay } from '../../core/format.ts';
+import { httpStatusOf } from '../../core/http-status.ts';
 
 export const maxKeysPerCustomer = 50;
 export const maxKeyNameLength = 100;
@@ -49,8 +50,7 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
       // A private key pasted by mistake is not sent back into the page.
       const key = isPrivateKey(form.key) ? '' : form.key.slice(0, maxSshKeyLength);
       const typed = { key, name: form.name.slice(0, 2 * maxKeyNameLength) };
-      const status = error.code === 'invalid' ? 400 : 409;
-      return showKeys(reply.code(status), deps.pool, email, { form: typed, error: error.message, notice: null });
+      return showKeys(reply.code(httpStatusOf(error)), deps.pool, email, { form: typed, error: error.message, notice: null });
     }
     // Post/redirect/get: reloading the page afterwards does not send the form again.
     return reply.redirect('/console/ssh?done=added', 303);

@@ -67,22 +67,27 @@ export function toStoredEvent(row: Record<string, string>): StoredEvent {
 
 export type AppendResult = { ok: true; nextVersion: bigint } | { ok: false };
 
+/** Events as they are stored: each type with its data as JSON text, and the metadata they share as JSON text. */
+export type SerializedAppend = {
+  streamId: string;
+  types: string[];
+  data: string[];
+  metadata: string;
+  expectedVersion: bigint;
+  projection: unknown;
+};
+
 /**
- * Appends `events` to `streamId` if the stream is at `expectedVersion` (0 = must be new), with their
+ * Appends events to `streamId` if the stream is at `expectedVersion` (0 = must be new), with their
  * projection rows, through capsul_append (schema_migrations/11_up_roles.sql): the events as emmett
  * writes them (stream type from the name, a random message id, schema version 1), so emmett reads these
  * streams as its own, and the projection in the same statement. `{ ok: false }` means another append got
  * there first. A unique violation of a projection (an email or a provider reference taken meanwhile)
- * is thrown as itself.
+ * is thrown as itself. The JSON comes serialized (and checked) by the ledger's append.
  */
-export async function appendToStream(
-  db: Queryable,
-  append: { streamId: string; events: LedgerEvent[]; metadata: Record<string, unknown>; expectedVersion: bigint; projection: unknown },
-): Promise<AppendResult> {
+export async function appendToStream(db: Queryable, append: SerializedAppend): Promise<AppendResult> {
   const [prefix, ...rest] = append.streamId.split('-');
   const streamType = prefix && rest.length > 0 ? prefix : 'emt:unknown';
-  const data = append.events.map((event) => JSON.stringify(event.data));
-  const metadata = JSON.stringify(append.metadata);
   try {
     const { rows } = await db.query({
       name: 'capsul_append',
@@ -92,10 +97,10 @@ export async function appendToStream(
         append.streamId,
         streamType,
         append.expectedVersion.toString(),
-        append.events.map(() => randomUUID()),
-        append.events.map((event) => event.type),
-        data,
-        append.events.map(() => metadata),
+        append.types.map(() => randomUUID()),
+        append.types,
+        append.data,
+        append.types.map(() => append.metadata),
         JSON.stringify(append.projection),
       ],
     });

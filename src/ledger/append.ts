@@ -1,9 +1,8 @@
 // Appending events with their projection: the rows each event changes are worked out here (src/
 // projections, the same code rebuild replays through) and written by the event store in the append's
 // own statement, so events and tables commit together in one round trip.
-import type pg from 'pg';
 import { canonicalJson } from '../audit/canonical.ts';
-import { appendToStream, type AppendResult } from '../db/event-store.ts';
+import { appendToStream, type AppendResult, type Queryable } from '../db/event-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { projectionOps } from '../projections/sql.ts';
 
@@ -11,14 +10,30 @@ export type { AppendResult };
 
 /** Appends `events` to `streamId` if the stream is at `expectedVersion` (0 = must be new); see appendToStream. */
 export function appendEvents(
-  pool: pg.Pool,
+  db: Queryable,
   streamId: string,
   events: LedgerEvent[],
   metadata: Record<string, unknown>,
   expectedVersion: bigint,
 ): Promise<AppendResult> {
-  // The log's leaf is the event in canonical JSON: nothing goes in that canonicalisation would not keep
-  // exactly (a number beyond 2^53, a lone surrogate), so every leaf can be computed again, byte for byte.
-  for (const value of [...events.map((event) => event.data), metadata]) canonicalJson(JSON.parse(JSON.stringify(value)));
-  return appendToStream(pool, { streamId, events, metadata, expectedVersion, projection: projectionOps(events) });
+  const data = events.map((event) => storableJson(event.data));
+  return appendToStream(db, {
+    streamId,
+    types: events.map((event) => event.type),
+    data,
+    metadata: storableJson(metadata),
+    expectedVersion,
+    projection: projectionOps(events),
+  });
+}
+
+/**
+ * `value` as the JSON text stored. The log's leaf is the event in canonical JSON: nothing goes in that
+ * canonicalisation would not keep exactly (a number beyond 2^53, a lone surrogate), so every leaf can
+ * be computed again, byte for byte.
+ */
+function storableJson(value: unknown): string {
+  const text = JSON.stringify(value);
+  canonicalJson(JSON.parse(text));
+  return text;
 }

@@ -20,12 +20,12 @@ import { ProofError, provePayment } from '../../src/audit/prove.ts';
 import { verifyLog, type Finding, type LogReport, type VerifyOptions } from '../../src/audit/verify.ts';
 import type { AuditConfig } from '../../src/config.ts';
 import { createPool } from '../../src/db/database.ts';
-import { addCheckpoint, appendToStream, readAllEvents, readSealable, sealLeaves, type StoredEvent } from '../../src/db/event-store.ts';
+import { addCheckpoint, readAllEvents, readSealable, sealLeaves, type StoredEvent } from '../../src/db/event-store.ts';
 import { accountStream, type AccountEvent } from '../../src/domain/account/events.ts';
 import { currentEventVersion } from '../../src/domain/upcast.ts';
 import { AuditLoop } from '../../src/hub/audit-loop.ts';
 import { LogMismatchError, rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
-import { projectionOps } from '../../src/projections/sql.ts';
+import { appendEvents } from '../../src/ledger/append.ts';
 import { operator, sshKey, testDatabase, urlFor, type TestDatabase } from '../support/db.ts';
 
 const logName = 'capsul.test/ledger';
@@ -270,13 +270,7 @@ describe('sealing', () => {
 
 /** Appends in the caller's transaction as the Ledger does: the events and their projection rows in one statement. */
 async function appendIn(client: pg.PoolClient, streamId: string, events: AccountEvent[], expectedVersion: bigint): Promise<void> {
-  const result = await appendToStream(client, {
-    streamId,
-    events,
-    metadata: { by: operator.by, eventVersion: currentEventVersion },
-    expectedVersion,
-    projection: projectionOps(events),
-  });
+  const result = await appendEvents(client, streamId, events, { by: operator.by, eventVersion: currentEventVersion }, expectedVersion);
   assert.equal(result.ok, true);
 }
 

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { isValidKeyName } from './audit/note.ts';
+import { defaultProviderStart } from './domain/account/decider.ts';
 import { canonicalEmail } from './domain/shared/email.ts';
 
 export type Mode = 'hub' | 'spoke' | 'both';
@@ -153,7 +154,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 function readProviderStart(text: string | undefined): Date {
-  const value = text?.trim() || '2000-01-01';
+  const value = text?.trim() || defaultProviderStart.toISOString().slice(0, 10);
   const date = new Date(`${value}T00:00:00Z`);
   if (!/^\d{4}-\d{2}-\d{2}$/.test(value) || Number.isNaN(date.getTime()) || date.toISOString().slice(0, 10) !== value) {
     throw new ConfigError(`PROVIDER_START_DATE must be a date like 2020-05-01, not "${text}"`);

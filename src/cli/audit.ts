@@ -1,6 +1,5 @@
 // `capsul audit …`: the signed log (docs/audit.md). key, checkpoint (capsul_app: it seals and signs),
 // verify, export and prove (capsul_reader: they only read).
-import { readConfig } from '../config.ts';
 import { exportLog } from '../audit/export.ts';
 import { localEvidence, loadOrCreateKey } from '../audit/key.ts';
 import { sealCommitted, signCheckpoint } from '../audit/log.ts';
@@ -24,7 +23,7 @@ export const auditCommands: Record<string, CommandSpec> = {
   can still be verified, but no new ones can be signed with it.`,
     options: {},
     async run(ctx) {
-      const { audit } = readConfig(ctx.io.env);
+      const { audit } = ctx.config;
       const key = await loadOrCreateKey(audit.keyFile, audit.logName);
       if (key.created) ctx.note(`created the log's signing key in ${audit.keyFile}: back it up, and publish the verifier key below`);
       ctx.out(key.verifierKey);
@@ -43,7 +42,7 @@ export const auditCommands: Record<string, CommandSpec> = {
     async run(ctx, v) {
       const waitText = str(v.wait) ?? '10';
       if (!/^\d{1,4}$/.test(waitText)) throw new UsageError('--wait takes a whole number of seconds');
-      const { audit } = readConfig(ctx.io.env);
+      const { audit } = ctx.config;
       const key = await loadOrCreateKey(audit.keyFile, audit.logName);
       const { pool } = await ctx.connect('app');
       const progress = ctx.progress('sealing');
@@ -67,7 +66,7 @@ export const auditCommands: Record<string, CommandSpec> = {
   that was altered, removed or inserted, and each checkpoint the events no longer reproduce.`,
     options: keyOption,
     async run(ctx, v) {
-      const { audit } = readConfig(ctx.io.env);
+      const { audit } = ctx.config;
       const evidence = await localEvidence(audit, str(v.key));
       if (evidence.verifierKeys.length === 0) {
         throw new CliError(
@@ -97,7 +96,7 @@ export const auditCommands: Record<string, CommandSpec> = {
     options: { out: { type: 'string' }, ...keyOption },
     async run(ctx, v) {
       const dir = required(str(v.out), '--out');
-      const { audit } = readConfig(ctx.io.env);
+      const { audit } = ctx.config;
       const evidence = await localEvidence(audit, str(v.key));
       const verifierKey = evidence.verifierKeys[0];
       if (!verifierKey)

@@ -2,7 +2,6 @@
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { readConfig } from '../config.ts';
 import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
@@ -255,7 +254,7 @@ export const commands: Record<string, CommandSpec> = {
     options: { verify: { type: 'boolean' } },
     async run(ctx, v) {
       const { pool } = await ctx.connect(v.verify ? 'reader' : 'admin');
-      const log = await localEvidence(readConfig(ctx.io.env).audit);
+      const log = await localEvidence(ctx.config.audit);
       if (log.verifierKeys.length === 0)
         ctx.note(
           'note: no verifier key here (AUDIT_KEY_FILE, AUDIT_VERIFIER_KEY): checkpoint signatures are not checked, only their roots',
@@ -374,7 +373,7 @@ export const commands: Record<string, CommandSpec> = {
       const dryRun = Boolean(v['dry-run']);
       const refusal = asOfRefusal(asOf, new Date(), dryRun);
       if (refusal) throw new CliError(refusal);
-      const config = readConfig(ctx.io.env);
+      const config = ctx.config;
       const { pool, ledger } = await ctx.connect();
       const mailer = createMailer({
         from: config.mailFrom,
@@ -426,7 +425,7 @@ export const commands: Record<string, CommandSpec> = {
       const target = v.to !== undefined ? Number(str(v.to)) : undefined;
       if (target !== undefined && !/^\d+$/.test(str(v.to)!)) throw new UsageError('--to takes a schema version number');
       const { database } = await ctx.connect('admin', { migrate: false });
-      const evidence = await localEvidence(readConfig(ctx.io.env).audit);
+      const evidence = await localEvidence(ctx.config.audit);
       const { from, to } = await prepareDatabase(database, {
         target,
         log: (line) => ctx.note(line),

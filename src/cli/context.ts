@@ -2,7 +2,7 @@
 import os from 'node:os';
 import type { ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
-import { readConfig } from '../config.ts';
+import { readConfig, type Config } from '../config.ts';
 import { resolveDatabase, type Database, type Role } from '../db/database.ts';
 import type { Actor } from '../domain/events.ts';
 import { escapeHidden, lineOfText, maxActorIdLength } from '../domain/shared/text.ts';
@@ -46,8 +46,15 @@ export class CliContext {
   private database?: Database;
   private prepared = false;
   private readonly connections = new Map<Role, Connection>();
+  private configRead?: Config;
 
   constructor(readonly io: CliIo) {}
+
+  /** The configuration from the environment, read once per command (a bad setting throws its one line). */
+  get config(): Config {
+    this.configRead ??= readConfig(this.io.env);
+    return this.configRead;
+  }
 
   /** One line on stdout; characters that could forge or hide output are shown escaped. */
   out(line: string): void {
@@ -90,14 +97,14 @@ export class CliContext {
     if (open) return open;
     const database = await this.resolve();
     if (options.migrate !== false && !this.prepared) {
-      const evidence = await localEvidence(readConfig(this.io.env).audit);
+      const evidence = await localEvidence(this.config.audit);
       await prepareDatabase(database, { log: (line) => this.note(line), onProgress: this.progress('rebuilding'), evidence });
       this.prepared = true;
     }
     const pool = await openPool(database, role, poolSize[role]);
     const connection = {
       pool,
-      ledger: new Ledger({ pool, providerStart: readConfig(this.io.env).providerStart }),
+      ledger: new Ledger({ pool, providerStart: this.config.providerStart }),
       hosts: new Hosts({ pool }),
       database,
     };
@@ -107,7 +114,7 @@ export class CliContext {
 
   private async resolve(): Promise<Database> {
     if (!this.database) {
-      const config = readConfig(this.io.env);
+      const config = this.config;
       this.database = await resolveDatabase({
         databaseUrl: config.databaseUrl,
         appUrl: config.databaseAppUrl,

@@ -3,7 +3,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { streamVersion } from '../db/event-store.ts';
-import { accountDecider } from '../domain/account/decider.ts';
+import { accountDecider, defaultProviderStart } from '../domain/account/decider.ts';
 import { accountStream, type Provider, type WarningLevel } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
@@ -17,9 +17,6 @@ import { hostWithRoom } from './reactor.ts';
 
 /** `providerStart`: the day the provider began; no payment is recorded as received before it (PROVIDER_START_DATE). */
 export type LedgerDeps = { pool: pg.Pool; now?: () => Date; providerStart?: Date };
-
-/** Without configuration: no payment before this is believable. */
-export const defaultProviderStart = new Date('2000-01-01T00:00:00Z');
 
 const maxPaymentIdBlock = 32;
 

@@ -19,6 +19,9 @@ import {
 /** `providerStart`: no payment can have been received before the provider began (PROVIDER_START_DATE). */
 export type CommandMetadata = { now: Date; providerStart?: Date };
 
+/** The provider's start when none is configured: no payment before it is believable. */
+export const defaultProviderStart = new Date('2000-01-01T00:00:00Z');
+
 export type RecordPayment = Command<
   'RecordPayment',
   {

@@ -15,12 +15,13 @@ import { AuditLoop } from './hub/audit-loop.ts';
 import { DatabaseWatch } from './hub/database-watch.ts';
 import { localEvidence } from './audit/key.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
+import { jobDeps } from './jobs/runner.ts';
 import { startSchedule } from './jobs/schedule.ts';
 import { createStreamCache } from './ledger/cache.ts';
 import { Hosts } from './ledger/hosts.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { paymentProviders } from './payments/index.ts';
-import { createMailer } from './mail/mailer.ts';
+import { configuredMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
 
@@ -65,26 +66,12 @@ export async function serve(io: CliIo): Promise<number> {
     return 1;
   }
   const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: onceEach(say) });
-  const mailer = createMailer({
-    from: config.mailFrom,
-    smtp: config.mail,
-    outboxDir: path.join(config.dataDir, 'outbox'),
-    log: (line) => say(line),
-  });
+  const mailer = configuredMailer(config, (line) => say(line));
+  const now = () => new Date();
   // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
   let paymentsChanged = () => {};
   const ledger = new Ledger({ pool, providerStart: config.providerStart });
-  const providers = paymentProviders(config, {
-    pool,
-    ledger,
-    now: () => new Date(),
-    baseUrl: config.baseUrl,
-    mailer,
-    adminEmails: config.adminEmails,
-    topUpMinCents: config.topUpMinCents,
-    topUpMaxCents: config.topUpMaxCents,
-    afterPayments: () => paymentsChanged(),
-  });
+  const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => paymentsChanged() });
   if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
   const hub = await buildHub({
     pool,
@@ -123,20 +110,9 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const jobs = startSchedule(
-    {
-      pool,
-      mailer,
-      providers,
-      overdraftCents: config.overdraftCents,
-      baseUrl: config.baseUrl,
-      supportEmail: config.supportEmail,
-      adminEmails: config.adminEmails,
-      now: () => new Date(),
-      afterDeletions: () => reactions.poke(),
-    },
-    { log: (line) => say(line) },
-  );
+  const jobs = startSchedule(jobDeps(config, { pool, mailer, providers, now, afterDeletions: () => reactions.poke() }), {
+    log: (line) => say(line),
+  });
   paymentsChanged = () => jobs.paymentsChanged();
   say(`database: ${describeDatabase(database)} (working as capsul_app)`);
 

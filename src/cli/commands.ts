@@ -1,7 +1,6 @@
 // The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
@@ -9,8 +8,8 @@ import { formatCents, parseDollars } from '../domain/shared/money.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
 import { prepareDatabase } from '../ledger/open.ts';
-import { asOfRefusal, runJobs } from '../jobs/runner.ts';
-import { createMailer } from '../mail/mailer.ts';
+import { asOfRefusal, jobDeps, runJobs } from '../jobs/runner.ts';
+import { configuredMailer } from '../mail/mailer.ts';
 import { readAllEvents, type EventSelector, type StoredEvent } from '../db/event-store.ts';
 import type { Cause } from '../ledger/handle.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -375,36 +374,15 @@ export const commands: Record<string, CommandSpec> = {
       if (refusal) throw new CliError(refusal);
       const config = ctx.config;
       const { pool, ledger } = await ctx.connect();
-      const mailer = createMailer({
-        from: config.mailFrom,
-        smtp: config.mail,
-        outboxDir: path.join(config.dataDir, 'outbox'),
+      const mailer = configuredMailer(config, (line) => ctx.note(line));
+      const now = () => new Date();
+      const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => {} });
+      const outcomes = await runJobs(jobDeps(config, { pool, mailer, providers, now }), {
+        asOf,
+        dryRun,
+        report: (line) => ctx.out(line),
         log: (line) => ctx.note(line),
       });
-      const providers = paymentProviders(config, {
-        pool,
-        ledger,
-        now: () => new Date(),
-        baseUrl: config.baseUrl,
-        mailer,
-        adminEmails: config.adminEmails,
-        topUpMinCents: config.topUpMinCents,
-        topUpMaxCents: config.topUpMaxCents,
-        afterPayments: () => {},
-      });
-      const outcomes = await runJobs(
-        {
-          pool,
-          mailer,
-          providers,
-          overdraftCents: config.overdraftCents,
-          baseUrl: config.baseUrl,
-          supportEmail: config.supportEmail,
-          adminEmails: config.adminEmails,
-          now: () => new Date(),
-        },
-        { asOf, dryRun, report: (line) => ctx.out(line), log: (line) => ctx.note(line) },
-      );
       const failed = outcomes.filter((outcome) => outcome.status === 'failed');
       if (failed.length > 0)
         throw new CliError(`${failed.length} of ${outcomes.length} jobs failed: ${failed.map((f) => f.job).join(', ')}`);

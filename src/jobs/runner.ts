@@ -4,6 +4,7 @@
 // job runs under its own PostgreSQL advisory lock: a job another process is running is skipped, never
 // run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type pg from 'pg';
+import type { Config } from '../config.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { PaymentProvider } from '../payments/provider.ts';
@@ -27,6 +28,15 @@ const jobLocks: Record<JobName, number> = {
   'warning-emails': 5,
   'incident-emails': 6,
 };
+
+/** The configuration's part of JobDeps. */
+type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'adminEmails';
+
+/** JobDeps from the configuration's settings and the process's services. */
+export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDeps, JobSettings>): JobDeps {
+  const { overdraftCents, baseUrl, supportEmail, adminEmails } = config;
+  return { ...services, overdraftCents, baseUrl, supportEmail, adminEmails };
+}
 
 export type JobDeps = {
   pool: pg.Pool;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import type { MailConfig } from '../config.ts';
+import type { Config, MailConfig } from '../config.ts';
 
 export type Message = { to: string; subject: string; text: string };
 
@@ -17,6 +17,11 @@ export type Mailer = {
   /** where development messages are written; null when mail goes out by SMTP */
   outboxDir: string | null;
 };
+
+/** The mailer the configuration asks for: SMTP (MAIL_SERVER …), else the outbox in the data dir. */
+export function configuredMailer(config: Pick<Config, 'mailFrom' | 'mail' | 'dataDir'>, log: (line: string) => void): Mailer {
+  return createMailer({ from: config.mailFrom, smtp: config.mail, outboxDir: path.join(config.dataDir, 'outbox'), log });
+}
 
 export function createMailer(options: { from: string; smtp?: MailConfig; outboxDir: string; log?: (line: string) => void }): Mailer {
   if (options.smtp) {

@@ -197,16 +197,7 @@ describe('hub and two spokes as separate processes', () => {
 
       // Beta's reports stop reaching the hub (503): its outcomes can only wait in its outbox.
       gate.holdReports = true;
-      const vmIds = await createCapsuls('killed@example.org', 3);
-      const creates = await waitFor('the three create operations assigned', async () => {
-        const ops = await operationsOf(vmIds, 'create');
-        return ops.length === vmIds.length && ops;
-      });
-      assert.deepEqual(
-        creates.map((op) => op.host),
-        ['beta', 'beta', 'beta'],
-        'alpha is full',
-      );
+      const { vmIds, creates } = await threeCreatesOnBeta('killed@example.org');
       const createIds = creates.map((op) => op.id);
       // The spoke journals an outcome, then puts its reports in the outbox: wait for the latter.
       await waitFor("the three outcomes in beta's outbox", async () => {
@@ -276,16 +267,7 @@ describe('hub and two spokes as separate processes', () => {
       await killHard(spokes.beta);
       const slowBeta = await startSpoke('beta', { SPOKE_SIMULATED_PROVISION_MS: String(slowProvisionMs) });
       spokes.beta = slowBeta;
-      const vmIds = await createCapsuls('provisioning@example.org', 3);
-      const creates = await waitFor('the three create operations assigned', async () => {
-        const ops = await operationsOf(vmIds, 'create');
-        return ops.length === vmIds.length && ops;
-      });
-      assert.deepEqual(
-        creates.map((op) => op.host),
-        ['beta', 'beta', 'beta'],
-        'alpha is full',
-      );
+      const { vmIds, creates } = await threeCreatesOnBeta('provisioning@example.org');
       const createIds = creates.map((op) => op.id);
       const driverCall = (i: number) => `capsul spoke: operation ${createIds[i]}: create capsul ${creates[i]!.vmId}`;
       // In the driver's hands: beta called it for each, and the driver saved each capsul as provisioning.
@@ -505,6 +487,21 @@ function outputTails(): string {
 }
 
 // ── the ledger and the spokes' files ──────────────────────────────────────────────────────────────
+
+/** Three new capsuls for `email` and their create operations, each assigned to beta (alpha being full). */
+async function threeCreatesOnBeta(email: string): Promise<{ vmIds: string[]; creates: OperationRow[] }> {
+  const vmIds = await createCapsuls(email, 3);
+  const creates = await waitFor('the three create operations assigned', async () => {
+    const ops = await operationsOf(vmIds, 'create');
+    return ops.length === vmIds.length && ops;
+  });
+  assert.deepEqual(
+    creates.map((op) => op.host),
+    ['beta', 'beta', 'beta'],
+    'alpha is full',
+  );
+  return { vmIds, creates };
+}
 
 async function createCapsuls(email: string, n: number): Promise<string[]> {
   await db.ledger.recordPayment({ email, amountCents: 100_000, cause: operator });

@@ -5,7 +5,7 @@
 // phantom, nothing twice, projections equal to a replay, every capsul where its host says it is.
 // Used by test/chaos/chaos.e2e.test.ts (a short run) and test/chaos/main.ts (`npm run chaos`).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
@@ -18,6 +18,7 @@ import { recordCheckout } from '../../src/payments/checkouts.ts';
 import { verifyProjections } from '../../src/projections/rebuild.ts';
 import { signedDelivery, startFakeStripe, type FakeStripe } from '../payments/fake-stripe.ts';
 import { operator, sshKey } from '../support/db.ts';
+import { simulatedCapsuls } from '../support/fleet.ts';
 import { projectRoot } from '../support/processes.ts';
 import { track, trackDir, untrackDir } from './groups.ts';
 import { createCluster, type Cluster } from './postgres.ts';
@@ -528,7 +529,7 @@ class Chaos {
     );
     const onHosts = new Map<string, { host: string; state: string }[]>();
     for (const hostId of hostIds) {
-      for (const capsul of this.simulatedCapsuls(hostId))
+      for (const capsul of simulatedCapsuls(this.spokeDir(hostId)))
         onHosts.set(capsul.vmId, [...(onHosts.get(capsul.vmId) ?? []), { host: hostId, state: capsul.state }]);
     }
     for (const vm of rows) {
@@ -545,12 +546,6 @@ class Chaos {
     }
     if (onHosts.size > 0) return `hosts hold capsuls the hub does not know: ${[...onHosts.keys()].join(', ')}`;
     return '';
-  }
-
-  private simulatedCapsuls(hostId: string): { vmId: string; state: string }[] {
-    const file = path.join(this.spokeDir(hostId), 'simulated-capsuls.json');
-    if (!existsSync(file)) return [];
-    return (JSON.parse(readFileSync(file, 'utf8')) as { capsuls: { vmId: string; state: string }[] }).capsuls;
   }
 
   private async count(): Promise<{ figures: Record<OperationKind, OperationFigures>; interrupted: ChaosReport['interrupted'] }> {

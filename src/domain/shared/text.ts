@@ -12,6 +12,7 @@ export const maxReferenceLength = 200;
 // C0 and C1 controls, DEL, the line and paragraph separators, bidi embeddings/overrides/isolates and
 // marks, zero-width characters and the byte-order mark.
 const hidden = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200b-\u200f\u061c\ufeff]/u;
+const everyHidden = new RegExp(hidden.source, 'gu');
 
 /** `value` trimmed, or an `invalid` error naming `what` and what is wrong with it. */
 export function lineOfText(value: string, what: string, maxLength: number): string {
@@ -32,5 +33,5 @@ export function lineOfText(value: string, what: string, maxLength: number): stri
  * an escape (\u000a), so old events written before the rule, or data from elsewhere, cannot forge output.
  */
 export function escapeHidden(text: string): string {
-  return text.replace(new RegExp(hidden.source, 'gu'), (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`).toWellFormed();
+  return text.replace(everyHidden, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`).toWellFormed();
 }

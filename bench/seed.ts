@@ -218,15 +218,15 @@ function planAccount(
   const phase3: AccountEvent[] = [];
   for (const id of payments) {
     if (!rng.chance(0.12)) continue;
-    phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId: id, reason: 'chargeback', at: at(10 * dayMs) } });
+    phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId: id, at: at(10 * dayMs) } });
     if (rng.chance(0.35)) {
-      phase3.push({ type: 'PaymentReinstated', data: { accountId, paymentId: id, reason: 'chargeback reversed', at: at(10 * dayMs) } });
+      phase3.push({ type: 'PaymentReinstated', data: { accountId, paymentId: id, at: at(10 * dayMs) } });
     }
   }
   for (const vm of vms) {
     if (!rng.chance(0.4)) continue;
     vm.deleted = true;
-    phase3.push({ type: 'VmDeletionRequested', data: { accountId, vmId: vm.vmId, reason: 'customer request', at: at(20 * dayMs) } });
+    phase3.push({ type: 'VmDeletionRequested', data: { accountId, vmId: vm.vmId, at: at(20 * dayMs) } });
   }
   for (let n = rng.int(0, 2); n > 0; n--) phase3.push(payment());
   pushChunked(stream, phase3, operator);

@@ -161,16 +161,16 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   for (const vm of vms.filter((v) => v.fate === 'deleted')) {
     const requestedMs = between(laterMs, nowMs - dayMs);
     deletions.set(vm.vmId, requestedMs);
-    phase3.push({ type: 'VmDeletionRequested', data: { accountId, vmId: vm.vmId, reason: 'customer request', at: iso(requestedMs) } });
+    phase3.push({ type: 'VmDeletionRequested', data: { accountId, vmId: vm.vmId, at: iso(requestedMs) } });
   }
   for (let n = 0; n < invalidatedPayments; n++) {
     const paymentId = paymentIds[n * 37]!;
     const invalidatedMs = between(laterMs, nowMs - 2 * dayMs);
-    phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId, reason: 'chargeback', at: iso(invalidatedMs) } });
+    phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId, at: iso(invalidatedMs) } });
     if (n % 3 === 0)
       phase3.push({
         type: 'PaymentReinstated',
-        data: { accountId, paymentId, reason: 'chargeback reversed', at: iso(invalidatedMs + dayMs) },
+        data: { accountId, paymentId, at: iso(invalidatedMs + dayMs) },
       });
   }
   while (nextPayment < webPayments) phase3.push(payment(between(laterMs, nowMs - minuteMs)));

@@ -11,7 +11,7 @@ import { prepareDatabase } from '../ledger/open.ts';
 import { asOfRefusal, jobDeps, runJobs } from '../jobs/runner.ts';
 import { configuredMailer } from '../mail/mailer.ts';
 import { readAllEvents, type EventSelector, type StoredEvent } from '../db/event-store.ts';
-import type { Cause } from '../ledger/handle.ts';
+import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { localEvidence } from '../audit/key.ts';
@@ -105,7 +105,7 @@ export const commands: Record<string, CommandSpec> = {
   'invalidate-payment': paymentCorrection({
     summary: 'mark a payment invalid (a chargeback): it no longer counts toward the balance',
     usage: `capsul invalidate-payment <payment id> --reason <text> [--by <name>]`,
-    apply: (ledger, paymentId, reason, cause) => ledger.invalidatePayment(paymentId, reason, cause),
+    apply: (ledger, paymentId, cause) => ledger.invalidatePayment(paymentId, cause),
     done: (id) => `payment ${id} invalidated`,
     already: (id) => `payment ${id} is already invalidated: nothing changed`,
   }),
@@ -113,7 +113,7 @@ export const commands: Record<string, CommandSpec> = {
   'reinstate-payment': paymentCorrection({
     summary: 'make an invalidated payment count again (a dispute won)',
     usage: `capsul reinstate-payment <payment id> --reason <text> [--by <name>]`,
-    apply: (ledger, paymentId, reason, cause) => ledger.reinstatePayment(paymentId, reason, cause),
+    apply: (ledger, paymentId, cause) => ledger.reinstatePayment(paymentId, cause),
     done: (id) => `payment ${id} reinstated`,
     already: (id) => `payment ${id} is valid already: nothing changed`,
   }),
@@ -172,7 +172,7 @@ export const commands: Record<string, CommandSpec> = {
     async run(ctx, v, [vmId]) {
       if (!vmId) throw new UsageError('which capsul? give its id (capsul-xxxxxxxxxx)');
       const { ledger } = await ctx.connect();
-      const { changed } = await ledger.deleteVm(vmId, str(v.reason) ?? 'deleted by an operator', { by: ctx.actor(str(v.by)) });
+      const { changed } = await ledger.deleteVm(vmId, { by: ctx.actor(str(v.by)), reason: str(v.reason) ?? 'deleted by an operator' });
       ctx.note(changed ? `capsul ${vmId}: deletion requested` : `capsul ${vmId} is already being deleted: nothing changed`);
     },
   },
@@ -195,7 +195,7 @@ export const commands: Record<string, CommandSpec> = {
       }
       const reason = required(str(v.reason), '--reason');
       const { ledger } = await ctx.connect();
-      const { vmId, kind, changed } = await ledger.failOperation(operationId, reason, { by: ctx.actor(str(v.by)) });
+      const { vmId, kind, changed } = await ledger.failOperation(operationId, { by: ctx.actor(str(v.by)), reason });
       ctx.note(
         changed
           ? `operation ${operationId} (${kind} of capsul ${vmId}): settled as failed`
@@ -448,7 +448,7 @@ function wholeNumber(text: string | undefined, flag: string): number {
 function paymentCorrection(spec: {
   summary: string;
   usage: string;
-  apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
+  apply: (ledger: Ledger, paymentId: number, cause: Cause) => Promise<{ changed: boolean }>;
   done: (paymentId: number) => string;
   already: (paymentId: number) => string;
 }): CommandSpec {
@@ -461,7 +461,7 @@ function paymentCorrection(spec: {
       const paymentId = parseId(id, 'payment');
       const reason = required(str(v.reason), '--reason');
       const { ledger } = await ctx.connect();
-      const { changed } = await spec.apply(ledger, paymentId, reason, { by: ctx.actor(str(v.by)) });
+      const { changed } = await spec.apply(ledger, paymentId, { by: ctx.actor(str(v.by)), reason });
       ctx.note(changed ? spec.done(paymentId) : spec.already(paymentId));
     },
   };
@@ -507,5 +507,6 @@ function historyJson(stored: StoredEvent) {
 
 function historyLine(stored: StoredEvent): string {
   const who = stored.metadata.by ? describeActor(stored.metadata.by) : '-';
-  return `${stored.recordedAt}  ${stored.streamId}  ${stored.event.type}  ${JSON.stringify(stored.event.data)}  ${who}`;
+  const why = stored.metadata.reason ? `  ${JSON.stringify(stored.metadata.reason)}` : '';
+  return `${stored.recordedAt}  ${stored.streamId}  ${stored.event.type}  ${JSON.stringify(stored.event.data)}  ${who}${why}`;
 }

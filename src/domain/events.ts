@@ -1,5 +1,6 @@
 import { accountEventTypes, type AccountEvent } from './account/events.ts';
 import { hostEventTypes, type HostEvent } from './host/events.ts';
+import { lineOfText, maxActorIdLength, maxReasonLength } from './shared/text.ts';
 import { vmEventTypes, type VmEvent } from './vm/events.ts';
 
 /** Every event of the ledger. */
@@ -9,6 +10,25 @@ export const ledgerEventTypes: LedgerEvent['type'][] = [...accountEventTypes, ..
 /** When the fact took effect: as-of queries and balances look at this, not at when it was recorded. */
 export const effectiveAt = (event: LedgerEvent): string => event.data.at;
 
-/** Who caused an event, stored in its metadata. */
+/**
+ * Who caused an event: an operator by name, a customer by account id, a spoke by host id, a job by
+ * name. Stored in the event's metadata.
+ */
 export type Actor = { kind: 'operator' | 'customer' | 'spoke' | 'job'; id: string };
 export const describeActor = (actor: Actor) => `${actor.kind}:${actor.id}`;
+
+/**
+ * Who acted and, where it matters, why (an operator's correction, a deletion): the one cause of a
+ * command. It arrives in the command's metadata and is stored in the metadata of the events it
+ * causes, never in their data.
+ */
+export type Cause = { by: Actor; reason?: string };
+
+/** The cause as it is stored: who acted and the reason, each one line of visible text, trimmed. */
+export function checkedCause(cause: Cause): Cause {
+  const by = { kind: cause.by.kind, id: lineOfText(cause.by.id, 'who acted', maxActorIdLength) };
+  return cause.reason === undefined ? { by } : { by, reason: lineOfText(cause.reason, 'a reason', maxReasonLength) };
+}
+
+/** What every command carries beside its data: the instant it is decided at, and its cause. */
+export type CommandContext = { now: Date; cause: Cause };

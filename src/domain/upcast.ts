@@ -3,12 +3,23 @@
 // the current one. Version 1 is the first shape of every event type.
 import type { LedgerEvent } from './events.ts';
 
-export const currentEventVersion = 1;
+export const currentEventVersion = 2;
 
 type Upcaster = (data: Record<string, unknown>) => Record<string, unknown>;
 
+/**
+ * Version 2: a correction's or a deletion's reason is its cause's, kept in the metadata only. Version 1
+ * wrote it in both (every writer of these events passed the same reason as the cause's), so the copy in
+ * the data goes.
+ */
+const withoutReason: Upcaster = ({ reason: _reason, ...data }) => data;
+
 /** upcasters[type][v] turns version v of that event's data into version v + 1. */
-const upcasters: Partial<Record<LedgerEvent['type'], Record<number, Upcaster>>> = {};
+const upcasters: Partial<Record<LedgerEvent['type'], Record<number, Upcaster>>> = {
+  PaymentInvalidated: { 1: withoutReason },
+  PaymentReinstated: { 1: withoutReason },
+  VmDeletionRequested: { 1: withoutReason },
+};
 
 export function upcast(type: string, data: Record<string, unknown>, version: number): LedgerEvent {
   let current = data;

@@ -196,27 +196,28 @@ async function recordReport(
   const observedAt = new Date(report.observedAt);
   const ids = { reportId: report.id, operationId: report.operationId };
   const base = { vmId: report.vmId, host: hostId, observedAt, ...ids };
+  const metadata = { now, cause: { by: { kind: 'spoke', id: hostId } } } as const;
   let command: VmCommand;
   switch (report.type) {
     case 'provisioned':
       command = {
         type: 'RecordProvisioned',
         data: { ...base, ipv4: report.ipv4, ipv6: report.ipv6, sshHostKeys: report.sshHostKeys },
-        metadata: { now },
+        metadata,
       };
       break;
     case 'state':
-      command = { type: 'ObserveState', data: { ...base, state: report.state }, metadata: { now } };
+      command = { type: 'ObserveState', data: { ...base, state: report.state }, metadata };
       break;
     case 'failed':
-      command = { type: 'RecordFailure', data: { ...base, error: report.error }, metadata: { now } };
+      command = { type: 'RecordFailure', data: { ...base, error: report.error }, metadata };
       break;
     case 'deleted':
-      command = { type: 'ConfirmDeleted', data: base, metadata: { now } };
+      command = { type: 'ConfirmDeleted', data: base, metadata };
       break;
   }
   try {
-    const { events, state } = await handleCommand(deps, vmStream(report.vmId), vmDecider, command, { by: { kind: 'spoke', id: hostId } });
+    const { events, state } = await handleCommand(deps, vmStream(report.vmId), vmDecider, command);
     if (events.length > 0) return { id: report.id, status: 'accepted' };
     return { id: report.id, status: state.reportIds.has(report.id) ? 'duplicate' : 'stale' };
   } catch (error) {

@@ -9,7 +9,8 @@ import { accountStream, type AccountEvent } from '../domain/account/events.ts';
 import type { VmState } from '../domain/account/state.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import { dollars } from '../core/format.ts';
-import { ConcurrencyError, handleCommand, type Cause } from '../ledger/handle.ts';
+import type { Cause } from '../domain/events.ts';
+import { ConcurrencyError, handleCommand } from '../ledger/handle.ts';
 import { loadStream } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { accountAsOf, evaluateAccount } from './warnings.ts';
@@ -102,8 +103,8 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
     const { version, evaluation: e } = await evaluate(deps, candidate.accountId, deps.now().getTime());
     try {
       let expectedVersion = version;
-      const append = async (command: AccountCommand, why: Cause) => {
-        const result = await handleCommand(deps, accountStream(candidate.accountId), accountDecider, command, why, { expectedVersion });
+      const append = async (command: AccountCommand) => {
+        const result = await handleCommand(deps, accountStream(candidate.accountId), accountDecider, command, { expectedVersion });
         expectedVersion = result.version;
         return result.events.length > 0;
       };
@@ -112,9 +113,9 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
         const command = {
           type: 'IssueBalanceWarning' as const,
           data: { level, balanceCents: e.balanceCents },
-          metadata: { now: deps.now() },
+          metadata: { now: deps.now(), cause },
         };
-        if (await append(command, cause)) {
+        if (await append(command)) {
           warned = true;
           run.report(`warnings: ${candidate.email}: ${level} issued (balance ${dollars(e.balanceCents)})`);
         }
@@ -123,10 +124,10 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
         for (const vm of e.running) {
           const command = {
             type: 'RequestVmDeletion' as const,
-            data: { vmId: vm.vmId, reason: nonpayment },
-            metadata: { now: deps.now() },
+            data: { vmId: vm.vmId },
+            metadata: { now: deps.now(), cause: { ...cause, reason: nonpayment } },
           };
-          if (await append(command, { ...cause, reason: nonpayment })) {
+          if (await append(command)) {
             deleted.push(vm);
             run.report(`warnings: ${candidate.email}: ${vm.vmId} deletion requested (${nonpayment})`);
           }

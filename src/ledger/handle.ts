@@ -1,8 +1,7 @@
 // The command path every adapter uses: load the stream, decide, append with the version we loaded.
 // A concurrent append to the same stream makes ours fail; we then decide again on the new state.
 import type pg from 'pg';
-import type { Actor, LedgerEvent } from '../domain/events.ts';
-import { lineOfText, maxActorIdLength, maxReasonLength } from '../domain/shared/text.ts';
+import { checkedCause, type CommandContext, type LedgerEvent } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
 import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
@@ -14,26 +13,25 @@ export type Decider<S, C, E extends LedgerEvent> = {
   initialState: () => S;
 };
 
-export type Cause = { by: Actor; reason?: string };
 export type CommandDeps = { pool: pg.Pool; cache?: StreamCache };
 
 export class ConcurrencyError extends Error {}
 
 const defaultMaxAttempts = 8;
 
-export async function handleCommand<S, C, E extends LedgerEvent>(
+/** The command's cause (its metadata's) goes into the metadata of every event it appends. */
+export async function handleCommand<S, C extends { metadata: CommandContext }, E extends LedgerEvent>(
   deps: CommandDeps,
   streamId: string,
   decider: Decider<S, C, E>,
   command: C,
-  cause: Cause,
   options: {
     /** the version the user saw (a form): a change since then is reported, not retried */
     expectedVersion?: bigint;
     maxAttempts?: number;
   } = {},
 ): Promise<{ events: E[]; state: S; version: bigint }> {
-  checkCause(cause);
+  const cause = checkedCause(command.metadata.cause);
   const maxAttempts = options.expectedVersion !== undefined ? 1 : (options.maxAttempts ?? defaultMaxAttempts);
   // A cached state is only trusted to append: the version check proves it current. A refusal or a
   // no-op decided on it is decided again on the stream as it is now.
@@ -74,12 +72,6 @@ export async function handleCommand<S, C, E extends LedgerEvent>(
 }
 
 type Loaded<S> = { version: bigint; state: S };
-
-/** Who acted and why go into every event's metadata and are shown again: one line of visible text each. */
-function checkCause(cause: Cause): void {
-  lineOfText(cause.by.id, 'who acted', maxActorIdLength);
-  if (cause.reason !== undefined) lineOfText(cause.reason, 'a reason', maxReasonLength);
-}
 
 /** A stream's events folded with the decider's `evolve`, and the stream's version. */
 export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {

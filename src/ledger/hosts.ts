@@ -3,7 +3,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostDecider } from '../domain/host/decider.ts';
 import { hostStream } from '../domain/host/events.ts';
-import { handleCommand, type Cause, type CommandDeps } from './handle.ts';
+import type { Cause } from '../domain/events.ts';
+import { handleCommand, type CommandDeps } from './handle.ts';
 
 /** A host whose last heartbeat is older than this is offline: nothing new is placed on it. */
 export const onlineWithinMs = 30_000;
@@ -31,50 +32,32 @@ export class Hosts {
 
   async add(input: { hostId: string; memoryMb: number; vcpus: number; cause: Cause }): Promise<{ token: string }> {
     const token = newToken();
-    await handleCommand(
-      this.deps,
-      hostStream(input.hostId),
-      hostDecider,
-      {
-        type: 'RegisterHost',
-        data: { hostId: input.hostId, memoryMb: input.memoryMb, vcpus: input.vcpus, tokenHash: hashToken(token) },
-        metadata: { now: this.now() },
-      },
-      input.cause,
-    );
+    await handleCommand(this.deps, hostStream(input.hostId), hostDecider, {
+      type: 'RegisterHost',
+      data: { hostId: input.hostId, memoryMb: input.memoryMb, vcpus: input.vcpus, tokenHash: hashToken(token) },
+      metadata: { now: this.now(), cause: input.cause },
+    });
     return { token };
   }
 
   async rotateToken(hostId: string, cause: Cause): Promise<{ token: string }> {
     const token = newToken();
-    await handleCommand(
-      this.deps,
-      hostStream(hostId),
-      hostDecider,
-      {
-        type: 'RotateHostToken',
-        data: { hostId, tokenHash: hashToken(token) },
-        metadata: { now: this.now() },
-      },
-      cause,
-    );
+    await handleCommand(this.deps, hostStream(hostId), hostDecider, {
+      type: 'RotateHostToken',
+      data: { hostId, tokenHash: hashToken(token) },
+      metadata: { now: this.now(), cause: cause },
+    });
     return { token };
   }
 
   async remove(hostId: string, cause: Cause): Promise<void> {
     // A vanished capsul counts until its deletion is confirmed: its incident is closed on this host.
     const { rows } = await this.deps.pool.query(`SELECT count(*)::int AS n FROM vms WHERE host = $1 AND state <> 'deleted'`, [hostId]);
-    await handleCommand(
-      this.deps,
-      hostStream(hostId),
-      hostDecider,
-      {
-        type: 'RemoveHost',
-        data: { hostId, capsulCount: rows[0].n },
-        metadata: { now: this.now() },
-      },
-      cause,
-    );
+    await handleCommand(this.deps, hostStream(hostId), hostDecider, {
+      type: 'RemoveHost',
+      data: { hostId, capsulCount: rows[0].n },
+      metadata: { now: this.now(), cause: cause },
+    });
   }
 
   /** Constant-time check of a spoke's token against the stored hash. */
@@ -104,17 +87,11 @@ export class Hosts {
          AND (v.state <> 'vanished' OR EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete' AND o.completed IS NULL))`,
       [hostId, seen],
     );
-    await handleCommand(
-      this.deps,
-      hostStream(hostId),
-      hostDecider,
-      {
-        type: 'CheckDrift',
-        data: { hostId, seen, expected: expected.map((r) => r.id), known: known.map((r) => r.id) },
-        metadata: { now: this.now() },
-      },
-      cause,
-    );
+    await handleCommand(this.deps, hostStream(hostId), hostDecider, {
+      type: 'CheckDrift',
+      data: { hostId, seen, expected: expected.map((r) => r.id), known: known.map((r) => r.id) },
+      metadata: { now: this.now(), cause: cause },
+    });
   }
 
   /** Open drift incidents (vanished capsuls among them), oldest first. */

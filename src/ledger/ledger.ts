@@ -8,11 +8,13 @@ import { accountStream, type Provider, type WarningLevel } from '../domain/accou
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
+import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { vmDecider, type VmCommand, type VmContext } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { createStreamCache, LruMap } from './cache.ts';
-import { ConcurrencyError, handleCommand, load, type Cause, type CommandDeps } from './handle.ts';
+import type { Cause } from '../domain/events.ts';
+import { ConcurrencyError, handleCommand, load, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 
 /** `providerStart`: the day the provider began; no payment is recorded as received before it (PROVIDER_START_DATE). */
@@ -68,25 +70,19 @@ export class Ledger {
       const paymentId = await this.nextPaymentId();
       const now = this.now();
       try {
-        const { events, state } = await handleCommand(
-          this.deps,
-          accountStream(accountId),
-          accountDecider,
-          {
-            type: 'RecordPayment',
-            data: {
-              accountId,
-              email,
-              paymentId,
-              amountCents: input.amountCents,
-              provider: input.provider ?? 'manual',
-              reference,
-              receivedAt: input.receivedAt ?? now,
-            },
-            metadata: { now, providerStart: this.providerStart },
+        const { events, state } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+          type: 'RecordPayment',
+          data: {
+            accountId,
+            email,
+            paymentId,
+            amountCents: input.amountCents,
+            provider: input.provider ?? 'manual',
+            reference,
+            receivedAt: input.receivedAt ?? now,
           },
-          input.cause,
-        );
+          metadata: { now, cause: input.cause, providerStart: this.providerStart },
+        });
         if (events.length === 0) return { paymentId: state.references.get(reference!)!, duplicate: true };
         return { paymentId, duplicate: false };
       } catch (error) {
@@ -101,31 +97,32 @@ export class Ledger {
     }
   }
 
-  /** `effectiveAt`: a provider's correction, taking effect at the provider's time (see the decider). */
-  invalidatePayment(paymentId: number, reason: string, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
-    return this.correctPayment('InvalidatePayment', paymentId, reason, cause, options.effectiveAt);
+  /**
+   * The cause must give a reason. `effectiveAt`: a provider's correction, taking effect at the
+   * provider's time (see the decider).
+   */
+  invalidatePayment(paymentId: number, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('InvalidatePayment', paymentId, cause, options.effectiveAt);
   }
 
-  reinstatePayment(paymentId: number, reason: string, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
-    return this.correctPayment('ReinstatePayment', paymentId, reason, cause, options.effectiveAt);
+  /** As invalidatePayment. */
+  reinstatePayment(paymentId: number, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('ReinstatePayment', paymentId, cause, options.effectiveAt);
   }
 
   private async correctPayment(
     type: 'InvalidatePayment' | 'ReinstatePayment',
     paymentId: number,
-    reason: string,
     cause: Cause,
     effectiveAt?: Date,
   ): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(paymentId);
-    const data = effectiveAt === undefined ? { paymentId, reason } : { paymentId, reason, effectiveAt };
-    const { events } = await handleCommand(
-      this.deps,
-      accountStream(accountId),
-      accountDecider,
-      { type, data, metadata: { now: this.now() } },
-      { ...cause, reason },
-    );
+    const data = effectiveAt === undefined ? { paymentId } : { paymentId, effectiveAt };
+    const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+      type,
+      data,
+      metadata: { now: this.now(), cause },
+    });
     return { changed: events.length > 0 };
   }
 
@@ -139,25 +136,21 @@ export class Ledger {
   }): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(input.paymentId);
     const { cause, ...data } = input;
-    const { events } = await handleCommand(
-      this.deps,
-      accountStream(accountId),
-      accountDecider,
-      { type: 'RecordRefund', data, metadata: { now: this.now() } },
-      cause,
-    );
+    const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+      type: 'RecordRefund',
+      data,
+      metadata: { now: this.now(), cause },
+    });
     return { changed: events.length > 0 };
   }
 
   /** Issues a balance warning unless that level was issued already since the last top-up. */
   async issueBalanceWarning(accountId: string, level: WarningLevel, balanceCents: Cents, cause: Cause): Promise<{ issued: boolean }> {
-    const { events } = await handleCommand(
-      this.deps,
-      accountStream(accountId),
-      accountDecider,
-      { type: 'IssueBalanceWarning', data: { level, balanceCents }, metadata: { now: this.now() } },
-      cause,
-    );
+    const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+      type: 'IssueBalanceWarning',
+      data: { level, balanceCents },
+      metadata: { now: this.now(), cause },
+    });
     return { issued: events.length > 0 };
   }
 
@@ -179,17 +172,11 @@ export class Ledger {
       throw refused(`no host has room for a ${input.size} (${memoryMb} MiB) right now: choose a smaller size or try again later`);
     }
     const vmId = newVmId();
-    await handleCommand(
-      this.deps,
-      accountStream(accountId),
-      accountDecider,
-      {
-        type: 'RequestVmCreation',
-        data: { vmId, size: input.size, os: input.os, sshPublicKeys: input.sshPublicKeys, priceCentsPerMonth },
-        metadata: { now },
-      },
-      input.cause,
-    );
+    await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+      type: 'RequestVmCreation',
+      data: { vmId, size: input.size, os: input.os, sshPublicKeys: input.sshPublicKeys, priceCentsPerMonth },
+      metadata: { now, cause: input.cause },
+    });
     return { vmId };
   }
 
@@ -200,19 +187,17 @@ export class Ledger {
    * than a silent success. (A capsul report landing between the check and the request goes unnoticed:
    * harmless, as a deletion outranks whatever the capsul was doing.)
    */
-  async deleteVm(vmId: string, reason: string, cause: Cause, options: { expectedVmVersion?: bigint } = {}): Promise<{ changed: boolean }> {
+  async deleteVm(vmId: string, cause: Cause, options: { expectedVmVersion?: bigint } = {}): Promise<{ changed: boolean }> {
     const { rows } = await this.deps.pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
     if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
     const asSeen = options.expectedVmVersion !== undefined;
     if (asSeen && (await streamVersion(this.deps.pool, vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
     const now = this.now();
-    const { events } = await handleCommand(
-      this.deps,
-      accountStream(rows[0].account_id),
-      accountDecider,
-      { type: 'RequestVmDeletion', data: { vmId, reason }, metadata: { now } },
-      { ...cause, reason },
-    );
+    const { events } = await handleCommand(this.deps, accountStream(rows[0].account_id), accountDecider, {
+      type: 'RequestVmDeletion',
+      data: { vmId },
+      metadata: { now, cause },
+    });
     // Two deletes racing both pass the version check (the request lands on the account stream, not the
     // capsul's): the one that finds the deletion already requested is the one that lost.
     if (asSeen && events.length === 0) throw changedMeanwhile();
@@ -221,10 +206,10 @@ export class Ledger {
 
   /** Asks the capsul's host to start it. The same `operationId` again changes nothing. */
   startVm(vmId: string, cause: Cause, options: VmRequestOptions = {}): Promise<{ operationId: string; changed: boolean }> {
-    return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
+    return this.requestOnVm(vmId, options, (context, operationId, now) => ({
       type: 'RequestStart',
       data: { vmId, operationId, context },
-      metadata: { now },
+      metadata: { now, cause },
     }));
   }
 
@@ -234,10 +219,10 @@ export class Ledger {
     cause: Cause,
     options: VmRequestOptions & { force?: boolean } = {},
   ): Promise<{ operationId: string; changed: boolean }> {
-    return this.requestOnVm(vmId, cause, options, (context, operationId, now) => ({
+    return this.requestOnVm(vmId, options, (context, operationId, now) => ({
       type: 'RequestStop',
       data: { vmId, force: options.force ?? false, operationId, context },
-      metadata: { now },
+      metadata: { now, cause },
     }));
   }
 
@@ -246,9 +231,9 @@ export class Ledger {
    * aside, or the host is gone for good) as failed, by an operator with a reason: recorded on the
    * capsul's stream as the host's failure would be, so the hub stops delivering it. A failed create
    * fails the capsul; any other operation leaves its state as its host last reported it. An
-   * operation already ended changes nothing.
+   * operation already ended changes nothing. The cause must give a reason.
    */
-  async failOperation(operationId: string, reason: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
+  async failOperation(operationId: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
     const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [
       operationId,
     ]);
@@ -256,32 +241,26 @@ export class Ledger {
     if (!operation) throw notFound(`there is no operation ${operationId}`);
     const result = { vmId: operation.vm_id as string, kind: operation.kind as string };
     if (operation.ended) return { ...result, changed: false };
+    const reason = lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
     const now = this.now();
-    const { events } = await handleCommand(
-      this.deps,
-      vmStream(result.vmId),
-      vmDecider,
-      {
-        type: 'RecordFailure',
-        data: {
-          vmId: result.vmId,
-          host: operation.host,
-          error: `settled as failed by an operator: ${reason}`,
-          observedAt: now,
-          reportId: null,
-          operationId,
-        },
-        metadata: { now },
+    const { events } = await handleCommand(this.deps, vmStream(result.vmId), vmDecider, {
+      type: 'RecordFailure',
+      data: {
+        vmId: result.vmId,
+        host: operation.host,
+        error: `settled as failed by an operator: ${reason}`,
+        observedAt: now,
+        reportId: null,
+        operationId,
       },
-      { ...cause, reason },
-    );
+      metadata: { now, cause },
+    });
     return { ...result, changed: events.length > 0 };
   }
 
   /** An operation for the capsul's host, decided on its stream with what the account knows of it (from the vms projection). */
   private async requestOnVm(
     vmId: string,
-    cause: Cause,
     options: VmRequestOptions,
     command: (context: VmContext, operationId: string, now: Date) => VmCommand,
   ): Promise<{ operationId: string; changed: boolean }> {
@@ -291,7 +270,7 @@ export class Ledger {
     if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
     const context = { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested };
     const operationId = options.operationId ?? randomUUID();
-    const { events } = await handleCommand(this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), cause, {
+    const { events } = await handleCommand(this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), {
       expectedVersion: options.expectedVersion,
     });
     return { operationId, changed: events.length > 0 };

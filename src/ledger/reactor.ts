@@ -52,17 +52,11 @@ async function placeUnderLock(deps: ReactorDeps): Promise<number> {
       break;
     }
     try {
-      const { events } = await handleCommand(
-        deps,
-        vmStream(vm.id),
-        vmDecider,
-        {
-          type: 'PlaceVm',
-          data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
-          metadata: { now },
-        },
-        hub,
-      );
+      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, {
+        type: 'PlaceVm',
+        data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
+        metadata: { now, cause: hub },
+      });
       if (events.length > 0) placed++;
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
@@ -114,11 +108,11 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
         ? {
             type: 'ConfirmDeleted' as const,
             data: { vmId: vm.id, host: null, observedAt: now, reportId: null, operationId: null },
-            metadata: { now },
+            metadata: { now, cause: hub },
           }
-        : { type: 'ScheduleDeletion' as const, data: { vmId: vm.id, operationId: randomUUID(), context }, metadata: { now } };
+        : { type: 'ScheduleDeletion' as const, data: { vmId: vm.id, operationId: randomUUID(), context }, metadata: { now, cause: hub } };
     try {
-      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, command, hub);
+      const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, command);
       if (events.length > 0) scheduled++;
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
@@ -144,17 +138,11 @@ export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
     if (!state.vanished) continue; // cannot happen: the projection follows the stream
     const { at, host, reportId } = state.vanished;
     try {
-      const { events } = await handleCommand(
-        deps,
-        accountStream(vm.account_id),
-        accountDecider,
-        {
-          type: 'EndVmAccrual',
-          data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId },
-          metadata: { now },
-        },
-        billing,
-      );
+      const { events } = await handleCommand(deps, accountStream(vm.account_id), accountDecider, {
+        type: 'EndVmAccrual',
+        data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId },
+        metadata: { now, cause: billing },
+      });
       if (events.length > 0) {
         ended++;
         deps.log?.(`capsul ${vm.id} vanished from host ${host}: its charges end at ${at}`);

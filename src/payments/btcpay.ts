@@ -400,8 +400,8 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
       case 'reinstate': {
         const { changed } =
           action.kind === 'invalidate'
-            ? await deps.ledger.invalidatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt })
-            : await deps.ledger.reinstatePayment(action.paymentId, action.reason, cause, { effectiveAt: observedAt });
+            ? await deps.ledger.invalidatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt })
+            : await deps.ledger.reinstatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt });
         paymentId = action.paymentId;
         moved = changed;
         done = `payment ${action.paymentId} ${action.kind === 'invalidate' ? 'invalidated' : 'reinstated'}${changed ? '' : ' already'}`;

@@ -11,7 +11,7 @@ import type { StripeConfig } from '../config.ts';
 import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
-import type { Cause } from '../ledger/handle.ts';
+import type { Cause } from '../domain/events.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
@@ -171,8 +171,8 @@ class StripeBilling {
             : `chargeback: Stripe dispute ${disputeId} funds withdrawn`;
           const options = { effectiveAt: at };
           const { changed } = reinstated
-            ? await this.deps.ledger.reinstatePayment(paymentId, reason, cause, options)
-            : await this.deps.ledger.invalidatePayment(paymentId, reason, cause, options);
+            ? await this.deps.ledger.reinstatePayment(paymentId, { ...cause, reason }, options)
+            : await this.deps.ledger.invalidatePayment(paymentId, { ...cause, reason }, options);
           return changed;
         });
       }

@@ -2,10 +2,11 @@
 // from a row already projected (the account's email) is a `lookup`, resolved where the rows live —
 // in memory for rebuild and as-of, in SQL by capsul_apply_projection with each append.
 import { formatCents } from '../domain/shared/money.ts';
-import type { LedgerEvent } from '../domain/events.ts';
+import type { Cause, LedgerEvent } from '../domain/events.ts';
 import { lookup, type RowOp } from './tables.ts';
 
-export function project(event: LedgerEvent): RowOp[] {
+/** `cause`: the event's metadata, where an operator's reason is kept (a correction's, a deletion's). */
+export function project(event: LedgerEvent, cause: Pick<Cause, 'reason'>): RowOp[] {
   switch (event.type) {
     case 'AccountOpened':
       return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
@@ -39,7 +40,7 @@ export function project(event: LedgerEvent): RowOp[] {
           kind: 'update',
           table: 'payments',
           key: { id: event.data.paymentId },
-          set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: event.data.reason },
+          set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: cause.reason ?? null },
         },
       ];
     case 'PaymentReinstated':
@@ -93,7 +94,7 @@ export function project(event: LedgerEvent): RowOp[] {
       ];
     }
     case 'VmDeletionRequested':
-      return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: event.data.reason })];
+      return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: cause.reason ?? null })];
     case 'VmAccrualEnded':
       return [vmUpdate(event.data.vmId, { accrual_ended: event.data.at })];
     case 'VmPlaced': {

@@ -17,6 +17,8 @@ import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
 import { vmCommand } from '../support/scenario.ts';
 
+const testCause = { by: { kind: 'operator', id: 'test' } } as const;
+
 const repoDir = fileURLToPath(new URL('../../', import.meta.url));
 const monthMs = 3044 * 864_000; // 30.44 days
 const refusedUrl = 'postgres://capsul:secret-pw@127.0.0.1:1/nowhere';
@@ -910,7 +912,7 @@ describe('capsul fail-operation', () => {
     await vmCommand(db, {
       type: 'PlaceVm',
       data: { vmId, host: 'test-host', operationId: create, context: { accountId, deletionRequested: false } },
-      metadata: { now: new Date() },
+      metadata: { now: new Date(), cause: testCause },
     });
     const run = await capsul(['fail-operation', create, '--reason', 'outcome report refused: clock was off', '--by', 'ops-ann']);
     assert.equal(run.code, 0, run.stderr);

@@ -74,7 +74,7 @@ async function recordSomeHistory(db: Fresh): Promise<{ ledger: Ledger; paymentId
     paymentIds.push((await ledger.recordPayment({ email, amountCents, cause: operator })).paymentId);
   }
   await ledger.createVm({ email: 'alice@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
-  await ledger.invalidatePayment(paymentIds[1]!, 'chargeback', operator);
+  await ledger.invalidatePayment(paymentIds[1]!, { ...operator, reason: 'chargeback' });
   // A refund lives in a column (payments.refunded_dollars) that 08's down drops: the events bring it back.
   assert.deepEqual(await ledger.recordRefund({ paymentId: paymentIds[2]!, totalRefundedCents: 250, reference: 're_1', cause: operator }), {
     changed: true,
@@ -301,7 +301,7 @@ describe('payment ids stay above the events', () => {
       const next = new Ledger({ pool: db.appPool() });
       const { paymentId } = await next.recordPayment({ email: 'carol@example.org', amountCents: 500, cause: operator });
       assert.equal(paymentId, 4, 'the next payment is 4, not 1');
-      for (const id of ids) assert.deepEqual(await next.invalidatePayment(id, 'chargeback', operator), { changed: true });
+      for (const id of ids) assert.deepEqual(await next.invalidatePayment(id, { ...operator, reason: 'chargeback' }), { changed: true });
       const recorded = await streamsOfPayments(db.admin, 'PaymentRecorded');
       const invalidated = await streamsOfPayments(db.admin, 'PaymentInvalidated');
       for (const [index, id] of ids.entries()) {

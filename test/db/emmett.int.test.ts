@@ -25,7 +25,7 @@ before(async () => {
   const { paymentId } = await db.ledger.recordPayment({ email: 'auditor@example.org', amountCents: 2000, cause: operator });
   await db.ledger.recordPayment({ email: 'auditor@example.org', amountCents: 533, cause: operator });
   await db.ledger.createVm({ email: 'auditor@example.org', size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
-  await db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
+  await db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
   const { rows } = await db.admin.query(`SELECT id FROM accounts WHERE email = 'auditor@example.org'`);
   streamId = accountStream(rows[0].id);
 });

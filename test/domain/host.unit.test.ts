@@ -15,6 +15,8 @@ import {
 import type { HostEvent, HostRegistered, HostRemoved, HostTokenRotated } from '../../src/domain/host/events.ts';
 import { failsWith } from '../support/domain-error.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 const given = DeciderSpecification.for({ decide: decideHost, evolve: evolveHost, initialState: initialHost });
 
 const hostId = 'spoke-a';
@@ -34,17 +36,17 @@ type Machine = { memoryMb: number; vcpus: number };
 const registerHost = (id = hostId, machine: Partial<Machine> = {}, now = t0): RegisterHost => ({
   type: 'RegisterHost',
   data: { hostId: id, memoryMb, vcpus, ...machine, tokenHash: firstHash },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const rotateHostToken = (tokenHash = secondHash, now = after(3600), id = hostId): RotateHostToken => ({
   type: 'RotateHostToken',
   data: { hostId: id, tokenHash },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const removeHost = (capsulCount = 0, now = after(7200), id = hostId): RemoveHost => ({
   type: 'RemoveHost',
   data: { hostId: id, capsulCount },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 
 // Events, as the decider writes them.
@@ -258,7 +260,7 @@ describe('checking drift', () => {
   const check = (seen: string[], expected: string[], known: string[] = seen.filter((id) => expected.includes(id)), now = after(60)) => ({
     type: 'CheckDrift' as const,
     data: { hostId, seen, expected, known },
-    metadata: { now },
+    metadata: { now, cause: testCause },
   });
   const a = 'capsul-aaaaaaaaaa';
   const b = 'capsul-bbbbbbbbbb';

@@ -8,6 +8,8 @@ import type { AccountEvent, WarningLevel } from '../../src/domain/account/events
 import { balanceCentsAt, evolveAccount, initialAccount } from '../../src/domain/account/state.ts';
 import { failsWith } from '../support/domain-error.ts';
 
+const testCause = { by: { kind: 'job', id: 'stripe' } } as const;
+
 const given = DeciderSpecification.for({ decide: decideAccount, evolve: evolveAccount, initialState: initialAccount });
 const fold = (events: AccountEvent[]) => events.reduce(evolveAccount, initialAccount());
 
@@ -25,26 +27,26 @@ const paid = (amountCents = 2000, paymentId = 1, at = t0): AccountEvent => ({
 });
 const withdrawn = (at: Date): AccountCommand => ({
   type: 'InvalidatePayment',
-  data: { paymentId: 1, reason: 'chargeback dp_1', effectiveAt: at },
-  metadata: { now },
+  data: { paymentId: 1, effectiveAt: at },
+  metadata: { now, cause: { ...testCause, reason: 'chargeback dp_1' } },
 });
 const reinstated = (at: Date): AccountCommand => ({
   type: 'ReinstatePayment',
-  data: { paymentId: 1, reason: 'chargeback dp_1 won', effectiveAt: at },
-  metadata: { now },
+  data: { paymentId: 1, effectiveAt: at },
+  metadata: { now, cause: { ...testCause, reason: 'chargeback dp_1 won' } },
 });
 const invalidatedEvent = (at: Date): AccountEvent => ({
   type: 'PaymentInvalidated',
-  data: { accountId, paymentId: 1, reason: 'chargeback dp_1', at: iso(at) },
+  data: { accountId, paymentId: 1, at: iso(at) },
 });
 const reinstatedEvent = (at: Date): AccountEvent => ({
   type: 'PaymentReinstated',
-  data: { accountId, paymentId: 1, reason: 'chargeback dp_1 won', at: iso(at) },
+  data: { accountId, paymentId: 1, at: iso(at) },
 });
 const refund = (totalRefundedCents: number, at?: Date): AccountCommand => ({
   type: 'RecordRefund',
   data: { paymentId: 1, totalRefundedCents, reference: 'ch_1', ...(at ? { effectiveAt: at } : {}) },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const refundedEvent = (totalRefundedCents: number, at: Date): AccountEvent => ({
   type: 'PaymentRefunded',
@@ -53,7 +55,7 @@ const refundedEvent = (totalRefundedCents: number, at: Date): AccountEvent => ({
 const warn = (level: WarningLevel, balanceCents = 100): AccountCommand => ({
   type: 'IssueBalanceWarning',
   data: { level, balanceCents },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const warned = (level: WarningLevel, balanceCents = 100): AccountEvent => ({
   type: 'BalanceWarningIssued',

@@ -13,6 +13,8 @@ import type { AccountEvent } from '../../src/domain/account/events.ts';
 import { activeVms, balanceCentsAt, evolveAccount, initialAccount, type Account } from '../../src/domain/account/state.ts';
 import { monthMs, roundCents } from '../../src/domain/shared/billing.ts';
 
+const testCause = { by: { kind: 'job', id: 'vanished' } } as const;
+
 const accountId = '5b1c7e0a-0000-4000-8000-00000000a11c';
 const vmId = 'capsul-a1b2c3d4e5';
 const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGXFnmVAFEyC3Q4wOWRj3Gu6CtR0KxxLxGmhB/ZXZ7mX alice@laptop';
@@ -64,12 +66,12 @@ function scenario(priceCentsPerMonth: number, createGapMs: number, steps: Step[]
         reference: null,
         receivedAt: new Date(t0),
       },
-      metadata: { now: new Date(t0) },
+      metadata: { now: new Date(t0), cause: testCause },
     },
     {
       type: 'RequestVmCreation',
       data: { vmId, size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], priceCentsPerMonth },
-      metadata: { now: new Date(createdAtMs) },
+      metadata: { now: new Date(createdAtMs), cause: testCause },
     },
   ];
   let nowMs = createdAtMs;
@@ -78,7 +80,11 @@ function scenario(priceCentsPerMonth: number, createGapMs: number, steps: Step[]
   for (const s of steps) {
     nowMs += s.gapMs;
     if (s.kind === 'deletion') {
-      commands.push({ type: 'RequestVmDeletion', data: { vmId, reason: 'no longer needed' }, metadata: { now: new Date(nowMs) } });
+      commands.push({
+        type: 'RequestVmDeletion',
+        data: { vmId },
+        metadata: { now: new Date(nowMs), cause: { ...testCause, reason: 'no longer needed' } },
+      });
       existedUntilMs = Math.min(existedUntilMs, nowMs); // billed until the first request only (later ones change nothing)
       continue;
     }
@@ -87,7 +93,7 @@ function scenario(priceCentsPerMonth: number, createGapMs: number, steps: Step[]
     commands.push({
       type: 'EndVmAccrual',
       data: { vmId, vanishedAt: new Date(observedMs), host: 'spoke-a', reportId: null },
-      metadata: { now: new Date(nowMs) },
+      metadata: { now: new Date(nowMs), cause: testCause },
     });
     // It cannot have stopped existing before it was created, nor after the hub heard it had.
     existedUntilMs = Math.min(existedUntilMs, Math.min(Math.max(observedMs, createdAtMs), nowMs));

@@ -35,6 +35,8 @@ import type {
 } from '../../src/domain/vm/events.ts';
 import { failsWith } from '../support/domain-error.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 const given = DeciderSpecification.for({ decide: decideVm, evolve: evolveVm, initialState: initialVm });
 
 // emmett's `then` matches each expected event as a subset of an actual one and crashes on an expected
@@ -69,7 +71,7 @@ const reportOf = (kind: string, at: Date, operationId: string | null = null) => 
 const placeVm = (onHost = host, context = live, now = t0, operationId = placement): PlaceVm => ({
   type: 'PlaceVm',
   data: { vmId, host: onHost, operationId, context },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const recordProvisioned = (
   byHost = host,
@@ -78,7 +80,7 @@ const recordProvisioned = (
 ): RecordProvisioned => ({
   type: 'RecordProvisioned',
   data: { vmId, host: byHost, ipv4: '192.0.2.10', ipv6: '2001:db8::10', sshHostKeys: hostKeys, observedAt, ...report },
-  metadata: { now: observedAt },
+  metadata: { now: observedAt, cause: testCause },
 });
 const observeState = (
   state: ObservedState,
@@ -88,22 +90,22 @@ const observeState = (
 ): ObserveState => ({
   type: 'ObserveState',
   data: { vmId, host: byHost, state, observedAt, ...report },
-  metadata: { now: observedAt },
+  metadata: { now: observedAt, cause: testCause },
 });
 const requestStart = (context = live, now = after(600), operationId = startOp): RequestStart => ({
   type: 'RequestStart',
   data: { vmId, operationId, context },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const requestStop = (force: boolean, context = live, now = after(600), operationId = stopOp): RequestStop => ({
   type: 'RequestStop',
   data: { vmId, force, operationId, context },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const scheduleDeletion = (context = beingDeleted, now = after(800), operationId = deletionOp): ScheduleDeletion => ({
   type: 'ScheduleDeletion',
   data: { vmId, operationId, context },
-  metadata: { now },
+  metadata: { now, cause: testCause },
 });
 const confirmDeleted = (
   byHost: string | null = host,
@@ -112,12 +114,12 @@ const confirmDeleted = (
 ): ConfirmDeleted => ({
   type: 'ConfirmDeleted',
   data: { vmId, host: byHost, observedAt, ...report },
-  metadata: { now: observedAt },
+  metadata: { now: observedAt, cause: testCause },
 });
 const recordFailure = (error: string, byHost = host, observedAt = after(120), report = reportOf('failure', observedAt)): RecordFailure => ({
   type: 'RecordFailure',
   data: { vmId, host: byHost, error, observedAt, ...report },
-  metadata: { now: observedAt },
+  metadata: { now: observedAt, cause: testCause },
 });
 
 // Events, as the decider writes them.
@@ -663,7 +665,7 @@ describe('a capsul its host reports deleted without being asked', () => {
   const reportGone = (observedAt: Date, now = observedAt, report = reportOf('deleted', observedAt)): ConfirmDeleted => ({
     type: 'ConfirmDeleted',
     data: { vmId, host, observedAt, ...report },
-    metadata: { now },
+    metadata: { now, cause: testCause },
   });
   const vmVanished = (at: Date, data: Partial<VmVanished['data']> = {}): VmVanished => ({
     type: 'VmVanished',

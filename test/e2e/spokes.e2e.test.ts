@@ -190,7 +190,7 @@ describe('hub and two spokes as separate processes', () => {
       // Room on beta: three of its capsuls go.
       const beforeKill = await capsulFacts(db.pool, await capsulsOn('beta'));
       const freed = beforeKill.slice(0, 3).map((row) => row.id);
-      for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
+      for (const vmId of freed) await db.ledger.deleteVm(vmId, { ...operator, reason: 'room for the next test' });
       await waitFor('three capsuls on beta deleted', async () =>
         (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'),
       );
@@ -258,7 +258,7 @@ describe('hub and two spokes as separate processes', () => {
       requireRunning();
       // Room on beta again: three of its capsuls go.
       const freed = (await capsulsOn('beta')).slice(0, 3);
-      for (const vmId of freed) await db.ledger.deleteVm(vmId, 'room for the next test', operator);
+      for (const vmId of freed) await db.ledger.deleteVm(vmId, { ...operator, reason: 'room for the next test' });
       await waitFor('three capsuls on beta deleted', async () =>
         (await capsulFacts(db.pool, freed)).every((row) => row.state === 'deleted'),
       );
@@ -348,7 +348,7 @@ describe('hub and two spokes as separate processes', () => {
 
       // Beta's reports are held so that some are certainly outstanding when the hub goes down.
       gate.holdReports = true;
-      for (const vmId of vmIds) await db.ledger.deleteVm(vmId, 'end of the test', operator);
+      for (const vmId of vmIds) await db.ledger.deleteVm(vmId, { ...operator, reason: 'end of the test' });
       const betaDeletes = await waitFor("beta's delete operations assigned", async () => {
         const ops = (await operationsOf(vmIds, 'delete')).filter((op) => op.host === 'beta');
         return ops.length === 6 && ops.map((op) => op.id);

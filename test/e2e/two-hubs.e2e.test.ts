@@ -101,7 +101,7 @@ describe('two hubs on one database behind the same spokes', () => {
         // One running capsul from an earlier round goes.
         const running = await runningAmong(created.filter((vmId) => !deleted.includes(vmId)));
         if (running[0]) {
-          await db.ledger.deleteVm(running[0], 'two-hubs load', operator);
+          await db.ledger.deleteVm(running[0], { ...operator, reason: 'two-hubs load' });
           deleted.push(running[0]);
         }
         await new Promise((resolve) => setTimeout(resolve, 700));

@@ -59,9 +59,9 @@ describe('account balance', () => {
     const { paymentId: bounced } = await web.db.ledger.recordPayment({ email, amountCents: 1500, cause: operator });
     const { vmId: first } = await createF1xs(email);
     at(2 * dayMs);
-    await web.db.ledger.invalidatePayment(bounced, 'chargeback', operator);
+    await web.db.ledger.invalidatePayment(bounced, { ...operator, reason: 'chargeback' });
     at(10 * dayMs);
-    await web.db.ledger.deleteVm(first, 'no longer needed', operator);
+    await web.db.ledger.deleteVm(first, { ...operator, reason: 'no longer needed' });
     const { vmId: second } = await createF1xs(email);
     at(20 * dayMs);
 
@@ -182,10 +182,10 @@ describe('account balance', () => {
     const { vmId } = await createF1xs(email);
     web.clock.advance(monthMs / 4);
     assert.equal(await balance(), '$13.67', 'charges accrue with the clock: 15.00 − 1.3325, rounded once');
-    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    await web.db.ledger.deleteVm(vmId, { ...operator, reason: 'done' });
     web.clock.advance(monthMs / 4);
     assert.equal(await balance(), '$13.67', 'a deletion stops the charges');
-    await web.db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
     assert.equal(await balance(), '-$1.33', 'an invalidation');
     // Received two minutes from now (within the clock skew allowed): counted from then, not before.
     await web.db.ledger.recordPayment({
@@ -207,7 +207,7 @@ describe('account balance', () => {
     await web.db.ledger.recordPayment({ email, amountCents: 1000, cause: operator });
     const { vmId } = await createF1xs(email);
     at(dayMs);
-    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    await web.db.ledger.deleteVm(vmId, { ...operator, reason: 'done' });
     at(5 * dayMs);
     const body = text((await client.get('/console/account-balance')).body);
     assert.match(body, /No capsul is running, so your balance stays as it is/);
@@ -236,7 +236,7 @@ describe('account balance', () => {
       reference: '<script>alert(1)</script>',
       cause: operator,
     });
-    await web.db.ledger.invalidatePayment(paymentId, '<img src=x onerror=alert(2)>', operator);
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: '<img src=x onerror=alert(2)>' });
     const page = await client.get('/console/account-balance');
     assert.doesNotMatch(page.body, /<script>|<img src=x/);
     assert.ok(page.body.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));

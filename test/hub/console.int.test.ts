@@ -13,6 +13,8 @@ import { operator, sshKey } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 /** A second key, and both keys' fingerprints as `ssh-keygen -lf` prints them. */
 const otherKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPvbVRqS/n0Hihhoris245wE8MuOC7lDK7tZfc49F4aS second key';
 const sshKeyFingerprint = 'SHA256:oZ61ZTVu5SWR/dlFjmYNW7pw/fRVmDO60hP3uxz427U';
@@ -58,7 +60,7 @@ async function newCapsul(email: string, size = 'f1-xs'): Promise<{ vmId: string;
 let reports = 0;
 const reportAt = () => new Date(start.getTime() + ++reports * 1000);
 const reportIds = (operationId: string | null = null) => ({ reportId: randomUUID(), operationId });
-const meta = () => ({ now: web.clock.now() });
+const meta = () => ({ now: web.clock.now(), cause: testCause });
 
 async function place(vmId: string, accountId: string): Promise<string> {
   const operationId = randomUUID();
@@ -125,9 +127,9 @@ describe('the capsul list', () => {
     await fund('list-bob@example.org');
     const running = await capsulIn('list-alice@example.org');
     const { vmId: leaving } = await newCapsul('list-alice@example.org');
-    await web.db.ledger.deleteVm(leaving, 'done', operator);
+    await web.db.ledger.deleteVm(leaving, { ...operator, reason: 'done' });
     const { vmId: gone } = await newCapsul('list-alice@example.org');
-    await web.db.ledger.deleteVm(gone, 'done', operator);
+    await web.db.ledger.deleteVm(gone, { ...operator, reason: 'done' });
     await vmCommand(web.db, {
       type: 'ConfirmDeleted',
       data: { vmId: gone, host: null, observedAt: reportAt(), ...reportIds() },
@@ -159,7 +161,7 @@ describe('the capsul list', () => {
     const email = 'list-emptied@example.org';
     const client = await customer(email);
     const { vmId } = await newCapsul(email);
-    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    await web.db.ledger.deleteVm(vmId, { ...operator, reason: 'done' });
     await vmCommand(web.db, {
       type: 'ConfirmDeleted',
       data: { vmId, host: null, observedAt: reportAt(), ...reportIds() },
@@ -243,8 +245,9 @@ describe('creating a capsul', () => {
     );
     assert.deepEqual(rows, [{ email, size: 'f1-s', os: 'alpine322', ssh_public_keys: [otherKey], price: '7.16' }]);
     assert.equal(nudges, before + 1);
-    const created = (await loadStream(web.db.pool, accountStream((await web.db.ledger.accountIdFor(email))!))).events.at(-1)!;
-    assert.deepEqual(created.metadata.by, { kind: 'customer', id: email });
+    const accountId = (await web.db.ledger.accountIdFor(email))!;
+    const created = (await loadStream(web.db.pool, accountStream(accountId))).events.at(-1)!;
+    assert.deepEqual(created.metadata.by, { kind: 'customer', id: accountId }, 'the customer is named by account id, not by email');
     assert.equal((await client.get(done.headers.location as string)).statusCode, 200);
   });
 
@@ -380,7 +383,7 @@ describe("a capsul's page", () => {
     await web.db.ledger.stopVm(vmId, operator);
     assert.ok(hasRefresh(await page()), 'a stop waiting for the host');
     assert.match(await page(), /Waiting for its host to stop it\. This page reloads itself every 5 seconds/);
-    await web.db.ledger.deleteVm(vmId, 'done', operator);
+    await web.db.ledger.deleteVm(vmId, { ...operator, reason: 'done' });
     const deleting = await page();
     assert.ok(hasRefresh(deleting), 'being deleted');
     assert.match(deleting, /<dt>State<\/dt><dd>deleting<\/dd>/);
@@ -396,7 +399,7 @@ describe("a capsul's page", () => {
     const crashed = await capsulIn(email, 'crashed');
     const { vmId: pending } = await newCapsul(email);
     const deleting = await capsulIn(email);
-    await web.db.ledger.deleteVm(deleting, 'done', operator);
+    await web.db.ledger.deleteVm(deleting, { ...operator, reason: 'done' });
     assert.deepEqual(await links(running), ['stop', 'force-stop', 'delete']);
     assert.deepEqual(await links(stopped), ['start', 'delete']);
     assert.deepEqual(await links(crashed), ['start', 'delete']);
@@ -452,7 +455,7 @@ describe("a capsul's actions", () => {
       assert.equal(done.headers.location, `/console/${vmId}`);
       const last = (await loadStream(web.db.pool, vmStream(vmId))).events.at(-1)!;
       assert.equal(last.event.type, action === 'start' ? 'VmStartRequested' : 'VmStopRequested');
-      assert.deepEqual(last.metadata.by, { kind: 'customer', id: email });
+      assert.deepEqual(last.metadata.by, { kind: 'customer', id: await web.db.ledger.accountIdFor(email) });
       assert.equal(
         await count(`SELECT count(*)::int AS n FROM operations WHERE vm_id = $1 AND kind = $2 AND completed IS NULL`, [vmId, action]),
         1,

@@ -46,11 +46,11 @@ describe('history', () => {
     const { vmId: broken } = await createF1xs(email);
     await lifeOnHost(web.db, broken, accountId, (n) => minutes(20 + n), 'failed');
     web.clock.set(minutes(40));
-    await web.db.ledger.invalidatePayment(paymentId, 'chargeback', operator);
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
     web.clock.set(minutes(41));
-    await web.db.ledger.reinstatePayment(paymentId, 'the bank reversed the chargeback', operator);
+    await web.db.ledger.reinstatePayment(paymentId, { ...operator, reason: 'the bank reversed the chargeback' });
     const { vmId: gone } = await createF1xs(email);
-    await web.db.ledger.deleteVm(gone, 'not needed after all', operator);
+    await web.db.ledger.deleteVm(gone, { ...operator, reason: 'not needed after all' });
     await lifeOnHost(web.db, gone, accountId, (n) => minutes(50 + n), 'deleted');
 
     const page = await (await web.loggedIn(email)).get('/console/history');
@@ -102,7 +102,7 @@ describe('history', () => {
     const { vmId: mine } = await createF1xs('mine@example.org');
     await web.db.ledger.recordPayment({ email: 'theirs@example.org', amountCents: 7777, reference: 'their-secret', cause: operator });
     const { vmId: theirs } = await createF1xs('theirs@example.org');
-    await web.db.ledger.deleteVm(theirs, 'their reason', operator);
+    await web.db.ledger.deleteVm(theirs, { ...operator, reason: 'their reason' });
     const page = await (await web.loggedIn('mine@example.org')).get('/console/history');
     assert.ok(page.body.includes(mine));
     assert.ok(page.body.includes('$11.11'));
@@ -113,7 +113,7 @@ describe('history', () => {
     web.clock.set(start);
     const email = 'escape-history@example.org';
     const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 2000, reference: '<b>ref</b>', cause: operator });
-    await web.db.ledger.invalidatePayment(paymentId, '<script>alert(1)</script>', operator);
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: '<script>alert(1)</script>' });
     const page = await (await web.loggedIn(email)).get('/console/history');
     assert.doesNotMatch(page.body, /<script>alert|<b>ref/);
     assert.ok(page.body.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));

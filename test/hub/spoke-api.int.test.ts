@@ -205,7 +205,7 @@ describe('reports', () => {
     await heartbeat('alpha');
     const vmId = await newCapsul('delete@example.org');
     await placePending({ pool: db.pool });
-    await db.ledger.deleteVm(vmId, 'customer request', operator);
+    await db.ledger.deleteVm(vmId, { ...operator, reason: 'customer request' });
     assert.equal(await scheduleDeletions({ pool: db.pool }), 1);
     assert.equal(await scheduleDeletions({ pool: db.pool }), 0, 'scheduled once');
     const remove = (await operations('alpha')).find((op) => op.vmId === vmId && op.kind === 'delete')!;
@@ -218,7 +218,7 @@ describe('reports', () => {
 
   it('deletes a capsul that never reached a host without troubling any host', async () => {
     const vmId = await newCapsul('never-placed@example.org'); // no placement round runs before its deletion
-    await db.ledger.deleteVm(vmId, 'changed my mind', operator);
+    await db.ledger.deleteVm(vmId, { ...operator, reason: 'changed my mind' });
     await scheduleDeletions({ pool: db.pool });
     const { rows } = await db.pool.query('SELECT state, host FROM vms WHERE id = $1', [vmId]);
     assert.deepEqual(rows[0], { state: 'deleted', host: null });

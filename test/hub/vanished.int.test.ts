@@ -158,7 +158,7 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     // $8.12 left: a month of a new f1-s ($7.16), but not of two ($14.32) had the vanished one still counted.
     assert.equal(await web.db.ledger.balanceCents(email), 812);
     const { vmId: next } = await web.db.ledger.createVm({ email, size: 'f1-s', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
-    await web.db.ledger.deleteVm(next, 'only checking', operator);
+    await web.db.ledger.deleteVm(next, { ...operator, reason: 'only checking' });
     await scheduleDeletions(reactorDeps());
   });
 
@@ -272,7 +272,7 @@ describe('a deletion the customer asked for', () => {
     const vmId = await runningCapsul(email);
     web.clock.advance(3 * dayMs);
     const requestedAtMs = web.clock.now().getTime();
-    await web.db.ledger.deleteVm(vmId, 'deleted by the customer', { by: { kind: 'customer', id: email } });
+    await web.db.ledger.deleteVm(vmId, { ...{ by: { kind: 'customer', id: email } }, reason: 'deleted by the customer' });
     assert.equal(await scheduleDeletions(reactorDeps()), 1);
     const remove = (await operations()).find((op) => op.vmId === vmId && op.kind === 'delete')!;
     web.clock.advance(60_000);

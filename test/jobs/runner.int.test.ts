@@ -430,7 +430,7 @@ describe('receipts', () => {
     await db.ledger.recordPayment({ email: 'old@example.org', amountCents: 1000, cause: operator });
     clock.set(at(8));
     const { paymentId: bounced } = await db.ledger.recordPayment({ email: 'bounced@example.org', amountCents: 1000, cause: operator });
-    await db.ledger.invalidatePayment(bounced, 'chargeback', operator);
+    await db.ledger.invalidatePayment(bounced, { ...operator, reason: 'chargeback' });
     await db.ledger.recordPayment({ email: 'retry@example.org', amountCents: 1000, cause: operator });
     mailer.failNext(1);
     const run = recording({ jobs: ['receipts'] });

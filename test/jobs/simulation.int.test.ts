@@ -150,7 +150,7 @@ describe('sixty days of an account that stops paying', () => {
 
     // Deleted for nonpayment on day 37 through the ledger, then delete operations for their host.
     const { rows: deletions } = await db.pool.query(
-      `SELECT message_data->>'vmId' AS vm_id, message_data->>'reason' AS reason, message_data->>'at' AS at,
+      `SELECT message_data->>'vmId' AS vm_id, message_data ? 'reason' AS reason_in_data, message_data->>'at' AS at,
               message_metadata->'by'->>'id' AS by, message_metadata->>'reason' AS why
        FROM emt_messages WHERE message_type = 'VmDeletionRequested' ORDER BY message_data->>'vmId'`,
     );
@@ -158,7 +158,7 @@ describe('sixty days of an account that stops paying', () => {
       deletions,
       [...vmIds].sort().map((vmId) => ({
         vm_id: vmId,
-        reason: 'nonpayment',
+        reason_in_data: false,
         at: at(37).toISOString(),
         by: 'balance-warnings',
         why: 'nonpayment',

@@ -12,6 +12,8 @@ import { endVanishedAccruals } from '../../src/ledger/reactor.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 let db: TestDatabase;
 let dataDir: string;
 let vmId: string;
@@ -40,17 +42,17 @@ async function vanished(email: string): Promise<string> {
   await vmCommand(db, {
     type: 'PlaceVm',
     data: { vmId: id, host, operationId: randomUUID(), context: { accountId, deletionRequested: false } },
-    metadata: { now },
+    metadata: { now, cause: testCause },
   });
   await vmCommand(db, {
     type: 'ObserveState',
     data: { vmId: id, host, state: 'running', observedAt: now, reportId: randomUUID(), operationId: null },
-    metadata: { now },
+    metadata: { now, cause: testCause },
   });
   await vmCommand(db, {
     type: 'ConfirmDeleted',
     data: { vmId: id, host, observedAt: now, reportId: randomUUID(), operationId: null },
-    metadata: { now },
+    metadata: { now, cause: testCause },
   });
   return id;
 }

@@ -24,7 +24,7 @@ const created = (vmId: string, priceCentsPerMonth: number, atMs = t0): AccountEv
 });
 const deleted = (vmId: string, atMs: number): AccountEvent => ({
   type: 'VmDeletionRequested',
-  data: { accountId, vmId, reason: 'test', at: iso(atMs) },
+  data: { accountId, vmId, at: iso(atMs) },
 });
 const warned = (level: WarningLevel, atMs: number): AccountEvent => ({
   type: 'BalanceWarningIssued',

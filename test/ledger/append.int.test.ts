@@ -96,12 +96,16 @@ describe('a form that saw a version', () => {
     const accountId = (await db.ledger.accountIdFor('form@example.org'))!;
     const seenVersion = 2n;
     await db.ledger.recordPayment({ email: 'form@example.org', amountCents: 500, cause: operator });
-    const invalidate = { type: 'InvalidatePayment' as const, data: { paymentId, reason: 'chargeback' }, metadata: { now: new Date() } };
+    const invalidate = {
+      type: 'InvalidatePayment' as const,
+      data: { paymentId },
+      metadata: { now: new Date(), cause: { ...operator, reason: 'chargeback' } },
+    };
     await assert.rejects(
-      handleCommand(db, accountStream(accountId), accountDecider, invalidate, operator, { expectedVersion: seenVersion }),
+      handleCommand(db, accountStream(accountId), accountDecider, invalidate, { expectedVersion: seenVersion }),
       (error: Error) => error instanceof ConcurrencyError && /changed meanwhile/.test(error.message),
     );
-    const current = await handleCommand(db, accountStream(accountId), accountDecider, invalidate, operator, { expectedVersion: 3n });
+    const current = await handleCommand(db, accountStream(accountId), accountDecider, invalidate, { expectedVersion: 3n });
     assert.equal(current.events.length, 1);
   });
 });
@@ -111,10 +115,10 @@ describe('the stream cache of a long-running process', () => {
     const hubA = new Ledger({ pool: db.pool });
     const hubB = new Ledger({ pool: db.pool });
     const { paymentId } = await hubA.recordPayment({ email: 'two-hubs@example.org', amountCents: 1000, cause: operator });
-    assert.equal((await hubA.invalidatePayment(paymentId, 'chargeback', operator)).changed, true);
-    assert.equal((await hubB.reinstatePayment(paymentId, 'dispute won', operator)).changed, true);
+    assert.equal((await hubA.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' })).changed, true);
+    assert.equal((await hubB.reinstatePayment(paymentId, { ...operator, reason: 'dispute won' })).changed, true);
     // hubA's cached state still says "invalidated": it must look again and invalidate.
-    assert.equal((await hubA.invalidatePayment(paymentId, 'second chargeback', operator)).changed, true);
+    assert.equal((await hubA.invalidatePayment(paymentId, { ...operator, reason: 'second chargeback' })).changed, true);
     const { rows } = await db.pool.query('SELECT invalidated, invalidation_reason FROM payments WHERE id = $1', [paymentId]);
     assert.deepEqual(rows[0], { invalidated: true, invalidation_reason: 'second chargeback' });
   });

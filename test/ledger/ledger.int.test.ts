@@ -99,7 +99,7 @@ describe('ledger', () => {
       amountCents: 100,
       cause: { by: { kind: 'operator', id: 'alice' } },
     });
-    await db.ledger.invalidatePayment(paymentId, 'chargeback 123', { by: { kind: 'operator', id: 'bob' } });
+    await db.ledger.invalidatePayment(paymentId, { ...{ by: { kind: 'operator', id: 'bob' } }, reason: 'chargeback 123' });
     const { rows } = await db.pool.query(
       `SELECT message_type, message_metadata->'by'->>'id' AS by, message_metadata->>'reason' AS reason FROM emt_messages
        WHERE message_type LIKE 'Payment%' AND (message_data->>'paymentId')::int = $1 ORDER BY global_position`,

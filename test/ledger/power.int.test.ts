@@ -12,6 +12,8 @@ import { failsWith } from '../support/domain-error.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 let db: TestDatabase;
 before(async () => {
   db = await testDatabase();
@@ -35,7 +37,7 @@ async function capsul(options: { placed?: boolean } = {}): Promise<{ vmId: strin
     await vmCommand(db, {
       type: 'PlaceVm',
       data: { vmId, host: 'test-host', operationId: randomUUID(), context: { accountId, deletionRequested: false } },
-      metadata: { now: new Date() },
+      metadata: { now: new Date(), cause: testCause },
     });
   }
   return { vmId, accountId, email };
@@ -89,7 +91,7 @@ describe('starting and stopping a capsul', () => {
 
   it('refuses a capsul whose deletion was requested, appending nothing', async () => {
     const { vmId, email } = await capsul();
-    await db.ledger.deleteVm(vmId, 'done with it', customer(email));
+    await db.ledger.deleteVm(vmId, { ...customer(email), reason: 'done with it' });
     const version = await versionOf(vmStream(vmId));
     await assert.rejects(db.ledger.startVm(vmId, customer(email)), failsWith('refused', /is deleted/));
     await assert.rejects(db.ledger.stopVm(vmId, customer(email)), failsWith('refused', /is deleted/));
@@ -127,17 +129,20 @@ describe('deleting a capsul as the user saw it', () => {
   it('requests the deletion once; the second of two deletes from the same page is reported, not a silent success', async () => {
     const { vmId, accountId, email } = await capsul();
     const seen = await versionOf(vmStream(vmId));
-    assert.deepEqual(await db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }), {
-      changed: true,
-    });
+    assert.deepEqual(
+      await db.ledger.deleteVm(vmId, { ...customer(email), reason: 'deleted by the customer' }, { expectedVmVersion: seen }),
+      {
+        changed: true,
+      },
+    );
     const accountVersion = await versionOf(accountStream(accountId));
     await assert.rejects(
-      db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }),
+      db.ledger.deleteVm(vmId, { ...customer(email), reason: 'deleted by the customer' }, { expectedVmVersion: seen }),
       ConcurrencyError,
     );
     assert.equal(await versionOf(accountStream(accountId)), accountVersion);
     // Without a version (the CLI, jobs) a repeated delete stays a harmless no-op.
-    assert.deepEqual(await db.ledger.deleteVm(vmId, 'again', operator), { changed: false });
+    assert.deepEqual(await db.ledger.deleteVm(vmId, { ...operator, reason: 'again' }), { changed: false });
   });
 
   it('lets exactly one of two concurrent deletes from the same version through', async () => {
@@ -145,7 +150,7 @@ describe('deleting a capsul as the user saw it', () => {
     const seen = await versionOf(vmStream(vmId));
     const before = await versionOf(accountStream(accountId));
     const results = await Promise.allSettled(
-      [1, 2].map(() => db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen })),
+      [1, 2].map(() => db.ledger.deleteVm(vmId, { ...customer(email), reason: 'deleted by the customer' }, { expectedVmVersion: seen })),
     );
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     assert.ok((results.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason instanceof ConcurrencyError);
@@ -157,7 +162,7 @@ describe('deleting a capsul as the user saw it', () => {
     const seen = await versionOf(vmStream(vmId));
     await db.ledger.stopVm(vmId, customer(email));
     await assert.rejects(
-      db.ledger.deleteVm(vmId, 'deleted by the customer', customer(email), { expectedVmVersion: seen }),
+      db.ledger.deleteVm(vmId, { ...customer(email), reason: 'deleted by the customer' }, { expectedVmVersion: seen }),
       ConcurrencyError,
     );
     const { rows } = await db.pool.query('SELECT deleted FROM vms WHERE id = $1', [vmId]);

@@ -74,11 +74,12 @@ describe('money invariants (property tests)', () => {
                 case 'invalidate':
                 case 'reinstate':
                   if (payments.length === 0) break;
-                  if (s.kind === 'invalidate') await ledger.invalidatePayment(payments[s.index % payments.length]!, 'chargeback', operator);
-                  else await ledger.reinstatePayment(payments[s.index % payments.length]!, 'dispute won', operator);
+                  if (s.kind === 'invalidate')
+                    await ledger.invalidatePayment(payments[s.index % payments.length]!, { ...operator, reason: 'chargeback' });
+                  else await ledger.reinstatePayment(payments[s.index % payments.length]!, { ...operator, reason: 'dispute won' });
                   break;
                 case 'delete':
-                  if (vms.length > 0) await ledger.deleteVm(vms[s.index % vms.length]!, 'done', operator);
+                  if (vms.length > 0) await ledger.deleteVm(vms[s.index % vms.length]!, { ...operator, reason: 'done' });
                   break;
                 case 'create':
                   if (payments.length === 0) break;

@@ -26,9 +26,9 @@ before(async () => {
   const alice = await db.ledger.recordPayment({ email: 'Alice@Example.org', amountCents: 5000, reference: 'bank-1', cause });
   await db.ledger.recordPayment({ email: 'alice@example.org', amountCents: 2500, receivedAt: new Date('2025-12-30T12:00:00Z'), cause });
   const bob = await db.ledger.recordPayment({ email: 'bob@example.org', amountCents: 1000, cause });
-  await db.ledger.invalidatePayment(bob.paymentId, 'chargeback', cause);
-  await db.ledger.invalidatePayment(alice.paymentId, 'chargeback', cause);
-  await db.ledger.reinstatePayment(alice.paymentId, 'dispute won', cause);
+  await db.ledger.invalidatePayment(bob.paymentId, { ...cause, reason: 'chargeback' });
+  await db.ledger.invalidatePayment(alice.paymentId, { ...cause, reason: 'chargeback' });
+  await db.ledger.reinstatePayment(alice.paymentId, { ...cause, reason: 'dispute won' });
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 700, reference: 'ch_1', cause });
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 1200, reference: 'ch_1', cause });
   const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
@@ -39,7 +39,7 @@ before(async () => {
   }
   await lifeOnHost(db, vms[0]!, accountId, tick, 'running');
   await lifeOnHost(db, vms[1]!, accountId, tick, 'failed');
-  await db.ledger.deleteVm(vms[2]!, 'no longer needed', cause);
+  await db.ledger.deleteVm(vms[2]!, { ...cause, reason: 'no longer needed' });
   await lifeOnHost(db, vms[2]!, accountId, tick, 'deleted');
 });
 after(() => db.close());
@@ -126,7 +126,7 @@ describe('projections', () => {
 
   it('equals an in-memory replay of every event, row for row', async () => {
     const memory = new MemoryTables();
-    for await (const batch of readAllEvents(db.pool)) for (const stored of batch) memory.apply(stored.event);
+    for await (const batch of readAllEvents(db.pool)) for (const stored of batch) memory.apply(stored.event, stored.metadata);
     for (const table of tableNames) {
       const replayed = memory.rows(table).length;
       assert.equal((await tableText(table)).length, replayed, `${table} row count`);

@@ -22,9 +22,9 @@ async function writer(worker: number, commands: number): Promise<void> {
     if (roll < 4 || payments.length === 0) {
       payments.push((await db.ledger.recordPayment({ email, amountCents: 1000 + i, cause: operator })).paymentId);
     } else if (roll < 5) {
-      await db.ledger.invalidatePayment(payments[i % payments.length]!, 'chargeback', operator);
+      await db.ledger.invalidatePayment(payments[i % payments.length]!, { ...operator, reason: 'chargeback' });
     } else if (roll < 6) {
-      await db.ledger.reinstatePayment(payments[i % payments.length]!, 'dispute won', operator);
+      await db.ledger.reinstatePayment(payments[i % payments.length]!, { ...operator, reason: 'dispute won' });
     } else if (roll < 8) {
       try {
         vms.push((await db.ledger.createVm({ email, size: 'f1-xs', os: 'alpine322', sshPublicKeys: [sshKey], cause: operator })).vmId);
@@ -32,7 +32,7 @@ async function writer(worker: number, commands: number): Promise<void> {
         if ((error as { code?: string }).code !== 'insufficient_funds') throw error;
       }
     } else if (vms.length > 0) {
-      await db.ledger.deleteVm(vms.shift()!, 'done', operator);
+      await db.ledger.deleteVm(vms.shift()!, { ...operator, reason: 'done' });
     }
   }
 }

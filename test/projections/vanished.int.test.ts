@@ -10,6 +10,8 @@ import { projectionTables, tableNames } from '../../src/projections/tables.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { lifeOnHost, vmCommand } from '../support/scenario.ts';
 
+const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
+
 let db: TestDatabase;
 let clock = Date.parse('2026-01-01T00:00:00Z');
 const now = () => new Date(clock);
@@ -34,17 +36,17 @@ async function running(vmId: string, accountId: string): Promise<void> {
   await vmCommand(db, {
     type: 'PlaceVm',
     data: { vmId, host, operationId: create, context: { accountId, deletionRequested: false } },
-    metadata: { now: tick() },
+    metadata: { now: tick(), cause: testCause },
   });
   await vmCommand(db, {
     type: 'RecordProvisioned',
     data: { vmId, host, ipv4: '192.0.2.10', ipv6: null, sshHostKeys: [], observedAt: tick(), reportId: randomUUID(), operationId: create },
-    metadata: { now: now() },
+    metadata: { now: now(), cause: testCause },
   });
   await vmCommand(db, {
     type: 'ObserveState',
     data: { vmId, host, state: 'running', observedAt: tick(), ...report() },
-    metadata: { now: now() },
+    metadata: { now: now(), cause: testCause },
   });
 }
 
@@ -52,7 +54,11 @@ async function running(vmId: string, accountId: string): Promise<void> {
 async function reportedGone(vmId: string): Promise<string> {
   const observedAt = tick();
   clock += 2 * 60_000;
-  await vmCommand(db, { type: 'ConfirmDeleted', data: { vmId, host, observedAt, ...report() }, metadata: { now: now() } });
+  await vmCommand(db, {
+    type: 'ConfirmDeleted',
+    data: { vmId, host, observedAt, ...report() },
+    metadata: { now: now(), cause: testCause },
+  });
   return observedAt.toISOString();
 }
 
@@ -71,24 +77,24 @@ before(async () => {
   await vmCommand(db, {
     type: 'RequestStop',
     data: { vmId: vms.removed, force: false, operationId: stopOperation, context: { accountId, deletionRequested: false } },
-    metadata: { now: tick() },
+    metadata: { now: tick(), cause: testCause },
   });
   vanishedAt = await reportedGone(vms.removed);
   assert.equal(await endVanishedAccruals({ pool: db.pool, now }), 1);
   tick();
-  await db.ledger.deleteVm(vms.removed, 'deleted by the customer', operator);
+  await db.ledger.deleteVm(vms.removed, { ...operator, reason: 'deleted by the customer' });
   await scheduleDeletions({ pool: db.pool, now });
   const { rows } = await db.pool.query(`SELECT id FROM operations WHERE vm_id = $1 AND kind = 'delete'`, [vms.removed]);
   await vmCommand(db, {
     type: 'ConfirmDeleted',
     data: { vmId: vms.removed, host, observedAt: tick(), reportId: randomUUID(), operationId: rows[0].id },
-    metadata: { now: now() },
+    metadata: { now: now(), cause: testCause },
   });
   // One vanishes and stays so; one is deleted as asked.
   await running(vms.open, accountId);
   await reportedGone(vms.open);
   assert.equal(await endVanishedAccruals({ pool: db.pool, now }), 1);
-  await db.ledger.deleteVm(vms.deleted, 'no longer needed', operator);
+  await db.ledger.deleteVm(vms.deleted, { ...operator, reason: 'no longer needed' });
   await lifeOnHost(db, vms.deleted, accountId, tick, 'deleted');
 });
 after(() => db.close());

@@ -8,7 +8,7 @@ import type { TestDatabase } from './db.ts';
 const spoke = { by: { kind: 'spoke' as const, id: 'host-a' } };
 
 export async function vmCommand(db: TestDatabase, command: VmCommand) {
-  return handleCommand(db, vmStream(command.data.vmId), vmDecider, command, spoke);
+  return handleCommand(db, vmStream(command.data.vmId), vmDecider, command);
 }
 
 /** Places, provisions, observes, stops, starts and fails or deletes a capsul, with times from `at`. */
@@ -21,7 +21,7 @@ export async function lifeOnHost(
 ) {
   const context = { accountId, deletionRequested: end === 'deleted' };
   const live = { accountId, deletionRequested: false };
-  const meta = (n: number) => ({ now: at(n) });
+  const meta = (n: number) => ({ now: at(n), cause: spoke });
   const host = 'host-a';
   const create = randomUUID();
   const report = (operationId: string | null = null) => ({ reportId: randomUUID(), operationId });

@@ -1,5 +1,6 @@
 // Pure decisions over the account stream: payments and their corrections, capsul creation and deletion.
 import type { Command } from '@event-driven-io/emmett';
+import type { Cause, CommandContext } from '../events.ts';
 import { DomainError, invalid, notFound, refused } from '../shared/errors.ts';
 import { lineOfText, maxReasonLength, maxReferenceLength } from '../shared/text.ts';
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
@@ -17,7 +18,7 @@ import {
 } from './state.ts';
 
 /** `providerStart`: no payment can have been received before the provider began (PROVIDER_START_DATE). */
-export type CommandMetadata = { now: Date; providerStart?: Date };
+export type CommandMetadata = CommandContext & { providerStart?: Date };
 
 /** The provider's start when none is configured: no payment before it is believable. */
 export const defaultProviderStart = new Date('2000-01-01T00:00:00Z');
@@ -39,8 +40,9 @@ export type RecordPayment = Command<
  * `effectiveAt`: a payment provider's correction (a dispute's funds withdrawn or reinstated) takes
  * effect at the provider's time, and one older than the payment's latest change is stale. Without it
  * (an operator), the correction takes effect now and one that changes nothing records nothing.
+ * A correction's cause must give a reason.
  */
-type Correction = { paymentId: number; reason: string; effectiveAt?: Date };
+type Correction = { paymentId: number; effectiveAt?: Date };
 export type InvalidatePayment = Command<'InvalidatePayment', Correction, CommandMetadata>;
 export type ReinstatePayment = Command<'ReinstatePayment', Correction, CommandMetadata>;
 /** A provider's refund: the payment's refunded total so far, and when the provider made it. */
@@ -55,7 +57,8 @@ export type RequestVmCreation = Command<
   { vmId: string; size: string; os: string; sshPublicKeys: string[]; priceCentsPerMonth: Cents },
   CommandMetadata
 >;
-export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string; reason: string }, CommandMetadata>;
+/** Its cause must give a reason. */
+export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string }, CommandMetadata>;
 /**
  * The capsul's host saw it gone without a deletion request (VmVanished on its stream, which the
  * reaction loads): its charges end at `vanishedAt`.
@@ -88,6 +91,7 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       return recordPayment(command.data, state, now, command.metadata!.providerStart);
     case 'InvalidatePayment':
     case 'ReinstatePayment':
+      requireReason(command.metadata.cause);
       return correctPayment(command.type === 'ReinstatePayment', command.data, state, now);
     case 'RecordRefund':
       return recordRefund(command.data, state, now);
@@ -103,9 +107,9 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
     case 'RequestVmDeletion': {
       const vm = state.vms.get(command.data.vmId);
       if (!vm) throw notFound(`there is no capsul ${command.data.vmId} on this account`);
-      const reason = requireReason(command.data.reason);
+      requireReason(command.metadata.cause);
       if (vm.deletionRequestedAtMs !== null) return [];
-      return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, reason, at } }];
+      return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, at } }];
     }
     case 'EndVmAccrual':
       return endVmAccrual(command.data, state, now);
@@ -234,9 +238,8 @@ function endVmAccrual(data: EndVmAccrual['data'], state: Account, now: Date): Ac
 
 function correctPayment(valid: boolean, data: Correction, state: Account, now: Date): AccountEvent[] {
   const payment = existingPayment(state, data.paymentId);
-  const reason = requireReason(data.reason);
   const event = (at: string): AccountEvent[] => {
-    const fields = { accountId: state.accountId!, paymentId: payment.paymentId, reason, at };
+    const fields = { accountId: state.accountId!, paymentId: payment.paymentId, at };
     return [valid ? { type: 'PaymentReinstated', data: fields } : { type: 'PaymentInvalidated', data: fields }];
   };
   if (data.effectiveAt === undefined) return isPaymentValid(payment) === valid ? [] : event(now.toISOString());
@@ -295,8 +298,9 @@ function existingPayment(state: Account, paymentId: number) {
   return payment;
 }
 
-function requireReason(reason: string): string {
-  return lineOfText(reason, 'a reason', maxReasonLength);
+/** A correction or a deletion says why: its cause's reason, one line of visible text. */
+function requireReason(cause: Cause): void {
+  lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
 }
 
 export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };

@@ -25,9 +25,9 @@ export type PaymentRecorded = Event<
   }
 >;
 
-export type PaymentInvalidated = Event<'PaymentInvalidated', { accountId: string; paymentId: number; reason: string; at: string }>;
+export type PaymentInvalidated = Event<'PaymentInvalidated', { accountId: string; paymentId: number; at: string }>;
 
-export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; paymentId: number; reason: string; at: string }>;
+export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; paymentId: number; at: string }>;
 
 /**
  * A refund by the provider. `totalRefundedCents` is the payment's refunded total so far (providers
@@ -69,7 +69,7 @@ export type VmCreationRequested = Event<
   }
 >;
 
-export type VmDeletionRequested = Event<'VmDeletionRequested', { accountId: string; vmId: string; reason: string; at: string }>;
+export type VmDeletionRequested = Event<'VmDeletionRequested', { accountId: string; vmId: string; at: string }>;
 
 /**
  * The capsul's charges end at `at`, the instant its host saw it gone without any deletion request

@@ -1,5 +1,6 @@
 // Pure decisions over a host's stream. The token arrives hashed: the domain never sees a secret.
 import type { Command } from '@event-driven-io/emmett';
+import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import { hostIdPattern, type DriftKind, type HostEvent } from './events.ts';
 
@@ -14,7 +15,7 @@ export type Host = {
 };
 export const initialHost = (): Host => ({ registered: false, removed: false, memoryMb: 0, vcpus: 0, tokenHash: null, drift: new Map() });
 
-type Meta = { now: Date };
+type Meta = CommandContext;
 export type RegisterHost = Command<'RegisterHost', { hostId: string; memoryMb: number; vcpus: number; tokenHash: string }, Meta>;
 export type RotateHostToken = Command<'RotateHostToken', { hostId: string; tokenHash: string }, Meta>;
 /** `capsulCount`: capsuls placed on the host and not yet deleted, counted by the adapter. */

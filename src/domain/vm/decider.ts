@@ -4,6 +4,7 @@
 // deletion no delete operation asked for is recorded as the capsul vanishing (an incident), not as its
 // deletion.
 import type { Command } from '@event-driven-io/emmett';
+import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import { observedStates, type HostKeyFingerprint, type ObservedState, type OperationKind, type VmEvent } from './events.ts';
 
@@ -45,7 +46,7 @@ export const initialVm = (): Vm => ({
 
 /** What the account stream says about the capsul, loaded by the adapter. */
 export type VmContext = { accountId: string; deletionRequested: boolean };
-type Meta = { now: Date };
+type Meta = CommandContext;
 type ReportIds = { reportId: string | null; operationId: string | null };
 
 export type PlaceVm = Command<'PlaceVm', { vmId: string; host: string; operationId: string; context: VmContext }, Meta>;

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
 import { accountStream, type WarningLevel } from '../../domain/account/events.ts';
-import type { Actor, LedgerEvent } from '../../domain/events.ts';
+import type { Actor, Cause, LedgerEvent } from '../../domain/events.ts';
 import { accrualEndMs, chargeCents, creditRunsOutAtMs, isAccruing, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import { invalid } from '../../domain/shared/errors.ts';
 import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
@@ -291,14 +291,18 @@ async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor |
   const shown = events.slice(0, historyPageSize);
   const last = shown.at(-1);
   const entries = shown.flatMap(({ event, metadata }): HistoryEntry[] => {
-    const what = describe(event);
+    const what = describe(event, metadata);
     return what === null ? [] : [{ at: utcMinute(Date.parse(event.data.at)), atIso: event.data.at, what, by: actorName(metadata.by) }];
   });
   return { entries, older: events.length > historyPageSize && last ? `${last.transactionId}.${last.globalPosition}` : null };
 }
 
-/** A plain sentence for the customer. Hosts' names stay out: they are the operators' business. */
-function describe(event: LedgerEvent): string | null {
+/**
+ * A plain sentence for the customer, with the reason its cause gave (`cause`: the event's metadata).
+ * Hosts' names stay out: they are the operators' business.
+ */
+function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | null {
+  const reason = cause.reason ?? 'no reason given';
   switch (event.type) {
     case 'AccountOpened':
       return 'Your account was opened.';
@@ -309,9 +313,9 @@ function describe(event: LedgerEvent): string | null {
       return `Payment ${d.paymentId} of ${dollars(d.amountCents)} was received (${providerNames[d.provider] ?? d.provider}${reference}).${late}`;
     }
     case 'PaymentInvalidated':
-      return `Payment ${event.data.paymentId} was invalidated: ${event.data.reason}. It no longer counts towards your balance.`;
+      return `Payment ${event.data.paymentId} was invalidated: ${reason}. It no longer counts towards your balance.`;
     case 'PaymentReinstated':
-      return `Payment ${event.data.paymentId} was reinstated: ${event.data.reason}. It counts towards your balance again.`;
+      return `Payment ${event.data.paymentId} was reinstated: ${reason}. It counts towards your balance again.`;
     case 'PaymentRefunded':
       return (
         `Payment ${event.data.paymentId} was refunded: ${dollars(event.data.totalRefundedCents)} in all so far. ` +
@@ -324,7 +328,7 @@ function describe(event: LedgerEvent): string | null {
       return `Capsul ${d.vmId} was requested: size ${d.size}, ${d.os}, ${dollars(d.priceCentsPerMonth)} a month. Billing started.`;
     }
     case 'VmDeletionRequested':
-      return `Deletion of capsul ${event.data.vmId} was requested: ${event.data.reason}. Billing stopped.`;
+      return `Deletion of capsul ${event.data.vmId} was requested: ${reason}. Billing stopped.`;
     case 'VmAccrualEnded':
       return (
         `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: ` +

@@ -10,7 +10,7 @@ import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { isAccruing } from '../../domain/shared/billing.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
-import type { Cause } from '../../ledger/handle.ts';
+import type { Cause } from '../../domain/events.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
 import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
@@ -60,9 +60,9 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     app.post<{ Params: PaymentParams; Body: Query }>(`/admin/payments/:id/${action}`, async (request, reply) => {
       const payment = await findPayment(deps.pool, request.params.id);
       const reason = typeof request.body?.reason === 'string' ? request.body.reason.trim() : '';
-      const cause: Cause = { by: { kind: 'operator', id: request.customer!.email } };
+      const cause: Cause = { by: { kind: 'operator', id: request.customer!.email }, reason };
       try {
-        const { changed } = await correction.apply(deps.ledger, payment.id, reason, cause);
+        const { changed } = await correction.apply(deps.ledger, payment.id, cause);
         // Post/redirect/get: reloading the page afterwards does not send the form again.
         return reply.redirect(`/admin/payments/${payment.id}?done=${changed ? correction.done : correction.already}`, 303);
       } catch (error) {
@@ -244,18 +244,18 @@ async function findPayment(pool: pg.Pool, idText: string): Promise<Payment> {
 const corrections: Record<
   string,
   {
-    apply: (ledger: Ledger, paymentId: number, reason: string, cause: Cause) => Promise<{ changed: boolean }>;
+    apply: (ledger: Ledger, paymentId: number, cause: Cause) => Promise<{ changed: boolean }>;
     done: string;
     already: string;
   }
 > = {
   invalidate: {
-    apply: (ledger, id, reason, cause) => ledger.invalidatePayment(id, reason, cause),
+    apply: (ledger, id, cause) => ledger.invalidatePayment(id, cause),
     done: 'invalidated',
     already: 'already-invalid',
   },
   reinstate: {
-    apply: (ledger, id, reason, cause) => ledger.reinstatePayment(id, reason, cause),
+    apply: (ledger, id, cause) => ledger.reinstatePayment(id, cause),
     done: 'reinstated',
     already: 'already-valid',
   },
@@ -328,13 +328,13 @@ type EventRow = {
 };
 
 function eventRow(stored: StoredEvent): EventRow {
-  const data = stored.event.data as { reason?: unknown; paymentId?: unknown; vmId?: unknown };
+  const data = stored.event.data as { paymentId?: unknown; vmId?: unknown };
   return {
     time: utcText(stored.recordedAt)!,
     stream: stored.streamId,
     type: stored.event.type,
     who: stored.metadata.by ? describeActor(stored.metadata.by) : '',
-    reason: stored.metadata.reason ?? (typeof data.reason === 'string' ? data.reason : null),
+    reason: stored.metadata.reason ?? null,
     paymentId: typeof data.paymentId === 'number' ? data.paymentId : null,
     vmId: typeof data.vmId === 'string' ? data.vmId : null,
   };

@@ -10,7 +10,8 @@ import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
 import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
 import { vmStream } from '../../domain/vm/events.ts';
 import { streamVersionExpression } from '../../db/event-store.ts';
-import { ConcurrencyError, type Cause } from '../../ledger/handle.ts';
+import type { Cause } from '../../domain/events.ts';
+import { ConcurrencyError } from '../../ledger/handle.ts';
 import { balancesFromProjections } from '../../projections/balance.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
@@ -106,7 +107,13 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
         if (!form.size) throw invalid('choose a size');
         if (!form.os) throw invalid('choose an operating system');
         const sshPublicKeys = await chosenKeys(deps.pool, email, form.keys ?? []);
-        const { vmId } = await deps.ledger.createVm({ email, size: form.size, os: form.os, sshPublicKeys, cause: customer(email) });
+        const { vmId } = await deps.ledger.createVm({
+          email,
+          size: form.size,
+          os: form.os,
+          sshPublicKeys,
+          cause: await customer(deps, email),
+        });
         deps.afterCommands();
         return reply.redirect(`/console/${vmId}`, 303);
       } catch (error) {
@@ -160,7 +167,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
       const seenVersion = BigInt(request.body.version);
       if (seenVersion !== vm.version || !allowedActions(vm).includes(action)) return changedMeanwhilePage(reply, vm.id);
       try {
-        await perform(deps, action, vm.id, seenVersion, customer(email));
+        await perform(deps, action, vm.id, seenVersion, await customer(deps, email));
       } catch (error) {
         if (error instanceof ConcurrencyError) return changedMeanwhilePage(reply, vm.id);
         throw error;
@@ -180,7 +187,7 @@ async function perform(deps: WebContext, action: Action, vmId: string, expectedV
       await deps.ledger.stopVm(vmId, cause, { force: action === 'force-stop', expectedVersion });
       return;
     case 'delete':
-      await deps.ledger.deleteVm(vmId, deletionReason, cause, { expectedVmVersion: expectedVersion });
+      await deps.ledger.deleteVm(vmId, { ...cause, reason: deletionReason }, { expectedVmVersion: expectedVersion });
       deps.afterCommands(); // the reaction turns the request into a delete operation for the host
       return;
     default: {
@@ -190,7 +197,13 @@ async function perform(deps: WebContext, action: Action, vmId: string, expectedV
   }
 }
 
-const customer = (email: string): Cause => ({ by: { kind: 'customer', id: email } });
+/**
+ * The customer as an event's actor: by account id (an email changes, and is personal data). An email
+ * with no account yet causes no event (creating a capsul needs a payment first), so it names itself.
+ */
+async function customer(deps: WebContext, email: string): Promise<Cause> {
+  return { by: { kind: 'customer', id: (await deps.ledger.accountIdFor(email)) ?? email } };
+}
 
 /** What a confirm page says: deleting a capsul that already vanished only takes it off the list. */
 function copyFor(vm: Capsul, action: Action) {

@@ -8,6 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { backoffMs, systemClock, type Clock } from './clock.ts';
 import { DriverError, type CapsulInfo, type Driver } from './driver.ts';
 import { writeFileAtomic } from './files.ts';
@@ -88,8 +89,8 @@ export class SpokeAgent {
   /** bumped whenever an operation settles a capsul, so a heartbeat's older listing does not contradict it */
   private readonly touched = new Map<string, number>();
   private touchSeq = 0;
-  private freeSlots: number;
-  private readonly slotWaiters: (() => void)[] = [];
+  /** at most maxConcurrentOperations operations in the driver's hands; the rest wait their turn in arrival order */
+  private readonly slots: LimitFunction;
   private readonly reportAdded = new Wakeup();
   private hubReachable: boolean | null = null;
   private readonly lastLoopError = new Map<string, string>();
@@ -110,7 +111,7 @@ export class SpokeAgent {
     this.settings.agentVersion = printableAscii(this.settings.agentVersion, 100) || 'unknown';
     // Every running operation and hub request listens for the stop: more than node's default of 10.
     setMaxListeners(this.settings.maxConcurrentOperations * 4 + 16, this.abort.signal);
-    this.freeSlots = this.settings.maxConcurrentOperations;
+    this.slots = pLimit(this.settings.maxConcurrentOperations);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -321,7 +322,7 @@ export class SpokeAgent {
     this.busyVms.set(vmId, (this.busyVms.get(vmId) ?? 0) + 1);
     const previous = this.vmChains.get(vmId) ?? Promise.resolve();
     const run = previous
-      .then(() => this.withSlot(() => this.runOperation(operation, mode)))
+      .then(() => this.slots(() => this.runOperation(operation, mode)))
       .catch((error) =>
         this.options.log(`operation ${operation.id}: unexpected error, settled when next delivered: ${(error as Error).message ?? error}`),
       )
@@ -492,17 +493,6 @@ export class SpokeAgent {
     this.touched.set(operation.vmId, ++this.touchSeq);
     this.options.log(`operation ${operation.id}: ${operation.kind} capsul ${operation.vmId} → ${outcome.summary}`);
     this.enqueue(outcome.reports);
-  }
-
-  private async withSlot<T>(work: () => Promise<T>): Promise<T> {
-    while (this.freeSlots === 0) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-    this.freeSlots--;
-    try {
-      return await work();
-    } finally {
-      this.freeSlots++;
-      this.slotWaiters.shift()?.();
-    }
   }
 
   // ── reports ──────────────────────────────────────────────────────────────────────────────────────

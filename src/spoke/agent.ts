@@ -84,8 +84,8 @@ export class SpokeAgent {
   /** last state reported per capsul, so only changes are reported */
   private observed = new Map<string, ObservedState>();
   private readonly running = new Map<string, Promise<void>>();
-  private readonly busyVms = new Map<string, number>();
-  private readonly vmChains = new Map<string, Promise<void>>();
+  /** capsuls with operations scheduled and not settled: each capsul's run one after another, in arrival order */
+  private readonly busyVms = new Map<string, { turns: LimitFunction; operations: number }>();
   /** bumped whenever an operation settles a capsul, so a heartbeat's older listing does not contradict it */
   private readonly touched = new Map<string, number>();
   private touchSeq = 0;
@@ -319,22 +319,19 @@ export class SpokeAgent {
   /** Runs operations on one capsul one after another, at most maxConcurrentOperations at a time overall. */
   private schedule(operation: Operation, mode: Mode): void {
     const { vmId } = operation;
-    this.busyVms.set(vmId, (this.busyVms.get(vmId) ?? 0) + 1);
-    const previous = this.vmChains.get(vmId) ?? Promise.resolve();
-    const run = previous
-      .then(() => this.slots(() => this.runOperation(operation, mode)))
+    const capsul = this.busyVms.get(vmId) ?? { turns: pLimit(1), operations: 0 };
+    capsul.operations++;
+    this.busyVms.set(vmId, capsul);
+    const run = capsul
+      .turns(() => this.slots(() => this.runOperation(operation, mode)))
       .catch((error) =>
         this.options.log(`operation ${operation.id}: unexpected error, settled when next delivered: ${(error as Error).message ?? error}`),
       )
       .finally(() => {
         this.running.delete(operation.id);
-        const busy = (this.busyVms.get(vmId) ?? 1) - 1;
-        if (busy > 0) this.busyVms.set(vmId, busy);
-        else this.busyVms.delete(vmId);
-        if (this.vmChains.get(vmId) === run) this.vmChains.delete(vmId);
+        if (--capsul.operations === 0) this.busyVms.delete(vmId);
       });
     this.running.set(operation.id, run);
-    this.vmChains.set(vmId, run);
   }
 
   private async runOperation(operation: Operation, mode: Mode): Promise<void> {

@@ -8,7 +8,7 @@
 // holds its password. The embedded database gives each role a random password of its own.
 import path from 'node:path';
 import pg from 'pg';
-import { inTransaction } from './transaction.ts';
+import { advisoryLocks, withAdvisoryLock } from './advisory-lock.ts';
 
 export const roleNames = { owner: 'capsul_owner', app: 'capsul_app', reader: 'capsul_reader' } as const;
 export type Role = 'admin' | 'app' | 'reader';
@@ -85,17 +85,21 @@ export function roleUrl(url: string, user: string, password?: string): string {
  * rows ("tuple concurrently updated").
  */
 export async function setRolePasswords(admin: pg.Pool, passwords: Record<string, string>): Promise<void> {
-  await inTransaction(admin, async (client) => {
-    await client.query(`SELECT pg_advisory_xact_lock(hashtext('capsul role passwords'))`);
-    for (const [role, password] of Object.entries(passwords)) {
-      const { rows } = await client.query(
-        `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
+  await withAdvisoryLock(
+    admin,
+    advisoryLocks.rolePasswords,
+    async (client) => {
+      for (const [role, password] of Object.entries(passwords)) {
+        const { rows } = await client.query(
+          `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS sql
                                            WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`,
-        [role, password],
-      );
-      if (rows[0]) await client.query(rows[0].sql);
-    }
-  });
+          [role, password],
+        );
+        if (rows[0]) await client.query(rows[0].sql);
+      }
+    },
+    { scope: 'transaction' },
+  );
 }
 
 export class RoleError extends Error {}

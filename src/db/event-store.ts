@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import type { Actor, LedgerEvent } from '../domain/events.ts';
 import { upcast } from '../domain/upcast.ts';
+import { advisoryLocks, lockUntilCommit } from './advisory-lock.ts';
 
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -277,9 +278,9 @@ export async function keepSequencesAboveEvents(db: Queryable): Promise<void> {
 /** Where the log ends: its size and the commit-order key of its last event (null while empty). */
 export type LogHead = { size: number; last: EventCursor | null };
 
-/** Serialises sealers (the same key capsul_log_seal takes). */
+/** Serialises sealers, until the transaction ends (the same key capsul_log_seal takes). */
 export async function lockSealer(db: Queryable): Promise<void> {
-  await db.query('SELECT pg_advisory_xact_lock(1819240225, 1)');
+  await lockUntilCommit(db, advisoryLocks.sealer);
 }
 
 export async function logHead(db: Queryable): Promise<LogHead> {

@@ -5,12 +5,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { advisoryLocks, withAdvisoryLock } from './advisory-lock.ts';
 import { keepSequencesAboveEvents } from './event-store.ts';
 
 export const migrationsDir = fileURLToPath(new URL('../../schema_migrations/', import.meta.url));
-
-/** pg_advisory_lock key for schema changes (an arbitrary constant: "capsul" in ASCII). */
-const migrationLockKey = 0x63617073756c;
 
 export type Migration = { version: number; name: string; upFile: string; downFile: string };
 
@@ -80,9 +78,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
   if (!Number.isInteger(target) || target < 0 || target > latest) {
     throw new MigrationError(`cannot migrate to version ${target}: this code knows versions 0 to ${latest}`);
   }
-  const client = await pool.connect();
-  try {
-    await client.query('SELECT pg_advisory_lock($1)', [migrationLockKey]);
+  return withAdvisoryLock(pool, advisoryLocks.migration, async (client) => {
     await client.query(`
       CREATE TABLE IF NOT EXISTS schemaversion (version INT PRIMARY KEY NOT NULL);
       CREATE UNIQUE INDEX IF NOT EXISTS schemaversion_one_row ON schemaversion ((true));
@@ -97,10 +93,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
       target >= from ? await migrateUp(client, migrations, from, target, log) : await migrateDown(client, migrations, from, target, log);
     if (current !== from) await keepSequencesAboveEvents(client);
     return { from, to: current };
-  } finally {
-    await client.query('SELECT pg_advisory_unlock($1)', [migrationLockKey]).catch(() => {});
-    client.release();
-  }
+  });
 }
 
 /** Each up step in a transaction of its own: a failing step leaves the ones before it applied. */

@@ -7,14 +7,13 @@
 import type pg from 'pg';
 import { centsFromNumeric } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../core/format.ts';
+import { advisoryLocks } from '../db/advisory-lock.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
 
 const perRound = 100;
-/** The incidents' advisory lock space ("incd"): one sender per incident at a time. */
-const incidentLockSpace = 0x696e6364;
 
 export type IncidentEmailDeps = { pool: pg.Pool; mailer: Mailer; adminEmails?: readonly string[]; baseUrl: string; now: () => Date };
 
@@ -73,8 +72,7 @@ async function pendingIncidents(pool: pg.Pool): Promise<Pending[]> {
 
 function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: incidentLockSpace,
-    key: incident.driftId,
+    lock: advisoryLocks.incidentEmail(incident.driftId),
     record: {
       text: 'INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
       values: [incident.driftId, to, deps.now().toISOString()],

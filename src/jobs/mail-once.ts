@@ -4,7 +4,7 @@
 // tried again next round; a try-lock per email keeps a second sender (another hub, capsul cron-task)
 // from waiting on the first: it finds the email taken or done and skips it.
 import type pg from 'pg';
-import { inTransaction } from '../db/transaction.ts';
+import { notTaken, withAdvisoryLock, type AdvisoryLockKey } from '../db/advisory-lock.ts';
 import type { Mailer, Message } from '../mail/mailer.ts';
 import type { JobRun } from './job.ts';
 
@@ -12,9 +12,8 @@ import type { JobRun } from './job.ts';
 const maxFailuresPerRound = 3;
 
 export type Claim = {
-  /** pg_try_advisory_xact_lock(lockSpace, hashtext(key)): a collision only defers one email to the next round */
-  lockSpace: number;
-  key: string;
+  /** tried for the transaction (advisoryLocks.receiptEmail, …): a collision only defers one email to the next round */
+  lock: AdvisoryLockKey;
   /** the INSERT … ON CONFLICT DO NOTHING of the row that records the email as sent */
   record: { text: string; values: unknown[] };
 };
@@ -26,14 +25,19 @@ export async function sendOnce(
   claim: Claim,
   message: (db: pg.PoolClient) => Promise<Message>,
 ): Promise<boolean> {
-  return inTransaction(pool, async (db) => {
-    const { rows: lock } = await db.query('SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS ok', [claim.lockSpace, claim.key]);
-    // Taken by another sender, or sent already: nothing written, nothing sent.
-    const { rowCount } = lock[0].ok ? await db.query(claim.record.text, claim.record.values) : { rowCount: 0 };
-    if (rowCount === 0) return false;
-    await mailer.send(await message(db));
-    return true;
-  });
+  const sent = await withAdvisoryLock(
+    pool,
+    claim.lock,
+    async (db) => {
+      // Sent already (or being sent by another sender, who holds the lock): nothing written, nothing sent.
+      const { rowCount } = await db.query(claim.record.text, claim.record.values);
+      if (rowCount === 0) return false;
+      await mailer.send(await message(db));
+      return true;
+    },
+    { mode: 'try', scope: 'transaction' },
+  );
+  return sent !== notTaken && sent;
 }
 
 /** What a round says about each email: would send (dry run), sent, or failed (tried again next round). */

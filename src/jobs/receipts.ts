@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Provider } from '../domain/account/events.ts';
 import { centsFromNumeric } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../core/format.ts';
+import { advisoryLocks } from '../db/advisory-lock.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
 import { balanceFromProjections } from '../projections/balance.ts';
@@ -13,8 +14,6 @@ import { mailEach, sendOnce } from './mail-once.ts';
 /** Payments recorded longer ago than this get no receipt (a new installation does not mail the past). */
 export const receiptWindowMs = 7 * 86_400_000;
 const receiptsPerRound = 100;
-/** The receipts' advisory lock space ("rcpt"): one sender per payment at a time. */
-const receiptLockSpace = 0x72637074;
 
 const providerNames: Record<Provider, string> = {
   manual: 'bank transfer or cash',
@@ -62,8 +61,7 @@ async function pendingReceipts(pool: pg.Pool, now: Date): Promise<Pending[]> {
 /** Sends one receipt unless another sender has it or had it; true when this call sent it. */
 function sendOne(deps: ReceiptDeps, payment: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: receiptLockSpace,
-    key: String(payment.id),
+    lock: advisoryLocks.receiptEmail(String(payment.id)),
     record: {
       text: 'INSERT INTO payment_receipts (payment_id, sent) VALUES ($1, $2) ON CONFLICT DO NOTHING',
       values: [payment.id, deps.now().toISOString()],

@@ -5,6 +5,7 @@
 // run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type pg from 'pg';
 import type { Config } from '../config.ts';
+import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { PaymentProvider } from '../payments/provider.ts';
@@ -17,17 +18,6 @@ import { sendWarningEmails } from './warning-emails.ts';
 
 export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'incident-emails', 'receipts'] as const;
 export type JobName = (typeof jobNames)[number];
-
-/** Advisory lock keys: (lockSpace, n), "caps"; n = 0 is the scheduler's leadership (schedule.ts). */
-export const lockSpace = 0x63617073;
-const jobLocks: Record<JobName, number> = {
-  reconcile: 1,
-  'balance-warnings': 2,
-  drift: 3,
-  receipts: 4,
-  'warning-emails': 5,
-  'incident-emails': 6,
-};
 
 /** The configuration's part of JobDeps. */
 type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'adminEmails';
@@ -87,7 +77,7 @@ export async function runJobs(deps: JobDeps, options: RunOptions): Promise<JobOu
       // A dry run changes nothing, so it needs no lock and waits for no one.
       let ran = true;
       if (dryRun) await runJob(deps, job, run);
-      else ran = await underLock(deps.pool, job, () => runJob(deps, job, run));
+      else ran = (await withAdvisoryLock(deps.pool, advisoryLocks.jobs[job], () => runJob(deps, job, run), { mode: 'try' })) !== notTaken;
       if (!ran) options.log(`${job}: running in another process: skipped`);
       outcomes.push({ job, status: ran ? 'done' : 'skipped' });
     } catch (error) {
@@ -140,24 +130,4 @@ async function reconcile(deps: JobDeps, run: JobRun): Promise<void> {
     }
   }
   if (failed.length > 0) throw new Error(failed.join('; '));
-}
-
-/** Runs `work` holding the job's session advisory lock; false (without running it) when another holds it. */
-async function underLock(pool: pg.Pool, job: JobName, work: () => Promise<void>): Promise<boolean> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    const { rows } = await client.query('SELECT pg_try_advisory_lock($1, $2) AS ok', [lockSpace, jobLocks[job]]);
-    if (!rows[0].ok) return false;
-    try {
-      await work();
-      return true;
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1, $2)', [lockSpace, jobLocks[job]]).catch(() => {
-        broken = true; // a lost connection released the lock with it; the client is not reused
-      });
-    }
-  } finally {
-    client.release(broken);
-  }
 }

@@ -6,7 +6,8 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type pg from 'pg';
 import { Serial } from '../core/serial.ts';
-import { lockSpace, runJobs, type JobDeps, type JobName } from './runner.ts';
+import { advisoryLocks, takeAdvisoryLock, type SessionLock } from '../db/advisory-lock.ts';
+import { runJobs, type JobDeps, type JobName } from './runner.ts';
 
 export type ScheduleOptions = {
   /** cron expressions (UTC) */
@@ -54,51 +55,38 @@ export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule
 
 /** The scheduler's advisory lock, kept on a connection of its own while this hub holds it. */
 export class Leadership {
-  private client: pg.PoolClient | undefined;
+  private lock: SessionLock | undefined;
 
   constructor(private readonly pool: pg.Pool) {}
 
   /** Whether this hub leads: keeps the lock it has (checking the connection is alive) or tries to take it. */
   async hold(): Promise<boolean> {
-    if (this.client) {
+    if (this.lock) {
       try {
-        await this.client.query('SELECT 1');
+        await this.lock.client.query('SELECT 1');
         return true;
       } catch {
-        this.drop(true); // the connection died, and the lock with it
+        this.drop(); // the connection died, and the lock with it
       }
     }
-    const client = await this.pool.connect();
-    try {
-      const { rows } = await client.query('SELECT pg_try_advisory_lock($1, 0) AS ok', [lockSpace]);
-      if (!rows[0].ok) {
-        client.release();
-        return false;
-      }
-    } catch (error) {
-      client.release(true);
-      throw error;
-    }
-    client.on('error', () => {
-      if (this.client === client) this.drop(true);
+    const lock = await takeAdvisoryLock(this.pool, advisoryLocks.schedulerLeadership, 'try');
+    if (!lock) return false;
+    lock.client.on('error', () => {
+      if (this.lock === lock) this.drop();
     });
-    this.client = client;
+    this.lock = lock;
     return true;
   }
 
   async release(): Promise<void> {
-    if (!this.client) return;
-    const client = this.client;
-    const unlocked = await client.query('SELECT pg_advisory_unlock($1, 0)', [lockSpace]).then(
-      () => true,
-      () => false,
-    );
-    if (this.client === client) this.drop(!unlocked);
+    const lock = this.lock;
+    this.lock = undefined;
+    await lock?.release();
   }
 
-  private drop(broken: boolean): void {
-    this.client?.release(broken);
-    this.client = undefined;
+  private drop(): void {
+    this.lock?.discard();
+    this.lock = undefined;
   }
 }
 

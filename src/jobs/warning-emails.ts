@@ -9,6 +9,7 @@ import type { Cents } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail, type MailCapsul } from '../mail/render.ts';
+import { advisoryLocks } from '../db/advisory-lock.ts';
 import { loadStream, unmailedBalanceWarnings } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
@@ -17,8 +18,6 @@ import { accountAsOf, evaluateAccount } from './warnings.ts';
 /** Warnings issued longer ago than this are not mailed any more: their figures are out of date. */
 export const warningEmailWindowMs = 2 * 86_400_000;
 const perRound = 100;
-/** The warnings' advisory lock space ("warn"): one sender per warning at a time. */
-const warningLockSpace = 0x7761726e;
 
 export type WarningEmailDeps = {
   pool: pg.Pool;
@@ -55,8 +54,7 @@ async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
 /** Sends one warning unless another sender has it or had it; true when this call sent it. */
 function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
   const claim = {
-    lockSpace: warningLockSpace,
-    key: warning.position,
+    lock: advisoryLocks.warningEmail(warning.position),
     record: {
       text: 'INSERT INTO warning_emails (event_position, account_id, level, sent) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
       values: [warning.position, warning.accountId, warning.level, deps.now().toISOString()],

@@ -5,6 +5,7 @@
 // between the two appends, or on several hubs at once) does nothing more.
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import { accountDecider } from '../domain/account/decider.ts';
 import { accountStream } from '../domain/account/events.ts';
 import { vmDecider } from '../domain/vm/decider.ts';
@@ -15,27 +16,15 @@ import { onlineWithinMs } from './hosts.ts';
 
 const hub = { by: { kind: 'job' as const, id: 'placement' } };
 const billing = { by: { kind: 'job' as const, id: 'vanished' } };
-/** pg_advisory_lock key that serializes placements across hub processes ("placemnt"). */
-const placementLockKey = 0x706c6163656d;
 const maxPerRound = 100;
 
 export type ReactorDeps = CommandDeps & { now?: () => Date; log?: (line: string) => void };
 
 /** Places pending capsuls on online hosts with room; returns how many it placed. */
 export async function placePending(deps: ReactorDeps): Promise<number> {
-  const lock = await deps.pool.connect();
-  try {
-    // One placer at a time, so two placements never both take a host's last free memory.
-    const { rows: got } = await lock.query('SELECT pg_try_advisory_lock($1) AS ok', [placementLockKey]);
-    if (!got[0].ok) return 0;
-    try {
-      return await placeUnderLock(deps);
-    } finally {
-      await lock.query('SELECT pg_advisory_unlock($1)', [placementLockKey]);
-    }
-  } finally {
-    lock.release();
-  }
+  // One placer at a time, so two placements never both take a host's last free memory.
+  const placed = await withAdvisoryLock(deps.pool, advisoryLocks.placement, () => placeUnderLock(deps), { mode: 'try' });
+  return placed === notTaken ? 0 : placed;
 }
 
 async function placeUnderLock(deps: ReactorDeps): Promise<number> {

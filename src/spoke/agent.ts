@@ -8,6 +8,7 @@ import { setMaxListeners } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { backoffMs, systemClock, type Clock } from './clock.ts';
 import { DriverError, type CapsulInfo, type Driver } from './driver.ts';
 import { writeFileAtomic } from './files.ts';
@@ -83,13 +84,13 @@ export class SpokeAgent {
   /** last state reported per capsul, so only changes are reported */
   private observed = new Map<string, ObservedState>();
   private readonly running = new Map<string, Promise<void>>();
-  private readonly busyVms = new Map<string, number>();
-  private readonly vmChains = new Map<string, Promise<void>>();
+  /** capsuls with operations scheduled and not settled: each capsul's run one after another, in arrival order */
+  private readonly busyVms = new Map<string, { turns: LimitFunction; operations: number }>();
   /** bumped whenever an operation settles a capsul, so a heartbeat's older listing does not contradict it */
   private readonly touched = new Map<string, number>();
   private touchSeq = 0;
-  private freeSlots: number;
-  private readonly slotWaiters: (() => void)[] = [];
+  /** at most maxConcurrentOperations operations in the driver's hands; the rest wait their turn in arrival order */
+  private readonly slots: LimitFunction;
   private readonly reportAdded = new Wakeup();
   private hubReachable: boolean | null = null;
   private readonly lastLoopError = new Map<string, string>();
@@ -110,7 +111,7 @@ export class SpokeAgent {
     this.settings.agentVersion = printableAscii(this.settings.agentVersion, 100) || 'unknown';
     // Every running operation and hub request listens for the stop: more than node's default of 10.
     setMaxListeners(this.settings.maxConcurrentOperations * 4 + 16, this.abort.signal);
-    this.freeSlots = this.settings.maxConcurrentOperations;
+    this.slots = pLimit(this.settings.maxConcurrentOperations);
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
@@ -318,22 +319,19 @@ export class SpokeAgent {
   /** Runs operations on one capsul one after another, at most maxConcurrentOperations at a time overall. */
   private schedule(operation: Operation, mode: Mode): void {
     const { vmId } = operation;
-    this.busyVms.set(vmId, (this.busyVms.get(vmId) ?? 0) + 1);
-    const previous = this.vmChains.get(vmId) ?? Promise.resolve();
-    const run = previous
-      .then(() => this.withSlot(() => this.runOperation(operation, mode)))
+    const capsul = this.busyVms.get(vmId) ?? { turns: pLimit(1), operations: 0 };
+    capsul.operations++;
+    this.busyVms.set(vmId, capsul);
+    const run = capsul
+      .turns(() => this.slots(() => this.runOperation(operation, mode)))
       .catch((error) =>
         this.options.log(`operation ${operation.id}: unexpected error, settled when next delivered: ${(error as Error).message ?? error}`),
       )
       .finally(() => {
         this.running.delete(operation.id);
-        const busy = (this.busyVms.get(vmId) ?? 1) - 1;
-        if (busy > 0) this.busyVms.set(vmId, busy);
-        else this.busyVms.delete(vmId);
-        if (this.vmChains.get(vmId) === run) this.vmChains.delete(vmId);
+        if (--capsul.operations === 0) this.busyVms.delete(vmId);
       });
     this.running.set(operation.id, run);
-    this.vmChains.set(vmId, run);
   }
 
   private async runOperation(operation: Operation, mode: Mode): Promise<void> {
@@ -492,17 +490,6 @@ export class SpokeAgent {
     this.touched.set(operation.vmId, ++this.touchSeq);
     this.options.log(`operation ${operation.id}: ${operation.kind} capsul ${operation.vmId} → ${outcome.summary}`);
     this.enqueue(outcome.reports);
-  }
-
-  private async withSlot<T>(work: () => Promise<T>): Promise<T> {
-    while (this.freeSlots === 0) await new Promise<void>((resolve) => this.slotWaiters.push(resolve));
-    this.freeSlots--;
-    try {
-      return await work();
-    } finally {
-      this.freeSlots++;
-      this.slotWaiters.shift()?.();
-    }
   }
 
   // ── reports ──────────────────────────────────────────────────────────────────────────────────────

@@ -143,6 +143,19 @@ describe('spoke agent: operations', () => {
     assert.equal(driver.capsuls.has(vmId), false);
   });
 
+  it('runs at most maxConcurrentOperations at a time; the next starts when one finishes', async () => {
+    driver.bootInspects = 1_000_000; // created capsuls do not boot: each create keeps its slot while it watches
+    await startAgent({ maxConcurrentOperations: 2, watchTimeoutMs: 60_000 });
+    const creates = [newVmId(), newVmId(), newVmId()].map((vmId) => operation('create', vmId));
+    for (const create of creates) hub.addOperation(create);
+    await waitFor('two creates in the driver', () => driver.count('create') === 2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(driver.count('create'), 2, 'the third waits for a slot');
+    const first = driver.calls.find((call) => call.method === 'create')!.vmId!;
+    driver.capsuls.get(first)!.bootInspects = 1;
+    await waitFor('the third create once the first is running', () => driver.count('create') === 3);
+  });
+
   it("reports a driver failure as failed, with the driver's message, and does not retry it", async () => {
     driver.failNext('create', 'not enough memory for capsul: it needs 1024 MB, 512 MB are free');
     const { lines } = await startAgent();

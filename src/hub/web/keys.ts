@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { DomainError, invalid, notFound, refused } from '../../domain/shared/errors.ts';
 import { maxSshKeyLength, parseSshPublicKey } from '../../domain/shared/ssh.ts';
+import { advisoryLocks, lockUntilCommit } from '../../db/advisory-lock.ts';
 import { inTransaction } from '../../db/transaction.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
@@ -90,7 +91,7 @@ async function addKey(pool: pg.Pool, email: string, form: KeyForm, now: Date): P
   try {
     await inTransaction(pool, async (db) => {
       // One customer's adds take turns, so the cap and the same-key check hold against concurrent posts.
-      await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`ssh_public_keys:${email}`]);
+      await lockUntilCommit(db, advisoryLocks.sshKeys(email));
       const { rows } = await db.query<{ name: string; content: string }>('SELECT name, content FROM ssh_public_keys WHERE email = $1', [
         email,
       ]);

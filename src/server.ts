@@ -17,9 +17,7 @@ import { localEvidence } from './audit/key.ts';
 import { ReactorLoop } from './hub/reactor-loop.ts';
 import { jobDeps } from './jobs/runner.ts';
 import { startSchedule } from './jobs/schedule.ts';
-import { createStreamCache } from './ledger/cache.ts';
-import { Hosts } from './ledger/hosts.ts';
-import { Ledger } from './ledger/ledger.ts';
+import { ledgerServices, type LedgerServices } from './ledger/services.ts';
 import { paymentProviders } from './payments/index.ts';
 import { configuredMailer } from './mail/mailer.ts';
 
@@ -65,15 +63,17 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const reactions = new ReactorLoop({ pool, cache: createStreamCache(), log: onceEach(say) });
+  // The composition root: one clock, one stream cache, one ledger and hosts for the whole process.
+  const services = ledgerServices(pool, { providerStart: config.providerStart });
+  const { now, ledger } = services;
+  const reactions = new ReactorLoop({ pool, cache: services.streams, now, log: onceEach(say) });
   const mailer = configuredMailer(config, (line) => say(line));
-  const now = () => new Date();
   // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
   let paymentsChanged = () => {};
-  const ledger = new Ledger({ pool, providerStart: config.providerStart });
   const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => paymentsChanged() });
   if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
   const hub = await buildHub({
+    services,
     pool,
     logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
     afterReports: () => reactions.poke(),
@@ -85,7 +85,6 @@ export async function serve(io: CliIo): Promise<number> {
     mailer,
     announce: (line) => say(line),
     trustProxy: config.trustProxy,
-    ledger,
     providers,
   });
   try {
@@ -119,7 +118,7 @@ export async function serve(io: CliIo): Promise<number> {
   const stopSpoke = new AbortController();
   let spoke: Promise<number> | undefined;
   if (config.mode === 'both') {
-    const token = await localHostToken(pool, config, say);
+    const token = await localHostToken(services, config, say);
     const { runSpoke } = await import('./spoke/main.ts');
     spoke = runSpoke(
       {
@@ -162,8 +161,7 @@ export async function serve(io: CliIo): Promise<number> {
  * The in-process spoke's host: registered on first start, its token kept in the data dir (mode 0600).
  * A lost token file gets a new token.
  */
-async function localHostToken(pool: pg.Pool, config: Config, say: (line: string) => void): Promise<string> {
-  const hosts = new Hosts({ pool });
+async function localHostToken({ pool, hosts }: LedgerServices, config: Config, say: (line: string) => void): Promise<string> {
   const cause = { by: { kind: 'job' as const, id: 'serve' }, reason: 'the development spoke of npm start' };
   const tokenFile = path.join(config.dataDir, `spoke-${localHost.id}.token`);
   const registered = (await pool.query('SELECT 1 FROM hosts WHERE id = $1 AND removed IS NULL', [localHost.id])).rowCount === 1;

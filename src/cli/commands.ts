@@ -373,9 +373,8 @@ export const commands: Record<string, CommandSpec> = {
       const refusal = asOfRefusal(asOf, new Date(), dryRun);
       if (refusal) throw new CliError(refusal);
       const config = ctx.config;
-      const { pool, ledger } = await ctx.connect();
+      const { pool, ledger, now } = await ctx.connect();
       const mailer = configuredMailer(config, (line) => ctx.note(line));
-      const now = () => new Date();
       const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => {} });
       const outcomes = await runJobs(jobDeps(config, { pool, mailer, providers, now }), {
         asOf,

@@ -6,8 +6,10 @@ import { readConfig, type Config } from '../config.ts';
 import { resolveDatabase, type Database, type Role } from '../db/database.ts';
 import type { Actor } from '../domain/events.ts';
 import { escapeHidden, lineOfText, maxActorIdLength } from '../domain/shared/text.ts';
-import { Hosts } from '../ledger/hosts.ts';
-import { Ledger } from '../ledger/ledger.ts';
+import type { Hosts } from '../ledger/hosts.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import { ledgerServices } from '../ledger/services.ts';
+import type { Clock } from '../core/clock.ts';
 import { openPool, prepareDatabase } from '../ledger/open.ts';
 import { localEvidence } from '../audit/key.ts';
 
@@ -37,7 +39,8 @@ export class UsageError extends Error {}
 /** An error whose message is the whole story for the operator: printed as one line. */
 export class CliError extends Error {}
 
-export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; database: Database };
+/** A command's composition root: its pool and what src/ledger/services.ts builds on it. */
+export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; now: Clock; database: Database };
 
 /** Pool sizes per role: a command does one thing at a time, the sealer and a read beside it at most. */
 const poolSize: Record<Role, number> = { admin: 2, app: 4, reader: 2 };
@@ -102,12 +105,8 @@ export class CliContext {
       this.prepared = true;
     }
     const pool = await openPool(database, role, poolSize[role]);
-    const connection = {
-      pool,
-      ledger: new Ledger({ pool, providerStart: this.config.providerStart }),
-      hosts: new Hosts({ pool }),
-      database,
-    };
+    const { ledger, hosts, now } = ledgerServices(pool, { providerStart: this.config.providerStart });
+    const connection = { pool, ledger, hosts, now, database };
     this.connections.set(role, connection);
     return connection;
   }

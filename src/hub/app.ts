@@ -12,10 +12,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type pg from 'pg';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
 import { DomainError, invalid } from '../domain/shared/errors.ts';
-import { createStreamCache } from '../ledger/cache.ts';
+import type { Clock } from '../core/clock.ts';
 import { ConcurrencyError } from '../ledger/handle.ts';
-import { Hosts } from '../ledger/hosts.ts';
-import { Ledger } from '../ledger/ledger.ts';
+import { ledgerServices, type LedgerServices } from '../ledger/services.ts';
 import { createMailer, type Mailer } from '../mail/mailer.ts';
 import type { PaymentProvider } from '../payments/provider.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
@@ -32,9 +31,12 @@ import { httpStatusOf } from '../core/http-status.ts';
 const viewsDir = fileURLToPath(new URL('./web/views/', import.meta.url));
 
 export type HubDeps = {
+  /** the process's pool, clock, stream cache, ledger and hosts (src/ledger/services.ts, made by src/server.ts) */
+  services?: LedgerServices;
+  /** without `services` (a test): the hub makes its own from this pool and clock */
   pool: pg.Pool;
   logger?: boolean | object;
-  now?: () => Date;
+  now?: Clock;
   afterReports?: () => void;
   /** after a customer's or operator's command (a capsul requested or deleted): run the reactions now */
   afterCommands?: () => void;
@@ -50,8 +52,6 @@ export type HubDeps = {
   announce?: (line: string) => void;
   /** fastify's trustProxy: which proxies' X-Forwarded-For to believe for the client's IP */
   trustProxy?: boolean | string;
-  /** the ledger the providers also credit through (default: one of the hub's own) */
-  ledger?: Ledger;
   /** the payment providers configured (Stripe, BTCPay): their pages and webhooks */
   providers?: readonly PaymentProvider[];
 };
@@ -67,7 +67,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     rewriteUrl: (raw) => (addressProblem(raw.url ?? '/') === null ? (raw.url ?? '/') : malformedAddressPath),
     routerOptions: { maxParamLength: maxPathSegmentLength },
   });
-  const now = deps.now ?? (() => new Date());
+  const services = deps.services ?? ledgerServices(deps.pool, { now: deps.now });
+  const { now } = services;
   const baseUrl = (deps.baseUrl ?? 'http://localhost:3000').replace(/\/+$/, '');
 
   // Content-Security-Policy default-src 'self' and the other helmet headers, on every response.
@@ -173,11 +174,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     }
   });
 
-  const cache = createStreamCache();
-  const hosts = new Hosts({ pool: deps.pool, cache, now: deps.now });
+  const { hosts } = services;
   const web: WebContext = {
     pool: deps.pool,
-    ledger: deps.ledger ?? new Ledger({ pool: deps.pool, now }),
+    ledger: services.ledger,
     hosts,
     now,
     baseUrl,
@@ -197,10 +197,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(spokeApi, {
     prefix: spokeApiPrefix,
     logLevel: 'warn',
-    pool: deps.pool,
-    cache,
+    pool: services.pool,
+    cache: services.streams,
     hosts,
-    now: deps.now,
+    now,
     afterReports: deps.afterReports,
   } as never);
 

@@ -3,6 +3,7 @@
 // on the capsul's stream (duplicates and stale reports change nothing). Every body is checked field by
 // field first (src/spoke/protocol-check.ts): a malformed request gets 400 and a malformed report its
 // own refusal, before anything reaches the database.
+import type { Clock } from '../core/clock.ts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
 import { DomainError } from '../domain/shared/errors.ts';
@@ -13,7 +14,7 @@ import type { Hosts } from '../ledger/hosts.ts';
 import { checkHeartbeat, checkReport, checkReportsRequest, type CheckedReport } from '../spoke/protocol-check.ts';
 import { limits, protocolPrefix, type Operation, type OperationKind, type Report, type ReportResult } from '../spoke/protocol.ts';
 
-export type SpokeApiDeps = CommandDeps & { hosts: Hosts; now?: () => Date; afterReports?: () => void };
+export type SpokeApiDeps = CommandDeps & { hosts: Hosts; now: Clock; afterReports?: () => void };
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -25,7 +26,7 @@ const pollIntervalMs = 500;
 const maxOperationsPerPoll = 50;
 
 export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promise<void> {
-  const now = () => deps.now?.() ?? new Date();
+  const { now } = deps;
 
   // Before the body is read: a stranger's request costs no parsing.
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {

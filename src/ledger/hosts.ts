@@ -3,6 +3,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { hostDecider } from '../domain/host/decider.ts';
 import { hostStream } from '../domain/host/events.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
 import type { Cause } from '../domain/events.ts';
 import { handleCommand, type CommandDeps } from './handle.ts';
 
@@ -24,10 +25,11 @@ export const hashToken = (token: string) => createHash('sha256').update(token, '
 const newToken = () => randomBytes(32).toString('base64url');
 
 export class Hosts {
-  constructor(private readonly deps: CommandDeps & { now?: () => Date }) {}
+  /** `now`: the process's clock (src/ledger/services.ts); made alone (a test), the system clock. */
+  constructor(private readonly deps: CommandDeps & { now?: Clock }) {}
 
   private now(): Date {
-    return this.deps.now?.() ?? new Date();
+    return (this.deps.now ?? systemClock)();
   }
 
   async add(input: { hostId: string; memoryMb: number; vcpus: number; cause: Cause }): Promise<{ token: string }> {

@@ -12,13 +12,18 @@ import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import { vmDecider, type VmCommand, type VmContext } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
-import { createStreamCache, LruMap } from './cache.ts';
+import { systemClock, type Clock } from '../core/clock.ts';
+import { createStreamCache, LruMap, type StreamCache } from './cache.ts';
 import type { Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand, load, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 
-/** `providerStart`: the day the provider began; no payment is recorded as received before it (PROVIDER_START_DATE). */
-export type LedgerDeps = { pool: pg.Pool; now?: () => Date; providerStart?: Date };
+/**
+ * `providerStart`: the day the provider began; no payment is recorded as received before it
+ * (PROVIDER_START_DATE). `now` and `cache`: the process's own (src/ledger/services.ts); a Ledger made
+ * alone (a test) gets the system clock and a cache of its own.
+ */
+export type LedgerDeps = { pool: pg.Pool; now?: Clock; cache?: StreamCache; providerStart?: Date };
 
 const maxPaymentIdBlock = 32;
 
@@ -44,9 +49,9 @@ export class Ledger {
   private paymentIdBlock = 1;
 
   constructor(deps: LedgerDeps) {
-    this.now = deps.now ?? (() => new Date());
+    this.now = deps.now ?? systemClock;
     this.providerStart = deps.providerStart ?? defaultProviderStart;
-    this.deps = { pool: deps.pool, cache: createStreamCache() };
+    this.deps = { pool: deps.pool, cache: deps.cache ?? createStreamCache() };
   }
 
   async recordPayment(input: {

@@ -3,6 +3,7 @@
 // account → capsul), and ending a vanished capsul's charges (capsul → account). Each reads what is still
 // to do from the projections and appends what its decider decides, so running it again (after a crash
 // between the two appends, or on several hubs at once) does nothing more.
+import { systemClock, type Clock } from '../core/clock.ts';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
@@ -18,7 +19,8 @@ const hub = { by: { kind: 'job' as const, id: 'placement' } };
 const billing = { by: { kind: 'job' as const, id: 'vanished' } };
 const maxPerRound = 100;
 
-export type ReactorDeps = CommandDeps & { now?: () => Date; log?: (line: string) => void };
+/** `now`: the hub's clock; alone (a test), the system clock. */
+export type ReactorDeps = CommandDeps & { now?: Clock; log?: (line: string) => void };
 
 /** Places pending capsuls on online hosts with room; returns how many it placed. */
 export async function placePending(deps: ReactorDeps): Promise<number> {
@@ -28,7 +30,7 @@ export async function placePending(deps: ReactorDeps): Promise<number> {
 }
 
 async function placeUnderLock(deps: ReactorDeps): Promise<number> {
-  const now = deps.now?.() ?? new Date();
+  const now = (deps.now ?? systemClock)();
   const { rows: pending } = await deps.pool.query(
     `SELECT v.id, v.account_id, s.memory_mb FROM vms v JOIN vm_sizes s ON s.id = v.size
      WHERE v.host IS NULL AND v.deleted IS NULL AND v.state = 'pending' ORDER BY v.created LIMIT ${maxPerRound}`,
@@ -79,7 +81,7 @@ export async function hostWithRoom(
 
 /** Turns deletion requests into delete operations (or, for a capsul on no host, into its deletion). */
 export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
-  const now = deps.now?.() ?? new Date();
+  const now = (deps.now ?? systemClock)();
   const { rows } = await deps.pool.query(
     `SELECT v.id, v.account_id, v.host FROM vms v
      WHERE v.deleted IS NOT NULL AND v.state <> 'deleted'
@@ -117,7 +119,7 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
  * stream, not from the projection.
  */
 export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
-  const now = deps.now?.() ?? new Date();
+  const now = (deps.now ?? systemClock)();
   const { rows } = await deps.pool.query(
     `SELECT id, account_id FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxPerRound}`,
   );

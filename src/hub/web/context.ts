@@ -1,6 +1,7 @@
 // What the customer and admin pages share: the database (projections for reading), the ledger for
 // commands, the hosts, the clock, and the nudge that runs the reactions after a command.
 import type pg from 'pg';
+import type { Clock } from '../../core/clock.ts';
 import type { Hosts } from '../../ledger/hosts.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
 
@@ -8,7 +9,7 @@ export type WebContext = {
   pool: pg.Pool;
   ledger: Ledger;
   hosts: Hosts;
-  now: () => Date;
+  now: Clock;
   /** the site's public address, no trailing slash */
   baseUrl: string;
   /** shown where customers are told how to reach the operators */

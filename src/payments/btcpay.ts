@@ -1,8 +1,8 @@
 // BTCPay Server top-ups through its Greenfield API. The customer picks an amount; capsul opens an
-// invoice for it in USD and sends the customer to BTCPay's checkout (the pages and the webhook's endpoint
-// are the hub's: src/hub/payments/btcpay.ts). Money is credited only once the
-// invoice is Settled (capsul-flask credited payments merely seen, before they settled), and taken back
-// when a credited invoice turns Expired or Invalid. A webhook, whatever its type, only says "look at
+// invoice for it in USD and sends the customer to BTCPay's checkout (the pages and the webhook's
+// endpoint are the hub's: src/hub/payments/btcpay.ts). Money is credited only once the invoice is
+// Settled (capsul-flask credited payments merely seen, before they settled), and taken back when a
+// credited invoice turns Expired or Invalid. A webhook, whatever its type, only says "look at
 // invoice X": capsul fetches the invoice and acts on its current status, so a delivery repeated, late
 // or out of order changes nothing more. `reconcile` looks at the open invoices for a missed webhook.
 // A signed delivery that is not a JSON object is refused (400); one capsul cannot use (no invoice id, an

@@ -32,6 +32,13 @@ module.exports = {
       to: { path: '^src/hub/' },
     },
     {
+      name: 'payments-know-no-http',
+      comment: 'a payment provider decides, reconciles and talks to its provider\'s API; its pages and webhook endpoint are the hub\'s route adapters (src/hub/payments/)',
+      severity: 'error',
+      from: { path: '^src/payments/' },
+      to: { path: 'node_modules/(fastify|@fastify/|fastify-plugin|light-my-request)' },
+    },
+    {
       name: 'no-cycles',
       severity: 'error',
       from: {},

@@ -16,7 +16,8 @@ import type { Clock } from '../core/clock.ts';
 import { ConcurrencyError } from '../ledger/handle.ts';
 import { ledgerServices, type LedgerServices } from '../ledger/services.ts';
 import { createMailer, type Mailer } from '../mail/mailer.ts';
-import type { PaymentProvider } from '../payments/provider.ts';
+import type { ConfiguredProvider } from '../payments/index.ts';
+import { providerRoutes } from './payments/index.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 import { accountPages } from './web/account.ts';
 import { adminPages } from './web/admin.ts';
@@ -25,7 +26,7 @@ import { consolePages } from './web/console.ts';
 import type { WebContext } from './web/context.ts';
 import { keyPages } from './web/keys.ts';
 import { publicPages } from './web/public.ts';
-import { installSessions, requireCustomer, type SessionDeps } from './web/session.ts';
+import { installSessions, type SessionDeps } from './web/session.ts';
 import { httpStatusOf } from '../core/http-status.ts';
 
 const viewsDir = fileURLToPath(new URL('./web/views/', import.meta.url));
@@ -53,7 +54,7 @@ export type HubDeps = {
   /** fastify's trustProxy: which proxies' X-Forwarded-For to believe for the client's IP */
   trustProxy?: boolean | string;
   /** the payment providers configured (Stripe, BTCPay): their pages and webhooks */
-  providers?: readonly PaymentProvider[];
+  providers?: readonly ConfiguredProvider[];
 };
 
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
@@ -192,7 +193,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(keyPages, web as never);
   await app.register(accountPages, web as never);
   await app.register(adminPages, web as never);
-  for (const provider of deps.providers ?? []) await app.register(async (scope) => provider.routes(scope, { requireCustomer }));
+  for (const provider of deps.providers ?? []) await providerRoutes(app, provider, { pool: deps.pool, now });
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
   await app.register(spokeApi, {
     prefix: spokeApiPrefix,

@@ -1,39 +1,41 @@
 // BTCPay Server top-ups through its Greenfield API. The customer picks an amount; capsul opens an
-// invoice for it in USD and sends the customer to BTCPay's checkout. Money is credited only once the
-// invoice is Settled (capsul-flask credited payments merely seen, before they settled), and taken back
-// when a credited invoice turns Expired or Invalid. A webhook, whatever its type, only says "look at
+// invoice for it in USD and sends the customer to BTCPay's checkout (the pages and the webhook's
+// endpoint are the hub's: src/hub/payments/btcpay.ts). Money is credited only once the invoice is
+// Settled (capsul-flask credited payments merely seen, before they settled), and taken back when a
+// credited invoice turns Expired or Invalid. A webhook, whatever its type, only says "look at
 // invoice X": capsul fetches the invoice and acts on its current status, so a delivery repeated, late
 // or out of order changes nothing more. `reconcile` looks at the open invoices for a missed webhook.
 // A signed delivery that is not a JSON object is refused (400); one capsul cannot use (no invoice id, an
 // id that is none) is acknowledged with 200 and a warning and changes nothing; what BTCPay Server's API
 // answers is read field by field, so nothing it sends reaches the database unchecked.
+import { advisoryLocks, withAdvisoryLock } from '../db/advisory-lock.ts';
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { BtcpayConfig } from '../config.ts';
 import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, invalid, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
-import { dollars, utcMinute } from '../core/format.ts';
-import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
+import pLimit, { type LimitFunction } from 'p-limit';
+import { dollars } from '../core/format.ts';
+import { TurnsPerKey } from '../core/turns.ts';
+import { type CheckoutStatus, maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment, type Hold } from './holds.ts';
 import {
-  allowFormActionTo,
+  CheckoutNotOpened,
   isSafeLink,
-  topUpCents,
   type PaymentProvider,
   type ProviderDeps,
   type ReconcileOptions,
-  type RouteGuards,
+  type TopUpLimits,
+  type WebhookOutcome,
 } from './provider.ts';
-import { httpStatusOf } from '../core/http-status.ts';
 
 export const btcpayPath = '/payment/btcpay';
-const webhookPath = `${btcpayPath}/webhook`;
-const returnPath = `${btcpayPath}/return`;
+/** the page BTCPay's checkout sends the customer back to */
+export const returnPath = `${btcpayPath}/return`;
 
 const defaultTimeoutMs = 10_000;
 const maxResponseBytes = 1_000_000;
-const maxWebhookBytes = 64 * 1024;
+export const maxWebhookBytes = 64 * 1024;
 /** Reconcile looks again at invoices credited this recently: one marked invalid after it settled is taken back. */
 export const recheckCreditedDays = 7;
 /** invoices looked at per reconciliation run, oldest first */
@@ -42,16 +44,12 @@ const reconcileBatch = 1000;
 const maxUnreachableInARow = 3;
 /** invoices looked at concurrently by one process: each holds a pool connection for its lock */
 const maxConcurrentLooks = 2;
-/** the return page reloads itself while the invoice waits for its payment */
-const refreshSeconds = 60;
 /** Greenfield invoice ids are base58; anything else never reaches a URL we build */
-const invoiceIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
+export const invoiceIdPattern = /^[A-Za-z0-9_-]{1,64}$/;
 /** metadata.orderId of the invoices capsul opens: marks them among a shared store's invoices */
 const orderIdPrefix = 'capsul:';
 
 const cause = { by: { kind: 'job' as const, id: 'btcpay' } };
-
-export type CheckoutStatus = 'open' | 'credited' | 'held' | 'expired' | 'invalid';
 
 // ---- the Greenfield client ----
 
@@ -330,289 +328,137 @@ export function stepFor(invoice: GreenfieldInvoice, checkout: Checkout | null, p
   }
 }
 
+// ---- reading a webhook delivery (pure) ----
+
+/**
+ * What a signed delivery asks: look at one of this store's invoices (`invoiceId`), or nothing. A body
+ * that is not a JSON object is refused; an id that is none is acknowledged (signed, so BTCPay Server's:
+ * it would only deliver it again, and it would say no more then).
+ */
+export function invoiceAskedAbout(body: Buffer, storeId: string): { invoiceId: string } | WebhookOutcome {
+  let event: unknown;
+  try {
+    event = JSON.parse(body.toString('utf8'));
+  } catch {
+    return { kind: 'refused', why: 'the body is not JSON' };
+  }
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+    return { kind: 'refused', why: 'the body is not a BTCPay Server event (a JSON object)' };
+  }
+  const { invoiceId, storeId: itsStore } = event as { invoiceId?: unknown; storeId?: unknown };
+  if (invoiceId === undefined) return { kind: 'ignored', why: 'not about an invoice', warn: false };
+  if (typeof invoiceId !== 'string' || !invoiceIdPattern.test(invoiceId)) {
+    const said = typeof invoiceId === 'string' ? JSON.stringify(invoiceId.slice(0, 80)) : typeof invoiceId;
+    return { kind: 'ignored', why: 'invoiceId is not an invoice id', warn: true, about: { invoiceId: said } };
+  }
+  if (itsStore !== undefined && itsStore !== storeId) return { kind: 'ignored', why: "another store's invoice", warn: false };
+  return { invoiceId };
+}
+
+/** What a dry run says it would have done about an invoice. */
+export function wouldDo(step: Step, checkout: Checkout | null): string {
+  const action = step.action;
+  const doing = !action
+    ? 'do nothing to the ledger'
+    : action.kind === 'credit'
+      ? `credit ${dollars(action.amountCents)} to ${action.email}`
+      : action.kind === 'hold'
+        ? 'hold it for an operator'
+        : `${action.kind} payment ${action.paymentId}`;
+  return step.status && step.status !== checkout?.status ? `${doing} and mark the checkout ${step.status}` : doing;
+}
+
 // ---- the provider ----
 
-export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options: { timeoutMs?: number } = {}): PaymentProvider {
-  const client = greenfieldClient(config, options);
-  const checkoutOrigin = new URL(config.url).origin;
-  const turns = new Turns();
-  const gate = new Gate(maxConcurrentLooks);
+type Log = (line: string) => void;
 
-  /**
-   * Fetches the invoice and acts on its current status. One look at an invoice at a time, across
-   * processes (the hub's webhooks, a reconciliation run from the CLI): each fetches after the one
-   * before has acted, and acts on what BTCPay Server says now and what that one left.
-   */
-  function look(invoiceId: string, dryRun: boolean, log: (line: string) => void): Promise<void> {
-    return exclusively(invoiceId, async () => {
-      const observedAt = deps.now();
-      const invoice = await client.getInvoice(invoiceId);
-      if (!invoice) {
-        log(`invoice ${invoiceId} is not in store ${config.storeId} on BTCPay Server: nothing done`);
-        return;
-      }
-      const checkout = await readCheckout(invoiceId);
-      const step = stepFor(invoice, checkout, await readPayment(invoiceId));
-      const what = `invoice ${invoiceId}${checkout ? ` (${checkout.email}, ${dollars(checkout.amountCents)})` : ''} is ${step.why}`;
-      if (dryRun) {
-        log(`${what}: would ${wouldDo(step, checkout)}`);
-        return;
-      }
-      const done = await act(invoiceId, checkout, step, observedAt, log);
-      if (!checkout || step.action || (step.status && step.status !== checkout.status)) log(`${what}: ${done}`);
-    });
-  }
+export class BtcpayProvider implements PaymentProvider {
+  readonly id = 'btcpay';
+  readonly label = 'Bitcoin and more (BTCPay)';
+  readonly path = btcpayPath;
+  readonly webhookPath = `${btcpayPath}/webhook`;
+  /** BTCPay Server's checkout, where the add-funds form leads */
+  readonly checkoutOrigin: string;
+  readonly limits: TopUpLimits;
+  private readonly client: GreenfieldClient;
+  /** one look per invoice at a time in this process, in arrival order */
+  private readonly turns = new TurnsPerKey();
+  /** a few invoices at once: each look holds a pool connection for its lock */
+  private readonly fewAtOnce: LimitFunction = pLimit(maxConcurrentLooks);
 
-  async function act(
-    invoiceId: string,
-    checkout: Checkout | null,
-    step: Step,
-    observedAt: Date,
-    log: (line: string) => void,
-  ): Promise<string> {
-    const action = step.action;
-    let paymentId = checkout?.paymentId ?? null;
-    let moved = false;
-    let done = 'nothing to do';
-    switch (action?.kind) {
-      case undefined:
-        break;
-      case 'credit': {
-        const recorded = await deps.ledger.recordPayment({
-          email: action.email,
-          amountCents: action.amountCents,
-          reference: invoiceId,
-          receivedAt: observedAt,
-          provider: 'btcpay',
-          cause,
-        });
-        paymentId = recorded.paymentId;
-        moved = !recorded.duplicate;
-        done = `credited ${dollars(action.amountCents)} as payment ${paymentId}`;
-        break;
-      }
-      case 'hold': {
-        const held = await holdPayment({ ...deps, log }, action.hold);
-        done = held.new ? 'held for an operator, who was emailed' : 'held for an operator already';
-        break;
-      }
-      case 'invalidate':
-      case 'reinstate': {
-        const { changed } =
-          action.kind === 'invalidate'
-            ? await deps.ledger.invalidatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt })
-            : await deps.ledger.reinstatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt });
-        paymentId = action.paymentId;
-        moved = changed;
-        done = `payment ${action.paymentId} ${action.kind === 'invalidate' ? 'invalidated' : 'reinstated'}${changed ? '' : ' already'}`;
-        break;
-      }
-    }
-    // The ledger first: if this fails the checkout stays as it was, and the next look does it again.
-    if (checkout && step.status) await moveCheckout(invoiceId, step.status, paymentId, observedAt);
-    if (moved) deps.afterPayments();
-    return step.status && step.status !== checkout?.status ? `${done}; checkout ${step.status}` : done;
+  constructor(
+    private readonly config: BtcpayConfig,
+    private readonly deps: ProviderDeps,
+    options: { timeoutMs?: number } = {},
+  ) {
+    this.limits = { topUpMinCents: deps.topUpMinCents, topUpMaxCents: deps.topUpMaxCents };
+    this.client = greenfieldClient(config, options);
+    this.checkoutOrigin = new URL(config.url).origin;
   }
 
   /**
-   * In this process, one look per invoice at a time (in arrival order) and a few invoices at once;
-   * across processes, an advisory lock per invoice. The lock's connection is held while the look uses
-   * others, so the few-at-once keeps the pool from running dry.
+   * Opens an invoice for the amount and records it; the address of its checkout. Too many unpaid ones
+   * is a refusal; BTCPay Server failing is CheckoutNotOpened.
    */
-  function exclusively(invoiceId: string, work: () => Promise<void>): Promise<void> {
-    return turns.take(invoiceId, () =>
-      gate.through(async () => {
-        const lock = await deps.pool.connect();
-        const key = [`btcpay-invoice:${invoiceId}`];
-        let broken = false;
-        try {
-          await lock.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', key);
-          try {
-            await work();
-          } finally {
-            await lock.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', key).catch(() => {
-              broken = true;
-            });
-          }
-        } finally {
-          lock.release(broken);
-        }
-      }),
-    );
-  }
-
-  async function readCheckout(invoiceId: string): Promise<Checkout | null> {
-    const { rows } = await deps.pool.query(
-      `SELECT id, email, amount_cents, status, payment_id FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`,
-      [invoiceId],
-    );
-    const row = rows[0];
-    return row
-      ? {
-          id: row.id,
-          email: row.email,
-          amountCents: Number(row.amount_cents),
-          status: row.status,
-          paymentId: row.payment_id === null ? null : Number(row.payment_id),
-        }
-      : null;
-  }
-
-  async function readPayment(invoiceId: string): Promise<KnownPayment | null> {
-    const { rows } = await deps.pool.query('SELECT id, email, provider, invalidated FROM payments WHERE reference = $1', [invoiceId]);
-    const row = rows[0];
-    return row ? { id: Number(row.id), email: row.email, provider: row.provider, invalidated: row.invalidated } : null;
-  }
-
-  /** A held checkout stays held: an operator decides. */
-  async function moveCheckout(invoiceId: string, status: CheckoutStatus, paymentId: number | null, observedAt: Date): Promise<void> {
-    await deps.pool.query(
-      `UPDATE provider_checkouts
-          SET status_changed = CASE WHEN status <> $2 THEN $4 ELSE status_changed END,
-              status = $2, payment_id = COALESCE($3, payment_id)
-        WHERE provider = 'btcpay' AND id = $1 AND status <> 'held'
-          AND (status <> $2 OR (payment_id IS NULL AND $3::bigint IS NOT NULL))`,
-      [invoiceId, status, paymentId, observedAt.toISOString()],
-    );
-  }
-
-  async function routes(app: FastifyInstance, { requireCustomer }: RouteGuards): Promise<void> {
-    // The webhook's signature is over the body exactly as sent: keep it raw (this scope only).
-    app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxWebhookBytes }, (_request, body, done) =>
-      done(null, body),
-    );
-
-    app.get(btcpayPath, { preHandler: requireCustomer }, async (_request, reply) => showForm(reply, { amount: '', error: null }));
-
-    app.post<{ Body: Record<string, unknown> | undefined }>(btcpayPath, { preHandler: requireCustomer }, async (request, reply) => {
-      const email = request.customer!.email;
-      const typed = request.body?.amount;
-      let amountCents: Cents;
-      try {
-        amountCents = topUpCents(typed, deps);
-        await requireFewOpenInvoices(email);
-      } catch (error) {
-        if (!(error instanceof DomainError)) throw error;
-        const amount = typeof typed === 'string' ? typed.slice(0, 20) : '';
-        return showForm(reply.code(httpStatusOf(error)), { amount, error: error.message });
-      }
-      let invoice: GreenfieldInvoice;
-      try {
-        invoice = await client.createInvoice({ amountCents, email, redirectUrl: `${deps.baseUrl}${returnPath}?invoice={InvoiceId}` });
-        if (!isSafeLink(invoice.checkoutLink))
-          throw new BtcpayError(
-            `BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`,
-            null,
-          );
-      } catch (error) {
-        if (!(error instanceof BtcpayError)) throw error;
-        request.log.error({ err: error.message }, 'BTCPay invoice not created');
-        return showForm(reply.code(502), {
-          amount: formatCents(amountCents),
-          error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
-        });
-      }
-      await recordCheckout(deps.pool, { provider: 'btcpay', id: invoice.id, email, amountCents, now: deps.now() });
-      return reply.redirect(invoice.checkoutLink, 303);
-    });
-
-    app.get<{ Querystring: { invoice?: unknown } }>(returnPath, { preHandler: requireCustomer }, async (request, reply) => {
-      const email = request.customer!.email;
-      const asked =
-        typeof request.query.invoice === 'string' && invoiceIdPattern.test(request.query.invoice) ? request.query.invoice : null;
-      const { rows } = await deps.pool.query(
-        `SELECT id, amount_cents, created, status FROM provider_checkouts
-          WHERE provider = 'btcpay' AND email = $1 AND ($2::text IS NULL OR id = $2) ORDER BY created DESC LIMIT 1`,
-        [email, asked],
-      );
-      const row = rows[0];
-      if (!row && asked) {
-        return reply.code(404).view('error.eta', { title: 'Invoice not found', message: 'You have no BTCPay invoice with this id.' });
-      }
-      if (!row) return reply.view('btcpay-return.eta', { invoice: null, refreshSeconds: 0 });
-      let current: GreenfieldInvoice | null = null;
-      try {
-        current = await client.getInvoice(row.id);
-      } catch (error) {
-        if (!(error instanceof BtcpayError)) throw error;
-        request.log.warn({ err: error.message }, 'BTCPay invoice status not read');
-      }
-      const shown = returnState(row.status, current);
-      return reply.view('btcpay-return.eta', {
-        invoice: {
-          id: row.id,
-          amount: dollars(Number(row.amount_cents)),
-          created: utcMinute(row.created),
-          ...shown,
-          payLink: shown.state === 'unpaid' && current && isSafeLink(current.checkoutLink) ? current.checkoutLink : null,
-        },
-        refreshSeconds: shown.state === 'unpaid' || shown.state === 'confirming' || shown.state === 'settling' ? refreshSeconds : 0,
+  async openCheckout(email: string, amountCents: Cents): Promise<string> {
+    await this.requireFewOpenInvoices(email);
+    let invoice: GreenfieldInvoice;
+    try {
+      invoice = await this.client.createInvoice({
+        amountCents,
+        email,
+        redirectUrl: `${this.deps.baseUrl}${returnPath}?invoice={InvoiceId}`,
       });
-    });
-
-    app.post(webhookPath, async (request, reply) => {
-      const body = request.body;
-      if (!Buffer.isBuffer(body) || !validSignature(config.webhookSecret, body, request.headers['btcpay-sig'])) {
-        request.log.warn('BTCPay webhook refused: its BTCPay-Sig is missing or wrong');
-        return reply.code(400).send({ error: 'missing or invalid BTCPay-Sig signature' });
-      }
-      let event: unknown;
-      try {
-        event = JSON.parse(body.toString('utf8'));
-      } catch {
-        request.log.warn('BTCPay webhook refused: its body is not JSON');
-        return reply.code(400).send({ error: 'the body is not JSON' });
-      }
-      if (typeof event !== 'object' || event === null || Array.isArray(event)) {
-        request.log.warn('BTCPay webhook refused: its body is not a JSON object');
-        return reply.code(400).send({ error: 'the body is not a BTCPay Server event (a JSON object)' });
-      }
-      const { invoiceId, storeId } = event as { invoiceId?: unknown; storeId?: unknown };
-      if (invoiceId === undefined) return reply.send({ ignored: 'not about an invoice' });
-      if (typeof invoiceId !== 'string' || !invoiceIdPattern.test(invoiceId)) {
-        // Signed, so BTCPay Server's; it would only deliver it again, and it would say no more then.
-        request.log.warn(
-          { invoiceId: typeof invoiceId === 'string' ? JSON.stringify(invoiceId.slice(0, 80)) : typeof invoiceId },
-          'BTCPay webhook acknowledged, nothing done: its invoiceId is not an invoice id',
-        );
-        return reply.send({ ignored: 'invoiceId is not an invoice id' });
-      }
-      if (storeId !== undefined && storeId !== config.storeId) return reply.send({ ignored: "another store's invoice" });
-      try {
-        await look(invoiceId, false, (line) => request.log.info(`btcpay: ${line}`));
-      } catch (error) {
-        if (error instanceof DomainError) {
-          // The ledger will not take what the invoice says (the checkout stays as it was): an operator's matter.
-          request.log.warn({ invoiceId, err: error.message }, 'BTCPay webhook acknowledged, nothing done: the ledger refused it');
-          return reply.send({ ignored: `the ledger refused it: ${error.message}` });
-        }
-        if (!(error instanceof BtcpayError)) throw error;
-        // BTCPay Server delivers again later; reconcile catches it if every delivery fails.
-        request.log.warn({ err: error.message }, 'BTCPay webhook not handled: the invoice could not be read');
-        return reply.code(503).send({ error: 'the invoice could not be read from BTCPay Server: deliver again later' });
-      }
-      return reply.send({ ok: true });
-    });
-  }
-
-  function showForm(reply: FastifyReply, state: { amount: string; error: string | null }) {
-    allowFormActionTo(reply, checkoutOrigin);
-    return reply.view('btcpay.eta', { ...state, min: dollars(deps.topUpMinCents), max: dollars(deps.topUpMaxCents) });
-  }
-
-  async function requireFewOpenInvoices(email: string): Promise<void> {
-    const open = await openCheckoutsToday(deps.pool, 'btcpay', email, deps.now());
-    if (open >= maxOpenCheckoutsPerDay) {
-      throw refused(
-        `you have ${open} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`,
+    } catch (error) {
+      if (!(error instanceof BtcpayError)) throw error;
+      throw new CheckoutNotOpened(error.message, { cause: error });
+    }
+    if (!isSafeLink(invoice.checkoutLink)) {
+      throw new CheckoutNotOpened(
+        `BTCPay Server sent a checkout link that is not a web address: ${JSON.stringify(invoice.checkoutLink.slice(0, 80))}`,
       );
     }
+    await recordCheckout(this.deps.pool, { provider: 'btcpay', id: invoice.id, email, amountCents, now: this.deps.now() });
+    return invoice.checkoutLink;
   }
 
-  async function reconcile({ now, dryRun, log }: ReconcileOptions): Promise<void> {
-    // Open invoices (a settlement whose webhook never came), and invoices credited lately (a store may
-    // mark one invalid after it settled, and that webhook may be lost too).
-    const { rows } = await deps.pool.query(
+  /** The invoice as BTCPay Server has it now (null: not in the store); a BtcpayError when it cannot be read. */
+  invoice(invoiceId: string): Promise<GreenfieldInvoice | null> {
+    return this.client.getInvoice(invoiceId);
+  }
+
+  /**
+   * One webhook delivery: whatever its type, it only says "look at invoice X", so capsul looks. A
+   * ledger refusal is acknowledged with a warning (the checkout stays as it was: an operator's matter);
+   * BTCPay Server not answering is to be delivered again (and reconcile catches it if every delivery fails).
+   */
+  async receiveWebhook(
+    delivery: { body: unknown; headers: Record<string, string | string[] | undefined> },
+    log: Log,
+  ): Promise<WebhookOutcome> {
+    const { body, headers } = delivery;
+    if (!Buffer.isBuffer(body) || !validSignature(this.config.webhookSecret, body, headers['btcpay-sig'])) {
+      return { kind: 'refused', why: 'missing or invalid BTCPay-Sig signature' };
+    }
+    const asked = invoiceAskedAbout(body, this.config.storeId);
+    if ('kind' in asked) return asked;
+    const about = { invoiceId: asked.invoiceId };
+    try {
+      await this.look(asked.invoiceId, false, log);
+    } catch (error) {
+      if (error instanceof DomainError) return { kind: 'ignored', why: `the ledger refused it: ${error.message}`, warn: true, about };
+      if (!(error instanceof BtcpayError)) throw error;
+      return { kind: 'retry', why: error.message, about };
+    }
+    return { kind: 'done', what: 'looked at', about };
+  }
+
+  /**
+   * The scheduled job: open invoices (a settlement whose webhook never came), and invoices credited
+   * lately (a store may mark one invalid after it settled, and that webhook may be lost too).
+   */
+  async reconcile({ now, dryRun, log }: ReconcileOptions): Promise<void> {
+    const { rows } = await this.deps.pool.query<{ id: string }>(
       `SELECT id FROM provider_checkouts
        WHERE provider = 'btcpay' AND created <= $1
          AND (status = 'open' OR (status = 'credited' AND status_changed > $1::timestamptz - $3::interval))
@@ -621,9 +467,9 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
     );
     let failed = 0;
     let unreachableInARow = 0;
-    for (const { id } of rows as { id: string }[]) {
+    for (const { id } of rows) {
       try {
-        await look(id, dryRun, log);
+        await this.look(id, dryRun, log);
         unreachableInARow = 0;
       } catch (error) {
         failed++;
@@ -642,72 +488,132 @@ export function btcpayProvider(config: BtcpayConfig, deps: ProviderDeps, options
     if (failed > 0) throw new Error(`${failed} of ${rows.length} invoices could not be looked at (see above)`);
   }
 
-  return { id: 'btcpay', label: 'Bitcoin and more (BTCPay)', path: btcpayPath, webhookPath, routes, reconcile };
-}
-
-function wouldDo(step: Step, checkout: Checkout | null): string {
-  const action = step.action;
-  const doing = !action
-    ? 'do nothing to the ledger'
-    : action.kind === 'credit'
-      ? `credit ${dollars(action.amountCents)} to ${action.email}`
-      : action.kind === 'hold'
-        ? 'hold it for an operator'
-        : `${action.kind} payment ${action.paymentId}`;
-  return step.status && step.status !== checkout?.status ? `${doing} and mark the checkout ${step.status}` : doing;
-}
-
-type ReturnState = 'unpaid' | 'confirming' | 'settling' | 'credited' | 'held' | 'expired' | 'invalid';
-
-/** What the return page tells the customer: the checkout's own status, else BTCPay's view of the invoice. */
-function returnState(status: CheckoutStatus, invoice: GreenfieldInvoice | null): { state: ReturnState; checked: boolean } {
-  const checked = invoice !== null;
-  if (status !== 'open') return { state: status, checked };
-  switch (invoice?.status) {
-    case 'Processing':
-      return { state: 'confirming', checked };
-    case 'Settled':
-      return { state: 'settling', checked };
-    case 'Expired':
-      return { state: 'expired', checked };
-    case 'Invalid':
-      return { state: 'invalid', checked };
-    default:
-      return { state: 'unpaid', checked };
-  }
-}
-
-/** Looks at one key at a time, in arrival order; other keys go on meanwhile. */
-class Turns {
-  private readonly tails = new Map<string, Promise<unknown>>();
-
-  take<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const result = (this.tails.get(key) ?? Promise.resolve()).then(work);
-    const tail = result.catch(() => {});
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return result;
-  }
-}
-
-/** At most `limit` at once; the others wait, in arrival order. */
-class Gate {
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly limit: number) {}
-
-  async through<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running < this.limit) this.running++;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve)); // the slot is handed over, not freed
-    try {
-      return await work();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.running--;
+  private async requireFewOpenInvoices(email: string): Promise<void> {
+    const open = await openCheckoutsToday(this.deps.pool, 'btcpay', email, this.deps.now());
+    if (open >= maxOpenCheckoutsPerDay) {
+      throw refused(
+        `you have ${open} unpaid BTCPay invoices from the last day: pay one of them, or wait for them to expire, before opening another`,
+      );
     }
+  }
+
+  /**
+   * Fetches the invoice and acts on its current status. One look at an invoice at a time, across
+   * processes (the hub's webhooks, a reconciliation run from the CLI): each fetches after the one
+   * before has acted, and acts on what BTCPay Server says now and what that one left.
+   */
+  private look(invoiceId: string, dryRun: boolean, log: Log): Promise<void> {
+    return this.exclusively(invoiceId, async () => {
+      const observedAt = this.deps.now();
+      const invoice = await this.client.getInvoice(invoiceId);
+      if (!invoice) {
+        log(`invoice ${invoiceId} is not in store ${this.config.storeId} on BTCPay Server: nothing done`);
+        return;
+      }
+      const checkout = await this.readCheckout(invoiceId);
+      const step = stepFor(invoice, checkout, await this.readPayment(invoiceId));
+      const what = `invoice ${invoiceId}${checkout ? ` (${checkout.email}, ${dollars(checkout.amountCents)})` : ''} is ${step.why}`;
+      if (dryRun) {
+        log(`${what}: would ${wouldDo(step, checkout)}`);
+        return;
+      }
+      const done = await this.act(invoiceId, checkout, step, observedAt, log);
+      if (!checkout || step.action || (step.status && step.status !== checkout.status)) log(`${what}: ${done}`);
+    });
+  }
+
+  /** Does what the step says: the ledger first, then the checkout; what was done, for the log. */
+  private async act(invoiceId: string, checkout: Checkout | null, step: Step, observedAt: Date, log: Log): Promise<string> {
+    const action = step.action;
+    let paymentId = checkout?.paymentId ?? null;
+    let moved = false;
+    let done = 'nothing to do';
+    switch (action?.kind) {
+      case undefined:
+        break;
+      case 'credit': {
+        const recorded = await this.deps.ledger.recordPayment({
+          email: action.email,
+          amountCents: action.amountCents,
+          reference: invoiceId,
+          receivedAt: observedAt,
+          provider: 'btcpay',
+          cause,
+        });
+        paymentId = recorded.paymentId;
+        moved = !recorded.duplicate;
+        done = `credited ${dollars(action.amountCents)} as payment ${paymentId}`;
+        break;
+      }
+      case 'hold': {
+        const held = await holdPayment({ ...this.deps, log }, action.hold);
+        done = held.new ? 'held for an operator, who was emailed' : 'held for an operator already';
+        break;
+      }
+      case 'invalidate':
+      case 'reinstate': {
+        const { changed } =
+          action.kind === 'invalidate'
+            ? await this.deps.ledger.invalidatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt })
+            : await this.deps.ledger.reinstatePayment(action.paymentId, { ...cause, reason: action.reason }, { effectiveAt: observedAt });
+        paymentId = action.paymentId;
+        moved = changed;
+        done = `payment ${action.paymentId} ${action.kind === 'invalidate' ? 'invalidated' : 'reinstated'}${changed ? '' : ' already'}`;
+        break;
+      }
+    }
+    // The ledger first: if this fails the checkout stays as it was, and the next look does it again.
+    if (checkout && step.status) await this.moveCheckout(invoiceId, step.status, paymentId, observedAt);
+    if (moved) this.deps.afterPayments();
+    return step.status && step.status !== checkout?.status ? `${done}; checkout ${step.status}` : done;
+  }
+
+  /**
+   * In this process, one look per invoice at a time (in arrival order) and a few invoices at once;
+   * across processes, an advisory lock per invoice. The lock's connection is held while the look uses
+   * others, so the few-at-once keeps the pool from running dry.
+   */
+  private exclusively(invoiceId: string, work: () => Promise<void>): Promise<void> {
+    return this.turns.take(invoiceId, () => this.fewAtOnce(() => this.underInvoiceLock(invoiceId, work)));
+  }
+
+  /** Across processes: the invoice's advisory lock, on a connection of its own, held while the work runs. */
+  private async underInvoiceLock(invoiceId: string, work: () => Promise<void>): Promise<void> {
+    await withAdvisoryLock(this.deps.pool, advisoryLocks.btcpayInvoice(invoiceId), work);
+  }
+
+  private async readCheckout(invoiceId: string): Promise<Checkout | null> {
+    const { rows } = await this.deps.pool.query(
+      `SELECT id, email, amount_cents, status, payment_id FROM provider_checkouts WHERE provider = 'btcpay' AND id = $1`,
+      [invoiceId],
+    );
+    const row = rows[0];
+    return row
+      ? {
+          id: row.id,
+          email: row.email,
+          amountCents: Number(row.amount_cents),
+          status: row.status,
+          paymentId: row.payment_id === null ? null : Number(row.payment_id),
+        }
+      : null;
+  }
+
+  private async readPayment(invoiceId: string): Promise<KnownPayment | null> {
+    const { rows } = await this.deps.pool.query('SELECT id, email, provider, invalidated FROM payments WHERE reference = $1', [invoiceId]);
+    const row = rows[0];
+    return row ? { id: Number(row.id), email: row.email, provider: row.provider, invalidated: row.invalidated } : null;
+  }
+
+  /** A held checkout stays held: an operator decides. */
+  private async moveCheckout(invoiceId: string, status: CheckoutStatus, paymentId: number | null, observedAt: Date): Promise<void> {
+    await this.deps.pool.query(
+      `UPDATE provider_checkouts
+          SET status_changed = CASE WHEN status <> $2 THEN $4 ELSE status_changed END,
+              status = $2, payment_id = COALESCE($3, payment_id)
+        WHERE provider = 'btcpay' AND id = $1 AND status <> 'held'
+          AND (status <> $2 OR (payment_id IS NULL AND $3::bigint IS NOT NULL))`,
+      [invoiceId, status, paymentId, observedAt.toISOString()],
+    );
   }
 }

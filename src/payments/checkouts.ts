@@ -29,3 +29,34 @@ export async function recordCheckout(
     [checkout.provider, checkout.id, checkout.email, checkout.amountCents, checkout.now.toISOString()],
   );
 }
+
+/** Where a checkout stands: open until paid (credited, or held for an operator), expired unpaid, or never to be paid. */
+export type CheckoutStatus = 'open' | 'credited' | 'held' | 'expired' | 'invalid';
+
+/** A customer's checkout as their pages show it. */
+export type CheckoutRow = { id: string; email: string; amount_cents: string; created: Date; status: CheckoutStatus };
+
+/** The customer's newest checkouts at this provider, newest first. */
+export async function recentCheckouts(pool: pg.Pool, provider: ProviderId, email: string, limit: number): Promise<CheckoutRow[]> {
+  const { rows } = await pool.query<CheckoutRow>(
+    `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = $1 AND email = $2
+     ORDER BY created DESC, id LIMIT $3`,
+    [provider, email, limit],
+  );
+  return rows;
+}
+
+/** The customer's checkout with this id, or (no id) their newest; another customer's is none. */
+export async function customersCheckout(
+  pool: pg.Pool,
+  provider: ProviderId,
+  email: string,
+  id: string | null,
+): Promise<CheckoutRow | null> {
+  const { rows } = await pool.query<CheckoutRow>(
+    `SELECT id, email, amount_cents, created, status FROM provider_checkouts
+      WHERE provider = $1 AND email = $2 AND ($3::text IS NULL OR id = $3) ORDER BY created DESC, id LIMIT 1`,
+    [provider, email, id],
+  );
+  return rows[0] ?? null;
+}

@@ -1,8 +1,11 @@
 // The payment providers this hub offers: each is on when its settings are (see docs/payments.md).
 import type { Config } from '../config.ts';
-import { btcpayProvider } from './btcpay.ts';
-import type { PaymentProvider, ProviderDeps } from './provider.ts';
-import { stripeProvider } from './stripe.ts';
+import { BtcpayProvider } from './btcpay.ts';
+import type { ProviderDeps } from './provider.ts';
+import { StripeProvider } from './stripe.ts';
+
+/** A configured provider: each kind's pages are mounted by the hub's route adapter for it (`id` tells them apart). */
+export type ConfiguredProvider = StripeProvider | BtcpayProvider;
 
 /** The settings every provider takes from the configuration. */
 type ProviderSettings = 'baseUrl' | 'adminEmails' | 'topUpMinCents' | 'topUpMaxCents';
@@ -11,11 +14,11 @@ type ProviderSettings = 'baseUrl' | 'adminEmails' | 'topUpMinCents' | 'topUpMaxC
 export function paymentProviders(
   config: Pick<Config, 'stripe' | 'btcpay' | ProviderSettings>,
   services: Omit<ProviderDeps, ProviderSettings>,
-): PaymentProvider[] {
+): ConfiguredProvider[] {
   const { baseUrl, adminEmails, topUpMinCents, topUpMaxCents } = config;
   const deps: ProviderDeps = { ...services, baseUrl, adminEmails, topUpMinCents, topUpMaxCents };
-  const providers: PaymentProvider[] = [];
-  if (config.stripe) providers.push(stripeProvider(config.stripe, deps));
-  if (config.btcpay) providers.push(btcpayProvider(config.btcpay, deps));
+  const providers: ConfiguredProvider[] = [];
+  if (config.stripe) providers.push(new StripeProvider(config.stripe, deps));
+  if (config.btcpay) providers.push(new BtcpayProvider(config.btcpay, deps));
   return providers;
 }

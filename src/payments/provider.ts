@@ -1,8 +1,8 @@
-// What every payment provider (Stripe, BTCPay Server) gives the rest of capsul: its routes (the
-// add-funds form, the return pages, the webhook) and a reconciliation that catches what a missed
-// webhook would have said. Money only moves through the ledger's commands, keyed by the provider's
-// own ids, so a webhook delivered twice, late or out of order changes nothing more.
-import type { FastifyInstance, FastifyReply, preHandlerAsyncHookHandler } from 'fastify';
+// What every payment provider (Stripe, BTCPay Server) gives the rest of capsul: where the hub mounts its
+// pages and webhook (the route adapters in src/hub/payments/), and a reconciliation that catches what a
+// missed webhook would have said. Money only moves through the ledger's commands, keyed by the
+// provider's own ids, so a webhook delivered twice, late or out of order changes nothing more. Nothing
+// here knows HTTP: a provider decides and talks to its provider's API; the hub turns that into pages.
 import { invalid } from '../domain/shared/errors.ts';
 import { parseDollars, type Cents } from '../domain/shared/money.ts';
 import { dollars } from '../core/format.ts';
@@ -27,10 +27,10 @@ export type ProviderDeps = {
   afterPayments: () => void;
 };
 
-export type ReconcileOptions = { now: Date; dryRun: boolean; log: (line: string) => void };
+/** The smallest and largest top-up a provider's form takes. */
+export type TopUpLimits = Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>;
 
-/** What the hub mounting a provider's pages gives them: the check that a customer is logged in. */
-export type RouteGuards = { requireCustomer: preHandlerAsyncHookHandler };
+export type ReconcileOptions = { now: Date; dryRun: boolean; log: (line: string) => void };
 
 export interface PaymentProvider {
   readonly id: ProviderId;
@@ -40,17 +40,26 @@ export interface PaymentProvider {
   readonly path: string;
   /** where the provider posts its webhooks: exempt from the CSRF check, verified by signature instead */
   readonly webhookPath: string;
+  /** the amounts its form takes */
+  readonly limits: TopUpLimits;
+  /** where the customer pays (the provider's hosted checkout): the form page's CSP lets its form lead there */
+  readonly checkoutOrigin: string;
   /**
-   * Registers the provider's pages and webhook on the hub (webhooks are exempt from CSRF: signatures
-   * instead); the hub hands down how its pages know a customer.
+   * Opens a checkout at the provider for the amount and records it; the address to send the customer
+   * to. Too many unfinished checkouts is a DomainError; the provider failing is CheckoutNotOpened.
    */
-  routes(app: FastifyInstance, guards: RouteGuards): Promise<void>;
+  openCheckout(email: string, amountCents: Cents): Promise<string>;
+  /** One webhook delivery, from its signature to what it changed (`log` hears each step). */
+  receiveWebhook(
+    delivery: { body: unknown; headers: Record<string, string | string[] | undefined> },
+    log: (line: string) => void,
+  ): Promise<WebhookOutcome>;
   /** the scheduled job: settles checkouts whose webhook never came, expires abandoned ones; changes nothing when dryRun */
   reconcile(options: ReconcileOptions): Promise<void>;
 }
 
 /** The top-up typed into a provider's form, in US dollars (a leading $ allowed), within the configured limits. */
-export function topUpCents(typed: unknown, limits: Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>): Cents {
+export function topUpCents(typed: unknown, limits: TopUpLimits): Cents {
   if (typed !== undefined && typeof typed !== 'string')
     throw invalid("the form's amount field is not what this page sends: reload the page and try again");
   if (!typed?.trim()) throw invalid('enter an amount in US dollars, like 20 or 20.50');
@@ -68,12 +77,23 @@ export function isSafeLink(link: string): boolean {
   return /^https?:\/\/[\x21-\x7e]+$/.test(link) && link.length <= 2000 && URL.canParse(link);
 }
 
-/**
- * Lets a form page's form lead to a provider's hosted checkout: the POST answers with a redirect
- * there, and browsers hold redirects to the page's CSP form-action too.
- */
-export function allowFormActionTo(reply: FastifyReply, origin: string): void {
-  const policy = reply.getHeader('content-security-policy');
-  if (typeof policy === 'string')
-    reply.header('content-security-policy', policy.replace(/form-action ([^;]*)/, `form-action $1 ${origin}`));
+/** The provider did not open a checkout (unreachable, refused, or answered what capsul cannot use): nothing was charged. */
+export class CheckoutNotOpened extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CheckoutNotOpened';
+  }
 }
+
+/**
+ * What became of one signed webhook delivery, for the route adapter to answer: `refused` (not the
+ * provider's, or no delivery of it looks like this: 400), `ignored` (acknowledged, nothing done;
+ * `warn` when it is worth an operator's look), `retry` (the provider's API did not answer: deliver
+ * again), or `done`. `about` names the delivery in the log (the provider's event id, the invoice).
+ */
+export type WebhookOutcome = (
+  | { kind: 'refused'; why: string }
+  | { kind: 'ignored'; why: string; warn: boolean }
+  | { kind: 'retry'; why: string }
+  | { kind: 'done'; what: string }
+) & { about?: Record<string, string | null> };

@@ -1,45 +1,38 @@
-// Stripe top-ups: the amount form, one Checkout Session per top-up (provider_checkouts), the page Stripe
-// returns to, the signed webhook and the reconciliation. Money is credited only from what Stripe signs
-// or answers, keyed by the payment intent id, so a webhook delivered twice, late, concurrently or out of
-// order changes nothing more; disputes and refunds carry Stripe's own time, so stale ones change nothing.
+// Stripe top-ups: one Checkout Session per top-up (provider_checkouts), the signed webhook's events and
+// the reconciliation; the pages and the webhook's endpoint are the hub's (src/hub/payments/stripe.ts).
+// Money is credited only from what Stripe signs or answers, keyed by the payment intent id, so a webhook
+// delivered twice, late, concurrently or out of order changes nothing more; disputes and refunds carry
+// Stripe's own time, so stale ones change nothing.
 // A signed event is read field by field before anything is done with it: one capsul cannot use (a
 // shape it does not expect, an id that is no Stripe id, an amount that is no whole number of cents) is
 // acknowledged with 200 and a warning in the log, and changes nothing, so Stripe does not retry it for days.
-import type { FastifyInstance, FastifyReply } from 'fastify';
 import Stripe from 'stripe';
 import type { StripeConfig } from '../config.ts';
 import { canonicalEmailOrNull } from '../domain/shared/email.ts';
 import { DomainError, refused } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
 import type { Cause } from '../domain/events.ts';
-import { dollars, utcMinute } from '../core/format.ts';
-import { maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
+import { dollars } from '../core/format.ts';
+import { type CheckoutRow, maxOpenCheckoutsPerDay, openCheckoutsToday, recordCheckout } from './checkouts.ts';
 import { holdPayment } from './holds.ts';
 import {
-  allowFormActionTo,
+  CheckoutNotOpened,
   isSafeLink,
-  topUpCents,
   type PaymentProvider,
   type ProviderDeps,
   type ReconcileOptions,
-  type RouteGuards,
+  type TopUpLimits,
+  type WebhookOutcome,
 } from './provider.ts';
-import { httpStatusOf } from '../core/http-status.ts';
 
-/** Where Stripe's hosted checkout lives: the form page's CSP must let its form lead there (Chrome enforces form-action on redirects). */
-const checkoutOrigin = 'https://checkout.stripe.com';
 const cause: Cause = { by: { kind: 'job', id: 'stripe' } };
 /** Open checkouts younger than this are left to their webhook; older ones are asked about. */
 export const reconcileAfterMs = 3600_000;
 /** Checkouts asked about per reconciliation run; the rest wait for the next run. */
 const reconcileBatch = 200;
 /** Stripe's events are a few KB; a webhook body past this is not one. */
-const webhookBodyLimit = 512 * 1024;
-/** The return page reloads itself while the payment is unconfirmed, for at most this long after the checkout opened. */
-const refreshSeconds = 5;
-const refreshForMs = 3600_000;
-const recentCheckoutsListed = 10;
-const sessionIdPattern = /^cs_[A-Za-z0-9_]{1,250}$/;
+export const webhookBodyLimit = 512 * 1024;
+export const sessionIdPattern = /^cs_[A-Za-z0-9_]{1,250}$/;
 const paymentIntentPattern = /^pi_[A-Za-z0-9_]{1,250}$/;
 /** Any other Stripe object's id (a charge `ch_…`, a dispute `du_…`): a prefix, an underscore, letters and digits. */
 const stripeIdPattern = /^[a-z]{1,10}_[A-Za-z0-9_]{1,250}$/;
@@ -48,13 +41,11 @@ const maxStripeSeconds = 1e11;
 /** A completed checkout whose delayed payment (a bank debit) ended so will never be paid. */
 const failedIntentStatuses: string[] = ['requires_payment_method', 'canceled'];
 
-type CheckoutStatus = 'open' | 'credited' | 'held' | 'expired' | 'invalid';
-type CheckoutRow = { id: string; email: string; amount_cents: string; created: Date; status: CheckoutStatus };
 type Log = (line: string) => void;
 type Settled = 'credited' | 'duplicate' | 'held' | 'unpaid' | 'ignored';
 
 /** What capsul reads of a checkout session (from a webhook or from Stripe's API), each field checked. */
-type CheckoutFacts = {
+export type CheckoutFacts = {
   id: string;
   mode: string;
   paymentStatus: string;
@@ -73,21 +64,7 @@ type CheckoutFacts = {
  * Something Stripe sent that capsul cannot use: a signed event (acknowledged, since Stripe would only
  * deliver it again, and logged; nothing changed) or an API answer (the customer is told Stripe failed).
  */
-class Unusable extends Error {}
-
-const webhookPath = '/payment/stripe/webhook';
-
-export function stripeProvider(config: StripeConfig, deps: ProviderDeps): PaymentProvider {
-  const billing = new StripeBilling(config, deps);
-  return {
-    id: 'stripe',
-    label: 'Card (Stripe)',
-    path: '/payment/stripe',
-    webhookPath,
-    routes: (app, guards) => stripeRoutes(app, guards, billing, deps),
-    reconcile: (options) => billing.reconcile(options),
-  };
-}
+export class Unusable extends Error {}
 
 /** The SDK's options: another API origin for tests and stripe-mock, bounded waits and retries. */
 function clientOptions(config: StripeConfig): ConstructorParameters<typeof Stripe>[1] {
@@ -98,21 +75,56 @@ function clientOptions(config: StripeConfig): ConstructorParameters<typeof Strip
   return { ...options, host: url.hostname, port: url.port || (protocol === 'http' ? 80 : 443), protocol };
 }
 
-class StripeBilling {
-  readonly stripe: Stripe;
+export class StripeProvider implements PaymentProvider {
+  readonly id = 'stripe';
+  readonly label = 'Card (Stripe)';
+  readonly path = '/payment/stripe';
+  readonly webhookPath = '/payment/stripe/webhook';
+  /** Stripe's hosted checkout (Chrome holds a redirect from a form to the page's CSP form-action too) */
+  readonly checkoutOrigin = 'https://checkout.stripe.com';
+  readonly limits: TopUpLimits;
+  private readonly stripe: Stripe;
 
   constructor(
     private readonly config: StripeConfig,
     private readonly deps: ProviderDeps,
   ) {
+    this.limits = { topUpMinCents: deps.topUpMinCents, topUpMaxCents: deps.topUpMaxCents };
     this.stripe = new Stripe(config.secretKey, clientOptions(config));
+  }
+
+  /**
+   * One webhook delivery, from its signature to what it changed. An event capsul cannot use, or one the
+   * ledger refuses, is ignored (with a warning: Stripe would only deliver it again); one Stripe's API
+   * must be asked about and did not answer is to be delivered again; a database error surfaces (500,
+   * so Stripe delivers it again too).
+   */
+  async receiveWebhook(
+    delivery: { body: unknown; headers: Record<string, string | string[] | undefined> },
+    log: Log,
+  ): Promise<WebhookOutcome> {
+    const verified = this.verify(delivery.body, delivery.headers['stripe-signature']);
+    if ('refused' in verified) return { kind: 'refused', why: verified.refused };
+    const { event } = verified;
+    const about = {
+      stripeEvent: typeof event.id === 'string' ? event.id.slice(0, 100) : null,
+      type: typeof event.type === 'string' ? event.type.slice(0, 100) : null,
+    };
+    try {
+      const handled = await this.handle(event, log);
+      if ('unusable' in handled) return { kind: 'ignored', why: handled.unusable, warn: true, about };
+      return { kind: 'done', what: handled.outcome, about };
+    } catch (error) {
+      if (!(error instanceof Stripe.errors.StripeError)) throw error;
+      return { kind: 'retry', why: error.message, about };
+    }
   }
 
   /**
    * The event in a webhook body once its signature (and its age) verifies, or why the delivery is refused:
    * not signed by Stripe, or signed but not a JSON object (what no Stripe delivery is).
    */
-  verify(body: unknown, signature: string | string[] | undefined): { event: Record<string, unknown> } | { refused: string } {
+  private verify(body: unknown, signature: string | string[] | undefined): { event: Record<string, unknown> } | { refused: string } {
     const forged = { refused: 'the Stripe-Signature header does not verify for this body' };
     const signatures = this.stripe.webhooks.signature;
     if (!Buffer.isBuffer(body) || typeof signature !== 'string' || !signatures) return forged;
@@ -136,7 +148,7 @@ class StripeBilling {
    * refuses, changes nothing and comes back as `unusable` (why), for the caller to acknowledge and warn
    * about. Errors of the database or of Stripe's API surface, so that Stripe delivers the event again.
    */
-  async handle(event: Record<string, unknown>, log: Log): Promise<{ outcome: string } | { unusable: string }> {
+  private async handle(event: Record<string, unknown>, log: Log): Promise<{ outcome: string } | { unusable: string }> {
     try {
       return { outcome: await this.act(event, log) };
     } catch (error) {
@@ -200,7 +212,7 @@ class StripeBilling {
    * A paid checkout becomes a payment keyed by its payment intent, for the account that opened it, if
    * Stripe's amount is the one capsul asked for. Anything else is held for an operator, never credited.
    */
-  async settle(session: CheckoutFacts, paidAt: Date, now: Date, log: Log): Promise<Settled> {
+  private async settle(session: CheckoutFacts, paidAt: Date, now: Date, log: Log): Promise<Settled> {
     if (session.mode !== 'payment') return 'ignored';
     if (session.paymentStatus !== 'paid') return 'unpaid'; // a delayed method: async_payment_succeeded follows
     const reference = session.paymentIntent;
@@ -298,13 +310,27 @@ class StripeBilling {
     return (rowCount ?? 0) > 0;
   }
 
-  /** Opens a Checkout Session for the amount and records it; the address to send the customer to. */
+  /**
+   * Opens a Checkout Session for the amount and records it; the address to send the customer to. Too
+   * many unfinished ones is a refusal; Stripe failing is CheckoutNotOpened.
+   */
   async openCheckout(email: string, amountCents: Cents): Promise<string> {
     const now = this.deps.now();
     const open = await openCheckoutsToday(this.deps.pool, 'stripe', email, now);
     if (open >= maxOpenCheckoutsPerDay) {
       throw refused(`you have ${open} unfinished card payments from the last day: finish one of them, or try again tomorrow`);
     }
+    let url: string;
+    try {
+      url = await this.createSession(email, amountCents, now);
+    } catch (error) {
+      if (!(error instanceof Stripe.errors.StripeError) && !(error instanceof Unusable)) throw error;
+      throw new CheckoutNotOpened(`Stripe did not open a checkout session: ${error.message}`, { cause: error });
+    }
+    return url;
+  }
+
+  private async createSession(email: string, amountCents: Cents, now: Date): Promise<string> {
     const base = this.deps.baseUrl.replace(/\/+$/, '');
     const session = await this.stripe.checkout.sessions.create({
       mode: 'payment',
@@ -400,7 +426,7 @@ const handledTypes = new Set([
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** A checkout session as capsul uses it; anything of another shape is an Unusable. */
-function checkoutFacts(object: unknown): CheckoutFacts {
+export function checkoutFacts(object: unknown): CheckoutFacts {
   if (!isRecord(object)) throw new Unusable('the checkout session is not an object');
   const text = (name: string): string => {
     const value = object[name];
@@ -454,125 +480,4 @@ function stripeTime(value: unknown, name: string): Date {
 function wholeNumber(value: unknown, name: string): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new Unusable(`${name} is not a whole number`);
   return value;
-}
-
-// ---- Pages and the webhook --------------------------------------------------------------------
-
-type Body = Record<string, unknown> | undefined;
-type FormState = { amount: string; error: string | null; notice: string | null };
-
-const statusCopy: Record<CheckoutStatus, string> = {
-  open: 'not paid (yet)',
-  credited: 'added to your balance',
-  held: 'being checked by an operator',
-  expired: 'expired unpaid',
-  invalid: 'not completed',
-};
-
-async function stripeRoutes(
-  app: FastifyInstance,
-  { requireCustomer }: RouteGuards,
-  billing: StripeBilling,
-  deps: ProviderDeps,
-): Promise<void> {
-  const limits = { min: dollars(deps.topUpMinCents), max: dollars(deps.topUpMaxCents) };
-
-  const showForm = async (reply: FastifyReply, email: string, state: FormState) => {
-    const { rows } = await deps.pool.query<CheckoutRow>(
-      `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND email = $1
-       ORDER BY created DESC, id LIMIT $2`,
-      [email, recentCheckoutsListed],
-    );
-    const recent = rows.map((row) => ({
-      started: utcMinute(row.created),
-      amount: dollars(Number(row.amount_cents)),
-      status: statusCopy[row.status],
-    }));
-    allowFormActionTo(reply, checkoutOrigin);
-    return reply.view('stripe.eta', {
-      ...state,
-      recent,
-      min: limits.min,
-      max: limits.max,
-      minDollars: formatCents(deps.topUpMinCents),
-      maxDollars: formatCents(deps.topUpMaxCents),
-    });
-  };
-
-  app.get<{ Querystring: { cancelled?: unknown } }>('/payment/stripe', { preHandler: requireCustomer }, async (request, reply) => {
-    const notice = request.query.cancelled === '1' ? 'The card payment was cancelled: nothing was charged.' : null;
-    return showForm(reply, request.customer!.email, { amount: '', error: null, notice });
-  });
-
-  app.post<{ Body: Body }>('/payment/stripe', { preHandler: requireCustomer }, async (request, reply) => {
-    const email = request.customer!.email;
-    const typed = typeof request.body?.amount === 'string' ? request.body.amount.slice(0, 40) : '';
-    let url: string;
-    try {
-      const amountCents = topUpCents(request.body?.amount, deps);
-      url = await billing.openCheckout(email, amountCents);
-    } catch (error) {
-      if (error instanceof DomainError) {
-        return showForm(reply.code(httpStatusOf(error)), email, { amount: typed, error: error.message, notice: null });
-      }
-      if (!(error instanceof Stripe.errors.StripeError) && !(error instanceof Unusable)) throw error;
-      request.log.error({ err: error }, 'stripe: opening a checkout session failed');
-      const message = 'Stripe did not open the card payment: nothing was charged. Please try again in a moment.';
-      return showForm(reply.code(502), email, { amount: typed, error: message, notice: null });
-    }
-    return reply.redirect(url, 303);
-  });
-
-  app.get<{ Querystring: { session_id?: unknown } }>('/payment/stripe/success', { preHandler: requireCustomer }, async (request, reply) => {
-    const id = request.query.session_id;
-    const { rows } =
-      typeof id === 'string' && sessionIdPattern.test(id)
-        ? await deps.pool.query<CheckoutRow>(
-            `SELECT id, email, amount_cents, created, status FROM provider_checkouts WHERE provider = 'stripe' AND id = $1 AND email = $2`,
-            [id, request.customer!.email],
-          )
-        : { rows: [] };
-    const checkout = rows[0];
-    // Another customer's checkout reads as one that does not exist.
-    if (!checkout) return reply.code(404).view('stripe-success.eta', { checkout: null, refreshSeconds: 0 });
-    const waiting = checkout.status === 'open' && deps.now().getTime() - checkout.created.getTime() < refreshForMs;
-    return reply.view('stripe-success.eta', {
-      checkout: { amount: dollars(Number(checkout.amount_cents)), status: checkout.status, started: utcMinute(checkout.created) },
-      refreshSeconds: waiting ? refreshSeconds : 0,
-    });
-  });
-
-  // The webhook reads its body as the raw bytes Stripe signed, in a scope of its own.
-  await app.register(async (hook) => {
-    hook.removeAllContentTypeParsers();
-    hook.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: webhookBodyLimit }, (_request, body, done) => done(null, body));
-    hook.post(webhookPath, async (request, reply) => {
-      const verified = billing.verify(request.body, request.headers['stripe-signature']);
-      if ('refused' in verified) {
-        request.log.warn(`stripe webhook refused: ${verified.refused}`);
-        return reply.code(400).send({ error: verified.refused });
-      }
-      const { event } = verified;
-      const about = {
-        stripeEvent: typeof event.id === 'string' ? event.id.slice(0, 100) : null,
-        type: typeof event.type === 'string' ? event.type.slice(0, 100) : null,
-      };
-      let handled: Awaited<ReturnType<StripeBilling['handle']>>;
-      try {
-        handled = await billing.handle(event, (line) => request.log.info(`stripe webhook: ${line}`));
-      } catch (error) {
-        if (!(error instanceof Stripe.errors.StripeError)) throw error;
-        // Stripe delivers the event again later; by then its API may answer.
-        request.log.warn({ ...about, err: error.message }, "stripe webhook not handled: Stripe's API did not answer");
-        return reply.code(503).send({ error: "Stripe's API could not be asked about this event: deliver it again later" });
-      }
-      if ('unusable' in handled) {
-        // Acknowledged all the same: Stripe would only deliver it again, for days, and it would change nothing then either.
-        request.log.warn({ ...about, why: handled.unusable }, 'stripe webhook acknowledged, nothing done: capsul cannot use it');
-        return reply.code(200).send({ received: true, ignored: handled.unusable });
-      }
-      request.log.info({ ...about, outcome: handled.outcome }, 'stripe webhook');
-      return reply.code(200).send({ received: true });
-    });
-  });
 }

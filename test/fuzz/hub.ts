@@ -10,9 +10,9 @@ import { insertSession, sessionCookie } from '../../src/hub/web/session.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { placePending } from '../../src/ledger/reactor.ts';
 import { createMailer } from '../../src/mail/mailer.ts';
-import { btcpayProvider } from '../../src/payments/btcpay.ts';
+import { BtcpayProvider } from '../../src/payments/btcpay.ts';
 import type { ProviderDeps } from '../../src/payments/provider.ts';
-import { stripeProvider } from '../../src/payments/stripe.ts';
+import { StripeProvider } from '../../src/payments/stripe.ts';
 import { verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey } from '../support/db.ts';
 import {
@@ -95,8 +95,8 @@ export async function fuzzHub(): Promise<FuzzHub> {
     afterPayments: () => {},
   };
   const providers = [
-    stripeProvider(stripe.config, deps),
-    btcpayProvider({ url: btcpay.url, apiKey: btcpayApiKey, storeId, webhookSecret: btcpayWebhookSecret }, deps),
+    new StripeProvider(stripe.config, deps),
+    new BtcpayProvider({ url: btcpay.url, apiKey: btcpayApiKey, storeId, webhookSecret: btcpayWebhookSecret }, deps),
   ];
   web = await webHarness({ providers, adminEmails: [adminEmail], host: false });
   const close = async () => {

@@ -55,8 +55,15 @@ export function fakeProvider(id: ProviderId, behaviour: { gate?: Promise<void>; 
     label: id,
     path: `/payment/${id}`,
     webhookPath: `/payment/${id}/webhook`,
+    checkoutOrigin: 'https://checkout.invalid',
+    limits: { topUpMinCents: 500, topUpMaxCents: 100_000 },
     calls,
-    async routes() {},
+    async openCheckout() {
+      throw new Error('the jobs open no checkouts');
+    },
+    async receiveWebhook() {
+      throw new Error('the jobs receive no webhooks');
+    },
     async reconcile(options) {
       calls.push(options);
       options.log(`${options.dryRun ? 'would settle' : 'settled'} nothing`);

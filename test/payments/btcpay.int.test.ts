@@ -11,11 +11,11 @@ import fc from 'fast-check';
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify';
 import { accountStream } from '../../src/domain/account/events.ts';
 import { createMailer, latestOutboxMessage } from '../../src/mail/mailer.ts';
-import { btcpayProvider, validSignature } from '../../src/payments/btcpay.ts';
+import { BtcpayProvider, validSignature } from '../../src/payments/btcpay.ts';
 import { maxOpenCheckoutsPerDay as maxOpenInvoicesPerDay } from '../../src/payments/checkouts.ts';
-import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
+import type { ProviderDeps } from '../../src/payments/provider.ts';
 import { loadStream } from '../../src/db/event-store.ts';
-import { requireCustomer } from '../../src/hub/web/session.ts';
+import { btcpayRoutes } from '../../src/hub/payments/btcpay.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { signature, startFakeBtcpay, type FakeBtcpay, type FakeInvoiceStatus, type WebhookType } from './fake-btcpay.ts';
 
@@ -27,11 +27,11 @@ const start = new Date('2026-11-01T12:00:00Z');
 
 let fake: FakeBtcpay;
 let web: WebHarness;
-let provider: PaymentProvider;
+let provider: BtcpayProvider;
 let deps: ProviderDeps;
 let paymentNudges = 0;
 let otherHub: FastifyInstance;
-let reconciler: PaymentProvider;
+let reconciler: BtcpayProvider;
 /** What the hub logged at warn and above, one JSON line each. */
 const warnings: string[] = [];
 
@@ -58,7 +58,7 @@ before(async () => {
       paymentNudges++;
     },
   };
-  provider = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
+  provider = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
   web = await webHarness({
     start,
     providers: [provider],
@@ -74,9 +74,9 @@ before(async () => {
   // What other processes would do on the same database: another hub with a provider of its own, and
   // a reconciliation run from the CLI.
   otherHub = Fastify();
-  const otherProvider = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
-  await otherHub.register(async (scope) => otherProvider.routes(scope, { requireCustomer }));
-  reconciler = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
+  const otherProvider = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
+  await otherHub.register(btcpayRoutes, { provider: otherProvider, pool: deps.pool });
+  reconciler = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
 });
 after(async () => {
   await otherHub.close();
@@ -689,7 +689,7 @@ describe('BTCPay reconcile', () => {
     const email = newEmail('hang');
     const id = await openInvoice(await web.loggedIn(email), '20');
     fake.move(id, 'Settled');
-    const impatient = btcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps, { timeoutMs: 200 });
+    const impatient = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps, { timeoutMs: 200 });
     const before = await snapshot();
     const open = await count(`SELECT count(*)::int AS n FROM provider_checkouts WHERE provider = 'btcpay' AND status = 'open'`);
     fake.hangNext(open + 10);

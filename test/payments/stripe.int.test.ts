@@ -12,9 +12,9 @@ import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import Stripe from 'stripe';
 import { createMailer, latestOutboxMessage, type Mailer } from '../../src/mail/mailer.ts';
-import type { PaymentProvider, ProviderDeps } from '../../src/payments/provider.ts';
+import type { ProviderDeps } from '../../src/payments/provider.ts';
 import { maxOpenCheckoutsPerDay } from '../../src/payments/checkouts.ts';
-import { reconcileAfterMs, stripeProvider } from '../../src/payments/stripe.ts';
+import { reconcileAfterMs, StripeProvider } from '../../src/payments/stripe.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { signedDelivery, startFakeStripe, webhookSecret, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
@@ -26,7 +26,7 @@ const ops = 'ops@capsul.test';
 
 let web: WebHarness;
 let fake: FakeStripe;
-let provider: PaymentProvider;
+let provider: StripeProvider;
 let mailer: Mailer | undefined;
 let nudges = 0;
 /** What the hub logged at warn and above, one JSON line each. */
@@ -54,7 +54,7 @@ before(async () => {
       nudges++;
     },
   };
-  provider = stripeProvider(fake.config, deps);
+  provider = new StripeProvider(fake.config, deps);
   web = await webHarness({
     start,
     providers: [provider],

@@ -765,7 +765,8 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
       .map((l) => JSON.parse(l));
     const invalidated = lines.find((e) => e.type === 'PaymentInvalidated');
     assert.equal(invalidated.by, 'operator:carol');
-    assert.equal(invalidated.data.reason, 'chargeback 2020-05');
+    assert.equal(invalidated.reason, 'chargeback 2020-05', "the reason is the cause's");
+    assert.equal(invalidated.data.reason, undefined, 'not copied into the data');
     assert.equal(lines.find((e) => e.type === 'PaymentReinstated').by, 'operator:alice');
   });
 
@@ -957,7 +958,8 @@ describe('capsul history', () => {
   const email = 'history@example.org';
   let paymentId: number;
   let vmId: string;
-  const line = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) {2}(\S+) {2}(\S+) {2}(\{.*\}) {2}(\S+)$/;
+  // time, stream, type, data, who, and the cause's reason (JSON-quoted) when one was given
+  const line = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) {2}(\S+) {2}(\S+) {2}(\{.*\}) {2}(\S+)(?: {2}(".*"))?$/;
 
   before(async () => {
     paymentId = await pay(email, '15', '--by', 'dave');
@@ -987,10 +989,10 @@ describe('capsul history', () => {
       .split('\n')
       .map((l) => line.exec(l)!);
     assert.deepEqual(
-      events.map((m) => [m[3], JSON.parse(m[4]!).vmId, m[5]]),
+      events.map((m) => [m[3], JSON.parse(m[4]!).vmId, m[5], m[6] ?? null]),
       [
-        ['VmCreationRequested', vmId, 'operator:alice'],
-        ['VmDeletionRequested', vmId, 'operator:erin'],
+        ['VmCreationRequested', vmId, 'operator:alice', null],
+        ['VmDeletionRequested', vmId, 'operator:erin', '"deleted by an operator"'],
       ],
     );
   });

@@ -12,7 +12,7 @@ import { renderMail, type MailCapsul } from '../mail/render.ts';
 import { loadStream, unmailedBalanceWarnings } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
-import { accountAsOf, evaluateAccount } from './warnings.ts';
+import { accountAsOf, evaluateAccount } from '../domain/account/policy.ts';
 
 /** Warnings issued longer ago than this are not mailed any more: their figures are out of date. */
 export const warningEmailWindowMs = 2 * 86_400_000;

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
 import { MemoryTables } from '../../src/projections/memory.ts';
-import { readAllEvents } from '../../src/db/event-store.ts';
+import { readAllEvents, streamVersion } from '../../src/db/event-store.ts';
+import { appendEvents } from '../../src/ledger/append.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
 import { tableNames, projectionTables } from '../../src/projections/tables.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -32,7 +33,16 @@ before(async () => {
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 700, reference: 'ch_1', cause });
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 1200, reference: 'ch_1', cause });
   const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
-  await db.ledger.issueBalanceWarning(accountId, 'runs-out-within-week', 4500, cause);
+  // The policy would not warn this account (nothing runs yet): the event is appended as stored, for its replay.
+  const warning = {
+    type: 'BalanceWarningIssued' as const,
+    data: { accountId, level: 'runs-out-within-week' as const, balanceCents: 4500, at: tick().toISOString() },
+  };
+  const stream = accountStream(accountId);
+  assert.equal(
+    (await appendEvents(db.pool, stream, [warning], { by: cause.by, eventVersion: 1 }, await streamVersion(db.pool, stream))).ok,
+    true,
+  );
   const vms = [];
   for (const size of ['f1-xs', 'f1-s', 'f1-m']) {
     vms.push((await db.ledger.createVm({ email: 'alice@example.org', size, os: 'debian12', sshPublicKeys: [sshKey], cause })).vmId);

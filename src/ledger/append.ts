@@ -2,7 +2,7 @@
 // projections, the same code rebuild replays through) and written by the event store in the append's
 // own statement, so events and tables commit together in one round trip.
 import { canonicalJson } from '../audit/canonical.ts';
-import { appendToStream, type AppendResult, type Queryable } from '../db/event-store.ts';
+import { appendToStream, type AppendResult, type EventMetadata, type Queryable } from '../db/event-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { projectionOps } from '../projections/sql.ts';
 
@@ -13,7 +13,7 @@ export function appendEvents(
   db: Queryable,
   streamId: string,
   events: LedgerEvent[],
-  metadata: Record<string, unknown>,
+  metadata: EventMetadata,
   expectedVersion: bigint,
 ): Promise<AppendResult> {
   const data = events.map((event) => storableJson(event.data));
@@ -23,7 +23,7 @@ export function appendEvents(
     data,
     metadata: storableJson(metadata),
     expectedVersion,
-    projection: projectionOps(events),
+    projection: projectionOps(events, metadata),
   });
 }
 

@@ -2,10 +2,12 @@
 // from a row already projected (the account's email) is a `lookup`, resolved where the rows live —
 // in memory for rebuild and as-of, in SQL by capsul_apply_projection with each append.
 import { formatCents } from '../domain/shared/money.ts';
-import type { LedgerEvent } from '../domain/events.ts';
+import { describeActor, type LedgerEvent } from '../domain/events.ts';
+import type { EventMetadata } from '../db/event-store.ts';
 import { lookup, type RowOp } from './tables.ts';
 
-export function project(event: LedgerEvent): RowOp[] {
+/** `metadata`: the event's cause (who, why), which a few rows show (a held payment's reason, who closed it). */
+export function project(event: LedgerEvent, metadata: EventMetadata = {}): RowOp[] {
   switch (event.type) {
     case 'AccountOpened':
       return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
@@ -182,6 +184,41 @@ export function project(event: LedgerEvent): RowOp[] {
     }
     case 'HostRemoved':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: null, removed: event.data.at } }];
+    case 'PaymentHeld': {
+      const d = event.data;
+      return [
+        {
+          kind: 'insert',
+          table: 'payment_holds',
+          row: {
+            provider: d.provider,
+            reference: d.reference,
+            email: d.email,
+            amount_cents: d.amountCents,
+            expected_cents: d.expectedCents,
+            reason: metadata.reason ?? '',
+            held: d.at,
+            resolved: null,
+            resolved_by: null,
+            resolution: null,
+            id: d.holdId,
+          },
+        },
+      ];
+    }
+    case 'PaymentHoldResolved':
+      return [
+        {
+          kind: 'update',
+          table: 'payment_holds',
+          key: { id: event.data.holdId },
+          set: {
+            resolved: event.data.at,
+            resolved_by: metadata.by ? describeActor(metadata.by) : null,
+            resolution: metadata.reason ?? null,
+          },
+        },
+      ];
     default: {
       const unknown: never = event;
       throw new Error(`no projection for event ${(unknown as { type: string }).type}`);

@@ -43,7 +43,7 @@ async function fold(client: pg.PoolClient, options: { atMs?: number; onProgress?
       // An account is an identity, not a fact in time: it is there for any payment received before it opened.
       const timeless = stored.event.type === 'AccountOpened';
       if (options.atMs !== undefined && !timeless && Date.parse(effectiveAt(stored.event)) > options.atMs) continue;
-      memory.apply(stored.event);
+      memory.apply(stored.event, stored.metadata);
     }
     done += batch.length;
     options.onProgress?.(done, total);

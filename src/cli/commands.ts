@@ -132,7 +132,7 @@ export const commands: Record<string, CommandSpec> = {
       const reason = required(str(v.reason), '--reason');
       const actor = ctx.actor(str(v.by));
       const { pool } = await ctx.connect();
-      await resolveHold(pool, { provider, reference, reason, by: describeActor(actor), now: new Date() });
+      await resolveHold(pool, { provider, reference, cause: { by: actor, reason }, now: new Date() });
       ctx.note(`held ${provider} payment ${reference} closed without credit`);
     },
   },
@@ -244,9 +244,9 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'rebuild the projection tables from the events (--verify: compare only)',
     usage: `capsul rebuild-projections [--verify]
 
-  Makes the projection tables (accounts, payments, vms, hosts, operations, drift) equal to a replay of
-  every event, in one transaction, rewriting only the rows that differ; readers keep reading and
-  appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
+  Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds)
+  equal to a replay of every event, in one transaction, rewriting only the rows that differ; readers
+  keep reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
   exits 1 when they differ, naming how many rows differ per table. Both first check the events
   against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no
   longer match it. Rebuilding runs as DATABASE_URL's user (the owner); --verify as capsul_reader.`,

@@ -98,6 +98,8 @@ export function adviceFor(statement: string): string {
       return 'hosts is a projection of the event ledger: use capsul add-host, capsul rotate-host-token or capsul remove-host';
     case 'operations':
       return 'operations is a projection of the event ledger: operations follow from capsul commands and host reports';
+    case 'payment_holds':
+      return 'payment_holds is a projection of the event ledger: close a held payment with capsul resolve-hold, credit it with capsul record-payment';
     case 'schemaversion':
       return 'the schema version moves only with capsul migrate';
     default:

@@ -1,7 +1,8 @@
-// The balance warnings job: every account with running capsuls is evaluated (warnings.ts); a level
-// not yet issued in this episode is issued as an event (warning-emails.ts mails it); at deletion-now every running
-// capsul's deletion is requested with reason "nonpayment" (the reactor then sends delete operations
-// to the hosts). Decisions are appended against the account stream's version they were made on, so a
+// The balance warnings job: every account with running capsuls is folded and the account's policy
+// (src/domain/account/policy.ts) asked what it is due; a level not yet issued in this episode is issued
+// as an event (warning-emails.ts mails it); at deletion-now every running capsul's deletion is requested
+// with reason "nonpayment" (the reactor then sends delete operations to the hosts). The decider checks
+// both against the same policy at the command's instant. Decisions are appended against the account stream's version they were made on, so a
 // top-up landing meanwhile makes the job decide again instead of warning or deleting on a stale balance.
 import type pg from 'pg';
 import { accountDecider, type AccountCommand } from '../domain/account/decider.ts';
@@ -13,9 +14,7 @@ import type { Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand } from '../ledger/handle.ts';
 import { loadStream } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
-import { accountAsOf, evaluateAccount } from './warnings.ts';
-
-export const nonpayment = 'nonpayment';
+import { accountAsOf, evaluateAccount, nonpaymentReason as nonpayment } from '../domain/account/policy.ts';
 const cause: Cause = { by: { kind: 'job', id: 'balance-warnings' } };
 const accountsPerPage = 500;
 /** Decisions on one account retried after a concurrent change, before it waits for the next run. */
@@ -100,7 +99,9 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
   let warned = false;
   const deleted: VmState[] = [];
   for (let attempt = 1; ; attempt++) {
-    const { version, evaluation: e } = await evaluate(deps, candidate.accountId, deps.now().getTime());
+    // One instant per attempt: the commands are decided at the instant the policy was asked about.
+    const now = deps.now();
+    const { version, evaluation: e } = await evaluate(deps, candidate.accountId, now.getTime());
     try {
       let expectedVersion = version;
       const append = async (command: AccountCommand) => {
@@ -112,8 +113,8 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
         const level = e.toIssue;
         const command = {
           type: 'IssueBalanceWarning' as const,
-          data: { level, balanceCents: e.balanceCents },
-          metadata: { now: deps.now(), cause },
+          data: { level, overdraftCents: deps.overdraftCents },
+          metadata: { now, cause },
         };
         if (await append(command)) {
           warned = true;
@@ -124,8 +125,8 @@ async function checkAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Ca
         for (const vm of e.running) {
           const command = {
             type: 'RequestVmDeletion' as const,
-            data: { vmId: vm.vmId },
-            metadata: { now: deps.now(), cause: { ...cause, reason: nonpayment } },
+            data: { vmId: vm.vmId, overdraftCents: deps.overdraftCents },
+            metadata: { now, cause: { ...cause, reason: nonpayment } },
           };
           if (await append(command)) {
             deleted.push(vm);

@@ -13,7 +13,7 @@ import { advisoryLocks } from '../db/advisory-lock.ts';
 import { loadStream, unmailedBalanceWarnings } from '../db/event-store.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
-import { accountAsOf, evaluateAccount } from './warnings.ts';
+import { accountAsOf, evaluateAccount } from '../domain/account/policy.ts';
 
 /** Warnings issued longer ago than this are not mailed any more: their figures are out of date. */
 export const warningEmailWindowMs = 2 * 86_400_000;

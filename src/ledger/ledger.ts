@@ -4,7 +4,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { streamVersion } from '../db/event-store.ts';
 import { accountDecider, defaultProviderStart } from '../domain/account/decider.ts';
-import { accountStream, type Provider, type WarningLevel } from '../domain/account/events.ts';
+import { accountStream, type Provider } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
@@ -147,16 +147,6 @@ export class Ledger {
       metadata: { now: this.now(), cause },
     });
     return { changed: events.length > 0 };
-  }
-
-  /** Issues a balance warning unless that level was issued already since the last top-up. */
-  async issueBalanceWarning(accountId: string, level: WarningLevel, balanceCents: Cents, cause: Cause): Promise<{ issued: boolean }> {
-    const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
-      type: 'IssueBalanceWarning',
-      data: { level, balanceCents },
-      metadata: { now: this.now(), cause },
-    });
-    return { issued: events.length > 0 };
   }
 
   /** The payment recorded under a provider's reference, or null. */

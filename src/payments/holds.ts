@@ -1,15 +1,19 @@
 // Money a provider reported that capsul does not credit on its own (an amount that disagrees with the
-// checkout, a payment for a checkout capsul never opened): kept in payment_holds for an operator, who
-// is emailed once per hold. Reported again (a redelivered webhook), it changes nothing.
+// checkout, a payment for a checkout capsul never opened): held for an operator, who is emailed once per
+// hold. A hold and its closing are events on the hold's own stream (src/domain/hold); payment_holds is
+// their projection. Reported again (a redelivered webhook), a hold changes nothing.
 import type pg from 'pg';
-import { notFound, refused } from '../domain/shared/errors.ts';
+import { holdDecider } from '../domain/hold/decider.ts';
+import { holdIdOf, holdStream, type HoldProvider } from '../domain/hold/events.ts';
+import type { Cause } from '../domain/events.ts';
+import { notFound } from '../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../domain/shared/money.ts';
-import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
+import { escapeHidden, maxReasonLength } from '../domain/shared/text.ts';
+import { handleCommand } from '../ledger/handle.ts';
 import type { Mailer } from '../mail/mailer.ts';
-import type { ProviderId } from './provider.ts';
 
 export type Hold = {
-  provider: ProviderId;
+  provider: HoldProvider;
   /** the provider's id for the money (payment intent, invoice) */
   reference: string;
   email: string | null;
@@ -22,12 +26,19 @@ export async function holdPayment(
   deps: { pool: pg.Pool; mailer: Mailer; adminEmails: readonly string[]; now: () => Date; log?: (line: string) => void },
   hold: Hold,
 ): Promise<{ new: boolean }> {
-  const { rowCount } = await deps.pool.query(
-    `INSERT INTO payment_holds (provider, reference, email, amount_cents, expected_cents, reason, held)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (provider, reference) DO NOTHING`,
-    [hold.provider, hold.reference, hold.email, hold.amountCents, hold.expectedCents, hold.reason, deps.now().toISOString()],
-  );
-  if (rowCount === 0) return { new: false };
+  const { events } = await handleCommand(deps, holdStream(holdIdOf(hold.provider, hold.reference)), holdDecider, {
+    type: 'HoldPayment',
+    data: {
+      provider: hold.provider,
+      reference: hold.reference,
+      email: hold.email,
+      amountCents: hold.amountCents,
+      expectedCents: hold.expectedCents,
+    },
+    // The provider's own job holds it, as it records payments; the reason is the provider's words, kept to one line.
+    metadata: { now: deps.now(), cause: { by: { kind: 'job', id: hold.provider }, reason: asReason(hold.reason) } },
+  });
+  if (events.length === 0) return { new: false };
   const expected = hold.expectedCents === null ? '' : ` (the checkout asked for $${formatCents(hold.expectedCents)})`;
   const line = `${hold.provider} payment ${hold.reference} of $${formatCents(hold.amountCents)}${expected} for ${hold.email ?? 'an unknown account'} is held, not credited: ${hold.reason}`;
   deps.log?.(line);
@@ -42,26 +53,24 @@ export async function holdPayment(
 }
 
 /**
- * Closes a held payment that should not be credited (refunded at the provider, a duplicate), with
- * who and why. A hold already credited (a payment recorded under its reference) or closed is refused.
+ * Closes a held payment that should not be credited (refunded at the provider, a duplicate), with who
+ * and why (the cause must give a reason). A hold already credited (a payment recorded under its
+ * reference) or closed is refused.
  */
-export async function resolveHold(
-  pool: pg.Pool,
-  hold: { provider: string; reference: string; by: string; reason: string; now: Date },
-): Promise<void> {
-  const reason = lineOfText(hold.reason, 'a reason', maxReasonLength);
-  const { rows } = await pool.query(
-    `SELECT h.resolved IS NOT NULL AS resolved, p.id AS payment_id FROM payment_holds h
-     LEFT JOIN payments p ON p.reference = h.reference WHERE h.provider = $1 AND h.reference = $2`,
-    [hold.provider, hold.reference],
-  );
-  if (!rows[0]) throw notFound(`there is no held ${hold.provider} payment ${hold.reference}`);
-  if (rows[0].payment_id !== null)
-    throw refused(`held payment ${hold.reference} was recorded as payment ${rows[0].payment_id}: nothing to close`);
-  const { rowCount } = await pool.query(
-    `UPDATE payment_holds SET resolved = $3, resolved_by = $4, resolution = $5
-     WHERE provider = $1 AND reference = $2 AND resolved IS NULL`,
-    [hold.provider, hold.reference, hold.now.toISOString(), hold.by, reason],
-  );
-  if (rowCount === 0) throw refused(`held payment ${hold.reference} is closed already`);
+export async function resolveHold(pool: pg.Pool, hold: { provider: string; reference: string; cause: Cause; now: Date }): Promise<void> {
+  const { provider, reference } = hold;
+  if (provider !== 'stripe' && provider !== 'btcpay') throw notFound(`there is no held ${provider} payment ${reference}`);
+  const { rows } = await pool.query('SELECT id FROM payments WHERE reference = $1 ORDER BY id LIMIT 1', [reference]);
+  await handleCommand({ pool }, holdStream(holdIdOf(provider, reference)), holdDecider, {
+    type: 'ResolvePaymentHold',
+    data: { provider, reference, creditedAsPaymentId: rows[0] ? Number(rows[0].id) : null },
+    metadata: { now: hold.now, cause: hold.cause },
+  });
+}
+
+/** A provider's words as a reason the ledger keeps: hidden characters shown as escapes, at most the limit. */
+function asReason(text: string): string {
+  const visible = escapeHidden(text.trim());
+  const cut = visible.length > maxReasonLength ? `${visible.slice(0, maxReasonLength - 1)}…` : visible;
+  return cut.toWellFormed() || 'held';
 }

@@ -1,14 +1,14 @@
 // Projection rows folded in memory: the fast path of rebuild, verify and as-of.
-import type { Cause, LedgerEvent } from '../domain/events.ts';
+import type { LedgerEvent } from '../domain/events.ts';
+import type { EventMetadata } from '../db/event-store.ts';
 import { project } from './project.ts';
 import { assertCompleteRow, isLookup, keyOf, tableNames, type Row, type RowOp, type TableName } from './tables.ts';
 
 export class MemoryTables {
   readonly tables = new Map<TableName, Map<string, Row>>(tableNames.map((name) => [name, new Map()]));
 
-  /** `cause`: the event's metadata (see project). */
-  apply(event: LedgerEvent, cause: Pick<Cause, 'reason'>): void {
-    for (const op of project(event, cause)) this.applyOp(op);
+  apply(event: LedgerEvent, metadata: EventMetadata): void {
+    for (const op of project(event, metadata)) this.applyOp(op);
   }
 
   applyOp(op: RowOp): void {

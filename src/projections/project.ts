@@ -2,11 +2,15 @@
 // from a row already projected (the account's email) is a `lookup`, resolved where the rows live —
 // in memory for rebuild and as-of, in SQL by capsul_apply_projection with each append.
 import { formatCents } from '../domain/shared/money.ts';
-import type { Cause, LedgerEvent } from '../domain/events.ts';
+import { describeActor, type LedgerEvent } from '../domain/events.ts';
+import type { EventMetadata } from '../db/event-store.ts';
 import { lookup, type RowOp } from './tables.ts';
 
-/** `cause`: the event's metadata, where an operator's reason is kept (a correction's, a deletion's). */
-export function project(event: LedgerEvent, cause: Pick<Cause, 'reason'>): RowOp[] {
+/**
+ * `metadata`: the event's cause (who, why), which a few rows show (a correction's and a deletion's
+ * reason, a held payment's, who closed it).
+ */
+export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
   switch (event.type) {
     case 'AccountOpened':
       return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
@@ -40,7 +44,7 @@ export function project(event: LedgerEvent, cause: Pick<Cause, 'reason'>): RowOp
           kind: 'update',
           table: 'payments',
           key: { id: event.data.paymentId },
-          set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: cause.reason ?? null },
+          set: { invalidated: true, invalidated_at: event.data.at, invalidation_reason: metadata.reason ?? null },
         },
       ];
     case 'PaymentReinstated':
@@ -94,7 +98,7 @@ export function project(event: LedgerEvent, cause: Pick<Cause, 'reason'>): RowOp
       ];
     }
     case 'VmDeletionRequested':
-      return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: cause.reason ?? null })];
+      return [vmUpdate(event.data.vmId, { deleted: event.data.at, deletion_reason: metadata.reason ?? null })];
     case 'VmAccrualEnded':
       return [vmUpdate(event.data.vmId, { accrual_ended: event.data.at })];
     case 'VmPlaced': {
@@ -183,6 +187,41 @@ export function project(event: LedgerEvent, cause: Pick<Cause, 'reason'>): RowOp
     }
     case 'HostRemoved':
       return [{ kind: 'update', table: 'hosts', key: { id: event.data.hostId }, set: { token_hash: null, removed: event.data.at } }];
+    case 'PaymentHeld': {
+      const d = event.data;
+      return [
+        {
+          kind: 'insert',
+          table: 'payment_holds',
+          row: {
+            provider: d.provider,
+            reference: d.reference,
+            email: d.email,
+            amount_cents: d.amountCents,
+            expected_cents: d.expectedCents,
+            reason: metadata.reason ?? '',
+            held: d.at,
+            resolved: null,
+            resolved_by: null,
+            resolution: null,
+            id: d.holdId,
+          },
+        },
+      ];
+    }
+    case 'PaymentHoldResolved':
+      return [
+        {
+          kind: 'update',
+          table: 'payment_holds',
+          key: { id: event.data.holdId },
+          set: {
+            resolved: event.data.at,
+            resolved_by: metadata.by ? describeActor(metadata.by) : null,
+            resolution: metadata.reason ?? null,
+          },
+        },
+      ];
     default: {
       const unknown: never = event;
       throw new Error(`no projection for event ${(unknown as { type: string }).type}`);

@@ -48,6 +48,23 @@ export const projectionTables = {
   hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },
   operations: { key: ['id'], columns: ['id', 'vm_id', 'host', 'kind', 'created', 'completed', 'outcome'] },
   drift: { key: ['id'], columns: ['id', 'host', 'vm_id', 'kind', 'detected', 'resolved'] },
+  // Older than its id (a projection since schema 15): the id is its last column.
+  payment_holds: {
+    key: ['id'],
+    columns: [
+      'provider',
+      'reference',
+      'email',
+      'amount_cents',
+      'expected_cents',
+      'reason',
+      'held',
+      'resolved',
+      'resolved_by',
+      'resolution',
+      'id',
+    ],
+  },
 } as const;
 
 export type TableName = keyof typeof projectionTables;

@@ -12,6 +12,7 @@ import { commands } from '../../src/cli/commands.ts';
 import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
+import { holdPayment } from '../../src/payments/holds.ts';
 import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
@@ -348,7 +349,13 @@ describe('capsul sql', () => {
     it("refuses writes to the catalogue and to the app's own tables", async () => {
       await refusedByTheDatabase(`INSERT INTO vm_sizes VALUES ('f9-ro', 1, 1, 1, 1)`, /catalogue through a migration/);
       await refusedByTheDatabase(`DELETE FROM sessions`);
-      await refusedByTheDatabase(`UPDATE payment_holds SET resolved = now()`);
+    });
+
+    it('refuses changing a held payment, even with --write, and names capsul resolve-hold', async () => {
+      const advice = /read-only and nothing was changed .*payment_holds is a projection of the event ledger: .*capsul resolve-hold/;
+      await refusedByTheDatabase(`UPDATE payment_holds SET resolved = now()`, advice);
+      await refusedByTheDatabase(`DELETE FROM payment_holds`, advice);
+      assertRefused(await capsul(['sql', '--write', '-c', `UPDATE payment_holds SET resolved = now()`]), 1, /There is no --write/);
       await refusedByTheDatabase('WITH x AS (UPDATE vm_sizes SET vcpus = 99 RETURNING 1) SELECT * FROM x');
     });
 
@@ -667,8 +674,17 @@ describe('capsul record-payment', () => {
 
 describe('capsul resolve-hold', () => {
   it('closes a held payment without credit, once, with who and why; refuses what it cannot close in one line', async () => {
-    await db.pool.query(
-      `INSERT INTO payment_holds (provider, reference, email, amount_cents, reason, held) VALUES ('stripe', 'pi_cli_hold', 'h@example.org', 900, 'amount differs', now())`,
+    const noMail = { send: async () => {}, outboxDir: null };
+    await holdPayment(
+      { pool: db.pool, mailer: noMail, adminEmails: [], now: () => new Date() },
+      {
+        provider: 'stripe',
+        reference: 'pi_cli_hold',
+        email: 'h@example.org',
+        amountCents: 900,
+        expectedCents: null,
+        reason: 'amount differs',
+      },
     );
     assertRefused(
       await capsul(['resolve-hold', '--provider', 'paypal', '--reference', 'pi_cli_hold', '--reason', 'x']),
@@ -1094,15 +1110,16 @@ describe('capsul balance', () => {
 
 describe('capsul rebuild-projections', () => {
   it('rebuilds the projections from the events and says how many rows', async () => {
-    const counts = await query<{ a: string; p: string; v: string; h: string; o: string; d: string }>(
+    const counts = await query<{ a: string; p: string; v: string; h: string; o: string; d: string; ph: string }>(
       `SELECT (SELECT count(*) FROM accounts)::text AS a, (SELECT count(*) FROM payments)::text AS p, (SELECT count(*) FROM vms)::text AS v,
-              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d`,
+              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d,
+              (SELECT count(*) FROM payment_holds)::text AS ph`,
     );
-    const { a, p, v, h, o, d } = counts[0]!;
+    const { a, p, v, h, o, d, ph } = counts[0]!;
     assertPrints(
       await capsul(['rebuild-projections']),
       `rebuilt: accounts ${a} rows (0 rewritten), payments ${p} rows (0 rewritten), vms ${v} rows (0 rewritten), ` +
-        `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten)\n`,
+        `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten), payment_holds ${ph} rows (0 rewritten)\n`,
     );
   });
 
@@ -1128,7 +1145,7 @@ describe('capsul rebuild-projections', () => {
     assert.equal(differ.code, 1);
     assert.equal(
       differ.stdout,
-      'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0)\n',
+      'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0, payment_holds 0)\n',
     );
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
     const rebuilt = await capsul(['rebuild-projections']);

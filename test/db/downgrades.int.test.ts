@@ -19,7 +19,9 @@ import { accountStream } from '../../src/domain/account/events.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { prepareDatabase } from '../../src/ledger/open.ts';
-import { rebuildProjections } from '../../src/projections/rebuild.ts';
+import { holdIdOf } from '../../src/domain/hold/events.ts';
+import { holdPayment, resolveHold } from '../../src/payments/holds.ts';
+import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
 import { tableNames } from '../../src/projections/tables.ts';
 import { emptyDatabase, envFor, operator, sshKey, urlFor } from '../support/db.ts';
 import { assertRefused } from '../support/processes.ts';
@@ -236,6 +238,58 @@ describe('down steps that would drop facts no event holds', () => {
       assert.doesNotMatch(String(refusal), /sessions|login_tokens/, 'sessions and login links are not facts');
       await db.admin.query('DELETE FROM ssh_public_keys');
       assert.deepEqual(await migrate(db.admin, { target: 6 }), { from: 7, to: 6 });
+    });
+  });
+});
+
+describe('held payments become events (15)', () => {
+  const holdRows = async (admin: pg.Pool) =>
+    (
+      await admin.query(
+        `SELECT provider, reference, email, amount_cents::text, expected_cents::text, reason, held::text, resolved::text, resolved_by, resolution
+         FROM payment_holds ORDER BY provider, reference`,
+      )
+    ).rows.map((row) => ({ ...row }));
+  const countOf = async (admin: pg.Pool, type: string) =>
+    Number((await admin.query('SELECT count(*)::int AS n FROM emt_messages WHERE message_type = $1', [type])).rows[0].n);
+
+  it('15 → 14 keeps the rows in a plain table again; back at 15 the rows kept meanwhile are events, sealed, and a rebuild gives them row for row', async () => {
+    await withMigratedDatabase(async (db) => {
+      await recordSomeHistory(db);
+      const pool = db.appPool();
+      const holds = { pool, mailer: { send: async () => {}, outboxDir: null }, adminEmails: [], now: () => new Date() };
+      const held = { email: 'alice@example.org', amountCents: 1500, expectedCents: 2000, reason: 'the amount differs' };
+      assert.deepEqual(await holdPayment(holds, { ...held, provider: 'stripe', reference: 'pi_new' }), { new: true });
+      assert.deepEqual(await migrate(db.admin, { target: 14 }), { from: latest, to: 14 });
+      // At 14 the table is the app's own again: holds are written and closed in place.
+      await db.admin.query(`INSERT INTO payment_holds (provider, reference, email, amount_cents, expected_cents, reason, held, resolved, resolved_by, resolution)
+        VALUES ('btcpay', 'inv_old', NULL, 999, NULL, 'no checkout', '2026-01-02T03:04:05.123456Z', NULL, NULL, NULL),
+               ('stripe', 'pi_old', 'bob@example.org', 1500, 2000, 'amount differs', '2026-01-01T00:00:00.5Z', '2026-01-03T00:00:00Z', 'operator:alice', 'refunded in Stripe')`);
+      await db.admin.query(
+        `UPDATE payment_holds SET resolved = '2026-01-04T00:00:00Z', resolved_by = 'operator:carol', resolution = 'a duplicate' WHERE reference = 'pi_new'`,
+      );
+      const kept = await holdRows(db.admin);
+      assert.equal(kept.length, 3);
+
+      assert.deepEqual(await migrate(db.admin), { from: 14, to: latest });
+      assert.deepEqual(await holdRows(db.admin), kept, 'the rows are as they were');
+      assert.equal(await countOf(db.admin, 'PaymentHeld'), 3, 'one PaymentHeld per hold: pi_new kept its own');
+      assert.equal(await countOf(db.admin, 'PaymentHoldResolved'), 2, 'pi_old and pi_new were closed');
+      const ids = await db.admin.query('SELECT provider, reference, id FROM payment_holds');
+      for (const row of ids.rows) assert.equal(row.id, holdIdOf(row.provider, row.reference), 'the same id as holdIdOf');
+      await rebuildProjections(db.admin);
+      assert.deepEqual(await holdRows(db.admin), kept, 'a rebuild gives the same rows');
+      assert.equal((await verifyProjections(db.admin)).matches, true);
+      await sealCommitted(pool, { waitMs: 120_000 });
+      const unsealed = await db.admin.query(
+        `SELECT count(*)::int AS n FROM emt_messages m WHERE NOT EXISTS (SELECT 1 FROM capsul_log_leaves l WHERE l.global_position = m.global_position)`,
+      );
+      assert.equal(unsealed.rows[0].n, 0, "the holds' events are sealed into the log like any other");
+
+      // Closed now through its events; the app itself can no longer write the table.
+      await resolveHold(pool, { provider: 'btcpay', reference: 'inv_old', cause: { ...operator, reason: 'refunded' }, now: new Date() });
+      await assert.rejects(pool.query(`UPDATE payment_holds SET resolved = NULL`), /permission denied/);
+      assert.equal((await verifyProjections(db.admin)).matches, true);
     });
   });
 });

@@ -99,6 +99,10 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused([`INSERT INTO os_images VALUES ('evil', 'x.qcow2', 'evil', false)`]);
     await refused(['TRUNCATE sessions']);
     await refused(['DELETE FROM payment_holds']);
+    await refused([`UPDATE payment_holds SET resolved = now()`]);
+    await refused([
+      `INSERT INTO payment_holds (id, provider, reference, amount_cents, reason, held) VALUES ('x', 'stripe', 'pi_x', 1, 'x', now())`,
+    ]);
     await refused(['DELETE FROM warning_emails']);
     await refused(['DELETE FROM incident_emails']);
     await refused([`UPDATE incident_emails SET sent = now()`]);

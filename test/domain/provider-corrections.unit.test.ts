@@ -1,10 +1,10 @@
 // Payment providers' corrections as Given / When / Then: disputes delivered late, twice or out of
-// order; refunds as growing totals; balance warnings once per episode, re-armed by a top-up.
+// order; refunds as growing totals (balance warnings: account-policy.unit.test.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@event-driven-io/emmett';
 import { decideAccount, type AccountCommand } from '../../src/domain/account/decider.ts';
-import type { AccountEvent, WarningLevel } from '../../src/domain/account/events.ts';
+import type { AccountEvent } from '../../src/domain/account/events.ts';
 import { balanceCentsAt, evolveAccount, initialAccount } from '../../src/domain/account/state.ts';
 import { failsWith } from '../support/domain-error.ts';
 
@@ -52,16 +52,6 @@ const refundedEvent = (totalRefundedCents: number, at: Date): AccountEvent => ({
   type: 'PaymentRefunded',
   data: { accountId, paymentId: 1, totalRefundedCents, reference: 'ch_1', at: iso(at) },
 });
-const warn = (level: WarningLevel, balanceCents = 100): AccountCommand => ({
-  type: 'IssueBalanceWarning',
-  data: { level, balanceCents },
-  metadata: { now, cause: testCause },
-});
-const warned = (level: WarningLevel, balanceCents = 100): AccountEvent => ({
-  type: 'BalanceWarningIssued',
-  data: { accountId, level, balanceCents, at: iso(now) },
-});
-
 describe('a dispute from a payment provider', () => {
   it("given a valid payment, when the funds are withdrawn, it is invalidated as of the provider's time", () => {
     given([opened, paid()])
@@ -162,37 +152,5 @@ describe('a refund from a payment provider', () => {
   it('given an invalidated payment that was also refunded, it counts for nothing, not less', () => {
     const state = fold([opened, paid(), refundedEvent(500, after(hourMs)), invalidatedEvent(after(2 * hourMs))]);
     assert.equal(balanceCentsAt(state, now.getTime()), 0);
-  });
-});
-
-describe('balance warnings', () => {
-  it('issues a level once per episode', () => {
-    given([opened, paid()])
-      .when(warn('runs-out-within-week'))
-      .then([warned('runs-out-within-week')]);
-    given([opened, paid(), warned('runs-out-within-week')])
-      .when(warn('runs-out-within-week'))
-      .then([]);
-    given([opened, paid(), warned('runs-out-within-week')])
-      .when(warn('runs-out-within-day'))
-      .then([warned('runs-out-within-day')]);
-  });
-
-  it('re-arms every level after a top-up or a reinstated payment', () => {
-    given([opened, paid(), warned('out-of-funds'), paid(500, 2, after(hourMs))])
-      .when(warn('out-of-funds'))
-      .then([warned('out-of-funds')]);
-    given([opened, paid(), invalidatedEvent(after(hourMs)), warned('out-of-funds'), reinstatedEvent(after(2 * hourMs))])
-      .when(warn('out-of-funds'))
-      .then([warned('out-of-funds')]);
-  });
-
-  it('refuses an unknown level, and an account that does not exist', () => {
-    given([opened, paid()])
-      .when(warn('whenever' as WarningLevel))
-      .thenThrows(failsWith('invalid', /not a warning level/));
-    given([])
-      .when(warn('out-of-funds'))
-      .thenThrows(failsWith('not_found', /no account/));
   });
 });

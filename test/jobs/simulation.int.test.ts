@@ -181,7 +181,7 @@ describe('sixty days of an account that stops paying', () => {
     assert.equal(await balanceFromProjections(db.pool, accountId, end), -1038);
     assert.deepEqual(await verifyProjections(db.pool), {
       matches: true,
-      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 },
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
     });
     const { changed } = await rebuildProjections(db.admin);
     assert.ok(

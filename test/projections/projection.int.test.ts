@@ -2,8 +2,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { accountStream } from '../../src/domain/account/events.ts';
+import { holdIdOf, holdStream } from '../../src/domain/hold/events.ts';
 import { MemoryTables } from '../../src/projections/memory.ts';
-import { readAllEvents } from '../../src/db/event-store.ts';
+import { readAllEvents, streamVersion } from '../../src/db/event-store.ts';
+import { appendEvents } from '../../src/ledger/append.ts';
+import { holdPayment, resolveHold } from '../../src/payments/holds.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
 import { tableNames, projectionTables } from '../../src/projections/tables.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -32,7 +35,16 @@ before(async () => {
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 700, reference: 'ch_1', cause });
   await db.ledger.recordRefund({ paymentId: alice.paymentId, totalRefundedCents: 1200, reference: 'ch_1', cause });
   const accountId = (await db.ledger.accountIdFor('alice@example.org'))!;
-  await db.ledger.issueBalanceWarning(accountId, 'runs-out-within-week', 4500, cause);
+  // The policy would not warn this account (nothing runs yet): the event is appended as stored, for its replay.
+  const warning = {
+    type: 'BalanceWarningIssued' as const,
+    data: { accountId, level: 'runs-out-within-week' as const, balanceCents: 4500, at: tick().toISOString() },
+  };
+  const stream = accountStream(accountId);
+  assert.equal(
+    (await appendEvents(db.pool, stream, [warning], { by: cause.by, eventVersion: 1 }, await streamVersion(db.pool, stream))).ok,
+    true,
+  );
   const vms = [];
   for (const size of ['f1-xs', 'f1-s', 'f1-m']) {
     vms.push((await db.ledger.createVm({ email: 'alice@example.org', size, os: 'debian12', sshPublicKeys: [sshKey], cause })).vmId);
@@ -41,6 +53,24 @@ before(async () => {
   await lifeOnHost(db, vms[1]!, accountId, tick, 'failed');
   await db.ledger.deleteVm(vms[2]!, { ...cause, reason: 'no longer needed' });
   await lifeOnHost(db, vms[2]!, accountId, tick, 'deleted');
+  // Held payments: one still open, one closed without credit.
+  const holds = { pool: db.pool, mailer: { send: async () => {}, outboxDir: null }, adminEmails: [], now: tick };
+  const held = { email: 'alice@example.org', amountCents: 1500, expectedCents: 2000, reason: 'the amount differs from the checkout' };
+  await holdPayment(holds, { ...held, provider: 'stripe', reference: 'pi_held_1' });
+  await holdPayment(holds, {
+    provider: 'btcpay',
+    reference: 'inv_held_2',
+    email: null,
+    amountCents: 999,
+    expectedCents: null,
+    reason: 'no checkout',
+  });
+  await resolveHold(db.pool, {
+    provider: 'btcpay',
+    reference: 'inv_held_2',
+    cause: { ...cause, reason: 'refunded in BTCPay' },
+    now: tick(),
+  });
 });
 after(() => db.close());
 
@@ -124,6 +154,65 @@ describe('projections', () => {
     }
   });
 
+  it('writes payment_holds rows as the hold events say, who closed one and why from their metadata', async () => {
+    const { rows } = await db.pool.query(
+      `SELECT id, provider, reference, email, amount_cents::int AS amount, expected_cents::int AS expected, reason,
+              held IS NOT NULL AS held, resolved IS NOT NULL AS resolved, resolved_by, resolution
+       FROM payment_holds ORDER BY reference`,
+    );
+    assert.deepEqual(
+      rows.map((row) => ({ ...row })),
+      [
+        {
+          id: holdIdOf('btcpay', 'inv_held_2'),
+          provider: 'btcpay',
+          reference: 'inv_held_2',
+          email: null,
+          amount: 999,
+          expected: null,
+          reason: 'no checkout',
+          held: true,
+          resolved: true,
+          resolved_by: 'operator:test',
+          resolution: 'refunded in BTCPay',
+        },
+        {
+          id: holdIdOf('stripe', 'pi_held_1'),
+          provider: 'stripe',
+          reference: 'pi_held_1',
+          email: 'alice@example.org',
+          amount: 1500,
+          expected: 2000,
+          reason: 'the amount differs from the checkout',
+          held: true,
+          resolved: false,
+          resolved_by: null,
+          resolution: null,
+        },
+      ],
+    );
+    const streams = await db.pool.query(
+      `SELECT DISTINCT stream_id FROM emt_messages WHERE message_type LIKE 'PaymentHold%' OR message_type = 'PaymentHeld'`,
+    );
+    assert.deepEqual(
+      streams.rows.map((row) => row.stream_id).sort(),
+      [holdStream(holdIdOf('btcpay', 'inv_held_2')), holdStream(holdIdOf('stripe', 'pi_held_1'))].sort(),
+    );
+  });
+
+  it('lets nobody but the projector write payment_holds: not capsul_app, not the owner', async () => {
+    await assert.rejects(db.pool.query(`UPDATE payment_holds SET resolved = now()`), /permission denied/);
+    await assert.rejects(
+      db.pool.query(
+        `INSERT INTO payment_holds (id, provider, reference, amount_cents, reason, held) VALUES ('x', 'stripe', 'pi_x', 1, 'x', now())`,
+      ),
+      /permission denied/,
+    );
+    await assert.rejects(db.admin.query(`UPDATE payment_holds SET resolved = NULL`), /payment_holds is a projection of the event ledger/);
+    await assert.rejects(db.admin.query(`DELETE FROM payment_holds`), /projection of the event ledger/);
+    await assert.rejects(db.admin.query(`TRUNCATE payment_holds`), /projection of the event ledger/);
+  });
+
   it('equals an in-memory replay of every event, row for row', async () => {
     const memory = new MemoryTables();
     for await (const batch of readAllEvents(db.pool)) for (const stored of batch) memory.apply(stored.event, stored.metadata);
@@ -133,14 +222,14 @@ describe('projections', () => {
     }
     assert.deepEqual(await verifyProjections(db.pool), {
       matches: true,
-      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0 },
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
     });
   });
 
   it('a rebuild gives identical tables', async () => {
     const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
     const { rows } = await rebuildProjections(db.admin);
-    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3, hosts: 1, operations: 10, drift: 0 });
+    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3, hosts: 1, operations: 10, drift: 0, payment_holds: 2 });
     for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
   });
 

@@ -6,6 +6,7 @@ import { lineOfText, maxReasonLength, maxReferenceLength } from '../shared/text.
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
+import { evaluateAccount, isOverdraft, isPastOverdraft, nonpaymentReason } from './policy.ts';
 import {
   activeVms,
   balanceCentsAt,
@@ -51,14 +52,18 @@ export type RecordRefund = Command<
   { paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date },
   CommandMetadata
 >;
-export type IssueBalanceWarning = Command<'IssueBalanceWarning', { level: WarningLevel; balanceCents: Cents }, CommandMetadata>;
+/** Issued only when the policy (policy.ts) says the account is due exactly `level` now, at this overdraft. */
+export type IssueBalanceWarning = Command<'IssueBalanceWarning', { level: WarningLevel; overdraftCents: Cents }, CommandMetadata>;
 export type RequestVmCreation = Command<
   'RequestVmCreation',
   { vmId: string; size: string; os: string; sshPublicKeys: string[]; priceCentsPerMonth: Cents },
   CommandMetadata
 >;
-/** Its cause must give a reason. */
-export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string }, CommandMetadata>;
+/**
+ * Its cause must give a reason. A deletion for nonpayment (the cause's reason `nonpayment`) names the
+ * overdraft it was decided at, and is refused unless the balance is at or below it now.
+ */
+export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string; overdraftCents?: Cents }, CommandMetadata>;
 /**
  * The capsul's host saw it gone without a deletion request (VmVanished on its stream, which the
  * reaction loads): its charges end at `vanishedAt`.
@@ -95,20 +100,16 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       return correctPayment(command.type === 'ReinstatePayment', command.data, state, now);
     case 'RecordRefund':
       return recordRefund(command.data, state, now);
-    case 'IssueBalanceWarning': {
-      const { level, balanceCents } = command.data;
-      if (!warningLevels.includes(level)) throw invalid(`${JSON.stringify(level)} is not a warning level`);
-      if (state.accountId === null) throw notFound('there is no account to warn');
-      if (state.warningsIssued.has(level)) return []; // issued already in this episode
-      return [{ type: 'BalanceWarningIssued', data: { accountId: state.accountId, level, balanceCents, at } }];
-    }
+    case 'IssueBalanceWarning':
+      return issueBalanceWarning(command.data, state, now);
     case 'RequestVmCreation':
       return requestVmCreation(command.data, state, now);
     case 'RequestVmDeletion': {
       const vm = state.vms.get(command.data.vmId);
       if (!vm) throw notFound(`there is no capsul ${command.data.vmId} on this account`);
-      requireReason(command.metadata.cause);
+      const reason = requireReason(command.metadata.cause);
       if (vm.deletionRequestedAtMs !== null) return [];
+      if (reason === nonpaymentReason) requirePastOverdraft(state, now, command.data.overdraftCents);
       return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, at } }];
     }
     case 'EndVmAccrual':
@@ -118,6 +119,42 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);
     }
   }
+}
+
+/**
+ * The warning the policy says the account is due now, once per episode: asked again, or after a higher
+ * level in this episode, nothing changes; any other level is refused.
+ */
+function issueBalanceWarning(data: IssueBalanceWarning['data'], state: Account, now: Date): AccountEvent[] {
+  const { level, overdraftCents } = data;
+  if (!warningLevels.includes(level)) throw invalid(`${JSON.stringify(level)} is not a warning level`);
+  requireOverdraft(overdraftCents);
+  if (state.accountId === null) throw notFound('there is no account to warn');
+  const due = evaluateAccount(state, now.getTime(), overdraftCents);
+  if (due.level !== level) {
+    throw refused(
+      `the account is due ${due.level === null ? 'no warning' : `the ${due.level} warning`} at ${now.toISOString()}, not ${level}`,
+    );
+  }
+  if (due.toIssue === null) return []; // it, or a higher level, was issued already in this episode
+  return [
+    { type: 'BalanceWarningIssued', data: { accountId: state.accountId, level, balanceCents: due.balanceCents, at: now.toISOString() } },
+  ];
+}
+
+function requirePastOverdraft(state: Account, now: Date, overdraftCents: Cents | undefined): void {
+  if (overdraftCents === undefined) throw invalid('a deletion for nonpayment names the overdraft it was decided at');
+  requireOverdraft(overdraftCents);
+  if (!isPastOverdraft(state, now.getTime(), overdraftCents)) {
+    const balance = balanceCentsAt(state, now.getTime());
+    throw refused(
+      `the balance ${formatCents(balance)} at ${now.toISOString()} is above the overdraft ${formatCents(overdraftCents)}: no deletion for nonpayment`,
+    );
+  }
+}
+
+function requireOverdraft(overdraftCents: Cents): void {
+  if (!isOverdraft(overdraftCents)) throw invalid(`the overdraft is zero or negative cents, not ${overdraftCents}`);
 }
 
 function recordPayment(data: RecordPayment['data'], state: Account, now: Date, providerStart?: Date): AccountEvent[] {
@@ -299,8 +336,8 @@ function existingPayment(state: Account, paymentId: number) {
 }
 
 /** A correction or a deletion says why: its cause's reason, one line of visible text. */
-function requireReason(cause: Cause): void {
-  lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
+function requireReason(cause: Cause): string {
+  return lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
 }
 
 export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };

@@ -362,7 +362,9 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
       const d = event.data;
       return `Capsul ${d.vmId} failed${d.operation ? ` (${operationNames[d.operation]})` : ''}: ${d.error}`;
     }
-    // Hosts' own streams are never read here.
+    // Hosts' and held payments' own streams are never read here.
+    case 'PaymentHeld':
+    case 'PaymentHoldResolved':
     case 'HostRegistered':
     case 'HostTokenRotated':
     case 'HostRemoved':

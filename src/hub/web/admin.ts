@@ -78,7 +78,12 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     const field = (name: string) => (typeof request.body?.[name] === 'string' ? (request.body[name] as string) : '');
     const [provider, reference, reason] = [field('provider'), field('reference'), field('reason')];
     try {
-      await resolveHold(deps.pool, { provider, reference, reason, by: `operator:${request.customer!.email}`, now: deps.now() });
+      await resolveHold(deps.pool, {
+        provider,
+        reference,
+        cause: { by: { kind: 'operator', id: request.customer!.email }, reason },
+        now: deps.now(),
+      });
     } catch (error) {
       if (!(error instanceof DomainError)) throw error;
       const [payments, holds] = await Promise.all([listPayments(deps.pool, ''), listHolds(deps.pool, '')]);

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AccountEvent, WarningLevel } from '../../src/domain/account/events.ts';
-import { accountAsOf, dayMs, evaluateAccount, warningLevelOf, warningToIssue, weekMs } from '../../src/jobs/warnings.ts';
+import { accountAsOf, dayMs, evaluateAccount, warningLevelOf, warningToIssue, weekMs } from '../../src/domain/account/policy.ts';
 
 const accountId = '5b1c7e0a-0000-4000-8000-00000000a11c';
 const t0 = Date.parse('2030-01-01T00:00:00Z');

@@ -1,12 +1,17 @@
-// Which balance warning an account is due, decided from its folded state alone: pure (no clock, no
-// database), so every level and boundary is tested on its own. docs/billing.md works through examples.
-import { warningLevels, type AccountEvent, type WarningLevel } from '../domain/account/events.ts';
-import { balanceCentsAt, evolveAccount, initialAccount, type Account, type VmState } from '../domain/account/state.ts';
-import { creditRunsOutAtMs, isAccruing, type Accrual } from '../domain/shared/billing.ts';
-import type { Cents } from '../domain/shared/money.ts';
+// The account's money policies: which balance warning it is due, and when its capsuls are deleted for
+// nonpayment, decided from its folded state alone. Pure (no clock, no database), so every level and
+// boundary is tested on its own; the decider enforces them and the warnings job asks them what to send.
+// docs/billing.md works through examples.
+import { warningLevels, type AccountEvent, type WarningLevel } from './events.ts';
+import { balanceCentsAt, evolveAccount, initialAccount, type Account, type VmState } from './state.ts';
+import { creditRunsOutAtMs, isAccruing, type Accrual } from '../shared/billing.ts';
+import type { Cents } from '../shared/money.ts';
 
 export const dayMs = 86_400_000;
 export const weekMs = 7 * dayMs;
+
+/** The reason of a deletion the policy asks for: the balance reached the overdraft. */
+export const nonpaymentReason = 'nonpayment';
 
 export type BalanceSituation = {
   balanceCents: Cents;
@@ -23,8 +28,7 @@ export type BalanceSituation = {
  */
 export function warningLevelOf(situation: BalanceSituation): WarningLevel | null {
   const { balanceCents, accruals, nowMs, overdraftCents } = situation;
-  if (!Number.isSafeInteger(overdraftCents) || overdraftCents > 0)
-    throw new RangeError(`the overdraft is zero or negative cents, not ${overdraftCents}`);
+  if (!isOverdraft(overdraftCents)) throw new RangeError(`the overdraft is zero or negative cents, not ${overdraftCents}`);
   if (!accruals.some((accrual) => isRunning(accrual, nowMs))) return null;
   if (balanceCents <= overdraftCents) return 'deletion-now';
   if (balanceCents <= 0) {
@@ -97,6 +101,14 @@ export function evaluateAccount(account: Account, nowMs: number, overdraftCents:
     runsOutAtMs: creditRunsOutAtMs(balanceCents, accruals, nowMs),
     reachesOverdraftAtMs: reachesCentsAtMs(situation, overdraftCents),
   };
+}
+
+/** An overdraft is a whole number of cents, zero or negative. */
+export const isOverdraft = (cents: Cents): boolean => Number.isSafeInteger(cents) && cents <= 0;
+
+/** Past the overdraft: at or below it at `nowMs`, the account's capsuls are deleted for nonpayment. */
+export function isPastOverdraft(account: Account, nowMs: number, overdraftCents: Cents): boolean {
+  return balanceCentsAt(account, nowMs) <= overdraftCents;
 }
 
 /** Accrues charges at `nowMs` (as billing.ts counts a running capsul). */

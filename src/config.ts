@@ -43,11 +43,17 @@ export type Config = {
   audit: AuditConfig;
   /** the hub's log level (pino's names) */
   logLevel: LogLevel;
+  /** `pretty`: lines for a person (npm start's default); `json`: one object a line, for a log collector (a hub's default) */
+  logFormat: LogFormat;
+  /** the level each HTTP request is logged at (`silent`: not logged); `debug` for npm start, `info` for a hub */
+  requestLogLevel: LogLevel;
   /** the day the provider began: no payment can have been received before it */
   providerStart: Date;
 };
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const logFormats = ['pretty', 'json'] as const;
+export type LogFormat = (typeof logFormats)[number];
 export type LogLevel = (typeof logLevels)[number];
 
 /** The signed log (docs/audit.md). */
@@ -144,7 +150,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
-    logLevel: readLogLevel(env.LOG_LEVEL),
+    logLevel: readLogLevel(env.LOG_LEVEL, 'LOG_LEVEL', 'info'),
+    logFormat: readLogFormat(env.LOG_FORMAT, mode === 'both' ? 'pretty' : 'json'),
+    requestLogLevel: readLogLevel(env.LOG_REQUESTS, 'LOG_REQUESTS', mode === 'both' ? 'debug' : 'info'),
     providerStart: readProviderStart(env.PROVIDER_START_DATE),
   };
   if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
@@ -162,11 +170,17 @@ function readProviderStart(text: string | undefined): Date {
   return date;
 }
 
-function readLogLevel(text: string | undefined): LogLevel {
-  const level = (text?.trim() || 'info').toLowerCase();
+function readLogLevel(text: string | undefined, setting: string, fallback: LogLevel): LogLevel {
+  const level = text?.trim().toLowerCase() || fallback;
   if (!(logLevels as readonly string[]).includes(level))
-    throw new ConfigError(`LOG_LEVEL must be one of ${logLevels.join(', ')}, not "${text}"`);
+    throw new ConfigError(`${setting} must be one of ${logLevels.join(', ')}, not "${text}"`);
   return level as LogLevel;
+}
+
+function readLogFormat(text: string | undefined, fallback: LogFormat): LogFormat {
+  const format = text?.trim().toLowerCase() || fallback;
+  if (!(logFormats as readonly string[]).includes(format)) throw new ConfigError(`LOG_FORMAT must be pretty or json, not "${text}"`);
+  return format as LogFormat;
 }
 
 function readAuditConfig(env: NodeJS.ProcessEnv, dataDir: string, baseUrl: string): AuditConfig {

@@ -23,6 +23,19 @@ import { configuredMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
 
+/**
+ * pino's options for the hub: JSON lines for a log collector, or (LOG_FORMAT=pretty, npm start's
+ * default) one readable line each, written by pino-pretty off the main thread.
+ */
+export function hubLogger(config: Pick<Config, 'logLevel' | 'logFormat'>) {
+  const options = { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] };
+  if (config.logFormat === 'json') return options;
+  return {
+    ...options,
+    transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname,reqId', singleLine: true } },
+  };
+}
+
 export async function serve(io: CliIo): Promise<number> {
   const say = (line: string) => io.stderr.write(`capsul: ${line}\n`);
   let config: Config;
@@ -75,7 +88,8 @@ export async function serve(io: CliIo): Promise<number> {
   const hub = await buildHub({
     services,
     pool,
-    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
+    logger: hubLogger(config),
+    requestLogLevel: config.requestLogLevel,
     afterReports: () => reactions.poke(),
     afterCommands: () => reactions.poke(),
     supportEmail: config.supportEmail,

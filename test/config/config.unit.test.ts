@@ -17,6 +17,15 @@ describe('hub configuration', () => {
     assert.equal(config.supportEmail, 'support@localhost');
   });
 
+  it('logs for a person in development (npm start) and JSON lines for a production hub, requests at debug and info', () => {
+    const development = readConfig({});
+    assert.deepEqual([development.logFormat, development.requestLogLevel], ['pretty', 'debug']);
+    const hub = readConfig({ CAPSUL_MODE: 'hub' });
+    assert.deepEqual([hub.logFormat, hub.requestLogLevel], ['json', 'info']);
+    const chosen = readConfig({ CAPSUL_MODE: 'hub', LOG_FORMAT: ' Pretty ', LOG_REQUESTS: 'silent' });
+    assert.deepEqual([chosen.logFormat, chosen.requestLogLevel], ['pretty', 'silent']);
+  });
+
   it('reads admins case-insensitively and SMTP with its port from the TLS mode', () => {
     const config = readConfig({
       ADMIN_EMAILS: ' Boss@Capsul.org, ops@capsul.org ',
@@ -48,6 +57,8 @@ describe('hub configuration', () => {
     [{ PORT: 'http' }, /PORT must be a number/],
     [{ PROVIDER_START_DATE: '1900-13-01' }, /^PROVIDER_START_DATE must be a date like 2020-05-01/],
     [{ LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"$/],
+    [{ LOG_REQUESTS: 'loud' }, /^LOG_REQUESTS must be one of fatal, error, warn, info, debug, trace, silent, not "loud"$/],
+    [{ LOG_FORMAT: 'xml' }, /^LOG_FORMAT must be pretty or json, not "xml"$/],
     [{ DATABASE_URL: 'mysql://x/y' }, /^DATABASE_URL must be a URL starting with postgres:\/\//],
     [{ DATABASE_URL: 'postgres://h/db', DATABASE_APP_URL: 'nope' }, /^DATABASE_APP_URL must be a URL/],
     [{ DATABASE_APP_URL: 'postgres://capsul_app@h/db' }, /set DATABASE_URL too/],

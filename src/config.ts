@@ -49,6 +49,8 @@ export type Config = {
   requestLogLevel: LogLevel;
   /** the day the provider began: no payment can have been received before it */
   providerStart: Date;
+  /** a Prometheus scrape's bearer token: /metrics is served only when it is set, only to requests bearing it */
+  metricsToken: string | undefined;
 };
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -154,11 +156,21 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logFormat: readLogFormat(env.LOG_FORMAT, mode === 'both' ? 'pretty' : 'json'),
     requestLogLevel: readLogLevel(env.LOG_REQUESTS, 'LOG_REQUESTS', mode === 'both' ? 'debug' : 'info'),
     providerStart: readProviderStart(env.PROVIDER_START_DATE),
+    metricsToken: readMetricsToken(env.METRICS_TOKEN),
   };
   if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;
+}
+
+function readMetricsToken(text: string | undefined): string | undefined {
+  const token = text?.trim() || undefined;
+  if (token !== undefined && (token.length < 16 || /\s/.test(token)))
+    throw new ConfigError(
+      'METRICS_TOKEN must be at least 16 characters without spaces (e.g. openssl rand -hex 32), or unset for no /metrics',
+    );
+  return token;
 }
 
 function readProviderStart(text: string | undefined): Date {

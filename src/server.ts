@@ -90,6 +90,7 @@ export async function serve(io: CliIo): Promise<number> {
     pool,
     logger: hubLogger(config),
     requestLogLevel: config.requestLogLevel,
+    metricsToken: config.metricsToken,
     afterReports: () => reactions.poke(),
     afterCommands: () => reactions.poke(),
     supportEmail: config.supportEmail,

@@ -247,6 +247,19 @@ export async function unmailedBalanceWarnings(db: Queryable, window: { from: Dat
   return rows as { position: string; account_id: string; level: string; at: string; email: string }[];
 }
 
+/** How many balance warnings issued within (from, to] no email has been recorded for yet (what warning-emails owes). */
+export async function countUnmailedBalanceWarnings(db: Queryable, window: { from: Date; to: Date }): Promise<number> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n
+     FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
+     WHERE m.message_type = 'BalanceWarningIssued'
+       AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
+       AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)`,
+    [window.from.toISOString(), window.to.toISOString()],
+  );
+  return rows[0].n;
+}
+
 // ---- keeping ids ahead of the events
 
 /**
@@ -455,6 +468,18 @@ export async function streamsOutOfStep(db: Queryable): Promise<{ streamId: strin
      ORDER BY s.stream_id LIMIT 100`,
   );
   return rows.map((row) => ({ streamId: row.stream_id, position: row.position, lastEvent: row.last_event }));
+}
+
+/** The sealed tree's size (leaves are numbered from 0 without gaps): read from the index, not counted. */
+export async function sealedTreeSize(db: Queryable): Promise<number> {
+  const { rows } = await db.query('SELECT coalesce(max(leaf_index) + 1, 0)::text AS size FROM capsul_log_leaves');
+  return Number(rows[0].size);
+}
+
+/** When the newest checkpoint was signed, or null when none has been. */
+export async function lastCheckpointSigned(db: Queryable): Promise<Date | null> {
+  const { rows } = await db.query('SELECT max(signed) AS signed FROM capsul_log_checkpoints');
+  return rows[0].signed ?? null;
 }
 
 export async function countLeaves(db: Queryable): Promise<number> {

@@ -25,7 +25,16 @@ export const firstOwnedVersion = 12;
  * trigger), seeded again by an up step (the catalogue), or worth nothing once gone (logins, sessions,
  * heartbeats, emmett's bookkeeping). Every other table holds events or facts no event holds.
  */
-const disposableTables = ['schemaversion', 'sessions', 'login_tokens', 'host_heartbeats', 'vm_sizes', 'os_images', 'dmb_migrations'];
+const disposableTables = [
+  'schemaversion',
+  'sessions',
+  'login_tokens',
+  'host_heartbeats',
+  'job_runs',
+  'vm_sizes',
+  'os_images',
+  'dmb_migrations',
+];
 
 export function listMigrations(dir = migrationsDir): Migration[] {
   const files = readdirSync(dir).filter((f) => f.endsWith('.sql'));

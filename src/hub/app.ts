@@ -18,6 +18,7 @@ import { ConcurrencyError } from '../ledger/handle.ts';
 import { ledgerServices, type LedgerServices } from '../ledger/services.ts';
 import { createMailer, type Mailer } from '../mail/mailer.ts';
 import type { ConfiguredProvider } from '../payments/index.ts';
+import { installMetrics } from './metrics.ts';
 import { providerRoutes } from './payments/index.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 import { accountPages } from './web/account.ts';
@@ -58,6 +59,8 @@ export type HubDeps = {
   providers?: readonly ConfiguredProvider[];
   /** each request's one log line, at this level (LOG_REQUESTS; `silent`: none); default `info` */
   requestLogLevel?: LogLevel;
+  /** METRICS_TOKEN: serve /metrics to requests bearing it; unset, no /metrics */
+  metricsToken?: string;
 };
 
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
@@ -161,6 +164,9 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     if (wantsHtml(request)) return errorPage(reply, 404, 'Page not found', 'There is no page at this address.');
     return reply.code(404).send({ error: 'not found' });
   });
+
+  // Before the routes: every request is counted.
+  installMetrics(app, { token: deps.metricsToken, pool: deps.pool, now, operatorsToTell: (deps.adminEmails ?? []).length > 0 });
 
   app.get('/health', async (_request, reply) => {
     const expected = latestVersion();

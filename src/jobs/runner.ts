@@ -7,12 +7,14 @@ import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import type { Cents } from '../domain/shared/money.ts';
+import { jobDuration, jobFailures, jobRuns } from '../core/metrics.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import type { PaymentProvider } from '../payments/provider.ts';
 import { runBalanceWarnings } from './balance-warnings.ts';
 import { checkDrift } from './drift.ts';
 import { sendIncidentEmails } from './incident-emails.ts';
 import type { JobRun } from './job.ts';
+import { recordJobRun } from './job-runs.ts';
 import { sendReceipts } from './receipts.ts';
 import { sendWarningEmails } from './warning-emails.ts';
 
@@ -73,20 +75,39 @@ export async function runJobs(deps: JobDeps, options: RunOptions): Promise<JobOu
   const run: JobRun = { asOf: options.asOf, dryRun, report: options.report, log: options.log };
   const outcomes: JobOutcome[] = [];
   for (const job of jobNames.filter((name) => !options.jobs || options.jobs.includes(name))) {
-    try {
-      // A dry run changes nothing, so it needs no lock and waits for no one.
-      let ran = true;
-      if (dryRun) await runJob(deps, job, run);
-      else ran = (await withAdvisoryLock(deps.pool, advisoryLocks.jobs[job], () => runJob(deps, job, run), { mode: 'try' })) !== notTaken;
-      if (!ran) options.log(`${job}: running in another process: skipped`);
-      outcomes.push({ job, status: ran ? 'done' : 'skipped' });
-    } catch (error) {
-      const message = (error as Error).message ?? String(error);
-      options.log(`${job}: failed: ${message}`);
-      outcomes.push({ job, status: 'failed', error: message });
-    }
+    const outcome = await runOne(deps, job, run);
+    if (outcome.status === 'skipped') options.log(`${job}: running in another process: skipped`);
+    if (outcome.status === 'failed') options.log(`${job}: failed: ${outcome.error}`);
+    outcomes.push(outcome);
   }
   return outcomes;
+}
+
+/** One job, under its lock unless a dry run; counted in the metrics, and recorded when it acted. */
+async function runOne(deps: JobDeps, job: JobName, run: JobRun): Promise<JobOutcome> {
+  const started = deps.now();
+  const startedMs = performance.now();
+  let outcome: JobOutcome;
+  try {
+    // A dry run changes nothing, so it needs no lock and waits for no one.
+    let ran = true;
+    if (run.dryRun) await runJob(deps, job, run);
+    else ran = (await withAdvisoryLock(deps.pool, advisoryLocks.jobs[job], () => runJob(deps, job, run), { mode: 'try' })) !== notTaken;
+    outcome = { job, status: ran ? 'done' : 'skipped' };
+  } catch (error) {
+    outcome = { job, status: 'failed', error: (error as Error).message ?? String(error) };
+  }
+  jobRuns.inc({ job, outcome: outcome.status });
+  if (outcome.status === 'skipped') return outcome;
+  jobDuration.observe({ job }, (performance.now() - startedMs) / 1000);
+  if (outcome.status === 'failed') jobFailures.inc({ job });
+  if (!run.dryRun) {
+    const finished = deps.now();
+    await recordJobRun(deps.pool, { job, started, finished, error: outcome.error }).catch((error) =>
+      run.log(`${job}: its run could not be recorded: ${(error as Error).message}`),
+    );
+  }
+  return outcome;
 }
 
 async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {

@@ -2,6 +2,7 @@
 // projections, the same code rebuild replays through) and written by the event store in the append's
 // own statement, so events and tables commit together in one round trip.
 import { canonicalJson } from '../audit/canonical.ts';
+import { eventsAppended } from '../core/metrics.ts';
 import { appendToStream, type AppendResult, type EventMetadata, type Queryable } from '../db/event-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { projectionOps } from '../projections/sql.ts';
@@ -9,7 +10,7 @@ import { projectionOps } from '../projections/sql.ts';
 export type { AppendResult };
 
 /** Appends `events` to `streamId` if the stream is at `expectedVersion` (0 = must be new); see appendToStream. */
-export function appendEvents(
+export async function appendEvents(
   db: Queryable,
   streamId: string,
   events: LedgerEvent[],
@@ -17,7 +18,7 @@ export function appendEvents(
   expectedVersion: bigint,
 ): Promise<AppendResult> {
   const data = events.map((event) => storableJson(event.data));
-  return appendToStream(db, {
+  const result = await appendToStream(db, {
     streamId,
     types: events.map((event) => event.type),
     data,
@@ -25,6 +26,8 @@ export function appendEvents(
     expectedVersion,
     projection: projectionOps(events, metadata),
   });
+  if (result.ok) for (const event of events) eventsAppended.inc({ type: event.type });
+  return result;
 }
 
 /**

@@ -3,6 +3,8 @@
 import type pg from 'pg';
 import { checkedCause, type CommandContext, type LedgerEvent } from '../domain/events.ts';
 import { currentEventVersion } from '../domain/upcast.ts';
+import { DomainError } from '../domain/shared/errors.ts';
+import { commandRefusals, versionConflicts } from '../core/metrics.ts';
 import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
 import type { StreamCache } from './cache.ts';
@@ -49,6 +51,7 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
       events = decider.decide(command, current.state);
     } catch (error) {
       if (fromCache) continue;
+      if (error instanceof DomainError) commandRefusals.inc({ code: error.code });
       throw error;
     }
     if (events.length === 0) {
@@ -66,6 +69,7 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
       return { events, state, version: result.nextVersion };
     }
     deps.cache?.delete(streamId);
+    versionConflicts.inc();
     if (++conflicts >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * conflicts));
   }

@@ -22,6 +22,8 @@ describe('hub configuration', () => {
     assert.deepEqual([development.logFormat, development.requestLogLevel], ['pretty', 'debug']);
     const hub = readConfig({ CAPSUL_MODE: 'hub' });
     assert.deepEqual([hub.logFormat, hub.requestLogLevel], ['json', 'info']);
+    assert.equal(readConfig({}).metricsToken, undefined, 'no /metrics unless asked for');
+    assert.equal(readConfig({ METRICS_TOKEN: ' 0123456789abcdef ' }).metricsToken, '0123456789abcdef');
     const chosen = readConfig({ CAPSUL_MODE: 'hub', LOG_FORMAT: ' Pretty ', LOG_REQUESTS: 'silent' });
     assert.deepEqual([chosen.logFormat, chosen.requestLogLevel], ['pretty', 'silent']);
   });
@@ -57,6 +59,8 @@ describe('hub configuration', () => {
     [{ PORT: 'http' }, /PORT must be a number/],
     [{ PROVIDER_START_DATE: '1900-13-01' }, /^PROVIDER_START_DATE must be a date like 2020-05-01/],
     [{ LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"$/],
+    [{ METRICS_TOKEN: 'short-token' }, /^METRICS_TOKEN must be at least 16 characters without spaces/],
+    [{ METRICS_TOKEN: 'a token with spaces in it' }, /^METRICS_TOKEN must be at least 16 characters without spaces/],
     [{ LOG_REQUESTS: 'loud' }, /^LOG_REQUESTS must be one of fatal, error, warn, info, debug, trace, silent, not "loud"$/],
     [{ LOG_FORMAT: 'xml' }, /^LOG_FORMAT must be pretty or json, not "xml"$/],
     [{ DATABASE_URL: 'mysql://x/y' }, /^DATABASE_URL must be a URL starting with postgres:\/\//],

@@ -4,6 +4,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { dollars, utcMinute } from '../../core/format.ts';
+import { webhookDeliveries } from '../../core/metrics.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../../domain/shared/money.ts';
@@ -108,6 +109,7 @@ export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: 
   app.post(provider.webhookPath, async (request, reply) => {
     const delivery = { body: request.body, headers: request.headers };
     const outcome = await provider.receiveWebhook(delivery, (line) => request.log.info(`btcpay: ${line}`));
+    webhookDeliveries.inc({ provider: provider.id, outcome: outcome.kind });
     switch (outcome.kind) {
       case 'refused':
         request.log.warn(`BTCPay webhook refused: ${outcome.why}`);

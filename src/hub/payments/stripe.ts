@@ -3,6 +3,7 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { dollars, utcMinute } from '../../core/format.ts';
+import { webhookDeliveries } from '../../core/metrics.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { formatCents } from '../../domain/shared/money.ts';
@@ -98,6 +99,7 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
     hook.post(provider.webhookPath, async (request, reply) => {
       const delivery = { body: request.body, headers: request.headers };
       const outcome = await provider.receiveWebhook(delivery, (line) => request.log.info(`stripe webhook: ${line}`));
+      webhookDeliveries.inc({ provider: provider.id, outcome: outcome.kind });
       switch (outcome.kind) {
         case 'refused':
           request.log.warn(`stripe webhook refused: ${outcome.why}`);

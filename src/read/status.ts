@@ -1,0 +1,132 @@
+// What an operator watches, read from the database in one place: the hub's scrape-time metrics
+// (src/hub/metrics.ts) and `capsul status` (src/cli/commands.ts) both ask here. Ages are in seconds at
+// the instant the caller passes; nothing here writes.
+import { countUnmailedBalanceWarnings, lastCheckpointSigned, type Queryable, sealedTreeSize } from '../db/event-store.ts';
+
+export type HostStatus = {
+  id: string;
+  online: boolean;
+  /** the last heartbeat, ISO 8601 UTC; null: never heard from */
+  lastSeen: string | null;
+  memoryMb: number;
+  usedMemoryMb: number;
+  capsuls: number;
+};
+
+/** Registered hosts (not removed), each online when its last heartbeat came after `onlineSince`. */
+export async function hostStatus(db: Queryable, onlineSince: Date): Promise<HostStatus[]> {
+  const { rows } = await db.query(
+    `SELECT h.id, h.memory_mb, ${iso('hb.last_seen')} AS last_seen,
+            coalesce(hb.last_seen > $1::timestamptz, false) AS online,
+            coalesce(sum(s.memory_mb) FILTER (WHERE v.id IS NOT NULL), 0)::int AS used,
+            count(v.id)::int AS capsuls
+     FROM hosts h
+     LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
+     LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
+     LEFT JOIN vm_sizes s ON s.id = v.size
+     WHERE h.removed IS NULL
+     GROUP BY h.id, hb.last_seen
+     ORDER BY h.id`,
+    [onlineSince.toISOString()],
+  );
+  return rows.map((row) => ({
+    id: row.id,
+    online: row.online,
+    lastSeen: row.last_seen,
+    memoryMb: row.memory_mb,
+    usedMemoryMb: row.used,
+    capsuls: row.capsuls,
+  }));
+}
+
+/** Capsuls not deleted, counted by state (pending, running, stopped, failed, vanished …). */
+export async function capsulsByState(db: Queryable): Promise<Record<string, number>> {
+  const { rows } = await db.query(`SELECT state, count(*)::int AS n FROM vms WHERE state <> 'deleted' GROUP BY state ORDER BY state`);
+  return Object.fromEntries(rows.map((row) => [row.state, row.n]));
+}
+
+export type Waiting = { count: number; oldestAgeSeconds: number | null };
+
+/** Operations sent to hosts and not reported yet: how many, and how long the oldest has waited. */
+export async function pendingOperations(db: Queryable, now: Date): Promise<Waiting> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n, extract(epoch FROM $1::timestamptz - min(created))::float8 AS oldest FROM operations WHERE completed IS NULL`,
+    [now.toISOString()],
+  );
+  return { count: rows[0].n, oldestAgeSeconds: rows[0].oldest };
+}
+
+/** Capsuls requested and not placed on a host yet (what the reaction loop owes). */
+export async function awaitingPlacement(db: Queryable, now: Date): Promise<Waiting> {
+  const { rows } = await db.query(
+    `SELECT count(*)::int AS n, extract(epoch FROM $1::timestamptz - min(created))::float8 AS oldest
+     FROM vms WHERE host IS NULL AND deleted IS NULL AND state = 'pending'`,
+    [now.toISOString()],
+  );
+  return { count: rows[0].n, oldestAgeSeconds: rows[0].oldest };
+}
+
+export type Incident = { host: string; vmId: string; kind: string; detected: string };
+
+/** Open incidents: drift between a host and the ledger, capsuls vanished from their host; oldest first. */
+export async function openIncidents(db: Queryable, limit = 100): Promise<{ count: number; first: Incident[] }> {
+  const { rows } = await db.query(
+    `SELECT host, vm_id, kind, ${iso('detected')} AS detected, count(*) OVER ()::int AS total
+     FROM drift WHERE resolved IS NULL ORDER BY detected, host, vm_id LIMIT ${Math.trunc(limit)}`,
+  );
+  return {
+    count: rows[0]?.total ?? 0,
+    first: rows.map((row) => ({ host: row.host, vmId: row.vm_id, kind: row.kind, detected: row.detected })),
+  };
+}
+
+export type LastJobRun = {
+  job: string;
+  started: string;
+  finished: string;
+  outcome: 'done' | 'failed';
+  error: string | null;
+  /** failed runs in a row, up to the last */
+  failures: number;
+};
+
+/** Each scheduled job's last run that acted (src/jobs/job-runs.ts records them). */
+export async function lastJobRuns(db: Queryable): Promise<LastJobRun[]> {
+  const { rows } = await db.query(
+    `SELECT job, ${iso('started')} AS started, ${iso('finished')} AS finished, outcome, error, failures FROM job_runs ORDER BY job`,
+  );
+  return rows.map((row) => ({ ...row }) as LastJobRun);
+}
+
+export type EmailsPending = { receipts: number; warnings: number; incidents: number };
+
+/**
+ * The emails the jobs still owe, each within its job's window: receipts for payments credited, balance
+ * warnings issued, incidents for the operators (only when there are operators to tell).
+ */
+export async function emailsPending(
+  db: Queryable,
+  window: { now: Date; receiptsSince: Date; warningsSince: Date; operatorsToTell: boolean },
+): Promise<EmailsPending> {
+  const { rows } = await db.query(
+    `SELECT (SELECT count(*)::int FROM payments p
+             WHERE NOT p.invalidated AND p.recorded > $1 AND p.recorded <= $2
+               AND NOT EXISTS (SELECT 1 FROM payment_receipts r WHERE r.payment_id = p.id)) AS receipts,
+            (SELECT count(*)::int FROM drift d
+             WHERE d.kind = 'vanished-from-host' AND d.resolved IS NULL
+               AND NOT EXISTS (SELECT 1 FROM incident_emails e WHERE e.drift_id = d.id)) AS incidents`,
+    [window.receiptsSince.toISOString(), window.now.toISOString()],
+  );
+  const warnings = await countUnmailedBalanceWarnings(db, { from: window.warningsSince, to: window.now });
+  return { receipts: rows[0].receipts, warnings, incidents: window.operatorsToTell ? rows[0].incidents : 0 };
+}
+
+export type SignedLogStatus = { treeSize: number; lastCheckpointAgeSeconds: number | null };
+
+/** The signed log (docs/audit.md): how many events are sealed, how long ago the last checkpoint was signed. */
+export async function signedLogStatus(db: Queryable, now: Date): Promise<SignedLogStatus> {
+  const [treeSize, signed] = await Promise.all([sealedTreeSize(db), lastCheckpointSigned(db)]);
+  return { treeSize, lastCheckpointAgeSeconds: signed === null ? null : (now.getTime() - signed.getTime()) / 1000 };
+}
+
+const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`;

@@ -16,6 +16,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
+import { statusCommands } from './status.ts';
 import { CliError, UsageError, type CommandSpec } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
 import { runStatements, splitStatements } from './sql.ts';
@@ -430,6 +431,7 @@ export const commands: Record<string, CommandSpec> = {
       if (version !== latestVersion()) ctx.note(`this code's schema version is ${latestVersion()}`);
     },
   },
+  ...statusCommands,
   ...auditCommands,
 };
 

@@ -476,10 +476,10 @@ export async function sealedTreeSize(db: Queryable): Promise<number> {
   return Number(rows[0].size);
 }
 
-/** When the newest checkpoint was signed, or null when none has been. */
-export async function lastCheckpointSigned(db: Queryable): Promise<Date | null> {
-  const { rows } = await db.query('SELECT max(signed) AS signed FROM capsul_log_checkpoints');
-  return rows[0].signed ?? null;
+/** When the newest checkpoint was signed (null: none has been) and the largest tree a checkpoint signs (0: none). */
+export async function checkpointsReach(db: Queryable): Promise<{ lastSigned: Date | null; treeSize: number }> {
+  const { rows } = await db.query('SELECT max(signed) AS signed, coalesce(max(tree_size), 0)::text AS size FROM capsul_log_checkpoints');
+  return { lastSigned: rows[0].signed ?? null, treeSize: Number(rows[0].size) };
 }
 
 export async function countLeaves(db: Queryable): Promise<number> {

@@ -122,9 +122,15 @@ function databaseGauges(registry: Registry, deps: MetricsDeps): void {
     g.set({ kind: 'incident' }, s.emails.incidents);
   });
   gauge('capsul_log_tree_size', 'Events sealed into the signed log.', [], (g, s) => g.set(s.log.treeSize));
-  gauge('capsul_log_checkpoint_age_seconds', 'Age of the newest signed checkpoint (absent: none signed yet).', [], (g, s) => {
-    if (s.log.lastCheckpointAgeSeconds !== null) g.set(s.log.lastCheckpointAgeSeconds);
-  });
+  gauge(
+    'capsul_log_checkpointed_tree_size',
+    'Events covered by a signed checkpoint (the largest tree one signs; 0: none signed).',
+    [],
+    (g, s) => g.set(s.log.checkpointedTreeSize),
+  );
+  gauge('capsul_log_checkpoint_age_seconds', 'Age of the newest signed checkpoint (0: none signed yet).', [], (g, s) =>
+    g.set(s.log.lastCheckpointAgeSeconds ?? 0),
+  );
   gauge('capsul_db_pool_connections', "The hub's database pool, by state (total, idle, waiting: requests queued).", ['state'], (g) => {
     g.set({ state: 'total' }, deps.pool.totalCount);
     g.set({ state: 'idle' }, deps.pool.idleCount);

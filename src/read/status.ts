@@ -1,7 +1,7 @@
 // What an operator watches, read from the database in one place: the hub's scrape-time metrics
 // (src/hub/metrics.ts) and `capsul status` (src/cli/commands.ts) both ask here. Ages are in seconds at
 // the instant the caller passes; nothing here writes.
-import { countUnmailedBalanceWarnings, lastCheckpointSigned, type Queryable, sealedTreeSize } from '../db/event-store.ts';
+import { checkpointsReach, countUnmailedBalanceWarnings, type Queryable, sealedTreeSize } from '../db/event-store.ts';
 
 export type HostStatus = {
   id: string;
@@ -121,12 +121,17 @@ export async function emailsPending(
   return { receipts: rows[0].receipts, warnings, incidents: window.operatorsToTell ? rows[0].incidents : 0 };
 }
 
-export type SignedLogStatus = { treeSize: number; lastCheckpointAgeSeconds: number | null };
+export type SignedLogStatus = { treeSize: number; checkpointedTreeSize: number; lastCheckpointAgeSeconds: number | null };
 
-/** The signed log (docs/audit.md): how many events are sealed, how long ago the last checkpoint was signed. */
+/** The signed log (docs/audit.md): events sealed, the largest tree a checkpoint signs, the newest checkpoint's age. */
 export async function signedLogStatus(db: Queryable, now: Date): Promise<SignedLogStatus> {
-  const [treeSize, signed] = await Promise.all([sealedTreeSize(db), lastCheckpointSigned(db)]);
-  return { treeSize, lastCheckpointAgeSeconds: signed === null ? null : (now.getTime() - signed.getTime()) / 1000 };
+  const [treeSize, checkpoints] = await Promise.all([sealedTreeSize(db), checkpointsReach(db)]);
+  const signed = checkpoints.lastSigned;
+  return {
+    treeSize,
+    checkpointedTreeSize: checkpoints.treeSize,
+    lastCheckpointAgeSeconds: signed === null ? null : (now.getTime() - signed.getTime()) / 1000,
+  };
 }
 
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`;

@@ -3,6 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadOrCreateKey } from '../../src/audit/key.ts';
+import { sealCommitted, signCheckpoint } from '../../src/audit/log.ts';
 import { buildHub } from '../../src/hub/app.ts';
 import { runJobs } from '../../src/jobs/runner.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -92,6 +97,7 @@ describe('GET /metrics with the token', () => {
       'capsul_emails_pending gauge',
       'capsul_log_tree_size gauge',
       'capsul_log_checkpoint_age_seconds gauge',
+      'capsul_log_checkpointed_tree_size gauge',
       'capsul_db_pool_connections gauge',
     ]) {
       assert.match(response.body, new RegExp(`^# TYPE ${family}$`, 'm'));
@@ -154,6 +160,24 @@ describe('GET /metrics with the token', () => {
     assert.ok(value(samples, 'capsul_oldest_unplaced_capsul_age_seconds') >= 0);
     assert.ok(samples.has('capsul_db_pool_connections{state="total"}'));
     assert.equal(value(samples, 'capsul_emails_pending{kind="receipt"}'), 2, 'two payments, no receipts sent yet');
+  });
+
+  it("follows the signed log: what is sealed, what a checkpoint covers, and the checkpoint's age", async () => {
+    const before = await scrape();
+    assert.equal(value(before, 'capsul_log_checkpointed_tree_size'), 0, 'no checkpoint yet');
+    const sealed = await sealCommitted(db.pool, { waitMs: 60_000 });
+    const workDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-metrics-'));
+    try {
+      const key = await loadOrCreateKey(path.join(workDir, 'log.key'), 'capsul.test/ledger');
+      await signCheckpoint(db.pool, key, path.join(workDir, 'latest-checkpoint'));
+    } finally {
+      rmSync(workDir, { recursive: true, force: true });
+    }
+    const after = await scrape();
+    assert.ok(value(after, 'capsul_log_tree_size') > 0);
+    assert.equal(value(after, 'capsul_log_tree_size'), sealed.size);
+    assert.equal(value(after, 'capsul_log_checkpointed_tree_size'), sealed.size);
+    assert.ok(value(after, 'capsul_log_checkpoint_age_seconds') < 60);
   });
 
   it('lets several hubs live in one process', async () => {

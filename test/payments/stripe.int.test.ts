@@ -17,6 +17,7 @@ import { maxOpenCheckoutsPerDay } from '../../src/payments/checkouts.ts';
 import { reconcileAfterMs, StripeProvider } from '../../src/payments/stripe.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
+import { webhookDeliveries } from '../../src/core/metrics.ts';
 import { signedDelivery, startFakeStripe, webhookSecret, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
 
 const start = new Date('2026-11-01T12:00:00Z');
@@ -80,6 +81,12 @@ let emails = 0;
 const newEmail = (what: string) => `${what}-${++emails}@example.org`;
 const query = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []) =>
   (await web.db.pool.query(sql, params)).rows as T[];
+
+/** Stripe deliveries the hub refused, as its metrics count them. */
+async function refusedDeliveries(): Promise<number> {
+  const { values } = await webhookDeliveries.get();
+  return values.find((sample) => sample.labels.provider === 'stripe' && sample.labels.outcome === 'refused')?.value ?? 0;
+}
 
 /** POSTs an event to the webhook as Stripe would, signed now (or as told). */
 function deliver(event: object, options: { signature?: string | null; body?: string; at?: Date } = {}): Promise<LightMyRequestResponse> {
@@ -389,6 +396,7 @@ describe('the webhook', () => {
     const id = await checkout(client, '20');
     const completed = fake.pay(id);
     const before = await counts();
+    const refusedBefore = await refusedDeliveries();
     const signed = signedDelivery(completed, { at: web.clock.now() });
     const otherSecret = signedDelivery(completed, { at: web.clock.now(), secret: 'whsec_not_the_one' }).signature;
     const tampered = signed.body.replace('"amount_total": 2000', '"amount_total": 200000');
@@ -417,6 +425,11 @@ describe('the webhook', () => {
     const empty = await web.hub.inject({ method: 'POST', url: '/payment/stripe/webhook' });
     assert.equal(empty.statusCode, 400);
     assert.deepEqual(await counts(), before, 'no payment, hold, checkout change or event');
+    assert.equal(
+      (await refusedDeliveries()) - refusedBefore,
+      forgeries.length + 2,
+      'each delivery refused is counted (capsul_webhook_deliveries_total)',
+    );
     assert.equal((await checkoutRow(id))!.status, 'open');
   });
 

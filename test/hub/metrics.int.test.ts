@@ -108,11 +108,14 @@ describe('GET /metrics with the token', () => {
     const before = await scrape();
     await hub.inject({ method: 'GET', url: '/health' });
     await hub.inject({ method: 'GET', url: '/auth/magic/secret-login-token' });
+    await hub.inject({ method: 'GET', url: '/no/such/capsul-secret42' });
     const after = await scrape();
+    const unmatched = 'capsul_http_requests_total{method="GET",route="none",status="404"}';
+    assert.equal(value(after, unmatched) - value(before, unmatched), 1, 'an address no route matches is counted as route none');
     const health = 'capsul_http_requests_total{method="GET",route="/health",status="200"}';
     assert.equal(value(after, health) - value(before, health), 1);
     const keys = [...after.keys()].join('\n');
-    assert.doesNotMatch(keys, /secret-login-token/);
+    assert.doesNotMatch(keys, /secret-login-token|capsul-secret42/);
     assert.match(keys, /route="\/auth\/magic\/:token"/);
   });
 

@@ -12,6 +12,7 @@ import { vmStream } from '../domain/vm/events.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { handleCommand, load, type CommandDeps } from './handle.ts';
 import { onlineWithinMs } from './hosts.ts';
+import { vanishedStillCharged } from '../read/capsuls.ts';
 
 const hub = { by: { kind: 'job' as const, id: 'placement' } };
 const billing = { by: { kind: 'job' as const, id: 'vanished' } };
@@ -135,18 +136,15 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
  */
 export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
   const now = deps.now?.() ?? new Date();
-  const { rows } = await deps.pool.query(
-    `SELECT id, account_id FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxPerRound}`,
-  );
   let ended = 0;
-  for (const vm of rows) {
+  for (const vm of await vanishedStillCharged(deps.pool, maxPerRound)) {
     const { state } = await load(deps.pool, vmStream(vm.id), vmDecider);
     if (!state.vanished) continue; // cannot happen: the projection follows the stream
     const { at, host, reportId } = state.vanished;
     try {
       const { events } = await handleCommand(
         deps,
-        accountStream(vm.account_id),
+        accountStream(vm.accountId),
         accountDecider,
         {
           type: 'EndVmAccrual',

@@ -18,6 +18,7 @@ import { accountIdByEmail } from '../read/accounts.ts';
 import { accountOfCapsul } from '../read/capsuls.ts';
 import { currentOsImages, osImage, vmSize, vmSizes } from '../read/catalogue.ts';
 import { accountOfPayment, paymentByReference } from '../read/payments.ts';
+import { operationById } from '../read/operations.ts';
 
 /** `providerStart`: the day the provider began; no payment is recorded as received before it (PROVIDER_START_DATE). */
 export type LedgerDeps = { pool: pg.Pool; now?: () => Date; providerStart?: Date };
@@ -252,12 +253,9 @@ export class Ledger {
    * operation already ended changes nothing.
    */
   async failOperation(operationId: string, reason: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [
-      operationId,
-    ]);
-    const operation = rows[0];
+    const operation = await operationById(this.deps.pool, operationId);
     if (!operation) throw notFound(`there is no operation ${operationId}`);
-    const result = { vmId: operation.vm_id as string, kind: operation.kind as string };
+    const result = { vmId: operation.vmId, kind: operation.kind };
     if (operation.ended) return { ...result, changed: false };
     const now = this.now();
     const { events } = await handleCommand(

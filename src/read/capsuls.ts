@@ -159,3 +159,36 @@ export async function vanishedStillCharged(db: Queryable, limit: number): Promis
   );
   return rows.map((row) => ({ id: row.id, accountId: row.account_id, host: row.host }));
 }
+
+/** Capsuls requested but not yet placed on a host (nor their deletion asked), oldest first, with the memory their size needs. */
+export async function capsulsAwaitingPlacement(
+  db: Queryable,
+  limit: number,
+): Promise<{ id: string; accountId: string; memoryMb: number }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id, s.memory_mb FROM vms v JOIN vm_sizes s ON s.id = v.size
+     WHERE v.host IS NULL AND v.deleted IS NULL AND v.state = 'pending' ORDER BY v.created LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id, memoryMb: row.memory_mb }));
+}
+
+/**
+ * Capsuls whose deletion was requested and that no delete operation is under way or done for (a failed
+ * one is scheduled again a minute after it failed), oldest request first, with their host (null: never placed).
+ */
+export async function deletionsToSchedule(
+  db: Queryable,
+  now: Date,
+  limit: number,
+): Promise<{ id: string; accountId: string; host: string | null }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id, v.host FROM vms v
+     WHERE v.deleted IS NOT NULL AND v.state <> 'deleted'
+       -- a delete under way or done; a failed one is scheduled again after a minute
+       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete'
+                         AND (o.completed IS NULL OR o.outcome <> 'failed' OR o.completed > $1::timestamptz - interval '1 minute'))
+     ORDER BY v.deleted LIMIT ${Math.trunc(limit)}`,
+    [now.toISOString()],
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id, host: row.host }));
+}

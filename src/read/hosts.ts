@@ -103,3 +103,20 @@ export async function openDrift(db: Queryable): Promise<DriftIncident[]> {
   const { rows } = await db.query('SELECT host, vm_id, kind, detected FROM drift WHERE resolved IS NULL ORDER BY detected, host, vm_id');
   return rows.map((row) => ({ host: row.host, vmId: row.vm_id, kind: row.kind, detected: row.detected }));
 }
+
+/** The host with the most free memory that fits `memoryMb` (online only: heartbeat after `onlineSince`, unless `onlineOnly` is false), or null. */
+export async function hostWithRoom(db: Queryable, memoryMb: number, onlineSince: Date, onlineOnly: boolean): Promise<string | null> {
+  const { rows } = await db.query(
+    `SELECT h.id, h.memory_mb - coalesce(sum(s.memory_mb), 0) AS free
+     FROM hosts h
+     LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
+     LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
+     LEFT JOIN vm_sizes s ON s.id = v.size
+     WHERE h.removed IS NULL AND ($2::boolean IS FALSE OR hb.last_seen > $1::timestamptz)
+     GROUP BY h.id
+     HAVING h.memory_mb - coalesce(sum(s.memory_mb), 0) >= $3
+     ORDER BY free DESC, h.id LIMIT 1`,
+    [onlineSince.toISOString(), onlineOnly, memoryMb],
+  );
+  return rows[0]?.id ?? null;
+}

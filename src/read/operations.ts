@@ -40,3 +40,11 @@ export async function requestedTimesOnHost(db: Queryable, hostId: string, vmIds:
   const { rows } = await db.query('SELECT id, created FROM vms WHERE id = ANY($1::text[]) AND host = $2', [[...new Set(vmIds)], hostId]);
   return new Map(rows.map((row) => [row.id as string, row.created as Date]));
 }
+
+export type OperationStatus = { vmId: string; host: string; kind: string; ended: boolean };
+
+/** An operation by id: its capsul, host and kind, and whether it ended; null when there is no such operation. */
+export async function operationById(db: Queryable, operationId: string): Promise<OperationStatus | null> {
+  const { rows } = await db.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [operationId]);
+  return rows[0] ? { vmId: rows[0].vm_id, host: rows[0].host, kind: rows[0].kind, ended: rows[0].ended } : null;
+}

@@ -11,6 +11,7 @@ import { vmDecider, type VmCommand } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { handleCommand, type CommandDeps } from '../ledger/handle.ts';
 import type { Hosts } from '../ledger/hosts.ts';
+import { openOperationsOfHost, requestedTimesOnHost } from '../read/operations.ts';
 import { checkHeartbeat, checkReport, checkReportsRequest, type CheckedReport } from '../spoke/protocol-check.ts';
 import { limits, protocolPrefix, type Operation, type OperationKind, type Report, type ReportResult } from '../spoke/protocol.ts';
 
@@ -98,7 +99,9 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     const envelope = checkReportsRequest(request.body);
     if (!envelope.ok) return malformed(request, reply, `malformed reports: ${envelope.problem}`);
     const checked = envelope.value.map(checkReport);
-    const requestedAt = await requestedTimes(
+    // When each of this host's capsuls was requested, by the hub's clock. Others are left out: the decider
+    // refuses reports about them, and a host learns nothing of another host's capsuls.
+    const requestedAt = await requestedTimesOnHost(
       deps.pool,
       request.hostId!,
       checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])),
@@ -153,36 +156,14 @@ function timeProblem({ report, observedAtMs }: CheckedReport, now: Date, request
   return null;
 }
 
-/**
- * When each of this host's capsuls was requested, by the hub's clock. Others are left out: the decider
- * refuses reports about them, and a host learns nothing of another host's capsuls.
- */
-async function requestedTimes(pool: pg.Pool, hostId: string, vmIds: string[]): Promise<Map<string, Date>> {
-  if (vmIds.length === 0) return new Map();
-  const { rows } = await pool.query('SELECT id, created FROM vms WHERE id = ANY($1::text[]) AND host = $2', [[...new Set(vmIds)], hostId]);
-  return new Map(rows.map((row) => [row.id as string, row.created as Date]));
-}
-
+/** The operations still open on this host, as the protocol carries them: a create with what the host needs to build it. */
 async function pendingOperations(pool: pg.Pool, hostId: string): Promise<Operation[]> {
-  const { rows } = await pool.query(
-    `SELECT o.id, o.kind, o.vm_id, to_char(o.created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created,
-            s.memory_mb, s.vcpus, i.template_image_file_name AS image_file, v.ssh_public_keys
-     FROM operations o
-     JOIN vms v ON v.id = o.vm_id
-     LEFT JOIN vm_sizes s ON s.id = v.size
-     LEFT JOIN os_images i ON i.id = v.os
-     WHERE o.host = $1 AND o.completed IS NULL
-     ORDER BY o.created, o.id LIMIT ${maxOperationsPerPoll}`,
-    [hostId],
-  );
-  return rows.map((row) => ({
-    id: row.id,
-    kind: row.kind as OperationKind,
-    vmId: row.vm_id,
-    createdAt: row.created,
-    ...(row.kind === 'create'
-      ? { spec: { memoryMb: row.memory_mb, vcpus: row.vcpus, imageFile: row.image_file, sshPublicKeys: row.ssh_public_keys } }
-      : {}),
+  return (await openOperationsOfHost(pool, hostId, maxOperationsPerPoll)).map((operation) => ({
+    id: operation.id,
+    kind: operation.kind as OperationKind,
+    vmId: operation.vmId,
+    createdAt: operation.createdAt.toISOString(),
+    ...(operation.kind === 'create' ? { spec: operation.spec } : {}),
   }));
 }
 

@@ -9,6 +9,7 @@ import { advisoryLocks, lockUntilCommit } from '../../db/advisory-lock.ts';
 import { inTransaction } from '../../db/transaction.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
+import { savedKeys } from '../../read/ssh-keys.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { utcDay } from '../../core/format.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
@@ -71,13 +72,9 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
 }
 
 async function showKeys(reply: FastifyReply, pool: pg.Pool, email: string, state: PageState) {
-  const { rows } = await pool.query<{ name: string; content: string; created: Date }>(
-    'SELECT name, content, created FROM ssh_public_keys WHERE email = $1 ORDER BY created, name',
-    [email],
-  );
-  const keys = rows.map((row) => {
+  const keys = (await savedKeys(pool, email)).map((row) => {
     const [type = '', blob = '', ...comment] = row.content.split(' ');
-    const added = utcDay(row.created);
+    const added = utcDay(row.createdAt);
     return { name: row.name, type, fingerprint: sshFingerprint(blob), comment: comment.join(' '), added };
   });
   return reply.view('keys.eta', { keys, maxKeys: maxKeysPerCustomer, maxNameLength: maxKeyNameLength, ...state });

@@ -62,6 +62,8 @@ export type CapsulRecord = {
   size: string;
   os: string;
   osDescription: string;
+  /** who logs in with the customer's keys: the OS image's user, null if the catalogue no longer has the image */
+  loginUser: string | null;
   state: string;
   createdAt: Date;
   deletionRequestedAt: Date | null;
@@ -83,7 +85,7 @@ export type CapsulRecord = {
 // One statement, so the page (and the version its confirm forms carry) shows one moment of the capsul:
 // the projections commit with the events they follow.
 const capsulSql = `
-  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, v.state, v.created, v.deleted, v.vanished, v.accrual_ended,
+  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, o.login_user, v.state, v.created, v.deleted, v.vanished, v.accrual_ended,
          v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
          v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
          ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
@@ -101,6 +103,7 @@ export async function customerCapsul(db: Queryable, email: string, vmId: string)
     size: row.size,
     os: row.os,
     osDescription: row.os_description,
+    loginUser: row.login_user,
     state: row.state,
     createdAt: row.created,
     deletionRequestedAt: row.deleted,

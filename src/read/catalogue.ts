@@ -27,15 +27,18 @@ export async function vmSize(db: Queryable, id: string): Promise<VmSize | null> 
   return rows[0] ? sizeOf(rows[0]) : null;
 }
 
-export type OsImage = { id: string; description: string; deprecated: boolean };
+/** `loginUser`: the user the image lets in with the customer's SSH keys (cloud-init's default user). */
+export type OsImage = { id: string; description: string; deprecated: boolean; loginUser: string };
+
+const imageColumns = 'id, description, deprecated, login_user AS "loginUser"';
 
 /** The images a new capsul may use (not deprecated), by description. */
 export async function currentOsImages(db: Queryable): Promise<OsImage[]> {
-  const { rows } = await db.query('SELECT id, description, deprecated FROM os_images WHERE NOT deprecated ORDER BY description');
+  const { rows } = await db.query(`SELECT ${imageColumns} FROM os_images WHERE NOT deprecated ORDER BY description`);
   return rows;
 }
 
 export async function osImage(db: Queryable, id: string): Promise<OsImage | null> {
-  const { rows } = await db.query('SELECT id, description, deprecated FROM os_images WHERE id = $1', [id]);
+  const { rows } = await db.query(`SELECT ${imageColumns} FROM os_images WHERE id = $1`, [id]);
   return rows[0] ?? null;
 }

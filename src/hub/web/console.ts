@@ -318,7 +318,7 @@ async function createPage(deps: WebContext, email: string, chosen: CreateForm, e
     chosen: { size: chosen.size ?? offered[0]?.id ?? '', os: chosen.os ?? '', keys: chosen.keys ?? [] },
     sizes: offered,
     hiddenSizes: sizes.length - offered.length,
-    images: images.map(({ id, description }) => ({ id, description })),
+    images: images.map(({ id, description, loginUser }) => ({ id, description, loginUser })),
     keys,
     funds: funds && {
       balance: dollars(funds.balanceCents),
@@ -347,6 +347,11 @@ async function chosenKeys(pool: pg.Pool, email: string, names: string[]): Promis
 
 type Capsul = ReturnType<typeof toCapsul>;
 
+/** What a customer types to log in: the image's user at the capsul's address (IPv4 first). */
+export function sshCommand(loginUser: string | null, address: string | null): string | null {
+  return loginUser === null || address === null ? null : `ssh ${loginUser}@${address}`;
+}
+
 /** The customer's capsul `id`, or null: unknown, malformed and someone else's all look the same. */
 async function ownCapsul(pool: pg.Pool, email: string, id: string): Promise<Capsul | null> {
   if (!vmIdPattern.test(id)) return null;
@@ -361,6 +366,8 @@ function toCapsul(vm: CapsulRecord) {
     size: vm.size,
     os: vm.osDescription,
     state: vm.state,
+    /** a ready `ssh user@address` line, once the capsul has an address and its image a login user */
+    sshCommand: sshCommand(vm.loginUser, vm.ipv4 ?? vm.ipv6),
     deleting: deletionRequested && vm.state !== 'deleted',
     stateLabel: stateLabel(vm.state, deletionRequested, vm.openOperations),
     ipv4: vm.ipv4,

@@ -155,6 +155,21 @@ function refererPath(referer: string | undefined): string | null {
   return `${url.pathname}${url.search}`;
 }
 
+/** The customer `requireCustomer` let in, for the routes behind it. */
+export function signedIn(request: FastifyRequest): Customer {
+  if (request.customer === null) throw new Error('a customer page ran without requireCustomer');
+  return request.customer;
+}
+
+/**
+ * preHandler after a plugin's guards, for routes whose schema only attaches its refusal (`attachValidation`):
+ * fastify validates before the preHandlers run, and a stranger's or a forged request is answered by the
+ * login and CSRF checks first, whatever it sent. The refusal then goes to the one error handler (400).
+ */
+export async function refuseInvalidInput(request: FastifyRequest): Promise<void> {
+  if (request.validationError) throw request.validationError;
+}
+
 /** preHandler for /admin: operators only; anyone else is told there is no such page. */
 export async function requireAdmin(request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (!request.customer) return requireCustomer(request, reply);

@@ -45,7 +45,9 @@ const touchEveryMs = 3600_000;
 
 export const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
+/** Where a reply keeps the CSRF token its page's forms share (made on first use). */
 const csrfTokenKey = Symbol('csrfToken');
+type ReplyWithToken = FastifyReply & { [csrfTokenKey]?: string | null };
 
 /** Every cookie of ours: HttpOnly, SameSite=Lax, Secure when the site is https. */
 const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({
@@ -61,7 +63,8 @@ export async function installSessions(app: FastifyInstance, deps: SessionDeps): 
   await app.register(rateLimit, { global: false });
 
   app.decorateRequest('customer', null);
-  app.decorateReply('csrfToken', function csrfToken(this: FastifyReply & { [csrfTokenKey]?: string }) {
+  app.decorateReply(csrfTokenKey, null);
+  app.decorateReply('csrfToken', function csrfToken(this: ReplyWithToken) {
     this[csrfTokenKey] ??= this.generateCsrf();
     return this[csrfTokenKey];
   });

@@ -39,9 +39,7 @@ const keysQuery = Type.Object({ done: Type.Optional(Type.String()) });
 const addKeyForm = Type.Object({ key: Type.Optional(Type.String()), name: Type.Optional(Type.String()) });
 const deleteKeyForm = Type.Object({ name: Type.Optional(Type.String()) });
 
-export type KeyPagesOptions = WebContext;
-
-export const keyPages: FastifyPluginAsyncTypebox<KeyPagesOptions> = async (app, deps) => {
+export const keyPages: FastifyPluginAsyncTypebox<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireCustomer);
   app.addHook('preHandler', refuseInvalidInput);
 

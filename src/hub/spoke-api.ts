@@ -117,7 +117,7 @@ export const spokeApi: FastifyPluginAsyncTypebox<SpokeApiOptions> = async (app, 
     };
     for (const [i, check] of checked.entries()) {
       if (!check.ok) {
-        refuse(envelope.value[i]!.id as string, undefined, `malformed report: ${check.problem}`);
+        refuse(envelope.value[i]!.id, undefined, `malformed report: ${check.problem}`);
         continue;
       }
       const { report } = check.value;

@@ -2,7 +2,7 @@
 // charges per capsul, the runway and how to add funds; and the history (/console/history) of what
 // happened to their money and capsuls. Balances come from the projections (no replay per request);
 // the history reads the customer's own streams only.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
 import type { WarningLevel } from '../../domain/account/events.ts';
@@ -24,7 +24,7 @@ export const lowCreditWarningMs = 7 * 86_400_000;
 /** Events on one history page; older ones are a link away. */
 export const historyPageSize = 100;
 
-export async function accountPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireCustomer);
   const statements: StatementCache = new LruMap(2000);
 
@@ -50,7 +50,7 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
     const page = accountId ? await historyOf(deps.pool, accountId, before) : { entries: [], older: null };
     return reply.view('history.eta', { ...page, isFirstPage: before === null });
   });
-}
+};
 
 // ---- Balance ----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // The operators' pages (/admin, ADMIN_EMAILS only): accounts with their balances, payments with
 // invalidate/reinstate, capsuls, hosts with open drift, and the most recent events. Lists read the
 // projections; corrections go through the ledger's commands, the same ones the CLI calls.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { maxReasonLength } from '../../domain/shared/text.ts';
 import { describeActor } from '../../domain/events.ts';
@@ -39,7 +39,7 @@ const utcSecond = (at: Date | null) => (at === null ? null : utcText(at.toISOStr
 type Query = Record<string, unknown>;
 type PaymentParams = { id: string };
 
-export async function adminPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireAdmin);
 
   app.get('/admin', async (_request, reply) =>
@@ -124,7 +124,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     const events = await recentEvents(deps.pool);
     return reply.view('admin-events.eta', { section: 'events', events: events.map(eventRow), count: recentEventCount });
   });
-}
+};
 
 // ---- accounts
 

@@ -1,7 +1,7 @@
 // The customer's capsuls: the list, creating one, and each capsul's page with its actions (start, stop,
 // force-stop, delete), each behind a confirm page. Reads come from the projections; commands go through
 // the ledger. A capsul that is not the customer's (or does not exist) is a page that does not exist.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { coversAMonth, vmIdPattern } from '../../domain/account/decider.ts';
 import { accrualEndMs, chargeCents, isAccruing, type Accrual } from '../../domain/shared/billing.ts';
@@ -82,7 +82,7 @@ const actionBodySchema = {
   properties: { version: { type: 'string', pattern: '^[0-9]{1,18}$' } },
 } as const;
 
-export async function consolePages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireCustomer);
 
   app.get('/console', async (request, reply) => {
@@ -175,7 +175,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
       return reply.redirect(`/console/${vm.id}`, 303);
     },
   );
-}
+};
 
 async function perform(deps: WebContext, action: Action, vmId: string, expectedVersion: bigint, cause: Cause): Promise<void> {
   switch (action) {

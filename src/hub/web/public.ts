@@ -1,7 +1,7 @@
 // The public pages (no login): the start page with the price table, pricing, FAQ, support, and the
 // one stylesheet and the icon. Server-rendered with Eta, no JavaScript, nothing loaded from other sites.
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import { formatCents } from '../../domain/shared/money.ts';
 import { formatMemory } from '../../core/format.ts';
@@ -10,11 +10,11 @@ import { currentOsImages, vmSizes } from '../../read/catalogue.ts';
 const stylesheet = readFileSync(new URL('./static/capsul.css', import.meta.url));
 const favicon = readFileSync(new URL('./static/favicon.svg', import.meta.url));
 
-export type PublicPagesDeps = { pool: pg.Pool; supportEmail: string };
+export type PublicPagesOptions = { pool: pg.Pool; supportEmail: string };
 
 type SizeRow = { id: string; dollarsPerMonth: string; vcpus: number; memory: string; bandwidthGb: number };
 
-export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): Promise<void> {
+export const publicPages: FastifyPluginAsync<PublicPagesOptions> = async (app, deps) => {
   const catalogue = async () => {
     const [sizes, images] = await Promise.all([vmSizes(deps.pool), currentOsImages(deps.pool)]);
     return {
@@ -43,4 +43,4 @@ export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): 
   );
   // Asked for by browsers and tools that do not read the page's <link rel="icon">.
   app.get('/favicon.ico', async (_request, reply) => reply.redirect('/static/favicon.svg', 301));
-}
+};

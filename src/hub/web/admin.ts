@@ -17,7 +17,7 @@ import type { Cause } from '../../domain/events.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
 import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
-import { requireAdmin } from './session.ts';
+import { requireAdmin, signedIn } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
 import { inSnapshot } from '../../db/transaction.ts';
 import { dollars } from '../../core/format.ts';
@@ -65,7 +65,7 @@ export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
     app.post<{ Params: PaymentParams; Body: Query }>(`/admin/payments/:id/${action}`, async (request, reply) => {
       const payment = await findPayment(deps.pool, request.params.id);
       const reason = typeof request.body?.reason === 'string' ? request.body.reason.trim() : '';
-      const cause: Cause = { by: { kind: 'operator', id: request.customer!.email }, reason };
+      const cause: Cause = { by: { kind: 'operator', id: signedIn(request).email }, reason };
       try {
         const { changed } = await correction.apply(deps.ledger, payment.id, cause);
         // Post/redirect/get: reloading the page afterwards does not send the form again.
@@ -86,7 +86,7 @@ export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
       await resolveHold(deps.pool, {
         provider,
         reference,
-        cause: { by: { kind: 'operator', id: request.customer!.email }, reason },
+        cause: { by: { kind: 'operator', id: signedIn(request).email }, reason },
         now: deps.now(),
       });
     } catch (error) {

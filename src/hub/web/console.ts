@@ -14,7 +14,7 @@ import { customerBeginnings, customerCapsul, customerCapsuls, type CapsulRecord 
 import { currentOsImages, vmSizes } from '../../read/catalogue.ts';
 import { savedKeyNames, savedKeysNamed } from '../../read/ssh-keys.ts';
 import type { WebContext } from './context.ts';
-import { requireCustomer } from './session.ts';
+import { requireCustomer, signedIn } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { dollars, formatMemory, utcMinute } from '../../core/format.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
@@ -86,13 +86,13 @@ export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) =>
   app.addHook('preHandler', requireCustomer);
 
   app.get('/console', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     const vms = await listCapsuls(deps.pool, email);
     return reply.view('console.eta', { vms, steps: vms.length === 0 ? await firstSteps(deps, email) : null });
   });
 
   app.get('/console/create', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     return reply.view('console-create.eta', await createPage(deps, email, { keys: await onlyKeyName(deps.pool, email) }));
   });
 
@@ -101,7 +101,7 @@ export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) =>
     { schema: { body: createBodySchema }, attachValidation: true },
     async (request, reply) => {
       if (request.validationError) return malformedPage(reply);
-      const email = request.customer!.email;
+      const email = signedIn(request).email;
       const form = request.body;
       try {
         if (!form.size) throw invalid('choose a size');
@@ -125,7 +125,7 @@ export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) =>
   );
 
   app.get<{ Params: { id: string } }>('/console/:id', async (request, reply) => {
-    const vm = await ownCapsul(deps.pool, request.customer!.email, request.params.id);
+    const vm = await ownCapsul(deps.pool, signedIn(request).email, request.params.id);
     if (!vm) return notFoundPage(reply);
     const billingEndMs = accrualEndMs(vm.accrual);
     return reply.view('console-capsul.eta', {
@@ -141,7 +141,7 @@ export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) =>
 
   app.get<{ Params: { id: string; action: string } }>('/console/:id/:action', async (request, reply) => {
     const action = actionNamed(request.params.action);
-    const vm = action && (await ownCapsul(deps.pool, request.customer!.email, request.params.id));
+    const vm = action && (await ownCapsul(deps.pool, signedIn(request).email, request.params.id));
     if (!action || !vm) return notFoundPage(reply);
     if (!allowedActions(vm).includes(action)) {
       return reply.code(409).view('error.eta', {
@@ -158,7 +158,7 @@ export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) =>
     { schema: { body: actionBodySchema }, attachValidation: true },
     async (request, reply) => {
       if (request.validationError) return malformedPage(reply);
-      const email = request.customer!.email;
+      const email = signedIn(request).email;
       const action = actionNamed(request.params.action);
       const vm = action && (await ownCapsul(deps.pool, email, request.params.id));
       if (!action || !vm) return notFoundPage(reply);

@@ -25,6 +25,14 @@ module.exports = {
       to: { path: '^src/', pathNot: ['^src/spoke/', '^src/types/'] },
     },
     {
+      name: 'read-models-only-read',
+      comment:
+        'src/read holds the queries of each read model: it imports only itself, the domain (types, units, billing) and src/db (the event store), never the ledger, projections writers, hub, CLI or jobs that call it',
+      severity: 'error',
+      from: { path: '^src/read/' },
+      to: { path: '^src/', pathNot: ['^src/read/', '^src/domain/', '^src/db/', '^src/types/'] },
+    },
+    {
       name: 'nothing-below-the-hub-imports-it',
       comment: 'the hub composes the rest; only the hub itself and the composition root (src/server.ts) import src/hub',
       severity: 'error',

@@ -22,7 +22,7 @@ import { sessionCookie, sessionIdleMs, sha256 } from '../src/hub/web/session.ts'
 import { appendEvents } from '../src/ledger/append.ts';
 import { Hosts } from '../src/ledger/hosts.ts';
 import { Ledger, newVmId } from '../src/ledger/ledger.ts';
-import { balanceFromProjections } from '../src/projections/balance.ts';
+import { balanceAt } from '../src/read/accounts.ts';
 import { Tally } from './measure.ts';
 import { backendCpu, backendCpuSince } from './pgcpu.ts';
 import { fmtInt } from './progress.ts';
@@ -286,7 +286,7 @@ async function checkSeededAccount(pool: pg.Pool, accountId: string, email: strin
   }
   const now = new Date();
   const folded = await new Ledger({ pool }).balanceCents(email, now);
-  const projected = await balanceFromProjections(pool, accountId, now);
+  const projected = await balanceAt(pool, accountId, now);
   if (folded !== projected) {
     throw new WebBenchError(
       `web bench seed: ${email}'s balance is ${folded} cents folded from its stream but ${projected} from the projections`,

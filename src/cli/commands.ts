@@ -1,16 +1,15 @@
 // The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
-import { accountStream } from '../domain/account/events.ts';
 import { describeActor } from '../domain/events.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { formatCents, parseDollars } from '../domain/shared/money.ts';
-import { vmStream } from '../domain/vm/events.ts';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
 import { prepareDatabase } from '../ledger/open.ts';
 import { asOfRefusal, jobDeps, runJobs } from '../jobs/runner.ts';
 import { configuredMailer } from '../mail/mailer.ts';
 import { readAllEvents, type EventSelector, type StoredEvent } from '../db/event-store.ts';
+import { accountSelectors, capsulSelectors, paymentSelectors } from '../read/history.ts';
 import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
@@ -475,21 +474,20 @@ async function historyFilter(
   if (v.all) return {};
   if (v.payment !== undefined) {
     const paymentId = parseId(str(v.payment), 'payment');
-    const { rows } = await pool.query('SELECT account_id FROM payments WHERE id = $1', [paymentId]);
-    if (!rows[0]) throw new CliError(`there is no payment ${paymentId}`);
-    return { selectors: [{ stream: accountStream(rows[0].account_id), field: 'paymentId', equals: String(paymentId) }] };
+    const selectors = await paymentSelectors(pool, paymentId);
+    if (!selectors) throw new CliError(`there is no payment ${paymentId}`);
+    return { selectors };
   }
   if (v.vm !== undefined) {
     const vmId = str(v.vm)!;
-    const { rows } = await pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
-    if (!rows[0]) throw new CliError(`there is no capsul ${vmId}`);
-    return { selectors: [{ stream: accountStream(rows[0].account_id), field: 'vmId', equals: vmId }, { stream: vmStream(vmId) }] };
+    const selectors = await capsulSelectors(pool, vmId);
+    if (!selectors) throw new CliError(`there is no capsul ${vmId}`);
+    return { selectors };
   }
   const email = canonicalEmail(str(v.email)!);
   const accountId = await ledger.accountIdFor(email);
   if (!accountId) throw new CliError(`there is no account for ${email}`);
-  const vms = await pool.query('SELECT id FROM vms WHERE account_id = $1', [accountId]);
-  return { selectors: [accountStream(accountId), ...vms.rows.map((r) => vmStream(r.id))].map((stream) => ({ stream })) };
+  return { selectors: await accountSelectors(pool, accountId) };
 }
 
 function historyJson(stored: StoredEvent) {

@@ -8,15 +8,15 @@ import { onlineWithinMs } from '../ledger/hosts.ts';
 import {
   awaitingPlacement,
   capsulsByState,
-  type HostStatus,
-  hostStatus,
-  type Incident,
+  type HostLoad,
+  hostLoads,
   type LastJobRun,
   lastJobRuns,
   openIncidents,
   pendingOperations,
   type Waiting,
 } from '../read/status.ts';
+import type { DriftIncident } from '../read/hosts.ts';
 import type { CommandSpec } from './context.ts';
 
 /** An operation a host has not reported on for longer than this needs a look. */
@@ -26,11 +26,11 @@ const incidentsListed = 20;
 export type Status = {
   at: string;
   schema: { version: number; expected: number };
-  hosts: HostStatus[];
+  hosts: HostLoad[];
   capsuls: Record<string, number>;
   operations: Waiting;
   awaitingPlacement: Waiting;
-  incidents: { count: number; first: Incident[] };
+  incidents: { count: number; first: DriftIncident[] };
   jobs: (LastJobRun | { job: string; outcome: 'never run' })[];
   /** what needs attention, one line each; empty: all is well */
   attention: string[];
@@ -56,7 +56,7 @@ export async function readStatus(pool: pg.Pool, now: Date): Promise<Status> {
     return status;
   }
   const [hosts, capsuls, operations, placement, incidents, runs] = await Promise.all([
-    hostStatus(pool, new Date(now.getTime() - onlineWithinMs)),
+    hostLoads(pool, new Date(now.getTime() - onlineWithinMs)),
     capsulsByState(pool),
     pendingOperations(pool, now),
     awaitingPlacement(pool, now),
@@ -73,7 +73,7 @@ function attention(status: Status): string[] {
   const reasons: string[] = [];
   for (const host of status.hosts) {
     if (!host.online && host.capsuls > 0) {
-      reasons.push(`host ${host.id} is offline with ${plural(host.capsuls, 'capsul')} (last heartbeat ${host.lastSeen ?? 'never'})`);
+      reasons.push(`host ${host.id} is offline with ${plural(host.capsuls, 'capsul')} (last heartbeat ${instant(host.lastSeen)})`);
     }
   }
   const oldest = status.operations.oldestAgeSeconds;
@@ -121,7 +121,7 @@ function screen(status: Status): string[] {
     for (const host of status.hosts) {
       lines.push(
         `  ${host.id}  ${host.online ? 'online' : 'offline'}  ${plural(host.capsuls, 'capsul')}  ` +
-          `memory ${host.usedMemoryMb}/${host.memoryMb} MiB  last heartbeat ${host.lastSeen ?? 'never'}`,
+          `memory ${host.usedMemoryMb}/${host.memoryMb} MiB  last heartbeat ${instant(host.lastSeen)}`,
       );
     }
     const states = Object.entries(status.capsuls);
@@ -130,7 +130,7 @@ function screen(status: Status): string[] {
     lines.push(`capsuls awaiting a host: ${waiting(status.awaitingPlacement)}`);
     lines.push(`incidents open: ${status.incidents.count}`);
     for (const incident of status.incidents.first) {
-      lines.push(`  ${incident.host}  ${incident.vmId}  ${incident.kind}  since ${incident.detected}`);
+      lines.push(`  ${incident.host}  ${incident.vmId}  ${incident.kind}  since ${instant(incident.detected)}`);
     }
     if (status.incidents.count > status.incidents.first.length)
       lines.push(`  … and ${status.incidents.count - status.incidents.first.length} more`);
@@ -158,5 +158,8 @@ export function age(seconds: number): string {
   if (s < 86_400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
   return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
 }
+
+/** An instant to the second, UTC. */
+const instant = (at: Date | null) => (at === null ? 'never' : `${at.toISOString().slice(0, 19)}Z`);
 
 const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;

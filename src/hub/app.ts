@@ -1,15 +1,18 @@
 // The hub's HTTP application. Plugins in layers: security headers, views, form bodies, sessions and CSRF
 // first, then the edge check of every input, then one error handler for everything, then the app's
-// routes (/health, the public pages, login, the customer console, admin, the spoke API).
+// routes (/health, the public pages, login, the customer console, admin, the spoke API), each a typed
+// plugin (FastifyPluginAsync<Options>) whose route schemas (TypeBox) validate and type its input.
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import helmet from '@fastify/helmet';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import view from '@fastify/view';
 import { Eta } from 'eta';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type pg from 'pg';
+import { Type } from 'typebox';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
 import { DomainError, invalid } from '../domain/shared/errors.ts';
 import type { Clock } from '../core/clock.ts';
@@ -131,7 +134,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
 
   // Set before any route plugin is registered: plugins inherit the handlers in force when they register.
-  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
     if (databaseUnavailable(error)) {
       // The database restarting (or cut off): nothing is wrong with the request, try again shortly.
       request.log.warn({ err: error.message }, 'database unavailable');
@@ -149,7 +152,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     const status = statusOf(error);
     if (status === 500) request.log.error({ err: error }, 'request failed');
     else request.log.info({ err: error.message }, 'request refused');
-    const message = status === 500 ? 'something went wrong on our side' : messageOf(error);
+    const message = status === 500 ? 'something went wrong on our side' : messageOf(error, request);
     if (wantsHtml(request)) {
       return errorPage(
         reply,
@@ -168,23 +171,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // Before the routes: every request is counted.
   installMetrics(app, { token: deps.metricsToken, pool: deps.pool, now, operatorsToTell: (deps.adminEmails ?? []).length > 0 });
 
-  app.get('/health', async (_request, reply) => {
-    const expected = latestVersion();
-    try {
-      const version = await schemaVersion(deps.pool);
-      const healthy = version === expected;
-      return reply.code(healthy ? 200 : 503).send({
-        status: healthy ? 'ok' : 'schema mismatch',
-        database: 'ok',
-        schemaVersion: version,
-        expectedSchemaVersion: expected,
-      });
-    } catch (error) {
-      app.log.error({ err: error }, 'health check: database unreachable');
-      return reply.code(503).send({ status: 'unavailable', database: 'unreachable', expectedSchemaVersion: expected });
-    }
-  });
-
+  await app.register(health, { pool: deps.pool });
   const { hosts } = services;
   const web: WebContext = {
     pool: deps.pool,
@@ -197,12 +184,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     providers: (deps.providers ?? []).map(({ id, label, path }) => ({ id, label, path })),
   };
   const mailer = deps.mailer ?? createMailer({ from: 'capsul <no-reply@localhost>', outboxDir: path.join(os.tmpdir(), 'capsul-outbox') });
-  await app.register(publicPages, { pool: deps.pool, supportEmail: deps.supportEmail ?? 'support@localhost' } as never);
-  await app.register(authPages, { ...sessionDeps, baseUrl, mailer, announce: deps.announce } as never);
-  await app.register(consolePages, web as never);
-  await app.register(keyPages, web as never);
-  await app.register(accountPages, web as never);
-  await app.register(adminPages, web as never);
+  await app.register(publicPages, { pool: deps.pool, supportEmail: deps.supportEmail ?? 'support@localhost' });
+  await app.register(authPages, { ...sessionDeps, baseUrl, mailer, announce: deps.announce });
+  await app.register(consolePages, web);
+  await app.register(keyPages, web);
+  await app.register(accountPages, web);
+  await app.register(adminPages, web);
   for (const provider of deps.providers ?? []) await providerRoutes(app, provider, { pool: deps.pool, now });
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.
   await app.register(spokeApi, {
@@ -213,10 +200,37 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     hosts,
     now,
     afterReports: deps.afterReports,
-  } as never);
+  });
 
   return app;
 }
+
+const healthReport = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('schema mismatch'), Type.Literal('unavailable')]),
+  database: Type.Union([Type.Literal('ok'), Type.Literal('unreachable')]),
+  schemaVersion: Type.Optional(Type.Integer()),
+  expectedSchemaVersion: Type.Integer(),
+});
+
+/** GET /health: 200 when the database answers with the schema this code expects, 503 otherwise. */
+const health: FastifyPluginAsyncTypebox<{ pool: pg.Pool }> = async (app, { pool }) => {
+  app.get('/health', { schema: { response: { 200: healthReport, 503: healthReport } } }, async (request, reply) => {
+    const expected = latestVersion();
+    try {
+      const version = await schemaVersion(pool);
+      const healthy = version === expected;
+      return reply.code(healthy ? 200 : 503).send({
+        status: healthy ? 'ok' : 'schema mismatch',
+        database: 'ok',
+        schemaVersion: version,
+        expectedSchemaVersion: expected,
+      });
+    } catch (error) {
+      request.log.error({ err: error }, 'health check: database unreachable');
+      return reply.code(503).send({ status: 'unavailable', database: 'unreachable', expectedSchemaVersion: expected });
+    }
+  });
+};
 
 /**
  * One line per request when its answer is sent, at LOG_REQUESTS' level, instead of fastify's two at
@@ -250,17 +264,34 @@ function databaseUnavailable(error: Error & { code?: string }): boolean {
   );
 }
 
-function statusOf(error: Error & { statusCode?: number }): number {
+function statusOf(error: FastifyError): number {
   if (error instanceof DomainError) return httpStatusOf(error);
   if (error instanceof ConcurrencyError) return 409;
   return error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
 }
 
-function messageOf(error: Error & { code?: string }): string {
+function messageOf(error: FastifyError, request: FastifyRequest): string {
   if (error.code?.startsWith('FST_CSRF_'))
     return 'This form has expired or did not come from this site: go back, reload the page and try again.';
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return 'What you sent is too large.';
+  // A route schema's refusal: the pages name the field in their own words; the spoke API keeps the schema's.
+  if (error.validation && !request.originalUrl.startsWith(spokeApiPrefix)) return schemaRefusal(error);
   return error.message;
+}
+
+/** What a page says when its route schema refuses the input: which field, and what to do (no page of ours sends that). */
+function schemaRefusal({ validation = [], validationContext }: FastifyError): string {
+  const [first] = validation;
+  const missing = first?.params.missingProperty;
+  const field = typeof missing === 'string' ? missing : (first?.instancePath.split('/')[1] ?? '');
+  if (validationContext === 'body') {
+    return field === ''
+      ? 'What you sent is not a form of this page: reload the page and try again.'
+      : `the form's ${field} field is not what this page sends: reload the page and try again`;
+  }
+  return field === ''
+    ? 'This address is not one of this site: check it and try again.'
+    : `the address's ${field} parameter is not what this site's links carry: check it and try again`;
 }
 
 /** Browsers get pages; spokes and scripts get JSON. */

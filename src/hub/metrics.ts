@@ -12,7 +12,7 @@ import { processMetrics } from '../core/metrics.ts';
 import { receiptWindowMs } from '../jobs/receipts.ts';
 import { warningEmailWindowMs } from '../jobs/warning-emails.ts';
 import { onlineWithinMs } from '../ledger/hosts.ts';
-import { awaitingPlacement, capsulsByState, emailsPending, hostStatus, pendingOperations, signedLogStatus } from '../read/status.ts';
+import { awaitingPlacement, capsulsByState, emailsPending, hostLoads, pendingOperations, signedLogStatus } from '../read/status.ts';
 
 export type MetricsDeps = {
   /** METRICS_TOKEN; unset: no /metrics at all */
@@ -147,7 +147,7 @@ async function readSnapshot(deps: MetricsDeps) {
   const [unplaced, operations, hosts, capsuls, emails, log] = await Promise.all([
     awaitingPlacement(deps.pool, now),
     pendingOperations(deps.pool, now),
-    hostStatus(deps.pool, new Date(now.getTime() - onlineWithinMs)),
+    hostLoads(deps.pool, new Date(now.getTime() - onlineWithinMs)),
     capsulsByState(deps.pool),
     emailsPending(deps.pool, {
       now,

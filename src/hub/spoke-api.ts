@@ -2,34 +2,42 @@
 // its token; heartbeats are stored as they come, operations are long-polled, and reports become events
 // on the capsul's stream (duplicates and stale reports change nothing). Every body is checked field by
 // field first (src/spoke/protocol-check.ts): a malformed request gets 400 and a malformed report its
-// own refusal, before anything reaches the database.
-import type { Clock } from '../core/clock.ts';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+// own refusal, before anything reaches the database. (The bodies are the protocol's to check, with the
+// spoke's own checker; a route schema here would turn a whole batch away for one poison report.)
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type pg from 'pg';
+import { Type } from 'typebox';
+import type { Clock } from '../core/clock.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { vmDecider, type VmCommand } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { handleCommand, type CommandDeps } from '../ledger/handle.ts';
 import type { Hosts } from '../ledger/hosts.ts';
+import { openOperationsOfHost, requestedTimesOnHost } from '../read/operations.ts';
 import { checkHeartbeat, checkReport, checkReportsRequest, type CheckedReport } from '../spoke/protocol-check.ts';
 import { limits, protocolPrefix, type Operation, type OperationKind, type Report, type ReportResult } from '../spoke/protocol.ts';
 
-export type SpokeApiDeps = CommandDeps & { hosts: Hosts; now: Clock; afterReports?: () => void };
+export type SpokeApiOptions = CommandDeps & { hosts: Hosts; now: Clock; afterReports?: () => void };
 
 declare module 'fastify' {
   interface FastifyRequest {
-    hostId?: string;
+    /** the spoke's host, set by the spoke API's token check (null before it) */
+    hostId: string | null;
   }
 }
 
 const pollIntervalMs = 500;
 const maxOperationsPerPoll = 50;
 
-export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promise<void> {
+const operationsQuery = Type.Object({ waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: limits.maxLongPollMs })) });
+
+export const spokeApi: FastifyPluginAsyncTypebox<SpokeApiOptions> = async (app, deps) => {
   const { now } = deps;
 
+  app.decorateRequest('hostId', null);
   // Before the body is read: a stranger's request costs no parsing.
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.addHook('onRequest', async (request, reply) => {
     const hostId = request.headers['x-capsul-host'];
     const match = /^Bearer ([A-Za-z0-9_-]{20,200})$/.exec(request.headers.authorization ?? '');
     if (typeof hostId !== 'string' || !match || !(await deps.hosts.authenticate(hostId, match[1]!))) {
@@ -46,13 +54,14 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     const checked = checkHeartbeat(request.body);
     if (!checked.ok) return malformed(request, reply, `malformed heartbeat: ${checked.problem}`);
     const beat = checked.value;
+    const hostId = hostOf(request);
     await deps.pool.query(
       `INSERT INTO host_heartbeats (host_id, last_seen, memory_mb, vcpus, vms, agent_version) VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (host_id) DO UPDATE SET last_seen = $2, memory_mb = $3, vcpus = $4, vms = $5, agent_version = $6`,
-      [request.hostId, now().toISOString(), beat.capacity.memoryMb, beat.capacity.vcpus, JSON.stringify(beat.vms), beat.agentVersion],
+      [hostId, now().toISOString(), beat.capacity.memoryMb, beat.capacity.vcpus, JSON.stringify(beat.vms), beat.agentVersion],
     );
     await deps.hosts.checkDrift(
-      request.hostId!,
+      hostId,
       beat.vms.map((vm) => vm.vmId),
     );
     return { serverTime: now().toISOString() };
@@ -67,51 +76,48 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     await Promise.allSettled([...polls]);
   });
 
-  app.get(
-    '/operations',
-    {
-      schema: { querystring: { type: 'object', properties: { waitMs: { type: 'integer', minimum: 0, maximum: limits.maxLongPollMs } } } },
-    },
-    async (request) => {
-      const waitMs = (request.query as { waitMs?: number }).waitMs ?? 0;
-      const deadline = Date.now() + waitMs;
-      let closed = false;
-      request.raw.once('close', () => (closed = true));
-      const poll = (async () => {
-        while (true) {
-          const operations = await pendingOperations(deps.pool, request.hostId!);
-          if (operations.length > 0 || Date.now() >= deadline || closed || closing) return { operations };
-          await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
-          if (closing) return { operations: [] };
-        }
-      })();
-      polls.add(poll);
-      try {
-        return await poll;
-      } finally {
-        polls.delete(poll);
+  app.get('/operations', { schema: { querystring: operationsQuery } }, async (request) => {
+    const hostId = hostOf(request);
+    const deadline = Date.now() + (request.query.waitMs ?? 0);
+    let closed = false;
+    request.raw.once('close', () => (closed = true));
+    const poll = (async () => {
+      while (true) {
+        const operations = await pendingOperations(deps.pool, hostId);
+        if (operations.length > 0 || Date.now() >= deadline || closed || closing) return { operations };
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pollIntervalMs, Math.max(0, deadline - Date.now()))));
+        if (closing) return { operations: [] };
       }
-    },
-  );
+    })();
+    polls.add(poll);
+    try {
+      return await poll;
+    } finally {
+      polls.delete(poll);
+    }
+  });
 
   app.post('/reports', { bodyLimit: limits.maxRequestBytes }, async (request, reply) => {
     const envelope = checkReportsRequest(request.body);
     if (!envelope.ok) return malformed(request, reply, `malformed reports: ${envelope.problem}`);
+    const hostId = hostOf(request);
     const checked = envelope.value.map(checkReport);
-    const requestedAt = await requestedTimes(
+    // When each of this host's capsuls was requested, by the hub's clock. Others are left out: the decider
+    // refuses reports about them, and a host learns nothing of another host's capsuls.
+    const requestedAt = await requestedTimesOnHost(
       deps.pool,
-      request.hostId!,
+      hostId,
       checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])),
     );
     const results: ReportResult[] = [];
     const accepted: Report[] = [];
     const refuse = (id: string, vmId: string | undefined, reason: string) => {
-      request.log.warn({ host: request.hostId, report: id, vmId, reason }, 'spoke report refused');
+      request.log.warn({ host: hostId, report: id, vmId, reason }, 'spoke report refused');
       results.push({ id, status: 'refused', error: reason });
     };
     for (const [i, check] of checked.entries()) {
       if (!check.ok) {
-        refuse(envelope.value[i]!.id as string, undefined, `malformed report: ${check.problem}`);
+        refuse(envelope.value[i]!.id, undefined, `malformed report: ${check.problem}`);
         continue;
       }
       const { report } = check.value;
@@ -120,7 +126,7 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
         refuse(report.id, report.vmId, untimely);
         continue;
       }
-      const result = await recordReport(deps, request.hostId!, report, now(), request.log);
+      const result = await recordReport(deps, hostId, report, now(), request.log);
       if (result.status === 'accepted') accepted.push(report);
       results.push(result);
     }
@@ -128,6 +134,12 @@ export async function spokeApi(app: FastifyInstance, deps: SpokeApiDeps): Promis
     if (accepted.some((report) => report.type === 'deleted' || report.type === 'failed')) deps.afterReports?.();
     return { results };
   });
+};
+
+/** The host the onRequest check let in: every route of the spoke API runs after it. */
+function hostOf(request: FastifyRequest): string {
+  if (request.hostId === null) throw new Error('a spoke API route ran without the host check');
+  return request.hostId;
 }
 
 /** 400 with one line saying what is wrong; logged with the host, never with the body. */
@@ -153,36 +165,14 @@ function timeProblem({ report, observedAtMs }: CheckedReport, now: Date, request
   return null;
 }
 
-/**
- * When each of this host's capsuls was requested, by the hub's clock. Others are left out: the decider
- * refuses reports about them, and a host learns nothing of another host's capsuls.
- */
-async function requestedTimes(pool: pg.Pool, hostId: string, vmIds: string[]): Promise<Map<string, Date>> {
-  if (vmIds.length === 0) return new Map();
-  const { rows } = await pool.query('SELECT id, created FROM vms WHERE id = ANY($1::text[]) AND host = $2', [[...new Set(vmIds)], hostId]);
-  return new Map(rows.map((row) => [row.id as string, row.created as Date]));
-}
-
+/** The operations still open on this host, as the protocol carries them: a create with what the host needs to build it. */
 async function pendingOperations(pool: pg.Pool, hostId: string): Promise<Operation[]> {
-  const { rows } = await pool.query(
-    `SELECT o.id, o.kind, o.vm_id, to_char(o.created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS created,
-            s.memory_mb, s.vcpus, i.template_image_file_name AS image_file, v.ssh_public_keys
-     FROM operations o
-     JOIN vms v ON v.id = o.vm_id
-     LEFT JOIN vm_sizes s ON s.id = v.size
-     LEFT JOIN os_images i ON i.id = v.os
-     WHERE o.host = $1 AND o.completed IS NULL
-     ORDER BY o.created, o.id LIMIT ${maxOperationsPerPoll}`,
-    [hostId],
-  );
-  return rows.map((row) => ({
-    id: row.id,
-    kind: row.kind as OperationKind,
-    vmId: row.vm_id,
-    createdAt: row.created,
-    ...(row.kind === 'create'
-      ? { spec: { memoryMb: row.memory_mb, vcpus: row.vcpus, imageFile: row.image_file, sshPublicKeys: row.ssh_public_keys } }
-      : {}),
+  return (await openOperationsOfHost(pool, hostId, maxOperationsPerPoll)).map((operation) => ({
+    id: operation.id,
+    kind: operation.kind as OperationKind,
+    vmId: operation.vmId,
+    createdAt: operation.createdAt.toISOString(),
+    ...(operation.kind === 'create' ? { spec: operation.spec } : {}),
   }));
 }
 

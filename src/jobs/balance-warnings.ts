@@ -13,10 +13,10 @@ import { dollars } from '../core/format.ts';
 import type { Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand } from '../ledger/handle.ts';
 import { loadStream } from '../db/event-store.ts';
+import { accountsAccruingAt } from '../read/accounts.ts';
 import type { JobRun } from './job.ts';
 import { accountAsOf, evaluateAccount, nonpaymentReason as nonpayment } from '../domain/account/policy.ts';
 const cause: Cause = { by: { kind: 'job', id: 'balance-warnings' } };
-const accountsPerPage = 500;
 /** Decisions on one account retried after a concurrent change, before it waits for the next run. */
 const maxAttempts = 3;
 
@@ -37,7 +37,7 @@ export async function runBalanceWarnings(deps: BalanceWarningDeps, run: JobRun):
   const outcome: BalanceWarningOutcome = { accounts: 0, warned: 0, deleted: 0 };
   const failed: string[] = [];
   const candidatesAt = run.asOf ?? deps.now();
-  for await (const account of accountsWithRunningCapsuls(deps.pool, candidatesAt)) {
+  for await (const account of accountsAccruingAt(deps.pool, candidatesAt)) {
     outcome.accounts++;
     try {
       const done = run.dryRun ? await previewAccount(deps, run, account) : await checkAccount(deps, run, account);
@@ -55,23 +55,6 @@ export async function runBalanceWarnings(deps: BalanceWarningDeps, run: JobRun):
 }
 
 type Candidate = { accountId: string; email: string };
-
-/** Accounts with a capsul running at `at`, in pages by id (bounded memory whatever their number). */
-async function* accountsWithRunningCapsuls(pool: pg.Pool, at: Date): AsyncGenerator<Candidate> {
-  let after = '';
-  for (;;) {
-    const { rows } = await pool.query(
-      `SELECT a.id, a.email FROM accounts a
-       WHERE a.id > $2 AND EXISTS (SELECT 1 FROM vms v WHERE v.account_id = a.id AND v.created <= $1 AND (v.deleted IS NULL OR v.deleted > $1)
-                                     AND (v.accrual_ended IS NULL OR v.accrual_ended > $1))
-       ORDER BY a.id LIMIT ${accountsPerPage}`,
-      [at.toISOString(), after],
-    );
-    for (const row of rows) yield { accountId: row.id, email: row.email };
-    if (rows.length < accountsPerPage) return;
-    after = rows.at(-1)!.id;
-  }
-}
 
 async function evaluate(deps: BalanceWarningDeps, accountId: string, atMs: number) {
   const stream = await loadStream(deps.pool, accountStream(accountId));

@@ -4,6 +4,8 @@
 // hosts that still carry capsuls reported, so they show in the hub's log as well as in `capsul drift`.
 import type pg from 'pg';
 import { Hosts, onlineWithinMs } from '../ledger/hosts.ts';
+import { vanishedStillCharged } from '../read/capsuls.ts';
+import { hostListings } from '../read/hosts.ts';
 import type { JobRun } from './job.ts';
 
 const maxHosts = 1000;
@@ -14,24 +16,17 @@ export type DriftDeps = { pool: pg.Pool; now: () => Date };
 
 export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checked: number; open: number }> {
   const now = run.asOf ?? deps.now();
-  const { rows } = await deps.pool.query(
-    `SELECT h.id, hb.vms, hb.last_seen IS NOT NULL AND hb.last_seen > $1::timestamptz AS online,
-            to_char(hb.last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_seen,
-            (SELECT count(*)::int FROM vms v WHERE v.host = h.id AND v.state NOT IN ('deleted', 'vanished')) AS capsuls
-     FROM hosts h LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
-     WHERE h.removed IS NULL ORDER BY h.id LIMIT ${maxHosts}`,
-    [new Date(now.getTime() - onlineWithinMs).toISOString()],
-  );
+  const listings = await hostListings(deps.pool, new Date(now.getTime() - onlineWithinMs), maxHosts);
   const hosts = new Hosts({ pool: deps.pool, now: deps.now });
   let checked = 0;
   const failed: string[] = [];
-  for (const host of rows) {
+  for (const host of listings) {
     if (!host.online) {
-      if (host.capsuls > 0)
-        run.report(`drift: host ${host.id} is offline (last heartbeat ${host.last_seen ?? 'never'}) with ${host.capsuls} capsuls`);
+      const lastSeen = host.lastSeen === null ? 'never' : `${host.lastSeen.toISOString().slice(0, 19)}Z`;
+      if (host.capsuls > 0) run.report(`drift: host ${host.id} is offline (last heartbeat ${lastSeen}) with ${host.capsuls} capsuls`);
       continue;
     }
-    const seen = (host.vms as { vmId: string }[]).map((vm) => vm.vmId);
+    const seen = host.seenVmIds;
     if (run.dryRun) {
       run.report(`drift: host ${host.id}: would compare its last listing (${seen.length} capsuls) with the ledger`);
     } else {
@@ -52,10 +47,7 @@ export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checke
   if (open.length > maxIncidentLines)
     run.report(`drift: … and ${open.length - maxIncidentLines} more open incidents (capsul drift lists them all)`);
   // The hub's reactions end a vanished capsul's charges within seconds: one still charged means none is running them.
-  const { rows: unbilled } = await deps.pool.query(
-    `SELECT id, host FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxIncidentLines}`,
-  );
-  for (const vm of unbilled) {
+  for (const vm of await vanishedStillCharged(deps.pool, maxIncidentLines)) {
     run.report(
       `drift: ${vm.id} vanished from host ${vm.host} but its charges have not ended yet: the hub's reactions end them (is a hub running?)`,
     );

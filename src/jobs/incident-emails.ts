@@ -5,11 +5,11 @@
 // is no one to tell, and the incident waits (capsul drift, /admin/hosts and the drift job's log show it).
 // An incident closed before it was mailed (the capsul's deletion confirmed since) needs no one any more.
 import type pg from 'pg';
-import { centsFromNumeric } from '../domain/shared/money.ts';
 import { dollars, utcMinute } from '../core/format.ts';
 import { advisoryLocks } from '../db/advisory-lock.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
+import { unmailedVanishings, type VanishingIncident } from '../read/hosts.ts';
 import type { JobRun } from './job.ts';
 import { mailEach, sendOnce } from './mail-once.ts';
 
@@ -17,22 +17,10 @@ const perRound = 100;
 
 export type IncidentEmailDeps = { pool: pg.Pool; mailer: Mailer; adminEmails?: readonly string[]; baseUrl: string; now: () => Date };
 
-type Pending = {
-  driftId: string;
-  host: string;
-  vmId: string;
-  vanishedAt: string;
-  email: string | null;
-  size: string | null;
-  price: string | null;
-  deletionRequestedAt: string | null;
-  chargesEndedAt: string | null;
-};
-
 export async function sendIncidentEmails(deps: IncidentEmailDeps, run: JobRun): Promise<{ sent: number }> {
-  const pending = await pendingIncidents(deps.pool);
+  const pending = await unmailedVanishings(deps.pool, perRound);
   const admins = deps.adminEmails ?? [];
-  const describe = (incident: Pending) =>
+  const describe = (incident: VanishingIncident) =>
     `incidents: ${incident.vmId} vanished from host ${incident.host} (seen gone ${utcMinute(incident.vanishedAt)})`;
   if (admins.length === 0) {
     if (run.dryRun) for (const incident of pending) run.report(`${describe(incident)}: no one to tell (ADMIN_EMAILS is empty)`);
@@ -46,31 +34,7 @@ export async function sendIncidentEmails(deps: IncidentEmailDeps, run: JobRun): 
   });
 }
 
-/** Open vanished-from-host incidents not mailed yet, oldest first. */
-async function pendingIncidents(pool: pg.Pool): Promise<Pending[]> {
-  const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-  const { rows } = await pool.query(
-    `SELECT d.id, d.host, d.vm_id, ${iso('d.detected')} AS vanished, v.email, v.size, v.dollars_per_month::text AS price,
-            ${iso('v.deleted')} AS deleted, ${iso('v.accrual_ended')} AS charges_ended
-     FROM drift d LEFT JOIN vms v ON v.id = d.vm_id
-     WHERE d.kind = 'vanished-from-host' AND d.resolved IS NULL
-       AND NOT EXISTS (SELECT 1 FROM incident_emails e WHERE e.drift_id = d.id)
-     ORDER BY d.detected, d.id LIMIT ${perRound}`,
-  );
-  return rows.map((row) => ({
-    driftId: row.id,
-    host: row.host,
-    vmId: row.vm_id,
-    vanishedAt: row.vanished,
-    email: row.email,
-    size: row.size,
-    price: row.price,
-    deletionRequestedAt: row.deleted,
-    chargesEndedAt: row.charges_ended,
-  }));
-}
-
-function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promise<boolean> {
+function sendOne(deps: IncidentEmailDeps, to: string, incident: VanishingIncident): Promise<boolean> {
   const claim = {
     lock: advisoryLocks.incidentEmail(incident.driftId),
     record: {
@@ -82,7 +46,7 @@ function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promis
     renderMail('incident-vanished', to, {
       ...incident,
       vanished: utcMinute(incident.vanishedAt),
-      pricePerMonth: incident.price === null ? null : dollars(centsFromNumeric(incident.price)),
+      pricePerMonth: incident.priceCentsPerMonth === null ? null : dollars(incident.priceCentsPerMonth),
       charges: chargesLine(incident),
       adminUrl: `${deps.baseUrl}/admin/hosts`,
     }),
@@ -90,10 +54,10 @@ function sendOne(deps: IncidentEmailDeps, to: string, incident: Pending): Promis
 }
 
 /** What the customer is charged for it now, in one line. */
-function chargesLine(incident: Pending): string {
+function chargesLine(incident: VanishingIncident): string {
   const requested = incident.deletionRequestedAt;
   const ended = incident.chargesEndedAt;
-  if (requested !== null && (ended === null || requested <= ended)) {
+  if (requested !== null && (ended === null || requested.getTime() <= ended.getTime())) {
     return `ended ${utcMinute(requested)}, when its deletion was requested (before it vanished)`;
   }
   if (ended !== null) return `ended ${utcMinute(ended)}, when it was seen gone`;

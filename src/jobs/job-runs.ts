@@ -1,4 +1,4 @@
-// The record of each scheduled job's last run (table job_runs, migration 16), which `capsul status`
+// The record of each scheduled job's last run (table job_runs, migration 17), which `capsul status`
 // and the hub's metrics read (src/read/status.ts): when it ran, how it ended, failures in a row.
 import type pg from 'pg';
 

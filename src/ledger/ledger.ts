@@ -9,7 +9,7 @@ import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
 import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
-import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
+import type { Cents } from '../domain/shared/money.ts';
 import { vmDecider, type VmCommand, type VmContext } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
@@ -17,6 +17,11 @@ import { createStreamCache, LruMap, type StreamCache } from './cache.ts';
 import type { Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand, load, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
+import { accountIdByEmail } from '../read/accounts.ts';
+import { accountOfCapsul } from '../read/capsuls.ts';
+import { currentOsImages, osImage, vmSize, vmSizes } from '../read/catalogue.ts';
+import { accountOfPayment, paymentByReference } from '../read/payments.ts';
+import { operationById } from '../read/operations.ts';
 
 /**
  * `providerStart`: the day the provider began; no payment is recorded as received before it
@@ -66,9 +71,9 @@ export class Ledger {
     const reference = input.reference ?? null;
     for (let attempt = 1; ; attempt++) {
       if (reference !== null) {
-        const { rows } = await this.deps.pool.query('SELECT id, email FROM payments WHERE reference = $1', [reference]);
-        if (rows[0] && rows[0].email !== email) {
-          throw refused(`reference ${reference} is already recorded as payment ${rows[0].id} for another account`);
+        const recorded = await paymentByReference(this.deps.pool, reference);
+        if (recorded && recorded.email !== email) {
+          throw refused(`reference ${reference} is already recorded as payment ${recorded.id} for another account`);
         }
       }
       const accountId = (await this.accountIdFor(email)) ?? randomUUID();
@@ -151,8 +156,7 @@ export class Ledger {
 
   /** The payment recorded under a provider's reference, or null. */
   async paymentIdFor(reference: string): Promise<number | null> {
-    const { rows } = await this.deps.pool.query('SELECT id FROM payments WHERE reference = $1', [reference]);
-    return rows[0] ? Number(rows[0].id) : null;
+    return (await paymentByReference(this.deps.pool, reference))?.id ?? null;
   }
 
   async createVm(input: { email: string; size: string; os: string; sshPublicKeys: string[]; cause: Cause }): Promise<{ vmId: string }> {
@@ -183,12 +187,12 @@ export class Ledger {
    * harmless, as a deletion outranks whatever the capsul was doing.)
    */
   async deleteVm(vmId: string, cause: Cause, options: { expectedVmVersion?: bigint } = {}): Promise<{ changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT account_id FROM vms WHERE id = $1', [vmId]);
-    if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
+    const capsul = await accountOfCapsul(this.deps.pool, vmId);
+    if (!capsul) throw notFound(`there is no capsul ${vmId}`);
     const asSeen = options.expectedVmVersion !== undefined;
     if (asSeen && (await streamVersion(this.deps.pool, vmStream(vmId))) !== options.expectedVmVersion) throw changedMeanwhile();
     const now = this.now();
-    const { events } = await handleCommand(this.deps, accountStream(rows[0].account_id), accountDecider, {
+    const { events } = await handleCommand(this.deps, accountStream(capsul.accountId), accountDecider, {
       type: 'RequestVmDeletion',
       data: { vmId },
       metadata: { now, cause },
@@ -229,12 +233,9 @@ export class Ledger {
    * operation already ended changes nothing. The cause must give a reason.
    */
   async failOperation(operationId: string, cause: Cause): Promise<{ vmId: string; kind: string; changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT vm_id, host, kind, completed IS NOT NULL AS ended FROM operations WHERE id = $1', [
-      operationId,
-    ]);
-    const operation = rows[0];
+    const operation = await operationById(this.deps.pool, operationId);
     if (!operation) throw notFound(`there is no operation ${operationId}`);
-    const result = { vmId: operation.vm_id as string, kind: operation.kind as string };
+    const result = { vmId: operation.vmId, kind: operation.kind };
     if (operation.ended) return { ...result, changed: false };
     const reason = lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
     const now = this.now();
@@ -259,11 +260,8 @@ export class Ledger {
     options: VmRequestOptions,
     command: (context: VmContext, operationId: string, now: Date) => VmCommand,
   ): Promise<{ operationId: string; changed: boolean }> {
-    const { rows } = await this.deps.pool.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [
-      vmId,
-    ]);
-    if (!rows[0]) throw notFound(`there is no capsul ${vmId}`);
-    const context = { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested };
+    const context = await accountOfCapsul(this.deps.pool, vmId);
+    if (!context) throw notFound(`there is no capsul ${vmId}`);
     const operationId = options.operationId ?? randomUUID();
     const { events } = await handleCommand(this.deps, vmStream(vmId), vmDecider, command(context, operationId, this.now()), {
       expectedVersion: options.expectedVersion,
@@ -283,16 +281,16 @@ export class Ledger {
   async accountIdFor(email: string): Promise<string | null> {
     const known = this.accountIds.get(email);
     if (known) return known;
-    const { rows } = await this.deps.pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
-    if (rows[0]) this.accountIds.set(email, rows[0].id);
-    return rows[0]?.id ?? null;
+    const accountId = await accountIdByEmail(this.deps.pool, email);
+    if (accountId) this.accountIds.set(email, accountId);
+    return accountId;
   }
 
   private async accountOfPayment(paymentId: number): Promise<string> {
     if (!Number.isSafeInteger(paymentId) || paymentId <= 0) throw invalid(`"${paymentId}" is not a payment id`);
-    const { rows } = await this.deps.pool.query('SELECT account_id FROM payments WHERE id = $1', [paymentId]);
-    if (!rows[0]) throw notFound(`there is no payment ${paymentId}`);
-    return rows[0].account_id;
+    const accountId = await accountOfPayment(this.deps.pool, paymentId);
+    if (!accountId) throw notFound(`there is no payment ${paymentId}`);
+    return accountId;
   }
 
   /** Payment ids are unique and increasing per process; across processes they are not in time order. */
@@ -308,20 +306,20 @@ export class Ledger {
   }
 
   private async sizeOf(size: string): Promise<{ priceCentsPerMonth: Cents; memoryMb: number }> {
-    const { rows } = await this.deps.pool.query('SELECT dollars_per_month::text AS price, memory_mb FROM vm_sizes WHERE id = $1', [size]);
-    if (!rows[0]) {
-      const sizes = await this.deps.pool.query('SELECT id FROM vm_sizes ORDER BY dollars_per_month');
-      throw invalid(`"${size}" is not a capsul size: choose one of ${sizes.rows.map((r) => r.id).join(', ')}`);
+    const found = await vmSize(this.deps.pool, size);
+    if (!found) {
+      const sizes = await vmSizes(this.deps.pool);
+      throw invalid(`"${size}" is not a capsul size: choose one of ${sizes.map((s) => s.id).join(', ')}`);
     }
-    return { priceCentsPerMonth: centsFromNumeric(rows[0].price), memoryMb: rows[0].memory_mb };
+    return found;
   }
 
   private async requireOs(os: string): Promise<void> {
-    const { rows } = await this.deps.pool.query('SELECT deprecated FROM os_images WHERE id = $1', [os]);
-    if (!rows[0] || rows[0].deprecated) {
-      const images = await this.deps.pool.query('SELECT id FROM os_images WHERE NOT deprecated ORDER BY id');
-      const why = rows[0] ? 'is deprecated' : 'is not an OS image';
-      throw invalid(`"${os}" ${why}: choose one of ${images.rows.map((r) => r.id).join(', ')}`);
+    const image = await osImage(this.deps.pool, os);
+    if (!image || image.deprecated) {
+      const ids = (await currentOsImages(this.deps.pool)).map((current) => current.id).sort();
+      const why = image ? 'is deprecated' : 'is not an OS image';
+      throw invalid(`"${os}" ${why}: choose one of ${ids.join(', ')}`);
     }
   }
 }

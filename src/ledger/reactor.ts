@@ -14,6 +14,8 @@ import { vmStream } from '../domain/vm/events.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { handleCommand, load, type CommandDeps } from './handle.ts';
 import { onlineWithinMs } from './hosts.ts';
+import { capsulsAwaitingPlacement, deletionsToSchedule, vanishedStillCharged } from '../read/capsuls.ts';
+import { hostWithRoom as hostWithRoomSince } from '../read/hosts.ts';
 
 const hub = { by: { kind: 'job' as const, id: 'placement' } };
 const billing = { by: { kind: 'job' as const, id: 'vanished' } };
@@ -31,21 +33,18 @@ export async function placePending(deps: ReactorDeps): Promise<number> {
 
 async function placeUnderLock(deps: ReactorDeps): Promise<number> {
   const now = (deps.now ?? systemClock)();
-  const { rows: pending } = await deps.pool.query(
-    `SELECT v.id, v.account_id, s.memory_mb FROM vms v JOIN vm_sizes s ON s.id = v.size
-     WHERE v.host IS NULL AND v.deleted IS NULL AND v.state = 'pending' ORDER BY v.created LIMIT ${maxPerRound}`,
-  );
+  const pending = await capsulsAwaitingPlacement(deps.pool, maxPerRound);
   let placed = 0;
   for (const vm of pending) {
-    const host = await hostWithRoom(deps.pool, vm.memory_mb, now);
+    const host = await hostWithRoom(deps.pool, vm.memoryMb, now);
     if (!host) {
-      deps.log?.(`capsul ${vm.id} waits: no online host has ${vm.memory_mb} MiB free`);
+      deps.log?.(`capsul ${vm.id} waits: no online host has ${vm.memoryMb} MiB free`);
       break;
     }
     try {
       const { events } = await handleCommand(deps, vmStream(vm.id), vmDecider, {
         type: 'PlaceVm',
-        data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.account_id, deletionRequested: false } },
+        data: { vmId: vm.id, host, operationId: randomUUID(), context: { accountId: vm.accountId, deletionRequested: false } },
         metadata: { now, cause: hub },
       });
       if (events.length > 0) placed++;
@@ -64,36 +63,15 @@ export async function hostWithRoom(
   now: Date,
   options: { onlineOnly?: boolean } = {},
 ): Promise<string | null> {
-  const { rows } = await pool.query(
-    `SELECT h.id, h.memory_mb - coalesce(sum(s.memory_mb), 0) AS free
-     FROM hosts h
-     LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
-     LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
-     LEFT JOIN vm_sizes s ON s.id = v.size
-     WHERE h.removed IS NULL AND ($2::boolean IS FALSE OR hb.last_seen > $1::timestamptz)
-     GROUP BY h.id
-     HAVING h.memory_mb - coalesce(sum(s.memory_mb), 0) >= $3
-     ORDER BY free DESC, h.id LIMIT 1`,
-    [new Date(now.getTime() - onlineWithinMs).toISOString(), options.onlineOnly ?? true, memoryMb],
-  );
-  return rows[0]?.id ?? null;
+  return hostWithRoomSince(pool, memoryMb, new Date(now.getTime() - onlineWithinMs), options.onlineOnly ?? true);
 }
 
 /** Turns deletion requests into delete operations (or, for a capsul on no host, into its deletion). */
 export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
   const now = (deps.now ?? systemClock)();
-  const { rows } = await deps.pool.query(
-    `SELECT v.id, v.account_id, v.host FROM vms v
-     WHERE v.deleted IS NOT NULL AND v.state <> 'deleted'
-       -- a delete under way or done; a failed one is scheduled again after a minute
-       AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.kind = 'delete'
-                         AND (o.completed IS NULL OR o.outcome <> 'failed' OR o.completed > $1::timestamptz - interval '1 minute'))
-     ORDER BY v.deleted LIMIT ${maxPerRound}`,
-    [now.toISOString()],
-  );
   let scheduled = 0;
-  for (const vm of rows) {
-    const context = { accountId: vm.account_id, deletionRequested: true };
+  for (const vm of await deletionsToSchedule(deps.pool, now, maxPerRound)) {
+    const context = { accountId: vm.accountId, deletionRequested: true };
     const command =
       vm.host === null
         ? {
@@ -120,16 +98,13 @@ export async function scheduleDeletions(deps: ReactorDeps): Promise<number> {
  */
 export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
   const now = (deps.now ?? systemClock)();
-  const { rows } = await deps.pool.query(
-    `SELECT id, account_id FROM vms WHERE vanished IS NOT NULL AND accrual_ended IS NULL ORDER BY vanished LIMIT ${maxPerRound}`,
-  );
   let ended = 0;
-  for (const vm of rows) {
+  for (const vm of await vanishedStillCharged(deps.pool, maxPerRound)) {
     const { state } = await load(deps.pool, vmStream(vm.id), vmDecider);
     if (!state.vanished) continue; // cannot happen: the projection follows the stream
     const { at, host, reportId } = state.vanished;
     try {
-      const { events } = await handleCommand(deps, accountStream(vm.account_id), accountDecider, {
+      const { events } = await handleCommand(deps, accountStream(vm.accountId), accountDecider, {
         type: 'EndVmAccrual',
         data: { vmId: vm.id, vanishedAt: new Date(at), host, reportId },
         metadata: { now, cause: billing },

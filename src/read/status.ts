@@ -1,43 +1,11 @@
 // What an operator watches, read from the database in one place: the hub's scrape-time metrics
-// (src/hub/metrics.ts) and `capsul status` (src/cli/commands.ts) both ask here. Ages are in seconds at
+// (src/hub/metrics.ts) and `capsul status` (src/cli/status.ts) both ask here; hosts and drift are
+// src/read/hosts.ts's. Ages are in seconds at
 // the instant the caller passes; nothing here writes.
 import { checkpointsReach, countUnmailedBalanceWarnings, type Queryable, sealedTreeSize } from '../db/event-store.ts';
+import { type DriftIncident, openDrift } from './hosts.ts';
 
-export type HostStatus = {
-  id: string;
-  online: boolean;
-  /** the last heartbeat, ISO 8601 UTC; null: never heard from */
-  lastSeen: string | null;
-  memoryMb: number;
-  usedMemoryMb: number;
-  capsuls: number;
-};
-
-/** Registered hosts (not removed), each online when its last heartbeat came after `onlineSince`. */
-export async function hostStatus(db: Queryable, onlineSince: Date): Promise<HostStatus[]> {
-  const { rows } = await db.query(
-    `SELECT h.id, h.memory_mb, ${iso('hb.last_seen')} AS last_seen,
-            coalesce(hb.last_seen > $1::timestamptz, false) AS online,
-            coalesce(sum(s.memory_mb) FILTER (WHERE v.id IS NOT NULL), 0)::int AS used,
-            count(v.id)::int AS capsuls
-     FROM hosts h
-     LEFT JOIN host_heartbeats hb ON hb.host_id = h.id
-     LEFT JOIN vms v ON v.host = h.id AND v.state NOT IN ('deleted', 'vanished')
-     LEFT JOIN vm_sizes s ON s.id = v.size
-     WHERE h.removed IS NULL
-     GROUP BY h.id, hb.last_seen
-     ORDER BY h.id`,
-    [onlineSince.toISOString()],
-  );
-  return rows.map((row) => ({
-    id: row.id,
-    online: row.online,
-    lastSeen: row.last_seen,
-    memoryMb: row.memory_mb,
-    usedMemoryMb: row.used,
-    capsuls: row.capsuls,
-  }));
-}
+export { type HostLoad, hostLoads } from './hosts.ts';
 
 /** Capsuls not deleted, counted by state (pending, running, stopped, failed, vanished …). */
 export async function capsulsByState(db: Queryable): Promise<Record<string, number>> {
@@ -66,18 +34,10 @@ export async function awaitingPlacement(db: Queryable, now: Date): Promise<Waiti
   return { count: rows[0].n, oldestAgeSeconds: rows[0].oldest };
 }
 
-export type Incident = { host: string; vmId: string; kind: string; detected: string };
-
-/** Open incidents: drift between a host and the ledger, capsuls vanished from their host; oldest first. */
-export async function openIncidents(db: Queryable, limit = 100): Promise<{ count: number; first: Incident[] }> {
-  const { rows } = await db.query(
-    `SELECT host, vm_id, kind, ${iso('detected')} AS detected, count(*) OVER ()::int AS total
-     FROM drift WHERE resolved IS NULL ORDER BY detected, host, vm_id LIMIT ${Math.trunc(limit)}`,
-  );
-  return {
-    count: rows[0]?.total ?? 0,
-    first: rows.map((row) => ({ host: row.host, vmId: row.vm_id, kind: row.kind, detected: row.detected })),
-  };
+/** Open incidents (drift, vanished capsuls), oldest first: how many, and the first `limit`. */
+export async function openIncidents(db: Queryable, limit: number): Promise<{ count: number; first: DriftIncident[] }> {
+  const open = await openDrift(db);
+  return { count: open.length, first: open.slice(0, limit) };
 }
 
 export type LastJobRun = {

@@ -64,8 +64,11 @@ export function parseTime(text: string): number | null {
   return Number.isNaN(ms) ? null : ms;
 }
 
+/** A report as the request's check leaves it: an object with an id to answer it by, the rest unchecked. */
+export type UncheckedReport = Record<string, unknown> & { id: string };
+
 /** The request as a whole: 1 to 100 objects, each with an id to answer it by; the rest is checked report by report. */
-export function checkReportsRequest(body: unknown): Checked<Record<string, unknown>[]> {
+export function checkReportsRequest(body: unknown): Checked<UncheckedReport[]> {
   if (!isObject(body)) return fail('the body must be a JSON object with a list of reports');
   const { reports } = body;
   if (!Array.isArray(reports)) return fail('reports must be a list');
@@ -77,7 +80,7 @@ export function checkReportsRequest(body: unknown): Checked<Record<string, unkno
     const id = stringProblem(report.id, { min: 8, max: 100, pattern: idPattern, shape: 'visible ASCII characters, no spaces' });
     if (id) return fail(`reports[${i}].id ${id}`);
   }
-  return { ok: true, value: reports as Record<string, unknown>[] };
+  return { ok: true, value: reports as UncheckedReport[] };
 }
 
 export type CheckedReport = { report: Report; observedAtMs: number };

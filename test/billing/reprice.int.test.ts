@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { latestVersion, migrate } from '../../src/db/migrate.ts';
-import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { balanceAt } from '../../src/read/accounts.ts';
 import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
@@ -44,7 +44,7 @@ describe('a price change by migration', () => {
     assert.equal((await db.pool.query(`SELECT dollars_per_month::text AS p FROM vm_sizes WHERE id = 'f1-s'`)).rows[0].p, '14.32');
 
     assert.equal(await db.ledger.balanceCents(email, later), before, 'the ledger fold');
-    assert.equal(await balanceFromProjections(db.pool, accountId, later), before, 'the projections');
+    assert.equal(await balanceAt(db.pool, accountId, later), before, 'the projections');
     const price = async (vmId: string) =>
       (await db.pool.query('SELECT dollars_per_month::text AS p FROM vms WHERE id = $1', [vmId])).rows[0].p;
     assert.equal(await price(old), '7.16');

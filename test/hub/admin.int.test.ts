@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { monthMs } from '../../src/domain/shared/billing.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
-import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { balanceAt } from '../../src/read/accounts.ts';
 import { latestOutboxMessage } from '../../src/mail/mailer.ts';
 import { holdPayment } from '../../src/payments/holds.ts';
 import { operator, sshKey } from '../support/db.ts';
@@ -106,7 +106,7 @@ describe('who may use /admin', () => {
 });
 
 describe('accounts', () => {
-  it("shows each account's balance now to the cent, equal to the ledger's fold and to balanceFromProjections", async () => {
+  it("shows each account's balance now to the cent, equal to the ledger's fold and to balanceAt", async () => {
     const cause = operator;
     await pay('even@example.org', 20);
     await pay('spender@example.org', 20);
@@ -136,7 +136,7 @@ describe('accounts', () => {
       const [, , balance] = rowOf(body, email);
       const cents = await web.db.ledger.balanceCents(email);
       const { rows } = await web.db.pool.query('SELECT id FROM accounts WHERE email = $1', [email]);
-      assert.equal(await balanceFromProjections(web.db.pool, rows[0].id, web.clock.now()), cents);
+      assert.equal(await balanceAt(web.db.pool, rows[0].id, web.clock.now()), cents);
       const expected = (cents < 0 ? '-$' : '$') + (Math.abs(cents) / 100).toFixed(2);
       assert.equal(balance, expected, email);
     }

@@ -12,6 +12,7 @@ import { loadStream } from '../../src/db/event-store.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
+import { sshCommand } from '../../src/hub/web/console.ts';
 
 const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
 
@@ -350,6 +351,7 @@ describe("a capsul's page", () => {
         /<dt>State<\/dt><dd>failed<\/dd>/,
         /<dt>Size<\/dt><dd>f1-xs: 1 vCPU, 512 MiB memory, 500 GB bandwidth a month<\/dd>/,
         /<dt>Operating system<\/dt><dd>Debian 12 \(bookworm\)<\/dd>/,
+        /<dt>Log in<\/dt><dd><code>ssh debian@192\.0\.2\.33<\/code> with one of the keys below<\/dd>/,
         /<dt>IPv4<\/dt><dd><code>192\.0\.2\.33<\/code><\/dd>/,
         /<dt>IPv6<\/dt><dd><code>2001:db8::33<\/code><\/dd>/,
         /<dt>Created<\/dt><dd>2026-11-01 12:00 UTC<\/dd>/,
@@ -374,6 +376,7 @@ describe("a capsul's page", () => {
     const { vmId, accountId } = await newCapsul(email);
     const page = async () => (await client.get(`/console/${vmId}`)).body;
     assert.ok(hasRefresh(await page()), 'pending');
+    assert.match(await page(), /<dt>Log in<\/dt><dd>once it has an address<\/dd>/, 'no address yet: no ssh line');
     assert.match(await page(), /waiting for a host/);
     const create = await place(vmId, accountId);
     assert.ok(hasRefresh(await page()), 'creating');
@@ -581,5 +584,34 @@ describe('what the console refuses', () => {
     assert.equal(await capsulsOf(email), 1);
     assert.equal(String(await versionOf(vmStream(vmId))), version);
     assert.equal((await web.db.pool.query('SELECT deleted FROM vms WHERE id = $1', [vmId])).rows[0].deleted, null);
+  });
+});
+
+describe("a capsul's ssh line", () => {
+  it("is the OS image's login user at its IPv4 address, else its IPv6 address, else none", () => {
+    assert.equal(sshCommand('debian', '192.0.2.33'), 'ssh debian@192.0.2.33');
+    assert.equal(sshCommand('alpine', '2001:db8::33'), 'ssh alpine@2001:db8::33');
+    assert.equal(sshCommand('debian', null), null);
+    assert.equal(sshCommand(null, '192.0.2.33'), null, 'an image gone from the catalogue names no user');
+  });
+
+  it('names a login user for every OS image, and the create form says it', async () => {
+    const { rows } = await web.db.pool.query('SELECT id, login_user FROM os_images ORDER BY id');
+    assert.deepEqual(Object.fromEntries(rows.map((row) => [row.id, row.login_user])), {
+      alpine322: 'alpine',
+      debian12: 'debian',
+      debian13: 'debian',
+      openbsd78: 'openbsd',
+      rocky9: 'rocky',
+      ubuntu22: 'ubuntu',
+      ubuntu24: 'ubuntu',
+    });
+    await assert.rejects(
+      web.db.admin.query(`UPDATE os_images SET login_user = 'root; rm -rf' WHERE id = 'debian12'`),
+      /os_images_login_user_is_a_user_name/,
+    );
+    const client = await customer('ssh-line@example.org');
+    const form = await client.get('/console/create');
+    assert.match(form.body, /Debian 12 \(bookworm\) \(log in as debian\)<\/option>/);
   });
 });

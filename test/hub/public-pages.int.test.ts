@@ -64,7 +64,7 @@ describe('public pages', () => {
   });
 
   it('escapes what it shows from the database', async () => {
-    await db.admin.query(`INSERT INTO os_images VALUES ('evil', 'x.qcow2', '<script>alert(1)</script>', false)`);
+    await db.admin.query(`INSERT INTO os_images VALUES ('evil', 'x.qcow2', '<script>alert(1)</script>', false, 'evil')`);
     try {
       const { body } = await page('/');
       assert.doesNotMatch(body, /<script>alert/);

@@ -10,7 +10,7 @@ import { monthMs, totalChargesCents } from '../../src/domain/shared/billing.ts';
 import { runJobs } from '../../src/jobs/runner.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { endVanishedAccruals, placePending, react, scheduleDeletions } from '../../src/ledger/reactor.ts';
-import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { balanceAt } from '../../src/read/accounts.ts';
 import type { Operation, Report } from '../../src/spoke/protocol.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { webHarness, type WebHarness } from '../support/web.ts';
@@ -149,7 +149,7 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     for (const [when, atMs, expected] of cases) {
       assert.equal(await web.db.ledger.balanceCents(email, new Date(atMs)), expected, when);
       if (atMs >= web.clock.now().getTime())
-        assert.equal(await balanceFromProjections(web.db.pool, accountId, new Date(atMs)), expected, `${when} (projections)`);
+        assert.equal(await balanceAt(web.db.pool, accountId, new Date(atMs)), expected, `${when} (projections)`);
     }
     assert.equal(paidCents - charge(gone - created), 1000 - 188, 'eight days of $7.16 a month');
   });

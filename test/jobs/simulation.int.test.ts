@@ -15,7 +15,7 @@ import { monthMs } from '../../src/domain/shared/billing.ts';
 import { runJobs } from '../../src/jobs/runner.ts';
 import { scheduleDeletions, placePending } from '../../src/ledger/reactor.ts';
 import { createMailer } from '../../src/mail/mailer.ts';
-import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { balanceAt } from '../../src/read/accounts.ts';
 import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { dayMs, jobDeps, manualClock, recording } from './support.ts';
@@ -178,7 +178,7 @@ describe('sixty days of an account that stops paying', () => {
     const accountId = (await db.ledger.accountIdFor(email))!;
     assert.equal(await db.ledger.balanceCents(email, end), 2000 - chargesCents);
     assert.equal(await db.ledger.balanceCents(email, end), -1038);
-    assert.equal(await balanceFromProjections(db.pool, accountId, end), -1038);
+    assert.equal(await balanceAt(db.pool, accountId, end), -1038);
     assert.deepEqual(await verifyProjections(db.pool), {
       matches: true,
       differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
@@ -188,6 +188,6 @@ describe('sixty days of an account that stops paying', () => {
       Object.values(changed).every((n) => n === 0),
       JSON.stringify(changed),
     );
-    assert.equal(await balanceFromProjections(db.pool, accountId, end), -1038);
+    assert.equal(await balanceAt(db.pool, accountId, end), -1038);
   });
 });

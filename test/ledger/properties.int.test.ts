@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DomainError } from '../../src/domain/shared/errors.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
-import { balanceFromProjections } from '../../src/projections/balance.ts';
+import { balanceAt } from '../../src/read/accounts.ts';
 import { shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
@@ -100,11 +100,11 @@ describe('money invariants (property tests)', () => {
             const at = new Date(Math.round(clockMs - 96 * hourMs + probe * spanMs));
             const replayed = await ledger.balanceCents(email, at);
             if (at.getTime() >= clockMs)
-              assert.equal(await balanceFromProjections(db.pool, accountId, at), replayed, `live tables at ${at.toISOString()}`);
+              assert.equal(await balanceAt(db.pool, accountId, at), replayed, `live tables at ${at.toISOString()}`);
             const client = await db.pool.connect();
             try {
               await shadowProjectionsAsOf(client, at);
-              assert.equal(await balanceFromProjections(client, accountId, at), replayed, `tables as of ${at.toISOString()}`);
+              assert.equal(await balanceAt(client, accountId, at), replayed, `tables as of ${at.toISOString()}`);
             } finally {
               client.release(true);
             }

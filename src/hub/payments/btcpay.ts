@@ -18,7 +18,7 @@ import {
 } from '../../payments/btcpay.ts';
 import { type CheckoutStatus, customersCheckout } from '../../payments/checkouts.ts';
 import { CheckoutNotOpened, isSafeLink, topUpCents } from '../../payments/provider.ts';
-import { requireCustomer } from '../web/session.ts';
+import { requireCustomer, signedIn } from '../web/session.ts';
 import { allowFormActionTo } from './form-action.ts';
 
 /** the return page reloads itself while the invoice waits for its payment */
@@ -63,7 +63,7 @@ export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: 
     let link: string;
     try {
       amountCents = topUpCents(typed, provider.limits);
-      link = await provider.openCheckout(request.customer!.email, amountCents);
+      link = await provider.openCheckout(signedIn(request).email, amountCents);
     } catch (error) {
       if (error instanceof DomainError) {
         const amount = typeof typed === 'string' ? typed.slice(0, 20) : '';
@@ -81,7 +81,7 @@ export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: 
 
   app.get<{ Querystring: { invoice?: unknown } }>(returnPath, { preHandler: requireCustomer }, async (request, reply) => {
     const asked = typeof request.query.invoice === 'string' && invoiceIdPattern.test(request.query.invoice) ? request.query.invoice : null;
-    const checkout = await customersCheckout(pool, 'btcpay', request.customer!.email, asked);
+    const checkout = await customersCheckout(pool, 'btcpay', signedIn(request).email, asked);
     if (!checkout && asked) {
       return reply.code(404).view('error.eta', { title: 'Invoice not found', message: 'You have no BTCPay invoice with this id.' });
     }

@@ -10,7 +10,7 @@ import { formatCents } from '../../domain/shared/money.ts';
 import { type CheckoutStatus, customersCheckout, recentCheckouts } from '../../payments/checkouts.ts';
 import { CheckoutNotOpened, topUpCents } from '../../payments/provider.ts';
 import { sessionIdPattern, type StripeProvider, webhookBodyLimit } from '../../payments/stripe.ts';
-import { requireCustomer } from '../web/session.ts';
+import { requireCustomer, signedIn } from '../web/session.ts';
 import { allowFormActionTo } from './form-action.ts';
 
 /** The return page reloads itself while the payment is unconfirmed, for at most this long after the checkout opened. */
@@ -54,11 +54,11 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
 
   app.get<{ Querystring: { cancelled?: unknown } }>(provider.path, { preHandler: requireCustomer }, async (request, reply) => {
     const notice = request.query.cancelled === '1' ? 'The card payment was cancelled: nothing was charged.' : null;
-    return showForm(reply, request.customer!.email, { amount: '', error: null, notice });
+    return showForm(reply, signedIn(request).email, { amount: '', error: null, notice });
   });
 
   app.post<{ Body: Body }>(provider.path, { preHandler: requireCustomer }, async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     const typed = typeof request.body?.amount === 'string' ? request.body.amount.slice(0, 40) : '';
     let url: string;
     try {
@@ -82,7 +82,7 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
       const id = request.query.session_id;
       // Another customer's checkout reads as one that does not exist.
       const checkout =
-        typeof id === 'string' && sessionIdPattern.test(id) ? await customersCheckout(pool, 'stripe', request.customer!.email, id) : null;
+        typeof id === 'string' && sessionIdPattern.test(id) ? await customersCheckout(pool, 'stripe', signedIn(request).email, id) : null;
       if (!checkout) return reply.code(404).view('stripe-success.eta', { checkout: null, refreshSeconds: 0 });
       const waiting = checkout.status === 'open' && now().getTime() - checkout.created.getTime() < refreshForMs;
       return reply.view('stripe-success.eta', {

@@ -2,16 +2,18 @@
 // charges per capsul, the runway and how to add funds; and the history (/console/history) of what
 // happened to their money and capsuls. Balances come from the projections (no replay per request);
 // the history reads the customer's own streams only.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
-import { accountStream, type WarningLevel } from '../../domain/account/events.ts';
+import type { WarningLevel } from '../../domain/account/events.ts';
 import type { Actor, Cause, LedgerEvent } from '../../domain/events.ts';
 import { accrualEndMs, chargeCents, creditRunsOutAtMs, isAccruing, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import { invalid } from '../../domain/shared/errors.ts';
-import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
-import { vmStream, type OperationKind } from '../../domain/vm/events.ts';
-import { readEventsBackward, streamVersion, streamVersionExpression, type EventCursor } from '../../db/event-store.ts';
+import type { Cents } from '../../domain/shared/money.ts';
+import type { OperationKind } from '../../domain/vm/events.ts';
+import type { EventCursor } from '../../db/event-store.ts';
+import { balanceStatement, emptyStatement, type Statement, type StatementCache, type StatementPayment } from '../../read/accounts.ts';
+import { accountHistoryPage } from '../../read/history.ts';
 import type { WebContext } from './context.ts';
 import { requireCustomer } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
@@ -22,9 +24,7 @@ export const lowCreditWarningMs = 7 * 86_400_000;
 /** Events on one history page; older ones are a link away. */
 export const historyPageSize = 100;
 
-type Queryable = Pick<pg.ClientBase, 'query'>;
-
-export async function accountPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireCustomer);
   const statements: StatementCache = new LruMap(2000);
 
@@ -33,7 +33,7 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
     const now = deps.now();
     const accountId = await deps.ledger.accountIdFor(email);
     const allPayments = request.query.payments === 'all';
-    const statement = accountId ? await balanceStatement(deps.pool, statements, accountId, now, allPayments) : emptyStatement;
+    const statement = accountId ? await balanceStatement(deps.pool, statements, accountId, now, { allPayments }) : emptyStatement;
     const subject = encodeURIComponent(`Adding funds to ${email}`);
     return reply.view('balance.eta', {
       ...presentStatement(statement, now),
@@ -50,131 +50,9 @@ export async function accountPages(app: FastifyInstance, deps: WebContext): Prom
     const page = accountId ? await historyOf(deps.pool, accountId, before) : { entries: [], older: null };
     return reply.view('history.eta', { ...page, isFirstPage: before === null });
   });
-}
+};
 
 // ---- Balance ----------------------------------------------------------------------------------
-
-type PaymentRow = {
-  id: number;
-  receivedAtMs: number;
-  amountCents: Cents;
-  provider: Provider;
-  reference: string | null;
-  invalidatedAtMs: number | null;
-  invalidationReason: string | null;
-  refundedCents: Cents;
-};
-type CapsulRow = { id: string; size: string; accrual: Accrual };
-type Statement = { payments: PaymentRow[]; paymentCount: number; capsuls: CapsulRow[]; balanceCents: Cents };
-
-const emptyStatement: Statement = { payments: [], paymentCount: 0, capsuls: [], balanceCents: 0 };
-
-/** Payments listed unless the customer asks for all of them: the page stays quick for old accounts. */
-export const paymentsListed = 25;
-
-/** Milliseconds since the epoch, as text: the same conversion balanceFromProjections makes. */
-const epochMs = (column: string) => `(extract(epoch FROM ${column}) * 1000)::bigint::text`;
-
-// A named (prepared) statement: planned once per connection, not on every page view.
-const statementSql = `
-  SELECT
-    (SELECT coalesce(json_agg(p), '[]') FROM (
-       SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
-              ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason, refunded_dollars::text AS refunded
-       FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC LIMIT $2) p) AS payments,
-    totals.payment_count, totals.paid, totals.next_payment_ms,
-    ${streamVersionExpression('$4')} AS version,
-    (SELECT coalesce(json_agg(v), '[]') FROM (
-       SELECT id, size, dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms,
-              ${epochMs('accrual_ended')} AS vanished_ms
-       FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
-  FROM (SELECT count(*)::int AS payment_count,
-               (coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= $3), 0))::text AS paid,
-               ${epochMs('min(created) FILTER (WHERE NOT invalidated AND created > $3)')} AS next_payment_ms
-        FROM payments WHERE account_id = $1) totals`;
-
-/**
- * The account's payments (the newest, or all), its capsuls and its balance, in one statement: one
- * snapshot, one round trip. The balance is balanceFromProjections' own arithmetic on the same rows:
- * valid payments received by now less refunds, minus the capsuls' charges rounded once.
- */
-async function statementOf(db: Queryable, accountId: string, now: Date, allPayments: boolean): Promise<CachedStatement> {
-  const {
-    rows: [row],
-  } = await db.query({
-    name: 'balance-page',
-    text: statementSql,
-    values: [accountId, allPayments ? null : paymentsListed, now.toISOString(), accountStream(accountId)],
-  });
-  const capsuls: CapsulRow[] = row.vms.map((vm: Record<string, string | null>) => ({
-    id: vm.id,
-    size: vm.size,
-    accrual: {
-      priceCentsPerMonth: centsFromNumeric(vm.price!),
-      createdAtMs: Number(vm.created_ms),
-      deletionRequestedAtMs: msOrNull(vm.deleted_ms ?? null),
-      vanishedAtMs: msOrNull(vm.vanished_ms ?? null),
-    },
-  }));
-  const paidCents = centsFromNumeric(row.paid);
-  return {
-    version: row.version ?? '0',
-    paidCents,
-    // A payment received after now (within the clock skew allowed) counts from then: reread at that instant.
-    validUntilMs: row.next_payment_ms === null ? Number.POSITIVE_INFINITY : Number(row.next_payment_ms),
-    payments: row.payments.map((payment: Record<string, string | null>) => ({
-      id: Number(payment.id),
-      receivedAtMs: Number(payment.received_ms),
-      amountCents: centsFromNumeric(payment.dollars!),
-      provider: payment.provider,
-      reference: payment.reference,
-      invalidatedAtMs: msOrNull(payment.invalidated_ms ?? null),
-      invalidationReason: payment.invalidation_reason ?? null,
-      refundedCents: centsFromNumeric(payment.refunded!),
-    })),
-    paymentCount: row.payment_count,
-    capsuls,
-    balanceCents:
-      paidCents -
-      totalChargesCents(
-        capsuls.map((capsul) => capsul.accrual),
-        now.getTime(),
-      ),
-  };
-}
-
-type CachedStatement = Statement & { version: string; paidCents: Cents; validUntilMs: number };
-
-/**
- * Everything the balance page reads is a function of the account's stream alone: payments, their
- * corrections and refunds, and each capsul's creation and deletion request are all account events,
- * projected in the statement that appends them. So rows read once serve again while the stream's
- * version is unchanged, checked by one indexed lookup; only the charges are computed anew, for now.
- */
-type StatementCache = LruMap<string, CachedStatement>;
-
-async function balanceStatement(
-  db: Queryable,
-  statements: StatementCache,
-  accountId: string,
-  now: Date,
-  allPayments: boolean,
-): Promise<Statement> {
-  if (allPayments) return statementOf(db, accountId, now, true);
-  const cached = statements.get(accountId);
-  if (cached && now.getTime() < cached.validUntilMs) {
-    if ((await streamVersion(db, accountStream(accountId))).toString() === cached.version) {
-      const charges = totalChargesCents(
-        cached.capsuls.map((capsul) => capsul.accrual),
-        now.getTime(),
-      );
-      return { ...cached, balanceCents: cached.paidCents - charges };
-    }
-  }
-  const statement = await statementOf(db, accountId, now, false);
-  statements.set(accountId, statement);
-  return statement;
-}
 
 /**
  * Payments counted and charges so far, as the page shows them: charges rounded once, as the balance
@@ -257,7 +135,7 @@ function alertOf(balanceCents: Cents, isRunning: boolean, runsOutAtMs: number | 
 
 const providerNames: Record<Provider, string> = { manual: 'manual (bank transfer or cash)', stripe: 'Stripe', btcpay: 'BTCPay' };
 
-function paymentStatus(payment: PaymentRow, nowMs: number): string {
+function paymentStatus(payment: StatementPayment, nowMs: number): string {
   if (payment.invalidatedAtMs !== null) {
     return `Invalidated ${utcMinute(payment.invalidatedAtMs)}: ${payment.invalidationReason ?? 'no reason given'}. It does not count.`;
   }
@@ -279,22 +157,14 @@ function cursorOf(value: unknown): EventCursor | null {
   return { transactionId: match[1]!, globalPosition: match[2]! };
 }
 
-/** One page of the account's and its capsuls' events, newest first (the reverse of commit order). */
+/** One page of the account's and its capsuls' events, newest first, as sentences. */
 async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor | null) {
-  const vms = await pool.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
-  const streams = [accountStream(accountId), ...vms.rows.map((row) => vmStream(row.id))];
-  const events = await readEventsBackward(pool, {
-    limit: historyPageSize + 1,
-    before,
-    selectors: streams.map((stream) => ({ stream })),
-  });
-  const shown = events.slice(0, historyPageSize);
-  const last = shown.at(-1);
-  const entries = shown.flatMap(({ event, metadata }): HistoryEntry[] => {
+  const page = await accountHistoryPage(pool, accountId, before, historyPageSize);
+  const entries = page.events.flatMap(({ event, metadata }): HistoryEntry[] => {
     const what = describe(event, metadata);
     return what === null ? [] : [{ at: utcMinute(Date.parse(event.data.at)), atIso: event.data.at, what, by: actorName(metadata.by) }];
   });
-  return { entries, older: events.length > historyPageSize && last ? `${last.transactionId}.${last.globalPosition}` : null };
+  return { entries, older: page.older && `${page.older.transactionId}.${page.older.globalPosition}` };
 }
 
 /**
@@ -400,10 +270,6 @@ function actorName(actor: Actor | undefined): string {
       return '';
   }
 }
-
-// ---- Shared helpers ---------------------------------------------------------------------------
-
-const msOrNull = (text: string | null) => (text === null ? null : Number(text));
 
 /** Each warning level as the history tells it. */
 const warningText: Record<WarningLevel, string> = {

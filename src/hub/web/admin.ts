@@ -1,20 +1,23 @@
 // The operators' pages (/admin, ADMIN_EMAILS only): accounts with their balances, payments with
 // invalidate/reinstate, capsuls, hosts with open drift, and the most recent events. Lists read the
 // projections; corrections go through the ledger's commands, the same ones the CLI calls.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
-import { accountStream } from '../../domain/account/events.ts';
 import { maxReasonLength } from '../../domain/shared/text.ts';
 import { describeActor } from '../../domain/events.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { isAccruing } from '../../domain/shared/billing.ts';
-import { balancesFromProjections } from '../../projections/balance.ts';
+import { formatCents } from '../../domain/shared/money.ts';
+import { balancesAt, newestAccounts } from '../../read/accounts.ts';
+import { newestCapsuls } from '../../read/capsuls.ts';
+import { paymentSelector } from '../../read/history.ts';
+import { newestPayments, paymentById, type PaymentRecord } from '../../read/payments.ts';
 import type { Cause } from '../../domain/events.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
 import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
-import { requireAdmin } from './session.ts';
+import { requireAdmin, signedIn } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
 import { inSnapshot } from '../../db/transaction.ts';
 import { dollars } from '../../core/format.ts';
@@ -30,11 +33,13 @@ const maxPaymentEvents = 200;
 const utc = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')`;
 /** ISO 8601 text from the ledger ("2026-11-01T12:00:00.000000Z") in the same form. */
 const utcText = (iso: string | null) => (iso === null ? null : iso.slice(0, 19).replace('T', ' '));
+/** An instant read from a projection in the same form. */
+const utcSecond = (at: Date | null) => (at === null ? null : utcText(at.toISOString()));
 
 type Query = Record<string, unknown>;
 type PaymentParams = { id: string };
 
-export async function adminPages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireAdmin);
 
   app.get('/admin', async (_request, reply) =>
@@ -60,7 +65,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     app.post<{ Params: PaymentParams; Body: Query }>(`/admin/payments/:id/${action}`, async (request, reply) => {
       const payment = await findPayment(deps.pool, request.params.id);
       const reason = typeof request.body?.reason === 'string' ? request.body.reason.trim() : '';
-      const cause: Cause = { by: { kind: 'operator', id: request.customer!.email }, reason };
+      const cause: Cause = { by: { kind: 'operator', id: signedIn(request).email }, reason };
       try {
         const { changed } = await correction.apply(deps.ledger, payment.id, cause);
         // Post/redirect/get: reloading the page afterwards does not send the form again.
@@ -81,7 +86,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
       await resolveHold(deps.pool, {
         provider,
         reference,
-        cause: { by: { kind: 'operator', id: request.customer!.email }, reason },
+        cause: { by: { kind: 'operator', id: signedIn(request).email }, reason },
         now: deps.now(),
       });
     } catch (error) {
@@ -119,7 +124,7 @@ export async function adminPages(app: FastifyInstance, deps: WebContext): Promis
     const events = await recentEvents(deps.pool);
     return reply.view('admin-events.eta', { section: 'events', events: events.map(eventRow), count: recentEventCount });
   });
-}
+};
 
 // ---- accounts
 
@@ -128,23 +133,17 @@ type AccountRow = { email: string; created: string; balance: string; capsuls: nu
 /** Every account's balance now: the accounts and their balances read in one snapshot, three queries in all. */
 async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ accounts: AccountRow[]; truncated: boolean }> {
   return inSnapshot(pool, async (db) => {
-    const { rows, truncated } = limited(
-      (
-        await db.query(`SELECT id, email, ${utc('created')} AS created FROM accounts ORDER BY accounts.created DESC, id LIMIT $1`, [
-          maxRows + 1,
-        ])
-      ).rows,
-    );
-    const balances = await balancesFromProjections(
+    const { rows, truncated } = limited(await newestAccounts(db, maxRows + 1));
+    const balances = await balancesAt(
       db,
-      rows.map((row) => row.id as string),
+      rows.map((row) => row.id),
       now,
     );
     const accounts = rows.map((row): AccountRow => {
       const { accruals, balanceCents } = balances.get(row.id)!;
       return {
         email: row.email,
-        created: row.created,
+        created: utcSecond(row.createdAt)!,
         balance: dollars(balanceCents),
         capsuls: accruals.filter(isAccruing).length,
       };
@@ -171,33 +170,25 @@ type Payment = {
   invalidationReason: string | null;
 };
 
-const paymentColumns = `id::text AS id, account_id, email, dollars::text AS dollars, refunded_dollars::text AS refunded, provider, reference,
-  ${utc('created')} AS received, ${utc('recorded')} AS recorded, invalidated,
-  ${utc('invalidated_at')} AS invalidated_at, invalidation_reason`;
-
-function toPayment(row: Record<string, unknown>): Payment {
+function toPayment(record: PaymentRecord): Payment {
   return {
-    id: Number(row.id),
-    accountId: row.account_id as string,
-    email: row.email as string,
-    dollars: row.dollars as string,
-    refunded: row.refunded === '0.00' ? null : (row.refunded as string),
-    provider: row.provider as string,
-    reference: row.reference as string | null,
-    received: row.received as string,
-    recorded: row.recorded as string,
-    invalidated: row.invalidated as boolean,
-    invalidatedAt: row.invalidated_at as string | null,
-    invalidationReason: row.invalidation_reason as string | null,
+    id: record.id,
+    accountId: record.accountId,
+    email: record.email,
+    dollars: formatCents(record.amountCents),
+    refunded: record.refundedCents === 0 ? null : formatCents(record.refundedCents),
+    provider: record.provider,
+    reference: record.reference,
+    received: utcSecond(record.receivedAt)!,
+    recorded: utcSecond(record.recordedAt)!,
+    invalidated: record.invalidated,
+    invalidatedAt: utcSecond(record.invalidatedAt),
+    invalidationReason: record.invalidationReason,
   };
 }
 
 async function listPayments(pool: pg.Pool, email: string): Promise<{ payments: Payment[]; truncated: boolean }> {
-  const { rows } = await pool.query(
-    `SELECT ${paymentColumns} FROM payments WHERE ($1 = '' OR email = $1) ORDER BY payments.created DESC, payments.id DESC LIMIT $2`,
-    [email, maxRows + 1],
-  );
-  const { rows: shown, truncated } = limited(rows);
+  const { rows: shown, truncated } = limited(await newestPayments(pool, { email, limit: maxRows + 1 }));
   return { payments: shown.map(toPayment), truncated };
 }
 
@@ -240,9 +231,9 @@ async function listHolds(pool: pg.Pool, email: string): Promise<HeldPayment[]> {
 /** The payment a URL names; anything that is not a payment id is simply not found. */
 async function findPayment(pool: pg.Pool, idText: string): Promise<Payment> {
   if (!/^\d{1,15}$/.test(idText) || Number(idText) <= 0) throw notFound('there is no such payment');
-  const { rows } = await pool.query(`SELECT ${paymentColumns} FROM payments WHERE id = $1`, [idText]);
-  if (!rows[0]) throw notFound(`there is no payment ${idText}`);
-  return toPayment(rows[0]);
+  const payment = await paymentById(pool, Number(idText));
+  if (!payment) throw notFound(`there is no payment ${idText}`);
+  return toPayment(payment);
 }
 
 /** The two corrections the CLI also offers, each with the outcome shown after it. */
@@ -296,7 +287,7 @@ async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEve
   return collect(
     pool,
     {
-      selectors: [{ stream: accountStream(payment.accountId), field: 'paymentId', equals: String(payment.id) }],
+      selectors: [paymentSelector(payment.accountId, payment.id)],
     },
     maxPaymentEvents,
   );
@@ -305,13 +296,19 @@ async function paymentEvents(pool: pg.Pool, payment: Payment): Promise<StoredEve
 // ---- capsuls
 
 async function listCapsuls(pool: pg.Pool, email: string) {
-  const { rows } = await pool.query(
-    `SELECT id, email, size, state, host, last_seen_ipv4 AS ipv4, ${utc('created')} AS created, ${utc('deleted')} AS deleted,
-            ${utc('vanished')} AS vanished, ${utc('accrual_ended')} AS billing_ended
-     FROM vms WHERE ($1 = '' OR email = $1) ORDER BY vms.created DESC, id LIMIT $2`,
-    [email, maxRows + 1],
-  );
-  const { rows: capsuls, truncated } = limited(rows);
+  const { rows, truncated } = limited(await newestCapsuls(pool, { email, limit: maxRows + 1 }));
+  const capsuls = rows.map((vm) => ({
+    id: vm.id,
+    email: vm.email,
+    size: vm.size,
+    state: vm.state,
+    host: vm.host,
+    ipv4: vm.ipv4,
+    created: utcSecond(vm.createdAt),
+    deleted: utcSecond(vm.deletionRequestedAt),
+    vanished: utcSecond(vm.vanishedAt),
+    billing_ended: utcSecond(vm.accrualEndedAt),
+  }));
   return { capsuls, truncated };
 }
 

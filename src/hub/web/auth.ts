@@ -5,42 +5,58 @@
 // is asked for and again before the button consumes anything, and the button's whole step (token used,
 // other links voided, session recorded) is one transaction: a step that fails consumes nothing.
 import { randomBytes } from 'node:crypto';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { inTransaction } from '../../db/transaction.ts';
 import type { Mailer } from '../../mail/mailer.ts';
-import { deleteSession, endSession, insertSession, safeReturnPath, setSessionCookie, sha256, type SessionDeps } from './session.ts';
+import {
+  deleteSession,
+  endSession,
+  insertSession,
+  refuseInvalidInput,
+  safeReturnPath,
+  setSessionCookie,
+  sha256,
+  type SessionDeps,
+} from './session.ts';
 
 export const loginTokenLifetimeMs = 20 * 60_000;
 /** Login links one email may be sent per hour, and one IP may ask for per hour. */
 export const loginLinksPerEmailPerHour = 5;
 export const loginLinksPerIpPerHour = 30;
 
-export type AuthDeps = SessionDeps & {
+export type AuthPagesOptions = SessionDeps & {
   baseUrl: string;
   mailer: Mailer;
   /** development: the link is also printed here (no SMTP configured) */
   announce?: (line: string) => void;
 };
 
-type LoginBody = { email?: unknown; next?: unknown };
-
 /** 32 random bytes in base64url: anything else in a link's place was never a token. */
 const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
 
-export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<void> {
+// Where to go after logging in is any text here: safeReturnPath keeps it only if it is a page of ours.
+const loginQuery = Type.Object({ next: Type.Optional(Type.String()) });
+const loginForm = Type.Object({ email: Type.Optional(Type.String()), next: Type.Optional(Type.String()) });
+// Any text: a link that is not a token is answered as an expired one, not as a malformed address.
+const magicLink = Type.Object({ token: Type.String() });
+
+export const authPages: FastifyPluginAsyncTypebox<AuthPagesOptions> = async (app, deps) => {
   // A flood guard per IP in front of the auth forms; the hourly limits below are kept in the database.
   const flood = { rateLimit: { max: 20, timeWindow: 60_000 } };
+  app.addHook('preHandler', refuseInvalidInput);
 
-  app.get<{ Querystring: { next?: string } }>('/auth/login', async (request, reply) => {
+  app.get('/auth/login', { schema: { querystring: loginQuery }, attachValidation: true }, async (request, reply) => {
     if (request.customer) return reply.redirect(safeReturnPath(request.query.next), 303);
     return reply.view('login.eta', { email: '', next: safeReturnPath(request.query.next), error: null });
   });
 
-  app.post<{ Body: LoginBody }>('/auth/login', { config: flood }, async (request, reply) => {
-    const next = safeReturnPath(request.body?.next);
-    const typed = typeof request.body?.email === 'string' ? request.body.email.slice(0, 300) : '';
+  app.post('/auth/login', { schema: { body: loginForm }, attachValidation: true, config: flood }, async (request, reply) => {
+    const next = safeReturnPath(request.body.next);
+    const typed = (request.body.email ?? '').slice(0, 300);
     let email: string;
     try {
       email = canonicalEmail(typed);
@@ -89,13 +105,13 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
     return reply.view('login-sent.eta', { email });
   });
 
-  app.get<{ Params: { token: string } }>('/auth/magic/:token', async (request, reply) => {
+  app.get('/auth/magic/:token', { schema: { params: magicLink }, attachValidation: true }, async (request, reply) => {
     const row = await openToken(request.params.token);
     if (!row) return expired(reply);
     return reply.header('referrer-policy', 'no-referrer').view('magic.eta', { email: row.email, token: request.params.token });
   });
 
-  app.post<{ Params: { token: string } }>('/auth/magic/:token', { config: flood }, async (request, reply) => {
+  app.post('/auth/magic/:token', { schema: { params: magicLink }, attachValidation: true, config: flood }, async (request, reply) => {
     if (!tokenPattern.test(request.params.token)) return expired(reply);
     const now = deps.now().toISOString();
     // All or nothing: if any part fails, the token, the email's other links and any old session stay as they were.
@@ -133,7 +149,7 @@ export async function authPages(app: FastifyInstance, deps: AuthDeps): Promise<v
     ]);
     return rows[0] ?? null;
   }
-}
+};
 
 function expired(reply: FastifyReply) {
   return reply.code(410).view('error.eta', {

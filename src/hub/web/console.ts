@@ -1,20 +1,20 @@
 // The customer's capsuls: the list, creating one, and each capsul's page with its actions (start, stop,
 // force-stop, delete), each behind a confirm page. Reads come from the projections; commands go through
 // the ledger. A capsul that is not the customer's (or does not exist) is a page that does not exist.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { coversAMonth, vmIdPattern } from '../../domain/account/decider.ts';
 import { accrualEndMs, chargeCents, isAccruing, type Accrual } from '../../domain/shared/billing.ts';
 import { DomainError, invalid } from '../../domain/shared/errors.ts';
-import { centsFromNumeric, type Cents } from '../../domain/shared/money.ts';
-import type { HostKeyFingerprint } from '../../domain/vm/events.ts';
-import { vmStream } from '../../domain/vm/events.ts';
-import { streamVersionExpression } from '../../db/event-store.ts';
+import type { Cents } from '../../domain/shared/money.ts';
 import type { Cause } from '../../domain/events.ts';
 import { ConcurrencyError } from '../../ledger/handle.ts';
-import { balancesFromProjections } from '../../projections/balance.ts';
+import { balancesAt } from '../../read/accounts.ts';
+import { customerBeginnings, customerCapsul, customerCapsuls, type CapsulRecord } from '../../read/capsuls.ts';
+import { currentOsImages, vmSizes } from '../../read/catalogue.ts';
+import { savedKeyNames, savedKeysNamed } from '../../read/ssh-keys.ts';
 import type { WebContext } from './context.ts';
-import { requireCustomer } from './session.ts';
+import { requireCustomer, signedIn } from './session.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { dollars, formatMemory, utcMinute } from '../../core/format.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
@@ -82,17 +82,17 @@ const actionBodySchema = {
   properties: { version: { type: 'string', pattern: '^[0-9]{1,18}$' } },
 } as const;
 
-export async function consolePages(app: FastifyInstance, deps: WebContext): Promise<void> {
+export const consolePages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   app.addHook('preHandler', requireCustomer);
 
   app.get('/console', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     const vms = await listCapsuls(deps.pool, email);
     return reply.view('console.eta', { vms, steps: vms.length === 0 ? await firstSteps(deps, email) : null });
   });
 
   app.get('/console/create', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     return reply.view('console-create.eta', await createPage(deps, email, { keys: await onlyKeyName(deps.pool, email) }));
   });
 
@@ -101,7 +101,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
     { schema: { body: createBodySchema }, attachValidation: true },
     async (request, reply) => {
       if (request.validationError) return malformedPage(reply);
-      const email = request.customer!.email;
+      const email = signedIn(request).email;
       const form = request.body;
       try {
         if (!form.size) throw invalid('choose a size');
@@ -125,7 +125,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
   );
 
   app.get<{ Params: { id: string } }>('/console/:id', async (request, reply) => {
-    const vm = await ownCapsul(deps.pool, request.customer!.email, request.params.id);
+    const vm = await ownCapsul(deps.pool, signedIn(request).email, request.params.id);
     if (!vm) return notFoundPage(reply);
     const billingEndMs = accrualEndMs(vm.accrual);
     return reply.view('console-capsul.eta', {
@@ -141,7 +141,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
 
   app.get<{ Params: { id: string; action: string } }>('/console/:id/:action', async (request, reply) => {
     const action = actionNamed(request.params.action);
-    const vm = action && (await ownCapsul(deps.pool, request.customer!.email, request.params.id));
+    const vm = action && (await ownCapsul(deps.pool, signedIn(request).email, request.params.id));
     if (!action || !vm) return notFoundPage(reply);
     if (!allowedActions(vm).includes(action)) {
       return reply.code(409).view('error.eta', {
@@ -158,7 +158,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
     { schema: { body: actionBodySchema }, attachValidation: true },
     async (request, reply) => {
       if (request.validationError) return malformedPage(reply);
-      const email = request.customer!.email;
+      const email = signedIn(request).email;
       const action = actionNamed(request.params.action);
       const vm = action && (await ownCapsul(deps.pool, email, request.params.id));
       if (!action || !vm) return notFoundPage(reply);
@@ -175,7 +175,7 @@ export async function consolePages(app: FastifyInstance, deps: WebContext): Prom
       return reply.redirect(`/console/${vm.id}`, 303);
     },
   );
-}
+};
 
 async function perform(deps: WebContext, action: Action, vmId: string, expectedVersion: bigint, cause: Cause): Promise<void> {
   switch (action) {
@@ -264,32 +264,21 @@ function changedMeanwhilePage(reply: FastifyReply, vmId: string) {
 // ---- the list ----
 
 async function listCapsuls(pool: pg.Pool, email: string) {
-  const { rows } = await pool.query({
-    name: 'console-list', // the page customers see most: planned once per connection
-    text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created,
-                  ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations
-           FROM vms v LEFT JOIN os_images o ON o.id = v.os
-           WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${maxCapsulsListed}`,
-    values: [email],
-  });
-  return rows.map((row) => ({
-    id: row.id as string,
-    size: row.size as string,
-    os: row.os as string,
-    ipv4: row.ipv4 as string | null,
-    state: stateLabel(row.state, row.deleting, row.open_operations),
-    created: utcMinute(row.created),
+  return (await customerCapsuls(pool, email, maxCapsulsListed)).map((vm) => ({
+    id: vm.id,
+    size: vm.size,
+    os: vm.os,
+    ipv4: vm.ipv4,
+    state: stateLabel(vm.state, vm.deletionRequested, vm.openOperations),
+    created: utcMinute(vm.createdAt),
   }));
 }
 
 /** For the empty list: whether there ever was a capsul, and which steps before a first one are still to do. */
 async function firstSteps(deps: WebContext, email: string): Promise<{ hadCapsuls: boolean; hasKey: boolean; funded: boolean }> {
-  const { rows } = await deps.pool.query(
-    `SELECT EXISTS (SELECT 1 FROM vms WHERE email = $1) AS had_capsuls, EXISTS (SELECT 1 FROM ssh_public_keys WHERE email = $1) AS has_key`,
-    [email],
-  );
+  const { hadCapsuls, hasKey } = await customerBeginnings(deps.pool, email);
   const funds = await fundsOf(deps, email);
-  return { hadCapsuls: rows[0].had_capsuls, hasKey: rows[0].has_key, funded: funds !== null && funds.balanceCents > 0 };
+  return { hadCapsuls, hasKey, funded: funds !== null && funds.balanceCents > 0 };
 }
 
 // ---- creating ----
@@ -300,7 +289,7 @@ type Funds = { balanceCents: Cents; committedCents: Cents };
 async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
   const accountId = await deps.ledger.accountIdFor(email);
   if (!accountId) return null;
-  const { balanceCents, accruals } = (await balancesFromProjections(deps.pool, [accountId], deps.now())).get(accountId)!;
+  const { balanceCents, accruals } = (await balancesAt(deps.pool, [accountId], deps.now())).get(accountId)!;
   const committedCents = accruals.filter(isAccruing).reduce((sum, accrual) => sum + accrual.priceCentsPerMonth, 0);
   return { balanceCents, committedCents };
 }
@@ -309,20 +298,18 @@ async function fundsOf(deps: WebContext, email: string): Promise<Funds | null> {
 async function createPage(deps: WebContext, email: string, chosen: CreateForm, error: string | null = null) {
   const [funds, sizes, images, keys] = await Promise.all([
     fundsOf(deps, email),
-    deps.pool.query(
-      `SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month, id`,
-    ),
-    deps.pool.query('SELECT id, description FROM os_images WHERE NOT deprecated ORDER BY description'),
-    deps.pool.query(`SELECT name FROM ssh_public_keys WHERE email = $1 ORDER BY name LIMIT ${maxKeysOffered}`, [email]),
+    vmSizes(deps.pool),
+    currentOsImages(deps.pool),
+    savedKeyNames(deps.pool, email, maxKeysOffered),
   ]);
   const affordable = (priceCents: Cents) => funds !== null && coversAMonth(funds.balanceCents, funds.committedCents, priceCents);
-  const offered = sizes.rows
-    .map((row) => ({
-      id: row.id as string,
-      priceCents: centsFromNumeric(row.price),
-      vcpus: row.vcpus as number,
-      memory: formatMemory(row.memory_mb),
-      bandwidthGb: row.bandwidth_gb_per_month as number,
+  const offered = sizes
+    .map((size) => ({
+      id: size.id,
+      priceCents: size.priceCentsPerMonth,
+      vcpus: size.vcpus,
+      memory: formatMemory(size.memoryMb),
+      bandwidthGb: size.bandwidthGbPerMonth,
     }))
     .filter((size) => affordable(size.priceCents))
     .map((size) => ({ ...size, price: dollars(size.priceCents) }));
@@ -330,9 +317,9 @@ async function createPage(deps: WebContext, email: string, chosen: CreateForm, e
     error,
     chosen: { size: chosen.size ?? offered[0]?.id ?? '', os: chosen.os ?? '', keys: chosen.keys ?? [] },
     sizes: offered,
-    hiddenSizes: sizes.rows.length - offered.length,
-    images: images.rows as { id: string; description: string }[],
-    keys: keys.rows.map((row) => row.name as string),
+    hiddenSizes: sizes.length - offered.length,
+    images: images.map(({ id, description, loginUser }) => ({ id, description, loginUser })),
+    keys,
     funds: funds && {
       balance: dollars(funds.balanceCents),
       committed: dollars(funds.committedCents),
@@ -343,17 +330,14 @@ async function createPage(deps: WebContext, email: string, chosen: CreateForm, e
 
 /** A customer with a single saved key most likely wants that one: it is ticked to begin with. */
 async function onlyKeyName(pool: pg.Pool, email: string): Promise<string[]> {
-  const { rows } = await pool.query('SELECT name FROM ssh_public_keys WHERE email = $1 LIMIT 2', [email]);
-  return rows.length === 1 ? [rows[0].name] : [];
+  const names = await savedKeyNames(pool, email, 2);
+  return names.length === 1 ? names : [];
 }
 
 /** The saved keys the customer ticked, by name: a name that is not one of theirs is refused, not ignored. */
 async function chosenKeys(pool: pg.Pool, email: string, names: string[]): Promise<string[]> {
   if (names.length === 0) throw invalid('choose at least one SSH key to install on the capsul');
-  const { rows } = await pool.query('SELECT name, content FROM ssh_public_keys WHERE email = $1 AND name = ANY($2::text[])', [
-    email,
-    names,
-  ]);
+  const rows = await savedKeysNamed(pool, email, names);
   const unknown = names.find((name) => !rows.some((row) => row.name === name));
   if (unknown !== undefined) throw invalid(`${JSON.stringify(unknown)} is not one of your saved SSH keys`);
   return rows.map((row) => row.content as string);
@@ -363,55 +347,48 @@ async function chosenKeys(pool: pg.Pool, email: string, names: string[]): Promis
 
 type Capsul = ReturnType<typeof toCapsul>;
 
-// One statement, so the page (and the version its confirm forms carry) shows one moment of the capsul:
-// the projections commit with the events they follow.
-const capsulSql = `
-  SELECT v.id, v.size, v.os, coalesce(o.description, v.os) AS os_description, v.state, v.created, v.deleted, v.vanished, v.accrual_ended,
-         v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
-         v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
-         ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
-         ${streamVersionExpression('$3')} AS version
-  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os
-  WHERE v.id = $1 AND v.email = $2`;
+/** What a customer types to log in: the image's user at the capsul's address (IPv4 first). */
+export function sshCommand(loginUser: string | null, address: string | null): string | null {
+  return loginUser === null || address === null ? null : `ssh ${loginUser}@${address}`;
+}
 
 /** The customer's capsul `id`, or null: unknown, malformed and someone else's all look the same. */
 async function ownCapsul(pool: pg.Pool, email: string, id: string): Promise<Capsul | null> {
   if (!vmIdPattern.test(id)) return null;
-  const { rows } = await pool.query(capsulSql, [id, email, vmStream(id)]);
-  return rows[0] ? toCapsul(rows[0]) : null;
+  const vm = await customerCapsul(pool, email, id);
+  return vm && toCapsul(vm);
 }
 
-function toCapsul(row: pg.QueryResultRow) {
-  const deleting = row.deleted !== null && row.state !== 'deleted';
+function toCapsul(vm: CapsulRecord) {
+  const deletionRequested = vm.deletionRequestedAt !== null;
   return {
-    id: row.id as string,
-    size: row.size as string,
-    os: row.os_description as string,
-    state: row.state as string,
-    deleting,
-    stateLabel: stateLabel(row.state, row.deleted !== null, row.open_operations),
-    ipv4: row.ipv4 as string | null,
-    ipv6: row.ipv6 as string | null,
-    created: utcMinute(row.created),
+    id: vm.id,
+    size: vm.size,
+    os: vm.osDescription,
+    state: vm.state,
+    /** a ready `ssh user@address` line, once the capsul has an address and its image a login user */
+    sshCommand: sshCommand(vm.loginUser, vm.ipv4 ?? vm.ipv6),
+    deleting: deletionRequested && vm.state !== 'deleted',
+    stateLabel: stateLabel(vm.state, deletionRequested, vm.openOperations),
+    ipv4: vm.ipv4,
+    ipv6: vm.ipv6,
+    created: utcMinute(vm.createdAt),
     /** when its host saw it gone without a deletion request */
-    vanished: row.vanished === null ? null : utcMinute(row.vanished),
-    priceCentsPerMonth: centsFromNumeric(row.price),
+    vanished: vm.vanishedAt === null ? null : utcMinute(vm.vanishedAt),
+    priceCentsPerMonth: vm.priceCentsPerMonth,
     /** as the account bills it: until its deletion was requested or, once the account recorded it, it vanished */
     accrual: {
-      priceCentsPerMonth: centsFromNumeric(row.price),
-      createdAtMs: new Date(row.created).getTime(),
-      deletionRequestedAtMs: row.deleted === null ? null : new Date(row.deleted).getTime(),
-      vanishedAtMs: row.accrual_ended === null ? null : new Date(row.accrual_ended).getTime(),
+      priceCentsPerMonth: vm.priceCentsPerMonth,
+      createdAtMs: vm.createdAt.getTime(),
+      deletionRequestedAtMs: vm.deletionRequestedAt?.getTime() ?? null,
+      vanishedAtMs: vm.accrualEndedAt?.getTime() ?? null,
     } satisfies Accrual,
-    specs:
-      row.vcpus === null
-        ? null
-        : { vcpus: row.vcpus as number, memory: formatMemory(row.memory_mb), bandwidthGb: row.bandwidth_gb_per_month as number },
-    hostKeys: (row.ssh_host_key_fingerprints ?? []) as HostKeyFingerprint[],
-    installedKeys: (row.ssh_public_keys as string[]).map(describeKey),
-    failure: row.failure as string | null,
-    openOperations: row.open_operations as string[],
-    version: BigInt(row.version),
+    specs: vm.specs && { vcpus: vm.specs.vcpus, memory: formatMemory(vm.specs.memoryMb), bandwidthGb: vm.specs.bandwidthGbPerMonth },
+    hostKeys: vm.hostKeys,
+    installedKeys: vm.sshPublicKeys.map(describeKey),
+    failure: vm.failure,
+    openOperations: vm.openOperations,
+    version: vm.version,
   };
 }
 

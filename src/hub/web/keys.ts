@@ -1,14 +1,17 @@
 // The customer's saved SSH public keys (/console/ssh): list, add, delete. They are web state, not
 // ledger facts: a capsul copies the keys it is created with, so deleting one here changes no capsul.
 // Customers are known by email from their first login, so keys work before any payment.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import type pg from 'pg';
+import { Type } from 'typebox';
 import { DomainError, invalid, notFound, refused } from '../../domain/shared/errors.ts';
 import { maxSshKeyLength, parseSshPublicKey } from '../../domain/shared/ssh.ts';
 import { advisoryLocks, lockUntilCommit } from '../../db/advisory-lock.ts';
 import { inTransaction } from '../../db/transaction.ts';
 import type { WebContext } from './context.ts';
-import { requireCustomer } from './session.ts';
+import { refuseInvalidInput, requireCustomer, signedIn } from './session.ts';
+import { savedKeys } from '../../read/ssh-keys.ts';
 import { sshFingerprint } from '../../domain/shared/ssh.ts';
 import { utcDay } from '../../core/format.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
@@ -17,7 +20,6 @@ export const maxKeysPerCustomer = 50;
 export const maxKeyNameLength = 100;
 
 type KeyForm = { key: string; name: string };
-type Body = Record<string, unknown> | undefined;
 type PageState = { form: KeyForm; error: string | null; notice: string | null };
 
 const blankForm: KeyForm = { key: '', name: '' };
@@ -32,17 +34,23 @@ const notices = new Map([
   ],
 ]);
 
-export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<void> {
-  app.addHook('preHandler', requireCustomer);
+// A field left out is empty; a repeated one (or one that is not text) is refused: no page here sends that.
+const keysQuery = Type.Object({ done: Type.Optional(Type.String()) });
+const addKeyForm = Type.Object({ key: Type.Optional(Type.String()), name: Type.Optional(Type.String()) });
+const deleteKeyForm = Type.Object({ name: Type.Optional(Type.String()) });
 
-  app.get<{ Querystring: { done?: unknown } }>('/console/ssh', async (request, reply) => {
-    const notice = typeof request.query.done === 'string' ? (notices.get(request.query.done) ?? null) : null;
-    return showKeys(reply, deps.pool, request.customer!.email, { form: blankForm, error: null, notice });
+export const keyPages: FastifyPluginAsyncTypebox<WebContext> = async (app, deps) => {
+  app.addHook('preHandler', requireCustomer);
+  app.addHook('preHandler', refuseInvalidInput);
+
+  app.get('/console/ssh', { schema: { querystring: keysQuery }, attachValidation: true }, async (request, reply) => {
+    const notice = notices.get(request.query.done ?? '') ?? null;
+    return showKeys(reply, deps.pool, signedIn(request).email, { form: blankForm, error: null, notice });
   });
 
-  app.post<{ Body: Body }>('/console/ssh', async (request, reply) => {
-    const email = request.customer!.email;
-    const form = { key: field(request.body, 'key'), name: field(request.body, 'name') };
+  app.post('/console/ssh', { schema: { body: addKeyForm }, attachValidation: true }, async (request, reply) => {
+    const email = signedIn(request).email;
+    const form = { key: request.body.key ?? '', name: request.body.name ?? '' };
     try {
       await addKey(deps.pool, email, form, deps.now());
     } catch (error) {
@@ -57,10 +65,10 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
     return reply.redirect('/console/ssh?done=added', 303);
   });
 
-  app.post<{ Body: Body }>('/console/ssh/delete', async (request, reply) => {
-    const name = field(request.body, 'name');
+  app.post('/console/ssh/delete', { schema: { body: deleteKeyForm }, attachValidation: true }, async (request, reply) => {
+    const name = request.body.name ?? '';
     const { rowCount } = await deps.pool.query('DELETE FROM ssh_public_keys WHERE email = $1 AND name = $2', [
-      request.customer!.email,
+      signedIn(request).email,
       name,
     ]);
     if (rowCount === 0) {
@@ -68,16 +76,12 @@ export async function keyPages(app: FastifyInstance, deps: WebContext): Promise<
     }
     return reply.redirect('/console/ssh?done=deleted', 303);
   });
-}
+};
 
 async function showKeys(reply: FastifyReply, pool: pg.Pool, email: string, state: PageState) {
-  const { rows } = await pool.query<{ name: string; content: string; created: Date }>(
-    'SELECT name, content, created FROM ssh_public_keys WHERE email = $1 ORDER BY created, name',
-    [email],
-  );
-  const keys = rows.map((row) => {
+  const keys = (await savedKeys(pool, email)).map((row) => {
     const [type = '', blob = '', ...comment] = row.content.split(' ');
-    const added = utcDay(row.created);
+    const added = utcDay(row.createdAt);
     return { name: row.name, type, fingerprint: sshFingerprint(blob), comment: comment.join(' '), added };
   });
   return reply.view('keys.eta', { keys, maxKeys: maxKeysPerCustomer, maxNameLength: maxKeyNameLength, ...state });
@@ -127,11 +131,3 @@ export function keyName(typed: string, comment: string): string {
 }
 
 const isPrivateKey = (text: string) => /PRIVATE KEY/.test(text);
-
-/** A form field as typed: absent → empty; repeated or not text → refused (no page sends that). */
-function field(body: Body, name: string): string {
-  const value = body?.[name];
-  if (value === undefined) return '';
-  if (typeof value !== 'string') throw invalid(`the form's ${name} field is not what this page sends: reload the page and try again`);
-  return value;
-}

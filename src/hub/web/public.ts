@@ -1,33 +1,33 @@
 // The public pages (no login): the start page with the price table, pricing, FAQ, support, and the
 // one stylesheet and the icon. Server-rendered with Eta, no JavaScript, nothing loaded from other sites.
 import { readFileSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
+import { formatCents } from '../../domain/shared/money.ts';
+import { formatMemory } from '../../core/format.ts';
+import { currentOsImages, vmSizes } from '../../read/catalogue.ts';
 
 const stylesheet = readFileSync(new URL('./static/capsul.css', import.meta.url));
 const favicon = readFileSync(new URL('./static/favicon.svg', import.meta.url));
 
-export type PublicPagesDeps = { pool: pg.Pool; supportEmail: string };
+export type PublicPagesOptions = { pool: pg.Pool; supportEmail: string };
 
 type SizeRow = { id: string; dollarsPerMonth: string; vcpus: number; memory: string; bandwidthGb: number };
 
-export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): Promise<void> {
+export const publicPages: FastifyPluginAsync<PublicPagesOptions> = async (app, deps) => {
   const catalogue = async () => {
-    const sizes = await deps.pool.query(
-      `SELECT id, dollars_per_month::text AS price, vcpus, memory_mb, bandwidth_gb_per_month FROM vm_sizes ORDER BY dollars_per_month`,
-    );
-    const images = await deps.pool.query('SELECT description FROM os_images WHERE NOT deprecated ORDER BY description');
+    const [sizes, images] = await Promise.all([vmSizes(deps.pool), currentOsImages(deps.pool)]);
     return {
-      sizes: sizes.rows.map(
-        (row): SizeRow => ({
-          id: row.id,
-          dollarsPerMonth: row.price,
-          vcpus: row.vcpus,
-          memory: row.memory_mb >= 1024 ? `${row.memory_mb / 1024} GiB` : `${row.memory_mb} MiB`,
-          bandwidthGb: row.bandwidth_gb_per_month,
+      sizes: sizes.map(
+        (size): SizeRow => ({
+          id: size.id,
+          dollarsPerMonth: formatCents(size.priceCentsPerMonth),
+          vcpus: size.vcpus,
+          memory: formatMemory(size.memoryMb),
+          bandwidthGb: size.bandwidthGbPerMonth,
         }),
       ),
-      images: images.rows.map((row) => row.description as string),
+      images: images.map((image) => image.description),
     };
   };
 
@@ -43,4 +43,4 @@ export async function publicPages(app: FastifyInstance, deps: PublicPagesDeps): 
   );
   // Asked for by browsers and tools that do not read the page's <link rel="icon">.
   app.get('/favicon.ico', async (_request, reply) => reply.redirect('/static/favicon.svg', 301));
-}
+};

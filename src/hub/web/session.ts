@@ -45,7 +45,9 @@ const touchEveryMs = 3600_000;
 
 export const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
+/** Where a reply keeps the CSRF token its page's forms share (made on first use). */
 const csrfTokenKey = Symbol('csrfToken');
+type ReplyWithToken = FastifyReply & { [csrfTokenKey]?: string | null };
 
 /** Every cookie of ours: HttpOnly, SameSite=Lax, Secure when the site is https. */
 const cookieOptions = (deps: Pick<SessionDeps, 'secureCookies'>) => ({
@@ -61,7 +63,8 @@ export async function installSessions(app: FastifyInstance, deps: SessionDeps): 
   await app.register(rateLimit, { global: false });
 
   app.decorateRequest('customer', null);
-  app.decorateReply('csrfToken', function csrfToken(this: FastifyReply & { [csrfTokenKey]?: string }) {
+  app.decorateReply(csrfTokenKey, null);
+  app.decorateReply('csrfToken', function csrfToken(this: ReplyWithToken) {
     this[csrfTokenKey] ??= this.generateCsrf();
     return this[csrfTokenKey];
   });
@@ -153,6 +156,21 @@ function refererPath(referer: string | undefined): string | null {
   if (!referer || !URL.canParse(referer)) return null;
   const url = new URL(referer);
   return `${url.pathname}${url.search}`;
+}
+
+/** The customer `requireCustomer` let in, for the routes behind it. */
+export function signedIn(request: FastifyRequest): Customer {
+  if (request.customer === null) throw new Error('a customer page ran without requireCustomer');
+  return request.customer;
+}
+
+/**
+ * preHandler after a plugin's guards, for routes whose schema only attaches its refusal (`attachValidation`):
+ * fastify validates before the preHandlers run, and a stranger's or a forged request is answered by the
+ * login and CSRF checks first, whatever it sent. The refusal then goes to the one error handler (400).
+ */
+export async function refuseInvalidInput(request: FastifyRequest): Promise<void> {
+  if (request.validationError) throw request.validationError;
 }
 
 /** preHandler for /admin: operators only; anyone else is told there is no such page. */

@@ -1,4 +1,4 @@
--- Version 16: the last run of each scheduled job, for `capsul status` and monitoring: when it ran,
+-- Version 17: the last run of each scheduled job, for `capsul status` and monitoring: when it ran,
 -- whether it failed (and why), and how many runs in a row have failed. One row per job, replaced by
 -- each run that acted (a dry run, or one skipped because another process ran the job, leaves it).
 CREATE TABLE job_runs (

@@ -83,7 +83,9 @@ function attention(status: Status): string[] {
   if (status.incidents.count > 0) reasons.push(`${plural(status.incidents.count, 'open incident')}: see capsul drift`);
   for (const run of status.jobs) {
     if (run.outcome === 'failed') {
-      reasons.push(`job ${run.job} failed at ${run.finished}${run.failures > 1 ? ` (${run.failures} runs in a row)` : ''}: ${run.error}`);
+      reasons.push(
+        `job ${run.job} failed at ${instant(run.finished)}${run.failures > 1 ? ` (${run.failures} runs in a row)` : ''}: ${run.error}`,
+      );
     }
   }
   return reasons;
@@ -139,7 +141,7 @@ function screen(status: Status): string[] {
     for (const run of status.jobs) {
       const job = run.job.padEnd(width);
       if (run.outcome === 'never run') lines.push(`  ${job}  never run`);
-      else lines.push(`  ${job}  ${run.outcome.padEnd(6)}  ${run.finished}${run.outcome === 'failed' ? `  ${run.error}` : ''}`);
+      else lines.push(`  ${job}  ${run.outcome.padEnd(6)}  ${instant(run.finished)}${run.outcome === 'failed' ? `  ${run.error}` : ''}`);
     }
   }
   lines.push('');

@@ -1,9 +1,9 @@
 // What an operator watches, read from the database in one place: the hub's scrape-time metrics
 // (src/hub/metrics.ts) and `capsul status` (src/cli/status.ts) both ask here; hosts and drift are
-// src/read/hosts.ts's. Ages are in seconds at
-// the instant the caller passes; nothing here writes.
-import { checkpointsReach, countUnmailedBalanceWarnings, type Queryable, sealedTreeSize } from '../db/event-store.ts';
+// src/read/hosts.ts's. Ages are in seconds at the instant the caller passes; instants are Dates.
+import { checkpointsReach, countUnmailedBalanceWarnings, sealedTreeSize } from '../db/event-store.ts';
 import { type DriftIncident, openDrift } from './hosts.ts';
+import type { Queryable } from './rows.ts';
 
 export { type HostLoad, hostLoads } from './hosts.ts';
 
@@ -42,8 +42,8 @@ export async function openIncidents(db: Queryable, limit: number): Promise<{ cou
 
 export type LastJobRun = {
   job: string;
-  started: string;
-  finished: string;
+  started: Date;
+  finished: Date;
   outcome: 'done' | 'failed';
   error: string | null;
   /** failed runs in a row, up to the last */
@@ -52,9 +52,7 @@ export type LastJobRun = {
 
 /** Each scheduled job's last run that acted (src/jobs/job-runs.ts records them). */
 export async function lastJobRuns(db: Queryable): Promise<LastJobRun[]> {
-  const { rows } = await db.query(
-    `SELECT job, ${iso('started')} AS started, ${iso('finished')} AS finished, outcome, error, failures FROM job_runs ORDER BY job`,
-  );
+  const { rows } = await db.query('SELECT job, started, finished, outcome, error, failures FROM job_runs ORDER BY job');
   return rows.map((row) => ({ ...row }) as LastJobRun);
 }
 
@@ -93,5 +91,3 @@ export async function signedLogStatus(db: Queryable, now: Date): Promise<SignedL
     lastCheckpointAgeSeconds: signed === null ? null : (now.getTime() - signed.getTime()) / 1000,
   };
 }
-
-const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`;

@@ -170,7 +170,7 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     assert.equal(await keyBox.isChecked(), true, 'the one saved key is ticked to begin with');
 
     await page.getByRole('radio', { name: /^f1-s:/ }).check();
-    await page.getByLabel('Operating system').selectOption({ label: 'Debian 12 (bookworm)' });
+    await page.getByLabel('Operating system').selectOption({ label: 'Debian 12 (bookworm) (log in as debian)' });
     await keyBox.check();
     await screenshot(page, 'create');
     await page.getByRole('button', { name: 'Create the capsul' }).click();

@@ -109,10 +109,17 @@ describe('history', () => {
     await web.db.ledger.recordPayment({ email: 'theirs@example.org', amountCents: 7777, reference: 'their-secret', cause: operator });
     const { vmId: theirs } = await createF1xs('theirs@example.org');
     await web.db.ledger.deleteVm(theirs, { ...operator, reason: 'their reason' });
-    const page = await (await web.loggedIn('mine@example.org')).get('/console/history');
+    const client = await web.loggedIn('mine@example.org');
+    const page = await client.get('/console/history');
     assert.ok(page.body.includes(mine));
     assert.ok(page.body.includes('$11.11'));
     for (const secret of [theirs, '$77.77', 'their-secret', 'their reason']) assert.ok(!page.body.includes(secret), secret);
+    for (const kind of ['money', 'capsuls']) {
+      const filtered = await client.get(`/console/history?kind=${kind}`);
+      assert.ok(filtered.body.includes(kind === 'money' ? '$11.11' : mine), kind);
+      for (const secret of [theirs, '$77.77', 'their-secret', 'their reason'])
+        assert.ok(!filtered.body.includes(secret), `${kind}: ${secret}`);
+    }
   });
 
   it('shows reasons and references with script in them escaped', async () => {

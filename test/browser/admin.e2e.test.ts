@@ -1,6 +1,6 @@
 // Every admin page in a real browser at a laptop's width (1280 px) and a phone's (390 px), with data
 // that strains a table: long emails, references and reasons, corrected payments, held payments open,
-// closed and recorded, capsuls, a host never seen. At 1280 px a page uses the screen's width and no
+// closed and recorded, capsuls, a host never seen with drift. At 1280 px a page uses the screen's width and no
 // table needs scrolling; at 390 px a table may scroll sideways inside its own box, but nothing else
 // overflows. On both, every date sits on one line. docs/screenshots/admin-*-{1280,390}.png come
 // from here (CAPSUL_SCREENSHOTS=1, once every page has passed).
@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { createPool } from '../../src/db/database.ts';
+import { Hosts } from '../../src/ledger/hosts.ts';
 import { holdPayment } from '../../src/payments/holds.ts';
 import {
   assertNoHorizontalScroll,
@@ -159,7 +160,7 @@ function wrappedDates(page: Page): Promise<string[]> {
   });
 }
 
-/** Accounts, payments (corrected, refunded), held payments, capsuls and a second host, as an operator makes them. */
+/** Accounts, corrected payments, held payments, capsuls (one deleted), a second host with drift, as an operator makes them. */
 async function seed(on: Server): Promise<void> {
   const capsul = async (args: string[]) => {
     const run = await on.capsul(args);
@@ -188,6 +189,8 @@ async function seed(on: Server): Promise<void> {
     await hold(`${longReference}-unknown`, null);
     await hold(`${longReference}-closed`, longEmail);
     await hold(`${longReference}-recorded`, shortEmail);
+    // The second host reports a capsul the ledger never placed there: open drift.
+    await new Hosts({ pool, now: () => new Date() }).checkDrift('a-second-host-never-seen', ['capsul-stray00001']);
   } finally {
     await pool.end();
   }

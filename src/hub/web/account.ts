@@ -14,7 +14,7 @@ import type { EventCursor } from '../../db/event-store.ts';
 import { balanceStatement, emptyStatement, type Statement, type StatementCache, type StatementPayment } from '../../read/accounts.ts';
 import { accountHistoryPage, groupRoutineReports, historyKinds, type HistoryItem, type HistoryKind } from '../../read/history.ts';
 import type { WebContext } from './context.ts';
-import { requireCustomer } from './session.ts';
+import { requireCustomer, signedIn } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
 import { dollars, utcMinute } from '../../core/format.ts';
 
@@ -28,7 +28,7 @@ export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) =>
   const statements: StatementCache = new LruMap(2000);
 
   app.get<{ Querystring: { payments?: unknown } }>('/console/account-balance', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     const now = deps.now();
     const accountId = await deps.ledger.accountIdFor(email);
     const allPayments = request.query.payments === 'all';
@@ -50,7 +50,7 @@ export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) =>
       const view = { kind: 'all', kinds: kindLinks('all'), entries: [], older: null, isFirstPage: true, refused: asked.refused };
       return reply.code(400).view('history.eta', view);
     }
-    const accountId = await deps.ledger.accountIdFor(request.customer!.email);
+    const accountId = await deps.ledger.accountIdFor(signedIn(request).email);
     const page = accountId ? await historyOf(deps.pool, accountId, asked) : { entries: [], older: null };
     return reply.view('history.eta', {
       ...page,

@@ -89,9 +89,12 @@ async function dropRunDatabases(): Promise<void> {
 }
 
 const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
+// Each test, and each file as a whole, may take ten minutes: the embedded-PostgreSQL file alone takes
+// about three on a quiet machine and twice that on a busy one. A test that hangs still fails.
+const testTimeoutMs = 600_000;
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
+  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, `--test-timeout=${testTimeoutMs}`, ...files],
   {
     stdio: 'inherit',
     env: {

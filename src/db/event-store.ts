@@ -208,17 +208,21 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
 /** Where a newest-first page starts: just older than this event, in commit order. */
 export type EventCursor = { transactionId: string; globalPosition: string };
 
-/** A page of events newest first (commit order reversed), older than `before` when given: a timeline. */
+/**
+ * A page of events newest first (commit order reversed), older than `before` when given: a timeline.
+ * `types`, when given, keeps only events of those message types, so a filtered page is still full.
+ */
 export async function readEventsBackward(
   db: Queryable,
-  options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[] },
+  options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[]; types?: readonly string[] },
 ): Promise<StoredEvent[]> {
-  const filter = selectorSql(options.selectors, 3);
+  const filter = selectorSql(options.selectors, 4);
   const { rows } = await db.query(
     `SELECT ${columns} FROM emt_messages
-     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) < ($1::xid8, $2::bigint)) ${filter.sql}
+     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) < ($1::xid8, $2::bigint))
+       AND ($3::text[] IS NULL OR message_type = ANY($3::text[])) ${filter.sql}
      ORDER BY transaction_id DESC, global_position DESC LIMIT ${Math.trunc(options.limit)}`,
-    [options.before?.transactionId ?? null, options.before?.globalPosition ?? null, ...filter.params],
+    [options.before?.transactionId ?? null, options.before?.globalPosition ?? null, options.types ?? null, ...filter.params],
   );
   return rows.map(toStoredEvent);
 }

@@ -170,7 +170,7 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
     assert.equal(await keyBox.isChecked(), true, 'the one saved key is ticked to begin with');
 
     await page.getByRole('radio', { name: /^f1-s:/ }).check();
-    await page.getByLabel('Operating system').selectOption({ label: 'Debian 12 (bookworm)' });
+    await page.getByLabel('Operating system').selectOption({ label: 'Debian 12 (bookworm) (log in as debian)' });
     await keyBox.check();
     await screenshot(page, 'create');
     await page.getByRole('button', { name: 'Create the capsul' }).click();
@@ -276,6 +276,19 @@ describe('a customer in the browser', { skip: browserSkipReason() }, () => {
       `newest first: deleted, deletion requested, provisioned, requested, payment:\n${texts.join('\n')}`,
     );
     await screenshot(page, 'history');
+
+    // Filters are links: money alone, then everything again.
+    const kinds = page.getByRole('navigation', { name: 'Kinds of events' });
+    await kinds.getByRole('link', { name: 'Money' }).click();
+    const money = page.getByRole('table', { name: 'Events about money' });
+    await money.waitFor();
+    const moneyTexts = (await money.getByRole('row').allInnerTexts()).join('\n');
+    assert.match(moneyTexts, new RegExp(`Payment ${seen.paymentId} of \\$20\\.00 was received`));
+    assert.ok(!moneyTexts.includes(seen.vmId), `no capsul in the money's history:\n${moneyTexts}`);
+    assert.equal(await kinds.getByRole('link', { name: 'Money' }).getAttribute('aria-current'), 'page');
+    await screenshot(page, 'history-money');
+    await kinds.getByRole('link', { name: 'Everything' }).click();
+    await page.getByRole('table', { name: 'Events' }).waitFor();
   });
 
   step('an operator (ADMIN_EMAILS) sees the account on /admin; the customer cannot', async () => {

@@ -1,7 +1,13 @@
 // The customer's history over real HTTP against a real database: their account's and capsuls' events
-// as plain sentences, newest first, paged; hosts' names hidden; other customers' events never shown.
+// as plain sentences, newest first, paged, filtered by kind, with routine state reports in runs; hosts'
+// names hidden; other customers' events never shown.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { streamVersion } from '../../src/db/event-store.ts';
+import type { LedgerEvent } from '../../src/domain/events.ts';
+import { vmStream } from '../../src/domain/vm/events.ts';
+import { appendEvents } from '../../src/ledger/append.ts';
 import { operator, sshKey } from '../support/db.ts';
 import { lifeOnHost } from '../support/scenario.ts';
 import { webHarness, type WebHarness } from '../support/web.ts';
@@ -103,10 +109,17 @@ describe('history', () => {
     await web.db.ledger.recordPayment({ email: 'theirs@example.org', amountCents: 7777, reference: 'their-secret', cause: operator });
     const { vmId: theirs } = await createF1xs('theirs@example.org');
     await web.db.ledger.deleteVm(theirs, { ...operator, reason: 'their reason' });
-    const page = await (await web.loggedIn('mine@example.org')).get('/console/history');
+    const client = await web.loggedIn('mine@example.org');
+    const page = await client.get('/console/history');
     assert.ok(page.body.includes(mine));
     assert.ok(page.body.includes('$11.11'));
     for (const secret of [theirs, '$77.77', 'their-secret', 'their reason']) assert.ok(!page.body.includes(secret), secret);
+    for (const kind of ['money', 'capsuls']) {
+      const filtered = await client.get(`/console/history?kind=${kind}`);
+      assert.ok(filtered.body.includes(kind === 'money' ? '$11.11' : mine), kind);
+      for (const secret of [theirs, '$77.77', 'their-secret', 'their reason'])
+        assert.ok(!filtered.body.includes(secret), `${kind}: ${secret}`);
+    }
   });
 
   it('shows reasons and references with script in them escaped', async () => {
@@ -154,5 +167,151 @@ describe('history', () => {
     const past = await client.get('/console/history?before=1.1');
     assert.equal(past.statusCode, 200);
     assert.match(past.body, /There is nothing older/);
+  });
+
+  it('refuses an unknown kind with 400 and the page, saying which kinds there are', async () => {
+    const client = await web.loggedIn('kinds@example.org');
+    for (const query of ['kind=payments', 'kind=%3Cscript%3E', 'kind=money&kind=capsuls', 'kind=MONEY', 'kind=money&before=abc']) {
+      const response = await client.get(`/console/history?${query}`);
+      assert.equal(response.statusCode, 400, query);
+      assert.match(response.body, /<h1>History<\/h1>/, query);
+      assert.match(
+        response.body,
+        /role="alert">(There is no such kind of history: choose all, money or capsuls\.|That history page does not exist)/,
+        query,
+      );
+      assert.match(response.body, /<a href="\/console\/history\?kind=money">Money<\/a>/, 'a way on');
+      assert.doesNotMatch(response.body, /<script>/);
+    }
+    for (const kind of ['all', 'money', 'capsuls', ''])
+      assert.equal((await client.get(`/console/history?kind=${kind}`)).statusCode, 200, kind);
+  });
+
+  it('filters by kind through links, each marked when it is the one shown', async () => {
+    web.clock.set(start);
+    const email = 'filters@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 5000, cause: operator });
+    const accountId = (await web.db.ledger.accountIdFor(email))!;
+    const { vmId } = await createF1xs(email);
+    await lifeOnHost(web.db, vmId, accountId, (n) => minutes(n), 'running');
+    web.clock.set(minutes(30));
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
+    const client = await web.loggedIn(email);
+
+    const money = text((await client.get('/console/history?kind=money')).body);
+    assert.ok(money.includes(`Payment ${paymentId} of $50.00 was received`) && money.includes(`Payment ${paymentId} was invalidated`));
+    assert.ok(!money.includes(`Capsul ${vmId}`) && !money.includes('Your account was opened'), 'money only');
+    const capsuls = text((await client.get('/console/history?kind=capsuls')).body);
+    assert.ok(capsuls.includes(`Capsul ${vmId} was requested`) && capsuls.includes(`A stop (shut down) of capsul ${vmId} was requested.`));
+    assert.ok(!capsuls.includes(`Payment ${paymentId}`), 'capsuls only');
+    const all = await client.get('/console/history');
+    assert.ok(text(all.body).includes(`Payment ${paymentId} was invalidated`) && text(all.body).includes(`Capsul ${vmId} was requested`));
+
+    assert.match(all.body, /<a href="\/console\/history" aria-current="page">Everything<\/a>/);
+    const filtered = (await client.get('/console/history?kind=capsuls')).body;
+    assert.match(filtered, /<a href="\/console\/history\?kind=capsuls" aria-current="page">Capsuls<\/a>/);
+    assert.match(filtered, /<a href="\/console\/history">Everything<\/a>/);
+    assert.match(filtered, /<caption>Events about capsuls<\/caption>/);
+    assert.match(
+      (await (await web.loggedIn('nothing-yet@example.org')).get('/console/history?kind=money')).body,
+      /Nothing has happened to your money yet/,
+    );
+  });
+
+  it('pages each kind through a history of several pages with runs of reports across page boundaries, losing and repeating nothing', async () => {
+    web.clock.set(start);
+    const email = 'long-story@example.org';
+    const payments: number[] = [];
+    payments.push((await web.db.ledger.recordPayment({ email, amountCents: 100_000, cause: operator })).paymentId);
+    const accountId = (await web.db.ledger.accountIdFor(email))!;
+    const { vmId } = await createF1xs(email);
+    await lifeOnHost(web.db, vmId, accountId, (n) => minutes(n), 'running');
+    // Newest first the history reads 41 payments, 47 reports, 41 payments … so page boundaries fall
+    // inside runs; the capsuls' kind, without the payments, is one long run over several pages.
+    const reportsPerRun = 47;
+    let minute = 10;
+    for (let round = 0; round < 5; round++) {
+      const reports = Array.from({ length: reportsPerRun }, (): LedgerEvent => {
+        minute += 1;
+        const at = minutes(minute).toISOString();
+        return { type: 'VmStateObserved', data: { vmId, host: 'host-a', state: 'running', reportId: randomUUID(), operationId: null, at } };
+      });
+      const stream = vmStream(vmId);
+      const appended = await appendEvents(
+        web.db.pool,
+        stream,
+        reports,
+        { by: { kind: 'spoke', id: 'host-a' }, eventVersion: 1 },
+        await streamVersion(web.db.pool, stream),
+      );
+      assert.ok(appended.ok);
+      web.clock.set(minutes((minute += 1)));
+      for (let i = 0; i < 41; i++)
+        payments.push((await web.db.ledger.recordPayment({ email, amountCents: 100 + i, cause: operator })).paymentId);
+    }
+    const client = await web.loggedIn(email);
+    // lifeOnHost reported running, stopped and running: three reports of its own.
+    const reportCount = 5 * reportsPerRun + 3;
+
+    /** Every page of one kind, following "Older events", each page's lines as text. */
+    const pagesOf = async (kind: string) => {
+      const pages: string[][] = [];
+      let address: string | undefined = kind === 'all' ? '/console/history' : `/console/history?kind=${kind}`;
+      while (address) {
+        const response = await client.get(address);
+        assert.equal(response.statusCode, 200, address);
+        pages.push([...response.body.matchAll(/<th scope="row">.*?<\/th>\s*<td>(.*?)<\/td>/gs)].map((match) => match[1]!));
+        address = /<a href="([^"]+)">Older events<\/a>/.exec(response.body)?.[1]?.replaceAll('&amp;', '&');
+        if (address && kind !== 'all') assert.ok(address.includes(`kind=${kind}`), 'the cursor keeps the kind');
+        assert.ok(pages.length < 20, 'the pages end');
+      }
+      return pages;
+    };
+    const eventsOn = (line: string) => Number(/was reported \w+ (\d+) times/.exec(line)?.[1] ?? 1);
+    const paymentsOn = (pages: string[][]) =>
+      pages.flat().flatMap((line) => [...(/^Payment (\d+) of/.exec(line)?.slice(1) ?? [])].map(Number));
+    const reportsOn = (pages: string[][]) =>
+      pages
+        .flat()
+        .reduce((sum, line) => sum + (/was reported \w+ \d+ times/.test(line) ? eventsOn(line) : /was seen \w+\./.test(line) ? 1 : 0), 0);
+    const straddles = (pages: string[][]) =>
+      pages.slice(1).filter((page, i) => page[0]?.includes('was reported running') && pages[i]!.at(-1)?.includes('was reported running'))
+        .length;
+    const fullPages = (pages: string[][]) => {
+      for (const page of pages.slice(0, -1))
+        assert.equal(
+          page.reduce((sum, line) => sum + eventsOn(line), 0),
+          100,
+          'a page holds 100 events',
+        );
+    };
+
+    const all = await pagesOf('all');
+    assert.ok(all.length >= 5, `${all.length} pages`);
+    fullPages(all);
+    assert.deepEqual(paymentsOn(all), [...payments].reverse(), 'every payment once, newest first');
+    assert.equal(reportsOn(all), reportCount, 'every report counted once');
+    assert.ok(straddles(all) >= 1, 'a run crosses a page boundary');
+    assert.ok(all.flat().some((line) => line.includes(`Capsul ${vmId} was reported running ${reportsPerRun} times, from `)));
+    assert.equal(all.flat().filter((line) => line === 'Your account was opened.').length, 1);
+    assert.ok(all.flat().includes(`Capsul ${vmId} was seen stopped.`), 'a state change is never hidden');
+
+    const money = await pagesOf('money');
+    assert.equal(money.length, 3);
+    fullPages(money);
+    assert.deepEqual(paymentsOn(money), [...payments].reverse());
+    assert.equal(money.flat().length, payments.length, 'nothing but payments');
+
+    const capsuls = await pagesOf('capsuls');
+    assert.equal(capsuls.length, 3);
+    fullPages(capsuls);
+    assert.equal(paymentsOn(capsuls).length, 0);
+    assert.equal(reportsOn(capsuls), reportCount);
+    assert.ok(straddles(capsuls) >= 1, 'the long run crosses page boundaries');
+    assert.ok(capsuls.flat().includes(`Capsul ${vmId} was seen stopped.`));
+    assert.match(
+      capsuls[0]![0]!,
+      new RegExp(`^Capsul ${vmId} was reported running 100 times, from 2026-11-01 \\d\\d:\\d\\d UTC to 2026-11-01 \\d\\d:\\d\\d UTC\\.$`),
+    );
   });
 });

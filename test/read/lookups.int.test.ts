@@ -56,24 +56,32 @@ describe('stories', () => {
   });
 
   it("pages an account's story newest first, and the last page has no older one", async () => {
-    const whole = await accountHistoryPage(db.pool, accountId, null, 100);
+    const whole = await accountHistoryPage(db.pool, accountId, { before: null, size: 100, kind: 'all' });
     assert.equal(whole.older, null);
     const types = whole.events.map((stored) => stored.event.type);
     assert.equal(types.at(-1), 'AccountOpened', 'oldest last');
     assert.equal(types[0], 'VmCreationRequested', 'newest first');
 
-    const first = await accountHistoryPage(db.pool, accountId, null, 2);
+    const first = await accountHistoryPage(db.pool, accountId, { before: null, size: 2, kind: 'all' });
     assert.deepEqual(
       first.events.map((stored) => stored.event.type),
       types.slice(0, 2),
     );
     assert.notEqual(first.older, null);
-    const second = await accountHistoryPage(db.pool, accountId, first.older, 100);
+    const second = await accountHistoryPage(db.pool, accountId, { before: first.older, size: 100, kind: 'all' });
     assert.deepEqual(
       second.events.map((stored) => stored.event.type),
       types.slice(2),
     );
     assert.equal(second.older, null);
+  });
+
+  it("pages one kind of an account's story, filtered by message type in the query", async () => {
+    const money = await accountHistoryPage(db.pool, accountId, { before: null, size: 100, kind: 'money' });
+    const capsuls = await accountHistoryPage(db.pool, accountId, { before: null, size: 100, kind: 'capsuls' });
+    assert.ok(money.events.every((stored) => stored.event.type.startsWith('Payment') || stored.event.type === 'BalanceWarningIssued'));
+    assert.ok(capsuls.events.every((stored) => stored.event.type.startsWith('Vm')));
+    assert.ok(money.events.length > 0 && capsuls.events.length > 0);
   });
 });
 

@@ -8,14 +8,13 @@ import type { Provider } from '../../domain/account/events.ts';
 import type { WarningLevel } from '../../domain/account/events.ts';
 import type { Actor, Cause, LedgerEvent } from '../../domain/events.ts';
 import { accrualEndMs, chargeCents, creditRunsOutAtMs, isAccruing, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
-import { invalid } from '../../domain/shared/errors.ts';
 import type { Cents } from '../../domain/shared/money.ts';
 import type { OperationKind } from '../../domain/vm/events.ts';
 import type { EventCursor } from '../../db/event-store.ts';
 import { balanceStatement, emptyStatement, type Statement, type StatementCache, type StatementPayment } from '../../read/accounts.ts';
-import { accountHistoryPage } from '../../read/history.ts';
+import { accountHistoryPage, groupRoutineReports, historyKinds, type HistoryItem, type HistoryKind } from '../../read/history.ts';
 import type { WebContext } from './context.ts';
-import { requireCustomer } from './session.ts';
+import { requireCustomer, signedIn } from './session.ts';
 import { LruMap } from '../../ledger/cache.ts';
 import { dollars, utcMinute } from '../../core/format.ts';
 
@@ -29,7 +28,7 @@ export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) =>
   const statements: StatementCache = new LruMap(2000);
 
   app.get<{ Querystring: { payments?: unknown } }>('/console/account-balance', async (request, reply) => {
-    const email = request.customer!.email;
+    const email = signedIn(request).email;
     const now = deps.now();
     const accountId = await deps.ledger.accountIdFor(email);
     const allPayments = request.query.payments === 'all';
@@ -44,11 +43,22 @@ export const accountPages: FastifyPluginAsync<WebContext> = async (app, deps) =>
     });
   });
 
-  app.get<{ Querystring: { before?: unknown } }>('/console/history', async (request, reply) => {
-    const before = cursorOf(request.query.before);
-    const accountId = await deps.ledger.accountIdFor(request.customer!.email);
-    const page = accountId ? await historyOf(deps.pool, accountId, before) : { entries: [], older: null };
-    return reply.view('history.eta', { ...page, isFirstPage: before === null });
+  app.get<{ Querystring: { before?: unknown; kind?: unknown } }>('/console/history', async (request, reply) => {
+    const asked = historyQuery(request.query);
+    if ('refused' in asked) {
+      // The page itself, with its kinds' links, so the customer has a way on.
+      const view = { kind: 'all', kinds: kindLinks('all'), entries: [], older: null, isFirstPage: true, refused: asked.refused };
+      return reply.code(400).view('history.eta', view);
+    }
+    const accountId = await deps.ledger.accountIdFor(signedIn(request).email);
+    const page = accountId ? await historyOf(deps.pool, accountId, asked) : { entries: [], older: null };
+    return reply.view('history.eta', {
+      ...page,
+      kind: asked.kind,
+      kinds: kindLinks(asked.kind),
+      isFirstPage: asked.before === null,
+      refused: null,
+    });
   });
 };
 
@@ -149,22 +159,61 @@ function paymentStatus(payment: StatementPayment, nowMs: number): string {
 // ---- History ----------------------------------------------------------------------------------
 
 type HistoryEntry = { at: string; atIso: string; what: string; by: string };
+type HistoryQuery = { before: EventCursor | null; kind: HistoryKind };
 
-function cursorOf(value: unknown): EventCursor | null {
-  if (value === undefined || value === '') return null;
-  const match = typeof value === 'string' ? /^(\d{1,20})\.(\d{1,20})$/.exec(value) : null;
-  if (!match) throw invalid('that history page does not exist: start again from the newest events');
-  return { transactionId: match[1]!, globalPosition: match[2]! };
+/** The page asked for (which kind, older than where), or why it cannot be shown. */
+function historyQuery(query: { before?: unknown; kind?: unknown }): HistoryQuery | { refused: string } {
+  const kind = query.kind === undefined || query.kind === '' ? 'all' : query.kind;
+  if (!historyKinds.includes(kind as HistoryKind)) {
+    return { refused: 'There is no such kind of history: choose all, money or capsuls.' };
+  }
+  const before = cursorOf(query.before);
+  if (before === undefined) return { refused: 'That history page does not exist: start again from the newest events.' };
+  return { before, kind: kind as HistoryKind };
 }
 
-/** One page of the account's and its capsuls' events, newest first, as sentences. */
-async function historyOf(pool: pg.Pool, accountId: string, before: EventCursor | null) {
-  const page = await accountHistoryPage(pool, accountId, before, historyPageSize);
-  const entries = page.events.flatMap(({ event, metadata }): HistoryEntry[] => {
+/** The page's cursor: null for the newest events, undefined when it is no cursor at all. */
+function cursorOf(value: unknown): EventCursor | null | undefined {
+  if (value === undefined || value === '') return null;
+  const match = typeof value === 'string' ? /^(\d{1,20})\.(\d{1,20})$/.exec(value) : null;
+  return match ? { transactionId: match[1]!, globalPosition: match[2]! } : undefined;
+}
+
+const kindNames: Record<HistoryKind, string> = { all: 'Everything', money: 'Money', capsuls: 'Capsuls' };
+
+/** The newest page of each kind, as links (no JavaScript: a filter is an address). */
+function kindLinks(current: HistoryKind) {
+  return historyKinds.map((kind) => ({ name: kindNames[kind], href: historyHref(kind, null), current: kind === current }));
+}
+
+function historyHref(kind: HistoryKind, before: string | null): string {
+  const query = [kind === 'all' ? '' : `kind=${kind}`, before === null ? '' : `before=${before}`].filter(Boolean).join('&');
+  return query ? `/console/history?${query}` : '/console/history';
+}
+
+/** One page of the account's and its capsuls' events of one kind, newest first, as sentences; routine reports in runs. */
+async function historyOf(pool: pg.Pool, accountId: string, asked: HistoryQuery) {
+  const page = await accountHistoryPage(pool, accountId, { ...asked, size: historyPageSize });
+  const entries = groupRoutineReports(page.events).flatMap((item): HistoryEntry[] => {
+    if (item.kind === 'reports') return [reportsEntry(item)];
+    const { event, metadata } = item.event;
     const what = describe(event, metadata);
     return what === null ? [] : [{ at: utcMinute(Date.parse(event.data.at)), atIso: event.data.at, what, by: actorName(metadata.by) }];
   });
-  return { entries, older: page.older && `${page.older.transactionId}.${page.older.globalPosition}` };
+  const older = page.older && historyHref(asked.kind, `${page.older.transactionId}.${page.older.globalPosition}`);
+  return { entries, older };
+}
+
+/** A run of reports that only confirmed a capsul's state: one line, dated by its newest report. */
+function reportsEntry(run: Extract<HistoryItem, { kind: 'reports' }>): HistoryEntry {
+  const newest = run.newest.event.data.at;
+  const oldest = run.oldest.event.data.at;
+  return {
+    at: utcMinute(Date.parse(newest)),
+    atIso: newest,
+    what: `Capsul ${run.vmId} was reported ${run.state} ${run.count} times, from ${utcMinute(Date.parse(oldest))} to ${utcMinute(Date.parse(newest))}.`,
+    by: actorName(run.newest.metadata.by),
+  };
 }
 
 /**

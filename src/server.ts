@@ -124,9 +124,20 @@ export async function serve(io: CliIo): Promise<number> {
     await database.stop();
     return 1;
   }
-  const jobs = startSchedule(jobDeps(config, { pool, mailer, providers, now, afterDeletions: () => reactions.poke() }), {
-    log: (line) => say(line),
-  });
+  const jobs = startSchedule(
+    jobDeps(config, {
+      pool,
+      hosts: services.hosts,
+      cache: services.streams,
+      mailer,
+      providers,
+      now,
+      afterDeletions: () => reactions.poke(),
+    }),
+    {
+      log: (line) => say(line),
+    },
+  );
   paymentsChanged = () => jobs.paymentsChanged();
   say(`database: ${describeDatabase(database)} (working as capsul_app)`);
 

@@ -373,10 +373,10 @@ export const commands: Record<string, CommandSpec> = {
       const refusal = asOfRefusal(asOf, new Date(), dryRun);
       if (refusal) throw new CliError(refusal);
       const config = ctx.config;
-      const { pool, ledger, now } = await ctx.connect();
+      const { pool, ledger, hosts, now, streams } = await ctx.connect();
       const mailer = configuredMailer(config, (line) => ctx.note(line));
       const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => {} });
-      const outcomes = await runJobs(jobDeps(config, { pool, mailer, providers, now }), {
+      const outcomes = await runJobs(jobDeps(config, { pool, hosts, cache: streams, mailer, providers, now }), {
         asOf,
         dryRun,
         report: (line) => ctx.out(line),

@@ -10,6 +10,7 @@ import type { Hosts } from '../ledger/hosts.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { ledgerServices } from '../ledger/services.ts';
 import type { Clock } from '../core/clock.ts';
+import type { StreamCache } from '../ledger/cache.ts';
 import { openPool, prepareDatabase } from '../ledger/open.ts';
 import { localEvidence } from '../audit/key.ts';
 
@@ -40,7 +41,7 @@ export class UsageError extends Error {}
 export class CliError extends Error {}
 
 /** A command's composition root: its pool and what src/ledger/services.ts builds on it. */
-export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; now: Clock; database: Database };
+export type Connection = { pool: pg.Pool; ledger: Ledger; hosts: Hosts; now: Clock; streams: StreamCache; database: Database };
 
 /** Pool sizes per role: a command does one thing at a time, the sealer and a read beside it at most. */
 const poolSize: Record<Role, number> = { admin: 2, app: 4, reader: 2 };
@@ -105,8 +106,8 @@ export class CliContext {
       this.prepared = true;
     }
     const pool = await openPool(database, role, poolSize[role]);
-    const { ledger, hosts, now } = ledgerServices(pool, { providerStart: this.config.providerStart });
-    const connection = { pool, ledger, hosts, now, database };
+    const { ledger, hosts, now, streams } = ledgerServices(pool, { providerStart: this.config.providerStart });
+    const connection = { pool, ledger, hosts, now, streams, database };
     this.connections.set(role, connection);
     return connection;
   }

@@ -3,7 +3,7 @@
 // is closed), then the open incidents (capsuls vanished from their host among them) and the offline
 // hosts that still carry capsuls reported, so they show in the hub's log as well as in `capsul drift`.
 import type pg from 'pg';
-import { Hosts, onlineWithinMs } from '../ledger/hosts.ts';
+import { onlineWithinMs, type Hosts } from '../ledger/hosts.ts';
 import { vanishedStillCharged } from '../read/capsuls.ts';
 import { hostListings } from '../read/hosts.ts';
 import type { JobRun } from './job.ts';
@@ -12,12 +12,12 @@ const maxHosts = 1000;
 /** Open incidents reported one by one; the rest are counted. */
 const maxIncidentLines = 20;
 
-export type DriftDeps = { pool: pg.Pool; now: () => Date };
+export type DriftDeps = { pool: pg.Pool; now: () => Date; hosts: Hosts };
 
 export async function checkDrift(deps: DriftDeps, run: JobRun): Promise<{ checked: number; open: number }> {
   const now = run.asOf ?? deps.now();
   const listings = await hostListings(deps.pool, new Date(now.getTime() - onlineWithinMs), maxHosts);
-  const hosts = new Hosts({ pool: deps.pool, now: deps.now });
+  const { hosts } = deps;
   let checked = 0;
   const failed: string[] = [];
   for (const host of listings) {

@@ -3,6 +3,9 @@
 // drift check, the operators' emails about incidents (capsuls vanished from their host), receipts. Each
 // job runs under its own PostgreSQL advisory lock: a job another process is running is skipped, never
 // run twice at once. Every job is safe to run again: a second run finds nothing more.
+import type { Clock } from '../core/clock.ts';
+import type { StreamCache } from '../ledger/cache.ts';
+import type { Hosts } from '../ledger/hosts.ts';
 import type pg from 'pg';
 import type { Config } from '../config.ts';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
@@ -30,8 +33,12 @@ export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDep
   return { ...services, overdraftCents, baseUrl, supportEmail, adminEmails };
 }
 
+/** `pool`, `now`, `hosts` and `cache`: the process's own (src/ledger/services.ts), handed down. */
 export type JobDeps = {
   pool: pg.Pool;
+  hosts: Hosts;
+  /** the process's cache of folded streams, which the jobs' commands append through */
+  cache?: StreamCache;
   mailer: Mailer;
   providers: readonly PaymentProvider[];
   /** zero or negative: at or below this balance an account's capsuls are deleted */
@@ -40,7 +47,7 @@ export type JobDeps = {
   supportEmail: string;
   /** the operators (ADMIN_EMAILS), told of incidents; none: no one is told */
   adminEmails?: readonly string[];
-  now: () => Date;
+  now: Clock;
   /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
   afterDeletions?: () => void;
 };

@@ -4,6 +4,7 @@ import type { Message, Mailer } from '../../src/mail/mailer.ts';
 import type { JobDeps, RunOptions } from '../../src/jobs/runner.ts';
 import type { PaymentProvider, ProviderId, ReconcileOptions } from '../../src/payments/provider.ts';
 import type { TestDatabase } from '../support/db.ts';
+import { Hosts } from '../../src/ledger/hosts.ts';
 
 export const dayMs = 86_400_000;
 
@@ -77,6 +78,7 @@ export function fakeProvider(id: ProviderId, behaviour: { gate?: Promise<void>; 
 export function jobDeps(db: TestDatabase, clock: Clock, mailer: Mailer, extra: Partial<JobDeps> = {}): JobDeps {
   return {
     pool: db.pool,
+    hosts: new Hosts({ pool: db.pool, now: clock.now }),
     mailer,
     providers: [],
     overdraftCents: -1000,

@@ -31,5 +31,10 @@ export function checkedCause(cause: Cause): Cause {
   return cause.reason === undefined ? { by } : { by, reason: lineOfText(cause.reason, 'a reason', maxReasonLength) };
 }
 
+/** The reason a cause must give (a correction, a deletion, a hold's closing, a failed operation): one line of visible text. */
+export function requiredReason(cause: Cause): string {
+  return lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
+}
+
 /** What every command carries beside its data: the instant it is decided at, and its cause. */
 export type CommandContext = { now: Date; cause: Cause };

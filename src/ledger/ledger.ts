@@ -8,13 +8,12 @@ import { accountStream, type Provider } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
-import { lineOfText, maxReasonLength } from '../domain/shared/text.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import { vmDecider, type VmCommand, type VmContext } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { createStreamCache, LruMap, type StreamCache } from './cache.ts';
-import type { Cause } from '../domain/events.ts';
+import { requiredReason, type Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand, load, type CommandDeps } from './handle.ts';
 import { hostWithRoom } from './reactor.ts';
 import { accountIdByEmail } from '../read/accounts.ts';
@@ -237,7 +236,7 @@ export class Ledger {
     if (!operation) throw notFound(`there is no operation ${operationId}`);
     const result = { vmId: operation.vmId, kind: operation.kind };
     if (operation.ended) return { ...result, changed: false };
-    const reason = lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
+    const reason = requiredReason(cause);
     const now = this.now();
     const { events } = await handleCommand(this.deps, vmStream(result.vmId), vmDecider, {
       type: 'RecordFailure',

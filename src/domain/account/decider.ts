@@ -1,8 +1,8 @@
 // Pure decisions over the account stream: payments and their corrections, capsul creation and deletion.
 import type { Command } from '@event-driven-io/emmett';
-import type { Cause, CommandContext } from '../events.ts';
+import { requiredReason, type CommandContext } from '../events.ts';
 import { DomainError, invalid, notFound, refused } from '../shared/errors.ts';
-import { lineOfText, maxReasonLength, maxReferenceLength } from '../shared/text.ts';
+import { lineOfText, maxReferenceLength } from '../shared/text.ts';
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
@@ -96,7 +96,7 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       return recordPayment(command.data, state, now, command.metadata!.providerStart);
     case 'InvalidatePayment':
     case 'ReinstatePayment':
-      requireReason(command.metadata.cause);
+      requiredReason(command.metadata.cause);
       return correctPayment(command.type === 'ReinstatePayment', command.data, state, now);
     case 'RecordRefund':
       return recordRefund(command.data, state, now);
@@ -107,7 +107,7 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
     case 'RequestVmDeletion': {
       const vm = state.vms.get(command.data.vmId);
       if (!vm) throw notFound(`there is no capsul ${command.data.vmId} on this account`);
-      const reason = requireReason(command.metadata.cause);
+      const reason = requiredReason(command.metadata.cause);
       if (vm.deletionRequestedAtMs !== null) return [];
       if (reason === nonpaymentReason) requirePastOverdraft(state, now, command.data.overdraftCents);
       return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, at } }];
@@ -333,11 +333,6 @@ function existingPayment(state: Account, paymentId: number) {
   const payment = state.payments.get(paymentId);
   if (!payment) throw notFound(`there is no payment ${paymentId}`);
   return payment;
-}
-
-/** A correction or a deletion says why: its cause's reason, one line of visible text. */
-function requireReason(cause: Cause): string {
-  return lineOfText(cause.reason ?? '', 'a reason', maxReasonLength);
 }
 
 export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };

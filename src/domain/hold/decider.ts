@@ -1,10 +1,10 @@
 // Pure decisions over a held payment's stream: held once, closed without credit at most once, and
 // never once the money was credited (a payment recorded under its reference).
 import type { Command } from '@event-driven-io/emmett';
-import type { CommandContext } from '../events.ts';
+import { requiredReason, type CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import type { Cents } from '../shared/money.ts';
-import { lineOfText, maxReasonLength, maxReferenceLength } from '../shared/text.ts';
+import { lineOfText, maxReferenceLength } from '../shared/text.ts';
 import { holdIdOf, type HoldEvent, type HoldProvider } from './events.ts';
 
 export type HoldCommandMetadata = CommandContext;
@@ -68,7 +68,7 @@ export function decideHold(command: HoldCommand, state: Hold): HoldEvent[] {
       const paymentId = command.data.creditedAsPaymentId;
       if (paymentId !== null) throw refused(`held payment ${reference} was recorded as payment ${paymentId}: nothing to close`);
       if (state.resolved) throw refused(`held payment ${reference} is closed already`);
-      lineOfText(command.metadata.cause.reason ?? '', 'a reason', maxReasonLength);
+      requiredReason(command.metadata.cause);
       return [{ type: 'PaymentHoldResolved', data: { holdId, at } }];
     }
     default: {

@@ -208,7 +208,8 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'the events behind a payment, a capsul, an account, or everything',
     usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json]
 
-  One line per event: time recorded, stream, type, data, who. --json prints one JSON object per line,
+  One line per event: time recorded, stream, type, data, who, and the cause's reason (quoted) when one was
+  given. --json prints one JSON object per line,
   with the event's global position and its leaf index in the signed log (null until it is sealed).`,
     options: {
       payment: { type: 'string' },

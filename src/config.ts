@@ -26,6 +26,10 @@ export type Config = {
   secretKey: string | undefined;
   /** canonical emails of the operators who may use /admin */
   adminEmails: string[];
+  /** who is emailed of incidents (OPS_EMAILS); unset → adminEmails */
+  opsEmails: string[];
+  /** when a condition becomes an incident (docs/operations.md, "Alerts") */
+  alerts: AlertLimits;
   /** unset → no SMTP: each message is written to `dataDir/outbox/` as an .eml file */
   mail: MailConfig | undefined;
   mailFrom: string;
@@ -51,6 +55,17 @@ export type Config = {
   providerStart: Date;
   /** a Prometheus scrape's bearer token: /metrics is served only when it is set, only to requests bearing it */
   metricsToken: string | undefined;
+};
+
+export type AlertLimits = {
+  /** a host whose last heartbeat is older than this is offline: an incident */
+  hostOfflineMinutes: number;
+  /** an operation a host has not reported on, or a capsul not placed on a host, for longer than this */
+  waitingMinutes: number;
+  /** a provider's failed webhook deliveries in a row */
+  webhookFailures: number;
+  /** a scheduled job's failed runs in a row */
+  jobFailures: number;
 };
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -119,17 +134,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
       'SECRET_KEY is required when BASE_URL is https (a production hub): set it to a long random text, e.g. openssl rand -hex 32',
     );
   }
-  const adminEmails = (env.ADMIN_EMAILS ?? '')
-    .split(',')
-    .map((email) => email.trim())
-    .filter(Boolean)
-    .map((email) => {
-      try {
-        return canonicalEmail(email);
-      } catch {
-        throw new ConfigError(`ADMIN_EMAILS must be a comma-separated list of email addresses; "${email}" is not one`);
-      }
-    });
+  const adminEmails = readEmails(env, 'ADMIN_EMAILS') ?? [];
+  const opsEmails = readEmails(env, 'OPS_EMAILS') ?? adminEmails;
   const mailFrom = env.MAIL_DEFAULT_SENDER?.trim() || `capsul <no-reply@${new URL(baseUrl).hostname}>`;
   const config: Config = {
     databaseUrl,
@@ -143,6 +149,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     supportEmail,
     secretKey,
     adminEmails,
+    opsEmails,
+    alerts: readAlertLimits(env),
     mail: readMailConfig(env),
     mailFrom,
     trustProxy: readTrustProxy(env.TRUST_PROXY),
@@ -162,6 +170,42 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;
+}
+
+/** A comma-separated list of email addresses, canonical; undefined when the setting is unset or blank. */
+function readEmails(env: NodeJS.ProcessEnv, setting: string): string[] | undefined {
+  const text = env[setting]?.trim();
+  if (!text) return undefined;
+  return text
+    .split(',')
+    .map((email) => email.trim())
+    .filter(Boolean)
+    .map((email) => {
+      try {
+        return canonicalEmail(email);
+      } catch {
+        throw new ConfigError(`${setting} must be a comma-separated list of email addresses; "${email}" is not one`);
+      }
+    });
+}
+
+function readAlertLimits(env: NodeJS.ProcessEnv): AlertLimits {
+  return {
+    hostOfflineMinutes: wholeSetting(env, 'ALERT_HOST_OFFLINE_MINUTES', 10, 1, 10_080),
+    waitingMinutes: wholeSetting(env, 'ALERT_WAITING_MINUTES', 10, 1, 10_080),
+    webhookFailures: wholeSetting(env, 'ALERT_WEBHOOK_FAILURES', 5, 1, 10_000),
+    jobFailures: wholeSetting(env, 'ALERT_JOB_FAILURES', 3, 1, 10_000),
+  };
+}
+
+/** A whole number setting within [min, max], or its default when unset. */
+function wholeSetting(env: NodeJS.ProcessEnv, setting: string, fallback: number, min: number, max: number): number {
+  const text = env[setting]?.trim();
+  if (!text) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max)
+    throw new ConfigError(`${setting} must be a whole number from ${min} to ${max}, not "${text}"`);
+  return value;
 }
 
 function readMetricsToken(text: string | undefined): string | undefined {

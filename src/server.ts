@@ -97,6 +97,7 @@ export async function serve(io: CliIo): Promise<number> {
     baseUrl: config.baseUrl,
     secretKey: config.secretKey ?? (await developmentSecretKey(config)),
     adminEmails: config.adminEmails,
+    opsEmails: config.opsEmails,
     mailer,
     announce: (line) => say(line),
     trustProxy: config.trustProxy,

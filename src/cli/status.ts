@@ -11,16 +11,15 @@ import {
   type HostLoad,
   hostLoads,
   type LastJobRun,
+  incidentsOpen,
   lastJobRuns,
-  openIncidents,
   pendingOperations,
   type Waiting,
 } from '../read/status.ts';
-import type { DriftIncident } from '../read/hosts.ts';
+import type { Incident } from '../read/incidents.ts';
+import type { AlertLimits } from '../config.ts';
 import type { CommandSpec } from './context.ts';
 
-/** An operation a host has not reported on for longer than this needs a look. */
-export const operationStuckAfterSeconds = 600;
 const incidentsListed = 20;
 
 export type Status = {
@@ -30,14 +29,15 @@ export type Status = {
   capsuls: Record<string, number>;
   operations: Waiting;
   awaitingPlacement: Waiting;
-  incidents: { count: number; first: DriftIncident[] };
+  /** open incidents (the hub's incidents job opens and clears them each minute) */
+  incidents: { count: number; first: Incident[] };
   jobs: (LastJobRun | { job: string; outcome: 'never run' })[];
   /** what needs attention, one line each; empty: all is well */
   attention: string[];
 };
 
 /** Everything `capsul status` shows; read only when the schema is this code's (otherwise the tables may differ). */
-export async function readStatus(pool: pg.Pool, now: Date): Promise<Status> {
+export async function readStatus(pool: pg.Pool, now: Date, alerts: Pick<AlertLimits, 'waitingMinutes'>): Promise<Status> {
   const schema = { version: await schemaVersion(pool), expected: latestVersion() };
   const empty: Waiting = { count: 0, oldestAgeSeconds: null };
   const status: Status = {
@@ -60,16 +60,16 @@ export async function readStatus(pool: pg.Pool, now: Date): Promise<Status> {
     capsulsByState(pool),
     pendingOperations(pool, now),
     awaitingPlacement(pool, now),
-    openIncidents(pool, incidentsListed),
+    incidentsOpen(pool, incidentsListed),
     lastJobRuns(pool),
   ]);
   const jobs = jobNames.map((job) => runs.find((run) => run.job === job) ?? { job, outcome: 'never run' as const });
   Object.assign(status, { hosts, capsuls, operations, awaitingPlacement: placement, incidents, jobs });
-  status.attention = attention(status);
+  status.attention = attention(status, alerts.waitingMinutes * 60);
   return status;
 }
 
-function attention(status: Status): string[] {
+function attention(status: Status, waitingSeconds: number): string[] {
   const reasons: string[] = [];
   for (const host of status.hosts) {
     if (!host.online && host.capsuls > 0) {
@@ -77,10 +77,10 @@ function attention(status: Status): string[] {
     }
   }
   const oldest = status.operations.oldestAgeSeconds;
-  if (oldest !== null && oldest > operationStuckAfterSeconds) {
-    reasons.push(`an operation has waited ${age(oldest)} for its host (over ${operationStuckAfterSeconds / 60} minutes)`);
+  if (oldest !== null && oldest > waitingSeconds) {
+    reasons.push(`an operation has waited ${age(oldest)} for its host (over ${waitingSeconds / 60} minutes)`);
   }
-  if (status.incidents.count > 0) reasons.push(`${plural(status.incidents.count, 'open incident')}: see capsul drift`);
+  if (status.incidents.count > 0) reasons.push(`${plural(status.incidents.count, 'open incident')}: listed above, and on /admin/incidents`);
   for (const run of status.jobs) {
     if (run.outcome === 'failed') {
       reasons.push(
@@ -98,16 +98,17 @@ export const statusCommands: Record<string, CommandSpec> = {
     usage: `capsul status [--json]
 
   Hosts (online or offline, capsuls, memory used/total, last heartbeat), capsuls by state, pending
-  operations, open incidents (drift and vanished capsuls), each job's last run, the schema version.
-  Exits 0 when all is well and 1 when something needs attention, listed last, one line each: a host
-  offline with capsuls, an operation waiting over ${operationStuckAfterSeconds / 60} minutes, an open incident, a job whose
-  last run failed, a schema other than this code's. Reads only (as capsul_reader) and never migrates:
+  operations, open incidents (hosts offline, operations waiting, webhooks or jobs failing, drift,
+  capsuls vanished: opened and cleared by the hub each minute), each job's last run, the schema
+  version. Exits 0 when all is well and 1 when something needs attention, listed last, one line each:
+  a host offline with capsuls, an operation waiting over ALERT_WAITING_MINUTES (default 10), an open
+  incident, a job whose last run failed, a schema other than this code's. Reads only (as capsul_reader) and never migrates:
   usable from cron or a monitoring check. See docs/operations.md, "Monitoring".
   --json   the same as one JSON object (its "attention" lists the reasons)`,
     options: { json: { type: 'boolean' } },
     async run(ctx, v) {
       const { pool, now } = await ctx.connect('reader', { migrate: false });
-      const status = await readStatus(pool, now());
+      const status = await readStatus(pool, now(), ctx.config.alerts);
       if (v.json) ctx.out(JSON.stringify(status));
       else for (const line of screen(status)) ctx.out(line);
       return status.attention.length > 0 ? 1 : 0;
@@ -132,7 +133,7 @@ function screen(status: Status): string[] {
     lines.push(`capsuls awaiting a host: ${waiting(status.awaitingPlacement)}`);
     lines.push(`incidents open: ${status.incidents.count}`);
     for (const incident of status.incidents.first) {
-      lines.push(`  ${incident.host}  ${incident.vmId}  ${incident.kind}  since ${instant(incident.detected)}`);
+      lines.push(`  ${incident.kind}  since ${instant(incident.opened)}  ${incident.summary}`);
     }
     if (status.incidents.count > status.incidents.first.length)
       lines.push(`  … and ${status.incidents.count - status.incidents.first.length} more`);

@@ -55,11 +55,11 @@ export const advisoryLocks = {
     receipts: pair(jobSpace, 4),
     'warning-emails': pair(jobSpace, 5),
     'incident-emails': pair(jobSpace, 6),
+    incidents: pair(jobSpace, 7),
   },
-  /** one sender per email at a time ("rcpt", "warn", "incd") */
+  /** one sender per email at a time ("rcpt", "warn"; "incd", 0x696e6364, was the operators' email per vanished capsul until migration 18) */
   receiptEmail: (paymentId: string) => pairOfText(0x72637074, paymentId),
   warningEmail: (warning: string) => pairOfText(0x7761726e, warning),
-  incidentEmail: (incident: string) => pairOfText(0x696e6364, incident),
   /** one customer's SSH key changes take turns */
   sshKeys: (email: string) => textKey(`ssh_public_keys:${email}`),
   /** one look at a BTCPay invoice at a time */

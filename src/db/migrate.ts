@@ -23,7 +23,7 @@ export const firstOwnedVersion = 12;
 /**
  * Tables a down step may drop with their rows: what is rebuilt (projections, found by their guard
  * trigger), seeded again by an up step (the catalogue), or worth nothing once gone (logins, sessions,
- * heartbeats, emmett's bookkeeping). Every other table holds events or facts no event holds.
+ * heartbeats, emmett's bookkeeping, monitoring). Every other table holds events or facts no event holds.
  */
 const disposableTables = [
   'schemaversion',
@@ -31,6 +31,9 @@ const disposableTables = [
   'login_tokens',
   'host_heartbeats',
   'job_runs',
+  // monitoring (migration 18): its down step keeps what version 17 knew (incident_emails); the rest is observation
+  'incidents',
+  'webhook_deliveries',
   'vm_sizes',
   'os_images',
   'dmb_migrations',

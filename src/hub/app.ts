@@ -52,6 +52,8 @@ export type HubDeps = {
   /** signs cookies; default: a random key (sessions then end with the process) */
   secretKey?: string;
   adminEmails?: readonly string[];
+  /** who is told of incidents (OPS_EMAILS); default: adminEmails */
+  opsEmails?: readonly string[];
   /** default: development outbox in the temp directory */
   mailer?: Mailer;
   /** development: lines worth printing on the console (login links) */
@@ -169,7 +171,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
 
   // Before the routes: every request is counted.
-  installMetrics(app, { token: deps.metricsToken, pool: deps.pool, now, operatorsToTell: (deps.adminEmails ?? []).length > 0 });
+  installMetrics(app, {
+    token: deps.metricsToken,
+    pool: deps.pool,
+    now,
+    operatorsToTell: (deps.opsEmails ?? deps.adminEmails ?? []).length > 0,
+  });
 
   await app.register(health, { pool: deps.pool });
   const { hosts } = services;

@@ -12,14 +12,22 @@ import { processMetrics } from '../core/metrics.ts';
 import { receiptWindowMs } from '../jobs/receipts.ts';
 import { warningEmailWindowMs } from '../jobs/warning-emails.ts';
 import { onlineWithinMs } from '../ledger/hosts.ts';
-import { awaitingPlacement, capsulsByState, emailsPending, hostLoads, pendingOperations, signedLogStatus } from '../read/status.ts';
+import {
+  awaitingPlacement,
+  capsulsByState,
+  emailsPending,
+  hostLoads,
+  openIncidentsByKind,
+  pendingOperations,
+  signedLogStatus,
+} from '../read/status.ts';
 
 export type MetricsDeps = {
   /** METRICS_TOKEN; unset: no /metrics at all */
   token: string | undefined;
   pool: pg.Pool;
   now: Clock;
-  /** whether there are operators to tell of incidents (ADMIN_EMAILS): otherwise no incident email is owed */
+  /** whether there are operators to tell of incidents (OPS_EMAILS, or ADMIN_EMAILS): otherwise no incident email is owed */
   operatorsToTell: boolean;
 };
 
@@ -121,6 +129,9 @@ function databaseGauges(registry: Registry, deps: MetricsDeps): void {
     g.set({ kind: 'warning' }, s.emails.warnings);
     g.set({ kind: 'incident' }, s.emails.incidents);
   });
+  gauge('capsul_incidents_open', 'Open incidents by kind (docs/operations.md, "Alerts").', ['kind'], (g, s) => {
+    for (const [kind, count] of Object.entries(s.incidents)) g.set({ kind }, count);
+  });
   gauge('capsul_log_tree_size', 'Events sealed into the signed log.', [], (g, s) => g.set(s.log.treeSize));
   gauge(
     'capsul_log_checkpointed_tree_size',
@@ -144,7 +155,7 @@ type Snapshot = Awaited<ReturnType<typeof readSnapshot>>;
 
 async function readSnapshot(deps: MetricsDeps) {
   const now = deps.now();
-  const [unplaced, operations, hosts, capsuls, emails, log] = await Promise.all([
+  const [unplaced, operations, hosts, capsuls, emails, log, incidents] = await Promise.all([
     awaitingPlacement(deps.pool, now),
     pendingOperations(deps.pool, now),
     hostLoads(deps.pool, new Date(now.getTime() - onlineWithinMs)),
@@ -156,6 +167,7 @@ async function readSnapshot(deps: MetricsDeps) {
       operatorsToTell: deps.operatorsToTell,
     }),
     signedLogStatus(deps.pool, now),
+    openIncidentsByKind(deps.pool),
   ]);
-  return { unplaced, operations, hosts, capsuls, emails, log };
+  return { unplaced, operations, hosts, capsuls, emails, log, incidents };
 }

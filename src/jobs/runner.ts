@@ -1,13 +1,13 @@
 // Runs the scheduled jobs once, in order: payment providers' reconciliation first (so money a missed
 // webhook would have credited counts before balances are judged), balance warnings, their emails, the
-// drift check, the operators' emails about incidents (capsuls vanished from their host), receipts. Each
+// drift check, the incidents (opened and cleared) and the operators' emails about them, receipts. Each
 // job runs under its own PostgreSQL advisory lock: a job another process is running is skipped, never
 // run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type { Clock } from '../core/clock.ts';
 import type { StreamCache } from '../ledger/cache.ts';
 import type { Hosts } from '../ledger/hosts.ts';
 import type pg from 'pg';
-import type { Config } from '../config.ts';
+import type { AlertLimits, Config } from '../config.ts';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import { jobDuration, jobFailures, jobRuns } from '../core/metrics.ts';
@@ -16,21 +16,22 @@ import type { PaymentProvider } from '../payments/provider.ts';
 import { runBalanceWarnings } from './balance-warnings.ts';
 import { checkDrift } from './drift.ts';
 import { sendIncidentEmails } from './incident-emails.ts';
+import { watchIncidents } from './incidents.ts';
 import type { JobRun } from './job.ts';
 import { recordJobRun } from './job-runs.ts';
 import { sendReceipts } from './receipts.ts';
 import { sendWarningEmails } from './warning-emails.ts';
 
-export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'incident-emails', 'receipts'] as const;
+export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'incidents', 'incident-emails', 'receipts'] as const;
 export type JobName = (typeof jobNames)[number];
 
 /** The configuration's part of JobDeps. */
-type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'adminEmails';
+type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'opsEmails' | 'alerts';
 
 /** JobDeps from the configuration's settings and the process's services. */
 export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDeps, JobSettings>): JobDeps {
-  const { overdraftCents, baseUrl, supportEmail, adminEmails } = config;
-  return { ...services, overdraftCents, baseUrl, supportEmail, adminEmails };
+  const { overdraftCents, baseUrl, supportEmail, opsEmails, alerts } = config;
+  return { ...services, overdraftCents, baseUrl, supportEmail, opsEmails, alerts };
 }
 
 /** `pool`, `now`, `hosts` and `cache`: the process's own (src/ledger/services.ts), handed down. */
@@ -45,8 +46,10 @@ export type JobDeps = {
   overdraftCents: Cents;
   baseUrl: string;
   supportEmail: string;
-  /** the operators (ADMIN_EMAILS), told of incidents; none: no one is told */
-  adminEmails?: readonly string[];
+  /** the operators (OPS_EMAILS, or ADMIN_EMAILS), told of incidents; none: no one is told */
+  opsEmails?: readonly string[];
+  /** when a condition becomes an incident */
+  alerts: AlertLimits;
   now: Clock;
   /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
   afterDeletions?: () => void;
@@ -129,6 +132,9 @@ async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {
       return;
     case 'drift':
       await checkDrift(deps, run);
+      return;
+    case 'incidents':
+      await watchIncidents(deps, run);
       return;
     case 'incident-emails':
       await sendIncidentEmails(deps, run);

@@ -1,7 +1,6 @@
 // Read model: VM hosts, from the `hosts` projection (registered, not removed, with their token's hash),
 // `host_heartbeats` (each host's last listing of the capsuls it runs) and `drift` (disagreements
 // between a host and the ledger), with the capsuls (`vms`) each host carries. Instants as Dates.
-import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
 import type { Queryable } from './rows.ts';
 
 export type HostLoad = {
@@ -120,40 +119,4 @@ export async function hostWithRoom(db: Queryable, memoryMb: number, onlineSince:
     [onlineSince.toISOString(), onlineOnly, memoryMb],
   );
   return rows[0]?.id ?? null;
-}
-
-export type VanishingIncident = {
-  driftId: string;
-  host: string;
-  vmId: string;
-  /** when the host saw it gone */
-  vanishedAt: Date;
-  /** the capsul's row, if the projection still has it */
-  email: string | null;
-  size: string | null;
-  priceCentsPerMonth: Cents | null;
-  deletionRequestedAt: Date | null;
-  chargesEndedAt: Date | null;
-};
-
-/** Open vanished-from-host incidents that no email to the operators was recorded for, oldest first, at most `limit`. */
-export async function unmailedVanishings(db: Queryable, limit: number): Promise<VanishingIncident[]> {
-  const { rows } = await db.query(
-    `SELECT d.id, d.host, d.vm_id, d.detected, v.email, v.size, v.dollars_per_month::text AS price, v.deleted, v.accrual_ended
-     FROM drift d LEFT JOIN vms v ON v.id = d.vm_id
-     WHERE d.kind = 'vanished-from-host' AND d.resolved IS NULL
-       AND NOT EXISTS (SELECT 1 FROM incident_emails e WHERE e.drift_id = d.id)
-     ORDER BY d.detected, d.id LIMIT ${Math.trunc(limit)}`,
-  );
-  return rows.map((row) => ({
-    driftId: row.id,
-    host: row.host,
-    vmId: row.vm_id,
-    vanishedAt: row.detected,
-    email: row.email,
-    size: row.size,
-    priceCentsPerMonth: row.price === null ? null : centsFromNumeric(row.price),
-    deletionRequestedAt: row.deleted,
-    chargesEndedAt: row.accrual_ended,
-  }));
 }

@@ -1,11 +1,12 @@
 // What an operator watches, read from the database in one place: the hub's scrape-time metrics
 // (src/hub/metrics.ts) and `capsul status` (src/cli/status.ts) both ask here; hosts and drift are
-// src/read/hosts.ts's. Ages are in seconds at the instant the caller passes; instants are Dates.
+// src/read/hosts.ts's, incidents src/read/incidents.ts's. Ages are in seconds at the instant the caller passes; instants are Dates.
 import { checkpointsReach, countUnmailedBalanceWarnings, sealedTreeSize } from '../db/event-store.ts';
-import { type DriftIncident, openDrift } from './hosts.ts';
+import { countUnmailedIncidents, type Incident, openIncidents, openIncidentsByKind } from './incidents.ts';
 import type { Queryable } from './rows.ts';
 
 export { type HostLoad, hostLoads } from './hosts.ts';
+export { openIncidentsByKind };
 
 /** Capsuls not deleted, counted by state (pending, running, stopped, failed, vanished …). */
 export async function capsulsByState(db: Queryable): Promise<Record<string, number>> {
@@ -34,9 +35,9 @@ export async function awaitingPlacement(db: Queryable, now: Date): Promise<Waiti
   return { count: rows[0].n, oldestAgeSeconds: rows[0].oldest };
 }
 
-/** Open incidents (drift, vanished capsuls), oldest first: how many, and the first `limit`. */
-export async function openIncidents(db: Queryable, limit: number): Promise<{ count: number; first: DriftIncident[] }> {
-  const open = await openDrift(db);
+/** Open incidents (src/jobs/incidents.ts opens and clears them), oldest first: how many, and the first `limit`. */
+export async function incidentsOpen(db: Queryable, limit: number): Promise<{ count: number; first: Incident[] }> {
+  const open = await openIncidents(db);
   return { count: open.length, first: open.slice(0, limit) };
 }
 
@@ -67,16 +68,14 @@ export async function emailsPending(
   window: { now: Date; receiptsSince: Date; warningsSince: Date; operatorsToTell: boolean },
 ): Promise<EmailsPending> {
   const { rows } = await db.query(
-    `SELECT (SELECT count(*)::int FROM payments p
-             WHERE NOT p.invalidated AND p.recorded > $1 AND p.recorded <= $2
-               AND NOT EXISTS (SELECT 1 FROM payment_receipts r WHERE r.payment_id = p.id)) AS receipts,
-            (SELECT count(*)::int FROM drift d
-             WHERE d.kind = 'vanished-from-host' AND d.resolved IS NULL
-               AND NOT EXISTS (SELECT 1 FROM incident_emails e WHERE e.drift_id = d.id)) AS incidents`,
+    `SELECT count(*)::int AS receipts FROM payments p
+     WHERE NOT p.invalidated AND p.recorded > $1 AND p.recorded <= $2
+       AND NOT EXISTS (SELECT 1 FROM payment_receipts r WHERE r.payment_id = p.id)`,
     [window.receiptsSince.toISOString(), window.now.toISOString()],
   );
   const warnings = await countUnmailedBalanceWarnings(db, { from: window.warningsSince, to: window.now });
-  return { receipts: rows[0].receipts, warnings, incidents: window.operatorsToTell ? rows[0].incidents : 0 };
+  const incidents = window.operatorsToTell ? await countUnmailedIncidents(db) : 0;
+  return { receipts: rows[0].receipts, warnings, incidents };
 }
 
 export type SignedLogStatus = { treeSize: number; checkpointedTreeSize: number; lastCheckpointAgeSeconds: number | null };

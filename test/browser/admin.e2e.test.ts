@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { createPool } from '../../src/db/database.ts';
+import { watchIncidents } from '../../src/jobs/incidents.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { holdPayment } from '../../src/payments/holds.ts';
 import {
@@ -63,6 +64,7 @@ describe('the admin pages at 1280 and 390 px', { skip: browserSkipReason() }, ()
     { shot: 'admin-payment', path: () => `/admin/payments/${seeded.invalidated}`, heading: `Admin: payment` },
     { shot: 'admin-capsuls', path: () => '/admin/capsuls', heading: 'Admin: capsuls' },
     { shot: 'admin-hosts', path: () => '/admin/hosts', heading: 'Admin: hosts' },
+    { shot: 'admin-incidents', path: () => '/admin/incidents', heading: 'Admin: incidents' },
     { shot: 'admin-events', path: () => '/admin/events', heading: 'Admin: recent events' },
   ];
 
@@ -191,6 +193,11 @@ async function seed(on: Server): Promise<void> {
     await hold(`${longReference}-recorded`, shortEmail);
     // The second host reports a capsul the ledger never placed there: open drift.
     await new Hosts({ pool, now: () => new Date() }).checkDrift('a-second-host-never-seen', ['capsul-stray00001']);
+    // Incidents as an hour on would see them (every host silent), then as now: the hosts' clear, the drift stays open.
+    const alerts = { hostOfflineMinutes: 10, waitingMinutes: 10, webhookFailures: 5, jobFailures: 3 };
+    const quiet = { dryRun: false, report: () => {}, log: () => {} };
+    await watchIncidents({ pool, now: () => new Date(Date.now() + 3600_000), alerts }, quiet);
+    await watchIncidents({ pool, now: () => new Date(), alerts }, quiet);
   } finally {
     await pool.end();
   }

@@ -1,5 +1,5 @@
 // `capsul status` end to end: a healthy database exits 0 with "all is well"; a host offline with
-// capsuls, an operation stuck, an open incident, a failed job and a schema not this code's each exit 1
+// capsuls, an operation stuck, open incidents (as the incidents job opened them), a failed job and a schema not this code's each exit 1
 // with their reason listed last; --json says the same for machines.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -69,7 +69,7 @@ describe('capsul status', () => {
     const failing = fakeProvider('btcpay', { fail: 'BTCPay Server answered 502' });
     await runJobs(
       jobDeps(db, { now: () => new Date() } as never, keepingMailer(), { providers: [failing] }),
-      recording({ jobs: ['reconcile'] }),
+      recording({ jobs: ['reconcile', 'incidents'] }),
     );
 
     const run = await capsul(['status']);
@@ -77,7 +77,10 @@ describe('capsul status', () => {
     assert.match(run.stdout, /^hosts: 1 \(0 online, 1 offline\)$/m);
     assert.match(run.stdout, /^capsuls: creating 1$/m);
     assert.match(run.stdout, /^operations pending: 1, the oldest for (59m \d+s|1h 0m)$/m);
-    assert.match(run.stdout, /^ {2}node-a {2}stranger {2}unexpected-on-host {2}since /m);
+    assert.match(run.stdout, /^incidents open: 3$/m);
+    assert.match(run.stdout, /^ {2}host-offline {2}since \S+ {2}host node-a is offline: it last sent a heartbeat /m);
+    assert.match(run.stdout, /^ {2}operations-waiting {2}since \S+ {2}host node-a has not reported on 1 operation for over 10 minutes$/m);
+    assert.match(run.stdout, /^ {2}drift {2}since \S+ {2}host node-a and the ledger disagree about capsul stranger: unexpected-on-host$/m);
     assert.match(run.stdout, /^ {2}reconcile +failed {2}\S+ {2}btcpay: BTCPay Server answered 502$/m);
     const attention = run.stdout.slice(run.stdout.indexOf('\nneeds attention:\n'));
     assert.deepEqual(
@@ -94,7 +97,7 @@ describe('capsul status', () => {
       [
         'host node-a is offline with 1 capsul (last heartbeat <time>)',
         'an operation has waited <age> for its host (over 10 minutes)',
-        '1 open incident: see capsul drift',
+        '3 open incidents: listed above, and on /admin/incidents',
         'job reconcile failed at <time>: btcpay: BTCPay Server answered 502',
       ],
     );

@@ -49,7 +49,26 @@ describe('hub configuration', () => {
     assert.equal(readConfig({ MAIL_SERVER: 'smtp.x.org', MAIL_PORT: '2525' }).mail?.port, 2525);
   });
 
+  it('tells ADMIN_EMAILS of incidents unless OPS_EMAILS names others; alerts after 10 minutes, 5 webhook and 3 job failures', () => {
+    assert.deepEqual(readConfig({ ADMIN_EMAILS: 'boss@capsul.org' }).opsEmails, ['boss@capsul.org']);
+    assert.deepEqual(readConfig({ ADMIN_EMAILS: 'boss@capsul.org', OPS_EMAILS: ' Pager@Capsul.org ,ops@capsul.org' }).opsEmails, [
+      'pager@capsul.org',
+      'ops@capsul.org',
+    ]);
+    assert.deepEqual(readConfig({}).alerts, { hostOfflineMinutes: 10, waitingMinutes: 10, webhookFailures: 5, jobFailures: 3 });
+    assert.deepEqual(
+      readConfig({ ALERT_HOST_OFFLINE_MINUTES: '3', ALERT_WAITING_MINUTES: '60', ALERT_WEBHOOK_FAILURES: '1', ALERT_JOB_FAILURES: '10' })
+        .alerts,
+      { hostOfflineMinutes: 3, waitingMinutes: 60, webhookFailures: 1, jobFailures: 10 },
+    );
+  });
+
   const refusals: [Record<string, string>, RegExp][] = [
+    [{ OPS_EMAILS: 'pager@capsul.org,oops' }, /^OPS_EMAILS must be a comma-separated list of email addresses; "oops" is not one$/],
+    [{ ALERT_HOST_OFFLINE_MINUTES: '0' }, /^ALERT_HOST_OFFLINE_MINUTES must be a whole number from 1 to 10080, not "0"$/],
+    [{ ALERT_WAITING_MINUTES: '1.5' }, /^ALERT_WAITING_MINUTES must be a whole number from 1 to 10080/],
+    [{ ALERT_WEBHOOK_FAILURES: 'many' }, /^ALERT_WEBHOOK_FAILURES must be a whole number from 1 to 10000/],
+    [{ ALERT_JOB_FAILURES: '-3' }, /^ALERT_JOB_FAILURES must be a whole number from 1 to 10000/],
     [{ BASE_URL: 'https://capsul.org' }, /SECRET_KEY is required when BASE_URL is https/],
     [{ SECRET_KEY: 'short' }, /SECRET_KEY must be at least 32 characters/],
     [{ ADMIN_EMAILS: 'boss@capsul.org, not-an-email' }, /ADMIN_EMAILS .* "not-an-email" is not one/],

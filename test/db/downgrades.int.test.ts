@@ -160,6 +160,44 @@ describe('down steps that would drop facts no event holds', () => {
     });
   });
 
+  it('18 ⇄ 17: who was told of a vanished capsul goes from incident_emails to incidents and back; the other incidents are monitoring and go', async () => {
+    await withMigratedDatabase(async (db) => {
+      await recordSomeHistory(db);
+      assert.deepEqual(await migrate(db.admin, { target: 17 }), { from: latest, to: 17 });
+      const told = {
+        drift_id: 'rack1/vanished-from-host/capsul-aaaaaaaaaa',
+        recipients: 'ops@example.org',
+        sent: new Date('2026-11-02T10:00:00Z'),
+      };
+      await db.admin.query('INSERT INTO incident_emails (drift_id, recipients, sent) VALUES ($1, $2, $3)', [
+        told.drift_id,
+        told.recipients,
+        told.sent,
+      ]);
+      assert.deepEqual(await migrate(db.admin, { target: 18 }), { from: 17, to: 18 });
+      const { rows } = await db.admin.query(
+        'SELECT kind, subject, summary, mailed_open, recipients, cleared IS NOT NULL AS cleared FROM incidents',
+      );
+      assert.deepEqual(rows, [
+        {
+          kind: 'vanished',
+          subject: told.drift_id,
+          summary: 'capsul capsul-aaaaaaaaaa vanished from host rack1',
+          mailed_open: told.sent,
+          recipients: told.recipients,
+          cleared: true, // its drift is not there (any more): closed, not announced again
+        },
+      ]);
+      await db.admin.query(
+        `INSERT INTO incidents (kind, subject, opened, summary) VALUES ('host-offline', 'rack1', now(), 'host rack1 is offline')`,
+      );
+      await db.admin.query(`INSERT INTO webhook_deliveries (provider, failures) VALUES ('stripe', 3)`);
+      assert.deepEqual(await migrate(db.admin, { target: 17 }), { from: 18, to: 17 });
+      const back = await db.admin.query('SELECT drift_id, recipients, sent FROM incident_emails');
+      assert.deepEqual(back.rows, [told]);
+    });
+  });
+
   it('10 → 9: refused while warning emails are recorded; allowed once there are none', async () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);

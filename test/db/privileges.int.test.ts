@@ -104,8 +104,9 @@ describe('capsul_app cannot write history or projections except through capsul_a
       `INSERT INTO payment_holds (id, provider, reference, amount_cents, reason, held) VALUES ('x', 'stripe', 'pi_x', 1, 'x', now())`,
     ]);
     await refused(['DELETE FROM warning_emails']);
-    await refused(['DELETE FROM incident_emails']);
-    await refused([`UPDATE incident_emails SET sent = now()`]);
+    await refused(['DELETE FROM incidents']);
+    await refused(['TRUNCATE incidents']);
+    await refused(['DELETE FROM webhook_deliveries']);
     await refused([`SELECT setval('payment_ids', 1)`]);
   });
 

@@ -21,7 +21,15 @@ before(async () => {
 });
 after(() => web.close());
 
-const pages = ['/admin', '/admin/payments', '/admin/payments?email=a%40b.org', '/admin/capsuls', '/admin/hosts', '/admin/events'];
+const pages = [
+  '/admin',
+  '/admin/payments',
+  '/admin/payments?email=a%40b.org',
+  '/admin/capsuls',
+  '/admin/hosts',
+  '/admin/incidents',
+  '/admin/events',
+];
 
 async function pay(email: string, dollars: number): Promise<number> {
   const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: Math.round(dollars * 100), cause: operator });

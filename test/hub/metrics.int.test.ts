@@ -95,6 +95,7 @@ describe('GET /metrics with the token', () => {
       'capsul_oldest_unplaced_capsul_age_seconds gauge',
       'capsul_oldest_pending_operation_age_seconds gauge',
       'capsul_emails_pending gauge',
+      'capsul_incidents_open gauge',
       'capsul_log_tree_size gauge',
       'capsul_log_checkpoint_age_seconds gauge',
       'capsul_log_checkpointed_tree_size gauge',
@@ -163,6 +164,12 @@ describe('GET /metrics with the token', () => {
     assert.ok(value(samples, 'capsul_oldest_unplaced_capsul_age_seconds') >= 0);
     assert.ok(samples.has('capsul_db_pool_connections{state="total"}'));
     assert.equal(value(samples, 'capsul_emails_pending{kind="receipt"}'), 2, 'two payments, no receipts sent yet');
+    assert.ok(samples.has('capsul_incidents_open{kind="host-offline"}'), 'every kind is a sample, zero or not');
+    assert.equal(value(samples, 'capsul_incidents_open{kind="host-offline"}'), 0, 'no incidents job has run');
+    // The test host registered and never heard from: the incidents job, an hour on, opens host-offline.
+    const later = new Date(Date.now() + 3600_000);
+    await runJobs(jobDeps(db, { now: () => later } as never, keepingMailer()), recording({ jobs: ['incidents'] }));
+    assert.equal(value(await scrape(), 'capsul_incidents_open{kind="host-offline"}'), 1);
   });
 
   it("follows the signed log: what is sealed, what a checkpoint covers, and the checkpoint's age", async () => {

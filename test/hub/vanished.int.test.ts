@@ -208,30 +208,31 @@ describe('a capsul its host reports deleted though nobody asked', () => {
     assert.deepEqual(await openIncidents(), [`${hostId} ${vmId} vanished-from-host`]);
   });
 
-  it('is told by cron-task --dry-run, and mailed to the operators once', async () => {
+  it('is told by cron-task --dry-run, opened as an incident and mailed to the operators once', async () => {
     const mailer = keepingMailer();
-    const deps = jobDeps(web.db, web.clock, mailer, { adminEmails: [adminEmail, 'oncall@capsul.test'] });
+    const deps = jobDeps(web.db, web.clock, mailer, { opsEmails: [adminEmail, 'oncall@capsul.test'] });
     const dry = recording({ dryRun: true });
     await runJobs(deps, dry);
     assert.ok(dry.lines.includes(`drift: host ${hostId}: ${vmId} vanished-from-host since 2026-11-09T12:00:00Z`), dry.lines.join('\n'));
-    assert.ok(
-      dry.lines.includes(
-        `incidents: ${vmId} vanished from host ${hostId} (seen gone 2026-11-09 12:00 UTC): would tell ${adminEmail}, oncall@capsul.test`,
-      ),
-      dry.lines.join('\n'),
-    );
+    assert.ok(dry.lines.includes(`incidents: would open: capsul ${vmId} vanished from host ${hostId}`), dry.lines.join('\n'));
     assert.equal(mailer.sent.length, 0, 'a dry run sends nothing');
 
-    await runJobs(deps, recording({ jobs: ['incident-emails'] }));
-    await runJobs(deps, recording({ jobs: ['incident-emails'] }));
+    await runJobs(deps, recording({ jobs: ['incidents', 'incident-emails'] }));
+    await runJobs(deps, recording({ jobs: ['incidents', 'incident-emails'] }));
     assert.equal(mailer.sent.length, 1, 'once per incident');
     const [mail] = mailer.sent;
     assert.equal(mail!.to, `${adminEmail}, oncall@capsul.test`);
-    assert.equal(mail!.subject, `capsul: ${vmId} vanished from host ${hostId}`);
-    assert.match(mail!.text, /customer: {3}vanish@example\.org/);
-    assert.match(mail!.text, /charges: {4}ended 2026-11-09 12:00 UTC, when it was seen gone/);
+    // The test host's last heartbeat is days before the clock's now: it is offline too, in the same email.
+    assert.equal(mail!.subject, 'capsul: 2 incidents opened, 0 cleared');
+    assert.match(
+      mail!.text,
+      new RegExp(`^ {2}\\* capsul ${vmId} vanished from host ${hostId}\n {4}\\(opened 2026-11-11 12:00 UTC\\)$`, 'm'),
+    );
+    assert.match(mail!.text, new RegExp(`^ {2}\\* host ${hostId} is offline: it last sent a heartbeat 2026-11-01 12:00 UTC$`, 'm'));
+    assert.match(mail!.text, /Customer: vanish@example\.org\./);
+    assert.match(mail!.text, /Charges: ended 2026-11-09 12:00 UTC, when it was seen gone\./);
     assert.match(mail!.text, new RegExp(`capsul delete-vm ${vmId} --reason "vanished from host"`));
-    const after = recording({ dryRun: true, jobs: ['incident-emails'] });
+    const after = recording({ dryRun: true, jobs: ['incidents', 'incident-emails'] });
     await runJobs(deps, after);
     assert.deepEqual(after.lines, [], 'told already');
   });

@@ -84,6 +84,7 @@ export function jobDeps(db: TestDatabase, clock: Clock, mailer: Mailer, extra: P
     overdraftCents: -1000,
     baseUrl: 'https://capsul.test',
     supportEmail: 'support@capsul.test',
+    alerts: { hostOfflineMinutes: 10, waitingMinutes: 10, webhookFailures: 5, jobFailures: 3 },
     now: clock.now,
     ...extra,
   };

@@ -75,7 +75,7 @@ before(async () => {
   // a reconciliation run from the CLI.
   otherHub = Fastify();
   const otherProvider = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
-  await otherHub.register(btcpayRoutes, { provider: otherProvider, pool: deps.pool });
+  await otherHub.register(btcpayRoutes, { provider: otherProvider, pool: deps.pool, now: deps.now });
   reconciler = new BtcpayProvider({ url: fake.url, apiKey, storeId, webhookSecret }, deps);
 });
 after(async () => {

@@ -18,6 +18,8 @@ import { reconcileAfterMs, StripeProvider } from '../../src/payments/stripe.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { webhookDeliveries } from '../../src/core/metrics.ts';
+import { runJobs } from '../../src/jobs/runner.ts';
+import { jobDeps, keepingMailer, recording } from '../jobs/support.ts';
 import { signedDelivery, startFakeStripe, webhookSecret, type FakeStripe, type StripeEvent } from './fake-stripe.ts';
 
 const start = new Date('2026-11-01T12:00:00Z');
@@ -458,6 +460,35 @@ describe('the webhook', () => {
     });
     assert.equal((await deliver(padded(200))).statusCode, 200);
     assert.equal((await deliver(padded(600))).statusCode, 413);
+  });
+
+  it('deliveries refused again and again open a webhooks-failing incident; one good delivery and 15 quiet minutes clear it', async () => {
+    const acknowledged = (id: string) => ({
+      id,
+      object: 'event',
+      type: 'customer.created',
+      created: Math.floor(web.clock.now().getTime() / 1000),
+      data: { object: { id: 'cus_1', object: 'customer' } },
+    });
+    await delivered(acknowledged('evt_good_1'));
+    for (let i = 0; i < 5; i++) assert.equal((await deliver(acknowledged(`evt_forged_${i}`), { signature: 'garbage' })).statusCode, 400);
+    const row = (await web.db.pool.query(`SELECT failures, last_error FROM webhook_deliveries WHERE provider = 'stripe'`)).rows[0];
+    assert.equal(row.failures, 5);
+    assert.match(row.last_error, /^refused: [^\n]+$/);
+
+    const incidents = async (at: Date) => {
+      await runJobs(jobDeps(web.db, { now: () => at } as never, keepingMailer()), recording({ jobs: ['incidents'] }));
+      const { rows } = await web.db.pool.query(`SELECT summary FROM incidents WHERE kind = 'webhooks-failing' AND cleared IS NULL`);
+      return rows.map((r) => r.summary);
+    };
+    assert.deepEqual(await incidents(web.clock.now()), ["stripe's webhook deliveries are failing: 5 failures in a row"]);
+    await delivered(acknowledged('evt_good_2'));
+    assert.deepEqual(
+      await incidents(web.clock.now()),
+      ["stripe's webhook deliveries are failing: 5 failures in a row"],
+      'a failure this recent keeps it open',
+    );
+    assert.deepEqual(await incidents(new Date(web.clock.now().getTime() + 16 * minuteMs)), [], 'quiet for 15 minutes: cleared');
   });
 
   it('a delayed payment method: completed unpaid credits nothing; async success credits, async failure marks the checkout', async () => {

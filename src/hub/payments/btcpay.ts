@@ -4,7 +4,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { dollars, utcMinute } from '../../core/format.ts';
-import { webhookDeliveries } from '../../core/metrics.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { formatCents, type Cents } from '../../domain/shared/money.ts';
@@ -19,6 +18,7 @@ import {
 import { type CheckoutStatus, customersCheckout } from '../../payments/checkouts.ts';
 import { CheckoutNotOpened, isSafeLink, topUpCents } from '../../payments/provider.ts';
 import { requireCustomer, signedIn } from '../web/session.ts';
+import { countDelivery } from './deliveries.ts';
 import { allowFormActionTo } from './form-action.ts';
 
 /** the return page reloads itself while the invoice waits for its payment */
@@ -44,7 +44,10 @@ export function returnState(status: CheckoutStatus, invoice: GreenfieldInvoice |
   }
 }
 
-export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: pg.Pool }> = async (app, { provider, pool }) => {
+export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: pg.Pool; now: () => Date }> = async (
+  app,
+  { provider, pool, now },
+) => {
   // The webhook's signature is over the body exactly as sent: keep it raw (this scope only).
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: maxWebhookBytes }, (_request, body, done) =>
     done(null, body),
@@ -109,7 +112,7 @@ export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: 
   app.post(provider.webhookPath, async (request, reply) => {
     const delivery = { body: request.body, headers: request.headers };
     const outcome = await provider.receiveWebhook(delivery, (line) => request.log.info(`btcpay: ${line}`));
-    webhookDeliveries.inc({ provider: provider.id, outcome: outcome.kind });
+    await countDelivery({ pool, now }, provider.id, outcome, request.log);
     switch (outcome.kind) {
       case 'refused':
         request.log.warn(`BTCPay webhook refused: ${outcome.why}`);

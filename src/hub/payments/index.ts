@@ -15,7 +15,7 @@ export async function providerRoutes(
       await app.register(stripeRoutes, { provider, ...services });
       return;
     case 'btcpay':
-      await app.register(btcpayRoutes, { provider, pool: services.pool });
+      await app.register(btcpayRoutes, { provider, ...services });
       return;
     default:
       return provider satisfies never;

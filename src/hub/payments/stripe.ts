@@ -3,7 +3,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
 import { dollars, utcMinute } from '../../core/format.ts';
-import { webhookDeliveries } from '../../core/metrics.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
 import { formatCents } from '../../domain/shared/money.ts';
@@ -11,6 +10,7 @@ import { type CheckoutStatus, customersCheckout, recentCheckouts } from '../../p
 import { CheckoutNotOpened, topUpCents } from '../../payments/provider.ts';
 import { sessionIdPattern, type StripeProvider, webhookBodyLimit } from '../../payments/stripe.ts';
 import { requireCustomer, signedIn } from '../web/session.ts';
+import { countDelivery } from './deliveries.ts';
 import { allowFormActionTo } from './form-action.ts';
 
 /** The return page reloads itself while the payment is unconfirmed, for at most this long after the checkout opened. */
@@ -99,7 +99,7 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
     hook.post(provider.webhookPath, async (request, reply) => {
       const delivery = { body: request.body, headers: request.headers };
       const outcome = await provider.receiveWebhook(delivery, (line) => request.log.info(`stripe webhook: ${line}`));
-      webhookDeliveries.inc({ provider: provider.id, outcome: outcome.kind });
+      await countDelivery({ pool, now }, provider.id, outcome, request.log);
       switch (outcome.kind) {
         case 'refused':
           request.log.warn(`stripe webhook refused: ${outcome.why}`);

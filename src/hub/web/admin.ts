@@ -1,5 +1,5 @@
 // The operators' pages (/admin, ADMIN_EMAILS only): accounts with their balances, payments with
-// invalidate/reinstate, capsuls, hosts with open drift, and the most recent events. Lists read the
+// invalidate/reinstate, capsuls, hosts with open drift, incidents, and the most recent events. Lists read the
 // projections; corrections go through the ledger's commands, the same ones the CLI calls.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
@@ -12,6 +12,7 @@ import { formatCents } from '../../domain/shared/money.ts';
 import { balancesAt, newestAccounts } from '../../read/accounts.ts';
 import { newestCapsuls } from '../../read/capsuls.ts';
 import { paymentSelector } from '../../read/history.ts';
+import { clearedIncidents, type Incident, openIncidents } from '../../read/incidents.ts';
 import { newestPayments, paymentById, type PaymentRecord } from '../../read/payments.ts';
 import type { Cause } from '../../domain/events.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
@@ -26,6 +27,8 @@ import { httpStatusOf } from '../../core/http-status.ts';
 /** Each list shows at most this many rows, newest first: a page must stay readable and quick. */
 const maxRows = 500;
 const recentEventCount = 100;
+/** Incidents cleared, shown below the open ones, most recent first. */
+const clearedIncidentsShown = 100;
 /** Events shown on one payment's page (a payment has a handful: recorded, then corrections). */
 const maxPaymentEvents = 200;
 
@@ -120,11 +123,44 @@ export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
     });
   });
 
+  app.get('/admin/incidents', async (_request, reply) => {
+    const [open, cleared] = await Promise.all([openIncidents(deps.pool), clearedIncidents(deps.pool, clearedIncidentsShown)]);
+    return reply.view('admin-incidents.eta', {
+      section: 'incidents',
+      open: open.map(incidentRow),
+      cleared: cleared.incidents.map(incidentRow),
+      truncated: cleared.truncated,
+      count: clearedIncidentsShown,
+    });
+  });
+
   app.get('/admin/events', async (_request, reply) => {
     const events = await recentEvents(deps.pool);
     return reply.view('admin-events.eta', { section: 'events', events: events.map(eventRow), count: recentEventCount });
   });
 };
+
+// ---- incidents
+
+/** Text in pieces, instants ("2026-12-07 16:17 UTC") apart, so the page keeps each on one line. */
+function withInstants(text: string): { text: string; instant: boolean }[] {
+  return text
+    .split(/(\d{4}-\d\d-\d\d \d\d:\d\d(?::\d\d)?(?: UTC)?)/)
+    .filter((piece) => piece !== '')
+    .map((piece) => ({ text: piece, instant: /^\d{4}-/.test(piece) }));
+}
+
+function incidentRow(incident: Incident) {
+  return {
+    ...incident,
+    summary: withInstants(incident.summary),
+    details: incident.details.map(withInstants),
+    opened: utcSecond(incident.opened),
+    cleared: utcSecond(incident.cleared),
+    told: incident.mailedOpen === null ? null : utcSecond(incident.mailedOpen),
+    toldCleared: incident.mailedClear === null ? null : utcSecond(incident.mailedClear),
+  };
+}
 
 // ---- accounts
 

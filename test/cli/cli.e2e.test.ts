@@ -861,6 +861,23 @@ describe("capsul invalidate-payment's and reinstate-payment's note to the custom
   });
 });
 
+describe('capsul serve and the top-up limits', () => {
+  it('refuses to start, in one line, when not even the largest top-up pays for a month of the cheapest capsul', async () => {
+    const env = {
+      CAPSUL_MODE: 'hub',
+      STRIPE_SECRET_KEY: 'sk_test_limits',
+      STRIPE_WEBHOOK_SECRET: 'whsec_limits',
+      TOP_UP_MAX_DOLLARS: '5',
+    };
+    const run = await capsul(['serve'], { env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /^capsul: configuration error: TOP_UP_MAX_DOLLARS \(\$5\.00\) is below a month of the cheapest capsul \(f1-xs, \$5\.33\): no top-up could pay for a capsul$/m,
+    );
+  });
+});
+
 describe('capsul create-vm and delete-vm', () => {
   const email = 'vm@example.org';
 

@@ -39,8 +39,11 @@ export type Config = {
   stripe: StripeConfig | undefined;
   /** BTCPay Server top-ups: on when its URL, API key, store and webhook secret are set */
   btcpay: BtcpayConfig | undefined;
-  /** the smallest and largest top-up the add-funds forms accept, in cents */
-  topUpMinCents: number;
+  /**
+   * the smallest and largest top-up the add-funds forms accept, in cents; the forms raise the smallest to
+   * a month of the cheapest capsul (src/payments/provider.ts), which is all it is when unset (null)
+   */
+  topUpMinCents: number | null;
   topUpMaxCents: number;
   /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
   overdraftCents: number;
@@ -156,7 +159,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: readTrustProxy(env.TRUST_PROXY),
     stripe: readStripeConfig(env),
     btcpay: readBtcpayConfig(env),
-    topUpMinCents: dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '5'),
+    topUpMinCents: env.TOP_UP_MIN_DOLLARS?.trim() ? dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '') : null,
     topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
@@ -166,7 +169,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     providerStart: readProviderStart(env.PROVIDER_START_DATE),
     metricsToken: readMetricsToken(env.METRICS_TOKEN),
   };
-  if (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents) {
+  if (config.topUpMinCents !== null && (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents)) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
   return config;

@@ -19,9 +19,27 @@ import { jobDeps } from './jobs/runner.ts';
 import { startSchedule } from './jobs/schedule.ts';
 import { ledgerServices, type LedgerServices } from './ledger/services.ts';
 import { paymentProviders } from './payments/index.ts';
+import { topUpLimitsCheck } from './payments/provider.ts';
+import { cheapestVmSize } from './read/catalogue.ts';
 import { configuredMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
+
+/**
+ * The configured top-up limits against the catalogue: says a warning (the forms raise the minimum to a
+ * month of the cheapest capsul) or an error (not even the largest top-up pays for one); true on the error.
+ */
+async function checkTopUpLimits(pool: pg.Pool, config: Config, say: (line: string) => void): Promise<boolean> {
+  const cheapest = await cheapestVmSize(pool);
+  const check = topUpLimitsCheck(config, cheapest && { size: cheapest.id, priceCentsPerMonth: cheapest.priceCentsPerMonth });
+  if (check === null) return false;
+  if ('warning' in check) {
+    say(`warning: ${check.warning}`);
+    return false;
+  }
+  say(`configuration error: ${check.error}`);
+  return true;
+}
 
 /**
  * pino's options for the hub: JSON lines for a log collector, or (LOG_FORMAT=pretty, npm start's
@@ -84,7 +102,15 @@ export async function serve(io: CliIo): Promise<number> {
   // Receipts go out as soon as a provider credits a payment: the schedule starts after the hub, so late-bound.
   let paymentsChanged = () => {};
   const providers = paymentProviders(config, { pool, ledger, now, mailer, afterPayments: () => paymentsChanged() });
-  if (providers.length > 0) say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
+  if (providers.length > 0) {
+    say(`payment providers: ${providers.map((provider) => provider.id).join(', ')}`);
+    const refusal = await checkTopUpLimits(pool, config, say);
+    if (refusal) {
+      await pool.end().catch(() => {});
+      await database.stop();
+      return 1;
+    }
+  }
   const hub = await buildHub({
     services,
     pool,

@@ -1,7 +1,9 @@
 // The `capsul` commands. Each parses its own flags, calls the ledger (the same commands the hub uses),
 // and prints; errors are thrown as one-line messages and turned into exit codes by main.ts.
 import { readFileSync } from 'node:fs';
+import { checkedCustomerNote, defaultCustomerNotes } from '../domain/account/notes.ts';
 import { describeActor } from '../domain/events.ts';
+import { maxCustomerNoteLength } from '../domain/shared/text.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { formatCents, parseDollars } from '../domain/shared/money.ts';
 import { latestVersion, schemaVersion } from '../db/migrate.ts';
@@ -104,16 +106,16 @@ export const commands: Record<string, CommandSpec> = {
 
   'invalidate-payment': paymentCorrection({
     summary: 'mark a payment invalid (a chargeback): it no longer counts toward the balance',
-    usage: `capsul invalidate-payment <payment id> --reason <text> [--by <name>]`,
-    apply: (ledger, paymentId, cause) => ledger.invalidatePayment(paymentId, cause),
+    usage: correctionUsage('invalidate-payment', 'PaymentInvalidated'),
+    apply: (ledger, paymentId, cause, customerNote) => ledger.invalidatePayment(paymentId, cause, { customerNote }),
     done: (id) => `payment ${id} invalidated`,
     already: (id) => `payment ${id} is already invalidated: nothing changed`,
   }),
 
   'reinstate-payment': paymentCorrection({
     summary: 'make an invalidated payment count again (a dispute won)',
-    usage: `capsul reinstate-payment <payment id> --reason <text> [--by <name>]`,
-    apply: (ledger, paymentId, cause) => ledger.reinstatePayment(paymentId, cause),
+    usage: correctionUsage('reinstate-payment', 'PaymentReinstated'),
+    apply: (ledger, paymentId, cause, customerNote) => ledger.reinstatePayment(paymentId, cause, { customerNote }),
     done: (id) => `payment ${id} reinstated`,
     already: (id) => `payment ${id} is valid already: nothing changed`,
   }),
@@ -445,24 +447,37 @@ function wholeNumber(text: string | undefined, flag: string): number {
   return Number(value);
 }
 
+/** invalidate-payment's and reinstate-payment's help: what the customer sees, and what they never see. */
+function correctionUsage(name: string, kind: 'PaymentInvalidated' | 'PaymentReinstated'): string {
+  return `capsul ${name} <payment id> --reason <text> [--customer-note <text>] [--by <name>]
+
+  --reason         why, for operators and auditors: kept in the event's metadata, shown by capsul history
+                   and on the admin pages. The customer never sees it.
+  --customer-note  what the customer's history says of it instead: one line of visible text, at most
+                   ${maxCustomerNoteLength} characters. Without it the customer sees "${defaultCustomerNotes[kind]}".
+  --by             who corrects it (default: the operating-system user)`;
+}
+
 /** invalidate-payment and reinstate-payment: the same shape, opposite corrections. */
 function paymentCorrection(spec: {
   summary: string;
   usage: string;
-  apply: (ledger: Ledger, paymentId: number, cause: Cause) => Promise<{ changed: boolean }>;
+  apply: (ledger: Ledger, paymentId: number, cause: Cause, customerNote: string | undefined) => Promise<{ changed: boolean }>;
   done: (paymentId: number) => string;
   already: (paymentId: number) => string;
 }): CommandSpec {
   return {
     summary: spec.summary,
     usage: spec.usage,
-    options: { reason: { type: 'string' }, ...by },
+    options: { reason: { type: 'string' }, 'customer-note': { type: 'string' }, ...by },
     positionals: 1,
     async run(ctx, v, [id]) {
       const paymentId = parseId(id, 'payment');
       const reason = required(str(v.reason), '--reason');
+      // Checked before connecting: a note the ledger would refuse is refused here, in the ledger's words.
+      const customerNote = v['customer-note'] === undefined ? undefined : checkedCustomerNote(str(v['customer-note'])!);
       const { ledger } = await ctx.connect();
-      const { changed } = await spec.apply(ledger, paymentId, { by: ctx.actor(str(v.by)), reason });
+      const { changed } = await spec.apply(ledger, paymentId, { by: ctx.actor(str(v.by)), reason }, customerNote);
       ctx.note(changed ? spec.done(paymentId) : spec.already(paymentId));
     },
   };

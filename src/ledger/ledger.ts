@@ -38,6 +38,9 @@ export type VmRequestOptions = {
   expectedVersion?: bigint;
 };
 
+/** A payment's correction: when a provider made it (absent: now), and what the customer is told (absent: the default). */
+export type CorrectionOptions = { effectiveAt?: Date; customerNote?: string };
+
 const changedMeanwhile = () => new ConcurrencyError('this changed meanwhile: reload and try again');
 
 const maxResolveAttempts = 3;
@@ -107,26 +110,31 @@ export class Ledger {
   }
 
   /**
-   * The cause must give a reason. `effectiveAt`: a provider's correction, taking effect at the
-   * provider's time (see the decider).
+   * The cause must give a reason, which operators and auditors see; `customerNote` is what the customer
+   * is told (absent: the kind's default, src/domain/account/notes.ts). `effectiveAt`: a provider's
+   * correction, taking effect at the provider's time (see the decider).
    */
-  invalidatePayment(paymentId: number, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
-    return this.correctPayment('InvalidatePayment', paymentId, cause, options.effectiveAt);
+  invalidatePayment(paymentId: number, cause: Cause, options: CorrectionOptions = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('InvalidatePayment', paymentId, cause, options);
   }
 
   /** As invalidatePayment. */
-  reinstatePayment(paymentId: number, cause: Cause, options: { effectiveAt?: Date } = {}): Promise<{ changed: boolean }> {
-    return this.correctPayment('ReinstatePayment', paymentId, cause, options.effectiveAt);
+  reinstatePayment(paymentId: number, cause: Cause, options: CorrectionOptions = {}): Promise<{ changed: boolean }> {
+    return this.correctPayment('ReinstatePayment', paymentId, cause, options);
   }
 
   private async correctPayment(
     type: 'InvalidatePayment' | 'ReinstatePayment',
     paymentId: number,
     cause: Cause,
-    effectiveAt?: Date,
+    { effectiveAt, customerNote }: CorrectionOptions,
   ): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(paymentId);
-    const data = effectiveAt === undefined ? { paymentId } : { paymentId, effectiveAt };
+    const data = {
+      paymentId,
+      ...(effectiveAt === undefined ? {} : { effectiveAt }),
+      ...(customerNote === undefined ? {} : { customerNote }),
+    };
     const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
       type,
       data,
@@ -141,6 +149,8 @@ export class Ledger {
     totalRefundedCents: Cents;
     reference: string | null;
     effectiveAt?: Date;
+    /** what the customer is told (absent: the default) */
+    customerNote?: string;
     cause: Cause;
   }): Promise<{ changed: boolean }> {
     const accountId = await this.accountOfPayment(input.paymentId);

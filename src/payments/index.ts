@@ -16,7 +16,8 @@ export function paymentProviders(
   services: Omit<ProviderDeps, ProviderSettings>,
 ): ConfiguredProvider[] {
   const { baseUrl, adminEmails, topUpMinCents, topUpMaxCents } = config;
-  const deps: ProviderDeps = { ...services, baseUrl, adminEmails, topUpMinCents, topUpMaxCents };
+  // Unset, the smallest top-up is a month of the cheapest capsul alone (the forms raise any minimum to it).
+  const deps: ProviderDeps = { ...services, baseUrl, adminEmails, topUpMinCents: topUpMinCents ?? 1, topUpMaxCents };
   const providers: ConfiguredProvider[] = [];
   if (config.stripe) providers.push(new StripeProvider(config.stripe, deps));
   if (config.btcpay) providers.push(new BtcpayProvider(config.btcpay, deps));

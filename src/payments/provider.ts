@@ -30,6 +30,42 @@ export type ProviderDeps = {
 /** The smallest and largest top-up a provider's form takes. */
 export type TopUpLimits = Pick<ProviderDeps, 'topUpMinCents' | 'topUpMaxCents'>;
 
+/** The cheapest size in the catalogue and its month's price: what the smallest top-up must pay for. */
+export type CheapestMonth = { size: string; priceCentsPerMonth: Cents };
+
+/**
+ * The limits a form takes: the configured ones, with the smallest raised to a month of the cheapest
+ * capsul, so that a customer who pays the minimum can create one (a new capsul needs its month in the
+ * balance). `raisedFor`: the size it was raised for, which the form names; null when the configured
+ * minimum covers it already (or the catalogue is empty).
+ */
+export function effectiveTopUpLimits(configured: TopUpLimits, cheapest: CheapestMonth | null): TopUpLimits & { raisedFor: string | null } {
+  if (cheapest === null || cheapest.priceCentsPerMonth <= configured.topUpMinCents) return { ...configured, raisedFor: null };
+  return { topUpMinCents: cheapest.priceCentsPerMonth, topUpMaxCents: configured.topUpMaxCents, raisedFor: cheapest.size };
+}
+
+/**
+ * What the hub says at start of the configured limits against the catalogue: a warning when a configured
+ * minimum (null: none set) does not pay for a month of the cheapest capsul (the forms raise it), an error
+ * when not even the largest top-up does (no customer could pay for a capsul: the hub does not start).
+ */
+export function topUpLimitsCheck(
+  configured: { topUpMinCents: Cents | null; topUpMaxCents: Cents },
+  cheapest: CheapestMonth | null,
+): { warning: string } | { error: string } | null {
+  if (cheapest === null) return null;
+  const month = `a month of the cheapest capsul (${cheapest.size}, ${dollars(cheapest.priceCentsPerMonth)})`;
+  if (configured.topUpMaxCents < cheapest.priceCentsPerMonth) {
+    return { error: `TOP_UP_MAX_DOLLARS (${dollars(configured.topUpMaxCents)}) is below ${month}: no top-up could pay for a capsul` };
+  }
+  if (configured.topUpMinCents !== null && configured.topUpMinCents < cheapest.priceCentsPerMonth) {
+    return {
+      warning: `TOP_UP_MIN_DOLLARS (${dollars(configured.topUpMinCents)}) is below ${month}: the add-funds forms take at least ${dollars(cheapest.priceCentsPerMonth)}`,
+    };
+  }
+  return null;
+}
+
 export type ReconcileOptions = { now: Date; dryRun: boolean; log: (line: string) => void };
 
 export interface PaymentProvider {

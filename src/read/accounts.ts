@@ -97,6 +97,7 @@ export async function balanceAt(db: Queryable, accountId: string, at: Date): Pro
 
 // ---- the balance page's statement -------------------------------------------------------------
 
+/** A payment as the customer's balance page lists it: not why an operator corrected it (that is the operators'). */
 export type StatementPayment = {
   id: number;
   receivedAtMs: number;
@@ -104,7 +105,6 @@ export type StatementPayment = {
   provider: Provider;
   reference: string | null;
   invalidatedAtMs: number | null;
-  invalidationReason: string | null;
   refundedCents: Cents;
 };
 export type StatementCapsul = { id: string; size: string; accrual: Accrual };
@@ -120,7 +120,7 @@ const statementSql = `
   SELECT
     (SELECT coalesce(json_agg(p), '[]') FROM (
        SELECT id, ${epochMs('created')} AS received_ms, dollars::text AS dollars, provider, reference,
-              ${epochMs('invalidated_at')} AS invalidated_ms, invalidation_reason, refunded_dollars::text AS refunded
+              ${epochMs('invalidated_at')} AS invalidated_ms, refunded_dollars::text AS refunded
        FROM payments WHERE account_id = $1 ORDER BY created DESC, id DESC LIMIT $2) p) AS payments,
     totals.payment_count, totals.paid, totals.next_payment_ms,
     ${streamVersionExpression('$4')} AS version,
@@ -161,7 +161,6 @@ async function statementOf(db: Queryable, accountId: string, now: Date, allPayme
       provider: payment.provider,
       reference: payment.reference,
       invalidatedAtMs: msOrNull(payment.invalidated_ms),
-      invalidationReason: payment.invalidation_reason ?? null,
       refundedCents: centsFromNumeric(payment.refunded!),
     })),
     paymentCount: row.payment_count,

@@ -22,6 +22,12 @@ export async function vmSizes(db: Queryable): Promise<VmSize[]> {
   return rows.map(sizeOf);
 }
 
+/** The size whose month costs least (by price, then id), or null when the catalogue has none. */
+export async function cheapestVmSize(db: Queryable): Promise<VmSize | null> {
+  const { rows } = await db.query(`SELECT ${sizeColumns} FROM vm_sizes ORDER BY dollars_per_month, id LIMIT 1`);
+  return rows[0] ? sizeOf(rows[0]) : null;
+}
+
 export async function vmSize(db: Queryable, id: string): Promise<VmSize | null> {
   const { rows } = await db.query(`SELECT ${sizeColumns} FROM vm_sizes WHERE id = $1`, [id]);
   return rows[0] ? sizeOf(rows[0]) : null;

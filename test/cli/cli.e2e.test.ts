@@ -805,6 +805,79 @@ describe('capsul invalidate-payment and reinstate-payment', () => {
   });
 });
 
+describe("capsul invalidate-payment's and reinstate-payment's note to the customer", () => {
+  const email = 'told-by-cli@example.org';
+  let id: number;
+
+  before(async () => {
+    id = await pay(email, '12');
+  });
+
+  it('says in --help what the customer sees, and that the reason is never shown to them', async () => {
+    for (const [command, note] of [
+      ['invalidate-payment', 'payment reversed by your bank or payment provider'],
+      ['reinstate-payment', 'the reversal was cancelled'],
+    ] as const) {
+      const { stdout } = await capsul([command, '--help'], { url: refusedUrl });
+      assert.match(stdout, /--customer-note <text>/, command);
+      assert.ok(stdout.includes(`Without it the customer sees "${note}"`), command);
+      assert.match(stdout, /The customer never sees it\./, command);
+    }
+  });
+
+  it('keeps --customer-note in the event, which the customer sees, beside the reason, which capsul history shows', async () => {
+    const run = await capsul([
+      'invalidate-payment',
+      String(id),
+      '--reason',
+      'chargeback dp_42',
+      '--customer-note',
+      ' Reversed by your card issuer. ',
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stderr, `payment ${id} invalidated\n`);
+    const line = (await capsul(['history', '--payment', String(id)])).stdout.trim().split('\n').at(-1)!;
+    assert.match(line, /PaymentInvalidated .*"customerNote":"Reversed by your card issuer\."/);
+    assert.match(line, /"chargeback dp_42"$/, "the reason, the cause's, ends the line");
+    assert.equal(await one('SELECT invalidation_reason FROM payments WHERE id = $1', [id]), 'chargeback dp_42');
+  });
+
+  it('refuses a bad note in one line, exit 1, and changes nothing, even when the correction would change nothing', async () => {
+    const events = await eventCount();
+    for (const [command, note, message] of [
+      ['reinstate-payment', 'x'.repeat(201), /^capsul reinstate-payment: a customer note may be at most 200 characters\n$/],
+      [
+        'reinstate-payment',
+        'won\u202Eevil',
+        /^capsul reinstate-payment: a customer note must be one line of visible text: it holds U\+202E at position 4\n$/,
+      ],
+      ['reinstate-payment', 'two\nlines', /^capsul reinstate-payment: a customer note must be one line of visible text: it holds U\+000A/],
+      ['invalidate-payment', '   ', /^capsul invalidate-payment: a customer note is required\n$/],
+    ] as const) {
+      assertRefused(await capsul([command, String(id), '--reason', 'dispute won', '--customer-note', note]), 1, message);
+    }
+    assert.equal(await eventCount(), events);
+    assert.equal(await one('SELECT invalidated::text FROM payments WHERE id = $1', [id]), 'true');
+  });
+});
+
+describe('capsul serve and the top-up limits', () => {
+  it('refuses to start, in one line, when not even the largest top-up pays for a month of the cheapest capsul', async () => {
+    const env = {
+      CAPSUL_MODE: 'hub',
+      STRIPE_SECRET_KEY: 'sk_test_limits',
+      STRIPE_WEBHOOK_SECRET: 'whsec_limits',
+      TOP_UP_MAX_DOLLARS: '5',
+    };
+    const run = await capsul(['serve'], { env });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /^capsul: configuration error: TOP_UP_MAX_DOLLARS \(\$5\.00\) is below a month of the cheapest capsul \(f1-xs, \$5\.33\): no top-up could pay for a capsul$/m,
+    );
+  });
+});
+
 describe('capsul create-vm and delete-vm', () => {
   const email = 'vm@example.org';
 

@@ -49,7 +49,7 @@ async function corrections(id: number) {
      ORDER BY transaction_id, global_position`,
     [String(id)],
   );
-  return rows as { type: string; metadata: { by: unknown; reason?: string }; data: { reason: string } }[];
+  return rows as { type: string; metadata: { by: unknown; reason?: string }; data: { reason: string; customerNote?: string } }[];
 }
 
 async function eventCount(): Promise<number> {
@@ -244,6 +244,60 @@ describe('payments', () => {
     assert.match(history, /<button type="submit" class="danger">Invalidate payment<\/button>/, 'valid again: the form offers invalidation');
   });
 
+  it("sets what the customer is told with the form's note; the payment page shows the reason and the note, or the default", async () => {
+    const email = 'noted@example.org';
+    const id = await pay(email, 9);
+    const page = `/admin/payments/${id}`;
+    const form = (await admin.get(page)).body;
+    assert.match(form, /<input id="customer_note" name="customer_note" type="text" maxlength="200" value=""/);
+    assert.match(form, /Left empty, it says: “payment reversed by your bank or payment provider”/);
+
+    const invalidated = await admin.submit(page, `${page}/invalidate`, {
+      reason: 'chargeback dp_999',
+      customer_note: '  Your bank took it back.  ',
+    });
+    assert.equal(invalidated.headers.location, `${page}?done=invalidated`);
+    assert.match((await admin.get(page)).body, /Left empty, it says: “the reversal was cancelled”/, 'the form now reinstates');
+    const reinstated = await admin.submit(page, `${page}/reinstate`, { reason: 'dp_999 won', customer_note: '   ' });
+    assert.equal(reinstated.headers.location, `${page}?done=reinstated`);
+
+    const events = await corrections(id);
+    assert.deepEqual(
+      events.map((e) => [e.metadata.reason, e.data.customerNote]),
+      [
+        ['chargeback dp_999', 'Your bank took it back.'],
+        ['dp_999 won', undefined],
+      ],
+      'a blank note is no note: the default is told',
+    );
+    const body = (await admin.get(page)).body;
+    assert.deepEqual(rowOf(body, 'PaymentInvalidated').slice(-2), ['chargeback dp_999', 'Your bank took it back.']);
+    assert.deepEqual(rowOf(body, 'PaymentReinstated').slice(-2), ['dp_999 won', 'the reversal was cancelled (the default)']);
+
+    const history = await (await web.loggedIn(email)).get('/console/history?kind=money');
+    assert.match(history.body, /was invalidated: Your bank took it back\. It no longer counts/);
+    assert.ok(!history.body.includes('dp_999'), 'the customer never sees the reason');
+  });
+
+  it('refuses a note that is not one short line of visible text: the form again, the note marked, nothing changes', async () => {
+    const id = await pay('bad-note@example.org', 3);
+    const page = `/admin/payments/${id}`;
+    for (const [note, message] of [
+      ['n'.repeat(201), /a customer note may be at most 200 characters/],
+      ['reversed\u202Eevil', /a customer note must be one line of visible text: it holds U\+202E/],
+      ['a\u200Bb', /a customer note must be one line of visible text: it holds U\+200B/],
+    ] as const) {
+      const response = await admin.submit(page, `${page}/invalidate`, { reason: 'chargeback', customer_note: note });
+      assert.equal(response.statusCode, 400, note);
+      assert.match(response.body, message);
+      assert.match(response.body, /<input id="customer_note" name="customer_note"[^>]*aria-invalid="true"/);
+      assert.doesNotMatch(response.body, /<input id="reason" name="reason"[^>]*aria-invalid/);
+      assert.match(response.body, /<input id="reason" name="reason" type="text"[^>]*value="chargeback"/, 'what was typed is kept');
+    }
+    assert.equal((await paymentRow(id)).invalidated, false);
+    assert.deepEqual(await corrections(id), []);
+  });
+
   it('refuses a missing or blank reason: the form again with the error, and nothing changes', async () => {
     const id = await pay('no-reason@example.org', 3);
     const page = `/admin/payments/${id}`;
@@ -251,7 +305,7 @@ describe('payments', () => {
     for (const form of forms) {
       const response = await admin.submit(page, `${page}/invalidate`, form);
       assert.equal(response.statusCode, 400, JSON.stringify(form));
-      assert.match(response.body, /<p class="error" role="alert" id="reason-error">a reason is required<\/p>/);
+      assert.match(response.body, /<p class="error" role="alert" id="correction-error">a reason is required<\/p>/);
       assert.match(response.body, /<input id="reason" name="reason" type="text"[^>]*aria-invalid="true"/);
     }
     const tooLong = await admin.submit(page, `${page}/invalidate`, { reason: 'x'.repeat(1001) });

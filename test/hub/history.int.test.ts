@@ -54,7 +54,11 @@ describe('history', () => {
     web.clock.set(minutes(40));
     await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
     web.clock.set(minutes(41));
-    await web.db.ledger.reinstatePayment(paymentId, { ...operator, reason: 'the bank reversed the chargeback' });
+    await web.db.ledger.reinstatePayment(
+      paymentId,
+      { ...operator, reason: 'the bank reversed the chargeback' },
+      { customerNote: 'Your bank withdrew its reversal' },
+    );
     const { vmId: gone } = await createF1xs(email);
     await web.db.ledger.deleteVm(gone, { ...operator, reason: 'not needed after all' });
     await lifeOnHost(web.db, gone, accountId, (n) => minutes(50 + n), 'deleted');
@@ -73,8 +77,8 @@ describe('history', () => {
       `Capsul ${running} was seen stopped.`,
       `A start of capsul ${running} was requested.`,
       `Capsul ${broken} failed: disk full`,
-      `Payment ${paymentId} was invalidated: chargeback. It no longer counts towards your balance.`,
-      `Payment ${paymentId} was reinstated: the bank reversed the chargeback. It counts towards your balance again.`,
+      `Payment ${paymentId} was invalidated: payment reversed by your bank or payment provider. It no longer counts towards your balance.`,
+      `Payment ${paymentId} was reinstated: Your bank withdrew its reversal. It counts towards your balance again.`,
       `Deletion of capsul ${gone} was requested: not needed after all. Billing stopped.`,
       `Capsul ${gone} is being deleted from its host.`,
       `Capsul ${gone} was deleted.`,
@@ -98,7 +102,9 @@ describe('history', () => {
     assert.match(page.body, /<th scope="col">When \(UTC\)<\/th>/);
     assert.match(page.body, /<th scope="row"><time datetime="2026-11-01T12:00:00.000Z">2026-11-01 12:00 UTC<\/time><\/th>/);
     assert.match(body, /2026-11-01 12:03 UTC Capsul capsul-[a-z0-9]{10} was seen running\. its host/, 'when, what, and by whom');
-    assert.match(body, /was reinstated: the bank reversed the chargeback\. It counts towards your balance again\. an operator/);
+    assert.match(body, /was reinstated: Your bank withdrew its reversal\. It counts towards your balance again\. an operator/);
+    for (const reason of ['chargeback', 'the bank reversed'])
+      assert.ok(!body.includes(`: ${reason}`), `the reason "${reason}" is not shown`);
     assert.doesNotMatch(page.body, /Older events/);
   });
 
@@ -122,11 +128,79 @@ describe('history', () => {
     }
   });
 
-  it('shows reasons and references with script in them escaped', async () => {
+  it("tells the customer a correction's note, never the reason operators gave it", async () => {
+    web.clock.set(start);
+    const email = 'told@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 3000, reference: 'pi_told', cause: operator });
+    web.clock.set(minutes(5));
+    await web.db.ledger.invalidatePayment(
+      paymentId,
+      { ...operator, reason: 'chargeback dp_123, fraud?' },
+      { customerNote: 'Reversed at your request' },
+    );
+    web.clock.set(minutes(6));
+    await web.db.ledger.reinstatePayment(paymentId, { ...operator, reason: 'dp_123 won, customer was lying' });
+    web.clock.set(minutes(7));
+    await web.db.ledger.recordRefund({
+      paymentId,
+      totalRefundedCents: 1000,
+      reference: 'ch_told',
+      customerNote: 'Part of your payment, back as agreed by email.',
+      cause: { ...operator, reason: 'goodwill after outage ticket #9' },
+    });
+    const client = await web.loggedIn(email);
+    for (const kind of ['all', 'money']) {
+      const body = text((await client.get(`/console/history?kind=${kind}`)).body);
+      assert.ok(body.includes(`Payment ${paymentId} was invalidated: Reversed at your request. It no longer counts`), kind);
+      assert.ok(
+        body.includes(`Payment ${paymentId} was reinstated: the reversal was cancelled. It counts towards your balance again.`),
+        kind,
+      );
+      assert.ok(
+        body.includes(
+          `Payment ${paymentId} was refunded ($10.00 in all so far): Part of your payment, back as agreed by email. The refunded`,
+        ),
+        kind,
+      );
+      for (const secret of ['dp_123', 'fraud', 'lying', 'goodwill', 'ticket #9']) assert.ok(!body.includes(secret), `${kind}: ${secret}`);
+    }
+    const balance = await client.get('/console/account-balance');
+    for (const secret of ['dp_123', 'fraud', 'lying', 'goodwill']) assert.ok(!balance.body.includes(secret), `balance page: ${secret}`);
+  });
+
+  it('tells the default for corrections already in the log, written before notes (the reason in their data too)', async () => {
+    web.clock.set(start);
+    const email = 'old-log@example.org';
+    const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 2500, cause: operator });
+    const stream = `account-${(await web.db.ledger.accountIdFor(email))!}`;
+    // As version 1 wrote them: the reason in the cause and copied into the data, no customer note.
+    const accountId = stream.slice('account-'.length);
+    const old = [
+      { type: 'PaymentInvalidated', data: { accountId, paymentId, reason: 'chargeback dp_old', at: minutes(1).toISOString() } },
+      { type: 'PaymentReinstated', data: { accountId, paymentId, reason: 'dp_old won', at: minutes(2).toISOString() } },
+    ] as unknown as LedgerEvent[];
+    for (const event of old) {
+      const reason = (event.data as { reason: string }).reason;
+      const appended = await appendEvents(
+        web.db.pool,
+        stream,
+        [event],
+        { by: { kind: 'operator', id: 'old-timer' }, reason, eventVersion: 1 },
+        await streamVersion(web.db.pool, stream),
+      );
+      assert.ok(appended.ok);
+    }
+    const body = text((await (await web.loggedIn(email)).get('/console/history?kind=money')).body);
+    assert.ok(body.includes(`Payment ${paymentId} was invalidated: payment reversed by your bank or payment provider. It no longer`));
+    assert.ok(body.includes(`Payment ${paymentId} was reinstated: the reversal was cancelled. It counts`));
+    assert.ok(!body.includes('dp_old'), 'the reason is not shown');
+  });
+
+  it('shows notes and references with script in them escaped', async () => {
     web.clock.set(start);
     const email = 'escape-history@example.org';
     const { paymentId } = await web.db.ledger.recordPayment({ email, amountCents: 2000, reference: '<b>ref</b>', cause: operator });
-    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: '<script>alert(1)</script>' });
+    await web.db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'x' }, { customerNote: '<script>alert(1)</script>' });
     const page = await (await web.loggedIn(email)).get('/console/history');
     assert.doesNotMatch(page.body, /<script>alert|<b>ref/);
     assert.ok(page.body.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));

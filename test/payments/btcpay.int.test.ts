@@ -208,7 +208,8 @@ describe('the BTCPay add-funds form', () => {
     assert.match(balance.body, /<a class="button" href="\/payment\/btcpay">Bitcoin and more \(BTCPay\)<\/a>/);
     const page = await client.get('/payment/btcpay');
     assert.equal(page.statusCode, 200);
-    assert.match(text(page.body), /From \$5\.00 to \$1000\.00/);
+    // Configured at $5.00, raised to a month of the cheapest capsul, and the form says why.
+    assert.match(text(page.body), /From \$5\.33 \(a month of the smallest capsul, f1-xs, so that you can create one\) to \$1000\.00/);
     assert.match(page.body, /<form method="post" action="\/payment\/btcpay"/);
     assert.match(page.body, /name="_csrf" value="[^"]+"/);
     // Its answer redirects to BTCPay Server's checkout: the page's policy lets the form lead there, and only there.
@@ -223,7 +224,7 @@ describe('the BTCPay add-funds form', () => {
     const invoicesBefore = fake.invoices().length;
     const cases: [string | string[], RegExp][] = [
       ['', /enter an amount/],
-      ['4.99', /smallest top-up is \$5\.00/],
+      ['5.32', /smallest top-up is \$5\.33/],
       ['1000.01', /largest top-up is \$1000\.00/],
       ['twenty', /is not an amount in dollars/],
       ['20.001', /is not an amount in dollars/],
@@ -272,8 +273,8 @@ describe('the BTCPay add-funds form', () => {
   it(`refuses a customer more than ${maxOpenInvoicesPerDay} unpaid invoices a day`, async () => {
     const email = newEmail('many');
     const client = await web.loggedIn(email);
-    for (let i = 0; i < maxOpenInvoicesPerDay; i++) await openInvoice(client, '5');
-    const refused = await client.submit('/payment/btcpay', '/payment/btcpay', { amount: '5' });
+    for (let i = 0; i < maxOpenInvoicesPerDay; i++) await openInvoice(client, '6');
+    const refused = await client.submit('/payment/btcpay', '/payment/btcpay', { amount: '6' });
     assert.equal(refused.statusCode, 409);
     assert.match(text(refused.body), /unpaid BTCPay invoices/);
     assert.equal(await count(`SELECT count(*)::int AS n FROM provider_checkouts WHERE email = $1`, [email]), maxOpenInvoicesPerDay);
@@ -724,7 +725,7 @@ const paths: Path[] = [
 
 const invoicePlan = fc.record({
   path: fc.constantFrom(...paths),
-  dollars: fc.integer({ min: 5, max: 300 }),
+  dollars: fc.integer({ min: 6, max: 300 }), // from the smallest whole top-up the form takes (a month of f1-xs: $5.33)
   /** copies of each delivery (1–5), and how many transitions later each copy is sent */
   copies: fc.array(fc.record({ times: fc.integer({ min: 1, max: 5 }), lags: fc.array(fc.nat(3), { minLength: 5, maxLength: 5 }) }), {
     minLength: 5,

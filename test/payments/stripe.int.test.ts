@@ -16,6 +16,7 @@ import type { ProviderDeps } from '../../src/payments/provider.ts';
 import { maxOpenCheckoutsPerDay } from '../../src/payments/checkouts.ts';
 import { reconcileAfterMs, StripeProvider } from '../../src/payments/stripe.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
+import { operator, sshKey } from '../support/db.ts';
 import { webHarness, type WebClient, type WebHarness } from '../support/web.ts';
 import { webhookDeliveries } from '../../src/core/metrics.ts';
 import { runJobs } from '../../src/jobs/runner.ts';
@@ -186,8 +187,9 @@ describe('the amount form', () => {
     const client = await web.loggedIn(newEmail('form'));
     const page = await client.get('/payment/stripe');
     assert.equal(page.statusCode, 200);
-    assert.match(page.body, /name="amount"[^>]*min="5\.00"[^>]*max="1000\.00"/);
-    assert.match(page.body, /From \$5\.00 to \$1000\.00/);
+    // Configured at $5.00, raised to a month of the cheapest capsul (f1-xs, $5.33), and the form says why.
+    assert.match(page.body, /name="amount"[^>]*min="5\.33"[^>]*max="1000\.00"/);
+    assert.match(page.body, /From \$5\.33 \(a month of the smallest capsul, f1-xs, so that you can create one\) to \$1000\.00/);
     assert.match(String(page.headers['content-security-policy']), /form-action 'self' https:\/\/checkout\.stripe\.com/);
     const balance = await client.get('/console/account-balance');
     assert.match(balance.body, /href="\/payment\/stripe">Card \(Stripe\)</);
@@ -198,7 +200,8 @@ describe('the amount form', () => {
     const client = await web.loggedIn(email);
     const before = fake.requests.length;
     const cases: [string | string[], RegExp][] = [
-      ['4.99', /smallest top-up is \$5\.00/],
+      ['5.00', /smallest top-up is \$5\.33/],
+      ['5.32', /smallest top-up is \$5\.33/],
       ['1000.01', /largest top-up is \$1000\.00/],
       ['0', /more than zero/],
       ['abc', /not an amount in dollars/],
@@ -220,6 +223,27 @@ describe('the amount form', () => {
     assert.equal(missing.statusCode, 400);
     assert.equal(fake.requests.length, before, 'no call to Stripe');
     assert.equal((await query('SELECT 1 FROM provider_checkouts WHERE email = $1', [email])).length, 0);
+  });
+
+  it('takes the smallest top-up that pays for a capsul: the customer who pays it can create the cheapest one', async () => {
+    const { email } = await paidCustomer('5.33');
+    assert.equal(await balanceOf(email), 533);
+    const { vmId } = await web.db.ledger.createVm({ email, size: 'f1-xs', os: 'debian12', sshPublicKeys: [sshKey], cause: operator });
+    assert.match(vmId, /^capsul-/);
+  });
+
+  it('raises the smallest top-up with the catalogue: a price a migration changes counts at the next page', async () => {
+    const client = await web.loggedIn(newEmail('repriced'));
+    try {
+      await web.db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 6.10 WHERE id = 'f1-xs'`);
+      const page = await client.get('/payment/stripe');
+      assert.match(page.body, /From \$6\.10 \(a month of the smallest capsul, f1-xs, so that you can create one\)/);
+      const refused = await client.submit('/payment/stripe', '/payment/stripe', { amount: '6.09' });
+      assert.equal(refused.statusCode, 400);
+      assert.match(refused.body, /smallest top-up is \$6\.10/);
+    } finally {
+      await web.db.admin.query(`UPDATE vm_sizes SET dollars_per_month = 5.33 WHERE id = 'f1-xs'`);
+    }
   });
 
   it('refuses a post without the CSRF token (403), and sends a logged-out post to the login page', async () => {
@@ -249,8 +273,8 @@ describe('the amount form', () => {
   it(`allows at most ${maxOpenCheckoutsPerDay} unfinished checkouts a day`, async () => {
     const email = newEmail('many');
     const client = await web.loggedIn(email);
-    for (let i = 0; i < maxOpenCheckoutsPerDay; i++) await checkout(client, '5');
-    const refused = await client.submit('/payment/stripe', '/payment/stripe', { amount: '5' });
+    for (let i = 0; i < maxOpenCheckoutsPerDay; i++) await checkout(client, '6');
+    const refused = await client.submit('/payment/stripe', '/payment/stripe', { amount: '6' });
     assert.equal(refused.statusCode, 409);
     assert.match(refused.body, /unfinished card payments/);
     assert.equal((await query('SELECT 1 FROM provider_checkouts WHERE email = $1', [email])).length, maxOpenCheckoutsPerDay);
@@ -780,7 +804,7 @@ type PaymentPlan = { customer: number; cents: number; mismatch: boolean; dispute
 
 const paymentPlan: fc.Arbitrary<PaymentPlan> = fc.record({
   customer: fc.integer({ min: 0, max: 1 }),
-  cents: fc.integer({ min: 500, max: 20_000 }),
+  cents: fc.integer({ min: 533, max: 20_000 }), // from the smallest top-up the form takes: a month of f1-xs
   mismatch: fc.integer({ min: 0, max: 9 }).map((n) => n < 2),
   disputes: fc.array(fc.constantFrom('withdrawn' as const, 'reinstated' as const), { maxLength: 3 }),
   refunds: fc.array(fc.integer({ min: 1, max: 100 }), { maxLength: 2 }),

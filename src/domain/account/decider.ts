@@ -6,6 +6,7 @@ import { lineOfText, maxReferenceLength } from '../shared/text.ts';
 import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
+import { checkedCustomerNote } from './notes.ts';
 import { evaluateAccount, isOverdraft, isPastOverdraft, nonpaymentReason } from './policy.ts';
 import {
   activeVms,
@@ -41,15 +42,16 @@ export type RecordPayment = Command<
  * `effectiveAt`: a payment provider's correction (a dispute's funds withdrawn or reinstated) takes
  * effect at the provider's time, and one older than the payment's latest change is stale. Without it
  * (an operator), the correction takes effect now and one that changes nothing records nothing.
- * A correction's cause must give a reason.
+ * A correction's cause must give a reason, which only operators and auditors see; `customerNote` is
+ * what the customer is told instead (absent: its kind's default, notes.ts).
  */
-type Correction = { paymentId: number; effectiveAt?: Date };
+type Correction = { paymentId: number; effectiveAt?: Date; customerNote?: string };
 export type InvalidatePayment = Command<'InvalidatePayment', Correction, CommandMetadata>;
 export type ReinstatePayment = Command<'ReinstatePayment', Correction, CommandMetadata>;
 /** A provider's refund: the payment's refunded total so far, and when the provider made it. */
 export type RecordRefund = Command<
   'RecordRefund',
-  { paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date },
+  { paymentId: number; totalRefundedCents: Cents; reference: string | null; effectiveAt?: Date; customerNote?: string },
   CommandMetadata
 >;
 /** Issued only when the policy (policy.ts) says the account is due exactly `level` now, at this overdraft. */
@@ -274,9 +276,10 @@ function endVmAccrual(data: EndVmAccrual['data'], state: Account, now: Date): Ac
 }
 
 function correctPayment(valid: boolean, data: Correction, state: Account, now: Date): AccountEvent[] {
+  const note = noteOf(data.customerNote);
   const payment = existingPayment(state, data.paymentId);
   const event = (at: string): AccountEvent[] => {
-    const fields = { accountId: state.accountId!, paymentId: payment.paymentId, at };
+    const fields = { accountId: state.accountId!, paymentId: payment.paymentId, ...note, at };
     return [valid ? { type: 'PaymentReinstated', data: fields } : { type: 'PaymentInvalidated', data: fields }];
   };
   if (data.effectiveAt === undefined) return isPaymentValid(payment) === valid ? [] : event(now.toISOString());
@@ -291,6 +294,7 @@ function correctPayment(valid: boolean, data: Correction, state: Account, now: D
 }
 
 function recordRefund(data: RecordRefund['data'], state: Account, now: Date): AccountEvent[] {
+  const note = noteOf(data.customerNote);
   const payment = existingPayment(state, data.paymentId);
   const total = data.totalRefundedCents;
   if (!Number.isSafeInteger(total) || total <= 0) throw invalid('a refunded total is a positive number of cents');
@@ -307,10 +311,16 @@ function recordRefund(data: RecordRefund['data'], state: Account, now: Date): Ac
         paymentId: payment.paymentId,
         totalRefundedCents: total,
         reference: data.reference,
+        ...note,
         at: new Date(atMs).toISOString(),
       },
     },
   ];
+}
+
+/** A correction's customer note as its event keeps it: checked when given, absent when not (the history then says the default). */
+function noteOf(customerNote: string | undefined): { customerNote?: string } {
+  return customerNote === undefined ? {} : { customerNote: checkedCustomerNote(customerNote) };
 }
 
 /** A provider's time for a change to a payment: valid, not in the future, and not before the payment. */

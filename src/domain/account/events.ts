@@ -25,9 +25,14 @@ export type PaymentRecorded = Event<
   }
 >;
 
-export type PaymentInvalidated = Event<'PaymentInvalidated', { accountId: string; paymentId: number; at: string }>;
+/**
+ * A correction's `customerNote` is what the customer's history says of it, when whoever corrected the
+ * payment gave one; absent, the history says its kind's default (notes.ts). The reason, for operators
+ * and auditors, is the cause's, in the event's metadata: the customer never sees it.
+ */
+export type PaymentInvalidated = Event<'PaymentInvalidated', { accountId: string; paymentId: number; customerNote?: string; at: string }>;
 
-export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; paymentId: number; at: string }>;
+export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; paymentId: number; customerNote?: string; at: string }>;
 
 /**
  * A refund by the provider. `totalRefundedCents` is the payment's refunded total so far (providers
@@ -36,7 +41,7 @@ export type PaymentReinstated = Event<'PaymentReinstated', { accountId: string; 
  */
 export type PaymentRefunded = Event<
   'PaymentRefunded',
-  { accountId: string; paymentId: number; totalRefundedCents: Cents; reference: string | null; at: string }
+  { accountId: string; paymentId: number; totalRefundedCents: Cents; reference: string | null; customerNote?: string; at: string }
 >;
 
 /** capsul-flask's warning levels, in escalating order; each is issued once per episode. */

@@ -8,6 +8,8 @@ import { invalid } from './errors.ts';
 export const maxReasonLength = 1000;
 export const maxActorIdLength = 100;
 export const maxReferenceLength = 200;
+/** What a customer is told of a correction to their payment: one short line on their history page. */
+export const maxCustomerNoteLength = 200;
 
 // C0 and C1 controls, DEL, the line and paragraph separators, bidi embeddings/overrides/isolates and
 // marks, zero-width characters and the byte-order mark.

@@ -20,6 +20,7 @@ import { CheckoutNotOpened, isSafeLink, topUpCents } from '../../payments/provid
 import { requireCustomer, signedIn } from '../web/session.ts';
 import { countDelivery } from './deliveries.ts';
 import { allowFormActionTo } from './form-action.ts';
+import { type FormLimits, limitsView, topUpLimitsNow } from './top-up.ts';
 
 /** the return page reloads itself while the invoice waits for its payment */
 const refreshSeconds = 60;
@@ -53,31 +54,38 @@ export const btcpayRoutes: FastifyPluginAsync<{ provider: BtcpayProvider; pool: 
     done(null, body),
   );
 
-  const showForm = (reply: FastifyReply, state: { amount: string; error: string | null }) => {
+  const showForm = (reply: FastifyReply, state: { amount: string; error: string | null }, limits: FormLimits) => {
     allowFormActionTo(reply, provider.checkoutOrigin);
-    return reply.view('btcpay.eta', { ...state, min: dollars(provider.limits.topUpMinCents), max: dollars(provider.limits.topUpMaxCents) });
+    return reply.view('btcpay.eta', { ...state, ...limitsView(limits) });
   };
 
-  app.get(provider.path, { preHandler: requireCustomer }, async (_request, reply) => showForm(reply, { amount: '', error: null }));
+  app.get(provider.path, { preHandler: requireCustomer }, async (_request, reply) =>
+    showForm(reply, { amount: '', error: null }, await topUpLimitsNow(pool, provider.limits)),
+  );
 
   app.post<{ Body: Record<string, unknown> | undefined }>(provider.path, { preHandler: requireCustomer }, async (request, reply) => {
     const typed = request.body?.amount;
+    const limits = await topUpLimitsNow(pool, provider.limits);
     let amountCents: Cents | null = null;
     let link: string;
     try {
-      amountCents = topUpCents(typed, provider.limits);
+      amountCents = topUpCents(typed, limits);
       link = await provider.openCheckout(signedIn(request).email, amountCents);
     } catch (error) {
       if (error instanceof DomainError) {
         const amount = typeof typed === 'string' ? typed.slice(0, 20) : '';
-        return showForm(reply.code(httpStatusOf(error)), { amount, error: error.message });
+        return showForm(reply.code(httpStatusOf(error)), { amount, error: error.message }, limits);
       }
       if (!(error instanceof CheckoutNotOpened) || amountCents === null) throw error;
       request.log.error({ err: error.message }, 'BTCPay invoice not created');
-      return showForm(reply.code(502), {
-        amount: formatCents(amountCents),
-        error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
-      });
+      return showForm(
+        reply.code(502),
+        {
+          amount: formatCents(amountCents),
+          error: 'BTCPay Server could not open an invoice just now: nothing was charged. Try again in a few minutes.',
+        },
+        limits,
+      );
     }
     return reply.redirect(link, 303);
   });

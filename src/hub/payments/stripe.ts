@@ -5,13 +5,13 @@ import type pg from 'pg';
 import { dollars, utcMinute } from '../../core/format.ts';
 import { httpStatusOf } from '../../core/http-status.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
-import { formatCents } from '../../domain/shared/money.ts';
 import { type CheckoutStatus, customersCheckout, recentCheckouts } from '../../payments/checkouts.ts';
 import { CheckoutNotOpened, topUpCents } from '../../payments/provider.ts';
 import { sessionIdPattern, type StripeProvider, webhookBodyLimit } from '../../payments/stripe.ts';
 import { requireCustomer, signedIn } from '../web/session.ts';
 import { countDelivery } from './deliveries.ts';
 import { allowFormActionTo } from './form-action.ts';
+import { type FormLimits, limitsView, topUpLimitsNow } from './top-up.ts';
 
 /** The return page reloads itself while the payment is unconfirmed, for at most this long after the checkout opened. */
 const refreshSeconds = 5;
@@ -33,9 +33,7 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
   app,
   { provider, pool, now },
 ) => {
-  const { topUpMinCents, topUpMaxCents } = provider.limits;
-
-  const showForm = async (reply: FastifyReply, email: string, state: FormState) => {
+  const showForm = async (reply: FastifyReply, email: string, state: FormState, limits?: FormLimits) => {
     const recent = (await recentCheckouts(pool, 'stripe', email, recentCheckoutsListed)).map((row) => ({
       started: utcMinute(row.created),
       amount: dollars(Number(row.amount_cents)),
@@ -45,10 +43,7 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
     return reply.view('stripe.eta', {
       ...state,
       recent,
-      min: dollars(topUpMinCents),
-      max: dollars(topUpMaxCents),
-      minDollars: formatCents(topUpMinCents),
-      maxDollars: formatCents(topUpMaxCents),
+      ...limitsView(limits ?? (await topUpLimitsNow(pool, provider.limits))),
     });
   };
 
@@ -60,17 +55,18 @@ export const stripeRoutes: FastifyPluginAsync<{ provider: StripeProvider; pool: 
   app.post<{ Body: Body }>(provider.path, { preHandler: requireCustomer }, async (request, reply) => {
     const email = signedIn(request).email;
     const typed = typeof request.body?.amount === 'string' ? request.body.amount.slice(0, 40) : '';
+    const limits = await topUpLimitsNow(pool, provider.limits);
     let url: string;
     try {
-      url = await provider.openCheckout(email, topUpCents(request.body?.amount, provider.limits));
+      url = await provider.openCheckout(email, topUpCents(request.body?.amount, limits));
     } catch (error) {
       if (error instanceof DomainError) {
-        return showForm(reply.code(httpStatusOf(error)), email, { amount: typed, error: error.message, notice: null });
+        return showForm(reply.code(httpStatusOf(error)), email, { amount: typed, error: error.message, notice: null }, limits);
       }
       if (!(error instanceof CheckoutNotOpened)) throw error;
       request.log.error({ err: error.cause ?? error }, 'stripe: opening a checkout session failed');
       const message = 'Stripe did not open the card payment: nothing was charged. Please try again in a moment.';
-      return showForm(reply.code(502), email, { amount: typed, error: message, notice: null });
+      return showForm(reply.code(502), email, { amount: typed, error: message, notice: null }, limits);
     }
     return reply.redirect(url, 303);
   });

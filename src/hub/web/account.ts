@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
 import type { WarningLevel } from '../../domain/account/events.ts';
+import { customerNoteOf } from '../../domain/account/notes.ts';
 import type { Actor, Cause, LedgerEvent } from '../../domain/events.ts';
 import { accrualEndMs, chargeCents, creditRunsOutAtMs, isAccruing, totalChargesCents, type Accrual } from '../../domain/shared/billing.ts';
 import type { Cents } from '../../domain/shared/money.ts';
@@ -147,7 +148,8 @@ const providerNames: Record<Provider, string> = { manual: 'manual (bank transfer
 
 function paymentStatus(payment: StatementPayment, nowMs: number): string {
   if (payment.invalidatedAtMs !== null) {
-    return `Invalidated ${utcMinute(payment.invalidatedAtMs)}: ${payment.invalidationReason ?? 'no reason given'}. It does not count.`;
+    // The reason operators gave is theirs: what the customer is told of it is in the history.
+    return `Invalidated ${utcMinute(payment.invalidatedAtMs)}: it does not count.`;
   }
   if (payment.receivedAtMs > nowMs) return `Counts from ${utcMinute(payment.receivedAtMs)}`;
   if (payment.refundedCents === payment.amountCents) return 'Refunded in full: it does not count.';
@@ -216,9 +218,13 @@ function reportsEntry(run: Extract<HistoryItem, { kind: 'reports' }>): HistoryEn
   };
 }
 
+/** A note as the end of a sentence: its own final stop, or one added. */
+const sentence = (note: string) => (/[.!?]$/u.test(note) ? note : `${note}.`);
+
 /**
- * A plain sentence for the customer, with the reason its cause gave (`cause`: the event's metadata).
- * Hosts' names stay out: they are the operators' business.
+ * A plain sentence for the customer. A payment's correction says its customer note; a deletion, the
+ * reason its cause gave (`cause`: the event's metadata). Hosts' names stay out: they are the operators'
+ * business.
  */
 function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | null {
   const reason = cause.reason ?? 'no reason given';
@@ -231,14 +237,15 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
       const late = d.recordedAt.slice(0, 16) !== d.at.slice(0, 16) ? ` It was recorded on ${utcMinute(Date.parse(d.recordedAt))}.` : '';
       return `Payment ${d.paymentId} of ${dollars(d.amountCents)} was received (${providerNames[d.provider] ?? d.provider}${reference}).${late}`;
     }
+    // A correction says its customer note, never the reason operators gave (notes.ts).
     case 'PaymentInvalidated':
-      return `Payment ${event.data.paymentId} was invalidated: ${reason}. It no longer counts towards your balance.`;
+      return `Payment ${event.data.paymentId} was invalidated: ${sentence(customerNoteOf(event))} It no longer counts towards your balance.`;
     case 'PaymentReinstated':
-      return `Payment ${event.data.paymentId} was reinstated: ${reason}. It counts towards your balance again.`;
+      return `Payment ${event.data.paymentId} was reinstated: ${sentence(customerNoteOf(event))} It counts towards your balance again.`;
     case 'PaymentRefunded':
       return (
-        `Payment ${event.data.paymentId} was refunded: ${dollars(event.data.totalRefundedCents)} in all so far. ` +
-        'The refunded amount no longer counts towards your balance.'
+        `Payment ${event.data.paymentId} was refunded (${dollars(event.data.totalRefundedCents)} in all so far): ` +
+        `${sentence(customerNoteOf(event))} The refunded amount no longer counts towards your balance.`
       );
     case 'BalanceWarningIssued':
       return `We emailed you a balance warning: ${warningText[event.data.level]} (balance ${dollars(event.data.balanceCents)}).`;

@@ -3,8 +3,9 @@
 // projections; corrections go through the ledger's commands, the same ones the CLI calls.
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type pg from 'pg';
-import { maxReasonLength } from '../../domain/shared/text.ts';
-import { describeActor } from '../../domain/events.ts';
+import { maxCustomerNoteLength, maxReasonLength } from '../../domain/shared/text.ts';
+import { customerNoteOf, defaultCustomerNotes } from '../../domain/account/notes.ts';
+import { describeActor, type LedgerEvent } from '../../domain/events.ts';
 import { DomainError, notFound } from '../../domain/shared/errors.ts';
 import { canonicalEmail } from '../../domain/shared/email.ts';
 import { isAccruing } from '../../domain/shared/billing.ts';
@@ -67,16 +68,18 @@ export const adminPages: FastifyPluginAsync<WebContext> = async (app, deps) => {
   for (const [action, correction] of Object.entries(corrections)) {
     app.post<{ Params: PaymentParams; Body: Query }>(`/admin/payments/:id/${action}`, async (request, reply) => {
       const payment = await findPayment(deps.pool, request.params.id);
-      const reason = typeof request.body?.reason === 'string' ? request.body.reason.trim() : '';
+      const field = (name: string) => (typeof request.body?.[name] === 'string' ? (request.body[name] as string).trim() : '');
+      const [reason, customerNote] = [field('reason'), field('customer_note')];
       const cause: Cause = { by: { kind: 'operator', id: signedIn(request).email }, reason };
       try {
-        const { changed } = await correction.apply(deps.ledger, payment.id, cause);
+        // An empty note is no note: the customer is told the correction's default.
+        const { changed } = await correction.apply(deps.ledger, payment.id, cause, customerNote === '' ? undefined : customerNote);
         // Post/redirect/get: reloading the page afterwards does not send the form again.
         return reply.redirect(`/admin/payments/${payment.id}?done=${changed ? correction.done : correction.already}`, 303);
       } catch (error) {
-        // The domain's refusal of the reason (missing, too long): the form again, with what was typed.
+        // The domain's refusal of the reason or the note (missing, too long): the form again, with what was typed.
         if (!(error instanceof DomainError) || error.code !== 'invalid') throw error;
-        return renderPayment(reply.code(400), deps.pool, payment, { error: error.message, reason });
+        return renderPayment(reply.code(400), deps.pool, payment, { error: error.message, reason, customerNote });
       }
     });
   }
@@ -276,18 +279,18 @@ async function findPayment(pool: pg.Pool, idText: string): Promise<Payment> {
 const corrections: Record<
   string,
   {
-    apply: (ledger: Ledger, paymentId: number, cause: Cause) => Promise<{ changed: boolean }>;
+    apply: (ledger: Ledger, paymentId: number, cause: Cause, customerNote: string | undefined) => Promise<{ changed: boolean }>;
     done: string;
     already: string;
   }
 > = {
   invalidate: {
-    apply: (ledger, id, cause) => ledger.invalidatePayment(id, cause),
+    apply: (ledger, id, cause, customerNote) => ledger.invalidatePayment(id, cause, { customerNote }),
     done: 'invalidated',
     already: 'already-invalid',
   },
   reinstate: {
-    apply: (ledger, id, cause) => ledger.reinstatePayment(id, cause),
+    apply: (ledger, id, cause, customerNote) => ledger.reinstatePayment(id, cause, { customerNote }),
     done: 'reinstated',
     already: 'already-valid',
   },
@@ -305,7 +308,7 @@ async function renderPayment(
   reply: FastifyReply,
   pool: pg.Pool,
   payment: Payment,
-  form: { notice?: string | null; error?: string; reason?: string },
+  form: { notice?: string | null; error?: string; reason?: string; customerNote?: string },
 ) {
   const events = await paymentEvents(pool, payment);
   return reply.view('admin-payment.eta', {
@@ -313,9 +316,14 @@ async function renderPayment(
     payment,
     events: events.map(eventRow),
     maxReasonLength,
+    maxCustomerNoteLength,
+    defaultNote: defaultCustomerNotes[payment.invalidated ? 'PaymentReinstated' : 'PaymentInvalidated'],
     notice: form.notice ?? null,
     error: form.error ?? null,
+    // The note's check names it; every other refusal of the form is the reason's.
+    errorField: form.error === undefined ? null : form.error.startsWith('a customer note') ? 'customer_note' : 'reason',
     reason: form.reason ?? '',
+    customerNote: form.customerNote ?? '',
   });
 }
 
@@ -361,6 +369,8 @@ type EventRow = {
   type: string;
   who: string;
   reason: string | null;
+  /** a payment correction's: what the customer's history says of it, and whether that is its kind's default */
+  customerNote: { text: string; isDefault: boolean } | null;
   paymentId: number | null;
   vmId: string | null;
 };
@@ -373,9 +383,21 @@ function eventRow(stored: StoredEvent): EventRow {
     type: stored.event.type,
     who: stored.metadata.by ? describeActor(stored.metadata.by) : '',
     reason: stored.metadata.reason ?? null,
+    customerNote: customerNoteRow(stored.event),
     paymentId: typeof data.paymentId === 'number' ? data.paymentId : null,
     vmId: typeof data.vmId === 'string' ? data.vmId : null,
   };
+}
+
+function customerNoteRow(event: LedgerEvent): EventRow['customerNote'] {
+  switch (event.type) {
+    case 'PaymentInvalidated':
+    case 'PaymentReinstated':
+    case 'PaymentRefunded':
+      return { text: customerNoteOf(event), isDefault: event.data.customerNote === undefined };
+    default:
+      return null;
+  }
 }
 
 async function collect(pool: pg.Pool, filter: ReadAllOptions, max: number): Promise<StoredEvent[]> {

@@ -222,6 +222,11 @@ export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
           },
         },
       ];
+    // Not in a table yet: the account stream and its fold are where a suspension is read (issue 12's
+    // wiring adds it to the accounts projection).
+    case 'AccountSuspended':
+    case 'AccountResumed':
+      return [];
     default: {
       const unknown: never = event;
       throw new Error(`no projection for event ${(unknown as { type: string }).type}`);

@@ -53,6 +53,8 @@ const kindOfType: Record<LedgerEvent['type'], Exclude<HistoryKind, 'all'> | null
   VmCreationRequested: 'capsuls',
   VmDeletionRequested: 'capsuls',
   VmAccrualEnded: 'capsuls',
+  AccountSuspended: 'money',
+  AccountResumed: 'money',
   VmPlaced: 'capsuls',
   VmProvisioned: 'capsuls',
   VmStateObserved: 'capsuls',

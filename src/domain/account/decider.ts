@@ -7,7 +7,16 @@ import { formatCents, maxPaymentCents, type Cents } from '../shared/money.ts';
 import { maxSshKeysPerCapsul, parseSshPublicKey } from '../shared/ssh.ts';
 import { warningLevels, type AccountEvent, type Provider, type WarningLevel } from './events.ts';
 import { checkedCustomerNote } from './notes.ts';
-import { evaluateAccount, isOverdraft, isPastOverdraft, nonpaymentReason } from './policy.ts';
+import {
+  evaluateAccount,
+  isOverdraft,
+  isPastGrace,
+  isPastOverdraft,
+  nonpaymentReason,
+  nonpaymentRulesRefusal,
+  nonpaymentStepOf,
+  type NonpaymentRules,
+} from './policy.ts';
 import {
   activeVms,
   balanceCentsAt,
@@ -63,9 +72,17 @@ export type RequestVmCreation = Command<
 >;
 /**
  * Its cause must give a reason. A deletion for nonpayment (the cause's reason `nonpayment`) names the
- * overdraft it was decided at, and is refused unless the balance is at or below it now.
+ * overdraft it was decided at, and is refused unless the balance is at or below it now, or the account
+ * has been suspended past its grace and its balance is still at or below the suspension point.
  */
 export type RequestVmDeletion = Command<'RequestVmDeletion', { vmId: string; overdraftCents?: Cents }, CommandMetadata>;
+/**
+ * Issued only when the rules (policy.ts nonpaymentStepOf) say the account is due a suspension now:
+ * its capsuls running then are stopped (by the reactions) until a top-up, or deleted after the grace.
+ */
+export type SuspendAccount = Command<'SuspendAccount', NonpaymentRules, CommandMetadata>;
+/** Issued only when a suspended account's balance is back above the suspension point: its capsuls start again. */
+export type ResumeAccount = Command<'ResumeAccount', Record<string, never>, CommandMetadata>;
 /**
  * The capsul's host saw it gone without a deletion request (VmVanished on its stream, which the
  * reaction loads): its charges end at `vanishedAt`.
@@ -84,7 +101,9 @@ export type AccountCommand =
   | IssueBalanceWarning
   | RequestVmCreation
   | RequestVmDeletion
-  | EndVmAccrual;
+  | EndVmAccrual
+  | SuspendAccount
+  | ResumeAccount;
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
 const clockSkewMs = 5 * 60_000;
@@ -111,11 +130,15 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       if (!vm) throw notFound(`there is no capsul ${command.data.vmId} on this account`);
       const reason = requiredReason(command.metadata.cause);
       if (vm.deletionRequestedAtMs !== null) return [];
-      if (reason === nonpaymentReason) requirePastOverdraft(state, now, command.data.overdraftCents);
+      if (reason === nonpaymentReason) requireNonpayment(state, now, command.data.overdraftCents);
       return [{ type: 'VmDeletionRequested', data: { accountId: state.accountId!, vmId: vm.vmId, at } }];
     }
     case 'EndVmAccrual':
       return endVmAccrual(command.data, state, now);
+    case 'SuspendAccount':
+      return suspendAccount(command.data, state, now);
+    case 'ResumeAccount':
+      return resumeAccount(state, now);
     default: {
       const unknown: never = command;
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);
@@ -144,15 +167,83 @@ function issueBalanceWarning(data: IssueBalanceWarning['data'], state: Account, 
   ];
 }
 
-function requirePastOverdraft(state: Account, now: Date, overdraftCents: Cents | undefined): void {
+function requireNonpayment(state: Account, now: Date, overdraftCents: Cents | undefined): void {
   if (overdraftCents === undefined) throw invalid('a deletion for nonpayment names the overdraft it was decided at');
   requireOverdraft(overdraftCents);
-  if (!isPastOverdraft(state, now.getTime(), overdraftCents)) {
-    const balance = balanceCentsAt(state, now.getTime());
+  if (isPastOverdraft(state, now.getTime(), overdraftCents) || isPastGrace(state, now.getTime())) return;
+  const balance = balanceCentsAt(state, now.getTime());
+  const suspension = state.suspension;
+  const grace =
+    suspension === null
+      ? 'and the account is not suspended'
+      : now.getTime() < suspension.deleteAfterMs
+        ? `and its suspension's grace runs until ${new Date(suspension.deleteAfterMs).toISOString()}`
+        : `and above the suspension point ${formatCents(suspension.suspensionPointCents)}`;
+  throw refused(
+    `the balance ${formatCents(balance)} at ${now.toISOString()} is above the overdraft ${formatCents(overdraftCents)} ${grace}: no deletion for nonpayment`,
+  );
+}
+
+/** A suspension, only when the rules say it is due now; asked again while suspended, nothing changes. */
+function suspendAccount(rules: NonpaymentRules, state: Account, now: Date): AccountEvent[] {
+  const refusal = nonpaymentRulesRefusal(rules);
+  if (refusal) throw invalid(refusal);
+  if (state.accountId === null) throw notFound('there is no account to suspend');
+  if (state.suspension !== null) return [];
+  const nowMs = now.getTime();
+  const due = nonpaymentStepOf(state, nowMs, rules);
+  if (due?.step !== 'suspend') {
+    const balance = balanceCentsAt(state, nowMs);
     throw refused(
-      `the balance ${formatCents(balance)} at ${now.toISOString()} is above the overdraft ${formatCents(overdraftCents)}: no deletion for nonpayment`,
+      `the account is due ${due === null ? 'nothing' : `a ${due.step}`} at ${now.toISOString()} (balance ${formatCents(balance)}), not a suspension`,
     );
   }
+  const vmIds = activeVms(state)
+    .filter((vm) => vm.createdAtMs <= nowMs)
+    .map((vm) => vm.vmId)
+    .sort();
+  return [
+    {
+      type: 'AccountSuspended',
+      data: {
+        accountId: state.accountId,
+        vmIds,
+        balanceCents: balanceCentsAt(state, nowMs),
+        suspensionPointCents: rules.suspensionPointCents,
+        overdraftCents: rules.overdraftCents,
+        deleteAfter: new Date(due.deleteAfterMs).toISOString(),
+        at: now.toISOString(),
+      },
+    },
+  ];
+}
+
+/**
+ * A resumption, only when a suspended account's balance is back above the point it was suspended at:
+ * the capsuls the suspension stopped and not deleted since start again. Not suspended: nothing changes.
+ */
+function resumeAccount(state: Account, now: Date): AccountEvent[] {
+  const suspension = state.suspension;
+  if (state.accountId === null || suspension === null) return [];
+  const balance = balanceCentsAt(state, now.getTime());
+  if (balance <= suspension.suspensionPointCents) {
+    throw refused(
+      `the balance ${formatCents(balance)} is not above the suspension point ${formatCents(suspension.suspensionPointCents)}: add funds first`,
+    );
+  }
+  const active = new Set(activeVms(state).map((vm) => vm.vmId));
+  return [
+    {
+      type: 'AccountResumed',
+      data: {
+        accountId: state.accountId,
+        vmIds: suspension.vmIds.filter((vmId) => active.has(vmId)),
+        balanceCents: balance,
+        suspensionPointCents: suspension.suspensionPointCents,
+        at: now.toISOString(),
+      },
+    },
+  ];
 }
 
 function requireOverdraft(overdraftCents: Cents): void {

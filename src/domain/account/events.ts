@@ -87,6 +87,32 @@ export type VmAccrualEnded = Event<
   { accountId: string; vmId: string; reason: 'vanished-from-host'; host: string; reportId: string | null; at: string }
 >;
 
+/**
+ * The balance reached the suspension point with capsuls running: they are stopped (not deleted) until a
+ * top-up brings the balance back above it, or deleted for nonpayment once `deleteAfter` has passed (or
+ * at the overdraft, whichever comes first). They keep their disks, so they keep their charges.
+ * `vmIds`: the capsuls running then, which a resumption starts again.
+ */
+export type AccountSuspended = Event<
+  'AccountSuspended',
+  {
+    accountId: string;
+    vmIds: string[];
+    balanceCents: Cents;
+    suspensionPointCents: Cents;
+    overdraftCents: Cents;
+    /** when deletion for nonpayment comes, unless the balance is back above the suspension point by then */
+    deleteAfter: string;
+    at: string;
+  }
+>;
+
+/** A top-up brought a suspended account's balance back above the suspension point: its capsuls start again. */
+export type AccountResumed = Event<
+  'AccountResumed',
+  { accountId: string; vmIds: string[]; balanceCents: Cents; suspensionPointCents: Cents; at: string }
+>;
+
 export type AccountEvent =
   | AccountOpened
   | PaymentRecorded
@@ -96,7 +122,9 @@ export type AccountEvent =
   | BalanceWarningIssued
   | VmCreationRequested
   | VmDeletionRequested
-  | VmAccrualEnded;
+  | VmAccrualEnded
+  | AccountSuspended
+  | AccountResumed;
 
 export const accountEventTypes: AccountEvent['type'][] = [
   'AccountOpened',
@@ -108,6 +136,8 @@ export const accountEventTypes: AccountEvent['type'][] = [
   'VmCreationRequested',
   'VmDeletionRequested',
   'VmAccrualEnded',
+  'AccountSuspended',
+  'AccountResumed',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

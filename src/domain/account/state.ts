@@ -17,6 +17,15 @@ export type PaymentState = {
 
 export type VmState = Accrual & { vmId: string; size: string; os: string };
 
+/** A suspension in force: since when, the capsuls it stopped, and when deletion for nonpayment comes. */
+export type Suspension = {
+  atMs: number;
+  vmIds: readonly string[];
+  deleteAfterMs: number;
+  balanceCents: Cents;
+  suspensionPointCents: Cents;
+};
+
 export type Account = {
   accountId: string | null;
   email: string | null;
@@ -25,6 +34,8 @@ export type Account = {
   vms: Map<string, VmState>;
   /** warning levels issued since the last top-up (a payment recorded or reinstated re-arms them all) */
   warningsIssued: ReadonlySet<WarningLevel>;
+  /** the suspension in force, if any (AccountSuspended, until AccountResumed) */
+  suspension: Suspension | null;
 };
 
 export const initialAccount = (): Account => ({
@@ -34,6 +45,7 @@ export const initialAccount = (): Account => ({
   references: new Map(),
   vms: new Map(),
   warningsIssued: new Set(),
+  suspension: null,
 });
 
 const ms = (iso: string) => Date.parse(iso);
@@ -100,6 +112,19 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
       const vanishedAtMs = Math.min(vm.vanishedAtMs ?? Number.POSITIVE_INFINITY, ms(event.data.at));
       return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, vanishedAtMs }) };
     }
+    case 'AccountSuspended': {
+      const d = event.data;
+      const suspension = {
+        atMs: ms(d.at),
+        vmIds: d.vmIds,
+        deleteAfterMs: ms(d.deleteAfter),
+        balanceCents: d.balanceCents,
+        suspensionPointCents: d.suspensionPointCents,
+      };
+      return { ...state, suspension };
+    }
+    case 'AccountResumed':
+      return { ...state, suspension: null };
     default: {
       const unknown: never = event;
       return unknown;

@@ -260,6 +260,19 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
         `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: ` +
         'you are not charged for it after that.'
       );
+    case 'AccountSuspended': {
+      const d = event.data;
+      return (
+        `Your capsuls were suspended (stopped, their disks kept, still charged): your balance ${dollars(d.balanceCents)} ` +
+        `reached ${dollars(d.suspensionPointCents)}. Add funds to start them again; otherwise they will be deleted ` +
+        `${utcMinute(Date.parse(d.deleteAfter))}, or sooner at a balance of ${dollars(d.overdraftCents)}.` +
+        (d.vmIds.length > 0 ? ` Suspended: ${d.vmIds.join(', ')}.` : '')
+      );
+    }
+    case 'AccountResumed': {
+      const d = event.data;
+      return `Your top-up brought your balance to ${dollars(d.balanceCents)}: the suspension ended${d.vmIds.length > 0 ? ` and ${d.vmIds.join(', ')} start again` : ''}.`;
+    }
     case 'VmPlaced':
       return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
     case 'VmProvisioned': {

@@ -139,7 +139,12 @@ describe('a capsul is deleted for nonpayment only at or below the overdraft', ()
   it('refuses it while the balance is above the overdraft, however low', () => {
     given(running)
       .when(deleteForNonpayment(day(19.9)))
-      .thenThrows(failsWith('refused', /the balance -9\.90 at .* is above the overdraft -10\.00 and the account is not suspended: no deletion for nonpayment/));
+      .thenThrows(
+        failsWith(
+          'refused',
+          /the balance -9\.90 at .* is above the overdraft -10\.00 and the account is not suspended: no deletion for nonpayment/,
+        ),
+      );
     given(running)
       .when(deleteForNonpayment(day(5)))
       .thenThrows(failsWith('refused', /above the overdraft/));

@@ -514,6 +514,7 @@ function routeModels(given: Givens): RouteModel[] {
     }),
     page('GET /admin/capsuls', 'admin', { query: ['email'], queryValues: { email } }),
     page('GET /admin/hosts', 'admin'),
+    page('GET /admin/incidents', 'admin'),
     page('GET /admin/events', 'admin'),
     page('GET /payment/stripe', 'customer', { query: ['cancelled'], queryValues: { cancelled: fc.constantFrom('1', '0') } }),
     page('POST /payment/stripe', 'customer', { fields: ['amount'], values: { amount } }),

@@ -15,6 +15,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
+import { statementCommands } from './statement.ts';
 import { statusCommands } from './status.ts';
 import { CliError, UsageError, type CommandSpec } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
@@ -431,6 +432,7 @@ export const commands: Record<string, CommandSpec> = {
       if (version !== latestVersion()) ctx.note(`this code's schema version is ${latestVersion()}`);
     },
   },
+  ...statementCommands,
   ...statusCommands,
   ...auditCommands,
 };

@@ -53,6 +53,7 @@ const kindOfType: Record<LedgerEvent['type'], Exclude<HistoryKind, 'all'> | null
   VmCreationRequested: 'capsuls',
   VmDeletionRequested: 'capsuls',
   VmAccrualEnded: 'capsuls',
+  StatementEmailsChosen: null,
   VmPlaced: 'capsuls',
   VmProvisioned: 'capsuls',
   VmStateObserved: 'capsuls',

@@ -3,7 +3,9 @@
 // (late payments, corrections, refunds, capsuls created, deleted and vanished).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { DeciderSpecification } from '@event-driven-io/emmett';
 import fc from 'fast-check';
+import { decideAccount, type ChooseStatementEmails } from '../../src/domain/account/decider.ts';
 import type { AccountEvent } from '../../src/domain/account/events.ts';
 import { balanceCentsAt, creditCentsAt, evolveAccount, initialAccount } from '../../src/domain/account/state.ts';
 import {
@@ -196,5 +198,49 @@ describe('monthly statements', () => {
       );
     }
     assert.equal(parseMonth(' 2026-11 '), '2026-11');
+  });
+});
+
+describe('choosing whether statements are emailed (Given / When / Then)', () => {
+  const given = DeciderSpecification.for({ decide: decideAccount, evolve: evolveAccount, initialState: initialAccount });
+  const now = new Date('2026-11-10T12:00:00Z');
+  const opened: AccountEvent = { type: 'AccountOpened', data: { accountId, email: 'x@example.org', at: '2026-11-01T00:00:00.000Z' } };
+  const choose = (send: boolean): ChooseStatementEmails => ({
+    type: 'ChooseStatementEmails',
+    data: { send },
+    metadata: { now, cause: { by: { kind: 'customer', id: accountId } } },
+  });
+  const chosen = (send: boolean): AccountEvent => ({ type: 'StatementEmailsChosen', data: { accountId, send, at: now.toISOString() } });
+
+  it('records the customer stopping them: emailed until then', () => {
+    given([opened])
+      .when(choose(false))
+      .then([chosen(false)]);
+  });
+
+  it('records nothing when they are already as asked', () => {
+    given([opened]).when(choose(true)).then([]);
+    given([opened, chosen(false)])
+      .when(choose(false))
+      .then([]);
+  });
+
+  it('records the customer asking for them again', () => {
+    given([opened, chosen(false)])
+      .when(choose(true))
+      .then([chosen(true)]);
+  });
+
+  it('refuses an email without an account', () => {
+    given([])
+      .when(choose(false))
+      .thenThrows((error: Error) => error instanceof DomainError && error.code === 'not_found');
+  });
+
+  it('folds the choice into the state the statement emails job reads', () => {
+    const fold = (events: AccountEvent[]) => events.reduce(evolveAccount, initialAccount()).statementEmails;
+    assert.equal(fold([opened]), true);
+    assert.equal(fold([opened, chosen(false)]), false);
+    assert.equal(fold([opened, chosen(false), chosen(true)]), true);
   });
 });

@@ -129,4 +129,41 @@ describe('statements pages', () => {
     assert.match(text((await client.get('/console/statements')).body), /No statements yet/);
     assert.equal((await client.get('/console/statements/2026-11')).statusCode, 404);
   });
+
+  it('lets the customer stop and resume the statement emails, with a CSRF token, as an event by them', async () => {
+    const client = await web.loggedIn(alice);
+    const page = await client.get('/console/statements');
+    assert.match(page.body, /<button type="submit">Stop emailing my statements<\/button>/);
+    const forged = await client.post('/console/statements/emails', { send: 'no', _csrf: null });
+    assert.equal(forged.statusCode, 403);
+    const stopped = await client.submit('/console/statements', '/console/statements/emails', { send: 'no' });
+    assert.equal(stopped.statusCode, 303);
+    assert.equal(stopped.headers.location, '/console/statements');
+    assert.match((await client.get('/console/statements')).body, /<button type="submit">Email me my statements<\/button>/);
+    const { rows } = await web.db.pool.query(
+      `SELECT message_data->>'send' AS send, message_metadata->'by' AS by FROM emt_messages WHERE message_type = 'StatementEmailsChosen'`,
+    );
+    assert.deepEqual(rows, [{ send: 'false', by: { kind: 'customer', id: await web.db.ledger.accountIdFor(alice) } }]);
+    assert.match(text((await client.get('/console/history')).body), /You chose not to receive your monthly statements by email/);
+    const again = await client.submit('/console/statements', '/console/statements/emails', { send: 'no' });
+    assert.equal(again.statusCode, 303, 'the same choice again changes nothing');
+    assert.equal(
+      (await web.db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'StatementEmailsChosen'`)).rows[0].n,
+      1,
+    );
+    for (const send of ['maybe', '']) {
+      const bad = await client.submit('/console/statements', '/console/statements/emails', { send });
+      assert.equal(bad.statusCode, 400, send);
+    }
+    assert.equal((await client.submit('/console/statements', '/console/statements/emails', { send: 'yes' })).statusCode, 303);
+    assert.match((await client.get('/console/statements')).body, /Stop emailing my statements/);
+  });
+
+  it('has no email setting for a customer without an account', async () => {
+    const client = await web.loggedIn('no-account-yet@example.org');
+    const page = await client.get('/console/statements');
+    assert.doesNotMatch(page.body, /emailing my statements|Email me my statements/);
+    const refused = await client.post('/console/statements/emails', { send: 'no' });
+    assert.equal(refused.statusCode, 404);
+  });
 });

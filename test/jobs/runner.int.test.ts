@@ -57,8 +57,10 @@ describe('balance warnings', () => {
       'balance-warnings': 'done',
       'warning-emails': 'done',
       drift: 'done',
+      incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.deepEqual(await warnings(db), [], '7.09 days left: not yet within a week');
     assert.equal(mailer.sent.length, 0);
@@ -277,8 +279,10 @@ describe('several runners', () => {
       'balance-warnings': 'done',
       'warning-emails': 'done',
       drift: 'done',
+      incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.deepEqual(second.logged, ['reconcile: running in another process: skipped']);
     release();
@@ -287,8 +291,10 @@ describe('several runners', () => {
       'balance-warnings': 'done',
       'warning-emails': 'done',
       drift: 'done',
+      incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.equal(provider.calls.length, 1);
     assert.equal((await warnings(db)).length, 1);
@@ -308,8 +314,10 @@ describe('reconciliation', () => {
       'balance-warnings': 'done',
       'warning-emails': 'done',
       drift: 'done',
+      incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.equal(outcomes[0]!.error, 'btcpay: BTCPay Server answered 502');
     assert.deepEqual(run.logged, ['reconcile: failed: btcpay: BTCPay Server answered 502']);

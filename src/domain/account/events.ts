@@ -82,6 +82,13 @@ export type VmAccrualEnded = Event<
   { accountId: string; vmId: string; reason: 'vanished-from-host'; host: string; reportId: string | null; at: string }
 >;
 
+/**
+ * The customer chose whether their monthly statement is emailed to them (`send`); until the first
+ * choice it is. A preference, not money: it moves no balance, but it is the customer's own decision,
+ * kept with who made it and when, like every other change to their account.
+ */
+export type StatementEmailsChosen = Event<'StatementEmailsChosen', { accountId: string; send: boolean; at: string }>;
+
 export type AccountEvent =
   | AccountOpened
   | PaymentRecorded
@@ -91,7 +98,8 @@ export type AccountEvent =
   | BalanceWarningIssued
   | VmCreationRequested
   | VmDeletionRequested
-  | VmAccrualEnded;
+  | VmAccrualEnded
+  | StatementEmailsChosen;
 
 export const accountEventTypes: AccountEvent['type'][] = [
   'AccountOpened',
@@ -103,6 +111,7 @@ export const accountEventTypes: AccountEvent['type'][] = [
   'VmCreationRequested',
   'VmDeletionRequested',
   'VmAccrualEnded',
+  'StatementEmailsChosen',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

@@ -25,6 +25,8 @@ export type Account = {
   vms: Map<string, VmState>;
   /** warning levels issued since the last top-up (a payment recorded or reinstated re-arms them all) */
   warningsIssued: ReadonlySet<WarningLevel>;
+  /** whether each month's statement is emailed (StatementEmailsChosen); yes until the customer says otherwise */
+  statementEmails: boolean;
 };
 
 export const initialAccount = (): Account => ({
@@ -34,6 +36,7 @@ export const initialAccount = (): Account => ({
   references: new Map(),
   vms: new Map(),
   warningsIssued: new Set(),
+  statementEmails: true,
 });
 
 const ms = (iso: string) => Date.parse(iso);
@@ -100,6 +103,8 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
       const vanishedAtMs = Math.min(vm.vanishedAtMs ?? Number.POSITIVE_INFINITY, ms(event.data.at));
       return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, vanishedAtMs }) };
     }
+    case 'StatementEmailsChosen':
+      return { ...state, statementEmails: event.data.send };
     default: {
       const unknown: never = event;
       return unknown;

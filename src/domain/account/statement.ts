@@ -81,6 +81,12 @@ export function nextMonth(month: Month): Month {
   return monthOf(date.getTime());
 }
 
+export function previousMonth(month: Month): Month {
+  const date = new Date(monthStartMs(month));
+  date.setUTCMonth(date.getUTCMonth() - 1);
+  return monthOf(date.getTime());
+}
+
 /** The month an instant falls in. */
 export const monthOf = (atMs: number): Month => new Date(atMs).toISOString().slice(0, 7);
 

@@ -253,6 +253,10 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
         `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: ` +
         'you are not charged for it after that.'
       );
+    case 'StatementEmailsChosen':
+      return event.data.send
+        ? 'You chose to receive your monthly statements by email.'
+        : 'You chose not to receive your monthly statements by email (they stay on the Statements page).';
     case 'VmPlaced':
       return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
     case 'VmProvisioned': {

@@ -4,7 +4,8 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { parseMonth, type Month } from '../../domain/account/statement.ts';
 import { DomainError } from '../../domain/shared/errors.ts';
-import { accountStatement, accountStatementMonths, openMonthRefusal } from '../../read/statements.ts';
+import type { Cause } from '../../domain/events.ts';
+import { accountStatement, openMonthRefusal, statementsOverview } from '../../read/statements.ts';
 import { statementFragment } from '../../statements/html.ts';
 import { statementPdf } from '../../statements/pdf.ts';
 import { monthTitle, statementView, type StatementView } from '../../statements/view.ts';
@@ -16,9 +17,29 @@ export const statementPages: FastifyPluginAsync<WebContext> = async (app, deps) 
 
   app.get('/console/statements', async (request, reply) => {
     const accountId = await deps.ledger.accountIdFor(signedIn(request).email);
-    const months = accountId ? await accountStatementMonths(deps.pool, accountId, deps.now()) : [];
-    return reply.view('statements.eta', { months: months.map((month) => ({ month, title: monthTitle(month) })) });
+    const { months, emailed } = accountId ? await statementsOverview(deps.pool, accountId, deps.now()) : { months: [], emailed: true };
+    return reply.view('statements.eta', {
+      months: months.map((month) => ({ month, title: monthTitle(month) })),
+      hasAccount: accountId !== null,
+      emailed,
+    });
   });
+
+  // The customer's choice whether the statements are emailed: an event on their account (CSRF-checked like every POST).
+  app.post<{ Body: { send: 'yes' | 'no' } }>(
+    '/console/statements/emails',
+    { schema: { body: emailsBodySchema }, attachValidation: true },
+    async (request, reply) => {
+      if (request.validationError) {
+        const message = 'The form did not say whether to email your statements: go back, reload the page and try again.';
+        return refusedPage(reply, { status: 400, title: 'That form did not arrive whole', message });
+      }
+      const email = signedIn(request).email;
+      const cause: Cause = { by: { kind: 'customer', id: (await deps.ledger.accountIdFor(email)) ?? email } };
+      await deps.ledger.chooseStatementEmails(email, request.body.send === 'yes', cause);
+      return reply.redirect('/console/statements', 303);
+    },
+  );
 
   app.get<{ Params: { month: string } }>('/console/statements/:month', async (request, reply) => {
     const found = await ownStatement(deps, signedIn(request).email, request.params.month);
@@ -37,6 +58,12 @@ export const statementPages: FastifyPluginAsync<WebContext> = async (app, deps) 
       .send(pdf);
   });
 };
+
+const emailsBodySchema = {
+  type: 'object',
+  required: ['send'],
+  properties: { send: { type: 'string', enum: ['yes', 'no'] } },
+} as const;
 
 type Refusal = { status: 400 | 404; title: string; message: string };
 

@@ -11,14 +11,17 @@ function row(date: string, description: string, note: string | null, amount: str
   return `    <tr${cls}><td class="nowrap">${escapeHtml(date)}</td><td>${escapeHtml(description)}${noteHtml}</td><td class="num nowrap">${escapeHtml(amount)}</td></tr>\n`;
 }
 
-/** The statement's body: issuer, account, period, and the lines between the opening and the closing balance. */
-export function statementFragment(view: StatementView): string {
+/**
+ * The statement's body: issuer, account, period, and the lines between the opening and the closing
+ * balance. `heading: false` where the page around it already names the statement (the console).
+ */
+export function statementFragment(view: StatementView, options: { heading: boolean } = { heading: true }): string {
   const address = view.issuer.addressLines.map((line) => `<br>${escapeHtml(line)}`).join('');
   const rows = view.rows.map((r) => row(r.date, r.description, r.note, r.amount)).join('');
-  return `<section class="statement" aria-labelledby="statement-title">
+  const title = `Statement for ${escapeHtml(view.title)}`;
+  return `<section class="statement" aria-label="${title}">
   <p class="issuer"><strong>${escapeHtml(view.issuer.name)}</strong>${address}</p>
-  <h2 id="statement-title">Statement for ${escapeHtml(view.title)}</h2>
-  <dl class="facts">
+${options.heading ? `  <h2>${title}</h2>\n` : ''}  <dl class="facts">
     <dt>Account</dt><dd>${escapeHtml(view.email)}</dd>
     <dt>Period</dt><dd>${escapeHtml(view.period)}</dd>
   </dl>

@@ -44,7 +44,11 @@ export const statementPages: FastifyPluginAsync<WebContext> = async (app, deps) 
   app.get<{ Params: { month: string } }>('/console/statements/:month', async (request, reply) => {
     const found = await ownStatement(deps, signedIn(request).email, request.params.month);
     if ('status' in found) return refusedPage(reply, found);
-    return reply.view('statement.eta', { title: found.view.title, month: found.view.month, statement: statementFragment(found.view) });
+    return reply.view('statement.eta', {
+      title: found.view.title,
+      month: found.view.month,
+      statement: statementFragment(found.view, { heading: false }),
+    });
   });
 
   app.get<{ Params: { month: string } }>('/console/statements/:month/pdf', async (request, reply) => {

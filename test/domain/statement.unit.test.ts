@@ -159,6 +159,12 @@ describe('monthly statements', () => {
           assert.ok(rounding.length <= 1 && Math.abs(rounding[0]?.amountCents ?? 0) <= statement.lines.length);
           previousClosing = statement.closingCents;
         }
+        // The months listed are exactly those whose statement has a line.
+        const nowMs = lastMs + 40 * dayMs;
+        const withLines = months('2025-12', 6 + Math.ceil((lastMs - originMs) / (30 * dayMs)))
+          .filter((month) => monthStartMs(nextMonth(month)) <= nowMs && monthlyStatement(events, month).lines.length > 0)
+          .reverse();
+        assert.deepEqual(statementMonths(events, nowMs), withLines);
       }),
       { numRuns: 300 },
     );

@@ -192,17 +192,27 @@ function chargeLines(state: Account, startMs: number, endMs: number): ChargeLine
 export const maxStatementMonths = 240;
 
 /**
- * The closed months (before `nowMs`) the account has a statement for: those with a line, a payment
- * fact or a capsul running, newest first.
+ * The closed months (before `nowMs`) the account has a statement for, newest first: those a statement
+ * would have a line in — a payment fact took effect in it, or a capsul ran in it — found without
+ * computing each month's statement.
  */
 export function statementMonths(events: readonly RecordedEvent[], nowMs: number): Month[] {
-  const first = events.reduce((min, { event }) => Math.min(min, Date.parse(event.data.at)), Number.POSITIVE_INFINITY);
-  if (!Number.isFinite(first)) return [];
   const state = foldAccount(events);
-  const months: Month[] = [];
-  // A fact at a month's first instant belongs to the month before (the balance as of an instant counts it).
-  for (let month = monthOf(first - 1); isClosed(month, nowMs); month = nextMonth(month)) {
-    if (statementOf(state, events, month).lines.length > 0) months.push(month);
+  const months = new Set<Month>();
+  for (const { event } of events) {
+    if (paymentKinds[event.type] === undefined || !('paymentId' in event.data)) continue;
+    // A fact at a month's first instant belongs to the month before (the balance as of an instant counts it).
+    if (state.payments.has(event.data.paymentId)) months.add(monthOf(Date.parse(event.data.at) - 1));
   }
-  return months.reverse().slice(0, maxStatementMonths);
+  for (const vm of state.vms.values()) {
+    if (vm.priceCentsPerMonth <= 0) continue;
+    const endMs = Math.min(accrualEndMs(vm) ?? nowMs, nowMs);
+    if (endMs <= vm.createdAtMs) continue; // deleted the instant it was created: never charged
+    for (let month = monthOf(vm.createdAtMs); monthStartMs(month) < endMs; month = nextMonth(month)) months.add(month);
+  }
+  return [...months]
+    .filter((month) => isClosed(month, nowMs))
+    .sort()
+    .reverse()
+    .slice(0, maxStatementMonths);
 }

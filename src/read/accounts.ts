@@ -77,7 +77,11 @@ function accrualOf(row: Record<string, string | null>): Accrual {
   };
 }
 
-/** Several accounts' balances at `at`, from two queries whatever their number; an unknown id has none. */
+/**
+ * Several accounts' balances at `at`, from two queries whatever their number; an unknown id has none.
+ * For now or later: the projections hold each payment's validity as it is now, not when it changed, so
+ * a past instant before a correction is the fold's to answer (`Ledger.balanceCents`, `balance --as-of`).
+ */
 export async function balancesAt(db: Queryable, accountIds: readonly string[], at: Date): Promise<Map<string, Balance>> {
   const payments = await db.query(
     `SELECT account_id, ${paidSql('$2')} AS paid FROM payments WHERE account_id = ANY($1::text[]) GROUP BY account_id`,
@@ -90,7 +94,7 @@ export async function balancesAt(db: Queryable, accountIds: readonly string[], a
   return new Map([...funds].map(([id, f]) => [id, { ...f, balanceCents: balanceOfFunds(f, at.getTime()) }]));
 }
 
-/** One account's balance at `at` (0 for an account with nothing in it). */
+/** One account's balance at `at`, now or later (0 for an account with nothing in it); see balancesAt. */
 export async function balanceAt(db: Queryable, accountId: string, at: Date): Promise<Cents> {
   return (await balancesAt(db, [accountId], at)).get(accountId)!.balanceCents;
 }

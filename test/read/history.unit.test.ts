@@ -77,8 +77,10 @@ describe('grouping routine state reports', () => {
 });
 
 describe('kinds of history', () => {
-  it('money is payments, their corrections and refunds, and balance warnings', () => {
+  it('money is payments, their corrections and refunds, balance warnings, suspensions and resumptions', () => {
     assert.deepEqual(typesOfKind('money')?.sort(), [
+      'AccountResumed',
+      'AccountSuspended',
       'BalanceWarningIssued',
       'PaymentInvalidated',
       'PaymentRecorded',

@@ -26,12 +26,12 @@ export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'dri
 export type JobName = (typeof jobNames)[number];
 
 /** The configuration's part of JobDeps. */
-type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'opsEmails' | 'alerts';
+type JobSettings = 'overdraftCents' | 'suspensionPointCents' | 'graceDays' | 'baseUrl' | 'supportEmail' | 'opsEmails' | 'alerts';
 
 /** JobDeps from the configuration's settings and the process's services. */
 export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDeps, JobSettings>): JobDeps {
-  const { overdraftCents, baseUrl, supportEmail, opsEmails, alerts } = config;
-  return { ...services, overdraftCents, baseUrl, supportEmail, opsEmails, alerts };
+  const { overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts } = config;
+  return { ...services, overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts };
 }
 
 /** `pool`, `now`, `hosts` and `cache`: the process's own (src/ledger/services.ts), handed down. */
@@ -44,6 +44,10 @@ export type JobDeps = {
   providers: readonly PaymentProvider[];
   /** zero or negative: at or below this balance an account's capsuls are deleted */
   overdraftCents: Cents;
+  /** at or below this balance (above the overdraft) an account's capsuls are suspended */
+  suspensionPointCents: Cents;
+  /** days a suspended account has before deletion for nonpayment */
+  graceDays: number;
   baseUrl: string;
   supportEmail: string;
   /** the operators (OPS_EMAILS, or ADMIN_EMAILS), told of incidents; none: no one is told */

@@ -8,9 +8,53 @@ import { streamVersionExpression } from '../db/event-store.ts';
 import type { Queryable } from './rows.ts';
 
 /** The account capsul `vmId` bills, and whether its deletion was requested; null when there is no such capsul. */
-export async function accountOfCapsul(db: Queryable, vmId: string): Promise<{ accountId: string; deletionRequested: boolean } | null> {
-  const { rows } = await db.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [vmId]);
-  return rows[0] ? { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested } : null;
+export async function accountOfCapsul(
+  db: Queryable,
+  vmId: string,
+): Promise<{ accountId: string; deletionRequested: boolean; suspended: boolean } | null> {
+  const { rows } = await db.query(
+    `SELECT v.account_id, v.deleted IS NOT NULL AS deletion_requested, a.suspended IS NOT NULL AS suspended
+     FROM vms v JOIN accounts a ON a.id = v.account_id WHERE v.id = $1`,
+    [vmId],
+  );
+  return rows[0] ? { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested, suspended: rows[0].suspended } : null;
+}
+
+/**
+ * Suspended accounts a payment was recorded on since their suspension (a top-up may have brought them
+ * back above the suspension point): the resumption reaction folds each. Oldest suspension first.
+ */
+export async function suspendedAccountsPaidSince(db: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await db.query(
+    `SELECT a.id FROM accounts a WHERE a.suspended IS NOT NULL
+       AND EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id AND p.recorded > a.suspended)
+     ORDER BY a.suspended LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => row.id);
+}
+
+/** No operation of the capsul still waits for its host. */
+const noOpenOperation = `NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.completed IS NULL)`;
+
+/** Capsuls a suspension stopped that still run (or were never seen stopped), with no operation waiting. */
+export async function suspendedStillRunning(db: Queryable, limit: number): Promise<{ id: string; accountId: string }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id FROM vms v
+     WHERE v.suspended IS NOT NULL AND v.deleted IS NULL AND v.host IS NOT NULL AND v.state IN ('running', 'paused', 'crashed')
+       AND ${noOpenOperation}
+     ORDER BY v.suspended, v.id LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id }));
+}
+
+/** Capsuls a resumption is to start again, stopped now, with no operation waiting. */
+export async function resumedStillStopped(db: Queryable, limit: number): Promise<{ id: string; accountId: string }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id FROM vms v
+     WHERE v.start_on_resume AND v.deleted IS NULL AND v.host IS NOT NULL AND v.state = 'stopped' AND ${noOpenOperation}
+     ORDER BY v.id LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id }));
 }
 
 export type ListedCapsul = {

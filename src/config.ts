@@ -60,6 +60,8 @@ export type Config = {
   requestLogLevel: LogLevel;
   /** the day the provider began: no payment can have been received before it */
   providerStart: Date;
+  /** who issues the monthly statements: a name and the address lines printed under it */
+  provider: ProviderIdentity;
   /** a Prometheus scrape's bearer token: /metrics is served only when it is set, only to requests bearing it */
   metricsToken: string | undefined;
 };
@@ -74,6 +76,8 @@ export type AlertLimits = {
   /** a scheduled job's failed runs in a row */
   jobFailures: number;
 };
+
+export type ProviderIdentity = { name: string; addressLines: string[] };
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const logFormats = ['pretty', 'json'] as const;
@@ -174,6 +178,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     requestLogLevel: readLogLevel(env.LOG_REQUESTS, 'LOG_REQUESTS', mode === 'both' ? 'debug' : 'info'),
     providerStart: readProviderStart(env.PROVIDER_START_DATE),
     metricsToken: readMetricsToken(env.METRICS_TOKEN),
+    provider: readProvider(env, new URL(baseUrl).hostname),
   };
   if (config.suspensionPointCents > 0 || config.suspensionPointCents <= config.overdraftCents) {
     throw new ConfigError(
@@ -229,6 +234,24 @@ function readMetricsToken(text: string | undefined): string | undefined {
       'METRICS_TOKEN must be at least 16 characters without spaces (e.g. openssl rand -hex 32), or unset for no /metrics',
     );
   return token;
+}
+
+const maxAddressLines = 6;
+const maxIdentityLength = 100;
+
+/** PROVIDER_NAME and PROVIDER_ADDRESS (lines separated by "|"): printed on every statement. */
+function readProvider(env: NodeJS.ProcessEnv, hostname: string): ProviderIdentity {
+  const name = env.PROVIDER_NAME?.trim() || hostname;
+  const addressLines = (env.PROVIDER_ADDRESS ?? '')
+    .split('|')
+    .map((line) => line.trim())
+    .filter(Boolean);
+  const bad = [name, ...addressLines].find((line) => line.length > maxIdentityLength || /[\p{Cc}]/u.test(line));
+  if (bad !== undefined)
+    throw new ConfigError(`PROVIDER_NAME and each line of PROVIDER_ADDRESS must be one line of at most ${maxIdentityLength} characters`);
+  if (addressLines.length > maxAddressLines)
+    throw new ConfigError(`PROVIDER_ADDRESS has at most ${maxAddressLines} lines, separated by "|"`);
+  return { name, addressLines };
 }
 
 function readProviderStart(text: string | undefined): Date {

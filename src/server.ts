@@ -120,6 +120,7 @@ export async function serve(io: CliIo): Promise<number> {
     afterReports: () => reactions.poke(),
     afterCommands: () => reactions.poke(),
     supportEmail: config.supportEmail,
+    issuer: config.provider,
     baseUrl: config.baseUrl,
     secretKey: config.secretKey ?? (await developmentSecretKey(config)),
     adminEmails: config.adminEmails,

@@ -17,6 +17,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
+import { statementCommands } from './statement.ts';
 import { statusCommands } from './status.ts';
 import { CliError, UsageError, type CommandSpec } from './context.ts';
 import { parseId, parseInstant, required } from './parse.ts';
@@ -359,13 +360,15 @@ export const commands: Record<string, CommandSpec> = {
   },
 
   'cron-task': {
-    summary: 'run the scheduled jobs once: reconciliation, balance warnings and their emails, drift, incidents and their emails, receipts',
+    summary:
+      'run the scheduled jobs once: reconciliation, balance warnings and their emails, drift, incidents and their emails, receipts, statements',
     usage: `capsul cron-task [--dry-run] [--now <ISO>]
 
   Runs each job once, in order, as the hub does on its schedule: the payment providers'
   reconciliation, balance warnings (and deletion for nonpayment past the overdraft), their emails, the
   drift check, the incidents (opened and cleared: hosts offline, operations waiting, webhooks or jobs
-  failing, drift, capsuls vanished) and their emails to OPS_EMAILS, receipts for payments credited. A job another process is running is skipped. Exits 1 when a job failed. See
+  failing, drift, capsuls vanished) and their emails to OPS_EMAILS, receipts for payments credited, and
+  in a month's first 7 days the statements of the month before. A job another process is running is skipped. Exits 1 when a job failed. See
   docs/operations.md.
   --dry-run    print what each job would do (each account, level and capsul); change nothing, send nothing
   --now <ISO>  evaluate as of that instant instead (the ledger's events up to then): with --dry-run only`,
@@ -433,6 +436,7 @@ export const commands: Record<string, CommandSpec> = {
       if (version !== latestVersion()) ctx.note(`this code's schema version is ${latestVersion()}`);
     },
   },
+  ...statementCommands,
   ...statusCommands,
   ...auditCommands,
 };

@@ -56,10 +56,13 @@ export const advisoryLocks = {
     'warning-emails': pair(jobSpace, 5),
     'incident-emails': pair(jobSpace, 6),
     incidents: pair(jobSpace, 7),
+    'statement-emails': pair(jobSpace, 8),
   },
   /** one sender per email at a time ("rcpt", "warn"; "incd", 0x696e6364, was the operators' email per vanished capsul until migration 18) */
   receiptEmail: (paymentId: string) => pairOfText(0x72637074, paymentId),
   warningEmail: (warning: string) => pairOfText(0x7761726e, warning),
+  /** one sender per account's monthly statement ("sttm"), keyed <account id>/<month> */
+  statementEmail: (accountMonth: string) => pairOfText(0x7374746d, accountMonth),
   /** one customer's SSH key changes take turns */
   sshKeys: (email: string) => textKey(`ssh_public_keys:${email}`),
   /** one look at a BTCPay invoice at a time */

@@ -25,6 +25,8 @@ import { installMetrics } from './metrics.ts';
 import { providerRoutes } from './payments/index.ts';
 import { spokeApi, spokeApiPrefix } from './spoke-api.ts';
 import { accountPages } from './web/account.ts';
+import { statementPages } from './web/statements.ts';
+import type { Issuer } from '../statements/view.ts';
 import { adminPages } from './web/admin.ts';
 import { authPages } from './web/auth.ts';
 import { consolePages } from './web/console.ts';
@@ -47,6 +49,8 @@ export type HubDeps = {
   /** after a customer's or operator's command (a capsul requested or deleted): run the reactions now */
   afterCommands?: () => void;
   supportEmail?: string;
+  /** who issues the monthly statements (PROVIDER_NAME, PROVIDER_ADDRESS); default: capsul, no address */
+  issuer?: Issuer;
   /** the site's public address, for links in emails; https → Secure cookies */
   baseUrl?: string;
   /** signs cookies; default: a random key (sessions then end with the process) */
@@ -187,6 +191,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     now,
     baseUrl,
     supportEmail: deps.supportEmail ?? 'support@localhost',
+    issuer: deps.issuer ?? { name: 'capsul', addressLines: [] },
     afterCommands: deps.afterCommands ?? (() => {}),
     providers: (deps.providers ?? []).map(({ id, label, path }) => ({ id, label, path })),
   };
@@ -196,6 +201,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(consolePages, web);
   await app.register(keyPages, web);
   await app.register(accountPages, web);
+  await app.register(statementPages, web);
   await app.register(adminPages, web);
   for (const provider of deps.providers ?? []) await providerRoutes(app, provider, { pool: deps.pool, now });
   // Spokes heartbeat and poll all day: their routine requests stay out of the info log.

@@ -1,13 +1,13 @@
 // Runs the scheduled jobs once, in order: payment providers' reconciliation first (so money a missed
 // webhook would have credited counts before balances are judged), balance warnings, their emails, the
-// drift check, the incidents (opened and cleared) and the operators' emails about them, receipts. Each
-// job runs under its own PostgreSQL advisory lock: a job another process is running is skipped, never
-// run twice at once. Every job is safe to run again: a second run finds nothing more.
+// drift check, the incidents (opened and cleared) and the operators' emails about them, receipts, the
+// monthly statements. Each job runs under its own PostgreSQL advisory lock: a job another process is
+// running is skipped, never run twice at once. Every job is safe to run again: a second run finds nothing more.
 import type { Clock } from '../core/clock.ts';
 import type { StreamCache } from '../ledger/cache.ts';
 import type { Hosts } from '../ledger/hosts.ts';
 import type pg from 'pg';
-import type { AlertLimits, Config } from '../config.ts';
+import type { AlertLimits, Config, ProviderIdentity } from '../config.ts';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import type { Cents } from '../domain/shared/money.ts';
 import { jobDuration, jobFailures, jobRuns } from '../core/metrics.ts';
@@ -20,18 +20,36 @@ import { watchIncidents } from './incidents.ts';
 import type { JobRun } from './job.ts';
 import { recordJobRun } from './job-runs.ts';
 import { sendReceipts } from './receipts.ts';
+import { sendStatementEmails } from './statement-emails.ts';
 import { sendWarningEmails } from './warning-emails.ts';
 
-export const jobNames = ['reconcile', 'balance-warnings', 'warning-emails', 'drift', 'incidents', 'incident-emails', 'receipts'] as const;
+export const jobNames = [
+  'reconcile',
+  'balance-warnings',
+  'warning-emails',
+  'drift',
+  'incidents',
+  'incident-emails',
+  'receipts',
+  'statement-emails',
+] as const;
 export type JobName = (typeof jobNames)[number];
 
 /** The configuration's part of JobDeps. */
-type JobSettings = 'overdraftCents' | 'suspensionPointCents' | 'graceDays' | 'baseUrl' | 'supportEmail' | 'opsEmails' | 'alerts';
+type JobSettings =
+  | 'overdraftCents'
+  | 'suspensionPointCents'
+  | 'graceDays'
+  | 'baseUrl'
+  | 'supportEmail'
+  | 'opsEmails'
+  | 'alerts'
+  | 'provider';
 
 /** JobDeps from the configuration's settings and the process's services. */
 export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDeps, JobSettings>): JobDeps {
-  const { overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts } = config;
-  return { ...services, overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts };
+  const { overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts, provider } = config;
+  return { ...services, overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts, provider };
 }
 
 /** `pool`, `now`, `hosts` and `cache`: the process's own (src/ledger/services.ts), handed down. */
@@ -54,6 +72,8 @@ export type JobDeps = {
   opsEmails?: readonly string[];
   /** when a condition becomes an incident */
   alerts: AlertLimits;
+  /** who issues the monthly statements (PROVIDER_NAME, PROVIDER_ADDRESS); default: capsul, no address */
+  provider?: ProviderIdentity;
   now: Clock;
   /** after capsuls' deletion was requested: let the reactor schedule their delete operations now */
   afterDeletions?: () => void;
@@ -145,6 +165,9 @@ async function runJob(deps: JobDeps, job: JobName, run: JobRun): Promise<void> {
       return;
     case 'receipts':
       await sendReceipts(deps, run);
+      return;
+    case 'statement-emails':
+      await sendStatementEmails({ ...deps, issuer: deps.provider ?? { name: 'capsul', addressLines: [] } }, run);
       return;
     default: {
       const unknown: never = job;

@@ -1,5 +1,5 @@
 // The jobs on a schedule in the hub (node-cron): reconciliation, balance warnings and the drift check
-// every hour; the incidents, receipts, warning and incident emails every minute, receipts also soon
+// every hour; the incidents, receipts, warning, incident and monthly statement emails every minute, receipts also soon
 // after a payment. Several hubs may share a database: the
 // hourly round runs only in the hub that holds the scheduler's advisory lock (the first to ask keeps
 // it until it stops or its connection drops, then another takes over), so each hour's round runs
@@ -25,7 +25,7 @@ export type Schedule = {
 
 const hourlyJobs: JobName[] = ['reconcile', 'balance-warnings', 'warning-emails', 'drift'];
 /** Every minute: the incidents, and emails that are due or failed before (receipts, warnings, incidents for the operators). */
-const mailJobs: JobName[] = ['receipts', 'warning-emails', 'incidents', 'incident-emails'];
+const mailJobs: JobName[] = ['receipts', 'warning-emails', 'incidents', 'incident-emails', 'statement-emails'];
 
 export function startSchedule(deps: JobDeps, options: ScheduleOptions): Schedule {
   const { log } = options;

@@ -278,6 +278,19 @@ export class Ledger {
     return { operationId, changed: events.length > 0 };
   }
 
+  /** The customer's choice whether each month's statement is emailed to them; changed: false when it already was so. */
+  async chooseStatementEmails(emailText: string, send: boolean, cause: Cause): Promise<{ changed: boolean }> {
+    const email = canonicalEmail(emailText);
+    const accountId = await this.accountIdFor(email);
+    if (!accountId) throw notFound('there is no account yet: statements begin with the first payment');
+    const { events } = await handleCommand(this.deps, accountStream(accountId), accountDecider, {
+      type: 'ChooseStatementEmails',
+      data: { send },
+      metadata: { now: this.now(), cause },
+    });
+    return { changed: events.length > 0 };
+  }
+
   /** The balance at any instant, past or future, folded from the account's events. */
   async balanceCents(emailText: string, at: Date = this.now()): Promise<Cents> {
     const email = canonicalEmail(emailText);

@@ -73,6 +73,8 @@ export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
       ];
     case 'BalanceWarningIssued':
       return []; // read from the account's stream (history, the warning job), not from a table
+    case 'StatementEmailsChosen':
+      return []; // read from the account's stream (the balance page, the statement-emails job)
     case 'VmCreationRequested': {
       const d = event.data;
       return [

@@ -55,6 +55,7 @@ const kindOfType: Record<LedgerEvent['type'], Exclude<HistoryKind, 'all'> | null
   VmAccrualEnded: 'capsuls',
   AccountSuspended: 'money',
   AccountResumed: 'money',
+  StatementEmailsChosen: null,
   VmPlaced: 'capsuls',
   VmProvisioned: 'capsuls',
   VmStateObserved: 'capsuls',

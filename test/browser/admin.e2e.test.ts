@@ -193,11 +193,27 @@ async function seed(on: Server): Promise<void> {
     await hold(`${longReference}-recorded`, shortEmail);
     // The second host reports a capsul the ledger never placed there: open drift.
     await new Hosts({ pool, now: () => new Date() }).checkDrift('a-second-host-never-seen', ['capsul-stray00001']);
-    // Incidents as an hour on would see them (every host silent), then as now: the hosts' clear, the drift stays open.
+    // Incidents: the drift above, opened by the incidents job now; two from earlier in the day, cleared.
     const alerts = { hostOfflineMinutes: 10, waitingMinutes: 10, webhookFailures: 5, jobFailures: 3 };
-    const quiet = { dryRun: false, report: () => {}, log: () => {} };
-    await watchIncidents({ pool, now: () => new Date(Date.now() + 3600_000), alerts }, quiet);
-    await watchIncidents({ pool, now: () => new Date(), alerts }, quiet);
+    await watchIncidents({ pool, now: () => new Date(), alerts }, { dryRun: false, report: () => {}, log: () => {} });
+    const hoursAgo = (hours: number) => new Date(Date.now() - hours * 3600_000).toISOString();
+    const earlier = [
+      [
+        'host-offline',
+        'rack1-node3',
+        3,
+        2,
+        `host rack1-node3 is offline: it last sent a heartbeat ${hoursAgo(3.2).slice(0, 16).replace('T', ' ')} UTC`,
+      ],
+      ['job-failing', 'reconcile', 5, 4, 'the reconcile job has failed 3 runs in a row'],
+    ] as const;
+    for (const [kind, subject, opened, cleared, summary] of earlier) {
+      await pool.query(
+        `INSERT INTO incidents (kind, subject, opened, cleared, summary, details, mailed_open, mailed_clear, recipients)
+         VALUES ($1, $2, $3, $4, $5, '[]', $3, $4, $6)`,
+        [kind, subject, hoursAgo(opened), hoursAgo(cleared), summary, operatorEmail],
+      );
+    }
   } finally {
     await pool.end();
   }

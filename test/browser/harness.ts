@@ -95,7 +95,7 @@ process.once('exit', () => {
 });
 
 /** `capsul serve` in development mode (hub + simulated spoke on host `local`) on a free port. */
-export async function startServer(options: { adminEmails: string[] }): Promise<Server> {
+export async function startServer(options: { adminEmails: string[]; env?: Record<string, string> }): Promise<Server> {
   const db: TestDatabase = await testDatabase({ host: false });
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-browser-'));
   const port = await freePort();
@@ -114,6 +114,7 @@ export async function startServer(options: { adminEmails: string[] }): Promise<S
     ADMIN_EMAILS: options.adminEmails.join(','),
     SECRET_KEY: 'b'.repeat(64),
     LOG_LEVEL: 'warn',
+    ...options.env,
   };
   let serve: Awaited<ReturnType<typeof startServe>>;
   try {

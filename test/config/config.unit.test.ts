@@ -17,6 +17,12 @@ describe('hub configuration', () => {
     assert.equal(config.supportEmail, 'support@localhost');
   });
 
+  it("names the provider on statements: PROVIDER_NAME (default the site's host) and PROVIDER_ADDRESS lines split at |", () => {
+    assert.deepEqual(readConfig({}).provider, { name: 'localhost', addressLines: [] });
+    const named = readConfig({ PROVIDER_NAME: ' Example Co-op ', PROVIDER_ADDRESS: '1 Example Street | Springfield 12345 ||' });
+    assert.deepEqual(named.provider, { name: 'Example Co-op', addressLines: ['1 Example Street', 'Springfield 12345'] });
+  });
+
   it('logs for a person in development (npm start) and JSON lines for a production hub, requests at debug and info', () => {
     const development = readConfig({});
     assert.deepEqual([development.logFormat, development.requestLogLevel], ['pretty', 'debug']);
@@ -77,6 +83,9 @@ describe('hub configuration', () => {
     [{ TRUST_PROXY: 'everyone; rm -rf' }, /TRUST_PROXY must be/],
     [{ PORT: 'http' }, /PORT must be a number/],
     [{ PROVIDER_START_DATE: '1900-13-01' }, /^PROVIDER_START_DATE must be a date like 2020-05-01/],
+    [{ PROVIDER_NAME: 'x'.repeat(101) }, /^PROVIDER_NAME and each line of PROVIDER_ADDRESS must be one line/],
+    [{ PROVIDER_ADDRESS: 'Street|City\u0007' }, /^PROVIDER_NAME and each line of PROVIDER_ADDRESS must be one line/],
+    [{ PROVIDER_ADDRESS: '1|2|3|4|5|6|7' }, /^PROVIDER_ADDRESS has at most 6 lines/],
     [{ LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, not "verbose"$/],
     [{ METRICS_TOKEN: 'short-token' }, /^METRICS_TOKEN must be at least 16 characters without spaces/],
     [{ METRICS_TOKEN: 'a token with spaces in it' }, /^METRICS_TOKEN must be at least 16 characters without spaces/],

@@ -160,6 +160,18 @@ describe('down steps that would drop facts no event holds', () => {
     });
   });
 
+  it('19 → 18: refused while statement_emails records a statement sent; allowed when it is empty', async () => {
+    await withMigratedDatabase(async (db) => {
+      await recordSomeHistory(db);
+      await db.admin.query(`INSERT INTO statement_emails (account_id, month, outcome, decided) VALUES ('a', '2026-11', 'sent', now())`);
+      await assertDownRefused(db, 18, [
+        /^refused: schema 19 → 18 \(19_down_statement_emails\.sql\) would drop the table statement_emails \(1 rows?\)/,
+      ]);
+      await db.admin.query('DELETE FROM statement_emails');
+      assert.deepEqual(await migrate(db.admin, { target: 18 }), { from: latest, to: 18 });
+    });
+  });
+
   it('18 ⇄ 17: who was told of a vanished capsul goes from incident_emails to incidents and back; the other incidents are monitoring and go', async () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);

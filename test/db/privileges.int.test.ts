@@ -107,6 +107,8 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['DELETE FROM incidents']);
     await refused(['TRUNCATE incidents']);
     await refused(['DELETE FROM webhook_deliveries']);
+    await refused(['DELETE FROM statement_emails']);
+    await refused([`UPDATE statement_emails SET outcome = 'sent'`]);
     await refused([`SELECT setval('payment_ids', 1)`]);
   });
 

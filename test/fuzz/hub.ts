@@ -490,6 +490,13 @@ function routeModels(given: Givens): RouteModel[] {
       query: ['before'],
       queryValues: { before: fc.constantFrom('2026-11-01T00:00:00.000Z', '0', '1', '2026-13-45', '9'.repeat(20)) },
     }),
+    page('GET /console/statements', 'customer'),
+    page('POST /console/statements/emails', 'customer', { fields: ['send'], values: { send: fc.constantFrom('yes', 'no', 'maybe') } }),
+    ...['', '/pdf'].map((suffix) =>
+      page(`GET /console/statements/:month${suffix}`, 'customer', {
+        params: { month: fc.constantFrom('2026-10', '2026-11', '2026-13', '2999-01', 'november', '1969-12', '2026-1') },
+      }),
+    ),
     page('GET /admin', 'admin'),
     page('GET /admin/payments', 'admin', { query: ['email'], queryValues: { email } }),
     page('GET /admin/payments/:id', 'admin', {
@@ -514,6 +521,7 @@ function routeModels(given: Givens): RouteModel[] {
     }),
     page('GET /admin/capsuls', 'admin', { query: ['email'], queryValues: { email } }),
     page('GET /admin/hosts', 'admin'),
+    page('GET /admin/incidents', 'admin'),
     page('GET /admin/events', 'admin'),
     page('GET /payment/stripe', 'customer', { query: ['cancelled'], queryValues: { cancelled: fc.constantFrom('1', '0') } }),
     page('POST /payment/stripe', 'customer', { fields: ['amount'], values: { amount } }),

@@ -60,6 +60,7 @@ describe('balance warnings', () => {
       incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.deepEqual(await warnings(db), [], '7.09 days left: not yet within a week');
     assert.equal(mailer.sent.length, 0);
@@ -286,6 +287,7 @@ describe('several runners', () => {
       incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.deepEqual(second.logged, ['reconcile: running in another process: skipped']);
     assert.deepEqual(statuses(await running), {
@@ -296,6 +298,7 @@ describe('several runners', () => {
       incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.equal(provider.calls.length, 1);
     assert.equal((await warnings(db)).length, 1);
@@ -318,6 +321,7 @@ describe('reconciliation', () => {
       incidents: 'done',
       'incident-emails': 'done',
       receipts: 'done',
+      'statement-emails': 'done',
     });
     assert.equal(outcomes[0]!.error, 'btcpay: BTCPay Server answered 502');
     assert.deepEqual(run.logged, ['reconcile: failed: btcpay: BTCPay Server answered 502']);

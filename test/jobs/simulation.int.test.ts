@@ -128,7 +128,8 @@ describe('sixty days of an account that stops paying', () => {
       'nothing after the deletion',
     );
 
-    // The emails, as the SMTP server received them: the receipt, then one per warning, in order.
+    // The emails, as the SMTP server received them: the receipt, then one per warning, in order, and
+    // March's statement on 1 April (day 31): $20.00 less 31 days of $24.99 a month, rounded once.
     assert.deepEqual(
       captured.map((m) => [m.to.join(','), m.subject]),
       [
@@ -137,6 +138,7 @@ describe('sixty days of an account that stops paying', () => {
         [email, 'capsul: your credit runs out within a day'],
         [email, 'capsul: you are out of funds'],
         [email, 'capsul: your capsuls will be deleted within a week'],
+        [email, 'capsul statement for March 2031: closing balance -$5.45'],
         [email, 'capsul: your capsuls are being deleted for nonpayment'],
       ],
     );

@@ -93,6 +93,9 @@ export type EndVmAccrual = Command<
   CommandMetadata
 >;
 
+/** The customer's choice whether each month's statement is emailed to them. */
+export type ChooseStatementEmails = Command<'ChooseStatementEmails', { send: boolean }, CommandMetadata>;
+
 export type AccountCommand =
   | RecordPayment
   | InvalidatePayment
@@ -103,7 +106,8 @@ export type AccountCommand =
   | RequestVmDeletion
   | EndVmAccrual
   | SuspendAccount
-  | ResumeAccount;
+  | ResumeAccount
+  | ChooseStatementEmails;
 
 /** How far in the future a received-at time may lie (clock skew between machines). */
 const clockSkewMs = 5 * 60_000;
@@ -139,6 +143,12 @@ export function decideAccount(command: AccountCommand, state: Account): AccountE
       return suspendAccount(command.data, state, now);
     case 'ResumeAccount':
       return resumeAccount(state, now);
+    case 'ChooseStatementEmails': {
+      if (state.accountId === null) throw notFound('there is no account yet: statements begin with the first payment');
+      if (typeof command.data.send !== 'boolean') throw invalid('say whether to send the statements: yes or no');
+      if (state.statementEmails === command.data.send) return [];
+      return [{ type: 'StatementEmailsChosen', data: { accountId: state.accountId, send: command.data.send, at } }];
+    }
     default: {
       const unknown: never = command;
       throw new Error(`unknown command ${(unknown as { type: string }).type}`);

@@ -113,6 +113,13 @@ export type AccountResumed = Event<
   { accountId: string; vmIds: string[]; balanceCents: Cents; suspensionPointCents: Cents; at: string }
 >;
 
+/**
+ * The customer chose whether their monthly statement is emailed to them (`send`); until the first
+ * choice it is. A preference, not money: it moves no balance, but it is the customer's own decision,
+ * kept with who made it and when, like every other change to their account.
+ */
+export type StatementEmailsChosen = Event<'StatementEmailsChosen', { accountId: string; send: boolean; at: string }>;
+
 export type AccountEvent =
   | AccountOpened
   | PaymentRecorded
@@ -124,7 +131,8 @@ export type AccountEvent =
   | VmDeletionRequested
   | VmAccrualEnded
   | AccountSuspended
-  | AccountResumed;
+  | AccountResumed
+  | StatementEmailsChosen;
 
 export const accountEventTypes: AccountEvent['type'][] = [
   'AccountOpened',
@@ -138,6 +146,7 @@ export const accountEventTypes: AccountEvent['type'][] = [
   'VmAccrualEnded',
   'AccountSuspended',
   'AccountResumed',
+  'StatementEmailsChosen',
 ];
 
 export const accountStream = (accountId: string) => `account-${accountId}`;

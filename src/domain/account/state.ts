@@ -36,6 +36,8 @@ export type Account = {
   warningsIssued: ReadonlySet<WarningLevel>;
   /** the suspension in force, if any (AccountSuspended, until AccountResumed) */
   suspension: Suspension | null;
+  /** whether each month's statement is emailed (StatementEmailsChosen); yes until the customer says otherwise */
+  statementEmails: boolean;
 };
 
 export const initialAccount = (): Account => ({
@@ -46,6 +48,7 @@ export const initialAccount = (): Account => ({
   vms: new Map(),
   warningsIssued: new Set(),
   suspension: null,
+  statementEmails: true,
 });
 
 const ms = (iso: string) => Date.parse(iso);
@@ -125,6 +128,8 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
     }
     case 'AccountResumed':
       return { ...state, suspension: null };
+    case 'StatementEmailsChosen':
+      return { ...state, statementEmails: event.data.send };
     default: {
       const unknown: never = event;
       return unknown;

@@ -273,6 +273,10 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
       const d = event.data;
       return `Your top-up brought your balance to ${dollars(d.balanceCents)}: the suspension ended${d.vmIds.length > 0 ? ` and ${d.vmIds.join(', ')} start again` : ''}.`;
     }
+    case 'StatementEmailsChosen':
+      return event.data.send
+        ? 'You chose to receive your monthly statements by email.'
+        : 'You chose not to receive your monthly statements by email (they stay on the Statements page).';
     case 'VmPlaced':
       return `Capsul ${event.data.vmId} was placed on a host and is being created.`;
     case 'VmProvisioned': {

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { Clock } from '../../core/clock.ts';
 import type { Hosts } from '../../ledger/hosts.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
+import type { Issuer } from '../../statements/view.ts';
 
 export type WebContext = {
   pool: pg.Pool;
@@ -16,6 +17,8 @@ export type WebContext = {
   supportEmail: string;
   /** the payment providers configured, for the add-funds section */
   providers: readonly { id: string; label: string; path: string }[];
+  /** who issues the monthly statements (PROVIDER_NAME, PROVIDER_ADDRESS) */
+  issuer: Issuer;
   /** call after a command that the reactions act on (a capsul requested or deleted) */
   afterCommands: () => void;
 };

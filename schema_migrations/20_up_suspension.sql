@@ -10,3 +10,7 @@ ALTER TABLE vms
 -- What the reactions look for every few seconds: suspended accounts, and capsuls to stop or start.
 CREATE INDEX accounts_suspended ON accounts (suspended) WHERE suspended IS NOT NULL;
 CREATE INDEX vms_suspension_work ON vms (id) WHERE suspended IS NOT NULL OR start_on_resume;
+-- The warning-emails job mails suspensions and resumptions too (warning_emails.level 'suspended' or
+-- 'resumed'): it looks for them among all events as for the warnings.
+CREATE INDEX IF NOT EXISTS idx_messages_suspensions ON emt_messages (global_position)
+  WHERE message_type IN ('AccountSuspended', 'AccountResumed');

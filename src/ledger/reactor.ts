@@ -151,7 +151,11 @@ export async function suspensionReactions(deps: ReactorDeps): Promise<number> {
     const { state } = await load(deps.pool, accountStream(accountId), accountDecider);
     if (state.suspension === null || balanceCentsAt(state, now.getTime()) <= state.suspension.suspensionPointCents) continue;
     await attempt(`account ${accountId}: not resumed`, () =>
-      handleCommand(deps, accountStream(accountId), accountDecider, { type: 'ResumeAccount', data: {}, metadata: { now, cause: suspension } }),
+      handleCommand(deps, accountStream(accountId), accountDecider, {
+        type: 'ResumeAccount',
+        data: {},
+        metadata: { now, cause: suspension },
+      }),
     );
   }
   for (const vm of await suspendedStillRunning(deps.pool, maxPerRound)) {

@@ -68,6 +68,8 @@ export type ListedCapsul = {
   createdAt: Date;
   /** kinds of the operations still open, oldest first */
   openOperations: string[];
+  /** stopped by its account's suspension for nonpayment (until a top-up, or its deletion) */
+  suspended: boolean;
 };
 
 /** The customer's capsuls not yet deleted, newest first, at most `limit`. */
@@ -75,6 +77,7 @@ export async function customerCapsuls(db: Queryable, email: string, limit: numbe
   const { rows } = await db.query({
     name: 'console-list', // the page customers see most: planned once per connection
     text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created,
+                  v.suspended IS NOT NULL AS suspended,
                   ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations
            FROM vms v LEFT JOIN os_images o ON o.id = v.os
            WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${Math.trunc(limit)}`,
@@ -89,6 +92,7 @@ export async function customerCapsuls(db: Queryable, email: string, limit: numbe
     deletionRequested: row.deleting,
     createdAt: row.created,
     openOperations: row.open_operations,
+    suspended: row.suspended,
   }));
 }
 
@@ -122,6 +126,8 @@ export type CapsulRecord = {
   /** the size's specs, null if the catalogue no longer has it */
   specs: { vcpus: number; memoryMb: number; bandwidthGbPerMonth: number } | null;
   openOperations: string[];
+  /** its account's suspension for nonpayment, if it stopped this capsul: since when, and when deletion comes */
+  suspension: { since: Date; deleteAfter: Date } | null;
   /** the capsul's stream version the row reflects */
   version: bigint;
 };
@@ -133,8 +139,9 @@ const capsulSql = `
          v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
          v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
          ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
+         v.suspended, a.delete_after,
          ${streamVersionExpression('$3')} AS version
-  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os
+  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os LEFT JOIN accounts a ON a.id = v.account_id
   WHERE v.id = $1 AND v.email = $2`;
 
 /** The customer's capsul `vmId`, or null: unknown and someone else's look the same. */
@@ -161,6 +168,7 @@ export async function customerCapsul(db: Queryable, email: string, vmId: string)
     failure: row.failure,
     specs: row.vcpus === null ? null : { vcpus: row.vcpus, memoryMb: row.memory_mb, bandwidthGbPerMonth: row.bandwidth_gb_per_month },
     openOperations: row.open_operations,
+    suspension: row.suspended === null || row.delete_after === null ? null : { since: row.suspended, deleteAfter: row.delete_after },
     version: BigInt(row.version),
   };
 }

@@ -47,7 +47,7 @@ export type Config = {
   topUpMaxCents: number;
   /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
   overdraftCents: number;
-  /** at or below this balance (cents, zero or negative, above the overdraft) an account's capsuls are suspended */
+  /** at or below this balance (cents, zero or negative, not below the overdraft; at it: no suspension) an account's capsuls are suspended */
   suspensionPointCents: number;
   /** days a suspended account has to add funds before its capsuls are deleted (unless the overdraft comes first) */
   graceDays: number;
@@ -180,9 +180,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: readMetricsToken(env.METRICS_TOKEN),
     provider: readProvider(env, new URL(baseUrl).hostname),
   };
-  if (config.suspensionPointCents > 0 || config.suspensionPointCents <= config.overdraftCents) {
+  if (config.suspensionPointCents > 0 || config.suspensionPointCents < config.overdraftCents) {
     throw new ConfigError(
-      `SUSPENSION_POINT_DOLLARS must be zero or below, and above the overdraft (-${(-config.overdraftCents / 100).toFixed(2)}, OVERDRAFT_DOLLARS), not ${(config.suspensionPointCents / 100).toFixed(2)}`,
+      `SUSPENSION_POINT_DOLLARS must be zero or below, and not below the overdraft (-${(-config.overdraftCents / 100).toFixed(2)}, OVERDRAFT_DOLLARS), not ${(config.suspensionPointCents / 100).toFixed(2)}`,
     );
   }
   if (config.topUpMinCents !== null && (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents)) {

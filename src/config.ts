@@ -47,6 +47,10 @@ export type Config = {
   topUpMaxCents: number;
   /** past this negative balance (cents, e.g. -1000 for -$10) the account's capsuls are deleted */
   overdraftCents: number;
+  /** at or below this balance (cents, zero or negative, not below the overdraft; at it: no suspension) an account's capsuls are suspended */
+  suspensionPointCents: number;
+  /** days a suspended account has to add funds before its capsuls are deleted (unless the overdraft comes first) */
+  graceDays: number;
   audit: AuditConfig;
   /** the hub's log level (pino's names) */
   logLevel: LogLevel;
@@ -166,6 +170,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     topUpMinCents: env.TOP_UP_MIN_DOLLARS?.trim() ? dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '') : null,
     topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
+    suspensionPointCents: signedDollarsSetting(env, 'SUSPENSION_POINT_DOLLARS', '0'),
+    graceDays: wholeSetting(env, 'GRACE_DAYS', 14, 1, 365),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
     logLevel: readLogLevel(env.LOG_LEVEL, 'LOG_LEVEL', 'info'),
     logFormat: readLogFormat(env.LOG_FORMAT, mode === 'both' ? 'pretty' : 'json'),
@@ -174,6 +180,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: readMetricsToken(env.METRICS_TOKEN),
     provider: readProvider(env, new URL(baseUrl).hostname),
   };
+  if (config.suspensionPointCents > 0 || config.suspensionPointCents < config.overdraftCents) {
+    throw new ConfigError(
+      `SUSPENSION_POINT_DOLLARS must be zero or below, and not below the overdraft (-${(-config.overdraftCents / 100).toFixed(2)}, OVERDRAFT_DOLLARS), not ${(config.suspensionPointCents / 100).toFixed(2)}`,
+    );
+  }
   if (config.topUpMinCents !== null && (config.topUpMinCents < 1 || config.topUpMinCents > config.topUpMaxCents)) {
     throw new ConfigError('TOP_UP_MIN_DOLLARS must be at least 0.01 and no more than TOP_UP_MAX_DOLLARS');
   }
@@ -328,6 +339,13 @@ function readBtcpayConfig(env: NodeJS.ProcessEnv): BtcpayConfig | undefined {
 }
 
 /** A whole-cents dollar amount from the environment, e.g. "10" or "7.50". */
+/** An amount of dollars that may be negative ("0", "-2.50"), in cents. */
+function signedDollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
+  const text = env[name]?.trim() || fallback;
+  if (!/^-?\d{1,7}(\.\d{1,2})?$/.test(text)) throw new ConfigError(`${name} must be an amount of dollars like 0 or -2.50, not "${text}"`);
+  return Math.round(Number(text) * 100) || 0;
+}
+
 function dollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
   const text = env[name]?.trim() || fallback;
   if (!/^\d{1,7}(\.\d{1,2})?$/.test(text)) throw new ConfigError(`${name} must be an amount of dollars like 10 or 7.50, not "${text}"`);

@@ -237,12 +237,18 @@ export async function countEvents(db: Queryable): Promise<number> {
  * Balance warnings issued within (from, to] that no email has been recorded for yet, oldest first,
  * with the account's email: the warning-emails job's work list.
  */
+/** The account events the warning-emails job mails: balance warnings, suspensions and resumptions. */
+const mailedAccountEvents = `m.message_type IN ('BalanceWarningIssued', 'AccountSuspended', 'AccountResumed')`;
+/** A mailed event's kind: the warning's level, or suspended / resumed. */
+const mailedLevel = `coalesce(m.message_data->>'level', CASE m.message_type WHEN 'AccountSuspended' THEN 'suspended' ELSE 'resumed' END)`;
+
+/** Balance warnings, suspensions and resumptions at (from, to] no email has been recorded for yet, oldest first. */
 export async function unmailedBalanceWarnings(db: Queryable, window: { from: Date; to: Date; limit: number }) {
   const { rows } = await db.query(
-    `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, m.message_data->>'level' AS level,
+    `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, ${mailedLevel} AS level,
             m.message_data->>'at' AS at, a.email
      FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
-     WHERE m.message_type = 'BalanceWarningIssued'
+     WHERE ${mailedAccountEvents}
        AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
        AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)
      ORDER BY m.global_position LIMIT ${Math.trunc(window.limit)}`,
@@ -251,12 +257,12 @@ export async function unmailedBalanceWarnings(db: Queryable, window: { from: Dat
   return rows as { position: string; account_id: string; level: string; at: string; email: string }[];
 }
 
-/** How many balance warnings issued within (from, to] no email has been recorded for yet (what warning-emails owes). */
+/** How many of those within (from, to] no email has been recorded for yet (what warning-emails owes). */
 export async function countUnmailedBalanceWarnings(db: Queryable, window: { from: Date; to: Date }): Promise<number> {
   const { rows } = await db.query(
     `SELECT count(*)::int AS n
      FROM emt_messages m JOIN accounts a ON a.id = m.message_data->>'accountId'
-     WHERE m.message_type = 'BalanceWarningIssued'
+     WHERE ${mailedAccountEvents}
        AND (m.message_data->>'at')::timestamptz > $1 AND (m.message_data->>'at')::timestamptz <= $2
        AND NOT EXISTS (SELECT 1 FROM warning_emails w WHERE w.event_position = m.global_position)`,
     [window.from.toISOString(), window.to.toISOString()],

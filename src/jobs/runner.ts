@@ -36,12 +36,20 @@ export const jobNames = [
 export type JobName = (typeof jobNames)[number];
 
 /** The configuration's part of JobDeps. */
-type JobSettings = 'overdraftCents' | 'baseUrl' | 'supportEmail' | 'opsEmails' | 'alerts' | 'provider';
+type JobSettings =
+  | 'overdraftCents'
+  | 'suspensionPointCents'
+  | 'graceDays'
+  | 'baseUrl'
+  | 'supportEmail'
+  | 'opsEmails'
+  | 'alerts'
+  | 'provider';
 
 /** JobDeps from the configuration's settings and the process's services. */
 export function jobDeps(config: Pick<Config, JobSettings>, services: Omit<JobDeps, JobSettings>): JobDeps {
-  const { overdraftCents, baseUrl, supportEmail, opsEmails, alerts, provider } = config;
-  return { ...services, overdraftCents, baseUrl, supportEmail, opsEmails, alerts, provider };
+  const { overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts, provider } = config;
+  return { ...services, overdraftCents, suspensionPointCents, graceDays, baseUrl, supportEmail, opsEmails, alerts, provider };
 }
 
 /** `pool`, `now`, `hosts` and `cache`: the process's own (src/ledger/services.ts), handed down. */
@@ -54,6 +62,10 @@ export type JobDeps = {
   providers: readonly PaymentProvider[];
   /** zero or negative: at or below this balance an account's capsuls are deleted */
   overdraftCents: Cents;
+  /** at or below this balance (above the overdraft) an account's capsuls are suspended */
+  suspensionPointCents: Cents;
+  /** days a suspended account has before deletion for nonpayment */
+  graceDays: number;
   baseUrl: string;
   supportEmail: string;
   /** the operators (OPS_EMAILS, or ADMIN_EMAILS), told of incidents; none: no one is told */

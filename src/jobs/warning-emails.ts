@@ -1,4 +1,5 @@
-// Warning emails, at least once: every BalanceWarningIssued event is mailed, claimed by its
+// Warning emails, at least once: every BalanceWarningIssued event is mailed, and every AccountSuspended
+// and AccountResumed (the customer told their capsuls stopped, and started again), claimed by its
 // warning_emails row (mail-once.ts: retried next round when the mail server refuses). The email says
 // what the account looked like when the warning was issued (its events folded as of then), whenever
 // it is sent; one not sent within two days is dropped as out of date.
@@ -28,16 +29,20 @@ export type WarningEmailDeps = {
   now: () => Date;
 };
 
-type Pending = { position: string; accountId: string; level: WarningLevel; at: string; email: string };
+type Pending = { position: string; accountId: string; level: WarningLevel | 'suspended' | 'resumed'; at: string; email: string };
 
 export async function sendWarningEmails(deps: WarningEmailDeps, run: JobRun): Promise<{ sent: number }> {
   const pending = await pendingWarnings(deps.pool, run.asOf ?? deps.now());
   return mailEach(run, pending, (warning) => sendOne(deps, warning), {
-    wouldSend: (warning) => `warnings: ${warning.email}: would email the ${warning.level} warning issued ${utcMinute(warning.at)}`,
-    sent: (warning) => `warnings: ${warning.email}: ${warning.level} warning emailed`,
-    failed: (warning, why) => `warnings: ${warning.email}: the ${warning.level} warning's email failed, tried again next round: ${why}`,
+    wouldSend: (warning) => `warnings: ${warning.email}: would email the ${what(warning)} of ${utcMinute(warning.at)}`,
+    sent: (warning) => `warnings: ${warning.email}: ${what(warning)} emailed`,
+    failed: (warning, why) => `warnings: ${warning.email}: the ${what(warning)}'s email failed, tried again next round: ${why}`,
   });
 }
+
+/** "deletion-now warning", "suspension", "resumption". */
+const what = (warning: Pending) =>
+  warning.level === 'suspended' ? 'suspension' : warning.level === 'resumed' ? 'resumption' : `${warning.level} warning`;
 
 /** Warnings issued within the window (by the job's clock) and not mailed yet, oldest first. */
 async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
@@ -45,7 +50,7 @@ async function pendingWarnings(pool: pg.Pool, now: Date): Promise<Pending[]> {
   return rows.map((row) => ({
     position: row.position,
     accountId: row.account_id,
-    level: row.level as WarningLevel,
+    level: row.level as Pending['level'],
     at: row.at,
     email: row.email,
   }));
@@ -60,9 +65,8 @@ function sendOne(deps: WarningEmailDeps, warning: Pending): Promise<boolean> {
       values: [warning.position, warning.accountId, warning.level, deps.now().toISOString()],
     },
   };
-  return sendOnce(deps.pool, deps.mailer, claim, async () =>
-    renderMail(`warning-${warning.level}`, warning.email, await mailData(deps, warning)),
-  );
+  const template = warning.level === 'suspended' || warning.level === 'resumed' ? warning.level : (`warning-${warning.level}` as const);
+  return sendOnce(deps.pool, deps.mailer, claim, async () => renderMail(template, warning.email, await mailData(deps, warning)));
 }
 
 /**
@@ -73,10 +77,16 @@ async function mailData(deps: WarningEmailDeps, warning: Pending) {
   const stream = await loadStream(deps.pool, accountStream(warning.accountId));
   const events = stream.events.map((stored) => stored.event as AccountEvent);
   const atMs = Date.parse(warning.at);
-  const e = evaluateAccount(accountAsOf(events, atMs), atMs, deps.overdraftCents);
+  const account = accountAsOf(events, atMs);
+  const e = evaluateAccount(account, atMs, deps.overdraftCents);
   const listed =
     warning.level === 'deletion-now' ? evaluateAccount(accountAsOf(events, atMs - 1), atMs - 1, deps.overdraftCents).running : e.running;
-  const capsuls: MailCapsul[] = listed.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
+  // A suspension's and a resumption's own capsuls: the ones it stopped, the ones it starts.
+  const own = stream.events.find((stored) => stored.globalPosition === warning.position)?.event as AccountEvent | undefined;
+  const named = own && 'vmIds' in own.data ? new Set(own.data.vmIds) : null;
+  const shown = named === null ? listed : [...account.vms.values()].filter((vm) => named.has(vm.vmId));
+  const capsuls: MailCapsul[] = shown.map((vm) => ({ id: vm.vmId, size: vm.size, pricePerMonth: dollars(vm.priceCentsPerMonth) }));
+  const deleteAfterMs = account.suspension?.deleteAfterMs ?? null;
   return {
     email: warning.email,
     capsuls,
@@ -85,6 +95,8 @@ async function mailData(deps: WarningEmailDeps, warning: Pending) {
     overdraft: dollars(deps.overdraftCents),
     runsOut: e.runsOutAtMs === null ? null : utcMinute(e.runsOutAtMs),
     reachesOverdraft: e.reachesOverdraftAtMs === null ? null : utcMinute(e.reachesOverdraftAtMs),
+    /** suspended: when deletion comes unless funds are added */
+    deleteAfter: deleteAfterMs === null ? null : utcMinute(deleteAfterMs),
     balanceUrl: `${deps.baseUrl}/console/account-balance`,
     supportEmail: deps.supportEmail,
   };

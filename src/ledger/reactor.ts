@@ -9,16 +9,25 @@ import type pg from 'pg';
 import { advisoryLocks, notTaken, withAdvisoryLock } from '../db/advisory-lock.ts';
 import { accountDecider } from '../domain/account/decider.ts';
 import { accountStream } from '../domain/account/events.ts';
+import { balanceCentsAt } from '../domain/account/state.ts';
 import { vmDecider } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { handleCommand, load, type CommandDeps } from './handle.ts';
 import { onlineWithinMs } from './hosts.ts';
-import { capsulsAwaitingPlacement, deletionsToSchedule, vanishedStillCharged } from '../read/capsuls.ts';
+import {
+  capsulsAwaitingPlacement,
+  deletionsToSchedule,
+  resumedStillStopped,
+  suspendedAccountsPaidSince,
+  suspendedStillRunning,
+  vanishedStillCharged,
+} from '../read/capsuls.ts';
 import { hostWithRoom as hostWithRoomSince } from '../read/hosts.ts';
 
 const hub = { by: { kind: 'job' as const, id: 'placement' } };
 const billing = { by: { kind: 'job' as const, id: 'vanished' } };
+const suspension = { by: { kind: 'job' as const, id: 'suspension' } };
 const maxPerRound = 100;
 
 /** `now`: the hub's clock; alone (a test), the system clock. */
@@ -121,9 +130,61 @@ export async function endVanishedAccruals(deps: ReactorDeps): Promise<number> {
   return ended;
 }
 
+/**
+ * Suspension's reactions (docs/billing.md): a suspended account paid since is resumed when its balance
+ * is back above the suspension point (within seconds of a top-up, not at the next hourly job); the
+ * capsuls a suspension stopped that still run are asked to stop, and those a resumption is to start,
+ * to start. Returns how many facts it appended.
+ */
+export async function suspensionReactions(deps: ReactorDeps): Promise<number> {
+  const now = (deps.now ?? systemClock)();
+  let done = 0;
+  const attempt = async (what: string, work: () => Promise<{ events: unknown[] }>) => {
+    try {
+      if ((await work()).events.length > 0) done++;
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      deps.log?.(`${what}: ${error.message}`);
+    }
+  };
+  for (const accountId of await suspendedAccountsPaidSince(deps.pool, maxPerRound)) {
+    const { state } = await load(deps.pool, accountStream(accountId), accountDecider);
+    if (state.suspension === null || balanceCentsAt(state, now.getTime()) <= state.suspension.suspensionPointCents) continue;
+    await attempt(`account ${accountId}: not resumed`, () =>
+      handleCommand(deps, accountStream(accountId), accountDecider, {
+        type: 'ResumeAccount',
+        data: {},
+        metadata: { now, cause: suspension },
+      }),
+    );
+  }
+  for (const vm of await suspendedStillRunning(deps.pool, maxPerRound)) {
+    const context = { accountId: vm.accountId, deletionRequested: false, suspended: true };
+    await attempt(`capsul ${vm.id}: not stopped for its suspension`, () =>
+      handleCommand(deps, vmStream(vm.id), vmDecider, {
+        type: 'RequestStop',
+        data: { vmId: vm.id, force: false, operationId: randomUUID(), context },
+        metadata: { now, cause: { ...suspension, reason: 'nonpayment' } },
+      }),
+    );
+  }
+  for (const vm of await resumedStillStopped(deps.pool, maxPerRound)) {
+    const context = { accountId: vm.accountId, deletionRequested: false, suspended: false };
+    await attempt(`capsul ${vm.id}: not started after its resumption`, () =>
+      handleCommand(deps, vmStream(vm.id), vmDecider, {
+        type: 'RequestStart',
+        data: { vmId: vm.id, operationId: randomUUID(), context },
+        metadata: { now, cause: suspension },
+      }),
+    );
+  }
+  return done;
+}
+
 /** One round of every reaction: money first. */
 export async function react(deps: ReactorDeps): Promise<void> {
   await endVanishedAccruals(deps);
+  await suspensionReactions(deps);
   await scheduleDeletions(deps);
   await placePending(deps);
 }

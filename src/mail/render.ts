@@ -10,7 +10,7 @@ const templatesDir = fileURLToPath(new URL('./templates/', import.meta.url));
 // Compiled once per process. No automatic trimming: a template's line breaks are the email's.
 const eta = new Eta({ views: templatesDir, autoEscape: false, autoTrim: false, cache: true });
 
-export type MailTemplate = 'receipt' | 'statement' | `warning-${WarningLevel}` | 'incidents';
+export type MailTemplate = 'receipt' | 'statement' | `warning-${WarningLevel}` | 'suspended' | 'resumed' | 'incidents';
 
 /** A capsul as emails list it. */
 export type MailCapsul = { id: string; size: string; pricePerMonth: string };

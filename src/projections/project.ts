@@ -13,7 +13,13 @@ import { lookup, type RowOp } from './tables.ts';
 export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
   switch (event.type) {
     case 'AccountOpened':
-      return [{ kind: 'insert', table: 'accounts', row: { id: event.data.accountId, email: event.data.email, created: event.data.at } }];
+      return [
+        {
+          kind: 'insert',
+          table: 'accounts',
+          row: { id: event.data.accountId, email: event.data.email, created: event.data.at, suspended: null, delete_after: null },
+        },
+      ];
     case 'PaymentRecorded': {
       const d = event.data;
       return [
@@ -95,6 +101,8 @@ export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
             failure: null,
             vanished: null,
             accrual_ended: null,
+            suspended: null,
+            start_on_resume: false,
           },
         },
       ];
@@ -108,7 +116,11 @@ export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
       return [vmUpdate(d.vmId, { host: d.host, state: 'creating' }), operation(d.operationId, d.vmId, d.host, 'create', d.at)];
     }
     case 'VmStartRequested':
-      return [operation(event.data.operationId, event.data.vmId, event.data.host, 'start', event.data.at)];
+      // A start asked (after a resumption, or by hand) is the one a resumption was waiting for.
+      return [
+        operation(event.data.operationId, event.data.vmId, event.data.host, 'start', event.data.at),
+        vmUpdate(event.data.vmId, { start_on_resume: false }),
+      ];
     case 'VmStopRequested': {
       const d = event.data;
       return [operation(d.operationId, d.vmId, d.host, d.force ? 'force-stop' : 'stop', d.at)];
@@ -224,11 +236,21 @@ export function project(event: LedgerEvent, metadata: EventMetadata): RowOp[] {
           },
         },
       ];
-    // Not in a table yet: the account stream and its fold are where a suspension is read (issue 12's
-    // wiring adds it to the accounts projection).
-    case 'AccountSuspended':
-    case 'AccountResumed':
-      return [];
+    case 'AccountSuspended': {
+      const d = event.data;
+      const account: RowOp = {
+        kind: 'update',
+        table: 'accounts',
+        key: { id: d.accountId },
+        set: { suspended: d.at, delete_after: d.deleteAfter },
+      };
+      return [account, ...d.vmIds.map((vmId) => vmUpdate(vmId, { suspended: d.at }))];
+    }
+    case 'AccountResumed': {
+      const d = event.data;
+      const account: RowOp = { kind: 'update', table: 'accounts', key: { id: d.accountId }, set: { suspended: null, delete_after: null } };
+      return [account, ...d.vmIds.map((vmId) => vmUpdate(vmId, { suspended: null, start_on_resume: true }))];
+    }
     default: {
       const unknown: never = event;
       throw new Error(`no projection for event ${(unknown as { type: string }).type}`);

@@ -2,7 +2,7 @@
 // capsul_apply_projection relies on). Projection code writes rows only through these definitions,
 // so SQL identifiers never come from data.
 export const projectionTables = {
-  accounts: { key: ['id'], columns: ['id', 'email', 'created'] },
+  accounts: { key: ['id'], columns: ['id', 'email', 'created', 'suspended', 'delete_after'] },
   payments: {
     key: ['id'],
     columns: [
@@ -43,6 +43,8 @@ export const projectionTables = {
       'failure',
       'vanished',
       'accrual_ended',
+      'suspended',
+      'start_on_resume',
     ],
   },
   hosts: { key: ['id'], columns: ['id', 'memory_mb', 'vcpus', 'token_hash', 'registered', 'removed'] },

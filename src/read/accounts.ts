@@ -19,12 +19,25 @@ export async function accountIdByEmail(db: Queryable, email: string): Promise<st
   return rows[0]?.id ?? null;
 }
 
-export type AccountRow = { id: string; email: string; createdAt: Date };
+export type AccountRow = {
+  id: string;
+  email: string;
+  createdAt: Date;
+  /** suspended for nonpayment: since when, and when deletion comes unless funds are added */
+  suspension: { since: Date; deleteAfter: Date } | null;
+};
 
 /** The newest accounts first, at most `limit`. */
 export async function newestAccounts(db: Queryable, limit: number): Promise<AccountRow[]> {
-  const { rows } = await db.query('SELECT id, email, created FROM accounts ORDER BY created DESC, id LIMIT $1', [limit]);
-  return rows.map((row) => ({ id: row.id, email: row.email, createdAt: row.created }));
+  const { rows } = await db.query('SELECT id, email, created, suspended, delete_after FROM accounts ORDER BY created DESC, id LIMIT $1', [
+    limit,
+  ]);
+  return rows.map((row) => ({
+    id: row.id,
+    email: row.email,
+    createdAt: row.created,
+    suspension: row.suspended === null ? null : { since: row.suspended, deleteAfter: row.delete_after },
+  }));
 }
 
 const accountsPerPage = 500;

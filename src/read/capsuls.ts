@@ -8,9 +8,53 @@ import { streamVersionExpression } from '../db/event-store.ts';
 import type { Queryable } from './rows.ts';
 
 /** The account capsul `vmId` bills, and whether its deletion was requested; null when there is no such capsul. */
-export async function accountOfCapsul(db: Queryable, vmId: string): Promise<{ accountId: string; deletionRequested: boolean } | null> {
-  const { rows } = await db.query('SELECT account_id, deleted IS NOT NULL AS deletion_requested FROM vms WHERE id = $1', [vmId]);
-  return rows[0] ? { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested } : null;
+export async function accountOfCapsul(
+  db: Queryable,
+  vmId: string,
+): Promise<{ accountId: string; deletionRequested: boolean; suspended: boolean } | null> {
+  const { rows } = await db.query(
+    `SELECT v.account_id, v.deleted IS NOT NULL AS deletion_requested, a.suspended IS NOT NULL AS suspended
+     FROM vms v JOIN accounts a ON a.id = v.account_id WHERE v.id = $1`,
+    [vmId],
+  );
+  return rows[0] ? { accountId: rows[0].account_id, deletionRequested: rows[0].deletion_requested, suspended: rows[0].suspended } : null;
+}
+
+/**
+ * Suspended accounts a payment was recorded on since their suspension (a top-up may have brought them
+ * back above the suspension point): the resumption reaction folds each. Oldest suspension first.
+ */
+export async function suspendedAccountsPaidSince(db: Queryable, limit: number): Promise<string[]> {
+  const { rows } = await db.query(
+    `SELECT a.id FROM accounts a WHERE a.suspended IS NOT NULL
+       AND EXISTS (SELECT 1 FROM payments p WHERE p.account_id = a.id AND p.recorded > a.suspended)
+     ORDER BY a.suspended LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => row.id);
+}
+
+/** No operation of the capsul still waits for its host. */
+const noOpenOperation = `NOT EXISTS (SELECT 1 FROM operations o WHERE o.vm_id = v.id AND o.completed IS NULL)`;
+
+/** Capsuls a suspension stopped that still run (or were never seen stopped), with no operation waiting. */
+export async function suspendedStillRunning(db: Queryable, limit: number): Promise<{ id: string; accountId: string }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id FROM vms v
+     WHERE v.suspended IS NOT NULL AND v.deleted IS NULL AND v.host IS NOT NULL AND v.state IN ('running', 'paused', 'crashed')
+       AND ${noOpenOperation}
+     ORDER BY v.suspended, v.id LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id }));
+}
+
+/** Capsuls a resumption is to start again, stopped now, with no operation waiting. */
+export async function resumedStillStopped(db: Queryable, limit: number): Promise<{ id: string; accountId: string }[]> {
+  const { rows } = await db.query(
+    `SELECT v.id, v.account_id FROM vms v
+     WHERE v.start_on_resume AND v.deleted IS NULL AND v.host IS NOT NULL AND v.state = 'stopped' AND ${noOpenOperation}
+     ORDER BY v.id LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((row) => ({ id: row.id, accountId: row.account_id }));
 }
 
 export type ListedCapsul = {
@@ -24,6 +68,8 @@ export type ListedCapsul = {
   createdAt: Date;
   /** kinds of the operations still open, oldest first */
   openOperations: string[];
+  /** stopped by its account's suspension for nonpayment (until a top-up, or its deletion) */
+  suspended: boolean;
 };
 
 /** The customer's capsuls not yet deleted, newest first, at most `limit`. */
@@ -31,6 +77,7 @@ export async function customerCapsuls(db: Queryable, email: string, limit: numbe
   const { rows } = await db.query({
     name: 'console-list', // the page customers see most: planned once per connection
     text: `SELECT v.id, v.size, coalesce(o.description, v.os) AS os, v.last_seen_ipv4 AS ipv4, v.state, v.deleted IS NOT NULL AS deleting, v.created,
+                  v.suspended IS NOT NULL AS suspended,
                   ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations
            FROM vms v LEFT JOIN os_images o ON o.id = v.os
            WHERE v.email = $1 AND v.state <> 'deleted' ORDER BY v.created DESC, v.id LIMIT ${Math.trunc(limit)}`,
@@ -45,6 +92,7 @@ export async function customerCapsuls(db: Queryable, email: string, limit: numbe
     deletionRequested: row.deleting,
     createdAt: row.created,
     openOperations: row.open_operations,
+    suspended: row.suspended,
   }));
 }
 
@@ -78,6 +126,8 @@ export type CapsulRecord = {
   /** the size's specs, null if the catalogue no longer has it */
   specs: { vcpus: number; memoryMb: number; bandwidthGbPerMonth: number } | null;
   openOperations: string[];
+  /** its account's suspension for nonpayment, if it stopped this capsul: since when, and when deletion comes */
+  suspension: { since: Date; deleteAfter: Date } | null;
   /** the capsul's stream version the row reflects */
   version: bigint;
 };
@@ -89,8 +139,9 @@ const capsulSql = `
          v.last_seen_ipv4 AS ipv4, v.last_seen_ipv6 AS ipv6, v.dollars_per_month::text AS price,
          v.ssh_public_keys, v.ssh_host_key_fingerprints, v.failure, s.vcpus, s.memory_mb, s.bandwidth_gb_per_month,
          ARRAY(SELECT kind FROM operations WHERE vm_id = v.id AND completed IS NULL ORDER BY created) AS open_operations,
+         v.suspended, a.delete_after,
          ${streamVersionExpression('$3')} AS version
-  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os
+  FROM vms v LEFT JOIN vm_sizes s ON s.id = v.size LEFT JOIN os_images o ON o.id = v.os LEFT JOIN accounts a ON a.id = v.account_id
   WHERE v.id = $1 AND v.email = $2`;
 
 /** The customer's capsul `vmId`, or null: unknown and someone else's look the same. */
@@ -117,6 +168,7 @@ export async function customerCapsul(db: Queryable, email: string, vmId: string)
     failure: row.failure,
     specs: row.vcpus === null ? null : { vcpus: row.vcpus, memoryMb: row.memory_mb, bandwidthGbPerMonth: row.bandwidth_gb_per_month },
     openOperations: row.open_operations,
+    suspension: row.suspended === null || row.delete_after === null ? null : { since: row.suspended, deleteAfter: row.delete_after },
     version: BigInt(row.version),
   };
 }

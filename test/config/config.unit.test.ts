@@ -69,7 +69,23 @@ describe('hub configuration', () => {
     );
   });
 
+  it('suspends at $0.00 with 14 days of grace by default; a point below zero, or at an overdraft of 0 (no suspension), is taken', () => {
+    assert.deepEqual([readConfig({}).suspensionPointCents, readConfig({}).graceDays], [0, 14]);
+    assert.equal(readConfig({ SUSPENSION_POINT_DOLLARS: '-2.50', GRACE_DAYS: '7' }).suspensionPointCents, -250);
+    assert.equal(readConfig({ OVERDRAFT_DOLLARS: '0' }).suspensionPointCents, 0);
+  });
+
   const refusals: [Record<string, string>, RegExp][] = [
+    [
+      { SUSPENSION_POINT_DOLLARS: '1' },
+      /^SUSPENSION_POINT_DOLLARS must be zero or below, and not below the overdraft \(-10\.00, OVERDRAFT_DOLLARS\), not 1\.00$/,
+    ],
+    [
+      { SUSPENSION_POINT_DOLLARS: '-12', OVERDRAFT_DOLLARS: '10' },
+      /^SUSPENSION_POINT_DOLLARS must be zero or below, and not below the overdraft/,
+    ],
+    [{ SUSPENSION_POINT_DOLLARS: 'soon' }, /^SUSPENSION_POINT_DOLLARS must be an amount of dollars like 0 or -2\.50, not "soon"$/],
+    [{ GRACE_DAYS: '0' }, /^GRACE_DAYS must be a whole number from 1 to 365, not "0"$/],
     [{ OPS_EMAILS: 'pager@capsul.org,oops' }, /^OPS_EMAILS must be a comma-separated list of email addresses; "oops" is not one$/],
     [{ ALERT_HOST_OFFLINE_MINUTES: '0' }, /^ALERT_HOST_OFFLINE_MINUTES must be a whole number from 1 to 10080, not "0"$/],
     [{ ALERT_WAITING_MINUTES: '1.5' }, /^ALERT_WAITING_MINUTES must be a whole number from 1 to 10080/],

@@ -102,13 +102,13 @@ describe('suspension', () => {
       .then([]);
   });
 
-  it('refuses rules that are not rules: a suspension point above zero or at the overdraft, no grace', () => {
+  it('refuses rules that are not rules: a suspension point above zero or below the overdraft, no grace', () => {
     given(running)
       .when(suspend(day(10), { suspensionPointCents: 100 }))
-      .thenThrows(failsWith('invalid', /suspension point is whole cents above the overdraft \(-1000\) and at most zero, not 100/));
+      .thenThrows(failsWith('invalid', /suspension point is whole cents at or above the overdraft \(-1000\) and at most zero, not 100/));
     given(running)
-      .when(suspend(day(10), { suspensionPointCents: -1000 }))
-      .thenThrows(failsWith('invalid', /not -1000/));
+      .when(suspend(day(10), { suspensionPointCents: -1001 }))
+      .thenThrows(failsWith('invalid', /not -1001/));
     given(running)
       .when(suspend(day(10), { graceMs: 0 }))
       .thenThrows(failsWith('invalid', /grace period is a positive number/));
@@ -144,6 +144,14 @@ describe('resumption', () => {
     ])
       .when(resume(day(12)))
       .then([resumed(day(12), 4700, [vmId])]);
+  });
+});
+
+describe('a suspension point at the overdraft', () => {
+  it('suspends nothing: at that balance the deletion is due first (OVERDRAFT_DOLLARS=0 deletes as the credit runs out)', () => {
+    given(running)
+      .when(suspend(day(10), { suspensionPointCents: 0, overdraftCents: 0 }))
+      .thenThrows(failsWith('refused', /is due a delete/));
   });
 });
 

@@ -208,7 +208,7 @@ describe('a dry run', () => {
     assert.deepEqual(
       run.lines.filter((line) => line.startsWith('warnings:')),
       [
-        `warnings: preview@example.org (account ${accountId}): deletion-now, balance -$10.82: would warn`,
+        `warnings: preview@example.org (account ${accountId}): deletion-now, balance -$10.82: would warn; would delete for nonpayment (the overdraft is reached)`,
         `warnings:   ${vmId} f1-s $7.16/month: would delete (nonpayment)`,
       ],
     );
@@ -240,7 +240,11 @@ describe('a dry run', () => {
     await smallAccount(db, 'future@example.org');
     const run = recording({ dryRun: true, jobs: ['balance-warnings'], asOf: at(35) });
     await runJobs(jobDeps(db, clock, keepingMailer()), run);
-    assert.match(run.lines[0]!, /future@example\.org .*: out-of-funds, balance -\$0\.23: would warn$/);
+    // Run out: suspended first, deletion 14 days (GRACE_DAYS) on unless funds are added.
+    assert.match(
+      run.lines[0]!,
+      /future@example\.org .*: out-of-funds, balance -\$0\.23: would warn; would suspend \(deletion after 2031-04-19 00:00 UTC unless funds are added\)$/,
+    );
   });
 
   it('is the only way to evaluate another instant: acting as of one is refused, changing nothing', async () => {

@@ -82,6 +82,8 @@ export function jobDeps(db: TestDatabase, clock: Clock, mailer: Mailer, extra: P
     mailer,
     providers: [],
     overdraftCents: -1000,
+    suspensionPointCents: 0,
+    graceDays: 14,
     baseUrl: 'https://capsul.test',
     supportEmail: 'support@capsul.test',
     alerts: { hostOfflineMinutes: 10, waitingMinutes: 10, webhookFailures: 5, jobFailures: 3 },

@@ -28,7 +28,8 @@ export type BalanceSituation = {
  * When capsuls stop and go for nonpayment (docs/billing.md, "Suspension, grace, deletion"): at or below
  * the suspension point they are suspended (stopped, disks kept, still charged); a top-up above it
  * resumes them; still suspended `graceMs` later, or at the overdraft whichever comes first, they are
- * deleted. overdraft < suspension point <= 0.
+ * deleted. overdraft <= suspension point <= 0; at the overdraft itself there is no suspension (the
+ * deletion is due first).
  */
 export type NonpaymentRules = { suspensionPointCents: Cents; graceMs: number; overdraftCents: Cents };
 
@@ -40,12 +41,12 @@ export type NonpaymentStep =
   | { step: 'delete'; why: 'overdraft' | 'grace-ended' }
   | null;
 
-/** Why the rules are not rules, or null: the suspension point lies above the overdraft, at most zero; grace is whole and positive. */
+/** Why the rules are not rules, or null: the suspension point lies at or above the overdraft, at most zero; grace is whole and positive. */
 export function nonpaymentRulesRefusal(rules: NonpaymentRules): string | null {
   const { suspensionPointCents: point, graceMs, overdraftCents } = rules;
   if (!isOverdraft(overdraftCents)) return `the overdraft is zero or negative cents, not ${overdraftCents}`;
-  if (!Number.isSafeInteger(point) || point > 0 || point <= overdraftCents)
-    return `the suspension point is whole cents above the overdraft (${overdraftCents}) and at most zero, not ${point}`;
+  if (!Number.isSafeInteger(point) || point > 0 || point < overdraftCents)
+    return `the suspension point is whole cents at or above the overdraft (${overdraftCents}) and at most zero, not ${point}`;
   if (!Number.isSafeInteger(graceMs) || graceMs <= 0) return `the grace period is a positive number of milliseconds, not ${graceMs}`;
   return null;
 }

@@ -45,7 +45,8 @@ export const initialVm = (): Vm => ({
 });
 
 /** What the account stream says about the capsul, loaded by the adapter. */
-export type VmContext = { accountId: string; deletionRequested: boolean };
+/** What the capsul's account says of it: its deletion asked, its account suspended for nonpayment (no start then). */
+export type VmContext = { accountId: string; deletionRequested: boolean; suspended?: boolean };
 type Meta = CommandContext;
 type ReportIds = { reportId: string | null; operationId: string | null };
 
@@ -227,6 +228,8 @@ export function decideVm(command: VmCommand, state: Vm): VmEvent[] {
       if (state.host === null) throw refused(`capsul ${vmId} is not on a host yet`);
       if (context.deletionRequested || state.state === 'deleted') throw refused(`capsul ${vmId} is deleted`);
       if (state.state === 'vanished') throw refused(`capsul ${vmId} vanished from its host`);
+      if (command.type === 'RequestStart' && context.suspended)
+        throw refused(`capsul ${vmId} is suspended for nonpayment: add funds and it starts again`);
       const host = state.host;
       return command.type === 'RequestStart'
         ? [{ type: 'VmStartRequested', data: { vmId, host, operationId, at } }]

@@ -167,7 +167,7 @@ function incidentRow(incident: Incident) {
 
 // ---- accounts
 
-type AccountRow = { email: string; created: string; balance: string; capsuls: number };
+type AccountRow = { email: string; created: string; balance: string; capsuls: number; suspendedUntil: string | null };
 
 /** Every account's balance now: the accounts and their balances read in one snapshot, three queries in all. */
 async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ accounts: AccountRow[]; truncated: boolean }> {
@@ -185,6 +185,7 @@ async function accountsWithBalances(pool: pg.Pool, now: Date): Promise<{ account
         created: utcSecond(row.createdAt)!,
         balance: dollars(balanceCents),
         capsuls: accruals.filter(isAccruing).length,
+        suspendedUntil: row.suspension === null ? null : utcSecond(row.suspension.deleteAfter),
       };
     });
     return { accounts, truncated };

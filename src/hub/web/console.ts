@@ -226,6 +226,8 @@ function allowedActions(vm: Capsul): Action[] {
   if (vm.deleting || vm.state === 'deleted') return [];
   // While its host has not done the last power request, the state shown is what it will be: a stop
   // under way can still be hurried into a force-stop; a start or a force-stop is left to finish.
+  // Suspended for nonpayment: a top-up starts it again (the hub's reactions), not the customer.
+  if (vm.suspension !== null) return ['delete'];
   const pending = vm.openOperations.at(-1);
   if (pending === 'stop') return ['force-stop', 'delete'];
   if (pending === 'start' || pending === 'force-stop') return ['delete'];
@@ -269,7 +271,7 @@ async function listCapsuls(pool: pg.Pool, email: string) {
     size: vm.size,
     os: vm.os,
     ipv4: vm.ipv4,
-    state: stateLabel(vm.state, vm.deletionRequested, vm.openOperations),
+    state: vm.suspended && !vm.deletionRequested ? 'suspended' : stateLabel(vm.state, vm.deletionRequested, vm.openOperations),
     created: utcMinute(vm.createdAt),
   }));
 }
@@ -369,7 +371,10 @@ function toCapsul(vm: CapsulRecord) {
     /** a ready `ssh user@address` line, once the capsul has an address and its image a login user */
     sshCommand: sshCommand(vm.loginUser, vm.ipv4 ?? vm.ipv6),
     deleting: deletionRequested && vm.state !== 'deleted',
-    stateLabel: stateLabel(vm.state, deletionRequested, vm.openOperations),
+    stateLabel:
+      vm.suspension !== null && !deletionRequested
+        ? 'suspended (stopped for nonpayment)'
+        : stateLabel(vm.state, deletionRequested, vm.openOperations),
     ipv4: vm.ipv4,
     ipv6: vm.ipv6,
     created: utcMinute(vm.createdAt),
@@ -388,6 +393,11 @@ function toCapsul(vm: CapsulRecord) {
     installedKeys: vm.sshPublicKeys.map(describeKey),
     failure: vm.failure,
     openOperations: vm.openOperations,
+    /** stopped for nonpayment: since when, and when it is deleted unless funds are added */
+    suspension:
+      vm.suspension === null || deletionRequested
+        ? null
+        : { since: utcMinute(vm.suspension.since), deleteAfter: utcMinute(vm.suspension.deleteAfter) },
     version: vm.version,
   };
 }

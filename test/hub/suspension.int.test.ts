@@ -152,5 +152,10 @@ describe('an account that runs out', () => {
     const row = await stateOf();
     assert.notEqual(row.deleted, null, 'deleted at the end of the grace');
     assert.equal(row.deletion_reason, 'nonpayment');
+    customer = await web.loggedIn(email);
+    assert.match(
+      text((await customer.get('/console/history')).body),
+      new RegExp(`Deletion of capsul ${vmId} was requested for nonpayment: your balance ran out\\. Billing stopped\\.`),
+    );
   });
 });

@@ -2,6 +2,7 @@
 // charges per capsul, the runway and how to add funds; and the history (/console/history) of what
 // happened to their money and capsuls. Balances come from the projections (no replay per request);
 // the history reads the customer's own streams only.
+import { nonpaymentReason } from '../../domain/account/policy.ts';
 import type { FastifyPluginAsync } from 'fastify';
 import type pg from 'pg';
 import type { Provider } from '../../domain/account/events.ts';
@@ -226,7 +227,7 @@ const sentence = (note: string) => (/[.!?]$/u.test(note) ? note : `${note}.`);
  * reason its cause gave (`cause`: the event's metadata). Hosts' names stay out: they are the operators'
  * business.
  */
-function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | null {
+function describe(event: LedgerEvent, cause: { reason?: string; by?: Cause['by'] }): string | null {
   const reason = cause.reason ?? 'no reason given';
   switch (event.type) {
     case 'AccountOpened':
@@ -253,8 +254,16 @@ function describe(event: LedgerEvent, cause: Pick<Cause, 'reason'>): string | nu
       const d = event.data;
       return `Capsul ${d.vmId} was requested: size ${d.size}, ${d.os}, ${dollars(d.priceCentsPerMonth)} a month. Billing started.`;
     }
-    case 'VmDeletionRequested':
-      return `Deletion of capsul ${event.data.vmId} was requested: ${reason}. Billing stopped.`;
+    // The customer's own words when they asked; never an operator's reason (it is for operators and auditors).
+    case 'VmDeletionRequested': {
+      const why =
+        cause.by?.kind === 'customer'
+          ? `: ${reason}`
+          : cause.reason === nonpaymentReason
+            ? ' for nonpayment: your balance ran out'
+            : ' by our operators (write to support if you want to know why)';
+      return `Deletion of capsul ${event.data.vmId} was requested${why}. Billing stopped.`;
+    }
     case 'VmAccrualEnded':
       return (
         `Billing of capsul ${event.data.vmId} stopped as of ${utcMinute(Date.parse(event.data.at))}, when it vanished from its host: ` +

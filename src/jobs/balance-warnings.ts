@@ -88,12 +88,13 @@ async function evaluate(deps: BalanceWarningDeps, accountId: string, atMs: numbe
     version: stream.version,
     evaluation: evaluateAccount(account, atMs, deps.overdraftCents),
     step: nonpaymentStepOf(account, atMs, nonpaymentRules(deps)),
+    suspended: account.suspension !== null,
   };
 }
 
 async function previewAccount(deps: BalanceWarningDeps, run: JobRun, candidate: Candidate) {
   const atMs = (run.asOf ?? deps.now()).getTime();
-  const { evaluation: e, step } = await evaluate(deps, candidate.accountId, atMs);
+  const { evaluation: e, step, suspended } = await evaluate(deps, candidate.accountId, atMs);
   if (e.level === null && step === null) return { warned: false, deleted: 0 };
   const action = e.level === null ? 'no warning' : e.toIssue ? 'would warn' : 'warned already';
   run.report(
@@ -107,7 +108,9 @@ async function previewAccount(deps: BalanceWarningDeps, run: JobRun, candidate: 
           ? 'would stop (suspended)'
           : step?.step === 'resume'
             ? 'would start again'
-            : 'runs on';
+            : suspended
+              ? 'suspended (stopped)'
+              : 'runs on';
     run.report(`warnings:   ${vm.vmId} ${vm.size} ${dollars(vm.priceCentsPerMonth)}/month: ${fate}`);
   }
   return { warned: e.toIssue !== null, deleted: step?.step === 'delete' ? e.running.length : 0 };

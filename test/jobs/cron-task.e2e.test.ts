@@ -85,9 +85,12 @@ describe('capsul cron-task', () => {
     const accountId = await db.ledger.accountIdFor(email);
     assert.match(
       run.stdout,
-      new RegExp(`^warnings: late@example\\.org \\(account ${accountId}\\): out-of-funds, balance -\\$1\\.4\\d: would warn$`, 'm'),
+      new RegExp(
+        `^warnings: late@example\\.org \\(account ${accountId}\\): out-of-funds, balance -\\$1\\.4\\d: would warn; would suspend \\(deletion after \\S+ \\S+ UTC unless funds are added\\)$`,
+        'm',
+      ),
     );
-    assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: runs on$`, 'm'));
+    assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: would stop \\(suspended\\)$`, 'm'));
     assert.equal(run.stderr, '');
     assert.equal(await eventCount(), events);
   });
@@ -96,7 +99,10 @@ describe('capsul cron-task', () => {
     const later = new Date(Date.now() + 40 * dayMs).toISOString();
     const run = await capsul(['cron-task', '--dry-run', '--now', later]);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^warnings: late@example\.org \(account [^)]+\): deletion-now, balance -\$10\.\d\d: would warn$/m);
+    assert.match(
+      run.stdout,
+      /^warnings: late@example\.org \(account [^)]+\): deletion-now, balance -\$10\.\d\d: would warn; would delete for nonpayment \(the overdraft is reached\)$/m,
+    );
     assert.match(run.stdout, new RegExp(`^warnings:   ${vmId} f1-s \\$7\\.16/month: would delete \\(nonpayment\\)$`, 'm'));
   });
 
@@ -123,7 +129,10 @@ describe('capsul cron-task', () => {
   it('the real executable prints the same dry run', async () => {
     const run = await capsulBinary(['cron-task', '--dry-run']);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^warnings: late@example\.org \(account [^)]+\): out-of-funds, balance -\$1\.4\d: would warn$/m);
+    assert.match(
+      run.stdout,
+      /^warnings: late@example\.org \(account [^)]+\): out-of-funds, balance -\$1\.4\d: would warn; would suspend /m,
+    );
   });
 
   it('acts without --dry-run: warns once, as an event by the job, and mails the outbox; again, nothing more', async () => {

@@ -137,6 +137,7 @@ describe('sixty days of an account that stops paying', () => {
         [email, 'capsul: your credit runs out within a week'],
         [email, 'capsul: your credit runs out within a day'],
         [email, 'capsul: you are out of funds'],
+        [email, 'capsul: your capsuls are suspended'],
         [email, 'capsul: your capsuls will be deleted within a week'],
         [email, 'capsul statement for March 2031: closing balance -$5.45'],
         [email, 'capsul: your capsuls are being deleted for nonpayment'],

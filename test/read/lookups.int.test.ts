@@ -34,7 +34,7 @@ describe('whose is it', () => {
     assert.equal(await accountIdByEmail(db.pool, 'nobody@example.org'), null);
     assert.equal(await accountOfPayment(db.pool, paymentId), accountId);
     assert.equal(await accountOfPayment(db.pool, 999_999), null);
-    assert.deepEqual(await accountOfCapsul(db.pool, vmId), { accountId, deletionRequested: false });
+    assert.deepEqual(await accountOfCapsul(db.pool, vmId), { accountId, deletionRequested: false, suspended: false });
     assert.equal(await accountOfCapsul(db.pool, 'capsul-nosuchvm00'), null);
     assert.deepEqual(await paymentByReference(db.pool, 'wire-7'), { id: paymentId, email });
     assert.equal(await paymentByReference(db.pool, 'wire-8'), null);
@@ -103,7 +103,7 @@ describe('the catalogue', () => {
 describe("the operators' lists", () => {
   it('read accounts, payments and capsuls in cents and Dates', async () => {
     const [account] = await newestAccounts(db.pool, 1);
-    assert.deepEqual(account, { id: accountId, email, createdAt: start });
+    assert.deepEqual(account, { id: accountId, email, createdAt: start, suspension: null });
     const payment = (await paymentById(db.pool, paymentId))!;
     assert.equal(payment.amountCents, 2_050);
     assert.equal(payment.refundedCents, 0);

@@ -293,17 +293,7 @@ function simulate(steps: Step[], gapsHours: number[]): Run {
         });
         break;
       case 'create':
-        apply(run, {
-          type: 'RequestVmCreation',
-          data: {
-            vmId: `capsul-${String(++vms).padStart(10, '0')}`,
-            size: 'f1-s',
-            os: 'debian12',
-            sshPublicKeys: [sshKey],
-            priceCentsPerMonth: 3044,
-          },
-          metadata: { now, cause: job },
-        });
+        create(now);
         break;
       case 'delete-own': {
         const vm = [...run.state.vms.values()].find((v) => v.deletionRequestedAtMs === null);

@@ -170,7 +170,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     topUpMinCents: env.TOP_UP_MIN_DOLLARS?.trim() ? dollarsSetting(env, 'TOP_UP_MIN_DOLLARS', '') : null,
     topUpMaxCents: dollarsSetting(env, 'TOP_UP_MAX_DOLLARS', '1000'),
     overdraftCents: -dollarsSetting(env, 'OVERDRAFT_DOLLARS', '10'),
-    suspensionPointCents: signedDollarsSetting(env, 'SUSPENSION_POINT_DOLLARS', '0'),
+    suspensionPointCents: dollarsSetting(env, 'SUSPENSION_POINT_DOLLARS', '0', { signed: true }),
     graceDays: wholeSetting(env, 'GRACE_DAYS', 14, 1, 365),
     audit: readAuditConfig(env, env.CAPSUL_DATA_DIR ?? '.data', baseUrl),
     logLevel: readLogLevel(env.LOG_LEVEL, 'LOG_LEVEL', 'info'),
@@ -338,18 +338,16 @@ function readBtcpayConfig(env: NodeJS.ProcessEnv): BtcpayConfig | undefined {
   return { url: url.replace(/\/+$/, ''), apiKey, storeId, webhookSecret };
 }
 
-/** A whole-cents dollar amount from the environment, e.g. "10" or "7.50". */
-/** An amount of dollars that may be negative ("0", "-2.50"), in cents. */
-function signedDollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
+/**
+ * A whole-cents dollar amount from the environment, e.g. "10" or "7.50", in cents; `signed`: it may be
+ * negative ("0", "-2.50").
+ */
+function dollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string, { signed = false } = {}): number {
   const text = env[name]?.trim() || fallback;
-  if (!/^-?\d{1,7}(\.\d{1,2})?$/.test(text)) throw new ConfigError(`${name} must be an amount of dollars like 0 or -2.50, not "${text}"`);
+  const pattern = signed ? /^-?\d{1,7}(\.\d{1,2})?$/ : /^\d{1,7}(\.\d{1,2})?$/;
+  if (!pattern.test(text))
+    throw new ConfigError(`${name} must be an amount of dollars like ${signed ? '0 or -2.50' : '10 or 7.50'}, not "${text}"`);
   return Math.round(Number(text) * 100) || 0;
-}
-
-function dollarsSetting(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
-  const text = env[name]?.trim() || fallback;
-  if (!/^\d{1,7}(\.\d{1,2})?$/.test(text)) throw new ConfigError(`${name} must be an amount of dollars like 10 or 7.50, not "${text}"`);
-  return Math.round(Number(text) * 100);
 }
 
 function readTrustProxy(text: string | undefined): boolean | string {

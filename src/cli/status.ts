@@ -18,6 +18,7 @@ import {
 } from '../read/status.ts';
 import type { Incident } from '../read/incidents.ts';
 import type { AlertLimits } from '../config.ts';
+import { plural } from '../core/format.ts';
 import type { CommandSpec } from './context.ts';
 
 const incidentsListed = 20;
@@ -164,5 +165,3 @@ export function age(seconds: number): string {
 
 /** An instant to the second, UTC. */
 const instant = (at: Date | null) => (at === null ? 'never' : `${at.toISOString().slice(0, 19)}Z`);
-
-const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;

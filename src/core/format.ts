@@ -12,3 +12,6 @@ export const utcMinute = (value: number | Date | string) => `${new Date(value).t
 
 /** "2027-02-23" */
 export const utcDay = (value: number | Date | string) => new Date(value).toISOString().slice(0, 10);
+
+/** "1 capsul", "3 capsuls": a count and its noun (plural by an "s"). */
+export const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`;

@@ -2,7 +2,7 @@
 // (src/read/incidents.ts) at one instant. `conditionsAt` says which conditions hold; `reconcile` says,
 // against the incidents open now, which to open and which to clear. One incident per kind and subject.
 import type { AlertLimits } from '../config.ts';
-import { dollars, utcMinute } from '../core/format.ts';
+import { dollars, plural, utcMinute } from '../core/format.ts';
 import type { IncidentKind, Observations, OpenDrift } from '../read/incidents.ts';
 
 export type Condition = {
@@ -35,7 +35,7 @@ export function conditionsAt(now: Date, seen: Observations, limits: AlertLimits)
 export type OpenIncident = { id: string; kind: IncidentKind; subject: string };
 
 /** Conditions that hold with no open incident are opened; open incidents whose condition no longer holds are cleared. */
-export function reconcile(open: readonly OpenIncident[], holding: readonly Condition[]): { open: Condition[]; clear: OpenIncident[] } {
+export function reconcile<T extends OpenIncident>(open: readonly T[], holding: readonly Condition[]): { open: Condition[]; clear: T[] } {
   const key = (item: { kind: string; subject: string }) => `${item.kind}\u0000${item.subject}`;
   const openKeys = new Set(open.map(key));
   const holdingKeys = new Set(holding.map(key));
@@ -182,8 +182,4 @@ function chargesLine(drift: OpenDrift): string {
 function minutesAgo(now: Date, then: Date): string {
   const minutes = Math.floor((now.getTime() - then.getTime()) / 60_000);
   return minutes < 120 ? plural(minutes, 'minute') : plural(Math.floor(minutes / 60), 'hour');
-}
-
-function plural(count: number, noun: string): string {
-  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }

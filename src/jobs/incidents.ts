@@ -35,9 +35,8 @@ export async function watchIncidents(deps: IncidentDeps, run: JobRun): Promise<{
   }
   let cleared = 0;
   for (const incident of changes.clear) {
-    const summary = open.find((item) => item.id === incident.id)?.summary ?? `${incident.kind} ${incident.subject}`;
     if (run.dryRun) {
-      run.report(`incidents: would clear: ${summary}`);
+      run.report(`incidents: would clear: ${incident.summary}`);
       continue;
     }
     const { rowCount } = await deps.pool.query('UPDATE incidents SET cleared = $2 WHERE id = $1 AND cleared IS NULL', [
@@ -46,7 +45,7 @@ export async function watchIncidents(deps: IncidentDeps, run: JobRun): Promise<{
     ]);
     if (rowCount === 1) {
       cleared++;
-      run.report(`incidents: cleared: ${summary}`);
+      run.report(`incidents: cleared: ${incident.summary}`);
     }
   }
   return { opened, cleared };

@@ -49,8 +49,9 @@ export async function sendStatementEmails(deps: StatementEmailDeps, run: JobRun)
   const due: Due[] = [];
   for (const account of await accountsAwaitingStatement(deps.pool, month, accountsPerRound)) {
     const events = await accountEvents(deps.pool, account.accountId);
-    const statement = monthlyStatement(events, month);
-    const outcome = statement.lines.length === 0 ? 'empty' : foldAccount(events).statementEmails ? 'sent' : 'not-wanted';
+    const state = foldAccount(events);
+    const statement = monthlyStatement(events, month, state);
+    const outcome = statement.lines.length === 0 ? 'empty' : state.statementEmails ? 'sent' : 'not-wanted';
     const view = statementView(statement, account.email, deps.issuer);
     due.push({ ...account, month, outcome, text: statementText(view), closing: view.closing, title: view.title });
   }

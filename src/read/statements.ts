@@ -41,20 +41,11 @@ export async function accountStatement(db: Queryable, accountId: string, month: 
   return monthlyStatement(await accountEvents(db, accountId), month);
 }
 
-/** The closed months the account has a statement for, newest first. */
-export async function accountStatementMonths(db: Queryable, accountId: string, now: Date): Promise<Month[]> {
-  return statementMonths(await accountEvents(db, accountId), now.getTime());
-}
-
-/** Whether the account's statements are emailed (the customer's StatementEmailsChosen, yes until then). */
-export async function statementEmailsWanted(db: Queryable, accountId: string): Promise<boolean> {
-  return foldAccount(await accountEvents(db, accountId)).statementEmails;
-}
-
 /** The account's months with a statement and whether they are emailed, from one read of its stream. */
 export async function statementsOverview(db: Queryable, accountId: string, now: Date): Promise<{ months: Month[]; emailed: boolean }> {
   const events = await accountEvents(db, accountId);
-  return { months: statementMonths(events, now.getTime()), emailed: foldAccount(events).statementEmails };
+  const state = foldAccount(events);
+  return { months: statementMonths(events, now.getTime(), state), emailed: state.statementEmails };
 }
 
 /**

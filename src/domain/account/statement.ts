@@ -106,9 +106,10 @@ const paymentKinds: Partial<Record<AccountEvent['type'], PaymentLineKind>> = {
 /**
  * The month's statement. The balance as of an instant counts every fact at or before it, so a month
  * covers the facts after its first instant up to and including the next month's first instant.
+ * `state`: the events folded, when the caller has it already.
  */
-export function monthlyStatement(events: readonly RecordedEvent[], month: Month): MonthlyStatement {
-  return statementOf(foldAccount(events), events, month);
+export function monthlyStatement(events: readonly RecordedEvent[], month: Month, state: Account = foldAccount(events)): MonthlyStatement {
+  return statementOf(state, events, month);
 }
 
 function statementOf(state: Account, events: readonly RecordedEvent[], month: Month): MonthlyStatement {
@@ -196,8 +197,7 @@ export const maxStatementMonths = 240;
  * would have a line in — a payment fact took effect in it, or a capsul ran in it — found without
  * computing each month's statement.
  */
-export function statementMonths(events: readonly RecordedEvent[], nowMs: number): Month[] {
-  const state = foldAccount(events);
+export function statementMonths(events: readonly RecordedEvent[], nowMs: number, state: Account = foldAccount(events)): Month[] {
   const months = new Set<Month>();
   for (const { event } of events) {
     if (paymentKinds[event.type] === undefined || !('paymentId' in event.data)) continue;

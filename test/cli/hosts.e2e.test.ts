@@ -5,13 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { freePort } from '../../src/db/embedded.ts';
 import { hashToken, Hosts } from '../../src/ledger/hosts.ts';
 import { placePending } from '../../src/ledger/reactor.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { runCapsul, startServe } from '../support/processes.ts';
+import { capsulHere } from '../support/cli.ts';
 
 let db: TestDatabase;
 let dataDir: string;
@@ -24,20 +23,7 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-type Run = { code: number; stdout: string; stderr: string };
-async function capsul(args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: { write: (t: string) => (stdout += t) },
-    stderr: { write: (t: string) => (stderr += t) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir },
-    user: 'alice',
-    interactive: false,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const capsul = (args: string[]) => capsulHere(args, { ...db.env, CAPSUL_DATA_DIR: dataDir });
 
 describe('capsul add-host', () => {
   it('registers a host and prints its token alone on stdout, keeping only its hash', async () => {

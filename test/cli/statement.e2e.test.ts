@@ -6,31 +6,18 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { pdfText } from '../support/pdf-text.ts';
 import { assertRefused } from '../support/processes.ts';
+import { capsulHere } from '../support/cli.ts';
 
 let db: TestDatabase;
 let dataDir: string;
 const email = 'statement@example.org';
 const provider = { PROVIDER_NAME: 'Example Hosting Co-op', PROVIDER_ADDRESS: '1 Example Street|Springfield 12345' };
 
-async function capsul(args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir, ...provider },
-    user: 'alice',
-    interactive: false,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const capsul = (args: string[]) => capsulHere(args, { ...db.env, CAPSUL_DATA_DIR: dataDir, ...provider });
 
 const at = (iso: string) => () => new Date(iso);
 

@@ -6,14 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
 import { runJobs } from '../../src/jobs/runner.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { placePending } from '../../src/ledger/reactor.ts';
 import { fakeProvider, jobDeps, keepingMailer, recording } from '../jobs/support.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { capsulHere } from '../support/cli.ts';
 
 let db: TestDatabase;
 let dataDir: string;
@@ -26,18 +25,7 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function capsul(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: { write: (t: string) => (stdout += t) },
-    stderr: { write: (t: string) => (stderr += t) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir },
-    user: 'alice',
-    interactive: false,
-  };
-  return { code: await main(args, io), stdout, stderr };
-}
+const capsul = (args: string[]) => capsulHere(args, { ...db.env, CAPSUL_DATA_DIR: dataDir });
 
 const hourAgo = () => new Date(Date.now() - 3600_000);
 

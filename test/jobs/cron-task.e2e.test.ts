@@ -1,17 +1,16 @@
 // `capsul cron-task` end to end against a real database: a dry run prints each account, level and
 // capsul and changes nothing; --now evaluates another instant, with --dry-run only; a real run warns
-// once and mails the development outbox. Mostly in process through main(argv, io); once the real binary.
+// once and mails the development outbox. Mostly in process (capsulHere: main(argv, io)); once the real binary.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { projectRoot } from '../support/processes.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { assertRefused } from '../support/processes.ts';
+import { capsulHere } from '../support/cli.ts';
 
 const dayMs = 86_400_000;
 const email = 'late@example.org';
@@ -22,19 +21,7 @@ let vmId: string;
 
 type Run = { code: number; stdout: string; stderr: string };
 
-async function capsul(args: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir },
-    user: 'alice',
-    interactive: false,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const capsul = (args: string[]) => capsulHere(args, { ...db.env, CAPSUL_DATA_DIR: dataDir });
 
 function capsulBinary(args: string[]): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env, ...db.env, CAPSUL_DATA_DIR: dataDir };

@@ -6,11 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { endVanishedAccruals } from '../../src/ledger/reactor.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { vmCommand } from '../support/scenario.ts';
+import { capsulHere } from '../support/cli.ts';
 
 const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
 
@@ -19,19 +18,7 @@ let dataDir: string;
 let vmId: string;
 let unbilledId: string;
 
-async function capsul(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
-    env: { ...db.env, CAPSUL_DATA_DIR: dataDir, ADMIN_EMAILS: 'ops@example.org' },
-    user: 'alice',
-    interactive: false,
-  };
-  const code = await main(args, io);
-  return { code, stdout, stderr };
-}
+const capsul = (args: string[]) => capsulHere(args, { ...db.env, CAPSUL_DATA_DIR: dataDir, ADMIN_EMAILS: 'ops@example.org' });
 
 /** A capsul placed on the registered test host, seen running, then reported deleted by that host unasked. */
 async function vanished(email: string): Promise<string> {

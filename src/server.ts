@@ -20,7 +20,7 @@ import { startSchedule } from './jobs/schedule.ts';
 import { ledgerServices, type LedgerServices } from './ledger/services.ts';
 import { paymentProviders } from './payments/index.ts';
 import { topUpLimitsCheck } from './payments/provider.ts';
-import { cheapestVmSize } from './read/catalogue.ts';
+import { cheapestMonth } from './read/catalogue.ts';
 import { configuredMailer } from './mail/mailer.ts';
 
 const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
@@ -30,8 +30,7 @@ const localHost = { id: 'local', memoryMb: 16_384, vcpus: 8 };
  * month of the cheapest capsul) or an error (not even the largest top-up pays for one); true on the error.
  */
 async function checkTopUpLimits(pool: pg.Pool, config: Config, say: (line: string) => void): Promise<boolean> {
-  const cheapest = await cheapestVmSize(pool);
-  const check = topUpLimitsCheck(config, cheapest && { size: cheapest.id, priceCentsPerMonth: cheapest.priceCentsPerMonth });
+  const check = topUpLimitsCheck(config, await cheapestMonth(pool));
   if (check === null) return false;
   if ('warning' in check) {
     say(`warning: ${check.warning}`);

@@ -22,10 +22,12 @@ export async function vmSizes(db: Queryable): Promise<VmSize[]> {
   return rows.map(sizeOf);
 }
 
-/** The size whose month costs least (by price, then id), or null when the catalogue has none. */
-export async function cheapestVmSize(db: Queryable): Promise<VmSize | null> {
+/** The size whose month costs least (by price, then id) and that month, the least a top-up must cover for a capsul to be created; null when the catalogue has none. */
+export async function cheapestMonth(db: Queryable): Promise<{ size: string; priceCentsPerMonth: Cents } | null> {
   const { rows } = await db.query(`SELECT ${sizeColumns} FROM vm_sizes ORDER BY dollars_per_month, id LIMIT 1`);
-  return rows[0] ? sizeOf(rows[0]) : null;
+  if (!rows[0]) return null;
+  const { id, priceCentsPerMonth } = sizeOf(rows[0]);
+  return { size: id, priceCentsPerMonth };
 }
 
 export async function vmSize(db: Queryable, id: string): Promise<VmSize | null> {

@@ -5,13 +5,12 @@ import type pg from 'pg';
 import { dollars } from '../../core/format.ts';
 import { formatCents } from '../../domain/shared/money.ts';
 import { effectiveTopUpLimits, type TopUpLimits } from '../../payments/provider.ts';
-import { cheapestVmSize } from '../../read/catalogue.ts';
+import { cheapestMonth } from '../../read/catalogue.ts';
 
 export type FormLimits = ReturnType<typeof effectiveTopUpLimits>;
 
 export async function topUpLimitsNow(pool: pg.Pool, configured: TopUpLimits): Promise<FormLimits> {
-  const cheapest = await cheapestVmSize(pool);
-  return effectiveTopUpLimits(configured, cheapest && { size: cheapest.id, priceCentsPerMonth: cheapest.priceCentsPerMonth });
+  return effectiveTopUpLimits(configured, await cheapestMonth(pool));
 }
 
 /** The limits as the form's help and its input's bounds say them, and why the smallest is what it is. */

@@ -62,8 +62,11 @@ export function createMailer(options: { from: string; smtp?: MailConfig; outboxD
   };
 }
 
-/** The newest message to `to` in a development outbox, as a person reads it (its .txt). */
-export async function latestOutboxMessage(outboxDir: string, to: string): Promise<string | null> {
+/**
+ * The newest message to `to` in a development outbox, as a person reads it (its .txt); with
+ * `containing`, the newest that matches it (a login link, when a statement or a receipt came after).
+ */
+export async function latestOutboxMessage(outboxDir: string, to: string, containing?: RegExp): Promise<string | null> {
   const files = (await readdir(outboxDir).catch(() => [] as string[]))
     .filter((name) => name.endsWith('.txt'))
     .sort()
@@ -71,7 +74,7 @@ export async function latestOutboxMessage(outboxDir: string, to: string): Promis
   for (const name of files) {
     const text = await readFile(path.join(outboxDir, name), 'utf8');
     const header = /^To: (.*)$/m.exec(text)?.[1] ?? '';
-    if (header.toLowerCase() === to.toLowerCase()) return text;
+    if (header.toLowerCase() === to.toLowerCase() && (!containing || containing.test(text))) return text;
   }
   return null;
 }

@@ -47,6 +47,9 @@ describe('development outbox', () => {
     assert.match(latest!, /^Subject: second$/m);
     assert.match(latest!, /^From: capsul <no-reply@capsul\.test>$/m);
     assert.ok(latest!.includes(longLink), 'a line longer than 76 characters reads whole');
+    // The newest that has what is looked for: "first" says "one", though "second" came after.
+    assert.match((await latestOutboxMessage(outbox, 'a@capsul.test', /^one$/m))!, /^Subject: first$/m);
+    assert.equal(await latestOutboxMessage(outbox, 'a@capsul.test', /nowhere/), null);
     assert.equal(await latestOutboxMessage(outbox, 'nobody@capsul.test'), null);
     assert.equal(await latestOutboxMessage(path.join(dir, 'missing'), 'a@capsul.test'), null);
   });

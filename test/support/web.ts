@@ -67,11 +67,12 @@ export async function webHarness(options: Partial<HubDeps> & { host?: boolean; s
   return harness;
 }
 
-/** The login link in the newest email to `email`, as a path (/auth/magic/…). */
+/** The login link in the newest email to `email` that has one, as a path (/auth/magic/…). */
 export async function loginLinkFor(outboxDir: string, email: string): Promise<string> {
-  const message = await latestOutboxMessage(outboxDir, email);
-  assert.ok(message, `no email to ${email} in the outbox`);
-  const link = /https?:\/\/[^/\s]+(\/auth\/magic\/[A-Za-z0-9_-]+)/.exec(message)?.[1];
+  const magicLink = /https?:\/\/[^/\s]+(\/auth\/magic\/[A-Za-z0-9_-]+)/;
+  const message = await latestOutboxMessage(outboxDir, email, magicLink);
+  assert.ok(message, `no email with a login link to ${email} in the outbox`);
+  const link = magicLink.exec(message)?.[1];
   assert.ok(link, `no login link in the email to ${email}`);
   return link;
 }

@@ -30,7 +30,11 @@
 //      the fastest writer, twice over), verify ≥ 0.25 × read. The rebuild above already checks the log in its pass
 //      (every event sealed by then), and the hub's sealer (seal every 2 s, sign every 5 s) runs through
 //      the command and report measurements, as in production; the log must verify at the end.
-//   6. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
+//   6. As-of from the row history (docs/audit.md, "Two clocks"): `select count(*) from payments` (and
+//      running capsuls from vms) on the history's views at the middle of the seeded ledger's time, as
+//      `capsul sql --as-of` runs it, versus the same query on the live tables. Target: ≥ 0.2 × (≤ 5× the
+//      time), and flat in the ledger's size (compare runs at BENCH_EVENTS=100000 and 1000000).
+//   7. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
 //      the server runs on this machine), and every statement of one command, one raw append, one
 //      spoke report through the hub and one rebuild, counted and timed from the client.
 //
@@ -64,7 +68,7 @@ import { formatCents } from '../src/domain/shared/money.ts';
 import { currentEventVersion } from '../src/domain/upcast.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { countEvents, readAllEvents } from '../src/db/event-store.ts';
-import { rebuildProjections, verifyProjections } from '../src/projections/rebuild.ts';
+import { rebuildProjections, shadowProjectionsAt, verifyProjections } from '../src/projections/rebuild.ts';
 import { HubClient } from '../src/spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';
 import {
@@ -93,7 +97,8 @@ import {
   type EndpointLoad,
 } from './web.ts';
 
-const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 2, verifyLog: 0.25 };
+/** asOf: an as-of query's rate at least a fifth of the same query's on the live tables (≤ 5× its time). */
+const targets = { commands: 0.6, rebuild: 0.5, reports: 0.5, pages: 0.3, seal: 2, verifyLog: 0.25, asOf: 0.2 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
 const traceOperations = 300;
@@ -277,6 +282,9 @@ async function main(): Promise<number> {
       `audit verify: ${fmtInt(verifying.perSecond)} events/s (${verifying.rounds} passes); readAllEvents ${fmtInt(readForVerify.perSecond)} events/s`,
     );
 
+    // ── As-of from the row history vs the same query on the live tables ───────────────────────────
+    const asOfLines = await measureAsOf(pool, config);
+
     // Every statement of one more rebuild, counted and timed (before the raw appends below, which
     // leave streams a replay cannot project). A separate pool whose connections report statements.
     const trace = new StatementTrace();
@@ -297,6 +305,7 @@ async function main(): Promise<number> {
     const accounts = seeded.accounts.slice(0, commandAccounts);
     const rows: ResultRow[] = [
       { metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog },
+      ...asOfLines,
     ];
     // The hub's sealer runs from here on, as in production (signing more often, so checkpoints land in the run).
     const sealer = new AuditLoop({
@@ -519,6 +528,45 @@ function rawAppendOp(rawStore: PostgresEventStore): Op {
       { expectedStreamVersion: 0n },
     );
   };
+}
+
+/** The queries the `as-of query` lines time, from the issue's `sql --as-of … -c "select count(*) from payments"`. */
+const asOfQueries = {
+  payments: 'SELECT count(*) FROM payments',
+  vms: `SELECT count(*) FROM vms WHERE state = 'running'`,
+};
+
+/**
+ * `capsul sql --as-of <mid-history>`: each query on a session whose projections are the row history's
+ * views at the middle of the ledger's effective time (shadowProjectionsAt, as the CLI does), versus the
+ * same query on the live tables, alternating slices on one connection each.
+ */
+async function measureAsOf(pool: pg.Pool, config: Config): Promise<ResultRow[]> {
+  const { rows } = await pool.query(`SELECT created FROM payments ORDER BY created OFFSET (SELECT count(*) / 2 FROM payments) LIMIT 1`);
+  const middle: Date = rows[0].created;
+  const past = await pool.connect();
+  const live = await pool.connect();
+  try {
+    await shadowProjectionsAt(past, { asOf: middle });
+    const lines: ResultRow[] = [];
+    for (const [table, sql] of Object.entries(asOfQueries)) {
+      const [asOf, now] = await comparePair({
+        pool,
+        workers: 1,
+        seconds: config.seconds,
+        warmupSeconds: config.warmupSeconds,
+        a: { label: `as-of query (${table}), ${middle.toISOString()}`, op: () => past.query(sql) },
+        b: { label: `live query (${table})`, op: () => live.query(sql) },
+        onProgress: (text) => progress.update(text),
+      });
+      note(`${asOf.label}: ${fmtRate(asOf.perSecond)}/s; ${now.label}: ${fmtRate(now.perSecond)}/s — ${sql}`);
+      lines.push({ metric: `as-of query, ${table} (queries/s)`, ours: asOf, baseline: now, unit: 'q/s', target: targets.asOf });
+    }
+    return lines;
+  } finally {
+    past.release(true);
+    live.release();
+  }
 }
 
 async function plainRead(pool: pg.Pool): Promise<number> {

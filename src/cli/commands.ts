@@ -10,11 +10,12 @@ import { latestVersion, schemaVersion } from '../db/migrate.ts';
 import { prepareDatabase } from '../ledger/open.ts';
 import { asOfRefusal, jobDeps, runJobs } from '../jobs/runner.ts';
 import { configuredMailer } from '../mail/mailer.ts';
-import { readAllEvents, type EventSelector, type StoredEvent } from '../db/event-store.ts';
+import { isSeenAt, readAllEvents, type EventSelector, type Instants, type StoredEvent } from '../db/event-store.ts';
 import { accountSelectors, capsulSelectors, paymentSelectors } from '../read/history.ts';
 import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
-import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../projections/rebuild.ts';
+import { rebuildProjections, shadowProjectionsAt, verifyProjections, type ReplayedTable } from '../projections/rebuild.ts';
+import { historyTable, tableNames, type TableName } from '../projections/tables.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
 import { statementCommands } from './statement.ts';
@@ -31,14 +32,18 @@ const str = (v: unknown) => v as string | undefined;
 export const commands: Record<string, CommandSpec> = {
   sql: {
     summary: "query capsul's tables, read-only (as capsul_reader)",
-    usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--as-of <ISO>]
+    usage: `capsul sql (-c "<SQL>" | -f <file>) [--header] [--as-of <ISO>] [--known-at <ISO>]
 
   Statements are separated by ;. Each row prints on one line, values joined by ", "
   (timestamps in UTC as 2020-05-05T00:00:00, booleans TRUE/FALSE, NULL empty).
   It connects as capsul_reader, which may read capsul's tables and nothing else: a write is refused
   by the database and changes nothing. Changes go through capsul's commands (docs/database.md).
   --header       print the column names first
-  --as-of <ISO>  query the projections as they stood at that instant (built by replay; nothing live changes)
+  --as-of <ISO>     query the projections as things were at that instant (effective time: a payment
+                    recorded late with --at counts from its --at)
+  --known-at <ISO>  query them as the ledger knew them at that instant (recorded time: only events
+                    appended by then); with --as-of, as things were then as known then
+                    Both read the projections' row history (docs/audit.md, "Two clocks"): nothing is replayed.
   --write        refused: capsul sql writes nothing (docs/database.md, "Changing things")`,
     options: {
       command: { type: 'string', short: 'c' },
@@ -46,6 +51,7 @@ export const commands: Record<string, CommandSpec> = {
       header: { type: 'boolean' },
       write: { type: 'boolean' },
       'as-of': { type: 'string' },
+      'known-at': { type: 'string' },
     },
     async run(ctx, v) {
       if ((v.command === undefined) === (v.file === undefined)) throw new UsageError('give the SQL with either -c "<SQL>" or -f <file>');
@@ -61,12 +67,13 @@ export const commands: Record<string, CommandSpec> = {
       }
       if (v.write) throw new CliError(writeRemoved);
       const statements = splitStatements(text);
-      const asOf = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
+      const at = instants(v);
       const { pool } = await ctx.connect('reader');
       const client = await pool.connect();
-      let discard = asOf !== undefined;
+      const past = at.asOf !== undefined || at.knownAt !== undefined;
+      let discard = past;
       try {
-        if (asOf) await shadowProjectionsAsOf(client, asOf, { onProgress: ctx.progress('replaying') });
+        if (past) await shadowProjectionsAt(client, at);
         await runStatements(client, statements, { header: Boolean(v.header), out: (line) => ctx.out(line) });
       } catch (error) {
         discard = true;
@@ -209,38 +216,48 @@ export const commands: Record<string, CommandSpec> = {
 
   history: {
     summary: 'the events behind a payment, a capsul, an account, or everything',
-    usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json]
+    usage: `capsul history (--payment <id> | --vm <id> | --email <email> | --all) [--json] [--as-of <ISO>] [--known-at <ISO>]
 
   One line per event: time recorded, stream, type, data, who, and the cause's reason (quoted) when one was
   given. --json prints one JSON object per line,
-  with the event's global position and its leaf index in the signed log (null until it is sealed).`,
+  with the event's global position and its leaf index in the signed log (null until it is sealed).
+  --as-of <ISO>     only the events in effect by then (effective time)
+  --known-at <ISO>  only the events the ledger held by then (recorded time)`,
     options: {
       payment: { type: 'string' },
       vm: { type: 'string' },
       email: { type: 'string' },
       all: { type: 'boolean' },
       json: { type: 'boolean' },
+      'as-of': { type: 'string' },
+      'known-at': { type: 'string' },
     },
     async run(ctx, v) {
       const chosen = ['payment', 'vm', 'email', 'all'].filter((k) => v[k] !== undefined);
       if (chosen.length !== 1) throw new UsageError('choose one of --payment <id>, --vm <id>, --email <email> or --all');
+      const at = instants(v);
       const { pool, ledger } = await ctx.connect('reader');
       const filter = await historyFilter({ pool, ledger }, v);
       for await (const batch of readAllEvents(pool, { batchSize: 1000, ...filter, leafIndexes: Boolean(v.json) })) {
-        for (const stored of batch) ctx.out(v.json ? JSON.stringify(historyJson(stored)) : historyLine(stored));
+        for (const stored of batch) {
+          if (isSeenAt(stored, at)) ctx.out(v.json ? JSON.stringify(historyJson(stored)) : historyLine(stored));
+        }
       }
     },
   },
 
   balance: {
     summary: "an account's balance in dollars, now or at any instant (past or future)",
-    usage: `capsul balance --email <email> [--as-of <ISO>]`,
-    options: { email: { type: 'string' }, 'as-of': { type: 'string' } },
+    usage: `capsul balance --email <email> [--as-of <ISO>] [--known-at <ISO>]
+
+  --as-of <ISO>     the balance at that instant (default now): payments received and charges run by then
+  --known-at <ISO>  as the ledger knew the account then: only its events appended by then`,
+    options: { email: { type: 'string' }, 'as-of': { type: 'string' }, 'known-at': { type: 'string' } },
     async run(ctx, v) {
       const email = required(str(v.email), '--email');
-      const at = v['as-of'] !== undefined ? parseInstant(str(v['as-of'])!, '--as-of') : undefined;
+      const at = instants(v);
       const { ledger } = await ctx.connect('reader');
-      ctx.out(formatCents(await ledger.balanceCents(email, at)));
+      ctx.out(formatCents(await ledger.balanceCents(email, at.asOf, at.knownAt)));
     },
   },
 
@@ -264,17 +281,20 @@ export const commands: Record<string, CommandSpec> = {
         );
       if (v.verify) {
         const { matches, differences } = await verifyProjections(pool, { onProgress: ctx.progress('verifying'), log });
-        const detail = Object.entries(differences)
-          .map(([table, n]) => `${table} ${n}`)
-          .join(', ');
-        ctx.out(matches ? 'projections match the events' : `projections DIFFER from the events (rows differing: ${detail})`);
+        const detail = (of: (table: TableName) => ReplayedTable) =>
+          tableNames.map((table) => `${table} ${differences[of(table)]}`).join(', ');
+        ctx.out(
+          matches
+            ? 'projections match the events'
+            : `projections DIFFER from the events (rows differing: ${detail((t) => t)}; row history versions differing: ${detail(historyTable)})`,
+        );
         return matches ? 0 : 1;
       }
       const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding'), log });
-      const summary = (Object.keys(rows) as (keyof typeof rows)[]).map(
-        (table) => `${table} ${rows[table]} rows (${changed[table]} rewritten)`,
-      );
-      ctx.out(`rebuilt: ${summary.join(', ')}`);
+      const summary = (of: (table: TableName) => ReplayedTable, unit: string) =>
+        tableNames.map((table) => `${table} ${rows[of(table)]} ${unit} (${changed[of(table)]} rewritten)`).join(', ');
+      ctx.out(`rebuilt: ${summary((t) => t, 'rows')}`);
+      ctx.out(`row history: ${summary(historyTable, 'versions')}`);
     },
   },
 
@@ -484,6 +504,14 @@ function paymentCorrection(spec: {
       const { changed } = await spec.apply(ledger, paymentId, { by: ctx.actor(str(v.by)), reason }, customerNote);
       ctx.note(changed ? spec.done(paymentId) : spec.already(paymentId));
     },
+  };
+}
+
+/** The --as-of and --known-at instants given (each absent when not). */
+function instants(v: Record<string, unknown>): Instants {
+  return {
+    ...(v['as-of'] !== undefined ? { asOf: parseInstant(str(v['as-of'])!, '--as-of') } : {}),
+    ...(v['known-at'] !== undefined ? { knownAt: parseInstant(str(v['known-at'])!, '--known-at') } : {}),
   };
 }
 

@@ -6,7 +6,7 @@
 // before commit, so a reader of "positions after N" misses a transaction that commits late (DESIGN.md).
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import type { Actor, LedgerEvent } from '../domain/events.ts';
+import { holdsFrom, type Actor, type LedgerEvent } from '../domain/events.ts';
 import { upcast } from '../domain/upcast.ts';
 import { advisoryLocks, lockUntilCommit } from './advisory-lock.ts';
 
@@ -63,6 +63,22 @@ export function toStoredEvent(row: Record<string, string>): StoredEvent {
     ...(row.leaf_index_text !== undefined ? { leafIndex: row.leaf_index_text === null ? null : Number(row.leaf_index_text) } : {}),
   };
 }
+
+/** An instant of each clock: effective time (`asOf`) and recorded time (`knownAt`); absent: no limit. */
+export type Instants = { asOf?: Date; knownAt?: Date };
+
+/**
+ * Whether an event counts at `at`: recorded by `knownAt` (compared to the microsecond, as stored) and
+ * in effect by `asOf` (an account's opening always is: it holds from no time in particular).
+ */
+export function isSeenAt(stored: StoredEvent, at: Instants): boolean {
+  if (at.knownAt && stored.recordedAt > recordedText(at.knownAt)) return false;
+  const from = holdsFrom(stored.event);
+  return !at.asOf || from === null || Date.parse(from) <= at.asOf.getTime();
+}
+
+/** A Date as `recordedAt` is written (microseconds, UTC), so the two compare as text. */
+const recordedText = (date: Date) => `${date.toISOString().slice(0, -1)}000Z`;
 
 // ---- appending
 

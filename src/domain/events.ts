@@ -12,6 +12,12 @@ export const ledgerEventTypes: LedgerEvent['type'][] = [...accountEventTypes, ..
 export const effectiveAt = (event: LedgerEvent): string => event.data.at;
 
 /**
+ * When the fact holds from, for as-of and row history: its effective time, except that an account is
+ * an identity, not a fact in time (null: always), so it is there for any payment received before it opened.
+ */
+export const holdsFrom = (event: LedgerEvent): string | null => (event.type === 'AccountOpened' ? null : event.data.at);
+
+/**
  * Who caused an event: an operator by name, a customer by account id, a spoke by host id, a job by
  * name. Stored in the event's metadata.
  */

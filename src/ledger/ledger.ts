@@ -2,9 +2,9 @@
 // the domain, appends. No business rule lives here; lookups (email → account, catalogue) do.
 import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { streamVersion } from '../db/event-store.ts';
+import { isSeenAt, loadStream, streamVersion } from '../db/event-store.ts';
 import { accountDecider, defaultProviderStart } from '../domain/account/decider.ts';
-import { accountStream, type Provider } from '../domain/account/events.ts';
+import { accountStream, type AccountEvent, type Provider } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
@@ -291,12 +291,22 @@ export class Ledger {
     return { changed: events.length > 0 };
   }
 
-  /** The balance at any instant, past or future, folded from the account's events. */
-  async balanceCents(emailText: string, at: Date = this.now()): Promise<Cents> {
+  /**
+   * The balance at any instant, past or future, folded from the account's events; with `knownAt`, as
+   * the ledger knew the account then (only the events appended by then).
+   */
+  async balanceCents(emailText: string, at: Date = this.now(), knownAt?: Date): Promise<Cents> {
     const email = canonicalEmail(emailText);
     const accountId = await this.accountIdFor(email);
     if (!accountId) throw notFound(`there is no account for ${email}`);
-    const { state } = await load(this.deps.pool, accountStream(accountId), accountDecider);
+    if (knownAt === undefined) {
+      const { state } = await load(this.deps.pool, accountStream(accountId), accountDecider);
+      return balanceCentsAt(state, at.getTime());
+    }
+    const { events } = await loadStream(this.deps.pool, accountStream(accountId));
+    const known = events.filter((stored) => isSeenAt(stored, { knownAt }));
+    if (known.length === 0) throw notFound(`there was no account for ${email} yet at ${knownAt.toISOString()}`);
+    const state = known.reduce((s, stored) => accountDecider.evolve(s, stored.event as AccountEvent), accountDecider.initialState());
     return balanceCentsAt(state, at.getTime());
   }
 

@@ -1,27 +1,74 @@
-// Projection rows folded in memory: the fast path of rebuild, verify and as-of.
-import type { LedgerEvent } from '../domain/events.ts';
+// Projection rows folded in memory, with each row's history: the fast path of rebuild and verify. It
+// mirrors capsul_apply_projection and capsul_record_history (schema_migrations/21_up_row_history.sql)
+// operation for operation; rebuild and verify compare the two.
+import { holdsFrom, type LedgerEvent } from '../domain/events.ts';
 import type { EventMetadata } from '../db/event-store.ts';
 import { project } from './project.ts';
 import { assertCompleteRow, isLookup, keyOf, tableNames, type Row, type RowOp, type TableName } from './tables.ts';
 
+/**
+ * A version of a row: `valid` in effective time (ms; -Infinity and Infinity for open ends), `known` in
+ * recorded time (the events' `created` as microsecond ISO text, which sorts as it reads; null: current).
+ */
+type Version = { row: Row; validFrom: number; validTo: number; knownFrom: string; knownTo: string | null };
+
 export class MemoryTables {
   readonly tables = new Map<TableName, Map<string, Row>>(tableNames.map((name) => [name, new Map()]));
+  /** per table: each row's current versions (known now), and every version no longer known */
+  private readonly current = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
+  private readonly replaced = new Map<TableName, Version[]>(tableNames.map((name) => [name, []]));
 
-  apply(event: LedgerEvent, metadata: EventMetadata): void {
-    for (const op of project(event, metadata)) this.applyOp(op);
+  /** `recordedAt`: when the event was appended (its `created`, as event-store.ts reads it). */
+  apply(event: LedgerEvent, metadata: EventMetadata, recordedAt: string): void {
+    const from = holdsFrom(event);
+    const effectiveMs = from === null ? Number.NEGATIVE_INFINITY : Date.parse(from);
+    for (const op of project(event, metadata)) this.applyOp(op, effectiveMs, recordedAt);
   }
 
-  applyOp(op: RowOp): void {
+  private applyOp(op: RowOp, effectiveMs: number, recordedAt: string): void {
     const rows = this.tables.get(op.table)!;
+    const versions = this.current.get(op.table)!;
     if (op.kind === 'insert') {
       assertCompleteRow(op.table, op.row);
       const key = keyOf(op.table, op.row);
-      if (!rows.has(key)) rows.set(key, this.resolve(op.row));
+      if (rows.has(key)) return;
+      const row = this.resolve(op.row);
+      rows.set(key, row);
+      versions.set(key, [
+        { row: { ...row }, validFrom: effectiveMs, validTo: Number.POSITIVE_INFINITY, knownFrom: recordedAt, knownTo: null },
+      ]);
       return;
     }
+    const key = keyOf(op.table, op.key);
+    const row = rows.get(key);
+    if (!row) return;
+    const set = this.resolve(op.set);
     // Rows belong to this fold alone: an update changes them in place.
-    const row = rows.get(keyOf(op.table, op.key));
-    if (row) Object.assign(row, this.resolve(op.set));
+    Object.assign(row, set);
+    versions.set(key, this.revise(op.table, versions.get(key)!, set, effectiveMs, recordedAt));
+  }
+
+  /** As capsul_record_history: the versions valid at or after the change take it from then on. */
+  private revise(table: TableName, versions: Version[], set: Row, effectiveMs: number, recordedAt: string): Version[] {
+    const next: Version[] = [];
+    for (const version of versions) {
+      if (version.validTo <= effectiveMs) {
+        next.push(version);
+        continue;
+      }
+      const knownFrom = version.knownFrom > recordedAt ? version.knownFrom : recordedAt;
+      // Made by this same append, it was never known on its own.
+      if (version.knownFrom < recordedAt) this.replaced.get(table)!.push({ ...version, knownTo: recordedAt });
+      if (version.validFrom < effectiveMs) next.push({ ...version, validTo: effectiveMs, knownFrom });
+      next.push({
+        row: { ...version.row, ...set },
+        validFrom: Math.max(version.validFrom, effectiveMs),
+        validTo: version.validTo,
+        knownFrom,
+        knownTo: null,
+      });
+    }
+    return next;
   }
 
   /** Lookups read the rows folded so far, as capsul_apply_projection reads the tables. */
@@ -44,4 +91,18 @@ export class MemoryTables {
   rows(table: TableName): Row[] {
     return [...this.tables.get(table)!.values()];
   }
+
+  /** Every version of the table's rows, as `<table>_history` holds them. */
+  historyRows(table: TableName): Row[] {
+    const all = [...this.replaced.get(table)!, ...[...this.current.get(table)!.values()].flat()];
+    return all.map((v) => ({
+      ...v.row,
+      valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),
+      known: rangeText(v.knownFrom, v.knownTo),
+    }));
+  }
 }
+
+const validEnd = (ms: number) => (ms === Number.POSITIVE_INFINITY ? null : new Date(ms).toISOString());
+/** A tstzrange literal, [from, to), unbounded above when `to` is null. */
+const rangeText = (from: string, to: string | null) => `[${from},${to ?? ''})`;

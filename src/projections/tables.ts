@@ -72,6 +72,12 @@ export const projectionTables = {
 export type TableName = keyof typeof projectionTables;
 export const tableNames = Object.keys(projectionTables) as TableName[];
 
+/**
+ * Each projection's row history (schema_migrations/21_up_row_history.sql): the table's columns, then
+ * `valid` (effective time) and `known` (recorded time), both tstzrange.
+ */
+export const historyTable = (table: TableName) => `${table}_history` as const;
+
 /** A row as JSON values: timestamps as ISO strings, money as decimal strings, arrays and objects as JSON. */
 export type Row = Record<string, unknown>;
 

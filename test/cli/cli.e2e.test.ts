@@ -13,6 +13,7 @@ import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
 import { holdPayment } from '../../src/payments/holds.ts';
+import { tableNames } from '../../src/projections/tables.ts';
 import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
@@ -443,6 +444,54 @@ describe('capsul sql', () => {
   });
 });
 
+describe('--known-at: as the ledger knew it (docs/audit.md, "Two clocks")', () => {
+  const email = 'late@example.org';
+  const mine = `SELECT id, created, dollars FROM payments WHERE email = '${email}' ORDER BY id`;
+  let onTime: number;
+  let late: number;
+  let recordedBefore: string;
+
+  before(async () => {
+    onTime = await pay(email, '20', '--at', '2025-11-03T09:00:00Z');
+    // A millisecond after the first payment was appended; the next is recorded only later, though it
+    // was received in October: a late fact.
+    const appended = `SELECT created FROM emt_messages WHERE message_type = 'PaymentRecorded' AND message_data->>'paymentId' = $1`;
+    recordedBefore = iso((await epochMs(appended, [String(onTime)])) + 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    late = await pay(email, '15', '--at', '2025-10-20T12:00:00Z');
+  });
+
+  it('shows a late-recorded payment as of its time, but not as known before it was recorded', async () => {
+    const both = `${late}, 2025-10-20T12:00:00, 15.00\n${onTime}, 2025-11-03T09:00:00, 20.00\n`;
+    const sorted = `SELECT id, created, dollars FROM payments WHERE email = '${email}' ORDER BY created`;
+    assertPrints(await capsul(['sql', '--as-of', '2025-12-01', '-c', sorted]), both);
+    assertPrints(
+      await capsul(['sql', '--as-of', '2025-12-01', '--known-at', recordedBefore, '-c', mine]),
+      `${onTime}, 2025-11-03T09:00:00, 20.00\n`,
+    );
+    assertPrints(await capsul(['sql', '--known-at', recordedBefore, '-c', `SELECT count(*) FROM payments WHERE id = ${late}`]), '0\n');
+    assertPrints(await capsul(['sql', '--known-at', iso(Date.now() + 1000), '-c', sorted]), both);
+    assertPrints(await capsul(['sql', '--as-of', '2025-10-31', '-c', mine]), `${late}, 2025-10-20T12:00:00, 15.00\n`);
+    assertPrints(await capsul(['sql', '--as-of', '2025-10-31', '--known-at', recordedBefore, '-c', mine]), '');
+  });
+
+  it('answers balance and history as known then too', async () => {
+    assertPrints(await capsul(['balance', '--email', email, '--as-of', '2025-12-01']), '35.00\n');
+    assertPrints(await capsul(['balance', '--email', email, '--as-of', '2025-12-01', '--known-at', recordedBefore]), '20.00\n');
+    assertPrints(await capsul(['balance', '--email', email, '--as-of', '2025-10-31', '--known-at', recordedBefore]), '0.00\n');
+    const events = async (...args: string[]) =>
+      (await capsul(['history', '--email', email, ...args])).stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split('  ')[2]);
+    assert.deepEqual(await events(), ['AccountOpened', 'PaymentRecorded', 'PaymentRecorded']);
+    assert.deepEqual(await events('--known-at', recordedBefore), ['AccountOpened', 'PaymentRecorded']);
+    assert.deepEqual(await events('--as-of', '2025-10-31'), ['AccountOpened', 'PaymentRecorded'], 'the late one, in effect by then');
+    const refused = await capsul(['balance', '--email', email, '--known-at', '2020-01-01']);
+    assertRefused(refused, 1, /there was no account for late@example.org yet at 2020-01-01T00:00:00.000Z/);
+  });
+});
+
 describe('capsul sql --as-of', () => {
   const email = 'asof@example.org';
   let first: number;
@@ -484,8 +533,9 @@ describe('capsul sql --as-of', () => {
     assertPrints(await capsul(['sql', '--as-of', iso(createdMs), '-c', count]), '1\n');
   });
 
-  it("leaves the live tables as they are (a write reaches only the session's own replay)", async () => {
-    await capsul(['sql', '--as-of', '2021-06-01', '-c', 'UPDATE payments SET invalidated = false']);
+  it('leaves the live tables as they are: a write through the history is refused', async () => {
+    const write = await capsul(['sql', '--as-of', '2021-06-01', '-c', 'UPDATE payments SET invalidated = false']);
+    assertRefused(write, 1, /nothing was changed/);
     assertPrints(
       await capsul(['sql', '-c', paymentsOf]),
       `${first}, 2020-05-05T00:00:00, 20.00, TRUE\n${second}, 2021-01-01T12:00:00, 7.50, FALSE\n`,
@@ -493,6 +543,9 @@ describe('capsul sql --as-of', () => {
   });
 
   it('refuses a time that is not ISO 8601', async () => {
+    assertRefused(await capsul(['sql', '--known-at', 'now', '-c', 'SELECT 1']), 2, /--known-at takes an ISO 8601 time/);
+    assertRefused(await capsul(['balance', '--email', email, '--known-at', '2021-13-01']), 2, /--known-at/);
+    assertRefused(await capsul(['history', '--email', email, '--known-at', 'then']), 2, /--known-at takes an ISO 8601 time/);
     assertRefused(await capsul(['sql', '--as-of', 'yesterday', '-c', 'SELECT 1']), 2, /--as-of takes an ISO 8601 time/);
     assertRefused(await capsul(['sql', '--as-of', '2021-02-30', '-c', 'SELECT 1']), 2, /is not a real date/);
   });
@@ -1182,17 +1235,13 @@ describe('capsul balance', () => {
 });
 
 describe('capsul rebuild-projections', () => {
-  it('rebuilds the projections from the events and says how many rows', async () => {
-    const counts = await query<{ a: string; p: string; v: string; h: string; o: string; d: string; ph: string }>(
-      `SELECT (SELECT count(*) FROM accounts)::text AS a, (SELECT count(*) FROM payments)::text AS p, (SELECT count(*) FROM vms)::text AS v,
-              (SELECT count(*) FROM hosts)::text AS h, (SELECT count(*) FROM operations)::text AS o, (SELECT count(*) FROM drift)::text AS d,
-              (SELECT count(*) FROM payment_holds)::text AS ph`,
-    );
-    const { a, p, v, h, o, d, ph } = counts[0]!;
+  it('rebuilds the projections and their row history from the events and says how many rows and versions', async () => {
+    const count = (table: string) => one(`SELECT count(*)::text FROM ${table}`);
+    const line = async (suffix: string, unit: string) =>
+      (await Promise.all(tableNames.map(async (t) => `${t} ${await count(`${t}${suffix}`)} ${unit} (0 rewritten)`))).join(', ');
     assertPrints(
       await capsul(['rebuild-projections']),
-      `rebuilt: accounts ${a} rows (0 rewritten), payments ${p} rows (0 rewritten), vms ${v} rows (0 rewritten), ` +
-        `hosts ${h} rows (0 rewritten), operations ${o} rows (0 rewritten), drift ${d} rows (0 rewritten), payment_holds ${ph} rows (0 rewritten)\n`,
+      `rebuilt: ${await line('', 'rows')}\nrow history: ${await line('_history', 'versions')}\n`,
     );
   });
 
@@ -1218,13 +1267,35 @@ describe('capsul rebuild-projections', () => {
     assert.equal(differ.code, 1);
     assert.equal(
       differ.stdout,
-      'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0, payment_holds 0)\n',
+      'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0, payment_holds 0; ' +
+        'row history versions differing: accounts 0, payments 0, vms 0, hosts 0, operations 0, drift 0, payment_holds 0)\n',
     );
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
     const rebuilt = await capsul(['rebuild-projections']);
     assert.equal(rebuilt.code, 0);
     assert.match(rebuilt.stdout, /payments \d+ rows \(1 rewritten\)/);
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '10.00');
+    assertPrints(await capsul(['rebuild-projections', '--verify']), 'projections match the events\n');
+  });
+
+  it("--verify finds a row history edited behind the ledger's back (exit 1), and a rebuild repairs it", async () => {
+    const id = await pay('tamper-history@example.org', '10');
+    const client = await db.admin.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
+      await client.query('UPDATE payments_history SET dollars = 1000 WHERE id = $1', [id]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const differ = await capsul(['rebuild-projections', '--verify']);
+    assert.equal(differ.code, 1);
+    // The edited version is counted twice: once as the live history's, once as the replay's it lacks.
+    assert.match(differ.stdout, /row history versions differing: accounts 0, payments 2, vms 0/);
+    const rebuilt = await capsul(['rebuild-projections']);
+    assert.match(rebuilt.stdout, /row history: .*payments \d+ versions \(2 rewritten\)/);
+    assert.equal(await one('SELECT dollars::text FROM payments_history WHERE id = $1', [id]), '10.00');
     assertPrints(await capsul(['rebuild-projections', '--verify']), 'projections match the events\n');
   });
 });

@@ -60,6 +60,13 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused([`SELECT capsul_apply_projection('${JSON.stringify([op])}'::jsonb)`]);
   });
 
+  it("refuses the row history: its tables, and the projector's function that writes them", async () => {
+    await refused([`UPDATE payments_history SET dollars = 777 WHERE id = ${paymentId}`]);
+    await refused(['BEGIN', `SELECT set_config('capsul.projector', 'on', true)`, 'DELETE FROM vms_history']);
+    await refused([`INSERT INTO accounts_history SELECT * FROM accounts_history`]);
+    await refused([`SELECT capsul_record_history('payments', 'update', '{"id": ${paymentId}, "dollars": "777"}'::jsonb, '-infinity')`]);
+  });
+
   it("refuses forged events: INSERT into emt_messages, emmett's append function without the projection", async () => {
     await refused([
       `INSERT INTO emt_messages (stream_position, transaction_id, stream_id, message_schema_version, message_id,

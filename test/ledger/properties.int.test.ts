@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { DomainError } from '../../src/domain/shared/errors.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { balanceAt } from '../../src/read/accounts.ts';
-import { shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
+import { shadowProjectionsAt, verifyProjections } from '../../src/projections/rebuild.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
@@ -103,7 +103,7 @@ describe('money invariants (property tests)', () => {
               assert.equal(await balanceAt(db.pool, accountId, at), replayed, `live tables at ${at.toISOString()}`);
             const client = await db.pool.connect();
             try {
-              await shadowProjectionsAsOf(client, at);
+              await shadowProjectionsAt(client, { asOf: at });
               assert.equal(await balanceAt(client, accountId, at), replayed, `tables as of ${at.toISOString()}`);
             } finally {
               client.release(true);

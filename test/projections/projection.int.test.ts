@@ -7,9 +7,9 @@ import { MemoryTables } from '../../src/projections/memory.ts';
 import { readAllEvents, streamVersion } from '../../src/db/event-store.ts';
 import { appendEvents } from '../../src/ledger/append.ts';
 import { holdPayment, resolveHold } from '../../src/payments/holds.ts';
-import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
-import { tableNames, projectionTables } from '../../src/projections/tables.ts';
-import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { rebuildProjections, shadowProjectionsAt, verifyProjections } from '../../src/projections/rebuild.ts';
+import { historyTable, projectionTables, tableNames, type TableName } from '../../src/projections/tables.ts';
+import { operator, projectionsMatch, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { lifeOnHost } from '../support/scenario.ts';
 
 let db: TestDatabase;
@@ -21,6 +21,12 @@ async function tableText(table: string): Promise<string[][]> {
   const columns = (projectionTables as Record<string, { columns: readonly string[] }>)[table]!.columns;
   const { rows } = await db.pool.query(`SELECT ${columns.map((c) => `${c}::text`).join(', ')} FROM ${table} ORDER BY 1`);
   return rows.map((row) => Object.values(row) as string[]);
+}
+
+/** A row history as text, in a stable order (its versions have no key of their own). */
+async function historyText(table: TableName): Promise<string[]> {
+  const { rows } = await db.pool.query(`SELECT h::text AS version FROM ${historyTable(table)} h ORDER BY 1`);
+  return rows.map((row) => row.version as string);
 }
 
 before(async () => {
@@ -145,7 +151,7 @@ describe('projections', () => {
     assert.equal(rows[0].created, '2025-12-30 12:00');
     const client = await db.pool.connect();
     try {
-      await shadowProjectionsAsOf(client, new Date('2025-12-31T00:00:00Z'));
+      await shadowProjectionsAt(client, { asOf: new Date('2025-12-31T00:00:00Z') });
       const asOf = await client.query(`SELECT p.dollars::text, a.email FROM payments p JOIN accounts a ON a.id = p.account_id`);
       assert.deepEqual(asOf.rows, [{ dollars: '25.00', email: 'alice@example.org' }]);
       assert.equal((await client.query('SELECT count(*)::int AS n FROM vms')).rows[0].n, 0);
@@ -215,22 +221,38 @@ describe('projections', () => {
 
   it('equals an in-memory replay of every event, row for row', async () => {
     const memory = new MemoryTables();
-    for await (const batch of readAllEvents(db.pool)) for (const stored of batch) memory.apply(stored.event, stored.metadata);
+    for await (const batch of readAllEvents(db.pool))
+      for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
     for (const table of tableNames) {
       const replayed = memory.rows(table).length;
       assert.equal((await tableText(table)).length, replayed, `${table} row count`);
     }
-    assert.deepEqual(await verifyProjections(db.pool), {
-      matches: true,
-      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
-    });
+    assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
   });
 
-  it('a rebuild gives identical tables', async () => {
+  it('a rebuild gives identical tables, and identical row histories', async () => {
     const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
-    const { rows } = await rebuildProjections(db.admin);
-    assert.deepEqual(rows, { accounts: 2, payments: 3, vms: 3, hosts: 1, operations: 10, drift: 0, payment_holds: 2 });
-    for (const table of tableNames) assert.deepEqual(await tableText(table), before[table], table);
+    const historiesBefore = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await historyText(t)])));
+    const { rows, changed } = await rebuildProjections(db.admin);
+    assert.deepEqual(Object.fromEntries(tableNames.map((t) => [t, rows[t]])), {
+      accounts: 2,
+      payments: 3,
+      vms: 3,
+      hosts: 1,
+      operations: 10,
+      drift: 0,
+      payment_holds: 2,
+    });
+    assert.ok(rows.vms_history > rows.vms, 'each capsul has several versions');
+    assert.deepEqual(
+      Object.values(changed),
+      Object.values(changed).map(() => 0),
+      'a rebuild of correct tables writes nothing',
+    );
+    for (const table of tableNames) {
+      assert.deepEqual(await tableText(table), before[table], table);
+      assert.deepEqual(await historyText(table), historiesBefore[table], historyTable(table));
+    }
   });
 
   it("verify notices a projection changed behind the projector's back", async () => {

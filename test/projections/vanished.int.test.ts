@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { endVanishedAccruals, scheduleDeletions } from '../../src/ledger/reactor.ts';
-import { rebuildProjections, shadowProjectionsAsOf, verifyProjections } from '../../src/projections/rebuild.ts';
+import { rebuildProjections, shadowProjectionsAt, verifyProjections } from '../../src/projections/rebuild.ts';
 import { projectionTables, tableNames } from '../../src/projections/tables.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { lifeOnHost, vmCommand } from '../support/scenario.ts';
@@ -147,7 +147,7 @@ describe('projections of vanished capsuls', () => {
   it('as of a moment before it vanished, show it running, with no incident', async () => {
     const client = await db.pool.connect();
     try {
-      await shadowProjectionsAsOf(client, new Date(Date.parse(vanishedAt) - 1));
+      await shadowProjectionsAt(client, { asOf: new Date(Date.parse(vanishedAt) - 1) });
       const { rows } = await client.query(`SELECT state, vanished, accrual_ended FROM vms WHERE id = $1`, [vms.removed]);
       assert.deepEqual(rows, [{ state: 'running', vanished: null, accrual_ended: null }]);
       assert.equal((await client.query('SELECT count(*)::int AS n FROM drift')).rows[0].n, 0);

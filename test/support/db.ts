@@ -7,6 +7,7 @@ import pg from 'pg';
 import { createPool, roleNames, roleUrl, type Role } from '../../src/db/database.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
+import { historyTable, tableNames } from '../../src/projections/tables.ts';
 
 export type TestDatabase = {
   name: string;
@@ -102,3 +103,9 @@ export async function testDatabase(options: { now?: () => Date; poolSize?: numbe
 export const operator = { by: { kind: 'operator' as const, id: 'test' } };
 
 export const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';
+
+/** What verifyProjections answers when every projection and its row history equal a replay of the events. */
+export const projectionsMatch = {
+  matches: true,
+  differences: Object.fromEntries(tableNames.flatMap((table) => [[table, 0] as const, [historyTable(table), 0] as const])),
+};

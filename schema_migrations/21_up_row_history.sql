@@ -13,8 +13,12 @@ DECLARE
 BEGIN
   FOREACH t IN ARRAY ARRAY['accounts', 'payments', 'vms', 'hosts', 'operations', 'drift', 'payment_holds'] LOOP
     EXECUTE format('CREATE TABLE %I (LIKE %I, valid tstzrange NOT NULL, known tstzrange NOT NULL)', t || '_history', t);
-    -- The projector's path: a row's current versions.
-    EXECUTE format('CREATE INDEX %I ON %I (id) WHERE upper_inf(known)', t || '_history_current', t || '_history');
+    -- A row's current versions by where they end: the projector finds those a change at `eff` touches
+    -- (ending after it: for facts in order, only the last), and a reader the one holding at an instant,
+    -- in one index probe however long the row's history.
+    -- (Where a version ends, infinity while open: written the same wherever a query means to use this index.)
+    EXECUTE format('CREATE INDEX %I ON %I (id, coalesce(upper(valid), ''infinity''::timestamptz)) WHERE upper_inf(known)',
+                   t || '_history_current', t || '_history');
     -- As-of queries: the versions holding at an instant of either clock.
     EXECUTE format('CREATE INDEX %I ON %I USING gist (valid, known)', t || '_history_at', t || '_history');
     EXECUTE format('CREATE TRIGGER capsul_projection_guard BEFORE INSERT OR UPDATE OR DELETE ON %I FOR EACH STATEMENT
@@ -52,7 +56,7 @@ BEGIN
       'SELECT h.ctid AS version, to_jsonb(h) AS row, lower(h.valid) AS valid_from, upper(h.valid) AS valid_to, lower(h.known) AS known_from
        FROM %1$I h
        WHERE h.id = (SELECT r.id FROM jsonb_populate_record(NULL::%2$I, $1) r) AND upper_inf(h.known)
-         AND (upper_inf(h.valid) OR upper(h.valid) > $2)
+         AND coalesce(upper(h.valid), ''infinity''::timestamptz) > $2
        FOR UPDATE', hist, tbl)
       USING vals, eff
   LOOP

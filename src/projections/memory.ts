@@ -45,22 +45,24 @@ export class MemoryTables {
     const set = this.resolve(op.set);
     // Rows belong to this fold alone: an update changes them in place.
     Object.assign(row, set);
-    versions.set(key, this.revise(op.table, versions.get(key)!, set, effectiveMs, recordedAt));
+    this.revise(op.table, versions.get(key)!, set, effectiveMs, recordedAt);
   }
 
-  /** As capsul_record_history: the versions valid at or after the change take it from then on. */
-  private revise(table: TableName, versions: Version[], set: Row, effectiveMs: number, recordedAt: string): Version[] {
-    const next: Version[] = [];
-    for (const version of versions) {
-      if (version.validTo <= effectiveMs) {
-        next.push(version);
-        continue;
-      }
+  /**
+   * As capsul_record_history: the versions valid at or after the change take it from then on. A row's
+   * current versions are kept in effective order and cover a range without gaps, so those touched are
+   * the last few (for facts in order, only the last): the rest is left as it is.
+   */
+  private revise(table: TableName, versions: Version[], set: Row, effectiveMs: number, recordedAt: string): void {
+    let first = versions.length;
+    while (first > 0 && versions[first - 1]!.validTo > effectiveMs) first--;
+    const revised: Version[] = [];
+    for (const version of versions.slice(first)) {
       const knownFrom = version.knownFrom > recordedAt ? version.knownFrom : recordedAt;
       // Made by this same append, it was never known on its own.
       if (version.knownFrom < recordedAt) this.replaced.get(table)!.push({ ...version, knownTo: recordedAt });
-      if (version.validFrom < effectiveMs) next.push({ ...version, validTo: effectiveMs, knownFrom });
-      next.push({
+      if (version.validFrom < effectiveMs) revised.push({ ...version, validTo: effectiveMs, knownFrom });
+      revised.push({
         row: { ...version.row, ...set },
         validFrom: Math.max(version.validFrom, effectiveMs),
         validTo: version.validTo,
@@ -68,7 +70,8 @@ export class MemoryTables {
         knownTo: null,
       });
     }
-    return next;
+    versions.length = first;
+    for (const version of revised) versions.push(version);
   }
 
   /** Lookups read the rows folded so far, as capsul_apply_projection reads the tables. */

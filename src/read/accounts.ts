@@ -3,8 +3,8 @@
 // `balancesAt` is the one balance read, and the balance page's statement is built on its parts (the
 // same payments sum, the same accrual columns, the same arithmetic), with a cache checked against the
 // account stream's version. The arithmetic is the domain's billing functions, so the projections and
-// the domain fold agree at every instant the tables describe: now and later for the live tables, any
-// past instant for tables built as of it.
+// the domain fold agree at every instant: `balancesAt` reads each payment and capsul as it was at the
+// instant asked, from the projections' row history (migration 21).
 import { accountStream, type Provider } from '../domain/account/events.ts';
 import { totalChargesCents, type Accrual } from '../domain/shared/billing.ts';
 import { centsFromNumeric, type Cents } from '../domain/shared/money.ts';
@@ -75,11 +75,12 @@ export type Balance = Funds & { balanceCents: Cents };
 export const balanceOfFunds = (funds: Funds, atMs: number): Cents => funds.paidCents - totalChargesCents(funds.accruals, atMs);
 
 /** The payments counted at `$at` (a parameter), as text: valid, received by then, less refunds. */
-const paidSql = (at: string) => `coalesce(sum(dollars - refunded_dollars) FILTER (WHERE NOT invalidated AND created <= ${at}), 0)::text`;
+const paidSql = (at: string, of = '') =>
+  `coalesce(sum(${of}dollars - ${of}refunded_dollars) FILTER (WHERE NOT ${of}invalidated AND ${of}created <= ${at}), 0)::text`;
 
 /** A capsul's accrual, read from `vms`: its captured price, creation, deletion request and end of billing. */
-const accrualColumns = `dollars_per_month::text AS price, ${epochMs('created')} AS created_ms, ${epochMs('deleted')} AS deleted_ms,
-  ${epochMs('accrual_ended')} AS vanished_ms`;
+const accrualColumns = (of = '') => `${of}dollars_per_month::text AS price, ${epochMs(`${of}created`)} AS created_ms,
+  ${epochMs(`${of}deleted`)} AS deleted_ms, ${epochMs(`${of}accrual_ended`)} AS vanished_ms`;
 
 function accrualOf(row: Record<string, string | null>): Accrual {
   return {
@@ -91,23 +92,40 @@ function accrualOf(row: Record<string, string | null>): Accrual {
 }
 
 /**
- * Several accounts' balances at `at`, from two queries whatever their number; an unknown id has none.
- * For now or later: the projections hold each payment's validity as it is now, not when it changed, so
- * a past instant before a correction is the fold's to answer (`Ledger.balanceCents`, `balance --as-of`).
+ * Each `table` row of the accounts `$1` as it was at `$2` (effective time), aliased `v`. As the ledger
+ * knows it now: through the live table's account index, then one probe per row of the index of current
+ * versions by where they end (schema_migrations/21_up_row_history.sql). As it knew it at `$3`: the
+ * history's versions holding at both instants (an auditor's question, through the as-of index).
  */
-export async function balancesAt(db: Queryable, accountIds: readonly string[], at: Date): Promise<Map<string, Balance>> {
+function versionsAt(table: 'payments' | 'vms', known: boolean): string {
+  if (known) return `${table}_history v WHERE v.account_id = ANY($1::text[]) AND v.valid @> $2::timestamptz AND v.known @> $3::timestamptz`;
+  const end = `coalesce(upper(h.valid), 'infinity'::timestamptz)`;
+  return `${table} r JOIN LATERAL (
+      SELECT * FROM ${table}_history h WHERE h.id = r.id AND upper_inf(h.known) AND ${end} > $2::timestamptz ORDER BY ${end} LIMIT 1
+    ) v ON lower(v.valid) <= $2::timestamptz
+    WHERE r.account_id = ANY($1::text[])`;
+}
+
+/**
+ * Several accounts' balances at `at`, past or future, from two queries whatever their number; an
+ * unknown id has none. Each payment and capsul is read as it was at `at` (a payment invalidated later
+ * still counts; one received later does not), as the ledger knows it now or, with `knownAt`, knew it then.
+ */
+export async function balancesAt(db: Queryable, accountIds: readonly string[], at: Date, knownAt?: Date): Promise<Map<string, Balance>> {
+  const params = [accountIds, at.toISOString(), ...(knownAt ? [knownAt.toISOString()] : [])];
+  const known = knownAt !== undefined;
   const payments = await db.query(
-    `SELECT account_id, ${paidSql('$2')} AS paid FROM payments WHERE account_id = ANY($1::text[]) GROUP BY account_id`,
-    [accountIds, at.toISOString()],
+    `SELECT v.account_id, ${paidSql('$2', 'v.')} AS paid FROM ${versionsAt('payments', known)} GROUP BY v.account_id`,
+    params,
   );
-  const vms = await db.query(`SELECT account_id, ${accrualColumns} FROM vms WHERE account_id = ANY($1::text[])`, [accountIds]);
+  const vms = await db.query(`SELECT v.account_id, ${accrualColumns('v.')} FROM ${versionsAt('vms', known)}`, params);
   const funds = new Map<string, Funds>(accountIds.map((id) => [id, { paidCents: 0, accruals: [] }]));
   for (const row of payments.rows) funds.get(row.account_id)!.paidCents = centsFromNumeric(row.paid);
   for (const row of vms.rows) funds.get(row.account_id)!.accruals.push(accrualOf(row));
   return new Map([...funds].map(([id, f]) => [id, { ...f, balanceCents: balanceOfFunds(f, at.getTime()) }]));
 }
 
-/** One account's balance at `at`, now or later (0 for an account with nothing in it); see balancesAt. */
+/** One account's balance at `at`, past or future (0 for an account with nothing in it); see balancesAt. */
 export async function balanceAt(db: Queryable, accountId: string, at: Date): Promise<Cents> {
   return (await balancesAt(db, [accountId], at)).get(accountId)!.balanceCents;
 }
@@ -142,7 +160,7 @@ const statementSql = `
     totals.payment_count, totals.paid, totals.next_payment_ms,
     ${streamVersionExpression('$4')} AS version,
     (SELECT coalesce(json_agg(v), '[]') FROM (
-       SELECT id, size, ${accrualColumns} FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
+       SELECT id, size, ${accrualColumns()} FROM vms WHERE account_id = $1 ORDER BY created DESC, id) v) AS vms
   FROM (SELECT count(*)::int AS payment_count, ${paidSql('$3')} AS paid,
                ${epochMs('min(created) FILTER (WHERE NOT invalidated AND created > $3)')} AS next_payment_ms
         FROM payments WHERE account_id = $1) totals`;

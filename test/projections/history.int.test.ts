@@ -14,7 +14,7 @@ import { Ledger } from '../../src/ledger/ledger.ts';
 import { MemoryTables } from '../../src/projections/memory.ts';
 import { shadowProjectionsAt } from '../../src/projections/rebuild.ts';
 import { projectionTables, tableNames } from '../../src/projections/tables.ts';
-import { balanceAt } from '../../src/read/accounts.ts';
+import { balancesAt } from '../../src/read/accounts.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
@@ -265,7 +265,7 @@ describe('row history', () => {
               if (accountId && knownThen) {
                 const balanceThen = asOf ?? end;
                 assert.equal(
-                  await balanceAt(client, accountId, balanceThen),
+                  (await balancesAt(db.pool, [accountId], balanceThen, knownAt)).get(accountId)!.balanceCents,
                   await ledger.balanceCents(email, balanceThen, knownAt),
                   `balance at ${JSON.stringify(at)}`,
                 );

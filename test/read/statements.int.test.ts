@@ -113,14 +113,13 @@ describe('statements from the ledger (property)', () => {
         const accountId = await ledger.accountIdFor(email);
         if (!accountId) return;
         const now = new Date(clockMs + 62 * dayMs);
-        // The projections hold each payment's validity as it is now, not its history (issue 14's row
-        // history will answer a past instant), so they are asked about the present only.
         assert.equal(await balanceAt(db.pool, accountId, now), await ledger.balanceCents(email, now), "the projections' balance now");
         let previousClosing: number | null = null;
         for (let month = monthOf(startMs); monthStartMs(nextMonth(month)) <= now.getTime(); month = nextMonth(month)) {
           const statement = await accountStatement(db.pool, accountId, month, now);
           const first = new Date(monthStartMs(month));
           assert.equal(statement.openingCents, await ledger.balanceCents(email, first), `${month}: balance --as-of`);
+          assert.equal(statement.openingCents, await balanceAt(db.pool, accountId, first), `${month}: the row history's balance`);
           if (previousClosing !== null) assert.equal(statement.openingCents, previousClosing, `${month} opens at the last closing`);
           const sum = statement.lines.reduce((total, line) => total + line.amountCents, 0);
           assert.equal(statement.openingCents + sum, statement.closingCents, `${month} adds up`);

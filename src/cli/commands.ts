@@ -265,10 +265,12 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'rebuild the projection tables from the events (--verify: compare only)',
     usage: `capsul rebuild-projections [--verify]
 
-  Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds)
-  equal to a replay of every event, in one transaction, rewriting only the rows that differ; readers
-  keep reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
-  exits 1 when they differ, naming how many rows differ per table. Both first check the events
+  Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds) and
+  their row history equal to a replay of every event, rewriting only the rows that differ. It folds
+  the events in one snapshot without locks (readers read and appends append meanwhile), then briefly
+  locks the tables to fold what was appended since and write. --verify rebuilds aside, compares with
+  the live tables, changes nothing, and exits 1 when they differ, naming how many rows (and rows'
+  histories) differ per table. Both first check the events
   against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no
   longer match it. Rebuilding runs as DATABASE_URL's user (the owner); --verify as capsul_reader.`,
     options: { verify: { type: 'boolean' } },
@@ -286,15 +288,15 @@ export const commands: Record<string, CommandSpec> = {
         ctx.out(
           matches
             ? 'projections match the events'
-            : `projections DIFFER from the events (rows differing: ${detail((t) => t)}; row history versions differing: ${detail(historyTable)})`,
+            : `projections DIFFER from the events (rows differing: ${detail((t) => t)}; rows whose history differs: ${detail(historyTable)})`,
         );
         return matches ? 0 : 1;
       }
       const { rows, changed } = await rebuildProjections(pool, { onProgress: ctx.progress('rebuilding'), log });
-      const summary = (of: (table: TableName) => ReplayedTable, unit: string) =>
-        tableNames.map((table) => `${table} ${rows[of(table)]} ${unit} (${changed[of(table)]} rewritten)`).join(', ');
-      ctx.out(`rebuilt: ${summary((t) => t, 'rows')}`);
-      ctx.out(`row history: ${summary(historyTable, 'versions')}`);
+      const summary = (of: (table: TableName) => ReplayedTable, unit: string, rewritten: string) =>
+        tableNames.map((table) => `${table} ${rows[of(table)]} ${unit} (${changed[of(table)]} ${rewritten})`).join(', ');
+      ctx.out(`rebuilt: ${summary((t) => t, 'rows', 'rewritten')}`);
+      ctx.out(`row history: ${summary(historyTable, 'versions', 'histories rewritten')}`);
     },
   },
 

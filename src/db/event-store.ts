@@ -243,6 +243,26 @@ export async function readEventsBackward(
   return rows.map(toStoredEvent);
 }
 
+/** The current transaction's snapshot (pg_snapshot as text): which transactions it sees as committed. */
+export async function currentSnapshot(db: Queryable): Promise<string> {
+  const { rows } = await db.query('SELECT pg_current_snapshot()::text AS snapshot');
+  return rows[0].snapshot;
+}
+
+/**
+ * The events of every transaction `snapshot` did not see as committed (and that has committed since,
+ * as this statement sees it), in commit order: what a reader of that snapshot missed.
+ */
+export async function readEventsNotIn(db: Queryable, snapshot: string): Promise<StoredEvent[]> {
+  const { rows } = await db.query(
+    `SELECT ${columns} FROM emt_messages
+     WHERE ${live} AND transaction_id >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(transaction_id, $1::pg_snapshot)
+     ORDER BY transaction_id, global_position`,
+    [snapshot],
+  );
+  return rows.map(toStoredEvent);
+}
+
 /** How many events there are (for progress). */
 export async function countEvents(db: Queryable): Promise<number> {
   const { rows } = await db.query(`SELECT count(*)::int AS n FROM emt_messages WHERE ${live}`);

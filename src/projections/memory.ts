@@ -16,7 +16,9 @@ export class MemoryTables {
   readonly tables = new Map<TableName, Map<string, Row>>(tableNames.map((name) => [name, new Map()]));
   /** per table: each row's current versions (known now), and every version no longer known */
   private readonly current = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
-  private readonly replaced = new Map<TableName, Version[]>(tableNames.map((name) => [name, []]));
+  private readonly replaced = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
+  /** the rows each operation touched since trackTouched() (null: not tracking) */
+  private touched: Map<TableName, Set<string>> | null = null;
 
   /** `recordedAt`: when the event was appended (its `created`, as event-store.ts reads it). */
   apply(event: LedgerEvent, metadata: EventMetadata, recordedAt: string): void {
@@ -25,9 +27,19 @@ export class MemoryTables {
     for (const op of project(event, metadata)) this.applyOp(op, effectiveMs, recordedAt);
   }
 
+  /** From now on, remember which rows the events applied touch (touchedKeys). */
+  trackTouched(): void {
+    this.touched = new Map(tableNames.map((name) => [name, new Set()]));
+  }
+
+  touchedKeys(table: TableName): ReadonlySet<string> {
+    return this.touched?.get(table) ?? new Set();
+  }
+
   private applyOp(op: RowOp, effectiveMs: number, recordedAt: string): void {
     const rows = this.tables.get(op.table)!;
     const versions = this.current.get(op.table)!;
+    this.touched?.get(op.table)?.add(keyOf(op.table, op.kind === 'insert' ? op.row : op.key));
     if (op.kind === 'insert') {
       assertCompleteRow(op.table, op.row);
       const key = keyOf(op.table, op.row);
@@ -45,7 +57,7 @@ export class MemoryTables {
     const set = this.resolve(op.set);
     // Rows belong to this fold alone: an update changes them in place.
     Object.assign(row, set);
-    this.revise(op.table, versions.get(key)!, set, effectiveMs, recordedAt);
+    this.revise(op.table, key, versions.get(key)!, set, effectiveMs, recordedAt);
   }
 
   /**
@@ -53,14 +65,14 @@ export class MemoryTables {
    * current versions are kept in effective order and cover a range without gaps, so those touched are
    * the last few (for facts in order, only the last): the rest is left as it is.
    */
-  private revise(table: TableName, versions: Version[], set: Row, effectiveMs: number, recordedAt: string): void {
+  private revise(table: TableName, key: string, versions: Version[], set: Row, effectiveMs: number, recordedAt: string): void {
     let first = versions.length;
     while (first > 0 && versions[first - 1]!.validTo > effectiveMs) first--;
     const revised: Version[] = [];
     for (const version of versions.slice(first)) {
       const knownFrom = version.knownFrom > recordedAt ? version.knownFrom : recordedAt;
       // Made by this same append, it was never known on its own.
-      if (version.knownFrom < recordedAt) this.replaced.get(table)!.push({ ...version, knownTo: recordedAt });
+      if (version.knownFrom < recordedAt) this.replacedOf(table, key).push({ ...version, knownTo: recordedAt });
       if (version.validFrom < effectiveMs) revised.push({ ...version, validTo: effectiveMs, knownFrom });
       revised.push({
         row: { ...version.row, ...set },
@@ -91,13 +103,38 @@ export class MemoryTables {
     return resolved;
   }
 
+  private replacedOf(table: TableName, key: string): Version[] {
+    const byKey = this.replaced.get(table)!;
+    let versions = byKey.get(key);
+    if (!versions) byKey.set(key, (versions = []));
+    return versions;
+  }
+
   rows(table: TableName): Row[] {
     return [...this.tables.get(table)!.values()];
   }
 
+  /** The row of `key` (keyOf), if there is one. */
+  row(table: TableName, key: string): Row | undefined {
+    return this.tables.get(table)!.get(key);
+  }
+
   /** Every version of the table's rows, as `<table>_history` holds them. */
   historyRows(table: TableName): Row[] {
-    const all = [...this.replaced.get(table)!, ...[...this.current.get(table)!.values()].flat()];
+    return [...this.tables.get(table)!.keys()].flatMap((key) => this.history(table, key));
+  }
+
+  /** How many versions the table's history holds. */
+  historyCount(table: TableName): number {
+    let n = 0;
+    for (const versions of this.replaced.get(table)!.values()) n += versions.length;
+    for (const versions of this.current.get(table)!.values()) n += versions.length;
+    return n;
+  }
+
+  /** Every version of one row (`key`: keyOf), as `<table>_history` holds them. */
+  history(table: TableName, key: string): Row[] {
+    const all = [...(this.replaced.get(table)!.get(key) ?? []), ...(this.current.get(table)!.get(key) ?? [])];
     return all.map((v) => ({
       ...v.row,
       valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),

@@ -3,7 +3,14 @@
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { MemoryTables } from './memory.ts';
-import { countEvents, keepSequencesAboveEvents, readAllEvents, type Instants } from '../db/event-store.ts';
+import {
+  countEvents,
+  currentSnapshot,
+  keepSequencesAboveEvents,
+  readAllEvents,
+  readEventsNotIn,
+  type Instants,
+} from '../db/event-store.ts';
 import { enableProjectorSQL } from './sql.ts';
 import { historyTable, projectionTables, tableNames, type Row, type TableName } from './tables.ts';
 
@@ -73,53 +80,92 @@ async function writeAside(client: pg.PoolClient, memory: MemoryTables): Promise<
 }
 
 /**
- * How many versions the live history and the replayed one do not share (a version has no key of its
- * own): each version's text hashed and counted on both sides, so the comparison is one hash join.
+ * The rows whose live projection or live history differs from the replay written aside, by table: a
+ * row is compared whole; a history (whose versions have no key of their own) as the hashes of its
+ * versions, per row.
  */
-async function historyDifferences(client: pg.PoolClient, table: TableName): Promise<number> {
-  const counted = (relation: string) => `SELECT md5(v::text) AS version, count(*) AS n FROM ${relation} v GROUP BY 1`;
-  const { rows } = await client.query(
-    `SELECT coalesce(sum(abs(coalesce(l.n, 0) - coalesce(r.n, 0))), 0)::int AS n
-     FROM (${counted(`public.${historyTable(table)}`)}) l FULL JOIN (${counted(`rebuilt_${historyTable(table)}`)}) r USING (version)`,
-  );
-  return rows[0].n;
+async function differingRows(client: pg.PoolClient): Promise<Map<ReplayedTable, string[]>> {
+  const differing = new Map<ReplayedTable, string[]>();
+  for (const table of tableNames) {
+    const rows = await client.query(
+      `SELECT coalesce(l.id, r.id)::text AS id FROM public.${table} l FULL JOIN rebuilt_${table} r ON r.id = l.id
+       WHERE l.id IS NULL OR r.id IS NULL OR ROW(l.*) IS DISTINCT FROM ROW(r.*)`,
+    );
+    differing.set(
+      table,
+      rows.rows.map((row) => row.id),
+    );
+    const history = historyTable(table);
+    const hashed = (relation: string) =>
+      `SELECT id, md5(string_agg(md5(v::text), '' ORDER BY md5(v::text))) AS versions FROM ${relation} v GROUP BY id`;
+    const histories = await client.query(
+      `SELECT coalesce(l.id, r.id)::text AS id FROM (${hashed(`public.${history}`)}) l FULL JOIN (${hashed(`rebuilt_${history}`)}) r
+       ON r.id = l.id WHERE l.versions IS DISTINCT FROM r.versions`,
+    );
+    differing.set(
+      history,
+      histories.rows.map((row) => row.id),
+    );
+  }
+  return differing;
 }
 
+/** The rows given by id (as text) in the live table, as the replay has them: removed, then put back from `memory`. */
+async function rewriteRows(client: pg.PoolClient, table: TableName, ids: string[], memory: MemoryTables): Promise<void> {
+  const history = historyTable(table);
+  // The ids as the table's own id type, whatever it is (payments: bigint; the rest: text).
+  const idsOf = (name: string) => `SELECT (jsonb_populate_record(NULL::${name}, jsonb_build_object('id', k))).id FROM unnest($1::text[]) k`;
+  await client.query(`DELETE FROM ${table} WHERE id IN (${idsOf(table)})`, [ids]);
+  await client.query(`DELETE FROM ${history} WHERE id IN (${idsOf(history)})`, [ids]);
+  const rows = ids.map((id) => memory.row(table, id)).filter((row): row is Row => row !== undefined);
+  await bulkInsert(client, table, table, rows);
+  await bulkInsert(
+    client,
+    history,
+    history,
+    ids.flatMap((id) => memory.history(table, id)),
+  );
+}
+
+/** A rebuild's pause between its two phases (tests hold it there to append meanwhile). */
+export type RebuildOptions = { onProgress?: Progress; log?: LogEvidence; betweenPhases?: () => Promise<void> };
+
 /**
- * Makes the projection tables equal to a replay of every event, in one transaction, writing only the
- * rows that differ. The EXCLUSIVE lock lets readers keep reading the old rows; appends wait at their
- * projection write and apply on top after commit, so nothing is lost or doubled while appends arrive.
+ * Makes the projection tables and their row history equal to a replay of every event, without
+ * stopping the business. First, in one snapshot and without locks: the events folded in memory (and
+ * checked against the signed log), written aside and compared with the live tables, which appends
+ * keep writing meanwhile. Then, briefly, under an EXCLUSIVE lock (readers read on; appends wait at
+ * their projection write and apply on top after commit, so nothing is lost or doubled): the events
+ * committed since the snapshot folded on top, and only the rows that differed or that those events
+ * touched written. Returns each table's rows (histories: versions) and how many rows were rewritten
+ * because they differed.
  */
-export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
+export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions = {}) {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN');
-    await client.query(`LOCK TABLE ${tableNames.flatMap((t) => [t, historyTable(t)]).join(', ')} IN EXCLUSIVE MODE`);
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    const snapshot = await currentSnapshot(client);
     const memory = await fold(client, { ...options, log: options.log ?? noKeys });
     await writeAside(client, memory);
+    const differing = await differingRows(client);
+    await client.query('COMMIT');
+    await options.betweenPhases?.();
+
+    await client.query('BEGIN');
+    await client.query(`LOCK TABLE ${tableNames.flatMap((t) => [t, historyTable(t)]).join(', ')} IN EXCLUSIVE MODE`);
     await client.query(enableProjectorSQL);
+    memory.trackTouched();
+    for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
     const rows = {} as Record<ReplayedTable, number>;
     const changed = {} as Record<ReplayedTable, number>;
     for (const table of tableNames) {
-      // Every projection is keyed by id: a row whose replay differs is deleted and inserted again.
-      await client.query(
-        `DELETE FROM ${table} USING rebuilt_${table} r WHERE r.id = ${table}.id AND ROW(${table}.*) IS DISTINCT FROM ROW(r.*)`,
-      );
-      const gone = await client.query(`DELETE FROM ${table} WHERE NOT EXISTS (SELECT 1 FROM rebuilt_${table} r WHERE r.id = ${table}.id)`);
-      const added = await client.query(
-        `INSERT INTO ${table} SELECT r.* FROM rebuilt_${table} r WHERE NOT EXISTS (SELECT 1 FROM ${table} t WHERE t.id = r.id)`,
-      );
-      rows[table] = memory.rows(table).length;
-      changed[table] = (gone.rowCount ?? 0) + (added.rowCount ?? 0);
-      // The history is written whole when any version differs (after a migration it starts empty).
       const history = historyTable(table);
-      const differing = await historyDifferences(client, table);
-      if (differing > 0) {
-        await client.query(`DELETE FROM ${history}`);
-        await client.query(`INSERT INTO ${history} SELECT * FROM rebuilt_${history}`);
-      }
-      rows[history] = memory.historyRows(table).length;
-      changed[history] = differing;
+      const stale = new Set([...differing.get(table)!, ...differing.get(history)!, ...memory.touchedKeys(table)]);
+      if (stale.size > 0) await rewriteRows(client, table, [...stale], memory);
+      rows[table] = memory.rows(table).length;
+      rows[history] = memory.historyCount(table);
+      changed[table] = differing.get(table)!.length;
+      changed[history] = differing.get(history)!.length;
     }
     await keepSequencesAboveEvents(client);
     await client.query('COMMIT');
@@ -134,7 +180,8 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
 
 /**
  * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
- * Returns, per table, how many rows (by id) differ, are missing or are extra.
+ * Returns, per table, how many rows (by id) differ, are missing or are extra, and per history how
+ * many rows' histories differ.
  */
 export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
@@ -142,14 +189,7 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     await writeAside(client, await fold(client, { ...options, log: options.log ?? noKeys }));
     const differences = {} as Record<ReplayedTable, number>;
-    for (const table of tableNames) {
-      const { rows } = await client.query(
-        `SELECT count(*)::int AS n FROM public.${table} l FULL JOIN rebuilt_${table} r ON r.id = l.id
-         WHERE l.id IS NULL OR r.id IS NULL OR ROW(l.*) IS DISTINCT FROM ROW(r.*)`,
-      );
-      differences[table] = rows[0].n;
-      differences[historyTable(table)] = await historyDifferences(client, table);
-    }
+    for (const [table, ids] of await differingRows(client)) differences[table] = ids.length;
     return { matches: Object.values(differences).every((n) => n === 0), differences };
   } finally {
     await client.query('ROLLBACK').catch(() => {});

@@ -1,5 +1,5 @@
 // Rebuild replaces the projections from the events while appends keep arriving: nothing lost, nothing
-// doubled, and readers never see a half-built table.
+// doubled, readers never see a half-built table, and appends are not held up while it folds.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
@@ -69,5 +69,46 @@ describe('rebuild-projections', () => {
     assert.equal(await count('SELECT count(*)::int AS n FROM payments'), recorded);
     const created = await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'VmCreationRequested'`);
     assert.equal(await count('SELECT count(*)::int AS n FROM vms'), created);
+  });
+
+  it('does not hold up appends while it folds: they complete while it waits between its phases, and it repairs on top of them', async () => {
+    const email = 'aside@example.org';
+    const { paymentId } = await db.ledger.recordPayment({ email, amountCents: 1500, cause: operator });
+    // An edit no event explains, which the rebuild must repair.
+    const admin = await db.admin.connect();
+    try {
+      await admin.query('BEGIN');
+      await admin.query(`SELECT set_config('capsul.projector', 'on', true)`);
+      await admin.query('UPDATE payments SET dollars = 99 WHERE id = $1', [paymentId]);
+      await admin.query('COMMIT');
+    } finally {
+      admin.release();
+    }
+    let appendedMeanwhile: number[] = [];
+    const result = await rebuildProjections(db.admin, {
+      async betweenPhases() {
+        // A rebuild that held the projections' lock here would leave these waiting for ever.
+        const appends = Promise.all(
+          [1, 2, 3].map(async (i) => (await db.ledger.recordPayment({ email, amountCents: 100 * i, cause: operator })).paymentId),
+        );
+        const stuck = new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('appends waited for the rebuild while it folded')), 60_000).unref(),
+        );
+        appendedMeanwhile = await Promise.race([appends, stuck]);
+        await db.ledger.invalidatePayment(paymentId, { ...operator, reason: 'chargeback' });
+      },
+    });
+    assert.equal(result.changed.payments, 1, 'the edited row, and only it, differed from the events');
+    const rows = await db.pool.query(
+      'SELECT id, dollars::text, invalidated FROM payments WHERE account_id = (SELECT id FROM accounts WHERE email = $1) ORDER BY id',
+      [email],
+    );
+    assert.deepEqual(rows.rows, [
+      { id: String(paymentId), dollars: '15.00', invalidated: true },
+      ...appendedMeanwhile
+        .map((id, i) => ({ id: String(id), dollars: `${i + 1}.00`, invalidated: false }))
+        .sort((a, b) => Number(a.id) - Number(b.id)),
+    ]);
+    assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
   });
 });

@@ -11,7 +11,8 @@ import type { StreamCache } from './cache.ts';
 
 export type Decider<S, C, E extends LedgerEvent> = {
   decide: (command: C, state: S) => E[];
-  evolve: (state: S, event: E) => S;
+  /** the decider's `evolve` over many events, in O(events) (src/domain/shared/fold.ts) */
+  fold: (state: S, events: Iterable<E>) => S;
   initialState: () => S;
 };
 
@@ -64,7 +65,7 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
       throw error;
     });
     if (result.ok) {
-      const state = events.reduce(decider.evolve, current.state);
+      const state = decider.fold(current.state, events);
       deps.cache?.set(streamId, { version: result.nextVersion, state });
       return { events, state, version: result.nextVersion };
     }
@@ -77,9 +78,12 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
 
 type Loaded<S> = { version: bigint; state: S };
 
-/** A stream's events folded with the decider's `evolve`, and the stream's version. */
+/** A stream's events folded with the decider's `fold`, and the stream's version. */
 export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
   const stream = await loadStream(pool, streamId);
-  const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
+  const state = decider.fold(
+    decider.initialState(),
+    stream.events.map((stored) => stored.event as E),
+  );
   return { version: stream.version, state };
 }

@@ -21,6 +21,7 @@ import {
   activeVms,
   balanceCentsAt,
   evolveAccount,
+  foldAccount,
   initialAccount,
   isPaymentValid,
   refundedCents,
@@ -446,4 +447,4 @@ function existingPayment(state: Account, paymentId: number) {
   return payment;
 }
 
-export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };
+export const accountDecider = { decide: decideAccount, evolve: evolveAccount, fold: foldAccount, initialState: initialAccount };

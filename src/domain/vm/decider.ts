@@ -6,6 +6,7 @@
 import type { Command } from '@event-driven-io/emmett';
 import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
+import { linearFold } from '../shared/fold.ts';
 import { observedStates, type HostKeyFingerprint, type ObservedState, type OperationKind, type VmEvent } from './events.ts';
 
 export type Vm = {
@@ -79,51 +80,69 @@ export type VmCommand =
 
 export const maxFailureLength = 2000;
 
-export function evolveVm(current: Vm, event: VmEvent): Vm {
-  const state = trackOperations(current, event);
-  const reported = 'reportId' in event.data && event.data.reportId ? new Set(state.reportIds).add(event.data.reportId) : state.reportIds;
+/** The capsul being folded: its own collections, changed in place (shared/fold.ts). */
+type WorkingVm = Vm & { reportIds: Set<string>; operationIds: Set<string>; openOperations: Map<string, OperationKind> };
+
+const workingCopy = (state: Vm): WorkingVm => ({
+  ...state,
+  reportIds: new Set(state.reportIds),
+  operationIds: new Set(state.operationIds),
+  openOperations: new Map(state.openOperations),
+});
+
+function applyVm(state: WorkingVm, event: VmEvent): void {
+  trackOperations(state, event);
+  if ('reportId' in event.data && event.data.reportId) state.reportIds.add(event.data.reportId);
   switch (event.type) {
     case 'VmPlaced':
-      return { ...state, host: event.data.host, state: 'creating' };
+      state.host = event.data.host;
+      state.state = 'creating';
+      return;
     case 'VmProvisioned':
-      return {
-        ...state,
-        provisioned: true,
-        provisionedAtMs: Date.parse(event.data.at),
-        addresses: addressesOf(event.data),
-        reportIds: reported,
-      };
+      state.provisioned = true;
+      state.provisionedAtMs = Date.parse(event.data.at);
+      state.addresses = addressesOf(event.data);
+      return;
     case 'VmStateObserved':
-      return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at), reportIds: reported };
+      state.state = event.data.state;
+      state.lastObservedAtMs = Date.parse(event.data.at);
+      return;
     case 'VmStartRequested':
     case 'VmStopRequested':
-      return state;
+      return;
     case 'VmDeletionScheduled':
-      return { ...state, deletionScheduled: true, deletionAsked: true };
+      state.deletionScheduled = true;
+      state.deletionAsked = true;
+      return;
     case 'VmDeleted':
-      return { ...state, state: 'deleted', reportIds: reported };
+      state.state = 'deleted';
+      return;
     case 'VmVanished': {
       const { at, host, reportId } = event.data;
+      state.state = 'vanished';
+      state.vanished = { at, host, reportId };
       // Its open operations are cancelled with it: nothing is left for them to act on.
-      return { ...state, state: 'vanished', vanished: { at, host, reportId }, openOperations: new Map(), reportIds: reported };
+      state.openOperations.clear();
+      return;
     }
-    case 'VmFailed': {
+    case 'VmFailed':
       // A failed create leaves no capsul; a failed stop or start leaves it as it was; a failed delete
       // leaves it to be scheduled again.
-      const failedCapsul = event.data.operation === null || event.data.operation === 'create';
-      return {
-        ...state,
-        state: failedCapsul ? 'failed' : state.state,
-        deletionScheduled: event.data.operation === 'delete' ? false : state.deletionScheduled,
-        reportIds: reported,
-      };
-    }
+      if (event.data.operation === null || event.data.operation === 'create') state.state = 'failed';
+      if (event.data.operation === 'delete') state.deletionScheduled = false;
+      return;
     default: {
       const unknown: never = event;
-      return unknown;
+      throw new Error(`no capsul event ${(unknown as { type: string }).type}`);
     }
   }
 }
+
+/**
+ * `foldVm(state, events)`: the capsul after `events`, in O(events); `evolveVm` for one event. Every
+ * place that folds a capsul stream folds with `foldVm`.
+ */
+export const { fold: foldVm, evolve: evolveVm } = linearFold(workingCopy, applyVm);
 
 const requestedKind = (event: VmEvent): OperationKind | null => {
   switch (event.type) {
@@ -141,21 +160,16 @@ const requestedKind = (event: VmEvent): OperationKind | null => {
 };
 
 /** Requests open operations; a report naming an open operation completes it. */
-function trackOperations(state: Vm, event: VmEvent): Vm {
+function trackOperations(state: WorkingVm, event: VmEvent): void {
   const { operationId } = event.data as { operationId?: string | null };
-  if (!operationId) return state;
+  if (!operationId) return;
   const kind = requestedKind(event);
   if (kind === null) {
-    if (!state.openOperations.has(operationId)) return state;
-    const open = new Map(state.openOperations);
-    open.delete(operationId);
-    return { ...state, openOperations: open };
+    state.openOperations.delete(operationId);
+    return;
   }
-  return {
-    ...state,
-    operationIds: new Set(state.operationIds).add(operationId),
-    openOperations: new Map(state.openOperations).set(operationId, kind),
-  };
+  state.operationIds.add(operationId);
+  state.openOperations.set(operationId, kind);
 }
 
 const addressesOf = (d: { ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[] }) =>
@@ -319,4 +333,4 @@ function requireHost(state: Vm, vmId: string, host: string): void {
   if (state.host !== host) throw refused(`capsul ${vmId} is placed on host ${state.host}, not ${host}`);
 }
 
-export const vmDecider = { decide: decideVm, evolve: evolveVm, initialState: initialVm };
+export const vmDecider = { decide: decideVm, evolve: evolveVm, fold: foldVm, initialState: initialVm };

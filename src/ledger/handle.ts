@@ -5,16 +5,9 @@ import { checkedCause, type CommandContext, type LedgerEvent } from '../domain/e
 import { currentEventVersion } from '../domain/upcast.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { commandRefusals, versionConflicts } from '../core/metrics.ts';
-import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
 import type { StreamCache } from './cache.ts';
-
-export type Decider<S, C, E extends LedgerEvent> = {
-  decide: (command: C, state: S) => E[];
-  /** the decider's `evolve` over many events, in O(events) (src/domain/shared/fold.ts) */
-  fold: (state: S, events: Iterable<E>) => S;
-  initialState: () => S;
-};
+import { load, type Decider, type Loaded } from './load.ts';
 
 export type CommandDeps = { pool: pg.Pool; cache?: StreamCache };
 
@@ -74,16 +67,4 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
     if (++conflicts >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * conflicts));
   }
-}
-
-type Loaded<S> = { version: bigint; state: S };
-
-/** A stream's events folded with the decider's `fold`, and the stream's version. */
-export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
-  const stream = await loadStream(pool, streamId);
-  const state = decider.fold(
-    decider.initialState(),
-    stream.events.map((stored) => stored.event as E),
-  );
-  return { version: stream.version, state };
 }

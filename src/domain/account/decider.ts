@@ -17,6 +17,7 @@ import {
   nonpaymentStepOf,
   type NonpaymentRules,
 } from './policy.ts';
+import { accountSnapshot } from './snapshot.ts';
 import {
   activeVms,
   balanceCentsAt,
@@ -447,4 +448,10 @@ function existingPayment(state: Account, paymentId: number) {
   return payment;
 }
 
-export const accountDecider = { decide: decideAccount, evolve: evolveAccount, fold: foldAccount, initialState: initialAccount };
+export const accountDecider = {
+  decide: decideAccount,
+  evolve: evolveAccount,
+  fold: foldAccount,
+  initialState: initialAccount,
+  snapshot: accountSnapshot,
+};

@@ -173,7 +173,8 @@ function inTimeOrder(validity: PaymentState['validity'], change: PaymentState['v
 
 /**
  * `foldAccount(state, events)`: the account after `events`, in O(events); `evolveAccount` for one event.
- * Every place that folds an account stream folds with `foldAccount`.
+ * Every place that folds an account stream folds with `foldAccount`. Changing the state's shape or what
+ * an event does to it: bump `accountSnapshot.shapeVersion` (snapshot.ts), or stored snapshots lie.
  */
 export const { fold: foldAccount, evolve: evolveAccount } = linearFold(workingCopy, applyAccount);
 

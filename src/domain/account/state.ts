@@ -11,9 +11,9 @@ export type PaymentState = {
   reference: string | null;
   receivedAtMs: number;
   /** validity changes in order: [atMs, valid]; the payment is valid until the first invalidation */
-  validity: { atMs: number; valid: boolean }[];
+  validity: readonly { atMs: number; valid: boolean }[];
   /** refunded totals in order: [atMs, total]; each larger than the one before */
-  refunds: { atMs: number; totalRefundedCents: Cents }[];
+  refunds: readonly { atMs: number; totalRefundedCents: Cents }[];
 };
 
 export type VmState = Accrual & { vmId: string; size: string; os: string };
@@ -54,6 +54,9 @@ export const initialAccount = (): Account => ({
 
 const ms = (iso: string) => Date.parse(iso);
 
+/** A new payment's validity changes and refunds: one empty list shared by all (they are replaced, never changed). */
+const none: readonly never[] = Object.freeze([]);
+
 /** The account being folded: its own collections, changed in place (shared/fold.ts). */
 type WorkingAccount = Account & {
   payments: Map<number, PaymentState>;
@@ -84,8 +87,8 @@ function applyAccount(state: WorkingAccount, event: AccountEvent): void {
         provider: d.provider,
         reference: d.reference,
         receivedAtMs: ms(d.at),
-        validity: [],
-        refunds: [],
+        validity: none,
+        refunds: none,
       });
       if (d.reference) state.references.set(d.reference, d.paymentId);
       state.warningsIssued.clear();

@@ -126,7 +126,7 @@ export async function loadStream(db: Queryable, streamId: string): Promise<{ eve
   return { events, version: BigInt(events.at(-1)?.streamPosition ?? 0) };
 }
 
-/** Why a stream's snapshot was not used (stream_snapshots, migration 23), or null when it was. */
+/** Why a stream's snapshot (stream_snapshots, migration 23) was not used. */
 export type SnapshotRefusal = 'another shape' | 'beyond the stream' | 'another event at its version';
 
 export type SnapshotRead = {

@@ -27,6 +27,13 @@ export const versionConflicts = new Counter({
   registers,
 });
 
+export const streamSnapshots = new Counter({
+  name: 'capsul_stream_snapshots_total',
+  help: 'Stream snapshots by outcome: used by a load, refused by its checks (folded from the start), written, write failed (best effort).',
+  labelNames: ['outcome'] as const,
+  registers,
+});
+
 export const jobRuns = new Counter({
   name: 'capsul_job_runs_total',
   help: 'Scheduled job runs by job and outcome (done, failed, skipped: running in another process).',

@@ -142,6 +142,83 @@ export async function loadStream(db: Queryable, streamId: string): Promise<{ eve
   return { events, version: BigInt(events.at(-1)?.streamPosition ?? 0) };
 }
 
+/** Why a stream's snapshot (stream_snapshots, migration 23) was not used. */
+export type SnapshotRefusal = 'another shape' | 'beyond the stream' | 'another event at its version';
+
+export type SnapshotRead = {
+  /** the stream's snapshot, if it has one: its version, and its state when usable (null: not used, and why) */
+  snapshot: { version: bigint; state: unknown; refused: null } | { version: bigint; state: null; refused: SnapshotRefusal } | null;
+  /** the events after the snapshot used (every event when none was) */
+  events: StoredEvent[];
+  version: bigint;
+};
+
+/**
+ * A stream read from its snapshot, in one statement: the snapshot, if the code's `shapeVersion` wrote it
+ * and the event at its version is still the one it was taken after (same message id); then the events
+ * after it (after none when it is refused: every event). The snapshot's state is not sent when refused.
+ */
+export async function loadStreamFromSnapshot(db: Queryable, streamId: string, shapeVersion: number): Promise<SnapshotRead> {
+  const nulls = [
+    'stream_id',
+    'position_text',
+    'global_text',
+    'transaction_text',
+    'created_text',
+    'message_id',
+    'message_type',
+    'data_text',
+    'metadata_text',
+  ]
+    .map((name) => `NULL::text AS ${name}`)
+    .join(', ');
+  const { rows } = await db.query({
+    name: 'capsul_load_from_snapshot',
+    text: `WITH snapshot AS (
+             SELECT s.stream_version, s.state,
+                    CASE WHEN s.shape_version <> $2 THEN 'another shape'
+                         WHEN m.message_id IS NULL THEN 'beyond the stream'
+                         WHEN m.message_id <> s.message_id THEN 'another event at its version' END AS refused
+             FROM stream_snapshots s
+             LEFT JOIN emt_messages m ON m.stream_id = s.stream_id AND m.stream_position = s.stream_version
+               AND m.partition = 'emt:default' AND NOT m.is_archived
+             WHERE s.stream_id = $1)
+           SELECT 0 AS part, stream_version AS sort_position, stream_version::text AS snapshot_version, refused,
+                  CASE WHEN refused IS NULL THEN state::text END AS snapshot_text, ${nulls}
+           FROM snapshot
+           UNION ALL
+           SELECT 1, stream_position, NULL, NULL, NULL, ${columns} FROM emt_messages
+           WHERE stream_id = $1 AND ${live}
+             AND stream_position > coalesce((SELECT stream_version FROM snapshot WHERE refused IS NULL), 0)
+           ORDER BY part, sort_position`,
+    values: [streamId, shapeVersion],
+  });
+  const head = rows[0]?.part === 0 ? rows.shift() : undefined;
+  const events = rows.map(toStoredEvent);
+  const snapshot = head
+    ? head.refused === null
+      ? { version: BigInt(head.snapshot_version), state: JSON.parse(head.snapshot_text) as unknown, refused: null }
+      : { version: BigInt(head.snapshot_version), state: null, refused: head.refused as SnapshotRefusal }
+    : null;
+  const from = snapshot?.refused === null ? snapshot.version : 0n;
+  return { snapshot, events, version: BigInt(events.at(-1)?.streamPosition ?? from) };
+}
+
+/** A stream's state as of its event `version` (`messageId`), replacing the snapshot it had. */
+export async function writeSnapshot(
+  db: Queryable,
+  snapshot: { streamId: string; version: bigint; messageId: string; shapeVersion: number; state: unknown },
+): Promise<void> {
+  await db.query({
+    name: 'capsul_write_snapshot',
+    text: `INSERT INTO stream_snapshots (stream_id, stream_version, message_id, shape_version, state, taken)
+           VALUES ($1, $2::bigint, $3, $4, $5::jsonb, now())
+           ON CONFLICT (stream_id) DO UPDATE SET stream_version = excluded.stream_version, message_id = excluded.message_id,
+             shape_version = excluded.shape_version, state = excluded.state, taken = excluded.taken`,
+    values: [snapshot.streamId, snapshot.version.toString(), snapshot.messageId, snapshot.shapeVersion, JSON.stringify(snapshot.state)],
+  });
+}
+
 /** A stream's version (0 when it does not exist yet), without reading its events. */
 export async function streamVersion(db: Queryable, streamId: string): Promise<bigint> {
   const { rows } = await db.query({

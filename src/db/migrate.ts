@@ -31,6 +31,8 @@ const disposableTables = [
   'login_tokens',
   'host_heartbeats',
   'job_runs',
+  // snapshots of long streams (migration 23): derived from the events, written again by the next loads
+  'stream_snapshots',
   // monitoring (migration 18): its down step keeps what version 17 knew (incident_emails); the rest is observation
   'incidents',
   'webhook_deliveries',

@@ -4,7 +4,15 @@
 // a row saying so and no email. Only the month just ended, and only in the first days of the next:
 // a new installation does not mail old months, and a statement reissued later is not sent again.
 import type pg from 'pg';
-import { monthlyStatement, monthOf, monthStartMs, nextMonth, previousMonth, foldAccount, type Month } from '../domain/account/statement.ts';
+import {
+  monthlyStatement,
+  monthOf,
+  monthStartMs,
+  nextMonth,
+  previousMonth,
+  foldRecorded,
+  type Month,
+} from '../domain/account/statement.ts';
 import { advisoryLocks } from '../db/advisory-lock.ts';
 import type { Mailer } from '../mail/mailer.ts';
 import { renderMail } from '../mail/render.ts';
@@ -49,7 +57,7 @@ export async function sendStatementEmails(deps: StatementEmailDeps, run: JobRun)
   const due: Due[] = [];
   for (const account of await accountsAwaitingStatement(deps.pool, month, accountsPerRound)) {
     const events = await accountEvents(deps.pool, account.accountId);
-    const state = foldAccount(events);
+    const state = foldRecorded(events);
     const statement = monthlyStatement(events, month, state);
     const outcome = statement.lines.length === 0 ? 'empty' : state.statementEmails ? 'sent' : 'not-wanted';
     const view = statementView(statement, account.email, deps.issuer);

@@ -5,15 +5,9 @@ import { checkedCause, type CommandContext, type LedgerEvent } from '../domain/e
 import { currentEventVersion } from '../domain/upcast.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { commandRefusals, versionConflicts } from '../core/metrics.ts';
-import { loadStream } from '../db/event-store.ts';
 import { appendEvents } from './append.ts';
 import type { StreamCache } from './cache.ts';
-
-export type Decider<S, C, E extends LedgerEvent> = {
-  decide: (command: C, state: S) => E[];
-  evolve: (state: S, event: E) => S;
-  initialState: () => S;
-};
+import { load, type Decider, type Loaded } from './load.ts';
 
 export type CommandDeps = { pool: pg.Pool; cache?: StreamCache };
 
@@ -64,7 +58,7 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
       throw error;
     });
     if (result.ok) {
-      const state = events.reduce(decider.evolve, current.state);
+      const state = decider.fold(current.state, events);
       deps.cache?.set(streamId, { version: result.nextVersion, state });
       return { events, state, version: result.nextVersion };
     }
@@ -73,13 +67,4 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
     if (++conflicts >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * conflicts));
   }
-}
-
-type Loaded<S> = { version: bigint; state: S };
-
-/** A stream's events folded with the decider's `evolve`, and the stream's version. */
-export async function load<S, C, E extends LedgerEvent>(pool: pg.Pool, streamId: string, decider: Decider<S, C, E>): Promise<Loaded<S>> {
-  const stream = await loadStream(pool, streamId);
-  const state = stream.events.reduce((s, stored) => decider.evolve(s, stored.event as E), decider.initialState());
-  return { version: stream.version, state };
 }

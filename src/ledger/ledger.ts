@@ -14,7 +14,8 @@ import { vmStream } from '../domain/vm/events.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { createStreamCache, LruMap, type StreamCache } from './cache.ts';
 import { requiredReason, type Cause } from '../domain/events.ts';
-import { ConcurrencyError, handleCommand, load, type CommandDeps } from './handle.ts';
+import { ConcurrencyError, handleCommand, type CommandDeps } from './handle.ts';
+import { load } from './load.ts';
 import { hostWithRoom } from './reactor.ts';
 import { accountIdByEmail } from '../read/accounts.ts';
 import { accountOfCapsul } from '../read/capsuls.ts';
@@ -306,7 +307,10 @@ export class Ledger {
     const { events } = await loadStream(this.deps.pool, accountStream(accountId));
     const known = events.filter((stored) => isSeenAt(stored, { knownAt }));
     if (known.length === 0) throw notFound(`there was no account for ${email} yet at ${knownAt.toISOString()}`);
-    const state = known.reduce((s, stored) => accountDecider.evolve(s, stored.event as AccountEvent), accountDecider.initialState());
+    const state = accountDecider.fold(
+      accountDecider.initialState(),
+      known.map((stored) => stored.event as AccountEvent),
+    );
     return balanceCentsAt(state, at.getTime());
   }
 

@@ -13,7 +13,8 @@ import { balanceCentsAt } from '../domain/account/state.ts';
 import { vmDecider } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
 import { DomainError } from '../domain/shared/errors.ts';
-import { handleCommand, load, type CommandDeps } from './handle.ts';
+import { handleCommand, type CommandDeps } from './handle.ts';
+import { load } from './load.ts';
 import { onlineWithinMs } from './hosts.ts';
 import {
   capsulsAwaitingPlacement,

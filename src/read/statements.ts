@@ -3,7 +3,7 @@
 // `capsul balance --as-of`. The hub's pages, the CLI and the statement emails all read here.
 import { accountEventTypes, accountStream, type AccountEvent } from '../domain/account/events.ts';
 import {
-  foldAccount,
+  foldRecorded,
   isClosed,
   monthlyStatement,
   monthStartMs,
@@ -44,7 +44,7 @@ export async function accountStatement(db: Queryable, accountId: string, month: 
 /** The account's months with a statement and whether they are emailed, from one read of its stream. */
 export async function statementsOverview(db: Queryable, accountId: string, now: Date): Promise<{ months: Month[]; emailed: boolean }> {
   const events = await accountEvents(db, accountId);
-  const state = foldAccount(events);
+  const state = foldRecorded(events);
   return { months: statementMonths(events, now.getTime(), state), emailed: state.statementEmails };
 }
 

@@ -172,6 +172,22 @@ describe('down steps that would drop facts no event holds', () => {
     });
   });
 
+  it('23 → 22: the stream snapshots go with their rows (derived from the events), and the ledger answers the same', async () => {
+    await withMigratedDatabase(async (db) => {
+      const { ledger } = await recordSomeHistory(db);
+      const balance = await ledger.balanceCents('alice@example.org');
+      await db.admin.query(
+        `INSERT INTO stream_snapshots (stream_id, stream_version, message_id, shape_version, state, taken)
+         SELECT stream_id, stream_position, message_id, 1, '{}', now() FROM emt_messages WHERE stream_position = 1`,
+      );
+      assert.deepEqual(await migrate(db.admin, { target: 22 }), { from: latest, to: 22 });
+      assert.equal((await db.admin.query(`SELECT to_regclass('stream_snapshots') AS t`)).rows[0].t, null);
+      assert.deepEqual(await migrate(db.admin), { from: 22, to: latest });
+      assert.equal((await db.admin.query('SELECT count(*)::int AS n FROM stream_snapshots')).rows[0].n, 0);
+      assert.equal(await new Ledger({ pool: db.appPool() }).balanceCents('alice@example.org'), balance);
+    });
+  });
+
   it('18 ⇄ 17: who was told of a vanished capsul goes from incident_emails to incidents and back; the other incidents are monitoring and go', async () => {
     await withMigratedDatabase(async (db) => {
       await recordSomeHistory(db);

@@ -117,6 +117,9 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['DELETE FROM statement_emails']);
     await refused([`UPDATE statement_emails SET outcome = 'sent'`]);
     await refused([`SELECT setval('payment_ids', 1)`]);
+    // Snapshots (migration 23): written and replaced by loads, never deleted by the app.
+    await refused(['DELETE FROM stream_snapshots']);
+    await refused(['TRUNCATE stream_snapshots']);
   });
 
   it("refuses the server's powers: programs, files, large objects, other sessions", async () => {

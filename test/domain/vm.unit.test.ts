@@ -7,8 +7,6 @@ import { describe, it } from 'node:test';
 import { DeciderSpecification } from '@event-driven-io/emmett';
 import {
   decideVm,
-  evolveVm,
-  initialVm,
   type ConfirmDeleted,
   type ObserveState,
   type PlaceVm,
@@ -33,6 +31,7 @@ import type {
   VmStopRequested,
   VmVanished,
 } from '../../src/domain/vm/events.ts';
+import { evolveVm, initialVm } from '../../src/domain/vm/state.ts';
 import { failsWith } from '../support/domain-error.ts';
 
 const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;

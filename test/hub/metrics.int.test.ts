@@ -86,6 +86,7 @@ describe('GET /metrics with the token', () => {
       'capsul_events_appended_total counter',
       'capsul_command_refusals_total counter',
       'capsul_command_version_conflicts_total counter',
+      'capsul_stream_snapshots_total counter',
       'capsul_job_runs_total counter',
       'capsul_job_failures_total counter',
       'capsul_job_duration_seconds histogram',

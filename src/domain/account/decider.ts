@@ -17,10 +17,12 @@ import {
   nonpaymentStepOf,
   type NonpaymentRules,
 } from './policy.ts';
+import { accountSnapshot } from './snapshot.ts';
 import {
   activeVms,
   balanceCentsAt,
   evolveAccount,
+  foldAccount,
   initialAccount,
   isPaymentValid,
   refundedCents,
@@ -446,4 +448,10 @@ function existingPayment(state: Account, paymentId: number) {
   return payment;
 }
 
-export const accountDecider = { decide: decideAccount, evolve: evolveAccount, initialState: initialAccount };
+export const accountDecider = {
+  decide: decideAccount,
+  evolve: evolveAccount,
+  fold: foldAccount,
+  initialState: initialAccount,
+  snapshot: accountSnapshot,
+};

@@ -3,7 +3,7 @@
 // boundary is tested on its own; the decider enforces them and the warnings job asks them what to send.
 // docs/billing.md works through examples.
 import { warningLevels, type AccountEvent, type WarningLevel } from './events.ts';
-import { balanceCentsAt, evolveAccount, initialAccount, type Account, type VmState } from './state.ts';
+import { balanceCentsAt, foldAccount, initialAccount, type Account, type VmState } from './state.ts';
 import { creditRunsOutAtMs, isAccruing, type Accrual } from '../shared/billing.ts';
 import type { Cents } from '../shared/money.ts';
 
@@ -113,9 +113,10 @@ export function warningToIssue(level: WarningLevel | null, issued: ReadonlySet<W
  * account is an identity, not a fact in time (as in the projections' as-of replay).
  */
 export function accountAsOf(events: readonly AccountEvent[], atMs: number): Account {
-  return events
-    .filter((event) => event.type === 'AccountOpened' || Date.parse(event.data.at) <= atMs)
-    .reduce(evolveAccount, initialAccount());
+  return foldAccount(
+    initialAccount(),
+    events.filter((event) => event.type === 'AccountOpened' || Date.parse(event.data.at) <= atMs),
+  );
 }
 
 export type AccountEvaluation = {

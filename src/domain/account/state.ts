@@ -1,5 +1,6 @@
 // The account's state folded from its events: enough to decide, and to compute the balance at any instant.
 import { isAccruing, totalChargesCents, type Accrual } from '../shared/billing.ts';
+import { linearFold } from '../shared/fold.ts';
 import type { Cents } from '../shared/money.ts';
 import type { AccountEvent, Provider, WarningLevel } from './events.ts';
 
@@ -10,9 +11,9 @@ export type PaymentState = {
   reference: string | null;
   receivedAtMs: number;
   /** validity changes in order: [atMs, valid]; the payment is valid until the first invalidation */
-  validity: { atMs: number; valid: boolean }[];
+  validity: readonly { atMs: number; valid: boolean }[];
   /** refunded totals in order: [atMs, total]; each larger than the one before */
-  refunds: { atMs: number; totalRefundedCents: Cents }[];
+  refunds: readonly { atMs: number; totalRefundedCents: Cents }[];
 };
 
 export type VmState = Accrual & { vmId: string; size: string; os: string };
@@ -29,9 +30,9 @@ export type Suspension = {
 export type Account = {
   accountId: string | null;
   email: string | null;
-  payments: Map<number, PaymentState>;
-  references: Map<string, number>;
-  vms: Map<string, VmState>;
+  payments: ReadonlyMap<number, PaymentState>;
+  references: ReadonlyMap<string, number>;
+  vms: ReadonlyMap<string, VmState>;
   /** warning levels issued since the last top-up (a payment recorded or reinstated re-arms them all) */
   warningsIssued: ReadonlySet<WarningLevel>;
   /** the suspension in force, if any (AccountSuspended, until AccountResumed) */
@@ -53,46 +54,68 @@ export const initialAccount = (): Account => ({
 
 const ms = (iso: string) => Date.parse(iso);
 
-export function evolveAccount(state: Account, event: AccountEvent): Account {
+/** A new payment's validity changes and refunds: one empty list shared by all (they are replaced, never changed). */
+const none: readonly never[] = Object.freeze([]);
+
+/** The account being folded: its own collections, changed in place (shared/fold.ts). */
+type WorkingAccount = Account & {
+  payments: Map<number, PaymentState>;
+  references: Map<string, number>;
+  vms: Map<string, VmState>;
+  warningsIssued: Set<WarningLevel>;
+};
+
+const workingCopy = (state: Account): WorkingAccount => ({
+  ...state,
+  payments: new Map(state.payments),
+  references: new Map(state.references),
+  vms: new Map(state.vms),
+  warningsIssued: new Set(state.warningsIssued),
+});
+
+function applyAccount(state: WorkingAccount, event: AccountEvent): void {
   switch (event.type) {
     case 'AccountOpened':
-      return { ...state, accountId: event.data.accountId, email: event.data.email };
+      state.accountId = event.data.accountId;
+      state.email = event.data.email;
+      return;
     case 'PaymentRecorded': {
       const d = event.data;
-      const payments = new Map(state.payments).set(d.paymentId, {
+      state.payments.set(d.paymentId, {
         paymentId: d.paymentId,
         amountCents: d.amountCents,
         provider: d.provider,
         reference: d.reference,
         receivedAtMs: ms(d.at),
-        validity: [],
-        refunds: [],
+        validity: none,
+        refunds: none,
       });
-      const references = d.reference ? new Map(state.references).set(d.reference, d.paymentId) : state.references;
-      return { ...state, payments, references, warningsIssued: new Set() };
+      if (d.reference) state.references.set(d.reference, d.paymentId);
+      state.warningsIssued.clear();
+      return;
     }
     case 'PaymentInvalidated':
     case 'PaymentReinstated': {
       const payment = state.payments.get(event.data.paymentId);
-      if (!payment) return state;
+      if (!payment) return;
       const change = { atMs: ms(event.data.at), valid: event.type === 'PaymentReinstated' };
-      // Kept in time order: a provider's correction may take effect before one already recorded.
-      const validity = [...payment.validity, change].sort((a, b) => a.atMs - b.atMs);
-      const payments = new Map(state.payments).set(payment.paymentId, { ...payment, validity });
-      const warningsIssued = event.type === 'PaymentReinstated' ? new Set<WarningLevel>() : state.warningsIssued;
-      return { ...state, payments, warningsIssued };
+      state.payments.set(payment.paymentId, { ...payment, validity: inTimeOrder(payment.validity, change) });
+      if (event.type === 'PaymentReinstated') state.warningsIssued.clear();
+      return;
     }
     case 'PaymentRefunded': {
       const payment = state.payments.get(event.data.paymentId);
-      if (!payment) return state;
+      if (!payment) return;
       const refunds = [...payment.refunds, { atMs: ms(event.data.at), totalRefundedCents: event.data.totalRefundedCents }];
-      return { ...state, payments: new Map(state.payments).set(payment.paymentId, { ...payment, refunds }) };
+      state.payments.set(payment.paymentId, { ...payment, refunds });
+      return;
     }
     case 'BalanceWarningIssued':
-      return { ...state, warningsIssued: new Set(state.warningsIssued).add(event.data.level) };
+      state.warningsIssued.add(event.data.level);
+      return;
     case 'VmCreationRequested': {
       const d = event.data;
-      const vms = new Map(state.vms).set(d.vmId, {
+      state.vms.set(d.vmId, {
         vmId: d.vmId,
         size: d.size,
         os: d.os,
@@ -101,41 +124,62 @@ export function evolveAccount(state: Account, event: AccountEvent): Account {
         deletionRequestedAtMs: null,
         vanishedAtMs: null,
       });
-      return { ...state, vms };
+      return;
     }
     case 'VmDeletionRequested': {
       const vm = state.vms.get(event.data.vmId);
-      if (!vm) return state;
-      return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, deletionRequestedAtMs: ms(event.data.at) }) };
+      if (vm) state.vms.set(vm.vmId, { ...vm, deletionRequestedAtMs: ms(event.data.at) });
+      return;
     }
     case 'VmAccrualEnded': {
       const vm = state.vms.get(event.data.vmId);
-      if (!vm) return state;
+      if (!vm) return;
       // The earliest instant it was seen gone wins, in whatever order they were recorded.
       const vanishedAtMs = Math.min(vm.vanishedAtMs ?? Number.POSITIVE_INFINITY, ms(event.data.at));
-      return { ...state, vms: new Map(state.vms).set(vm.vmId, { ...vm, vanishedAtMs }) };
+      state.vms.set(vm.vmId, { ...vm, vanishedAtMs });
+      return;
     }
     case 'AccountSuspended': {
       const d = event.data;
-      const suspension = {
+      state.suspension = {
         atMs: ms(d.at),
         vmIds: d.vmIds,
         deleteAfterMs: ms(d.deleteAfter),
         balanceCents: d.balanceCents,
         suspensionPointCents: d.suspensionPointCents,
       };
-      return { ...state, suspension };
+      return;
     }
     case 'AccountResumed':
-      return { ...state, suspension: null };
+      state.suspension = null;
+      return;
     case 'StatementEmailsChosen':
-      return { ...state, statementEmails: event.data.send };
+      state.statementEmails = event.data.send;
+      return;
     default: {
       const unknown: never = event;
-      return unknown;
+      throw new Error(`no account event ${(unknown as { type: string }).type}`);
     }
   }
 }
+
+/**
+ * A payment's validity changes with `change` among them, in time order: a provider's correction may take
+ * effect before one already recorded. It goes after every change at or before its instant, where a
+ * stable sort of them all would put it.
+ */
+function inTimeOrder(validity: PaymentState['validity'], change: PaymentState['validity'][number]): PaymentState['validity'] {
+  let at = validity.length;
+  while (at > 0 && validity[at - 1]!.atMs > change.atMs) at--;
+  return [...validity.slice(0, at), change, ...validity.slice(at)];
+}
+
+/**
+ * `foldAccount(state, events)`: the account after `events`, in O(events); `evolveAccount` for one event.
+ * Every place that folds an account stream folds with `foldAccount`. Changing the state's shape or what
+ * an event does to it: bump `accountSnapshot.shapeVersion` (snapshot.ts), or stored snapshots lie.
+ */
+export const { fold: foldAccount, evolve: evolveAccount } = linearFold(workingCopy, applyAccount);
 
 export function isPaymentValidAt(payment: PaymentState, atMs: number): boolean {
   if (payment.receivedAtMs > atMs) return false;

@@ -11,7 +11,7 @@ import { accrualEndMs, accruedExact, roundCents, totalChargesCents } from '../sh
 import { invalid } from '../shared/errors.ts';
 import type { Cents } from '../shared/money.ts';
 import type { AccountEvent, Provider } from './events.ts';
-import { balanceCentsAt, creditCentsAt, evolveAccount, initialAccount, type Account } from './state.ts';
+import { balanceCentsAt, creditCentsAt, foldAccount, initialAccount, type Account } from './state.ts';
 
 /** A calendar month in UTC: "2026-11". */
 export type Month = string;
@@ -93,8 +93,12 @@ export const monthOf = (atMs: number): Month => new Date(atMs).toISOString().sli
 /** Whether the month is over at `nowMs` (only a closed month has a statement). */
 export const isClosed = (month: Month, nowMs: number): boolean => monthStartMs(nextMonth(month)) <= nowMs;
 
-export const foldAccount = (events: readonly RecordedEvent[]): Account =>
-  events.reduce((state, { event }) => evolveAccount(state, event), initialAccount());
+/** The account after its recorded events. */
+export const foldRecorded = (events: readonly RecordedEvent[]): Account =>
+  foldAccount(
+    initialAccount(),
+    events.map(({ event }) => event),
+  );
 
 const paymentKinds: Partial<Record<AccountEvent['type'], PaymentLineKind>> = {
   PaymentRecorded: 'payment',
@@ -108,7 +112,7 @@ const paymentKinds: Partial<Record<AccountEvent['type'], PaymentLineKind>> = {
  * covers the facts after its first instant up to and including the next month's first instant.
  * `state`: the events folded, when the caller has it already.
  */
-export function monthlyStatement(events: readonly RecordedEvent[], month: Month, state: Account = foldAccount(events)): MonthlyStatement {
+export function monthlyStatement(events: readonly RecordedEvent[], month: Month, state: Account = foldRecorded(events)): MonthlyStatement {
   return statementOf(state, events, month);
 }
 
@@ -197,7 +201,7 @@ export const maxStatementMonths = 240;
  * would have a line in — a payment fact took effect in it, or a capsul ran in it — found without
  * computing each month's statement.
  */
-export function statementMonths(events: readonly RecordedEvent[], nowMs: number, state: Account = foldAccount(events)): Month[] {
+export function statementMonths(events: readonly RecordedEvent[], nowMs: number, state: Account = foldRecorded(events)): Month[] {
   const months = new Set<Month>();
   for (const { event } of events) {
     if (paymentKinds[event.type] === undefined || !('paymentId' in event.data)) continue;

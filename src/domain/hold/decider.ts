@@ -3,6 +3,7 @@
 import type { Command } from '@event-driven-io/emmett';
 import { requiredReason, type CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
+import { linearFold } from '../shared/fold.ts';
 import type { Cents } from '../shared/money.ts';
 import { lineOfText, maxReferenceLength } from '../shared/text.ts';
 import { holdIdOf, type HoldEvent, type HoldProvider } from './events.ts';
@@ -30,18 +31,23 @@ export type Hold = { holdId: string | null; resolved: boolean };
 
 export const initialHold = (): Hold => ({ holdId: null, resolved: false });
 
-export function evolveHold(state: Hold, event: HoldEvent): Hold {
+function applyHold(state: Hold, event: HoldEvent): void {
   switch (event.type) {
     case 'PaymentHeld':
-      return { ...state, holdId: event.data.holdId };
+      state.holdId = event.data.holdId;
+      return;
     case 'PaymentHoldResolved':
-      return { ...state, resolved: true };
+      state.resolved = true;
+      return;
     default: {
       const unknown: never = event;
-      return unknown;
+      throw new Error(`no hold event ${(unknown as { type: string }).type}`);
     }
   }
 }
+
+/** `foldHold(state, events)`: the hold after `events`, in O(events); `evolveHold` for one event. */
+export const { fold: foldHold, evolve: evolveHold } = linearFold((state: Hold): Hold => ({ ...state }), applyHold);
 
 const providers: readonly HoldProvider[] = ['stripe', 'btcpay'];
 
@@ -78,4 +84,4 @@ export function decideHold(command: HoldCommand, state: Hold): HoldEvent[] {
   }
 }
 
-export const holdDecider = { decide: decideHold, evolve: evolveHold, initialState: initialHold };
+export const holdDecider = { decide: decideHold, evolve: evolveHold, fold: foldHold, initialState: initialHold };

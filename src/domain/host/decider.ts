@@ -2,6 +2,7 @@
 import type { Command } from '@event-driven-io/emmett';
 import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
+import { linearFold } from '../shared/fold.ts';
 import { hostIdPattern, type DriftKind, type HostEvent } from './events.ts';
 
 export type Host = {
@@ -30,41 +31,46 @@ export type HostCommand = RegisterHost | RotateHostToken | RemoveHost | CheckDri
 const maxMemoryMb = 64 * 1024 * 1024; // 64 TiB: a typo guard
 const maxVcpus = 100_000;
 
-export function evolveHost(state: Host, event: HostEvent): Host {
+/** The host being folded: its own drift map, changed in place (shared/fold.ts). */
+type WorkingHost = Host & { drift: Map<string, { vmId: string; kind: DriftKind; detectedAt: string }> };
+
+const workingCopy = (state: Host): WorkingHost => ({ ...state, drift: new Map(state.drift) });
+
+function applyHost(state: WorkingHost, event: HostEvent): void {
   switch (event.type) {
     case 'HostRegistered':
-      return {
-        ...state,
-        registered: true,
-        removed: false,
-        memoryMb: event.data.memoryMb,
-        vcpus: event.data.vcpus,
-        tokenHash: event.data.tokenHash,
-      };
+      state.registered = true;
+      state.removed = false;
+      state.memoryMb = event.data.memoryMb;
+      state.vcpus = event.data.vcpus;
+      state.tokenHash = event.data.tokenHash;
+      return;
     case 'HostTokenRotated':
-      return { ...state, tokenHash: event.data.tokenHash };
+      state.tokenHash = event.data.tokenHash;
+      return;
     case 'HostRemoved':
-      return { ...state, removed: true, tokenHash: null };
+      state.removed = true;
+      state.tokenHash = null;
+      return;
     case 'DriftDetected':
-      return {
-        ...state,
-        drift: new Map(state.drift).set(driftKey(event.data.kind, event.data.vmId), {
-          vmId: event.data.vmId,
-          kind: event.data.kind,
-          detectedAt: event.data.at,
-        }),
-      };
-    case 'DriftResolved': {
-      const drift = new Map(state.drift);
-      drift.delete(driftKey(event.data.kind, event.data.vmId));
-      return { ...state, drift };
-    }
+      state.drift.set(driftKey(event.data.kind, event.data.vmId), {
+        vmId: event.data.vmId,
+        kind: event.data.kind,
+        detectedAt: event.data.at,
+      });
+      return;
+    case 'DriftResolved':
+      state.drift.delete(driftKey(event.data.kind, event.data.vmId));
+      return;
     default: {
       const unknown: never = event;
-      return unknown;
+      throw new Error(`no host event ${(unknown as { type: string }).type}`);
     }
   }
 }
+
+/** `foldHost(state, events)`: the host after `events`, in O(events); `evolveHost` for one event. */
+export const { fold: foldHost, evolve: evolveHost } = linearFold(workingCopy, applyHost);
 
 export function decideHost(command: HostCommand, state: Host): HostEvent[] {
   const at = command.metadata!.now.toISOString();
@@ -135,4 +141,4 @@ function requireActive(state: Host, hostId: string): void {
   if (!state.registered || state.removed) throw notFound(`there is no host ${hostId}`);
 }
 
-export const hostDecider = { decide: decideHost, evolve: evolveHost, initialState: initialHost };
+export const hostDecider = { decide: decideHost, evolve: evolveHost, fold: foldHost, initialState: initialHost };

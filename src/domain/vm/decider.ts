@@ -6,43 +6,9 @@
 import type { Command } from '@event-driven-io/emmett';
 import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
-import { observedStates, type HostKeyFingerprint, type ObservedState, type OperationKind, type VmEvent } from './events.ts';
-
-export type Vm = {
-  host: string | null;
-  provisioned: boolean;
-  state: ObservedState | 'pending' | 'creating' | 'deleted' | 'vanished' | 'failed';
-  /** when the host last reported a state: older or equally old reports are stale */
-  lastObservedAtMs: number;
-  provisionedAtMs: number;
-  deletionScheduled: boolean;
-  /** a delete operation was asked of the host at some point (even one that failed since) */
-  deletionAsked: boolean;
-  /** the host reported it gone unasked: when the ledger takes it to have gone, by which host and report */
-  vanished: { at: string; host: string; reportId: string | null } | null;
-  /** reports already recorded: the same report again changes nothing */
-  reportIds: ReadonlySet<string>;
-  /** the addresses and host keys last reported, as one comparable text */
-  addresses: string | null;
-  /** every operation asked of the host, and those still waiting for their outcome (with their kind) */
-  operationIds: ReadonlySet<string>;
-  openOperations: ReadonlyMap<string, OperationKind>;
-};
-
-export const initialVm = (): Vm => ({
-  host: null,
-  provisioned: false,
-  state: 'pending',
-  lastObservedAtMs: 0,
-  provisionedAtMs: 0,
-  deletionScheduled: false,
-  deletionAsked: false,
-  vanished: null,
-  addresses: null,
-  reportIds: new Set(),
-  operationIds: new Set(),
-  openOperations: new Map(),
-});
+import { observedStates, type HostKeyFingerprint, type ObservedState, type VmEvent } from './events.ts';
+import { vmSnapshot } from './snapshot.ts';
+import { addressesOf, evolveVm, foldVm, initialVm, type Vm } from './state.ts';
 
 /** What the account stream says about the capsul, loaded by the adapter. */
 /** What the capsul's account says of it: its deletion asked, its account suspended for nonpayment (no start then). */
@@ -78,88 +44,6 @@ export type VmCommand =
   | RecordFailure;
 
 export const maxFailureLength = 2000;
-
-export function evolveVm(current: Vm, event: VmEvent): Vm {
-  const state = trackOperations(current, event);
-  const reported = 'reportId' in event.data && event.data.reportId ? new Set(state.reportIds).add(event.data.reportId) : state.reportIds;
-  switch (event.type) {
-    case 'VmPlaced':
-      return { ...state, host: event.data.host, state: 'creating' };
-    case 'VmProvisioned':
-      return {
-        ...state,
-        provisioned: true,
-        provisionedAtMs: Date.parse(event.data.at),
-        addresses: addressesOf(event.data),
-        reportIds: reported,
-      };
-    case 'VmStateObserved':
-      return { ...state, state: event.data.state, lastObservedAtMs: Date.parse(event.data.at), reportIds: reported };
-    case 'VmStartRequested':
-    case 'VmStopRequested':
-      return state;
-    case 'VmDeletionScheduled':
-      return { ...state, deletionScheduled: true, deletionAsked: true };
-    case 'VmDeleted':
-      return { ...state, state: 'deleted', reportIds: reported };
-    case 'VmVanished': {
-      const { at, host, reportId } = event.data;
-      // Its open operations are cancelled with it: nothing is left for them to act on.
-      return { ...state, state: 'vanished', vanished: { at, host, reportId }, openOperations: new Map(), reportIds: reported };
-    }
-    case 'VmFailed': {
-      // A failed create leaves no capsul; a failed stop or start leaves it as it was; a failed delete
-      // leaves it to be scheduled again.
-      const failedCapsul = event.data.operation === null || event.data.operation === 'create';
-      return {
-        ...state,
-        state: failedCapsul ? 'failed' : state.state,
-        deletionScheduled: event.data.operation === 'delete' ? false : state.deletionScheduled,
-        reportIds: reported,
-      };
-    }
-    default: {
-      const unknown: never = event;
-      return unknown;
-    }
-  }
-}
-
-const requestedKind = (event: VmEvent): OperationKind | null => {
-  switch (event.type) {
-    case 'VmPlaced':
-      return 'create';
-    case 'VmStartRequested':
-      return 'start';
-    case 'VmStopRequested':
-      return event.data.force ? 'force-stop' : 'stop';
-    case 'VmDeletionScheduled':
-      return 'delete';
-    default:
-      return null;
-  }
-};
-
-/** Requests open operations; a report naming an open operation completes it. */
-function trackOperations(state: Vm, event: VmEvent): Vm {
-  const { operationId } = event.data as { operationId?: string | null };
-  if (!operationId) return state;
-  const kind = requestedKind(event);
-  if (kind === null) {
-    if (!state.openOperations.has(operationId)) return state;
-    const open = new Map(state.openOperations);
-    open.delete(operationId);
-    return { ...state, openOperations: open };
-  }
-  return {
-    ...state,
-    operationIds: new Set(state.operationIds).add(operationId),
-    openOperations: new Map(state.openOperations).set(operationId, kind),
-  };
-}
-
-const addressesOf = (d: { ipv4: string | null; ipv6: string | null; sshHostKeys: HostKeyFingerprint[] }) =>
-  JSON.stringify([d.ipv4, d.ipv6, d.sshHostKeys]);
 
 /** A report already recorded, checked once the reporting host is known to be the capsul's. */
 const alreadyReported = (state: Vm, reportId: string | null) => reportId !== null && state.reportIds.has(reportId);
@@ -319,4 +203,4 @@ function requireHost(state: Vm, vmId: string, host: string): void {
   if (state.host !== host) throw refused(`capsul ${vmId} is placed on host ${state.host}, not ${host}`);
 }
 
-export const vmDecider = { decide: decideVm, evolve: evolveVm, initialState: initialVm };
+export const vmDecider = { decide: decideVm, evolve: evolveVm, fold: foldVm, initialState: initialVm, snapshot: vmSnapshot };

@@ -14,7 +14,7 @@ import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
 import { holdPayment } from '../../src/payments/holds.ts';
 import { tableNames } from '../../src/projections/tables.ts';
-import { emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { editBehindTheLedger, emptyDatabase, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 import { databaseFingerprint } from '../support/fingerprint.ts';
 import { assertRefused } from '../support/processes.ts';
 import { vmCommand } from '../support/scenario.ts';
@@ -1253,16 +1253,7 @@ describe('capsul rebuild-projections', () => {
 
   it("--verify finds a projection edited behind the ledger's back (exit 1), and a rebuild repairs it", async () => {
     const id = await pay('tamper@example.org', '10');
-    const client = await db.admin.connect();
-    try {
-      // What the guard lets only the projector do: an edit no event explains.
-      await client.query('BEGIN');
-      await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
-      await client.query('UPDATE payments SET dollars = 1000 WHERE id = $1', [id]);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
+    await editBehindTheLedger(db.admin, 'UPDATE payments SET dollars = 1000 WHERE id = $1', [id]);
     const differ = await capsul(['rebuild-projections', '--verify']);
     assert.equal(differ.code, 1);
     assert.equal(
@@ -1280,15 +1271,7 @@ describe('capsul rebuild-projections', () => {
 
   it("--verify finds a row history edited behind the ledger's back (exit 1), and a rebuild repairs it", async () => {
     const id = await pay('tamper-history@example.org', '10');
-    const client = await db.admin.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
-      await client.query('UPDATE payments_history SET dollars = 1000 WHERE id = $1', [id]);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
+    await editBehindTheLedger(db.admin, 'UPDATE payments_history SET dollars = 1000 WHERE id = $1', [id]);
     const differ = await capsul(['rebuild-projections', '--verify']);
     assert.equal(differ.code, 1);
     assert.match(differ.stdout, /rows whose history differs: accounts 0, payments 1, vms 0/);

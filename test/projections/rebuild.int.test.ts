@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
-import { operator, projectionsMatch, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { editBehindTheLedger, operator, projectionsMatch, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -75,15 +75,7 @@ describe('rebuild-projections', () => {
     const email = 'aside@example.org';
     const { paymentId } = await db.ledger.recordPayment({ email, amountCents: 1500, cause: operator });
     // An edit no event explains, which the rebuild must repair.
-    const admin = await db.admin.connect();
-    try {
-      await admin.query('BEGIN');
-      await admin.query(`SELECT set_config('capsul.projector', 'on', true)`);
-      await admin.query('UPDATE payments SET dollars = 99 WHERE id = $1', [paymentId]);
-      await admin.query('COMMIT');
-    } finally {
-      admin.release();
-    }
+    await editBehindTheLedger(db.admin, 'UPDATE payments SET dollars = 99 WHERE id = $1', [paymentId]);
     let appendedMeanwhile: number[] = [];
     const result = await rebuildProjections(db.admin, {
       async betweenPhases() {

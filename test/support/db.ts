@@ -109,3 +109,19 @@ export const projectionsMatch = {
   matches: true,
   differences: Object.fromEntries(tableNames.flatMap((table) => [[table, 0] as const, [historyTable(table), 0] as const])),
 };
+
+/**
+ * Runs `sql` as the owner with the projector's setting on, in a transaction of its own: an edit of a
+ * projection or its history that no event explains (what rebuild and verify must find and repair).
+ */
+export async function editBehindTheLedger(owner: pg.Pool, sql: string, params: unknown[] = []): Promise<void> {
+  const client = await owner.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
+    await client.query(sql, params);
+    await client.query('COMMIT');
+  } finally {
+    client.release();
+  }
+}

@@ -19,8 +19,10 @@ BEGIN
     -- (Where a version ends, infinity while open: written the same wherever a query means to use this index.)
     EXECUTE format('CREATE INDEX %I ON %I (id, coalesce(upper(valid), ''infinity''::timestamptz)) WHERE upper_inf(known)',
                    t || '_history_current', t || '_history');
-    -- As-of queries: the versions holding at an instant of either clock.
-    EXECUTE format('CREATE INDEX %I ON %I USING gist (valid, known)', t || '_history_at', t || '_history');
+    -- As-of queries: the current versions holding at an instant of effective time. (A query as known at
+    -- an earlier instant reads the history whole: an index of both clocks cost appends a quarter of
+    -- their speed at a million events.)
+    EXECUTE format('CREATE INDEX %I ON %I USING gist (valid) WHERE upper_inf(known)', t || '_history_at', t || '_history');
     EXECUTE format('CREATE TRIGGER capsul_projection_guard BEFORE INSERT OR UPDATE OR DELETE ON %I FOR EACH STATEMENT
                     WHEN (current_setting(''capsul.projector'', true) IS DISTINCT FROM ''on'')
                     EXECUTE FUNCTION capsul_projection_guard(''row history is written with each append: rebuild it with capsul rebuild-projections'')',

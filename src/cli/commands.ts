@@ -249,7 +249,7 @@ export const commands: Record<string, CommandSpec> = {
     usage: `capsul rebuild-projections [--verify]
 
   Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds)
-  equal to a replay of every event, in one transaction, rewriting only the rows that differ; readers
+  and the history index (account_events) equal to a replay of every event, in one transaction, rewriting only the rows that differ; readers
   keep reading and appends wait meanwhile. --verify rebuilds aside, compares with the live tables, changes nothing, and
   exits 1 when they differ, naming how many rows differ per table. Both first check the events
   against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no

@@ -1,14 +1,19 @@
 // Rebuild, verify and as-of: the events folded in memory through the same projection code as the
-// append path, then written in bulk.
+// append path, then written in bulk. The history index is rebuilt and verified alongside, by the
+// database from the same events (history-index.ts).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { effectiveAt } from '../domain/events.ts';
 import { MemoryTables } from './memory.ts';
 import { countEvents, keepSequencesAboveEvents, readAllEvents } from '../db/event-store.ts';
+import { historyIndexDifferences, historyIndexTable, rebuildHistoryIndex } from './history-index.ts';
 import { enableProjectorSQL } from './sql.ts';
 import { tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
+
+/** What rebuild and verify report on: every projection, and the history index. */
+export type RebuiltTable = TableName | typeof historyIndexTable;
 
 /** The events no longer match the signed log: nothing is rebuilt over them (docs/audit.md). */
 export class LogMismatchError extends Error {
@@ -72,20 +77,20 @@ async function writeAside(client: pg.PoolClient, memory: MemoryTables): Promise<
 }
 
 /**
- * Makes the projection tables equal to a replay of every event, in one transaction, writing only the
- * rows that differ. The EXCLUSIVE lock lets readers keep reading the old rows; appends wait at their
+ * Makes the projection tables and the history index equal to a replay of every event, in one
+ * transaction, writing only the rows that differ. The EXCLUSIVE lock lets readers keep reading the old rows; appends wait at their
  * projection write and apply on top after commit, so nothing is lost or doubled while appends arrive.
  */
 export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query(`LOCK TABLE ${tableNames.join(', ')} IN EXCLUSIVE MODE`);
+    await client.query(`LOCK TABLE ${[...tableNames, historyIndexTable].join(', ')} IN EXCLUSIVE MODE`);
     const memory = await fold(client, { ...options, log: options.log ?? noKeys });
     await writeAside(client, memory);
     await client.query(enableProjectorSQL);
-    const rows = {} as Record<TableName, number>;
-    const changed = {} as Record<TableName, number>;
+    const rows = {} as Record<RebuiltTable, number>;
+    const changed = {} as Record<RebuiltTable, number>;
     for (const table of tableNames) {
       // Every projection is keyed by id: a row whose replay differs is deleted and inserted again.
       await client.query(
@@ -98,6 +103,7 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
       rows[table] = memory.rows(table).length;
       changed[table] = (gone.rowCount ?? 0) + (added.rowCount ?? 0);
     }
+    ({ rows: rows[historyIndexTable], changed: changed[historyIndexTable] } = await rebuildHistoryIndex(client));
     await keepSequencesAboveEvents(client);
     await client.query('COMMIT');
     return { rows, changed };
@@ -111,14 +117,14 @@ export async function rebuildProjections(pool: pg.Pool, options: { onProgress?: 
 
 /**
  * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
- * Returns, per table, how many rows (by id) differ, are missing or are extra.
+ * Returns, per table (the history index too), how many rows (by key) differ, are missing or are extra.
  */
 export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     await writeAside(client, await fold(client, { ...options, log: options.log ?? noKeys }));
-    const differences = {} as Record<TableName, number>;
+    const differences = {} as Record<RebuiltTable, number>;
     for (const table of tableNames) {
       const { rows } = await client.query(
         `SELECT count(*)::int AS n FROM public.${table} l FULL JOIN rebuilt_${table} r ON r.id = l.id
@@ -126,6 +132,7 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
       );
       differences[table] = rows[0].n;
     }
+    differences[historyIndexTable] = await historyIndexDifferences(client);
     return { matches: Object.values(differences).every((n) => n === 0), differences };
   } finally {
     await client.query('ROLLBACK').catch(() => {});

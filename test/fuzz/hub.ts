@@ -220,7 +220,7 @@ async function givens(web: WebHarness, close: () => Promise<void>): Promise<Fuzz
     async assertProjectionsReplay() {
       assert.deepEqual(await verifyProjections(web.db.pool), {
         matches: true,
-        differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
+        differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0, account_events: 0 },
       });
       if (process.env.CAPSUL_FUZZ_STATS) {
         console.error(

@@ -184,7 +184,7 @@ describe('sixty days of an account that stops paying', () => {
     assert.equal(await balanceAt(db.pool, accountId, end), -1038);
     assert.deepEqual(await verifyProjections(db.pool), {
       matches: true,
-      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0, account_events: 0 },
     });
     const { changed } = await rebuildProjections(db.admin);
     assert.ok(

@@ -66,7 +66,7 @@ describe('rebuild-projections', () => {
     assert.equal(readerSawDrop, false, 'a reader saw payments disappear during a rebuild');
     assert.deepEqual(await verifyProjections(db.pool), {
       matches: true,
-      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0 },
+      differences: { accounts: 0, payments: 0, vms: 0, hosts: 0, operations: 0, drift: 0, payment_holds: 0, account_events: 0 },
     });
     const recorded = await count(`SELECT count(*)::int AS n FROM emt_messages WHERE message_type = 'PaymentRecorded'`);
     assert.equal(await count('SELECT count(*)::int AS n FROM payments'), recorded);

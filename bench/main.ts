@@ -45,6 +45,11 @@
 //   9. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
 //      the server runs on this machine), and every statement of one command, one raw append, one
 //      spoke report through the hub and one rebuild, counted and timed from the client.
+//   7. The history page (bench/history.ts): page 1 of an account with 300 capsuls in the seeded ledger
+//      versus the same-shaped account alone in a small database on the same server, alternating
+//      slices. Target ≥ 0.5 (at most twice the time, however large the log). For contrast: a small
+//      account's page in the same ledger, and the old read (the account's streams filtered out of the
+//      whole log).
 //
 // A ratio below target is a finding, not an error: the exit code is 0 unless something fails.
 //
@@ -81,6 +86,7 @@ import { formatCents } from '../src/domain/shared/money.ts';
 import { currentEventVersion } from '../src/domain/upcast.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { countEvents, readAllEvents } from '../src/db/event-store.ts';
+import { historyPageSize } from '../src/hub/web/account.ts';
 import { rebuildProjections, shadowProjectionsAt, verifyProjections } from '../src/projections/rebuild.ts';
 import { HubClient } from '../src/spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';
@@ -98,6 +104,7 @@ import {
 import { longEvents, measureFold, measureSnapshotLoad, seedLongStreams, shortEvents, accountHistory, capsulHistory } from './folds.ts';
 import { alternatePasses, comparePair, Tally, type Op } from './measure.ts';
 import { fmtInt, fmtRate, Progress, table } from './progress.ts';
+import { historyShape, measureHistoryPage, type HistoryResult } from './history.ts';
 import { Rng, seedLedger, type SeededAccount } from './seed.ts';
 import { StatementTrace } from './trace.ts';
 import {
@@ -126,6 +133,7 @@ const targets = {
   snapshotLoad: 2,
   asOf: 0.2,
   appendDuringRebuild: 2,
+  historyPage: 0.5,
 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
 const commandAccounts = 1000;
@@ -474,6 +482,26 @@ async function main(): Promise<number> {
       });
     }
 
+    // ── History pages: a big account's page in a big ledger vs in a small one ──────────────────────
+    const history = await measureHistoryPage({
+      pool,
+      serverUrl: process.env.DATABASE_URL || undefined,
+      smallAccount: seeded.accounts[0]!,
+      seconds: config.seconds,
+      warmupSeconds: config.warmupSeconds,
+      note,
+      onProgress: (text) => progress.update(text),
+    });
+    for (const t of [history.big, history.small, history.smallAccount, history.oldRead])
+      note(`${t.label}: ${fmtRate(t.perSecond)}/s, ${(1000 / t.perSecond).toFixed(2)} ms per page`);
+    rows.push({
+      metric: `history page (${historyShape.capsuls}-capsul account), ${fmtInt(history.bigLedgerEvents)} vs ${fmtInt(history.smallLedgerEvents)} events`,
+      ours: history.big,
+      baseline: history.small,
+      unit: 'pages/s',
+      target: targets.historyPage,
+    });
+
     // ── Where a command's time goes ────────────────────────────────────────────────────────────────
     traced.unshift(
       await traceOps(trace, 'recordPayment (sequential)', recordPaymentOp(traceLedger, accounts.slice(-200), 1), traceOperations),
@@ -518,7 +546,7 @@ async function main(): Promise<number> {
       `${finalReport.checkpoints} checkpoints, verified`;
     note(logLine);
 
-    printSummary(db, config, rows, web, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000, logLine);
+    printSummary(db, config, rows, web, [verifiedBefore, verifiedAfter], traced, (performance.now() - started) / 1000, logLine, history);
     return 0;
   } catch (error) {
     progress.clear();
@@ -815,6 +843,7 @@ function printSummary(
   traced: Traced[],
   totalS: number,
   logLine: string,
+  history: HistoryResult,
 ): void {
   progress.clear();
   const out: string[] = [];
@@ -862,6 +891,15 @@ function printSummary(
   );
   out.push('          linear ≈ 10); load: the same long streams from the database, from their snapshot + the recent events vs from');
   out.push('          their first event (ratio: how many times faster).');
+  out.push(
+    `          History page: page 1 (${historyPageSize} events, kind all) of an account with ${historyShape.capsuls} capsuls and ${historyShape.payments} payments`,
+  );
+  out.push(
+    `          (${fmtInt(history.accountEvents)} events) read through the history index; baseline: the same-shaped account alone in a database`,
+  );
+  out.push('          of its own on the same server. For contrast, in the big ledger (ms per page):');
+  for (const t of [history.big, history.smallAccount, history.oldRead])
+    out.push(`            ${(1000 / t.perSecond).toFixed(2)}  ${t.label}`);
   out.push(...verifications.map((v) => `verifyProjections, ${v.what}: ${v.matches ? 'match' : 'MISMATCH'}`));
   out.push(logLine);
 

@@ -79,15 +79,16 @@ export async function timedLoop(options: {
 
 /**
  * Compares two operations at the same concurrency: a warm-up of each, then alternating slices of
- * about one second until each side has run `seconds`.
+ * about one second until each side has run `seconds`. A side on another database names its pool
+ * (whose backends' CPU it is charged); otherwise `pool`'s.
  */
 export async function comparePair(options: {
   pool: pg.Pool;
   workers: number;
   seconds: number;
   warmupSeconds: number;
-  a: { label: string; op: Op; itemsPerOp?: number };
-  b: { label: string; op: Op; itemsPerOp?: number };
+  a: { label: string; op: Op; itemsPerOp?: number; pool?: pg.Pool };
+  b: { label: string; op: Op; itemsPerOp?: number; pool?: pg.Pool };
   onProgress?: (text: string) => void;
 }): Promise<[Tally, Tally]> {
   const sides = [options.a, options.b].map((side) => ({ ...side, tally: new Tally(side.label), iterations: [] as number[] }));
@@ -105,7 +106,7 @@ export async function comparePair(options: {
   const sliceSeconds = options.seconds / slices;
   for (let slice = 1; slice <= slices; slice++) {
     for (const side of sides) {
-      await side.tally.measure(options.pool, () =>
+      await side.tally.measure(side.pool ?? options.pool, () =>
         timedLoop({
           seconds: sliceSeconds,
           workers: options.workers,

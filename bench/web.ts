@@ -28,12 +28,12 @@ import { backendCpu, backendCpuSince } from './pgcpu.ts';
 import { fmtInt } from './progress.ts';
 import { Rng } from './seed.ts';
 
-export const webCapsuls = 50;
-export const webPayments = 500;
-const deletedCapsuls = 12;
-const failedCapsuls = 2;
-const stoppedCapsuls = 5;
-const invalidatedPayments = 8;
+/** A seeded customer: how many capsuls (of them deleted, failed, stopped) and payments (of them invalidated). */
+export type AccountShape = { capsuls: number; deleted: number; failed: number; stopped: number; payments: number; invalidated: number };
+/** The customer of the page load. */
+export const webShape: AccountShape = { capsuls: 50, deleted: 12, failed: 2, stopped: 5, payments: 500, invalidated: 8 };
+export const webCapsuls = webShape.capsuls;
+export const webPayments = webShape.payments;
 const hosts = ['web-bench-1', 'web-bench-2'];
 const hostMemoryMb = 256 * 1024;
 const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7n0bq3cE4o4vQ2kRrLkJ3Sx1iYtCw0Vh9tY3mJdQx1 web-bench@capsul';
@@ -72,7 +72,7 @@ type PlannedVm = { vmId: string; host: string; createdMs: number; fate: 'running
  * registered host, some stopped, a few failed. Streams are valid in order and append with the version
  * they expect. The balance folded from the stream must equal the one read from the projections.
  */
-export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
+export async function seedWebAccount(pool: pg.Pool, shape: AccountShape = webShape): Promise<WebAccount> {
   const rng = new Rng(20261127);
   const accountId = randomUUID();
   const email = `web-bench-${accountId.slice(0, 8)}@example.org`;
@@ -82,10 +82,13 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   const sizes = (await pool.query(`SELECT id, (dollars_per_month * 100)::int AS cents FROM vm_sizes ORDER BY dollars_per_month LIMIT 4`))
     .rows;
   const images = (await pool.query(`SELECT id FROM os_images WHERE NOT deprecated ORDER BY id`)).rows.map((r) => r.id as string);
-  const { rows: ids } = await pool.query(`SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [webPayments]);
+  const { rows: ids } = await pool.query(`SELECT nextval('payment_ids')::int AS id FROM generate_series(1, $1::int)`, [shape.payments]);
   const paymentIds = ids.map((r) => r.id as number).sort((a, b) => a - b);
   const hostRegistry = new Hosts({ pool });
-  for (const hostId of hosts) await hostRegistry.add({ hostId, memoryMb: hostMemoryMb, vcpus: 64, cause: { by: operator } });
+  // A second customer seeded into the same database finds the hosts registered.
+  const { rows: registered } = await pool.query('SELECT id FROM hosts WHERE id = ANY($1)', [hosts]);
+  for (const hostId of hosts.filter((id) => !registered.some((row) => row.id === id)))
+    await hostRegistry.add({ hostId, memoryMb: hostMemoryMb, vcpus: 64, cause: { by: operator } });
 
   const nowMs = Date.now();
   const openedMs = nowMs - 730 * dayMs;
@@ -120,17 +123,17 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
   };
 
   // Phase 1: the account opens with its first payment; payments and capsul creations, in time order.
-  const earlyPayments = Math.round(webPayments * 0.8);
+  const earlyPayments = Math.round(shape.payments * 0.8);
   const phase1: AccountEvent[] = [payment(openedMs)];
   for (let n = 1; n < earlyPayments; n++) phase1.push(payment(between(openedMs, laterMs)));
   const vms: PlannedVm[] = [];
-  for (let n = 0; n < webCapsuls; n++) {
+  for (let n = 0; n < shape.capsuls; n++) {
     const fate =
-      n < deletedCapsuls
+      n < shape.deleted
         ? 'deleted'
-        : n < deletedCapsuls + failedCapsuls
+        : n < shape.deleted + shape.failed
           ? 'failed'
-          : n < deletedCapsuls + failedCapsuls + stoppedCapsuls
+          : n < shape.deleted + shape.failed + shape.stopped
             ? 'stopped'
             : 'running';
     const vm: PlannedVm = { vmId: newVmId(), host: rng.pick(hosts), createdMs: between(openedMs + dayMs, laterMs - 7 * dayMs), fate };
@@ -163,7 +166,7 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
     deletions.set(vm.vmId, requestedMs);
     phase3.push({ type: 'VmDeletionRequested', data: { accountId, vmId: vm.vmId, at: iso(requestedMs) } });
   }
-  for (let n = 0; n < invalidatedPayments; n++) {
+  for (let n = 0; n < shape.invalidated; n++) {
     const paymentId = paymentIds[n * 37]!;
     const invalidatedMs = between(laterMs, nowMs - 2 * dayMs);
     phase3.push({ type: 'PaymentInvalidated', data: { accountId, paymentId, at: iso(invalidatedMs) } });
@@ -173,7 +176,7 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
         data: { accountId, paymentId, at: iso(invalidatedMs + dayMs) },
       });
   }
-  while (nextPayment < webPayments) phase3.push(payment(between(laterMs, nowMs - minuteMs)));
+  while (nextPayment < shape.payments) phase3.push(payment(between(laterMs, nowMs - minuteMs)));
   phase3.sort(byTime);
   pushChunked(accountStream(accountId), phase3, operator);
 
@@ -209,7 +212,7 @@ export async function seedWebAccount(pool: pg.Pool): Promise<WebAccount> {
     events += append.events.length;
   }
 
-  const balanceCents = await checkSeededAccount(pool, accountId, email);
+  const balanceCents = await checkSeededAccount(pool, accountId, email, shape);
   const listedVmIds = vms.filter((vm) => vm.fate !== 'deleted').map((vm) => vm.vmId);
   return { accountId, email, events, balanceCents, listedVmIds };
 }
@@ -269,7 +272,7 @@ function vmLife(vm: PlannedVm, accountId: string, rng: Rng, iso: (ms: number) =>
 }
 
 /** The rows the pages read are there, and the projections' balance is the stream's own fold. */
-async function checkSeededAccount(pool: pg.Pool, accountId: string, email: string): Promise<number> {
+async function checkSeededAccount(pool: pg.Pool, accountId: string, email: string, shape: AccountShape): Promise<number> {
   const { rows } = await pool.query(
     `SELECT (SELECT count(*)::int FROM vms WHERE account_id = $1) AS vms,
             (SELECT count(*)::int FROM vms WHERE account_id = $1 AND state = 'running' AND last_seen_ipv4 IS NOT NULL) AS running,
@@ -277,11 +280,11 @@ async function checkSeededAccount(pool: pg.Pool, accountId: string, email: strin
     [accountId],
   );
   const counts = rows[0] as { vms: number; running: number; payments: number };
-  const running = webCapsuls - deletedCapsuls - failedCapsuls - stoppedCapsuls;
-  if (counts.vms !== webCapsuls || counts.payments !== webPayments || counts.running !== running) {
+  const running = shape.capsuls - shape.deleted - shape.failed - shape.stopped;
+  if (counts.vms !== shape.capsuls || counts.payments !== shape.payments || counts.running !== running) {
     throw new WebBenchError(
       `web bench seed: the projections hold ${counts.vms} capsuls (${counts.running} running with an IP) and ${counts.payments} payments ` +
-        `for ${email}, not ${webCapsuls} (${running}) and ${webPayments}`,
+        `for ${email}, not ${shape.capsuls} (${running}) and ${shape.payments}`,
     );
   }
   const now = new Date();

@@ -15,6 +15,7 @@ import { accountSelectors, capsulSelectors, paymentSelectors } from '../read/his
 import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, shadowProjectionsAt, verifyProjections, type ReplayedTable } from '../projections/rebuild.ts';
+import { historyIndexTable } from '../projections/history-index.ts';
 import { historyTable, tableNames, type TableName } from '../projections/tables.ts';
 import { localEvidence } from '../audit/key.ts';
 import { auditCommands } from './audit.ts';
@@ -265,12 +266,12 @@ export const commands: Record<string, CommandSpec> = {
     summary: 'rebuild the projection tables from the events (--verify: compare only)',
     usage: `capsul rebuild-projections [--verify]
 
-  Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds) and
-  their row history equal to a replay of every event, rewriting only the rows that differ. It folds
-  the events in one snapshot without locks (readers read and appends append meanwhile), then briefly
-  locks the tables to fold what was appended since and write. --verify rebuilds aside, compares with
-  the live tables, changes nothing, and exits 1 when they differ, naming how many rows (and rows'
-  histories) differ per table. Both first check the events
+  Makes the projection tables (accounts, payments, vms, hosts, operations, drift, payment_holds),
+  their row history and the history index (account_events) equal to a replay of every event,
+  rewriting only the rows that differ. It folds the events in one snapshot without locks (readers
+  read and appends append meanwhile), then briefly locks the tables to fold what was appended since
+  and write. --verify rebuilds aside, compares with the live tables, changes nothing, and exits 1
+  when they differ, naming how many rows (and rows' histories) differ per table. Both first check the events
   against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no
   longer match it. Rebuilding runs as DATABASE_URL's user (the owner); --verify as capsul_reader.`,
     options: { verify: { type: 'boolean' } },
@@ -288,7 +289,8 @@ export const commands: Record<string, CommandSpec> = {
         ctx.out(
           matches
             ? 'projections match the events'
-            : `projections DIFFER from the events (rows differing: ${detail((t) => t)}; rows whose history differs: ${detail(historyTable)})`,
+            : `projections DIFFER from the events (rows differing: ${detail((t) => t)}; rows whose history differs: ${detail(historyTable)}; ` +
+                `history index rows differing: ${differences[historyIndexTable]})`,
         );
         return matches ? 0 : 1;
       }
@@ -297,6 +299,7 @@ export const commands: Record<string, CommandSpec> = {
         tableNames.map((table) => `${table} ${rows[of(table)]} ${unit} (${changed[of(table)]} ${rewritten})`).join(', ');
       ctx.out(`rebuilt: ${summary((t) => t, 'rows', 'rewritten')}`);
       ctx.out(`row history: ${summary(historyTable, 'versions', 'histories rewritten')}`);
+      ctx.out(`history index: ${rows[historyIndexTable]} rows (${changed[historyIndexTable]} rewritten)`);
     },
   },
 

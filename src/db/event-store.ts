@@ -340,6 +340,44 @@ export async function readEventsNotIn(db: Queryable, snapshot: string): Promise<
   return rows.map(toStoredEvent);
 }
 
+/**
+ * The same page of one account's events (its own stream's and its capsuls'), read through the history
+ * index (account_events, schema_migrations/22_up_history_index.sql) rather than by filtering the log:
+ * an index range newest first, then the page's events by global position, so a page costs the same
+ * however large the log. With `types`, one range per type (the by-type index), merged: a page of rare
+ * types reads no more than a page's worth of each.
+ */
+export async function readAccountEventsBackward(
+  db: Queryable,
+  accountId: string,
+  options: { limit: number; before?: EventCursor | null; types?: readonly string[] },
+): Promise<StoredEvent[]> {
+  const limit = Math.trunc(options.limit);
+  const params: unknown[] = [accountId];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  // Only a present cursor becomes a condition, so the range starts at it in the index.
+  const before = options.before
+    ? `AND (a.transaction_id, a.global_position) < (${param(options.before.transactionId)}::xid8, ${param(options.before.globalPosition)}::bigint)`
+    : '';
+  const newestFirst = 'ORDER BY transaction_id DESC, global_position DESC';
+  const range = (typeCondition: string) =>
+    `SELECT a.transaction_id, a.global_position FROM account_events a
+     WHERE a.account_id = $1 ${typeCondition} ${before} ${newestFirst} LIMIT ${limit}`;
+  const page = options.types
+    ? `SELECT t.transaction_id, t.global_position FROM unnest(${param(options.types)}::text[]) AS k(message_type)
+       CROSS JOIN LATERAL (${range('AND a.message_type = k.message_type')}) t ${newestFirst} LIMIT ${limit}`
+    : range('');
+  // Each event fetched by its position (LIMIT 1 keeps the planner from joining the whole log instead).
+  const { rows } = await db.query(
+    `WITH page AS (${page})
+     SELECT m.* FROM page p CROSS JOIN LATERAL (
+       SELECT ${columns} FROM emt_messages WHERE global_position = p.global_position AND ${live} LIMIT 1) m
+     ORDER BY p.transaction_id DESC, p.global_position DESC`,
+    params,
+  );
+  return rows.map(toStoredEvent);
+}
+
 /** How many events there are (for progress). */
 export async function countEvents(db: Queryable): Promise<number> {
   const { rows } = await db.query(`SELECT count(*)::int AS n FROM emt_messages WHERE ${live}`);

@@ -36,6 +36,8 @@ const disposableTables = [
   // monitoring (migration 18): its down step keeps what version 17 knew (incident_emails); the rest is observation
   'incidents',
   'webhook_deliveries',
+  // the history index (migration 22): rebuilt from the events like a projection, but not one (its guard has its own name)
+  'account_events',
   'vm_sizes',
   'os_images',
   'dmb_migrations',

@@ -1,5 +1,6 @@
 // Rebuild and verify: the events folded in memory through the same projection code as the append
-// path, then written in bulk. As-of reads the row history the append path keeps (no replay).
+// path, then written in bulk. The history index is rebuilt and verified alongside, by the database
+// from the same events (history-index.ts). As-of reads the row history the append path keeps (no replay).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { MemoryTables } from './memory.ts';
@@ -11,13 +12,14 @@ import {
   readEventsNotIn,
   type Instants,
 } from '../db/event-store.ts';
+import { historyIndexDifferences, historyIndexRepair, historyIndexTable, repairHistoryIndex } from './history-index.ts';
 import { enableProjectorSQL } from './sql.ts';
 import { historyTable, projectionTables, tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
 
-/** A projection table or its history. */
-export type ReplayedTable = TableName | ReturnType<typeof historyTable>;
+/** What rebuild and verify report on: every projection, its row history, and the history index. */
+export type ReplayedTable = TableName | ReturnType<typeof historyTable> | typeof historyIndexTable;
 
 /** The events no longer match the signed log: nothing is rebuilt over them (docs/audit.md). */
 export class LogMismatchError extends Error {
@@ -148,11 +150,14 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
     const memory = await fold(client, { ...options, log: options.log ?? noKeys });
     await writeAside(client, memory);
     const differing = await differingRows(client);
+    const indexRepair = await historyIndexRepair(client);
     await client.query('COMMIT');
     await options.betweenPhases?.();
 
     await client.query('BEGIN');
-    await client.query(`LOCK TABLE ${tableNames.flatMap((t) => [t, historyTable(t)]).join(', ')} IN EXCLUSIVE MODE`);
+    await client.query(
+      `LOCK TABLE ${[...tableNames.flatMap((t) => [t, historyTable(t)]), historyIndexTable].join(', ')} IN EXCLUSIVE MODE`,
+    );
     await client.query(enableProjectorSQL);
     memory.trackTouched();
     for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
@@ -167,6 +172,8 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
       changed[table] = differing.get(table)!.length;
       changed[history] = differing.get(history)!.length;
     }
+    rows[historyIndexTable] = indexRepair.rows;
+    changed[historyIndexTable] = await repairHistoryIndex(client, indexRepair);
     await keepSequencesAboveEvents(client);
     await client.query('COMMIT');
     return { rows, changed };
@@ -180,8 +187,8 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
 
 /**
  * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
- * Returns, per table, how many rows (by id) differ, are missing or are extra, and per history how
- * many rows' histories differ.
+ * Returns, per table, how many rows (by id) differ, are missing or are extra, per history how many
+ * rows' histories differ, and for the history index how many rows are missing, extra or retyped.
  */
 export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
   const client = await pool.connect();
@@ -190,6 +197,7 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
     await writeAside(client, await fold(client, { ...options, log: options.log ?? noKeys }));
     const differences = {} as Record<ReplayedTable, number>;
     for (const [table, ids] of await differingRows(client)) differences[table] = ids.length;
+    differences[historyIndexTable] = await historyIndexDifferences(client);
     return { matches: Object.values(differences).every((n) => n === 0), differences };
   } finally {
     await client.query('ROLLBACK').catch(() => {});

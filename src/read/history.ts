@@ -1,11 +1,12 @@
 // Read model: what happened, as events. Which streams and fields tell an account's, a payment's or a
 // capsul's story (the capsuls of an account come from the `vms` projection), and a page of an
-// account's story, newest first, of one kind (money, capsuls or all), with hosts' routine reports of
-// an unchanged state gathered into runs. The events themselves are read only through src/db/event-store.ts.
+// account's story, newest first, of one kind (money, capsuls or all), read through the history index
+// (account_events), with hosts' routine reports of an unchanged state gathered into runs. The events
+// themselves are read only through src/db/event-store.ts.
 import { accountStream } from '../domain/account/events.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { vmStream, type ObservedState } from '../domain/vm/events.ts';
-import { readEventsBackward, type EventCursor, type EventSelector, type StoredEvent } from '../db/event-store.ts';
+import { readAccountEventsBackward, type EventCursor, type EventSelector, type StoredEvent } from '../db/event-store.ts';
 import { accountOfCapsul } from './capsuls.ts';
 import { accountOfPayment } from './payments.ts';
 import type { Queryable } from './rows.ts';
@@ -84,8 +85,9 @@ export type HistoryPage = { events: StoredEvent[]; older: EventCursor | null };
 
 /**
  * At most `size` events of the account's story of one kind before `before`, newest first (the reverse
- * of commit order), and where older ones start. The kind is filtered in SQL, so a page is full
- * whenever older events of that kind exist.
+ * of commit order), and where older ones start. Read through the history index, so a page costs the
+ * same however large the log; the kind is filtered in SQL, so a page is full whenever older events of
+ * that kind exist.
  */
 export async function accountHistoryPage(
   db: Queryable,
@@ -94,7 +96,7 @@ export async function accountHistoryPage(
 ): Promise<HistoryPage> {
   const { before, size } = page;
   const types = typesOfKind(page.kind) ?? undefined;
-  const events = await readEventsBackward(db, { limit: size + 1, before, types, selectors: await accountSelectors(db, accountId) });
+  const events = await readAccountEventsBackward(db, accountId, { limit: size + 1, before, types });
   const shown = events.slice(0, size);
   const last = shown.at(-1);
   return {

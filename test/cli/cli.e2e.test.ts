@@ -1241,7 +1241,8 @@ describe('capsul rebuild-projections', () => {
       (await Promise.all(tableNames.map(async (t) => `${t} ${await count(`${t}${suffix}`)} ${unit}`))).join(', ');
     assertPrints(
       await capsul(['rebuild-projections']),
-      `rebuilt: ${await line('', 'rows (0 rewritten)')}\nrow history: ${await line('_history', 'versions (0 histories rewritten)')}\n`,
+      `rebuilt: ${await line('', 'rows (0 rewritten)')}\nrow history: ${await line('_history', 'versions (0 histories rewritten)')}\n` +
+        `history index: ${await count('account_events')} rows (0 rewritten)\n`,
     );
   });
 
@@ -1259,7 +1260,7 @@ describe('capsul rebuild-projections', () => {
     assert.equal(
       differ.stdout,
       'projections DIFFER from the events (rows differing: accounts 0, payments 1, vms 0, hosts 0, operations 0, drift 0, payment_holds 0; ' +
-        'rows whose history differs: accounts 0, payments 0, vms 0, hosts 0, operations 0, drift 0, payment_holds 0)\n',
+        'rows whose history differs: accounts 0, payments 0, vms 0, hosts 0, operations 0, drift 0, payment_holds 0; history index rows differing: 0)\n',
     );
     assert.equal(await one('SELECT dollars::text FROM payments WHERE id = $1', [id]), '1000.00', '--verify changes nothing');
     const rebuilt = await capsul(['rebuild-projections']);

@@ -4,7 +4,7 @@
 // ids handed out by sequences stay above every id the events hold.
 import assert from 'node:assert/strict';
 import { databaseFingerprint } from '../support/fingerprint.ts';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -14,7 +14,7 @@ import { sealCommitted, signCheckpoint } from '../../src/audit/log.ts';
 import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { createPool, type Database } from '../../src/db/database.ts';
-import { DowngradeRefusedError, latestVersion, migrate, schemaVersion } from '../../src/db/migrate.ts';
+import { DowngradeRefusedError, latestVersion, migrate, migrationsDir, schemaVersion } from '../../src/db/migrate.ts';
 import { accountStream } from '../../src/domain/account/events.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
@@ -387,6 +387,41 @@ describe('down steps that drop only what the events rebuild', () => {
       );
       assert.deepEqual(await projectionRows(db.admin), projections, 'payments (and every projection) hold every row again');
       assert.equal(await eventsText(db.admin), events);
+    });
+  });
+});
+
+describe('the history index (22)', () => {
+  const indexRows = async (admin: pg.Pool, from = 'account_events') =>
+    (
+      await admin.query(
+        `SELECT account_id, transaction_id::text, global_position::text, message_type FROM ${from} t ORDER BY t.global_position, t.account_id`,
+      )
+    ).rows.map((row) => ({ ...row }));
+
+  it("22 → 21 drops it, rows and all, and capsul_append is version 11's again; back at 22 the events fill it again, row for row", async () => {
+    await withMigratedDatabase(async (db) => {
+      const { ledger } = await recordSomeHistory(db);
+      const before = await indexRows(db.admin);
+      assert.ok(before.some((row) => row.message_type === 'VmCreationRequested'));
+      assert.deepEqual(await migrate(db.admin, { target: 21 }), { from: latest, to: 21 });
+      const gone = await db.admin.query(`SELECT to_regclass('account_events') IS NULL AS gone`);
+      assert.equal(gone.rows[0].gone, true);
+      const version11 = /CREATE FUNCTION capsul_append\([\s\S]*?AS \$\$([\s\S]*?)\$\$;/.exec(
+        readFileSync(path.join(migrationsDir, '11_up_roles.sql'), 'utf8'),
+      )![1];
+      const { rows } = await db.admin.query(`SELECT prosrc FROM pg_proc WHERE proname = 'capsul_append'`);
+      assert.equal(rows[0].prosrc, version11);
+      // Appended at 21, with no index to write: the up step finds it among the events.
+      await ledger.recordPayment({ email: 'bob@example.org', amountCents: 700, cause: operator });
+      assert.deepEqual(await migrate(db.admin), { from: 21, to: latest });
+      const after = await indexRows(db.admin);
+      assert.deepEqual(after.slice(0, before.length), before);
+      assert.deepEqual(
+        after.slice(before.length).map((row) => row.message_type),
+        ['PaymentRecorded'],
+      );
+      assert.deepEqual(after, await indexRows(db.admin, 'capsul_history_index_from_events()'));
     });
   });
 });

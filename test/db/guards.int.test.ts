@@ -80,6 +80,11 @@ describe('projections are written only by the projector', () => {
     [`TRUNCATE vms`, 'vms'],
     [`UPDATE accounts SET email = 'someone@else.org'`, 'accounts'],
     [`DELETE FROM accounts`, 'accounts'],
+    // the history index (schema 22): written by capsul_append, rebuilt by rebuild-projections
+    [`DELETE FROM account_events`, 'account_events'],
+    [`UPDATE account_events SET message_type = 'PaymentRecorded'`, 'account_events'],
+    [`INSERT INTO account_events VALUES ('a', pg_current_xact_id(), 999, 'PaymentRecorded')`, 'account_events'],
+    [`TRUNCATE account_events`, 'account_events'],
   ] as const) {
     it(`refuses ${sql.split('\n')[0]}`, async () => {
       await refused(sql, 'CS001');

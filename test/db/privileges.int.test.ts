@@ -95,6 +95,30 @@ describe('capsul_app cannot write history or projections except through capsul_a
     await refused(['CREATE TABLE mine (id int)']);
   });
 
+  it('refuses the history index except through capsul_append, which takes no rows for it from its caller', async () => {
+    await refused([`INSERT INTO account_events VALUES ('forged', pg_current_xact_id(), 1, 'PaymentRecorded')`]);
+    await refused(['DELETE FROM account_events']);
+    await refused(['TRUNCATE account_events']);
+    await refused(['BEGIN', `SELECT set_config('capsul.projector', 'on', true)`, `UPDATE account_events SET message_type = 'x'`]);
+    await refused(['ALTER TABLE account_events DISABLE TRIGGER capsul_history_index_guard']);
+    // The projection capsul_append writes comes from its caller: naming the index there refuses the
+    // whole append (only the event position sequence moves, as it does for any failed append).
+    const rows = async () => (await db.admin.query(`SELECT count(*)::int AS n FROM account_events`)).rows[0].n;
+    const held = await rows();
+    const op = { kind: 'insert', table: 'account_events', values: { account_id: 'forged' }, lookups: {} };
+    await assert.rejects(
+      db.pool.query(
+        `SELECT * FROM capsul_append('account-forged', 'account', 0, ARRAY['m'], ARRAY['AccountOpened'], ARRAY['{}'::jsonb],
+        ARRAY['{}'::jsonb], $1::jsonb)`,
+        [JSON.stringify([op])],
+      ),
+      /"account_events" is not a projection table/,
+    );
+    assert.equal(await rows(), held);
+    const forged = await db.admin.query(`SELECT count(*)::int AS n FROM emt_messages WHERE stream_id = 'account-forged'`);
+    assert.equal(forged.rows[0].n, 0);
+  });
+
   it("refuses the log's tables except through the sealer", async () => {
     await refused([`INSERT INTO capsul_log_leaves (leaf_index, global_position, leaf_hash) VALUES (999, 999, sha256('x'))`]);
     await refused([`INSERT INTO capsul_log_checkpoints (tree_size, root_hash, note) VALUES (1, sha256('x'), 'forged')`]);

@@ -234,6 +234,11 @@ describe('projections', () => {
     const before = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await tableText(t)])));
     const historiesBefore = Object.fromEntries(await Promise.all(tableNames.map(async (t) => [t, await historyText(t)])));
     const { rows, changed } = await rebuildProjections(db.admin);
+    // The history index: one row per event of an account's stream or of a capsul's.
+    const indexed = await db.pool.query(
+      `SELECT count(*)::int AS n FROM emt_messages WHERE stream_id LIKE 'account-%' OR stream_id LIKE 'vm-%'`,
+    );
+    assert.equal(rows.account_events, indexed.rows[0].n);
     assert.deepEqual(Object.fromEntries(tableNames.map((t) => [t, rows[t]])), {
       accounts: 2,
       payments: 3,

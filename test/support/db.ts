@@ -7,6 +7,7 @@ import pg from 'pg';
 import { createPool, roleNames, roleUrl, type Role } from '../../src/db/database.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
+import { historyIndexTable } from '../../src/projections/history-index.ts';
 import { historyTable, tableNames } from '../../src/projections/tables.ts';
 
 export type TestDatabase = {
@@ -104,22 +105,25 @@ export const operator = { by: { kind: 'operator' as const, id: 'test' } };
 
 export const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';
 
-/** What verifyProjections answers when every projection and its row history equal a replay of the events. */
+/** What verifyProjections answers when every projection, its row history and the history index equal a replay of the events. */
 export const projectionsMatch = {
   matches: true,
-  differences: Object.fromEntries(tableNames.flatMap((table) => [[table, 0] as const, [historyTable(table), 0] as const])),
+  differences: {
+    ...Object.fromEntries(tableNames.flatMap((table) => [[table, 0] as const, [historyTable(table), 0] as const])),
+    [historyIndexTable]: 0,
+  },
 };
 
 /**
  * Runs `sql` as the owner with the projector's setting on, in a transaction of its own: an edit of a
  * projection or its history that no event explains (what rebuild and verify must find and repair).
  */
-export async function editBehindTheLedger(owner: pg.Pool, sql: string, params: unknown[] = []): Promise<void> {
+export async function editBehindTheLedger(owner: pg.Pool, sql: string | string[], params?: unknown[]): Promise<void> {
   const client = await owner.connect();
   try {
     await client.query('BEGIN');
     await client.query(`SELECT set_config('capsul.projector', 'on', true)`);
-    await client.query(sql, params);
+    for (const statement of typeof sql === 'string' ? [sql] : sql) await client.query(statement, params);
     await client.query('COMMIT');
   } finally {
     client.release();

@@ -42,6 +42,8 @@
 //      time), and flat in the ledger's size (compare runs at BENCH_EVENTS=100000 and 1000000).
 //   8. Appends during a rebuild: `record-payment` one at a time, timed one by one, alternately alone and
 //      while rebuilds run back to back. Target: p99 during ≤ 2 × p99 alone.
+//      And a rebuild's peak RSS, in a process of its own, against a plain read's: target ≤ 3×, and flat
+//      in the ledger's size (the fold runs in passes of bounded memory; compare 100000 and 1000000).
 //   9. Where the time goes: CPU per operation in node and in the PostgreSQL backends (from /proc when
 //      the server runs on this machine), and every statement of one command, one raw append, one
 //      spoke report through the hub and one rebuild, counted and timed from the client.
@@ -73,6 +75,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadOrCreateKey } from '../src/audit/key.ts';
+import { formatMemory } from '../src/core/format.ts';
 import { sealCommitted, signCheckpoint } from '../src/audit/log.ts';
 import { verifyLog } from '../src/audit/verify.ts';
 import { createPool, roleNames, roleUrl, setRolePasswords } from '../src/db/database.ts';
@@ -121,6 +124,8 @@ import {
 /**
  * asOf: an as-of query's rate at least a fifth of the same query's on the live tables (≤ 5× its time).
  * appendDuringRebuild: p99 of appends while rebuilds run at most twice their p99 alone.
+ * rebuildRss: a rebuild's peak RSS at most three times a plain read's, whatever the ledger's size (the
+ * rebuild folds in passes of bounded memory; compare runs at BENCH_EVENTS=100000 and 1000000).
  */
 const targets = {
   commands: 0.6,
@@ -133,6 +138,7 @@ const targets = {
   snapshotLoad: 2,
   asOf: 0.2,
   appendDuringRebuild: 2,
+  rebuildRss: 3,
   historyPage: 0.5,
 };
 const operator: Actor = { kind: 'operator', id: 'bench' };
@@ -314,6 +320,9 @@ async function main(): Promise<number> {
       `rebuildProjections: ${fmtInt(rebuild.perSecond)} events/s (${rebuild.rounds} passes, each checking the log); rows: ${rebuiltRows}`,
     );
     note(`readAllEvents:      ${fmtInt(read.perSecond)} events/s (${read.rounds} passes)`);
+    // Peak memory of a rebuild and of a plain read, each in a process of its own as the CLI runs them.
+    const [rebuildRss, readRss] = [await peakRssOf(db.url, '--once'), await peakRssOf(db.url, '--read')];
+    note(`peak RSS: rebuild ${rssText(rebuildRss)}, plain read ${rssText(readRss)} (processes of their own)`);
 
     // ── The log: audit verify vs plain read ────────────────────────────────────────────────────────
     const [verifying, readForVerify] = await alternatePasses({
@@ -361,6 +370,15 @@ async function main(): Promise<number> {
       { metric: 'audit verify, events/s', ours: verifying, baseline: readForVerify, unit: 'events/s', target: targets.verifyLog },
       ...asOfLines,
       duringRebuild,
+      {
+        metric: `rebuild peak RSS (${fmtInt(totalEvents)} events)`,
+        ours: rebuild,
+        baseline: read,
+        unit: 'B',
+        target: targets.rebuildRss,
+        ratio: 'time',
+        shown: { ours: rssText(rebuildRss), baseline: `${rssText(readRss)} (read)`, ratio: rebuildRss / readRss },
+      },
     ];
     // The hub's sealer runs from here on, as in production (signing more often, so checkpoints land in the run).
     const sealer = new AuditLoop({
@@ -699,6 +717,22 @@ async function measureAppendsDuringRebuild(
     ratio: 'time',
     shown: { ours: `${withMs.toFixed(1)} ms`, baseline: `${withoutMs.toFixed(1)} ms`, ratio: withMs / withoutMs },
   };
+}
+
+const rssText = (bytes: number) => formatMemory(Math.round(bytes / 2 ** 20));
+
+/** bench/rebuilder.ts run once in a child process (`--once`: a rebuild; `--read`: a plain read): its peak RSS in bytes. */
+async function peakRssOf(url: string, mode: '--once' | '--read'): Promise<number> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./rebuilder.ts', import.meta.url)), mode], {
+    env: { ...process.env, BENCH_REBUILD_URL: url },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const rss = /^rss (\d+)$/m.exec(output)?.[1];
+  if (code !== 0 || !rss) throw new Error(`the rebuilder (${mode}) exited with ${code}`);
+  return Number(rss);
 }
 
 /** bench/rebuilder.ts in a child process: `started` once it has connected, `stop()` after the rebuild under way. */

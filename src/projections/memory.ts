@@ -1,6 +1,8 @@
 // Projection rows folded in memory, with each row's history: the fast path of rebuild and verify. It
 // mirrors capsul_apply_projection and capsul_record_history (schema_migrations/21_up_row_history.sql)
-// operation for operation; rebuild and verify compare the two.
+// operation for operation; rebuild and verify compare the two. A fold may hold only some rows (`holds`):
+// each row's fate depends on its own operations alone, so a rebuild folds the log in several passes,
+// a share of the rows each, and holds no more than that share in memory.
 import { holdsFrom, type LedgerEvent } from '../domain/events.ts';
 import type { EventMetadata } from '../db/event-store.ts';
 import { project } from './project.ts';
@@ -12,13 +14,25 @@ import { assertCompleteRow, isLookup, keyOf, tableNames, type Row, type RowOp, t
  */
 type Version = { row: Row; validFrom: number; validTo: number; knownFrom: string; knownTo: string | null };
 
+/** Which rows a fold holds (by table and keyOf); the rest it passes over. */
+export type Holds = (table: TableName, key: string) => boolean;
+
+/**
+ * The tables whose rows other rows read (a lookup: a payment's email from its account). A fold that
+ * does not hold one of their rows still keeps it, without history, for those lookups.
+ */
+const lookedUp: ReadonlySet<TableName> = new Set(['accounts']);
+
 export class MemoryTables {
   readonly tables = new Map<TableName, Map<string, Row>>(tableNames.map((name) => [name, new Map()]));
+  /** the looked-up tables' rows this fold does not hold, kept for lookups only */
+  private readonly forLookups = new Map<TableName, Map<string, Row>>([...lookedUp].map((name) => [name, new Map()]));
   /** per table: each row's current versions (known now), and every version no longer known */
   private readonly current = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
   private readonly replaced = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
-  /** the rows each operation touched since trackTouched() (null: not tracking) */
-  private touched: Map<TableName, Set<string>> | null = null;
+
+  /** `holds`: which rows this fold keeps (default: all of them). */
+  constructor(private readonly holds: Holds = () => true) {}
 
   /** `recordedAt`: when the event was appended (its `created`, as event-store.ts reads it). */
   apply(event: LedgerEvent, metadata: EventMetadata, recordedAt: string): void {
@@ -27,19 +41,14 @@ export class MemoryTables {
     for (const op of project(event, metadata)) this.applyOp(op, effectiveMs, recordedAt);
   }
 
-  /** From now on, remember which rows the events applied touch (touchedKeys). */
-  trackTouched(): void {
-    this.touched = new Map(tableNames.map((name) => [name, new Set()]));
-  }
-
-  touchedKeys(table: TableName): ReadonlySet<string> {
-    return this.touched?.get(table) ?? new Set();
-  }
-
   private applyOp(op: RowOp, effectiveMs: number, recordedAt: string): void {
+    const opKey = keyOf(op.table, op.kind === 'insert' ? op.row : op.key);
+    if (!this.holds(op.table, opKey)) {
+      if (lookedUp.has(op.table)) applyToRow(this.forLookups.get(op.table)!, opKey, op, (values) => this.resolve(values));
+      return;
+    }
     const rows = this.tables.get(op.table)!;
     const versions = this.current.get(op.table)!;
-    this.touched?.get(op.table)?.add(keyOf(op.table, op.kind === 'insert' ? op.row : op.key));
     if (op.kind === 'insert') {
       assertCompleteRow(op.table, op.row);
       const key = keyOf(op.table, op.row);
@@ -96,7 +105,8 @@ export class MemoryTables {
         continue;
       }
       const { table, id, column: from } = value.$lookup;
-      const found = this.tables.get(table)!.get(keyOf(table, { id }))?.[from];
+      const key = keyOf(table, { id });
+      const found = (this.tables.get(table)!.get(key) ?? this.forLookups.get(table)?.get(key))?.[from];
       if (found === undefined || found === null) throw new Error(`projection: no ${table} row ${id} to read ${from} from`);
       resolved[column] = found;
     }
@@ -119,17 +129,9 @@ export class MemoryTables {
     return this.tables.get(table)!.get(key);
   }
 
-  /** Every version of the table's rows, as `<table>_history` holds them. */
-  historyRows(table: TableName): Row[] {
-    return [...this.tables.get(table)!.keys()].flatMap((key) => this.history(table, key));
-  }
-
-  /** How many versions the table's history holds. */
-  historyCount(table: TableName): number {
-    let n = 0;
-    for (const versions of this.replaced.get(table)!.values()) n += versions.length;
-    for (const versions of this.current.get(table)!.values()) n += versions.length;
-    return n;
+  /** Every version of the table's rows, as `<table>_history` holds them, a row's at a time. */
+  *historyRows(table: TableName): Generator<Row> {
+    for (const key of this.tables.get(table)!.keys()) yield* this.history(table, key);
   }
 
   /** Every version of one row (`key`: keyOf), as `<table>_history` holds them. */
@@ -141,6 +143,30 @@ export class MemoryTables {
       known: rangeText(v.knownFrom, v.knownTo),
     }));
   }
+}
+
+/** An operation on a row kept without history (a looked-up row this fold does not hold). */
+function applyToRow(rows: Map<string, Row>, key: string, op: RowOp, resolve: (values: Row) => Row): void {
+  if (op.kind === 'insert') {
+    if (!rows.has(key)) rows.set(key, resolve(op.row));
+  } else {
+    const row = rows.get(key);
+    if (row) Object.assign(row, resolve(op.set));
+  }
+}
+
+/**
+ * Which of `passes` shares of the rows a row falls in: FNV-1a of its table and key, so every pass of
+ * a rebuild (and a later one) agrees without keeping a list.
+ */
+export function shareOf(table: TableName, key: string, passes: number): number {
+  let hash = 0x811c9dc5;
+  const text = `${table}\u0000${key}`;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % passes;
 }
 
 const validEnd = (ms: number) => (ms === Number.POSITIVE_INFINITY ? null : new Date(ms).toISOString());

@@ -3,7 +3,7 @@
 // from the same events (history-index.ts). As-of reads the row history the append path keeps (no replay).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
-import { MemoryTables } from './memory.ts';
+import { MemoryTables, shareOf } from './memory.ts';
 import {
   countEvents,
   currentSnapshot,
@@ -11,6 +11,7 @@ import {
   readAllEvents,
   readEventsNotIn,
   type Instants,
+  type StoredEvent,
 } from '../db/event-store.ts';
 import { historyIndexDifferences, historyIndexRepair, historyIndexTable, repairHistoryIndex } from './history-index.ts';
 import { enableProjectorSQL } from './sql.ts';
@@ -38,47 +39,91 @@ export type LogEvidence = Pick<VerifyOptions, 'verifierKeys' | 'outsideCheckpoin
 const noKeys: LogEvidence = { verifierKeys: [] };
 const insertChunkRows = 5000;
 
-async function fold(client: pg.PoolClient, options: { onProgress?: Progress; log: LogEvidence }): Promise<MemoryTables> {
-  const total = options.onProgress ? await countEvents(client) : 0;
-  const memory = new MemoryTables();
-  const trusted = await trustedCheckpoints(client, options.log);
-  // Up to the latest signed checkpoint the signed roots are the evidence; after it, the stored leaves.
-  const check = await LogCheck.start(client, trusted.checkpoints, { leavesFrom: trusted.checkpoints.at(-1)?.treeSize ?? 0 });
-  let done = 0;
-  for await (const batch of readAllEvents(client)) {
-    // Hashed as read, before anything folds them: the same pass checks the log.
-    await check.accept(batch);
-    for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
-    done += batch.length;
-    options.onProgress?.(done, total);
-  }
-  const findings = [...trusted.findings, ...(await check.finish())];
-  if (findings.length > 0) throw new LogMismatchError(findings);
-  return memory;
-}
+/**
+ * How many rows and versions of history a rebuild or a verify holds in memory at once, at most: some
+ * 500 bytes each, so about 100 MB over the process's own. The events are folded in as many passes as
+ * that takes, each holding one share of the rows (shareOf), so memory stays within it however large
+ * the ledger; each pass more costs a read of the log.
+ */
+export const rowsPerPass = 200_000;
+/** Rows and versions an event makes, at most, for a ledger like the bench's (2.3 at a million events). */
+const rowsPerEvent = 3;
 
-async function bulkInsert(client: pg.PoolClient, target: string, typeName: string, rows: Row[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += insertChunkRows) {
-    await client.query(`INSERT INTO ${target} SELECT * FROM json_populate_recordset(NULL::${typeName}, $1::json)`, [
-      JSON.stringify(rows.slice(i, i + insertChunkRows)),
-    ]);
-  }
+type FoldOptions = { onProgress?: Progress; log: LogEvidence; rowsPerPass?: number };
+
+/** Checks the events against the signed log as they are read: up to the latest signed checkpoint the signed roots are the evidence; after it, the stored leaves. */
+async function logCheck(client: pg.PoolClient, log: LogEvidence) {
+  const trusted = await trustedCheckpoints(client, log);
+  const check = await LogCheck.start(client, trusted.checkpoints, { leavesFrom: trusted.checkpoints.at(-1)?.treeSize ?? 0 });
+  return {
+    accept: (batch: StoredEvent[]) => check.accept(batch),
+    async finish() {
+      const findings = [...trusted.findings, ...(await check.finish())];
+      if (findings.length > 0) throw new LogMismatchError(findings);
+    },
+  };
 }
 
 /**
- * The replayed rows of each projection and its history, in temporary tables `rebuilt_<table>` and
- * `rebuilt_<table>_history` dropped at commit.
+ * Every event the caller's snapshot sees, folded and written into temporary tables `rebuilt_<table>`
+ * and `rebuilt_<table>_history` (dropped at commit), in passes of at most `rowsPerPass` rows and
+ * versions: each pass reads every event and holds one share of the rows. The first pass also checks
+ * the events against the signed log. Returns how many rows and versions each table got.
  */
-async function writeAside(client: pg.PoolClient, memory: MemoryTables): Promise<void> {
+async function foldAside(client: pg.PoolClient, options: FoldOptions): Promise<Record<ReplayedTable, number>> {
+  const total = await countEvents(client);
+  const passes = Math.max(1, Math.ceil((total * rowsPerEvent) / (options.rowsPerPass ?? rowsPerPass)));
+  const written = {} as Record<ReplayedTable, number>;
   for (const table of tableNames) {
-    for (const [name, rows] of [
-      [table, memory.rows(table)],
-      [historyTable(table), memory.historyRows(table)],
-    ] as const) {
+    for (const name of [table, historyTable(table)]) {
       await client.query(`CREATE TEMP TABLE rebuilt_${name} (LIKE public.${name}) ON COMMIT DROP`);
-      await bulkInsert(client, `rebuilt_${name}`, `rebuilt_${name}`, rows);
+      written[name] = 0;
     }
   }
+  for (let pass = 0; pass < passes; pass++) {
+    const memory = new MemoryTables(passes === 1 ? undefined : (table, key) => shareOf(table, key, passes) === pass);
+    const check = pass === 0 ? await logCheck(client, options.log) : undefined;
+    let done = 0;
+    for await (const batch of readAllEvents(client)) {
+      // Hashed as read, before anything folds them: the same pass checks the log.
+      await check?.accept(batch);
+      for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+      done += batch.length;
+      options.onProgress?.(pass * total + done, passes * total);
+    }
+    await check?.finish();
+    for (const table of tableNames) {
+      written[table] += await bulkInsert(client, `rebuilt_${table}`, `rebuilt_${table}`, memory.rows(table));
+      const history = historyTable(table);
+      written[history] += await bulkInsert(client, `rebuilt_${history}`, `rebuilt_${history}`, memory.historyRows(table));
+    }
+  }
+  return written;
+}
+
+/** The rows of `keys` (by table), folded from every event the caller's snapshot sees: what a rebuild rewrites. */
+async function foldRows(client: pg.PoolClient, keys: Map<TableName, Set<string>>): Promise<MemoryTables> {
+  const memory = new MemoryTables((table, key) => keys.get(table)!.has(key));
+  for await (const batch of readAllEvents(client))
+    for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+  return memory;
+}
+
+/** Writes `rows` into `target` in chunks; returns how many. */
+async function bulkInsert(client: pg.PoolClient, target: string, typeName: string, rows: Iterable<Row>): Promise<number> {
+  let count = 0;
+  let chunk: Row[] = [];
+  const flush = async () => {
+    await client.query(`INSERT INTO ${target} SELECT * FROM json_populate_recordset(NULL::${typeName}, $1::json)`, [JSON.stringify(chunk)]);
+    count += chunk.length;
+    chunk = [];
+  };
+  for (const row of rows) {
+    chunk.push(row);
+    if (chunk.length === insertChunkRows) await flush();
+  }
+  if (chunk.length > 0) await flush();
+  return count;
 }
 
 /**
@@ -129,28 +174,40 @@ async function rewriteRows(client: pg.PoolClient, table: TableName, ids: string[
   );
 }
 
-/** A rebuild's pause between its two phases (tests hold it there to append meanwhile). */
-export type RebuildOptions = { onProgress?: Progress; log?: LogEvidence; betweenPhases?: () => Promise<void> };
+/**
+ * `betweenPhases`: a pause between the unlocked fold and the locked write (tests hold it there to
+ * append meanwhile); `rowsPerPass`: the memory bound (tests make it small to fold in many passes).
+ */
+export type RebuildOptions = {
+  onProgress?: Progress;
+  log?: LogEvidence;
+  betweenPhases?: () => Promise<void>;
+  rowsPerPass?: number;
+};
 
 /**
- * Makes the projection tables and their row history equal to a replay of every event, without
- * stopping the business. First, in one snapshot and without locks: the events folded in memory (and
- * checked against the signed log), written aside and compared with the live tables, which appends
- * keep writing meanwhile. Then, briefly, under an EXCLUSIVE lock (readers read on; appends wait at
- * their projection write and apply on top after commit, so nothing is lost or doubled): the events
- * committed since the snapshot folded on top, and only the rows that differed or that those events
- * touched written. Returns each table's rows (histories: versions) and how many rows were rewritten
- * because they differed.
+ * Makes the projection tables, their row history and the history index equal to a replay of every
+ * event, without stopping the business and in bounded memory. First, in one snapshot and without
+ * locks: the events folded (in passes of at most rowsPerPass rows, the first checking them against
+ * the signed log), written aside and compared with the live tables, which appends keep writing
+ * meanwhile; the rows that differ are folded again on their own. Then, briefly, under an EXCLUSIVE
+ * lock (readers read on; appends wait at their projection write and apply on top after commit, so
+ * nothing is lost or doubled): the events committed since the snapshot folded onto those rows, and
+ * only they written. Rows the later events touched that did not differ were right, and the appends
+ * kept them right. Returns each table's rows (histories: versions) at the snapshot, and how many
+ * rows were rewritten because they differed.
  */
 export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     const snapshot = await currentSnapshot(client);
-    const memory = await fold(client, { ...options, log: options.log ?? noKeys });
-    await writeAside(client, memory);
+    const rows = await foldAside(client, { ...options, log: options.log ?? noKeys });
     const differing = await differingRows(client);
     const indexRepair = await historyIndexRepair(client);
+    const stale = new Map(tableNames.map((table) => [table, new Set([...differing.get(table)!, ...differing.get(historyTable(table))!])]));
+    const anyStale = [...stale.values()].some((keys) => keys.size > 0);
+    const memory = anyStale ? await foldRows(client, stale) : undefined;
     await client.query('COMMIT');
     await options.betweenPhases?.();
 
@@ -159,19 +216,12 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
       `LOCK TABLE ${[...tableNames.flatMap((t) => [t, historyTable(t)]), historyIndexTable].join(', ')} IN EXCLUSIVE MODE`,
     );
     await client.query(enableProjectorSQL);
-    memory.trackTouched();
-    for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
-    const rows = {} as Record<ReplayedTable, number>;
-    const changed = {} as Record<ReplayedTable, number>;
-    for (const table of tableNames) {
-      const history = historyTable(table);
-      const stale = new Set([...differing.get(table)!, ...differing.get(history)!, ...memory.touchedKeys(table)]);
-      if (stale.size > 0) await rewriteRows(client, table, [...stale], memory);
-      rows[table] = memory.rows(table).length;
-      rows[history] = memory.historyCount(table);
-      changed[table] = differing.get(table)!.length;
-      changed[history] = differing.get(history)!.length;
+    if (memory) {
+      for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+      for (const table of tableNames) if (stale.get(table)!.size > 0) await rewriteRows(client, table, [...stale.get(table)!], memory);
     }
+    const changed = {} as Record<ReplayedTable, number>;
+    for (const [table, ids] of differing) changed[table] = ids.length;
     rows[historyIndexTable] = indexRepair.rows;
     changed[historyIndexTable] = await repairHistoryIndex(client, indexRepair);
     await keepSequencesAboveEvents(client);
@@ -186,15 +236,16 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
 }
 
 /**
- * Rebuilds aside (temporary tables) and compares with the live tables, both read in one snapshot.
- * Returns, per table, how many rows (by id) differ, are missing or are extra, per history how many
- * rows' histories differ, and for the history index how many rows are missing, extra or retyped.
+ * Rebuilds aside (temporary tables, in passes as a rebuild does) and compares with the live tables,
+ * all read in one snapshot. Returns, per table, how many rows (by id) differ, are missing or are
+ * extra, per history how many rows' histories differ, and for the history index how many rows are
+ * missing, extra or retyped.
  */
-export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence } = {}) {
+export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence; rowsPerPass?: number } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    await writeAside(client, await fold(client, { ...options, log: options.log ?? noKeys }));
+    await foldAside(client, { ...options, log: options.log ?? noKeys });
     const differences = {} as Record<ReplayedTable, number>;
     for (const [table, ids] of await differingRows(client)) differences[table] = ids.length;
     differences[historyIndexTable] = await historyIndexDifferences(client);

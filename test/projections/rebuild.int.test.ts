@@ -103,4 +103,30 @@ describe('rebuild-projections', () => {
     ]);
     assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
   });
+
+  it('holds only a share of the rows at a time: folded in many passes, it finds and repairs what one pass would', async () => {
+    const email = 'passes@example.org';
+    const { paymentId } = await db.ledger.recordPayment({ email, amountCents: 2500, cause: operator });
+    await db.ledger.createVm({ email, size: 'f1-xs', os: 'alpine322', sshPublicKeys: [sshKey], cause: operator });
+    await editBehindTheLedger(db.admin, [
+      `UPDATE payments SET dollars = 1 WHERE id = ${paymentId}`,
+      `UPDATE vms_history SET state = 'running' WHERE email = '${email}'`,
+    ]);
+    const events = await count('SELECT count(*)::int AS n FROM emt_messages');
+    // A bound of 10 rows: dozens of passes over this ledger (three rows an event, at most).
+    const tiny = { rowsPerPass: 10 };
+    assert.ok((events * 3) / tiny.rowsPerPass > 20, `${events} events`);
+    const verified = await verifyProjections(db.pool, tiny);
+    assert.equal(verified.differences.payments, 1);
+    assert.equal(verified.differences.vms_history, 1);
+    const inOnePass = await verifyProjections(db.pool);
+    assert.deepEqual(verified, inOnePass, 'the same findings in many passes as in one');
+    const { rows, changed } = await rebuildProjections(db.admin, tiny);
+    assert.equal(changed.payments, 1);
+    assert.equal(changed.vms_history, 1);
+    assert.equal(rows.payments, await count('SELECT count(*)::int AS n FROM payments'));
+    assert.equal(rows.vms_history, await count('SELECT count(*)::int AS n FROM vms_history'));
+    assert.deepEqual(await verifyProjections(db.pool, tiny), projectionsMatch);
+    assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
+  });
 });

@@ -43,8 +43,6 @@ CREATE FUNCTION capsul_record_history(tbl text, kind text, vals jsonb, eff times
 LANGUAGE plpgsql AS $$
 DECLARE
   hist text := tbl || '_history';
-  v record;
-  known_from timestamptz;
 BEGIN
   IF kind = 'insert' THEN
     EXECUTE format(
@@ -54,28 +52,30 @@ BEGIN
       USING vals, eff;
     RETURN;
   END IF;
-  FOR v IN EXECUTE format(
-      'SELECT h.ctid AS version, to_jsonb(h) AS row, lower(h.valid) AS valid_from, upper(h.valid) AS valid_to, lower(h.known) AS known_from
+  -- One statement (planned once a call): the touched versions, locked; those known before this
+  -- transaction closed and the rest dropped; in their place the part before `eff` as it was, and the
+  -- rest with the new values.
+  EXECUTE format(
+    'WITH touched AS (
+       SELECT h.ctid AS version, to_jsonb(h) AS row, lower(h.valid) AS valid_from, upper(h.valid) AS valid_to,
+              lower(h.known) AS known_from, greatest(now(), lower(h.known)) AS known_now
        FROM %1$I h
        WHERE h.id = (SELECT r.id FROM jsonb_populate_record(NULL::%2$I, $1) r) AND upper_inf(h.known)
          AND coalesce(upper(h.valid), ''infinity''::timestamptz) > $2
-       FOR UPDATE', hist, tbl)
-      USING vals, eff
-  LOOP
-    known_from := greatest(now(), v.known_from);
-    IF v.known_from >= now() THEN
-      EXECUTE format('DELETE FROM %I WHERE ctid = $1', hist) USING v.version;
-    ELSE
-      EXECUTE format('UPDATE %I SET known = tstzrange(lower(known), now()) WHERE ctid = $1', hist) USING v.version;
-    END IF;
-    IF v.valid_from < eff THEN
-      EXECUTE format('INSERT INTO %1$I SELECT * FROM jsonb_populate_record(NULL::%1$I, $1)', hist)
-        USING v.row || jsonb_build_object('valid', tstzrange(v.valid_from, eff), 'known', tstzrange(known_from, NULL));
-    END IF;
-    EXECUTE format('INSERT INTO %1$I SELECT * FROM jsonb_populate_record(NULL::%1$I, $1)', hist)
-      USING v.row || (vals - 'id')
-            || jsonb_build_object('valid', tstzrange(greatest(v.valid_from, eff), v.valid_to), 'known', tstzrange(known_from, NULL));
-  END LOOP;
+       FOR UPDATE),
+     closed AS (
+       UPDATE %1$I h SET known = tstzrange(t.known_from, now()) FROM touched t WHERE h.ctid = t.version AND t.known_from < now()),
+     dropped AS (
+       DELETE FROM %1$I h USING touched t WHERE h.ctid = t.version AND t.known_from >= now())
+     INSERT INTO %1$I
+     SELECT v.* FROM touched t CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$I, t.row
+       || jsonb_build_object(''valid'', tstzrange(t.valid_from, $2), ''known'', tstzrange(t.known_now, NULL))) v
+     WHERE t.valid_from < $2
+     UNION ALL
+     SELECT v.* FROM touched t CROSS JOIN LATERAL jsonb_populate_record(NULL::%1$I, t.row || ($1 - ''id'')
+       || jsonb_build_object(''valid'', tstzrange(greatest(t.valid_from, $2), t.valid_to), ''known'', tstzrange(t.known_now, NULL))) v',
+    hist, tbl)
+    USING vals, eff;
 END $$;
 REVOKE EXECUTE ON FUNCTION capsul_record_history(text, text, jsonb, timestamptz) FROM PUBLIC;
 

@@ -8,12 +8,10 @@ import { vmEventTypes, type VmEvent } from './vm/events.ts';
 export type LedgerEvent = AccountEvent | VmEvent | HostEvent | HoldEvent;
 export const ledgerEventTypes: LedgerEvent['type'][] = [...accountEventTypes, ...vmEventTypes, ...hostEventTypes, ...holdEventTypes];
 
-/** When the fact took effect: as-of queries and balances look at this, not at when it was recorded. */
-export const effectiveAt = (event: LedgerEvent): string => event.data.at;
-
 /**
- * When the fact holds from, for as-of and row history: its effective time, except that an account is
- * an identity, not a fact in time (null: always), so it is there for any payment received before it opened.
+ * When the fact holds from, for as-of and row history: when it took effect (its `at`, not when it was
+ * recorded), except that an account is an identity, not a fact in time (null: always), so it is there
+ * for any payment received before it opened.
  */
 export const holdsFrom = (event: LedgerEvent): string | null => (event.type === 'AccountOpened' ? null : event.data.at);
 

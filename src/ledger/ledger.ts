@@ -2,9 +2,9 @@
 // the domain, appends. No business rule lives here; lookups (email → account, catalogue) do.
 import { randomInt, randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { isSeenAt, loadStream, streamVersion } from '../db/event-store.ts';
+import { isSeenAt, streamVersion } from '../db/event-store.ts';
 import { accountDecider, defaultProviderStart } from '../domain/account/decider.ts';
-import { accountStream, type AccountEvent, type Provider } from '../domain/account/events.ts';
+import { accountStream, type Provider } from '../domain/account/events.ts';
 import { balanceCentsAt } from '../domain/account/state.ts';
 import { canonicalEmail } from '../domain/shared/email.ts';
 import { invalid, notFound, refused } from '../domain/shared/errors.ts';
@@ -15,7 +15,7 @@ import { systemClock, type Clock } from '../core/clock.ts';
 import { createStreamCache, LruMap, type StreamCache } from './cache.ts';
 import { requiredReason, type Cause } from '../domain/events.ts';
 import { ConcurrencyError, handleCommand, type CommandDeps } from './handle.ts';
-import { load } from './load.ts';
+import { load, loadFromStart } from './load.ts';
 import { hostWithRoom } from './reactor.ts';
 import { accountIdByEmail } from '../read/accounts.ts';
 import { accountOfCapsul } from '../read/capsuls.ts';
@@ -300,17 +300,12 @@ export class Ledger {
     const email = canonicalEmail(emailText);
     const accountId = await this.accountIdFor(email);
     if (!accountId) throw notFound(`there is no account for ${email}`);
-    if (knownAt === undefined) {
-      const { state } = await load(this.deps.pool, accountStream(accountId), accountDecider);
-      return balanceCentsAt(state, at.getTime());
-    }
-    const { events } = await loadStream(this.deps.pool, accountStream(accountId));
-    const known = events.filter((stored) => isSeenAt(stored, { knownAt }));
-    if (known.length === 0) throw notFound(`there was no account for ${email} yet at ${knownAt.toISOString()}`);
-    const state = accountDecider.fold(
-      accountDecider.initialState(),
-      known.map((stored) => stored.event as AccountEvent),
-    );
+    const stream = accountStream(accountId);
+    const { state } =
+      knownAt === undefined
+        ? await load(this.deps.pool, stream, accountDecider)
+        : await loadFromStart(this.deps.pool, stream, accountDecider, (stored) => isSeenAt(stored, { knownAt }));
+    if (state.accountId === null) throw notFound(`there was no account for ${email} yet${knownAt ? ` at ${knownAt.toISOString()}` : ''}`);
     return balanceCentsAt(state, at.getTime());
   }
 

@@ -43,14 +43,18 @@ export async function load<S, C, E extends LedgerEvent>(
   return { version: begun.version, state, start: begun.start };
 }
 
-/** A stream's events folded from the first, whatever snapshot it has: what a load from a snapshot must equal. */
+/**
+ * A stream's events folded from the first, whatever snapshot it has: what a load from a snapshot must
+ * equal. With `seen`, only the events it keeps (the stream as the ledger knew it at an earlier time).
+ */
 export async function loadFromStart<S, C, E extends LedgerEvent>(
   pool: pg.Pool,
   streamId: string,
   decider: Decider<S, C, E>,
+  seen: (stored: StoredEvent) => boolean = () => true,
 ): Promise<Loaded<S>> {
   const stream = await loadStream(pool, streamId);
-  return { version: stream.version, state: decider.fold(decider.initialState(), eventsOf<E>(stream.events)) };
+  return { version: stream.version, state: decider.fold(decider.initialState(), eventsOf<E>(stream.events.filter(seen))) };
 }
 
 const eventsOf = <E>(stored: StoredEvent[]): E[] => stored.map((s) => s.event as E);

@@ -32,11 +32,22 @@ export type EventMetadata = { by?: Actor; reason?: string; eventVersion?: number
 
 // Every column as text: the parsing stays ours whatever type parsers emmett installed process-wide.
 // The aliases differ from the column names so that ORDER BY sorts the numbers, not their text.
+const eventColumnsAs = {
+  stream_id: (t: string) => `${t}stream_id`,
+  position_text: (t: string) => `${t}stream_position::text`,
+  global_text: (t: string) => `${t}global_position::text`,
+  transaction_text: (t: string) => `${t}transaction_id::text`,
+  created_text: (t: string) => `to_char(${t}created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`,
+  message_id: (t: string) => `${t}message_id`,
+  message_type: (t: string) => `${t}message_type`,
+  data_text: (t: string) => `${t}message_data::text`,
+  metadata_text: (t: string) => `${t}message_metadata::text`,
+};
 function eventColumns(table = ''): string {
   const t = table ? `${table}.` : '';
-  return `${t}stream_id, ${t}stream_position::text AS position_text, ${t}global_position::text AS global_text,
-  ${t}transaction_id::text AS transaction_text, to_char(${t}created AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_text,
-  ${t}message_id, ${t}message_type, ${t}message_data::text AS data_text, ${t}message_metadata::text AS metadata_text`;
+  return Object.entries(eventColumnsAs)
+    .map(([alias, column]) => `${column(t)} AS ${alias}`)
+    .join(', ');
 }
 const columns = eventColumns();
 
@@ -159,18 +170,8 @@ export type SnapshotRead = {
  * after it (after none when it is refused: every event). The snapshot's state is not sent when refused.
  */
 export async function loadStreamFromSnapshot(db: Queryable, streamId: string, shapeVersion: number): Promise<SnapshotRead> {
-  const nulls = [
-    'stream_id',
-    'position_text',
-    'global_text',
-    'transaction_text',
-    'created_text',
-    'message_id',
-    'message_type',
-    'data_text',
-    'metadata_text',
-  ]
-    .map((name) => `NULL::text AS ${name}`)
+  const nulls = Object.keys(eventColumnsAs)
+    .map((alias) => `NULL::text AS ${alias}`)
     .join(', ');
   const { rows } = await db.query({
     name: 'capsul_load_from_snapshot',
@@ -384,16 +385,15 @@ export async function countEvents(db: Queryable): Promise<number> {
   return rows[0].n;
 }
 
-/**
- * Balance warnings issued within (from, to] that no email has been recorded for yet, oldest first,
- * with the account's email: the warning-emails job's work list.
- */
 /** The account events the warning-emails job mails: balance warnings, suspensions and resumptions. */
 const mailedAccountEvents = `m.message_type IN ('BalanceWarningIssued', 'AccountSuspended', 'AccountResumed')`;
 /** A mailed event's kind: the warning's level, or suspended / resumed. */
 const mailedLevel = `coalesce(m.message_data->>'level', CASE m.message_type WHEN 'AccountSuspended' THEN 'suspended' ELSE 'resumed' END)`;
 
-/** Balance warnings, suspensions and resumptions at (from, to] no email has been recorded for yet, oldest first. */
+/**
+ * Balance warnings, suspensions and resumptions at (from, to] no email has been recorded for yet,
+ * oldest first, with the account's email: the warning-emails job's work list.
+ */
 export async function unmailedBalanceWarnings(db: Queryable, window: { from: Date; to: Date; limit: number }) {
   const { rows } = await db.query(
     `SELECT m.global_position::text AS position, m.message_data->>'accountId' AS account_id, ${mailedLevel} AS level,

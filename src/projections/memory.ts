@@ -42,31 +42,23 @@ export class MemoryTables {
   }
 
   private applyOp(op: RowOp, effectiveMs: number, recordedAt: string): void {
-    const opKey = keyOf(op.table, op.kind === 'insert' ? op.row : op.key);
-    if (!this.holds(op.table, opKey)) {
-      if (lookedUp.has(op.table)) applyToRow(this.forLookups.get(op.table)!, opKey, op, (values) => this.resolve(values));
+    if (op.kind === 'insert') assertCompleteRow(op.table, op.row);
+    const key = keyOf(op.table, op.kind === 'insert' ? op.row : op.key);
+    const resolve = (values: Row) => this.resolve(values);
+    if (!this.holds(op.table, key)) {
+      if (lookedUp.has(op.table)) applyToRow(this.forLookups.get(op.table)!, key, op, resolve);
       return;
     }
-    const rows = this.tables.get(op.table)!;
+    const written = applyToRow(this.tables.get(op.table)!, key, op, resolve);
+    if (written === null) return;
     const versions = this.current.get(op.table)!;
     if (op.kind === 'insert') {
-      assertCompleteRow(op.table, op.row);
-      const key = keyOf(op.table, op.row);
-      if (rows.has(key)) return;
-      const row = this.resolve(op.row);
-      rows.set(key, row);
       versions.set(key, [
-        { row: { ...row }, validFrom: effectiveMs, validTo: Number.POSITIVE_INFINITY, knownFrom: recordedAt, knownTo: null },
+        { row: { ...written }, validFrom: effectiveMs, validTo: Number.POSITIVE_INFINITY, knownFrom: recordedAt, knownTo: null },
       ]);
-      return;
+    } else {
+      this.revise(op.table, key, versions.get(key)!, written, effectiveMs, recordedAt);
     }
-    const key = keyOf(op.table, op.key);
-    const row = rows.get(key);
-    if (!row) return;
-    const set = this.resolve(op.set);
-    // Rows belong to this fold alone: an update changes them in place.
-    Object.assign(row, set);
-    this.revise(op.table, key, versions.get(key)!, set, effectiveMs, recordedAt);
   }
 
   /**
@@ -145,14 +137,23 @@ export class MemoryTables {
   }
 }
 
-/** An operation on a row kept without history (a looked-up row this fold does not hold). */
-function applyToRow(rows: Map<string, Row>, key: string, op: RowOp, resolve: (values: Row) => Row): void {
+/**
+ * An operation on one row of a table, as capsul_apply_projection does it (insert unless there; update
+ * if there, in place: the rows belong to this fold alone). Returns what it wrote, an insert's row or an
+ * update's values, or null when it wrote nothing.
+ */
+function applyToRow(rows: Map<string, Row>, key: string, op: RowOp, resolve: (values: Row) => Row): Row | null {
   if (op.kind === 'insert') {
-    if (!rows.has(key)) rows.set(key, resolve(op.row));
-  } else {
-    const row = rows.get(key);
-    if (row) Object.assign(row, resolve(op.set));
+    if (rows.has(key)) return null;
+    const row = resolve(op.row);
+    rows.set(key, row);
+    return row;
   }
+  const row = rows.get(key);
+  if (!row) return null;
+  const set = resolve(op.set);
+  Object.assign(row, set);
+  return set;
 }
 
 /**

@@ -11,8 +11,6 @@ import { describe, it } from 'node:test';
 import type pg from 'pg';
 import { generateSignerKey } from '../../src/audit/note.ts';
 import { sealCommitted, signCheckpoint } from '../../src/audit/log.ts';
-import type { CliIo } from '../../src/cli/context.ts';
-import { main } from '../../src/cli/main.ts';
 import { createPool, type Database } from '../../src/db/database.ts';
 import { DowngradeRefusedError, latestVersion, migrate, migrationsDir, schemaVersion } from '../../src/db/migrate.ts';
 import { accountStream } from '../../src/domain/account/events.ts';
@@ -24,6 +22,7 @@ import { holdPayment, resolveHold } from '../../src/payments/holds.ts';
 import { rebuildProjections, verifyProjections } from '../../src/projections/rebuild.ts';
 import { tableNames } from '../../src/projections/tables.ts';
 import { emptyDatabase, envFor, operator, sshKey, urlFor } from '../support/db.ts';
+import { capsulHere } from '../support/cli.ts';
 import { assertRefused } from '../support/processes.ts';
 
 const latest = latestVersion();
@@ -501,20 +500,6 @@ describe('payment ids stay above the events', () => {
 });
 
 describe('capsul migrate --to', () => {
-  async function capsul(args: string[], env: Record<string, string>) {
-    let stdout = '';
-    let stderr = '';
-    const io: CliIo = {
-      stdout: { write: (text: string) => (stdout += text) },
-      stderr: { write: (text: string) => (stderr += text) },
-      env,
-      user: 'alice',
-      interactive: false,
-    };
-    const code = await main(args, io);
-    return { code, stdout, stderr };
-  }
-
   async function withCli(work: (db: Fresh, env: Record<string, string>) => Promise<void>): Promise<void> {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'capsul-migrate-'));
     try {
@@ -528,9 +513,9 @@ describe('capsul migrate --to', () => {
     await withCli(async (db, env) => {
       await recordSomeHistory(db);
       const payments = (await projectionRows(db.admin)).payments;
-      const balanceBefore = await capsul(['balance', '--email', 'bob@example.org'], env);
+      const balanceBefore = await capsulHere(['balance', '--email', 'bob@example.org'], env);
       assert.deepEqual(balanceBefore, { code: 0, stdout: '7.50\n', stderr: '' });
-      const down = await capsul(['migrate', '--to', '1'], env);
+      const down = await capsulHere(['migrate', '--to', '1'], env);
       assert.equal(down.code, 0, down.stderr);
       assert.equal(down.stdout, '');
       assert.match(down.stderr, new RegExp(`^schema moved from version ${latest} to 1$`, 'm'));
@@ -539,7 +524,7 @@ describe('capsul migrate --to', () => {
         new RegExp(`^note: the next capsul command or npm start of this code will migrate it back up to version ${latest}; `, 'm'),
       );
       assert.equal(await schemaVersion(db.admin), 1);
-      const balance = await capsul(['balance', '--email', 'bob@example.org'], env);
+      const balance = await capsulHere(['balance', '--email', 'bob@example.org'], env);
       assert.equal(balance.code, 0, balance.stderr);
       assert.equal(balance.stdout, balanceBefore.stdout);
       assert.equal(await schemaVersion(db.admin), latest);
@@ -551,7 +536,7 @@ describe('capsul migrate --to', () => {
     await withCli(async (db, env) => {
       await recordSomeHistory(db);
       const before = await databaseFingerprint(db.admin);
-      const run = await capsul(['migrate', '--to', '0'], env);
+      const run = await capsulHere(['migrate', '--to', '0'], env);
       assertRefused(
         run,
         1,
@@ -566,11 +551,11 @@ describe('capsul migrate --to', () => {
     await withCli(async (db, env) => {
       const before = await databaseFingerprint(db.admin);
       assertRefused(
-        await capsul(['migrate', '--to', String(latest + 1)], env),
+        await capsulHere(['migrate', '--to', String(latest + 1)], env),
         1,
         new RegExp(`^capsul migrate: cannot migrate to version ${latest + 1}: this code knows versions 0 to ${latest}\\n$`),
       );
-      assertRefused(await capsul(['migrate', '--to', '-1'], env), 2, /--to/);
+      assertRefused(await capsulHere(['migrate', '--to', '-1'], env), 2, /--to/);
       assert.deepEqual(await databaseFingerprint(db.admin), before);
     });
   });

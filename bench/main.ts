@@ -721,36 +721,37 @@ async function measureAppendsDuringRebuild(
 
 const rssText = (bytes: number) => formatMemory(Math.round(bytes / 2 ** 20));
 
-/** bench/rebuilder.ts run once in a child process (`--once`: a rebuild; `--read`: a plain read): its peak RSS in bytes. */
-async function peakRssOf(url: string, mode: '--once' | '--read'): Promise<number> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./rebuilder.ts', import.meta.url)), mode], {
-    env: { ...process.env, BENCH_REBUILD_URL: url },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  const rss = /^rss (\d+)$/m.exec(output)?.[1];
-  if (code !== 0 || !rss) throw new Error(`the rebuilder (${mode}) exited with ${code}`);
-  return Number(rss);
-}
-
-/** bench/rebuilder.ts in a child process: `started` once it has connected, `stop()` after the rebuild under way. */
-function startRebuilder(url: string, onRebuilt: () => void): { started: Promise<void>; stop(): Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./rebuilder.ts', import.meta.url))], {
+/** bench/rebuilder.ts in a process of its own on `url`, with `args`; each line it prints goes to `onLine`. */
+function rebuilderProcess(url: string, args: string[], onLine: (line: string) => void) {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./rebuilder.ts', import.meta.url)), ...args], {
     env: { ...process.env, BENCH_REBUILD_URL: url },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout.on('data', (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n')) if (line === 'rebuilt') onRebuilt();
+    for (const line of chunk.toString().split('\n')) if (line) onLine(line);
   });
+  return child;
+}
+
+/** bench/rebuilder.ts run once (`--once`: a rebuild; `--read`: a plain read): its peak RSS in bytes. */
+async function peakRssOf(url: string, mode: '--once' | '--read'): Promise<number> {
+  let rss: string | undefined;
+  const child = rebuilderProcess(url, [mode], (line) => (rss = /^rss (\d+)$/.exec(line)?.[1] ?? rss));
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  if (code !== 0 || !rss) throw new Error(`the rebuilder (${mode}) exited with ${code}`);
+  return Number(rss);
+}
+
+/** bench/rebuilder.ts rebuilding back to back: `started` once it has connected, `stop()` after the rebuild under way. */
+function startRebuilder(url: string, onRebuilt: () => void): { started: Promise<void>; stop(): Promise<void> } {
+  let connected: () => void = () => {};
+  const started = new Promise<void>((resolve) => (connected = resolve));
+  const child = rebuilderProcess(url, [], (line) => (line === 'started' ? connected() : line === 'rebuilt' && onRebuilt()));
   const exited = new Promise<void>((resolve, reject) =>
     child.on('exit', (code, signal) =>
       code === 0 || signal === 'SIGTERM' ? resolve() : reject(new Error(`the rebuilder exited with ${code}`)),
     ),
   );
-  // Node and tsx take a moment to start; the first rebuild starts right after.
-  const started = new Promise<void>((resolve) => setTimeout(resolve, 1500));
   return {
     started,
     async stop() {

@@ -1,7 +1,7 @@
 // In a process of its own, as `capsul rebuild-projections` is, on the database BENCH_REBUILD_URL:
 //   (default)  rebuilds the projections back to back until told to stop (SIGTERM: after the rebuild
-//              under way), printing one line per rebuild: the bench's appends are timed in a process
-//              the fold does not occupy;
+//              under way), printing `started` once connected and one line per rebuild: the bench's
+//              appends are timed in a process the fold does not occupy;
 //   --once     one rebuild, then the process's peak RSS in bytes (`rss <n>`);
 //   --read     one plain read of every event, then the process's peak RSS: the baseline of --once.
 import { createPool } from '../src/db/database.ts';
@@ -18,6 +18,8 @@ try {
   if (mode === '--read') {
     for await (const batch of readAllEvents(pool)) void batch;
   } else {
+    await pool.query('SELECT 1');
+    if (!mode) process.stdout.write('started\n');
     do {
       await rebuildProjections(pool);
       if (mode !== '--once') process.stdout.write('rebuilt\n');

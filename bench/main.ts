@@ -90,7 +90,8 @@ import { currentEventVersion } from '../src/domain/upcast.ts';
 import { Ledger } from '../src/ledger/ledger.ts';
 import { countEvents, readAllEvents } from '../src/db/event-store.ts';
 import { historyPageSize } from '../src/hub/web/account.ts';
-import { rebuildProjections, shadowProjectionsAt, verifyProjections } from '../src/projections/rebuild.ts';
+import { rebuildProjections, verifyProjections } from '../src/projections/rebuild.ts';
+import { shadowProjectionsAt } from '../src/projections/as-of.ts';
 import { HubClient } from '../src/spoke/hub-client.ts';
 import { benchDatabase, type BenchDatabase } from './database.ts';
 import {

@@ -14,7 +14,8 @@ import { isSeenAt, readAllEvents, type EventSelector, type Instants, type Stored
 import { accountSelectors, capsulSelectors, paymentSelectors } from '../read/history.ts';
 import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
-import { rebuildProjections, shadowProjectionsAt, verifyProjections, type ReplayedTable } from '../projections/rebuild.ts';
+import { rebuildProjections, verifyProjections, type ReplayedTable } from '../projections/rebuild.ts';
+import { shadowProjectionsAt } from '../projections/as-of.ts';
 import { historyIndexTable } from '../projections/history-index.ts';
 import { historyTable, tableNames, type TableName } from '../projections/tables.ts';
 import { localEvidence } from '../audit/key.ts';

@@ -1,6 +1,6 @@
 // Rebuild and verify: the events folded in memory through the same projection code as the append
 // path, then written in bulk. The history index is rebuilt and verified alongside, by the database
-// from the same events (history-index.ts). As-of reads the row history the append path keeps (no replay).
+// from the same events (history-index.ts).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { MemoryTables, shareOf } from './memory.ts';
@@ -10,12 +10,11 @@ import {
   keepSequencesAboveEvents,
   readAllEvents,
   readEventsNotIn,
-  type Instants,
   type StoredEvent,
 } from '../db/event-store.ts';
 import { historyIndexDifferences, historyIndexRepair, historyIndexTable, repairHistoryIndex } from './history-index.ts';
 import { enableProjectorSQL } from './sql.ts';
-import { historyTable, projectionTables, tableNames, type Row, type TableName } from './tables.ts';
+import { historyTable, tableNames, type Row, type TableName } from './tables.ts';
 
 export type Progress = (done: number, total: number) => void;
 
@@ -253,25 +252,5 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
   } finally {
     await client.query('ROLLBACK').catch(() => {});
     client.release();
-  }
-}
-
-/**
- * Shadows each projection table, for the rest of this session, with a temporary view of the same name
- * over its row history at `at` (absent: the latest, as the live tables): the rows as they were at
- * `asOf` (effective time), as the ledger knew them at `knownAt` (recorded time). Nothing is replayed:
- * as known now, the views read the history's as-of index; as known earlier, the history whole. The
- * caller must discard the connection after use (`client.release(true)`).
- */
-export async function shadowProjectionsAt(client: pg.PoolClient, at: Instants): Promise<void> {
-  // The instants are Dates written by toISOString: nothing of the user's text reaches the SQL.
-  const instant = (date: Date | undefined) => `'${date ? date.toISOString() : 'infinity'}'::timestamptz`;
-  // As known now, in the words of the as-of index's condition (upper_inf), so the planner can use it.
-  const known = at.knownAt ? `known @> ${instant(at.knownAt)}` : 'upper_inf(known)';
-  for (const table of tableNames) {
-    await client.query(
-      `CREATE TEMP VIEW ${table} AS SELECT ${projectionTables[table].columns.join(', ')} FROM public.${historyTable(table)}
-       WHERE valid @> ${instant(at.asOf)} AND ${known}`,
-    );
   }
 }

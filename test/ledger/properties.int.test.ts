@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { DomainError } from '../../src/domain/shared/errors.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { balanceAt } from '../../src/read/accounts.ts';
-import { shadowProjectionsAt, verifyProjections } from '../../src/projections/rebuild.ts';
+import { verifyProjections } from '../../src/projections/rebuild.ts';
+import { shadowProjectionsAt } from '../../src/projections/as-of.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;

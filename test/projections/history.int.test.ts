@@ -12,7 +12,7 @@ import { DomainError } from '../../src/domain/shared/errors.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { MemoryTables } from '../../src/projections/memory.ts';
-import { shadowProjectionsAt } from '../../src/projections/rebuild.ts';
+import { shadowProjectionsAt } from '../../src/projections/as-of.ts';
 import { projectionTables, tableNames } from '../../src/projections/tables.ts';
 import { balancesAt } from '../../src/read/accounts.ts';
 import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';

@@ -18,6 +18,12 @@ type Version = { row: Row; validFrom: number; validTo: number; knownFrom: string
 export type Holds = (table: TableName, key: string) => boolean;
 
 /**
+ * Where a fold gives each version once it is no longer known (its row history version, final: no
+ * later event changes it), instead of keeping it: a digest needs each version once, not all at once.
+ */
+export type Retire = (table: TableName, version: Row) => void;
+
+/**
  * The tables whose rows other rows read (a lookup: a payment's email from its account). A fold that
  * does not hold one of their rows still keeps it, without history, for those lookups.
  */
@@ -31,8 +37,11 @@ export class MemoryTables {
   private readonly current = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
   private readonly replaced = new Map<TableName, Map<string, Version[]>>(tableNames.map((name) => [name, new Map()]));
 
-  /** `holds`: which rows this fold keeps (default: all of them). */
-  constructor(private readonly holds: Holds = () => true) {}
+  /** `holds`: which rows this fold keeps (default: all of them); `retire`: see Retire (default: keep them). */
+  constructor(
+    private readonly holds: Holds = () => true,
+    private readonly retire?: Retire,
+  ) {}
 
   /** `recordedAt`: when the event was appended (its `created`, as event-store.ts reads it). */
   apply(event: LedgerEvent, metadata: EventMetadata, recordedAt: string): void {
@@ -44,12 +53,11 @@ export class MemoryTables {
   private applyOp(op: RowOp, effectiveMs: number, recordedAt: string): void {
     if (op.kind === 'insert') assertCompleteRow(op.table, op.row);
     const key = keyOf(op.table, op.kind === 'insert' ? op.row : op.key);
-    const resolve = (values: Row) => this.resolve(values);
     if (!this.holds(op.table, key)) {
-      if (lookedUp.has(op.table)) applyToRow(this.forLookups.get(op.table)!, key, op, resolve);
+      if (lookedUp.has(op.table)) applyToRow(this.forLookups.get(op.table)!, key, op, this.resolve);
       return;
     }
-    const written = applyToRow(this.tables.get(op.table)!, key, op, resolve);
+    const written = applyToRow(this.tables.get(op.table)!, key, op, this.resolve);
     if (written === null) return;
     const versions = this.current.get(op.table)!;
     if (op.kind === 'insert') {
@@ -73,7 +81,11 @@ export class MemoryTables {
     for (const version of versions.slice(first)) {
       const knownFrom = version.knownFrom > recordedAt ? version.knownFrom : recordedAt;
       // Made by this same append, it was never known on its own.
-      if (version.knownFrom < recordedAt) this.replacedOf(table, key).push({ ...version, knownTo: recordedAt });
+      if (version.knownFrom < recordedAt) {
+        const replaced = { ...version, knownTo: recordedAt };
+        if (this.retire) this.retire(table, historyRow(replaced));
+        else this.replacedOf(table, key).push(replaced);
+      }
       if (version.validFrom < effectiveMs) revised.push({ ...version, validTo: effectiveMs, knownFrom });
       revised.push({
         row: { ...version.row, ...set },
@@ -88,7 +100,7 @@ export class MemoryTables {
   }
 
   /** Lookups read the rows folded so far, as capsul_apply_projection reads the tables. */
-  private resolve(values: Row): Row {
+  private readonly resolve = (values: Row): Row => {
     if (!Object.values(values).some(isLookup)) return values; // the ops are fresh objects, ours to keep
     const resolved: Row = {};
     for (const [column, value] of Object.entries(values)) {
@@ -103,7 +115,7 @@ export class MemoryTables {
       resolved[column] = found;
     }
     return resolved;
-  }
+  };
 
   private replacedOf(table: TableName, key: string): Version[] {
     const byKey = this.replaced.get(table)!;
@@ -121,7 +133,7 @@ export class MemoryTables {
     return this.tables.get(table)!.get(key);
   }
 
-  /** Every version of the table's rows, as `<table>_history` holds them, a row's at a time. */
+  /** Every version of the table's rows, as `<table>_history` holds them, a row's at a time (but those retired). */
   *historyRows(table: TableName): Generator<Row> {
     for (const key of this.tables.get(table)!.keys()) yield* this.history(table, key);
   }
@@ -129,13 +141,16 @@ export class MemoryTables {
   /** Every version of one row (`key`: keyOf), as `<table>_history` holds them. */
   history(table: TableName, key: string): Row[] {
     const all = [...(this.replaced.get(table)!.get(key) ?? []), ...(this.current.get(table)!.get(key) ?? [])];
-    return all.map((v) => ({
-      ...v.row,
-      valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),
-      known: rangeText(v.knownFrom, v.knownTo),
-    }));
+    return all.map(historyRow);
   }
 }
+
+/** A version as a row of `<table>_history`. */
+const historyRow = (v: Version): Row => ({
+  ...v.row,
+  valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),
+  known: rangeText(v.knownFrom, v.knownTo),
+});
 
 /**
  * An operation on one row of a table, as capsul_apply_projection does it (insert unless there; update

@@ -3,7 +3,8 @@
 // from the same events (history-index.ts).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
-import { MemoryTables, shareOf } from './memory.ts';
+import { MemoryTables, shareOf, type Holds, type Retire } from './memory.ts';
+import { columnsOf, liveDigest, RowDigest, sameDigest, type Column, type TableDigest } from './digest.ts';
 import {
   countEvents,
   currentSnapshot,
@@ -45,10 +46,18 @@ const insertChunkRows = 5000;
  * the ledger; each pass more costs a read of the log.
  */
 export const rowsPerPass = 200_000;
-/** Rows and versions an event makes, at most, for a ledger like the bench's (2.3 at a million events). */
-const rowsPerEvent = 3;
+/** Rows and versions an event makes, for a ledger like the bench's (2.3 at a million events): a fold that keeps them all. */
+const allRowsPerEvent = 3;
+/** Rows and current versions an event makes (1.04 in the bench's ledger): a fold that retires the rest. */
+const currentRowsPerEvent = 1.2;
 
-type FoldOptions = { onProgress?: Progress; log: LogEvidence; rowsPerPass?: number };
+/** The relations a rebuild compares: every projection and its row history. */
+type Relation = TableName | ReturnType<typeof historyTable>;
+const relations: Relation[] = tableNames.flatMap((table) => [table, historyTable(table)]);
+const isHistory = (relation: Relation) => relation.endsWith('_history');
+
+/** `log`: when given, the first pass checks the events against the signed log. */
+type FoldOptions = { onProgress?: Progress; log?: LogEvidence; rowsPerPass?: number };
 
 /** Checks the events against the signed log as they are read: up to the latest signed checkpoint the signed roots are the evidence; after it, the stored leaves. */
 async function logCheck(client: pg.PoolClient, log: LogEvidence) {
@@ -64,24 +73,22 @@ async function logCheck(client: pg.PoolClient, log: LogEvidence) {
 }
 
 /**
- * Every event the caller's snapshot sees, folded and written into temporary tables `rebuilt_<table>`
- * and `rebuilt_<table>_history` (dropped at commit), in passes of at most `rowsPerPass` rows and
- * versions: each pass reads every event and holds one share of the rows. The first pass also checks
- * the events against the signed log. Returns how many rows and versions each table got.
+ * Every event the caller's snapshot sees, folded in passes: each pass reads every event and holds one
+ * share of the rows (all of them when one pass will do), the first also checking the events against
+ * the signed log; `atEnd` gets each pass's fold. Passes enough that no pass holds more than
+ * `rowsPerPass` rows and versions, for a ledger making `rowsPerEvent` of them an event.
  */
-async function foldAside(client: pg.PoolClient, options: FoldOptions): Promise<Record<ReplayedTable, number>> {
+async function foldInPasses(
+  client: pg.PoolClient,
+  options: FoldOptions & { rowsPerEvent: number; retire?: Retire },
+  atEnd: (memory: MemoryTables) => Promise<void>,
+): Promise<void> {
   const total = await countEvents(client);
-  const passes = Math.max(1, Math.ceil((total * rowsPerEvent) / (options.rowsPerPass ?? rowsPerPass)));
-  const written = {} as Record<ReplayedTable, number>;
-  for (const table of tableNames) {
-    for (const name of [table, historyTable(table)]) {
-      await client.query(`CREATE TEMP TABLE rebuilt_${name} (LIKE public.${name}) ON COMMIT DROP`);
-      written[name] = 0;
-    }
-  }
+  const passes = Math.max(1, Math.ceil((total * options.rowsPerEvent) / (options.rowsPerPass ?? rowsPerPass)));
   for (let pass = 0; pass < passes; pass++) {
-    const memory = new MemoryTables(passes === 1 ? undefined : (table, key) => shareOf(table, key, passes) === pass);
-    const check = pass === 0 ? await logCheck(client, options.log) : undefined;
+    const holds: Holds | undefined = passes === 1 ? undefined : (table, key) => shareOf(table, key, passes) === pass;
+    const memory = new MemoryTables(holds, options.retire);
+    const check = pass === 0 && options.log ? await logCheck(client, options.log) : undefined;
     let done = 0;
     for await (const batch of readAllEvents(client)) {
       // Hashed as read, before anything folds them: the same pass checks the log.
@@ -91,13 +98,52 @@ async function foldAside(client: pg.PoolClient, options: FoldOptions): Promise<R
       options.onProgress?.(pass * total + done, passes * total);
     }
     await check?.finish();
-    for (const table of tableNames) {
-      written[table] += await bulkInsert(client, `rebuilt_${table}`, `rebuilt_${table}`, memory.rows(table));
-      const history = historyTable(table);
-      written[history] += await bulkInsert(client, `rebuilt_${history}`, `rebuilt_${history}`, memory.historyRows(table));
-    }
+    await atEnd(memory);
   }
-  return written;
+}
+
+/**
+ * The projections and their row histories as a replay of every event the caller's snapshot sees
+ * would make them, as digests (digest.ts) and row counts: the rows are hashed as the fold finishes
+ * them and dropped, so a pass holds only the rows and their current versions (about one an event).
+ */
+async function foldDigests(client: pg.PoolClient, columns: Map<Relation, Column[]>, options: FoldOptions) {
+  const sinks = new Map([...columns].map(([relation, cols]) => [relation, new RowDigest(cols)]));
+  const sink = (relation: Relation) => sinks.get(relation)!;
+  await foldInPasses(
+    client,
+    { ...options, rowsPerEvent: currentRowsPerEvent, retire: (table, version) => sink(historyTable(table)).add(version) },
+    async (memory) => {
+      for (const table of tableNames) {
+        for (const row of memory.rows(table)) sink(table).add(row);
+        for (const version of memory.historyRows(table)) sink(historyTable(table)).add(version);
+      }
+    },
+  );
+  return new Map([...sinks].map(([relation, digest]) => [relation, digest.digest()]));
+}
+
+/** The live projections' and histories' digests, in the snapshot `db` reads. */
+async function liveDigests(db: pg.PoolClient, columns: Map<Relation, Column[]>) {
+  const digests = new Map<Relation, TableDigest>();
+  for (const [relation, cols] of columns) digests.set(relation, await liveDigest(db, relation, cols));
+  return digests;
+}
+
+/**
+ * Every event the caller's snapshot sees, folded, and the rows of `aside` (projections and histories)
+ * written into temporary tables `rebuilt_<relation>` (dropped at commit), to be compared row by row
+ * with the live ones.
+ */
+async function foldAside(client: pg.PoolClient, aside: Relation[], options: FoldOptions): Promise<void> {
+  for (const relation of aside) await client.query(`CREATE TEMP TABLE rebuilt_${relation} (LIKE public.${relation}) ON COMMIT DROP`);
+  await foldInPasses(client, { ...options, rowsPerEvent: allRowsPerEvent }, async (memory) => {
+    for (const table of tableNames) {
+      if (aside.includes(table)) await bulkInsert(client, `rebuilt_${table}`, table, memory.rows(table));
+      const history = historyTable(table);
+      if (aside.includes(history)) await bulkInsert(client, `rebuilt_${history}`, history, memory.historyRows(table));
+    }
+  });
 }
 
 /** The rows of `keys` (by table), folded from every event the caller's snapshot sees: what a rebuild rewrites. */
@@ -126,31 +172,25 @@ async function bulkInsert(client: pg.PoolClient, target: string, typeName: strin
 }
 
 /**
- * The rows whose live projection or live history differs from the replay written aside, by table: a
- * row is compared whole; a history (whose versions have no key of their own) as the hashes of its
- * versions, per row.
+ * The rows whose live projection or live history differs from the replay written aside, for each of
+ * `compared` (the rest differ in none): a row is compared whole; a history (whose versions have no key
+ * of their own) as the hashes of its versions, per row.
  */
-async function differingRows(client: pg.PoolClient): Promise<Map<ReplayedTable, string[]>> {
-  const differing = new Map<ReplayedTable, string[]>();
-  for (const table of tableNames) {
-    const rows = await client.query(
-      `SELECT coalesce(l.id, r.id)::text AS id FROM public.${table} l FULL JOIN rebuilt_${table} r ON r.id = l.id
-       WHERE l.id IS NULL OR r.id IS NULL OR ROW(l.*) IS DISTINCT FROM ROW(r.*)`,
+async function differingRows(client: pg.PoolClient, compared: Relation[]): Promise<Map<ReplayedTable, string[]>> {
+  const differing = new Map<ReplayedTable, string[]>(relations.map((relation) => [relation, []]));
+  const hashed = (relation: string) =>
+    `SELECT id, md5(string_agg(md5(v::text), '' ORDER BY md5(v::text))) AS versions FROM ${relation} v GROUP BY id`;
+  for (const relation of compared) {
+    const { rows } = await client.query(
+      isHistory(relation)
+        ? `SELECT coalesce(l.id, r.id)::text AS id FROM (${hashed(`public.${relation}`)}) l FULL JOIN (${hashed(`rebuilt_${relation}`)}) r
+           ON r.id = l.id WHERE l.versions IS DISTINCT FROM r.versions`
+        : `SELECT coalesce(l.id, r.id)::text AS id FROM public.${relation} l FULL JOIN rebuilt_${relation} r ON r.id = l.id
+           WHERE l.id IS NULL OR r.id IS NULL OR ROW(l.*) IS DISTINCT FROM ROW(r.*)`,
     );
     differing.set(
-      table,
-      rows.rows.map((row) => row.id),
-    );
-    const history = historyTable(table);
-    const hashed = (relation: string) =>
-      `SELECT id, md5(string_agg(md5(v::text), '' ORDER BY md5(v::text))) AS versions FROM ${relation} v GROUP BY id`;
-    const histories = await client.query(
-      `SELECT coalesce(l.id, r.id)::text AS id FROM (${hashed(`public.${history}`)}) l FULL JOIN (${hashed(`rebuilt_${history}`)}) r
-       ON r.id = l.id WHERE l.versions IS DISTINCT FROM r.versions`,
-    );
-    differing.set(
-      history,
-      histories.rows.map((row) => row.id),
+      relation,
+      rows.map((row) => row.id),
     );
   }
   return differing;
@@ -185,25 +225,69 @@ export type RebuildOptions = {
 };
 
 /**
+ * How the live projections and row histories differ from a replay of every event the caller's
+ * snapshot (REPEATABLE READ) sees, with what `index` finds of the history index. First by digest:
+ * the events folded and hashed here (checking the log) while a second connection, in the same
+ * snapshot, hashes the live rows and runs `index`. Only when a digest differs, row by row: the events
+ * folded again and written aside (rebuilt_<table>) to be compared. Returns each relation's rows at the
+ * snapshot, the ids that differ (none when the digests agree), the relations whose digests differed
+ * (compared row by row), and `index`'s answer.
+ */
+async function compareWithReplay<T>(
+  pool: pg.Pool,
+  client: pg.PoolClient,
+  options: FoldOptions,
+  index: (db: pg.PoolClient) => Promise<T>,
+): Promise<{ rows: Record<ReplayedTable, number>; differing: Map<ReplayedTable, string[]>; comparedRowByRow: Relation[]; index: T }> {
+  const columns = new Map<Relation, Column[]>();
+  for (const relation of relations) columns.set(relation, await columnsOf(client, relation));
+  const snapshot = (await client.query('SELECT pg_export_snapshot() AS id')).rows[0].id as string;
+  const [replayed, live] = await Promise.allSettled([
+    foldDigests(client, columns, { ...options, log: options.log ?? noKeys }),
+    inSnapshot(pool, snapshot, async (other) => ({ digests: await liveDigests(other, columns), index: await index(other) })),
+  ]);
+  if (replayed.status === 'rejected') throw replayed.reason;
+  if (live.status === 'rejected') throw live.reason;
+  const rows = {} as Record<ReplayedTable, number>;
+  for (const relation of relations) rows[relation] = replayed.value.get(relation)!.rows;
+  const disagree = relations.filter((relation) => !sameDigest(replayed.value.get(relation)!, live.value.digests.get(relation)!));
+  if (disagree.length > 0) await foldAside(client, disagree, { onProgress: options.onProgress, rowsPerPass: options.rowsPerPass });
+  return { rows, differing: await differingRows(client, disagree), comparedRowByRow: disagree, index: live.value.index };
+}
+
+/** `work` on a connection of its own that reads in the exported `snapshot` (pg_export_snapshot). */
+async function inSnapshot<T>(pool: pg.Pool, snapshot: string, work: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+  if (!/^[0-9A-F]+-[0-9A-F]+-[0-9]+$/.test(snapshot)) throw new Error(`unexpected snapshot id ${snapshot}`);
+  const db = await pool.connect();
+  try {
+    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await db.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
+    return await work(db);
+  } finally {
+    await db.query('ROLLBACK').catch(() => {});
+    db.release();
+  }
+}
+
+/**
  * Makes the projection tables, their row history and the history index equal to a replay of every
  * event, without stopping the business and in bounded memory. First, in one snapshot and without
  * locks: the events folded (in passes of at most rowsPerPass rows, the first checking them against
- * the signed log), written aside and compared with the live tables, which appends keep writing
- * meanwhile; the rows that differ are folded again on their own. Then, briefly, under an EXCLUSIVE
- * lock (readers read on; appends wait at their projection write and apply on top after commit, so
- * nothing is lost or doubled): the events committed since the snapshot folded onto those rows, and
- * only they written. Rows the later events touched that did not differ were right, and the appends
- * kept them right. Returns each table's rows (histories: versions) at the snapshot, and how many
- * rows were rewritten because they differed.
+ * the signed log) and compared with the live tables, which appends keep writing meanwhile, by digest
+ * and, when a digest differs, row by row (compareWithReplay); the rows that differ are folded again on
+ * their own. Then, briefly, under an EXCLUSIVE lock (readers read on; appends wait at their projection
+ * write and apply on top after commit, so nothing is lost or doubled): the events committed since the
+ * snapshot folded onto those rows, and only they written. Rows the later events touched that did not
+ * differ were right, and the appends kept them right. Returns each table's rows (histories: versions)
+ * at the snapshot, how many rows were rewritten because they differed, and which relations' digests
+ * differed (compared row by row).
  */
 export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     const snapshot = await currentSnapshot(client);
-    const rows = await foldAside(client, { ...options, log: options.log ?? noKeys });
-    const differing = await differingRows(client);
-    const indexRepair = await historyIndexRepair(client);
+    const { rows, differing, comparedRowByRow, index: indexRepair } = await compareWithReplay(pool, client, options, historyIndexRepair);
     const stale = new Map(tableNames.map((table) => [table, new Set([...differing.get(table)!, ...differing.get(historyTable(table))!])]));
     const anyStale = [...stale.values()].some((keys) => keys.size > 0);
     const memory = anyStale ? await foldRows(client, stale) : undefined;
@@ -211,9 +295,7 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
     await options.betweenPhases?.();
 
     await client.query('BEGIN');
-    await client.query(
-      `LOCK TABLE ${[...tableNames.flatMap((t) => [t, historyTable(t)]), historyIndexTable].join(', ')} IN EXCLUSIVE MODE`,
-    );
+    await client.query(`LOCK TABLE ${[...relations, historyIndexTable].join(', ')} IN EXCLUSIVE MODE`);
     await client.query(enableProjectorSQL);
     if (memory) {
       for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
@@ -225,7 +307,7 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
     changed[historyIndexTable] = await repairHistoryIndex(client, indexRepair);
     await keepSequencesAboveEvents(client);
     await client.query('COMMIT');
-    return { rows, changed };
+    return { rows, changed, comparedRowByRow };
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
@@ -235,20 +317,20 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
 }
 
 /**
- * Rebuilds aside (temporary tables, in passes as a rebuild does) and compares with the live tables,
- * all read in one snapshot. Returns, per table, how many rows (by id) differ, are missing or are
- * extra, per history how many rows' histories differ, and for the history index how many rows are
- * missing, extra or retyped.
+ * Compares a replay with the live tables (compareWithReplay: by digest, row by row only when they
+ * differ), all read in one snapshot. Returns, per table, how many rows (by id) differ, are missing or
+ * are extra, per history how many rows' histories differ, for the history index how many rows are
+ * missing, extra or retyped, and which relations' digests differed (compared row by row).
  */
 export async function verifyProjections(pool: pg.Pool, options: { onProgress?: Progress; log?: LogEvidence; rowsPerPass?: number } = {}) {
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    await foldAside(client, { ...options, log: options.log ?? noKeys });
+    const { differing, comparedRowByRow, index } = await compareWithReplay(pool, client, options, historyIndexDifferences);
     const differences = {} as Record<ReplayedTable, number>;
-    for (const [table, ids] of await differingRows(client)) differences[table] = ids.length;
-    differences[historyIndexTable] = await historyIndexDifferences(client);
-    return { matches: Object.values(differences).every((n) => n === 0), differences };
+    for (const [table, ids] of differing) differences[table] = ids.length;
+    differences[historyIndexTable] = index;
+    return { matches: Object.values(differences).every((n) => n === 0), differences, comparedRowByRow };
   } finally {
     await client.query('ROLLBACK').catch(() => {});
     client.release();

@@ -273,6 +273,7 @@ describe('projections', () => {
     const result = await verifyProjections(db.pool);
     assert.equal(result.matches, false);
     assert.equal(result.differences.payments, 1); // one payment differs from its replay
+    assert.deepEqual(result.comparedRowByRow, ['payments'], 'only the table whose digest differs is compared row by row');
     await rebuildProjections(db.admin);
     assert.equal((await verifyProjections(db.pool)).matches, true);
   });

@@ -119,6 +119,7 @@ describe('rebuild-projections', () => {
     const verified = await verifyProjections(db.pool, tiny);
     assert.equal(verified.differences.payments, 1);
     assert.equal(verified.differences.vms_history, 1);
+    assert.deepEqual(verified.comparedRowByRow, ['payments', 'vms_history']);
     const inOnePass = await verifyProjections(db.pool);
     assert.deepEqual(verified, inOnePass, 'the same findings in many passes as in one');
     const { rows, changed } = await rebuildProjections(db.admin, tiny);

@@ -105,13 +105,17 @@ export const operator = { by: { kind: 'operator' as const, id: 'test' } };
 
 export const sshKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGd3Fq8n5yR7t0fB1xQx6hWlC6cR3r2M7sVtqyq3b2kP test@capsul';
 
-/** What verifyProjections answers when every projection, its row history and the history index equal a replay of the events. */
+/**
+ * What verifyProjections answers when every projection, its row history and the history index equal a
+ * replay of the events: found by digest, with no relation compared row by row.
+ */
 export const projectionsMatch = {
   matches: true,
   differences: {
     ...Object.fromEntries(tableNames.flatMap((table) => [[table, 0] as const, [historyTable(table), 0] as const])),
     [historyIndexTable]: 0,
   },
+  comparedRowByRow: [],
 };
 
 /**

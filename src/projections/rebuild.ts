@@ -11,8 +11,11 @@ import {
   keepSequencesAboveEvents,
   readAllEvents,
   readEventsNotIn,
+  type EventSelector,
   type StoredEvent,
 } from '../db/event-store.ts';
+import { accountStream } from '../domain/account/events.ts';
+import { vmStream } from '../domain/vm/events.ts';
 import { historyIndexDifferences, historyIndexRepair, historyIndexTable, repairHistoryIndex } from './history-index.ts';
 import { enableProjectorSQL } from './sql.ts';
 import { historyTable, tableNames, type Row, type TableName } from './tables.ts';
@@ -73,34 +76,90 @@ async function logCheck(client: pg.PoolClient, log: LogEvidence) {
 }
 
 /**
- * Every event the caller's snapshot sees, folded in passes: each pass reads every event and holds one
- * share of the rows (all of them when one pass will do), the first also checking the events against
+ * Every event the caller's snapshot sees, folded in passes, the first also checking the events against
  * the signed log; `atEnd` gets each pass's fold. Passes enough that no pass holds more than
- * `rowsPerPass` rows and versions, for a ledger making `rowsPerEvent` of them an event.
+ * `rowsPerPass` rows and versions, for a ledger making `rowsPerEvent` of them an event. Each pass holds
+ * one share of the rows (all of them when one pass will do): by default, each pass reads every event
+ * and keeps the rows in its share (shareOf); `byAccount`, each pass folds the events of its share of
+ * the accounts (AccountShares) and the first reads every event (for the log, and to learn which
+ * account each stream is), the others only their own, so the log is read about twice in all, not once
+ * a pass. That rests on every row being written by the events of one account, or of none (hosts,
+ * holds); the digest comparison catches a fold that breaks it (it would disagree with the tables).
  */
 async function foldInPasses(
   client: pg.PoolClient,
-  options: FoldOptions & { rowsPerEvent: number; retire?: Retire },
+  options: FoldOptions & { rowsPerEvent: number; retire?: Retire; byAccount?: boolean },
   atEnd: (memory: MemoryTables) => Promise<void>,
 ): Promise<void> {
   const total = await countEvents(client);
   const passes = Math.max(1, Math.ceil((total * options.rowsPerEvent) / (options.rowsPerPass ?? rowsPerPass)));
+  const accounts = options.byAccount && passes > 1 ? new AccountShares(passes) : undefined;
+  let done = 0;
+  const work = () => (accounts ? accounts.eventsAfterFirstPass() + total : passes * total);
   for (let pass = 0; pass < passes; pass++) {
-    const holds: Holds | undefined = passes === 1 ? undefined : (table, key) => shareOf(table, key, passes) === pass;
+    const holds: Holds | undefined = passes === 1 || accounts ? undefined : (table, key) => shareOf(table, key, passes) === pass;
     const memory = new MemoryTables(holds, options.retire);
     const check = pass === 0 && options.log ? await logCheck(client, options.log) : undefined;
-    let done = 0;
-    for await (const batch of readAllEvents(client)) {
+    const selectors = accounts && pass > 0 ? accounts.streamsOf(pass) : undefined;
+    // A share with no streams has no events to read (and no selector would mean every event).
+    const events = selectors?.length === 0 ? [] : readAllEvents(client, { selectors });
+    for await (const batch of events) {
       // Hashed as read, before anything folds them: the same pass checks the log.
       await check?.accept(batch);
-      for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+      for (const stored of batch) {
+        if (accounts && pass === 0 && accounts.learn(stored) !== 0) continue;
+        memory.apply(stored.event, stored.metadata, stored.recordedAt);
+      }
       done += batch.length;
-      options.onProgress?.(pass * total + done, passes * total);
+      options.onProgress?.(done, work());
     }
     await check?.finish();
     await atEnd(memory);
   }
 }
+
+/**
+ * The account each stream's events belong to, learnt from the events in commit order: an account's
+ * stream is its own; a capsul's, the account whose VmCreationRequested opened it (the first one, as
+ * capsul_history_index_from_events says). Accounts fall in `shares` shares (shareOf); events of no
+ * account (hosts, holds) in share 0.
+ */
+class AccountShares {
+  private readonly streams = new Map<string, number>();
+  private readonly events: number[];
+
+  constructor(private readonly shares: number) {
+    this.events = new Array<number>(shares).fill(0);
+  }
+
+  /** The event's share, learning its capsul's account first if it opens one. */
+  learn(stored: StoredEvent): number {
+    const { event, streamId } = stored;
+    if (event.type === 'VmCreationRequested' && !this.streams.has(vmStream(event.data.vmId)))
+      this.streams.set(vmStream(event.data.vmId), this.shareOfAccount(event.data.accountId));
+    if (streamId.startsWith(accountStreamPrefix) && !this.streams.has(streamId))
+      this.streams.set(streamId, this.shareOfAccount(streamId.slice(accountStreamPrefix.length)));
+    const share = this.streams.get(streamId) ?? 0;
+    this.events[share]!++;
+    return share;
+  }
+
+  /** The streams of a share but the first (whose events of no account no stream lists). */
+  streamsOf(share: number): EventSelector[] {
+    return [...this.streams].filter(([, s]) => s === share).map(([stream]) => ({ stream }));
+  }
+
+  /** How many events the passes after the first fold (known once the first has read them all). */
+  eventsAfterFirstPass(): number {
+    return this.events.slice(1).reduce((a, b) => a + b, 0);
+  }
+
+  private shareOfAccount(accountId: string): number {
+    return shareOf('accounts', accountId, this.shares);
+  }
+}
+
+const accountStreamPrefix = accountStream('');
 
 /**
  * The projections and their row histories as a replay of every event the caller's snapshot sees
@@ -112,7 +171,12 @@ async function foldDigests(client: pg.PoolClient, columns: Map<Relation, Column[
   const sink = (relation: Relation) => sinks.get(relation)!;
   await foldInPasses(
     client,
-    { ...options, rowsPerEvent: currentRowsPerEvent, retire: (table, version) => sink(historyTable(table)).add(version) },
+    {
+      ...options,
+      rowsPerEvent: currentRowsPerEvent,
+      byAccount: true,
+      retire: (table, version) => sink(historyTable(table)).add(version),
+    },
     async (memory) => {
       for (const table of tableNames) {
         for (const row of memory.rows(table)) sink(table).add(row);

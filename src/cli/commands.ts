@@ -11,7 +11,7 @@ import { prepareDatabase } from '../ledger/open.ts';
 import { asOfRefusal, jobDeps, runJobs } from '../jobs/runner.ts';
 import { configuredMailer } from '../mail/mailer.ts';
 import { isSeenAt, readAllEvents, type EventSelector, type Instants, type StoredEvent } from '../db/event-store.ts';
-import { accountSelectors, capsulSelectors, paymentSelectors } from '../read/history.ts';
+import { capsulSelectors, paymentSelectors } from '../read/history.ts';
 import type { Cause } from '../domain/events.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import { rebuildProjections, verifyProjections, type ReplayedTable } from '../projections/rebuild.ts';
@@ -524,7 +524,7 @@ function instants(v: Record<string, unknown>): Instants {
 async function historyFilter(
   { pool, ledger }: { pool: import('pg').Pool; ledger: Ledger },
   v: Record<string, unknown>,
-): Promise<{ selectors?: EventSelector[] }> {
+): Promise<{ selectors?: EventSelector[] } | { account: string }> {
   if (v.all) return {};
   if (v.payment !== undefined) {
     const paymentId = parseId(str(v.payment), 'payment');
@@ -541,7 +541,7 @@ async function historyFilter(
   const email = canonicalEmail(str(v.email)!);
   const accountId = await ledger.accountIdFor(email);
   if (!accountId) throw new CliError(`there is no account for ${email}`);
-  return { selectors: await accountSelectors(pool, accountId) };
+  return { account: accountId };
 }
 
 function historyJson(stored: StoredEvent) {

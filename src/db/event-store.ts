@@ -262,45 +262,70 @@ function selectorSql(selectors: EventSelector[] | undefined, firstParam: number)
   return { sql: `AND (${parts.join(' OR ')})`, params };
 }
 
-export type ReadAllOptions = {
-  batchSize?: number;
-  selectors?: EventSelector[];
-  /** also each event's leaf index in the audit log (null while not sealed) */
-  leafIndexes?: boolean;
-};
+/** An event's place in commit order: a page, in either direction, starts just past it. */
+export type EventCursor = { transactionId: string; globalPosition: string };
+
+const cursorOf = (stored: StoredEvent): EventCursor => ({ transactionId: stored.transactionId, globalPosition: stored.globalPosition });
 
 /**
- * Every event (or the selected ones) in commit order, in keyset-paged batches (bounded memory per
- * batch). The next batch is requested before this one is handed out, so the database reads while the
- * caller works.
+ * Each event's leaf index in the audit log (null while not sealed), when asked for: looked up by the
+ * event's `position`, one leaf per event, so a batch never makes the planner join the whole log of leaves.
+ */
+const leafIndexColumn = (wanted: boolean | undefined, position: string) =>
+  wanted ? `, (SELECT l.leaf_index::text FROM capsul_log_leaves l WHERE l.global_position = ${position}) AS leaf_index_text` : '';
+
+export type ReadAllOptions = {
+  batchSize?: number;
+  /** also each event's leaf index in the audit log (null while not sealed) */
+  leafIndexes?: boolean;
+} & (
+  | { selectors?: EventSelector[]; account?: undefined }
+  /** one account's events (its stream's and its capsuls'), read through the history index */
+  | { account: string; selectors?: undefined }
+);
+
+/**
+ * Every event (or the selected ones, or one account's) in commit order, in keyset-paged batches
+ * (bounded memory per batch). The next batch is requested before this one is handed out, so the
+ * database reads while the caller works. An account's events come through the history index
+ * (readAccountEvents), so they cost what the account holds, not what the log holds.
  */
 export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}): AsyncGenerator<StoredEvent[]> {
   const batchSize = Math.trunc(options.batchSize ?? 5000);
-  const filter = selectorSql(options.selectors, 3);
-  const leaves = options.leafIndexes
-    ? { select: ', l.leaf_index::text AS leaf_index_text', join: 'LEFT JOIN capsul_log_leaves l ON l.global_position = m.global_position' }
-    : { select: '', join: '' };
-  const fetch = (cursor: [string, string]) =>
-    db.query(
-      `SELECT ${eventColumns('m')}${leaves.select} FROM emt_messages m ${leaves.join}
-       WHERE m.partition = 'emt:default' AND NOT m.is_archived AND (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint) ${filter.sql}
-       ORDER BY m.transaction_id, m.global_position LIMIT ${batchSize}`,
-      [...cursor, ...filter.params],
-    );
-  let pending: Promise<pg.QueryResult> | undefined = fetch(['0', '0']);
+  const { account, leafIndexes } = options;
+  const fetch =
+    account === undefined
+      ? logBatch(db, { batchSize, selectors: options.selectors, leafIndexes })
+      : (after: EventCursor | null) =>
+          readAccountEvents(db, account, { direction: 'forward', limit: batchSize, cursor: after, leafIndexes });
+  let pending: Promise<StoredEvent[]> | undefined = fetch(null);
   while (pending) {
-    const { rows }: pg.QueryResult = await pending;
-    const batch: StoredEvent[] = rows.map(toStoredEvent);
+    const batch: StoredEvent[] = await pending;
     const last = batch.at(-1);
-    pending = last && rows.length === batchSize ? fetch([last.transactionId, last.globalPosition]) : undefined;
+    pending = last && batch.length === batchSize ? fetch(cursorOf(last)) : undefined;
     // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
     pending?.catch(() => {});
     if (batch.length > 0) yield batch;
   }
 }
 
-/** Where a newest-first page starts: just older than this event, in commit order. */
-export type EventCursor = { transactionId: string; globalPosition: string };
+/** The log's (or the selected events') next batch after a cursor, walking the log in commit order. */
+function logBatch(
+  db: Queryable,
+  options: { batchSize: number; selectors: EventSelector[] | undefined; leafIndexes: boolean | undefined },
+): (after: EventCursor | null) => Promise<StoredEvent[]> {
+  const filter = selectorSql(options.selectors, 3);
+  const leafIndex = leafIndexColumn(options.leafIndexes, 'm.global_position');
+  return async (after) => {
+    const { rows } = await db.query(
+      `SELECT ${eventColumns('m')}${leafIndex} FROM emt_messages m
+       WHERE m.partition = 'emt:default' AND NOT m.is_archived AND (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint) ${filter.sql}
+       ORDER BY m.transaction_id, m.global_position LIMIT ${options.batchSize}`,
+      [after?.transactionId ?? '0', after?.globalPosition ?? '0', ...filter.params],
+    );
+    return rows.map(toStoredEvent);
+  };
+}
 
 /**
  * A page of events newest first (commit order reversed), older than `before` when given: a timeline.
@@ -341,39 +366,50 @@ export async function readEventsNotIn(db: Queryable, snapshot: string): Promise<
   return rows.map(toStoredEvent);
 }
 
+/** Which way through commit order: oldest first (a replay, an export) or newest first (a timeline). */
+export type Direction = 'forward' | 'backward';
+const directions = {
+  forward: { past: '>', order: 'ASC' },
+  backward: { past: '<', order: 'DESC' },
+} as const;
+
 /**
- * The same page of one account's events (its own stream's and its capsuls'), read through the history
- * index (account_events, schema_migrations/22_up_history_index.sql) rather than by filtering the log:
- * an index range newest first, then the page's events by global position, so a page costs the same
+ * A page of one account's events (its own stream's and its capsuls'), in commit order (`forward`) or
+ * its reverse (`backward`), starting just past `cursor` when given, read through the history index
+ * (account_events, schema_migrations/22_up_history_index.sql) rather than by filtering the log: an
+ * index range from the cursor, then the page's events by global position, so a page costs the same
  * however large the log. With `types`, one range per type (the by-type index), merged: a page of rare
  * types reads no more than a page's worth of each.
  */
-export async function readAccountEventsBackward(
+export async function readAccountEvents(
   db: Queryable,
   accountId: string,
-  options: { limit: number; before?: EventCursor | null; types?: readonly string[] },
+  options: { direction: Direction; limit: number; cursor?: EventCursor | null; types?: readonly string[]; leafIndexes?: boolean },
 ): Promise<StoredEvent[]> {
   const limit = Math.trunc(options.limit);
+  const { past, order } = directions[options.direction];
   const params: unknown[] = [accountId];
   const param = (value: unknown) => `$${params.push(value)}`;
   // Only a present cursor becomes a condition, so the range starts at it in the index.
-  const before = options.before
-    ? `AND (a.transaction_id, a.global_position) < (${param(options.before.transactionId)}::xid8, ${param(options.before.globalPosition)}::bigint)`
+  const { cursor } = options;
+  const pastCursor = cursor
+    ? `AND (a.transaction_id, a.global_position) ${past} (${param(cursor.transactionId)}::xid8, ${param(cursor.globalPosition)}::bigint)`
     : '';
-  const newestFirst = 'ORDER BY transaction_id DESC, global_position DESC';
+  const inOrder = `ORDER BY transaction_id ${order}, global_position ${order}`;
   const range = (typeCondition: string) =>
     `SELECT a.transaction_id, a.global_position FROM account_events a
-     WHERE a.account_id = $1 ${typeCondition} ${before} ${newestFirst} LIMIT ${limit}`;
+     WHERE a.account_id = $1 ${typeCondition} ${pastCursor} ${inOrder} LIMIT ${limit}`;
   const page = options.types
     ? `SELECT t.transaction_id, t.global_position FROM unnest(${param(options.types)}::text[]) AS k(message_type)
-       CROSS JOIN LATERAL (${range('AND a.message_type = k.message_type')}) t ${newestFirst} LIMIT ${limit}`
+       CROSS JOIN LATERAL (${range('AND a.message_type = k.message_type')}) t ${inOrder} LIMIT ${limit}`
     : range('');
+  const leafIndex = leafIndexColumn(options.leafIndexes, 'p.global_position');
   // Each event fetched by its position (LIMIT 1 keeps the planner from joining the whole log instead).
   const { rows } = await db.query(
     `WITH page AS (${page})
-     SELECT m.* FROM page p CROSS JOIN LATERAL (
+     SELECT m.*${leafIndex} FROM page p CROSS JOIN LATERAL (
        SELECT ${columns} FROM emt_messages WHERE global_position = p.global_position AND ${live} LIMIT 1) m
-     ORDER BY p.transaction_id DESC, p.global_position DESC`,
+     ORDER BY p.transaction_id ${order}, p.global_position ${order}`,
     params,
   );
   return rows.map(toStoredEvent);

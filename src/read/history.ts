@@ -6,12 +6,15 @@
 import { accountStream } from '../domain/account/events.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { vmStream, type ObservedState } from '../domain/vm/events.ts';
-import { readAccountEventsBackward, type EventCursor, type EventSelector, type StoredEvent } from '../db/event-store.ts';
+import { readAccountEvents, type EventCursor, type EventSelector, type StoredEvent } from '../db/event-store.ts';
 import { accountOfCapsul } from './capsuls.ts';
 import { accountOfPayment } from './payments.ts';
 import type { Queryable } from './rows.ts';
 
-/** An account's story: its own stream and every one of its capsuls' streams. */
+/**
+ * An account's story: its own stream and every one of its capsuls' streams. What the history index
+ * replaced for reading it (readAccountEvents); kept as the reference the tests and the bench compare it with.
+ */
 export async function accountSelectors(db: Queryable, accountId: string): Promise<EventSelector[]> {
   const { rows } = await db.query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
   return [accountStream(accountId), ...rows.map((row) => vmStream(row.id))].map((stream) => ({ stream }));
@@ -96,7 +99,7 @@ export async function accountHistoryPage(
 ): Promise<HistoryPage> {
   const { before, size } = page;
   const types = typesOfKind(page.kind) ?? undefined;
-  const events = await readAccountEventsBackward(db, accountId, { limit: size + 1, before, types });
+  const events = await readAccountEvents(db, accountId, { direction: 'backward', limit: size + 1, cursor: before, types });
   const shown = events.slice(0, size);
   const last = shown.at(-1);
   return {

@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { commands } from '../../src/cli/commands.ts';
+import { accountStream } from '../../src/domain/account/events.ts';
+import { vmStream } from '../../src/domain/vm/events.ts';
 import type { CliIo } from '../../src/cli/context.ts';
 import { main } from '../../src/cli/main.ts';
 import { latestVersion } from '../../src/db/migrate.ts';
@@ -1175,6 +1177,19 @@ describe('capsul history', () => {
     );
     assert.equal(events[1].data.paymentId, paymentId);
     assert.equal(events[2].data.vmId, vmId);
+  });
+
+  it("prints for an account, read through the history index, exactly the lines --all prints of its stream and its capsuls'", async () => {
+    const accountId = await one('SELECT id FROM accounts WHERE email = $1', [email]);
+    const capsuls = await query<{ id: string }>('SELECT id FROM vms WHERE account_id = $1', [accountId]);
+    const streams = new Set([accountStream(accountId), ...capsuls.map((row) => vmStream(row.id))]);
+    for (const json of [[], ['--json']]) {
+      const streamOf = (line: string) => (json.length > 0 ? JSON.parse(line).stream : line.split('  ')[1]);
+      const all = await capsul(['history', '--all', ...json]);
+      const expected = all.stdout.split('\n').filter((line) => line !== '' && streams.has(streamOf(line)));
+      assert.ok(all.stdout.split('\n').length > expected.length + 1, 'other accounts have events too');
+      assertPrints(await capsul(['history', '--email', email, ...json]), `${expected.join('\n')}\n`);
+    }
   });
 
   it('refuses no selector or two (exit 2), and an unknown payment, capsul or email (exit 1)', async () => {

@@ -1,8 +1,9 @@
 // Projection rows folded in memory, with each row's history: the fast path of rebuild and verify. It
-// mirrors capsul_apply_projection and capsul_record_history (schema_migrations/21_up_row_history.sql)
-// operation for operation; rebuild and verify compare the two. A fold may hold only some rows (`holds`):
-// each row's fate depends on its own operations alone, so a rebuild folds the log in several passes,
-// a share of the rows each, and holds no more than that share in memory.
+// mirrors capsul_apply_projection and capsul_record_history (schema_migrations/21_up_row_history.sql,
+// generated since 24_up_static_projector.sql) operation for operation; rebuild and verify compare the
+// two. A fold may hold only some rows (`holds`): each row's fate depends on its own operations alone, so
+// a rebuild folds the log in several passes, a share of the rows each, and holds no more than that
+// share in memory.
 import { holdsFrom, type LedgerEvent } from '../domain/events.ts';
 import type { EventMetadata } from '../db/event-store.ts';
 import { project } from './project.ts';

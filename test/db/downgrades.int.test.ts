@@ -171,6 +171,32 @@ describe('down steps that would drop facts no event holds', () => {
     });
   });
 
+  it("24 → 23: the projector is version 21's again and capsul_append version 22's, word for word; the tables and their history stay a replay of the events either way", async () => {
+    await withMigratedDatabase(async (db) => {
+      const { ledger, paymentIds } = await recordSomeHistory(db);
+      assert.deepEqual(await migrate(db.admin, { target: 23 }), { from: latest, to: 23 });
+      const bodies = await db.admin.query(
+        `SELECT proname, prosrc FROM pg_proc WHERE proname IN ('capsul_apply_projection', 'capsul_record_history', 'capsul_append', 'capsul_generate_projector')`,
+      );
+      const body = (file: string, name: string) =>
+        new RegExp(`CREATE (?:OR REPLACE )?FUNCTION ${name}\\([\\s\\S]*?AS \\$\\$([\\s\\S]*?)\\$\\$;`).exec(
+          readFileSync(path.join(migrationsDir, file), 'utf8'),
+        )![1];
+      assert.deepEqual(Object.fromEntries(bodies.rows.map((row) => [row.proname, row.prosrc])), {
+        capsul_apply_projection: body('21_up_row_history.sql', 'capsul_apply_projection'),
+        capsul_record_history: body('21_up_row_history.sql', 'capsul_record_history'),
+        capsul_append: body('22_up_history_index.sql', 'capsul_append'),
+      });
+      // Appended at 23 and at 24 again: each writes what a replay of the events holds.
+      await ledger.invalidatePayment(paymentIds[0]!, { ...operator, reason: 'chargeback' });
+      assert.equal((await verifyProjections(db.admin)).matches, true);
+      assert.deepEqual(await migrate(db.admin), { from: 23, to: latest });
+      await ledger.reinstatePayment(paymentIds[0]!, { ...operator, reason: 'won the dispute' });
+      await ledger.recordPayment({ email: 'bob@example.org', amountCents: 700, cause: operator });
+      assert.equal((await verifyProjections(db.admin)).matches, true);
+    });
+  });
+
   it('23 → 22: the stream snapshots go with their rows (derived from the events), and the ledger answers the same', async () => {
     await withMigratedDatabase(async (db) => {
       const { ledger } = await recordSomeHistory(db);

@@ -231,6 +231,47 @@ describe('row history', () => {
     );
   });
 
+  it("writes every column of every projection (the projector's statements are generated from the tables: schema 24)", async () => {
+    const { rows } = await db.admin.query(`SELECT prosrc FROM pg_proc WHERE proname = 'capsul_apply_projection'`);
+    for (const table of tableNames) {
+      const set = new RegExp(`UPDATE ${table} t SET \\(([^)]*)\\)`).exec(rows[0].prosrc);
+      assert.ok(set, `the projector has an update of ${table}`);
+      assert.deepEqual(
+        set[1]!.split(', '),
+        projectionTables[table].columns.filter((column) => column !== 'id'),
+        `${table}: every column but the key`,
+      );
+    }
+    // A column added later is written once the projector is generated again, as its migration must.
+    const own = await testDatabase();
+    try {
+      const { paymentId } = await own.ledger.recordPayment({
+        email: 'column@example.org',
+        amountCents: 1000,
+        reference: null,
+        cause: operator,
+      });
+      await own.admin.query(`ALTER TABLE payments ADD COLUMN note text; ALTER TABLE payments_history ADD COLUMN note text`);
+      const note = (values: Record<string, unknown>) =>
+        own.admin.query(`SELECT capsul_apply_projection($1::jsonb)`, [
+          JSON.stringify([
+            { kind: 'update', table: 'payments', values: { id: paymentId, ...values }, lookups: {}, at: '2030-01-01T00:00:00Z' },
+          ]),
+        ]);
+      await note({ note: 'unwritten' });
+      await own.admin.query(`SELECT capsul_generate_projector()`);
+      await note({ note: 'written', dollars: '12.00' });
+      const written = await own.admin.query(
+        `SELECT (SELECT note FROM payments WHERE id = $1) AS row,
+                (SELECT string_agg(coalesce(note, '-') || ' ' || dollars, ', ' ORDER BY lower(valid)) FROM payments_history WHERE id = $1 AND upper_inf(known)) AS versions`,
+        [paymentId],
+      );
+      assert.deepEqual(written.rows[0], { row: 'written', versions: '- 10.00, written 12.00' });
+    } finally {
+      await own.close();
+    }
+  });
+
   it('answers every as-of and known-at as a replay of the events seen then would, row for row and in balance', async () => {
     await fc.assert(
       fc.asyncProperty(

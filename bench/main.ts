@@ -817,6 +817,7 @@ async function foldRows(pool: pg.Pool, config: Config): Promise<ResultRow[]> {
     const [long, short] = await measureFold({
       pool,
       seconds: config.seconds,
+      warmupSeconds: config.warmupSeconds,
       label: stream.label,
       decider,
       long: events,

@@ -91,7 +91,7 @@ function applyAccount(state: WorkingAccount, event: AccountEvent): void {
         refunds: none,
       });
       if (d.reference) state.references.set(d.reference, d.paymentId);
-      state.warningsIssued.clear();
+      rearmWarnings(state);
       return;
     }
     case 'PaymentInvalidated':
@@ -100,7 +100,7 @@ function applyAccount(state: WorkingAccount, event: AccountEvent): void {
       if (!payment) return;
       const change = { atMs: ms(event.data.at), valid: event.type === 'PaymentReinstated' };
       state.payments.set(payment.paymentId, { ...payment, validity: inTimeOrder(payment.validity, change) });
-      if (event.type === 'PaymentReinstated') state.warningsIssued.clear();
+      if (event.type === 'PaymentReinstated') rearmWarnings(state);
       return;
     }
     case 'PaymentRefunded': {
@@ -161,6 +161,11 @@ function applyAccount(state: WorkingAccount, event: AccountEvent): void {
       throw new Error(`no account event ${(unknown as { type: string }).type}`);
     }
   }
+}
+
+/** A top-up re-arms every warning. Only when one was issued: `clear()` allocates a new table even for an empty Set, once per payment. */
+function rearmWarnings(state: WorkingAccount): void {
+  if (state.warningsIssued.size > 0) state.warningsIssued.clear();
 }
 
 /**

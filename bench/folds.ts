@@ -14,7 +14,7 @@ import { vmStream, type VmEvent } from '../src/domain/vm/events.ts';
 import { appendEvents } from '../src/ledger/append.ts';
 import { load, loadFromStart, snapshotEvery, type Decider } from '../src/ledger/load.ts';
 import { alternatePasses, type Tally } from './measure.ts';
-import { Rng } from './seed.ts';
+import type { Rng } from './seed.ts';
 
 export const longEvents = 20_000;
 export const shortEvents = 2_000;

@@ -73,9 +73,9 @@ export type TableDigest = { rows: number; digest: Buffer | null };
 
 const hashBytes = 16;
 
-/** Row hashes collected in memory, 16 bytes a row, then digested as liveDigest does. */
+/** Row hashes collected in memory, 16 bytes a row in chunks, then digested as liveDigest does. */
 export class RowDigest {
-  #hashes = Buffer.alloc(hashBytes * 1024);
+  readonly #chunks: Buffer[] = [];
   #rows = 0;
   /** rows that could not be encoded, counted but not hashed */
   #counted = 0;
@@ -83,10 +83,11 @@ export class RowDigest {
 
   constructor(private readonly columns: Column[]) {}
 
-  add(row: Row): void {
+  /** A row, its columns read from `over` first when given (a version's ranges beside its row). */
+  add(row: Row, over?: Row): void {
     let text = '';
     for (const { name, type } of this.columns) {
-      const value = row[name];
+      const value = over !== undefined && name in over ? over[name] : row[name];
       if (value === null || value === undefined) {
         text += '-';
         continue;
@@ -99,12 +100,9 @@ export class RowDigest {
       }
       text += `${Buffer.byteLength(encoded)}:${encoded}`;
     }
-    if ((this.#rows + 1) * hashBytes > this.#hashes.length) {
-      const grown = Buffer.alloc(this.#hashes.length * 2);
-      this.#hashes.copy(grown);
-      this.#hashes = grown;
-    }
-    hash('sha256', text, 'buffer').copy(this.#hashes, this.#rows * hashBytes, 0, hashBytes);
+    const offset = (this.#rows % chunkRows) * hashBytes;
+    if (offset === 0) this.#chunks.push(Buffer.allocUnsafe(chunkRows * hashBytes));
+    hash('sha256', text, 'buffer').copy(this.#chunks.at(-1)!, offset, 0, hashBytes);
     this.#rows++;
   }
 
@@ -113,30 +111,36 @@ export class RowDigest {
     const rows = this.#rows + this.#counted;
     if (this.#unencodable) return { rows, digest: Buffer.alloc(0) };
     if (rows === 0) return { rows, digest: null };
-    return { rows, digest: hash('sha256', Buffer.concat(sortedHashes(this.#hashes, this.#rows)), 'buffer') };
+    return { rows, digest: hash('sha256', sortedHashes(this.#chunks, this.#rows), 'buffer') };
   }
 }
 
 export const sameDigest = (a: TableDigest, b: TableDigest) =>
   a.rows === b.rows && (a.digest === null ? b.digest === null : b.digest !== null && a.digest.equals(b.digest));
 
-/** The hashes as views in byte order: by their first two bytes (counted), then compared within. */
-function sortedHashes(hashes: Buffer, count: number): Buffer[] {
-  const prefix = (i: number) => (hashes[i * hashBytes]! << 8) | hashes[i * hashBytes + 1]!;
+const chunkRows = 4096;
+
+/** The `count` hashes held in `chunks`, in byte order, in one buffer: by their first two bytes (counted), then compared within. */
+function sortedHashes(chunks: Buffer[], count: number): Buffer {
+  const at = (i: number, byte: number) => chunks[Math.floor(i / chunkRows)]![(i % chunkRows) * hashBytes + byte]!;
+  const prefix = (i: number) => (at(i, 0) << 8) | at(i, 1);
   const starts = new Uint32Array(65537);
   for (let i = 0; i < count; i++) starts[prefix(i) + 1]!++;
   for (let p = 1; p <= 65536; p++) starts[p]! += starts[p - 1]!;
   const order = new Uint32Array(count);
   const next = starts.slice(0, 65536);
   for (let i = 0; i < count; i++) order[next[prefix(i)]!++] = i;
-  const view = (i: number) => hashes.subarray(i * hashBytes, (i + 1) * hashBytes);
-  const out: Buffer[] = [];
-  for (let p = 0; p < 65536; p++) {
-    const group = Array.from(order.subarray(starts[p]!, starts[p + 1]!), view);
-    if (group.length > 1) group.sort(Buffer.compare);
-    for (const h of group) out.push(h);
-  }
-  return out;
+  const compare = (a: number, b: number) => {
+    for (let byte = 2; byte < hashBytes; byte++) if (at(a, byte) !== at(b, byte)) return at(a, byte) - at(b, byte);
+    return 0;
+  };
+  for (let p = 0; p < 65536; p++) if (starts[p + 1]! - starts[p]! > 1) order.subarray(starts[p]!, starts[p + 1]!).sort(compare);
+  const sorted = Buffer.allocUnsafe(count * hashBytes);
+  order.forEach((i, n) => {
+    const chunk = chunks[Math.floor(i / chunkRows)]!;
+    chunk.copy(sorted, n * hashBytes, (i % chunkRows) * hashBytes, ((i % chunkRows) + 1) * hashBytes);
+  });
+  return sorted;
 }
 
 /**

@@ -19,10 +19,12 @@ type Version = { row: Row; validFrom: number; validTo: number; knownFrom: string
 export type Holds = (table: TableName, key: string) => boolean;
 
 /**
- * Where a fold gives each version once it is no longer known (its row history version, final: no
- * later event changes it), instead of keeping it: a digest needs each version once, not all at once.
+ * Where a fold gives each version once it is no longer known (final: no later event changes it),
+ * instead of keeping it: a digest needs each version once, not all at once. The version's row of
+ * `<table>_history` is `row` with `ranges` (its valid and known), given apart to spare a copy.
  */
-export type Retire = (table: TableName, version: Row) => void;
+export type Retire = (table: TableName, row: Row, ranges: HistoryRanges) => void;
+export type HistoryRanges = { valid: string; known: string };
 
 /**
  * The tables whose rows other rows read (a lookup: a payment's email from its account). A fold that
@@ -84,7 +86,7 @@ export class MemoryTables {
       // Made by this same append, it was never known on its own.
       if (version.knownFrom < recordedAt) {
         const replaced = { ...version, knownTo: recordedAt };
-        if (this.retire) this.retire(table, historyRow(replaced));
+        if (this.retire) this.retire(table, version.row, historyRanges(replaced));
         else this.replacedOf(table, key).push(replaced);
       }
       if (version.validFrom < effectiveMs) revised.push({ ...version, validTo: effectiveMs, knownFrom });
@@ -147,8 +149,9 @@ export class MemoryTables {
 }
 
 /** A version as a row of `<table>_history`. */
-const historyRow = (v: Version): Row => ({
-  ...v.row,
+const historyRow = (v: Version): Row => ({ ...v.row, ...historyRanges(v) });
+
+const historyRanges = (v: Version): HistoryRanges => ({
   valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),
   known: rangeText(v.knownFrom, v.knownTo),
 });

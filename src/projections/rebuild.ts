@@ -1,6 +1,7 @@
 // Rebuild and verify: the events folded in memory through the same projection code as the append
-// path, then written in bulk. The history index is rebuilt and verified alongside, by the database
-// from the same events (history-index.ts).
+// path and compared with the live tables by digest (digest.ts), then row by row where they differ;
+// only the rows that differ are written. The history index is rebuilt and verified alongside, by the
+// database from the same events (history-index.ts).
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { MemoryTables, shareOf, type Holds, type Retire } from './memory.ts';
@@ -45,14 +46,22 @@ const insertChunkRows = 5000;
 /**
  * How many rows and versions of history a rebuild or a verify holds in memory at once, at most: some
  * 500 bytes each, so about 100 MB over the process's own. The events are folded in as many passes as
- * that takes, each holding one share of the rows (shareOf), so memory stays within it however large
- * the ledger; each pass more costs a read of the log.
+ * that takes, each holding one share of the rows (foldInPasses), so memory stays within it however
+ * large the ledger.
  */
 export const rowsPerPass = 200_000;
 /** Rows and versions an event makes, for a ledger like the bench's (2.3 at a million events): a fold that keeps them all. */
 const allRowsPerEvent = 3;
-/** Rows and current versions an event makes (1.04 in the bench's ledger): a fold that retires the rest. */
-const currentRowsPerEvent = 1.2;
+/**
+ * Rows and current versions an event makes, for a fold that retires the rest: an insert makes a row
+ * and its version, and an event inserts about one row (1.04 together in the bench's ledger, half this).
+ */
+const currentRowsPerEvent = 2;
+/**
+ * Events read at a time by a fold: small enough that a batch (and the one fetched meanwhile) dies
+ * young in V8's heap, so a long fold does not fill the old generation with read events.
+ */
+const foldBatch = 1000;
 
 /** The relations a rebuild compares: every projection and its row history. */
 type Relation = TableName | ReturnType<typeof historyTable>;
@@ -102,7 +111,7 @@ async function foldInPasses(
     const check = pass === 0 && options.log ? await logCheck(client, options.log) : undefined;
     const selectors = accounts && pass > 0 ? accounts.streamsOf(pass) : undefined;
     // A share with no streams has no events to read (and no selector would mean every event).
-    const events = selectors?.length === 0 ? [] : readAllEvents(client, { selectors });
+    const events = selectors?.length === 0 ? [] : readAllEvents(client, { selectors, batchSize: foldBatch });
     for await (const batch of events) {
       // Hashed as read, before anything folds them: the same pass checks the log.
       await check?.accept(batch);
@@ -175,7 +184,7 @@ async function foldDigests(client: pg.PoolClient, columns: Map<Relation, Column[
       ...options,
       rowsPerEvent: currentRowsPerEvent,
       byAccount: true,
-      retire: (table, version) => sink(historyTable(table)).add(version),
+      retire: (table, row, ranges) => sink(historyTable(table)).add(row, ranges),
     },
     async (memory) => {
       for (const table of tableNames) {

@@ -4,8 +4,8 @@
 // two. A fold may hold only some rows (`holds`): each row's fate depends on its own operations alone, so
 // a rebuild folds the log in several passes, a share of the rows each, and holds no more than that
 // share in memory.
-import { holdsFrom, type LedgerEvent } from '../domain/events.ts';
-import type { EventMetadata } from '../db/event-store.ts';
+import { holdsFrom } from '../domain/events.ts';
+import type { StoredEvent } from '../db/event-store.ts';
 import { project } from './project.ts';
 import { assertCompleteRow, isLookup, keyOf, tableNames, type Row, type RowOp, type TableName } from './tables.ts';
 
@@ -46,8 +46,8 @@ export class MemoryTables {
     private readonly retire?: Retire,
   ) {}
 
-  /** `recordedAt`: when the event was appended (its `created`, as event-store.ts reads it). */
-  apply(event: LedgerEvent, metadata: EventMetadata, recordedAt: string): void {
+  /** An event as read from the store: with its cause, and when it was appended (`recordedAt`). */
+  apply({ event, metadata, recordedAt }: Pick<StoredEvent, 'event' | 'metadata' | 'recordedAt'>): void {
     const from = holdsFrom(event);
     const effectiveMs = from === null ? Number.NEGATIVE_INFINITY : Date.parse(from);
     for (const op of project(event, metadata)) this.applyOp(op, effectiveMs, recordedAt);

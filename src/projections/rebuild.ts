@@ -117,7 +117,7 @@ async function foldInPasses(
       await check?.accept(batch);
       for (const stored of batch) {
         if (accounts && pass === 0 && accounts.learn(stored) !== 0) continue;
-        memory.apply(stored.event, stored.metadata, stored.recordedAt);
+        memory.apply(stored);
       }
       done += batch.length;
       options.onProgress?.(done, work());
@@ -222,8 +222,7 @@ async function foldAside(client: pg.PoolClient, aside: Relation[], options: Fold
 /** The rows of `keys` (by table), folded from every event the caller's snapshot sees: what a rebuild rewrites. */
 async function foldRows(client: pg.PoolClient, keys: Map<TableName, Set<string>>): Promise<MemoryTables> {
   const memory = new MemoryTables((table, key) => keys.get(table)!.has(key));
-  for await (const batch of readAllEvents(client))
-    for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+  for await (const batch of readAllEvents(client)) for (const stored of batch) memory.apply(stored);
   return memory;
 }
 
@@ -371,7 +370,7 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
     await client.query(`LOCK TABLE ${[...relations, historyIndexTable].join(', ')} IN EXCLUSIVE MODE`);
     await client.query(enableProjectorSQL);
     if (memory) {
-      for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+      for (const stored of await readEventsNotIn(client, snapshot)) memory.apply(stored);
       for (const table of tableNames) if (stale.get(table)!.size > 0) await rewriteRows(client, table, [...stale.get(table)!], memory);
     }
     const changed = {} as Record<ReplayedTable, number>;

@@ -129,7 +129,7 @@ async function everyEvent(): Promise<StoredEvent[]> {
  */
 async function differencesAt(client: pg.PoolClient, events: StoredEvent[], at: Instants): Promise<Record<string, number>> {
   const memory = new MemoryTables();
-  for (const stored of events) if (isSeenAt(stored, at)) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+  for (const stored of events) if (isSeenAt(stored, at)) memory.apply(stored);
   const differences: Record<string, number> = {};
   for (const table of tableNames) {
     await client.query(`CREATE TEMP TABLE replayed_${table} (LIKE public.${table}) ON COMMIT DROP`);

@@ -222,8 +222,7 @@ describe('projections', () => {
 
   it('equals an in-memory replay of every event, row for row', async () => {
     const memory = new MemoryTables();
-    for await (const batch of readAllEvents(db.pool))
-      for (const stored of batch) memory.apply(stored.event, stored.metadata, stored.recordedAt);
+    for await (const batch of readAllEvents(db.pool)) for (const stored of batch) memory.apply(stored);
     for (const table of tableNames) {
       const replayed = memory.rows(table).length;
       assert.equal((await tableText(table)).length, replayed, `${table} row count`);

@@ -85,9 +85,8 @@ export class MemoryTables {
       const knownFrom = version.knownFrom > recordedAt ? version.knownFrom : recordedAt;
       // Made by this same append, it was never known on its own.
       if (version.knownFrom < recordedAt) {
-        const replaced = { ...version, knownTo: recordedAt };
-        if (this.retire) this.retire(table, version.row, historyRanges(replaced));
-        else this.replacedOf(table, key).push(replaced);
+        if (this.retire) this.retire(table, version.row, historyRanges(version, recordedAt));
+        else this.replacedOf(table, key).push({ ...version, knownTo: recordedAt });
       }
       if (version.validFrom < effectiveMs) revised.push({ ...version, validTo: effectiveMs, knownFrom });
       revised.push({
@@ -151,9 +150,10 @@ export class MemoryTables {
 /** A version as a row of `<table>_history`. */
 const historyRow = (v: Version): Row => ({ ...v.row, ...historyRanges(v) });
 
-const historyRanges = (v: Version): HistoryRanges => ({
+/** A version's ranges as `<table>_history` holds them; `knownTo`: when it stopped being known (default: its own). */
+const historyRanges = (v: Version, knownTo = v.knownTo): HistoryRanges => ({
   valid: rangeText(v.validFrom === Number.NEGATIVE_INFINITY ? '-infinity' : new Date(v.validFrom).toISOString(), validEnd(v.validTo)),
-  known: rangeText(v.knownFrom, v.knownTo),
+  known: rangeText(v.knownFrom, knownTo),
 });
 
 /**

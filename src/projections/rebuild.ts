@@ -311,8 +311,7 @@ async function compareWithReplay<T>(
   options: FoldOptions,
   index: (db: pg.PoolClient) => Promise<T>,
 ): Promise<{ rows: Record<ReplayedTable, number>; differing: Map<ReplayedTable, string[]>; comparedRowByRow: Relation[]; index: T }> {
-  const columns = new Map<Relation, Column[]>();
-  for (const relation of relations) columns.set(relation, await columnsOf(client, relation));
+  const columns = await columnsOf(client, relations);
   const snapshot = (await client.query('SELECT pg_export_snapshot() AS id')).rows[0].id as string;
   const [replayed, live] = await Promise.allSettled([
     foldDigests(client, columns, { ...options, log: options.log ?? noKeys }),

@@ -64,7 +64,7 @@ async function digests(rows: Record<string, unknown>[], edit?: string) {
     await client.query(table);
     await client.query('INSERT INTO sample SELECT * FROM json_populate_recordset(NULL::sample, $1::json)', [JSON.stringify(rows)]);
     if (edit) await client.query(edit);
-    const columns = await columnsOf(client, 'sample');
+    const columns = (await columnsOf(client, ['sample'])).get('sample')!;
     const memory = new RowDigest(columns);
     for (const r of rows) memory.add(r);
     return { live: await liveDigest(client, 'sample', columns), memory: memory.digest() };

@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { createPool } from '../src/db/database.ts';
-import { countEvents, readEventsBackward } from '../src/db/event-store.ts';
+import { countEvents, readLogPage } from '../src/db/event-store.ts';
 import { migrate } from '../src/db/migrate.ts';
 import { historyPageSize } from '../src/hub/web/account.ts';
 import { accountHistoryPage, accountSelectors } from '../src/read/history.ts';
@@ -87,7 +87,7 @@ export async function measureHistoryPage(options: {
     const oldRead = new Tally(`the old read of that page: its ${historyShape.capsuls + 1} streams filtered out of the whole log`);
     await oldRead.measure(pool, async () => {
       const selectors = await accountSelectors(pool, bigAccount.accountId);
-      for (let n = 0; n < oldReadPages; n++) await readEventsBackward(pool, { limit: historyPageSize + 1, selectors });
+      for (let n = 0; n < oldReadPages; n++) await readLogPage(pool, { direction: 'backward', limit: historyPageSize + 1, selectors });
       return oldReadPages;
     });
     return { big, small, smallAccount, oldRead, bigLedgerEvents, smallLedgerEvents, accountEvents: bigAccount.events };

@@ -293,11 +293,11 @@ export type ReadAllOptions = {
 export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}): AsyncGenerator<StoredEvent[]> {
   const batchSize = Math.trunc(options.batchSize ?? 5000);
   const { account, leafIndexes } = options;
-  const fetch =
+  const page = { direction: 'forward', limit: batchSize, leafIndexes } as const;
+  const fetch = (cursor: EventCursor | null) =>
     account === undefined
-      ? logBatch(db, { batchSize, selectors: options.selectors, leafIndexes })
-      : (after: EventCursor | null) =>
-          readAccountEvents(db, account, { direction: 'forward', limit: batchSize, cursor: after, leafIndexes });
+      ? readLogPage(db, { ...page, cursor, selectors: options.selectors })
+      : readAccountEvents(db, account, { ...page, cursor });
   let pending: Promise<StoredEvent[]> | undefined = fetch(null);
   while (pending) {
     const batch: StoredEvent[] = await pending;
@@ -309,39 +309,37 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
   }
 }
 
-/** The log's (or the selected events') next batch after a cursor, walking the log in commit order. */
-function logBatch(
-  db: Queryable,
-  options: { batchSize: number; selectors: EventSelector[] | undefined; leafIndexes: boolean | undefined },
-): (after: EventCursor | null) => Promise<StoredEvent[]> {
-  const filter = selectorSql(options.selectors, 3);
-  const leafIndex = leafIndexColumn(options.leafIndexes, 'm.global_position');
-  return async (after) => {
-    const { rows } = await db.query(
-      `SELECT ${eventColumns('m')}${leafIndex} FROM emt_messages m
-       WHERE m.partition = 'emt:default' AND NOT m.is_archived AND (m.transaction_id, m.global_position) > ($1::xid8, $2::bigint) ${filter.sql}
-       ORDER BY m.transaction_id, m.global_position LIMIT ${options.batchSize}`,
-      [after?.transactionId ?? '0', after?.globalPosition ?? '0', ...filter.params],
-    );
-    return rows.map(toStoredEvent);
-  };
-}
-
 /**
- * A page of events newest first (commit order reversed), older than `before` when given: a timeline.
- * `types`, when given, keeps only events of those message types, so a filtered page is still full.
+ * A page of the log (or of the selected events) in commit order (`forward`) or its reverse
+ * (`backward`), starting just past `cursor` when given. `types`, when given, keeps only events of
+ * those message types, so a filtered page is still full.
  */
-export async function readEventsBackward(
+export async function readLogPage(
   db: Queryable,
-  options: { limit: number; before?: EventCursor | null; selectors?: EventSelector[]; types?: readonly string[] },
+  options: {
+    direction: Direction;
+    limit: number;
+    cursor?: EventCursor | null;
+    selectors?: EventSelector[];
+    types?: readonly string[];
+    leafIndexes?: boolean;
+  },
 ): Promise<StoredEvent[]> {
-  const filter = selectorSql(options.selectors, 4);
+  const { past, order } = directions[options.direction];
+  const params: unknown[] = [];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  const { cursor, types } = options;
+  const pastCursor = cursor
+    ? `AND (transaction_id, global_position) ${past} (${param(cursor.transactionId)}::xid8, ${param(cursor.globalPosition)}::bigint)`
+    : '';
+  const ofTypes = types ? `AND message_type = ANY(${param(types)}::text[])` : '';
+  const filter = selectorSql(options.selectors, params.length + 1);
+  params.push(...filter.params);
   const { rows } = await db.query(
-    `SELECT ${columns} FROM emt_messages
-     WHERE ${live} AND ($1::xid8 IS NULL OR (transaction_id, global_position) < ($1::xid8, $2::bigint))
-       AND ($3::text[] IS NULL OR message_type = ANY($3::text[])) ${filter.sql}
-     ORDER BY transaction_id DESC, global_position DESC LIMIT ${Math.trunc(options.limit)}`,
-    [options.before?.transactionId ?? null, options.before?.globalPosition ?? null, options.types ?? null, ...filter.params],
+    `SELECT ${columns}${leafIndexColumn(options.leafIndexes, 'emt_messages.global_position')} FROM emt_messages
+     WHERE ${live} ${pastCursor} ${ofTypes} ${filter.sql}
+     ORDER BY transaction_id ${order}, global_position ${order} LIMIT ${Math.trunc(options.limit)}`,
+    params,
   );
   return rows.map(toStoredEvent);
 }

@@ -13,7 +13,7 @@ import { sealCommitted, sealOnce } from '../../src/audit/log.ts';
 import {
   readAccountEvents,
   readAllEvents,
-  readEventsBackward,
+  readLogPage,
   type EventCursor,
   type Queryable,
   type ReadAllOptions,
@@ -233,7 +233,7 @@ type Page = { events: StoredEvent[]; older: EventCursor | null };
 async function oldPage(accountId: string, page: { before: EventCursor | null; size: number; kind: HistoryKind }): Promise<Page> {
   const types = typesOfKind(page.kind) ?? undefined;
   const selectors = await accountSelectors(db.pool, accountId);
-  const events = await readEventsBackward(db.pool, { limit: page.size + 1, before: page.before, types, selectors });
+  const events = await readLogPage(db.pool, { direction: 'backward', limit: page.size + 1, cursor: page.before, types, selectors });
   const shown = events.slice(0, page.size);
   const last = shown.at(-1);
   return {

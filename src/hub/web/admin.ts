@@ -17,7 +17,7 @@ import { clearedIncidents, type Incident, openIncidents } from '../../read/incid
 import { newestPayments, paymentById, type PaymentRecord } from '../../read/payments.ts';
 import type { Cause } from '../../domain/events.ts';
 import type { Ledger } from '../../ledger/ledger.ts';
-import { readAllEvents, readEventsBackward, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
+import { readAllEvents, readLogPage, type ReadAllOptions, type StoredEvent } from '../../db/event-store.ts';
 import type { WebContext } from './context.ts';
 import { requireAdmin, signedIn } from './session.ts';
 import { resolveHold } from '../../payments/holds.ts';
@@ -361,7 +361,7 @@ async function listCapsuls(pool: pg.Pool, email: string) {
 
 /** The newest events, newest first (commit order, as every reader of the ledger uses). */
 function recentEvents(pool: pg.Pool): Promise<StoredEvent[]> {
-  return readEventsBackward(pool, { limit: recentEventCount });
+  return readLogPage(pool, { direction: 'backward', limit: recentEventCount });
 }
 
 type EventRow = {

@@ -271,8 +271,9 @@ export const commands: Record<string, CommandSpec> = {
   their row history and the history index (account_events) equal to a replay of every event,
   rewriting only the rows that differ. It folds the events in one snapshot without locks (readers
   read and appends append meanwhile), then briefly locks the tables to fold what was appended since
-  and write. --verify rebuilds aside, compares with the live tables, changes nothing, and exits 1
-  when they differ, naming how many rows (and rows' histories) differ per table. Both first check the events
+  and write. --verify folds the events and compares them with the live tables (by digest, and row
+  by row where they differ), changes nothing, and exits 1 when they differ, naming how many rows
+  (and rows' histories) differ per table. Both first check the events
   against the signed log (as capsul audit verify does) and refuse, changing nothing, when they no
   longer match it. Rebuilding runs as DATABASE_URL's user (the owner); --verify as capsul_reader.`,
     options: { verify: { type: 'boolean' } },

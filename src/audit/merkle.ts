@@ -22,19 +22,23 @@ type LeafRange = { readonly start: number; readonly end: number };
 export const emptyRoot: Buffer = createHash('sha256').digest();
 
 // One-shot hashing (crypto.hash) over one buffer: about twice as fast as a Hash object per leaf, which
-// matters when every event of a large ledger is hashed again (audit verify, rebuild).
+// matters when every event of a large ledger is hashed again (audit verify, rebuild). The digest comes
+// back as a latin1 ('binary') string and becomes a Buffer cut from Node's shared pool: a 'buffer' digest is an
+// ArrayBuffer of its own each time, which costs the garbage collector more than the hashing (measured:
+// a third less time for a hash and its Buffer).
+const sha256 = (data: string | Uint8Array): Buffer => Buffer.from(hash('sha256', data, 'binary'), 'latin1');
 
 /** SHA-256(0x00 ‖ bytes): the leaf hash (RFC 6962 §2.1). */
 export function leafHash(bytes: Uint8Array): Buffer {
   const input = Buffer.allocUnsafe(bytes.length + 1);
   input[0] = 0x00;
   input.set(bytes, 1);
-  return hash('sha256', input, 'buffer');
+  return sha256(input);
 }
 
 /** leafHash of `text`'s UTF-8 bytes, without copying them first. */
 export function leafHashOfText(text: string): Buffer {
-  return hash('sha256', `\u0000${text}`, 'buffer');
+  return sha256(`\u0000${text}`);
 }
 
 /** SHA-256(0x01 ‖ left ‖ right): an interior node's hash (RFC 6962 §2.1). */
@@ -43,7 +47,7 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   input[0] = 0x01;
   input.set(left, 1);
   input.set(right, 1 + left.length);
-  return hash('sha256', input, 'buffer');
+  return sha256(input);
 }
 
 /** MTH(D[n]) straight from RFC 6962 §2.1, for any n including 0: the reference the rest is tested against. */

@@ -279,9 +279,11 @@ export type ReadAllOptions = {
   /** also each event's leaf index in the audit log (null while not sealed) */
   leafIndexes?: boolean;
 } & (
-  | { selectors?: EventSelector[]; account?: undefined }
+  | { selectors?: EventSelector[]; account?: undefined; share?: undefined }
   /** one account's events (its stream's and its capsuls'), read through the history index */
-  | { account: string; selectors?: undefined }
+  | { account: string; selectors?: undefined; share?: undefined }
+  /** the events of the streams rememberStreamShares put in this share, in this transaction */
+  | { share: number; selectors?: undefined; account?: undefined }
 );
 
 /**
@@ -296,7 +298,7 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
   const page = { direction: 'forward', limit: batchSize, leafIndexes } as const;
   const fetch = (cursor: EventCursor | null) =>
     account === undefined
-      ? readLogPage(db, { ...page, cursor, selectors: options.selectors })
+      ? readLogPage(db, { ...page, cursor, selectors: options.selectors, share: options.share })
       : readAccountEvents(db, account, { ...page, cursor });
   let pending: Promise<StoredEvent[]> | undefined = fetch(null);
   while (pending) {
@@ -323,25 +325,54 @@ export async function readLogPage(
     selectors?: EventSelector[];
     types?: readonly string[];
     leafIndexes?: boolean;
+    /** only the streams rememberStreamShares put in this share */
+    share?: number;
   },
 ): Promise<StoredEvent[]> {
   const { past, order } = directions[options.direction];
   const params: unknown[] = [];
   const param = (value: unknown) => `$${params.push(value)}`;
-  const { cursor, types } = options;
+  const { cursor, types, share } = options;
   const pastCursor = cursor
     ? `AND (transaction_id, global_position) ${past} (${param(cursor.transactionId)}::xid8, ${param(cursor.globalPosition)}::bigint)`
     : '';
   const ofTypes = types ? `AND message_type = ANY(${param(types)}::text[])` : '';
+  const ofShare =
+    share === undefined ? '' : `AND stream_id IN (SELECT stream_id FROM pg_temp.${streamShares} WHERE share = ${param(share)}::int)`;
   const filter = selectorSql(options.selectors, params.length + 1);
   params.push(...filter.params);
   const { rows } = await db.query(
     `SELECT ${columns}${leafIndexColumn(options.leafIndexes, 'emt_messages.global_position')} FROM emt_messages
-     WHERE ${live} ${pastCursor} ${ofTypes} ${filter.sql}
+     WHERE ${live} ${pastCursor} ${ofTypes} ${ofShare} ${filter.sql}
      ORDER BY transaction_id ${order}, global_position ${order} LIMIT ${Math.trunc(options.limit)}`,
     params,
   );
   return rows.map(toStoredEvent);
+}
+
+/** The temporary table of rememberStreamShares: which share each stream is in, for this transaction. */
+const streamShares = 'capsul_stream_shares';
+
+/**
+ * Which share each stream is in, for readAllEvents({ share }) later in this transaction: a reader that
+ * goes through the log in shares (a rebuild's passes) says once which streams each holds, rather than
+ * sending every stream's name with every page. `remember` puts streams in shares (each once, as it is
+ * learnt); `learnt`, when all are, lets the planner know how many each share holds.
+ */
+export async function streamSharesOf(db: Queryable) {
+  await db.query(`CREATE TEMP TABLE ${streamShares} (stream_id text PRIMARY KEY, share int NOT NULL) ON COMMIT DROP`);
+  return {
+    async remember(streams: { streamId: string; share: number }[]): Promise<void> {
+      if (streams.length === 0) return;
+      await db.query(`INSERT INTO pg_temp.${streamShares} (stream_id, share) SELECT * FROM unnest($1::text[], $2::int[])`, [
+        streams.map((s) => s.streamId),
+        streams.map((s) => s.share),
+      ]);
+    },
+    async learnt(): Promise<void> {
+      await db.query(`ANALYZE pg_temp.${streamShares}`);
+    },
+  };
 }
 
 /** The current transaction's snapshot (pg_snapshot as text): which transactions it sees as committed. */

@@ -3,7 +3,8 @@
 // sending a row either way. A row's text is each column in the table's order, length-prefixed (so no
 // value can pass for two), in an encoding both sides produce from the column's type; its hash is the
 // first 16 bytes of sha256 of that text; a table's digest is sha256 of its rows' hashes in byte order,
-// the same for any order the rows come in. Equal digests mean equal rows. A value the memory side
+// the same for any order the rows come in, computed by the database on both sides (a replay's hashes
+// are written to a temporary table as they come, so memory does not grow with the rows). Equal digests mean equal rows. A value the memory side
 // cannot encode as the database would (an unusual timestamp's text, a number jsonb prints otherwise)
 // makes the digests differ, never agree falsely: the caller then compares row by row.
 import { hash } from 'node:crypto';
@@ -76,75 +77,105 @@ export type TableDigest = { rows: number; digest: Buffer | null };
 
 const hashBytes = 16;
 
-/** Row hashes collected in memory, 16 bytes a row in chunks, then digested as liveDigest does. */
-export class RowDigest {
-  readonly #chunks: Buffer[] = [];
-  #rows = 0;
-  /** rows that could not be encoded, counted but not hashed */
-  #counted = 0;
-  #unencodable = false;
+/** The temporary table a replay's row hashes are written to, a chunk a row (ReplayDigests). */
+const replayedHashes = 'capsul_replayed_row_hashes';
 
-  constructor(private readonly columns: Column[]) {}
+/**
+ * A replay's row hashes (16 bytes a row, as liveDigest makes them), digested as liveDigest digests the
+ * live rows. The hashes are kept in chunks until `flush` writes them to a temporary table of the
+ * caller's transaction, where the database digests them at the end: a fold that flushes after each pass
+ * holds only that pass's hashes, however many rows the replay makes in all.
+ */
+export class ReplayDigests<R extends string> {
+  readonly #relations = new Map<R, { columns: Column[]; chunk: Buffer; inChunk: number; rows: number; unencodable: boolean }>();
+  #full: { relation: R; hashes: Buffer }[] = [];
 
-  /** A row, its columns read from `over` first when given (a version's ranges beside its row). */
-  add(row: Row, over?: Row): void {
-    let text = '';
-    for (const { name, type } of this.columns) {
-      const value = over !== undefined && name in over ? over[name] : row[name];
-      if (value === null || value === undefined) {
-        text += '-';
-        continue;
-      }
-      const encoded = encodings[type].js(value);
-      if (encoded === undefined) {
-        this.#unencodable = true;
-        this.#counted++;
-        return;
-      }
-      text += `${Buffer.byteLength(encoded)}:${encoded}`;
+  private constructor(
+    private readonly db: Queryable,
+    columns: Map<R, Column[]>,
+    private readonly chunkRows: number,
+  ) {
+    for (const [relation, cols] of columns)
+      this.#relations.set(relation, {
+        columns: cols,
+        chunk: Buffer.allocUnsafe(chunkRows * hashBytes),
+        inChunk: 0,
+        rows: 0,
+        unencodable: false,
+      });
+  }
+
+  /** Digests of `columns`' relations, written through `db` (a transaction's: the table goes at its end); `chunkRows` hashes a chunk. */
+  static async start<R extends string>(db: Queryable, columns: Map<R, Column[]>, options: { chunkRows?: number } = {}) {
+    await db.query(`CREATE TEMP TABLE ${replayedHashes} (relation text NOT NULL, hashes bytea NOT NULL) ON COMMIT DROP`);
+    return new ReplayDigests(db, columns, Math.max(1, Math.trunc(options.chunkRows ?? 4096)));
+  }
+
+  /** A row of `relation`, its columns read from `over` first when given (a version's ranges beside its row). */
+  add(relation: R, row: Row, over?: Row): void {
+    const digest = this.#relations.get(relation)!;
+    digest.rows++;
+    const text = rowText(digest.columns, row, over);
+    if (text === undefined) {
+      digest.unencodable = true;
+      return;
     }
-    const offset = (this.#rows % chunkRows) * hashBytes;
-    if (offset === 0) this.#chunks.push(Buffer.allocUnsafe(chunkRows * hashBytes));
-    hash('sha256', text, 'buffer').copy(this.#chunks.at(-1)!, offset, 0, hashBytes);
-    this.#rows++;
+    // As a latin1 string: cheaper than a Buffer of its own per row (see merkle.ts).
+    digest.chunk.write(hash('sha256', text, 'binary'), digest.inChunk * hashBytes, hashBytes, 'latin1');
+    if (++digest.inChunk === this.chunkRows) this.#close(relation);
   }
 
-  /** The digest; when a row could not be encoded as the database would, an empty one, which no table has. */
-  digest(): TableDigest {
-    const rows = this.#rows + this.#counted;
-    if (this.#unencodable) return { rows, digest: Buffer.alloc(0) };
-    if (rows === 0) return { rows, digest: null };
-    return { rows, digest: hash('sha256', sortedHashes(this.#chunks, this.#rows), 'buffer') };
+  /** Writes the hashes held so far to the database, the caller's connection being otherwise idle. */
+  async flush(): Promise<void> {
+    for (const relation of this.#relations.keys()) this.#close(relation);
+    const full = this.#full;
+    this.#full = [];
+    for (const { relation, hashes } of full)
+      await this.db.query(`INSERT INTO pg_temp.${replayedHashes} (relation, hashes) VALUES ($1, $2)`, [relation, hashes]);
   }
+
+  /** Every relation's digest; a relation with a row that could not be encoded as the database would gets an empty one, which no table has. */
+  async digests(): Promise<Map<R, TableDigest>> {
+    await this.flush();
+    const { rows } = await this.db.query(
+      `SELECT relation, sha256(string_agg(substr(hashes, i * ${hashBytes} + 1, ${hashBytes}), ''::bytea ORDER BY substr(hashes, i * ${hashBytes} + 1, ${hashBytes}))) AS digest
+       FROM pg_temp.${replayedHashes} CROSS JOIN LATERAL generate_series(0, octet_length(hashes) / ${hashBytes} - 1) AS i GROUP BY relation`,
+    );
+    const written = new Map<string, Buffer>(rows.map((row) => [row.relation, row.digest]));
+    const digests = new Map<R, TableDigest>();
+    for (const [relation, { rows: count, unencodable }] of this.#relations)
+      digests.set(relation, { rows: count, digest: unencodable ? Buffer.alloc(0) : (written.get(relation) ?? null) });
+    return digests;
+  }
+
+  /** Sets `relation`'s chunk aside to be written, and starts the next. */
+  #close(relation: R): void {
+    const digest = this.#relations.get(relation)!;
+    if (digest.inChunk === 0) return;
+    this.#full.push({ relation, hashes: digest.chunk.subarray(0, digest.inChunk * hashBytes) });
+    digest.chunk = Buffer.allocUnsafe(this.chunkRows * hashBytes);
+    digest.inChunk = 0;
+  }
+}
+
+/** A row's text for its hash, as liveDigest encodes it in the database; undefined when a value cannot be encoded so. */
+function rowText(columns: Column[], row: Row, over?: Row): string | undefined {
+  let text = '';
+  for (const { name, type } of columns) {
+    const value = over !== undefined && name in over ? over[name] : row[name];
+    if (value === null || value === undefined) {
+      text += '-';
+      continue;
+    }
+    const encoded = encodings[type].js(value);
+    if (encoded === undefined) return undefined;
+    text += `${Buffer.byteLength(encoded)}:${encoded}`;
+  }
+  return text;
 }
 
 export const sameDigest = (a: TableDigest, b: TableDigest) =>
   a.rows === b.rows && (a.digest === null ? b.digest === null : b.digest !== null && a.digest.equals(b.digest));
-
-const chunkRows = 4096;
-
-/** The `count` hashes held in `chunks`, in byte order, in one buffer: by their first two bytes (counted), then compared within. */
-function sortedHashes(chunks: Buffer[], count: number): Buffer {
-  const at = (i: number, byte: number) => chunks[Math.floor(i / chunkRows)]![(i % chunkRows) * hashBytes + byte]!;
-  const prefix = (i: number) => (at(i, 0) << 8) | at(i, 1);
-  const starts = new Uint32Array(65537);
-  for (let i = 0; i < count; i++) starts[prefix(i) + 1]!++;
-  for (let p = 1; p <= 65536; p++) starts[p]! += starts[p - 1]!;
-  const order = new Uint32Array(count);
-  const next = starts.slice(0, 65536);
-  for (let i = 0; i < count; i++) order[next[prefix(i)]!++] = i;
-  const compare = (a: number, b: number) => {
-    for (let byte = 2; byte < hashBytes; byte++) if (at(a, byte) !== at(b, byte)) return at(a, byte) - at(b, byte);
-    return 0;
-  };
-  for (let p = 0; p < 65536; p++) if (starts[p + 1]! - starts[p]! > 1) order.subarray(starts[p]!, starts[p + 1]!).sort(compare);
-  const sorted = Buffer.allocUnsafe(count * hashBytes);
-  order.forEach((i, n) => {
-    const chunk = chunks[Math.floor(i / chunkRows)]!;
-    chunk.copy(sorted, n * hashBytes, (i % chunkRows) * hashBytes, ((i % chunkRows) + 1) * hashBytes);
-  });
-  return sorted;
-}
 
 /**
  * A capsul's keys and host keys are the same objects in every version of its row: each is encoded

@@ -5,14 +5,14 @@
 import type pg from 'pg';
 import { LogCheck, trustedCheckpoints, type Finding, type VerifyOptions } from '../audit/verify.ts';
 import { MemoryTables, shareOf, type Holds, type Retire } from './memory.ts';
-import { columnsOf, liveDigest, RowDigest, sameDigest, type Column, type TableDigest } from './digest.ts';
+import { columnsOf, liveDigest, ReplayDigests, sameDigest, type Column, type TableDigest } from './digest.ts';
 import {
   countEvents,
   currentSnapshot,
   keepSequencesAboveEvents,
   readAllEvents,
   readEventsNotIn,
-  type EventSelector,
+  streamSharesOf,
   type StoredEvent,
 } from '../db/event-store.ts';
 import { accountStream } from '../domain/account/events.ts';
@@ -86,14 +86,15 @@ async function logCheck(client: pg.PoolClient, log: LogEvidence) {
 
 /**
  * Every event the caller's snapshot sees, folded in passes, the first also checking the events against
- * the signed log; `atEnd` gets each pass's fold. Passes enough that no pass holds more than
- * `rowsPerPass` rows and versions, for a ledger making `rowsPerEvent` of them an event. Each pass holds
- * one share of the rows (all of them when one pass will do): by default, each pass reads every event
- * and keeps the rows in its share (shareOf); `byAccount`, each pass folds the events of its share of
- * the accounts (AccountShares) and the first reads every event (for the log, and to learn which
- * account each stream is), the others only their own, so the log is read about twice in all, not once
- * a pass. That rests on every row being written by the events of one account, or of none (hosts,
- * holds); the digest comparison catches a fold that breaks it (it would disagree with the tables).
+ * the signed log; `atEnd` gets each pass's fold. Passes
+ * enough that no pass holds more than `rowsPerPass` rows and versions, for a ledger making
+ * `rowsPerEvent` of them an event. Each pass holds one share of the rows (all of them when one pass will
+ * do): by default, each pass reads every event and keeps the rows in its share (shareOf); `byAccount`,
+ * each pass folds the events of its share of the accounts (AccountShares) and the first reads every
+ * event (for the log, and to learn which share each stream is in), the others only their own, so the
+ * log is read about twice in all, not once a pass. That rests on every row being written by the events
+ * of one account, or of none (hosts, holds); the digest comparison catches a fold that breaks it (it
+ * would disagree with the tables).
  */
 async function foldInPasses(
   client: pg.PoolClient,
@@ -102,16 +103,16 @@ async function foldInPasses(
 ): Promise<void> {
   const total = await countEvents(client);
   const passes = Math.max(1, Math.ceil((total * options.rowsPerEvent) / (options.rowsPerPass ?? rowsPerPass)));
-  const accounts = options.byAccount && passes > 1 ? new AccountShares(passes) : undefined;
+  const accounts = options.byAccount && passes > 1 ? await AccountShares.start(client, passes) : undefined;
   let done = 0;
   const work = () => (accounts ? accounts.eventsAfterFirstPass() + total : passes * total);
   for (let pass = 0; pass < passes; pass++) {
+    // A share with no events has none to read.
+    if (accounts && pass > 0 && accounts.eventsIn(pass) === 0) continue;
     const holds: Holds | undefined = passes === 1 || accounts ? undefined : (table, key) => shareOf(table, key, passes) === pass;
     const memory = new MemoryTables(holds, options.retire);
     const check = pass === 0 && options.log ? await logCheck(client, options.log) : undefined;
-    const selectors = accounts && pass > 0 ? accounts.streamsOf(pass) : undefined;
-    // A share with no streams has no events to read (and no selector would mean every event).
-    const events = selectors?.length === 0 ? [] : readAllEvents(client, { selectors, batchSize: foldBatch });
+    const events = readAllEvents(client, accounts && pass > 0 ? { share: pass, batchSize: foldBatch } : { batchSize: foldBatch });
     for await (const batch of events) {
       // Hashed as read, before anything folds them: the same pass checks the log.
       await check?.accept(batch);
@@ -123,39 +124,63 @@ async function foldInPasses(
       options.onProgress?.(done, work());
     }
     await check?.finish();
+    if (accounts && pass === 0) await accounts.learnt();
     await atEnd(memory);
   }
 }
 
 /**
- * The account each stream's events belong to, learnt from the events in commit order: an account's
- * stream is its own; a capsul's, the account whose VmCreationRequested opened it (the first one, as
- * capsul_history_index_from_events says). Accounts fall in `shares` shares (shareOf); events of no
- * account (hosts, holds) in share 0.
+ * The share each stream's events are in, learnt from the events in commit order: an account's stream,
+ * its account's share (shareOf); a capsul's, the share of the account whose VmCreationRequested opened
+ * it (the first one, as capsul_history_index_from_events says); any other stream (hosts, holds), share
+ * 0. What the first pass learns (each capsul's share, and the accounts outside share 0) is written to
+ * the database when it ends (streamSharesOf) and dropped from memory, so the later passes read their
+ * own streams' events by share, naming no stream.
  */
 class AccountShares {
-  private readonly streams = new Map<string, number>();
+  private capsuls = new Map<string, number>();
+  private accounts: string[] = [];
   private readonly events: number[];
 
-  constructor(private readonly shares: number) {
+  private constructor(
+    private readonly shares: number,
+    private readonly table: Awaited<ReturnType<typeof streamSharesOf>>,
+  ) {
     this.events = new Array<number>(shares).fill(0);
   }
 
-  /** The event's share, learning its capsul's account first if it opens one. */
+  static async start(client: pg.PoolClient, shares: number): Promise<AccountShares> {
+    return new AccountShares(shares, await streamSharesOf(client));
+  }
+
+  /** The event's share, learning its capsul's share first if it opens one. */
   learn(stored: StoredEvent): number {
     const { event, streamId } = stored;
-    if (event.type === 'VmCreationRequested' && !this.streams.has(vmStream(event.data.vmId)))
-      this.streams.set(vmStream(event.data.vmId), this.shareOfAccount(event.data.accountId));
-    if (streamId.startsWith(accountStreamPrefix) && !this.streams.has(streamId))
-      this.streams.set(streamId, this.shareOfAccount(streamId.slice(accountStreamPrefix.length)));
-    const share = this.streams.get(streamId) ?? 0;
+    if (event.type === 'VmCreationRequested' && !this.capsuls.has(vmStream(event.data.vmId)))
+      this.capsuls.set(vmStream(event.data.vmId), this.shareOfAccount(event.data.accountId));
+    const isAccount = streamId.startsWith(accountStreamPrefix);
+    const share = isAccount ? this.shareOfAccount(streamId.slice(accountStreamPrefix.length)) : (this.capsuls.get(streamId) ?? 0);
+    // Share 0's streams need no remembering: the first pass, which reads every event, folds them.
+    if (isAccount && share !== 0 && stored.streamPosition === firstStreamPosition) this.accounts.push(streamId);
     this.events[share]!++;
     return share;
   }
 
-  /** The streams of a share but the first (whose events of no account no stream lists). */
-  streamsOf(share: number): EventSelector[] {
-    return [...this.streams].filter(([, s]) => s === share).map(([stream]) => ({ stream }));
+  /** Writes what the first pass learnt, once it has read every event (and its connection is idle again). */
+  async learnt(): Promise<void> {
+    const streams = [
+      ...this.accounts.map((streamId) => ({ streamId, share: this.shareOfAccount(streamId.slice(accountStreamPrefix.length)) })),
+      ...[...this.capsuls].filter(([, share]) => share !== 0).map(([streamId, share]) => ({ streamId, share })),
+    ];
+    this.accounts = [];
+    this.capsuls = new Map();
+    for (let i = 0; i < streams.length; i += rememberedAtOnce) await this.table.remember(streams.slice(i, i + rememberedAtOnce));
+    await this.table.learnt();
+  }
+
+  /** How many events a share holds (known once the first pass has read them all). */
+  eventsIn(share: number): number {
+    return this.events[share]!;
   }
 
   /** How many events the passes after the first fold (known once the first has read them all). */
@@ -168,32 +193,36 @@ class AccountShares {
   }
 }
 
+const rememberedAtOnce = 10_000;
+/** A stream's first event's position (emmett counts from 1). */
+const firstStreamPosition = 1;
 const accountStreamPrefix = accountStream('');
 
 /**
  * The projections and their row histories as a replay of every event the caller's snapshot sees
  * would make them, as digests (digest.ts) and row counts: the rows are hashed as the fold finishes
- * them and dropped, so a pass holds only the rows and their current versions (about one an event).
+ * them and dropped, so a pass holds only the rows and their current versions (about one an event), and
+ * the hashes go to the database as they come.
  */
 async function foldDigests(client: pg.PoolClient, columns: Map<Relation, Column[]>, options: FoldOptions) {
-  const sinks = new Map([...columns].map(([relation, cols]) => [relation, new RowDigest(cols)]));
-  const sink = (relation: Relation) => sinks.get(relation)!;
+  const digests = await ReplayDigests.start(client, columns);
   await foldInPasses(
     client,
     {
       ...options,
       rowsPerEvent: currentRowsPerEvent,
       byAccount: true,
-      retire: (table, row, ranges) => sink(historyTable(table)).add(row, ranges),
+      retire: (table, row, ranges) => digests.add(historyTable(table), row, ranges),
     },
     async (memory) => {
       for (const table of tableNames) {
-        for (const row of memory.rows(table)) sink(table).add(row);
-        for (const version of memory.historyRows(table)) sink(historyTable(table)).add(version);
+        for (const row of memory.rows(table)) digests.add(table, row);
+        for (const version of memory.historyRows(table)) digests.add(historyTable(table), version);
       }
+      await digests.flush();
     },
   );
-  return new Map([...sinks].map(([relation, digest]) => [relation, digest.digest()]));
+  return digests.digests();
 }
 
 /** The live projections' and histories' digests, in the snapshot `db` reads. */

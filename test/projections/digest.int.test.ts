@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { columnsOf, liveDigest, RowDigest, sameDigest } from '../../src/projections/digest.ts';
+import { columnsOf, liveDigest, ReplayDigests, sameDigest } from '../../src/projections/digest.ts';
 import { testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
@@ -56,8 +56,11 @@ const row = fc.record({
   valid: fc.option(range, { nil: null }),
 });
 
-/** Both digests of `rows` written into the sample table, as a rebuild writes rows (json_populate_recordset). */
-async function digests(rows: Record<string, unknown>[], edit?: string) {
+/**
+ * Both digests of `rows` written into the sample table, as a rebuild writes rows (json_populate_recordset);
+ * the replay's hashes `chunkRows` to a statement.
+ */
+async function digests(rows: Record<string, unknown>[], edit?: string, chunkRows?: number) {
   const client = await db.admin.connect();
   await client.query('BEGIN');
   try {
@@ -65,9 +68,9 @@ async function digests(rows: Record<string, unknown>[], edit?: string) {
     await client.query('INSERT INTO sample SELECT * FROM json_populate_recordset(NULL::sample, $1::json)', [JSON.stringify(rows)]);
     if (edit) await client.query(edit);
     const columns = (await columnsOf(client, ['sample'])).get('sample')!;
-    const memory = new RowDigest(columns);
-    for (const r of rows) memory.add(r);
-    return { live: await liveDigest(client, 'sample', columns), memory: memory.digest() };
+    const replay = await ReplayDigests.start(client, new Map([['sample', columns]]), { chunkRows });
+    for (const r of rows) replay.add('sample', r);
+    return { live: await liveDigest(client, 'sample', columns), memory: (await replay.digests()).get('sample')! };
   } finally {
     await client.query('ROLLBACK');
     client.release();
@@ -75,12 +78,12 @@ async function digests(rows: Record<string, unknown>[], edit?: string) {
 }
 
 describe('row digests', () => {
-  it('the database and memory agree on the same rows, whatever their order', async () => {
+  it('the database and memory agree on the same rows, whatever their order and however the hashes are sent', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(row, { maxLength: 20 }), async (rows) => {
+      fc.asyncProperty(fc.array(row, { maxLength: 20 }), fc.integer({ min: 1, max: 6 }), async (rows, chunkRows) => {
         // Ranges the database would find empty or reversed are not rows a fold makes; it refuses the reversed ones.
         const valid = rows.filter((r) => r.valid === null || !reversed(r.valid));
-        const { live, memory } = await digests(valid);
+        const { live, memory } = await digests(valid, undefined, chunkRows);
         assert.ok(sameDigest(live, memory), `${JSON.stringify(valid)}: ${JSON.stringify(live)} vs ${JSON.stringify(memory)}`);
         const { live: again } = await digests([...valid].reverse());
         assert.ok(sameDigest(again, memory));

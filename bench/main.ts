@@ -916,7 +916,7 @@ function printSummary(
     `          state reports posted by ${config.workers} in-process spokes (HubClient over loopback HTTP, ${reportsPerRequest} per request, one`,
   );
   out.push('          request at a time each) to the hub in this process (token check, validation, per report: cached stream state,');
-  out.push('          decide, append + projection), every report accepted as one VmStateObserved.');
+  out.push('          decide, append + projection; one transaction per request), every report accepted as one VmStateObserved.');
   out.push(
     `          GET of a customer page by ${config.connections} connections (autocannon in a worker thread) logged in as an account with`,
   );

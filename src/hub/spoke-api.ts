@@ -12,7 +12,7 @@ import type { Clock } from '../core/clock.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { vmDecider, type VmCommand } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
-import { handleCommand, type CommandDeps } from '../ledger/handle.ts';
+import { handleCommand, handleTogether, type CommandDeps, type Together } from '../ledger/handle.ts';
 import type { Hosts } from '../ledger/hosts.ts';
 import { openOperationsOfHost, requestedTimesOnHost } from '../read/operations.ts';
 import { checkHeartbeat, checkReport, checkReportsRequest, type CheckedReport } from '../spoke/protocol-check.ts';
@@ -109,29 +109,40 @@ export const spokeApi: FastifyPluginAsyncTypebox<SpokeApiOptions> = async (app, 
       hostId,
       checked.flatMap((c) => (c.ok ? [c.value.report.vmId] : [])),
     );
-    const results: ReportResult[] = [];
-    const accepted: Report[] = [];
-    const refuse = (id: string, vmId: string | undefined, reason: string) => {
+    const results: ReportResult[] = new Array(checked.length);
+    const recordable: { index: number; report: Report }[] = [];
+    const refuse = (index: number, id: string, vmId: string | undefined, reason: string) => {
       request.log.warn({ host: hostId, report: id, vmId, reason }, 'spoke report refused');
-      results.push({ id, status: 'refused', error: reason });
+      results[index] = { id, status: 'refused', error: reason };
     };
     for (const [i, check] of checked.entries()) {
       if (!check.ok) {
-        refuse(envelope.value[i]!.id, undefined, `malformed report: ${check.problem}`);
+        refuse(i, envelope.value[i]!.id, undefined, `malformed report: ${check.problem}`);
         continue;
       }
       const { report } = check.value;
       const untimely = timeProblem(check.value, now(), requestedAt);
-      if (untimely !== null) {
-        refuse(report.id, report.vmId, untimely);
-        continue;
-      }
-      const result = await recordReport(deps, hostId, report, now(), request.log);
-      if (result.status === 'accepted') accepted.push(report);
-      results.push(result);
+      if (untimely !== null) refuse(i, report.id, report.vmId, untimely);
+      else recordable.push({ index: i, report });
     }
+    // One transaction for the batch, so one commit: the reports are acknowledged together once it is
+    // durable, and a failed request recorded none of them. Capsul by capsul in id order (each one's
+    // reports in the order sent), as handleTogether asks; the answers keep the order sent.
+    recordable.sort((a, b) => (a.report.vmId < b.report.vmId ? -1 : a.report.vmId > b.report.vmId ? 1 : a.index - b.index));
+    const recorded =
+      recordable.length === 0
+        ? []
+        : await handleTogether(deps, async (together) => {
+            const answers: ReportResult[] = [];
+            for (const { report } of recordable) answers.push(await recordReport(together, hostId, report, now(), request.log));
+            return answers;
+          });
+    for (const [n, { index }] of recordable.entries()) results[index] = recorded[n]!;
     // A deletion or a failure frees room on the host: capsuls waiting for one may be placed now.
-    if (accepted.some((report) => report.type === 'deleted' || report.type === 'failed')) deps.afterReports?.();
+    const freesRoom = recordable.some(
+      ({ report }, n) => recorded[n]!.status === 'accepted' && (report.type === 'deleted' || report.type === 'failed'),
+    );
+    if (freesRoom) deps.afterReports?.();
     return { results };
   });
 };
@@ -177,13 +188,7 @@ async function pendingOperations(pool: pg.Pool, hostId: string): Promise<Operati
 }
 
 /** One report → one command on the capsul's stream, answered as accepted, duplicate, stale or refused. */
-async function recordReport(
-  deps: CommandDeps,
-  hostId: string,
-  report: Report,
-  now: Date,
-  log: FastifyRequest['log'],
-): Promise<ReportResult> {
+async function recordReport(deps: Together, hostId: string, report: Report, now: Date, log: FastifyRequest['log']): Promise<ReportResult> {
   const observedAt = new Date(report.observedAt);
   const ids = { reportId: report.id, operationId: report.operationId };
   const base = { vmId: report.vmId, host: hostId, observedAt, ...ids };

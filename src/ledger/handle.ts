@@ -6,10 +6,14 @@ import { currentEventVersion } from '../domain/upcast.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { commandRefusals, versionConflicts } from '../core/metrics.ts';
 import { appendEvents } from './append.ts';
-import type { StreamCache } from './cache.ts';
+import { inTransaction } from '../db/transaction.ts';
+import { StagedStreamCache, type StreamCache } from './cache.ts';
 import { load, type Decider, type Loaded } from './load.ts';
 
 export type CommandDeps = { pool: pg.Pool; cache?: StreamCache };
+
+/** One transaction's connection and staged cache (handleTogether): the commands run on it commit together. */
+export type Together = { pool: pg.PoolClient; cache: StagedStreamCache; inTransaction: true };
 
 export class ConcurrencyError extends Error {}
 
@@ -17,7 +21,7 @@ const defaultMaxAttempts = 8;
 
 /** The command's cause (its metadata's) goes into the metadata of every event it appends. */
 export async function handleCommand<S, C extends { metadata: CommandContext }, E extends LedgerEvent>(
-  deps: CommandDeps,
+  deps: CommandDeps | Together,
   streamId: string,
   decider: Decider<S, C, E>,
   command: C,
@@ -35,7 +39,7 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
   let conflicts = 0;
   while (true) {
     const fromCache = cached !== undefined;
-    const current = cached ?? (await load(deps.pool, streamId, decider));
+    const current = cached ?? (await load(deps.pool, streamId, decider, { inTransaction: 'inTransaction' in deps }));
     cached = undefined;
     if (options.expectedVersion !== undefined && options.expectedVersion !== current.version) {
       throw new ConcurrencyError('this changed meanwhile: reload and try again');
@@ -67,4 +71,19 @@ export async function handleCommand<S, C extends { metadata: CommandContext }, E
     if (++conflicts >= maxAttempts) throw new ConcurrencyError('this changed meanwhile: reload and try again');
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * conflicts));
   }
+}
+
+/**
+ * Commands on several streams in one transaction, committed together: one commit (one WAL flush) for
+ * all of them instead of one each, as for a spoke's batch of reports. Each command still decides on
+ * its stream's state and appends with the version it loaded, retrying its own conflicts; an error
+ * rolls every one back. The cache learns their new states only once they have committed. Commands on
+ * several streams take their rows' locks one stream after another: run them in stream order, as
+ * every transaction that locks several streams' rows does, so two such transactions never deadlock.
+ */
+export async function handleTogether<T>(deps: CommandDeps, work: (together: Together) => Promise<T>): Promise<T> {
+  const cache = new StagedStreamCache(deps.cache);
+  const result = await inTransaction(deps.pool, (client) => work({ pool: client, cache, inTransaction: true }));
+  cache.commit();
+  return result;
 }

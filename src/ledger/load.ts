@@ -6,9 +6,8 @@
 // it, the event at its version is still the one it was taken after, and its state reads back in full
 // (src/db/event-store.ts, src/domain/shared/snapshot.ts); otherwise the stream is folded from the start.
 // What these checks cannot catch, a wrong state written under a right version, is in docs/architecture.md.
-import type pg from 'pg';
 import { streamSnapshots } from '../core/metrics.ts';
-import { loadStream, loadStreamFromSnapshot, writeSnapshot, type StoredEvent } from '../db/event-store.ts';
+import { loadStream, loadStreamFromSnapshot, writeSnapshot, type Queryable, type StoredEvent } from '../db/event-store.ts';
 import type { LedgerEvent } from '../domain/events.ts';
 import { SnapshotShapeError, type SnapshotCodec } from '../domain/shared/snapshot.ts';
 
@@ -31,15 +30,18 @@ export type LoadStart = { from: 'snapshot'; version: bigint } | { from: 'start';
 
 /** A stream's state and version: from its snapshot when usable, then the events after it; see above. */
 export async function load<S, C, E extends LedgerEvent>(
-  pool: pg.Pool,
+  pool: Queryable,
   streamId: string,
   decider: Decider<S, C, E>,
+  options: { inTransaction?: boolean } = {},
 ): Promise<Loaded<S> & { start: LoadStart }> {
   const codec = decider.snapshot;
   if (!codec) return { ...(await loadFromStart(pool, streamId, decider)), start: { from: 'start', refused: null } };
   const begun = await beginAt(pool, streamId, decider, codec);
   const state = decider.fold(begun.state, eventsOf<E>(begun.events));
-  if (begun.events.length > snapshotEvery) await keepSnapshot(pool, streamId, codec, state, begun.events.at(-1)!);
+  if (begun.events.length > snapshotEvery) {
+    await keepSnapshot(pool, streamId, codec, state, begun.events.at(-1)!, options.inTransaction ?? false);
+  }
   return { version: begun.version, state, start: begun.start };
 }
 
@@ -48,7 +50,7 @@ export async function load<S, C, E extends LedgerEvent>(
  * equal. With `seen`, only the events it keeps (the stream as the ledger knew it at an earlier time).
  */
 export async function loadFromStart<S, C, E extends LedgerEvent>(
-  pool: pg.Pool,
+  pool: Queryable,
   streamId: string,
   decider: Decider<S, C, E>,
   seen: (stored: StoredEvent) => boolean = () => true,
@@ -63,7 +65,7 @@ type Begun<S> = { state: S; events: StoredEvent[]; version: bigint; start: LoadS
 
 /** The state to fold from and the events to fold: the snapshot's when it passes every check, else the start's. */
 async function beginAt<S, C, E extends LedgerEvent>(
-  pool: pg.Pool,
+  pool: Queryable,
   streamId: string,
   decider: Decider<S, C, E>,
   codec: SnapshotCodec<S>,
@@ -99,16 +101,33 @@ async function beginAt<S, C, E extends LedgerEvent>(
   }
 }
 
-/** Best effort: a snapshot that cannot be written (a reader's connection, a full disk) fails no load. */
-async function keepSnapshot<S>(pool: pg.Pool, streamId: string, codec: SnapshotCodec<S>, state: S, last: StoredEvent): Promise<void> {
+/**
+ * Best effort: a snapshot that cannot be written (a reader's connection, a full disk) fails no load.
+ * In a transaction the write has a savepoint of its own, so its failure does not abort the rest.
+ */
+async function keepSnapshot<S>(
+  pool: Queryable,
+  streamId: string,
+  codec: SnapshotCodec<S>,
+  state: S,
+  last: StoredEvent,
+  inTransaction: boolean,
+): Promise<void> {
   try {
-    await writeSnapshot(pool, {
-      streamId,
-      version: BigInt(last.streamPosition),
-      messageId: last.messageId,
-      shapeVersion: codec.shapeVersion,
-      state: codec.encode(state),
-    });
+    if (inTransaction) await pool.query('SAVEPOINT capsul_snapshot');
+    try {
+      await writeSnapshot(pool, {
+        streamId,
+        version: BigInt(last.streamPosition),
+        messageId: last.messageId,
+        shapeVersion: codec.shapeVersion,
+        state: codec.encode(state),
+      });
+    } catch (error) {
+      if (inTransaction) await pool.query('ROLLBACK TO SAVEPOINT capsul_snapshot');
+      throw error;
+    }
+    if (inTransaction) await pool.query('RELEASE SAVEPOINT capsul_snapshot');
     streamSnapshots.inc({ outcome: 'written' });
   } catch {
     streamSnapshots.inc({ outcome: 'write_failed' });

@@ -7,8 +7,9 @@ import type { FastifyInstance } from 'fastify';
 import { buildHub } from '../../src/hub/app.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { placePending, scheduleDeletions } from '../../src/ledger/reactor.ts';
+import { verifyProjections } from '../../src/projections/rebuild.ts';
 import type { Heartbeat, Operation, Report } from '../../src/spoke/protocol.ts';
-import { operator, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
+import { operator, projectionsMatch, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
 
 let db: TestDatabase;
 let hub: FastifyInstance;
@@ -260,5 +261,43 @@ describe('drift', () => {
     assert.ok((await openDrift()).includes(`alpha ${vmId} missing-from-host`));
     await heartbeat('alpha', listed);
     assert.ok(!(await openDrift()).includes(`alpha ${vmId} missing-from-host`));
+  });
+});
+
+describe('report batches', () => {
+  it('records a batch in one transaction, several reports of a capsul among others, answered in the order sent', async () => {
+    // A host of its own with room, added last, so the capsuls placed here leave the other tests' hosts alone.
+    tokens.roomy = (await hosts.add({ hostId: 'roomy', memoryMb: 65_536, vcpus: 64, cause: operator })).token;
+    await heartbeat('roomy');
+    const [first, second] = [await newCapsul('batch-1@example.org'), await newCapsul('batch-2@example.org')];
+    await placePending({ pool: db.pool });
+    const [earlier, later] = [new Date(Date.now() - 2_000), new Date(Date.now() - 1_000)];
+    const secondRunning: Report = { ...reportBase(second!, null, earlier), type: 'state', state: 'running' };
+    const firstRunning: Report = { ...reportBase(first!, null, earlier), type: 'state', state: 'running' };
+    const firstStopped: Report = { ...reportBase(first!, null, later), type: 'state', state: 'stopped' };
+    // The same report again in the batch, and one older than what the batch already recorded.
+    const firstStale: Report = { ...reportBase(first!, null, earlier), type: 'state', state: 'crashed' };
+    const batch = [secondRunning, firstRunning, firstStopped, firstRunning, firstStale];
+    const response = await report('roomy', batch);
+    assert.deepEqual(
+      response.json().results.map((r: { id: string; status: string }) => [r.id, r.status]),
+      [
+        [secondRunning.id, 'accepted'],
+        [firstRunning.id, 'accepted'],
+        [firstStopped.id, 'accepted'],
+        [firstRunning.id, 'duplicate'],
+        [firstStale.id, 'stale'],
+      ],
+    );
+    const { rows } = await db.pool.query(
+      `SELECT count(*)::int AS events, count(DISTINCT transaction_id)::int AS transactions FROM emt_messages
+       WHERE stream_id = ANY($1::text[]) AND message_type = 'VmStateObserved'`,
+      [[`vm-${first}`, `vm-${second}`]],
+    );
+    assert.deepEqual(rows[0], { events: 3, transactions: 1 });
+    const states = await db.pool.query('SELECT id, state FROM vms WHERE id = ANY($1::text[]) ORDER BY id', [[first, second]]);
+    assert.deepEqual(Object.fromEntries(states.rows.map((r) => [r.id, r.state])), { [first!]: 'stopped', [second!]: 'running' });
+    // Two versions of one capsul's row written in one transaction: the row history still equals a replay.
+    assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
   });
 });

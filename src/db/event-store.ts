@@ -279,11 +279,9 @@ export type ReadAllOptions = {
   /** also each event's leaf index in the audit log (null while not sealed) */
   leafIndexes?: boolean;
 } & (
-  | { selectors?: EventSelector[]; account?: undefined; share?: undefined }
+  | { selectors?: EventSelector[]; account?: undefined }
   /** one account's events (its stream's and its capsuls'), read through the history index */
-  | { account: string; selectors?: undefined; share?: undefined }
-  /** the events of the streams rememberStreamShares put in this share, in this transaction */
-  | { share: number; selectors?: undefined; account?: undefined }
+  | { account: string; selectors?: undefined }
 );
 
 /**
@@ -298,7 +296,7 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
   const page = { direction: 'forward', limit: batchSize, leafIndexes } as const;
   const fetch = (cursor: EventCursor | null) =>
     account === undefined
-      ? readLogPage(db, { ...page, cursor, selectors: options.selectors, share: options.share })
+      ? readLogPage(db, { ...page, cursor, selectors: options.selectors })
       : readAccountEvents(db, account, { ...page, cursor });
   let pending: Promise<StoredEvent[]> | undefined = fetch(null);
   while (pending) {
@@ -325,39 +323,34 @@ export async function readLogPage(
     selectors?: EventSelector[];
     types?: readonly string[];
     leafIndexes?: boolean;
-    /** only the streams rememberStreamShares put in this share */
-    share?: number;
   },
 ): Promise<StoredEvent[]> {
   const { past, order } = directions[options.direction];
   const params: unknown[] = [];
   const param = (value: unknown) => `$${params.push(value)}`;
-  const { cursor, types, share } = options;
+  const { cursor, types } = options;
   const pastCursor = cursor
     ? `AND (transaction_id, global_position) ${past} (${param(cursor.transactionId)}::xid8, ${param(cursor.globalPosition)}::bigint)`
     : '';
   const ofTypes = types ? `AND message_type = ANY(${param(types)}::text[])` : '';
-  const ofShare =
-    share === undefined ? '' : `AND stream_id IN (SELECT stream_id FROM pg_temp.${streamShares} WHERE share = ${param(share)}::int)`;
   const filter = selectorSql(options.selectors, params.length + 1);
   params.push(...filter.params);
   const { rows } = await db.query(
     `SELECT ${columns}${leafIndexColumn(options.leafIndexes, 'emt_messages.global_position')} FROM emt_messages
-     WHERE ${live} ${pastCursor} ${ofTypes} ${ofShare} ${filter.sql}
+     WHERE ${live} ${pastCursor} ${ofTypes} ${filter.sql}
      ORDER BY transaction_id ${order}, global_position ${order} LIMIT ${Math.trunc(options.limit)}`,
     params,
   );
   return rows.map(toStoredEvent);
 }
 
-/** The temporary table of rememberStreamShares: which share each stream is in, for this transaction. */
+/** The temporary table of streamSharesOf: which share each stream is in, for this transaction. */
 const streamShares = 'capsul_stream_shares';
 
 /**
- * Which share each stream is in, for readAllEvents({ share }) later in this transaction: a reader that
- * goes through the log in shares (a rebuild's passes) says once which streams each holds, rather than
- * sending every stream's name with every page. `remember` puts streams in shares (each once, as it is
- * learnt); `learnt`, when all are, lets the planner know how many each share holds.
+ * Which share each stream is in, for a reader that goes through the log in shares within one
+ * transaction (a rebuild's passes): `remember` puts streams in shares (each once, as it is learnt);
+ * `learnt`, when all are, lets the planner know how many each share holds; `events` reads a share.
  */
 export async function streamSharesOf(db: Queryable) {
   await db.query(`CREATE TEMP TABLE ${streamShares} (stream_id text PRIMARY KEY, share int NOT NULL) ON COMMIT DROP`);
@@ -371,6 +364,38 @@ export async function streamSharesOf(db: Queryable) {
     },
     async learnt(): Promise<void> {
       await db.query(`ANALYZE pg_temp.${streamShares}`);
+    },
+    /**
+     * The events of a share's streams in commit order, `batchSize` at a time, through a cursor: the
+     * database joins the share's streams with the log and sorts their events once. Paging by keyset
+     * instead walks the log in commit order for every page, visiting every event of every share (measured
+     * at a million events, one share of 21: 2.3 s of the database's time against 0.7 s).
+     */
+    async *events(share: number, batchSize: number): AsyncGenerator<StoredEvent[]> {
+      const name = `capsul_share_${Math.trunc(share)}`;
+      const size = Math.trunc(batchSize);
+      // Planned for the whole result (one join, one sort), not its first rows (the log's order).
+      await db.query('SET LOCAL cursor_tuple_fraction = 1');
+      await db.query(
+        `DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${eventColumns('m')} FROM emt_messages m
+         JOIN pg_temp.${streamShares} s ON s.stream_id = m.stream_id AND s.share = ${Math.trunc(share)}
+         WHERE ${live} ORDER BY m.transaction_id, m.global_position`,
+      );
+      await db.query('SET LOCAL cursor_tuple_fraction TO DEFAULT');
+      const fetch = () => db.query(`FETCH ${size} FROM ${name}`).then(({ rows }) => rows.map(toStoredEvent));
+      let pending: Promise<StoredEvent[]> | undefined = fetch();
+      try {
+        while (pending) {
+          const batch: StoredEvent[] = await pending;
+          pending = batch.length === size ? fetch() : undefined;
+          // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
+          pending?.catch(() => {});
+          if (batch.length > 0) yield batch;
+        }
+      } finally {
+        await pending?.catch(() => {});
+        await db.query(`CLOSE ${name}`).catch(() => {});
+      }
     },
   };
 }

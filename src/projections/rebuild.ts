@@ -114,7 +114,7 @@ async function foldInPasses(
     const holds: Holds | undefined = passes === 1 || accounts ? undefined : (table, key) => shareOf(table, key, passes) === pass;
     const memory = new MemoryTables(holds, options.retire);
     const check = pass === 0 && options.log ? await logCheck(client, options.log) : undefined;
-    const events = readAllEvents(client, accounts && pass > 0 ? { share: pass, batchSize: foldBatch } : { batchSize: foldBatch });
+    const events = accounts && pass > 0 ? accounts.read(pass) : readAllEvents(client, { batchSize: foldBatch });
     for await (const batch of events) {
       // Hashed as read, before anything folds them: the same pass checks the log.
       await check?.accept(batch);
@@ -178,6 +178,11 @@ class AccountShares {
     this.capsuls = new Map();
     for (let i = 0; i < streams.length; i += rememberedAtOnce) await this.table.remember(streams.slice(i, i + rememberedAtOnce));
     await this.table.learnt();
+  }
+
+  /** The events of a share (after the first pass), in commit order, in batches. */
+  read(share: number): AsyncGenerator<StoredEvent[]> {
+    return this.table.events(share, foldBatch);
   }
 
   /** How many events a share holds (known once the first pass has read them all). */

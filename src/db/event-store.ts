@@ -298,14 +298,26 @@ export async function* readAllEvents(db: Queryable, options: ReadAllOptions = {}
     account === undefined
       ? readLogPage(db, { ...page, cursor, selectors: options.selectors })
       : readAccountEvents(db, account, { ...page, cursor });
-  let pending: Promise<StoredEvent[]> | undefined = fetch(null);
-  while (pending) {
-    const batch: StoredEvent[] = await pending;
-    const last = batch.at(-1);
-    pending = last && batch.length === batchSize ? fetch(cursorOf(last)) : undefined;
-    // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
-    pending?.catch(() => {});
-    if (batch.length > 0) yield batch;
+  yield* prefetched(batchSize, (last) => fetch(last ? cursorOf(last) : null));
+}
+
+/**
+ * Batches of `size` from `next` (given the last event read, none at first) until one comes short. The
+ * next batch is requested before this one is handed out, so the database reads while the caller works.
+ */
+async function* prefetched(size: number, next: (last: StoredEvent | undefined) => Promise<StoredEvent[]>): AsyncGenerator<StoredEvent[]> {
+  let pending: Promise<StoredEvent[]> | undefined = next(undefined);
+  try {
+    while (pending) {
+      const batch: StoredEvent[] = await pending;
+      pending = batch.length === size ? next(batch.at(-1)) : undefined;
+      // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
+      pending?.catch(() => {});
+      if (batch.length > 0) yield batch;
+    }
+  } finally {
+    // Settled before the caller goes on, so nothing else waits behind it on the connection.
+    await pending?.catch(() => {});
   }
 }
 
@@ -382,18 +394,9 @@ export async function streamSharesOf(db: Queryable) {
          WHERE ${live} ORDER BY m.transaction_id, m.global_position`,
       );
       await db.query('SET LOCAL cursor_tuple_fraction TO DEFAULT');
-      const fetch = () => db.query(`FETCH ${size} FROM ${name}`).then(({ rows }) => rows.map(toStoredEvent));
-      let pending: Promise<StoredEvent[]> | undefined = fetch();
       try {
-        while (pending) {
-          const batch: StoredEvent[] = await pending;
-          pending = batch.length === size ? fetch() : undefined;
-          // A caller that stops early leaves the prefetch unread: its failure must not go unhandled.
-          pending?.catch(() => {});
-          if (batch.length > 0) yield batch;
-        }
+        yield* prefetched(size, () => db.query(`FETCH ${size} FROM ${name}`).then(({ rows }) => rows.map(toStoredEvent)));
       } finally {
-        await pending?.catch(() => {});
         await db.query(`CLOSE ${name}`).catch(() => {});
       }
     },

@@ -12,6 +12,7 @@ import type { Clock } from '../core/clock.ts';
 import { DomainError } from '../domain/shared/errors.ts';
 import { vmDecider, type VmCommand } from '../domain/vm/decider.ts';
 import { vmStream } from '../domain/vm/events.ts';
+import { alreadyReported } from '../domain/vm/state.ts';
 import { handleCommand, handleTogether, type CommandDeps, type Together } from '../ledger/handle.ts';
 import type { Hosts } from '../ledger/hosts.ts';
 import { openOperationsOfHost, requestedTimesOnHost } from '../read/operations.ts';
@@ -215,7 +216,7 @@ async function recordReport(deps: Together, hostId: string, report: Report, now:
   try {
     const { events, state } = await handleCommand(deps, vmStream(report.vmId), vmDecider, command);
     if (events.length > 0) return { id: report.id, status: 'accepted' };
-    return { id: report.id, status: state.reportIds.has(report.id) ? 'duplicate' : 'stale' };
+    return { id: report.id, status: alreadyReported(state, report.id) ? 'duplicate' : 'stale' };
   } catch (error) {
     if (!(error instanceof DomainError)) throw error;
     log.warn({ host: hostId, vmId: report.vmId, reason: error.message }, 'spoke report refused');

@@ -9,7 +9,7 @@ import { accountSnapshot } from '../../src/domain/account/snapshot.ts';
 import type { Account } from '../../src/domain/account/state.ts';
 import { SnapshotShapeError, type SnapshotCodec } from '../../src/domain/shared/snapshot.ts';
 import { vmDecider } from '../../src/domain/vm/decider.ts';
-import type { Vm } from '../../src/domain/vm/state.ts';
+import { rememberedStateReports, type Vm } from '../../src/domain/vm/state.ts';
 import { vmSnapshot } from '../../src/domain/vm/snapshot.ts';
 import { accountEvents, vmEvents } from '../support/event-arbitraries.ts';
 
@@ -89,13 +89,15 @@ describe('a snapshot that is not as written is refused', () => {
     });
   }
 
-  it('capsul: an unknown state, report ids that are not text, an unknown operation kind', () => {
+  it('capsul: an unknown state, report ids that are not text, an unknown operation kind, more recent state reports than a capsul keeps', () => {
     const vm = vmSnapshot.encode(vmDecider.initialState()) as Record<string, unknown>;
     assert.deepStrictEqual(vmSnapshot.decode(vm), vmDecider.initialState() satisfies Vm);
     for (const bad of [
       { ...vm, state: 'exploded' },
       { ...vm, reportIds: [1] },
       { ...vm, openOperations: [['op-1', 'reboot']] },
+      { ...vm, recentStateReports: [7] },
+      { ...vm, recentStateReports: Array.from({ length: rememberedStateReports + 1 }, (_, i) => `report-${i}`) },
     ]) {
       assert.throws(() => vmSnapshot.decode(bad), SnapshotShapeError);
     }

@@ -31,7 +31,7 @@ import type {
   VmStopRequested,
   VmVanished,
 } from '../../src/domain/vm/events.ts';
-import { evolveVm, initialVm } from '../../src/domain/vm/state.ts';
+import { alreadyReported, evolveVm, initialVm, rememberedStateReports } from '../../src/domain/vm/state.ts';
 import { failsWith } from '../support/domain-error.ts';
 
 const testCause = { by: { kind: 'spoke', id: 'host-a' } } as const;
@@ -572,6 +572,36 @@ describe('receiving the same report again', () => {
       vmFailed('could not start: disk full', after(660), ids('report-fail-9', startOp)),
     ])
       .when(recordFailure('disk full', host, after(120), ids('report-fail-8', placement)))
+      .thenNothingHappened();
+  });
+
+  it('forgets a state report once a hundred newer ones are recorded, and the same report then is stale: nothing happens either way', () => {
+    const report = ids('report-state-old');
+    const old = vmStateObserved('stopped', after(300), report);
+    const newer = (count: number) =>
+      Array.from({ length: count }, (_, i) =>
+        vmStateObserved(i % 2 === 0 ? 'running' : 'stopped', after(400 + i), ids(`report-state-${i}`)),
+      );
+    const remembered = [...runningOnHost(), old, ...newer(rememberedStateReports - 1)].reduce(evolveVm, initialVm());
+    assert.ok(alreadyReported(remembered, 'report-state-old'));
+    const forgotten = [...runningOnHost(), old, ...newer(rememberedStateReports)].reduce(evolveVm, initialVm());
+    assert.ok(!alreadyReported(forgotten, 'report-state-old'));
+    assert.equal(forgotten.recentStateReports.length, rememberedStateReports);
+    assert.equal(forgotten.recentStateReports.at(-1), `report-state-${rememberedStateReports - 1}`);
+    given([...runningOnHost(), old, ...newer(rememberedStateReports)])
+      .when(observeState('stopped', after(300), host, report))
+      .thenNothingHappened();
+  });
+
+  it('remembers the reports that are not state reports however many state reports follow', () => {
+    const report = ids('report-prov-kept', placement);
+    const later = Array.from({ length: 3 * rememberedStateReports }, (_, i) =>
+      vmStateObserved(i % 2 === 0 ? 'stopped' : 'running', after(120 + i), ids(`report-state-${i}`)),
+    );
+    const state = [vmPlaced(), vmProvisioned(after(60), report), ...later].reduce(evolveVm, initialVm());
+    assert.ok(alreadyReported(state, 'report-prov-kept'));
+    given([vmPlaced(), vmProvisioned(after(60), report), ...later])
+      .when(recordProvisioned(host, after(60), report))
       .thenNothingHappened();
   });
 

@@ -13,6 +13,7 @@ import type { LedgerEvent } from '../../src/domain/events.ts';
 import { currentEventVersion } from '../../src/domain/upcast.ts';
 import { vmDecider } from '../../src/domain/vm/decider.ts';
 import { vmStream, type VmEvent } from '../../src/domain/vm/events.ts';
+import { rememberedStateReports } from '../../src/domain/vm/state.ts';
 import { appendEvents } from '../../src/ledger/append.ts';
 import { load, loadFromStart, snapshotEvery } from '../../src/ledger/load.ts';
 import { createPool } from '../../src/db/database.ts';
@@ -181,7 +182,7 @@ describe('a long stream loads from its snapshot', () => {
     const loaded = await load(db.pool, streamId, vmDecider);
     assert.deepEqual(loaded.start, { from: 'snapshot', version });
     assert.equal(loaded.version, moreVersion);
-    assert.equal(loaded.state.reportIds.size, snapshotEvery + 35);
+    assert.equal(loaded.state.recentStateReports.length, rememberedStateReports);
     assert.deepStrictEqual(loaded.state, (await loadFromStart(db.pool, streamId, vmDecider)).state);
   });
 

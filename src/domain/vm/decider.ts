@@ -8,7 +8,7 @@ import type { CommandContext } from '../events.ts';
 import { invalid, notFound, refused } from '../shared/errors.ts';
 import { observedStates, type HostKeyFingerprint, type ObservedState, type VmEvent } from './events.ts';
 import { vmSnapshot } from './snapshot.ts';
-import { addressesOf, evolveVm, foldVm, initialVm, type Vm } from './state.ts';
+import { addressesOf, alreadyReported, evolveVm, foldVm, initialVm, type Vm } from './state.ts';
 
 /** What the account stream says about the capsul, loaded by the adapter. */
 /** What the capsul's account says of it: its deletion asked, its account suspended for nonpayment (no start then). */
@@ -45,8 +45,6 @@ export type VmCommand =
 
 export const maxFailureLength = 2000;
 
-/** A report already recorded, checked once the reporting host is known to be the capsul's. */
-const alreadyReported = (state: Vm, reportId: string | null) => reportId !== null && state.reportIds.has(reportId);
 /** Whether a report completes an operation still waiting for its outcome. */
 const completesOperation = (state: Vm, operationId: string | null) => operationId !== null && state.openOperations.has(operationId);
 /** Gone from its host, asked to or not: what the host reports of it afterwards changes nothing. */

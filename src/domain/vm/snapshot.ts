@@ -1,7 +1,7 @@
 // The capsul's state as a snapshot (domain/shared/snapshot.ts): its sets and open operations as lists,
 // in the order they hold them.
-import { fields, flag, list, number, oneOf, orNull, row, text, type SnapshotCodec } from '../shared/snapshot.ts';
-import type { Vm } from './state.ts';
+import { fields, flag, list, number, oneOf, orNull, row, SnapshotShapeError, text, type SnapshotCodec } from '../shared/snapshot.ts';
+import { rememberedStateReports, type Vm } from './state.ts';
 import { observedStates, type OperationKind } from './events.ts';
 
 const states: readonly Vm['state'][] = [...observedStates, 'pending', 'creating', 'deleted', 'vanished', 'failed'];
@@ -18,8 +18,16 @@ function decodeVanished(value: unknown): NonNullable<Vm['vanished']> {
 
 const texts = (value: unknown, what: string) => list(value, what).map((item) => text(item, what));
 
+/** The recent state reports' ids: no more than a fold keeps. */
+function recentStateReports(value: unknown): string[] {
+  const ids = texts(value, 'a state report id');
+  if (ids.length > rememberedStateReports)
+    throw new SnapshotShapeError(`snapshot: ${ids.length} recent state reports, more than a capsul keeps`);
+  return ids;
+}
+
 export const vmSnapshot: SnapshotCodec<Vm> = {
-  shapeVersion: 1,
+  shapeVersion: 2,
   encode: (state) => ({
     host: state.host,
     provisioned: state.provisioned,
@@ -30,6 +38,7 @@ export const vmSnapshot: SnapshotCodec<Vm> = {
     deletionAsked: state.deletionAsked,
     vanished: state.vanished,
     reportIds: [...state.reportIds],
+    recentStateReports: state.recentStateReports,
     addresses: state.addresses,
     operationIds: [...state.operationIds],
     openOperations: [...state.openOperations],
@@ -46,6 +55,7 @@ export const vmSnapshot: SnapshotCodec<Vm> = {
       deletionAsked: flag(s.deletionAsked, 'deletion asked'),
       vanished: orNull(s.vanished, decodeVanished, 'the vanishing'),
       reportIds: new Set(texts(s.reportIds, 'a report id')),
+      recentStateReports: recentStateReports(s.recentStateReports),
       addresses: orNull(s.addresses, text, 'the addresses'),
       operationIds: new Set(texts(s.operationIds, 'an operation id')),
       openOperations: new Map(

@@ -15,14 +15,28 @@ export type Vm = {
   deletionAsked: boolean;
   /** the host reported it gone unasked: when the ledger takes it to have gone, by which host and report */
   vanished: { at: string; host: string; reportId: string | null } | null;
-  /** reports already recorded: the same report again changes nothing */
+  /** reports already recorded other than state reports (a capsul has a handful), remembered for good: the same report again changes nothing */
   reportIds: ReadonlySet<string>;
+  /**
+   * The ids of the last `rememberedStateReports` state reports recorded, oldest first. A capsul
+   * reporting for years keeps these, not all of its reports: a state report sent again after that many
+   * newer ones were recorded is stale (no newer than the last), which changes nothing, as a duplicate
+   * does (docs/spoke-protocol.md).
+   */
+  recentStateReports: readonly string[];
   /** the addresses and host keys last reported, as one comparable text */
   addresses: string | null;
   /** every operation asked of the host, and those still waiting for their outcome (with their kind) */
   operationIds: ReadonlySet<string>;
   openOperations: ReadonlyMap<string, OperationKind>;
 };
+
+/** How many state reports' ids a capsul remembers (Vm.recentStateReports). */
+export const rememberedStateReports = 100;
+
+/** Whether the report was recorded before (a report without an id never was). */
+export const alreadyReported = (state: Vm, reportId: string | null) =>
+  reportId !== null && (state.reportIds.has(reportId) || state.recentStateReports.includes(reportId));
 
 export const initialVm = (): Vm => ({
   host: null,
@@ -35,23 +49,30 @@ export const initialVm = (): Vm => ({
   vanished: null,
   addresses: null,
   reportIds: new Set(),
+  recentStateReports: [],
   operationIds: new Set(),
   openOperations: new Map(),
 });
 
 /** The capsul being folded: its own collections, changed in place (shared/fold.ts). */
-type WorkingVm = Vm & { reportIds: Set<string>; operationIds: Set<string>; openOperations: Map<string, OperationKind> };
+type WorkingVm = Vm & {
+  reportIds: Set<string>;
+  recentStateReports: string[];
+  operationIds: Set<string>;
+  openOperations: Map<string, OperationKind>;
+};
 
 const workingCopy = (state: Vm): WorkingVm => ({
   ...state,
   reportIds: new Set(state.reportIds),
+  recentStateReports: [...state.recentStateReports],
   operationIds: new Set(state.operationIds),
   openOperations: new Map(state.openOperations),
 });
 
 function applyVm(state: WorkingVm, event: VmEvent): void {
   trackOperations(state, event);
-  if ('reportId' in event.data && event.data.reportId) state.reportIds.add(event.data.reportId);
+  if (event.type !== 'VmStateObserved' && 'reportId' in event.data && event.data.reportId) state.reportIds.add(event.data.reportId);
   switch (event.type) {
     case 'VmPlaced':
       state.host = event.data.host;
@@ -65,6 +86,7 @@ function applyVm(state: WorkingVm, event: VmEvent): void {
     case 'VmStateObserved':
       state.state = event.data.state;
       state.lastObservedAtMs = Date.parse(event.data.at);
+      if (event.data.reportId) rememberStateReport(state, event.data.reportId);
       return;
     case 'VmStartRequested':
     case 'VmStopRequested':
@@ -103,6 +125,12 @@ function applyVm(state: WorkingVm, event: VmEvent): void {
  * to it: bump `vmSnapshot.shapeVersion` (snapshot.ts), or stored snapshots lie.
  */
 export const { fold: foldVm, evolve: evolveVm } = linearFold(workingCopy, applyVm);
+
+/** Remembers a state report's id among the recent ones, forgetting the oldest beyond rememberedStateReports. */
+function rememberStateReport(state: WorkingVm, reportId: string): void {
+  state.recentStateReports.push(reportId);
+  if (state.recentStateReports.length > rememberedStateReports) state.recentStateReports.shift();
+}
 
 const requestedKind = (event: VmEvent): OperationKind | null => {
   switch (event.type) {

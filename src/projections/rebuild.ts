@@ -335,45 +335,31 @@ export type RebuildOptions = {
 /**
  * How the live projections and row histories differ from a replay of every event the caller's
  * snapshot (REPEATABLE READ) sees, with what `index` finds of the history index. First by digest:
- * the events folded and hashed here (checking the log) while a second connection, in the same
- * snapshot, hashes the live rows and runs `index`. Only when a digest differs, row by row: the events
- * folded again and written aside (rebuilt_<table>) to be compared. Returns each relation's rows at the
+ * the events folded and hashed here (checking the log), then, in the same snapshot, the live rows
+ * hashed and `index` run by the database. Only when a digest differs, row by row: the events folded
+ * again and written aside (rebuilt_<table>) to be compared. Returns each relation's rows at the
  * snapshot, the ids that differ (none when the digests agree), the relations whose digests differed
  * (compared row by row), and `index`'s answer.
+ *
+ * One after the other, not side by side on two connections: a rebuild runs beside the business, and
+ * keeps about one core busy, the fold's or the database's. Side by side they took a quarter less time,
+ * but on the 2-core machine the p99 of appends meanwhile rose to 3.1-3.6× what it was without a
+ * rebuild, against 2.0-2.2× one after the other (docs/database.md, "Rebuild and verify").
  */
 async function compareWithReplay<T>(
-  pool: pg.Pool,
   client: pg.PoolClient,
   options: FoldOptions,
   index: (db: pg.PoolClient) => Promise<T>,
 ): Promise<{ rows: Record<ReplayedTable, number>; differing: Map<ReplayedTable, string[]>; comparedRowByRow: Relation[]; index: T }> {
   const columns = await columnsOf(client, relations);
-  const snapshot = (await client.query('SELECT pg_export_snapshot() AS id')).rows[0].id as string;
-  const [replayed, live] = await Promise.allSettled([
-    foldDigests(client, columns, { ...options, log: options.log ?? noKeys }),
-    inSnapshot(pool, snapshot, async (other) => ({ digests: await liveDigests(other, columns), index: await index(other) })),
-  ]);
-  if (replayed.status === 'rejected') throw replayed.reason;
-  if (live.status === 'rejected') throw live.reason;
+  const replayed = await foldDigests(client, columns, { ...options, log: options.log ?? noKeys });
+  const live = await liveDigests(client, columns);
+  const indexAnswer = await index(client);
   const rows = {} as Record<ReplayedTable, number>;
-  for (const relation of relations) rows[relation] = replayed.value.get(relation)!.rows;
-  const disagree = relations.filter((relation) => !sameDigest(replayed.value.get(relation)!, live.value.digests.get(relation)!));
+  for (const relation of relations) rows[relation] = replayed.get(relation)!.rows;
+  const disagree = relations.filter((relation) => !sameDigest(replayed.get(relation)!, live.get(relation)!));
   if (disagree.length > 0) await foldAside(client, disagree, { onProgress: options.onProgress, rowsPerPass: options.rowsPerPass });
-  return { rows, differing: await differingRows(client, disagree), comparedRowByRow: disagree, index: live.value.index };
-}
-
-/** `work` on a connection of its own that reads in the exported `snapshot` (pg_export_snapshot). */
-async function inSnapshot<T>(pool: pg.Pool, snapshot: string, work: (db: pg.PoolClient) => Promise<T>): Promise<T> {
-  if (!/^[0-9A-F]+-[0-9A-F]+-[0-9]+$/.test(snapshot)) throw new Error(`unexpected snapshot id ${snapshot}`);
-  const db = await pool.connect();
-  try {
-    await db.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    await db.query(`SET TRANSACTION SNAPSHOT '${snapshot}'`);
-    return await work(db);
-  } finally {
-    await db.query('ROLLBACK').catch(() => {});
-    db.release();
-  }
+  return { rows, differing: await differingRows(client, disagree), comparedRowByRow: disagree, index: indexAnswer };
 }
 
 /**
@@ -394,7 +380,7 @@ export async function rebuildProjections(pool: pg.Pool, options: RebuildOptions 
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     const snapshot = await currentSnapshot(client);
-    const { rows, differing, comparedRowByRow, index: indexRepair } = await compareWithReplay(pool, client, options, historyIndexRepair);
+    const { rows, differing, comparedRowByRow, index: indexRepair } = await compareWithReplay(client, options, historyIndexRepair);
     const stale = new Map(tableNames.map((table) => [table, new Set([...differing.get(table)!, ...differing.get(historyTable(table))!])]));
     const anyStale = [...stale.values()].some((keys) => keys.size > 0);
     const memory = anyStale ? await foldRows(client, stale) : undefined;
@@ -433,7 +419,7 @@ export async function verifyProjections(pool: pg.Pool, options: { onProgress?: P
   const client = await pool.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    const { differing, comparedRowByRow, index } = await compareWithReplay(pool, client, options, historyIndexDifferences);
+    const { differing, comparedRowByRow, index } = await compareWithReplay(client, options, historyIndexDifferences);
     const differences = {} as Record<ReplayedTable, number>;
     for (const [table, ids] of differing) differences[table] = ids.length;
     differences[historyIndexTable] = index;

@@ -59,16 +59,16 @@ export async function columnsOf<R extends string>(db: Queryable, relations: read
 
 /** The database's digest of every row of `relation` (columns: columnsOf it), and how many rows. */
 export async function liveDigest(db: Queryable, relation: string, columns: Column[]): Promise<TableDigest> {
+  // Each column's text is computed once, in a subquery of its own (OFFSET 0 keeps the planner from
+  // pasting its expressions back in twice, for the length prefix and the text).
+  const values = columns.map(({ name, type }, i) => `${encodings[type].sql(`t.${quoteIdent(name)}`)} AS c${i}`).join(', ');
   const text = columns
-    .map(({ name, type }) => {
-      const column = `t.${quoteIdent(name)}`;
-      const value = encodings[type].sql(column);
-      return `CASE WHEN ${column} IS NULL THEN '-' ELSE octet_length(${value})::text || ':' || ${value} END`;
-    })
+    .map(({ name }, i) => `CASE WHEN t.${quoteIdent(name)} IS NULL THEN '-' ELSE octet_length(v.c${i})::text || ':' || v.c${i} END`)
     .join(' || ');
   const { rows } = await db.query(
     `SELECT count(*)::int AS rows, sha256(string_agg(h, ''::bytea ORDER BY h)) AS digest
-     FROM (SELECT substr(sha256(convert_to(${text}, 'UTF8')), 1, ${hashBytes}) AS h FROM ${relation} t) hashed`,
+     FROM (SELECT substr(sha256(convert_to(${text}, 'UTF8')), 1, ${hashBytes}) AS h
+           FROM ${relation} t, LATERAL (SELECT ${values} OFFSET 0) v) hashed`,
   );
   return { rows: rows[0].rows, digest: rows[0].digest ?? null };
 }

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildHub } from '../../src/hub/app.ts';
 import { Hosts } from '../../src/ledger/hosts.ts';
 import { placePending, scheduleDeletions } from '../../src/ledger/reactor.ts';
+import { rememberedStateReports } from '../../src/domain/vm/state.ts';
 import { verifyProjections } from '../../src/projections/rebuild.ts';
 import type { Heartbeat, Operation, Report } from '../../src/spoke/protocol.ts';
 import { operator, projectionsMatch, sshKey, testDatabase, type TestDatabase } from '../support/db.ts';
@@ -299,5 +300,42 @@ describe('report batches', () => {
     assert.deepEqual(Object.fromEntries(states.rows.map((r) => [r.id, r.state])), { [first!]: 'stopped', [second!]: 'running' });
     // Two versions of one capsul's row written in one transaction: the row history still equals a replay.
     assert.deepEqual(await verifyProjections(db.pool), projectionsMatch);
+  });
+
+  it('answers a state report sent again duplicate while it is one of the last 100 recorded, stale after, and records it neither time', async () => {
+    await heartbeat('roomy');
+    const vmId = await newCapsul('many-states@example.org');
+    await placePending({ pool: db.pool });
+    const create = (await operations('roomy')).find((op) => op.vmId === vmId)!;
+    const start = Date.now();
+    const provisioned: Report = {
+      ...reportBase(vmId, create.id, new Date(start)),
+      type: 'provisioned',
+      ipv4: null,
+      ipv6: null,
+      sshHostKeys: [],
+    };
+    const states: Report[] = Array.from({ length: rememberedStateReports + 1 }, (_, i) => ({
+      ...reportBase(vmId, null, new Date(start + 10 * (i + 1))),
+      type: 'state',
+      state: i % 2 === 0 ? 'running' : 'stopped',
+    }));
+    const first = await report('roomy', [provisioned, ...states.slice(0, rememberedStateReports - 1)]);
+    assert.ok(first.json().results.every((r: { status: string }) => r.status === 'accepted'));
+    const events = async () =>
+      (await db.pool.query(`SELECT count(*)::int AS n FROM emt_messages WHERE stream_id = $1`, [`vm-${vmId}`])).rows[0].n as number;
+    // 100 state reports recorded: the first is still remembered.
+    assert.equal((await report('roomy', [states[rememberedStateReports - 1]!])).json().results[0].status, 'accepted');
+    const recorded = await events();
+    assert.equal((await report('roomy', [states[0]!])).json().results[0].status, 'duplicate');
+    // The 101st: the first is forgotten, and no newer than the last, so stale.
+    assert.equal((await report('roomy', [states[rememberedStateReports]!])).json().results[0].status, 'accepted');
+    assert.deepEqual(
+      (await report('roomy', [states[0]!, states[rememberedStateReports]!, provisioned]))
+        .json()
+        .results.map((r: { status: string }) => r.status),
+      ['stale', 'duplicate', 'duplicate'],
+    );
+    assert.equal(await events(), recorded + 1);
   });
 });

@@ -3,10 +3,11 @@
 // sending a row either way. A row's text is each column in the table's order, length-prefixed (so no
 // value can pass for two), in an encoding both sides produce from the column's type; its hash is the
 // first 16 bytes of sha256 of that text; a table's digest is sha256 of its rows' hashes in byte order,
-// the same for any order the rows come in, computed by the database on both sides (a replay's hashes
-// are written to a temporary table as they come, so memory does not grow with the rows). Equal digests mean equal rows. A value the memory side
-// cannot encode as the database would (an unusual timestamp's text, a number jsonb prints otherwise)
-// makes the digests differ, never agree falsely: the caller then compares row by row.
+// the same for any order the rows come in, computed by the database on both sides (digestOfHashes; a
+// replay's hashes are written to a temporary table as they come, so memory does not grow with the rows).
+// Equal digests mean equal rows. A value the memory side cannot encode as the database would (an unusual
+// timestamp's text, a number jsonb prints otherwise) makes the digests differ, never agree falsely: the
+// caller then compares row by row.
 import { hash } from 'node:crypto';
 import type { Queryable } from '../db/event-store.ts';
 import type { Row } from './tables.ts';
@@ -66,7 +67,7 @@ export async function liveDigest(db: Queryable, relation: string, columns: Colum
     .map(({ name }, i) => `CASE WHEN t.${quoteIdent(name)} IS NULL THEN '-' ELSE octet_length(v.c${i})::text || ':' || v.c${i} END`)
     .join(' || ');
   const { rows } = await db.query(
-    `SELECT count(*)::int AS rows, sha256(string_agg(h, ''::bytea ORDER BY h)) AS digest
+    `SELECT count(*)::int AS rows, ${digestOfHashes} AS digest
      FROM (SELECT substr(sha256(convert_to(${text}, 'UTF8')), 1, ${hashBytes}) AS h
            FROM ${relation} t, LATERAL (SELECT ${values} OFFSET 0) v) hashed`,
   );
@@ -76,6 +77,9 @@ export async function liveDigest(db: Queryable, relation: string, columns: Colum
 export type TableDigest = { rows: number; digest: Buffer | null };
 
 const hashBytes = 16;
+
+/** A table's digest from its rows' hashes (column `h`), the same SQL for the live rows and a replay's. */
+const digestOfHashes = `sha256(string_agg(h, ''::bytea ORDER BY h))`;
 
 /** The temporary table a replay's row hashes are written to, a chunk a row (ReplayDigests). */
 const replayedHashes = 'capsul_replayed_row_hashes';
@@ -130,16 +134,20 @@ export class ReplayDigests<R extends string> {
     for (const relation of this.#relations.keys()) this.#close(relation);
     const full = this.#full;
     this.#full = [];
-    for (const { relation, hashes } of full)
-      await this.db.query(`INSERT INTO pg_temp.${replayedHashes} (relation, hashes) VALUES ($1, $2)`, [relation, hashes]);
+    if (full.length === 0) return;
+    await this.db.query(`INSERT INTO pg_temp.${replayedHashes} (relation, hashes) SELECT * FROM unnest($1::text[], $2::bytea[])`, [
+      full.map((chunk) => chunk.relation),
+      full.map((chunk) => chunk.hashes),
+    ]);
   }
 
   /** Every relation's digest; a relation with a row that could not be encoded as the database would gets an empty one, which no table has. */
   async digests(): Promise<Map<R, TableDigest>> {
     await this.flush();
     const { rows } = await this.db.query(
-      `SELECT relation, sha256(string_agg(substr(hashes, i * ${hashBytes} + 1, ${hashBytes}), ''::bytea ORDER BY substr(hashes, i * ${hashBytes} + 1, ${hashBytes}))) AS digest
-       FROM pg_temp.${replayedHashes} CROSS JOIN LATERAL generate_series(0, octet_length(hashes) / ${hashBytes} - 1) AS i GROUP BY relation`,
+      `SELECT relation, ${digestOfHashes} AS digest FROM pg_temp.${replayedHashes}
+       CROSS JOIN LATERAL generate_series(0, octet_length(hashes) / ${hashBytes} - 1) AS i
+       CROSS JOIN LATERAL substr(hashes, i * ${hashBytes} + 1, ${hashBytes}) AS h GROUP BY relation`,
     );
     const written = new Map<string, Buffer>(rows.map((row) => [row.relation, row.digest]));
     const digests = new Map<R, TableDigest>();

@@ -72,7 +72,7 @@ const workingCopy = (state: Vm): WorkingVm => ({
 
 function applyVm(state: WorkingVm, event: VmEvent): void {
   trackOperations(state, event);
-  if (event.type !== 'VmStateObserved' && 'reportId' in event.data && event.data.reportId) state.reportIds.add(event.data.reportId);
+  rememberReport(state, event);
   switch (event.type) {
     case 'VmPlaced':
       state.host = event.data.host;
@@ -86,7 +86,6 @@ function applyVm(state: WorkingVm, event: VmEvent): void {
     case 'VmStateObserved':
       state.state = event.data.state;
       state.lastObservedAtMs = Date.parse(event.data.at);
-      if (event.data.reportId) rememberStateReport(state, event.data.reportId);
       return;
     case 'VmStartRequested':
     case 'VmStopRequested':
@@ -126,8 +125,17 @@ function applyVm(state: WorkingVm, event: VmEvent): void {
  */
 export const { fold: foldVm, evolve: evolveVm } = linearFold(workingCopy, applyVm);
 
-/** Remembers a state report's id among the recent ones, forgetting the oldest beyond rememberedStateReports. */
-function rememberStateReport(state: WorkingVm, reportId: string): void {
+/**
+ * Remembers the id of a report recorded: a state report's among the recent ones (forgetting the oldest
+ * beyond rememberedStateReports), any other's for good.
+ */
+function rememberReport(state: WorkingVm, event: VmEvent): void {
+  const reportId = 'reportId' in event.data ? event.data.reportId : null;
+  if (!reportId) return;
+  if (event.type !== 'VmStateObserved') {
+    state.reportIds.add(reportId);
+    return;
+  }
   state.recentStateReports.push(reportId);
   if (state.recentStateReports.length > rememberedStateReports) state.recentStateReports.shift();
 }

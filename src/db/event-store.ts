@@ -384,13 +384,14 @@ export async function streamSharesOf(db: Queryable) {
      * at a million events, one share of 21: 2.3 s of the database's time against 0.7 s).
      */
     async *events(share: number, batchSize: number): AsyncGenerator<StoredEvent[]> {
-      const name = `capsul_share_${Math.trunc(share)}`;
+      const shareNumber = Math.trunc(share);
+      const name = `capsul_share_${shareNumber}`;
       const size = Math.trunc(batchSize);
       // Planned for the whole result (one join, one sort), not its first rows (the log's order).
       await db.query('SET LOCAL cursor_tuple_fraction = 1');
       await db.query(
         `DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${eventColumns('m')} FROM emt_messages m
-         JOIN pg_temp.${streamShares} s ON s.stream_id = m.stream_id AND s.share = ${Math.trunc(share)}
+         JOIN pg_temp.${streamShares} s ON s.stream_id = m.stream_id AND s.share = ${shareNumber}
          WHERE ${live} ORDER BY m.transaction_id, m.global_position`,
       );
       await db.query('SET LOCAL cursor_tuple_fraction TO DEFAULT');

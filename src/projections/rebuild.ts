@@ -88,15 +88,14 @@ async function logCheck(client: pg.PoolClient, log: LogEvidence) {
 
 /**
  * Every event the caller's snapshot sees, folded in passes, the first also checking the events against
- * the signed log; `atEnd` gets each pass's fold. Passes
- * enough that no pass holds more than `rowsPerPass` rows and versions, for a ledger making
- * `rowsPerEvent` of them an event. Each pass holds one share of the rows (all of them when one pass will
- * do): by default, each pass reads every event and keeps the rows in its share (shareOf); `byAccount`,
- * each pass folds the events of its share of the accounts (AccountShares) and the first reads every
- * event (for the log, and to learn which share each stream is in), the others only their own, so the
- * log is read about twice in all, not once a pass. That rests on every row being written by the events
- * of one account, or of none (hosts, holds); the digest comparison catches a fold that breaks it (it
- * would disagree with the tables).
+ * the signed log; `atEnd` gets each pass's fold. Passes enough that no pass holds more than
+ * `rowsPerPass` rows and versions, for a ledger making `rowsPerEvent` of them an event. Each pass holds
+ * one share of the rows (all of them when one pass will do): by default, each pass reads every event
+ * and keeps the rows in its share (shareOf); `byAccount`, each pass folds the events of its share of
+ * the accounts (AccountShares) and the first reads every event (for the log, and to learn which share
+ * each stream is in), the others only their own, so the log is read about twice in all, not once a
+ * pass. That rests on every row being written by the events of one account, or of none (hosts, holds);
+ * the digest comparison catches a fold that breaks it (it would disagree with the tables).
  */
 async function foldInPasses(
   client: pg.PoolClient,
@@ -342,9 +341,9 @@ export type RebuildOptions = {
  * (compared row by row), and `index`'s answer.
  *
  * One after the other, not side by side on two connections: a rebuild runs beside the business, and
- * keeps about one core busy, the fold's or the database's. Side by side they took a quarter less time,
- * but on the 2-core machine the p99 of appends meanwhile rose to 3.1-3.6× what it was without a
- * rebuild, against 2.0-2.2× one after the other (docs/database.md, "Rebuild and verify").
+ * keeps about one core busy, the fold's or the database's. Side by side they took a quarter less time
+ * but left appends on a 2-core machine much slower meanwhile (measured in docs/database.md, "Rebuild
+ * and verify").
  */
 async function compareWithReplay<T>(
   client: pg.PoolClient,
